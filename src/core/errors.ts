@@ -1,0 +1,38 @@
+/**
+ * Typed errors. Every check that guards a kernel throws one of these in TypeScript, before any
+ * backend (and so any native code) sees the input.
+ */
+export class XceptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A tensor or input has the wrong rank, size or dimensions. */
+export class ShapeError extends XceptionError {}
+
+/** An option is unknown, out of range or inconsistent with another option. */
+export class OptionError extends XceptionError {}
+
+/** A tensor was used after `dispose()`. */
+export class DisposedError extends XceptionError {}
+
+/** The requested backend cannot run here (not built, not loadable, wrong dtype). */
+export class BackendError extends XceptionError {}
+
+export function shapeToString(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export function assertShape(cond: boolean, message: string): asserts cond {
+  if (!cond) throw new ShapeError(message);
+}
+
+export function assertOption(cond: boolean, message: string): asserts cond {
+  if (!cond) throw new OptionError(message);
+}
+
+export function isPositiveInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0;
+}
