@@ -100,10 +100,57 @@ async function loadFactory(): Promise<Factory> {
   return mod.default;
 }
 
+/**
+ * Upper bound (bytes) for the wasm heap while a read is in progress; Infinity otherwise.
+ *
+ * HDF5 trusts sizes found in the file's metadata: a corrupt local heap or B-tree node can make it
+ * allocate a gigabyte before it notices the address lies past the end of the file (seen in
+ * fuzzing). The emscripten glue grows the wasm memory through the imported function
+ * `env.emscripten_resize_heap`; wrapping that import lets us refuse growth past the limit, so the
+ * allocation fails inside HDF5 (malloc returns NULL, HDF5 reports an error) instead of succeeding.
+ */
+let heapLimit = Infinity;
+
+/** Runs `fn` with the wasm heap allowed to grow by at most `extraBytes` beyond its current size. */
+export function withHeapLimit<T>(m: H5Module, extraBytes: number, fn: () => T): T {
+  const saved = heapLimit;
+  heapLimit = m.HEAPU8.length + extraBytes;
+  try {
+    return fn();
+  } finally {
+    heapLimit = saved;
+  }
+}
+
+let compiled: WebAssembly.Module | null = null;
+
+type Instantiate = (source: unknown, imports?: WebAssembly.Imports) => Promise<unknown>;
+
 async function instantiate(): Promise<H5Module> {
   factoryPromise ??= loadFactory();
   const factory = await factoryPromise;
-  const m = await factory({ noInitialRun: true, print: () => undefined, printErr: () => undefined });
+  // The glue instantiates its embedded binary with WebAssembly.instantiate(bytes, imports). For the
+  // duration of that call, intercept it to (1) wrap the heap-growth import and (2) compile the
+  // binary once and reuse the compiled module when an instance has to be replaced.
+  const wasm = WebAssembly as unknown as { instantiate: Instantiate };
+  const original = wasm.instantiate;
+  wasm.instantiate = async (source: unknown, imports?: WebAssembly.Imports) => {
+    const env = imports?.env as Record<string, unknown> | undefined;
+    const grow = env?.emscripten_resize_heap;
+    if (env && typeof grow === 'function') {
+      env.emscripten_resize_heap = (requested: number) => ((requested >>> 0) > heapLimit ? 0 : (grow as (n: number) => number)(requested));
+    }
+    if (source instanceof WebAssembly.Module) return original.call(WebAssembly, source, imports);
+    compiled ??= await WebAssembly.compile(source as BufferSource);
+    const instance = await original.call(WebAssembly, compiled, imports);
+    return { module: compiled, instance };
+  };
+  let m: H5Module;
+  try {
+    m = await factory({ noInitialRun: true, print: () => undefined, printErr: () => undefined });
+  } finally {
+    wasm.instantiate = original;
+  }
   m.activate_throwing_error_handler();
   if (!m.FS.analyzePath('/xception').exists) m.FS.mkdir('/xception');
   return m;

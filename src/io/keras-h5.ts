@@ -19,7 +19,7 @@
 import * as fsp from 'node:fs/promises';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic } from './atomic.js';
-import { describeH5Failure, H5Metadata, H5Module, h5Module, H5T, H5WriteMetadata, scratchPath } from './h5-runtime.js';
+import { describeH5Failure, H5Metadata, H5Module, h5Module, H5T, H5WriteMetadata, scratchPath, withHeapLimit } from './h5-runtime.js';
 import { elementCount, NamedWeight, shapeText } from './weights.js';
 
 export interface KerasLayer {
@@ -38,6 +38,8 @@ export interface KerasH5WriteOptions {
 const HDF5_OBJECT_HEADER_LIMIT = 64512;
 const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
 const STR_SPACEPAD = 2;
+/** Wasm heap growth allowed during a read on top of twice the file size (HDF5 metadata/chunk caches). */
+const READ_HEAP_SLACK = 64 * 1024 * 1024;
 
 /** Reads a Keras H5 weight file from a path or from its bytes. `label` names in-memory bytes in errors. */
 export async function readKerasH5(source: Uint8Array | string, label?: string): Promise<KerasLayer[]> {
@@ -65,9 +67,12 @@ export async function readKerasH5(source: Uint8Array | string, label?: string): 
   let fileId: bigint | null = null;
   try {
     m.FS.writeFile(memPath, bytes);
-    fileId = m.open(memPath, m.H5F_ACC_RDONLY, false, -1, -1);
-    if (fileId < 0n) throw new WeightFileError(name, 'HDF5 could not open the file');
-    return readLayers(m, fileId, name, bytes.length);
+    // Room for one dataset buffer (at most the file size) and HDF5's caches; more is a corrupt file.
+    return withHeapLimit(m, 2 * bytes.length + READ_HEAP_SLACK, () => {
+      fileId = m.open(memPath, m.H5F_ACC_RDONLY, false, -1, -1);
+      if (fileId < 0n) throw new WeightFileError(name, 'HDF5 could not open the file');
+      return readLayers(m, fileId, name, bytes.length);
+    });
   } catch (e) {
     if (e instanceof WeightFileError) throw e;
     throw new WeightFileError(name, describeH5Failure(e));
