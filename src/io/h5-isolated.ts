@@ -56,7 +56,7 @@ function getWorker(): Worker {
   return w;
 }
 
-export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs: number): Promise<KerasLayer[]> {
+export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs: number, transferBytes = false): Promise<KerasLayer[]> {
   const run = () =>
     new Promise<KerasLayer[]>((resolve, reject) => {
       const w = getWorker();
@@ -70,7 +70,7 @@ export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs:
         reject(new WeightFileError(name, `reading took longer than ${timeoutMs} ms and was stopped (corrupt file, or raise timeoutMs)`));
       }, timeoutMs);
       pending.set(id, { worker: w, name, resolve, reject, timer });
-      w.postMessage({ id, bytes, name });
+      w.postMessage({ id, bytes, name }, transferBytes ? [bytes.buffer as ArrayBuffer] : []);
     });
   const result = queue.then(run, run);
   queue = result.catch(() => undefined);

@@ -63,8 +63,10 @@ export async function readKerasH5(source: Uint8Array | string, options: KerasH5R
   const opts: KerasH5ReadOptions = typeof options === 'string' ? { label: options } : options;
   let bytes: Uint8Array;
   let name: string;
+  let owned = false;
   if (typeof source === 'string') {
     name = source;
+    owned = true;
     try {
       bytes = await fsp.readFile(source);
     } catch (e) {
@@ -80,7 +82,9 @@ export async function readKerasH5(source: Uint8Array | string, options: KerasH5R
   if (opts.isolate === false) return parseKerasH5(bytes, name);
   const timeoutMs = opts.timeoutMs ?? 30_000 + Math.ceil(bytes.length / 1_000_000) * 1000;
   const { parseKerasH5Isolated } = await import('./h5-isolated.js');
-  return parseKerasH5Isolated(bytes, name, timeoutMs);
+  // Bytes read here from a path are ours to hand over to the worker without a copy.
+  const transferable = owned && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  return parseKerasH5Isolated(bytes, name, timeoutMs, transferable);
 }
 
 function checkSignature(bytes: Uint8Array, name: string): void {
