@@ -80,7 +80,7 @@ async function resolveCifarDir(dir: string, info: VariantInfo, split: Split): Pr
   const nested = join(dir, info.archiveDir);
   if (await isFile(join(nested, first))) return nested;
   const looked = [dir, nested].flatMap((d) => info.files[split].map((f) => join(d, f)));
-  const what = (await isDirectory(dir)) ? 'CIFAR batch files not found' : 'dataset directory does not exist';
+  const what = (await isDirectory(dir)) ? `CIFAR batch files not found in ${dir}` : `dataset directory ${dir} does not exist`;
   throw new DatasetError(`${what}; looked for ${looked.join(', ')}. Download the "binary version" from https://www.cs.toronto.edu/~kriz/cifar.html and extract it there.`, dir);
 }
 

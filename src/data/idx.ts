@@ -108,7 +108,7 @@ export async function loadIdxDataset(dir: string, split: Split, options: IdxData
   const candidates = idxFileCandidates(dir, split);
   const hint = options.installHint ? ` ${options.installHint}` : '';
   if (!(await isDirectory(dir))) {
-    throw new DatasetError(`dataset directory does not exist; looked for ${candidates.images.join(', ')} and ${candidates.labels.join(', ')}.${hint}`, dir);
+    throw new DatasetError(`dataset directory ${dir} does not exist; looked for ${candidates.images.join(', ')} and ${candidates.labels.join(', ')}.${hint}`, dir);
   }
   const imagesPath = await firstExisting(candidates.images);
   const labelsPath = await firstExisting(candidates.labels);
