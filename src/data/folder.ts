@@ -40,17 +40,18 @@ function byCodePoint(a: string, b: string): number {
 /** Lists classes (sorted sub-folders) and their image files (sorted), checking the layout. */
 export async function scanImageFolder(root: string): Promise<{ classNames: string[]; files: string[]; labels: number[] }> {
   if (!(await isDirectory(root))) throw new DatasetError('image folder does not exist or is not a directory', root);
-  const entries = await fs.readdir(root, { withFileTypes: true });
-  // Hidden entries (.git, .DS_Store) are never classes or images.
-  const classNames = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort(byCodePoint);
+  // Hidden entries (.git, .DS_Store) are never classes or images; symlinked class folders count.
+  const classNames: string[] = [];
+  for (const name of await fs.readdir(root)) {
+    if (!name.startsWith('.') && (await isDirectory(join(root, name)))) classNames.push(name);
+  }
+  classNames.sort(byCodePoint);
   if (classNames.length === 0) throw new DatasetError('no class folders: expected one sub-folder of images per class (root/<class>/<image>.png)', root);
   const files: string[] = [];
   const labels: number[] = [];
   for (let k = 0; k < classNames.length; k++) {
     const dir = join(root, classNames[k]!);
-    const names = (await fs.readdir(dir, { withFileTypes: true }))
-      .filter((e) => !e.name.startsWith('.'))
-      .map((e) => e.name).sort(byCodePoint);
+    const names = (await fs.readdir(dir)).filter((name) => !name.startsWith('.')).sort(byCodePoint);
     let n = 0;
     for (const name of names) {
       const path = join(dir, name);
