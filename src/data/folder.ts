@@ -37,12 +37,20 @@ function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (e) {
+    throw new DatasetError(`cannot list folder: ${(e as Error).message}`, dir);
+  }
+}
+
 /** Lists classes (sorted sub-folders) and their image files (sorted), checking the layout. */
 export async function scanImageFolder(root: string): Promise<{ classNames: string[]; files: string[]; labels: number[] }> {
   if (!(await isDirectory(root))) throw new DatasetError('image folder does not exist or is not a directory', root);
   // Hidden entries (.git, .DS_Store) are never classes or images; symlinked class folders count.
   const classNames: string[] = [];
-  for (const name of await fs.readdir(root)) {
+  for (const name of await listDir(root)) {
     if (!name.startsWith('.') && (await isDirectory(join(root, name)))) classNames.push(name);
   }
   classNames.sort(byCodePoint);
@@ -51,11 +59,16 @@ export async function scanImageFolder(root: string): Promise<{ classNames: strin
   const labels: number[] = [];
   for (let k = 0; k < classNames.length; k++) {
     const dir = join(root, classNames[k]!);
-    const names = (await fs.readdir(dir)).filter((name) => !name.startsWith('.')).sort(byCodePoint);
+    const names = (await listDir(dir)).filter((name) => !name.startsWith('.')).sort(byCodePoint);
     let n = 0;
     for (const name of names) {
       const path = join(dir, name);
-      const stat = await fs.stat(path);
+      let stat;
+      try {
+        stat = await fs.stat(path);
+      } catch (e) {
+        throw new DatasetError(`unreadable entry in image folder: ${(e as Error).message}`, path);
+      }
       if (stat.isDirectory()) throw new DatasetError('nested folder inside a class folder; expected only image files', path);
       if (!IMAGE_EXTENSIONS.includes(extname(name).toLowerCase())) {
         throw new DatasetError(`not an image file (expected ${IMAGE_EXTENSIONS.join(', ')})`, path);

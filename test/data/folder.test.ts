@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { DatasetError, loadImageFolder, scanImageFolder } from '../../src/data/index.js';
@@ -103,6 +103,11 @@ test('image folder errors name the folder or file', async () => {
     const full = await sharp(stripes(40, 40, RED, RED), { raw: { width: 40, height: 40, channels: 3 } }).jpeg().toBuffer();
     writeFileSync(join(root4, 'apple', 'cut.jpg'), full.subarray(0, full.length >> 1));
     await rejectsNaming(() => loadImageFolder(root4, { size: 4 }), join(root4, 'apple', 'cut.jpg'), /cannot decode image/);
+
+    const root5 = join(dir, 'r5');
+    await makeFolder(root5);
+    symlinkSync(join(dir, 'does-not-exist.png'), join(root5, 'apple', 'dangling.png'));
+    await rejectsNaming(() => loadImageFolder(root5, { size: 4 }), join(root5, 'apple', 'dangling.png'), /unreadable entry/);
 
     await assert.rejects(() => loadImageFolder(root, { size: 0 }), /size must be an integer/);
     await assert.rejects(() => loadImageFolder(root, { channels: 2 as 1 }), /channels must be 1 or 3/);
