@@ -1,4 +1,12 @@
-/** The data layer: datasets, readers, splits, transforms and the batch loader. */
+/**
+ * The data layer: datasets, readers, splits, transforms and the batch loader.
+ *
+ *   const train = await loadDataset('fashion-mnist', 'train');
+ *   const { train: t, validation: v } = splitIndices(train, { validationFraction: 0.1, seed: 1 });
+ *   const loader = new DataLoader(train, { batchSize: 128, indices: t, seed: 1,
+ *     preprocessing: 'xception', augment: { randomCrop: { padding: 2 }, horizontalFlip: true } });
+ *   for await (const batch of loader) { ... }   // one epoch; loader.getState() for checkpoints
+ */
 export { DatasetError } from './errors.js';
 export {
   type ImageDataset, type FromArraysOptions, FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES,
