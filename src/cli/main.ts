@@ -1,11 +1,15 @@
 /** The `xception` command: dispatches to subcommands and turns typed errors into clear messages. */
 import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
+import { evalCommand } from './commands/eval.js';
 import { summaryCommand } from './commands/summary.js';
+import { trainCommand } from './commands/train.js';
 
 type Command = (argv: string[], out: (s: string) => void) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; about: string }> = {
+  train: { run: trainCommand, about: 'train a model (no options: the main job, Xception on Fashion-MNIST)' },
+  eval: { run: evalCommand, about: 'evaluate a trained run on a test set (top-1, top-5, loss)' },
   summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
 };
 
