@@ -4,10 +4,10 @@
  */
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
+import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
 import { inceptionV3, type InceptionV3Options } from './inception_v3/inception_v3.js';
 import { xception, type XceptionOptions } from './xception/xception.js';
 
-export type Preprocessing = 'xception' | 'inception_v3';
 
 export interface ModelEntry {
   name: string;
@@ -56,8 +56,5 @@ registerModel({
 
 /** Keras `preprocess_input` for these models: pixels in [0, 255] → [-1, 1] (x/127.5 − 1). */
 export function preprocessInput(pixels: ArrayLike<number>, mode: Preprocessing = 'xception'): Float32Array {
-  if (mode !== 'xception' && mode !== 'inception_v3') throw new OptionError(`unknown preprocessing '${mode}'`);
-  const out = new Float32Array(pixels.length);
-  for (let i = 0; i < out.length; i++) out[i] = pixels[i]! / 127.5 - 1;
-  return out;
+  return preprocessPixels(pixels, mode);
 }
