@@ -22,5 +22,8 @@ export * from './nn/layers/pooling.js';
 export { Model, kerasLayerOrder, type ForwardOptions, type ModelSummary, type SummaryRow } from './nn/model.js';
 
 export { xception, xceptionChannels, resolveXceptionOptions, type XceptionOptions } from './models/xception/xception.js';
+export {
+  inceptionV3, inceptionV3MinInput, inceptionV3Sizes, resolveInceptionV3Options, type InceptionV3Options,
+} from './models/inception_v3/inception_v3.js';
 export { buildModel, getModelEntry, modelNames, preprocessInput, registerModel, type ModelEntry } from './models/registry.js';
 export { referenceBackend } from './backends/index.js';

@@ -22,18 +22,21 @@ export const MODEL_FLAGS: FlagSpec = {
 };
 
 export const MODEL_FLAGS_HELP = `Model options:
-  --model NAME                    xception (default)
+  --model NAME                    xception (default) or inception_v3 (Keras InceptionV3, the
+                                  paper's baseline; the flags marked 'xception only' do not apply)
   --input-shape H,W,C             input size (default 299,299,3; 32,32,3 with --stem small)
   --classes N                     classifier outputs (default 1000)
   --no-top                        drop the classifier (global pooling + Dense)
   --pooling avg|max               with --no-top: global pooling of the feature map
   --classifier-activation softmax|linear
-  --stem imagenet|small           'small' keeps the input size through block1 (28×28, 32×32)
+  --stem imagenet|small           'small' keeps small inputs (28×28, 32×32) viable: xception
+                                  keeps the size through block1; inception_v3 runs its stem
+                                  convs at stride 1 'same' with one 'same' max pool (32 → 16)
   --width X                       width multiplier on every channel count (default 1)
-  --middle-blocks N               middle-flow blocks (default 8)
+  --middle-blocks N               middle-flow blocks (xception only, default 8)
   --dropout R                     dropout before the classifier (default 0)
   --seed S                        weight initialization seed (default 0)
-Research switches (defaults are the paper's Xception):
+Research switches (xception only; defaults are the paper's Xception):
   --no-residual                   remove the residual connections (paper figure 9)
   --intermediate-activation none|relu|elu
                                   non-linearity between depthwise and pointwise (figure 10)
@@ -41,6 +44,15 @@ Research switches (defaults are the paper's Xception):
                                   pointwise-first is the "extreme Inception" order
   --segments N|depthwise          channel segments of each spatial convolution:
                                   1 = regular convolution … depthwise = one per channel`;
+
+/** Flags that only some models accept; any other model gets a clear error naming the flag. */
+const MODEL_SPECIFIC_FLAGS: Record<string, readonly string[]> = {
+  'no-residual': ['xception'],
+  'intermediate-activation': ['xception'],
+  order: ['xception'],
+  segments: ['xception'],
+  'middle-blocks': ['xception'],
+};
 
 export interface ModelChoice {
   name: string;
@@ -50,6 +62,11 @@ export interface ModelChoice {
 export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {}): ModelChoice {
   const v = p.values;
   const name = (v['model'] as string | undefined) ?? 'xception';
+  for (const [flag, models] of Object.entries(MODEL_SPECIFIC_FLAGS)) {
+    if (v[flag] !== undefined && !models.includes(name)) {
+      throw new OptionError(`--${flag} applies only to --model ${models.join(' or ')}, not to '${name}'`);
+    }
+  }
   const o: Record<string, unknown> = { ...defaults };
   const set = (k: string, val: unknown) => {
     if (val !== undefined) o[k] = val;

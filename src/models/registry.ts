@@ -5,6 +5,7 @@
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
+import { inceptionV3, type InceptionV3Options } from './inception_v3/inception_v3.js';
 import { xception, type XceptionOptions } from './xception/xception.js';
 
 
@@ -42,6 +43,14 @@ registerModel({
   description: 'Xception (Chollet 2017), Keras applications.Xception layout, with the paper\'s research switches',
   build: (o) => xception(o as XceptionOptions),
   preprocessing: 'xception',
+  defaultInputShape: [299, 299, 3],
+});
+
+registerModel({
+  name: 'inception_v3',
+  description: 'Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper\'s baseline',
+  build: (o) => inceptionV3(o as InceptionV3Options),
+  preprocessing: 'inception_v3',
   defaultInputShape: [299, 299, 3],
 });
 

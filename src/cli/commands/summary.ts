@@ -19,6 +19,7 @@ Examples:
   xception summary
   xception summary --no-top --json
   xception summary --stem small --input-shape 28,28,1 --classes 10 --width 0.25
+  xception summary --model inception_v3
 `;
 
 export async function summaryCommand(argv: string[], out: (s: string) => void): Promise<number> {
