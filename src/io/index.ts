@@ -19,3 +19,4 @@ export { OnnxGraphBuilder, attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOn
 export type { OnnxAttribute, OnnxAttributeValue, OnnxDim, OnnxElemType, OnnxModelOptions, OnnxTensor } from './onnx.js';
 export { modelToOnnx } from './onnx-export.js';
 export type { OnnxExportOptions } from './onnx-export.js';
+export { modelWeightSpec, modelToKerasLayers, applyKerasWeights, loadKerasH5Weights, saveKerasH5Weights, kerasH5WeightsBytes } from './keras-model.js';

@@ -39,3 +39,31 @@ test('Xception weights survive a Keras H5 round trip and load back in Keras laye
   const otherSpec = other.layers.map((l) => ({ name: l.name, weights: l.weights.map((v) => ({ name: v.weightName, shape: [...v.shape] })) }));
   assert.throws(() => matchKerasWeights(otherSpec, back, 'order', 'xception.h5'), /xception\.h5: .*"predictions" weight "kernel" has shape \[\d+, 7\] but file layer "predictions" weight "predictions\/kernel:0" has shape \[\d+, 10\]/);
 });
+
+test('save a model as Keras H5, load it into a fresh model: same weights, same outputs; a misfit changes nothing', async () => {
+  const { loadKerasH5Weights, saveKerasH5Weights } = await import('../../src/io/keras-model.js');
+  const { noGrad, tensor } = await import('../../src/index.js');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const opts = { inputShape: [71, 71, 3] as [number, number, number], classes: 4, width: 0.125 };
+  const a = xception({ ...opts, seed: 1 });
+  const b = xception({ ...opts, seed: 2 });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-keras-'));
+  try {
+    const file = path.join(dir, 'a.h5');
+    await saveKerasH5Weights(a, file);
+    const assigned = await loadKerasH5Weights(b, file);
+    assert.equal(assigned.length, a.weights.length);
+    a.weights.forEach((v, i) => assert.deepEqual(b.weights[i]!.value.data(), v.value.data(), v.name));
+    const x = tensor(Float32Array.from({ length: 71 * 71 * 3 }, (_, i) => Math.sin(i)), [1, 71, 71, 3]);
+    assert.deepEqual(noGrad(() => b.forward(x).data()), noGrad(() => a.forward(x).data()));
+
+    const c = xception({ ...opts, classes: 3, seed: 3 });
+    const before = c.weights.map((v) => Float32Array.from(v.value.data() as Float32Array));
+    await assert.rejects(loadKerasH5Weights(c, file), (e: unknown) => e instanceof WeightFileError && /a\.h5: .*"predictions"/.test(e.message));
+    c.weights.forEach((v, i) => assert.deepEqual(v.value.data(), before[i], `${v.name} must be untouched`));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
