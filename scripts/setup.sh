@@ -6,6 +6,4 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev dataset-fashion-mnist >/dev/null
-# h5py: test/io checks that Keras H5 files written here load the way Keras loads them.
-$SUDO apt-get install -y -qq --no-install-recommends python3-h5py >/dev/null
 ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
