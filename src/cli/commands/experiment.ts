@@ -39,6 +39,9 @@ Options:
   --out DIR            parent folder (default experiments)
   --resume             continue OUT/NAME (--seeds and --epochs may grow)
   --backend NAME       native | reference
+  --override KEY=VALUE set a model option on every variant (repeatable; VALUE is JSON or a
+                       string), e.g. --override middleBlocks=1 for a smoke test. The networks
+                       are then not the recipe's; the report says so.
   --no-report          do not write the report at the end
   -h, --help
 `;
@@ -77,7 +80,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   const p = parse('experiment run', argv, {
     dataset: { type: 'string' }, epochs: { type: 'string' }, seeds: { type: 'string' }, 'limit-train': { type: 'string' },
     'limit-test': { type: 'string' }, 'batch-size': { type: 'string' }, 'image-size': { type: 'string' }, out: { type: 'string' },
-    resume: { type: 'boolean' }, backend: { type: 'string' }, 'no-report': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    resume: { type: 'boolean' }, backend: { type: 'string' }, override: { type: 'string', multiple: true }, 'no-report': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   }, true);
   const v = p.values;
   if (v['help']) {
@@ -107,6 +110,8 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
     if (n !== undefined) opts[key] = n;
   }
   if (backend) opts.backend = backend;
+  const overrides = (v['override'] as unknown as string[] | undefined) ?? [];
+  if (overrides.length) opts.modelOverrides = Object.fromEntries(overrides.map(parseOverride));
   process.on('SIGINT', onSigint);
   try {
     for (const n of names) {
@@ -126,6 +131,17 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
+  }
+}
+
+function parseOverride(text: string): [string, unknown] {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new OptionError(`--override must be KEY=VALUE (e.g. middleBlocks=1), got '${text}'`);
+  const key = text.slice(0, eq), raw = text.slice(eq + 1);
+  try {
+    return [key, JSON.parse(raw)];
+  } catch {
+    return [key, raw];
   }
 }
 
