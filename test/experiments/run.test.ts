@@ -96,6 +96,11 @@ test('an interrupted experiment resumes: finished runs are skipped, the cut run 
     const dir = cut.dir;
     const firstFile = join(runDir(dir, 'residual', 0), 'result.json');
     const firstBefore = readFileSync(firstFile, 'utf8');
+    // A report of an unfinished experiment shows what there is and judges nothing yet.
+    const partial = await writeReport(dir, { png: false });
+    assert.equal(partial.summaries[0]!.finishedRuns, 1);
+    assert.equal(partial.summaries[0]!.verdict, null);
+    assert.match(readFileSync(partial.markdownFile, 'utf8'), /1 of 4 runs finished[\s\S]*not judged yet/);
     await assert.rejects(runExperiment('residual', tinyOptions(tmp.dir, 'residual')), /already holds this experiment; pass --resume/);
     await assert.rejects(runExperiment('residual', tinyOptions(tmp.dir, 'residual', { resume: true, batchSize: 8 })), /cannot resume .* with different settings/);
     const resumed = await runExperiment('residual', tinyOptions(tmp.dir, 'residual', { resume: true }));
