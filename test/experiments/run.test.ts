@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
@@ -9,7 +9,7 @@ import { RECIPES, getRecipe, variantInfo } from '../../src/experiments/recipes.j
 import { readResults, runDir, runExperiment, type ExperimentRunOptions, type RunResult } from '../../src/experiments/runner.js';
 import { writeReport } from '../../src/experiments/report.js';
 import { Progress } from '../../src/train/progress.js';
-import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
+import { cifarBatch, makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 
 setBackend(referenceBackend);
 const quiet = new Progress(process.stderr, true);
@@ -149,6 +149,27 @@ test('xception experiment run and report from the command line', async () => {
     assert.equal(await main(['experiment', 'run', 'order', '--seeds', '1', '--out', out], () => {}), 2);
     assert.equal(await main(['experiment', 'run', 'order', '--override', 'oops', '--out', out], () => {}), 2);
     assert.equal(getRecipe('order').variants.length, 2);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('a recipe runs on CIFAR-10 when given (32×32×3 networks)', async () => {
+  const tmp = makeTempDir('experiment-cifar');
+  try {
+    const dir = join(tmp.dir, 'cifar-10-batches-bin');
+    mkdirSync(dir, { recursive: true });
+    for (let i = 1; i <= 5; i++) writeFileSync(join(dir, `data_batch_${i}.bin`), cifarBatch(4, 'cifar10', (i - 1) * 4));
+    writeFileSync(join(dir, 'test_batch.bin'), cifarBatch(8, 'cifar10', 100));
+    const r = await runExperiment('order', {
+      outDir: join(tmp.dir, 'out'), dataset: `cifar10:${dir}`, seeds: 2, batchSize: 10, limitTrain: 20,
+      modelOverrides: { width: 1 / 16, middleBlocks: 1 }, progress: quiet,
+    });
+    assert.equal(r.results.length, 4);
+    const v = getRecipe('order').variants[0]!;
+    const res = r.results.find((x) => x.variant === v.name)!;
+    assert.equal(res.params, variantInfo({ ...v, options: res.modelOptions }, [32, 32, 3], 10).params);
+    assert.equal(res.dataset, `cifar10:${dir}`);
   } finally {
     tmp.cleanup();
   }
