@@ -291,9 +291,10 @@ export const TABLE_HEADER = ['variant', 'switch', 'parameters', 'M mult-adds/ima
 export function experimentTable(s: ExperimentSummary): string[][] {
   return s.variants.map((v) => {
     const sw = s.manifest.varies === 'model' ? v.model : `${s.manifest.varies}=${JSON.stringify(v.options[s.manifest.varies] ?? null)}`;
-    const width = v.options['width'] !== undefined && s.manifest.varies !== 'model' ? `, width ${v.options['width']}` : '';
+    const width = v.options['width'] !== undefined ? `, width ${v.options['width']}` : '';
+    const params = v.params === null ? '—' : `${fmtInt(v.params)} (${fmtInt(v.trainableParams)} trainable)`;
     return [
-      v.label, `${sw}${width}`, fmtInt(v.params), v.multiplyAdds === null ? '—' : (v.multiplyAdds / 1e6).toFixed(1), String(v.runs.length),
+      v.label, `${sw}${width}`, params, v.multiplyAdds === null ? '—' : (v.multiplyAdds / 1e6).toFixed(1), String(v.runs.length),
       v.runs.length ? `${fmtPct(v.top1.mean)} ± ${(100 * v.top1.sd).toFixed(2)}` : '—',
       Number.isFinite(v.top1.low) ? `${fmtPct(clip01(v.top1.low))} – ${fmtPct(clip01(v.top1.high))}` : '—',
       Number.isFinite(v.loss) ? v.loss.toFixed(4) : '—',
