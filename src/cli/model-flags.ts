@@ -16,6 +16,7 @@ export const MODEL_FLAGS: FlagSpec = {
   segments: { type: 'string' },
   'middle-blocks': { type: 'string' },
   width: { type: 'string' },
+  'channel-multiple': { type: 'string' },
   dropout: { type: 'string' },
   stem: { type: 'string' },
   seed: { type: 'string' },
@@ -33,6 +34,7 @@ export const MODEL_FLAGS_HELP = `Model options:
                                   keeps the size through block1; inception_v3 runs its stem
                                   convs at stride 1 'same' with one 'same' max pool (32 → 16)
   --width X                       width multiplier on every channel count (default 1)
+  --channel-multiple N            round channel counts to multiples of N (xception; default 1)
   --middle-blocks N               middle-flow blocks (xception only, default 8)
   --dropout R                     dropout before the classifier (default 0)
   --seed S                        weight initialization seed (default 0)
@@ -52,6 +54,7 @@ const MODEL_SPECIFIC_FLAGS: Record<string, readonly string[]> = {
   order: ['xception'],
   segments: ['xception'],
   'middle-blocks': ['xception'],
+  'channel-multiple': ['xception'],
 };
 
 export interface ModelChoice {
@@ -83,6 +86,7 @@ export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {
   if (v['segments'] !== undefined) o['segments'] = v['segments'] === 'depthwise' ? 'depthwise' : intFlag('segments', v['segments']);
   set('middleBlocks', intFlag('middle-blocks', v['middle-blocks'], 0));
   set('width', numberFlag('width', v['width'], 0.01, 4));
+  set('channelMultiple', intFlag('channel-multiple', v['channel-multiple']));
   set('dropout', numberFlag('dropout', v['dropout'], 0, 0.99));
   set('stem', choiceFlag('stem', v['stem'], ['imagenet', 'small'] as const));
   set('seed', intFlag('seed', v['seed'], 0));

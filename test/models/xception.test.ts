@@ -171,3 +171,14 @@ test('forward and backward of the full Xception at 71×71 on the reference backe
   }
   m.dispose();
 });
+
+test('channelMultiple rounds channel counts so that more segment counts divide every layer', () => {
+  const base = { backend, stem: 'small' as const, inputShape: [16, 16, 1] as [number, number, number], classes: 10, width: 0.25, middleBlocks: 1 };
+  assert.throws(() => xception({ ...base, segments: 8 }), /segments 8 does not divide the 182 channels/);
+  const m = xception({ ...base, channelMultiple: 8, segments: 8 });
+  assert.deepEqual(m.getLayer('block4_sepconv2').weights[0]!.shape, [3, 3, 23, 184]);
+  const m32 = xception({ ...base, channelMultiple: 32, segments: 32 });
+  assert.deepEqual(m32.getLayer('block1_conv1').weights[0]!.shape, [3, 3, 1, 32]);
+  assert.throws(() => xception({ ...base, channelMultiple: 0 }), OptionError);
+  for (const x of [m, m32]) x.dispose();
+});

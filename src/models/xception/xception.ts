@@ -42,6 +42,12 @@ export interface XceptionOptions {
   middleBlocks?: number;
   /** Width multiplier on every channel count. Default 1. */
   width?: number;
+  /**
+   * Round every scaled channel count to a multiple of this (default 1: Keras's counts, where
+   * 728 = 8·91 limits the segment counts that divide every layer). E.g. 32 lets segments run
+   * 1, 2, 4, … 32 at any width.
+   */
+  channelMultiple?: number;
   /** Dropout rate before the classifier (the paper used 0.5 on ImageNet). Default 0, as Keras. */
   dropout?: number;
   /**
@@ -58,12 +64,12 @@ export interface XceptionOptions {
 
 const KNOWN: (keyof XceptionOptions)[] = [
   'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'residual', 'intermediateActivation',
-  'order', 'segments', 'middleBlocks', 'width', 'dropout', 'stem', 'seed', 'backend', 'name',
+  'order', 'segments', 'middleBlocks', 'width', 'channelMultiple', 'dropout', 'stem', 'seed', 'backend', 'name',
 ];
 
 /** Keras's channel counts, scaled by the width multiplier. */
-export function xceptionChannels(width = 1) {
-  const c = (n: number) => Math.max(1, Math.round(n * width));
+export function xceptionChannels(width = 1, multiple = 1) {
+  const c = (n: number) => Math.max(multiple, Math.round((n * width) / multiple) * multiple);
   return {
     stem: [c(32), c(64)] as const,
     entry: [c(128), c(256), c(728)] as const,
@@ -109,6 +115,10 @@ export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedX
   if (!Number.isInteger(middleBlocks) || middleBlocks < 0) throw new OptionError(`xception: middleBlocks must be a non-negative integer, got ${middleBlocks}`);
   const width = options.width ?? 1;
   if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`xception: width must be in (0, 4], got ${width}`);
+  const channelMultiple = options.channelMultiple ?? 1;
+  if (!Number.isInteger(channelMultiple) || channelMultiple < 1 || channelMultiple > 512) {
+    throw new OptionError(`xception: channelMultiple must be an integer in [1, 512], got ${channelMultiple}`);
+  }
   const dropout = options.dropout ?? 0;
   if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`xception: dropout must be in [0, 1), got ${dropout}`);
   const intermediateActivation = options.intermediateActivation ?? 'none';
@@ -125,7 +135,7 @@ export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedX
   }
   const resolved: ResolvedXceptionOptions = {
     includeTop, inputShape, pooling, classes, classifierActivation,
-    residual: options.residual ?? true, intermediateActivation, order, segments, middleBlocks, width, dropout, stem,
+    residual: options.residual ?? true, intermediateActivation, order, segments, middleBlocks, width, channelMultiple, dropout, stem,
     seed: options.seed ?? 0, name: options.name ?? 'xception',
   };
   if (typeof resolved.residual !== 'boolean') throw new OptionError(`xception: residual must be true or false`);
@@ -137,7 +147,7 @@ export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedX
 /** Every separable conv's spatial convolution must split its channels evenly. */
 function checkSegments(o: ResolvedXceptionOptions): void {
   if (o.segments === 'depthwise') return;
-  const ch = xceptionChannels(o.width);
+  const ch = xceptionChannels(o.width, o.channelMultiple);
   // [input, output] channels of each separable conv, in network order.
   const seps: [string, number, number][] = [
     ['block2_sepconv1', ch.stem[1], ch.entry[0]], ['block2_sepconv2', ch.entry[0], ch.entry[0]],
@@ -152,7 +162,7 @@ function checkSegments(o: ResolvedXceptionOptions): void {
     if (c % (o.segments as number) !== 0) {
       throw new ShapeError(
         `xception: segments ${o.segments} does not divide the ${c} channels of ${name}'s spatial convolution` +
-          ` (with width ${o.width}, every spatial convolution's channel count must be a multiple of the segments)`,
+          ` (with width ${o.width}, every spatial convolution's channel count must be a multiple of the segments; channelMultiple can round the counts)`,
       );
     }
   }
@@ -163,7 +173,7 @@ export function xception(options: XceptionOptions = {}): Model {
   const o = resolveXceptionOptions(options);
   const backend = options.backend ?? getBackend();
   const ctx = { rng: new Random(o.seed), backend };
-  const ch = xceptionChannels(o.width);
+  const ch = xceptionChannels(o.width, o.channelMultiple);
   const auto = new NameCounter();
   const sep = (filters: number, name: string) =>
     new SeparableConv2D({
