@@ -2,6 +2,8 @@
 import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand } from './commands/export.js';
+import { predictCommand } from './commands/predict.js';
 import { summaryCommand } from './commands/summary.js';
 import { trainCommand } from './commands/train.js';
 
@@ -11,6 +13,8 @@ const COMMANDS: Record<string, { run: Command; about: string }> = {
   train: { run: trainCommand, about: 'train a model (no options: the main job, Xception on Fashion-MNIST)' },
   eval: { run: evalCommand, about: 'evaluate a trained run on a test set (top-1, top-5, loss)' },
   summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
+  predict: { run: predictCommand, about: 'classify images (top-K ImageNet classes with a 1000-class model)' },
+  export: { run: exportCommand, about: 'write a model as ONNX, or its weights as Keras H5 or safetensors' },
 };
 
 export const MAIN_HELP = `xception — the Xception family of CNNs (Chollet 2017) in TypeScript, fast on a CPU

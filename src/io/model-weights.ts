@@ -179,7 +179,10 @@ export function namedWeightsOf(model: Model): NamedWeight[] {
   return model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: v.value.data() }));
 }
 
-/** Metadata stored with safetensors weights: how to rebuild the model that they fit. */
+/**
+ * safetensors metadata: `format` = this tag, and `model_config` = JSON {model: registry name,
+ * ...build options} when the model came from the registry (the CLI rebuilds the model from it).
+ */
 export const WEIGHTS_FORMAT_TAG = 'xception-weights/1';
 
 /** Saves the model's weights atomically, as a Keras H5 weight file or as safetensors. */
@@ -187,10 +190,38 @@ export async function saveWeights(model: Model, path: string, format: WeightForm
   if (format === 'keras-h5') {
     await writeKerasH5(kerasLayersOf(model), path);
   } else if (format === 'safetensors') {
-    const metadata: Record<string, string> = { format: WEIGHTS_FORMAT_TAG, model: model.name };
-    if (Object.keys(model.config).length > 0) metadata['config'] = JSON.stringify(model.config, (k, v) => (k === 'backend' ? undefined : v));
+    const metadata: Record<string, string> = { format: WEIGHTS_FORMAT_TAG };
+    // model.config is {model: registry name, ...options}: enough to rebuild the model.
+    if (typeof model.config['model'] === 'string') metadata['model_config'] = JSON.stringify(model.config, (k, v) => (k === 'backend' ? undefined : v));
     await writeSafetensorsFile(path, namedWeightsOf(model), metadata);
   } else {
     throw new WeightFileError(path, `unknown weight format '${String(format)}' (expected keras-h5 or safetensors)`);
+  }
+}
+
+/**
+ * The `__metadata__` of a safetensors file, reading only its header (a weight file can be large).
+ * Returns null for a file that is not safetensors or whose header does not parse; the full,
+ * validating read happens in loadWeights.
+ */
+export async function peekSafetensorsMetadata(path: string): Promise<Record<string, string> | null> {
+  let fh: fsp.FileHandle | null = null;
+  try {
+    fh = await fsp.open(path, 'r');
+    const size = (await fh.stat()).size;
+    const head = Buffer.alloc(8);
+    if (size < 8 || (await fh.read(head, 0, 8, 0)).bytesRead !== 8) return null;
+    const n = head.readBigUInt64LE(0);
+    if (n === 0n || n > BigInt(Math.min(size - 8, 100_000_000))) return null;
+    const json = Buffer.alloc(Number(n));
+    if ((await fh.read(json, 0, json.length, 8)).bytesRead !== json.length) return null;
+    const header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
+    const meta = header['__metadata__'];
+    if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) return {};
+    return Object.fromEntries(Object.entries(meta as Record<string, unknown>).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+  } catch {
+    return null;
+  } finally {
+    await fh?.close();
   }
 }

@@ -232,7 +232,8 @@ test('save → load round-trips bit for bit (Keras H5 and safetensors), with Ker
   }
   const meta = (await readSafetensorsFile(st)).metadata;
   assert.equal(meta['format'], 'xception-weights/1');
-  assert.equal(JSON.parse(meta['config']!).model, 'xception');
+  assert.equal(JSON.parse(meta['model_config']!).model, 'xception');
+  assert.equal(JSON.parse(meta['model_config']!).width, 1 / 16);
   a.dispose();
 });
 
