@@ -13,6 +13,10 @@ import { saveWeights } from '../../src/io/model-weights.js';
 import { buildModel, preprocessInput } from '../../src/models/registry.js';
 import { decodePredictions, IMAGENET_CLASS_NAMES, loadImage, predictImages } from '../../src/predict/predict.js';
 import type { Model } from '../../src/nn/model.js';
+import { getModelEntry } from '../../src/models/registry.js';
+import { Progress } from '../../src/train/progress.js';
+import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/trainer.js';
+import { writeIdxDataset } from '../data/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-cli-'));
 const MODEL_ARGS = ['--width', '0.0625', '--middle-blocks', '1'];
@@ -196,4 +200,30 @@ test('predict and export errors are clear', async () => {
     assert.match(h.stdout, new RegExp(`^Usage: xception ${cmd}`));
   }
   assert.match((await run(['--help'])).stdout, /predict .*\n.*export /);
+});
+
+test('--weights accepts a run folder written by train: predict (grey images) and export use the run\'s model', async () => {
+  const data = path.join(tmp, 'mnist');
+  writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 28, w: 28 });
+  const runDir = path.join(tmp, 'run');
+  await train({
+    ...DEFAULT_TRAIN_CONFIG, dataset: `mnist:${data}`, modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
+    epochs: 1, batchSize: 8, outDir: runDir,
+  }, { progress: new Progress(process.stderr, true) });
+  const grey = path.join(tmp, 'digit.png');
+  await sharp(Buffer.from(Array.from({ length: 40 * 30 }, (_, i) => (i * 13) % 256)), { raw: { width: 40, height: 30, channels: 1 } }).png().toFile(grey);
+
+  const cli = await run(['predict', grey, '--weights', runDir, '--top', '3', '--json']);
+  assert.equal(cli.code, 0, cli.stderr);
+  const { model, state } = loadRun(runDir);
+  assert.deepEqual(model.inputShape, [28, 28, 1]);
+  const api = await predictImages(model, [grey], { top: 3, preprocessing: getModelEntry(state.model.name).preprocessing });
+  assert.deepEqual(JSON.parse(cli.stdout), api[0]);
+  assert.equal(api[0]!.predictions[0]!.label, String(api[0]!.predictions[0]!.index), '10 classes: labels are the indices');
+
+  const onnxFile = path.join(tmp, 'run.onnx');
+  const e = await run(['export', '--weights', runDir, '--format', 'onnx', '--out', onnxFile]);
+  assert.equal(e.code, 0, e.stderr);
+  assert.match(e.stdout, /input NCHW \[batch, 1, 28, 28\]/);
+  model.dispose();
 });
