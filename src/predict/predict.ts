@@ -10,7 +10,8 @@
  *
  * Images are decoded by sharp (JPEG, PNG, WebP, …), converted to RGB (an alpha channel is dropped,
  * as PIL's convert('RGB') does), resized to the model's input without keeping the aspect ratio
- * (Keras's `load_img(target_size=…)`, nearest-neighbour by default as there), then preprocessed
+ * (Keras's `load_img(target_size=…)`, nearest-neighbour by default as there, with Pillow's
+ * arithmetic: see resize-pil.ts), then preprocessed
  * as the model's registry entry says (Xception and Inception V3: x/127.5 − 1).
  */
 import { readFile } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import type { Tensor } from '../core/tensor.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
 import type { Model } from '../nn/model.js';
 import { IMAGENET_CLASS_NAMES } from './imagenet-classes.js';
+import { resizeLikePil } from './resize-pil.js';
 
 export { IMAGENET_CLASS_NAMES } from './imagenet-classes.js';
 
@@ -99,8 +101,10 @@ async function loadSharp(): Promise<SharpFactory> {
 }
 
 /**
- * Decodes an image and resizes it to height×width (aspect ratio not kept) with 1 (grey) or 3
- * (RGB) channels: HWC uint8 pixels.
+ * Keras's `image.load_img(file, target_size=(height, width), color_mode=…)`: decodes the image
+ * (sharp), converts it to RGB (or, for one channel, to luma as Pillow's convert('L') does), then
+ * resizes it to height×width with Pillow's own arithmetic (aspect ratio not kept). Returns
+ * HWC uint8 pixels.
  */
 export async function loadImage(file: string, [height, width, channels]: readonly [number, number, number], options: LoadImageOptions = {}): Promise<Uint8Array> {
   if (channels !== 1 && channels !== 3) throw new ShapeError(`images can be loaded with 1 or 3 channels, not ${channels}`);
@@ -114,21 +118,23 @@ export async function loadImage(file: string, [height, width, channels]: readonl
     throw new ImageError(file, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not an image' : `cannot read file (${(e as Error).message})`);
   }
   const sharp = await loadSharp();
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    let img = sharp(bytes, { failOn: 'error' }).removeAlpha();
-    img = channels === 1 ? img.toColourspace('b-w') : img.toColourspace('srgb');
-    const { data, info } = await img
-      .resize(width, height, { fit: 'fill', kernel: interpolation === 'nearest' ? 'nearest' : 'linear' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.width !== width || info.height !== height || info.channels !== channels) {
-      throw new ImageError(file, `decoded to ${info.width}×${info.height}×${info.channels}, expected ${width}×${height}×${channels}`);
-    }
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    // Full size, RGB (alpha dropped, greys expanded, palettes applied), 8 bits per channel.
+    decoded = await sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
-    if (e instanceof ImageError) throw e;
     throw new ImageError(file, `not a readable image (JPEG, PNG, WebP, …): ${(e as Error).message}`);
   }
+  const { data, info } = decoded;
+  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
+    throw new ImageError(file, `decoded to ${info.width}×${info.height}×${info.channels} (${data.length} bytes), expected RGB`);
+  }
+  const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (channels === 3) return resizeLikePil(rgb, info.height, info.width, 3, height, width, interpolation);
+  // Keras converts the colour mode before resizing. Pillow's convert('L'): ITU-R 601-2 luma in 16-bit fixed point.
+  const grey = new Uint8Array(info.height * info.width);
+  for (let i = 0; i < grey.length; i++) grey[i] = (rgb[3 * i]! * 19595 + rgb[3 * i + 1]! * 38470 + rgb[3 * i + 2]! * 7471 + 0x8000) >> 16;
+  return resizeLikePil(grey, info.height, info.width, 1, height, width, interpolation);
 }
 
 export interface PredictOptions extends LoadImageOptions, DecodeOptions {

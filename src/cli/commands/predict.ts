@@ -10,8 +10,9 @@ import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weigh
 export const PREDICT_HELP = `Usage: xception predict IMAGE... [--weights FILE|DIR] [--top K] [--json] [options]
 
 Classifies images (JPEG, PNG, WebP, … decoded by sharp) as Keras does:
-image.load_img(path, target_size=model input) — RGB, alpha dropped, resized without keeping
-the aspect ratio — then the model's preprocess_input, a forward pass, and decode_predictions.
+image.load_img(path, target_size=model input) — RGB (grey for 1-channel models), alpha
+dropped, resized without keeping the aspect ratio with Pillow's exact arithmetic — then the
+model's preprocess_input, a forward pass, and decode_predictions.
 With a 1000-class model the labels are the ImageNet class names shipped in the package.
 
 Without --weights the model is randomly initialised and its predictions mean nothing; no
@@ -25,7 +26,8 @@ official weights ship with the package (pass the Keras file, e.g.
   --labels FILE                   class labels, one per line (default: ImageNet names for 1000
                                   classes, else the class index)
   --interpolation nearest|bilinear
-                                  resize filter (default nearest, as Keras's load_img)
+                                  resize filter (default nearest, as Keras's load_img;
+                                  both give Pillow's pixels exactly)
   --batch-size B                  images per forward pass (default 8)
   --backend NAME                  native | reference
   -h, --help
