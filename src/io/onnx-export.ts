@@ -31,6 +31,8 @@ export interface OnnxExportOptions {
   opset?: number;
   /** 'nchw' (default) or 'nhwc' graph input. */
   inputLayout?: 'nchw' | 'nhwc';
+  /** Appended to the model's doc_string (e.g. how to preprocess the input). */
+  description?: string;
   /** Graph input and output names (default 'input' and 'output'). */
   inputName?: string;
   outputName?: string;
@@ -60,7 +62,8 @@ export function exportOnnx(model: Model, options: OnnxExportOptions = {}): Uint8
   const outputName = options.outputName ?? 'output';
   const g = new OnnxGraphBuilder(model.name, {
     opset,
-    docString: `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}`,
+    docString: `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}` +
+      (options.description ? `. ${options.description}` : ''),
   });
 
   // Consumers per layer, to know when a BN may be folded into the convolution before it.

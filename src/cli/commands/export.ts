@@ -3,6 +3,8 @@ import { OptionError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { saveWeights } from '../../io/model-weights.js';
 import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-export.js';
+import { preprocessingAffine } from '../../data/transforms.js';
+import { getModelEntry } from '../../models/registry.js';
 import { choiceFlag, intFlag, parse } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
@@ -70,7 +72,9 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
   try {
     if (loaded.weightsSource === null) process.stderr.write('xception export: warning: no --weights given: exporting a randomly initialised model\n');
     if (format === 'onnx') {
-      const bytes = exportOnnx(model, { foldBatchNorm: !v['no-fold-bn'], ...(opset ? { opset } : {}), ...(inputLayout ? { inputLayout } : {}) });
+      const { scale, offset } = preprocessingAffine(getModelEntry(loaded.modelName).preprocessing);
+      const description = `Input: RGB pixels p in [0, 255] preprocessed as p / ${+(1 / scale).toPrecision(12)} ${offset < 0 ? '-' : '+'} ${Math.abs(offset)} (${loaded.modelName} preprocess_input)`;
+      const bytes = exportOnnx(model, { foldBatchNorm: !v['no-fold-bn'], description, ...(opset ? { opset } : {}), ...(inputLayout ? { inputLayout } : {}) });
       await writeFileAtomic(target, bytes);
       out(`wrote ${target}: ONNX opset ${opset ?? ONNX_MIN_OPSET}, input ${(inputLayout ?? 'nchw').toUpperCase()} [batch, ${describeInput(model.inputShape as number[], inputLayout ?? 'nchw')}], ` +
         `BN ${v['no-fold-bn'] ? 'kept' : 'folded'}, ${bytes.length} bytes\n`);
