@@ -65,3 +65,25 @@ test('loadImage gives exactly the pixels of Keras\'s load_img (Pillow) for RGBA/
     }
   }
 });
+
+test('JPEG and WebP decode too: lossless WebP gives the PNG\'s pixels, a quality-100 JPEG nearly', async () => {
+  const r = new Random(8);
+  const w = 64, h = 48;
+  // Smooth content, so JPEG's error stays small.
+  const px = Buffer.from(Array.from({ length: w * h * 3 }, (_, i) => Math.round(((i / 3) % w) * 3 + Math.floor(i / 3 / w) * 2 + (i % 3) * 20 + r.uniform() * 4) % 256));
+  const png = path.join(tmp, 'a.png'), webp = path.join(tmp, 'a.webp'), jpg = path.join(tmp, 'a.jpg');
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(png);
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).webp({ lossless: true }).toFile(webp);
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toFile(jpg);
+  const a = await loadImage(png, [32, 40, 3], { interpolation: 'bilinear' });
+  assert.deepEqual(await loadImage(webp, [32, 40, 3], { interpolation: 'bilinear' }), a);
+  const j = await loadImage(jpg, [32, 40, 3], { interpolation: 'bilinear' });
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - j[i]!));
+  assert.ok(max <= 8, `JPEG differs by up to ${max}`);
+  await assert.rejects(loadImage(path.join(tmp, 'missing.png'), [8, 8, 3]), /missing\.png: no such file/);
+  const truncated = path.join(tmp, 'truncated.png');
+  fs.writeFileSync(truncated, fs.readFileSync(png).subarray(0, 100));
+  await assert.rejects(loadImage(truncated, [8, 8, 3]), /truncated\.png: not a readable image/);
+  await assert.rejects(loadImage(png, [8, 8, 2]), /1 or 3 channels, not 2/);
+});
