@@ -81,13 +81,13 @@ export function exportOnnx(model: Model, options: OnnxExportOptions = {}): Uint8
 
   /** ONNX tensor name of each layer's output. */
   const names = new Map<Layer, string>();
+  const usedNames = new Set<string>([inputName, outputName]);
   const unique = (base: string) => {
     let n = base;
     for (let i = 1; usedNames.has(n); i++) n = `${base}_${i}`;
     usedNames.add(n);
     return n;
   };
-  const usedNames = new Set<string>([inputName, outputName]);
   const constant = (base: string, shape: number[], data: Float32Array) => {
     const n = unique(base);
     g.addInitializer(n, shape, data);
