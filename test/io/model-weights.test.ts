@@ -282,5 +282,8 @@ test('safetensors weights load by full name; missing, extra and misshapen weight
   const junk = path.join(tmp, 'junk.bin');
   fs.writeFileSync(junk, Buffer.from([1, 2, 3]));
   await assert.rejects(loadWeights(model, junk), /junk\.bin: not a weight file: neither HDF5 \(Keras \.h5\) nor safetensors \(3 bytes, starting 01 02 03\)/);
+  const zip = path.join(tmp, 'model.keras');
+  fs.writeFileSync(zip, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0]));
+  await assert.rejects(loadWeights(model, zip), /model\.keras: a zip archive \(a Keras 3 \.keras model\?\): not supported/);
   model.dispose();
 });
