@@ -80,7 +80,7 @@ export async function loadWeights(model: Model, path: string, options: LoadWeigh
   const sniffed = sniffWeightFormat(bytes);
   const format = options.format ?? sniffed ?? weightFormatFromPath(path);
   if (format === null && bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) {
-    throw new WeightFileError(path, 'a zip archive (a Keras 3 .keras model?): not supported; save legacy H5 weights instead (Keras 2: model.save_weights("w.h5"); Keras 3: keras.src.legacy.saving.legacy_h5_format.save_weights_to_hdf5_group)');
+    throw new WeightFileError(path, 'a zip archive (a Keras 3 .keras model?): not supported; give legacy Keras H5 weights (what Keras 2 model.save_weights("w.h5") writes, like the official weight files) or safetensors');
   }
   if (format === null) {
     throw new WeightFileError(path, `not a weight file: neither HDF5 (Keras .h5) nor safetensors (${bytes.length} bytes, starting ${hexPrefix(bytes)})`);
