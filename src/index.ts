@@ -32,7 +32,7 @@ export {
   type LoadMode, type LoadWeightsOptions, type LoadWeightsReport, type WeightFormat,
 } from './io/model-weights.js';
 export { WeightFileError } from './io/errors.js';
-export { exportOnnx, type OnnxExportOptions } from './io/onnx-export.js';
+export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
 export {
   classify, decodePredictions, IMAGENET_CLASS_NAMES, ImageError, loadImage, predictImages,
   type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,

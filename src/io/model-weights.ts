@@ -16,6 +16,7 @@ import type { Model } from '../nn/model.js';
 import type { Variable } from '../nn/layer.js';
 import { WeightFileError } from './errors.js';
 import { readKerasH5, writeKerasH5, type KerasLayer } from './keras-h5.js';
+import { modelToKerasLayers, modelWeightSpec } from './keras-model.js';
 import { matchKerasWeights, type KerasMatchMode } from './keras-match.js';
 import { readSafetensors, writeSafetensorsFile } from './safetensors.js';
 import { shapeText, type NamedWeight } from './weights.js';
@@ -100,7 +101,7 @@ export async function loadWeights(model: Model, path: string, options: LoadWeigh
 
 /** Loads Keras H5 layers (from readKerasH5) into `model`; all-or-nothing. */
 export function loadKerasLayers(model: Model, fileLayers: readonly KerasLayer[], label: string, mode: LoadMode = 'auto'): LoadWeightsReport {
-  const modelLayers = model.layers.map((l) => ({ name: l.name, weights: l.weights.map((w) => ({ name: w.weightName, shape: [...w.shape] })) }));
+  const modelLayers = modelWeightSpec(model);
   const resolved: KerasMatchMode = mode === 'auto' ? (namesMatch(model, fileLayers) ? 'name' : 'order') : mode;
   const assignments = matchKerasWeights(modelLayers, fileLayers, resolved, label);
   const targets = assignments.map((a) => {
@@ -166,17 +167,6 @@ function hexPrefix(bytes: Uint8Array): string {
   return [...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ') || '(empty)';
 }
 
-/**
- * The model as Keras H5 layers: every layer in Keras order (weightless ones too, as Keras writes
- * them), weights named `<layer>/<weight>:0`.
- */
-export function kerasLayersOf(model: Model): KerasLayer[] {
-  return model.layers.map((l) => ({
-    name: l.name,
-    weights: l.weights.map((v) => ({ name: `${v.name}:0`, shape: [...v.shape], data: v.value.data() })),
-  }));
-}
-
 /** The model's weights under their full names, in Keras order. */
 export function namedWeightsOf(model: Model): NamedWeight[] {
   return model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: v.value.data() }));
@@ -191,7 +181,7 @@ export const WEIGHTS_FORMAT_TAG = 'xception-weights/1';
 /** Saves the model's weights atomically, as a Keras H5 weight file or as safetensors. */
 export async function saveWeights(model: Model, path: string, format: WeightFormat): Promise<void> {
   if (format === 'keras-h5') {
-    await writeKerasH5(kerasLayersOf(model), path);
+    await writeKerasH5(modelToKerasLayers(model), path);
   } else if (format === 'safetensors') {
     const metadata: Record<string, string> = { format: WEIGHTS_FORMAT_TAG };
     // model.config is {model: registry name, ...options}: enough to rebuild the model.

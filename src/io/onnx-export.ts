@@ -1,297 +1,209 @@
 /**
- * ONNX export of any functional model the library builds (Xception and its research variants,
- * Inception V3), as a standard opset-13+ graph of Conv, BatchNormalization, pooling, Gemm, …
+ * Exports a Model (src/nn) to ONNX for inference, through OnnxGraphBuilder.
  *
- * Layout. The graph input is NCHW [batch, C, H, W] by default, as ONNX tools and runtimes expect
- * (inputLayout 'nhwc' instead declares [batch, H, W, C], the project's and Keras's layout, and
- * starts the graph with a Transpose). Inside, every 4-D tensor is NCHW. A 4-D model output (no
- * top, no pooling) leaves the graph in the input's layout. The batch dimension is symbolic
- * ('batch'); the spatial size is fixed, since TensorFlow's 'same' padding depends on it.
- *
- * Batch normalization is folded by default: into the weights and bias of the convolution
- * feeding it when that convolution has no activation and no other consumer (every BN of
- * Xception and Inception V3), or else into one per-channel Mul and Add. `foldBatchNorm: false`
- * keeps ONNX BatchNormalization nodes with the moving statistics.
+ * The graph input keeps the library's public layout, NHWC ([batch, H, W, C], batch dynamic); one
+ * Transpose turns it into ONNX's NCHW, every spatial layer runs in NCHW, and a spatial model
+ * output is transposed back to NHWC. Kernels are converted as documented in onnx.ts. A Flatten of
+ * a feature map transposes to NHWC first so that the flattened order (and hence a following
+ * Dense kernel) matches Keras's. Dropout becomes Identity (inference), BatchNormalization uses the
+ * moving statistics. A layer kind without an ONNX mapping is an OnnxGraphError naming it.
  */
-import { OptionError } from '../core/errors.js';
 import type { Layer } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
-import { Conv2D, DepthwiseConv2D, SeparableConv2D } from '../nn/layers/convolutional.js';
-import { Activation, Dense, Dropout, Flatten, InputLayer } from '../nn/layers/core.js';
-import { Add, Concatenate } from '../nn/layers/merge.js';
-import { BatchNormalization } from '../nn/layers/normalization.js';
-import { AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D } from '../nn/layers/pooling.js';
 import { OnnxGraphError } from './errors.js';
-import { attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOnnx, OnnxGraphBuilder, tfSamePads, type OnnxAttributeValue } from './onnx.js';
+import { attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOnnx, OnnxAttributeValue, OnnxGraphBuilder, OnnxModelOptions, tfSamePads } from './onnx.js';
 
-export interface OnnxExportOptions {
-  /** Fold batch normalization into the preceding convolution (default true). */
-  foldBatchNorm?: boolean;
-  /** Default-domain opset, 13…21 (default 13). */
-  opset?: number;
-  /** 'nchw' (default) or 'nhwc' graph input. */
-  inputLayout?: 'nchw' | 'nhwc';
-  /** Appended to the model's doc_string (e.g. how to preprocess the input). */
-  description?: string;
-  /** Graph input and output names (default 'input' and 'output'). */
+export interface OnnxExportOptions extends OnnxModelOptions {
+  /** Name of the batch dimension (symbolic, default 'batch') or a fixed batch size. */
+  batch?: string | number;
   inputName?: string;
   outputName?: string;
 }
 
-export const ONNX_MIN_OPSET = 13;
-export const ONNX_MAX_OPSET = 21;
-
-/** A convolution about to be emitted, whose weights a following BN may still rescale. */
-interface ConvSpec {
-  weight: Float32Array;
-  /** ONNX weight shape [out, in/group, kh, kw]. */
-  shape: number[];
-  bias: Float32Array | null;
-  attrs: Record<string, number | number[]>;
+/** Layer fields the exporter reads (the classes in src/nn/layers expose them). */
+interface ConvLike {
+  kernelSize: [number, number];
+  strides: [number, number];
+  dilationRate: [number, number];
+  padding: 'same' | 'valid';
+  useBias: boolean;
+  activation: string;
 }
 
-export function exportOnnx(model: Model, options: OnnxExportOptions = {}): Uint8Array {
-  const opset = options.opset ?? ONNX_MIN_OPSET;
-  if (!Number.isInteger(opset) || opset < ONNX_MIN_OPSET || opset > ONNX_MAX_OPSET) {
-    throw new OptionError(`ONNX export: opset must be an integer from ${ONNX_MIN_OPSET} to ${ONNX_MAX_OPSET}, got ${opset}`);
-  }
-  const layout = options.inputLayout ?? 'nchw';
-  if (layout !== 'nchw' && layout !== 'nhwc') throw new OptionError(`ONNX export: inputLayout must be 'nchw' or 'nhwc', got ${JSON.stringify(layout)}`);
-  const fold = options.foldBatchNorm ?? true;
+export function modelToOnnx(model: Model, options: OnnxExportOptions = {}): Uint8Array {
+  const batch = options.batch ?? 'batch';
   const inputName = options.inputName ?? 'input';
   const outputName = options.outputName ?? 'output';
-  const g = new OnnxGraphBuilder(model.name, {
-    opset,
-    docString: `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}` +
-      (options.description ? `. ${options.description}` : ''),
-  });
+  const g = new OnnxGraphBuilder(model.name, options);
+  const valueOf = new Map<Layer, string>();
+  let counter = 0;
+  const fresh = (base: string) => `${base}__${++counter}`;
 
-  // Consumers per layer, to know when a BN may be folded into the convolution before it.
-  const consumers = new Map<Layer, Layer[]>();
-  for (const l of model.executionOrder) for (const s of l.inbound ?? []) consumers.set(s.layer, [...(consumers.get(s.layer) ?? []), l]);
-  const foldTarget = new Map<Layer, BatchNormalization>(); // conv layer → the BN folded into it
-  if (fold) {
-    for (const l of model.executionOrder) {
-      if (!(l instanceof BatchNormalization) || l.output!.shape.length !== 3) continue;
-      const src = l.inbound![0]!.layer;
-      const isConv = src instanceof Conv2D || src instanceof DepthwiseConv2D || src instanceof SeparableConv2D;
-      if (isConv && src.activation === 'linear' && consumers.get(src)?.length === 1 && src !== model.output.layer) foldTarget.set(src, l);
-    }
+  const inputLayer = model.input.layer;
+  const inShape = [...model.input.shape];
+  g.addInput(inputName, [batch, ...inShape]);
+  if (inShape.length === 3) {
+    g.addNode('Transpose', [inputName], [inputLayer.name], { perm: [0, 3, 1, 2] }, `${inputLayer.name}/to_nchw`);
+  } else {
+    g.addNode('Identity', [inputName], [inputLayer.name], {}, `${inputLayer.name}/identity`);
   }
+  valueOf.set(inputLayer, inputLayer.name);
 
-  /** ONNX tensor name of each layer's output. */
-  const names = new Map<Layer, string>();
-  const usedNames = new Set<string>([inputName, outputName]);
-  const unique = (base: string) => {
-    let n = base;
-    for (let i = 1; usedNames.has(n); i++) n = `${base}_${i}`;
-    usedNames.add(n);
-    return n;
+  const weight = (layer: Layer, name: string) => {
+    const v = layer.getWeight(name);
+    return { shape: [...v.shape], data: v.value.data() as Float32Array };
   };
-  const constant = (base: string, shape: number[], data: Float32Array) => {
-    const n = unique(base);
-    g.addInitializer(n, shape, data);
-    return n;
+  const init = (name: string, shape: number[], data: Float32Array) => {
+    g.addInitializer(name, shape, data);
+    return name;
   };
-  const node = (op: string, inputs: string[], outName: string, attrs: Record<string, OnnxAttributeValue> = {}) => {
-    g.addNode(op, inputs, [outName], attrs, unique(`${outName}/${op}`));
-    return outName;
-  };
-
-  const emitConv = (layer: Layer, x: string, spec: ConvSpec, out: string, suffix: string) => {
-    const w = constant(`${layer.name}/${suffix}/W`, spec.shape, spec.weight);
-    const inputs = [x, w];
-    if (spec.bias) inputs.push(constant(`${layer.name}/${suffix}/B`, [spec.shape[0]!], spec.bias));
-    return node('Conv', inputs, out, spec.attrs);
-  };
-
-  /** Conv attributes for an NCHW input of spatial size hw (TensorFlow padding made explicit). */
-  const convAttrs = (hw: [number, number], k: [number, number], strides: [number, number], dil: [number, number], padding: 'same' | 'valid', group: number) => ({
-    kernel_shape: [...k],
-    strides: [...strides],
-    dilations: [...dil],
-    pads: padding === 'same' ? tfSamePads(hw, k, strides, dil) : [0, 0, 0, 0],
-    group,
-  });
-
-  /** The last convolution of a layer, rescaled by a BN folded into it. */
-  const foldInto = (layer: Layer, spec: ConvSpec): ConvSpec => {
-    const bn = foldTarget.get(layer);
-    if (!bn) return spec;
-    const { scale, shift } = bnAffine(bn);
-    const out = spec.shape[0]!;
-    const per = spec.weight.length / out;
-    const weight = new Float32Array(spec.weight.length);
-    for (let o = 0; o < out; o++) for (let i = 0; i < per; i++) weight[o * per + i] = spec.weight[o * per + i]! * scale[o]!;
-    const bias = new Float32Array(out);
-    for (let o = 0; o < out; o++) bias[o] = (spec.bias ? spec.bias[o]! : 0) * scale[o]! + shift[o]!;
-    return { ...spec, weight, bias };
-  };
-
-  const activationNode = (name: string, x: string, rank: number, out: string): string => {
-    switch (name) {
-      case 'linear': return x;
-      case 'relu': return node('Relu', [x], out);
-      case 'elu': return node('Elu', [x], out, { alpha: attr.float(1) });
-      // Keras softmax is over the last axis: channels, which is axis 1 of an NCHW tensor.
-      case 'softmax': return node('Softmax', [x], out, { axis: rank === 4 ? 1 : -1 });
-      default: throw new OnnxGraphError(`ONNX export: activation '${name}' is not supported`);
+  /** Applies a Keras activation to `x`, producing `out`. */
+  const activate = (layer: Layer, act: string, x: string, out: string, rank: number) => {
+    switch (act) {
+      case 'linear': g.addNode('Identity', [x], [out], {}, `${layer.name}/linear`); return;
+      case 'relu': g.addNode('Relu', [x], [out], {}, `${layer.name}/relu`); return;
+      case 'elu': g.addNode('Elu', [x], [out], { alpha: attr.float(1) }, `${layer.name}/elu`); return;
+      case 'softmax': g.addNode('Softmax', [x], [out], { axis: rank === 3 ? 1 : -1 }, `${layer.name}/softmax`); return;
+      default: throw new OnnxGraphError(`layer "${layer.name}": activation "${act}" has no ONNX mapping here`);
     }
   };
-
-  const exportable = new Set(['InputLayer', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'BatchNormalization', 'Activation', 'MaxPooling2D',
-    'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense', 'Dropout', 'Add', 'Concatenate', 'Flatten']);
-  for (const l of model.executionOrder) {
-    if (!exportable.has(l.className)) throw new OnnxGraphError(`ONNX export: layer '${l.name}' of type ${l.className} is not supported`);
-  }
-
-  const inShape = model.inputShape;
-  if (inShape.length !== 3) throw new OnnxGraphError(`ONNX export: the model input must be [height, width, channels], got [${inShape.join(', ')}]`);
-  const [H, W, C] = inShape as [number, number, number];
-  g.addInput(inputName, layout === 'nchw' ? ['batch', C, H, W] : ['batch', H, W, C]);
+  const pads = (c: { kernelSize: [number, number]; strides: [number, number]; padding: string }, inHW: [number, number], dil: [number, number] = [1, 1]) =>
+    c.padding === 'same' ? tfSamePads(inHW, c.kernelSize, c.strides, dil) : [0, 0, 0, 0];
+  const conv = (layer: Layer, name: string, x: string, w: { shape: number[]; data: Float32Array }, group: number, c: ConvLike | null, inHW: [number, number], bias: string | null, out: string) => {
+    const attrs: Record<string, OnnxAttributeValue> = c
+      ? { kernel_shape: c.kernelSize, strides: c.strides, dilations: c.dilationRate, pads: pads(c, inHW, c.dilationRate), group }
+      : { kernel_shape: [1, 1], group };
+    g.addNode('Conv', bias ? [x, init(`${layer.name}/${name}`, w.shape, w.data), bias] : [x, init(`${layer.name}/${name}`, w.shape, w.data)], [out], attrs, `${layer.name}/${name.replace(/_kernel$/, '')}`);
+  };
 
   for (const layer of model.executionOrder) {
-    const inNames = (layer.inbound ?? []).map((s) => names.get(s.layer)!);
-    const x = inNames[0]!;
-    const inShape3 = (layer.inbound?.[0]?.shape ?? []) as number[];
-    const hw = [inShape3[0]!, inShape3[1]!] as [number, number];
-    const rank = layer.output!.shape.length + 1;
-    // The layer's result is named after the layer (intermediates get suffixes).
-    const result = unique(layer.name);
-    let y: string;
-
-    if (layer instanceof InputLayer) {
-      y = layout === 'nchw' ? inputName : node('Transpose', [inputName], unique(`${inputName}/nchw`), { perm: [0, 3, 1, 2] });
-    } else if (layer instanceof Conv2D) {
-      const k = kerasConvKernelToOnnx(layer.kernel.value.data(), layer.kernel.shape);
-      const spec = foldInto(layer, { weight: k.data, shape: k.shape, bias: layer.bias ? layer.bias.value.data() : null,
-        attrs: convAttrs(hw, layer.kernelSize, layer.strides, layer.dilationRate, layer.padding, layer.groups) });
-      y = withActivation(layer.activation, rank, result, (o) => emitConv(layer, x, spec, o, 'conv'));
-    } else if (layer instanceof DepthwiseConv2D) {
-      const k = kerasDepthwiseKernelToOnnx(layer.depthwiseKernel.value.data(), layer.depthwiseKernel.shape);
-      const spec = foldInto(layer, { weight: k.data, shape: k.shape, bias: layer.bias ? layer.bias.value.data() : null,
-        attrs: convAttrs(hw, layer.kernelSize, layer.strides, layer.dilationRate, layer.padding, k.group) });
-      y = withActivation(layer.activation, rank, result, (o) => emitConv(layer, x, spec, o, 'depthwise'));
-    } else if (layer instanceof SeparableConv2D) {
-      y = withActivation(layer.activation, rank, result, (o) => emitSeparable(layer, x, hw, o));
-    } else if (layer instanceof BatchNormalization) {
-      const src = layer.inbound![0]!.layer;
-      if (foldTarget.get(src) === layer) {
-        y = x; // already inside the convolution's weights
-      } else if (!fold) {
-        const c = layer.movingMean.shape[0]!;
-        const gamma = layer.gamma ? layer.gamma.value.data() : new Float32Array(c).fill(1);
-        const beta = layer.beta ? layer.beta.value.data() : new Float32Array(c);
-        y = node('BatchNormalization', [x,
-          constant(`${layer.name}/gamma`, [c], gamma), constant(`${layer.name}/beta`, [c], beta),
-          constant(`${layer.name}/moving_mean`, [c], layer.movingMean.value.data()),
-          constant(`${layer.name}/moving_variance`, [c], layer.movingVariance.value.data())],
-        result, { epsilon: attr.float(layer.epsilon) });
-      } else {
-        const { scale, shift } = bnAffine(layer);
-        const bshape = rank === 4 ? [scale.length, 1, 1] : [scale.length];
-        const scaled = node('Mul', [x, constant(`${layer.name}/scale`, bshape, scale)], unique(`${layer.name}/scaled`));
-        y = node('Add', [scaled, constant(`${layer.name}/shift`, bshape, shift)], result);
+    if (layer === inputLayer) continue;
+    const inbound = layer.inbound ?? [];
+    const ins = inbound.map((s) => valueOf.get(s.layer)!);
+    const inShapes = inbound.map((s) => [...s.shape]);
+    const outShape = [...layer.output!.shape];
+    const out = layer.name;
+    const x = ins[0]!;
+    const rank = inShapes[0]?.length ?? 0;
+    const hw = (): [number, number] => [inShapes[0]![0]!, inShapes[0]![1]!];
+    const l = layer as unknown as Record<string, unknown>;
+    switch (layer.className) {
+      case 'Conv2D': {
+        const c = l as unknown as ConvLike & { groups: number };
+        const k = weight(layer, 'kernel');
+        const w = kerasConvKernelToOnnx(k.data, k.shape);
+        const bias = c.useBias ? init(`${layer.name}/bias`, [outShape[2]!], weight(layer, 'bias').data) : null;
+        const y = c.activation === 'linear' ? out : fresh(out);
+        conv(layer, 'kernel', x, w, c.groups, c, hw(), bias, y);
+        if (y !== out) activate(layer, c.activation, y, out, 3);
+        break;
       }
-    } else if (layer instanceof Activation) {
-      y = activationNode(layer.activation, x, rank, result);
-    } else if (layer instanceof MaxPooling2D || layer instanceof AveragePooling2D) {
-      const attrs: Record<string, number | number[]> = {
-        kernel_shape: [...layer.poolSize], strides: [...layer.strides],
-        pads: layer.padding === 'same' ? tfSamePads(hw, layer.poolSize, layer.strides) : [0, 0, 0, 0],
-      };
-      // TensorFlow's average excludes the padding from the count.
-      if (layer instanceof AveragePooling2D) attrs['count_include_pad'] = 0;
-      y = node(layer instanceof MaxPooling2D ? 'MaxPool' : 'AveragePool', [x], result, attrs);
-    } else if (layer instanceof GlobalAveragePooling2D || layer instanceof GlobalMaxPooling2D) {
-      const pooled = node(layer instanceof GlobalAveragePooling2D ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], unique(`${layer.name}/nc11`));
-      y = node('Flatten', [pooled], result, { axis: 1 });
-    } else if (layer instanceof Dense) {
-      const [fin, units] = layer.kernel.shape as [number, number];
-      const kernel = constant(`${layer.name}/kernel`, [fin, units], layer.kernel.value.data());
-      y = withActivation(layer.activation, 2, result, (o) => layer.bias
-        ? node('Gemm', [x, kernel, constant(`${layer.name}/bias`, [units], layer.bias.value.data())], o, { alpha: attr.float(1), beta: attr.float(1) })
-        : node('MatMul', [x, kernel], o));
-    } else if (layer instanceof Dropout) {
-      y = x; // inference
-    } else if (layer instanceof Add) {
-      y = inNames.length === 2 ? node('Add', inNames, result) : node('Sum', inNames, result);
-    } else if (layer instanceof Concatenate) {
-      // Keras concatenates on the last axis: channels, axis 1 in NCHW (and of [batch, features]).
-      y = node('Concat', inNames, result, { axis: 1 });
-    } else if (layer instanceof Flatten) {
-      // Keras flattens NHWC in (h, w, c) order; the Dense after it expects that order.
-      const src = layer.inbound![0]!.shape.length === 3 ? node('Transpose', [x], unique(`${layer.name}/nhwc`), { perm: [0, 2, 3, 1] }) : x;
-      y = node('Flatten', [src], result, { axis: 1 });
-    } else {
-      throw new OnnxGraphError(`ONNX export: layer '${layer.name}' of type ${layer.className} is not supported`);
+      case 'DepthwiseConv2D': {
+        const c = l as unknown as ConvLike;
+        const k = weight(layer, 'depthwise_kernel');
+        const w = kerasDepthwiseKernelToOnnx(k.data, k.shape);
+        const bias = c.useBias ? init(`${layer.name}/bias`, [outShape[2]!], weight(layer, 'bias').data) : null;
+        const y = c.activation === 'linear' ? out : fresh(out);
+        conv(layer, 'depthwise_kernel', x, w, w.group, c, hw(), bias, y);
+        if (y !== out) activate(layer, c.activation, y, out, 3);
+        break;
+      }
+      case 'SeparableConv2D': {
+        const c = l as unknown as ConvLike & { order: string; intermediateActivation: string };
+        const depthwiseLayout = layer.weights.some((v) => v.weightName === 'depthwise_kernel');
+        const sk = weight(layer, depthwiseLayout ? 'depthwise_kernel' : 'spatial_kernel');
+        // Grouped layout [kh, kw, C/groups, C]: groups = C / (C/groups).
+        const spatialW = depthwiseLayout ? kerasDepthwiseKernelToOnnx(sk.data, sk.shape) : { ...kerasConvKernelToOnnx(sk.data, sk.shape), group: sk.shape[3]! / sk.shape[2]! };
+        const pk = weight(layer, 'pointwise_kernel');
+        const pointW = kerasConvKernelToOnnx(pk.data, pk.shape);
+        const bias = c.useBias ? init(`${layer.name}/bias`, [outShape[2]!], weight(layer, 'bias').data) : null;
+        const first = fresh(out);
+        const between = c.intermediateActivation === 'none' ? first : fresh(out);
+        const y = c.activation === 'linear' ? out : fresh(out);
+        const spatialName = depthwiseLayout ? 'depthwise_kernel' : 'spatial_kernel';
+        if (c.order === 'pointwise-first') {
+          conv(layer, 'pointwise_kernel', x, pointW, 1, null, hw(), null, first);
+          if (between !== first) activate(layer, c.intermediateActivation, first, between, 3);
+          conv(layer, spatialName, between, spatialW, spatialW.group, c, hw(), bias, y);
+        } else {
+          conv(layer, spatialName, x, spatialW, spatialW.group, c, hw(), null, first);
+          if (between !== first) activate(layer, c.intermediateActivation, first, between, 3);
+          conv(layer, 'pointwise_kernel', between, pointW, 1, null, hw(), bias, y);
+        }
+        if (y !== out) activate(layer, c.activation, y, out, 3);
+        break;
+      }
+      case 'BatchNormalization': {
+        const c = l as unknown as { epsilon: number; scale: boolean; center: boolean };
+        const ch = outShape[outShape.length - 1]!;
+        const gamma = c.scale ? weight(layer, 'gamma').data : new Float32Array(ch).fill(1);
+        const beta = c.center ? weight(layer, 'beta').data : new Float32Array(ch);
+        g.addNode('BatchNormalization', [
+          x,
+          init(`${layer.name}/gamma`, [ch], gamma),
+          init(`${layer.name}/beta`, [ch], beta),
+          init(`${layer.name}/moving_mean`, [ch], weight(layer, 'moving_mean').data),
+          init(`${layer.name}/moving_variance`, [ch], weight(layer, 'moving_variance').data),
+        ], [out], { epsilon: attr.float(c.epsilon) }, `${layer.name}/bn`);
+        break;
+      }
+      case 'Activation':
+        activate(layer, String(l.activation), x, out, rank);
+        break;
+      case 'Dropout':
+        g.addNode('Identity', [x], [out], {}, `${layer.name}/identity`);
+        break;
+      case 'Dense': {
+        const c = l as unknown as { useBias: boolean; activation: string };
+        const k = weight(layer, 'kernel');
+        const gemmIn = [x, init(`${layer.name}/kernel`, k.shape, k.data)];
+        if (c.useBias) gemmIn.push(init(`${layer.name}/bias`, [k.shape[1]!], weight(layer, 'bias').data));
+        const y = c.activation === 'linear' ? out : fresh(out);
+        g.addNode('Gemm', gemmIn, [y], { alpha: attr.float(1), beta: attr.float(1), transA: 0, transB: 0 }, `${layer.name}/gemm`);
+        if (y !== out) activate(layer, c.activation, y, out, 1);
+        break;
+      }
+      case 'Flatten': {
+        // Keras flattens NHWC (channels fastest); ONNX would flatten NCHW.
+        const src = rank === 3 ? fresh(out) : x;
+        if (rank === 3) g.addNode('Transpose', [x], [src], { perm: [0, 2, 3, 1] }, `${layer.name}/to_nhwc`);
+        g.addNode('Flatten', [src], [out], { axis: 1 }, `${layer.name}/flatten`);
+        break;
+      }
+      case 'Add':
+        g.addNode(ins.length === 2 ? 'Add' : 'Sum', ins, [out], {}, `${layer.name}/add`);
+        break;
+      case 'Concatenate':
+        g.addNode('Concat', ins, [out], { axis: rank === 3 ? 1 : -1 }, `${layer.name}/concat`);
+        break;
+      case 'MaxPooling2D':
+      case 'AveragePooling2D': {
+        const c = l as unknown as { poolSize: [number, number]; strides: [number, number]; padding: string };
+        const p = pads({ kernelSize: c.poolSize, strides: c.strides, padding: c.padding }, hw());
+        // TensorFlow's average pooling divides by the number of real (unpadded) pixels: count_include_pad = 0.
+        const attrs: Record<string, OnnxAttributeValue> = layer.className === 'MaxPooling2D'
+          ? { kernel_shape: c.poolSize, strides: c.strides, pads: p }
+          : { kernel_shape: c.poolSize, strides: c.strides, pads: p, count_include_pad: 0 };
+        g.addNode(layer.className === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool', [x], [out], attrs, `${layer.name}/pool`);
+        break;
+      }
+      case 'GlobalAveragePooling2D':
+      case 'GlobalMaxPooling2D': {
+        const pooled = fresh(out);
+        g.addNode(layer.className === 'GlobalAveragePooling2D' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], [pooled], {}, `${layer.name}/pool`);
+        g.addNode('Flatten', [pooled], [out], { axis: 1 }, `${layer.name}/flatten`);
+        break;
+      }
+      default:
+        throw new OnnxGraphError(`layer "${layer.name}" (${layer.className}) has no ONNX export`);
     }
-    names.set(layer, y);
+    valueOf.set(layer, out);
   }
 
-  // The model output: 4-D outputs return to the input's layout.
-  const last = names.get(model.output.layer)!;
-  const outShape = model.outputShape;
-  if (outShape.length === 3) {
-    const [oh, ow, oc] = outShape as [number, number, number];
-    if (layout === 'nhwc') node('Transpose', [last], outputName, { perm: [0, 2, 3, 1] });
-    else node('Identity', [last], outputName);
-    g.addOutput(outputName, layout === 'nhwc' ? ['batch', oh, ow, oc] : ['batch', oc, oh, ow]);
-  } else {
-    node('Identity', [last], outputName);
-    g.addOutput(outputName, ['batch', ...outShape]);
-  }
+  const last = valueOf.get(model.output.layer)!;
+  const outShape = [...model.output.shape];
+  if (outShape.length === 3) g.addNode('Transpose', [last], [outputName], { perm: [0, 2, 3, 1] }, 'output/to_nhwc');
+  else g.addNode('Identity', [last], [outputName], {}, 'output/identity');
+  g.addOutput(outputName, [batch, ...outShape]);
   return g.toBytes();
-
-  /**
-   * Runs `emit` to produce the linear result, then the activation; the final tensor is named
-   * `result` (the layer's name) either way.
-   */
-  function withActivation(act: string, rank: number, result: string, emit: (out: string) => string): string {
-    if (act === 'linear') return emit(result);
-    const linear = emit(unique(`${result}/linear`));
-    return activationNode(act, linear, rank, result);
-  }
-
-  /** SeparableConv2D as two ONNX Convs (spatial grouped/depthwise, pointwise 1×1) in its order. */
-  function emitSeparable(layer: SeparableConv2D, x: string, hw: [number, number], out: string): string {
-    const spatialData = layer.spatialKernel.value.data();
-    const spatialShape = layer.spatialKernel.shape;
-    const depthwise = layer.spatialKernel.weightName === 'depthwise_kernel';
-    const spatialOnnx = depthwise
-      ? kerasDepthwiseKernelToOnnx(spatialData, spatialShape)
-      : { ...kerasConvKernelToOnnx(spatialData, spatialShape), group: spatialShape[3]! / spatialShape[2]! };
-    const spatialHW: [number, number] = hw; // the pointwise 1×1 conv keeps the spatial size
-    const spatialAttrs = convAttrs(spatialHW, layer.kernelSize, layer.strides, layer.dilationRate, layer.padding, spatialOnnx.group);
-    const pw = kerasConvKernelToOnnx(layer.pointwiseKernel.value.data(), layer.pointwiseKernel.shape);
-    const pwAttrs = { kernel_shape: [1, 1], strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0], group: 1 };
-    const bias = layer.bias ? layer.bias.value.data() : null;
-    const between = (t: string) =>
-      layer.intermediateActivation === 'none' ? t : activationNode(layer.intermediateActivation, t, 4, unique(`${layer.name}/${layer.intermediateActivation}`));
-    if (layer.order === 'depthwise-first') {
-      const s = emitConv(layer, x, { weight: spatialOnnx.data, shape: spatialOnnx.shape, bias: null, attrs: spatialAttrs }, unique(`${layer.name}/spatial`), depthwise ? 'depthwise' : 'spatial');
-      const last = foldInto(layer, { weight: pw.data, shape: pw.shape, bias, attrs: pwAttrs });
-      return emitConv(layer, between(s), last, out, 'pointwise');
-    }
-    const p = emitConv(layer, x, { weight: pw.data, shape: pw.shape, bias: null, attrs: pwAttrs }, unique(`${layer.name}/pointwise`), 'pointwise');
-    const last = foldInto(layer, { weight: spatialOnnx.data, shape: spatialOnnx.shape, bias, attrs: spatialAttrs });
-    return emitConv(layer, between(p), last, out, depthwise ? 'depthwise' : 'spatial');
-  }
-}
-
-/** Inference-mode BN as y = x·scale + shift per channel (computed in float64, stored float32). */
-function bnAffine(bn: BatchNormalization): { scale: Float32Array; shift: Float32Array } {
-  const mean = bn.movingMean.value.data();
-  const variance = bn.movingVariance.value.data();
-  const c = mean.length;
-  const gamma = bn.gamma ? bn.gamma.value.data() : null;
-  const beta = bn.beta ? bn.beta.value.data() : null;
-  const scale = new Float32Array(c);
-  const shift = new Float32Array(c);
-  for (let i = 0; i < c; i++) {
-    const s = (gamma ? gamma[i]! : 1) / Math.sqrt(variance[i]! + bn.epsilon);
-    scale[i] = s;
-    shift[i] = (beta ? beta[i]! : 0) - mean[i]! * s;
-  }
-  return { scale, shift };
 }

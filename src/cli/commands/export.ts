@@ -2,7 +2,7 @@ import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { saveWeights } from '../../io/model-weights.js';
-import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-export.js';
+import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-model.js';
 import { preprocessingAffine } from '../../data/transforms.js';
 import { getModelEntry } from '../../models/registry.js';
 import { choiceFlag, intFlag, parse } from '../args.js';
