@@ -27,3 +27,13 @@ export {
 } from './models/inception_v3/inception_v3.js';
 export { buildModel, getModelEntry, modelNames, preprocessInput, registerModel, type ModelEntry } from './models/registry.js';
 export { referenceBackend } from './backends/index.js';
+export {
+  loadWeights, saveWeights, sniffWeightFormat, weightFormatFromPath,
+  type LoadMode, type LoadWeightsOptions, type LoadWeightsReport, type WeightFormat,
+} from './io/model-weights.js';
+export { WeightFileError } from './io/errors.js';
+export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
+export {
+  classify, decodePredictions, IMAGENET_CLASS_NAMES, ImageError, loadImage, predictImages,
+  type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
+} from './predict/predict.js';

@@ -3,6 +3,8 @@ import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
 import { evalCommand } from './commands/eval.js';
 import { experimentCommand } from './commands/experiment.js';
+import { exportCommand } from './commands/export.js';
+import { predictCommand } from './commands/predict.js';
 import { summaryCommand } from './commands/summary.js';
 import { trainCommand } from './commands/train.js';
 
@@ -13,6 +15,8 @@ const COMMANDS: Record<string, { run: Command; about: string }> = {
   eval: { run: evalCommand, about: 'evaluate a trained run on a test set (top-1, top-5, loss)' },
   summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
   experiment: { run: experimentCommand, about: 'the paper\'s experiments as recipes: list, run NAME, report DIR' },
+  predict: { run: predictCommand, about: 'classify images (top-K ImageNet classes with a 1000-class model)' },
+  export: { run: exportCommand, about: 'write a model as ONNX, or its weights as Keras H5 or safetensors' },
 };
 
 export const MAIN_HELP = `xception — the Xception family of CNNs (Chollet 2017) in TypeScript, fast on a CPU

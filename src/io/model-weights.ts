@@ -1,0 +1,220 @@
+/**
+ * A model's weights to and from files: Keras legacy H5 (the official Xception weight files, and
+ * what Keras's `model.load_weights` reads back) and safetensors (the project's own format).
+ *
+ * Loading reads and checks the whole file against the model first — every layer, every shape —
+ * and assigns only when everything fits: a failed load leaves the model exactly as it was.
+ *
+ * Names. A model weight is `<layer>/<weight>` (`block1_conv1/kernel`, Variable.name). Keras H5
+ * files list per layer names like `block1_conv1/kernel:0` (TensorFlow's variable names); they
+ * are written that way and read in Keras's manner: layers in order or by name, weights within a
+ * layer in order. safetensors files hold one tensor per weight under `<layer>/<weight>`.
+ */
+import * as fsp from 'node:fs/promises';
+import { extname } from 'node:path';
+import type { Model } from '../nn/model.js';
+import type { Variable } from '../nn/layer.js';
+import { WeightFileError } from './errors.js';
+import { readKerasH5, writeKerasH5, type KerasLayer } from './keras-h5.js';
+import { modelToKerasLayers, modelWeightSpec } from './keras-model.js';
+import { matchKerasWeights, type KerasMatchMode } from './keras-match.js';
+import { readSafetensors, writeSafetensorsFile } from './safetensors.js';
+import { shapeText, type NamedWeight } from './weights.js';
+
+export type WeightFormat = 'keras-h5' | 'safetensors';
+export type LoadMode = 'order' | 'name' | 'auto';
+
+export interface LoadWeightsOptions {
+  /**
+   * Keras H5 only. 'order' (Keras's default): the i-th layer with weights in the file goes to
+   * the i-th layer with weights in the model, names ignored — this is how the official files'
+   * auto-named residual layers (`conv2d_1`, `batch_normalization_1`, …) reach their places.
+   * 'name' (Keras's by_name=True): every layer by its name. 'auto' (default): by name when the
+   * file's layers with weights are exactly the model's by name, otherwise in order.
+   */
+  mode?: LoadMode;
+  /** Expected format; by default it is recognized from the file's first bytes. */
+  format?: WeightFormat;
+}
+
+export interface LoadWeightsReport {
+  format: WeightFormat;
+  /** How H5 layers were paired ('name' for safetensors). */
+  mode: KerasMatchMode;
+  /** Weights assigned. */
+  weights: number;
+  /** safetensors metadata (empty for H5). */
+  metadata: Record<string, string>;
+}
+
+const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/** Which weight format `bytes` are, from the content: HDF5 signature, or a safetensors header. */
+export function sniffWeightFormat(bytes: Uint8Array): WeightFormat | null {
+  if (bytes.length >= 8 && HDF5_SIGNATURE.every((b, i) => bytes[i] === b)) return 'keras-h5';
+  if (bytes.length >= 9) {
+    const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+    if (n > 0n && n <= BigInt(bytes.length - 8) && bytes[8] === 0x7b /* { */) return 'safetensors';
+  }
+  return null;
+}
+
+/** The format a path's extension names (.h5/.hdf5/.keras-h5 → keras-h5, .safetensors), or null. */
+export function weightFormatFromPath(path: string): WeightFormat | null {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.h5' || ext === '.hdf5') return 'keras-h5';
+  if (ext === '.safetensors') return 'safetensors';
+  return null;
+}
+
+/** Loads a weight file into `model`; all-or-nothing. */
+export async function loadWeights(model: Model, path: string, options: LoadWeightsOptions = {}): Promise<LoadWeightsReport> {
+  const mode = options.mode ?? 'auto';
+  if (mode !== 'order' && mode !== 'name' && mode !== 'auto') throw new WeightFileError(path, `unknown load mode '${String(mode)}' (expected order, name or auto)`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await fsp.readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new WeightFileError(path, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a weight file' : `cannot read file (${(e as Error).message})`);
+  }
+  const sniffed = sniffWeightFormat(bytes);
+  const format = options.format ?? sniffed ?? weightFormatFromPath(path);
+  if (format === null && bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) {
+    throw new WeightFileError(path, 'a zip archive (a Keras 3 .keras model?): not supported; give legacy Keras H5 weights (what Keras 2 model.save_weights("w.h5") writes, like the official weight files) or safetensors');
+  }
+  if (format === null) {
+    throw new WeightFileError(path, `not a weight file: neither HDF5 (Keras .h5) nor safetensors (${bytes.length} bytes, starting ${hexPrefix(bytes)})`);
+  }
+  if (format === 'keras-h5' && sniffed !== 'keras-h5') {
+    // readKerasH5 says it too, but after a wasm start; this is the common mistake (wrong file).
+    throw new WeightFileError(path, `not an HDF5 file (no HDF5 signature; ${bytes.length} bytes, starting ${hexPrefix(bytes)}); Keras .h5 weight files start with \\x89HDF`);
+  }
+  if (format === 'keras-h5') return loadKerasLayers(model, await readKerasH5(bytes, path), path, mode);
+  const { weights, metadata } = readSafetensors(bytes, path);
+  if (metadata['format'] === 'xception-checkpoint/1') {
+    throw new WeightFileError(path, 'this is a training checkpoint (weights, optimizer state and run state): pass its run folder, or the weights.safetensors beside it');
+  }
+  assignByName(model, weights, path);
+  return { format: 'safetensors', mode: 'name', weights: weights.length, metadata };
+}
+
+/** Loads Keras H5 layers (from readKerasH5) into `model`; all-or-nothing. */
+export function loadKerasLayers(model: Model, fileLayers: readonly KerasLayer[], label: string, mode: LoadMode = 'auto'): LoadWeightsReport {
+  const modelLayers = modelWeightSpec(model);
+  const resolved: KerasMatchMode = mode === 'auto' ? (namesMatch(model, fileLayers) ? 'name' : 'order') : mode;
+  const assignments = matchKerasWeights(modelLayers, fileLayers, resolved, label);
+  const targets = assignments.map((a) => {
+    const v = model.getLayer(a.modelLayer).getWeight(a.modelWeight);
+    if (!sameShape(v.shape, a.shape)) {
+      throw new WeightFileError(label, `model weight "${v.name}" has shape ${shapeText([...v.shape])} but file weight "${a.fileLayer}/${a.fileWeight}" has ${shapeText(a.shape)}`);
+    }
+    return { v, data: a.data };
+  });
+  const expected = model.weights.length;
+  if (targets.length !== expected) throw new WeightFileError(label, `${targets.length} of the model's ${expected} weights were matched`);
+  assignAll(targets);
+  return { format: 'keras-h5', mode: resolved, weights: targets.length, metadata: {} };
+}
+
+/** True when the file's layers with weights are, by name, exactly the model's layers with weights. */
+function namesMatch(model: Model, fileLayers: readonly KerasLayer[]): boolean {
+  const fileNames = fileLayers.filter((l) => l.weights.length > 0).map((l) => l.name);
+  const modelNames = model.layersWithWeights.map((l) => l.name);
+  if (fileNames.length !== modelNames.length) return false;
+  const set = new Set(fileNames);
+  return set.size === fileNames.length && modelNames.every((n) => set.has(n));
+}
+
+/** safetensors-style loading: every model weight by its full name, nothing missing, nothing extra. */
+export function assignByName(model: Model, weights: readonly NamedWeight[], label: string): void {
+  const byName = new Map<string, NamedWeight>();
+  const problems: string[] = [];
+  for (const w of weights) {
+    if (byName.has(w.name)) problems.push(`weight "${w.name}" appears twice`);
+    byName.set(w.name, w);
+  }
+  const modelNames = new Set(model.weights.map((v) => v.name));
+  const targets: { v: Variable; data: Float32Array }[] = [];
+  for (const v of model.weights) {
+    const w = byName.get(v.name);
+    if (!w) problems.push(`model weight "${v.name}" ${shapeText([...v.shape])} is missing from the file`);
+    else if (!sameShape(v.shape, w.shape)) problems.push(`model weight "${v.name}" has shape ${shapeText([...v.shape])} but the file's has ${shapeText(w.shape)}`);
+    else if (w.data.length !== v.size) problems.push(`file weight "${w.name}" holds ${w.data.length} values for shape ${shapeText(w.shape)}`);
+    else targets.push({ v, data: w.data });
+  }
+  for (const w of weights) {
+    if (!modelNames.has(w.name)) problems.push(`file weight "${w.name}" ${shapeText(w.shape)} has no weight of that name in the model`);
+  }
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 8).join('; ');
+    const more = problems.length > 8 ? `; and ${problems.length - 8} more` : '';
+    throw new WeightFileError(label, `weights do not fit model '${model.name}': ${shown}${more}`);
+  }
+  assignAll(targets);
+}
+
+function assignAll(targets: readonly { v: Variable; data: Float32Array }[]): void {
+  // Everything was checked; setData re-checks sizes, which cannot fail here.
+  for (const { v, data } of targets) v.setData(data);
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function hexPrefix(bytes: Uint8Array): string {
+  return [...bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ') || '(empty)';
+}
+
+/** The model's weights under their full names, in Keras order. */
+export function namedWeightsOf(model: Model): NamedWeight[] {
+  return model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: v.value.data() }));
+}
+
+/**
+ * safetensors metadata: `format` = this tag, and `model_config` = JSON {model: registry name,
+ * ...build options} when the model came from the registry (the CLI rebuilds the model from it).
+ */
+export const WEIGHTS_FORMAT_TAG = 'xception-weights/1';
+
+/** Saves the model's weights atomically, as a Keras H5 weight file or as safetensors. */
+export async function saveWeights(model: Model, path: string, format: WeightFormat): Promise<void> {
+  if (format === 'keras-h5') {
+    await writeKerasH5(modelToKerasLayers(model), path);
+  } else if (format === 'safetensors') {
+    const metadata: Record<string, string> = { format: WEIGHTS_FORMAT_TAG };
+    // model.config is {model: registry name, ...options}: enough to rebuild the model.
+    if (typeof model.config['model'] === 'string') metadata['model_config'] = JSON.stringify(model.config, (k, v) => (k === 'backend' ? undefined : v));
+    await writeSafetensorsFile(path, namedWeightsOf(model), metadata);
+  } else {
+    throw new WeightFileError(path, `unknown weight format '${String(format)}' (expected keras-h5 or safetensors)`);
+  }
+}
+
+/**
+ * The `__metadata__` of a safetensors file, reading only its header (a weight file can be large).
+ * Returns null for a file that is not safetensors or whose header does not parse; the full,
+ * validating read happens in loadWeights.
+ */
+export async function peekSafetensorsMetadata(path: string): Promise<Record<string, string> | null> {
+  let fh: fsp.FileHandle | null = null;
+  try {
+    fh = await fsp.open(path, 'r');
+    const size = (await fh.stat()).size;
+    const head = Buffer.alloc(8);
+    if (size < 8 || (await fh.read(head, 0, 8, 0)).bytesRead !== 8) return null;
+    const n = head.readBigUInt64LE(0);
+    if (n === 0n || n > BigInt(Math.min(size - 8, 100_000_000))) return null;
+    const json = Buffer.alloc(Number(n));
+    if ((await fh.read(json, 0, json.length, 8)).bytesRead !== json.length) return null;
+    const header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
+    const meta = header['__metadata__'];
+    if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) return {};
+    return Object.fromEntries(Object.entries(meta as Record<string, unknown>).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+  } catch {
+    return null;
+  } finally {
+    await fh?.close();
+  }
+}
