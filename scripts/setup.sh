@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev dataset-fashion-mnist python3-pil >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev dataset-fashion-mnist >/dev/null
 ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund

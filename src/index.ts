@@ -34,6 +34,6 @@ export {
 export { WeightFileError } from './io/errors.js';
 export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
 export {
-  classify, decodePredictions, IMAGENET_CLASS_NAMES, ImageError, loadImage, predictImages,
+  classify, decodePredictions, imagenetClassNames, ImageError, loadImage, predictImages,
   type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
 } from './predict/predict.js';

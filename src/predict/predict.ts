@@ -21,10 +21,10 @@ import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
 import type { Model } from '../nn/model.js';
-import { IMAGENET_CLASS_NAMES } from './imagenet-classes.js';
+import { imagenetClassNames } from './imagenet-classes.js';
 import { resizeLikePil } from './resize-pil.js';
 
-export { IMAGENET_CLASS_NAMES } from './imagenet-classes.js';
+export { imagenetClassNames } from './imagenet-classes.js';
 
 /** An image could not be read or decoded. */
 export class ImageError extends XceptionError {
@@ -67,7 +67,7 @@ export function decodePredictions(preds: Tensor | Float32Array | readonly number
   }
   if (!Number.isInteger(top) || top < 1) throw new OptionError(`decodePredictions: top must be a positive integer, got ${top}`);
   if (classes < 1) throw new ShapeError('decodePredictions: no classes');
-  const labels = options.labels ?? (classes === IMAGENET_CLASS_NAMES.length ? IMAGENET_CLASS_NAMES : null);
+  const labels = options.labels ?? (classes === 1000 ? imagenetClassNames() : null);
   if (labels && labels.length !== classes) throw new OptionError(`decodePredictions: ${labels.length} labels for ${classes} classes`);
   const k = Math.min(top, classes);
   const out: ClassScore[][] = [];
