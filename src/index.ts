@@ -37,3 +37,10 @@ export {
   classify, decodePredictions, imagenetClassNames, ImageError, loadImage, predictImages,
   type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
 } from './predict/predict.js';
+
+export { Optimizer, OPTIMIZERS, type OptimizerName, type OptimizerOptions, type OptimizerState } from './train/optimizers.js';
+export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } from './train/schedules.js';
+export { ExponentialMovingAverage } from './train/ema.js';
+export { evaluate, topKCorrect, type EvalResult } from './train/metrics.js';
+export { train, loadRun, DEFAULT_TRAIN_CONFIG, TrainingDivergedError, type TrainConfig, type TrainResult, type RunOptions } from './train/trainer.js';
+export * as data from './data/index.js';
