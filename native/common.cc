@@ -34,6 +34,7 @@ void releaseBufferData(Buffer* b) {
   if (!b || b->disposed) return;
   std::free(b->data);
   b->data = nullptr;
+  b->derived.clear();
   b->disposed = true;
   liveBuffers -= 1;
   liveBytes -= b->size * static_cast<int64_t>(sizeof(float));

@@ -28,10 +28,22 @@ class KernelError : public std::runtime_error {
 struct Buffer;
 void releaseBufferData(Buffer* b);
 
+// A copy of a buffer's contents in a layout some primitive prefers (e.g. blocked filters), kept
+// with the buffer so repeated use of the same weights reorders them once, not on every call.
+struct DerivedLayout {
+  dnnl::memory::desc desc;
+  dnnl::memory mem;
+  uint64_t version;  // Buffer::version it was made from
+};
+
 struct Buffer {
   float* data = nullptr;
   int64_t size = 0;  // elements
   bool disposed = false;
+  // Kernels never write their inputs, so a buffer's contents only change through in-place
+  // writers (future optimizer steps), which must bump `version` to invalidate `derived`.
+  uint64_t version = 0;
+  std::vector<DerivedLayout> derived;
   Buffer() = default;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;

@@ -36,6 +36,25 @@ memory wrap(State& s, const memory::desc& md, const float* p) {
   return memory(md, s.engine, const_cast<float*>(p));
 }
 
+// The contents of `b` in layout `want`, reordered on first use and kept with the buffer until it
+// is disposed or its version changes. A buffer keeps at most a few layouts (forward and
+// backward-data filters may prefer different blockings).
+memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want, dnnl::reorder& toWant) {
+  for (DerivedLayout& d : b.derived) {
+    if (d.desc != want) continue;
+    if (d.version != b.version) {
+      toWant.execute(s.stream, user, d.mem);
+      d.version = b.version;
+    }
+    return d.mem;
+  }
+  if (b.derived.size() >= 4) b.derived.erase(b.derived.begin());
+  memory mem(want, s.engine);
+  toWant.execute(s.stream, user, mem);
+  b.derived.push_back({want, mem, b.version});
+  return mem;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Convolution
 
@@ -121,8 +140,7 @@ struct ConvFwd : CacheEntry {
   dnnl::convolution_forward prim;
   memory::desc src, dst, userW;
   bool reorderW = false;
-  dnnl::reorder toPrimW;
-  memory primW;  // the filter in the primitive's layout, refilled on every call
+  dnnl::reorder toPrimW;  // Keras layout → the primitive's filter layout
 };
 
 struct ConvBwdData : CacheEntry {
@@ -131,7 +149,6 @@ struct ConvBwdData : CacheEntry {
   memory::desc diffSrc, diffDst, userW;
   bool reorderW = false;
   dnnl::reorder toPrimW;
-  memory primW;
 };
 
 struct ConvBwdWeights : CacheEntry {
@@ -153,7 +170,6 @@ ConvFwd& convFwdEntry(State& s, const ConvGeom& c) {
     e->userW = c.userWeightsMd();
     if (e->pd.weights_desc() != e->userW) {
       e->reorderW = true;
-      e->primW = memory(e->pd.weights_desc(), s.engine);
       e->toPrimW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->userW, s.engine, e->pd.weights_desc()));
     }
     return e;
@@ -173,7 +189,6 @@ ConvBwdData& convBwdDataEntry(State& s, const ConvGeom& c) {
     e->userW = c.userWeightsMd();
     if (e->pd.weights_desc() != e->userW) {
       e->reorderW = true;
-      e->primW = memory(e->pd.weights_desc(), s.engine);
       e->toPrimW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->userW, s.engine, e->pd.weights_desc()));
     }
     return e;
@@ -209,9 +224,9 @@ void conv2d(State& s, const Args& a, Result& r) {
   ConvFwd& e = convFwdEntry(s, c);
   float* y = r.add(c.ySize());
   memory wUser = wrap(s, e.userW, w);
-  if (e.reorderW) e.toPrimW.execute(s.stream, wUser, e.primW);
+  memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
   e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)},
-                            {DNNL_ARG_WEIGHTS, e.reorderW ? e.primW : wUser},
+                            {DNNL_ARG_WEIGHTS, wPrim},
                             {DNNL_ARG_DST, wrap(s, e.dst, y)}});
   s.stream.wait();
 }
@@ -225,9 +240,9 @@ void conv2dBackwardInput(State& s, const Args& a, Result& r) {
   ConvBwdData& e = convBwdDataEntry(s, c);
   float* dx = r.add(c.xSize());
   memory wUser = wrap(s, e.userW, w);
-  if (e.reorderW) e.toPrimW.execute(s.stream, wUser, e.primW);
+  memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
   e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.diffDst, dy)},
-                            {DNNL_ARG_WEIGHTS, e.reorderW ? e.primW : wUser},
+                            {DNNL_ARG_WEIGHTS, wPrim},
                             {DNNL_ARG_DIFF_SRC, wrap(s, e.diffSrc, dx)}});
   s.stream.wait();
 }
