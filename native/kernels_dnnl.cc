@@ -280,7 +280,9 @@ struct BnGeom {
     return b;
   }
   int64_t size() const { return rows * ch; }
-  memory::desc dataMd() const { return memory::desc({rows, ch}, dt::f32, tag::nc); }
+  // Rows as the batch of a 1×1 nhwc image: oneDNN runs its jit (nspc) batch norm on that, and
+  // a slow generic one on the 2-D `nc` view of the same memory.
+  memory::desc dataMd() const { return memory::desc({rows, ch, 1, 1}, dt::f32, tag::nhwc); }
   memory::desc chanMd() const { return memory::desc({ch}, dt::f32, tag::a); }
   std::vector<int64_t> key(Kind k) const { return {k, rows, ch, keyBits(eps)}; }
 };
@@ -298,6 +300,9 @@ struct BnBwd : CacheEntry {
   dnnl::batch_normalization_backward::primitive_desc pd;
   dnnl::batch_normalization_backward prim;
   memory::desc data, chan;
+  // oneDNN 2.6 insists on a shift argument for the backward pass although the gradient does not
+  // depend on beta; the contract passes none, so it gets zeros.
+  memory zeroShift;
 };
 
 dnnl::batch_normalization_forward::primitive_desc bnTrainPd(State& s, const BnGeom& b) {
@@ -381,6 +386,8 @@ void batchNormBackward(State& s, const Args& a, Result& r) {
     e->prim = dnnl::batch_normalization_backward(e->pd);
     e->data = b.dataMd();
     e->chan = b.chanMd();
+    e->zeroShift = memory(e->chan, s.engine);
+    std::memset(e->zeroShift.get_data_handle(), 0, b.ch * sizeof(float));
     return e;
   });
   float* dx = r.add(b.size());
@@ -389,6 +396,7 @@ void batchNormBackward(State& s, const Args& a, Result& r) {
   e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.data, x)},
                             {DNNL_ARG_DIFF_DST, wrap(s, e.data, dy)},
                             {DNNL_ARG_SCALE, wrap(s, e.chan, gamma)},
+                            {DNNL_ARG_SHIFT, e.zeroShift},
                             {DNNL_ARG_MEAN, wrap(s, e.chan, mean)},
                             {DNNL_ARG_VARIANCE, wrap(s, e.chan, var)},
                             {DNNL_ARG_DIFF_SRC, wrap(s, e.data, dx)},
