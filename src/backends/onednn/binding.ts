@@ -3,7 +3,6 @@
  * it; everything it receives has been validated in `backend.ts` first.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -66,8 +65,12 @@ export function loadAddon(): AddonLoad {
   if (!existsSync(file)) {
     return { addon: null, path: file, reason: `native addon not built: ${file} is missing (run \`npm run build:native\`)` };
   }
+  if (!file.endsWith('.node')) return { addon: null, path: file, reason: `native addon path must end in .node: ${file}` };
   try {
-    const addon = createRequire(import.meta.url)(file) as NativeAddon;
+    // dlopen, not require: only ever a native library, never a JavaScript file run by mistake.
+    const mod = { exports: {} as unknown };
+    process.dlopen(mod, file);
+    const addon = mod.exports as NativeAddon;
     const v = addon.version();
     if (v.abi !== EXPECTED_ABI) {
       return { addon: null, path: file, reason: `native addon is stale (ABI ${v.abi}, expected ${EXPECTED_ABI}); run \`npm run build:native\`` };
