@@ -22,19 +22,28 @@ const x = backend.upload(fill(batch * size * size * channels));
 const w = backend.upload(fill(channels * channels));
 const flop = 2 * batch * size * size * channels * channels;
 
+// Wall time, plus process CPU time and minor page faults per call: on a shared machine the CPU
+// time of a single-threaded run (OMP_NUM_THREADS=1) is the steadier measure of work done.
 function timeIt(label: string, f: () => void): void {
   for (let i = 0; i < 20; i++) f();  // warm up: primitive creation, page faults, OpenMP threads
-  const times: number[] = [];
-  for (let rep = 0; rep < 7; rep++) {
-    const iters = 50;
+  const times: number[] = [], cpu: number[] = [];
+  const faults0 = process.resourceUsage().minorPageFault;
+  const iters = 50, reps = 7;
+  for (let rep = 0; rep < reps; rep++) {
     const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
     for (let i = 0; i < iters; i++) f();
+    const c = process.cpuUsage(c0);
     times.push(Number(process.hrtime.bigint() - t0) / 1e9 / iters);
+    cpu.push((c.user + c.system) / 1e6 / iters);
   }
+  const faults = (process.resourceUsage().minorPageFault - faults0) / (iters * reps);
   times.sort((a, b) => a - b);
-  const median = times[3]!, best = times[0]!;
+  cpu.sort((a, b) => a - b);
+  const median = times[3]!, best = times[0]!, cpuMedian = cpu[3]!;
   console.log(`${label}: median ${(median * 1e3).toFixed(3)} ms = ${(flop / median / 1e9).toFixed(1)} GFLOP/s ` +
-    `(best ${(flop / best / 1e9).toFixed(1)})`);
+    `(best ${(flop / best / 1e9).toFixed(1)}); CPU ${(cpuMedian * 1e3).toFixed(3)} ms/call = ` +
+    `${(flop / cpuMedian / 1e9).toFixed(1)} GFLOP/s per busy core; ${faults.toFixed(1)} page faults/call`);
 }
 
 console.log(`onednn ${nativeBackendStatus().onednn}; forward impl ${backend.describeConv(p)}; ` +

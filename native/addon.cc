@@ -7,7 +7,8 @@
 //   free(handle)                      releases the memory now; later use is an error
 //   run(op, handles[], numbers[], Int32Array | undefined) → [...new handles, ...scalars]
 //   describeConv(which, numbers[])    → oneDNN implementation name
-//   stats()                           → { buffers, bytes, cachedPrimitives, cacheHits, cacheMisses }
+//   stats()                           → { buffers, bytes, pooledBytes, cachedPrimitives, cacheHits, cacheMisses }
+//   trimPool()                        returns pooled (freed, kept for reuse) memory to the system
 // Every C++ exception becomes a JS Error whose `code` says where it came from; nothing aborts.
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -258,6 +259,11 @@ napi_value describeConvEntry(napi_env env, napi_callback_info info) {
   return v;
 }
 
+napi_value trimPool(napi_env env, napi_callback_info) {
+  releasePool();
+  return nullptr;
+}
+
 napi_value stats(napi_env env, napi_callback_info) {
   State& st = stateOf(env);
   MemoryStats m = memoryStats();
@@ -265,6 +271,7 @@ napi_value stats(napi_env env, napi_callback_info) {
   NAPI_CHECK(napi_create_object(env, &obj));
   setProp(env, obj, "buffers", number(env, static_cast<double>(m.buffers)));
   setProp(env, obj, "bytes", number(env, static_cast<double>(m.bytes)));
+  setProp(env, obj, "pooledBytes", number(env, static_cast<double>(m.pooledBytes)));
   setProp(env, obj, "cachedPrimitives", number(env, static_cast<double>(st.cache.size())));
   setProp(env, obj, "cacheHits", number(env, static_cast<double>(st.hits)));
   setProp(env, obj, "cacheMisses", number(env, static_cast<double>(st.misses)));
@@ -312,6 +319,7 @@ napi_value init(napi_env env, napi_value exports) {
       {"run", nullptr, guarded<run>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"describeConv", nullptr, guarded<describeConvEntry>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"stats", nullptr, guarded<stats>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"trimPool", nullptr, guarded<trimPool>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   NAPI_CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -57,8 +57,11 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero);
 struct MemoryStats {
   int64_t buffers;
   int64_t bytes;
+  int64_t pooledBytes;  // freed memory kept for reuse
 };
 MemoryStats memoryStats();
+// Returns the freed memory kept for reuse to the system.
+void releasePool();
 
 // One cached oneDNN object set (primitive descriptors, primitives). Subclasses per kernel kind.
 struct CacheEntry {

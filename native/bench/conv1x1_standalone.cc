@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <vector>
 
+#include <sys/resource.h>
+#include <time.h>
+
 #include <oneapi/dnnl/dnnl.hpp>
 
 int main(int argc, char** argv) {
@@ -32,15 +35,32 @@ int main(int argc, char** argv) {
     strm.wait();
   };
   for (int i = 0; i < 20; ++i) once();
-  std::vector<double> times;
-  for (int rep = 0; rep < 7; ++rep) {
-    const int iters = 50;
+  auto cpuNow = [] {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+  };
+  auto faultsNow = [] {
+    rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_minflt);
+  };
+  std::vector<double> times, cpu;
+  const int iters = 50, reps = 7;
+  double f0 = faultsNow();
+  for (int rep = 0; rep < reps; ++rep) {
     auto t0 = std::chrono::steady_clock::now();
+    double c0 = cpuNow();
     for (int i = 0; i < iters; ++i) once();
+    cpu.push_back((cpuNow() - c0) / iters);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters);
   }
+  double faults = (faultsNow() - f0) / (iters * reps);
   std::sort(times.begin(), times.end());
+  std::sort(cpu.begin(), cpu.end());
   double flop = 2.0 * n * hw * hw * c * c;
-  std::printf("standalone C++ %s: median %.3f ms = %.1f GFLOP/s (best %.1f)\n", pd.impl_info_str(), times[3] * 1e3,
-              flop / times[3] / 1e9, flop / times[0] / 1e9);
+  std::printf("standalone C++ %s: median %.3f ms = %.1f GFLOP/s (best %.1f); CPU %.3f ms/call = %.1f GFLOP/s per "
+              "busy core; %.1f page faults/call\n",
+              pd.impl_info_str(), times[3] * 1e3, flop / times[3] / 1e9, flop / times[0] / 1e9, cpu[3] * 1e3,
+              flop / cpu[3] / 1e9, faults);
 }

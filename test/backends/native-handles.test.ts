@@ -22,7 +22,7 @@ const indexUrl = new URL('../../src/backends/onednn/index.js', import.meta.url).
 function nativeTest(name: string, body: (n: NativeBackend) => void): void {
   test(name, (t) => {
     if (!N) {
-      t.skip(`native addon not built: ${nativeBackendStatus().reason}`);
+      t.skip(nativeBackendStatus().reason);
       return;
     }
     body(N);
@@ -173,6 +173,19 @@ nativeTest('native code checks sizes and parameters itself and throws instead of
   const out = new Float32Array(2);
   a.download(y, out);
   assert.deepEqual(Array.from(out), [0, 2]);
+});
+
+nativeTest('freed memory is pooled for reuse by the next tensor of its size, and can be trimmed', (n) => {
+  const size = 1 << 16;  // 256 KiB: large enough to be pooled
+  const dirty = n.upload(new Float32Array(size).fill(7));
+  n.trimPool();
+  n.dispose(dirty);
+  assert.ok(n.stats().pooledBytes >= size * 4, 'the freed block is kept');
+  // The reused block must come back zeroed when zeros are asked for.
+  const z = n.download(n.zeros(size, 'float32'), size, 'float32');
+  assert.ok(z.every((v) => v === 0));
+  n.trimPool();
+  assert.equal(n.stats().pooledBytes, 0);
 });
 
 nativeTest('handles that are dropped without dispose are freed by the garbage collector', () => {

@@ -23,7 +23,7 @@ const TOL = 1e-4;
 function nativeTest(name: string, body: (n: NativeBackend) => void): void {
   test(name, (t) => {
     if (!N) {
-      t.skip(`native addon not built: ${nativeBackendStatus().reason}`);
+      t.skip(nativeBackendStatus().reason);
       return;
     }
     body(N);

@@ -476,6 +476,11 @@ export class NativeBackend implements Backend {
     return this.addon.stats();
   }
 
+  /** Returns freed memory that is kept for reuse (see NativeStats.pooledBytes) to the system. */
+  trimPool(): void {
+    this.addon.trimPool();
+  }
+
   /** The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`). */
   describeConv(p: Conv2DParams, pass: 'forward' | 'backwardInput' | 'backwardFilter' = 'forward'): string {
     const nums = convNums('describeConv', p);

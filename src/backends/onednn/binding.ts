@@ -13,6 +13,8 @@ export interface NativeStats {
   /** Native buffers alive (not yet disposed or collected) and their bytes. */
   buffers: number;
   bytes: number;
+  /** Freed native memory kept for reuse by later tensors of the same size (at most 1 GiB). */
+  pooledBytes: number;
   /** oneDNN primitive sets cached per shape, with lookups that found / built one. */
   cachedPrimitives: number;
   cacheHits: number;
@@ -30,6 +32,8 @@ export interface NativeAddon {
   /** oneDNN implementation picked for a convolution: which = 0 forward, 1 backward data, 2 filter. */
   describeConv(which: 0 | 1 | 2, nums: number[]): string;
   stats(): NativeStats;
+  /** Returns the pooled memory to the system. */
+  trimPool(): void;
 }
 
 /** The ABI this TypeScript expects; native/addon.cc `kAbiVersion` must match. */
