@@ -97,6 +97,12 @@ nativeTest('conv2d forward, backward input and backward filter agree with the re
   for (const [label, spec] of CONV_CASES) checkConv(n, rng, spec, label);
 });
 
+nativeTest('conv2d at the full Xception middle-flow shapes (19×19, 728 channels: filter blocks padded to 32)', (n) => {
+  const rng = new Random(728);
+  checkConv(n, rng, { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [1, 1], padding: 'same' }, 'pointwise');
+  checkConv(n, rng, { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [3, 3], padding: 'same', groups: 728 }, 'depthwise');
+});
+
 /** A random convolution: any window, stride, dilation, grouping and padding style. */
 function randomConvSpec(rng: Random): ConvSpec {
   const groups = [1, 1, 2, 3][rng.int(4)]!;
