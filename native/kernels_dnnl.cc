@@ -532,6 +532,11 @@ struct PoolGeom {
   }
 };
 
+// A temporary large enough for `md` (any data type), taken from the buffer pool.
+std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
+  return allocBuffer(static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float)), false);
+}
+
 struct PoolFwd : CacheEntry {
   dnnl::pooling_forward::primitive_desc pd;
   dnnl::pooling_forward prim;
@@ -589,8 +594,11 @@ void maxPool2dBackward(State& s, const Args& a, Result& r) {
   const float* dy = a.input(0, p.ySize(), "dy");
   const float* x = a.input(1, p.xSize(), "x");
   PoolBwd& e = poolBwdEntry(s, p, kMaxPoolBwd, dnnl::algorithm::pooling_max);
-  memory yTmp(e.fpd.dst_desc(), s.engine);
-  memory ws(e.fpd.workspace_desc(), s.engine);
+  // Temporaries from the buffer pool (no fresh pages per call); freed when they go out of scope.
+  auto yTmpBuf = scratchBuffer(e.fpd.dst_desc());
+  auto wsBuf = scratchBuffer(e.fpd.workspace_desc());
+  memory yTmp(e.fpd.dst_desc(), s.engine, yTmpBuf->data);
+  memory ws(e.fpd.workspace_desc(), s.engine, wsBuf->data);
   float* dx = r.add(p.xSize());
   e.fwd.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)}, {DNNL_ARG_DST, yTmp}, {DNNL_ARG_WORKSPACE, ws}});
   e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.dst, dy)},

@@ -336,4 +336,7 @@ nativeTest('upload, zeros and download round-trip float32 exactly', (n) => {
   assert.deepEqual(Array.from(back), Array.from(values));
   assert.deepEqual(Array.from(n.download(n.zeros(5, 'float32'), 5, 'float32')), [0, 0, 0, 0, 0]);
   assert.equal(n.download(n.zeros(0, 'float32'), 0, 'float32').length, 0);
+  // A view into a larger buffer uploads only its own elements.
+  const view = Float32Array.from([9, 1, 2, 3, 9]).subarray(1, 4);
+  assert.deepEqual(Array.from(n.download(n.upload(view), 3, 'float32')), [1, 2, 3]);
 });
