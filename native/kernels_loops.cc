@@ -281,6 +281,87 @@ void globalMaxPoolBackward(State&, const Args& a, Result& r) {
   }
 }
 
+// ---- training --------------------------------------------------------------------------------
+
+// In place: inputs param, grad, state…; nums: kind (0 sgd, 1 rmsprop, 2 adam), size, gradScale,
+// then the rule's numbers (see UpdateRule in src/core/backend.ts):
+//   sgd:     lr, momentum, nesterov, weightDecay            state: [v] if momentum > 0, else none
+//   rmsprop: lr, rho, momentum, epsilon, weightDecay        state: [ms, mom]
+//   adam:    lr, beta1, beta2, epsilon, weightDecay, decoupled, step   state: [m, v]
+// Each element is read and written in the reference's order, in double precision, so aliased
+// buffers behave as they do there. Written buffers get a new version (stale derived layouts).
+void applyUpdate(State&, const Args& a, Result&) {
+  if (a.nums.size() < 3) fail(a, "expected kind, size and gradScale");
+  const int64_t kind = a.dim(0, "kind", 0);
+  const int64_t n = a.dim(1, "size");
+  const double gs = a.real(2, "gradScale");
+  const size_t ruleNums = kind == 0 ? 4 : kind == 1 ? 5 : kind == 2 ? 7 : 0;
+  if (ruleNums == 0) fail(a, "unknown update rule " + std::to_string(kind));
+  const size_t states = kind == 0 ? (a.real(4, "momentum") > 0 ? 1 : 0) : 2;
+  a.expectCounts(2 + states, 3 + ruleNums);
+  float* w = const_cast<float*>(a.input(0, n, "param"));
+  const float* g = a.input(1, n, "grad");
+  std::vector<float*> st(states);
+  for (size_t i = 0; i < states; ++i) st[i] = const_cast<float*>(a.input(2 + i, n, "state"));
+  for (size_t i = 0; i < 2 + states; ++i)
+    if (i != 1) a.in[i]->version += 1;
+  const double lr = a.real(3, "lr");
+  if (kind == 0) {
+    const double momentum = a.real(4, "momentum"), wd = a.real(6, "weightDecay");
+    const bool nesterov = a.flag(5, "nesterov");
+    float* v = states ? st[0] : nullptr;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const double gi = gs * g[i] + wd * w[i];
+      if (v) {
+        const double vel = momentum * v[i] - lr * gi;
+        v[i] = static_cast<float>(vel);
+        w[i] = static_cast<float>(w[i] + (nesterov ? momentum * vel - lr * gi : vel));
+      } else {
+        w[i] = static_cast<float>(w[i] - lr * gi);
+      }
+    }
+  } else if (kind == 1) {
+    const double rho = a.real(4, "rho"), momentum = a.real(5, "momentum"), eps = a.real(6, "epsilon");
+    const double wd = a.real(7, "weightDecay");
+    float *ms = st[0], *mom = st[1];
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const double gi = gs * g[i] + wd * w[i];
+      ms[i] = static_cast<float>(rho * ms[i] + (1 - rho) * gi * gi);
+      mom[i] = static_cast<float>(momentum * mom[i] + lr * gi / std::sqrt(static_cast<double>(ms[i]) + eps));
+      w[i] = static_cast<float>(w[i] - static_cast<double>(mom[i]));
+    }
+  } else {
+    const double b1 = a.real(4, "beta1"), b2 = a.real(5, "beta2"), eps = a.real(6, "epsilon");
+    const double wd = a.real(7, "weightDecay");
+    const bool decoupled = a.flag(8, "decoupledWeightDecay");
+    const double step = static_cast<double>(a.dim(9, "step"));
+    const double c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
+    float *m = st[0], *v = st[1];
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const double old = w[i];
+      const double gi = gs * g[i] + (decoupled ? 0.0 : wd * old);
+      m[i] = static_cast<float>(b1 * m[i] + (1 - b1) * gi);
+      v[i] = static_cast<float>(b2 * v[i] + (1 - b2) * gi * gi);
+      const double upd = (static_cast<double>(m[i]) / c1) / (std::sqrt(static_cast<double>(v[i]) / c2) + eps);
+      w[i] = static_cast<float>(old - lr * (upd + (decoupled ? wd * old : 0.0)));
+    }
+  }
+}
+
+// inputs: x; nums: size → scalar Σ x²
+void sumSquares(State&, const Args& a, Result& r) {
+  a.expectCounts(1, 1);
+  const int64_t n = a.dim(0, "size");
+  const float* x = a.input(0, n, "x");
+  double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+  r.scalars.push_back(total);
+}
+
 }  // namespace
 
 void registerLoopKernels(std::map<std::string, KernelFn>& t) {
@@ -298,6 +379,8 @@ void registerLoopKernels(std::map<std::string, KernelFn>& t) {
   t["globalAvgPoolBackward"] = globalAvgPoolBackward;
   t["globalMaxPool"] = globalMaxPool;
   t["globalMaxPoolBackward"] = globalMaxPoolBackward;
+  t["applyUpdate"] = applyUpdate;
+  t["sumSquares"] = sumSquares;
 }
 
 }  // namespace xnative

@@ -95,6 +95,32 @@ export interface CrossEntropyParams extends RowsParams {
   labelSmoothing: number;
 }
 
+/**
+ * Optimizer update rules, applied in place by `applyUpdate`. With g = gradScale·grad, and
+ * g' = g + weightDecay·w for the coupled (L2) decay the paper used:
+ * - sgd (Keras): v = momentum·v − lr·g';  w += nesterov ? momentum·v − lr·g' : v.
+ *   state: [v]; with momentum 0 the state is empty and w −= lr·g'.
+ * - rmsprop (TensorFlow, the paper's JFT set-up): ms = rho·ms + (1−rho)·g'²;
+ *   mom = momentum·mom + lr·g'/sqrt(ms + epsilon);  w −= mom.  state: [ms, mom].
+ * - adam: m = beta1·m + (1−beta1)·g'; v = beta2·v + (1−beta2)·g'²; m̂ = m/(1−beta1^step),
+ *   v̂ = v/(1−beta2^step);  w −= lr·m̂/(sqrt(v̂) + epsilon). state: [m, v].
+ *   With decoupledWeightDecay (AdamW) g' = g and w −= lr·weightDecay·w_old as well.
+ */
+export type UpdateRule =
+  | { kind: 'sgd'; lr: number; momentum: number; nesterov: boolean; weightDecay: number }
+  | { kind: 'rmsprop'; lr: number; rho: number; momentum: number; epsilon: number; weightDecay: number }
+  | {
+      kind: 'adam';
+      lr: number;
+      beta1: number;
+      beta2: number;
+      epsilon: number;
+      weightDecay: number;
+      decoupledWeightDecay: boolean;
+      /** 1 for the first update. */
+      step: number;
+    };
+
 export interface Backend {
   readonly name: string;
   /** dtypes this backend computes in; float64 exists for gradient checks on the reference. */
@@ -171,6 +197,12 @@ export interface Backend {
   concatChannels(xs: readonly Handle[], rows: number, channels: readonly number[]): Handle;
   /** Columns [start, start + count) of x[rows, channels]. */
   sliceChannels(x: Handle, p: RowsParams, start: number, count: number): Handle;
+
+  // --- training ----------------------------------------------------------------------------
+  /** The one in-place kernel: updates `param` and its `state` buffers (see UpdateRule). */
+  applyUpdate(rule: UpdateRule, param: Handle, grad: Handle, state: readonly Handle[], size: number, gradScale: number): void;
+  /** Σ x² over `size` elements (gradient-norm clipping, diagnostics). */
+  sumSquares(x: Handle, size: number): number;
 
   // --- classification -----------------------------------------------------------------------
   softmax(x: Handle, p: RowsParams): Handle;

@@ -128,6 +128,11 @@ nativeTest('wrong sizes and bad parameters give typed errors before any native c
     batch: 1, inHeight: 2, inWidth: 2, channels: 1, outHeight: 2, outWidth: 2, windowHeight: 1, windowWidth: 1,
     strideHeight: 1, strideWidth: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 0,
   }), ShapeError);
+  const sgd = { kind: 'sgd', lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 } as const;
+  assert.throws(() => n.applyUpdate(sgd, x, x, [], 4, 1), (e) => e instanceof ShapeError && /1 state buffers|0 state buffers, expected 1/.test(e.message));
+  assert.throws(() => n.applyUpdate({ ...sgd, lr: Number.NaN }, x, x, [x], 4, 1), OptionError);
+  assert.throws(() => n.applyUpdate({ kind: 'lion' } as never, x, x, [], 4, 1), OptionError);
+  assert.throws(() => n.applyUpdate(sgd, x, w1, [x], 4, 1), ShapeError);
   // float32 only, and only its own handles.
   assert.throws(() => n.upload(Float64Array.from([1])), BackendError);
   assert.throws(() => n.download(x, 4, 'float64'), BackendError);

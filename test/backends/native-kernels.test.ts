@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Handle, Pool2DParams } from '../../src/core/backend.js';
+import type { Handle, Pool2DParams, UpdateRule } from '../../src/core/backend.js';
 import { Random } from '../../src/core/random.js';
 import { referenceBackend as R } from '../../src/backends/reference/index.js';
 import { type NativeBackend, loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
@@ -328,6 +328,57 @@ nativeTest('softmax, cross-entropy and its backward agree with the reference', (
         R.softmaxCrossEntropyBackward(probs.r, labels, p, 2), rows * channels);
     }
   }
+});
+
+// ---- training -------------------------------------------------------------------------------
+
+const RULES: UpdateRule[] = [
+  { kind: 'sgd', lr: 0.1, momentum: 0, nesterov: false, weightDecay: 0 },
+  { kind: 'sgd', lr: 0.045, momentum: 0.9, nesterov: false, weightDecay: 1e-5 },
+  { kind: 'sgd', lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
+  { kind: 'rmsprop', lr: 0.001, rho: 0.9, momentum: 0.9, epsilon: 1.0, weightDecay: 1e-5 },
+  { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0, decoupledWeightDecay: false, step: 1 },
+  { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0.01, decoupledWeightDecay: true, step: 1 },
+];
+
+nativeTest('applyUpdate for every rule and sumSquares agree with the reference over several steps', (n) => {
+  const rng = new Random(14);
+  for (const base of RULES) {
+    for (const size of [5, 70_001]) {
+      const w = pair(n, randomArray(rng, size));
+      const stateCount = base.kind === 'sgd' ? (base.momentum > 0 ? 1 : 0) : 2;
+      const state = Array.from({ length: stateCount }, () => pair(n, new Float64Array(size)));
+      for (let step = 1; step <= 3; step++) {
+        const rule = base.kind === 'adam' ? { ...base, step } : base;
+        const g = pair(n, randomArray(rng, size));
+        n.applyUpdate(rule, w.n, g.n, state.map((s) => s.n), size, 0.5);
+        R.applyUpdate(rule, w.r, g.r, state.map((s) => s.r), size, 0.5);
+        const label = `${JSON.stringify(rule)} size ${size} step ${step}`;
+        // agree() disposes its native handle; these live on, so compare through copies.
+        const copy = (p: Pair) => n.upload(n.download(p.n, size, 'float32') as Float32Array);
+        agree(n, `applyUpdate param ${label}`, copy(w), w.r, size);
+        state.forEach((s, i) => agree(n, `applyUpdate state ${i} ${label}`, copy(s), s.r, size));
+      }
+      const sn = n.sumSquares(w.n, size), sr = R.sumSquares(w.r, size);
+      assert.ok(relError([sn], [sr]) <= TOL, `sumSquares ${sn} vs ${sr}`);
+    }
+  }
+});
+
+nativeTest('a filter updated in place is seen by the next convolution (no stale cached layout)', (n) => {
+  const rng = new Random(15);
+  const p = convParams({ height: 7, width: 7, inChannels: 32, outChannels: 64, kernel: [1, 1], padding: 'valid' });
+  const x = pair(n, randomArray(rng, convInputSize(p)));
+  const w = pair(n, randomArray(rng, convFilterSize(p)));
+  const dy = pair(n, randomArray(rng, convOutputSize(p)));
+  agree(n, 'before the update', n.conv2d(x.n, w.n, p), R.conv2d(x.r, w.r, p), convOutputSize(p));
+  agree(n, 'input gradient before', n.conv2dBackwardInput(dy.n, w.n, p), R.conv2dBackwardInput(dy.r, w.r, p), convInputSize(p));
+  const rule: UpdateRule = { kind: 'sgd', lr: 0.5, momentum: 0, nesterov: false, weightDecay: 0 };
+  const g = pair(n, randomArray(rng, convFilterSize(p)));
+  n.applyUpdate(rule, w.n, g.n, [], convFilterSize(p), 1);
+  R.applyUpdate(rule, w.r, g.r, [], convFilterSize(p), 1);
+  agree(n, 'after the update', n.conv2d(x.n, w.n, p), R.conv2d(x.r, w.r, p), convOutputSize(p));
+  agree(n, 'input gradient after', n.conv2dBackwardInput(dy.n, w.n, p), R.conv2dBackwardInput(dy.r, w.r, p), convInputSize(p));
 });
 
 nativeTest('upload, zeros and download round-trip float32 exactly', (n) => {

@@ -21,6 +21,7 @@ import type {
   NumArray,
   Pool2DParams,
   RowsParams,
+  UpdateRule,
 } from '../../core/backend.js';
 import { BackendError, DisposedError, OptionError, ShapeError } from '../../core/errors.js';
 import type { NativeAddon, NativeBuffer, NativeStats } from './binding.js';
@@ -441,6 +442,51 @@ export class NativeBackend implements Backend {
     int(op, 'count', count, 0);
     if (start + count > channels) throw new ShapeError(`onednn ${op}: columns [${start}, ${start + count}) exceed ${channels} channels`);
     return this.run1(op, [this.arg(op, 'x', x, rows * channels)], [rows, channels, start, count], rows * count);
+  }
+
+  // --- training -----------------------------------------------------------------------------
+
+  /** In place on `param` and `state`; the native side marks them changed (cached layouts go stale). */
+  applyUpdate(rule: UpdateRule, param: Handle, grad: Handle, state: readonly Handle[], size: number, gradScale: number): void {
+    const op = 'applyUpdate';
+    int(op, 'size', size, 0);
+    let kind: number, nums: number[], states: number;
+    const r = (name: string, v: unknown) => real(op, `${rule.kind} ${name}`, v);
+    switch (rule?.kind) {
+      case 'sgd':
+        kind = 0;
+        nums = [r('lr', rule.lr), r('momentum', rule.momentum), rule.nesterov ? 1 : 0, r('weightDecay', rule.weightDecay)];
+        states = rule.momentum > 0 ? 1 : 0;
+        break;
+      case 'rmsprop':
+        kind = 1;
+        nums = [r('lr', rule.lr), r('rho', rule.rho), r('momentum', rule.momentum), r('epsilon', rule.epsilon), r('weightDecay', rule.weightDecay)];
+        states = 2;
+        break;
+      case 'adam':
+        kind = 2;
+        nums = [r('lr', rule.lr), r('beta1', rule.beta1), r('beta2', rule.beta2), r('epsilon', rule.epsilon),
+          r('weightDecay', rule.weightDecay), rule.decoupledWeightDecay ? 1 : 0, int(op, 'adam step', rule.step)];
+        states = 2;
+        break;
+      default:
+        throw new OptionError(`onednn ${op}: unknown update rule ${String((rule as { kind?: unknown })?.kind)}`);
+    }
+    if (state.length !== states) throw new ShapeError(`onednn ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
+    const inputs = [this.arg(op, 'param', param, size), this.arg(op, 'grad', grad, size),
+      ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size))];
+    if (size === 0) return;
+    this.run(op, inputs, [kind, size, real(op, 'gradScale', gradScale), ...nums]);
+  }
+
+  sumSquares(x: Handle, size: number): number {
+    const op = 'sumSquares';
+    int(op, 'size', size, 0);
+    const b = this.arg(op, 'x', x, size);
+    if (size === 0) return 0;
+    const out = this.run(op, [b], [size]);
+    if (typeof out[0] !== 'number') throw new BackendError(`onednn ${op}: the addon returned no sum`);
+    return out[0];
   }
 
   // --- classification -----------------------------------------------------------------------

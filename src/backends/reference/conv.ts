@@ -13,9 +13,14 @@
  * backward passes walk the same pairs and scatter instead of gather.
  *
  * Speed: this backend must run the whole of Xception at 71×71 forward and backward in seconds, and
- * JavaScript does not vectorize. The inner loops therefore take four input channels (or, for the
- * filter gradient, four pixel pairs) at a time, which cuts the loads and stores of the accumulator
- * row by four and roughly triples the speed; a plain one-at-a-time loop finishes the remainder.
+ * JavaScript does not vectorize. The general loops therefore work on small blocks — two pixel
+ * pairs × four input channels for the forward pass and the input gradient, four pixel pairs × two
+ * input channels for the filter gradient — so that each value loaded from memory feeds several
+ * products (about 3–4× faster than one product per load). The one-at-a-time loops that finish the
+ * remainders are the plain form of the same computation.
+ * Depthwise convolutions (one input channel per group) take a single loop over the whole
+ * output-channel row instead. The loops are plain `for` loops over local variables, not callbacks:
+ * on Node 20 the callback version of the same loops measured about half as fast.
  * The arithmetic is unchanged: every product is still added in float64.
  */
 import type { Conv2DParams, Handle, NumArray } from '../../core/backend.js';
@@ -80,25 +85,47 @@ export function conv2d(xh: Handle, wh: Handle, p: Conv2DParams): NumArray {
   for (let tap = 0; tap < taps.length; tap++) {
     const pairs = taps[tap];
     const wTap = tap * Cg * OC; // w[kh, kw, 0, 0]
-    for (let k = 0; k < pairs.length; k += 2) {
-      const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
-      if (Cg === 1) {
-        // Depthwise: the filter row of this tap covers every output channel o, which reads
-        // input channel floor(o / multiplier).
+    if (Cg === 1) {
+      // Depthwise: the filter row of this tap covers every output channel o, which reads input
+      // channel floor(o / multiplier).
+      for (let k = 0; k < pairs.length; k += 2) {
+        const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
         for (let o = 0; o < OC; o++) acc[yPixel + o] += x[xPixel + ((o / OCg) | 0)] * w[wTap + o];
-        continue;
       }
+      continue;
+    }
+    let k = 0;
+    for (; k + 4 <= pairs.length; k += 4) {
+      // Two pairs (pixels a and b) at once: every filter row loaded serves both.
+      const xa = pairs[k] * C, ya = pairs[k + 1] * OC, xb = pairs[k + 2] * C, yb = pairs[k + 3] * OC;
       for (let g = 0; g < G; g++) {
-        const xGroup = xPixel + g * Cg, yGroup = yPixel + g * OCg, wGroup = wTap + g * OCg;
+        const xaG = xa + g * Cg, xbG = xb + g * Cg, yaG = ya + g * OCg, ybG = yb + g * OCg, wGroup = wTap + g * OCg;
         let ci = 0;
         for (; ci + 4 <= Cg; ci += 4) {
-          // y[o] += Σ_{j<4} x[ci+j] · w[kh, kw, ci+j, o]
-          const x0 = x[xGroup + ci], x1 = x[xGroup + ci + 1], x2 = x[xGroup + ci + 2], x3 = x[xGroup + ci + 3];
+          const a0 = x[xaG + ci], a1 = x[xaG + ci + 1], a2 = x[xaG + ci + 2], a3 = x[xaG + ci + 3];
+          const b0 = x[xbG + ci], b1 = x[xbG + ci + 1], b2 = x[xbG + ci + 2], b3 = x[xbG + ci + 3];
           const r0 = wGroup + ci * OC, r1 = r0 + OC, r2 = r1 + OC, r3 = r2 + OC;
-          for (let o = 0; o < OCg; o++) acc[yGroup + o] += x0 * w[r0 + o] + x1 * w[r1 + o] + x2 * w[r2 + o] + x3 * w[r3 + o];
+          for (let o = 0; o < OCg; o++) {
+            const w0 = w[r0 + o], w1 = w[r1 + o], w2 = w[r2 + o], w3 = w[r3 + o];
+            acc[yaG + o] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3;
+            acc[ybG + o] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3;
+          }
         }
         for (; ci < Cg; ci++) {
-          const xv = x[xGroup + ci], r = wGroup + ci * OC;
+          const av = x[xaG + ci], bv = x[xbG + ci], r = wGroup + ci * OC;
+          for (let o = 0; o < OCg; o++) {
+            acc[yaG + o] += av * w[r + o];
+            acc[ybG + o] += bv * w[r + o];
+          }
+        }
+      }
+    }
+    for (; k < pairs.length; k += 2) {
+      // The plain form: y[pixel, g·OCg + o] += x[pixel', g·Cg + ci] · w[kh, kw, ci, g·OCg + o].
+      const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+      for (let g = 0; g < G; g++) {
+        for (let ci = 0; ci < Cg; ci++) {
+          const xv = x[xPixel + g * Cg + ci], r = wTap + ci * OC + g * OCg, yGroup = yPixel + g * OCg;
           for (let o = 0; o < OCg; o++) acc[yGroup + o] += xv * w[r + o];
         }
       }
@@ -119,37 +146,54 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
   for (let tap = 0; tap < taps.length; tap++) {
     const pairs = taps[tap];
     const wTap = tap * Cg * OC;
-    for (let k = 0; k < pairs.length; k += 2) {
-      const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
-      if (Cg === 1) {
-        // Depthwise: output channel o sends its gradient back to input channel floor(o / multiplier).
+    if (Cg === 1) {
+      // Depthwise: output channel o sends its gradient back to input channel floor(o / multiplier).
+      for (let k = 0; k < pairs.length; k += 2) {
+        const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
         for (let o = 0; o < OC; o++) acc[xPixel + ((o / OCg) | 0)] += dy[yPixel + o] * w[wTap + o];
-        continue;
       }
+      continue;
+    }
+    let k = 0;
+    for (; k + 4 <= pairs.length; k += 4) {
+      // Two pairs × four filter rows: eight dot products share each load of dy and w.
+      const xa = pairs[k] * C, ya = pairs[k + 1] * OC, xb = pairs[k + 2] * C, yb = pairs[k + 3] * OC;
       for (let g = 0; g < G; g++) {
-        const xGroup = xPixel + g * Cg, yGroup = yPixel + g * OCg, wGroup = wTap + g * OCg;
+        const xaG = xa + g * Cg, xbG = xb + g * Cg, yaG = ya + g * OCg, ybG = yb + g * OCg, wGroup = wTap + g * OCg;
         let ci = 0;
         for (; ci + 4 <= Cg; ci += 4) {
-          // Four dot products over the same dy row, one per filter row.
           const r0 = wGroup + ci * OC, r1 = r0 + OC, r2 = r1 + OC, r3 = r2 + OC;
-          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
           for (let o = 0; o < OCg; o++) {
-            const d = dy[yGroup + o];
-            s0 += d * w[r0 + o];
-            s1 += d * w[r1 + o];
-            s2 += d * w[r2 + o];
-            s3 += d * w[r3 + o];
+            const da = dy[yaG + o], db = dy[ybG + o];
+            const w0 = w[r0 + o], w1 = w[r1 + o], w2 = w[r2 + o], w3 = w[r3 + o];
+            a0 += da * w0; a1 += da * w1; a2 += da * w2; a3 += da * w3;
+            b0 += db * w0; b1 += db * w1; b2 += db * w2; b3 += db * w3;
           }
-          acc[xGroup + ci] += s0;
-          acc[xGroup + ci + 1] += s1;
-          acc[xGroup + ci + 2] += s2;
-          acc[xGroup + ci + 3] += s3;
+          acc[xaG + ci] += a0; acc[xaG + ci + 1] += a1; acc[xaG + ci + 2] += a2; acc[xaG + ci + 3] += a3;
+          acc[xbG + ci] += b0; acc[xbG + ci + 1] += b1; acc[xbG + ci + 2] += b2; acc[xbG + ci + 3] += b3;
         }
         for (; ci < Cg; ci++) {
           const r = wGroup + ci * OC;
+          let sa = 0, sb = 0;
+          for (let o = 0; o < OCg; o++) {
+            sa += dy[yaG + o] * w[r + o];
+            sb += dy[ybG + o] * w[r + o];
+          }
+          acc[xaG + ci] += sa;
+          acc[xbG + ci] += sb;
+        }
+      }
+    }
+    for (; k < pairs.length; k += 2) {
+      // The plain form: dx[pixel', g·Cg + ci] += Σ_o dy[pixel, g·OCg + o] · w[kh, kw, ci, g·OCg + o].
+      const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+      for (let g = 0; g < G; g++) {
+        for (let ci = 0; ci < Cg; ci++) {
+          const r = wTap + ci * OC + g * OCg, yGroup = yPixel + g * OCg;
           let s = 0;
           for (let o = 0; o < OCg; o++) s += dy[yGroup + o] * w[r + o];
-          acc[xGroup + ci] += s;
+          acc[xPixel + g * Cg + ci] += s;
         }
       }
     }
@@ -159,7 +203,7 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
 
 /**
  * dw = ∂(Σ y·dy)/∂w: w[kh, kw, ci, o] collects x[ci]·dy[o] over every pair of its tap. The pair
- * loop runs inside the filter-row loop so that one accumulator row stays in cache while it fills.
+ * loop runs inside the filter-row loop so that the accumulator rows stay in cache while they fill.
  */
 export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): NumArray {
   checkConvParams(p, 'conv2dBackwardFilter');
@@ -181,20 +225,37 @@ export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): 
       continue;
     }
     for (let g = 0; g < G; g++) {
-      for (let ci = 0; ci < Cg; ci++) {
-        const r = wTap + ci * OC + g * OCg; // the accumulator row w[kh, kw, ci, g·OCg …]
-        const xc = g * Cg + ci, yg = g * OCg;
+      const yg = g * OCg;
+      let ci = 0;
+      for (; ci + 2 <= Cg; ci += 2) {
+        // Two filter rows (input channels c and c + 1) × four pairs: each dy load feeds two rows.
+        const c = g * Cg + ci;
+        const r0 = wTap + ci * OC + yg, r1 = r0 + OC;
         let k = 0;
         for (; k + 8 <= pairs.length; k += 8) {
-          // Four pairs at once: the row is loaded and stored once for four products.
-          const va = x[pairs[k] * C + xc], vb = x[pairs[k + 2] * C + xc];
-          const vc = x[pairs[k + 4] * C + xc], vd = x[pairs[k + 6] * C + xc];
-          const ya = pairs[k + 1] * OC + yg, yb = pairs[k + 3] * OC + yg;
-          const yc = pairs[k + 5] * OC + yg, yd = pairs[k + 7] * OC + yg;
-          for (let o = 0; o < OCg; o++) acc[r + o] += va * dy[ya + o] + vb * dy[yb + o] + vc * dy[yc + o] + vd * dy[yd + o];
+          const xa = pairs[k] * C + c, xb = pairs[k + 2] * C + c, xc = pairs[k + 4] * C + c, xd = pairs[k + 6] * C + c;
+          const a0 = x[xa], a1 = x[xa + 1], b0 = x[xb], b1 = x[xb + 1], c0 = x[xc], c1 = x[xc + 1], d0 = x[xd], d1 = x[xd + 1];
+          const ya = pairs[k + 1] * OC + yg, yb = pairs[k + 3] * OC + yg, yc = pairs[k + 5] * OC + yg, yd = pairs[k + 7] * OC + yg;
+          for (let o = 0; o < OCg; o++) {
+            const da = dy[ya + o], db = dy[yb + o], dc = dy[yc + o], dd = dy[yd + o];
+            acc[r0 + o] += a0 * da + b0 * db + c0 * dc + d0 * dd;
+            acc[r1 + o] += a1 * da + b1 * db + c1 * dc + d1 * dd;
+          }
         }
         for (; k < pairs.length; k += 2) {
-          const xv = x[pairs[k] * C + xc], yr = pairs[k + 1] * OC + yg;
+          const xa = pairs[k] * C + c, ya = pairs[k + 1] * OC + yg;
+          const a0 = x[xa], a1 = x[xa + 1];
+          for (let o = 0; o < OCg; o++) {
+            acc[r0 + o] += a0 * dy[ya + o];
+            acc[r1 + o] += a1 * dy[ya + o];
+          }
+        }
+      }
+      for (; ci < Cg; ci++) {
+        // The plain form: dw[kh, kw, ci, g·OCg + o] += x[pixel', g·Cg + ci] · dy[pixel, g·OCg + o].
+        const r = wTap + ci * OC + yg, c = g * Cg + ci;
+        for (let k = 0; k < pairs.length; k += 2) {
+          const xv = x[pairs[k] * C + c], yr = pairs[k + 1] * OC + yg;
           for (let o = 0; o < OCg; o++) acc[r + o] += xv * dy[yr + o];
         }
       }

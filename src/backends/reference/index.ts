@@ -12,6 +12,7 @@ import { batchNormBackward, batchNormInference, batchNormTrain } from './batchno
 import { conv2d, conv2dBackwardFilter, conv2dBackwardInput } from './conv.js';
 import { biasAdd, concatChannels, matmul, sliceChannels, sumRows } from './dense.js';
 import { axpby, dispose, download, elu, eluBackward, mul, relu, reluBackward, scale, upload, zeros } from './elementwise.js';
+import { applyUpdate, sumSquares } from './training.js';
 import { softmax, softmaxCrossEntropy, softmaxCrossEntropyBackward } from './loss.js';
 import {
   avgPool2d,
@@ -63,6 +64,9 @@ export const referenceBackend: Backend = Object.freeze({
   sumRows,
   concatChannels,
   sliceChannels,
+
+  applyUpdate,
+  sumSquares,
 
   softmax,
   softmaxCrossEntropy,

@@ -1,0 +1,37 @@
+/**
+ * Backend registration and the default choice: XCEPTION_BACKEND=native|reference, else the
+ * native backend where it is built, else the reference backend (announced once on stderr).
+ */
+import type { Backend } from '../core/backend.js';
+import { registerBackend, registeredBackends, setDefaultBackendChooser, tryBackend } from '../core/engine.js';
+import { BackendError } from '../core/errors.js';
+import { referenceBackend } from './reference/index.js';
+
+registerBackend('reference', () => referenceBackend);
+
+let announced = false;
+
+export function chooseDefaultBackend(): Backend {
+  const wanted = process.env['XCEPTION_BACKEND'];
+  if (wanted) {
+    if (!['native', 'reference'].includes(wanted)) {
+      throw new BackendError(`XCEPTION_BACKEND must be 'native' or 'reference', got '${wanted}'`);
+    }
+    const b = tryBackend(wanted);
+    if (!b) throw new BackendError(`XCEPTION_BACKEND=${wanted}, but that backend is not available on this machine`);
+    return b;
+  }
+  if (registeredBackends().includes('native')) {
+    const native = tryBackend('native');
+    if (native) return native;
+    if (!announced) {
+      announced = true;
+      process.stderr.write('xception: native backend not available, using the (slow) reference backend\n');
+    }
+  }
+  return referenceBackend;
+}
+
+setDefaultBackendChooser(chooseDefaultBackend);
+
+export { referenceBackend };

@@ -1,0 +1,53 @@
+/** Argument parsing shared by the subcommands: strict (unknown flags are errors), typed values. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { OptionError } from '../core/errors.js';
+
+export type FlagSpec = NonNullable<ParseArgsConfig['options']>;
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+export function parse(command: string, argv: string[], options: FlagSpec, allowPositionals = false): Parsed {
+  try {
+    const r = parseArgs({ args: argv, options, strict: true, allowPositionals, allowNegative: false } as ParseArgsConfig);
+    return { values: r.values as Parsed['values'], positionals: r.positionals };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new OptionError(`${command}: ${msg.replace(/\. To specify a positional argument.*$/s, '')} (see \`xception ${command} --help\`)`);
+  }
+}
+
+export function intFlag(name: string, v: string | boolean | undefined, min = 1): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v.trim()) || n < min) throw new OptionError(`--${name} must be an integer ≥ ${min}, got '${String(v)}'`);
+  return n;
+}
+
+export function numberFlag(name: string, v: string | boolean | undefined, min = -Infinity, max = Infinity): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+    throw new OptionError(`--${name} must be a number in [${min}, ${max}], got '${String(v)}'`);
+  }
+  return n;
+}
+
+export function choiceFlag<T extends string>(name: string, v: string | boolean | undefined, choices: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !choices.includes(v as T)) throw new OptionError(`--${name} must be one of ${choices.join(', ')}, got '${String(v)}'`);
+  return v as T;
+}
+
+/** '299,299,3' → [299, 299, 3] */
+export function shapeFlag(name: string, v: string | boolean | undefined): [number, number, number] | undefined {
+  if (v === undefined) return undefined;
+  const parts = typeof v === 'string' ? v.split(/[,x×]/).map((s) => s.trim()) : [];
+  const nums = parts.map(Number);
+  if (nums.length !== 3 || !nums.every((n) => Number.isInteger(n) && n > 0)) {
+    throw new OptionError(`--${name} must be HEIGHT,WIDTH,CHANNELS (e.g. 299,299,3), got '${String(v)}'`);
+  }
+  return nums as [number, number, number];
+}

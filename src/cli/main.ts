@@ -1,0 +1,53 @@
+/** The `xception` command: dispatches to subcommands and turns typed errors into clear messages. */
+import '../backends/index.js';
+import { XceptionError } from '../core/errors.js';
+import { evalCommand } from './commands/eval.js';
+import { summaryCommand } from './commands/summary.js';
+import { trainCommand } from './commands/train.js';
+
+type Command = (argv: string[], out: (s: string) => void) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; about: string }> = {
+  train: { run: trainCommand, about: 'train a model (no options: the main job, Xception on Fashion-MNIST)' },
+  eval: { run: evalCommand, about: 'evaluate a trained run on a test set (top-1, top-5, loss)' },
+  summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
+};
+
+export const MAIN_HELP = `xception — the Xception family of CNNs (Chollet 2017) in TypeScript, fast on a CPU
+
+Usage: xception <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(12)} ${c.about}`)
+  .join('\n')}
+
+Run 'xception <command> --help' for a command's options.
+Environment: XCEPTION_BACKEND=native|reference picks the compute backend.
+`;
+
+export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    out(MAIN_HELP);
+    return cmd ? 0 : 0;
+  }
+  if (cmd === '--version') {
+    out('0.1.0\n');
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    process.stderr.write(`xception: unknown command '${cmd}'\n\n${MAIN_HELP}`);
+    return 2;
+  }
+  try {
+    return await c.run(rest, out);
+  } catch (e) {
+    if (e instanceof XceptionError) {
+      process.stderr.write(`xception ${cmd}: error: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

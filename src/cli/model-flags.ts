@@ -1,0 +1,90 @@
+/** The flags that pick a model and its options, shared by summary, train, bench and export. */
+import { OptionError } from '../core/errors.js';
+import type { XceptionOptions } from '../models/xception/xception.js';
+import { choiceFlag, intFlag, numberFlag, shapeFlag, type FlagSpec, type Parsed } from './args.js';
+
+export const MODEL_FLAGS: FlagSpec = {
+  model: { type: 'string' },
+  'input-shape': { type: 'string' },
+  classes: { type: 'string' },
+  'no-top': { type: 'boolean' },
+  pooling: { type: 'string' },
+  'classifier-activation': { type: 'string' },
+  'no-residual': { type: 'boolean' },
+  'intermediate-activation': { type: 'string' },
+  order: { type: 'string' },
+  segments: { type: 'string' },
+  'middle-blocks': { type: 'string' },
+  width: { type: 'string' },
+  dropout: { type: 'string' },
+  stem: { type: 'string' },
+  seed: { type: 'string' },
+};
+
+export const MODEL_FLAGS_HELP = `Model options:
+  --model NAME                    xception (default) or inception_v3 (Keras InceptionV3, the
+                                  paper's baseline; the flags marked 'xception only' do not apply)
+  --input-shape H,W,C             input size (default 299,299,3; 32,32,3 with --stem small)
+  --classes N                     classifier outputs (default 1000)
+  --no-top                        drop the classifier (global pooling + Dense)
+  --pooling avg|max               with --no-top: global pooling of the feature map
+  --classifier-activation softmax|linear
+  --stem imagenet|small           'small' keeps small inputs (28×28, 32×32) viable: xception
+                                  keeps the size through block1; inception_v3 runs its stem
+                                  convs at stride 1 'same' with one 'same' max pool (32 → 16)
+  --width X                       width multiplier on every channel count (default 1)
+  --middle-blocks N               middle-flow blocks (xception only, default 8)
+  --dropout R                     dropout before the classifier (default 0)
+  --seed S                        weight initialization seed (default 0)
+Research switches (xception only; defaults are the paper's Xception):
+  --no-residual                   remove the residual connections (paper figure 9)
+  --intermediate-activation none|relu|elu
+                                  non-linearity between depthwise and pointwise (figure 10)
+  --order depthwise-first|pointwise-first
+                                  pointwise-first is the "extreme Inception" order
+  --segments N|depthwise          channel segments of each spatial convolution:
+                                  1 = regular convolution … depthwise = one per channel`;
+
+/** Flags that only some models accept; any other model gets a clear error naming the flag. */
+const MODEL_SPECIFIC_FLAGS: Record<string, readonly string[]> = {
+  'no-residual': ['xception'],
+  'intermediate-activation': ['xception'],
+  order: ['xception'],
+  segments: ['xception'],
+  'middle-blocks': ['xception'],
+};
+
+export interface ModelChoice {
+  name: string;
+  options: Record<string, unknown>;
+}
+
+export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {}): ModelChoice {
+  const v = p.values;
+  const name = (v['model'] as string | undefined) ?? 'xception';
+  for (const [flag, models] of Object.entries(MODEL_SPECIFIC_FLAGS)) {
+    if (v[flag] !== undefined && !models.includes(name)) {
+      throw new OptionError(`--${flag} applies only to --model ${models.join(' or ')}, not to '${name}'`);
+    }
+  }
+  const o: Record<string, unknown> = { ...defaults };
+  const set = (k: string, val: unknown) => {
+    if (val !== undefined) o[k] = val;
+  };
+  set('inputShape', shapeFlag('input-shape', v['input-shape']));
+  set('classes', intFlag('classes', v['classes']));
+  if (v['no-top']) o['includeTop'] = false;
+  set('pooling', choiceFlag('pooling', v['pooling'], ['avg', 'max'] as const));
+  if (o['pooling'] !== undefined && o['includeTop'] !== false) throw new OptionError('--pooling applies only with --no-top');
+  set('classifierActivation', choiceFlag('classifier-activation', v['classifier-activation'], ['softmax', 'linear'] as const));
+  if (v['no-residual']) o['residual'] = false;
+  set('intermediateActivation', choiceFlag('intermediate-activation', v['intermediate-activation'], ['none', 'relu', 'elu'] as const));
+  set('order', choiceFlag('order', v['order'], ['depthwise-first', 'pointwise-first'] as const));
+  if (v['segments'] !== undefined) o['segments'] = v['segments'] === 'depthwise' ? 'depthwise' : intFlag('segments', v['segments']);
+  set('middleBlocks', intFlag('middle-blocks', v['middle-blocks'], 0));
+  set('width', numberFlag('width', v['width'], 0.01, 4));
+  set('dropout', numberFlag('dropout', v['dropout'], 0, 0.99));
+  set('stem', choiceFlag('stem', v['stem'], ['imagenet', 'small'] as const));
+  set('seed', intFlag('seed', v['seed'], 0));
+  return { name, options: o };
+}

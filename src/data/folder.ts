@@ -1,0 +1,131 @@
+/**
+ * A folder of images with one sub-folder per class (`root/<class>/<image>`), the layout of
+ * ImageNet-style datasets and Keras `image_dataset_from_directory`. Class indices follow the
+ * sorted sub-folder names. Every image is decoded with `sharp`, resized so its shorter side is the
+ * target size and center-cropped to a square, and kept as uint8 NHWC in memory.
+ */
+import { promises as fs } from 'node:fs';
+import { extname, join } from 'node:path';
+import { OptionError } from '../core/errors.js';
+import { DatasetError } from './errors.js';
+import { type ImageDataset, validateDataset } from './dataset.js';
+import { isDirectory } from './files.js';
+
+export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp'];
+
+export interface ImageFolderOptions {
+  /** Output side in pixels (images are square after the center crop). Default 299 (Xception). */
+  size?: number;
+  /** 3 (RGB, default) or 1 (grayscale). */
+  channels?: 1 | 3;
+  /** Images decoded at once (sharp decodes on libuv threads). Default 4. */
+  concurrency?: number;
+  name?: string;
+}
+
+type SharpFactory = typeof import('sharp').default;
+
+async function loadSharp(): Promise<SharpFactory> {
+  try {
+    return (await import('sharp')).default;
+  } catch (e) {
+    throw new DatasetError(`image folders need the 'sharp' package, which failed to load (${(e as Error).message}); run \`npm install sharp\``);
+  }
+}
+
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (e) {
+    throw new DatasetError(`cannot list folder: ${(e as Error).message}`, dir);
+  }
+}
+
+/** Lists classes (sorted sub-folders) and their image files (sorted), checking the layout. */
+export async function scanImageFolder(root: string): Promise<{ classNames: string[]; files: string[]; labels: number[] }> {
+  if (!(await isDirectory(root))) throw new DatasetError('image folder does not exist or is not a directory', root);
+  // Hidden entries (.git, .DS_Store) are never classes or images; symlinked class folders count.
+  const classNames: string[] = [];
+  for (const name of await listDir(root)) {
+    if (!name.startsWith('.') && (await isDirectory(join(root, name)))) classNames.push(name);
+  }
+  classNames.sort(byCodePoint);
+  if (classNames.length === 0) throw new DatasetError('no class folders: expected one sub-folder of images per class (root/<class>/<image>.png)', root);
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (let k = 0; k < classNames.length; k++) {
+    const dir = join(root, classNames[k]!);
+    const names = (await listDir(dir)).filter((name) => !name.startsWith('.')).sort(byCodePoint);
+    let n = 0;
+    for (const name of names) {
+      const path = join(dir, name);
+      let stat;
+      try {
+        stat = await fs.stat(path);
+      } catch (e) {
+        throw new DatasetError(`unreadable entry in image folder: ${(e as Error).message}`, path);
+      }
+      if (stat.isDirectory()) throw new DatasetError('nested folder inside a class folder; expected only image files', path);
+      if (!IMAGE_EXTENSIONS.includes(extname(name).toLowerCase())) {
+        throw new DatasetError(`not an image file (expected ${IMAGE_EXTENSIONS.join(', ')})`, path);
+      }
+      files.push(path);
+      labels.push(k);
+      n++;
+    }
+    if (n === 0) throw new DatasetError(`empty class folder '${classNames[k]}': it holds no images`, dir);
+  }
+  return { classNames, files, labels };
+}
+
+/** Loads every image of an image folder into memory at `size`×`size`×`channels`. */
+export async function loadImageFolder(root: string, options: ImageFolderOptions = {}): Promise<ImageDataset> {
+  const size = options.size ?? 299;
+  const channels = options.channels ?? 3;
+  const concurrency = options.concurrency ?? 4;
+  if (!Number.isInteger(size) || size <= 0 || size > 4096) throw new OptionError(`image folder size must be an integer in 1..4096, got ${size}`);
+  if (channels !== 1 && channels !== 3) throw new OptionError(`image folder channels must be 1 or 3, got ${channels}`);
+  if (!Number.isInteger(concurrency) || concurrency <= 0) throw new OptionError(`concurrency must be a positive integer, got ${concurrency}`);
+  const { classNames, files, labels } = await scanImageFolder(root);
+  const sharp = await loadSharp();
+  const perImage = size * size * channels;
+  const images = new Uint8Array(files.length * perImage);
+
+  const decode = async (i: number): Promise<void> => {
+    const file = files[i]!;
+    let data: Buffer;
+    let info: { width: number; height: number; channels: number };
+    try {
+      let pipeline = sharp(file, { failOn: 'error' })
+        .rotate() // honour EXIF orientation, as viewers do
+        .resize(size, size, { fit: 'cover', position: 'centre' })
+        .removeAlpha();
+      pipeline = channels === 1 ? pipeline.toColourspace('b-w') : pipeline.toColourspace('srgb');
+      ({ data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true }));
+    } catch (e) {
+      throw new DatasetError(`cannot decode image: ${(e as Error).message}`, file);
+    }
+    if (info.width !== size || info.height !== size || info.channels !== channels || data.length !== perImage) {
+      throw new DatasetError(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${size}×${size}×${channels}`, file);
+    }
+    images.set(data, i * perImage);
+  };
+
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < files.length) await decode(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+
+  const ds: ImageDataset = {
+    name: options.name ?? root.replace(/\/+$/, '').split('/').pop() ?? root,
+    images, labels: Int32Array.from(labels), count: files.length,
+    height: size, width: size, channels, classes: classNames.length, classNames,
+  };
+  validateDataset(ds, root);
+  return ds;
+}

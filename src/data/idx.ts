@@ -1,0 +1,163 @@
+/**
+ * IDX files (the MNIST format): magic [0, 0, type, ndims], ndims big-endian uint32 sizes, then
+ * the data row-major. Only unsigned-byte data (type 0x08) is used by image datasets. Files may
+ * be gzip-compressed; we detect that by the gzip magic bytes, not by the file name.
+ */
+import { join } from 'node:path';
+import { DatasetError } from './errors.js';
+import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES, type ImageDataset, validateDataset } from './dataset.js';
+import { firstExisting, gunzipBounded, isDirectory, isGzip, readWholeFile } from './files.js';
+
+export interface IdxArray {
+  /** Dimension sizes from the header. */
+  shape: number[];
+  /** The unsigned bytes, row-major, exactly product(shape) long. */
+  data: Uint8Array;
+}
+
+const IDX_TYPE_NAMES: Record<number, string> = {
+  0x08: 'unsigned byte', 0x09: 'signed byte', 0x0b: 'int16', 0x0c: 'int32', 0x0d: 'float32', 0x0e: 'float64',
+};
+
+interface IdxHeader {
+  shape: number[];
+  headerBytes: number;
+  dataBytes: number;
+}
+
+function parseIdxHeader(bytes: Uint8Array, file: string): IdxHeader {
+  if (bytes.length < 4) throw new DatasetError(`truncated IDX file: ${bytes.length} bytes, the magic number alone needs 4`, file);
+  if (bytes[0] !== 0 || bytes[1] !== 0) {
+    const magic = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join('');
+    throw new DatasetError(`wrong magic number 0x${magic}: not an IDX file (expected 0x0000TTDD)`, file);
+  }
+  const type = bytes[2]!;
+  const ndims = bytes[3]!;
+  if (!(type in IDX_TYPE_NAMES)) throw new DatasetError(`wrong magic number: unknown IDX data type 0x${type.toString(16)}`, file);
+  if (type !== 0x08) throw new DatasetError(`IDX data type is ${IDX_TYPE_NAMES[type]}; only unsigned byte (0x08) images and labels are supported`, file);
+  if (ndims === 0) throw new DatasetError('IDX header declares 0 dimensions', file);
+  const headerBytes = 4 + 4 * ndims;
+  if (bytes.length < headerBytes) throw new DatasetError(`truncated IDX file: header needs ${headerBytes} bytes, file has ${bytes.length}`, file);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const shape: number[] = [];
+  let dataBytes = 1;
+  for (let d = 0; d < ndims; d++) {
+    const size = view.getUint32(4 + 4 * d, false);
+    shape.push(size);
+    dataBytes *= size;
+  }
+  return { shape, headerBytes, dataBytes };
+}
+
+function checkLength(h: IdxHeader, actual: number, file: string): void {
+  const expected = h.headerBytes + h.dataBytes;
+  if (actual < expected) {
+    throw new DatasetError(`truncated IDX file: header declares shape [${h.shape.join(', ')}] = ${expected} bytes, file has ${actual}`, file);
+  }
+  if (actual > expected) {
+    throw new DatasetError(`IDX file has ${actual - expected} bytes after the declared shape [${h.shape.join(', ')}]`, file);
+  }
+}
+
+/** Parses an uncompressed IDX file held in memory. `file` names it in errors. */
+export function parseIdx(bytes: Uint8Array, file = '<idx>'): IdxArray {
+  const h = parseIdxHeader(bytes, file);
+  checkLength(h, bytes.length, file);
+  return { shape: h.shape, data: bytes.subarray(h.headerBytes) };
+}
+
+/** Reads an IDX file, gzip-compressed or not. */
+export async function readIdxFile(path: string): Promise<IdxArray> {
+  const raw = await readWholeFile(path);
+  if (!isGzip(raw)) return parseIdx(raw, path);
+  // Decompress the header first, then at most the declared size plus one byte: the declared size
+  // is never trusted for an allocation, only as a ceiling on what we keep.
+  const head = await gunzipBounded(raw, 4, path);
+  if (head.length < 4) throw new DatasetError(`truncated IDX file: ${head.length} bytes after gunzip`, path);
+  const headerLen = 4 + 4 * head[3]!;
+  const header = parseIdxHeader(await gunzipBounded(raw, headerLen - 1, path), path);
+  const bytes = await gunzipBounded(raw, header.headerBytes + header.dataBytes, path);
+  return parseIdx(bytes, path);
+}
+
+export type Split = 'train' | 'test';
+
+export interface IdxDatasetOptions {
+  /** Dataset name prefix (default: the directory's last component). */
+  name?: string;
+  /** Number of classes (default 10, as in MNIST and Fashion-MNIST). */
+  classes?: number;
+  classNames?: readonly string[];
+  /** How to install the files, appended to the "not found" error. */
+  installHint?: string;
+}
+
+/** Names tried for a split's images and labels, in order (both MNIST spellings, gzip or not). */
+export function idxFileCandidates(dir: string, split: Split): { images: string[]; labels: string[] } {
+  const prefix = split === 'train' ? 'train' : 't10k';
+  const names = (kind: 'images' | 'labels', rank: 3 | 1) => {
+    const base = [`${prefix}-${kind}-idx${rank}-ubyte`, `${prefix}-${kind}.idx${rank}-ubyte`];
+    return base.flatMap((b) => [join(dir, b), join(dir, `${b}.gz`)]);
+  };
+  return { images: names('images', 3), labels: names('labels', 1) };
+}
+
+/** Loads the `train` or `test` (t10k) split of an MNIST-style IDX dataset from `dir`. */
+export async function loadIdxDataset(dir: string, split: Split, options: IdxDatasetOptions = {}): Promise<ImageDataset> {
+  if (split !== 'train' && split !== 'test') throw new DatasetError(`unknown split '${split}', expected 'train' or 'test'`, dir);
+  const candidates = idxFileCandidates(dir, split);
+  const hint = options.installHint ? ` ${options.installHint}` : '';
+  if (!(await isDirectory(dir))) {
+    throw new DatasetError(`dataset directory ${dir} does not exist; looked for ${candidates.images.join(', ')} and ${candidates.labels.join(', ')}.${hint}`, dir);
+  }
+  const imagesPath = await firstExisting(candidates.images);
+  const labelsPath = await firstExisting(candidates.labels);
+  if (!imagesPath || !labelsPath) {
+    const missing = !imagesPath ? candidates.images : candidates.labels;
+    throw new DatasetError(`no ${!imagesPath ? 'image' : 'label'} file for split '${split}'; looked for ${missing.join(', ')}.${hint}`, dir);
+  }
+  const images = await readIdxFile(imagesPath);
+  if (images.shape.length !== 3) throw new DatasetError(`image IDX file must have 3 dimensions [N, H, W], has [${images.shape.join(', ')}]`, imagesPath);
+  const labels = await readIdxFile(labelsPath);
+  if (labels.shape.length !== 1) throw new DatasetError(`label IDX file must have 1 dimension [N], has [${labels.shape.join(', ')}]`, labelsPath);
+  const [count, height, width] = images.shape as [number, number, number];
+  if (labels.shape[0] !== count) {
+    throw new DatasetError(`label count ${labels.shape[0]} disagrees with image count ${count} in ${imagesPath}`, labelsPath);
+  }
+  if (height === 0 || width === 0) throw new DatasetError(`image size ${height}×${width} is empty`, imagesPath);
+  const classes = options.classes ?? options.classNames?.length ?? 10;
+  const labelArray = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const l = labels.data[i]!;
+    if (l >= classes) throw new DatasetError(`label ${l} at index ${i} is out of range [0, ${classes})`, labelsPath);
+    labelArray[i] = l;
+  }
+  const ds: ImageDataset = {
+    name: `${options.name ?? dir.replace(/\/+$/, '').split('/').pop()}/${split}`,
+    images: images.data, labels: labelArray, count, height, width, channels: 1, classes,
+    ...(options.classNames ? { classNames: options.classNames } : {}),
+  };
+  validateDataset(ds, imagesPath);
+  return ds;
+}
+
+/** Where Debian's `dataset-fashion-mnist` package installs its files. */
+export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
+
+/** Fashion-MNIST (the default dataset): 60000 train / 10000 test, 28×28×1, 10 classes. */
+export function loadFashionMnist(split: Split, dir: string = FASHION_MNIST_DIR): Promise<ImageDataset> {
+  return loadIdxDataset(dir, split, {
+    name: 'fashion-mnist', classNames: FASHION_MNIST_CLASS_NAMES,
+    installHint: dir === FASHION_MNIST_DIR
+      ? 'Install it with `apt-get install dataset-fashion-mnist`.'
+      : 'Download the four Fashion-MNIST IDX files there, or install the Debian package with `apt-get install dataset-fashion-mnist` and use its default directory.',
+  });
+}
+
+/** MNIST digits from the four standard IDX files in `dir`. */
+export function loadMnist(dir: string, split: Split): Promise<ImageDataset> {
+  return loadIdxDataset(dir, split, {
+    name: 'mnist', classNames: MNIST_CLASS_NAMES,
+    installHint: 'Put the MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in that directory.',
+  });
+}

@@ -1,0 +1,19 @@
+/** File formats: safetensors (own weights and checkpoints), Keras legacy H5, ONNX export. */
+export { WeightFileError, OnnxGraphError } from './errors.js';
+export type { NamedWeight } from './weights.js';
+export { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
+export {
+  writeSafetensors,
+  readSafetensors,
+  writeSafetensorsFile,
+  writeSafetensorsFileSync,
+  readSafetensorsFile,
+  readSafetensorsFileSync,
+} from './safetensors.js';
+export type { SafetensorsContents } from './safetensors.js';
+export { readKerasH5, writeKerasH5, encodeKerasH5 } from './keras-h5.js';
+export type { KerasLayer, KerasH5WriteOptions } from './keras-h5.js';
+export { matchKerasWeights } from './keras-match.js';
+export type { ModelLayerWeights, WeightAssignment, KerasMatchMode } from './keras-match.js';
+export { OnnxGraphBuilder, attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOnnx, tfSamePads, OnnxDataType } from './onnx.js';
+export type { OnnxAttribute, OnnxAttributeValue, OnnxDim, OnnxElemType, OnnxModelOptions, OnnxTensor } from './onnx.js';

@@ -1,0 +1,252 @@
+/**
+ * Inception V3 (Szegedy et al. 2016, "Rethinking the Inception Architecture"), laid out exactly as
+ * Keras `applications.InceptionV3` — the baseline the Xception paper compares against. With
+ * default options the layer names, order, shapes and parameter counts equal Keras's
+ * (23,851,784 parameters at 299×299×3 with 1000 classes).
+ *
+ * Every convolution is a conv2d_bn block: bias-free Conv2D → BatchNormalization(scale=False) →
+ * ReLU, all three auto-named (`conv2d_N`, `batch_normalization_N`, `activation_N`) as in Keras.
+ *
+ *   stem:       3×3/2 valid, 3×3 valid, 3×3 same, max pool 3×3/2, 1×1, 3×3 valid, max pool 3×3/2
+ *   35×35:      mixed0–mixed2 (1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg pool→1×1)
+ *   → 17×17:    mixed3 (strided 3×3 | 1×1→3×3→strided 3×3 | max pool)
+ *   17×17:      mixed4–mixed7 (1×1 | 1×1→1×7→7×1 | 1×1→7×1→1×7→7×1→1×7 | avg pool→1×1)
+ *   → 8×8:      mixed8 (1×1→strided 3×3 | 1×1→1×7→7×1→strided 3×3 | max pool)
+ *   8×8:        mixed9, mixed10 (1×1 | 1×1→[1×3, 3×1] | 1×1→3×3→[1×3, 3×1] | avg pool→1×1)
+ */
+import type { Backend } from '../../core/backend.js';
+import { getBackend } from '../../core/engine.js';
+import { OptionError, ShapeError, shapeToString } from '../../core/errors.js';
+import { Random } from '../../core/random.js';
+import type { Layer, SymbolicTensor } from '../../nn/layer.js';
+import { Activation, Dense, Dropout, InputLayer } from '../../nn/layers/core.js';
+import { Conv2D } from '../../nn/layers/convolutional.js';
+import { Concatenate } from '../../nn/layers/merge.js';
+import { BatchNormalization } from '../../nn/layers/normalization.js';
+import { AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
+import { Model } from '../../nn/model.js';
+import { checkOptions, NameCounter } from '../common.js';
+
+export interface InceptionV3Options {
+  /** Include the classifier (global average pool `avg_pool` + Dense `predictions`). Default true. */
+  includeTop?: boolean;
+  /** [height, width, channels]. Default [299, 299, 3] ([32, 32, 3] with the small stem). */
+  inputShape?: readonly [number, number, number];
+  /** Without the top: 'avg' or 'max' global pooling, or none (the 4-D feature map). */
+  pooling?: 'avg' | 'max' | null;
+  classes?: number;
+  classifierActivation?: 'softmax' | 'linear';
+  /** Width multiplier on every channel count. Default 1. */
+  width?: number;
+  /** Dropout rate before the classifier (not in Keras; the paper's training used none here). Default 0. */
+  dropout?: number;
+  /**
+   * 'imagenet' (Keras: minimum input 75) or 'small' for 28×28 / 32×32 images: the five stem
+   * convolutions run with stride 1 and 'same' padding and only the last stem max pool is kept,
+   * made 'same' (32 → 16 at mixed0, 7 at mixed3, 3 at mixed8; minimum input 13). The mixed
+   * blocks are unchanged, so their strided 'valid' reductions still work.
+   */
+  stem?: 'imagenet' | 'small';
+  /** Seed of the weight initialization (and the model's dropout generator). Default 0. */
+  seed?: number;
+  backend?: Backend;
+  name?: string;
+}
+
+const KNOWN: (keyof InceptionV3Options)[] = [
+  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'width', 'dropout', 'stem', 'seed', 'backend', 'name',
+];
+
+export interface ResolvedInceptionV3Options extends Required<Omit<InceptionV3Options, 'backend' | 'pooling' | 'inputShape'>> {
+  inputShape: [number, number, number];
+  pooling: 'avg' | 'max' | null;
+}
+
+/** Output size of a k×k window with stride s: 'valid' drops the partial windows, 'same' keeps them. */
+function windowOut(size: number, k: number, s: number, padding: 'same' | 'valid'): number {
+  return padding === 'same' ? Math.ceil(size / s) : Math.floor((size - k) / s) + 1;
+}
+
+/**
+ * Spatial sizes along one axis: after the stem, after mixed3 and after mixed8 (the three places
+ * the size shrinks). A size below 1 anywhere means the input is too small.
+ */
+export function inceptionV3Sizes(size: number, stem: 'imagenet' | 'small' = 'imagenet'): { stem: number; mixed3: number; mixed8: number } {
+  let s = size;
+  if (stem === 'imagenet') {
+    s = windowOut(s, 3, 2, 'valid'); // conv 32, 3×3/2
+    s = windowOut(s, 3, 1, 'valid'); // conv 32, 3×3
+    s = windowOut(s, 3, 2, 'valid'); // max pool 3×3/2 (the 'same' 64-conv keeps the size)
+    s = windowOut(s, 3, 1, 'valid'); // conv 192, 3×3
+    s = windowOut(s, 3, 2, 'valid'); // max pool 3×3/2
+  } else {
+    s = windowOut(s, 3, 2, 'same'); // the one stem max pool
+  }
+  const m3 = s >= 3 ? windowOut(s, 3, 2, 'valid') : 0;
+  const m8 = m3 >= 3 ? windowOut(m3, 3, 2, 'valid') : 0;
+  return { stem: s, mixed3: m3, mixed8: m8 };
+}
+
+/** The smallest height/width each stem accepts (75 for 'imagenet', as Keras; 13 for 'small'). */
+export function inceptionV3MinInput(stem: 'imagenet' | 'small' = 'imagenet'): number {
+  let s = 1;
+  while (inceptionV3Sizes(s, stem).mixed8 < 1) s++;
+  return s;
+}
+
+/** Checks every option and fills in defaults, before anything is allocated. */
+export function resolveInceptionV3Options(options: InceptionV3Options = {}): ResolvedInceptionV3Options {
+  checkOptions('inception_v3', options as Record<string, unknown>, KNOWN as string[]);
+  const stem = options.stem ?? 'imagenet';
+  if (stem !== 'imagenet' && stem !== 'small') throw new OptionError(`inception_v3: stem must be 'imagenet' or 'small', got ${JSON.stringify(stem)}`);
+  const inputShape = [...(options.inputShape ?? (stem === 'small' ? [32, 32, 3] : [299, 299, 3]))] as [number, number, number];
+  if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new ShapeError(`inception_v3: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
+  }
+  const min = inceptionV3MinInput(stem);
+  if (inputShape[0] < min || inputShape[1] < min) {
+    throw new ShapeError(
+      `inception_v3: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
+        (stem === 'imagenet' ? " (use stem: 'small' for small images)" : ''),
+    );
+  }
+  const includeTop = options.includeTop ?? true;
+  if (typeof includeTop !== 'boolean') throw new OptionError('inception_v3: includeTop must be true or false');
+  const classes = options.classes ?? 1000;
+  if (!Number.isInteger(classes) || classes < 1) throw new OptionError(`inception_v3: classes must be a positive integer, got ${classes}`);
+  const pooling = options.pooling ?? null;
+  if (pooling !== null && pooling !== 'avg' && pooling !== 'max') throw new OptionError(`inception_v3: pooling must be 'avg', 'max' or null, got ${JSON.stringify(pooling)}`);
+  const classifierActivation = options.classifierActivation ?? 'softmax';
+  if (classifierActivation !== 'softmax' && classifierActivation !== 'linear') {
+    throw new OptionError(`inception_v3: classifierActivation must be 'softmax' or 'linear', got ${JSON.stringify(classifierActivation)}`);
+  }
+  const width = options.width ?? 1;
+  if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`inception_v3: width must be in (0, 4], got ${width}`);
+  const dropout = options.dropout ?? 0;
+  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`inception_v3: dropout must be in [0, 1), got ${dropout}`);
+  return {
+    includeTop, inputShape, pooling, classes, classifierActivation, width, dropout, stem,
+    seed: options.seed ?? 0, name: options.name ?? 'inception_v3',
+  };
+}
+
+/** Builds an Inception V3 model (see InceptionV3Options); weights are freshly initialized. */
+export function inceptionV3(options: InceptionV3Options = {}): Model {
+  const o = resolveInceptionV3Options(options);
+  const backend = options.backend ?? getBackend();
+  const ctx = { rng: new Random(o.seed), backend };
+  const auto = new NameCounter();
+  const c = (n: number) => Math.max(1, Math.round(n * o.width));
+  const apply = (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => layer.apply(x, ctx);
+
+  /** Keras's conv2d_bn: bias-free conv → BN without gamma → ReLU, all auto-named. */
+  const convBn = (x: SymbolicTensor, filters: number, kh: number, kw: number, strides = 1, padding: 'same' | 'valid' = 'same') => {
+    x = apply(new Conv2D({ filters: c(filters), kernelSize: [kh, kw], strides, padding, useBias: false, name: auto.next('conv2d') }), x);
+    x = apply(new BatchNormalization({ scale: false, name: auto.next('batch_normalization') }), x);
+    return apply(new Activation('relu', { name: auto.next('activation') }), x);
+  };
+  const avgPool3 = (x: SymbolicTensor) =>
+    apply(new AveragePooling2D({ poolSize: 3, strides: 1, padding: 'same', name: auto.next('average_pooling2d') }), x);
+  const maxPool3 = (x: SymbolicTensor, padding: 'same' | 'valid' = 'valid') =>
+    apply(new MaxPooling2D({ poolSize: 3, strides: 2, padding, name: auto.next('max_pooling2d') }), x);
+  const concat = (branches: SymbolicTensor[], name?: string) =>
+    apply(new Concatenate({ name: name ?? auto.next('concatenate') }), branches);
+
+  const input = new InputLayer({ shape: o.inputShape, name: auto.next('input') }).apply([], ctx);
+  let x = input;
+
+  // ---- stem ----
+  if (o.stem === 'imagenet') {
+    x = convBn(x, 32, 3, 3, 2, 'valid');
+    x = convBn(x, 32, 3, 3, 1, 'valid');
+    x = convBn(x, 64, 3, 3);
+    x = maxPool3(x);
+    x = convBn(x, 80, 1, 1, 1, 'valid');
+    x = convBn(x, 192, 3, 3, 1, 'valid');
+    x = maxPool3(x);
+  } else {
+    x = convBn(x, 32, 3, 3);
+    x = convBn(x, 32, 3, 3);
+    x = convBn(x, 64, 3, 3);
+    x = convBn(x, 80, 1, 1);
+    x = convBn(x, 192, 3, 3);
+    x = maxPool3(x, 'same');
+  }
+
+  // ---- mixed0–2 (35×35): the pool branch has 32 filters in mixed0, 64 afterwards ----
+  for (let i = 0; i < 3; i++) {
+    const branch1x1 = convBn(x, 64, 1, 1);
+    let branch5x5 = convBn(x, 48, 1, 1);
+    branch5x5 = convBn(branch5x5, 64, 5, 5);
+    let branch3x3dbl = convBn(x, 64, 1, 1);
+    branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3);
+    branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3);
+    const branchPool = convBn(avgPool3(x), i === 0 ? 32 : 64, 1, 1);
+    x = concat([branch1x1, branch5x5, branch3x3dbl, branchPool], `mixed${i}`);
+  }
+
+  // ---- mixed3: 35 → 17 ----
+  {
+    const branch3x3 = convBn(x, 384, 3, 3, 2, 'valid');
+    let branch3x3dbl = convBn(x, 64, 1, 1);
+    branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3);
+    branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3, 2, 'valid');
+    const branchPool = maxPool3(x);
+    x = concat([branch3x3, branch3x3dbl, branchPool], 'mixed3');
+  }
+
+  // ---- mixed4–7 (17×17): factorized 7×7; the inner width grows 128, 160, 160, 192 ----
+  const inner7x7 = [128, 160, 160, 192];
+  for (let i = 0; i < 4; i++) {
+    const f = inner7x7[i]!;
+    const branch1x1 = convBn(x, 192, 1, 1);
+    let branch7x7 = convBn(x, f, 1, 1);
+    branch7x7 = convBn(branch7x7, f, 1, 7);
+    branch7x7 = convBn(branch7x7, 192, 7, 1);
+    let branch7x7dbl = convBn(x, f, 1, 1);
+    branch7x7dbl = convBn(branch7x7dbl, f, 7, 1);
+    branch7x7dbl = convBn(branch7x7dbl, f, 1, 7);
+    branch7x7dbl = convBn(branch7x7dbl, f, 7, 1);
+    branch7x7dbl = convBn(branch7x7dbl, 192, 1, 7);
+    const branchPool = convBn(avgPool3(x), 192, 1, 1);
+    x = concat([branch1x1, branch7x7, branch7x7dbl, branchPool], `mixed${4 + i}`);
+  }
+
+  // ---- mixed8: 17 → 8 ----
+  {
+    let branch3x3 = convBn(x, 192, 1, 1);
+    branch3x3 = convBn(branch3x3, 320, 3, 3, 2, 'valid');
+    let branch7x7x3 = convBn(x, 192, 1, 1);
+    branch7x7x3 = convBn(branch7x7x3, 192, 1, 7);
+    branch7x7x3 = convBn(branch7x7x3, 192, 7, 1);
+    branch7x7x3 = convBn(branch7x7x3, 192, 3, 3, 2, 'valid');
+    const branchPool = maxPool3(x);
+    x = concat([branch3x3, branch7x7x3, branchPool], 'mixed8');
+  }
+
+  // ---- mixed9, mixed10 (8×8): the 3×3s split into parallel 1×3 and 3×1 ----
+  for (let i = 0; i < 2; i++) {
+    const branch1x1 = convBn(x, 320, 1, 1);
+    const branch3x3In = convBn(x, 384, 1, 1);
+    const branch3x3 = concat([convBn(branch3x3In, 384, 1, 3), convBn(branch3x3In, 384, 3, 1)], `mixed9_${i}`);
+    let branch3x3dblIn = convBn(x, 448, 1, 1);
+    branch3x3dblIn = convBn(branch3x3dblIn, 384, 3, 3);
+    const branch3x3dbl = concat([convBn(branch3x3dblIn, 384, 1, 3), convBn(branch3x3dblIn, 384, 3, 1)]);
+    const branchPool = convBn(avgPool3(x), 192, 1, 1);
+    x = concat([branch1x1, branch3x3, branch3x3dbl, branchPool], `mixed${9 + i}`);
+  }
+
+  if (o.includeTop) {
+    x = apply(new GlobalAveragePooling2D({ name: 'avg_pool' }), x);
+    if (o.dropout > 0) x = apply(new Dropout(o.dropout, { name: 'dropout' }), x);
+    x = apply(new Dense({ units: o.classes, activation: o.classifierActivation, name: 'predictions' }), x);
+  } else if (o.pooling === 'avg') {
+    x = apply(new GlobalAveragePooling2D({ name: auto.next('global_average_pooling2d') }), x);
+  } else if (o.pooling === 'max') {
+    x = apply(new GlobalMaxPooling2D({ name: auto.next('global_max_pooling2d') }), x);
+  }
+
+  const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });
+  model.config = { model: 'inception_v3', ...o };
+  return model;
+}

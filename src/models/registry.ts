@@ -1,0 +1,60 @@
+/**
+ * The models the library builds by name, each with its input preprocessing and the CLI flags
+ * that map onto its options.
+ */
+import { OptionError } from '../core/errors.js';
+import type { Model } from '../nn/model.js';
+import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
+import { inceptionV3, type InceptionV3Options } from './inception_v3/inception_v3.js';
+import { xception, type XceptionOptions } from './xception/xception.js';
+
+
+export interface ModelEntry {
+  name: string;
+  description: string;
+  build: (options: Record<string, unknown>) => Model;
+  /** How pixels in [0, 255] become network inputs. */
+  preprocessing: Preprocessing;
+  defaultInputShape: [number, number, number];
+}
+
+const entries = new Map<string, ModelEntry>();
+
+export function registerModel(entry: ModelEntry): void {
+  entries.set(entry.name, entry);
+}
+
+export function modelNames(): string[] {
+  return [...entries.keys()];
+}
+
+export function getModelEntry(name: string): ModelEntry {
+  const e = entries.get(name);
+  if (!e) throw new OptionError(`unknown model '${name}' (known: ${modelNames().join(', ')})`);
+  return e;
+}
+
+export function buildModel(name: string, options: Record<string, unknown> = {}): Model {
+  return getModelEntry(name).build(options);
+}
+
+registerModel({
+  name: 'xception',
+  description: 'Xception (Chollet 2017), Keras applications.Xception layout, with the paper\'s research switches',
+  build: (o) => xception(o as XceptionOptions),
+  preprocessing: 'xception',
+  defaultInputShape: [299, 299, 3],
+});
+
+registerModel({
+  name: 'inception_v3',
+  description: 'Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper\'s baseline',
+  build: (o) => inceptionV3(o as InceptionV3Options),
+  preprocessing: 'inception_v3',
+  defaultInputShape: [299, 299, 3],
+});
+
+/** Keras `preprocess_input` for these models: pixels in [0, 255] → [-1, 1] (x/127.5 − 1). */
+export function preprocessInput(pixels: ArrayLike<number>, mode: Preprocessing = 'xception'): Float32Array {
+  return preprocessPixels(pixels, mode);
+}

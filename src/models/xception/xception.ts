@@ -1,0 +1,245 @@
+/**
+ * Xception (Chollet 2017), laid out exactly as Keras `applications.Xception`, plus the switches
+ * the paper and its readers ask about. With default options the layer names, order, shapes and
+ * parameter counts equal Keras's (22,910,480 parameters at 299×299×3 with 1000 classes).
+ *
+ *   entry flow:  block1 (two regular convs) → blocks 2–4 (two separable convs + max pool each,
+ *                with a strided 1×1 conv on the residual branch)
+ *   middle flow: blocks 5–12 (three ReLU–separable conv–BN each, identity residual)
+ *   exit flow:   block13 (as the entry blocks) → block14 (two separable convs, no residual)
+ */
+import type { Backend } from '../../core/backend.js';
+import { getBackend } from '../../core/engine.js';
+import { OptionError, ShapeError, shapeToString } from '../../core/errors.js';
+import { Random } from '../../core/random.js';
+import type { Layer, SymbolicTensor } from '../../nn/layer.js';
+import { Activation, Dense, Dropout, InputLayer } from '../../nn/layers/core.js';
+import { Conv2D, SeparableConv2D, type IntermediateActivation, type Segments, type SeparableOrder } from '../../nn/layers/convolutional.js';
+import { Add } from '../../nn/layers/merge.js';
+import { BatchNormalization } from '../../nn/layers/normalization.js';
+import { GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
+import { Model } from '../../nn/model.js';
+import { checkOptions, NameCounter } from '../common.js';
+
+export interface XceptionOptions {
+  /** Include the classifier (global average pool + Dense). Default true. */
+  includeTop?: boolean;
+  /** [height, width, channels]. Default [299, 299, 3] ([32, 32, 3] with the small stem). */
+  inputShape?: readonly [number, number, number];
+  /** Without the top: 'avg' or 'max' global pooling, or none (the 4-D feature map). */
+  pooling?: 'avg' | 'max' | null;
+  classes?: number;
+  classifierActivation?: 'softmax' | 'linear';
+  /** Residual connections around blocks 2–13 (paper figure 9). Default true. */
+  residual?: boolean;
+  /** Non-linearity between depthwise and pointwise (paper figure 10). Default 'none'. */
+  intermediateActivation?: IntermediateActivation;
+  /** Default 'depthwise-first' (Keras); 'pointwise-first' is the "extreme Inception" order. */
+  order?: SeparableOrder;
+  /** Channel segments of every spatial convolution: 1 = regular conv … 'depthwise' (default). */
+  segments?: Segments;
+  /** Number of middle-flow blocks. Default 8. */
+  middleBlocks?: number;
+  /** Width multiplier on every channel count. Default 1. */
+  width?: number;
+  /** Dropout rate before the classifier (the paper used 0.5 on ImageNet). Default 0, as Keras. */
+  dropout?: number;
+  /**
+   * 'imagenet' (Keras: two valid 3×3 convs, the first strided; minimum input 71) or 'small'
+   * (the same two convs with stride 1 and 'same' padding, for 28×28 or 32×32 images; the rest
+   * of the network is unchanged).
+   */
+  stem?: 'imagenet' | 'small';
+  /** Seed of the weight initialization (and the model's dropout generator). Default 0. */
+  seed?: number;
+  backend?: Backend;
+  name?: string;
+}
+
+const KNOWN: (keyof XceptionOptions)[] = [
+  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'residual', 'intermediateActivation',
+  'order', 'segments', 'middleBlocks', 'width', 'dropout', 'stem', 'seed', 'backend', 'name',
+];
+
+/** Keras's channel counts, scaled by the width multiplier. */
+export function xceptionChannels(width = 1) {
+  const c = (n: number) => Math.max(1, Math.round(n * width));
+  return {
+    stem: [c(32), c(64)] as const,
+    entry: [c(128), c(256), c(728)] as const,
+    middle: c(728),
+    exit: [c(728), c(1024)] as const,
+    final: [c(1536), c(2048)] as const,
+  };
+}
+
+export const XCEPTION_MIN_INPUT = { imagenet: 71, small: 8 } as const;
+
+export interface ResolvedXceptionOptions extends Required<Omit<XceptionOptions, 'backend' | 'pooling' | 'inputShape'>> {
+  inputShape: [number, number, number];
+  pooling: 'avg' | 'max' | null;
+}
+
+/** Checks every option and fills in defaults, before anything is allocated. */
+export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedXceptionOptions {
+  checkOptions('xception', options as Record<string, unknown>, KNOWN as string[]);
+  const stem = options.stem ?? 'imagenet';
+  if (stem !== 'imagenet' && stem !== 'small') throw new OptionError(`xception: stem must be 'imagenet' or 'small', got ${JSON.stringify(stem)}`);
+  const inputShape = [...(options.inputShape ?? (stem === 'small' ? [32, 32, 3] : [299, 299, 3]))] as [number, number, number];
+  if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new ShapeError(`xception: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
+  }
+  const min = XCEPTION_MIN_INPUT[stem];
+  if (inputShape[0] < min || inputShape[1] < min) {
+    throw new ShapeError(
+      `xception: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
+        (stem === 'imagenet' ? " (use stem: 'small' for small images)" : ''),
+    );
+  }
+  const includeTop = options.includeTop ?? true;
+  const classes = options.classes ?? 1000;
+  if (!Number.isInteger(classes) || classes < 1) throw new OptionError(`xception: classes must be a positive integer, got ${classes}`);
+  const pooling = options.pooling ?? null;
+  if (pooling !== null && pooling !== 'avg' && pooling !== 'max') throw new OptionError(`xception: pooling must be 'avg', 'max' or null, got ${JSON.stringify(pooling)}`);
+  const classifierActivation = options.classifierActivation ?? 'softmax';
+  if (classifierActivation !== 'softmax' && classifierActivation !== 'linear') {
+    throw new OptionError(`xception: classifierActivation must be 'softmax' or 'linear', got ${JSON.stringify(classifierActivation)}`);
+  }
+  const middleBlocks = options.middleBlocks ?? 8;
+  if (!Number.isInteger(middleBlocks) || middleBlocks < 0) throw new OptionError(`xception: middleBlocks must be a non-negative integer, got ${middleBlocks}`);
+  const width = options.width ?? 1;
+  if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`xception: width must be in (0, 4], got ${width}`);
+  const dropout = options.dropout ?? 0;
+  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`xception: dropout must be in [0, 1), got ${dropout}`);
+  const intermediateActivation = options.intermediateActivation ?? 'none';
+  if (!['none', 'relu', 'elu'].includes(intermediateActivation)) {
+    throw new OptionError(`xception: intermediateActivation must be 'none', 'relu' or 'elu', got ${JSON.stringify(intermediateActivation)}`);
+  }
+  const order = options.order ?? 'depthwise-first';
+  if (order !== 'depthwise-first' && order !== 'pointwise-first') {
+    throw new OptionError(`xception: order must be 'depthwise-first' or 'pointwise-first', got ${JSON.stringify(order)}`);
+  }
+  const segments = options.segments ?? 'depthwise';
+  if (segments !== 'depthwise' && !(Number.isInteger(segments) && (segments as number) >= 1)) {
+    throw new OptionError(`xception: segments must be a positive integer or 'depthwise', got ${JSON.stringify(segments)}`);
+  }
+  const resolved: ResolvedXceptionOptions = {
+    includeTop, inputShape, pooling, classes, classifierActivation,
+    residual: options.residual ?? true, intermediateActivation, order, segments, middleBlocks, width, dropout, stem,
+    seed: options.seed ?? 0, name: options.name ?? 'xception',
+  };
+  if (typeof resolved.residual !== 'boolean') throw new OptionError(`xception: residual must be true or false`);
+  if (typeof resolved.includeTop !== 'boolean') throw new OptionError(`xception: includeTop must be true or false`);
+  checkSegments(resolved);
+  return resolved;
+}
+
+/** Every separable conv's spatial convolution must split its channels evenly. */
+function checkSegments(o: ResolvedXceptionOptions): void {
+  if (o.segments === 'depthwise') return;
+  const ch = xceptionChannels(o.width);
+  // [input, output] channels of each separable conv, in network order.
+  const seps: [string, number, number][] = [
+    ['block2_sepconv1', ch.stem[1], ch.entry[0]], ['block2_sepconv2', ch.entry[0], ch.entry[0]],
+    ['block3_sepconv1', ch.entry[0], ch.entry[1]], ['block3_sepconv2', ch.entry[1], ch.entry[1]],
+    ['block4_sepconv1', ch.entry[1], ch.entry[2]], ['block4_sepconv2', ch.entry[2], ch.entry[2]],
+    ['middle blocks', ch.entry[2], ch.middle],
+    ['block13_sepconv1', ch.middle, ch.exit[0]], ['block13_sepconv2', ch.exit[0], ch.exit[1]],
+    ['block14_sepconv1', ch.exit[1], ch.final[0]], ['block14_sepconv2', ch.final[0], ch.final[1]],
+  ];
+  for (const [name, cin, cout] of seps) {
+    const c = o.order === 'depthwise-first' ? cin : cout;
+    if (c % (o.segments as number) !== 0) {
+      throw new ShapeError(
+        `xception: segments ${o.segments} does not divide the ${c} channels of ${name}'s spatial convolution` +
+          ` (with width ${o.width}, every spatial convolution's channel count must be a multiple of the segments)`,
+      );
+    }
+  }
+}
+
+/** Builds an Xception model (see XceptionOptions); weights are freshly initialized. */
+export function xception(options: XceptionOptions = {}): Model {
+  const o = resolveXceptionOptions(options);
+  const backend = options.backend ?? getBackend();
+  const ctx = { rng: new Random(o.seed), backend };
+  const ch = xceptionChannels(o.width);
+  const auto = new NameCounter();
+  const sep = (filters: number, name: string) =>
+    new SeparableConv2D({
+      filters, kernelSize: 3, padding: 'same', useBias: false, name,
+      segments: o.segments, intermediateActivation: o.intermediateActivation, order: o.order,
+    });
+  const bn = (name?: string) => new BatchNormalization({ name: name ?? auto.next('batch_normalization') });
+  const relu = (name: string) => new Activation('relu', { name });
+  const apply = (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => layer.apply(x, ctx);
+
+  const input = new InputLayer({ shape: o.inputShape, name: auto.next('input') }).apply([], ctx);
+  let x = input;
+
+  // ---- entry flow: block1 ----
+  const small = o.stem === 'small';
+  x = apply(new Conv2D({ filters: ch.stem[0], kernelSize: 3, strides: small ? 1 : 2, padding: small ? 'same' : 'valid', useBias: false, name: 'block1_conv1' }), x);
+  x = apply(bn('block1_conv1_bn'), x);
+  x = apply(relu('block1_conv1_act'), x);
+  x = apply(new Conv2D({ filters: ch.stem[1], kernelSize: 3, padding: small ? 'same' : 'valid', useBias: false, name: 'block1_conv2' }), x);
+  x = apply(bn('block1_conv2_bn'), x);
+  x = apply(relu('block1_conv2_act'), x);
+
+  // ---- entry flow: blocks 2–4, and exit block 13: two separable convs, pool, strided residual ----
+  const downBlock = (block: number, filters: [number, number], reluFirst: boolean) => {
+    let residual: SymbolicTensor | null = null;
+    if (o.residual) {
+      residual = apply(new Conv2D({ filters: filters[1], kernelSize: 1, strides: 2, padding: 'same', useBias: false, name: auto.next('conv2d') }), x);
+      residual = apply(bn(), residual);
+    }
+    if (reluFirst) x = apply(relu(`block${block}_sepconv1_act`), x);
+    x = apply(sep(filters[0], `block${block}_sepconv1`), x);
+    x = apply(bn(`block${block}_sepconv1_bn`), x);
+    x = apply(relu(`block${block}_sepconv2_act`), x);
+    x = apply(sep(filters[1], `block${block}_sepconv2`), x);
+    x = apply(bn(`block${block}_sepconv2_bn`), x);
+    x = apply(new MaxPooling2D({ poolSize: 3, strides: 2, padding: 'same', name: `block${block}_pool` }), x);
+    if (residual) x = apply(new Add({ name: auto.next('add') }), [x, residual]);
+  };
+  downBlock(2, [ch.entry[0], ch.entry[0]], false); // block2 follows block1's ReLU directly
+  downBlock(3, [ch.entry[1], ch.entry[1]], true);
+  downBlock(4, [ch.entry[2], ch.entry[2]], true);
+
+  // ---- middle flow: identity residual around three ReLU → separable conv → BN ----
+  for (let i = 0; i < o.middleBlocks; i++) {
+    const prefix = `block${i + 5}`;
+    const residual = x;
+    for (let j = 1; j <= 3; j++) {
+      x = apply(relu(`${prefix}_sepconv${j}_act`), x);
+      x = apply(sep(ch.middle, `${prefix}_sepconv${j}`), x);
+      x = apply(bn(`${prefix}_sepconv${j}_bn`), x);
+    }
+    if (o.residual) x = apply(new Add({ name: auto.next('add') }), [x, residual]);
+  }
+
+  // ---- exit flow ----
+  const b13 = o.middleBlocks + 5;
+  downBlock(b13, [ch.exit[0], ch.exit[1]], true);
+  const b14 = b13 + 1;
+  x = apply(sep(ch.final[0], `block${b14}_sepconv1`), x);
+  x = apply(bn(`block${b14}_sepconv1_bn`), x);
+  x = apply(relu(`block${b14}_sepconv1_act`), x);
+  x = apply(sep(ch.final[1], `block${b14}_sepconv2`), x);
+  x = apply(bn(`block${b14}_sepconv2_bn`), x);
+  x = apply(relu(`block${b14}_sepconv2_act`), x);
+
+  if (o.includeTop) {
+    x = apply(new GlobalAveragePooling2D({ name: 'avg_pool' }), x);
+    if (o.dropout > 0) x = apply(new Dropout(o.dropout, { name: 'dropout' }), x);
+    x = apply(new Dense({ units: o.classes, activation: o.classifierActivation, name: 'predictions' }), x);
+  } else if (o.pooling === 'avg') {
+    x = apply(new GlobalAveragePooling2D({ name: auto.next('global_average_pooling2d') }), x);
+  } else if (o.pooling === 'max') {
+    x = apply(new GlobalMaxPooling2D({ name: auto.next('global_max_pooling2d') }), x);
+  }
+
+  const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });
+  model.config = { model: 'xception', ...o };
+  return model;
+}

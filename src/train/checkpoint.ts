@@ -1,0 +1,123 @@
+/**
+ * Checkpoints. One file holds everything a resumed run needs — weights, optimizer slots, the
+ * weight average, every generator's state and the position in the epoch — so that writing it
+ * is one atomic rename: a crash at any moment leaves the previous checkpoint intact.
+ * `weights.safetensors` beside it holds the model's weights alone, under their Keras names.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
+import type { RandomState } from '../core/random.js';
+import type { LoaderState } from '../data/loader.js';
+import { readSafetensorsFileSync, writeSafetensorsFileSync } from '../io/safetensors.js';
+import type { NamedWeight } from '../io/weights.js';
+import type { Model } from '../nn/model.js';
+import type { ExponentialMovingAverage } from './ema.js';
+import type { Optimizer, OptimizerState } from './optimizers.js';
+
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+export const WEIGHTS_FILE = 'weights.safetensors';
+const FORMAT = 'xception-checkpoint/1';
+
+export class CheckpointError extends XceptionError {}
+
+/** Everything about a run's progress that is not a tensor. */
+export interface RunState {
+  /** Updates applied so far. */
+  step: number;
+  /** Completed epochs. */
+  epochsDone: number;
+  loader: LoaderState;
+  modelRandom: RandomState;
+  optimizer: { name: OptimizerState['name']; step: number };
+  ema: { decay: number; updates: number } | null;
+  wallSeconds: number;
+  /** Per-epoch records so far (for the curves of a resumed run). */
+  history: Record<string, number>[];
+  /** The run's configuration (a resumed run must use the same). */
+  config: Record<string, unknown>;
+  /** The model as built: registry name and every option (input shape and classes included). */
+  model: { name: string; options: Record<string, unknown> };
+}
+
+export function modelWeights(model: Model): NamedWeight[] {
+  return model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: v.value.data() }));
+}
+
+export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, ema: ExponentialMovingAverage | null, state: RunState): void {
+  const tensors: NamedWeight[] = modelWeights(model).map((w) => ({ ...w, name: `model/${w.name}` }));
+  const shapes = new Map(model.weights.map((v) => [v.name, [...v.shape]]));
+  const opt = optimizer.getState();
+  for (const [name, slots] of Object.entries(opt.slots)) {
+    slots.forEach((data, i) => tensors.push({ name: `optimizer/${i}/${name}`, shape: shapes.get(name)!, data }));
+  }
+  if (ema) {
+    for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
+  }
+  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: FORMAT, state: JSON.stringify(state) });
+  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { format: 'xception-weights/1', config: JSON.stringify(state.config) });
+}
+
+export interface LoadedCheckpoint {
+  state: RunState;
+  model: Map<string, Float32Array>;
+  optimizerSlots: Record<string, Float32Array[]>;
+  ema: Record<string, Float32Array>;
+}
+
+export function hasCheckpoint(dir: string): boolean {
+  return existsSync(join(dir, CHECKPOINT_FILE));
+}
+
+export function readCheckpoint(dir: string): LoadedCheckpoint {
+  const file = join(dir, CHECKPOINT_FILE);
+  if (!existsSync(file)) throw new CheckpointError(`no checkpoint in ${dir} (looked for ${CHECKPOINT_FILE})`);
+  const { weights, metadata } = readSafetensorsFileSync(file);
+  if (metadata?.['format'] !== FORMAT || typeof metadata['state'] !== 'string') {
+    throw new CheckpointError(`${file} is not an xception checkpoint (format ${JSON.stringify(metadata?.['format'])})`);
+  }
+  let state: RunState;
+  try {
+    state = JSON.parse(metadata['state']) as RunState;
+  } catch {
+    throw new CheckpointError(`${file}: its run state is not valid JSON`);
+  }
+  if (!state || typeof state.step !== 'number' || !state.loader || !state.config || !state.model || typeof state.model.name !== 'string') throw new CheckpointError(`${file}: its run state is incomplete`);
+  const model = new Map<string, Float32Array>();
+  const optimizerSlots: Record<string, Float32Array[]> = {};
+  const ema: Record<string, Float32Array> = {};
+  for (const w of weights) {
+    const [kind, ...rest] = w.name.split('/');
+    if (kind === 'model') model.set(rest.join('/'), w.data);
+    else if (kind === 'ema') ema[rest.join('/')] = w.data;
+    else if (kind === 'optimizer') {
+      const slot = Number(rest[0]);
+      const name = rest.slice(1).join('/');
+      (optimizerSlots[name] ??= [])[slot] = w.data;
+    } else throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
+  }
+  return { state, model, optimizerSlots, ema };
+}
+
+/** Copies named weights into the model; every weight must be present with its exact size. */
+export function loadModelWeights(model: Model, weights: Map<string, Float32Array>, source: string): void {
+  const missing = model.weights.filter((v) => !weights.has(v.name)).map((v) => v.name);
+  if (missing.length) throw new CheckpointError(`${source} lacks ${missing.length} weight(s) of the model, e.g. ${missing.slice(0, 3).join(', ')}`);
+  const extra = [...weights.keys()].filter((n) => !model.weights.some((v) => v.name === n));
+  if (extra.length) throw new CheckpointError(`${source} has weight(s) the model lacks, e.g. ${extra.slice(0, 3).join(', ')}`);
+  // Validate everything before changing anything: nothing is half-loaded.
+  for (const v of model.weights) {
+    const data = weights.get(v.name)!;
+    if (data.length !== v.size) throw new ShapeError(`${source}: '${v.name}' has ${data.length} values, the model's weight ${v.size} (shape [${v.shape.join(', ')}])`);
+  }
+  for (const v of model.weights) v.setData(weights.get(v.name)!);
+}
+
+export function checkResumable(saved: Record<string, unknown>, now: Record<string, unknown>, ignore: readonly string[]): void {
+  const diffs: string[] = [];
+  for (const k of new Set([...Object.keys(saved), ...Object.keys(now)])) {
+    if (ignore.includes(k)) continue;
+    if (JSON.stringify(saved[k]) !== JSON.stringify(now[k])) diffs.push(`${k}: checkpoint ${JSON.stringify(saved[k])}, now ${JSON.stringify(now[k])}`);
+  }
+  if (diffs.length) throw new OptionError(`cannot resume with different settings — ${diffs.join('; ')}`);
+}

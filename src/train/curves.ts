@@ -1,0 +1,41 @@
+/** Learning curves of a run: loss and accuracy per epoch, as SVG and (with sharp) PNG. */
+import { join } from 'node:path';
+import { writeFileAtomicSync } from '../io/atomic.js';
+import { chartGridSvg, lineChartSvg, svgToPng } from '../report/svg-chart.js';
+
+interface Row {
+  epoch: number;
+  trainLoss: number;
+  trainTop1: number;
+  evalLoss: number;
+  evalTop1: number;
+}
+
+export function curvesSvg(history: readonly Row[], evalName: string): string {
+  const pts = (f: (r: Row) => number) => history.map((r) => [r.epoch, f(r)] as [number, number]);
+  const loss = lineChartSvg(
+    [
+      { label: 'train', points: pts((r) => r.trainLoss) },
+      { label: evalName, points: pts((r) => r.evalLoss) },
+    ],
+    { title: 'Loss', xLabel: 'epoch', yLabel: 'cross-entropy' },
+  );
+  const acc = lineChartSvg(
+    [
+      { label: 'train', points: pts((r) => 100 * r.trainTop1) },
+      { label: evalName, points: pts((r) => 100 * r.evalTop1) },
+    ],
+    { title: 'Top-1 accuracy', xLabel: 'epoch', yLabel: 'accuracy (%)' },
+  );
+  return chartGridSvg([loss, acc], 2);
+}
+
+/** Writes curves.svg and curves.png into the run folder; returns their paths. */
+export async function writeCurves(dir: string, history: readonly Row[], evalName: string): Promise<{ svg: string; png: string | null }> {
+  const svg = curvesSvg(history, evalName);
+  const svgPath = join(dir, 'curves.svg');
+  writeFileAtomicSync(svgPath, new TextEncoder().encode(svg));
+  const pngPath = join(dir, 'curves.png');
+  const ok = await svgToPng(svg, pngPath).catch(() => false);
+  return { svg: svgPath, png: ok ? pngPath : null };
+}

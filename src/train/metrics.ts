@@ -1,0 +1,49 @@
+/** Classification metrics and evaluation over a dataset. */
+import { tensor } from '../core/creation.js';
+import { noGrad, tidy } from '../core/engine.js';
+import { softmaxCrossEntropy } from '../core/ops/loss.js';
+import type { Batch } from '../data/loader.js';
+import type { Model } from '../nn/model.js';
+
+/** How many rows of logits [rows, classes] have their label among the k largest. */
+export function topKCorrect(logits: Float32Array, labels: Int32Array, classes: number, k: number): number {
+  let correct = 0;
+  for (let r = 0; r < labels.length; r++) {
+    const base = r * classes;
+    const target = logits[base + labels[r]!]!;
+    // Rank of the label: values strictly greater, plus equal values at lower indices.
+    let above = 0;
+    for (let c = 0; c < classes; c++) {
+      const v = logits[base + c]!;
+      if (v > target || (v === target && c < labels[r]!)) above++;
+    }
+    if (above < k) correct++;
+  }
+  return correct;
+}
+
+export interface EvalResult {
+  loss: number;
+  top1: number;
+  top5: number;
+  count: number;
+}
+
+/** Mean loss and top-1/top-5 accuracy of the model over batches (inference mode). */
+export async function evaluate(model: Model, batches: AsyncIterable<Batch> | Iterable<Batch>, classes: number): Promise<EvalResult> {
+  let loss = 0, top1 = 0, top5 = 0, count = 0;
+  for await (const b of batches) {
+    const logits = noGrad(() =>
+      tidy(() => {
+        const x = tensor(b.x, b.shape, { backend: model.weights[0]?.value.backend });
+        const out = model.forward(x, { training: false, logits: true });
+        loss += softmaxCrossEntropy(out, b.y).item() * b.size;
+        return out.data();
+      }),
+    );
+    top1 += topKCorrect(logits, b.y, classes, 1);
+    top5 += topKCorrect(logits, b.y, classes, Math.min(5, classes));
+    count += b.size;
+  }
+  return count === 0 ? { loss: NaN, top1: NaN, top5: NaN, count } : { loss: loss / count, top1: top1 / count, top5: top5 / count, count };
+}

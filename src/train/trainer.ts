@@ -1,0 +1,356 @@
+/**
+ * The trainer: epochs of seeded, augmented batches; an optimizer with a learning-rate schedule;
+ * evaluation each epoch; metrics, curves and atomic checkpoints in a run folder; exact resume.
+ */
+import { mkdirSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { backward } from '../core/autograd.js';
+import { tensor } from '../core/creation.js';
+import { getBackend, setBackend, tidy } from '../core/engine.js';
+import { OptionError, XceptionError } from '../core/errors.js';
+import { softmaxCrossEntropy } from '../core/ops/loss.js';
+import type { ImageDataset } from '../data/dataset.js';
+import { subsetDataset } from '../data/dataset.js';
+import { DataLoader } from '../data/loader.js';
+import { loadDataset } from '../data/spec.js';
+import { splitIndices } from '../data/split.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
+import { buildModel, getModelEntry } from '../models/registry.js';
+import type { Model } from '../nn/model.js';
+import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
+import { writeCurves } from './curves.js';
+import { ExponentialMovingAverage } from './ema.js';
+import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
+import { Optimizer, type OptimizerName } from './optimizers.js';
+import { Progress } from './progress.js';
+import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
+
+export interface AugmentConfig {
+  /** Random crop after zero padding by this many pixels (0 = off). */
+  cropPadding: number;
+  flip: boolean;
+  /** Inception-style random-resized crop (image folders). */
+  randomResizedCrop: boolean;
+}
+
+export interface TrainConfig {
+  dataset: string;
+  model: string;
+  /** Model options; inputShape and classes default to the dataset's. */
+  modelOptions: Record<string, unknown>;
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerName;
+  lr: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay: number;
+  schedule: ScheduleName;
+  warmupEpochs: number;
+  /** exponential-step: decay factor and period in epochs (paper: 0.94 every 2). */
+  decay?: number;
+  decayEpochs?: number;
+  labelSmoothing: number;
+  /** Decay of the weight average used for evaluation (0 = off; the paper used Polyak averaging). */
+  ema: number;
+  clipNorm: number;
+  seed: number;
+  augment: AugmentConfig;
+  /** Resize images to this size (square) before the model; default the dataset's. */
+  imageSize?: number;
+  /** Hold out this fraction of the training set for per-epoch evaluation (0 = evaluate on test). */
+  validationFraction: number;
+  /** Use only the first N training / test images (quick runs). */
+  limitTrain?: number;
+  limitTest?: number;
+  outDir: string;
+}
+
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
+  dataset: 'fashion-mnist',
+  model: 'xception',
+  modelOptions: { stem: 'small', width: 0.25 },
+  epochs: 10,
+  batchSize: 128,
+  optimizer: 'sgd',
+  lr: 0.1,
+  momentum: 0.9,
+  nesterov: true,
+  weightDecay: 5e-5,
+  schedule: 'one-cycle',
+  warmupEpochs: 0,
+  labelSmoothing: 0.1,
+  ema: 0,
+  clipNorm: 0,
+  seed: 0,
+  augment: { cropPadding: 2, flip: true, randomResizedCrop: false },
+  validationFraction: 0,
+  outDir: 'runs/xception-fashion-mnist',
+};
+
+export interface RunOptions {
+  resume?: boolean;
+  /** Where progress goes (default stderr). */
+  progress?: Progress;
+  /** Polled after every step; true saves a checkpoint and returns (Ctrl-C). */
+  shouldStop?: () => boolean;
+  /** Also save a checkpoint every N steps (default: only at epoch ends and on stop). */
+  checkpointEverySteps?: number;
+  /** Backend name (default: the active backend). */
+  backend?: string;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  step: number;
+  lr: number;
+  trainLoss: number;
+  trainTop1: number;
+  evalLoss: number;
+  evalTop1: number;
+  evalTop5: number;
+  imagesPerSec: number;
+  wallSeconds: number;
+}
+
+export interface TrainResult {
+  testTop1: number;
+  testTop5: number;
+  testLoss: number;
+  epochs: number;
+  wallSeconds: number;
+  imagesPerSec: number;
+  outDir: string;
+  /** True when the run stopped early (Ctrl-C) after saving a checkpoint. */
+  interrupted: boolean;
+  history: EpochRecord[];
+  backend: string;
+}
+
+export class TrainingDivergedError extends XceptionError {}
+
+const RESUME_MAY_CHANGE = ['epochs', 'outDir'];
+
+export function validateTrainConfig(c: TrainConfig): void {
+  const posInt = (k: keyof TrainConfig) => {
+    const v = c[k];
+    if (!Number.isInteger(v) || (v as number) < 1) throw new OptionError(`${k} must be a positive integer, got ${JSON.stringify(v)}`);
+  };
+  posInt('epochs');
+  posInt('batchSize');
+  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) throw new OptionError(`labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
+  if (!(c.ema === 0 || (c.ema > 0 && c.ema < 1))) throw new OptionError(`ema must be 0 (off) or in (0, 1), got ${c.ema}`);
+  if (!(c.validationFraction >= 0 && c.validationFraction < 1)) throw new OptionError(`validationFraction must be in [0, 1)`);
+  if (!(c.warmupEpochs >= 0)) throw new OptionError(`warmupEpochs must be ≥ 0`);
+  if (!(Number.isInteger(c.augment.cropPadding) && c.augment.cropPadding >= 0)) throw new OptionError(`crop padding must be a non-negative integer`);
+  for (const k of ['limitTrain', 'limitTest', 'imageSize'] as const) {
+    const v = c[k];
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
+  }
+  getModelEntry(c.model);
+  validateSchedule(scheduleOf(c));
+}
+
+function scheduleOf(c: TrainConfig): ScheduleOptions {
+  return { name: c.schedule, lr: c.lr, decay: c.decay, decayEpochs: c.decayEpochs };
+}
+
+function limit(ds: ImageDataset, n: number | undefined): ImageDataset {
+  if (n === undefined || n >= ds.count) return ds;
+  return subsetDataset(ds, Int32Array.from({ length: n }, (_, i) => i), `${ds.name}[:${n}]`);
+}
+
+export async function train(config: TrainConfig, run: RunOptions = {}): Promise<TrainResult> {
+  validateTrainConfig(config);
+  if (run.backend) setBackend(run.backend);
+  const backend = getBackend();
+  const progress = run.progress ?? new Progress(process.stderr);
+  const outDir = resolve(config.outDir);
+  mkdirSync(outDir, { recursive: true });
+  const resuming = run.resume ?? false;
+  if (!resuming && hasCheckpoint(outDir)) {
+    throw new OptionError(`${outDir} already holds a run; pass --resume to continue it or choose another --out`);
+  }
+  const saved = resuming ? readCheckpoint(outDir) : null;
+  if (resuming && !saved) throw new OptionError(`nothing to resume in ${outDir}`);
+  if (saved) checkResumable(saved.state.config, config as unknown as Record<string, unknown>, RESUME_MAY_CHANGE);
+
+  // ---- data ----
+  progress.line(`loading ${config.dataset} …`);
+  const fullTrain = limit(await loadDataset(config.dataset, 'train'), config.limitTrain);
+  const test = limit(await loadDataset(config.dataset, 'test'), config.limitTest);
+  let trainIdx: Int32Array | undefined;
+  let valIdx: Int32Array | undefined;
+  if (config.validationFraction > 0) {
+    const s = splitIndices(fullTrain, { validationFraction: config.validationFraction, seed: config.seed });
+    trainIdx = s.train;
+    valIdx = s.validation;
+  }
+
+  // ---- model ----
+  const entry = getModelEntry(config.model);
+  const size = config.imageSize ?? fullTrain.height;
+  const defaults = { inputShape: [size, size, fullTrain.channels], classes: fullTrain.classes, seed: config.seed };
+  const modelOptions = { ...defaults, ...config.modelOptions };
+  const model = buildModel(config.model, { ...modelOptions, backend });
+  const [h, w, ch] = model.inputShape as [number, number, number];
+  const classes = model.outputShape[0]!;
+  if (classes !== fullTrain.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${fullTrain.classes} classes`);
+  if (h !== w) throw new OptionError(`training needs a square model input, got ${h}×${w}`);
+  const loaderCommon = { preprocessing: entry.preprocessing, size: h, channels: ch };
+  const augment = {
+    ...(config.augment.cropPadding > 0 ? { randomCrop: { padding: config.augment.cropPadding } } : {}),
+    horizontalFlip: config.augment.flip,
+    ...(config.augment.randomResizedCrop ? { randomResizedCrop: true } : {}),
+  };
+  const loader = new DataLoader(fullTrain, { batchSize: config.batchSize, shuffle: true, dropLast: false, seed: config.seed + 1, augment, ...loaderCommon, ...(trainIdx ? { indices: trainIdx } : {}) });
+  const evalSet = valIdx ? { ds: fullTrain, indices: valIdx, name: 'validation' } : { ds: test, indices: undefined, name: 'test' };
+  const evalLoader = new DataLoader(evalSet.ds, { batchSize: 256, shuffle: false, ...loaderCommon, ...(evalSet.indices ? { indices: evalSet.indices } : {}) });
+
+  const optimizer = new Optimizer(config.optimizer, {
+    lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
+  });
+  const ema = config.ema > 0 ? new ExponentialMovingAverage(config.ema) : null;
+  const stepsPerEpoch = loader.batchesPerEpoch;
+  const schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * stepsPerEpoch) };
+
+  let step = 0;
+  let epochsDone = 0;
+  let wallBefore = 0;
+  let history: EpochRecord[] = [];
+  if (saved) {
+    loadModelWeights(model, saved.model, join(outDir, 'checkpoint.safetensors'));
+    optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
+    if (ema && saved.state.ema) ema.setState({ updates: saved.state.ema.updates, shadow: saved.ema }, model.weights);
+    loader.setState(saved.state.loader);
+    model.rng.setState(saved.state.modelRandom);
+    step = saved.state.step;
+    epochsDone = saved.state.epochsDone;
+    wallBefore = saved.state.wallSeconds;
+    history = saved.state.history as unknown as EpochRecord[];
+    progress.line(`resuming ${outDir} at epoch ${epochsDone + 1}, step ${step}`);
+  }
+  writeFileAtomicSync(join(outDir, 'config.json'), new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'));
+
+  const started = process.hrtime.bigint();
+  const wall = () => wallBefore + Number(process.hrtime.bigint() - started) / 1e9;
+  let trainSeconds = 0;
+  let trainImages = 0;
+  const runState = (): RunState => ({
+    step, epochsDone, loader: loader.getState(), modelRandom: model.rng.getState(),
+    optimizer: { name: optimizer.name, step: optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
+    wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
+    model: { name: config.model, options: modelOptions },
+  });
+  const save = () => saveCheckpoint(outDir, model, optimizer, ema, runState());
+  const evalNow = async (): Promise<EvalResult> => {
+    const runEval = () => evaluate(model, evalLoader.epochBatches(), classes);
+    return ema && ema.updates > 0 ? await ema.withAveraged(runEval) : await runEval();
+  };
+
+  progress.line(
+    `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${fullTrain.name}: ` +
+      `${trainIdx ? trainIdx.length : fullTrain.count} images, ${config.epochs} epochs of ${stepsPerEpoch} steps, backend ${backend.name}`,
+  );
+  let interrupted = false;
+  try {
+    for (let epoch = epochsDone; epoch < config.epochs && !interrupted; epoch++) {
+      let lossSum = 0, correct = 0, seen = 0, lr = optimizer.lr;
+      const epochStart = process.hrtime.bigint();
+      let epochImages = 0;
+      for await (const batch of loader.epochBatches()) {
+        const t0 = process.hrtime.bigint();
+        lr = learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
+        optimizer.lr = lr;
+        const { loss, logits } = tidy(() => {
+          const x = tensor(batch.x, batch.shape, { backend });
+          const out = model.forward(x, { training: true, logits: true });
+          const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: config.labelSmoothing });
+          const value = l.item();
+          if (Number.isFinite(value)) backward(l);
+          return { loss: value, logits: out.data() };
+        });
+        if (!Number.isFinite(loss)) {
+          for (const v of model.weights) if (v.value.grad) { v.value.grad.dispose(); v.value.grad = null; }
+          throw new TrainingDivergedError(
+            `the loss became ${loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
+              (hasCheckpoint(outDir) ? `The last good checkpoint in ${outDir} is kept.` : 'No checkpoint had been written yet.') +
+              ' Try a lower --lr or --clip-norm.',
+          );
+        }
+        optimizer.apply(model.weights);
+        if (ema) ema.update(model.trainableWeights);
+        step++;
+        lossSum += loss * batch.size;
+        correct += topKCorrect(logits, batch.y, classes, 1);
+        seen += batch.size;
+        epochImages += batch.size;
+        const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+        trainSeconds += dt;
+        trainImages += batch.size;
+        const epochSeconds = Number(process.hrtime.bigint() - epochStart) / 1e9;
+        const rate = epochImages / Math.max(epochSeconds, 1e-9);
+        const stepsLeft = stepsPerEpoch * config.epochs - step;
+        progress.step({
+          epoch: epoch + 1, epochs: config.epochs, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
+          loss: lossSum / seen, accuracy: correct / seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
+        });
+        if (run.shouldStop?.()) {
+          save();
+          progress.line(`stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`);
+          interrupted = true;
+          break;
+        }
+        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0) save();
+      }
+      if (interrupted) break;
+      const ev = await evalNow();
+      epochsDone = epoch + 1;
+      const record: EpochRecord = {
+        epoch: epochsDone, step, lr, trainLoss: lossSum / Math.max(1, seen), trainTop1: correct / Math.max(1, seen),
+        evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), wallSeconds: wall(),
+      };
+      history.push(record);
+      save();
+      writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+      await writeCurves(outDir, history, evalSet.name);
+      progress.line(
+        `epoch ${epochsDone}/${config.epochs}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
+          `${evalSet.name} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` +
+          `(${record.imagesPerSec.toFixed(0)} img/s, ${record.wallSeconds.toFixed(0)} s)`,
+      );
+    }
+    let final: EvalResult;
+    if (!interrupted && valIdx) {
+      const testLoader = new DataLoader(test, { batchSize: 256, shuffle: false, ...loaderCommon });
+      final = ema && ema.updates > 0 ? await ema.withAveraged(() => evaluate(model, testLoader.epochBatches(), classes)) : await evaluate(model, testLoader.epochBatches(), classes);
+    } else {
+      const last = history.at(-1);
+      final = last ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: test.count } : { loss: NaN, top1: NaN, top5: NaN, count: 0 };
+    }
+    return {
+      testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: epochsDone, wallSeconds: wall(),
+      imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), outDir, interrupted, history, backend: backend.name,
+    };
+  } finally {
+    optimizer.disposeSlots();
+    ema?.dispose();
+    model.dispose();
+  }
+}
+
+/** Builds the model a run folder describes and loads its weights (the EMA weights when averaged). */
+export function loadRun(dir: string, opts: { useEma?: boolean } = {}): { model: Model; config: TrainConfig; state: RunState } {
+  const abs = resolve(dir);
+  if (!existsSync(abs)) throw new OptionError(`no run folder at ${abs}`);
+  const ck = readCheckpoint(abs);
+  const model = buildModel(ck.state.model.name, { ...ck.state.model.options, backend: getBackend() });
+  loadModelWeights(model, ck.model, join(abs, 'checkpoint.safetensors'));
+  if ((opts.useEma ?? true) && Object.keys(ck.ema).length > 0) {
+    for (const v of model.weights) {
+      const e = ck.ema[v.name];
+      if (e) v.setData(e);
+    }
+  }
+  return { model, config: ck.state.config as unknown as TrainConfig, state: ck.state };
+}

@@ -1,0 +1,134 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setBackend } from '../../src/index.js';
+import { referenceBackend } from '../../src/backends/reference/index.js';
+import { readCheckpoint } from '../../src/train/checkpoint.js';
+import { DEFAULT_TRAIN_CONFIG, train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
+import { Progress } from '../../src/train/progress.js';
+import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
+
+setBackend(referenceBackend);
+const quiet = new Progress(process.stderr, true);
+
+function tinyConfig(dataDir: string, outDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
+  return {
+    ...DEFAULT_TRAIN_CONFIG,
+    dataset: `mnist:${dataDir}`,
+    modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 1, dropout: 0.2 },
+    epochs: 2,
+    batchSize: 16,
+    lr: 0.05,
+    schedule: 'cosine',
+    ema: 0.9,
+    outDir,
+    ...over,
+  };
+}
+
+function weightsOf(dir: string): Map<string, Float32Array> {
+  return readCheckpoint(dir).model;
+}
+
+function assertSameWeights(a: Map<string, Float32Array>, b: Map<string, Float32Array>): void {
+  assert.equal(a.size, b.size);
+  for (const [name, wa] of a) {
+    const wb = b.get(name)!;
+    assert.ok(wb, `missing ${name}`);
+    assert.deepEqual(Buffer.from(wa.buffer, wa.byteOffset, wa.byteLength), Buffer.from(wb.buffer, wb.byteOffset, wb.byteLength), `${name} differs`);
+  }
+}
+
+test('an interrupted run resumed from its checkpoint ends with exactly the weights of an uninterrupted one', async () => {
+  const tmp = makeTempDir('resume');
+  try {
+    const data = join(tmp.dir, 'data');
+    writeIdxDataset(data, { trainCount: 56, testCount: 16, h: 8, w: 8 });
+    const full = await train(tinyConfig(data, join(tmp.dir, 'full')), { progress: quiet });
+    assert.equal(full.epochs, 2);
+    assert.ok(Number.isFinite(full.testTop1));
+    // Stop mid-epoch 1 (after 2 of 4 steps), then resume.
+    let steps = 0;
+    const cut = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 2 });
+    assert.equal(cut.interrupted, true);
+    assert.equal(readCheckpoint(join(tmp.dir, 'cut')).state.step, 2);
+    const resumed = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
+    assert.equal(resumed.interrupted, false);
+    assertSameWeights(weightsOf(join(tmp.dir, 'full')), weightsOf(join(tmp.dir, 'cut')));
+    assert.equal(resumed.testTop1, full.testTop1);
+    // train 1 epoch, then resume with --epochs 2 (a schedule that does not depend on the length).
+    const c2 = tinyConfig(data, join(tmp.dir, 'two'), { schedule: 'exponential-step', decay: 0.5, decayEpochs: 1 });
+    await train(c2, { progress: quiet });
+    await train({ ...c2, epochs: 1, outDir: join(tmp.dir, 'one') }, { progress: quiet });
+    await train({ ...c2, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true });
+    assertSameWeights(weightsOf(join(tmp.dir, 'two')), weightsOf(join(tmp.dir, 'one')));
+    // The run folder has what the README promises.
+    for (const f of ['config.json', 'metrics.jsonl', 'curves.svg', 'checkpoint.safetensors', 'weights.safetensors']) {
+      assert.ok(existsSync(join(tmp.dir, 'full', f)), `${f} missing`);
+    }
+    assert.equal(readFileSync(join(tmp.dir, 'full', 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
+    // Settings may not change under --resume (except epochs).
+    await assert.rejects(train({ ...c2, lr: 0.1, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true }), /cannot resume with different settings — lr/);
+    await assert.rejects(train(c2, { progress: quiet }), /already holds a run/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('a diverging loss stops the run with a clear error and keeps the last good checkpoint', async () => {
+  const tmp = makeTempDir('nan');
+  try {
+    const data = join(tmp.dir, 'data');
+    writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
+    const out = join(tmp.dir, 'run');
+    const cfg = tinyConfig(data, out, { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3, momentum: 0.9 });
+    let failedAt = 0;
+    await assert.rejects(train(cfg, { progress: quiet, checkpointEverySteps: 1 }), (e: Error) => {
+      assert.ok(e instanceof TrainingDivergedError, String(e));
+      const m = /the loss became (NaN|Infinity|-Infinity) at epoch \d+, step (\d+)/.exec(e.message);
+      assert.ok(m, e.message);
+      failedAt = Number(m[2]);
+      assert.match(e.message, /last good checkpoint/);
+      return true;
+    });
+    // The checkpoint on disk is the one written after the last finite step, complete and loadable.
+    const ck = readCheckpoint(out);
+    assert.ok(failedAt >= 2);
+    assert.equal(ck.state.step, failedAt - 1);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('SIGKILL during training never leaves a checkpoint that does not load', async () => {
+  const tmp = makeTempDir('kill');
+  try {
+    const data = join(tmp.dir, 'data');
+    writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
+    const out = join(tmp.dir, 'run');
+    const bin = join(process.cwd(), 'bin', 'xception.js');
+    const args = [bin, 'train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '1',
+      '--batch-size', '8', '--epochs', '1000', '--checkpoint-every', '1', '--out', out, '--backend', 'reference', '--json'];
+    let kills = 0;
+    for (const delay of [2500, 3100, 3700]) {
+      const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      await new Promise((r) => setTimeout(r, delay));
+      const exited = new Promise((r) => child.on('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+      kills++;
+      if (existsSync(join(out, 'checkpoint.safetensors'))) {
+        const ck = readCheckpoint(out); // must parse completely
+        assert.ok(ck.state.step >= 1, stderr);
+        assert.ok(ck.model.size > 0);
+      }
+    }
+    assert.ok(existsSync(join(out, 'checkpoint.safetensors')), 'no checkpoint was ever written');
+  } finally {
+    tmp.cleanup();
+  }
+});
