@@ -209,3 +209,28 @@ nativeTest('handles that are dropped without dispose are freed by the garbage co
   assert.ok(r.held > 0, 'the tensors existed');
   assert.equal(r.left, 0, 'all dropped tensors were finalized');
 });
+
+nativeTest('worker threads each get their own native state and compute the same results', async () => {
+  // Each worker loads the addon into its own Node environment (own oneDNN stream and cache).
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    import(${JSON.stringify(indexUrl)}).then((m) => {
+      const b = m.requireNativeBackend();
+      const p = { batch: 1, inHeight: 6, inWidth: 6, inChannels: 8, outHeight: 6, outWidth: 6, outChannels: 8,
+        kernelHeight: 3, kernelWidth: 3, strideHeight: 1, strideWidth: 1, dilationHeight: 1, dilationWidth: 1,
+        padTop: 1, padLeft: 1, padBottom: 1, padRight: 1, groups: 1 };
+      const x = b.upload(Float32Array.from({ length: 288 }, (_, i) => (i % 7) - 3));
+      const w = b.upload(Float32Array.from({ length: 576 }, (_, i) => ((i % 5) - 2) / 4));
+      let sum = 0;
+      for (let i = 0; i < 20; i++) { const y = b.conv2d(x, w, p); sum += b.download(y, 288, 'float32').reduce((a, v) => a + v, 0); b.dispose(y); }
+      parentPort.postMessage(sum);
+    });`;
+  const { Worker } = await import('node:worker_threads');
+  const sums = await Promise.all([0, 1, 2].map(() => new Promise<number>((resolve, reject) => {
+    const w = new Worker(code, { eval: true });
+    w.once('message', (v: number) => { resolve(v); void w.terminate(); });
+    w.once('error', reject);
+  })));
+  assert.equal(new Set(sums).size, 1, `workers disagree: ${sums.join(', ')}`);
+  assert.ok(Number.isFinite(sums[0]!) && sums[0] !== 0);
+});
