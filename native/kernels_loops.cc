@@ -76,19 +76,32 @@ void sumRows(State&, const Args& a, Result& r) {
   int64_t n = elems({rows, ch}, "sumRows input");
   const float* x = a.input(0, n, "x");
   float* out = r.add(ch);
-  std::vector<double> total(ch, 0.0);
-#pragma omp parallel if (n > kParallelMin)
+  // One row of partial sums per thread, allocated here: nothing may throw inside the parallel
+  // region (an exception escaping an OpenMP region terminates the process).
+#ifdef _OPENMP
+  const int threads = n > kParallelMin ? omp_get_max_threads() : 1;
+#else
+  const int threads = 1;
+#endif
+  std::vector<double> part(static_cast<size_t>(threads) * ch, 0.0);
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<double> part(ch, 0.0);
-#pragma omp for schedule(static) nowait
+#ifdef _OPENMP
+    double* mine = part.data() + static_cast<size_t>(omp_get_thread_num()) * ch;
+#else
+    double* mine = part.data();
+#endif
+#pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
       const float* xr = x + i * ch;
-      for (int64_t c = 0; c < ch; ++c) part[c] += xr[c];
+      for (int64_t c = 0; c < ch; ++c) mine[c] += xr[c];
     }
-#pragma omp critical
-    for (int64_t c = 0; c < ch; ++c) total[c] += part[c];
   }
-  for (int64_t c = 0; c < ch; ++c) out[c] = static_cast<float>(total[c]);
+  for (int64_t c = 0; c < ch; ++c) {
+    double total = 0;
+    for (int t = 0; t < threads; ++t) total += part[static_cast<size_t>(t) * ch + c];
+    out[c] = static_cast<float>(total);
+  }
 }
 
 // inputs: xs[0..k); nums: rows, channels[0..k)
@@ -104,7 +117,7 @@ void concatChannels(State&, const Args& a, Result& r) {
     chans[i] = a.dim(i + 1, "channels", 0);
     total += chans[i];
     if (total > 2147483647) fail(a, "too many channels");
-    src[i] = a.input(i, elems({rows, chans[i]}, "concat input"), "xs[i]");
+    src[i] = a.input(i, elems({rows, chans[i]}, "concat input"), ("xs[" + std::to_string(i) + "]").c_str());
   }
   int64_t n = elems({rows, total}, "concat output");
   float* out = r.add(n);
