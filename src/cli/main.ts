@@ -2,6 +2,7 @@
 import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
 import { evalCommand } from './commands/eval.js';
+import { experimentCommand } from './commands/experiment.js';
 import { summaryCommand } from './commands/summary.js';
 import { trainCommand } from './commands/train.js';
 
@@ -11,6 +12,7 @@ const COMMANDS: Record<string, { run: Command; about: string }> = {
   train: { run: trainCommand, about: 'train a model (no options: the main job, Xception on Fashion-MNIST)' },
   eval: { run: evalCommand, about: 'evaluate a trained run on a test set (top-1, top-5, loss)' },
   summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
+  experiment: { run: experimentCommand, about: 'the paper\'s experiments as recipes: list, run NAME, report DIR' },
 };
 
 export const MAIN_HELP = `xception — the Xception family of CNNs (Chollet 2017) in TypeScript, fast on a CPU

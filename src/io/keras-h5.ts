@@ -41,12 +41,32 @@ const STR_SPACEPAD = 2;
 /** Wasm heap growth allowed during a read on top of twice the file size (HDF5 metadata/chunk caches). */
 const READ_HEAP_SLACK = 64 * 1024 * 1024;
 
-/** Reads a Keras H5 weight file from a path or from its bytes. `label` names in-memory bytes in errors. */
-export async function readKerasH5(source: Uint8Array | string, label?: string): Promise<KerasLayer[]> {
+export interface KerasH5ReadOptions {
+  /** Name used for in-memory bytes in error messages (default '<keras h5>'). */
+  label?: string;
+  /**
+   * Parse in a worker thread (default true). HDF5 runs as WebAssembly and trusts the file's
+   * structure; in a worker, a file that makes it loop or abort costs a terminated worker and a
+   * WeightFileError, never a hung or dead process. `false` parses on the calling thread.
+   */
+  isolate?: boolean;
+  /** Give up after this long (isolated reads only; default 30 s + 1 s per MB). */
+  timeoutMs?: number;
+}
+
+/**
+ * Reads a Keras H5 weight file from a path or from its bytes: the layers in `layer_names` order,
+ * each with its weights as stored (names like `block1_conv1/kernel:0`). Any problem is a
+ * WeightFileError naming the file.
+ */
+export async function readKerasH5(source: Uint8Array | string, options: KerasH5ReadOptions | string = {}): Promise<KerasLayer[]> {
+  const opts: KerasH5ReadOptions = typeof options === 'string' ? { label: options } : options;
   let bytes: Uint8Array;
   let name: string;
+  let owned = false;
   if (typeof source === 'string') {
     name = source;
+    owned = true;
     try {
       bytes = await fsp.readFile(source);
     } catch (e) {
@@ -54,31 +74,46 @@ export async function readKerasH5(source: Uint8Array | string, label?: string): 
     }
   } else if (source instanceof Uint8Array) {
     bytes = source;
-    name = label ?? '<keras h5>';
+    name = opts.label ?? '<keras h5>';
   } else {
-    throw new WeightFileError(label ?? '<keras h5>', 'expected a path or a Uint8Array');
+    throw new WeightFileError(opts.label ?? '<keras h5>', 'expected a path or a Uint8Array');
   }
+  checkSignature(bytes, name);
+  if (opts.isolate === false) return parseKerasH5(bytes, name);
+  const timeoutMs = opts.timeoutMs ?? 30_000 + Math.ceil(bytes.length / 1_000_000) * 1000;
+  const { parseKerasH5Isolated } = await import('./h5-isolated.js');
+  // Bytes read here from a path are ours to hand over to the worker without a copy.
+  const transferable = owned && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  return parseKerasH5Isolated(bytes, name, timeoutMs, transferable);
+}
+
+function checkSignature(bytes: Uint8Array, name: string): void {
   if (!hasHdf5Signature(bytes)) {
     throw new WeightFileError(name, `not an HDF5 file (no HDF5 signature; ${bytes.length} bytes)`);
   }
+}
 
+/** Parses Keras H5 bytes on the calling thread (the worker uses this too). */
+export async function parseKerasH5(bytes: Uint8Array, name: string): Promise<KerasLayer[]> {
+  checkSignature(bytes, name);
   const m = await h5Module();
   const memPath = scratchPath();
-  let fileId: bigint | null = null;
+  const opened: { id: bigint | null } = { id: null };
   try {
     m.FS.writeFile(memPath, bytes);
     // Room for one dataset buffer (at most the file size) and HDF5's caches; more is a corrupt file.
     return withHeapLimit(m, 2 * bytes.length + READ_HEAP_SLACK, () => {
-      fileId = m.open(memPath, m.H5F_ACC_RDONLY, false, -1, -1);
+      const fileId = m.open(memPath, m.H5F_ACC_RDONLY, false, -1, -1);
       if (fileId < 0n) throw new WeightFileError(name, 'HDF5 could not open the file');
+      opened.id = fileId;
       return readLayers(m, fileId, name, bytes.length);
     });
   } catch (e) {
     if (e instanceof WeightFileError) throw e;
     throw new WeightFileError(name, describeH5Failure(e));
   } finally {
-    if (fileId !== null && fileId >= 0n) {
-      try { m.close_file(fileId); } catch { /* the instance may be gone after a trap */ }
+    if (opened.id !== null) {
+      try { m.close_file(opened.id); } catch { /* the instance may be gone after a trap */ }
     }
     try { m.FS.unlink(memPath); } catch { /* never written */ }
   }

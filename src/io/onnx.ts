@@ -21,6 +21,8 @@
 import { OnnxGraphError } from './errors.js';
 import { ProtoWriter } from './protobuf.js';
 
+const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** TensorProto.DataType values used here. */
 export const OnnxDataType = { FLOAT: 1, INT64: 7 } as const;
 export type OnnxElemType = 'float' | 'int64';
@@ -117,7 +119,7 @@ export class OnnxGraphBuilder {
     return this;
   }
 
-  /** A constant float32 tensor (weights). `data.length` must equal the product of `shape`. */
+  /** A constant float32 tensor (weights). `data.length` must equal the product of `shape`; it is read at toBytes(). */
   addInitializer(name: string, shape: number[], data: Float32Array): this {
     checkTensor(name, shape, data.length);
     this.define(name, 'initializer');
@@ -236,11 +238,15 @@ function encodeTensor(t: OnnxTensor): ProtoWriter {
   if (t.shape.length > 0) w.packedInts(1, t.shape);
   w.int(2, t.elemType === 'float' ? OnnxDataType.FLOAT : OnnxDataType.INT64);
   w.string(8, t.name);
-  // raw_data is little-endian by the ONNX spec.
-  const raw = new Uint8Array(t.data.byteLength);
-  const view = new DataView(raw.buffer);
-  if (t.data instanceof Float32Array) t.data.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  else t.data.forEach((v, i) => view.setBigInt64(i * 8, v, true));
+  // raw_data is little-endian by the ONNX spec: a plain byte copy on little-endian hosts.
+  let raw: Uint8Array;
+  if (IS_LITTLE_ENDIAN) raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  else {
+    raw = new Uint8Array(t.data.byteLength);
+    const view = new DataView(raw.buffer);
+    if (t.data instanceof Float32Array) t.data.forEach((v, i) => view.setFloat32(i * 4, v, true));
+    else t.data.forEach((v, i) => view.setBigInt64(i * 8, v, true));
+  }
   w.bytes(9, raw);
   return w;
 }

@@ -38,6 +38,10 @@ export interface RunState {
   config: Record<string, unknown>;
   /** The model as built: registry name and every option (input shape and classes included). */
   model: { name: string; options: Record<string, unknown> };
+  /** Every evaluation so far (see TrainConfig.evalsPerEpoch); absent in older checkpoints. */
+  evalPoints?: Record<string, number>[];
+  /** Seconds spent in training steps so far; absent in older checkpoints. */
+  trainSeconds?: number;
 }
 
 export function modelWeights(model: Model): NamedWeight[] {

@@ -63,6 +63,11 @@ export interface TrainConfig {
   /** Use only the first N training / test images (quick runs). */
   limitTrain?: number;
   limitTest?: number;
+  /**
+   * Evaluate this many times per epoch, at evenly spaced steps, the last at the epoch end
+   * (default 1: only at epoch ends). Every evaluation is recorded in `evalPoints`.
+   */
+  evalsPerEpoch?: number;
   outDir: string;
 }
 
@@ -113,6 +118,20 @@ export interface EpochRecord {
   wallSeconds: number;
 }
 
+/** One evaluation during training: where it happened (step, time) and what it measured. */
+export interface EvalPoint {
+  step: number;
+  /** Fractional epochs done, e.g. 0.5 in the middle of the first epoch. */
+  epoch: number;
+  /** Seconds since the run started, evaluations included (summed over resumed sessions). */
+  wallSeconds: number;
+  /** Seconds spent in training steps only (summed over resumed sessions). */
+  trainSeconds: number;
+  evalLoss: number;
+  evalTop1: number;
+  evalTop5: number;
+}
+
 export interface TrainResult {
   testTop1: number;
   testTop5: number;
@@ -124,6 +143,12 @@ export interface TrainResult {
   /** True when the run stopped early (Ctrl-C) after saving a checkpoint. */
   interrupted: boolean;
   history: EpochRecord[];
+  /** Every evaluation (evalsPerEpoch per epoch), with step and time. */
+  evalPoints: EvalPoint[];
+  /** Optimizer steps done in total. */
+  steps: number;
+  /** Seconds spent in training steps in total (all sessions of a resumed run). */
+  trainSeconds: number;
   backend: string;
 }
 
@@ -143,7 +168,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!(c.validationFraction >= 0 && c.validationFraction < 1)) throw new OptionError(`validationFraction must be in [0, 1)`);
   if (!(c.warmupEpochs >= 0)) throw new OptionError(`warmupEpochs must be ≥ 0`);
   if (!(Number.isInteger(c.augment.cropPadding) && c.augment.cropPadding >= 0)) throw new OptionError(`crop padding must be a non-negative integer`);
-  for (const k of ['limitTrain', 'limitTest', 'imageSize'] as const) {
+  for (const k of ['limitTrain', 'limitTest', 'imageSize', 'evalsPerEpoch'] as const) {
     const v = c[k];
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
@@ -218,6 +243,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   let epochsDone = 0;
   let wallBefore = 0;
   let history: EpochRecord[] = [];
+  let evalPoints: EvalPoint[] = [];
+  let trainSecondsBefore = 0;
   if (saved) {
     loadModelWeights(model, saved.model, join(outDir, 'checkpoint.safetensors'));
     optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
@@ -228,6 +255,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     epochsDone = saved.state.epochsDone;
     wallBefore = saved.state.wallSeconds;
     history = saved.state.history as unknown as EpochRecord[];
+    evalPoints = (saved.state.evalPoints ?? []) as unknown as EvalPoint[];
+    trainSecondsBefore = saved.state.trainSeconds ?? 0;
     progress.line(`resuming ${outDir} at epoch ${epochsDone + 1}, step ${step}`);
   }
   writeFileAtomicSync(join(outDir, 'config.json'), new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'));
@@ -241,11 +270,22 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     optimizer: { name: optimizer.name, step: optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
     wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
     model: { name: config.model, options: modelOptions },
+    evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
   const save = () => saveCheckpoint(outDir, model, optimizer, ema, runState());
   const evalNow = async (): Promise<EvalResult> => {
     const runEval = () => evaluate(model, evalLoader.epochBatches(), classes);
     return ema && ema.updates > 0 ? await ema.withAveraged(runEval) : await runEval();
+  };
+  // Steps within an epoch after which to evaluate mid-epoch (the epoch end is always evaluated).
+  const evalsPerEpoch = Math.min(config.evalsPerEpoch ?? 1, stepsPerEpoch);
+  const midEpochEvals = new Set<number>();
+  for (let k = 1; k < evalsPerEpoch; k++) midEpochEvals.add(Math.round((k * stepsPerEpoch) / evalsPerEpoch));
+  const recordEval = (ev: EvalResult) => {
+    evalPoints.push({
+      step, epoch: step / stepsPerEpoch, wallSeconds: wall(), trainSeconds: trainSecondsBefore + trainSeconds,
+      evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5,
+    });
   };
 
   progress.line(
@@ -295,6 +335,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
           epoch: epoch + 1, epochs: config.epochs, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
           loss: lossSum / seen, accuracy: correct / seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
         });
+        // Before the stop check, so that a run stopped right here still has this point on resume.
+        if (midEpochEvals.has(step - epoch * stepsPerEpoch)) recordEval(await evalNow());
         if (run.shouldStop?.()) {
           save();
           progress.line(`stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`);
@@ -305,6 +347,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       }
       if (interrupted) break;
       const ev = await evalNow();
+      recordEval(ev);
       epochsDone = epoch + 1;
       const record: EpochRecord = {
         epoch: epochsDone, step, lr, trainLoss: lossSum / Math.max(1, seen), trainTop1: correct / Math.max(1, seen),
@@ -331,6 +374,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     return {
       testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: epochsDone, wallSeconds: wall(),
       imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), outDir, interrupted, history, backend: backend.name,
+      evalPoints, steps: step, trainSeconds: trainSecondsBefore + trainSeconds,
     };
   } finally {
     optimizer.disposeSlots();

@@ -184,3 +184,13 @@ test('writer refuses names HDF5 cannot hold and inconsistent data', async () => 
   await rejectsTyped(encodeKerasH5([{ name: 'a', weights: [w, { ...w, name: 'k:0/x' }] }]), /both a group and a dataset/);
   await rejectsTyped(encodeKerasH5([{ name: 'a', weights: [{ ...w, name: '/abs' }] }]), /not a valid relative HDF5 path/);
 });
+
+test('an isolated read that runs out of time is stopped with a typed error, and the next read works', async () => {
+  const bytes = new Uint8Array(fs.readFileSync(path.join(fixtures, 'keras_style.h5')));
+  await rejectsTyped(readKerasH5(bytes, { label: 'slow.h5', timeoutMs: 1 }), /^slow\.h5: reading took longer than 1 ms/);
+  assert.equal((await readKerasH5(bytes, { label: 'again.h5' })).length, 11);
+  assert.equal((await readKerasH5(bytes, { isolate: false })).length, 11);
+  // Concurrent reads are queued on the one worker and all complete.
+  const all = await Promise.all([1, 2, 3].map((i) => readKerasH5(bytes, `c${i}.h5`)));
+  assert.deepEqual(all.map((l) => l.length), [11, 11, 11]);
+});

@@ -127,3 +127,17 @@ test('safetensors file helpers write atomically and read back', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+const fixtures = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../test/io/fixtures');
+
+test('reads files written by the reference safetensors implementation', () => {
+  const { weights, metadata } = readSafetensorsFileSync(path.join(fixtures, 'reference.safetensors'));
+  assert.deepEqual(metadata, { format: 'np', source: 'make_safetensors_fixtures.py' });
+  assert.deepEqual(weights.map((w) => [w.name, w.shape]), [
+    ['block1_conv1/kernel:0', [3, 3, 3, 4]],
+    ['predictions/bias:0', [5]],
+    ['scalar', []],
+  ]);
+  for (const w of weights) assert.deepEqual(w.data, Float32Array.from({ length: w.data.length }, (_, i) => 0.25 * i - 3), w.name);
+  assert.throws(() => readSafetensorsFileSync(path.join(fixtures, 'reference_f16.safetensors')), /reference_f16\.safetensors: entry "half" has dtype F16; only F32 is supported/);
+});

@@ -132,3 +132,34 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
     tmp.cleanup();
   }
 });
+
+test('evalsPerEpoch records evenly spaced evaluations that survive a resume and do not change training', async () => {
+  const tmp = makeTempDir('evals');
+  try {
+    const data = join(tmp.dir, 'data');
+    writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
+    // 64 images / batch 16 = 4 steps per epoch; 2 evaluations per epoch → after steps 2, 4, 6, 8.
+    const plain = await train(tinyConfig(data, join(tmp.dir, 'plain'), { ema: 0 }), { progress: quiet });
+    assert.deepEqual(plain.evalPoints.map((p) => p.step), [4, 8]);
+    const cfg = tinyConfig(data, join(tmp.dir, 'evals'), { ema: 0, evalsPerEpoch: 2 });
+    let steps = 0;
+    const cut = await train(cfg, { progress: quiet, shouldStop: () => ++steps === 6 });
+    assert.equal(cut.interrupted, true);
+    assert.deepEqual(cut.evalPoints.map((p) => p.step), [2, 4, 6]);
+    const r = await train(cfg, { progress: quiet, resume: true });
+    assert.deepEqual(r.evalPoints.map((p) => p.step), [2, 4, 6, 8]);
+    assert.deepEqual(r.evalPoints.map((p) => p.epoch), [0.5, 1, 1.5, 2]);
+    assert.equal(r.steps, 8);
+    for (let i = 1; i < r.evalPoints.length; i++) {
+      assert.ok(r.evalPoints[i]!.trainSeconds > r.evalPoints[i - 1]!.trainSeconds);
+      assert.ok(r.evalPoints[i]!.wallSeconds >= r.evalPoints[i]!.trainSeconds);
+    }
+    assert.ok(r.trainSeconds >= r.evalPoints.at(-1)!.trainSeconds);
+    // Evaluating in between does not perturb training: same final weights and accuracy.
+    assertSameWeights(weightsOf(join(tmp.dir, 'plain')), weightsOf(join(tmp.dir, 'evals')));
+    assert.equal(r.evalPoints.at(-1)!.evalTop1, plain.testTop1);
+    await assert.rejects(train(tinyConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }), /evalsPerEpoch must be a positive integer/);
+  } finally {
+    tmp.cleanup();
+  }
+});

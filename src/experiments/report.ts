@@ -1,0 +1,412 @@
+/**
+ * The experiment report: reads an experiment folder (or a folder of them), aggregates the runs
+ * over seeds, draws the curves (mean line, ±1 standard deviation band), tabulates final accuracy
+ * with 95% Student-t intervals, parameter counts and throughput, and writes one paragraph per
+ * experiment that compares the outcome with the paper's claim. Every verdict is computed from the
+ * numbers (judgeClaim); none is written in advance.
+ *
+ * Output: report.md + figures/*.svg (+ .png through sharp) and report.html with the SVGs inlined.
+ */
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { writeFileAtomicSync } from '../io/atomic.js';
+import { lineChartSvg, svgToPng, type Series } from '../report/svg-chart.js';
+import type { Claim } from './recipes.js';
+import { ExperimentError, MANIFEST_FILE, readManifest, readResults, type ExperimentManifest, type RunResult } from './runner.js';
+import { confidenceInterval, differenceInterval, mean, std, type Interval } from './stats.js';
+
+/** What the judge needs of one variant: final accuracies and accuracy along the run, per seed. */
+export interface VariantOutcome {
+  name: string;
+  label: string;
+  /** Final validation top-1 per seed, in [0, 1]. */
+  finals: number[];
+  /** Per seed: the mean validation top-1 over the run's evaluation points (higher = converged sooner). */
+  alongRun: number[];
+  stepsPerSec?: number[];
+}
+
+export type VerdictWord = 'agrees' | 'partly agrees' | 'does not agree' | 'inconclusive';
+
+export interface Verdict {
+  verdict: VerdictWord;
+  paragraph: string;
+}
+
+type Cmp = 'agrees' | 'does not agree' | 'inconclusive';
+
+const pts = (x: number) => `${(100 * x).toFixed(2)}`;
+const signedPts = (x: number) => `${x >= 0 ? '+' : '−'}${(100 * Math.abs(x)).toFixed(2)}`;
+const ciText = (d: Interval) => (Number.isFinite(d.low) ? `95% CI ${signedPts(d.low)} to ${signedPts(d.high)} points` : 'no interval: fewer than 2 seeds');
+
+/** `a` should beat `b`: agrees if the difference's interval is above zero, disagrees if below. */
+function compareBetter(a: readonly number[], b: readonly number[]): { cmp: Cmp; d: Interval } {
+  const d = differenceInterval(a, b);
+  if (!Number.isFinite(d.low)) return { cmp: 'inconclusive', d };
+  return { cmp: d.low > 0 ? 'agrees' : d.high < 0 ? 'does not agree' : 'inconclusive', d };
+}
+
+function combine(parts: Cmp[]): VerdictWord {
+  const agree = parts.filter((p) => p === 'agrees').length;
+  const disagree = parts.filter((p) => p === 'does not agree').length;
+  if (agree === parts.length) return 'agrees';
+  if (disagree === parts.length) return 'does not agree';
+  if (agree > 0) return 'partly agrees';
+  if (disagree > 0) return 'does not agree';
+  return 'inconclusive';
+}
+
+function seedsText(vs: readonly VariantOutcome[]): string {
+  const ns = [...new Set(vs.map((v) => v.finals.length))];
+  const n = ns.length === 1 ? `${ns[0]} seeds per variant` : `${ns.join('/')} seeds per variant`;
+  const margins = vs.map((v) => confidenceInterval(v.finals).margin).filter(Number.isFinite);
+  const widths = margins.length
+    ? `; each variant's own 95% interval is ±${(100 * Math.min(...margins)).toFixed(2)} to ±${(100 * Math.max(...margins)).toFixed(2)} points wide, so differences smaller than about that cannot be resolved`
+    : '';
+  return `${n}, 95% Welch intervals for differences of means${widths}`;
+}
+
+/** Compares the measured outcome with the paper's claim; the wording follows from the numbers. */
+export function judgeClaim(claim: Claim, variants: readonly VariantOutcome[]): Verdict {
+  const byName = new Map(variants.map((v) => [v.name, v]));
+  const get = (n: string) => {
+    const v = byName.get(n);
+    if (!v) throw new ExperimentError(`the claim names variant '${n}' but the results have none`);
+    return v;
+  };
+  const acc = (v: VariantOutcome) => `${v.label} ${pts(mean(v.finals))}%`;
+  const paper = `The paper: ${claim.text}.`;
+  const how = ` How sure: ${seedsText(variants)}.`;
+  switch (claim.kind) {
+    case 'better': {
+      const a = get(claim.better), b = get(claim.worse);
+      const { cmp, d } = compareBetter(a.finals, b.finals);
+      let body: string;
+      if (cmp === 'agrees') body = `Agrees: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), above zero.`;
+      else if (cmp === 'does not agree') body = `Does not agree: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), below zero — here ${b.label} is the more accurate.`;
+      else body = `Inconclusive: the intervals overlap — ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), which includes zero. The data neither show ${a.label} ahead nor rule out that it is.`;
+      let speed = '';
+      if (a.stepsPerSec?.length && b.stepsPerSec?.length) {
+        const sa = mean(a.stepsPerSec), sb = mean(b.stepsPerSec);
+        speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs).`;
+      }
+      return { verdict: cmp, paragraph: `${paper} ${body}${speed}${how}` };
+    }
+    case 'better-and-faster': {
+      const a = get(claim.better), b = get(claim.worse);
+      const fin = compareBetter(a.finals, b.finals);
+      const conv = compareBetter(a.alongRun, b.alongRun);
+      const verdict = combine([conv.cmp, fin.cmp]);
+      const word = (c: Cmp) => (c === 'agrees' ? 'agrees' : c === 'does not agree' ? 'does not agree' : 'inconclusive (the interval includes zero)');
+      const body =
+        `${verdict[0]!.toUpperCase()}${verdict.slice(1)}. Convergence — mean validation accuracy over the run's evaluation points, ` +
+        `${a.label} ${pts(mean(a.alongRun))}% vs ${b.label} ${pts(mean(b.alongRun))}%, difference ${signedPts(conv.d.mean)} points (${ciText(conv.d)}): ${word(conv.cmp)}. ` +
+        `Final accuracy — ${acc(a)} vs ${acc(b)}, difference ${signedPts(fin.d.mean)} points (${ciText(fin.d)}): ${word(fin.cmp)}.`;
+      return { verdict, paragraph: `${paper} ${body}${how}` };
+    }
+    case 'ranking': {
+      const order = claim.order.map(get);
+      const pairs: string[] = [];
+      const cmps: Cmp[] = [];
+      for (let i = 0; i + 1 < order.length; i++) {
+        const a = order[i]!, b = order[i + 1]!;
+        const { cmp, d } = compareBetter(a.finals, b.finals);
+        cmps.push(cmp);
+        const said = cmp === 'agrees' ? 'beats' : cmp === 'does not agree' ? 'loses to' : 'cannot be told apart from';
+        pairs.push(`${a.label} ${said} ${b.label} (${signedPts(d.mean)} points, ${ciText(d)})`);
+      }
+      const verdict = combine(cmps);
+      const measured = [...order].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
+      const inconclusiveNote = verdict === 'inconclusive' ? ' — the intervals overlap' : '';
+      return {
+        verdict,
+        paragraph: `${paper} ${verdict[0]!.toUpperCase()}${verdict.slice(1)}${inconclusiveNote}. Measured order of the means: ${measured}. Pair by pair: ${pairs.join('; ')}.${how}`,
+      };
+    }
+    case 'equivalent': {
+      const [na, nb] = claim.variants;
+      const a = get(na), b = get(nb);
+      const d = differenceInterval(a.finals, b.finals);
+      const m = claim.marginPoints / 100;
+      let verdict: VerdictWord, body: string;
+      if (!Number.isFinite(d.low)) {
+        verdict = 'inconclusive';
+        body = `Inconclusive: fewer than 2 seeds, no interval.`;
+      } else if (d.low >= -m && d.high <= m) {
+        verdict = 'agrees';
+        body = `Agrees: ${acc(a)} vs ${acc(b)}; the whole interval of the difference (${ciText(d)}) lies within ±${claim.marginPoints} point${claim.marginPoints === 1 ? '' : 's'}` +
+          (d.low > 0 || d.high < 0 ? ', so although a difference is detectable it is smaller than the margin.' : '.');
+      } else if (d.low > m || d.high < -m) {
+        verdict = 'does not agree';
+        body = `Does not agree: ${acc(a)} vs ${acc(b)}; the difference (${signedPts(d.mean)} points, ${ciText(d)}) is larger than ${claim.marginPoints} point${claim.marginPoints === 1 ? '' : 's'} throughout its interval.`;
+      } else {
+        verdict = 'inconclusive';
+        body = `Inconclusive: ${acc(a)} vs ${acc(b)}, difference ${signedPts(d.mean)} points (${ciText(d)}). ` +
+          (d.low > 0 || d.high < 0 ? 'A difference is detected, but the data cannot say whether it exceeds the margin.' : `No difference is detected, but the interval reaches beyond ±${claim.marginPoints} point${claim.marginPoints === 1 ? '' : 's'}, so a difference that size is not ruled out.`);
+      }
+      return { verdict, paragraph: `${paper} ${body}${how}` };
+    }
+    case 'extreme-not-optimal': {
+      const ext = get(claim.extreme);
+      const others = variants.filter((v) => v.name !== claim.extreme);
+      if (others.length === 0) throw new ExperimentError(`the claim compares '${claim.extreme}' with other variants but there are none`);
+      const best = [...others].sort((x, y) => mean(y.finals) - mean(x.finals))[0]!;
+      const vsBest = compareBetter(best.finals, ext.finals);
+      const allWorse = others.every((o) => compareBetter(o.finals, ext.finals).cmp === 'does not agree');
+      const ranking = [...variants].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
+      let verdict: VerdictWord, body: string;
+      if (vsBest.cmp === 'agrees') {
+        verdict = 'agrees';
+        body = `Agrees: ${best.label} beats the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}). ` +
+          `It was picked as the best of ${others.length} alternatives after the fact, which makes that interval somewhat optimistic.`;
+      } else if (allWorse) {
+        verdict = 'does not agree';
+        body = `Does not agree: the extreme (${ext.label}) is more accurate than every other point of the spectrum, each difference's interval lying below zero (closest: ${best.label}, ${signedPts(vsBest.d.mean)} points, ${ciText(vsBest.d)}).`;
+      } else {
+        verdict = 'inconclusive';
+        body = `Inconclusive: the intervals overlap — the best alternative, ${best.label}, differs from the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}), and the extreme is not clearly ahead of every alternative either.`;
+      }
+      return { verdict, paragraph: `${paper} ${body} Order of the means: ${ranking}.${how}` };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface CurvePoint {
+  step: number;
+  trainSeconds: number;
+  acc: number;
+  accSd: number;
+  loss: number;
+  lossSd: number;
+}
+
+export interface VariantSummary {
+  name: string;
+  label: string;
+  options: Record<string, unknown>;
+  model: string;
+  runs: RunResult[];
+  params: number | null;
+  trainableParams: number | null;
+  multiplyAdds: number | null;
+  top1: Interval & { sd: number };
+  loss: number;
+  stepsPerSec: number;
+  curve: CurvePoint[];
+}
+
+export interface ExperimentSummary {
+  dir: string;
+  manifest: ExperimentManifest;
+  variants: VariantSummary[];
+  expectedRuns: number;
+  finishedRuns: number;
+  verdict: Verdict | null;
+}
+
+/** Mean curve over seeds: point i of every seed that has it (seeds share their evaluation steps). */
+export function meanCurve(runs: readonly RunResult[]): CurvePoint[] {
+  const n = Math.min(...runs.map((r) => r.points.length));
+  const out: CurvePoint[] = [];
+  for (let i = 0; i < (Number.isFinite(n) ? n : 0); i++) {
+    const ps = runs.map((r) => r.points[i]!);
+    const accs = ps.map((p) => p.evalTop1), losses = ps.map((p) => p.evalLoss);
+    out.push({ step: mean(ps.map((p) => p.step)), trainSeconds: mean(ps.map((p) => p.trainSeconds)), acc: mean(accs), accSd: std(accs), loss: mean(losses), lossSd: std(losses) });
+  }
+  return out;
+}
+
+export function summarizeExperiment(dir: string): ExperimentSummary {
+  const abs = resolve(dir);
+  const manifest = readManifest(abs);
+  const results = readResults(abs, manifest);
+  const variants: VariantSummary[] = manifest.variants.map((v) => {
+    const runs = results.filter((r) => r.variant === v.name);
+    const finals = runs.map((r) => r.finalTop1);
+    return {
+      name: v.name, label: v.label, options: runs[0]?.modelOptions ?? v.options, model: v.model, runs,
+      params: runs[0]?.params ?? null, trainableParams: runs[0]?.trainableParams ?? null, multiplyAdds: runs[0]?.multiplyAdds ?? null,
+      top1: { ...confidenceInterval(finals), sd: std(finals) },
+      loss: mean(runs.map((r) => r.finalLoss)),
+      stepsPerSec: mean(runs.map((r) => r.stepsPerSec)),
+      curve: runs.length ? meanCurve(runs) : [],
+    };
+  });
+  const outcomes: VariantOutcome[] = variants.map((v) => ({
+    name: v.name, label: v.label, finals: v.runs.map((r) => r.finalTop1),
+    alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))), stepsPerSec: v.runs.map((r) => r.stepsPerSec),
+  }));
+  const verdict = outcomes.every((o) => o.finals.length > 0) ? judgeClaim(manifest.claim, outcomes) : null;
+  return {
+    dir: abs, manifest, variants, expectedRuns: manifest.variants.length * manifest.settings.seeds, finishedRuns: results.length, verdict,
+  };
+}
+
+export interface Figure {
+  file: string;
+  caption: string;
+  svg: string;
+}
+
+export function experimentFigures(s: ExperimentSummary): Figure[] {
+  const name = s.manifest.recipe;
+  const figs: Figure[] = [];
+  const withData = s.variants.filter((v) => v.curve.length > 0);
+  for (const [metric, yLabel] of [['accuracy', 'validation top-1'], ['loss', 'validation loss']] as const) {
+    for (const [axis, xLabel] of [['steps', 'training steps'], ['time', 'training time (s, evaluation excluded)']] as const) {
+      const series: Series[] = withData.map((v) => {
+        const x = (p: CurvePoint) => (axis === 'steps' ? p.step : p.trainSeconds);
+        const y = (p: CurvePoint) => (metric === 'accuracy' ? p.acc : p.loss);
+        const sd = (p: CurvePoint) => (metric === 'accuracy' ? p.accSd : p.lossSd);
+        return {
+          label: v.name, // short: the chart's legend is narrow
+          points: v.curve.map((p) => [x(p), y(p)] as [number, number]),
+          band: v.curve.map((p) => [x(p), y(p) - sd(p), y(p) + sd(p)] as [number, number, number]),
+        };
+      });
+      const title = `${name}: ${yLabel} vs ${axis === 'steps' ? 'steps' : 'training time'}`;
+      figs.push({
+        file: `${name}-${metric}-${axis}.svg`,
+        caption: `${yLabel} against ${xLabel}; line: mean over seeds, band: ±1 standard deviation`,
+        svg: lineChartSvg(series, { title, xLabel, yLabel, width: 640, height: 360 }),
+      });
+    }
+  }
+  return figs;
+}
+
+const fmtInt = (n: number | null) => (n === null ? '—' : n.toLocaleString('en-US'));
+const fmtPct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(2)}%` : '—');
+/** Accuracy intervals shown within [0, 100]%: the t interval can overshoot a bounded quantity. */
+const clip01 = (x: number) => Math.min(1, Math.max(0, x));
+
+export interface TableRow {
+  cells: string[];
+}
+
+export const TABLE_HEADER = ['variant', 'switch', 'parameters', 'M mult-adds/image', 'seeds', 'final top-1 (mean ± sd)', '95% CI', 'final loss', 'steps/s'];
+
+export function experimentTable(s: ExperimentSummary): string[][] {
+  return s.variants.map((v) => {
+    const sw = s.manifest.varies === 'model' ? v.model : `${s.manifest.varies}=${JSON.stringify(v.options[s.manifest.varies] ?? null)}`;
+    const width = v.options['width'] !== undefined ? `, width ${v.options['width']}` : '';
+    const params = v.params === null ? '—' : `${fmtInt(v.params)} (${fmtInt(v.trainableParams)} trainable)`;
+    return [
+      v.label, `${sw}${width}`, params, v.multiplyAdds === null ? '—' : (v.multiplyAdds / 1e6).toFixed(1), String(v.runs.length),
+      v.runs.length ? `${fmtPct(v.top1.mean)} ± ${(100 * v.top1.sd).toFixed(2)}` : '—',
+      Number.isFinite(v.top1.low) ? `${fmtPct(clip01(v.top1.low))} – ${fmtPct(clip01(v.top1.high))}` : '—',
+      Number.isFinite(v.loss) ? v.loss.toFixed(4) : '—',
+      Number.isFinite(v.stepsPerSec) ? v.stepsPerSec.toFixed(2) : '—',
+    ];
+  });
+}
+
+function settingsText(s: ExperimentSummary): string {
+  const st = s.manifest.settings;
+  const backends = [...new Set(s.variants.flatMap((v) => v.runs.map((r) => r.backend)))].join(', ') || '—';
+  return `data ${st.dataset}${st.limitTrain ? ` (at most ${st.limitTrain} training images)` : ''}${st.limitTest ? ` (at most ${st.limitTest} test images)` : ''}, ` +
+    `${st.epochs} epoch${st.epochs === 1 ? '' : 's'}, batch ${st.batchSize}, ${st.evalsPerEpoch} evaluation${st.evalsPerEpoch === 1 ? '' : 's'} per epoch, ` +
+    `${st.seeds} seeds; ${s.finishedRuns} of ${s.expectedRuns} runs finished; backend ${backends}` +
+    (Object.keys(st.modelOverrides).length ? `; model overrides ${JSON.stringify(st.modelOverrides)} (not the recipe's networks)` : '');
+}
+
+function markdownSection(s: ExperimentSummary, figs: Figure[]): string {
+  const m = s.manifest;
+  const rows = experimentTable(s);
+  const esc = (c: string) => c.replace(/\|/g, '\\|');
+  const lines = [
+    `## ${m.recipe}`, '', m.description + '.', '', `Settings: ${settingsText(s)}.`, '',
+    ...(m.matching ? [`Parameter matching: ${m.matching}`, ''] : []),
+    `| ${TABLE_HEADER.join(' | ')} |`, `| ${TABLE_HEADER.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`), '',
+    s.verdict ? `**Outcome vs the paper (${s.verdict.verdict}).** ${s.verdict.paragraph}` : `**Outcome vs the paper:** not judged yet — some variants have no finished run.`, '',
+    ...figs.flatMap((f) => [`![${f.caption}](figures/${f.file})`, '', `*${f.caption}* ([PNG](figures/${f.file.replace(/\.svg$/, '.png')}))`, '']),
+  ];
+  return lines.join('\n');
+}
+
+function htmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function htmlSection(s: ExperimentSummary, figs: Figure[]): string {
+  const m = s.manifest;
+  const rows = experimentTable(s);
+  return [
+    `<section id="${htmlEscape(m.recipe)}">`, `<h2>${htmlEscape(m.recipe)}</h2>`, `<p>${htmlEscape(m.description)}.</p>`,
+    `<p class="settings">Settings: ${htmlEscape(settingsText(s))}.</p>`,
+    ...(m.matching ? [`<p class="settings">Parameter matching: ${htmlEscape(m.matching)}</p>`] : []),
+    '<table>', `<tr>${TABLE_HEADER.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
+    ...rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`), '</table>',
+    s.verdict ? `<p class="verdict"><strong>Outcome vs the paper (${htmlEscape(s.verdict.verdict)}).</strong> ${htmlEscape(s.verdict.paragraph)}</p>` : '<p class="verdict"><strong>Outcome vs the paper:</strong> not judged yet — some variants have no finished run.</p>',
+    '<div class="figures">', ...figs.map((f) => `<figure>${f.svg}<figcaption>${htmlEscape(f.caption)}</figcaption></figure>`), '</div>', '</section>',
+  ].join('\n');
+}
+
+/** Experiment folders under `dir`: itself if it is one, else its subfolders that are. */
+export function findExperimentDirs(dir: string): string[] {
+  const abs = resolve(dir);
+  if (!existsSync(abs)) throw new ExperimentError(`no such folder: ${abs}`);
+  if (existsSync(join(abs, MANIFEST_FILE))) return [abs];
+  const subs = readdirSync(abs).map((n) => join(abs, n)).filter((p) => statSync(p).isDirectory() && existsSync(join(p, MANIFEST_FILE))).sort();
+  if (subs.length === 0) throw new ExperimentError(`${abs} holds no experiment (no ${MANIFEST_FILE} in it or in its subfolders)`);
+  return subs;
+}
+
+export interface WrittenReport {
+  markdownFile: string;
+  htmlFile: string;
+  figureFiles: string[];
+  summaries: ExperimentSummary[];
+}
+
+/** Writes report.md, report.html and figures/ into `dir` (an experiment folder or a folder of them). */
+export async function writeReport(dir: string, opts: { png?: boolean } = {}): Promise<WrittenReport> {
+  const abs = resolve(dir);
+  const summaries = findExperimentDirs(abs).map(summarizeExperiment);
+  const figDir = join(abs, 'figures');
+  mkdirSync(figDir, { recursive: true });
+  const figureFiles: string[] = [];
+  const md: string[] = ['# Xception experiments: the paper\'s claims, retested', '',
+    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: optimizer steps per second of training time (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band.', ''];
+  const html: string[] = [];
+  for (const s of summaries) {
+    const figs = experimentFigures(s);
+    for (const f of figs) {
+      const file = join(figDir, f.file);
+      writeFileAtomicSync(file, new TextEncoder().encode(f.svg + '\n'));
+      figureFiles.push(file);
+      if (opts.png ?? true) {
+        const png = file.replace(/\.svg$/, '.png');
+        if (await svgToPng(f.svg, png)) figureFiles.push(png);
+      }
+    }
+    md.push(markdownSection(s, figs));
+    html.push(htmlSection(s, figs));
+  }
+  const title = summaries.length === 1 ? `Xception experiment: ${summaries[0]!.manifest.recipe}` : 'Xception experiments';
+  const page = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title>
+<style>
+body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; max-width: 1340px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
+th { background: #f4f4f4; }
+.settings { color: #555; font-size: 0.9em; }
+.verdict { background: #f8f8f0; border-left: 4px solid #b90; padding: 0.6em 1em; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; max-width: 640px; }
+</style></head><body>
+<h1>${htmlEscape(title)}</h1>
+<p>${htmlEscape(md[2]!)}</p>
+${html.join('\n')}
+</body></html>
+`;
+  const markdownFile = join(abs, 'report.md');
+  const htmlFile = join(abs, 'report.html');
+  writeFileAtomicSync(markdownFile, new TextEncoder().encode(md.join('\n') + '\n'));
+  writeFileAtomicSync(htmlFile, new TextEncoder().encode(page));
+  return { markdownFile, htmlFile, figureFiles, summaries };
+}
