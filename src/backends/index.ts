@@ -5,9 +5,11 @@
 import type { Backend } from '../core/backend.js';
 import { registerBackend, registeredBackends, setDefaultBackendChooser, tryBackend } from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
+import { loadNativeBackend } from './onednn/index.js';
 import { referenceBackend } from './reference/index.js';
 
 registerBackend('reference', () => referenceBackend);
+registerBackend('native', loadNativeBackend);
 
 let announced = false;
 

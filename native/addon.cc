@@ -1,0 +1,338 @@
+// The Node-API binding: a thin layer that turns JS values into Args, runs one kernel and turns the
+// Result back into JS values. Entry points:
+//   version()                         → { abi, onednn: "2.6.3", openmp }
+//   alloc(size, zero)                 → buffer handle (a type-tagged N-API external)
+//   upload(Float32Array)              → buffer handle holding a copy
+//   download(handle, Float32Array)    copies the handle's elements out (lengths must match)
+//   free(handle)                      releases the memory now; later use is an error
+//   run(op, handles[], numbers[], Int32Array | undefined) → [...new handles, ...scalars]
+//   describeConv(which, numbers[])    → oneDNN implementation name
+//   stats()                           → { buffers, bytes, pooledBytes, cachedPrimitives, cacheHits, cacheMisses }
+//   trimPool()                        returns pooled (freed, kept for reuse) memory to the system
+// Every C++ exception becomes a JS Error whose `code` says where it came from; nothing aborts.
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "common.h"
+
+namespace xnative {
+namespace {
+
+constexpr int kAbiVersion = 1;
+
+// Marks externals made by this addon, so a foreign external can never be read as a Buffer.
+const napi_type_tag kBufferTag = {0x7863657074696f6eULL, 0x6f6e65646e6e6c31ULL};
+
+class NapiError : public KernelError {
+ public:
+  using KernelError::KernelError;
+};
+
+#define NAPI_CHECK(call)                                                   \
+  do {                                                                     \
+    if ((call) != napi_ok) throw NapiError("Node-API call failed: " #call); \
+  } while (0)
+
+const std::map<std::string, KernelFn>& kernelTable() {
+  static const std::map<std::string, KernelFn> table = [] {
+    std::map<std::string, KernelFn> t;
+    registerDnnlKernels(t);
+    registerLoopKernels(t);
+    return t;
+  }();
+  return table;
+}
+
+State& stateOf(napi_env env) {
+  void* data = nullptr;
+  NAPI_CHECK(napi_get_instance_data(env, &data));
+  if (!data) throw KernelError("native backend state is missing");
+  return *static_cast<State*>(data);
+}
+
+void finalizeBuffer(napi_env env, void* data, void*) {
+  Buffer* b = static_cast<Buffer*>(data);
+  if (!b->disposed) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, -b->size * static_cast<int64_t>(sizeof(float)), &ignored);
+    releaseBufferData(b);
+  }
+  delete b;
+}
+
+napi_value wrapBuffer(napi_env env, std::unique_ptr<Buffer> b) {
+  napi_value v;
+  Buffer* raw = b.get();
+  NAPI_CHECK(napi_create_external(env, raw, finalizeBuffer, nullptr, &v));
+  b.release();  // the external owns it now
+  NAPI_CHECK(napi_type_tag_object(env, v, &kBufferTag));
+  // Tell V8's GC how much memory hides behind this small object, so lost handles get collected.
+  int64_t ignored;
+  NAPI_CHECK(napi_adjust_external_memory(env, raw->size * static_cast<int64_t>(sizeof(float)), &ignored));
+  return v;
+}
+
+Buffer* unwrapBuffer(napi_env env, napi_value v, const char* what) {
+  napi_valuetype t;
+  NAPI_CHECK(napi_typeof(env, v, &t));
+  bool ours = false;
+  if (t == napi_external) NAPI_CHECK(napi_check_object_type_tag(env, v, &kBufferTag, &ours));
+  if (!ours) throw KernelError(std::string(what) + " is not a native buffer handle");
+  void* data;
+  NAPI_CHECK(napi_get_value_external(env, v, &data));
+  Buffer* b = static_cast<Buffer*>(data);
+  if (b->disposed) throw KernelError(std::string(what) + " was disposed");
+  return b;
+}
+
+std::vector<napi_value> argsOf(napi_env env, napi_callback_info info, size_t expected) {
+  std::vector<napi_value> argv(expected);
+  size_t argc = expected;
+  NAPI_CHECK(napi_get_cb_info(env, info, &argc, argv.data(), nullptr, nullptr));
+  if (argc < expected) throw KernelError("expected " + std::to_string(expected) + " arguments");
+  return argv;
+}
+
+template <class T>
+T* typedArrayData(napi_env env, napi_value v, napi_typedarray_type want, size_t* length, const char* what) {
+  bool is = false;
+  NAPI_CHECK(napi_is_typedarray(env, v, &is));
+  if (!is) throw KernelError(std::string(what) + " must be a typed array");
+  napi_typedarray_type type;
+  void* data;
+  NAPI_CHECK(napi_get_typedarray_info(env, v, &type, length, &data, nullptr, nullptr));
+  if (type != want) throw KernelError(std::string(what) + " has the wrong element type");
+  return static_cast<T*>(data);
+}
+
+napi_value number(napi_env env, double v) {
+  napi_value r;
+  NAPI_CHECK(napi_create_double(env, v, &r));
+  return r;
+}
+
+void setProp(napi_env env, napi_value obj, const char* name, napi_value v) {
+  NAPI_CHECK(napi_set_named_property(env, obj, name, v));
+}
+
+// ---- entry points ---------------------------------------------------------------------------
+
+napi_value version(napi_env env, napi_callback_info) {
+  napi_value obj, s;
+  NAPI_CHECK(napi_create_object(env, &obj));
+  setProp(env, obj, "abi", number(env, kAbiVersion));
+  const dnnl_version_t* v = dnnl_version();
+  std::string ver = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  NAPI_CHECK(napi_create_string_utf8(env, ver.c_str(), ver.size(), &s));
+  setProp(env, obj, "onednn", s);
+  napi_value omp;
+#ifdef _OPENMP
+  NAPI_CHECK(napi_get_boolean(env, true, &omp));
+#else
+  NAPI_CHECK(napi_get_boolean(env, false, &omp));
+#endif
+  setProp(env, obj, "openmp", omp);
+  return obj;
+}
+
+napi_value alloc(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 2);
+  double size;
+  bool zero;
+  NAPI_CHECK(napi_get_value_double(env, argv[0], &size));
+  NAPI_CHECK(napi_get_value_bool(env, argv[1], &zero));
+  if (!(size >= 0) || size != static_cast<double>(static_cast<int64_t>(size)))
+    throw KernelError("alloc: size must be a non-negative integer");
+  return wrapBuffer(env, allocBuffer(static_cast<int64_t>(size), zero));
+}
+
+napi_value upload(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 1);
+  size_t length;
+  const float* src = typedArrayData<float>(env, argv[0], napi_float32_array, &length, "upload data");
+  auto b = allocBuffer(static_cast<int64_t>(length), false);
+  if (length) std::memcpy(b->data, src, length * sizeof(float));
+  return wrapBuffer(env, std::move(b));
+}
+
+napi_value download(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 2);
+  Buffer* b = unwrapBuffer(env, argv[0], "download handle");
+  size_t length;
+  float* dst = typedArrayData<float>(env, argv[1], napi_float32_array, &length, "download target");
+  if (static_cast<int64_t>(length) != b->size)
+    throw KernelError("download: handle has " + std::to_string(b->size) + " elements, target has " +
+                      std::to_string(length));
+  if (length) std::memcpy(dst, b->data, length * sizeof(float));
+  return nullptr;
+}
+
+napi_value freeBuffer(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 1);
+  Buffer* b = unwrapBuffer(env, argv[0], "free handle");
+  int64_t ignored;
+  NAPI_CHECK(napi_adjust_external_memory(env, -b->size * static_cast<int64_t>(sizeof(float)), &ignored));
+  releaseBufferData(b);
+  return nullptr;
+}
+
+void readNumbers(napi_env env, napi_value arr, std::vector<double>& out) {
+  bool isArray = false;
+  NAPI_CHECK(napi_is_array(env, arr, &isArray));
+  if (!isArray) throw KernelError("numeric parameters must be an array");
+  uint32_t n;
+  NAPI_CHECK(napi_get_array_length(env, arr, &n));
+  out.resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value v;
+    NAPI_CHECK(napi_get_element(env, arr, i, &v));
+    napi_valuetype t;
+    NAPI_CHECK(napi_typeof(env, v, &t));
+    if (t != napi_number) throw KernelError("numeric parameter " + std::to_string(i) + " is not a number");
+    NAPI_CHECK(napi_get_value_double(env, v, &out[i]));
+  }
+}
+
+std::string readString(napi_env env, napi_value v, const char* what) {
+  char buf[128];
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, buf, sizeof buf, &len) != napi_ok)
+    throw KernelError(std::string(what) + " must be a string");
+  return std::string(buf, len);
+}
+
+napi_value run(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 4);
+  std::string op = readString(env, argv[0], "kernel name");
+  auto it = kernelTable().find(op);
+  if (it == kernelTable().end()) throw KernelError("unknown kernel " + op);
+
+  Args a;
+  a.op = it->first.c_str();
+  bool isArray = false;
+  NAPI_CHECK(napi_is_array(env, argv[1], &isArray));
+  if (!isArray) throw KernelError(op + ": inputs must be an array");
+  uint32_t nIn;
+  NAPI_CHECK(napi_get_array_length(env, argv[1], &nIn));
+  a.in.resize(nIn);
+  for (uint32_t i = 0; i < nIn; ++i) {
+    napi_value v;
+    NAPI_CHECK(napi_get_element(env, argv[1], i, &v));
+    a.in[i] = unwrapBuffer(env, v, (op + " input " + std::to_string(i)).c_str());
+  }
+  readNumbers(env, argv[2], a.nums);
+  napi_valuetype t;
+  NAPI_CHECK(napi_typeof(env, argv[3], &t));
+  if (t != napi_undefined && t != napi_null) {
+    size_t n;
+    a.ints = typedArrayData<int32_t>(env, argv[3], napi_int32_array, &n, "labels");
+    a.intCount = static_cast<int64_t>(n);
+  }
+
+  Result r;
+  it->second(stateOf(env), a, r);
+
+  napi_value result;
+  NAPI_CHECK(napi_create_array_with_length(env, r.out.size() + r.scalars.size(), &result));
+  uint32_t k = 0;
+  for (auto& b : r.out) NAPI_CHECK(napi_set_element(env, result, k++, wrapBuffer(env, std::move(b))));
+  for (double s : r.scalars) NAPI_CHECK(napi_set_element(env, result, k++, number(env, s)));
+  return result;
+}
+
+napi_value describeConvEntry(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 2);
+  double which;
+  NAPI_CHECK(napi_get_value_double(env, argv[0], &which));
+  if (which != 0 && which != 1 && which != 2) throw KernelError("describeConv: which must be 0, 1 or 2");
+  Args a;
+  a.op = "describeConv";
+  readNumbers(env, argv[1], a.nums);
+  if (a.nums.size() != 18) throw KernelError("describeConv: expected 18 convolution numbers");
+  std::string s = describeConv(stateOf(env), a, static_cast<int>(which));
+  napi_value v;
+  NAPI_CHECK(napi_create_string_utf8(env, s.c_str(), s.size(), &v));
+  return v;
+}
+
+napi_value trimPool(napi_env env, napi_callback_info) {
+  releasePool();
+  return nullptr;
+}
+
+napi_value stats(napi_env env, napi_callback_info) {
+  State& st = stateOf(env);
+  MemoryStats m = memoryStats();
+  napi_value obj;
+  NAPI_CHECK(napi_create_object(env, &obj));
+  setProp(env, obj, "buffers", number(env, static_cast<double>(m.buffers)));
+  setProp(env, obj, "bytes", number(env, static_cast<double>(m.bytes)));
+  setProp(env, obj, "pooledBytes", number(env, static_cast<double>(m.pooledBytes)));
+  setProp(env, obj, "cachedPrimitives", number(env, static_cast<double>(st.cache.size())));
+  setProp(env, obj, "cacheHits", number(env, static_cast<double>(st.hits)));
+  setProp(env, obj, "cacheMisses", number(env, static_cast<double>(st.misses)));
+  return obj;
+}
+
+// Runs an entry point, converting any C++ exception into a pending JS exception.
+template <napi_value (*F)(napi_env, napi_callback_info)>
+napi_value guarded(napi_env env, napi_callback_info info) {
+  std::string code, message;
+  try {
+    return F(env, info);
+  } catch (const dnnl::error& e) {
+    code = "ERR_ONEDNN";
+    message = std::string("oneDNN error (status ") + std::to_string(static_cast<int>(e.status)) + "): " + e.what();
+  } catch (const KernelError& e) {
+    code = "ERR_XCEPTION_NATIVE";
+    message = e.what();
+  } catch (const std::bad_alloc&) {
+    code = "ERR_XCEPTION_NATIVE_OOM";
+    message = "out of native memory";
+  } catch (const std::exception& e) {
+    code = "ERR_XCEPTION_NATIVE";
+    message = e.what();
+  } catch (...) {
+    code = "ERR_XCEPTION_NATIVE";
+    message = "unknown native exception";
+  }
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, code.c_str(), message.c_str());
+  return nullptr;
+}
+
+void deleteState(napi_env, void* data, void*) { delete static_cast<State*>(data); }
+
+napi_value init(napi_env env, napi_value exports) {
+  NAPI_CHECK(napi_set_instance_data(env, new State(), deleteState, nullptr));
+  const napi_property_descriptor props[] = {
+      {"version", nullptr, guarded<version>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"alloc", nullptr, guarded<alloc>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"upload", nullptr, guarded<upload>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"download", nullptr, guarded<download>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"free", nullptr, guarded<freeBuffer>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"run", nullptr, guarded<run>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"describeConv", nullptr, guarded<describeConvEntry>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"stats", nullptr, guarded<stats>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"trimPool", nullptr, guarded<trimPool>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  NAPI_CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+}  // namespace
+}  // namespace xnative
+
+NAPI_MODULE_INIT() {
+  try {
+    return xnative::init(env, exports);
+  } catch (const std::exception& e) {
+    napi_throw_error(env, "ERR_XCEPTION_NATIVE", (std::string("native backend failed to start: ") + e.what()).c_str());
+    return nullptr;
+  }
+}

@@ -1,0 +1,147 @@
+// Shared types of the native backend: buffers, kernel arguments, the per-environment state
+// (oneDNN engine, stream, primitive cache) and the checks every kernel runs before touching memory.
+//
+// Rule of this code: JavaScript has already validated everything, but nothing here trusts it.
+// Each kernel checks its numbers and the element counts of its buffers and throws KernelError
+// (turned into a JS exception by the binding) instead of reading or writing out of bounds.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace xnative {
+
+class KernelError : public std::runtime_error {
+ public:
+  explicit KernelError(const std::string& m) : std::runtime_error(m) {}
+};
+
+// Native float32 storage behind one JS handle. `data` becomes null on dispose; the object itself
+// lives until the JS external that owns it is garbage collected.
+struct Buffer;
+void releaseBufferData(Buffer* b);
+
+// A copy of a buffer's contents in a layout some primitive prefers (e.g. blocked filters), kept
+// with the buffer so repeated use of the same weights reorders them once, not on every call.
+struct DerivedLayout {
+  dnnl::memory::desc desc;
+  dnnl::memory mem;
+  uint64_t version;  // Buffer::version it was made from
+};
+
+struct Buffer {
+  float* data = nullptr;
+  int64_t size = 0;  // elements
+  bool disposed = false;
+  // Kernels never write their inputs, so a buffer's contents only change through in-place
+  // writers (future optimizer steps), which must bump `version` to invalidate `derived`.
+  uint64_t version = 0;
+  std::vector<DerivedLayout> derived;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { releaseBufferData(this); }  // outputs of a kernel that failed midway
+};
+
+// Allocates 64-byte aligned storage (what oneDNN kernels like); zero-filled if asked.
+std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero);
+
+// Live native memory, for diagnostics and leak tests.
+struct MemoryStats {
+  int64_t buffers;
+  int64_t bytes;
+  int64_t pooledBytes;  // freed memory kept for reuse
+};
+MemoryStats memoryStats();
+// Returns the freed memory kept for reuse to the system.
+void releasePool();
+
+// One cached oneDNN object set (primitive descriptors, primitives). Subclasses per kernel kind.
+struct CacheEntry {
+  virtual ~CacheEntry() = default;
+};
+
+// Per Node environment (main thread or worker): oneDNN engine and stream plus the primitive cache,
+// so that worker threads never share mutable state.
+struct State {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<std::vector<int64_t>, std::unique_ptr<CacheEntry>> cache;
+  int64_t hits = 0, misses = 0;
+  static constexpr size_t kMaxEntries = 2048;
+
+  // Returns the entry for `key`, building it with `make()` on a miss. The key must begin with a
+  // kernel-kind tag, which is what makes the static_cast safe.
+  template <class T, class Make>
+  T& cached(std::vector<int64_t> key, Make make) {
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      ++hits;
+      return *static_cast<T*>(it->second.get());
+    }
+    ++misses;
+    // A crude bound: a program that cycles through thousands of shapes rebuilds; others never do.
+    if (cache.size() >= kMaxEntries) cache.clear();
+    std::unique_ptr<T> e = make();
+    T& ref = *e;
+    cache.emplace(std::move(key), std::move(e));
+    return ref;
+  }
+};
+
+// Kernel inputs as the binding parsed them.
+struct Args {
+  const char* op = "";
+  std::vector<Buffer*> in;
+  std::vector<double> nums;
+  const int32_t* ints = nullptr;
+  int64_t intCount = 0;
+
+  void expectCounts(size_t nIn, size_t nNums) const;
+  // Input i, which must hold exactly `expected` elements.
+  const float* input(size_t i, int64_t expected, const char* name) const;
+  // nums[i] as an integer in [lo, 2^31).
+  int64_t dim(size_t i, const char* name, int64_t lo = 1) const;
+  double real(size_t i, const char* name) const;
+  bool flag(size_t i, const char* name) const;
+};
+
+struct Result {
+  std::vector<std::unique_ptr<Buffer>> out;
+  std::vector<double> scalars;
+  float* add(int64_t size, bool zero = false) {
+    out.push_back(allocBuffer(size, zero));
+    return out.back()->data;
+  }
+};
+
+using KernelFn = void (*)(State&, const Args&, Result&);
+
+// Multiplies element counts, refusing anything that overflows or exceeds 2^40 elements.
+int64_t elems(std::initializer_list<int64_t> dims, const char* what);
+
+[[noreturn]] void fail(const Args& a, const std::string& msg);
+
+// Bit pattern of a float parameter, for cache keys.
+inline int64_t keyBits(double v) {
+  float f = static_cast<float>(v);
+  int32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
+
+// oneDNN's implementation name for a convolution (which = 0 forward, 1 backward data, 2 filter).
+std::string describeConv(State& s, const Args& a, int which);
+
+// Registration tables of the two kernel files.
+void registerDnnlKernels(std::map<std::string, KernelFn>& table);
+void registerLoopKernels(std::map<std::string, KernelFn>& table);
+
+}  // namespace xnative

@@ -1,0 +1,683 @@
+// Kernels that run oneDNN primitives: convolution, batch normalization, ReLU/ELU, pooling, matmul.
+//
+// All tensors use plain memory formats in this first version: activations nhwc, filters in the
+// Keras layout (see `userWeightsMd`). Only the filters are handed to oneDNN as `any`, so the
+// primitive picks its preferred (blocked) weight layout and we reorder into a per-shape scratch
+// buffer; that is what lets oneDNN choose brgconv_1x1 for the pointwise layers. Blocked
+// activations, fused inference and bf16 will be further cache-entry kinds with their own keys.
+#include <string>
+
+#include "common.h"
+
+namespace xnative {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+enum Kind : int64_t {
+  kConvFwd = 1,
+  kConvBwdData,
+  kConvBwdWeights,
+  kBnTrain,
+  kBnInfer,
+  kBnBwd,
+  kEltFwd,
+  kEltBwd,
+  kPoolFwd,
+  kMaxPoolBwd,
+  kAvgPoolBwd,
+  kMatmul,
+};
+
+memory wrap(State& s, const memory::desc& md, const float* p) {
+  // oneDNN takes a non-const handle for every argument; inputs are only read.
+  return memory(md, s.engine, const_cast<float*>(p));
+}
+
+// The contents of `b` in layout `want`, reordered on first use and kept with the buffer until it
+// is disposed or its version changes. A buffer keeps at most a few layouts (forward and
+// backward-data filters may prefer different blockings).
+memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want, dnnl::reorder& toWant) {
+  for (DerivedLayout& d : b.derived) {
+    if (d.desc != want) continue;
+    if (d.version != b.version) {
+      toWant.execute(s.stream, user, d.mem);
+      d.version = b.version;
+    }
+    return d.mem;
+  }
+  if (b.derived.size() >= 4) b.derived.erase(b.derived.begin());
+  memory mem(want, s.engine);
+  toWant.execute(s.stream, user, mem);
+  b.derived.push_back({want, mem, b.version});
+  return mem;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+struct ConvGeom {
+  int64_t n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, g;
+
+  // Numbers in the field order of Conv2DParams (src/core/backend.ts).
+  static ConvGeom parse(const Args& a) {
+    ConvGeom c;
+    c.n = a.dim(0, "batch");
+    c.ih = a.dim(1, "inHeight");
+    c.iw = a.dim(2, "inWidth");
+    c.ic = a.dim(3, "inChannels");
+    c.oh = a.dim(4, "outHeight");
+    c.ow = a.dim(5, "outWidth");
+    c.oc = a.dim(6, "outChannels");
+    c.kh = a.dim(7, "kernelHeight");
+    c.kw = a.dim(8, "kernelWidth");
+    c.sh = a.dim(9, "strideHeight");
+    c.sw = a.dim(10, "strideWidth");
+    c.dh = a.dim(11, "dilationHeight");
+    c.dw = a.dim(12, "dilationWidth");
+    c.pt = a.dim(13, "padTop", 0);
+    c.pl = a.dim(14, "padLeft", 0);
+    c.pb = a.dim(15, "padBottom", 0);
+    c.pr = a.dim(16, "padRight", 0);
+    c.g = a.dim(17, "groups");
+    if (c.ic % c.g != 0 || c.oc % c.g != 0)
+      fail(a, "groups " + std::to_string(c.g) + " must divide inChannels " + std::to_string(c.ic) +
+                  " and outChannels " + std::to_string(c.oc));
+    checkAxis(a, "height", c.ih, c.kh, c.dh, c.sh, c.pt, c.pb, c.oh);
+    checkAxis(a, "width", c.iw, c.kw, c.dw, c.sw, c.pl, c.pr, c.ow);
+    return c;
+  }
+
+  // The output size must follow from the other numbers exactly as oneDNN computes it.
+  static void checkAxis(const Args& a, const char* axis, int64_t in, int64_t k, int64_t d, int64_t s,
+                        int64_t p0, int64_t p1, int64_t out) {
+    int64_t span = in + p0 + p1 - ((k - 1) * d + 1);
+    if (span < 0) fail(a, std::string("dilated window is larger than the padded input along ") + axis);
+    if (span / s + 1 != out)
+      fail(a, std::string("output ") + axis + " " + std::to_string(out) + " does not match input, window, stride " +
+                  "and padding (expected " + std::to_string(span / s + 1) + ")");
+  }
+
+  int64_t xSize() const { return elems({n, ih, iw, ic}, "conv input"); }
+  int64_t wSize() const { return elems({kh, kw, ic / g, oc}, "conv filter"); }
+  int64_t ySize() const { return elems({n, oh, ow, oc}, "conv output"); }
+
+  memory::desc srcMd() const { return memory::desc({n, ic, ih, iw}, dt::f32, tag::nhwc); }
+  memory::desc dstMd() const { return memory::desc({n, oc, oh, ow}, dt::f32, tag::nhwc); }
+
+  // Filter layout mapping. Keras stores w[kh][kw][i][o] (HWIO), i in [0, in/groups), and output
+  // channel o = gi·(out/groups) + oo belongs to group gi. Its flat offset is
+  //   ((kh·KW + kw)·(in/g) + i)·out + gi·(out/g) + oo,
+  // i.e. the memory order (KH, KW, I/G, G, O/G). oneDNN names grouped weights by the logical
+  // dims (G, O/G, I/G, KH, KW); the format tag that lays those out as (KH, KW, I/G, G, O/G) is
+  // `hwigo`. Ungrouped weights are (O, I, KH, KW) in oneDNN, and Keras HWIO is tag `hwio`.
+  // A depthwise kernel [kh, kw, C, m] is the grouped case with G = C, I/G = 1, O/G = m.
+  memory::desc userWeightsMd() const {
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio);
+    return memory::desc({g, oc / g, ic / g, kh, kw}, dt::f32, tag::hwigo);
+  }
+  memory::desc anyWeightsMd() const {
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::any);
+    return memory::desc({g, oc / g, ic / g, kh, kw}, dt::f32, tag::any);
+  }
+  memory::dims strides() const { return {sh, sw}; }
+  memory::dims dilates() const { return {dh - 1, dw - 1}; }  // oneDNN counts the gaps: d − 1
+  memory::dims padL() const { return {pt, pl}; }
+  memory::dims padR() const { return {pb, pr}; }
+
+  std::vector<int64_t> key(Kind k) const { return {k, n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, g}; }
+
+  dnnl::convolution_forward::desc forwardDesc() const {
+    return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                           srcMd(), anyWeightsMd(), dstMd(), strides(), dilates(), padL(), padR());
+  }
+};
+
+struct ConvFwd : CacheEntry {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward prim;
+  memory::desc src, dst, userW;
+  bool reorderW = false;
+  dnnl::reorder toPrimW;  // Keras layout → the primitive's filter layout
+};
+
+struct ConvBwdData : CacheEntry {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  dnnl::convolution_backward_data prim;
+  memory::desc diffSrc, diffDst, userW;
+  bool reorderW = false;
+  dnnl::reorder toPrimW;
+};
+
+struct ConvBwdWeights : CacheEntry {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  dnnl::convolution_backward_weights prim;
+  memory::desc src, diffDst, userW;
+  bool reorderW = false;
+  dnnl::reorder toUserW;
+  memory primDiffW;
+};
+
+ConvFwd& convFwdEntry(State& s, const ConvGeom& c) {
+  return s.cached<ConvFwd>(c.key(kConvFwd), [&] {
+    auto e = std::make_unique<ConvFwd>();
+    e->pd = dnnl::convolution_forward::primitive_desc(c.forwardDesc(), s.engine);
+    e->prim = dnnl::convolution_forward(e->pd);
+    e->src = c.srcMd();
+    e->dst = c.dstMd();
+    e->userW = c.userWeightsMd();
+    if (e->pd.weights_desc() != e->userW) {
+      e->reorderW = true;
+      e->toPrimW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->userW, s.engine, e->pd.weights_desc()));
+    }
+    return e;
+  });
+}
+
+ConvBwdData& convBwdDataEntry(State& s, const ConvGeom& c) {
+  return s.cached<ConvBwdData>(c.key(kConvBwdData), [&] {
+    auto e = std::make_unique<ConvBwdData>();
+    dnnl::convolution_forward::primitive_desc hint(c.forwardDesc(), s.engine);
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, c.srcMd(), c.anyWeightsMd(), c.dstMd(),
+                                            c.strides(), c.dilates(), c.padL(), c.padR());
+    e->pd = dnnl::convolution_backward_data::primitive_desc(d, s.engine, hint);
+    e->prim = dnnl::convolution_backward_data(e->pd);
+    e->diffSrc = c.srcMd();
+    e->diffDst = c.dstMd();
+    e->userW = c.userWeightsMd();
+    if (e->pd.weights_desc() != e->userW) {
+      e->reorderW = true;
+      e->toPrimW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->userW, s.engine, e->pd.weights_desc()));
+    }
+    return e;
+  });
+}
+
+ConvBwdWeights& convBwdWeightsEntry(State& s, const ConvGeom& c) {
+  return s.cached<ConvBwdWeights>(c.key(kConvBwdWeights), [&] {
+    auto e = std::make_unique<ConvBwdWeights>();
+    dnnl::convolution_forward::primitive_desc hint(c.forwardDesc(), s.engine);
+    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, c.srcMd(), c.anyWeightsMd(),
+                                               c.dstMd(), c.strides(), c.dilates(), c.padL(), c.padR());
+    e->pd = dnnl::convolution_backward_weights::primitive_desc(d, s.engine, hint);
+    e->prim = dnnl::convolution_backward_weights(e->pd);
+    e->src = c.srcMd();
+    e->diffDst = c.dstMd();
+    e->userW = c.userWeightsMd();
+    if (e->pd.diff_weights_desc() != e->userW) {
+      e->reorderW = true;
+      e->primDiffW = memory(e->pd.diff_weights_desc(), s.engine);
+      e->toUserW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->pd.diff_weights_desc(), s.engine, e->userW));
+    }
+    return e;
+  });
+}
+
+// inputs: x, w
+void conv2d(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 18);
+  ConvGeom c = ConvGeom::parse(a);
+  const float* x = a.input(0, c.xSize(), "x");
+  const float* w = a.input(1, c.wSize(), "filter");
+  ConvFwd& e = convFwdEntry(s, c);
+  float* y = r.add(c.ySize());
+  memory wUser = wrap(s, e.userW, w);
+  memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)},
+                            {DNNL_ARG_WEIGHTS, wPrim},
+                            {DNNL_ARG_DST, wrap(s, e.dst, y)}});
+  s.stream.wait();
+}
+
+// inputs: dy, w
+void conv2dBackwardInput(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 18);
+  ConvGeom c = ConvGeom::parse(a);
+  const float* dy = a.input(0, c.ySize(), "dy");
+  const float* w = a.input(1, c.wSize(), "filter");
+  ConvBwdData& e = convBwdDataEntry(s, c);
+  float* dx = r.add(c.xSize());
+  memory wUser = wrap(s, e.userW, w);
+  memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
+  e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.diffDst, dy)},
+                            {DNNL_ARG_WEIGHTS, wPrim},
+                            {DNNL_ARG_DIFF_SRC, wrap(s, e.diffSrc, dx)}});
+  s.stream.wait();
+}
+
+// inputs: x, dy
+void conv2dBackwardFilter(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 18);
+  ConvGeom c = ConvGeom::parse(a);
+  const float* x = a.input(0, c.xSize(), "x");
+  const float* dy = a.input(1, c.ySize(), "dy");
+  ConvBwdWeights& e = convBwdWeightsEntry(s, c);
+  float* dw = r.add(c.wSize());
+  memory dwUser = wrap(s, e.userW, dw);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)},
+                            {DNNL_ARG_DIFF_DST, wrap(s, e.diffDst, dy)},
+                            {DNNL_ARG_DIFF_WEIGHTS, e.reorderW ? e.primDiffW : dwUser}});
+  if (e.reorderW) e.toUserW.execute(s.stream, e.primDiffW, dwUser);
+  s.stream.wait();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch normalization over a [rows, channels] view. oneDNN, like the contract, normalizes with
+// the biased batch variance.
+
+struct BnGeom {
+  int64_t rows, ch;
+  double eps;
+  static BnGeom parse(const Args& a) {
+    BnGeom b;
+    b.rows = a.dim(0, "rows");
+    b.ch = a.dim(1, "channels");
+    b.eps = a.real(2, "epsilon");
+    if (!(b.eps > 0)) fail(a, "epsilon must be positive");
+    elems({b.rows, b.ch}, "batch norm input");
+    return b;
+  }
+  int64_t size() const { return rows * ch; }
+  // Rows as the batch of a 1×1 nhwc image: oneDNN runs its jit (nspc) batch norm on that, and
+  // a slow generic one on the 2-D `nc` view of the same memory.
+  memory::desc dataMd() const { return memory::desc({rows, ch, 1, 1}, dt::f32, tag::nhwc); }
+  memory::desc chanMd() const { return memory::desc({ch}, dt::f32, tag::a); }
+  std::vector<int64_t> key(Kind k) const { return {k, rows, ch, keyBits(eps)}; }
+};
+
+const dnnl::normalization_flags kScaleShift =
+    dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+
+struct BnFwd : CacheEntry {
+  dnnl::batch_normalization_forward::primitive_desc pd;
+  dnnl::batch_normalization_forward prim;
+  memory::desc data, chan;
+};
+
+struct BnBwd : CacheEntry {
+  dnnl::batch_normalization_backward::primitive_desc pd;
+  dnnl::batch_normalization_backward prim;
+  memory::desc data, chan;
+  // oneDNN 2.6 insists on a shift argument for the backward pass although the gradient does not
+  // depend on beta; the contract passes none, so it gets zeros.
+  memory zeroShift;
+};
+
+dnnl::batch_normalization_forward::primitive_desc bnTrainPd(State& s, const BnGeom& b) {
+  dnnl::batch_normalization_forward::desc d(dnnl::prop_kind::forward_training, b.dataMd(), static_cast<float>(b.eps),
+                                            kScaleShift);
+  return dnnl::batch_normalization_forward::primitive_desc(d, s.engine);
+}
+
+// inputs: x, gamma, beta → y, mean, variance
+void batchNormTrain(State& s, const Args& a, Result& r) {
+  a.expectCounts(3, 3);
+  BnGeom b = BnGeom::parse(a);
+  const float* x = a.input(0, b.size(), "x");
+  const float* gamma = a.input(1, b.ch, "gamma");
+  const float* beta = a.input(2, b.ch, "beta");
+  BnFwd& e = s.cached<BnFwd>(b.key(kBnTrain), [&] {
+    auto e = std::make_unique<BnFwd>();
+    e->pd = bnTrainPd(s, b);
+    e->prim = dnnl::batch_normalization_forward(e->pd);
+    e->data = b.dataMd();
+    e->chan = b.chanMd();
+    return e;
+  });
+  float* y = r.add(b.size());
+  float* mean = r.add(b.ch);
+  float* var = r.add(b.ch);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.data, x)},
+                            {DNNL_ARG_DST, wrap(s, e.data, y)},
+                            {DNNL_ARG_SCALE, wrap(s, e.chan, gamma)},
+                            {DNNL_ARG_SHIFT, wrap(s, e.chan, beta)},
+                            {DNNL_ARG_MEAN, wrap(s, e.chan, mean)},
+                            {DNNL_ARG_VARIANCE, wrap(s, e.chan, var)}});
+  s.stream.wait();
+}
+
+// inputs: x, gamma, beta, mean, variance → y
+void batchNormInference(State& s, const Args& a, Result& r) {
+  a.expectCounts(5, 3);
+  BnGeom b = BnGeom::parse(a);
+  const float* x = a.input(0, b.size(), "x");
+  const float* gamma = a.input(1, b.ch, "gamma");
+  const float* beta = a.input(2, b.ch, "beta");
+  const float* mean = a.input(3, b.ch, "mean");
+  const float* var = a.input(4, b.ch, "variance");
+  BnFwd& e = s.cached<BnFwd>(b.key(kBnInfer), [&] {
+    auto e = std::make_unique<BnFwd>();
+    dnnl::batch_normalization_forward::desc d(dnnl::prop_kind::forward_inference, b.dataMd(),
+                                              static_cast<float>(b.eps),
+                                              kScaleShift | dnnl::normalization_flags::use_global_stats);
+    e->pd = dnnl::batch_normalization_forward::primitive_desc(d, s.engine);
+    e->prim = dnnl::batch_normalization_forward(e->pd);
+    e->data = b.dataMd();
+    e->chan = b.chanMd();
+    return e;
+  });
+  float* y = r.add(b.size());
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.data, x)},
+                            {DNNL_ARG_DST, wrap(s, e.data, y)},
+                            {DNNL_ARG_SCALE, wrap(s, e.chan, gamma)},
+                            {DNNL_ARG_SHIFT, wrap(s, e.chan, beta)},
+                            {DNNL_ARG_MEAN, wrap(s, e.chan, mean)},
+                            {DNNL_ARG_VARIANCE, wrap(s, e.chan, var)}});
+  s.stream.wait();
+}
+
+// inputs: dy, x, gamma, mean, variance → dx, dgamma, dbeta
+void batchNormBackward(State& s, const Args& a, Result& r) {
+  a.expectCounts(5, 3);
+  BnGeom b = BnGeom::parse(a);
+  const float* dy = a.input(0, b.size(), "dy");
+  const float* x = a.input(1, b.size(), "x");
+  const float* gamma = a.input(2, b.ch, "gamma");
+  const float* mean = a.input(3, b.ch, "mean");
+  const float* var = a.input(4, b.ch, "variance");
+  BnBwd& e = s.cached<BnBwd>(b.key(kBnBwd), [&] {
+    auto e = std::make_unique<BnBwd>();
+    auto hint = bnTrainPd(s, b);
+    dnnl::batch_normalization_backward::desc d(dnnl::prop_kind::backward, b.dataMd(), b.dataMd(),
+                                               static_cast<float>(b.eps), kScaleShift);
+    e->pd = dnnl::batch_normalization_backward::primitive_desc(d, s.engine, hint);
+    e->prim = dnnl::batch_normalization_backward(e->pd);
+    e->data = b.dataMd();
+    e->chan = b.chanMd();
+    e->zeroShift = memory(e->chan, s.engine);
+    std::memset(e->zeroShift.get_data_handle(), 0, b.ch * sizeof(float));
+    return e;
+  });
+  float* dx = r.add(b.size());
+  float* dgamma = r.add(b.ch);
+  float* dbeta = r.add(b.ch);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.data, x)},
+                            {DNNL_ARG_DIFF_DST, wrap(s, e.data, dy)},
+                            {DNNL_ARG_SCALE, wrap(s, e.chan, gamma)},
+                            {DNNL_ARG_SHIFT, e.zeroShift},
+                            {DNNL_ARG_MEAN, wrap(s, e.chan, mean)},
+                            {DNNL_ARG_VARIANCE, wrap(s, e.chan, var)},
+                            {DNNL_ARG_DIFF_SRC, wrap(s, e.data, dx)},
+                            {DNNL_ARG_DIFF_SCALE, wrap(s, e.chan, dgamma)},
+                            {DNNL_ARG_DIFF_SHIFT, wrap(s, e.chan, dbeta)}});
+  s.stream.wait();
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReLU and ELU. The `use_dst_for_bwd` algorithms compute the gradient from the forward output y,
+// which is what the contract passes (dy where y > 0, else dy·(y + alpha) for ELU, 0 for ReLU).
+
+struct EltFwd : CacheEntry {
+  dnnl::eltwise_forward::primitive_desc pd;
+  dnnl::eltwise_forward prim;
+  memory::desc md;
+};
+struct EltBwd : CacheEntry {
+  dnnl::eltwise_backward::primitive_desc pd;
+  dnnl::eltwise_backward prim;
+  memory::desc md;
+};
+
+dnnl::eltwise_forward::primitive_desc eltFwdPd(State& s, dnnl::algorithm alg, int64_t size, float alpha) {
+  memory::desc md({size}, dt::f32, tag::a);
+  dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_training, alg, md, alpha, 0.f);
+  return dnnl::eltwise_forward::primitive_desc(d, s.engine);
+}
+
+void eltForward(State& s, const Args& a, Result& r, dnnl::algorithm alg, float alpha, int64_t size) {
+  const float* x = a.input(0, size, "x");
+  EltFwd& e = s.cached<EltFwd>({kEltFwd, static_cast<int64_t>(alg), size, keyBits(alpha)}, [&] {
+    auto e = std::make_unique<EltFwd>();
+    e->pd = eltFwdPd(s, alg, size, alpha);
+    e->prim = dnnl::eltwise_forward(e->pd);
+    e->md = memory::desc({size}, dt::f32, tag::a);
+    return e;
+  });
+  float* y = r.add(size);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.md, x)}, {DNNL_ARG_DST, wrap(s, e.md, y)}});
+  s.stream.wait();
+}
+
+void eltBackward(State& s, const Args& a, Result& r, dnnl::algorithm alg, float alpha, int64_t size) {
+  const float* dy = a.input(0, size, "dy");
+  const float* y = a.input(1, size, "y");
+  EltBwd& e = s.cached<EltBwd>({kEltBwd, static_cast<int64_t>(alg), size, keyBits(alpha)}, [&] {
+    auto e = std::make_unique<EltBwd>();
+    memory::desc md({size}, dt::f32, tag::a);
+    dnnl::eltwise_backward::desc d(alg, md, md, alpha, 0.f);
+    e->pd = dnnl::eltwise_backward::primitive_desc(d, s.engine, eltFwdPd(s, alg, size, alpha));
+    e->prim = dnnl::eltwise_backward(e->pd);
+    e->md = md;
+    return e;
+  });
+  float* dx = r.add(size);
+  e.prim.execute(s.stream, {{DNNL_ARG_DST, wrap(s, e.md, y)},
+                            {DNNL_ARG_DIFF_DST, wrap(s, e.md, dy)},
+                            {DNNL_ARG_DIFF_SRC, wrap(s, e.md, dx)}});
+  s.stream.wait();
+}
+
+// relu: x; nums: size
+void relu(State& s, const Args& a, Result& r) {
+  a.expectCounts(1, 1);
+  eltForward(s, a, r, dnnl::algorithm::eltwise_relu_use_dst_for_bwd, 0.f, a.dim(0, "size"));
+}
+// reluBackward: dy, y; nums: size
+void reluBackward(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 1);
+  eltBackward(s, a, r, dnnl::algorithm::eltwise_relu_use_dst_for_bwd, 0.f, a.dim(0, "size"));
+}
+float eluAlpha(const Args& a, size_t i) {
+  double alpha = a.real(i, "alpha");
+  // oneDNN's dst-based ELU gradient is defined for alpha >= 0 only.
+  if (alpha < 0) fail(a, "alpha must be >= 0");
+  return static_cast<float>(alpha);
+}
+// elu: x; nums: alpha, size
+void elu(State& s, const Args& a, Result& r) {
+  a.expectCounts(1, 2);
+  eltForward(s, a, r, dnnl::algorithm::eltwise_elu_use_dst_for_bwd, eluAlpha(a, 0), a.dim(1, "size"));
+}
+// eluBackward: dy, y; nums: alpha, size
+void eluBackward(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 2);
+  eltBackward(s, a, r, dnnl::algorithm::eltwise_elu_use_dst_for_bwd, eluAlpha(a, 0), a.dim(1, "size"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling. Padded cells never win a max (oneDNN max pooling skips them) and never count in an
+// average (pooling_avg_exclude_padding), matching TensorFlow's `same`.
+
+struct PoolGeom {
+  int64_t n, ih, iw, c, oh, ow, wh, ww, sh, sw, pt, pl, pb, pr;
+
+  // Numbers in the field order of Pool2DParams.
+  static PoolGeom parse(const Args& a) {
+    PoolGeom p;
+    p.n = a.dim(0, "batch");
+    p.ih = a.dim(1, "inHeight");
+    p.iw = a.dim(2, "inWidth");
+    p.c = a.dim(3, "channels");
+    p.oh = a.dim(4, "outHeight");
+    p.ow = a.dim(5, "outWidth");
+    p.wh = a.dim(6, "windowHeight");
+    p.ww = a.dim(7, "windowWidth");
+    p.sh = a.dim(8, "strideHeight");
+    p.sw = a.dim(9, "strideWidth");
+    p.pt = a.dim(10, "padTop", 0);
+    p.pl = a.dim(11, "padLeft", 0);
+    p.pb = a.dim(12, "padBottom", 0);
+    p.pr = a.dim(13, "padRight", 0);
+    ConvGeom::checkAxis(a, "height", p.ih, p.wh, 1, p.sh, p.pt, p.pb, p.oh);
+    ConvGeom::checkAxis(a, "width", p.iw, p.ww, 1, p.sw, p.pl, p.pr, p.ow);
+    // A window made only of padding would have no value (and oneDNN refuses it).
+    if (p.pt >= p.wh || p.pb >= p.wh || p.pl >= p.ww || p.pr >= p.ww)
+      fail(a, "padding must be smaller than the window");
+    return p;
+  }
+  int64_t xSize() const { return elems({n, ih, iw, c}, "pool input"); }
+  int64_t ySize() const { return elems({n, oh, ow, c}, "pool output"); }
+  memory::desc srcMd() const { return memory::desc({n, c, ih, iw}, dt::f32, tag::nhwc); }
+  memory::desc dstMd() const { return memory::desc({n, c, oh, ow}, dt::f32, tag::nhwc); }
+  dnnl::pooling_forward::desc fwdDesc(dnnl::prop_kind prop, dnnl::algorithm alg) const {
+    return dnnl::pooling_forward::desc(prop, alg, srcMd(), dstMd(), {sh, sw}, {wh, ww}, {pt, pl}, {pb, pr});
+  }
+  dnnl::pooling_backward::desc bwdDesc(dnnl::algorithm alg) const {
+    return dnnl::pooling_backward::desc(alg, srcMd(), dstMd(), {sh, sw}, {wh, ww}, {pt, pl}, {pb, pr});
+  }
+  std::vector<int64_t> key(Kind k, dnnl::algorithm alg) const {
+    return {k, static_cast<int64_t>(alg), n, ih, iw, c, oh, ow, wh, ww, sh, sw, pt, pl, pb, pr};
+  }
+};
+
+// A temporary large enough for `md` (any data type), taken from the buffer pool.
+std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
+  return allocBuffer(static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float)), false);
+}
+
+struct PoolFwd : CacheEntry {
+  dnnl::pooling_forward::primitive_desc pd;
+  dnnl::pooling_forward prim;
+  memory::desc src, dst;
+};
+
+struct PoolBwd : CacheEntry {
+  dnnl::pooling_forward::primitive_desc fpd;  // training forward: recomputed for max pooling
+  dnnl::pooling_forward fwd;
+  dnnl::pooling_backward::primitive_desc pd;
+  dnnl::pooling_backward prim;
+  memory::desc src, dst;
+};
+
+void poolForward(State& s, const Args& a, Result& r, dnnl::algorithm alg) {
+  a.expectCounts(1, 14);
+  PoolGeom p = PoolGeom::parse(a);
+  const float* x = a.input(0, p.xSize(), "x");
+  PoolFwd& e = s.cached<PoolFwd>(p.key(kPoolFwd, alg), [&] {
+    auto e = std::make_unique<PoolFwd>();
+    e->pd = dnnl::pooling_forward::primitive_desc(p.fwdDesc(dnnl::prop_kind::forward_inference, alg), s.engine);
+    e->prim = dnnl::pooling_forward(e->pd);
+    e->src = p.srcMd();
+    e->dst = p.dstMd();
+    return e;
+  });
+  float* y = r.add(p.ySize());
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)}, {DNNL_ARG_DST, wrap(s, e.dst, y)}});
+  s.stream.wait();
+}
+
+PoolBwd& poolBwdEntry(State& s, const PoolGeom& p, Kind k, dnnl::algorithm alg) {
+  return s.cached<PoolBwd>(p.key(k, alg), [&] {
+    auto e = std::make_unique<PoolBwd>();
+    e->fpd = dnnl::pooling_forward::primitive_desc(p.fwdDesc(dnnl::prop_kind::forward_training, alg), s.engine);
+    if (k == kMaxPoolBwd) e->fwd = dnnl::pooling_forward(e->fpd);
+    e->pd = dnnl::pooling_backward::primitive_desc(p.bwdDesc(alg), s.engine, e->fpd);
+    e->prim = dnnl::pooling_backward(e->pd);
+    e->src = p.srcMd();
+    e->dst = p.dstMd();
+    return e;
+  });
+}
+
+void maxPool2d(State& s, const Args& a, Result& r) { poolForward(s, a, r, dnnl::algorithm::pooling_max); }
+void avgPool2d(State& s, const Args& a, Result& r) {
+  poolForward(s, a, r, dnnl::algorithm::pooling_avg_exclude_padding);
+}
+
+// inputs: dy, x. The forward pass is recomputed to get oneDNN's workspace (the argmax of every
+// window, first maximum in row-major order), which the backward primitive scatters into.
+void maxPool2dBackward(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 14);
+  PoolGeom p = PoolGeom::parse(a);
+  const float* dy = a.input(0, p.ySize(), "dy");
+  const float* x = a.input(1, p.xSize(), "x");
+  PoolBwd& e = poolBwdEntry(s, p, kMaxPoolBwd, dnnl::algorithm::pooling_max);
+  // Temporaries from the buffer pool (no fresh pages per call); freed when they go out of scope.
+  auto yTmpBuf = scratchBuffer(e.fpd.dst_desc());
+  auto wsBuf = scratchBuffer(e.fpd.workspace_desc());
+  memory yTmp(e.fpd.dst_desc(), s.engine, yTmpBuf->data);
+  memory ws(e.fpd.workspace_desc(), s.engine, wsBuf->data);
+  float* dx = r.add(p.xSize());
+  e.fwd.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)}, {DNNL_ARG_DST, yTmp}, {DNNL_ARG_WORKSPACE, ws}});
+  e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.dst, dy)},
+                            {DNNL_ARG_WORKSPACE, ws},
+                            {DNNL_ARG_DIFF_SRC, wrap(s, e.src, dx)}});
+  s.stream.wait();
+}
+
+// inputs: dy
+void avgPool2dBackward(State& s, const Args& a, Result& r) {
+  a.expectCounts(1, 14);
+  PoolGeom p = PoolGeom::parse(a);
+  const float* dy = a.input(0, p.ySize(), "dy");
+  PoolBwd& e = poolBwdEntry(s, p, kAvgPoolBwd, dnnl::algorithm::pooling_avg_exclude_padding);
+  float* dx = r.add(p.xSize());
+  e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.dst, dy)}, {DNNL_ARG_DIFF_SRC, wrap(s, e.src, dx)}});
+  s.stream.wait();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matmul: c[m, n] = a·b with either operand optionally transposed, expressed through strides.
+
+struct Matmul : CacheEntry {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  memory::desc a, b, c;
+};
+
+// inputs: a, b; nums: m, k, n, transA, transB
+void matmul(State& s, const Args& a, Result& r) {
+  a.expectCounts(2, 5);
+  int64_t m = a.dim(0, "m"), k = a.dim(1, "k"), n = a.dim(2, "n");
+  bool ta = a.flag(3, "transA"), tb = a.flag(4, "transB");
+  const float* pa = a.input(0, elems({m, k}, "matmul a"), "a");
+  const float* pb = a.input(1, elems({k, n}, "matmul b"), "b");
+  int64_t cSize = elems({m, n}, "matmul result");
+  Matmul& e = s.cached<Matmul>({kMatmul, m, k, n, ta, tb}, [&] {
+    auto e = std::make_unique<Matmul>();
+    // a is stored [m, k] row-major, or [k, m] when transposed: same logical dims, swapped strides.
+    e->a = memory::desc({m, k}, dt::f32, ta ? memory::dims{1, m} : memory::dims{k, 1});
+    e->b = memory::desc({k, n}, dt::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
+    e->c = memory::desc({m, n}, dt::f32, memory::dims{n, 1});
+    e->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(e->a, e->b, e->c), s.engine);
+    e->prim = dnnl::matmul(e->pd);
+    return e;
+  });
+  float* c = r.add(cSize);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.a, pa)},
+                            {DNNL_ARG_WEIGHTS, wrap(s, e.b, pb)},
+                            {DNNL_ARG_DST, wrap(s, e.c, c)}});
+  s.stream.wait();
+}
+
+}  // namespace
+
+// Which oneDNN implementation a convolution of this shape uses (for benchmarks and reports).
+std::string describeConv(State& s, const Args& a, int which) {
+  ConvGeom c = ConvGeom::parse(a);
+  if (which == 0) return convFwdEntry(s, c).pd.impl_info_str();
+  if (which == 1) return convBwdDataEntry(s, c).pd.impl_info_str();
+  return convBwdWeightsEntry(s, c).pd.impl_info_str();
+}
+
+void registerDnnlKernels(std::map<std::string, KernelFn>& t) {
+  t["conv2d"] = conv2d;
+  t["conv2dBackwardInput"] = conv2dBackwardInput;
+  t["conv2dBackwardFilter"] = conv2dBackwardFilter;
+  t["batchNormTrain"] = batchNormTrain;
+  t["batchNormInference"] = batchNormInference;
+  t["batchNormBackward"] = batchNormBackward;
+  t["relu"] = relu;
+  t["reluBackward"] = reluBackward;
+  t["elu"] = elu;
+  t["eluBackward"] = eluBackward;
+  t["maxPool2d"] = maxPool2d;
+  t["maxPool2dBackward"] = maxPool2dBackward;
+  t["avgPool2d"] = avgPool2d;
+  t["avgPool2dBackward"] = avgPool2dBackward;
+  t["matmul"] = matmul;
+}
+
+}  // namespace xnative

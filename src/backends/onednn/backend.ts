@@ -1,0 +1,536 @@
+/**
+ * The oneDNN backend: implements the kernel contract (`core/backend.ts`) over the native addon.
+ *
+ * Every method validates in TypeScript first — handle ownership, disposal, element counts against
+ * the params, integer params, output sizes — and only then calls native code, which checks the
+ * same things again and throws rather than trusting them. Native failures surface as BackendError.
+ *
+ * Handles are `NativeTensor`s. Their memory is freed by `dispose()`; a tensor that is merely
+ * dropped is freed when the garbage collector finalizes the N-API external behind it (the addon
+ * reports the bytes to V8, so large lost tensors do trigger collection).
+ */
+import type {
+  Backend,
+  BatchNormParams,
+  Conv2DParams,
+  CrossEntropyParams,
+  DType,
+  GlobalPoolParams,
+  Handle,
+  MatMulParams,
+  NumArray,
+  Pool2DParams,
+  RowsParams,
+  UpdateRule,
+} from '../../core/backend.js';
+import { BackendError, DisposedError, OptionError, ShapeError } from '../../core/errors.js';
+import type { NativeAddon, NativeBuffer, NativeStats } from './binding.js';
+
+/** Native storage of the onednn backend: `size` float32 elements. */
+export class NativeTensor {
+  constructor(readonly size: number) {}
+  get disposed(): boolean {
+    return !buffers.has(this);
+  }
+}
+
+// Tensor → its native buffer. Kept out of the tensor object so nothing else can reach the raw
+// external; a missing entry means disposed.
+const buffers = new WeakMap<NativeTensor, NativeBuffer>();
+
+const CONV_FIELDS = [
+  'batch', 'inHeight', 'inWidth', 'inChannels', 'outHeight', 'outWidth', 'outChannels',
+  'kernelHeight', 'kernelWidth', 'strideHeight', 'strideWidth', 'dilationHeight', 'dilationWidth',
+  'padTop', 'padLeft', 'padBottom', 'padRight', 'groups',
+] as const satisfies readonly (keyof Conv2DParams)[];
+
+const POOL_FIELDS = [
+  'batch', 'inHeight', 'inWidth', 'channels', 'outHeight', 'outWidth', 'windowHeight', 'windowWidth',
+  'strideHeight', 'strideWidth', 'padTop', 'padLeft', 'padBottom', 'padRight',
+] as const satisfies readonly (keyof Pool2DParams)[];
+
+function isPad(field: string): boolean {
+  return field.startsWith('pad');
+}
+
+function int(op: string, name: string, v: unknown, min = 1): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > 0x7fffffff) {
+    throw new ShapeError(`onednn ${op}: ${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function real(op: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`onednn ${op}: ${name} must be a finite number, got ${String(v)}`);
+  return v;
+}
+
+/** Output size along one axis must follow from input, window, dilation, stride and padding. */
+function checkAxis(op: string, axis: string, input: number, window: number, dilation: number, stride: number,
+  padBefore: number, padAfter: number, output: number): void {
+  const span = input + padBefore + padAfter - ((window - 1) * dilation + 1);
+  if (span < 0) throw new ShapeError(`onednn ${op}: the dilated window is larger than the padded input along ${axis}`);
+  const expected = Math.floor(span / stride) + 1;
+  if (expected !== output) {
+    throw new ShapeError(`onednn ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
+      `dilation ${dilation}, stride ${stride}, padding ${padBefore}+${padAfter} (expected ${expected})`);
+  }
+}
+
+function convNums(op: string, p: Conv2DParams): number[] {
+  const nums = CONV_FIELDS.map((f) => int(op, f, p[f], isPad(f) ? 0 : 1));
+  if (p.inChannels % p.groups !== 0 || p.outChannels % p.groups !== 0) {
+    throw new ShapeError(`onednn ${op}: groups ${p.groups} must divide inChannels ${p.inChannels} and outChannels ${p.outChannels}`);
+  }
+  checkAxis(op, 'height', p.inHeight, p.kernelHeight, p.dilationHeight, p.strideHeight, p.padTop, p.padBottom, p.outHeight);
+  checkAxis(op, 'width', p.inWidth, p.kernelWidth, p.dilationWidth, p.strideWidth, p.padLeft, p.padRight, p.outWidth);
+  return nums;
+}
+
+function poolNums(op: string, p: Pool2DParams): number[] {
+  const nums = POOL_FIELDS.map((f) => int(op, f, p[f], isPad(f) ? 0 : 1));
+  checkAxis(op, 'height', p.inHeight, p.windowHeight, 1, p.strideHeight, p.padTop, p.padBottom, p.outHeight);
+  checkAxis(op, 'width', p.inWidth, p.windowWidth, 1, p.strideWidth, p.padLeft, p.padRight, p.outWidth);
+  if (Math.max(p.padTop, p.padBottom) >= p.windowHeight || Math.max(p.padLeft, p.padRight) >= p.windowWidth) {
+    throw new ShapeError(`onednn ${op}: padding must be smaller than the window`);
+  }
+  return nums;
+}
+
+function rowsNums(op: string, p: RowsParams): [number, number] {
+  return [int(op, 'rows', p.rows), int(op, 'channels', p.channels)];
+}
+
+function bnNums(op: string, p: BatchNormParams): number[] {
+  const eps = real(op, 'epsilon', p.epsilon);
+  if (eps <= 0) throw new OptionError(`onednn ${op}: epsilon must be positive, got ${eps}`);
+  return [...rowsNums(op, p), eps];
+}
+
+function globalNums(op: string, p: GlobalPoolParams): number[] {
+  return [int(op, 'batch', p.batch), int(op, 'spatial', p.spatial), int(op, 'channels', p.channels)];
+}
+
+function ceNums(op: string, p: CrossEntropyParams, labels: Int32Array): number[] {
+  const [rows, channels] = rowsNums(op, p);
+  const s = real(op, 'labelSmoothing', p.labelSmoothing);
+  if (s < 0 || s > 1) throw new OptionError(`onednn ${op}: labelSmoothing must be in [0, 1], got ${s}`);
+  if (!(labels instanceof Int32Array)) throw new ShapeError(`onednn ${op}: labels must be an Int32Array`);
+  if (labels.length !== rows) throw new ShapeError(`onednn ${op}: ${labels.length} labels for ${rows} rows`);
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i]!;
+    if (l < 0 || l >= channels) throw new ShapeError(`onednn ${op}: label ${l} at row ${i} is outside [0, ${channels})`);
+  }
+  return [rows, channels, s];
+}
+
+function product(...dims: number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+export class NativeBackend implements Backend {
+  readonly name = 'onednn';
+  readonly dtypes: readonly DType[] = ['float32'];
+
+  constructor(private readonly addon: NativeAddon, readonly onednnVersion: string) {}
+
+  // --- handles ------------------------------------------------------------------------------
+
+  private tensor(op: string, name: string, h: Handle): NativeTensor {
+    if (!(h instanceof NativeTensor)) throw new BackendError(`onednn ${op}: ${name} is not a handle of the onednn backend`);
+    if (h.disposed) throw new DisposedError(`onednn ${op}: ${name} was disposed`);
+    return h;
+  }
+
+  /** The native buffer of `h`, after checking it holds exactly `expected` elements. */
+  private arg(op: string, name: string, h: Handle, expected: number): NativeBuffer {
+    const t = this.tensor(op, name, h);
+    if (t.size !== expected) {
+      throw new ShapeError(`onednn ${op}: ${name} has ${t.size} elements, the parameters need ${expected}`);
+    }
+    return buffers.get(t)!;
+  }
+
+  private wrap(b: NativeBuffer | number | undefined, size: number): NativeTensor {
+    if (typeof b !== 'object' || b === null) throw new BackendError('onednn: the addon returned no buffer');
+    const t = new NativeTensor(size);
+    buffers.set(t, b);
+    return t;
+  }
+
+  private native<T>(op: string, f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
+        throw new BackendError(`onednn ${op}: ${e.message}`);
+      }
+      throw e;
+    }
+  }
+
+  private run(op: string, inputs: NativeBuffer[], nums: number[], ints?: Int32Array): Array<NativeBuffer | number> {
+    return this.native(op, () => this.addon.run(op, inputs, nums, ints));
+  }
+
+  /** One-output kernel. */
+  private run1(op: string, inputs: NativeBuffer[], nums: number[], outSize: number): NativeTensor {
+    return this.wrap(this.run(op, inputs, nums)[0], outSize);
+  }
+
+  // --- memory -------------------------------------------------------------------------------
+
+  upload(data: NumArray): Handle {
+    if (!(data instanceof Float32Array)) {
+      throw new BackendError(`onednn upload: this backend computes in float32 only, got ${data?.constructor?.name ?? typeof data}`);
+    }
+    return this.wrap(this.native('upload', () => this.addon.upload(data)), data.length);
+  }
+
+  download(h: Handle, size: number, dtype: DType): NumArray {
+    if (dtype !== 'float32') throw new BackendError(`onednn download: this backend computes in float32 only, asked for ${dtype}`);
+    const b = this.arg('download', 'tensor', h, size);
+    const out = new Float32Array(size);
+    this.native('download', () => this.addon.download(b, out));
+    return out;
+  }
+
+  zeros(size: number, dtype: DType): Handle {
+    if (dtype !== 'float32') throw new BackendError(`onednn zeros: this backend computes in float32 only, asked for ${dtype}`);
+    int('zeros', 'size', size, 0);
+    return this.wrap(this.native('zeros', () => this.addon.alloc(size, true)), size);
+  }
+
+  /** Frees the native memory now. Disposing twice is harmless; any other later use throws DisposedError. */
+  dispose(h: Handle): void {
+    if (!(h instanceof NativeTensor)) throw new BackendError('onednn dispose: not a handle of the onednn backend');
+    const b = buffers.get(h);
+    if (!b) return;
+    buffers.delete(h);
+    this.native('dispose', () => this.addon.free(b));
+  }
+
+  // --- elementwise --------------------------------------------------------------------------
+
+  /** Empty tensors never reach native code (oneDNN has no use for zero-sized primitives). */
+  private empty(op: string, size: number, inputs: Array<[string, Handle]>): NativeTensor | null {
+    int(op, 'size', size, 0);
+    if (size !== 0) return null;
+    for (const [name, h] of inputs) this.arg(op, name, h, 0);
+    return this.zeros(0, 'float32') as NativeTensor;
+  }
+
+  axpby(a: Handle, b: Handle, alpha: number, beta: number, size: number): Handle {
+    const op = 'axpby';
+    const e = this.empty(op, size, [['a', a], ['b', b]]);
+    if (e) return e;
+    const nums = [real(op, 'alpha', alpha), real(op, 'beta', beta), size];
+    return this.run1(op, [this.arg(op, 'a', a, size), this.arg(op, 'b', b, size)], nums, size);
+  }
+
+  mul(a: Handle, b: Handle, size: number): Handle {
+    const op = 'mul';
+    const e = this.empty(op, size, [['a', a], ['b', b]]);
+    if (e) return e;
+    return this.run1(op, [this.arg(op, 'a', a, size), this.arg(op, 'b', b, size)], [size], size);
+  }
+
+  scale(a: Handle, s: number, size: number): Handle {
+    const op = 'scale';
+    const e = this.empty(op, size, [['a', a]]);
+    if (e) return e;
+    return this.run1(op, [this.arg(op, 'a', a, size)], [real(op, 's', s), size], size);
+  }
+
+  relu(x: Handle, size: number): Handle {
+    const op = 'relu';
+    const e = this.empty(op, size, [['x', x]]);
+    if (e) return e;
+    return this.run1(op, [this.arg(op, 'x', x, size)], [size], size);
+  }
+
+  reluBackward(dy: Handle, y: Handle, size: number): Handle {
+    const op = 'reluBackward';
+    const e = this.empty(op, size, [['dy', dy], ['y', y]]);
+    if (e) return e;
+    return this.run1(op, [this.arg(op, 'dy', dy, size), this.arg(op, 'y', y, size)], [size], size);
+  }
+
+  private eluAlpha(op: string, alpha: number): number {
+    const a = real(op, 'alpha', alpha);
+    if (a < 0) throw new OptionError(`onednn ${op}: alpha must be >= 0, got ${a}`);
+    return a;
+  }
+
+  elu(x: Handle, alpha: number, size: number): Handle {
+    const op = 'elu';
+    const e = this.empty(op, size, [['x', x]]);
+    if (e) return e;
+    return this.run1(op, [this.arg(op, 'x', x, size)], [this.eluAlpha(op, alpha), size], size);
+  }
+
+  eluBackward(dy: Handle, y: Handle, alpha: number, size: number): Handle {
+    const op = 'eluBackward';
+    const e = this.empty(op, size, [['dy', dy], ['y', y]]);
+    if (e) return e;
+    const nums = [this.eluAlpha(op, alpha), size];
+    return this.run1(op, [this.arg(op, 'dy', dy, size), this.arg(op, 'y', y, size)], nums, size);
+  }
+
+  // --- convolution --------------------------------------------------------------------------
+
+  private convSizes(p: Conv2DParams): { x: number; w: number; y: number } {
+    return {
+      x: product(p.batch, p.inHeight, p.inWidth, p.inChannels),
+      w: product(p.kernelHeight, p.kernelWidth, p.inChannels / p.groups, p.outChannels),
+      y: product(p.batch, p.outHeight, p.outWidth, p.outChannels),
+    };
+  }
+
+  conv2d(x: Handle, w: Handle, p: Conv2DParams): Handle {
+    const op = 'conv2d';
+    const nums = convNums(op, p);
+    const s = this.convSizes(p);
+    return this.run1(op, [this.arg(op, 'x', x, s.x), this.arg(op, 'filter', w, s.w)], nums, s.y);
+  }
+
+  conv2dBackwardInput(dy: Handle, w: Handle, p: Conv2DParams): Handle {
+    const op = 'conv2dBackwardInput';
+    const nums = convNums(op, p);
+    const s = this.convSizes(p);
+    return this.run1(op, [this.arg(op, 'dy', dy, s.y), this.arg(op, 'filter', w, s.w)], nums, s.x);
+  }
+
+  conv2dBackwardFilter(x: Handle, dy: Handle, p: Conv2DParams): Handle {
+    const op = 'conv2dBackwardFilter';
+    const nums = convNums(op, p);
+    const s = this.convSizes(p);
+    return this.run1(op, [this.arg(op, 'x', x, s.x), this.arg(op, 'dy', dy, s.y)], nums, s.w);
+  }
+
+  // --- normalization ------------------------------------------------------------------------
+
+  batchNormTrain(x: Handle, gamma: Handle, beta: Handle, p: BatchNormParams): { y: Handle; mean: Handle; variance: Handle } {
+    const op = 'batchNormTrain';
+    const nums = bnNums(op, p);
+    const n = p.rows * p.channels, c = p.channels;
+    const out = this.run(op, [this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c)], nums);
+    return { y: this.wrap(out[0], n), mean: this.wrap(out[1], c), variance: this.wrap(out[2], c) };
+  }
+
+  batchNormInference(x: Handle, gamma: Handle, beta: Handle, mean: Handle, variance: Handle, p: BatchNormParams): Handle {
+    const op = 'batchNormInference';
+    const nums = bnNums(op, p);
+    const n = p.rows * p.channels, c = p.channels;
+    const inputs = [
+      this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c),
+      this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
+    ];
+    return this.run1(op, inputs, nums, n);
+  }
+
+  batchNormBackward(dy: Handle, x: Handle, gamma: Handle, mean: Handle, variance: Handle, p: BatchNormParams): { dx: Handle; dgamma: Handle; dbeta: Handle } {
+    const op = 'batchNormBackward';
+    const nums = bnNums(op, p);
+    const n = p.rows * p.channels, c = p.channels;
+    const inputs = [
+      this.arg(op, 'dy', dy, n), this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c),
+      this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
+    ];
+    const out = this.run(op, inputs, nums);
+    return { dx: this.wrap(out[0], n), dgamma: this.wrap(out[1], c), dbeta: this.wrap(out[2], c) };
+  }
+
+  // --- pooling ------------------------------------------------------------------------------
+
+  private poolSizes(p: Pool2DParams): { x: number; y: number } {
+    return { x: product(p.batch, p.inHeight, p.inWidth, p.channels), y: product(p.batch, p.outHeight, p.outWidth, p.channels) };
+  }
+
+  maxPool2d(x: Handle, p: Pool2DParams): Handle {
+    const op = 'maxPool2d';
+    const nums = poolNums(op, p);
+    const s = this.poolSizes(p);
+    return this.run1(op, [this.arg(op, 'x', x, s.x)], nums, s.y);
+  }
+
+  maxPool2dBackward(dy: Handle, x: Handle, p: Pool2DParams): Handle {
+    const op = 'maxPool2dBackward';
+    const nums = poolNums(op, p);
+    const s = this.poolSizes(p);
+    return this.run1(op, [this.arg(op, 'dy', dy, s.y), this.arg(op, 'x', x, s.x)], nums, s.x);
+  }
+
+  avgPool2d(x: Handle, p: Pool2DParams): Handle {
+    const op = 'avgPool2d';
+    const nums = poolNums(op, p);
+    const s = this.poolSizes(p);
+    return this.run1(op, [this.arg(op, 'x', x, s.x)], nums, s.y);
+  }
+
+  avgPool2dBackward(dy: Handle, p: Pool2DParams): Handle {
+    const op = 'avgPool2dBackward';
+    const nums = poolNums(op, p);
+    const s = this.poolSizes(p);
+    return this.run1(op, [this.arg(op, 'dy', dy, s.y)], nums, s.x);
+  }
+
+  globalAvgPool(x: Handle, p: GlobalPoolParams): Handle {
+    const op = 'globalAvgPool';
+    const nums = globalNums(op, p);
+    return this.run1(op, [this.arg(op, 'x', x, p.batch * p.spatial * p.channels)], nums, p.batch * p.channels);
+  }
+
+  globalAvgPoolBackward(dy: Handle, p: GlobalPoolParams): Handle {
+    const op = 'globalAvgPoolBackward';
+    const nums = globalNums(op, p);
+    return this.run1(op, [this.arg(op, 'dy', dy, p.batch * p.channels)], nums, p.batch * p.spatial * p.channels);
+  }
+
+  globalMaxPool(x: Handle, p: GlobalPoolParams): Handle {
+    const op = 'globalMaxPool';
+    const nums = globalNums(op, p);
+    return this.run1(op, [this.arg(op, 'x', x, p.batch * p.spatial * p.channels)], nums, p.batch * p.channels);
+  }
+
+  globalMaxPoolBackward(dy: Handle, x: Handle, p: GlobalPoolParams): Handle {
+    const op = 'globalMaxPoolBackward';
+    const nums = globalNums(op, p);
+    const n = p.batch * p.spatial * p.channels;
+    return this.run1(op, [this.arg(op, 'dy', dy, p.batch * p.channels), this.arg(op, 'x', x, n)], nums, n);
+  }
+
+  // --- dense and channel bookkeeping --------------------------------------------------------
+
+  matmul(a: Handle, b: Handle, p: MatMulParams): Handle {
+    const op = 'matmul';
+    const m = int(op, 'm', p.m), k = int(op, 'k', p.k), n = int(op, 'n', p.n);
+    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean') throw new OptionError(`onednn ${op}: transA and transB must be booleans`);
+    const nums = [m, k, n, p.transA ? 1 : 0, p.transB ? 1 : 0];
+    return this.run1(op, [this.arg(op, 'a', a, m * k), this.arg(op, 'b', b, k * n)], nums, m * n);
+  }
+
+  biasAdd(x: Handle, bias: Handle, p: RowsParams): Handle {
+    const op = 'biasAdd';
+    const nums = rowsNums(op, p);
+    const n = p.rows * p.channels;
+    return this.run1(op, [this.arg(op, 'x', x, n), this.arg(op, 'bias', bias, p.channels)], nums, n);
+  }
+
+  sumRows(x: Handle, p: RowsParams): Handle {
+    const op = 'sumRows';
+    const nums = rowsNums(op, p);
+    return this.run1(op, [this.arg(op, 'x', x, p.rows * p.channels)], nums, p.channels);
+  }
+
+  concatChannels(xs: readonly Handle[], rows: number, channels: readonly number[]): Handle {
+    const op = 'concatChannels';
+    int(op, 'rows', rows);
+    if (xs.length === 0 || xs.length !== channels.length) {
+      throw new ShapeError(`onednn ${op}: ${xs.length} inputs with ${channels.length} channel counts`);
+    }
+    const chans = channels.map((c, i) => int(op, `channels[${i}]`, c, 0));
+    const inputs = xs.map((h, i) => this.arg(op, `xs[${i}]`, h, rows * chans[i]!));
+    const total = chans.reduce((a, b) => a + b, 0);
+    return this.run1(op, inputs, [rows, ...chans], rows * total);
+  }
+
+  sliceChannels(x: Handle, p: RowsParams, start: number, count: number): Handle {
+    const op = 'sliceChannels';
+    const [rows, channels] = rowsNums(op, p);
+    int(op, 'start', start, 0);
+    int(op, 'count', count, 0);
+    if (start + count > channels) throw new ShapeError(`onednn ${op}: columns [${start}, ${start + count}) exceed ${channels} channels`);
+    return this.run1(op, [this.arg(op, 'x', x, rows * channels)], [rows, channels, start, count], rows * count);
+  }
+
+  // --- training -----------------------------------------------------------------------------
+
+  /** In place on `param` and `state`; the native side marks them changed (cached layouts go stale). */
+  applyUpdate(rule: UpdateRule, param: Handle, grad: Handle, state: readonly Handle[], size: number, gradScale: number): void {
+    const op = 'applyUpdate';
+    int(op, 'size', size, 0);
+    let kind: number, nums: number[], states: number;
+    const r = (name: string, v: unknown) => real(op, `${rule.kind} ${name}`, v);
+    switch (rule?.kind) {
+      case 'sgd':
+        kind = 0;
+        nums = [r('lr', rule.lr), r('momentum', rule.momentum), rule.nesterov ? 1 : 0, r('weightDecay', rule.weightDecay)];
+        states = rule.momentum > 0 ? 1 : 0;
+        break;
+      case 'rmsprop':
+        kind = 1;
+        nums = [r('lr', rule.lr), r('rho', rule.rho), r('momentum', rule.momentum), r('epsilon', rule.epsilon), r('weightDecay', rule.weightDecay)];
+        states = 2;
+        break;
+      case 'adam':
+        kind = 2;
+        nums = [r('lr', rule.lr), r('beta1', rule.beta1), r('beta2', rule.beta2), r('epsilon', rule.epsilon),
+          r('weightDecay', rule.weightDecay), rule.decoupledWeightDecay ? 1 : 0, int(op, 'adam step', rule.step)];
+        states = 2;
+        break;
+      default:
+        throw new OptionError(`onednn ${op}: unknown update rule ${String((rule as { kind?: unknown })?.kind)}`);
+    }
+    if (state.length !== states) throw new ShapeError(`onednn ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
+    const inputs = [this.arg(op, 'param', param, size), this.arg(op, 'grad', grad, size),
+      ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size))];
+    if (size === 0) return;
+    this.run(op, inputs, [kind, size, real(op, 'gradScale', gradScale), ...nums]);
+  }
+
+  sumSquares(x: Handle, size: number): number {
+    const op = 'sumSquares';
+    int(op, 'size', size, 0);
+    const b = this.arg(op, 'x', x, size);
+    if (size === 0) return 0;
+    const out = this.run(op, [b], [size]);
+    if (typeof out[0] !== 'number') throw new BackendError(`onednn ${op}: the addon returned no sum`);
+    return out[0];
+  }
+
+  // --- classification -----------------------------------------------------------------------
+
+  softmax(x: Handle, p: RowsParams): Handle {
+    const op = 'softmax';
+    const nums = rowsNums(op, p);
+    const n = p.rows * p.channels;
+    return this.run1(op, [this.arg(op, 'x', x, n)], nums, n);
+  }
+
+  softmaxCrossEntropy(logits: Handle, labels: Int32Array, p: CrossEntropyParams): { loss: number; probs: Handle } {
+    const op = 'softmaxCrossEntropy';
+    const nums = ceNums(op, p, labels);
+    const n = p.rows * p.channels;
+    const out = this.run(op, [this.arg(op, 'logits', logits, n)], nums, labels);
+    const loss = out[1];
+    if (typeof loss !== 'number') throw new BackendError(`onednn ${op}: the addon returned no loss`);
+    return { loss, probs: this.wrap(out[0], n) };
+  }
+
+  softmaxCrossEntropyBackward(probs: Handle, labels: Int32Array, p: CrossEntropyParams, scale: number): Handle {
+    const op = 'softmaxCrossEntropyBackward';
+    const nums = [...ceNums(op, p, labels), real(op, 'scale', scale)];
+    const n = p.rows * p.channels;
+    return this.wrap(this.run(op, [this.arg(op, 'probs', probs, n)], nums, labels)[0], n);
+  }
+
+  // --- diagnostics --------------------------------------------------------------------------
+
+  /** Live native memory and primitive-cache counters. */
+  stats(): NativeStats {
+    return this.addon.stats();
+  }
+
+  /** Returns freed memory that is kept for reuse (see NativeStats.pooledBytes) to the system. */
+  trimPool(): void {
+    this.addon.trimPool();
+  }
+
+  /** The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`). */
+  describeConv(p: Conv2DParams, pass: 'forward' | 'backwardInput' | 'backwardFilter' = 'forward'): string {
+    const nums = convNums('describeConv', p);
+    const which = pass === 'forward' ? 0 : pass === 'backwardInput' ? 1 : 2;
+    return this.native('describeConv', () => this.addon.describeConv(which, nums));
+  }
+}

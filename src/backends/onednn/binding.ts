@@ -1,0 +1,87 @@
+/**
+ * The raw addon interface (native/addon.cc) and how to find and load it. Only this backend calls
+ * it; everything it receives has been validated in `backend.ts` first.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** A native buffer: an N-API external owned by the addon. Opaque to TypeScript. */
+export type NativeBuffer = { readonly __nativeBuffer: unique symbol };
+
+export interface NativeStats {
+  /** Native buffers alive (not yet disposed or collected) and their bytes. */
+  buffers: number;
+  bytes: number;
+  /** Freed native memory kept for reuse by later tensors of the same size (at most 1 GiB). */
+  pooledBytes: number;
+  /** oneDNN primitive sets cached per shape, with lookups that found / built one. */
+  cachedPrimitives: number;
+  cacheHits: number;
+  cacheMisses: number;
+}
+
+export interface NativeAddon {
+  version(): { abi: number; onednn: string; openmp: boolean };
+  alloc(size: number, zero: boolean): NativeBuffer;
+  upload(data: Float32Array): NativeBuffer;
+  download(b: NativeBuffer, out: Float32Array): void;
+  free(b: NativeBuffer): void;
+  /** Runs one kernel; returns its new buffers followed by its scalar results. */
+  run(op: string, inputs: NativeBuffer[], nums: number[], ints: Int32Array | undefined): Array<NativeBuffer | number>;
+  /** oneDNN implementation picked for a convolution: which = 0 forward, 1 backward data, 2 filter. */
+  describeConv(which: 0 | 1 | 2, nums: number[]): string;
+  stats(): NativeStats;
+  /** Returns the pooled memory to the system. */
+  trimPool(): void;
+}
+
+/** The ABI this TypeScript expects; native/addon.cc `kAbiVersion` must match. */
+export const EXPECTED_ABI = 1;
+
+const ADDON_FILE = path.join('build', 'Release', 'xception_native.node');
+
+/** The package root: the first directory upwards that holds binding.gyp and package.json. */
+function packageRoot(): string | null {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'binding.gyp')) && existsSync(path.join(dir, 'package.json'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+export type AddonLoad = { addon: NativeAddon; path: string } | { addon: null; reason: string; path?: string };
+
+/**
+ * Loads the addon once. Never throws: every failure becomes a reason string.
+ * XCEPTION_NATIVE=0 disables it; XCEPTION_NATIVE_ADDON=/path/to/file.node overrides the location.
+ */
+export function loadAddon(): AddonLoad {
+  if (process.env.XCEPTION_NATIVE === '0') return { addon: null, reason: 'disabled by XCEPTION_NATIVE=0' };
+  let file = process.env.XCEPTION_NATIVE_ADDON;
+  if (!file) {
+    const root = packageRoot();
+    if (!root) return { addon: null, reason: 'package root (binding.gyp) not found next to the module' };
+    file = path.join(root, ADDON_FILE);
+  }
+  if (!existsSync(file)) {
+    return { addon: null, path: file, reason: `native addon not built: ${file} is missing (run \`npm run build:native\`)` };
+  }
+  if (!file.endsWith('.node')) return { addon: null, path: file, reason: `native addon path must end in .node: ${file}` };
+  try {
+    // dlopen, not require: only ever a native library, never a JavaScript file run by mistake.
+    const mod = { exports: {} as unknown };
+    process.dlopen(mod, file);
+    const addon = mod.exports as NativeAddon;
+    const v = addon.version();
+    if (v.abi !== EXPECTED_ABI) {
+      return { addon: null, path: file, reason: `native addon is stale (ABI ${v.abi}, expected ${EXPECTED_ABI}); run \`npm run build:native\`` };
+    }
+    return { addon, path: file };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    return { addon: null, path: file, reason: `native addon failed to load: ${msg}` };
+  }
+}
