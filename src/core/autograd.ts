@@ -86,8 +86,11 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
         grads.set(x, addSame(prev, g));
         prev.dispose();
         g.dispose();
+      } else if (sameShape(g.shape, x.shape)) {
+        grads.set(x, g);
       } else {
-        grads.set(x, g.shape === x.shape ? g : g.reshape(x.shape));
+        grads.set(x, g.reshape(x.shape));
+        g.dispose();
       }
     }
     if (!options.retainGraph) t.node = null;

@@ -100,11 +100,12 @@ export class Optimizer {
 
   /**
    * Applies one update to every trainable weight that has a gradient, then clears the
-   * gradients. Returns the gradients' global norm (before clipping).
+   * gradients. Returns the gradients' global norm before clipping (NaN when not clipping).
    */
   apply(vars: readonly Variable[]): number {
     const live = vars.filter((v) => v.trainable && v.value.grad);
-    const norm = Optimizer.gradNorm(live);
+    // The norm costs a pass over every gradient: only clipping needs it.
+    const norm = this.clipNorm > 0 ? Optimizer.gradNorm(live) : NaN;
     const gradScale = this.clipNorm > 0 && norm > this.clipNorm ? this.clipNorm / norm : 1;
     this.step++;
     const rule = this.rule();

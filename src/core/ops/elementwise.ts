@@ -8,9 +8,11 @@ export function add(a: Tensor, b: Tensor): Tensor {
   checkSameBackend('add', a, b);
   checkSameShape('add', a, b);
   const be = a.backend;
+  // The gradient passes through unchanged: both inputs get views of dy (no copies; gradients
+  // are never written in place).
   return makeResult(a, be.axpby(a.handle, b.handle, 1, 1, a.size), a.shape, 'add', [a, b], (dy) => [
-    wants(a) ? makeGrad(a, be.axpby(dy.handle, dy.handle, 1, 0, a.size), a.shape) : null,
-    wants(b) ? makeGrad(b, be.axpby(dy.handle, dy.handle, 1, 0, b.size), b.shape) : null,
+    wants(a) ? dy.reshape(a.shape) : null,
+    wants(b) ? dy.reshape(b.shape) : null,
   ]);
 }
 

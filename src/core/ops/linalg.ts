@@ -29,7 +29,7 @@ export function biasAdd(x: Tensor, bias: Tensor): Tensor {
   const p = { rows: x.size / channels, channels };
   const be = x.backend;
   return makeResult(x, be.biasAdd(x.handle, bias.handle, p), x.shape, 'biasAdd', [x, bias], (dy) => [
-    wants(x) ? makeGrad(x, be.axpby(dy.handle, dy.handle, 1, 0, x.size), x.shape) : null,
+    wants(x) ? dy.reshape(x.shape) : null,
     wants(bias) ? makeGrad(bias, be.sumRows(dy.handle, p), bias.shape) : null,
   ]);
 }
