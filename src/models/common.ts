@@ -1,4 +1,7 @@
-import { OptionError } from '../core/errors.js';
+import { OptionError, ShapeError, shapeToString } from '../core/errors.js';
+import type { Layer, SymbolicTensor } from '../nn/layer.js';
+import { Dense, Dropout } from '../nn/layers/core.js';
+import { GlobalAveragePooling2D, GlobalMaxPooling2D } from '../nn/layers/pooling.js';
 
 /** Rejects misspelled or unknown options by name, before anything is built. */
 export function checkOptions(what: string, options: Record<string, unknown>, known: readonly string[]): void {
@@ -22,4 +25,80 @@ export class NameCounter {
     this.counts.set(prefix, n);
     return `${prefix}_${n}`;
   }
+}
+
+
+/** The options every Keras application model shares, and the small-image stem. */
+export interface ApplicationOptions {
+  includeTop?: boolean;
+  inputShape?: readonly [number, number, number];
+  pooling?: 'avg' | 'max' | null;
+  classes?: number;
+  classifierActivation?: 'softmax' | 'linear';
+  width?: number;
+  dropout?: number;
+  stem?: 'imagenet' | 'small';
+}
+
+export interface ResolvedApplicationOptions {
+  includeTop: boolean;
+  inputShape: [number, number, number];
+  pooling: 'avg' | 'max' | null;
+  classes: number;
+  classifierActivation: 'softmax' | 'linear';
+  width: number;
+  dropout: number;
+  stem: 'imagenet' | 'small';
+}
+
+/** Checks the shared options and fills in Keras's defaults; `minInput` depends on the stem. */
+export function resolveApplicationOptions(what: string, options: ApplicationOptions, minInput: (stem: 'imagenet' | 'small') => number): ResolvedApplicationOptions {
+  const stem = options.stem ?? 'imagenet';
+  if (stem !== 'imagenet' && stem !== 'small') throw new OptionError(`${what}: stem must be 'imagenet' or 'small', got ${JSON.stringify(stem)}`);
+  const inputShape = [...(options.inputShape ?? (stem === 'small' ? [32, 32, 3] : [299, 299, 3]))] as [number, number, number];
+  if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new ShapeError(`${what}: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
+  }
+  const min = minInput(stem);
+  if (inputShape[0] < min || inputShape[1] < min) {
+    throw new ShapeError(
+      `${what}: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
+        (stem === 'imagenet' ? " (use stem: 'small' for small images)" : ''),
+    );
+  }
+  const includeTop = options.includeTop ?? true;
+  if (typeof includeTop !== 'boolean') throw new OptionError(`${what}: includeTop must be true or false`);
+  const classes = options.classes ?? 1000;
+  if (!Number.isInteger(classes) || classes < 1) throw new OptionError(`${what}: classes must be a positive integer, got ${classes}`);
+  const pooling = options.pooling ?? null;
+  if (pooling !== null && pooling !== 'avg' && pooling !== 'max') throw new OptionError(`${what}: pooling must be 'avg', 'max' or null, got ${JSON.stringify(pooling)}`);
+  const classifierActivation = options.classifierActivation ?? 'softmax';
+  if (classifierActivation !== 'softmax' && classifierActivation !== 'linear') {
+    throw new OptionError(`${what}: classifierActivation must be 'softmax' or 'linear', got ${JSON.stringify(classifierActivation)}`);
+  }
+  const width = options.width ?? 1;
+  if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`${what}: width must be in (0, 4], got ${width}`);
+  const dropout = options.dropout ?? 0;
+  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`${what}: dropout must be in [0, 1), got ${dropout}`);
+  return { includeTop, inputShape, pooling, classes, classifierActivation, width, dropout, stem };
+}
+
+/**
+ * Keras's head: with the top, global average pooling `avg_pool` (+ optional dropout) and the
+ * Dense `predictions`; without it, optional global pooling of the feature map.
+ */
+export function applyHead(
+  x: SymbolicTensor,
+  o: ResolvedApplicationOptions,
+  apply: (layer: Layer, x: SymbolicTensor) => SymbolicTensor,
+  auto: NameCounter,
+): SymbolicTensor {
+  if (o.includeTop) {
+    x = apply(new GlobalAveragePooling2D({ name: 'avg_pool' }), x);
+    if (o.dropout > 0) x = apply(new Dropout(o.dropout, { name: 'dropout' }), x);
+    return apply(new Dense({ units: o.classes, activation: o.classifierActivation, name: 'predictions' }), x);
+  }
+  if (o.pooling === 'avg') return apply(new GlobalAveragePooling2D({ name: auto.next('global_average_pooling2d') }), x);
+  if (o.pooling === 'max') return apply(new GlobalMaxPooling2D({ name: auto.next('global_max_pooling2d') }), x);
+  return x;
 }

@@ -16,16 +16,15 @@
  */
 import type { Backend } from '../../core/backend.js';
 import { getBackend } from '../../core/engine.js';
-import { OptionError, ShapeError, shapeToString } from '../../core/errors.js';
 import { Random } from '../../core/random.js';
 import type { Layer, SymbolicTensor } from '../../nn/layer.js';
-import { Activation, Dense, Dropout, InputLayer } from '../../nn/layers/core.js';
+import { Activation, InputLayer } from '../../nn/layers/core.js';
 import { Conv2D } from '../../nn/layers/convolutional.js';
 import { Concatenate } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
-import { AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
+import { AveragePooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { checkOptions, NameCounter } from '../common.js';
+import { applyHead, checkOptions, NameCounter, resolveApplicationOptions } from '../common.js';
 
 export interface InceptionV3Options {
   /** Include the classifier (global average pool `avg_pool` + Dense `predictions`). Default true. */
@@ -97,35 +96,9 @@ export function inceptionV3MinInput(stem: 'imagenet' | 'small' = 'imagenet'): nu
 /** Checks every option and fills in defaults, before anything is allocated. */
 export function resolveInceptionV3Options(options: InceptionV3Options = {}): ResolvedInceptionV3Options {
   checkOptions('inception_v3', options as Record<string, unknown>, KNOWN as string[]);
-  const stem = options.stem ?? 'imagenet';
-  if (stem !== 'imagenet' && stem !== 'small') throw new OptionError(`inception_v3: stem must be 'imagenet' or 'small', got ${JSON.stringify(stem)}`);
-  const inputShape = [...(options.inputShape ?? (stem === 'small' ? [32, 32, 3] : [299, 299, 3]))] as [number, number, number];
-  if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
-    throw new ShapeError(`inception_v3: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
-  }
-  const min = inceptionV3MinInput(stem);
-  if (inputShape[0] < min || inputShape[1] < min) {
-    throw new ShapeError(
-      `inception_v3: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
-        (stem === 'imagenet' ? " (use stem: 'small' for small images)" : ''),
-    );
-  }
-  const includeTop = options.includeTop ?? true;
-  if (typeof includeTop !== 'boolean') throw new OptionError('inception_v3: includeTop must be true or false');
-  const classes = options.classes ?? 1000;
-  if (!Number.isInteger(classes) || classes < 1) throw new OptionError(`inception_v3: classes must be a positive integer, got ${classes}`);
-  const pooling = options.pooling ?? null;
-  if (pooling !== null && pooling !== 'avg' && pooling !== 'max') throw new OptionError(`inception_v3: pooling must be 'avg', 'max' or null, got ${JSON.stringify(pooling)}`);
-  const classifierActivation = options.classifierActivation ?? 'softmax';
-  if (classifierActivation !== 'softmax' && classifierActivation !== 'linear') {
-    throw new OptionError(`inception_v3: classifierActivation must be 'softmax' or 'linear', got ${JSON.stringify(classifierActivation)}`);
-  }
-  const width = options.width ?? 1;
-  if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`inception_v3: width must be in (0, 4], got ${width}`);
-  const dropout = options.dropout ?? 0;
-  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`inception_v3: dropout must be in [0, 1), got ${dropout}`);
+  const common = resolveApplicationOptions('inception_v3', options, inceptionV3MinInput);
   return {
-    includeTop, inputShape, pooling, classes, classifierActivation, width, dropout, stem,
+    ...common,
     seed: options.seed ?? 0, name: options.name ?? 'inception_v3',
   };
 }
@@ -236,15 +209,7 @@ export function inceptionV3(options: InceptionV3Options = {}): Model {
     x = concat([branch1x1, branch3x3, branch3x3dbl, branchPool], `mixed${9 + i}`);
   }
 
-  if (o.includeTop) {
-    x = apply(new GlobalAveragePooling2D({ name: 'avg_pool' }), x);
-    if (o.dropout > 0) x = apply(new Dropout(o.dropout, { name: 'dropout' }), x);
-    x = apply(new Dense({ units: o.classes, activation: o.classifierActivation, name: 'predictions' }), x);
-  } else if (o.pooling === 'avg') {
-    x = apply(new GlobalAveragePooling2D({ name: auto.next('global_average_pooling2d') }), x);
-  } else if (o.pooling === 'max') {
-    x = apply(new GlobalMaxPooling2D({ name: auto.next('global_max_pooling2d') }), x);
-  }
+  x = applyHead(x, o, apply, auto);
 
   const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });
   model.config = { model: 'inception_v3', ...o };

@@ -10,16 +10,16 @@
  */
 import type { Backend } from '../../core/backend.js';
 import { getBackend } from '../../core/engine.js';
-import { OptionError, ShapeError, shapeToString } from '../../core/errors.js';
+import { OptionError, ShapeError } from '../../core/errors.js';
 import { Random } from '../../core/random.js';
 import type { Layer, SymbolicTensor } from '../../nn/layer.js';
-import { Activation, Dense, Dropout, InputLayer } from '../../nn/layers/core.js';
+import { Activation, InputLayer } from '../../nn/layers/core.js';
 import { Conv2D, SeparableConv2D, type IntermediateActivation, type Segments, type SeparableOrder } from '../../nn/layers/convolutional.js';
 import { Add } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
-import { GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
+import { MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { checkOptions, NameCounter } from '../common.js';
+import { applyHead, checkOptions, NameCounter, resolveApplicationOptions } from '../common.js';
 
 export interface XceptionOptions {
   /** Include the classifier (global average pool + Dense). Default true. */
@@ -89,38 +89,13 @@ export interface ResolvedXceptionOptions extends Required<Omit<XceptionOptions, 
 /** Checks every option and fills in defaults, before anything is allocated. */
 export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedXceptionOptions {
   checkOptions('xception', options as Record<string, unknown>, KNOWN as string[]);
-  const stem = options.stem ?? 'imagenet';
-  if (stem !== 'imagenet' && stem !== 'small') throw new OptionError(`xception: stem must be 'imagenet' or 'small', got ${JSON.stringify(stem)}`);
-  const inputShape = [...(options.inputShape ?? (stem === 'small' ? [32, 32, 3] : [299, 299, 3]))] as [number, number, number];
-  if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
-    throw new ShapeError(`xception: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
-  }
-  const min = XCEPTION_MIN_INPUT[stem];
-  if (inputShape[0] < min || inputShape[1] < min) {
-    throw new ShapeError(
-      `xception: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
-        (stem === 'imagenet' ? " (use stem: 'small' for small images)" : ''),
-    );
-  }
-  const includeTop = options.includeTop ?? true;
-  const classes = options.classes ?? 1000;
-  if (!Number.isInteger(classes) || classes < 1) throw new OptionError(`xception: classes must be a positive integer, got ${classes}`);
-  const pooling = options.pooling ?? null;
-  if (pooling !== null && pooling !== 'avg' && pooling !== 'max') throw new OptionError(`xception: pooling must be 'avg', 'max' or null, got ${JSON.stringify(pooling)}`);
-  const classifierActivation = options.classifierActivation ?? 'softmax';
-  if (classifierActivation !== 'softmax' && classifierActivation !== 'linear') {
-    throw new OptionError(`xception: classifierActivation must be 'softmax' or 'linear', got ${JSON.stringify(classifierActivation)}`);
-  }
+  const common = resolveApplicationOptions('xception', options, (stem) => XCEPTION_MIN_INPUT[stem]);
   const middleBlocks = options.middleBlocks ?? 8;
   if (!Number.isInteger(middleBlocks) || middleBlocks < 0) throw new OptionError(`xception: middleBlocks must be a non-negative integer, got ${middleBlocks}`);
-  const width = options.width ?? 1;
-  if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`xception: width must be in (0, 4], got ${width}`);
   const channelMultiple = options.channelMultiple ?? 1;
   if (!Number.isInteger(channelMultiple) || channelMultiple < 1 || channelMultiple > 512) {
     throw new OptionError(`xception: channelMultiple must be an integer in [1, 512], got ${channelMultiple}`);
   }
-  const dropout = options.dropout ?? 0;
-  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`xception: dropout must be in [0, 1), got ${dropout}`);
   const intermediateActivation = options.intermediateActivation ?? 'none';
   if (!['none', 'relu', 'elu'].includes(intermediateActivation)) {
     throw new OptionError(`xception: intermediateActivation must be 'none', 'relu' or 'elu', got ${JSON.stringify(intermediateActivation)}`);
@@ -134,12 +109,11 @@ export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedX
     throw new OptionError(`xception: segments must be a positive integer or 'depthwise', got ${JSON.stringify(segments)}`);
   }
   const resolved: ResolvedXceptionOptions = {
-    includeTop, inputShape, pooling, classes, classifierActivation,
-    residual: options.residual ?? true, intermediateActivation, order, segments, middleBlocks, width, channelMultiple, dropout, stem,
+    ...common,
+    residual: options.residual ?? true, intermediateActivation, order, segments, middleBlocks, channelMultiple,
     seed: options.seed ?? 0, name: options.name ?? 'xception',
   };
   if (typeof resolved.residual !== 'boolean') throw new OptionError(`xception: residual must be true or false`);
-  if (typeof resolved.includeTop !== 'boolean') throw new OptionError(`xception: includeTop must be true or false`);
   checkSegments(resolved);
   return resolved;
 }
@@ -239,15 +213,7 @@ export function xception(options: XceptionOptions = {}): Model {
   x = apply(bn(`block${b14}_sepconv2_bn`), x);
   x = apply(relu(`block${b14}_sepconv2_act`), x);
 
-  if (o.includeTop) {
-    x = apply(new GlobalAveragePooling2D({ name: 'avg_pool' }), x);
-    if (o.dropout > 0) x = apply(new Dropout(o.dropout, { name: 'dropout' }), x);
-    x = apply(new Dense({ units: o.classes, activation: o.classifierActivation, name: 'predictions' }), x);
-  } else if (o.pooling === 'avg') {
-    x = apply(new GlobalAveragePooling2D({ name: auto.next('global_average_pooling2d') }), x);
-  } else if (o.pooling === 'max') {
-    x = apply(new GlobalMaxPooling2D({ name: auto.next('global_max_pooling2d') }), x);
-  }
+  x = applyHead(x, o, apply, auto);
 
   const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });
   model.config = { model: 'xception', ...o };
