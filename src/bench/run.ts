@@ -4,7 +4,9 @@
  * `pytorch` PyTorch for training (bench/pytorch_train.py) — and the two side by side as a ratio.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackendError, OptionError } from '../core/errors.js';
 import { selectCases, type BenchCase, type CaseName, type ModelScale } from './cases.js';
@@ -156,12 +158,25 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
   for (const c of cases) {
     const imageSize = scale.size ?? c.size;
     progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
-    const spec: WorkerSpec = { engine: 'xception', case: c, scale, timing, threads: peerThreads, ...(o.backend ? { backend: o.backend } : {}) };
+    const onnxPeer = peer && c.kind === 'infer';
+    const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
+    const spec: WorkerSpec = {
+      engine: 'xception', case: c, scale, timing, threads: peerThreads,
+      ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
+    };
+    try {
+      yield await runCase(c, spec, onnxPath, python, imageSize);
+    } finally {
+      if (onnxPath) rmSync(dirname(onnxPath), { recursive: true, force: true });
+    }
+  }
+
+  async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, python: string | null, imageSize: number): Promise<BenchRow> {
     const own = await runWorker(spec);
     const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
     const gflops = (s: number) => stepFlops / s / 1e9;
     let peerResult: PeerResult | null = null;
-    if (peer && c.kind === 'infer') {
+    if (onnxPath) {
       progress(`${c.name}: onnxruntime…`);
       try {
         const r = await runWorker({ ...spec, engine: 'onnxruntime' });
@@ -175,7 +190,7 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
       peerResult = { name: `pytorch ${r.torch}`, imagesPerSec: r.imagesPerSec, gflops: (r.imagesPerSec * stepFlops) / c.batch / 1e9, peakRssMB: r.peakRssMB };
     }
     const imagesPerSec = c.batch / own.secondsPerStep;
-    yield {
+    return {
       case: c.name, backend: own.engine, precision: 'fp32', imagesPerSec, gflops: gflops(own.secondsPerStep),
       peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
       batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep,

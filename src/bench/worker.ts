@@ -2,8 +2,10 @@
  * One benchmark case in its own process, so that its peak resident memory is its own:
  * `node worker.js '<WorkerSpec JSON>'` prints one WorkerResult as a JSON line on stdout.
  * engine 'xception' runs the project's network on a backend; 'onnxruntime' runs the same network
- * with the same weights exported by exportOnnx in onnxruntime-node (inference only).
+ * with the same weights, exported by the xception worker with exportOnnx, in onnxruntime-node
+ * (inference only).
  */
+import { writeFileSync } from 'node:fs';
 import '../backends/index.js';
 import { backward } from '../core/autograd.js';
 import { tensor } from '../core/creation.js';
@@ -28,16 +30,22 @@ export interface WorkerSpec {
   backend?: string;
   /** onnxruntime intra-op threads. */
   threads: number;
+  /**
+   * engine 'xception': after timing, write the benchmarked model as ONNX here (for the peer).
+   * engine 'onnxruntime': the ONNX file to run.
+   */
+  onnxPath?: string;
 }
 
 export interface WorkerResult {
   /** The backend as --backend names it ('native', 'reference'), or 'onnxruntime <version>'. */
   engine: string;
+  /** Counted by the xception engine (0 from onnxruntime, which runs the same network). */
   forwardFlopsPerImage: number;
   secondsPerStep: number;
   repeatSeconds: number[];
   stepsPerRepeat: number;
-  /** process.resourceUsage().maxRSS of this process, in MB (10^6 bytes). */
+  /** Peak resident memory (maxRSS) of this process while measuring, in MB (10^6 bytes). */
   peakRssMB: number;
 }
 
@@ -48,7 +56,17 @@ function randomImages(n: number, seed: number): Float32Array {
   return a;
 }
 
-async function runXception(spec: WorkerSpec): Promise<{ engine: string; flops: number; timing: Timing }> {
+interface Measured {
+  engine: string;
+  flops: number;
+  timing: Timing;
+  peakRssMB: number;
+}
+
+/** Peak resident memory of this process so far, MB (maxRSS is in KiB). */
+const peakRssMB = (): number => (process.resourceUsage().maxRSS * 1024) / 1e6;
+
+async function runXception(spec: WorkerSpec): Promise<Measured> {
   if (spec.backend) setBackend(spec.backend);
   const backend = getBackend();
   const c = spec.case;
@@ -75,11 +93,14 @@ async function runXception(spec: WorkerSpec): Promise<{ engine: string; flops: n
     };
   }
   const timing = await timeSteps(step, spec.timing);
+  const peak = peakRssMB();
+  // The peer runs the very weights just measured (inference mode: BN folded into the convs).
+  if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
   // Named as the --backend flag names it.
-  return { engine: backend.name === 'onednn' ? 'native' : backend.name, flops, timing };
+  return { engine: backend.name === 'onednn' ? 'native' : backend.name, flops, timing, peakRssMB: peak };
 }
 
-async function runOnnxRuntime(spec: WorkerSpec): Promise<{ engine: string; flops: number; timing: Timing }> {
+async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
   const c = spec.case;
   if (c.kind !== 'infer') throw new BackendError(`onnxruntime runs inference only, not case '${c.name}'`);
   let ort: typeof import('onnxruntime-node');
@@ -88,15 +109,9 @@ async function runOnnxRuntime(spec: WorkerSpec): Promise<{ engine: string; flops
   } catch (e) {
     throw new BackendError(`onnxruntime-node is not installed (a dev dependency: ONNXRUNTIME_NODE_INSTALL=skip npm install): ${(e as Error).message}`);
   }
-  // The same weights as the xception child: same options, same seed. Built on the reference
-  // backend so that this process holds no native buffers besides onnxruntime's.
-  setBackend('reference');
-  const model = noGrad(() => xception(caseModelOptions(c, spec.scale)));
-  const flops = forwardFlops(model);
-  const [h, w, ch] = model.inputShape as number[];
-  const bytes = exportOnnx(model, { inputLayout: 'nchw' });
-  model.dispose();
-  const session = await ort.InferenceSession.create(bytes, {
+  if (!spec.onnxPath) throw new BackendError('onnxruntime worker: no ONNX file given');
+  const [h, w, ch] = caseModelOptions(c, spec.scale).inputShape!;
+  const session = await ort.InferenceSession.create(spec.onnxPath, {
     executionProviders: ['cpu'],
     intraOpNumThreads: spec.threads,
     interOpNumThreads: 1,
@@ -108,7 +123,7 @@ async function runOnnxRuntime(spec: WorkerSpec): Promise<{ engine: string; flops
     for (const t of Object.values(out)) t.dispose?.();
   }, spec.timing);
   await session.release();
-  return { engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`.trim(), flops, timing };
+  return { engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`, flops: 0, timing, peakRssMB: peakRssMB() };
 }
 
 async function workerMain(): Promise<void> {
@@ -120,7 +135,7 @@ async function workerMain(): Promise<void> {
     secondsPerStep: r.timing.secondsPerStep,
     repeatSeconds: r.timing.repeatSeconds,
     stepsPerRepeat: r.timing.stepsPerRepeat,
-    peakRssMB: (process.resourceUsage().maxRSS * 1024) / 1e6,
+    peakRssMB: r.peakRssMB,
   };
   process.stdout.write(JSON.stringify(result) + '\n');
 }
