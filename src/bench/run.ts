@@ -92,9 +92,12 @@ function lastJsonLine<T>(out: ChildOutput, what: string): T {
   return JSON.parse(lines[lines.length - 1]!) as T;
 }
 
-async function runWorker(spec: WorkerSpec): Promise<WorkerResult> {
+/** Runs a worker; what it said on stderr (e.g. "native backend not available") goes to `note`. */
+async function runWorker(spec: WorkerSpec, note: (line: string) => void): Promise<WorkerResult> {
   const out = await runChild(process.execPath, [WORKER, JSON.stringify(spec)]);
-  return lastJsonLine<WorkerResult>(out, `bench case ${spec.case.name} (${spec.engine})`);
+  const result = lastJsonLine<WorkerResult>(out, `bench case ${spec.case.name} (${spec.engine})`);
+  for (const line of out.stderr.split('\n')) if (line.trim()) note(`${spec.case.name} (${spec.engine}): ${line.trim()}`);
+  return result;
 }
 
 /**
@@ -172,14 +175,14 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
   }
 
   async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, python: string | null, imageSize: number): Promise<BenchRow> {
-    const own = await runWorker(spec);
+    const own = await runWorker(spec, progress);
     const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
     const gflops = (s: number) => stepFlops / s / 1e9;
     let peerResult: PeerResult | null = null;
     if (onnxPath) {
       progress(`${c.name}: onnxruntime…`);
       try {
-        const r = await runWorker({ ...spec, engine: 'onnxruntime' });
+        const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
         peerResult = { name: r.engine, imagesPerSec: c.batch / r.secondsPerStep, gflops: gflops(r.secondsPerStep), peakRssMB: r.peakRssMB };
       } catch (e) {
         progress(`${c.name}: no peer: ${(e as Error).message}`);
