@@ -1,6 +1,7 @@
 /** The `xception` command: dispatches to subcommands and turns typed errors into clear messages. */
 import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
+import { benchCommand } from './commands/bench.js';
 import { evalCommand } from './commands/eval.js';
 import { experimentCommand } from './commands/experiment.js';
 import { exportCommand } from './commands/export.js';
@@ -17,6 +18,7 @@ const COMMANDS: Record<string, { run: Command; about: string }> = {
   experiment: { run: experimentCommand, about: 'the paper\'s experiments as recipes: list, run NAME, report DIR' },
   predict: { run: predictCommand, about: 'classify images (top-K ImageNet classes with a 1000-class model)' },
   export: { run: exportCommand, about: 'write a model as ONNX, or its weights as Keras H5 or safetensors' },
+  bench: { run: benchCommand, about: 'images/s and GFLOP/s of Xception inference and training, beside ONNX Runtime (and PyTorch)' },
 };
 
 export const MAIN_HELP = `xception — the Xception family of CNNs (Chollet 2017) in TypeScript, fast on a CPU

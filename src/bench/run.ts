@@ -1,0 +1,202 @@
+/**
+ * `xception bench`: each case runs in a child process of its own (so that its peak resident
+ * memory is its own), then the same case in the peer — ONNX Runtime for inference, and with
+ * `pytorch` PyTorch for training (bench/pytorch_train.py) — and the two side by side as a ratio.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BackendError, OptionError } from '../core/errors.js';
+import { selectCases, type BenchCase, type CaseName, type ModelScale } from './cases.js';
+import type { TimingOptions } from './timing.js';
+import type { WorkerResult, WorkerSpec } from './worker.js';
+
+export interface BenchOptions {
+  /** Case names (default: all, in the table's order). */
+  cases?: readonly string[];
+  /** Timed repeats per case (median reported; default 5). */
+  repeats?: number;
+  /** Untimed steps first (default 2). */
+  warmup?: number;
+  /** Each repeat lasts at least this long (default 1 s). */
+  minSeconds?: number;
+  /** Run the peers (default true). */
+  peer?: boolean;
+  /** Also run bench/pytorch_train.py as the training cases' peer (default false). */
+  pytorch?: boolean;
+  /** 'native' | 'reference' (default: the default backend). */
+  backend?: string;
+  /** Threads of the peers (default 2, this machine's cores; the native backend uses OpenMP's default). */
+  peerThreads?: number;
+  /** Smaller networks for quick checks (the figures are then not Xception's). */
+  scale?: ModelScale;
+  /** Progress lines (stderr in the command). */
+  onProgress?: (line: string) => void;
+}
+
+export interface PeerResult {
+  name: string;
+  imagesPerSec: number;
+  gflops: number;
+  peakRssMB: number;
+}
+
+export interface BenchRow {
+  case: CaseName;
+  backend: string;
+  precision: 'fp32';
+  imagesPerSec: number;
+  /** Achieved GFLOP/s: counted FLOPs (2 × multiply-adds of convs and dense; training 3× forward) per second. */
+  gflops: number;
+  peer: PeerResult | null;
+  /** imagesPerSec / peer.imagesPerSec. */
+  ratio: number | null;
+  batch: number;
+  imageSize: number;
+  /** Peak resident memory of the case's process, MB. */
+  peakRssMB: number;
+  /** Median seconds per step (one batch). */
+  secondsPerStep: number;
+}
+
+const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
+/** bench/pytorch_train.py beside the package root (dist/src/bench → ../../..). */
+export const PYTORCH_SCRIPT = fileURLToPath(new URL('../../../bench/pytorch_train.py', import.meta.url));
+
+interface ChildOutput {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runChild(command: string, args: string[]): Promise<ChildOutput> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The last JSON object line of a child's stdout. */
+function lastJsonLine<T>(out: ChildOutput, what: string): T {
+  const lines = out.stdout.split('\n').filter((l) => l.trim().startsWith('{'));
+  if (out.code !== 0 || lines.length === 0) {
+    const tail = out.stderr.trim().split('\n').slice(-6).join('\n');
+    throw new BackendError(`${what} failed (exit code ${out.code})${tail ? `:\n${tail}` : ''}`);
+  }
+  return JSON.parse(lines[lines.length - 1]!) as T;
+}
+
+/** Runs a worker; what it said on stderr (e.g. "native backend not available") goes to `note`. */
+async function runWorker(spec: WorkerSpec, note: (line: string) => void): Promise<WorkerResult> {
+  const out = await runChild(process.execPath, [WORKER, JSON.stringify(spec)]);
+  const result = lastJsonLine<WorkerResult>(out, `bench case ${spec.case.name} (${spec.engine})`);
+  for (const line of out.stderr.split('\n')) if (line.trim()) note(`${spec.case.name} (${spec.engine}): ${line.trim()}`);
+  return result;
+}
+
+/**
+ * A Python that can `import torch`: $XCEPTION_PYTHON, else `python3` on the PATH, else Debian's
+ * /usr/bin/python3 (python3-torch installs there, which a pyenv or venv python3 does not see).
+ * Null when none can.
+ */
+export function findPytorchPython(): string | null {
+  const env = process.env['XCEPTION_PYTHON'];
+  for (const python of env ? [env] : ['python3', '/usr/bin/python3']) {
+    const r = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
+    if (r.status === 0) return python;
+  }
+  return null;
+}
+
+interface PytorchResult {
+  torch: string;
+  imagesPerSec: number;
+  peakRssMB: number;
+}
+
+async function runPytorch(python: string, c: BenchCase, scale: ModelScale, timing: TimingOptions, threads: number): Promise<PytorchResult> {
+  const args = [
+    PYTORCH_SCRIPT, '--case', c.name, '--batch', String(c.batch), '--size', String(scale.size ?? c.size), '--stem', c.stem,
+    '--width', String(scale.width ?? 1), '--middle-blocks', String(scale.middleBlocks ?? 8), '--classes', '1000',
+    '--warmup', String(timing.warmup), '--repeats', String(timing.repeats), '--min-time', String(timing.minSeconds),
+    '--threads', String(threads),
+  ];
+  return lastJsonLine<PytorchResult>(await runChild(python, args), `PyTorch case ${c.name} (bench/pytorch_train.py)`);
+}
+
+function check(name: string, v: number | undefined, min: number, integer: boolean): void {
+  if (v === undefined) return;
+  if (!Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
+    throw new OptionError(`bench: ${name} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got ${v}`);
+  }
+}
+
+/** Runs the cases one after another, yielding each row as soon as it and its peer are measured. */
+export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> {
+  const cases = selectCases(o.cases);
+  check('repeats', o.repeats, 1, true);
+  check('warmup', o.warmup, 1, true);
+  check('minSeconds', o.minSeconds, 0, false);
+  check('peerThreads', o.peerThreads, 1, true);
+  if (o.backend !== undefined && !['native', 'reference'].includes(o.backend)) {
+    throw new OptionError(`bench: backend must be 'native' or 'reference', got '${o.backend}'`);
+  }
+  const timing: TimingOptions = { warmup: o.warmup ?? 2, repeats: o.repeats ?? 5, minSeconds: o.minSeconds ?? 1 };
+  const scale = o.scale ?? {};
+  const peerThreads = o.peerThreads ?? 2;
+  const peer = o.peer ?? true;
+  let python: string | null = null;
+  if (o.pytorch && peer) {
+    python = findPytorchPython();
+    if (!python) throw new BackendError('bench: --pytorch needs a python3 that can import torch (none found; Debian: apt-get install python3-torch, or set XCEPTION_PYTHON)');
+    if (!existsSync(PYTORCH_SCRIPT)) throw new BackendError(`bench: --pytorch needs ${PYTORCH_SCRIPT} (it ships with the source tree, not the npm package)`);
+  }
+  const progress = o.onProgress ?? (() => {});
+  for (const c of cases) {
+    const imageSize = scale.size ?? c.size;
+    progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
+    const onnxPeer = peer && c.kind === 'infer';
+    const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
+    const spec: WorkerSpec = {
+      engine: 'xception', case: c, scale, timing, threads: peerThreads,
+      ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
+    };
+    try {
+      yield await runCase(c, spec, onnxPath, python, imageSize);
+    } finally {
+      if (onnxPath) rmSync(dirname(onnxPath), { recursive: true, force: true });
+    }
+  }
+
+  async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, python: string | null, imageSize: number): Promise<BenchRow> {
+    const own = await runWorker(spec, progress);
+    const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
+    const gflops = (s: number) => stepFlops / s / 1e9;
+    let peerResult: PeerResult | null = null;
+    if (onnxPath) {
+      progress(`${c.name}: onnxruntime…`);
+      try {
+        const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
+        peerResult = { name: r.engine, imagesPerSec: c.batch / r.secondsPerStep, gflops: gflops(r.secondsPerStep), peakRssMB: r.peakRssMB };
+      } catch (e) {
+        progress(`${c.name}: no peer: ${(e as Error).message}`);
+      }
+    } else if (python && c.kind === 'train') {
+      progress(`${c.name}: pytorch…`);
+      const r = await runPytorch(python, c, scale, timing, peerThreads);
+      peerResult = { name: `pytorch ${r.torch}`, imagesPerSec: r.imagesPerSec, gflops: (r.imagesPerSec * stepFlops) / c.batch / 1e9, peakRssMB: r.peakRssMB };
+    }
+    const imagesPerSec = c.batch / own.secondsPerStep;
+    return {
+      case: c.name, backend: own.engine, precision: 'fp32', imagesPerSec, gflops: gflops(own.secondsPerStep),
+      peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
+      batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep,
+    };
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * One benchmark case in its own process, so that its peak resident memory is its own:
+ * `node worker.js '<WorkerSpec JSON>'` prints one WorkerResult as a JSON line on stdout.
+ * engine 'xception' runs the project's network on a backend; 'onnxruntime' runs the same network
+ * with the same weights, exported by the xception worker with exportOnnx, in onnxruntime-node
+ * (inference only).
+ */
+import { writeFileSync } from 'node:fs';
+import '../backends/index.js';
+import { backward } from '../core/autograd.js';
+import { tensor } from '../core/creation.js';
+import { getBackend, keep, noGrad, setBackend, tidy } from '../core/engine.js';
+import { BackendError } from '../core/errors.js';
+import { softmaxCrossEntropy } from '../core/ops/loss.js';
+import { Random } from '../core/random.js';
+import { exportOnnx } from '../io/onnx-model.js';
+import { xception } from '../models/xception/xception.js';
+import { Optimizer } from '../train/optimizers.js';
+import type { BenchCase, ModelScale } from './cases.js';
+import { caseModelOptions } from './cases.js';
+import { forwardFlops } from './flops.js';
+import { timeSteps, type Timing, type TimingOptions } from './timing.js';
+
+export interface WorkerSpec {
+  engine: 'xception' | 'onnxruntime';
+  case: BenchCase;
+  scale: ModelScale;
+  timing: TimingOptions;
+  /** 'native' | 'reference' for engine 'xception'; undefined = the default choice. */
+  backend?: string;
+  /** onnxruntime intra-op threads. */
+  threads: number;
+  /**
+   * engine 'xception': after timing, write the benchmarked model as ONNX here (for the peer).
+   * engine 'onnxruntime': the ONNX file to run.
+   */
+  onnxPath?: string;
+}
+
+export interface WorkerResult {
+  /** The backend as --backend names it ('native', 'reference'), or 'onnxruntime <version>'. */
+  engine: string;
+  /** Counted by the xception engine (0 from onnxruntime, which runs the same network). */
+  forwardFlopsPerImage: number;
+  secondsPerStep: number;
+  repeatSeconds: number[];
+  stepsPerRepeat: number;
+  /** Peak resident memory (maxRSS) of this process while measuring, in MB (10^6 bytes). */
+  peakRssMB: number;
+}
+
+function randomImages(n: number, seed: number): Float32Array {
+  const rng = new Random(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform(-1, 1); // Xception's input range [-1, 1]
+  return a;
+}
+
+interface Measured {
+  engine: string;
+  flops: number;
+  timing: Timing;
+  peakRssMB: number;
+}
+
+/** Peak resident memory of this process so far, MB (maxRSS is in KiB). */
+const peakRssMB = (): number => (process.resourceUsage().maxRSS * 1024) / 1e6;
+
+async function runXception(spec: WorkerSpec): Promise<Measured> {
+  if (spec.backend) setBackend(spec.backend);
+  const backend = getBackend();
+  const c = spec.case;
+  const model = noGrad(() => xception({ ...caseModelOptions(c, spec.scale), backend }));
+  const [h, w, ch] = model.inputShape as number[];
+  const x = keep(tensor(randomImages(c.batch * h! * w! * ch!, 1), [c.batch, h!, w!, ch!], { backend }));
+  const flops = forwardFlops(model);
+  let step: () => unknown;
+  if (c.kind === 'infer') {
+    step = () => noGrad(() => tidy(() => model.forward(x).data()));
+  } else {
+    const rng = new Random(2);
+    const labels = Array.from({ length: c.batch }, () => rng.int(1000));
+    const optimizer = new Optimizer('sgd', { lr: 0.01, momentum: 0.9 });
+    step = () => {
+      // The trainer's step: training-mode logits → cross-entropy → backward → SGD with momentum.
+      tidy(() => {
+        const logits = model.forward(x, { training: true, logits: true });
+        const loss = softmaxCrossEntropy(logits, labels);
+        backward(loss);
+        return loss.item();
+      });
+      optimizer.apply(model.weights);
+    };
+  }
+  const timing = await timeSteps(step, spec.timing);
+  const peak = peakRssMB();
+  // The peer runs the very weights just measured (inference mode: BN folded into the convs).
+  if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
+  // Named as the --backend flag names it.
+  return { engine: backend.name === 'onednn' ? 'native' : backend.name, flops, timing, peakRssMB: peak };
+}
+
+async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
+  const c = spec.case;
+  if (c.kind !== 'infer') throw new BackendError(`onnxruntime runs inference only, not case '${c.name}'`);
+  let ort: typeof import('onnxruntime-node');
+  try {
+    ort = await import('onnxruntime-node');
+  } catch (e) {
+    throw new BackendError(`onnxruntime-node is not installed (a dev dependency: ONNXRUNTIME_NODE_INSTALL=skip npm install): ${(e as Error).message}`);
+  }
+  if (!spec.onnxPath) throw new BackendError('onnxruntime worker: no ONNX file given');
+  const [h, w, ch] = caseModelOptions(c, spec.scale).inputShape!;
+  const session = await ort.InferenceSession.create(spec.onnxPath, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: spec.threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const input = new ort.Tensor('float32', randomImages(c.batch * h! * w! * ch!, 1), [c.batch, ch!, h!, w!]);
+  const timing = await timeSteps(async () => {
+    const out = await session.run({ input });
+    for (const t of Object.values(out)) t.dispose?.();
+  }, spec.timing);
+  await session.release();
+  return { engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`, flops: 0, timing, peakRssMB: peakRssMB() };
+}
+
+async function workerMain(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? '') as WorkerSpec;
+  const r = spec.engine === 'onnxruntime' ? await runOnnxRuntime(spec) : await runXception(spec);
+  const result: WorkerResult = {
+    engine: r.engine,
+    forwardFlopsPerImage: r.flops,
+    secondsPerStep: r.timing.secondsPerStep,
+    repeatSeconds: r.timing.repeatSeconds,
+    stepsPerRepeat: r.timing.stepsPerRepeat,
+    peakRssMB: r.peakRssMB,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+workerMain().catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+  process.exitCode = 1;
+});

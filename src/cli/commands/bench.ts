@@ -1,0 +1,123 @@
+import { OptionError } from '../../core/errors.js';
+import { CASE_NAMES } from '../../bench/cases.js';
+import { runBench, type BenchOptions, type BenchRow } from '../../bench/run.js';
+import { choiceFlag, intFlag, numberFlag, parse } from '../args.js';
+
+export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repeats N] [--no-peer] [--pytorch] [--backend NAME]
+
+Measures Xception on this machine, side by side in the same run with a peer:
+  infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime
+  infer-b8-299    inference, batch 8 at 299×299         peer: ONNX Runtime
+  train-b8-299    training step, batch 8 at 299×299     peer: PyTorch with --pytorch, else none
+  train-b32-64    training step, batch 32 at 64×64      peer: PyTorch with --pytorch, else none
+                  (small-image stem: 64×64 is below the ImageNet stem's minimum of 71)
+A training step is the trainer's: training-mode forward → softmax cross-entropy → backward →
+SGD with momentum 0.9. ONNX Runtime (onnxruntime-node, a dev dependency; CPU, 2 intra-op
+threads, all graph optimizations) runs the same network with the same weights, exported by the
+project's ONNX exporter. PyTorch runs bench/pytorch_train.py (channels-last, SGD momentum) with
+a python3 that imports torch (Debian python3-torch; $XCEPTION_PYTHON picks one).
+
+Each case and each peer runs in a child process of its own: its peak resident memory (RSS) is
+its own. Figures: images per second (batch / median seconds per step, after a warm-up) and
+achieved GFLOP/s (2 × multiply-adds of the convolutions and dense layers; a training step counts
+3× the forward FLOPs). Precision fp32 (bf16 is not implemented yet). On a shared machine figures
+move with the load: compare the ratio.
+
+  --json                  one object per line: {case, backend, precision, imagesPerSec, gflops,
+                          peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
+                          batch, imageSize, peakRssMB, secondsPerStep}
+  --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
+  --repeats N             timed repeats per case, median reported (default 5)
+  --warmup N              untimed steps first (default 2)
+  --min-time S            each repeat runs enough steps to last S seconds (default 1)
+  --no-peer               skip the peers
+  --pytorch               also time the training cases in PyTorch as their peer
+  --backend NAME          native | reference (default: native where built)
+  --threads N             the peers' threads (default 2)
+Quick checks (the figures are then not Xception's):
+  --size S                every case at S×S (≥ 71 for the 299 cases)
+  --width X               channel width multiplier
+  --middle-blocks N       middle-flow blocks (default 8)
+  -h, --help
+
+Examples:
+  xception bench
+  xception bench --json --pytorch
+  xception bench --cases infer-b1-299 --repeats 9
+`;
+
+export async function benchCommand(argv: string[], out: (s: string) => void): Promise<number> {
+  const p = parse('bench', argv, {
+    json: { type: 'boolean' }, cases: { type: 'string' }, repeats: { type: 'string' }, warmup: { type: 'string' },
+    'min-time': { type: 'string' }, 'no-peer': { type: 'boolean' }, pytorch: { type: 'boolean' }, backend: { type: 'string' },
+    threads: { type: 'string' }, size: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  const v = p.values;
+  if (v['help']) {
+    out(BENCH_HELP);
+    return 0;
+  }
+  let cases: string[] | undefined;
+  if (v['cases'] !== undefined) {
+    cases = String(v['cases']).split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    if (cases.length === 0) throw new OptionError(`--cases needs one or more of ${CASE_NAMES.join(', ')}`);
+    const unknown = cases.find((c) => !CASE_NAMES.includes(c as (typeof CASE_NAMES)[number]));
+    if (unknown) throw new OptionError(`--cases: unknown case '${unknown}' (known: ${CASE_NAMES.join(', ')})`);
+  }
+  if (v['no-peer'] && v['pytorch']) throw new OptionError('--pytorch and --no-peer contradict each other');
+  const size = intFlag('size', v['size'], 8);
+  const width = numberFlag('width', v['width'], 0.01, 4);
+  const middleBlocks = intFlag('middle-blocks', v['middle-blocks'], 0);
+  const o: BenchOptions = {
+    peer: !v['no-peer'],
+    pytorch: Boolean(v['pytorch']),
+    scale: {
+      ...(size !== undefined ? { size } : {}), ...(width !== undefined ? { width } : {}), ...(middleBlocks !== undefined ? { middleBlocks } : {}),
+    },
+    onProgress: (line) => process.stderr.write(`xception bench: ${line}\n`),
+  };
+  if (cases) o.cases = cases;
+  const repeats = intFlag('repeats', v['repeats']);
+  if (repeats !== undefined) o.repeats = repeats;
+  const warmup = intFlag('warmup', v['warmup']);
+  if (warmup !== undefined) o.warmup = warmup;
+  const minSeconds = numberFlag('min-time', v['min-time'], 0, 600);
+  if (minSeconds !== undefined) o.minSeconds = minSeconds;
+  const threads = intFlag('threads', v['threads']);
+  if (threads !== undefined) o.peerThreads = threads;
+  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  if (backend) o.backend = backend;
+  if (size !== undefined && size < 71 && (cases ?? CASE_NAMES).some((c) => c.endsWith('-299'))) {
+    throw new OptionError(`--size ${size}: the 299×299 cases use the ImageNet stem, which needs at least 71`);
+  }
+
+  const json = Boolean(v['json']);
+  const rows: BenchRow[] = [];
+  if (!json) out(`${header()}\n`);
+  for await (const row of runBench(o)) {
+    rows.push(row);
+    out(json ? `${JSON.stringify(row)}\n` : `${tableLine(row)}\n`);
+  }
+  return 0;
+}
+
+const COLUMNS = ['case', 'backend', 'prec', 'img/s', 'GFLOP/s', 'RSS MB', 'peer', 'peer img/s', 'peer RSS MB', 'ratio'];
+const WIDTHS = [13, 9, 5, 9, 8, 7, 20, 10, 11, 6];
+
+function cells(cs: string[]): string {
+  return cs.map((c, i) => (i <= 2 || i === 6 ? c.padEnd(WIDTHS[i]!) : c.padStart(WIDTHS[i]!))).join('  ').trimEnd();
+}
+
+function header(): string {
+  return cells(COLUMNS);
+}
+
+function tableLine(r: BenchRow): string {
+  const f = (x: number, d: number) => x.toFixed(d);
+  return cells([
+    r.case, r.backend, r.precision, f(r.imagesPerSec, 2), f(r.gflops, 1), f(r.peakRssMB, 0),
+    r.peer?.name ?? '—', r.peer ? f(r.peer.imagesPerSec, 2) : '—', r.peer ? f(r.peer.peakRssMB, 0) : '—',
+    r.ratio !== null ? `${f(r.ratio, 2)}×` : '—',
+  ]);
+}
