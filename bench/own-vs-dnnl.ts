@@ -1,7 +1,8 @@
 /**
- * Batch norm on the main job's shapes: the contract kernels (native/kernels_bn.cc) against
- * oneDNN's (registered as `batchNorm*.dnnl`), same run, same buffers; fastest ms per call and the ratio.
- * Run: `npm run build && node dist/bench/batchnorm.js`.
+ * Batch norm and ReLU on the main job's shapes: the contract kernels (native/kernels_bn.cc,
+ * kernels_loops.cc) against oneDNN's (registered as `<kernel>.dnnl`), same run, same buffers;
+ * fastest ms per call and the ratio. Run: `npm run build && node dist/bench/own-vs-dnnl.js`
+ * (and with OMP_NUM_THREADS=1 on a shared machine, where the second thread is often descheduled).
  */
 import { loadAddon, type NativeBuffer } from '../src/backends/onednn/binding.js';
 import { Random } from '../src/core/random.js';
@@ -50,4 +51,17 @@ for (const [rows, ch] of SHAPES) {
       (dnnl / own).toFixed(2).padStart(9));
   }
   for (const h of [x, dy, gamma, beta, mean, variance]) addon.free(h);
+}
+
+for (const size of [128 * 28 * 28 * 16, 128 * 14 * 14 * 32, 128 * 4 * 4 * 182, 128 * 2 * 2 * 512]) {
+  const x = upload(size), dy = upload(size);
+  const run = (op: string, inputs: NativeBuffer[]) => () => {
+    for (const h of addon.run(op, inputs, [size], undefined)) if (typeof h !== 'number') addon.free(h);
+  };
+  for (const [op, inputs] of [['relu', [x]], ['reluBackward', [dy, x]]] as Array<[string, NativeBuffer[]]>) {
+    const own = time(run(op, inputs)), dnnl = time(run(`${op}.dnnl`, inputs));
+    console.log(`${size}`.padEnd(16), op.padEnd(20), own.toFixed(3).padStart(8), dnnl.toFixed(3).padStart(8),
+      (dnnl / own).toFixed(2).padStart(9));
+  }
+  for (const h of [x, dy]) addon.free(h);
 }

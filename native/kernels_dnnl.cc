@@ -671,8 +671,9 @@ void registerDnnlKernels(std::map<std::string, KernelFn>& t) {
   t["batchNormTrain.dnnl"] = batchNormTrain;
   t["batchNormInference.dnnl"] = batchNormInference;
   t["batchNormBackward.dnnl"] = batchNormBackward;
-  t["relu"] = relu;
-  t["reluBackward"] = reluBackward;
+  // ReLU runs as a plain loop (kernels_loops.cc); oneDNN's stays reachable for benchmarks.
+  t["relu.dnnl"] = relu;
+  t["reluBackward.dnnl"] = reluBackward;
   t["elu"] = elu;
   t["eluBackward"] = eluBackward;
   t["maxPool2d"] = maxPool2d;
