@@ -70,6 +70,14 @@ int threadId() {
 #endif
 }
 
+int teamSize() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 // Rows [r0, r1) of this thread out of `rows`, split evenly.
 void rowRange(int64_t rows, int t, int threads, int64_t& r0, int64_t& r1) {
   r0 = rows * t / threads;
@@ -141,8 +149,9 @@ void forRows(const BnShape& b, int threads, F rowKernel) {
   const int64_t rest = b.rows - wide * b.group;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    // Split by the team OpenMP actually gave (it may be smaller than asked for); slot t < threads.
     const int t = threadId();
-    const int n = threads > 1 ? threads : 1;
+    const int n = teamSize();
     int64_t r0, r1;
     rowRange(wide, t, n, r0, r1);
     if (r1 > r0) rowKernel(r0 * b.group, r1 - r0, b.width, t);
