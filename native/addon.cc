@@ -42,6 +42,7 @@ const std::map<std::string, KernelFn>& kernelTable() {
     std::map<std::string, KernelFn> t;
     registerDnnlKernels(t);
     registerLoopKernels(t);
+    registerBatchNormKernels(t);
     return t;
   }();
   return table;

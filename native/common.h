@@ -140,8 +140,9 @@ inline int64_t keyBits(double v) {
 // oneDNN's implementation name for a convolution (which = 0 forward, 1 backward data, 2 filter).
 std::string describeConv(State& s, const Args& a, int which);
 
-// Registration tables of the two kernel files.
+// Registration tables of the kernel files.
 void registerDnnlKernels(std::map<std::string, KernelFn>& table);
 void registerLoopKernels(std::map<std::string, KernelFn>& table);
+void registerBatchNormKernels(std::map<std::string, KernelFn>& table);
 
 }  // namespace xnative

@@ -12,11 +12,78 @@
 #include <omp.h>
 #endif
 
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 (the build has no -march flag);
+// the loader picks one at run time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define XN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define XN_CLONES
+#endif
+
 namespace xnative {
 namespace {
 
 // Below this many elements a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
+
+// Runs body(begin, end) over [0, n) in contiguous chunks, one per thread (one call if small).
+// The body must not throw.
+template <class F>
+void chunked(int64_t n, F body) {
+#ifdef _OPENMP
+  if (n > kParallelMin) {
+#pragma omp parallel
+    {
+      const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+      // Chunk edges on multiples of 16 floats (64 bytes) so threads never share a cache line.
+      const int64_t b = (n * t / k) & ~int64_t(15), e = t == k - 1 ? n : (n * (t + 1) / k) & ~int64_t(15);
+      if (e > b) body(b, e);
+    }
+    return;
+  }
+#endif
+  body(0, n);
+}
+
+XN_CLONES void reluRange(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+
+// The gradient flows where the forward output is positive (the contract passes y, not x).
+XN_CLONES void reluBackwardRange(const float* dy, const float* y, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
+XN_CLONES void axpbyRange(float a, const float* x, float b, const float* y, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a * x[i] + b * y[i];
+}
+
+XN_CLONES void mulRange(const float* x, const float* y, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * y[i];
+}
+
+XN_CLONES void scaleRange(float s, const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = s * x[i];
+}
+
+// inputs: x; nums: size
+void relu(State&, const Args& a, Result& r) {
+  a.expectCounts(1, 1);
+  const int64_t n = a.dim(0, "size");
+  const float* x = a.input(0, n, "x");
+  float* y = r.add(n);
+  chunked(n, [&](int64_t b, int64_t e) { reluRange(x + b, y + b, e - b); });
+}
+
+// inputs: dy, y; nums: size
+void reluBackward(State&, const Args& a, Result& r) {
+  a.expectCounts(2, 1);
+  const int64_t n = a.dim(0, "size");
+  const float* dy = a.input(0, n, "dy");
+  const float* y = a.input(1, n, "y");
+  float* dx = r.add(n);
+  chunked(n, [&](int64_t b, int64_t e) { reluBackwardRange(dy + b, y + b, dx + b, e - b); });
+}
 
 // inputs: a, b; nums: alpha, beta, size
 void axpby(State&, const Args& a, Result& r) {
@@ -27,8 +94,7 @@ void axpby(State&, const Args& a, Result& r) {
   const float* y = a.input(1, n, "b");
   float* out = r.add(n);
   const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = fa * x[i] + fb * y[i];
+  chunked(n, [&](int64_t b, int64_t e) { axpbyRange(fa, x + b, fb, y + b, out + b, e - b); });
 }
 
 // inputs: a, b; nums: size
@@ -38,8 +104,7 @@ void mul(State&, const Args& a, Result& r) {
   const float* x = a.input(0, n, "a");
   const float* y = a.input(1, n, "b");
   float* out = r.add(n);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * y[i];
+  chunked(n, [&](int64_t b, int64_t e) { mulRange(x + b, y + b, out + b, e - b); });
 }
 
 // inputs: a; nums: s, size
@@ -49,8 +114,7 @@ void scale(State&, const Args& a, Result& r) {
   int64_t n = a.dim(1, "size");
   const float* x = a.input(0, n, "a");
   float* out = r.add(n);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = s * x[i];
+  chunked(n, [&](int64_t b, int64_t e) { scaleRange(s, x + b, out + b, e - b); });
 }
 
 // inputs: x, bias; nums: rows, channels
@@ -378,6 +442,8 @@ void sumSquares(State&, const Args& a, Result& r) {
 }  // namespace
 
 void registerLoopKernels(std::map<std::string, KernelFn>& t) {
+  t["relu"] = relu;
+  t["reluBackward"] = reluBackward;
   t["axpby"] = axpby;
   t["mul"] = mul;
   t["scale"] = scale;

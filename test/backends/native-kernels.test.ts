@@ -147,19 +147,26 @@ nativeTest('repeated convolutions reuse cached primitives and filter layouts, an
 
 // ---- batch normalization --------------------------------------------------------------------
 
-const BN_CASES: Array<[number, number]> = [[1, 3], [50, 8], [7, 64], [1000, 3], [8 * 19 * 19, 32]];
+// [rows, channels, x low, x high]. Channel counts below 64 exercise the grouped-rows path of the
+// native kernels (with leftover rows when rows is not a multiple of the group), 182 is the main
+// job's width (not a multiple of 16), 100352 = 128·28·28 rows use both threads, and the last case
+// has a mean far from zero against a small spread (shifted sums, centring before scaling).
+const BN_CASES: Array<[number, number, number, number]> = [
+  [1, 3, -1, 3], [50, 8, -1, 3], [7, 64, -1, 3], [1000, 3, -1, 3], [8 * 19 * 19, 32, -1, 3],
+  [13, 8, -1, 3], [2048, 182, -1, 3], [128 * 28 * 28, 8, -1, 3], [6272 + 5, 182, 0, 4], [517, 24, 99, 101],
+];
 
 nativeTest('batch norm train, inference and backward agree with the reference', (n) => {
   const rng = new Random(3);
-  for (const [rows, channels] of BN_CASES) {
+  for (const [rows, channels, lo, hi] of BN_CASES) {
     const p = { rows, channels, epsilon: 1e-3 };
     const size = rows * channels;
     // Non-zero mean and spread so the statistics matter.
-    const x = pair(n, randomArray(rng, size, -1, 3));
+    const x = pair(n, randomArray(rng, size, lo, hi));
     const gamma = pair(n, randomArray(rng, channels, 0.5, 1.5));
     const beta = pair(n, randomArray(rng, channels));
     const dy = pair(n, randomArray(rng, size));
-    const label = `rows ${rows} channels ${channels}`;
+    const label = `rows ${rows} channels ${channels} x in [${lo}, ${hi}]`;
     const tn = n.batchNormTrain(x.n, gamma.n, beta.n, p);
     const tr = R.batchNormTrain(x.r, gamma.r, beta.r, p);
     agree(n, `batchNormTrain y ${label}`, tn.y, tr.y, size);

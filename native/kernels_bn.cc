@@ -1,0 +1,284 @@
+// Batch normalization over a [rows, channels] view (NHWC activations), written as plain loops.
+//
+// Why not oneDNN's: for channel counts that are not a multiple of 16 (182 in the main job's
+// model) oneDNN 2.6 falls to a slow reference path, and even its jit path does more passes than
+// needed for these memory-bound shapes. Here: training statistics in one pass (shifted sums),
+// normalization in a second; backward in two passes. Each thread owns a contiguous range of rows
+// and keeps per-channel float64 partial sums, combined in thread order (deterministic for a given
+// thread count). Narrow rows (few channels) are processed k rows at a time as one row of width
+// k·channels, so the inner loop stays long enough to vectorize.
+//
+// The inner loops are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones; the build
+// has no -march flag) and the loader picks one at run time.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define XN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define XN_CLONES
+#endif
+
+namespace xnative {
+namespace {
+
+// Below this many elements one thread does it all: a parallel region costs a few microseconds.
+constexpr int64_t kParallelMin = 1 << 15;
+// Rows of width below this are grouped: `group` rows form one wide row of `width` values.
+constexpr int64_t kMinWidth = 64;
+
+struct BnShape {
+  int64_t rows, ch;
+  double eps;
+  int64_t group;  // rows per wide row
+  int64_t width;  // group · ch
+  static BnShape parse(const Args& a) {
+    BnShape b{};
+    b.rows = a.dim(0, "rows");
+    b.ch = a.dim(1, "channels");
+    b.eps = a.real(2, "epsilon");
+    if (!(b.eps > 0)) fail(a, "epsilon must be positive");
+    elems({b.rows, b.ch}, "batch norm input");
+    b.group = b.ch >= kMinWidth ? 1 : kMinWidth / b.ch + (kMinWidth % b.ch ? 1 : 0);
+    b.width = b.group * b.ch;
+    return b;
+  }
+  int64_t size() const { return rows * ch; }
+};
+
+int threadsFor(int64_t n) {
+#ifdef _OPENMP
+  return n > kParallelMin ? omp_get_max_threads() : 1;
+#else
+  (void)n;
+  return 1;
+#endif
+}
+
+int threadId() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+int teamSize() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// Rows [r0, r1) of this thread out of `rows`, split evenly.
+void rowRange(int64_t rows, int t, int threads, int64_t& r0, int64_t& r1) {
+  r0 = rows * t / threads;
+  r1 = rows * (t + 1) / threads;
+}
+
+// Σ (x − shift) and Σ (x − shift)² over `count` rows of `width` values, added to s1, s2.
+// The shift (an early sample of each channel) keeps the sum of squares from cancelling when the
+// mean is large against the spread.
+XN_CLONES void shiftedSums(const float* x, int64_t count, int64_t width, const float* shift, double* s1, double* s2) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* xr = x + r * width;
+    for (int64_t c = 0; c < width; ++c) {
+      const double d = static_cast<double>(xr[c] - shift[c]);
+      s1[c] += d;
+      s2[c] += d * d;
+    }
+  }
+}
+
+// Σ dy and Σ dy·(x − mean) over `count` rows of `width` values, added to s1, s2.
+XN_CLONES void gradSums(const float* dy, const float* x, int64_t count, int64_t width, const float* mean, double* s1,
+                        double* s2) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* gr = dy + r * width;
+    const float* xr = x + r * width;
+    for (int64_t c = 0; c < width; ++c) {
+      const double g = gr[c];
+      s1[c] += g;
+      s2[c] += g * static_cast<double>(xr[c] - mean[c]);
+    }
+  }
+}
+
+// y = (x − m)·a + b per column, over `count` rows of `width` values. Centring first keeps a
+// large mean from cancelling digits of y.
+XN_CLONES void normalizeRows(const float* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
+                             const float* b) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* xr = x + r * width;
+    float* yr = y + r * width;
+    for (int64_t c = 0; c < width; ++c) yr[c] = (xr[c] - m[c]) * a[c] + b[c];
+  }
+}
+
+// dx = dy·a + (x − m)·b + c per column.
+XN_CLONES void gradRows(const float* dy, const float* x, float* dx, int64_t count, int64_t width, const float* m,
+                        const float* a, const float* b, const float* c) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* gr = dy + r * width;
+    const float* xr = x + r * width;
+    float* o = dx + r * width;
+    for (int64_t j = 0; j < width; ++j) o[j] = gr[j] * a[j] + (xr[j] - m[j]) * b[j] + c[j];
+  }
+}
+
+// Per-channel vector repeated `group` times, so it lines up with a wide row.
+std::vector<float> widen(const BnShape& b, const std::vector<float>& v) {
+  std::vector<float> w(static_cast<size_t>(b.width));
+  for (int64_t k = 0; k < b.group; ++k) std::copy(v.begin(), v.end(), w.begin() + k * b.ch);
+  return w;
+}
+
+// Runs rowKernel(firstRow, rowCount, width, threadSlot) over all rows: whole wide rows first,
+// then the leftover rows (fewer than `group`) with width = ch on the last thread.
+template <class F>
+void forRows(const BnShape& b, int threads, F rowKernel) {
+  const int64_t wide = b.rows / b.group;
+  const int64_t rest = b.rows - wide * b.group;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    // Split by the team OpenMP actually gave (it may be smaller than asked for); slot t < threads.
+    const int t = threadId();
+    const int n = teamSize();
+    int64_t r0, r1;
+    rowRange(wide, t, n, r0, r1);
+    if (r1 > r0) rowKernel(r0 * b.group, r1 - r0, b.width, t);
+    if (t == n - 1 && rest > 0) rowKernel(wide * b.group, rest, b.ch, t);
+  }
+}
+
+// Folds the per-thread, per-wide-column partials into per-channel double sums.
+std::vector<double> fold(const BnShape& b, const std::vector<double>& part, int threads) {
+  std::vector<double> out(static_cast<size_t>(b.ch), 0.0);
+  for (int t = 0; t < threads; ++t)
+    for (int64_t j = 0; j < b.width; ++j) out[j % b.ch] += part[static_cast<size_t>(t) * b.width + j];
+  return out;
+}
+
+// inputs: x, gamma, beta → y, mean, variance (biased)
+void batchNormTrain(State&, const Args& a, Result& r) {
+  a.expectCounts(3, 3);
+  BnShape b = BnShape::parse(a);
+  const float* x = a.input(0, b.size(), "x");
+  const float* gamma = a.input(1, b.ch, "gamma");
+  const float* beta = a.input(2, b.ch, "beta");
+  float* y = r.add(b.size());
+  float* mean = r.add(b.ch);
+  float* var = r.add(b.ch);
+
+  const int threads = threadsFor(b.size());
+  // Everything that allocates happens outside the parallel region (nothing may throw inside).
+  std::vector<float> shift(x, x + b.ch);
+  std::vector<float> wideShift = widen(b, shift);
+  std::vector<double> p1(static_cast<size_t>(threads) * b.width, 0.0), p2(p1.size(), 0.0);
+  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
+    shiftedSums(x + row * b.ch, count, width, wideShift.data(), p1.data() + static_cast<size_t>(t) * b.width,
+                p2.data() + static_cast<size_t>(t) * b.width);
+  });
+  std::vector<double> s1 = fold(b, p1, threads), s2 = fold(b, p2, threads);
+
+  std::vector<float> m(static_cast<size_t>(b.ch)), scale(m.size()), shiftOut(m.size());
+  const double n = static_cast<double>(b.rows);
+  for (int64_t c = 0; c < b.ch; ++c) {
+    const double m1 = s1[c] / n;  // mean of (x − shift)
+    const double v = std::max(0.0, s2[c] / n - m1 * m1);
+    mean[c] = m[c] = static_cast<float>(shift[c] + m1);
+    var[c] = static_cast<float>(v);
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(v + b.eps));
+  }
+  std::vector<float> wm = widen(b, m), wa = widen(b, scale), wb = widen(b, std::vector<float>(beta, beta + b.ch));
+  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
+    normalizeRows(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
+  });
+}
+
+// inputs: x, gamma, beta, mean, variance → y
+void batchNormInference(State&, const Args& a, Result& r) {
+  a.expectCounts(5, 3);
+  BnShape b = BnShape::parse(a);
+  const float* x = a.input(0, b.size(), "x");
+  const float* gamma = a.input(1, b.ch, "gamma");
+  const float* beta = a.input(2, b.ch, "beta");
+  const float* mean = a.input(3, b.ch, "mean");
+  const float* var = a.input(4, b.ch, "variance");
+  for (int64_t c = 0; c < b.ch; ++c)
+    if (!(var[c] + b.eps > 0)) fail(a, "variance + epsilon must be positive (channel " + std::to_string(c) + ")");
+  float* y = r.add(b.size());
+  std::vector<float> scale(static_cast<size_t>(b.ch));
+  for (int64_t c = 0; c < b.ch; ++c)
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps));
+  std::vector<float> wm = widen(b, std::vector<float>(mean, mean + b.ch)), wa = widen(b, scale),
+                     wb = widen(b, std::vector<float>(beta, beta + b.ch));
+  forRows(b, threadsFor(b.size()), [&](int64_t row, int64_t count, int64_t width, int) {
+    normalizeRows(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
+  });
+}
+
+// inputs: dy, x, gamma, mean, variance → dx, dgamma, dbeta. With xhat = (x − mean)·invStd:
+//   dbeta = Σ dy,  dgamma = Σ dy·xhat,
+//   dx = gamma·invStd·(dy − dbeta/R − xhat·dgamma/R) = dy·A + (x − mean)·B + C per channel.
+void batchNormBackward(State&, const Args& a, Result& r) {
+  a.expectCounts(5, 3);
+  BnShape b = BnShape::parse(a);
+  const float* dy = a.input(0, b.size(), "dy");
+  const float* x = a.input(1, b.size(), "x");
+  const float* gamma = a.input(2, b.ch, "gamma");
+  const float* mean = a.input(3, b.ch, "mean");
+  const float* var = a.input(4, b.ch, "variance");
+  for (int64_t c = 0; c < b.ch; ++c)
+    if (!(var[c] + b.eps > 0)) fail(a, "variance + epsilon must be positive (channel " + std::to_string(c) + ")");
+  float* dx = r.add(b.size());
+  float* dgamma = r.add(b.ch);
+  float* dbeta = r.add(b.ch);
+
+  const int threads = threadsFor(b.size());
+  std::vector<float> meanv(mean, mean + b.ch);
+  std::vector<float> wideMean = widen(b, meanv);
+  std::vector<double> p1(static_cast<size_t>(threads) * b.width, 0.0), p2(p1.size(), 0.0);
+  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
+    gradSums(dy + row * b.ch, x + row * b.ch, count, width, wideMean.data(),
+             p1.data() + static_cast<size_t>(t) * b.width, p2.data() + static_cast<size_t>(t) * b.width);
+  });
+  std::vector<double> sumDy = fold(b, p1, threads), sumDyXm = fold(b, p2, threads);
+
+  std::vector<float> ca(static_cast<size_t>(b.ch)), cb(ca.size()), cc(ca.size());
+  const double n = static_cast<double>(b.rows);
+  for (int64_t c = 0; c < b.ch; ++c) {
+    const double inv = 1.0 / std::sqrt(static_cast<double>(var[c]) + b.eps);
+    const double sumDyXhat = sumDyXm[c] * inv;
+    dbeta[c] = static_cast<float>(sumDy[c]);
+    dgamma[c] = static_cast<float>(sumDyXhat);
+    const double k = gamma[c] * inv;
+    const double kb = -k * inv * sumDyXhat / n;  // coefficient of (x − mean)
+    ca[c] = static_cast<float>(k);
+    cb[c] = static_cast<float>(kb);
+    cc[c] = static_cast<float>(-k * sumDy[c] / n);
+  }
+  std::vector<float> wa = widen(b, ca), wb = widen(b, cb), wc = widen(b, cc);
+  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
+    gradRows(dy + row * b.ch, x + row * b.ch, dx + row * b.ch, count, width, wideMean.data(), wa.data(), wb.data(),
+             wc.data());
+  });
+}
+
+}  // namespace
+
+void registerBatchNormKernels(std::map<std::string, KernelFn>& t) {
+  t["batchNormTrain"] = batchNormTrain;
+  t["batchNormInference"] = batchNormInference;
+  t["batchNormBackward"] = batchNormBackward;
+}
+
+}  // namespace xnative
