@@ -75,7 +75,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   dataset: 'fashion-mnist',
   model: 'xception',
   modelOptions: { stem: 'small', width: 0.25 },
-  epochs: 10,
+  epochs: 3,
   batchSize: 128,
   optimizer: 'sgd',
   lr: 0.1,
