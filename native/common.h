@@ -16,7 +16,18 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 (the build has no -march flag);
+// the loader picks one at run time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define XN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define XN_CLONES
+#endif
+
 namespace xnative {
+
+// Below this many elements one thread does it all: a parallel region costs a few microseconds.
+constexpr int64_t kParallelMin = 1 << 15;
 
 class KernelError : public std::runtime_error {
  public:

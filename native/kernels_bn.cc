@@ -20,17 +20,9 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define XN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define XN_CLONES
-#endif
-
 namespace xnative {
 namespace {
 
-// Below this many elements one thread does it all: a parallel region costs a few microseconds.
-constexpr int64_t kParallelMin = 1 << 15;
 // Rows of width below this are grouped: `group` rows form one wide row of `width` values.
 constexpr int64_t kMinWidth = 64;
 

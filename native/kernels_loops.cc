@@ -12,19 +12,8 @@
 #include <omp.h>
 #endif
 
-// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 (the build has no -march flag);
-// the loader picks one at run time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define XN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define XN_CLONES
-#endif
-
 namespace xnative {
 namespace {
-
-// Below this many elements a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = 1 << 15;
 
 // Runs body(begin, end) over [0, n) in contiguous chunks, one per thread (one call if small).
 // The body must not throw.

@@ -24,21 +24,11 @@ import { Concatenate } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { AveragePooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkOptions, NameCounter, resolveApplicationOptions } from '../common.js';
+import { applyHead, checkOptions, NameCounter, resolveApplicationOptions, type ApplicationOptions } from '../common.js';
 
-export interface InceptionV3Options {
-  /** Include the classifier (global average pool `avg_pool` + Dense `predictions`). Default true. */
-  includeTop?: boolean;
-  /** [height, width, channels]. Default [299, 299, 3] ([32, 32, 3] with the small stem). */
-  inputShape?: readonly [number, number, number];
-  /** Without the top: 'avg' or 'max' global pooling, or none (the 4-D feature map). */
-  pooling?: 'avg' | 'max' | null;
-  classes?: number;
-  classifierActivation?: 'softmax' | 'linear';
-  /** Width multiplier on every channel count. Default 1. */
-  width?: number;
-  /** Dropout rate before the classifier (not in Keras; the paper's training used none here). Default 0. */
-  dropout?: number;
+/** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
+ * classifierActivation, width, dropout before the classifier) and these. */
+export interface InceptionV3Options extends ApplicationOptions {
   /**
    * 'imagenet' (Keras: minimum input 75) or 'small' for 28×28 / 32×32 images: the five stem
    * convolutions run with stride 1 and 'same' padding and only the last stem max pool is kept,

@@ -19,17 +19,12 @@ import { Add } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkOptions, NameCounter, resolveApplicationOptions } from '../common.js';
+import { applyHead, checkOptions, NameCounter, resolveApplicationOptions, type ApplicationOptions } from '../common.js';
 
-export interface XceptionOptions {
-  /** Include the classifier (global average pool + Dense). Default true. */
-  includeTop?: boolean;
-  /** [height, width, channels]. Default [299, 299, 3] ([32, 32, 3] with the small stem). */
-  inputShape?: readonly [number, number, number];
-  /** Without the top: 'avg' or 'max' global pooling, or none (the 4-D feature map). */
-  pooling?: 'avg' | 'max' | null;
-  classes?: number;
-  classifierActivation?: 'softmax' | 'linear';
+/** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
+ * classifierActivation, width, dropout before the classifier — the paper used 0.5 on ImageNet,
+ * Keras 0) and the research switches below. */
+export interface XceptionOptions extends Omit<ApplicationOptions, 'stem'> {
   /** Residual connections around blocks 2–13 (paper figure 9). Default true. */
   residual?: boolean;
   /** Non-linearity between depthwise and pointwise (paper figure 10). Default 'none'. */
