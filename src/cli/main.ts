@@ -38,7 +38,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     out(MAIN_HELP);
-    return cmd ? 0 : 0;
+    return 0;
   }
   if (cmd === '--version') {
     out('0.1.0\n');

@@ -35,15 +35,18 @@ export class ExponentialMovingAverage {
     this.updates++;
   }
 
-  /** Runs fn with the averaged weights swapped in, then restores the live ones. */
-  withAveraged<T>(fn: () => T): T {
+  /**
+   * Runs fn with the averaged weights swapped in, then restores the live ones — after the
+   * returned promise settles when fn is async (evaluation awaits its data loader).
+   */
+  async withAveraged<T>(fn: () => T | Promise<T>): Promise<T> {
     const saved: [Variable, Float32Array][] = [];
     for (const [v, s] of this.shadow) {
       saved.push([v, v.value.data()]);
       v.setData(s.data());
     }
     try {
-      return fn();
+      return await fn();
     } finally {
       for (const [v, data] of saved) v.setData(data);
     }

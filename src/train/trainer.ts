@@ -21,7 +21,7 @@ import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCh
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
-import { Optimizer, type OptimizerName } from './optimizers.js';
+import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
 
@@ -275,10 +275,12 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
   const save = () => saveCheckpoint(outDir, model, optimizer, ema, runState());
-  const evalNow = async (): Promise<EvalResult> => {
-    const runEval = () => evaluate(model, evalLoader.epochBatches(), classes);
-    return ema && ema.updates > 0 ? await ema.withAveraged(runEval) : await runEval();
+  /** Evaluation uses the weight average when there is one. */
+  const evaluateOn = (loader: DataLoader): Promise<EvalResult> => {
+    const run = () => evaluate(model, loader.epochBatches(), classes);
+    return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   };
+  const evalNow = () => evaluateOn(evalLoader);
   // Steps within an epoch after which to evaluate mid-epoch (the epoch end is always evaluated).
   const evalsPerEpoch = Math.min(config.evalsPerEpoch ?? 1, stepsPerEpoch);
   const midEpochEvals = new Set<number>();
@@ -313,7 +315,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
           return { loss: value, logits: out.data() };
         });
         if (!Number.isFinite(loss)) {
-          for (const v of model.weights) if (v.value.grad) { v.value.grad.dispose(); v.value.grad = null; }
+          for (const v of model.weights) clearGrad(v);
           throw new TrainingDivergedError(
             `the loss became ${loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
               (hasCheckpoint(outDir) ? `The last good checkpoint in ${outDir} is kept.` : 'No checkpoint had been written yet.') +
@@ -368,7 +370,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     let final: EvalResult;
     if (!interrupted && valIdx) {
       const testLoader = new DataLoader(test, { batchSize: 256, shuffle: false, ...loaderCommon });
-      final = ema && ema.updates > 0 ? await ema.withAveraged(() => evaluate(model, testLoader.epochBatches(), classes)) : await evaluate(model, testLoader.epochBatches(), classes);
+      final = await evaluateOn(testLoader);
     } else {
       const last = history.at(-1);
       final = last ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: test.count } : { loss: NaN, top1: NaN, top5: NaN, count: 0 };

@@ -39,7 +39,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   if (backend) setBackend(backend);
   const { model, config, state } = loadRun(dir, { useEma: !v['no-ema'] });
   try {
-    let ds = await loadDataset((v['dataset'] as string | undefined) ?? config.dataset, 'test');
+    const ds = await loadDataset((v['dataset'] as string | undefined) ?? config.dataset, 'test');
     const limit = intFlag('limit', v['limit']);
     const indices = limit ? Int32Array.from({ length: Math.min(limit, ds.count) }, (_, i) => i) : undefined;
     const [h, , c] = model.inputShape as [number, number, number];
@@ -50,7 +50,6 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
       preprocessing: getModelEntry(state.model.name).preprocessing, size: h, channels: c,
       ...(indices ? { indices } : {}),
     });
-    ds = loader.dataset;
     const r = await evaluate(model, loader.epochBatches(), classes);
     if (v['json']) out(JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss }) + '\n');
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
