@@ -2,7 +2,7 @@
  * One training step of the main-job model (Xception, small stem, 28×28×1, 10 classes, width 0.25,
  * batch 128, SGD + Nesterov) on the native backend, with every backend method timed.
  * Prints ms per step and a per-kernel table (ms per step, calls per step); 1×1 / depthwise
- * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl]`;
+ * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks]`;
  * with `dnnl` the batch norm and ReLU kernels run on oneDNN (`<kernel>.dnnl`) instead of the
  * addon's own loops, for a before/after comparison in one build.
  * On a shared machine compare runs side by side, as ratios.
@@ -12,6 +12,8 @@ import * as X from '../src/index.js';
 
 const steps = Number(process.argv[2] ?? 5);
 const batch = Number(process.argv[3] ?? 128);
+// The main job uses 2 middle blocks; Keras's Xception (and the recipes' baseline) 8.
+const middleBlocks = Number(process.argv[5] ?? 2);
 
 const native = X.tryBackend('native') as import('../src/backends/onednn/index.js').NativeBackend | undefined;
 if (!native) throw new Error('native backend unavailable');
@@ -57,7 +59,7 @@ for (const k of methods) {
 }
 X.setBackend(wrapped as unknown as Backend);
 
-const model = X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25 });
+const model = X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
 const opt = new X.Optimizer('sgd', { lr: 0.01, momentum: 0.9, nesterov: true });
 const rng = new X.Random(1);
 const x = X.tensor(Float32Array.from({ length: batch * 784 }, () => rng.uniform() * 2 - 1), [batch, 28, 28, 1]);
