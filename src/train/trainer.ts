@@ -71,6 +71,9 @@ export interface TrainConfig {
   outDir: string;
 }
 
+/** Resolves on the event loop's next check phase, after pending I/O and signal callbacks. */
+const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   dataset: 'fashion-mnist',
   model: 'xception',
@@ -341,6 +344,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         });
         // Before the stop check, so that a run stopped right here still has this point on resume.
         if (midEpochEvals.has(step - epoch * stepsPerEpoch)) recordEval(await evalNow());
+        // A real turn of the event loop: awaiting the batch generator only runs microtasks, so
+        // without this, signal handlers (Ctrl-C), the loader's prefetch and the finalizers of
+        // freed tensors would all wait for the end of training.
+        await turnOfEventLoop();
         if (run.shouldStop?.()) {
           save();
           progress.line(`stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`);
