@@ -29,6 +29,28 @@ namespace xnative {
 // Below this many elements one thread does it all: a parallel region costs a few microseconds.
 constexpr int64_t kParallelMin = 1 << 15;
 
+// Per-thread rows of float64 partial sums for the parallel reductions. Each thread's row starts
+// on its own 64-byte cache line with a full line of padding after it: the rows are written once per
+// input row, and two threads writing one shared cache line (false sharing) made the reductions
+// slower on two threads than on one.
+class ThreadPartials {
+ public:
+  ThreadPartials(int threads, int64_t width)
+      : stride_((width + 2 * kLine - 1) / kLine * kLine),
+        data_(static_cast<size_t>(threads) * static_cast<size_t>(stride_) + kLine, 0.0) {}
+  double* row(int t) { return aligned() + static_cast<size_t>(t) * static_cast<size_t>(stride_); }
+  const double* row(int t) const { return const_cast<ThreadPartials*>(this)->row(t); }
+
+ private:
+  static constexpr int64_t kLine = 64 / sizeof(double);
+  double* aligned() {
+    const auto addr = reinterpret_cast<uintptr_t>(data_.data());
+    return data_.data() + ((64 - addr % 64) % 64) / sizeof(double);
+  }
+  int64_t stride_;
+  std::vector<double> data_;
+};
+
 class KernelError : public std::runtime_error {
  public:
   explicit KernelError(const std::string& m) : std::runtime_error(m) {}

@@ -152,10 +152,10 @@ void forRows(const BnShape& b, int threads, F rowKernel) {
 }
 
 // Folds the per-thread, per-wide-column partials into per-channel double sums.
-std::vector<double> fold(const BnShape& b, const std::vector<double>& part, int threads) {
+std::vector<double> fold(const BnShape& b, const ThreadPartials& part, int threads) {
   std::vector<double> out(static_cast<size_t>(b.ch), 0.0);
   for (int t = 0; t < threads; ++t)
-    for (int64_t j = 0; j < b.width; ++j) out[j % b.ch] += part[static_cast<size_t>(t) * b.width + j];
+    for (int64_t j = 0; j < b.width; ++j) out[j % b.ch] += part.row(t)[j];
   return out;
 }
 
@@ -174,10 +174,9 @@ void batchNormTrain(State&, const Args& a, Result& r) {
   // Everything that allocates happens outside the parallel region (nothing may throw inside).
   std::vector<float> shift(x, x + b.ch);
   std::vector<float> wideShift = widen(b, shift);
-  std::vector<double> p1(static_cast<size_t>(threads) * b.width, 0.0), p2(p1.size(), 0.0);
+  ThreadPartials p1(threads, b.width), p2(threads, b.width);
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
-    shiftedSums(x + row * b.ch, count, width, wideShift.data(), p1.data() + static_cast<size_t>(t) * b.width,
-                p2.data() + static_cast<size_t>(t) * b.width);
+    shiftedSums(x + row * b.ch, count, width, wideShift.data(), p1.row(t), p2.row(t));
   });
   std::vector<double> s1 = fold(b, p1, threads), s2 = fold(b, p2, threads);
 
@@ -238,10 +237,9 @@ void batchNormBackward(State&, const Args& a, Result& r) {
   const int threads = threadsFor(b.size());
   std::vector<float> meanv(mean, mean + b.ch);
   std::vector<float> wideMean = widen(b, meanv);
-  std::vector<double> p1(static_cast<size_t>(threads) * b.width, 0.0), p2(p1.size(), 0.0);
+  ThreadPartials p1(threads, b.width), p2(threads, b.width);
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
-    gradSums(dy + row * b.ch, x + row * b.ch, count, width, wideMean.data(),
-             p1.data() + static_cast<size_t>(t) * b.width, p2.data() + static_cast<size_t>(t) * b.width);
+    gradSums(dy + row * b.ch, x + row * b.ch, count, width, wideMean.data(), p1.row(t), p2.row(t));
   });
   std::vector<double> sumDy = fold(b, p1, threads), sumDyXm = fold(b, p2, threads);
 

@@ -136,13 +136,13 @@ void sumRows(State&, const Args& a, Result& r) {
 #else
   const int threads = 1;
 #endif
-  std::vector<double> part(static_cast<size_t>(threads) * ch, 0.0);
+  ThreadPartials part(threads, ch);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
 #ifdef _OPENMP
-    double* mine = part.data() + static_cast<size_t>(omp_get_thread_num()) * ch;
+    double* mine = part.row(omp_get_thread_num());
 #else
-    double* mine = part.data();
+    double* mine = part.row(0);
 #endif
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
@@ -152,7 +152,7 @@ void sumRows(State&, const Args& a, Result& r) {
   }
   for (int64_t c = 0; c < ch; ++c) {
     double total = 0;
-    for (int t = 0; t < threads; ++t) total += part[static_cast<size_t>(t) * ch + c];
+    for (int t = 0; t < threads; ++t) total += part.row(t)[c];
     out[c] = static_cast<float>(total);
   }
 }
