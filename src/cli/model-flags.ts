@@ -18,6 +18,7 @@ export const MODEL_FLAGS: FlagSpec = {
   width: { type: 'string' },
   'channel-multiple': { type: 'string' },
   dropout: { type: 'string' },
+  'bn-momentum': { type: 'string' },
   stem: { type: 'string' },
   seed: { type: 'string' },
 };
@@ -37,6 +38,8 @@ export const MODEL_FLAGS_HELP = `Model options:
   --channel-multiple N            round channel counts to multiples of N (xception; default 1)
   --middle-blocks N               middle-flow blocks (xception only, default 8)
   --dropout R                     dropout before the classifier (default 0)
+  --bn-momentum M                 batch-norm moving-average momentum (default Keras's 0.99;
+                                  0.9 suits runs of a few thousand steps)
   --seed S                        weight initialization seed (default 0)
 Research switches (xception only; defaults are the paper's Xception):
   --no-residual                   remove the residual connections (paper figure 9)
@@ -88,6 +91,7 @@ export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {
   set('width', numberFlag('width', v['width'], 0.01, 4));
   set('channelMultiple', intFlag('channel-multiple', v['channel-multiple']));
   set('dropout', numberFlag('dropout', v['dropout'], 0, 0.99));
+  set('bnMomentum', numberFlag('bn-momentum', v['bn-momentum'], 0, 0.9999));
   set('stem', choiceFlag('stem', v['stem'], ['imagenet', 'small'] as const));
   set('seed', intFlag('seed', v['seed'], 0));
   return { name, options: o };

@@ -38,6 +38,13 @@ export interface ApplicationOptions {
   width?: number;
   dropout?: number;
   stem?: 'imagenet' | 'small';
+  /**
+   * Momentum of every BatchNormalization's moving statistics (Keras convention:
+   * moving = moving·m + batch·(1 − m)); default Keras's 0.99. Short runs want a faster average
+   * (0.9, PyTorch's default): with 0.99 the statistics trail the weights by ~100 steps, so a
+   * network trained for a few hundred steps is evaluated with stale statistics.
+   */
+  bnMomentum?: number;
 }
 
 export interface ResolvedApplicationOptions {
@@ -49,6 +56,7 @@ export interface ResolvedApplicationOptions {
   width: number;
   dropout: number;
   stem: 'imagenet' | 'small';
+  bnMomentum: number;
 }
 
 /** Checks the shared options and fills in Keras's defaults; `minInput` depends on the stem. */
@@ -80,7 +88,9 @@ export function resolveApplicationOptions(what: string, options: ApplicationOpti
   if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`${what}: width must be in (0, 4], got ${width}`);
   const dropout = options.dropout ?? 0;
   if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`${what}: dropout must be in [0, 1), got ${dropout}`);
-  return { includeTop, inputShape, pooling, classes, classifierActivation, width, dropout, stem };
+  const bnMomentum = options.bnMomentum ?? 0.99;
+  if (!(typeof bnMomentum === 'number' && bnMomentum >= 0 && bnMomentum < 1)) throw new OptionError(`${what}: bnMomentum must be in [0, 1), got ${bnMomentum}`);
+  return { includeTop, inputShape, pooling, classes, classifierActivation, width, dropout, stem, bnMomentum };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backward, noGrad, OptionError, ShapeError, tensor, xception, Random, ops, tidy } from '../../src/index.js';
+import { backward, BatchNormalization, inceptionV3, noGrad, OptionError, ShapeError, tensor, xception, Random, ops, tidy } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 
 const backend = referenceBackend;
@@ -181,4 +181,32 @@ test('channelMultiple rounds channel counts so that more segment counts divide e
   assert.deepEqual(m32.getLayer('block1_conv1').weights[0]!.shape, [3, 3, 1, 32]);
   assert.throws(() => xception({ ...base, channelMultiple: 0 }), OptionError);
   for (const x of [m, m32]) x.dispose();
+});
+
+test('bnMomentum sets every batch norm\'s moving-average momentum (Xception and Inception V3)', () => {
+  const small = { backend, stem: 'small', inputShape: [28, 28, 1], classes: 3, width: 1 / 16, middleBlocks: 0 } as const;
+  const bns = (m: { layers: readonly unknown[] }) => m.layers.filter((l): l is BatchNormalization => l instanceof BatchNormalization);
+  const keras = xception(small);
+  assert.ok(bns(keras).length > 0 && bns(keras).every((l) => l.momentum === 0.99), 'Keras default 0.99');
+  keras.dispose();
+  const inc = inceptionV3({ backend, stem: 'small', inputShape: [32, 32, 1], classes: 3, width: 1 / 16, bnMomentum: 0.9 });
+  assert.ok(bns(inc).every((l) => l.momentum === 0.9));
+  inc.dispose();
+  // Same weights, same batch: from moving mean 0 one step moves it to (1 − m)·batch mean.
+  const x = tensor(Float32Array.from({ length: 2 * 784 }, (_, i) => Math.sin(i) + 0.5), [2, 28, 28, 1], { backend });
+  const movingMean = (m: number) => {
+    const model = xception({ ...small, bnMomentum: m });
+    assert.ok(bns(model).every((l) => l.momentum === m));
+    tidy(() => model.forward(x, { training: true }));
+    const v = (model.getLayer('block1_conv1_bn') as BatchNormalization).movingMean.read().data();
+    model.dispose();
+    return v;
+  };
+  const fast = movingMean(0.5), slow = movingMean(0.9);
+  assert.ok(fast.some((v) => Math.abs(v) > 1e-3));
+  for (let c = 0; c < fast.length; c++) assert.ok(Math.abs(fast[c]! - 5 * slow[c]!) <= 1e-5 * (1 + Math.abs(fast[c]!)), `channel ${c}`);
+  x.dispose();
+  for (const bad of [1, -0.1, Number.NaN]) {
+    assert.throws(() => xception({ ...small, bnMomentum: bad }), (e: Error) => e instanceof OptionError && /bnMomentum must be in \[0, 1\)/.test(e.message));
+  }
 });

@@ -14,8 +14,8 @@ Trains a model and writes a run folder: config.json, metrics.jsonl (one line per
 curves.svg/.png, checkpoint.safetensors (everything needed to resume, written atomically at
 each epoch end and on Ctrl-C) and weights.safetensors (the weights alone, Keras names).
 
-With no options this is the main job: a small-image Xception (width ${(d.modelOptions as { width: number }).width}, ${(d.modelOptions as { middleBlocks: number }).middleBlocks} middle blocks) on
-Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
+With no options this is the main job: a small-image Xception (width ${(d.modelOptions as { width: number }).width}, ${(d.modelOptions as { middleBlocks: number }).middleBlocks} middle blocks,
+batch-norm momentum ${(d.modelOptions as { bnMomentum: number }).bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
 crop+flip, label smoothing ${d.labelSmoothing} — about ten minutes on 2 cores with the native backend.
 
 Data:

@@ -43,7 +43,7 @@ export interface InceptionV3Options extends ApplicationOptions {
 }
 
 const KNOWN: (keyof InceptionV3Options)[] = [
-  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'width', 'dropout', 'stem', 'seed', 'backend', 'name',
+  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'width', 'dropout', 'stem', 'bnMomentum', 'seed', 'backend', 'name',
 ];
 
 export interface ResolvedInceptionV3Options extends Required<Omit<InceptionV3Options, 'backend' | 'pooling' | 'inputShape'>> {
@@ -105,7 +105,7 @@ export function inceptionV3(options: InceptionV3Options = {}): Model {
   /** Keras's conv2d_bn: bias-free conv → BN without gamma → ReLU, all auto-named. */
   const convBn = (x: SymbolicTensor, filters: number, kh: number, kw: number, strides = 1, padding: 'same' | 'valid' = 'same') => {
     x = apply(new Conv2D({ filters: c(filters), kernelSize: [kh, kw], strides, padding, useBias: false, name: auto.next('conv2d') }), x);
-    x = apply(new BatchNormalization({ scale: false, name: auto.next('batch_normalization') }), x);
+    x = apply(new BatchNormalization({ scale: false, momentum: o.bnMomentum, name: auto.next('batch_normalization') }), x);
     return apply(new Activation('relu', { name: auto.next('activation') }), x);
   };
   const avgPool3 = (x: SymbolicTensor) =>

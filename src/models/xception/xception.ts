@@ -59,7 +59,7 @@ export interface XceptionOptions extends Omit<ApplicationOptions, 'stem'> {
 
 const KNOWN: (keyof XceptionOptions)[] = [
   'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'residual', 'intermediateActivation',
-  'order', 'segments', 'middleBlocks', 'width', 'channelMultiple', 'dropout', 'stem', 'seed', 'backend', 'name',
+  'order', 'segments', 'middleBlocks', 'width', 'channelMultiple', 'dropout', 'stem', 'bnMomentum', 'seed', 'backend', 'name',
 ];
 
 /** Keras's channel counts, scaled by the width multiplier. */
@@ -149,7 +149,7 @@ export function xception(options: XceptionOptions = {}): Model {
       filters, kernelSize: 3, padding: 'same', useBias: false, name,
       segments: o.segments, intermediateActivation: o.intermediateActivation, order: o.order,
     });
-  const bn = (name?: string) => new BatchNormalization({ name: name ?? auto.next('batch_normalization') });
+  const bn = (name?: string) => new BatchNormalization({ momentum: o.bnMomentum, name: name ?? auto.next('batch_normalization') });
   const relu = (name: string) => new Activation('relu', { name });
   const apply = (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => layer.apply(x, ctx);
 
