@@ -104,6 +104,28 @@ XN_CLONES void gradSums(const float* dy, const float* x, int64_t count, int64_t 
   }
 }
 
+// The same sums with dy taken as 0 where the fused ReLU's output y is not positive.
+XN_CLONES void gradSumsMasked(const float* dy, const float* y, const float* x, int64_t count, int64_t width,
+                              const float* mean, double* s1, double* s2) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* gr = dy + r * width;
+    const float* yr = y + r * width;
+    const float* xr = x + r * width;
+    for (int64_t c = 0; c < width; ++c) {
+      // The mask as bits (dy where y > 0, else +0): GCC leaves a select feeding a float → double
+      // conversion as control flow, which it does not vectorize.
+      uint32_t bits;
+      std::memcpy(&bits, gr + c, sizeof bits);
+      bits &= 0u - static_cast<uint32_t>(yr[c] > 0.f);
+      float masked;
+      std::memcpy(&masked, &bits, sizeof masked);
+      const double g = masked;
+      s1[c] += g;
+      s2[c] += g * static_cast<double>(xr[c] - mean[c]);
+    }
+  }
+}
+
 // y = (x − m)·a + b per column, over `count` rows of `width` values. Centring first keeps a
 // large mean from cancelling digits of y.
 XN_CLONES void normalizeRows(const float* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
@@ -115,6 +137,19 @@ XN_CLONES void normalizeRows(const float* x, float* y, int64_t count, int64_t wi
   }
 }
 
+// y = max(0, (x − m)·a + b): batch norm followed by ReLU in one pass.
+XN_CLONES void normalizeReluRows(const float* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
+                                 const float* b) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* xr = x + r * width;
+    float* yr = y + r * width;
+    for (int64_t c = 0; c < width; ++c) {
+      const float v = (xr[c] - m[c]) * a[c] + b[c];
+      yr[c] = v > 0.f ? v : 0.f;
+    }
+  }
+}
+
 // dx = dy·a + (x − m)·b + c per column.
 XN_CLONES void gradRows(const float* dy, const float* x, float* dx, int64_t count, int64_t width, const float* m,
                         const float* a, const float* b, const float* c) {
@@ -123,6 +158,22 @@ XN_CLONES void gradRows(const float* dy, const float* x, float* dx, int64_t coun
     const float* xr = x + r * width;
     float* o = dx + r * width;
     for (int64_t j = 0; j < width; ++j) o[j] = gr[j] * a[j] + (xr[j] - m[j]) * b[j] + c[j];
+  }
+}
+
+// gradRows with dy taken as 0 where the fused ReLU's output y is not positive.
+XN_CLONES void gradRowsMasked(const float* dy, const float* y, const float* x, float* dx, int64_t count, int64_t width,
+                              const float* m, const float* a, const float* b, const float* c) {
+  for (int64_t r = 0; r < count; ++r) {
+    const float* gr = dy + r * width;
+    const float* yr = y + r * width;
+    const float* xr = x + r * width;
+    float* o = dx + r * width;
+    for (int64_t j = 0; j < width; ++j) {
+      const float dyv = gr[j];
+      const float g = yr[j] > 0.f ? dyv : 0.f;
+      o[j] = g * a[j] + (xr[j] - m[j]) * b[j] + c[j];
+    }
   }
 }
 
@@ -159,8 +210,8 @@ std::vector<double> fold(const BnShape& b, const ThreadPartials& part, int threa
   return out;
 }
 
-// inputs: x, gamma, beta → y, mean, variance (biased)
-void batchNormTrain(State&, const Args& a, Result& r) {
+// inputs: x, gamma, beta → y, mean, variance (biased). With `relu`, y = max(0, batch norm).
+void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
   a.expectCounts(3, 3);
   BnShape b = BnShape::parse(a);
   const float* x = a.input(0, b.size(), "x");
@@ -191,12 +242,12 @@ void batchNormTrain(State&, const Args& a, Result& r) {
   }
   std::vector<float> wm = widen(b, m), wa = widen(b, scale), wb = widen(b, std::vector<float>(beta, beta + b.ch));
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
-    normalizeRows(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
+    (relu ? normalizeReluRows : normalizeRows)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
   });
 }
 
-// inputs: x, gamma, beta, mean, variance → y
-void batchNormInference(State&, const Args& a, Result& r) {
+// inputs: x, gamma, beta, mean, variance → y. With `relu`, y = max(0, batch norm).
+void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
   a.expectCounts(5, 3);
   BnShape b = BnShape::parse(a);
   const float* x = a.input(0, b.size(), "x");
@@ -213,15 +264,17 @@ void batchNormInference(State&, const Args& a, Result& r) {
   std::vector<float> wm = widen(b, std::vector<float>(mean, mean + b.ch)), wa = widen(b, scale),
                      wb = widen(b, std::vector<float>(beta, beta + b.ch));
   forRows(b, threadsFor(b.size()), [&](int64_t row, int64_t count, int64_t width, int) {
-    normalizeRows(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
+    (relu ? normalizeReluRows : normalizeRows)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
   });
 }
 
 // inputs: dy, x, gamma, mean, variance → dx, dgamma, dbeta. With xhat = (x − mean)·invStd:
 //   dbeta = Σ dy,  dgamma = Σ dy·xhat,
 //   dx = gamma·invStd·(dy − dbeta/R − xhat·dgamma/R) = dy·A + (x − mean)·B + C per channel.
-void batchNormBackward(State&, const Args& a, Result& r) {
-  a.expectCounts(5, 3);
+// With `relu` (the forward was batch norm → ReLU) a sixth input is that forward's output y, and
+// dy counts only where y > 0: the ReLU's backward folded into both passes.
+void batchNormBackwardImpl(const Args& a, Result& r, bool relu) {
+  a.expectCounts(relu ? 6 : 5, 3);
   BnShape b = BnShape::parse(a);
   const float* dy = a.input(0, b.size(), "dy");
   const float* x = a.input(1, b.size(), "x");
@@ -230,6 +283,7 @@ void batchNormBackward(State&, const Args& a, Result& r) {
   const float* var = a.input(4, b.ch, "variance");
   for (int64_t c = 0; c < b.ch; ++c)
     if (!(var[c] + b.eps > 0)) fail(a, "variance + epsilon must be positive (channel " + std::to_string(c) + ")");
+  const float* y = relu ? a.input(5, b.size(), "y") : nullptr;
   float* dx = r.add(b.size());
   float* dgamma = r.add(b.ch);
   float* dbeta = r.add(b.ch);
@@ -239,7 +293,10 @@ void batchNormBackward(State&, const Args& a, Result& r) {
   std::vector<float> wideMean = widen(b, meanv);
   ThreadPartials p1(threads, b.width), p2(threads, b.width);
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
-    gradSums(dy + row * b.ch, x + row * b.ch, count, width, wideMean.data(), p1.row(t), p2.row(t));
+    if (relu)
+      gradSumsMasked(dy + row * b.ch, y + row * b.ch, x + row * b.ch, count, width, wideMean.data(), p1.row(t), p2.row(t));
+    else
+      gradSums(dy + row * b.ch, x + row * b.ch, count, width, wideMean.data(), p1.row(t), p2.row(t));
   });
   std::vector<double> sumDy = fold(b, p1, threads), sumDyXm = fold(b, p2, threads);
 
@@ -258,10 +315,21 @@ void batchNormBackward(State&, const Args& a, Result& r) {
   }
   std::vector<float> wa = widen(b, ca), wb = widen(b, cb), wc = widen(b, cc);
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
-    gradRows(dy + row * b.ch, x + row * b.ch, dx + row * b.ch, count, width, wideMean.data(), wa.data(), wb.data(),
-             wc.data());
+    if (relu)
+      gradRowsMasked(dy + row * b.ch, y + row * b.ch, x + row * b.ch, dx + row * b.ch, count, width, wideMean.data(),
+                     wa.data(), wb.data(), wc.data());
+    else
+      gradRows(dy + row * b.ch, x + row * b.ch, dx + row * b.ch, count, width, wideMean.data(), wa.data(), wb.data(),
+               wc.data());
   });
 }
+
+void batchNormTrain(State&, const Args& a, Result& r) { batchNormTrainImpl(a, r, false); }
+void batchNormInference(State&, const Args& a, Result& r) { batchNormInferenceImpl(a, r, false); }
+void batchNormBackward(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, false); }
+void batchNormReluTrain(State&, const Args& a, Result& r) { batchNormTrainImpl(a, r, true); }
+void batchNormReluInference(State&, const Args& a, Result& r) { batchNormInferenceImpl(a, r, true); }
+void batchNormReluBackward(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, true); }
 
 }  // namespace
 
@@ -269,6 +337,10 @@ void registerBatchNormKernels(std::map<std::string, KernelFn>& t) {
   t["batchNormTrain"] = batchNormTrain;
   t["batchNormInference"] = batchNormInference;
   t["batchNormBackward"] = batchNormBackward;
+  // Batch norm → ReLU fused (BatchNormParams.relu).
+  t["batchNormReluTrain"] = batchNormReluTrain;
+  t["batchNormReluInference"] = batchNormReluInference;
+  t["batchNormReluBackward"] = batchNormReluBackward;
 }
 
 }  // namespace xnative

@@ -72,6 +72,11 @@ export interface RowsParams {
 
 export interface BatchNormParams extends RowsParams {
   epsilon: number;
+  /**
+   * Batch norm followed by ReLU in one kernel: the output is max(0, ·), and the backward takes
+   * that output `y` and counts dy only where y > 0. Saves a pass over memory each way.
+   */
+  relu?: boolean;
 }
 
 /** N × H·W × C view for global pooling. */
@@ -166,7 +171,7 @@ export interface Backend {
     variance: Handle,
     p: BatchNormParams,
   ): Handle;
-  /** Backward of batchNormTrain (statistics depend on x). */
+  /** Backward of batchNormTrain (statistics depend on x). With `p.relu`, `y` is the forward's output. */
   batchNormBackward(
     dy: Handle,
     x: Handle,
@@ -174,6 +179,7 @@ export interface Backend {
     mean: Handle,
     variance: Handle,
     p: BatchNormParams,
+    y?: Handle,
   ): { dx: Handle; dgamma: Handle; dbeta: Handle };
 
   // --- pooling ------------------------------------------------------------------------------

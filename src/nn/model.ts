@@ -7,7 +7,7 @@ import { isGradEnabled } from '../core/engine.js';
 import { OptionError, ShapeError, shapeToString } from '../core/errors.js';
 import { Random } from '../core/random.js';
 import type { Tensor } from '../core/tensor.js';
-import type { Layer, Shape, SymbolicTensor, Variable } from './layer.js';
+import type { CallContext, Layer, Shape, SymbolicTensor, Variable } from './layer.js';
 
 export interface ForwardOptions {
   /** Batch statistics and dropout (default false). */
@@ -16,6 +16,24 @@ export interface ForwardOptions {
   logits?: boolean;
   /** Dropout masks come from here (default: the model's own seeded generator). */
   rng?: Random;
+  /**
+   * Run each batch norm whose only consumer is a ReLU activation as one fused kernel (default
+   * true). Same numbers either way (up to float rounding); false runs every layer as written.
+   */
+  fuse?: boolean;
+}
+
+/** A layer that can apply ReLU to its own output in the same kernel (BatchNormalization). */
+interface ReluFusable extends Layer {
+  callWithRelu(inputs: readonly Tensor[], ctx: CallContext): Tensor;
+}
+
+function isReluFusable(l: Layer): l is ReluFusable {
+  return typeof (l as Partial<ReluFusable>).callWithRelu === 'function';
+}
+
+function isRelu(l: Layer): boolean {
+  return l.className === 'Activation' && (l as Layer & { activation?: string }).activation === 'relu';
 }
 
 export interface SummaryRow {
@@ -47,6 +65,9 @@ export class Model {
   config: Record<string, unknown> = {};
   rng: Random;
   private readonly consumers: Map<Layer, number>;
+  /** Batch norms run fused with the ReLU that is their only consumer, and those ReLUs. */
+  private readonly fusedProducers = new Set<Layer>();
+  private readonly fusedRelus = new Set<Layer>();
 
   constructor(opts: { inputs: SymbolicTensor; outputs: SymbolicTensor; name?: string; seed?: number }) {
     this.name = opts.name ?? 'model';
@@ -69,6 +90,13 @@ export class Model {
     }
     this.consumers = new Map();
     for (const l of this.executionOrder) for (const s of l.inbound ?? []) this.consumers.set(s.layer, (this.consumers.get(s.layer) ?? 0) + 1);
+    for (const l of this.executionOrder) {
+      const src = l.inbound?.length === 1 ? l.inbound[0]!.layer : undefined;
+      if (src && isRelu(l) && isReluFusable(src) && this.consumers.get(src) === 1 && src !== this.output.layer) {
+        this.fusedProducers.add(src);
+        this.fusedRelus.add(l);
+      }
+    }
   }
 
   get inputShape(): Shape {
@@ -85,6 +113,7 @@ export class Model {
     const ctx = { training: opts.training ?? false, rng: opts.rng ?? this.rng, logits: false };
     // Without autograd, intermediates are freed as soon as their last consumer has run.
     const freeEarly = !isGradEnabled();
+    const fuse = opts.fuse ?? true;
     const values = new Map<Layer, Tensor>();
     const pending = new Map(this.consumers);
     const refs = new Map<Tensor, number>();
@@ -95,7 +124,9 @@ export class Model {
       } else {
         const inputs = layer.inbound!.map((s) => values.get(s.layer)!);
         ctx.logits = (opts.logits ?? false) && layer === this.output.layer;
-        out = layer.call(inputs, ctx);
+        if (fuse && this.fusedProducers.has(layer)) out = (layer as ReluFusable).callWithRelu(inputs, ctx);
+        else if (fuse && this.fusedRelus.has(layer)) out = inputs[0]!; // its producer applied it
+        else out = layer.call(inputs, ctx);
         if (freeEarly) {
           for (const s of layer.inbound!) {
             const left = pending.get(s.layer)! - 1;

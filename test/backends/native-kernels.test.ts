@@ -185,6 +185,21 @@ nativeTest('batch norm train, inference and backward agree with the reference', 
     const mv = pair(n, randomArray(rng, channels, 0.1, 2));
     agree(n, `batchNormInference ${label}`, n.batchNormInference(x.n, gamma.n, beta.n, mm.n, mv.n, p),
       R.batchNormInference(x.r, gamma.r, beta.r, mm.r, mv.r, p), size);
+    // Batch norm → ReLU fused: forward, backward through the mask, inference.
+    const pr = { ...p, relu: true };
+    const fn = n.batchNormTrain(x.n, gamma.n, beta.n, pr);
+    const fr = R.batchNormTrain(x.r, gamma.r, beta.r, pr);
+    agree(n, `batchNormReluTrain y ${label}`, fn.y, fr.y, size);
+    const yr = R.download(fr.y, size, 'float64');
+    const yn = n.upload(Float32Array.from(yr));
+    const gn = n.batchNormBackward(dy.n, x.n, gamma.n, mean.n, variance.n, pr, yn);
+    const gr = R.batchNormBackward(dy.r, x.r, gamma.r, mean.r, variance.r, pr, fr.y);
+    agree(n, `batchNormReluBackward dx ${label}`, gn.dx, gr.dx, size);
+    agree(n, `batchNormReluBackward dgamma ${label}`, gn.dgamma, gr.dgamma, channels);
+    agree(n, `batchNormReluBackward dbeta ${label}`, gn.dbeta, gr.dbeta, channels);
+    agree(n, `batchNormReluInference ${label}`, n.batchNormInference(x.n, gamma.n, beta.n, mm.n, mv.n, pr),
+      R.batchNormInference(x.r, gamma.r, beta.r, mm.r, mv.r, pr), size);
+    assert.throws(() => n.batchNormBackward(dy.n, x.n, gamma.n, mean.n, variance.n, pr), /needs the forward output y/);
   }
 });
 

@@ -75,6 +75,29 @@ for (const [rows, channels, shift] of [[7, 3, 0], [12, 5, 3], [2, 4, -1]] as con
   });
 }
 
+for (const [rows, channels, shift] of [[9, 3, 0], [12, 5, 1]] as const) {
+  test(`fused batch norm → ReLU: backward matches finite differences (${rows} rows × ${channels})`, () => {
+    const rng = new Random(rows * 31 + channels);
+    const p = { rows, channels, epsilon: 1e-3, relu: true };
+    const x = randomArray(rng, rows * channels, shift - 1, shift + 2);
+    const gamma = randomArray(rng, channels, 0.5, 1.5);
+    const beta = randomArray(rng, channels, -0.5, 0.5);
+    const r = randomArray(rng, rows * channels);
+    const t = B.batchNormTrain(x, gamma, beta, p);
+    const y = f64(t.y);
+    assert.ok(y.some((v) => v === 0) && y.some((v) => v > 0), 'both sides of the kink are exercised');
+    // The fused forward is ReLU of the plain one.
+    const plain = f64(B.batchNormTrain(x, gamma, beta, { rows, channels, epsilon: 1e-3 }).y);
+    assert.deepEqual(y, plain.map((v) => Math.max(0, v)));
+    const g = B.batchNormBackward(r, x, gamma, t.mean, t.variance, p, t.y);
+    const loss = (xv: Float64Array, gv: Float64Array, bv: Float64Array) => dot(f64(B.batchNormTrain(xv, gv, bv, p).y), r);
+    assertGradient(f64(g.dx), (xv) => loss(xv, gamma, beta), x, 'BN+ReLU dx');
+    assertGradient(f64(g.dgamma), (gv) => loss(x, gv, beta), gamma, 'BN+ReLU dgamma');
+    assertGradient(f64(g.dbeta), (bv) => loss(x, gamma, bv), beta, 'BN+ReLU dbeta');
+    assert.throws(() => B.batchNormBackward(r, x, gamma, t.mean, t.variance, p), /needs the forward output y/);
+  });
+}
+
 // --- activations ------------------------------------------------------------------------------
 
 test('reluBackward matches finite differences away from the kink', () => {

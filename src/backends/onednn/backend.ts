@@ -311,7 +311,7 @@ export class NativeBackend implements Backend {
   // --- normalization ------------------------------------------------------------------------
 
   batchNormTrain(x: Handle, gamma: Handle, beta: Handle, p: BatchNormParams): { y: Handle; mean: Handle; variance: Handle } {
-    const op = 'batchNormTrain';
+    const op = p.relu ? 'batchNormReluTrain' : 'batchNormTrain';
     const nums = bnNums(op, p);
     const n = p.rows * p.channels, c = p.channels;
     const out = this.run(op, [this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c)], nums);
@@ -319,7 +319,7 @@ export class NativeBackend implements Backend {
   }
 
   batchNormInference(x: Handle, gamma: Handle, beta: Handle, mean: Handle, variance: Handle, p: BatchNormParams): Handle {
-    const op = 'batchNormInference';
+    const op = p.relu ? 'batchNormReluInference' : 'batchNormInference';
     const nums = bnNums(op, p);
     const n = p.rows * p.channels, c = p.channels;
     const inputs = [
@@ -329,14 +329,18 @@ export class NativeBackend implements Backend {
     return this.run1(op, inputs, nums, n);
   }
 
-  batchNormBackward(dy: Handle, x: Handle, gamma: Handle, mean: Handle, variance: Handle, p: BatchNormParams): { dx: Handle; dgamma: Handle; dbeta: Handle } {
-    const op = 'batchNormBackward';
+  batchNormBackward(dy: Handle, x: Handle, gamma: Handle, mean: Handle, variance: Handle, p: BatchNormParams, y?: Handle): { dx: Handle; dgamma: Handle; dbeta: Handle } {
+    const op = p.relu ? 'batchNormReluBackward' : 'batchNormBackward';
     const nums = bnNums(op, p);
     const n = p.rows * p.channels, c = p.channels;
     const inputs = [
       this.arg(op, 'dy', dy, n), this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c),
       this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
     ];
+    if (p.relu) {
+      if (y === undefined) throw new OptionError(`onednn ${op}: the fused ReLU needs the forward output y`);
+      inputs.push(this.arg(op, 'y', y, n));
+    }
     const out = this.run(op, inputs, nums);
     return { dx: this.wrap(out[0], n), dgamma: this.wrap(out[1], c), dbeta: this.wrap(out[2], c) };
   }

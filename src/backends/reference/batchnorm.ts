@@ -54,6 +54,7 @@ function normalize(
     const base = r * C;
     for (let c = 0; c < C; c++) y[base + c] = x[base + c] * factor[c] + offset[c];
   }
+  if (p.relu) for (let i = 0; i < y.length; i++) if (!(y[i]! > 0)) y[i] = 0;
   return y;
 }
 
@@ -99,6 +100,7 @@ export function batchNormInference(
  *   dgamma = Σ_r dy·x̂
  *   dx     = gamma·invStd/R · (R·dy − dbeta − x̂·dgamma)
  * The last two terms are the gradient flowing through the mean and the variance.
+ * With p.relu the forward was max(0, batch norm) with output y: dy is first zeroed where y ≤ 0.
  */
 export function batchNormBackward(
   dyh: Handle,
@@ -107,10 +109,18 @@ export function batchNormBackward(
   meanh: Handle,
   varianceh: Handle,
   p: BatchNormParams,
+  yh?: Handle,
 ): { dx: NumArray; dgamma: NumArray; dbeta: NumArray } {
   checkBatchNormParams(p, 'batchNormBackward');
   const { rows, channels: C } = p;
-  const dy = asArray(dyh, rows * C, 'batchNormBackward output gradient');
+  let dy = asArray(dyh, rows * C, 'batchNormBackward output gradient');
+  if (p.relu) {
+    check(yh !== undefined, 'batchNormBackward: the fused ReLU needs the forward output y');
+    const y = asArray(yh!, rows * C, 'batchNormBackward forward output');
+    const masked = newLike(dy, rows * C);
+    for (let i = 0; i < masked.length; i++) masked[i] = y[i]! > 0 ? dy[i]! : 0;
+    dy = masked;
+  }
   const x = asArray(xh, rows * C, 'batchNormBackward input');
   const gamma = asArray(gammah, C, 'batchNormBackward gamma');
   const mean = asArray(meanh, C, 'batchNormBackward mean');

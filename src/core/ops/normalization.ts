@@ -1,4 +1,4 @@
-import type { BatchNormParams } from '../backend.js';
+import type { Backend, BatchNormParams } from '../backend.js';
 import { makeResult } from '../autograd.js';
 import { ShapeError, shapeToString } from '../errors.js';
 import { Tensor } from '../tensor.js';
@@ -11,7 +11,12 @@ export interface BatchNormTrainResult {
   movingVariance: Tensor;
 }
 
-function params(op: string, x: Tensor, vectors: Tensor[], epsilon: number): BatchNormParams {
+export interface BatchNormOptions {
+  /** Apply ReLU to the output in the same kernel (batch norm → ReLU fused). */
+  relu?: boolean;
+}
+
+function params(op: string, x: Tensor, vectors: Tensor[], epsilon: number, relu = false): BatchNormParams {
   const { rows, channels } = rowsOf(x);
   for (const v of vectors) {
     if (v.size !== channels) {
@@ -19,14 +24,14 @@ function params(op: string, x: Tensor, vectors: Tensor[], epsilon: number): Batc
     }
   }
   if (!(epsilon > 0)) throw new ShapeError(`${op}: epsilon must be positive, got ${epsilon}`);
-  return { rows, channels, epsilon };
+  return relu ? { rows, channels, epsilon, relu } : { rows, channels, epsilon };
 }
 
 /**
  * Batch normalization with this batch's statistics (training). The moving averages follow the
  * Keras convention, moving = moving·momentum + batch·(1 − momentum), where the batch variance
  * fed to the average is the unbiased one (n/(n−1)), as TensorFlow's fused kernel and PyTorch do;
- * the normalization itself uses the biased variance.
+ * the normalization itself uses the biased variance. With `relu`, returns max(0, ·) of it.
  */
 export function batchNormTrain(
   x: Tensor,
@@ -36,17 +41,18 @@ export function batchNormTrain(
   movingVariance: Tensor,
   momentum: number,
   epsilon: number,
+  opts: BatchNormOptions = {},
 ): BatchNormTrainResult {
   checkSameBackend('batchNorm', x, gamma, beta, movingMean, movingVariance);
-  const p = params('batchNorm', x, [gamma, beta, movingMean, movingVariance], epsilon);
+  const p = params('batchNorm', x, [gamma, beta, movingMean, movingVariance], epsilon, opts.relu);
   if (p.rows < 2) throw new ShapeError(`batchNorm: training needs more than one value per channel, got ${shapeToString(x.shape)}`);
   const b = x.backend;
   const r = b.batchNormTrain(x.handle, gamma.handle, beta.handle, p);
   // Tensors (not bare handles) so that a tidy scope frees the saved statistics.
   const mean = new Tensor(b, r.mean, [p.channels], x.dtype);
   const variance = new Tensor(b, r.variance, [p.channels], x.dtype);
-  const out = makeResult(x, r.y, x.shape, 'batchNorm', [x, gamma, beta], (dy) => {
-    const g = b.batchNormBackward(dy.handle, x.handle, gamma.handle, mean.handle, variance.handle, p);
+  const out = makeResult(x, r.y, x.shape, p.relu ? 'batchNormRelu' : 'batchNorm', [x, gamma, beta], (dy) => {
+    const g = b.batchNormBackward(dy.handle, x.handle, gamma.handle, mean.handle, variance.handle, p, p.relu ? out.handle : undefined);
     return [
       makeGrad(x, g.dx, x.shape),
       wants(gamma) ? makeGrad(gamma, g.dgamma, gamma.shape) : (b.dispose(g.dgamma), null),
@@ -64,7 +70,7 @@ export function batchNormTrain(
   return { y: out, movingMean: newMean, movingVariance: newVar };
 }
 
-/** Batch normalization with fixed statistics (inference, or a frozen layer). */
+/** Batch normalization with fixed statistics (inference, or a frozen layer); `relu` as batchNormTrain. */
 export function batchNormInference(
   x: Tensor,
   gamma: Tensor,
@@ -72,14 +78,34 @@ export function batchNormInference(
   mean: Tensor,
   variance: Tensor,
   epsilon: number,
+  opts: BatchNormOptions = {},
 ): Tensor {
   checkSameBackend('batchNorm', x, gamma, beta, mean, variance);
-  const p = params('batchNorm', x, [gamma, beta, mean, variance], epsilon);
+  const p = params('batchNorm', x, [gamma, beta, mean, variance], epsilon, opts.relu);
   const b = x.backend;
   const y = b.batchNormInference(x.handle, gamma.handle, beta.handle, mean.handle, variance.handle, p);
-  // y = x·s + t with s = gamma/sqrt(var+eps): dx is dy scaled per channel, which is the same
-  // kernel applied to dy with a zero mean and a zero offset.
-  return makeResult(x, y, x.shape, 'batchNormInference', [x, gamma, beta], (dy) => {
+  if (p.relu) {
+    // Rare (a frozen layer under training): the unfused backward on the ReLU-masked gradient.
+    const plain = { rows: p.rows, channels: p.channels, epsilon: p.epsilon };
+    const out = makeResult(x, y, x.shape, 'batchNormReluInference', [x, gamma, beta], (dy) => {
+      const masked = new Tensor(b, b.reluBackward(dy.handle, out.handle, x.size), x.shape, x.dtype);
+      try {
+        return inferenceGrads(b, masked, x, gamma, beta, mean, variance, plain);
+      } finally {
+        masked.dispose();
+      }
+    });
+    return out;
+  }
+  return makeResult(x, y, x.shape, 'batchNormInference', [x, gamma, beta], (dy) => inferenceGrads(b, dy, x, gamma, beta, mean, variance, p));
+}
+
+/**
+ * Gradients of y = x·s + t with s = gamma/sqrt(var+eps): dx is dy scaled per channel, which is
+ * the same kernel applied to dy with a zero mean and a zero offset.
+ */
+function inferenceGrads(b: Backend, dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, p: BatchNormParams): (Tensor | null)[] {
+  {
     const zeros = b.zeros(p.channels, x.dtype);
     const onesH = b.upload(x.dtype === 'float64' ? new Float64Array(p.channels).fill(1) : new Float32Array(p.channels).fill(1));
     const dx = b.batchNormInference(dy.handle, gamma.handle, zeros, zeros, variance.handle, p);
@@ -96,5 +122,5 @@ export function batchNormInference(
     b.dispose(zeros);
     b.dispose(onesH);
     return [makeGrad(x, dx, x.shape), dgamma, dbeta];
-  });
+  }
 }

@@ -59,15 +59,24 @@ export class BatchNormalization extends Layer {
     this.movingVariance = this.addWeight('moving_variance', [c], 'ones', ctx, false);
   }
 
-  call([x]: readonly Tensor[], ctx: CallContext): Tensor {
+  call(inputs: readonly Tensor[], ctx: CallContext): Tensor {
+    return this.normalize(inputs[0]!, ctx, false);
+  }
+
+  /** relu(call(inputs)) in one kernel; the model uses it when a ReLU is this layer's only consumer. */
+  callWithRelu(inputs: readonly Tensor[], ctx: CallContext): Tensor {
+    return this.normalize(inputs[0]!, ctx, true);
+  }
+
+  private normalize(x: Tensor, ctx: CallContext, relu: boolean): Tensor {
     const gamma = this.gamma ? this.gamma.read() : this.constantGamma!;
     const beta = this.beta ? this.beta.read() : this.constantBeta!;
     if (ctx.training && this.trainable) {
-      const r = batchNormTrain(x!, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.momentum, this.epsilon);
+      const r = batchNormTrain(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.momentum, this.epsilon, { relu });
       this.movingMean.assign(r.movingMean);
       this.movingVariance.assign(r.movingVariance);
       return r.y;
     }
-    return batchNormInference(x!, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.epsilon);
+    return batchNormInference(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.epsilon, { relu });
   }
 }
