@@ -2,7 +2,8 @@
  * One training step of the main-job model (Xception, small stem, 28×28×1, 10 classes, width 0.25,
  * batch 128, SGD + Nesterov) on the native backend, with every backend method timed.
  * Prints ms per step and a per-kernel table (ms per step, calls per step); 1×1 / depthwise
- * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks]`;
+ * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks] [xception|inception_v3]`;
+ * (inception_v3: the recipes' width-0.2475 small-stem network instead).
  * with `dnnl` the batch norm and ReLU kernels run on oneDNN (`<kernel>.dnnl`) instead of the
  * addon's own loops, for a before/after comparison in one build.
  * On a shared machine compare runs side by side, as ratios.
@@ -59,7 +60,9 @@ for (const k of methods) {
 }
 X.setBackend(wrapped as unknown as Backend);
 
-const model = X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
+const model = process.argv[6] === 'inception_v3'
+  ? X.inceptionV3({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.2475 })
+  : X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
 const opt = new X.Optimizer('sgd', { lr: 0.01, momentum: 0.9, nesterov: true });
 const rng = new X.Random(1);
 const x = X.tensor(Float32Array.from({ length: batch * 784 }, () => rng.uniform() * 2 - 1), [batch, 28, 28, 1]);
