@@ -13,6 +13,7 @@ import { writeFileAtomicSync } from '../io/atomic.js';
 import { lineChartSvg, svgToPng, type Series } from '../report/svg-chart.js';
 import type { Claim } from './recipes.js';
 import { ExperimentError, MANIFEST_FILE, readManifest, readResults, type ExperimentManifest, type RunResult } from './runner.js';
+import { readSpeed, type SpeedReport } from './speed.js';
 import { confidenceInterval, differenceInterval, mean, std, type Interval } from './stats.js';
 
 /** What the judge needs of one variant: final accuracies and accuracy along the run, per seed. */
@@ -204,6 +205,8 @@ export interface ExperimentSummary {
   expectedRuns: number;
   finishedRuns: number;
   verdict: Verdict | null;
+  /** The side-by-side speed measurement (speed.json), if the folder has one. */
+  speed: SpeedReport | null;
 }
 
 /** Mean curve over seeds: point i of every seed that has it (seeds share their evaluation steps). */
@@ -222,6 +225,13 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
   const abs = resolve(dir);
   const manifest = readManifest(abs);
   const results = readResults(abs, manifest);
+  const speed = readSpeed(abs);
+  // Steps/s: the side-by-side measurement where there is one; else the runs' own (each run's
+  // speed carries the machine's load at its hour).
+  const stepsPerSecOf = (name: string, runs: RunResult[]) => {
+    const measured = speed?.variants.find((s) => s.variant === name);
+    return measured ? [measured.stepsPerSec] : runs.map((r) => r.stepsPerSec);
+  };
   const variants: VariantSummary[] = manifest.variants.map((v) => {
     const runs = results.filter((r) => r.variant === v.name);
     const finals = runs.map((r) => r.finalTop1);
@@ -230,17 +240,17 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
       params: runs[0]?.params ?? null, trainableParams: runs[0]?.trainableParams ?? null, multiplyAdds: runs[0]?.multiplyAdds ?? null,
       top1: { ...confidenceInterval(finals), sd: std(finals) },
       loss: mean(runs.map((r) => r.finalLoss)),
-      stepsPerSec: mean(runs.map((r) => r.stepsPerSec)),
+      stepsPerSec: mean(stepsPerSecOf(v.name, runs)),
       curve: runs.length ? meanCurve(runs) : [],
     };
   });
   const outcomes: VariantOutcome[] = variants.map((v) => ({
     name: v.name, label: v.label, finals: v.runs.map((r) => r.finalTop1),
-    alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))), stepsPerSec: v.runs.map((r) => r.stepsPerSec),
+    alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))), stepsPerSec: stepsPerSecOf(v.name, v.runs),
   }));
   const verdict = outcomes.every((o) => o.finals.length > 0) ? judgeClaim(manifest.claim, outcomes) : null;
   return {
-    dir: abs, manifest, variants, expectedRuns: manifest.variants.length * manifest.settings.seeds, finishedRuns: results.length, verdict,
+    dir: abs, manifest, variants, expectedRuns: manifest.variants.length * manifest.settings.seeds, finishedRuns: results.length, verdict, speed,
   };
 }
 
@@ -309,7 +319,10 @@ function settingsText(s: ExperimentSummary): string {
   return `data ${st.dataset}${st.limitTrain ? ` (at most ${st.limitTrain} training images)` : ''}${st.limitTest ? ` (at most ${st.limitTest} test images)` : ''}, ` +
     `${st.epochs} epoch${st.epochs === 1 ? '' : 's'}, batch ${st.batchSize}, ${st.evalsPerEpoch} evaluation${st.evalsPerEpoch === 1 ? '' : 's'} per epoch, ` +
     `${st.seeds} seeds; ${s.finishedRuns} of ${s.expectedRuns} runs finished; backend ${backends}` +
-    (Object.keys(st.modelOverrides).length ? `; model overrides ${JSON.stringify(st.modelOverrides)} (not the recipe's networks)` : '');
+    (Object.keys(st.modelOverrides).length ? `; model overrides ${JSON.stringify(st.modelOverrides)} (not the recipe's networks)` : '') +
+    (s.speed
+      ? `; steps/s measured side by side after training (median of ${s.speed.variants[0]?.rounds.length ?? 0} interleaved rounds of ${s.speed.stepsPerRound} steps, batch ${s.speed.batchSize}, ${s.speed.threads} OpenMP threads)`
+      : "; steps/s: the runs' own training speed (no side-by-side measurement: it carries the machine's load at each run's hour)");
 }
 
 function markdownSection(s: ExperimentSummary, figs: Figure[]): string {

@@ -12,6 +12,7 @@ import { hasCheckpoint, readCheckpoint } from '../train/checkpoint.js';
 import { Progress } from '../train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train, type EvalPoint, type TrainConfig } from '../train/trainer.js';
 import { getRecipe, variantInfo, type Claim, type Recipe, type Variant } from './recipes.js';
+import { measureSpeed, readSpeed, writeSpeed } from './speed.js';
 
 export class ExperimentError extends XceptionError {}
 
@@ -36,6 +37,13 @@ export interface ExperimentRunOptions {
   progress?: Progress;
   /** Polled after every training step; true checkpoints the current run and returns (Ctrl-C). */
   shouldStop?: () => boolean;
+  /**
+   * After the last run, measure the variants' training speed side by side (speed.json; default
+   * true). Skipped if the folder already has one.
+   */
+  measureSpeed?: boolean;
+  /** Rounds of that measurement (default 5). */
+  speedRounds?: number;
 }
 
 /** The settings an experiment folder was started with (kept in experiment.json). */
@@ -242,6 +250,14 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
       writeFileAtomicSync(join(rd, RESULT_FILE), new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
       results.push(result);
     }
+  }
+  if ((o.measureSpeed ?? true) && readSpeed(dir) === null && results.length > 0) {
+    // The input size and classes the runs were built with (the data set decides them).
+    const built = readCheckpoint(runDir(dir, results[0]!.variant, results[0]!.seed)).state.model.options as { inputShape: [number, number, number]; classes: number };
+    const rounds = o.speedRounds ?? 5;
+    progress.line(`${recipe.name}: measuring training speed side by side (${rounds} interleaved rounds per variant)`);
+    const variants = recipe.variants.map((v) => ({ ...v, options: { ...v.options, ...settings.modelOverrides } }));
+    writeSpeed(dir, measureSpeed(variants, { batchSize: settings.batchSize, inputShape: built.inputShape, classes: built.classes, rounds }));
   }
   return { dir, results, skipped, trained, interrupted: false };
 }

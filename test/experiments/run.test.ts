@@ -8,6 +8,7 @@ import { main } from '../../src/cli/main.js';
 import { RECIPES, getRecipe, variantInfo } from '../../src/experiments/recipes.js';
 import { readResults, runDir, runExperiment, type ExperimentRunOptions, type RunResult } from '../../src/experiments/runner.js';
 import { writeReport } from '../../src/experiments/report.js';
+import { readSpeed } from '../../src/experiments/speed.js';
 import { Progress } from '../../src/train/progress.js';
 import { cifarBatch, makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 
@@ -26,7 +27,10 @@ const TINY_OVERRIDES: Record<string, Record<string, unknown>> = {
 function tinyOptions(root: string, name: string, over: Partial<ExperimentRunOptions> = {}): ExperimentRunOptions {
   // Inception V3's small stem needs at least 13×13 images.
   const data = name === 'inception-vs-xception' ? 'd16' : 'd8';
-  return { outDir: join(root, 'out'), dataset: `mnist:${join(root, data)}`, seeds: 2, batchSize: 16, modelOverrides: TINY_OVERRIDES[name]!, progress: quiet, ...over };
+  return {
+    outDir: join(root, 'out'), dataset: `mnist:${join(root, data)}`, seeds: 2, batchSize: 16, modelOverrides: TINY_OVERRIDES[name]!, progress: quiet,
+    speedRounds: 2, ...over,
+  };
 }
 
 function writeData(root: string): void {
@@ -53,9 +57,18 @@ test('a tiny run of every recipe (two seeds) produces a complete report', async 
         const shape: [number, number, number] = recipe.name === 'inception-vs-xception' ? [16, 16, 1] : [8, 8, 1];
         assert.equal(res.params, variantInfo({ ...v, options: res.modelOptions }, shape, 10).params);
       }
+      // Training speed measured side by side after the runs: every variant, each round.
+      const speed = readSpeed(r.dir);
+      assert.ok(speed, `${recipe.name}: no speed.json`);
+      assert.deepEqual(speed.variants.map((s) => s.variant), recipe.variants.map((v) => v.name));
+      for (const s of speed.variants) assert.ok(s.rounds.length === 2 && s.rounds.every((x) => x > 0) && s.stepsPerSec > 0);
+      assert.deepEqual(speed.inputShape, recipe.name === 'inception-vs-xception' ? [16, 16, 1] : [8, 8, 1]);
       const rep = await writeReport(r.dir);
       const md = readFileSync(rep.markdownFile, 'utf8');
       const html = readFileSync(rep.htmlFile, 'utf8');
+      assert.match(md, /steps\/s measured side by side after training \(median of 2 interleaved rounds/);
+      // The table's steps/s column shows the side-by-side figures.
+      for (const s of speed.variants) assert.ok(md.includes(`| ${s.stepsPerSec.toFixed(2)} |`), `${recipe.name}: ${s.variant} speed not in the table`);
       for (const v of recipe.variants) {
         assert.ok(md.includes(`| ${v.label} |`), `${recipe.name}: no table row for ${v.name}`);
         assert.ok(html.includes(`<td>${v.label.replace(/"/g, '&quot;')}</td>`), `${recipe.name}: no HTML row for ${v.name}`);

@@ -25,7 +25,9 @@ baseline network, the slow end of the expected range), not measurements.
 export const EXPERIMENT_RUN_HELP = `Usage: xception experiment run NAME [options]
 
 Trains every variant × seed of recipe NAME (or 'all' recipes) as its own run folder,
-OUT/NAME/<variant>/seed-<k>/, then writes the report into OUT/NAME. Ctrl-C checkpoints the
+OUT/NAME/<variant>/seed-<k>/, then measures the variants' training speed side by side
+(OUT/NAME/speed.json: interleaved rounds, so the machine's load weighs on all alike) and
+writes the report into OUT/NAME. Ctrl-C checkpoints the
 current run; --resume continues: finished runs are skipped, the interrupted one resumes.
 
 Options:
@@ -42,6 +44,8 @@ Options:
   --override KEY=VALUE set a model option on every variant (repeatable; VALUE is JSON or a
                        string), e.g. --override middleBlocks=1 for a smoke test. The networks
                        are then not the recipe's; the report says so.
+  --no-speed           skip the side-by-side speed measurement (the report then uses the
+                       runs' own steps/s)
   --no-report          do not write the report at the end
   -h, --help
 `;
@@ -80,7 +84,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   const p = parse('experiment run', argv, {
     dataset: { type: 'string' }, epochs: { type: 'string' }, seeds: { type: 'string' }, 'limit-train': { type: 'string' },
     'limit-test': { type: 'string' }, 'batch-size': { type: 'string' }, 'image-size': { type: 'string' }, out: { type: 'string' },
-    resume: { type: 'boolean' }, backend: { type: 'string' }, override: { type: 'string', multiple: true }, 'no-report': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    resume: { type: 'boolean' }, backend: { type: 'string' }, override: { type: 'string', multiple: true }, 'no-report': { type: 'boolean' }, 'no-speed': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   }, true);
   const v = p.values;
   if (v['help']) {
@@ -102,6 +106,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
     resume: Boolean(v['resume']),
     progress: new Progress(process.stderr),
     shouldStop: () => stops > 0,
+    measureSpeed: !v['no-speed'],
   };
   if (v['dataset'] !== undefined) opts.dataset = v['dataset'] as string;
   const ints = [['epochs', 'epochs'], ['seeds', 'seeds'], ['limit-train', 'limitTrain'], ['limit-test', 'limitTest'], ['batch-size', 'batchSize'], ['image-size', 'imageSize']] as const;
