@@ -70,7 +70,7 @@ const labels = Array.from({ length: batch }, (_, i) => i % 10);
 const step = (): void => {
   X.tidy(() => {
     const loss = X.ops.softmaxCrossEntropy(model.forward(x, { training: true, logits: true }), labels);
-    X.backward(loss);
+    X.backward(loss, { release: true });
     return loss.item();
   });
   opt.apply(model.weights);

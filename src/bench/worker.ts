@@ -86,8 +86,9 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
       tidy(() => {
         const logits = model.forward(x, { training: true, logits: true });
         const loss = softmaxCrossEntropy(logits, labels);
-        backward(loss);
-        return loss.item();
+        const value = loss.item();
+        backward(loss, { release: true });
+        return value;
       });
       optimizer.apply(model.weights);
     };

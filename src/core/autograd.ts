@@ -3,7 +3,7 @@
  * (each output tensor points at the op that made it: its inputs and its backward rule).
  */
 import type { Handle } from './backend.js';
-import { isGradEnabled, keep } from './engine.js';
+import { isGradEnabled, isKept, keep } from './engine.js';
 import { ShapeError, XceptionError, shapeToString } from './errors.js';
 import { Tensor, type GradNode } from './tensor.js';
 
@@ -32,6 +32,13 @@ export interface BackwardOptions {
   grad?: Tensor;
   /** Keep the recorded graph so backward can run again over it. */
   retainGraph?: boolean;
+  /**
+   * Dispose each intermediate tensor of the graph (an op's output, not the root, not a leaf, not
+   * kept) as soon as backward no longer needs it, as PyTorch frees saved activations: the
+   * network's activations go while the gradients come, instead of both being held until the end.
+   * Read anything you need from those tensors before calling backward.
+   */
+  release?: boolean;
 }
 
 /**
@@ -48,6 +55,7 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
     throw new ShapeError(`gradient ${shapeToString(seed.shape)} does not match root ${shapeToString(root.shape)}`);
   }
 
+  if (options.release && options.retainGraph) throw new XceptionError('backward: release and retainGraph exclude each other');
   const order = topologicalOrder(root);
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, seed);
@@ -94,6 +102,9 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
       }
     }
     if (!options.retainGraph) t.node = null;
+    // In reverse topological order every consumer of t has run its backward already, and so has
+    // t's own: nothing recorded needs t any more.
+    if (options.release && t !== root && !isKept(t)) t.dispose();
   }
 }
 

@@ -86,6 +86,11 @@ export function trackTensor(t: Tensor): void {
   if (top) top.add(t);
 }
 
+/** True for tensors marked with `keep`. */
+export function isKept(t: Tensor): boolean {
+  return kept.has(t);
+}
+
 /** Marks a tensor to survive the enclosing `tidy` scopes (weights, gradients, optimizer state). */
 export function keep<T extends Tensor>(t: T): T {
   kept.add(t);

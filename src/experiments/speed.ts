@@ -81,8 +81,9 @@ export function measureSpeed(variants: readonly Variant[], o: SpeedOptions): Spe
     const step = (b: (typeof built)[number]) => {
       tidy(() => {
         const loss = softmaxCrossEntropy(b.model.forward(x, { training: true, logits: true }), labels);
-        backward(loss);
-        return loss.item();
+        const value = loss.item();
+        backward(loss, { release: true });
+        return value;
       });
       b.opt.apply(b.model.weights);
     };

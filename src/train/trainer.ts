@@ -316,8 +316,9 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
           const out = model.forward(x, { training: true, logits: true });
           const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: config.labelSmoothing });
           const value = l.item();
-          if (Number.isFinite(value)) backward(l);
-          return { loss: value, logits: out.data() };
+          const logits = out.data(); // before backward, which releases the activations
+          if (Number.isFinite(value)) backward(l, { release: true });
+          return { loss: value, logits };
         });
         if (!Number.isFinite(loss)) {
           for (const v of model.weights) clearGrad(v);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backward, noGrad, ops, Random, tensor, tidy, Tensor, DisposedError, ShapeError, BackendError } from '../../src/index.js';
+import { backward, keep, noGrad, ops, Random, tensor, tidy, Tensor, DisposedError, ShapeError, BackendError } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 
 const backend = referenceBackend;
@@ -123,4 +123,33 @@ test('same padding puts the odd pixel at the end (TensorFlow), e.g. 74 → 37 fo
   assert.deepEqual([c.outHeight, c.padTop, c.padBottom], [3, 0, 1]);
   const c5 = ops.resolveConv2D([1, 5, 5, 1], [3, 3, 1, 1], { strides: 1, padding: 'same', dilations: 2 });
   assert.deepEqual([c5.outHeight, c5.padTop, c5.padBottom], [5, 2, 2]);
+});
+
+test('backward with release frees intermediates as it goes, with the same gradients', () => {
+  const run = (release: boolean) => {
+    const rng = new Random(5);
+    const x = randn(rng, [2, 5, 5, 3]);
+    const w = randn(rng, [3, 3, 3, 4]);
+    const gamma = randn(rng, [4]), beta = randn(rng, [4]);
+    const mm = tensor(new Float64Array(4), [4], f64), mv = tensor(new Float64Array(4).fill(1), [4], f64);
+    const k = randn(rng, [4, 2]);
+    w.requiresGrad = gamma.requiresGrad = beta.requiresGrad = k.requiresGrad = true;
+    const conv = ops.conv2d(x, w, { padding: 'same' });
+    const bn = ops.batchNormTrain(conv, gamma, beta, mm, mv, 0.9, 1e-3, { relu: true }).y;
+    const twice = ops.add(bn, ops.scale(bn, 2)); // bn has two consumers
+    const flat = ops.globalAvgPool(twice);
+    const kept = ops.dense(flat, k);
+    keep(kept);
+    const loss = ops.softmaxCrossEntropy(kept, [1, 0]);
+    backward(loss, { release });
+    const grads = [w, gamma, beta, k].map((p) => [...p.grad!.dataRaw()]);
+    return { grads, intermediates: [conv, bn, twice, flat], kept, loss, leaves: [x, w, gamma, beta, k] };
+  };
+  const plain = run(false), released = run(true);
+  assert.deepEqual(released.grads, plain.grads);
+  assert.ok(plain.intermediates.every((t) => !t.isDisposed));
+  assert.ok(released.intermediates.every((t) => t.isDisposed), 'intermediates are released');
+  assert.ok(!released.kept.isDisposed && !released.loss.isDisposed, 'kept tensors and the root stay');
+  assert.ok(released.leaves.every((t) => !t.isDisposed), 'leaves stay');
+  assert.throws(() => backward(ops.scale(tensor([1], [1], f64), 1), { release: true, retainGraph: true }), /release and retainGraph exclude each other/);
 });
