@@ -11,6 +11,7 @@
 //   trimPool()                        returns pooled (freed, kept for reuse) memory to the system
 //   planCreate(Float64Array spec, Float32Array[] weights) → plan handle (compiled inference, plan.h)
 //   planRun(plan, input handle, output handle)            runs the whole network
+//   planProfile(plan, input handle, output handle)        the same, → seconds per step
 //   planSetWeights(plan, Float32Array[] weights)          re-reads the (re-folded) weights
 //   planInfo(plan)                    → { arenaBytes, weightBytes, scratchpadBytes, inputSize, outputSize, steps[] }
 //   planFree(plan)                    releases the plan now; later use is an error
@@ -349,6 +350,20 @@ napi_value planRun(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Like planRun, timing each step: → seconds per step (planInfo's steps, in order).
+napi_value planProfile(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 3);
+  PlanHolder& h = unwrapPlan(env, argv[0]);
+  Buffer* in = unwrapBuffer(env, argv[1], "plan input");
+  Buffer* out = unwrapBuffer(env, argv[2], "plan output");
+  std::vector<double> seconds;
+  runPlan(stateOf(env), *h.plan, *in, *out, &seconds);
+  napi_value arr;
+  NAPI_CHECK(napi_create_array_with_length(env, seconds.size(), &arr));
+  for (size_t i = 0; i < seconds.size(); ++i) NAPI_CHECK(napi_set_element(env, arr, static_cast<uint32_t>(i), number(env, seconds[i])));
+  return arr;
+}
+
 napi_value planSetWeights(napi_env env, napi_callback_info info) {
   auto argv = argsOf(env, info, 2);
   PlanHolder& h = unwrapPlan(env, argv[0]);
@@ -451,6 +466,7 @@ napi_value init(napi_env env, napi_value exports) {
       {"trimPool", nullptr, guarded<trimPool>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"planCreate", nullptr, guarded<planCreate>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"planRun", nullptr, guarded<planRun>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planProfile", nullptr, guarded<planProfile>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"planSetWeights", nullptr, guarded<planSetWeights>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"planInfo", nullptr, guarded<planInfoEntry>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"planFree", nullptr, guarded<planFree>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

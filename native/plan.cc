@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <unordered_map>
@@ -621,7 +622,7 @@ Plan* createPlan(State& s, const std::vector<double>& spec, const std::vector<We
   return p.release();
 }
 
-void runPlan(State& s, Plan& p, Buffer& input, Buffer& output) {
+void runPlan(State& s, Plan& p, Buffer& input, Buffer& output, std::vector<double>* stepSeconds) {
   if (input.disposed || output.disposed) bad("input or output buffer was disposed");
   if (input.size != p.inputSize)
     bad("input has " + std::to_string(input.size) + " elements, the plan takes " + std::to_string(p.inputSize));
@@ -630,8 +631,18 @@ void runPlan(State& s, Plan& p, Buffer& input, Buffer& output) {
   if (&input == &output) bad("input and output must be different buffers");
   p.input.set_data_handle(input.data);
   p.output.set_data_handle(output.data);
-  for (size_t i = 0; i < p.steps.size(); ++i) p.steps[i].prim.execute(s.stream, p.args[i]);
-  s.stream.wait();
+  if (!stepSeconds) {
+    for (size_t i = 0; i < p.steps.size(); ++i) p.steps[i].prim.execute(s.stream, p.args[i]);
+    s.stream.wait();
+    return;
+  }
+  stepSeconds->clear();
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    p.steps[i].prim.execute(s.stream, p.args[i]);
+    s.stream.wait();
+    stepSeconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
 }
 
 void setPlanWeights(State& s, Plan& p, const std::vector<WeightArray>& weights) {

@@ -49,7 +49,8 @@ struct PlanInfo {
 };
 
 Plan* createPlan(State& s, const std::vector<double>& spec, const std::vector<WeightArray>& weights);
-void runPlan(State& s, Plan& p, Buffer& input, Buffer& output);
+// With `stepSeconds`, waits after each step and records its wall time (profiling).
+void runPlan(State& s, Plan& p, Buffer& input, Buffer& output, std::vector<double>* stepSeconds = nullptr);
 void setPlanWeights(State& s, Plan& p, const std::vector<WeightArray>& weights);
 void destroyPlan(Plan* p);
 PlanInfo planInfo(const Plan& p);

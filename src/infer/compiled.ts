@@ -159,6 +159,24 @@ export class CompiledInference {
     }
   }
 
+  /** Runs once on x, timing every step (slower than run: it waits after each primitive). */
+  profile(x: Tensor): Array<{ step: string; seconds: number }> {
+    const plan = this.livePlan();
+    const want = [this.batch, ...this.inputShape];
+    if (!(x instanceof Tensor) || x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
+      throw new ShapeError(`compiled '${this.model.name}' takes ${shapeToString(want)}, got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    this.syncWeights();
+    const native = x.backend === (this.backend as Backend) ? null : this.backend.upload(x.data());
+    try {
+      const seconds = this.backend.profilePlan(plan, native ?? x.handle, this.inputSize, this.outputSize);
+      const steps = this.backend.planInfo(plan).steps;
+      return steps.map((step, i) => ({ step, seconds: seconds[i]! }));
+    } finally {
+      if (native) this.backend.dispose(native);
+    }
+  }
+
   /** Re-reads (and re-folds) the model's weights now. run() does this by itself when they changed. */
   refreshWeights(): void {
     const plan = this.livePlan();

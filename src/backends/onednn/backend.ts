@@ -550,6 +550,18 @@ export class NativeBackend implements Backend {
     return out;
   }
 
+  /** Runs a plan once, timing each step (a wait after each): seconds per step of planInfo().steps. */
+  profilePlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): number[] {
+    const input = this.arg('profilePlan', 'input', x, inputSize);
+    int('profilePlan', 'outputSize', outputSize);
+    const out = this.wrap(this.native('profilePlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    try {
+      return this.native('profilePlan', () => this.addon.planProfile(plan, input, buffers.get(out)!));
+    } finally {
+      this.dispose(out);
+    }
+  }
+
   setPlanWeights(plan: NativePlan, weights: Float32Array[]): void {
     if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('onednn setPlanWeights: weights must be Float32Arrays');
     this.native('setPlanWeights', () => this.addon.planSetWeights(plan, weights));

@@ -51,6 +51,7 @@ export interface NativeAddon {
   trimPool(): void;
   planCreate(spec: Float64Array, weights: Float32Array[]): NativePlan;
   planRun(plan: NativePlan, input: NativeBuffer, output: NativeBuffer): void;
+  planProfile(plan: NativePlan, input: NativeBuffer, output: NativeBuffer): number[];
   planSetWeights(plan: NativePlan, weights: Float32Array[]): void;
   planInfo(plan: NativePlan): NativePlanInfo;
   planFree(plan: NativePlan): void;
