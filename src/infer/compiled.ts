@@ -16,7 +16,7 @@
  * DisposedError. So a plan always computes with the model's current weights.
  */
 import type { Backend } from '../core/backend.js';
-import { DisposedError, OptionError, ShapeError, shapeToString, XceptionError } from '../core/errors.js';
+import { BackendError, DisposedError, OptionError, ShapeError, shapeToString, XceptionError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { requireNativeBackend, type NativeBackend } from '../backends/onednn/index.js';
 import type { NativePlan } from '../backends/onednn/binding.js';
@@ -54,6 +54,8 @@ export interface CompiledInferenceInfo {
   fusions: CompiledSpec['fusions'];
   /** Times the weights were re-read because the model's weights changed. */
   weightRefreshes: number;
+  /** Set when oneDNN refused a fused primitive and the plan was rebuilt without fusions: why. */
+  unfusedBecause: string | null;
 }
 
 interface Snapshot {
@@ -75,6 +77,8 @@ export class CompiledInference {
   private snapshot: Snapshot[];
   private readonly fusions: CompiledSpec['fusions'];
   private refreshes = 0;
+  /** Why the plan runs without fusions (oneDNN refused a fused primitive), or null. */
+  private unfusedBecause: string | null = null;
   private readonly inputSize: number;
   private readonly outputSize: number;
 
@@ -96,7 +100,21 @@ export class CompiledInference {
     if (typeof logits !== 'boolean') throw new OptionError('compileInference: logits must be true or false');
     this.backend = requireNativeBackend();
     const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
-    const compiled = compileSpec(model, { batch, inputShape, logits, precision, ...(fuse ? { fuse } : {}) });
+    let compiled = compileSpec(model, { batch, inputShape, logits, precision, ...(fuse ? { fuse } : {}) });
+    // Taken before the weights are read: a change from here on is caught by the next run.
+    const snapshot = this.takeSnapshot(compiled.variables);
+    let plan: NativePlan;
+    try {
+      plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
+    } catch (e) {
+      // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
+      // correctness first, so try once more with every layer as its own primitive.
+      if (!(e instanceof BackendError) || fuse) throw e;
+      compiled = compileSpec(model, { batch, inputShape, logits, precision, fuse: { batchNorm: false, sum: false, eltwise: false } });
+      plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
+      this.unfusedBecause = e.message;
+    }
+    this.plan = plan;
     this.batch = batch;
     this.inputShape = Object.freeze(inputShape);
     this.outputShape = Object.freeze([...compiled.outputShape]);
@@ -106,8 +124,7 @@ export class CompiledInference {
     this.fusions = compiled.fusions;
     this.inputSize = batch * inputShape.reduce((a, b) => a * b, 1);
     this.outputSize = batch * compiled.outputShape.reduce((a, b) => a * b, 1);
-    this.snapshot = this.takeSnapshot(compiled.variables);
-    this.plan = this.backend.createPlan(compiled.spec, this.readWeights());
+    this.snapshot = snapshot;
     const info = this.backend.planInfo(this.plan);
     if (info.inputSize !== this.inputSize || info.outputSize !== this.outputSize) {
       this.backend.freePlan(this.plan);
@@ -190,7 +207,7 @@ export class CompiledInference {
     return {
       batch: this.batch, inputShape: [...this.inputShape], outputShape: [...this.outputShape], precision: this.precision,
       steps: i.steps, arenaBytes: i.arenaBytes, weightBytes: i.weightBytes, scratchpadBytes: i.scratchpadBytes,
-      fusions: { ...this.fusions }, weightRefreshes: this.refreshes,
+      fusions: { ...this.fusions }, weightRefreshes: this.refreshes, unfusedBecause: this.unfusedBecause,
     };
   }
 
