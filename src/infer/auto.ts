@@ -34,6 +34,7 @@ export function cachedCompiledInference(model: Model, batch: number, logits: boo
   if (!entry) {
     entry = { failed: null, plans: new Map() };
     perModel.set(model, entry);
+    model.onDispose(() => releaseCompiledInference(model));
   }
   if (entry.failed !== null) return null;
   const key = `${batch}/${logits}`;

@@ -45,8 +45,11 @@ test('classify runs the compiled plan on the native backend and gives the op-by-
   // A last, smaller batch gets its own plan.
   const one = withCompiled(true, () => classify(m, x.subarray(0, 20 * 20 * 3), 1));
   assert.ok(errors(one, opByOp.subarray(0, 6)).abs <= 1e-5);
-  releaseCompiledInference(m);
+  // Disposing the model frees its cached plans at once.
+  const plansBefore = native!.stats().plans;
+  assert.ok(plansBefore >= 2);
   m.dispose();
+  assert.equal(native!.stats().plans, plansBefore - 2);
 });
 
 test('evaluate gives the same loss and accuracy compiled as op by op (also after training changed the weights)', { skip }, async () => {
