@@ -75,6 +75,7 @@ test('bench --inference both: op-by-op and compiled rows for one inference case,
     assert.ok(Math.abs((r['ratio'] as number) - (r['imagesPerSec'] as number) / peer.imagesPerSec) < 1e-9);
   }
   await assert.rejects(benchCommand(['--inference', 'fused'], () => {}), (e: Error) => e instanceof OptionError && /--inference/.test(e.message));
+  await assert.rejects(benchCommand(['--precision', 'fp16'], () => {}), (e: Error) => e instanceof OptionError && /--precision/.test(e.message));
 });
 
 test('bench prints a table without --json; --no-peer leaves the peer out', async () => {
