@@ -83,6 +83,27 @@ std::unique_ptr<Buffer> bytesBuffer(size_t bytes) {
 
 size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 
+// A layout as oneDNN's format tags spell it, e.g. "f32 nhwc", "f32 nChw16c" (logical dims
+// ordered by decreasing stride, then the inner blocks), for plan descriptions.
+std::string layoutName(const memory::desc& md) {
+  const dnnl_memory_desc_t& d = md.data;
+  std::string type = d.data_type == dnnl_bf16 ? "bf16" : d.data_type == dnnl_f32 ? "f32" : "?";
+  if (d.format_kind != dnnl_blocked || d.ndims < 1 || d.ndims > 6) return type + " other";
+  const char* names = d.ndims == 4 ? "nchw" : d.ndims == 2 ? "nc" : "abcdef";
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  std::vector<int> order(d.ndims);
+  for (int i = 0; i < d.ndims; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return b.strides[x] > b.strides[y]; });
+  std::string s;
+  for (int i : order) {
+    bool blocked = false;
+    for (int k = 0; k < b.inner_nblks; ++k) blocked = blocked || b.inner_idxs[k] == i;
+    s += blocked ? static_cast<char>(names[i] - 'a' + 'A') : names[i];
+  }
+  for (int k = 0; k < b.inner_nblks; ++k) s += std::to_string(b.inner_blks[k]) + names[b.inner_idxs[k]];
+  return type + " " + s;
+}
+
 std::string dimsText(const memory::dims& d) {
   std::string s;
   for (size_t i = 0; i < d.size(); ++i) s += (i ? "×" : "") + std::to_string(d[i]);
@@ -342,7 +363,7 @@ class Builder {
     dnnl::convolution_forward::primitive_desc pd(d, attr(&po), s_.engine);
     int src = as(in, pd.src_desc());
     Step st;
-    st.what = what + ": " + pd.impl_info_str();
+    st.what = what + ": " + pd.impl_info_str() + " [" + layoutName(pd.src_desc()) + " → " + layoutName(pd.dst_desc()) + "]";
     st.prim = dnnl::convolution_forward(pd);
     st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "conv weights");
     if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "conv bias");
@@ -398,7 +419,7 @@ class Builder {
     dnnl::pooling_forward::primitive_desc pd(d, attr(), s_.engine);
     int out = newValue(outDims, pd.dst_desc());
     Step st;
-    st.what = what + " " + dimsText(x.dims) + ": " + pd.impl_info_str();
+    st.what = what + " " + dimsText(x.dims) + ": " + pd.impl_info_str() + " [" + layoutName(x.md) + " → " + layoutName(pd.dst_desc()) + "]";
     st.prim = dnnl::pooling_forward(pd);
     st.valueArgs = {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, out}};
     st.scratchpad = pd.scratchpad_desc();
