@@ -3,7 +3,7 @@
 // TypeScript (src/infer/) walks the model, folds batch normalization into the convolutions and
 // decides the fusions; it sends here a flat list of numbers (the spec, format below) and the
 // folded weights as Float32Arrays. This file builds the oneDNN primitives once, lets them choose
-// their activation layouts (format `any`: blocked nChw16c and the like), reorders the weights once,
+// their activation layouts (format `any`: channels-last or blocked nChw16c), reorders the weights once,
 // lays every intermediate activation out in one arena by liveness, and then runs the steps.
 // Nothing in the spec is trusted: every index, size and geometry is checked before use.
 //
