@@ -7,7 +7,8 @@
         "native/common.cc",
         "native/kernels_dnnl.cc",
         "native/kernels_loops.cc",
-        "native/kernels_bn.cc"
+        "native/kernels_bn.cc",
+        "native/plan.cc"
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],

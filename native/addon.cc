@@ -9,6 +9,12 @@
 //   describeConv(which, numbers[])    → oneDNN implementation name
 //   stats()                           → { buffers, bytes, pooledBytes, cachedPrimitives, cacheHits, cacheMisses }
 //   trimPool()                        returns pooled (freed, kept for reuse) memory to the system
+//   planCreate(Float64Array spec, Float32Array[] weights) → plan handle (compiled inference, plan.h)
+//   planRun(plan, input handle, output handle)            runs the whole network
+//   planProfile(plan, input handle, output handle)        the same, → seconds per step
+//   planSetWeights(plan, Float32Array[] weights)          re-reads the (re-folded) weights
+//   planInfo(plan)                    → { arenaBytes, weightBytes, scratchpadBytes, inputSize, outputSize, steps[] }
+//   planFree(plan)                    releases the plan now; later use is an error
 // Every C++ exception becomes a JS Error whose `code` says where it came from; nothing aborts.
 #define NAPI_VERSION 8
 #include <malloc.h>
@@ -19,14 +25,24 @@
 #include <string>
 
 #include "common.h"
+#include "plan.h"
 
 namespace xnative {
 namespace {
 
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
 
 // Marks externals made by this addon, so a foreign external can never be read as a Buffer.
 const napi_type_tag kBufferTag = {0x7863657074696f6eULL, 0x6f6e65646e6e6c31ULL};
+
+// Marks plan externals (a different tag: a plan can never be read as a buffer or the reverse).
+const napi_type_tag kPlanTag = {0x7863657074696f6eULL, 0x706c616e706c616eULL};
+
+// What a plan external owns; `plan` becomes null when freed early.
+struct PlanHolder {
+  Plan* plan = nullptr;
+  int64_t bytes = 0;
+};
 
 class NapiError : public KernelError {
  public:
@@ -261,6 +277,131 @@ napi_value describeConvEntry(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// ---- compiled inference plans ----------------------------------------------------------------
+
+std::vector<WeightArray> weightArrays(napi_env env, napi_value arr) {
+  bool isArray = false;
+  NAPI_CHECK(napi_is_array(env, arr, &isArray));
+  if (!isArray) throw KernelError("plan weights must be an array of Float32Arrays");
+  uint32_t n;
+  NAPI_CHECK(napi_get_array_length(env, arr, &n));
+  std::vector<WeightArray> out(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value v;
+    NAPI_CHECK(napi_get_element(env, arr, i, &v));
+    size_t length;
+    const float* data = typedArrayData<float>(env, v, napi_float32_array, &length, "plan weight");
+    out[i] = {data, length};
+  }
+  return out;
+}
+
+void finalizePlan(napi_env env, void* data, void*) {
+  PlanHolder* h = static_cast<PlanHolder*>(data);
+  if (h->plan) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, -h->bytes, &ignored);
+    destroyPlan(h->plan);
+  }
+  delete h;
+}
+
+PlanHolder& unwrapPlan(napi_env env, napi_value v) {
+  napi_valuetype t;
+  NAPI_CHECK(napi_typeof(env, v, &t));
+  bool ours = false;
+  if (t == napi_external) NAPI_CHECK(napi_check_object_type_tag(env, v, &kPlanTag, &ours));
+  if (!ours) throw KernelError("not an inference plan handle");
+  void* data;
+  NAPI_CHECK(napi_get_value_external(env, v, &data));
+  PlanHolder* h = static_cast<PlanHolder*>(data);
+  if (!h->plan) throw KernelError("inference plan was freed");
+  return *h;
+}
+
+napi_value planCreate(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 2);
+  size_t n;
+  const double* spec = typedArrayData<double>(env, argv[0], napi_float64_array, &n, "plan spec");
+  std::vector<double> numbers(spec, spec + n);
+  std::vector<WeightArray> weights = weightArrays(env, argv[1]);
+  auto holder = std::make_unique<PlanHolder>();
+  holder->plan = createPlan(stateOf(env), numbers, weights);
+  PlanInfo pi = planInfo(*holder->plan);
+  holder->bytes = pi.arenaBytes + pi.weightBytes + pi.scratchpadBytes;
+  napi_value v;
+  if (napi_create_external(env, holder.get(), finalizePlan, nullptr, &v) != napi_ok) {
+    destroyPlan(holder->plan);
+    throw NapiError("Node-API call failed: napi_create_external (plan)");
+  }
+  PlanHolder* raw = holder.release();  // the external owns it now
+  NAPI_CHECK(napi_type_tag_object(env, v, &kPlanTag));
+  int64_t ignored;
+  NAPI_CHECK(napi_adjust_external_memory(env, raw->bytes, &ignored));
+  return v;
+}
+
+napi_value planRun(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 3);
+  PlanHolder& h = unwrapPlan(env, argv[0]);
+  Buffer* in = unwrapBuffer(env, argv[1], "plan input");
+  Buffer* out = unwrapBuffer(env, argv[2], "plan output");
+  runPlan(stateOf(env), *h.plan, *in, *out);
+  return nullptr;
+}
+
+// Like planRun, timing each step: → seconds per step (planInfo's steps, in order).
+napi_value planProfile(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 3);
+  PlanHolder& h = unwrapPlan(env, argv[0]);
+  Buffer* in = unwrapBuffer(env, argv[1], "plan input");
+  Buffer* out = unwrapBuffer(env, argv[2], "plan output");
+  std::vector<double> seconds;
+  runPlan(stateOf(env), *h.plan, *in, *out, &seconds);
+  napi_value arr;
+  NAPI_CHECK(napi_create_array_with_length(env, seconds.size(), &arr));
+  for (size_t i = 0; i < seconds.size(); ++i) NAPI_CHECK(napi_set_element(env, arr, static_cast<uint32_t>(i), number(env, seconds[i])));
+  return arr;
+}
+
+napi_value planSetWeights(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 2);
+  PlanHolder& h = unwrapPlan(env, argv[0]);
+  setPlanWeights(stateOf(env), *h.plan, weightArrays(env, argv[1]));
+  return nullptr;
+}
+
+napi_value planInfoEntry(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 1);
+  PlanHolder& h = unwrapPlan(env, argv[0]);
+  PlanInfo pi = planInfo(*h.plan);
+  napi_value obj, steps;
+  NAPI_CHECK(napi_create_object(env, &obj));
+  setProp(env, obj, "arenaBytes", number(env, static_cast<double>(pi.arenaBytes)));
+  setProp(env, obj, "weightBytes", number(env, static_cast<double>(pi.weightBytes)));
+  setProp(env, obj, "scratchpadBytes", number(env, static_cast<double>(pi.scratchpadBytes)));
+  setProp(env, obj, "inputSize", number(env, static_cast<double>(pi.inputSize)));
+  setProp(env, obj, "outputSize", number(env, static_cast<double>(pi.outputSize)));
+  NAPI_CHECK(napi_create_array_with_length(env, pi.steps.size(), &steps));
+  for (size_t i = 0; i < pi.steps.size(); ++i) {
+    napi_value s;
+    NAPI_CHECK(napi_create_string_utf8(env, pi.steps[i].c_str(), pi.steps[i].size(), &s));
+    NAPI_CHECK(napi_set_element(env, steps, static_cast<uint32_t>(i), s));
+  }
+  setProp(env, obj, "steps", steps);
+  return obj;
+}
+
+napi_value planFree(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 1);
+  PlanHolder& h = unwrapPlan(env, argv[0]);
+  int64_t ignored;
+  NAPI_CHECK(napi_adjust_external_memory(env, -h.bytes, &ignored));
+  destroyPlan(h.plan);
+  h.plan = nullptr;
+  return nullptr;
+}
+
 napi_value trimPool(napi_env env, napi_callback_info) {
   releasePool();
   return nullptr;
@@ -277,6 +418,7 @@ napi_value stats(napi_env env, napi_callback_info) {
   setProp(env, obj, "cachedPrimitives", number(env, static_cast<double>(st.cache.size())));
   setProp(env, obj, "cacheHits", number(env, static_cast<double>(st.hits)));
   setProp(env, obj, "cacheMisses", number(env, static_cast<double>(st.misses)));
+  setProp(env, obj, "plans", number(env, static_cast<double>(livePlans())));
   return obj;
 }
 
@@ -322,6 +464,12 @@ napi_value init(napi_env env, napi_value exports) {
       {"describeConv", nullptr, guarded<describeConvEntry>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"stats", nullptr, guarded<stats>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"trimPool", nullptr, guarded<trimPool>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planCreate", nullptr, guarded<planCreate>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planRun", nullptr, guarded<planRun>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planProfile", nullptr, guarded<planProfile>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planSetWeights", nullptr, guarded<planSetWeights>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planInfo", nullptr, guarded<planInfoEntry>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"planFree", nullptr, guarded<planFree>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   NAPI_CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

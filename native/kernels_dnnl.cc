@@ -4,7 +4,7 @@
 // Keras layout (see `userWeightsMd`). Only the filters are handed to oneDNN as `any`, so the
 // primitive picks its preferred (blocked) weight layout and we reorder into a per-shape scratch
 // buffer; that is what lets oneDNN choose brgconv_1x1 for the pointwise layers. Blocked
-// activations, fused inference and bf16 will be further cache-entry kinds with their own keys.
+// activations, fused inference and bf16 live in compiled inference plans (plan.cc).
 #include <string>
 
 #include "common.h"

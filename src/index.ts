@@ -45,6 +45,10 @@ export { evaluate, topKCorrect, type EvalResult } from './train/metrics.js';
 export { train, loadRun, DEFAULT_TRAIN_CONFIG, TrainingDivergedError, type TrainConfig, type TrainResult, type RunOptions } from './train/trainer.js';
 export * as data from './data/index.js';
 
+export {
+  compileInference, CompiledInference, CompileError, compiledFallbackReason, releaseCompiledInference,
+  type CompileInferenceOptions, type CompiledInferenceInfo, type Precision,
+} from './infer/index.js';
 export { runBench, type BenchOptions, type BenchRow, type PeerResult } from './bench/run.js';
 export { CASES as BENCH_CASES, type BenchCase, type CaseName as BenchCaseName } from './bench/cases.js';
 export { forwardFlops, trainingFlops, layerMultiplyAdds } from './bench/flops.js';

@@ -32,6 +32,13 @@ export interface BenchOptions {
   peerThreads?: number;
   /** Smaller networks for quick checks (the figures are then not Xception's). */
   scale?: ModelScale;
+  /**
+   * Inference cases on the native backend: 'compiled' (default), 'op-by-op', or 'both' (two rows
+   * per case, the same peer run once: the before/after comparison in one run).
+   */
+  inference?: 'compiled' | 'op-by-op' | 'both';
+  /** Precision of compiled inference (default fp32; bf16 needs the compiled path). */
+  precision?: 'fp32' | 'bf16';
   /** Progress lines (stderr in the command). */
   onProgress?: (line: string) => void;
 }
@@ -46,7 +53,9 @@ export interface PeerResult {
 export interface BenchRow {
   case: CaseName;
   backend: string;
-  precision: 'fp32';
+  /** 'compiled' (an inference plan) or 'op-by-op' (kernel by kernel; always so for training). */
+  path: 'compiled' | 'op-by-op';
+  precision: 'fp32' | 'bf16';
   imagesPerSec: number;
   /** Achieved GFLOP/s: counted FLOPs (2 × multiply-adds of convs and dense; training 3× forward) per second. */
   gflops: number;
@@ -147,6 +156,13 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
   if (o.backend !== undefined && !['native', 'reference'].includes(o.backend)) {
     throw new OptionError(`bench: backend must be 'native' or 'reference', got '${o.backend}'`);
   }
+  if (o.inference !== undefined && !['compiled', 'op-by-op', 'both'].includes(o.inference)) {
+    throw new OptionError(`bench: inference must be 'compiled', 'op-by-op' or 'both', got '${o.inference}'`);
+  }
+  if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
+    throw new OptionError(`bench: precision must be 'fp32' or 'bf16', got '${o.precision}'`);
+  }
+  const paths: Array<'compiled' | 'op-by-op'> = o.inference === 'both' ? ['op-by-op', 'compiled'] : [o.inference ?? 'compiled'];
   const timing: TimingOptions = { warmup: o.warmup ?? 2, repeats: o.repeats ?? 5, minSeconds: o.minSeconds ?? 1 };
   const scale = o.scale ?? {};
   const peerThreads = o.peerThreads ?? 2;
@@ -163,23 +179,34 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
     progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
     const onnxPeer = peer && c.kind === 'infer';
     const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
-    const spec: WorkerSpec = {
-      engine: 'xception', case: c, scale, timing, threads: peerThreads,
-      ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
-    };
+    const casePaths = c.kind === 'infer' ? paths : ['op-by-op' as const];
+    let peerResult: PeerResult | null | undefined;
     try {
-      yield await runCase(c, spec, onnxPath, python, imageSize);
+      for (const path of casePaths) {
+        const spec: WorkerSpec = {
+          engine: 'xception', case: c, scale, timing, threads: peerThreads, inference: path,
+          ...(o.precision ? { precision: o.precision } : {}),
+          ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
+        };
+        if (casePaths.length > 1) progress(`${c.name}: ${path}…`);
+        const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, python, imageSize, peerResult);
+        peerResult = row.peer;
+        yield row;
+      }
     } finally {
       if (onnxPath) rmSync(dirname(onnxPath), { recursive: true, force: true });
     }
   }
 
-  async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, python: string | null, imageSize: number): Promise<BenchRow> {
+  async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, python: string | null, imageSize: number,
+    measuredPeer: PeerResult | null | undefined): Promise<BenchRow> {
     const own = await runWorker(spec, progress);
     const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
     const gflops = (s: number) => stepFlops / s / 1e9;
-    let peerResult: PeerResult | null = null;
-    if (onnxPath) {
+    let peerResult: PeerResult | null = measuredPeer ?? null;
+    if (measuredPeer !== undefined) {
+      // The peer of this case was measured with the previous row (same network, same weights).
+    } else if (onnxPath) {
       progress(`${c.name}: onnxruntime…`);
       try {
         const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
@@ -194,7 +221,7 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
     }
     const imagesPerSec = c.batch / own.secondsPerStep;
     return {
-      case: c.name, backend: own.engine, precision: 'fp32', imagesPerSec, gflops: gflops(own.secondsPerStep),
+      case: c.name, backend: own.engine, path: own.path, precision: own.precision, imagesPerSec, gflops: gflops(own.secondsPerStep),
       peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
       batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep,
     };

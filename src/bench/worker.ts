@@ -13,6 +13,8 @@ import { getBackend, keep, noGrad, setBackend, tidy } from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import { Random } from '../core/random.js';
+import { compileInference, type CompiledInference } from '../infer/compiled.js';
+import { compiledInferenceEnabled } from '../infer/auto.js';
 import { exportOnnx } from '../io/onnx-model.js';
 import { xception } from '../models/xception/xception.js';
 import { Optimizer } from '../train/optimizers.js';
@@ -31,6 +33,13 @@ export interface WorkerSpec {
   /** onnxruntime intra-op threads. */
   threads: number;
   /**
+   * Inference cases on the native backend: 'compiled' (a compileInference plan, the default) or
+   * 'op-by-op' (model.forward, kernel by kernel). XCEPTION_COMPILED=0 forces 'op-by-op'.
+   */
+  inference?: 'compiled' | 'op-by-op';
+  /** Precision of a compiled inference plan (default fp32). */
+  precision?: 'fp32' | 'bf16';
+  /**
    * engine 'xception': after timing, write the benchmarked model as ONNX here (for the peer).
    * engine 'onnxruntime': the ONNX file to run.
    */
@@ -47,6 +56,9 @@ export interface WorkerResult {
   stepsPerRepeat: number;
   /** Peak resident memory (maxRSS) of this process while measuring, in MB (10^6 bytes). */
   peakRssMB: number;
+  /** How inference ran: a compiled plan or op by op (training is always op by op). */
+  path: 'compiled' | 'op-by-op';
+  precision: 'fp32' | 'bf16';
 }
 
 function randomImages(n: number, seed: number): Float32Array {
@@ -57,6 +69,8 @@ function randomImages(n: number, seed: number): Float32Array {
 }
 
 interface Measured {
+  path: 'compiled' | 'op-by-op';
+  precision: 'fp32' | 'bf16';
   engine: string;
   flops: number;
   timing: Timing;
@@ -75,7 +89,26 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   const x = keep(tensor(randomImages(c.batch * h! * w! * ch!, 1), [c.batch, h!, w!, ch!], { backend }));
   const flops = forwardFlops(model);
   let step: () => unknown;
-  if (c.kind === 'infer') {
+  let path: Measured['path'] = 'op-by-op';
+  let precision: Measured['precision'] = 'fp32';
+  let plan: CompiledInference | null = null;
+  if (c.kind === 'infer' && backend.name === 'onednn' && (spec.inference ?? 'compiled') === 'compiled' && compiledInferenceEnabled()) {
+    try {
+      plan = compileInference(model, { batch: c.batch, precision: spec.precision ?? 'fp32' });
+      path = 'compiled';
+      precision = plan.precision;
+    } catch (e) {
+      process.stderr.write(`compiled inference unavailable, running op by op: ${(e as Error).message}\n`);
+    }
+  }
+  if (plan) {
+    const compiled = plan;
+    step = () => {
+      const y = compiled.run(x);
+      y.data();
+      y.dispose();
+    };
+  } else if (c.kind === 'infer') {
     step = () => noGrad(() => tidy(() => model.forward(x).data()));
   } else {
     const rng = new Random(2);
@@ -95,10 +128,11 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   }
   const timing = await timeSteps(step, spec.timing);
   const peak = peakRssMB();
+  plan?.dispose();
   // The peer runs the very weights just measured (inference mode: BN folded into the convs).
   if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
   // Named as the --backend flag names it.
-  return { engine: backend.name === 'onednn' ? 'native' : backend.name, flops, timing, peakRssMB: peak };
+  return { engine: backend.name === 'onednn' ? 'native' : backend.name, flops, timing, peakRssMB: peak, path, precision };
 }
 
 async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
@@ -124,7 +158,10 @@ async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
     for (const t of Object.values(out)) t.dispose?.();
   }, spec.timing);
   await session.release();
-  return { engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`, flops: 0, timing, peakRssMB: peakRssMB() };
+  return {
+    engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`, flops: 0, timing, peakRssMB: peakRssMB(),
+    path: 'compiled', precision: 'fp32',
+  };
 }
 
 async function workerMain(): Promise<void> {
@@ -137,6 +174,8 @@ async function workerMain(): Promise<void> {
     repeatSeconds: r.timing.repeatSeconds,
     stepsPerRepeat: r.timing.stepsPerRepeat,
     peakRssMB: r.peakRssMB,
+    path: r.path,
+    precision: r.precision,
   };
   process.stdout.write(JSON.stringify(result) + '\n');
 }

@@ -43,6 +43,11 @@ export class Tensor {
   grad: Tensor | null = null;
   /** Set on outputs of recorded ops; cleared after backward. */
   node: GradNode | null = null;
+  /**
+   * Bumped by every in-place writer (optimizer updates), so that copies of the contents made
+   * elsewhere (compiled inference plans) can tell they are stale.
+   */
+  version = 0;
   private storage: Storage | null;
 
   constructor(

@@ -239,10 +239,18 @@ export class Model {
     ].join('\n');
   }
 
-  /** Frees every weight's memory. The model cannot run afterwards. */
+  /** Frees every weight's memory (and whatever was registered with onDispose). The model cannot run afterwards. */
   dispose(): void {
+    for (const fn of this.disposeListeners.splice(0)) fn();
     for (const w of this.weights) w.value.dispose();
   }
+
+  /** Runs `fn` when the model is disposed (e.g. to free compiled plans made from its weights). */
+  onDispose(fn: () => void): void {
+    this.disposeListeners.push(fn);
+  }
+
+  private readonly disposeListeners: Array<() => void> = [];
 }
 
 function collect(output: SymbolicTensor): Set<Layer> {

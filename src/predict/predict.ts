@@ -20,6 +20,7 @@ import { noGrad } from '../core/engine.js';
 import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
+import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
 import { imagenetClassNames } from './imagenet-classes.js';
 import { resizeLikePil } from './resize-pil.js';
@@ -175,7 +176,10 @@ export function classify(model: Model, inputs: Float32Array, count: number): Flo
   if (model.outputShape.length !== 1) {
     throw new ShapeError(`model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`);
   }
-  const probs = noGrad(() => {
+  // On the native backend a compiled plan (cached per model and batch) runs the network;
+  // elsewhere, or if the model does not compile, model.forward does, op by op.
+  const plan = cachedCompiledInference(model, count, false);
+  const probs = plan ? plan.runData(inputs) : noGrad(() => {
     const backend = model.weights[0]?.value.backend;
     const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
     const y = model.forward(x);

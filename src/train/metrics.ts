@@ -3,6 +3,7 @@ import { tensor } from '../core/creation.js';
 import { noGrad, tidy } from '../core/engine.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import type { Batch } from '../data/loader.js';
+import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
 
 /** How many rows of logits [rows, classes] have their label among the k largest. */
@@ -36,7 +37,9 @@ export async function evaluate(model: Model, batches: AsyncIterable<Batch> | Ite
     const logits = noGrad(() =>
       tidy(() => {
         const x = tensor(b.x, b.shape, { backend: model.weights[0]?.value.backend });
-        const out = model.forward(x, { training: false, logits: true });
+        // A compiled plan where it is a drop-in (native backend, compilable model), else op by op.
+        const plan = cachedCompiledInference(model, b.size, true);
+        const out = plan ? plan.run(x) : model.forward(x, { training: false, logits: true });
         loss += softmaxCrossEntropy(out, b.y).item() * b.size;
         return out.data();
       }),

@@ -119,6 +119,8 @@ export class Optimizer {
         this.slots.set(v, state);
       }
       w.backend.applyUpdate(rule, w.handle, g.handle, state.map((t) => t.handle), w.size, gradScale);
+      w.version++; // written in place: compiled inference plans re-read it
+
     }
     for (const v of vars) clearGrad(v);
     return norm;

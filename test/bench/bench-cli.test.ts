@@ -39,6 +39,8 @@ test('bench --json runs an inference and a training case end to end: one well-fo
     const stepFlops = flops * batch * (r['case'] === 'train-b8-299' ? 3 : 1);
     assert.ok(Math.abs(gflops - stepFlops / sec / 1e9) < 1e-9 * gflops, `gflops ${gflops}`);
   }
+  assert.equal(rows[0]!['path'], rows[0]!['backend'] === 'native' ? 'compiled' : 'op-by-op', 'native inference runs the compiled plan');
+  assert.equal(rows[1]!['path'], 'op-by-op', 'training runs op by op');
   const peer = rows[0]!['peer'] as { name: string; imagesPerSec: number } | null;
   assert.ok(peer, 'the inference case has ONNX Runtime beside it');
   assert.match(peer.name, /^onnxruntime \d+\.\d+/);
@@ -48,13 +50,41 @@ test('bench --json runs an inference and a training case end to end: one well-fo
   assert.equal(rows[1]!['ratio'], null);
 });
 
+test('bench --inference both: op-by-op and compiled rows for one inference case, against one peer run', async (t) => {
+  let out = '';
+  let progress = '';
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => ((progress += s), true)) as typeof process.stderr.write;
+  let code: number;
+  try {
+    code = await main(['bench', '--json', '--cases', 'infer-b1-299', '--inference', 'both', ...TINY], (s) => (out += s));
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(code, 0);
+  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  if (rows[0]!['backend'] !== 'native') {
+    t.skip('native backend unavailable: both rows run op by op');
+    return;
+  }
+  assert.deepEqual(rows.map((r) => r['path']), ['op-by-op', 'compiled']);
+  assert.deepEqual(rows[0]!['peer'], rows[1]!['peer'], 'the same peer measurement');
+  assert.equal(progress.match(/onnxruntime…/g)?.length, 1, 'ONNX Runtime ran once');
+  for (const r of rows) {
+    const peer = r['peer'] as { imagesPerSec: number };
+    assert.ok(Math.abs((r['ratio'] as number) - (r['imagesPerSec'] as number) / peer.imagesPerSec) < 1e-9);
+  }
+  await assert.rejects(benchCommand(['--inference', 'fused'], () => {}), (e: Error) => e instanceof OptionError && /--inference/.test(e.message));
+  await assert.rejects(benchCommand(['--precision', 'fp16'], () => {}), (e: Error) => e instanceof OptionError && /--precision/.test(e.message));
+});
+
 test('bench prints a table without --json; --no-peer leaves the peer out', async () => {
   let out = '';
   const code = await main(['bench', '--cases', 'infer-b1-299', '--no-peer', ...TINY], (s) => (out += s));
   assert.equal(code, 0);
   const [head, row, ...rest] = out.trim().split('\n');
-  assert.match(head!, /^case\s+backend\s+prec\s+img\/s\s+GFLOP\/s/);
-  assert.match(row!, /^infer-b1-299\s+(native|reference)\s+fp32\s+[\d.]+\s+[\d.]+\s+\d+\s+—/);
+  assert.match(head!, /^case\s+backend\s+path\s+prec\s+img\/s\s+GFLOP\/s/);
+  assert.match(row!, /^infer-b1-299\s+(native\s+compiled|reference\s+op-by-op)\s+fp32\s+[\d.]+\s+[\d.]+\s+\d+\s+—/);
   assert.equal(rest.length, 0);
 });
 

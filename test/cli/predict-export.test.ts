@@ -98,7 +98,11 @@ test('a 299×299 PNG predicted through the CLI gives the same probabilities as t
   const pixels = await loadImage(image299, [299, 299, 3]);
   const x = preprocessInput(pixels);
   const probs = noGrad(() => model.forward(tensor(x, [1, 299, 299, 3])).data());
-  assert.deepEqual(api[0]!.predictions, decodePredictions(probs, 5)[0]);
+  // On the native backend predictImages runs a compiled plan (BN folded, fused ops): the same
+  // classes, probabilities equal up to float32 rounding of a different summation order.
+  const expected = decodePredictions(probs, 5)[0]!;
+  assert.deepEqual(api[0]!.predictions.map((p) => p.index), expected.map((p) => p.index));
+  api[0]!.predictions.forEach((p, i) => assert.ok(Math.abs(p.probability - expected[i]!.probability) <= 1e-5, `${p.probability} vs ${expected[i]!.probability}`));
   assert.ok(api[0]!.predictions[0]!.probability > 0.05 && api[0]!.predictions[0]!.probability < 0.99, `spread: ${api[0]!.predictions[0]!.probability}`);
 
   const st = await run(['predict', image299, imageOdd, '--weights', weightsSt, '--top', '5', '--json']);

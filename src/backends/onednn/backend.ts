@@ -24,7 +24,7 @@ import type {
   UpdateRule,
 } from '../../core/backend.js';
 import { BackendError, DisposedError, OptionError, ShapeError } from '../../core/errors.js';
-import type { NativeAddon, NativeBuffer, NativeStats } from './binding.js';
+import type { NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
 
 /** Native storage of the onednn backend: `size` float32 elements. */
 export class NativeTensor {
@@ -529,6 +529,54 @@ export class NativeBackend implements Backend {
   /** Returns freed memory that is kept for reuse (see NativeStats.pooledBytes) to the system. */
   trimPool(): void {
     this.addon.trimPool();
+  }
+
+  // --- compiled inference plans (src/infer builds and validates the spec) --------------------
+
+  /** Builds a plan from a spec (format: native/plan.h) and float32 weight arrays. */
+  createPlan(spec: Float64Array, weights: Float32Array[]): NativePlan {
+    if (!(spec instanceof Float64Array)) throw new BackendError('onednn createPlan: spec must be a Float64Array');
+    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('onednn createPlan: weights must be Float32Arrays');
+    return this.native('createPlan', () => this.addon.planCreate(spec, weights));
+  }
+
+  /** Runs a plan on x (inputSize elements); returns a new tensor of outputSize elements. */
+  runPlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): NativeTensor {
+    const input = this.arg('runPlan', 'input', x, inputSize);
+    int('runPlan', 'outputSize', outputSize);
+    const out = this.wrap(this.native('runPlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    try {
+      this.native('runPlan', () => this.addon.planRun(plan, input, buffers.get(out)!));
+    } catch (e) {
+      this.dispose(out);
+      throw e;
+    }
+    return out;
+  }
+
+  /** Runs a plan once, timing each step (a wait after each): seconds per step of planInfo().steps. */
+  profilePlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): number[] {
+    const input = this.arg('profilePlan', 'input', x, inputSize);
+    int('profilePlan', 'outputSize', outputSize);
+    const out = this.wrap(this.native('profilePlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    try {
+      return this.native('profilePlan', () => this.addon.planProfile(plan, input, buffers.get(out)!));
+    } finally {
+      this.dispose(out);
+    }
+  }
+
+  setPlanWeights(plan: NativePlan, weights: Float32Array[]): void {
+    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('onednn setPlanWeights: weights must be Float32Arrays');
+    this.native('setPlanWeights', () => this.addon.planSetWeights(plan, weights));
+  }
+
+  planInfo(plan: NativePlan): NativePlanInfo {
+    return this.native('planInfo', () => this.addon.planInfo(plan));
+  }
+
+  freePlan(plan: NativePlan): void {
+    this.native('freePlan', () => this.addon.planFree(plan));
   }
 
   /** The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`). */

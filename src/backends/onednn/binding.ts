@@ -19,6 +19,21 @@ export interface NativeStats {
   cachedPrimitives: number;
   cacheHits: number;
   cacheMisses: number;
+  /** Compiled inference plans alive (their memory is counted in buffers/bytes). */
+  plans: number;
+}
+
+/** A compiled inference plan owned by the addon (native/plan.h). Opaque to TypeScript. */
+export type NativePlan = { readonly __nativePlan: unique symbol };
+
+export interface NativePlanInfo {
+  arenaBytes: number;
+  weightBytes: number;
+  scratchpadBytes: number;
+  inputSize: number;
+  outputSize: number;
+  /** One line per executed primitive: what it computes and oneDNN's implementation. */
+  steps: string[];
 }
 
 export interface NativeAddon {
@@ -34,10 +49,16 @@ export interface NativeAddon {
   stats(): NativeStats;
   /** Returns the pooled memory to the system. */
   trimPool(): void;
+  planCreate(spec: Float64Array, weights: Float32Array[]): NativePlan;
+  planRun(plan: NativePlan, input: NativeBuffer, output: NativeBuffer): void;
+  planProfile(plan: NativePlan, input: NativeBuffer, output: NativeBuffer): number[];
+  planSetWeights(plan: NativePlan, weights: Float32Array[]): void;
+  planInfo(plan: NativePlan): NativePlanInfo;
+  planFree(plan: NativePlan): void;
 }
 
 /** The ABI this TypeScript expects; native/addon.cc `kAbiVersion` must match. */
-export const EXPECTED_ABI = 1;
+export const EXPECTED_ABI = 2;
 
 const ADDON_FILE = path.join('build', 'Release', 'xception_native.node');
 

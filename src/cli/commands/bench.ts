@@ -4,6 +4,7 @@ import { runBench, type BenchOptions, type BenchRow } from '../../bench/run.js';
 import { choiceFlag, intFlag, numberFlag, parse } from '../args.js';
 
 export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repeats N] [--no-peer] [--pytorch] [--backend NAME]
+                      [--inference compiled|op-by-op|both] [--precision fp32|bf16]
 
 Measures Xception on this machine, side by side in the same run with a peer:
   infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime
@@ -20,10 +21,13 @@ a python3 that imports torch (Debian python3-torch; $XCEPTION_PYTHON picks one).
 Each case and each peer runs in a child process of its own: its peak resident memory (RSS) is
 its own. Figures: images per second (batch / median seconds per step, after a warm-up) and
 achieved GFLOP/s (2 × multiply-adds of the convolutions and dense layers; a training step counts
-3× the forward FLOPs). Precision fp32 (bf16 is not implemented yet). On a shared machine figures
-move with the load: compare the ratio.
+3× the forward FLOPs). Inference on the native backend runs a compiled plan (compileInference:
+batch norms folded, ReLU and residual adds fused, blocked layouts; --inference op-by-op runs
+model.forward kernel by kernel, --inference both runs each inference case both ways against one
+peer run). Training is fp32 op by op; --precision bf16 applies to compiled inference only. On a
+shared machine figures move with the load: compare the ratio.
 
-  --json                  one object per line: {case, backend, precision, imagesPerSec, gflops,
+  --json                  one object per line: {case, backend, path, precision, imagesPerSec, gflops,
                           peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
                           batch, imageSize, peakRssMB, secondsPerStep}
   --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
@@ -33,6 +37,9 @@ move with the load: compare the ratio.
   --no-peer               skip the peers
   --pytorch               also time the training cases in PyTorch as their peer
   --backend NAME          native | reference (default: native where built)
+  --inference P           compiled | op-by-op | both (default compiled; native backend only;
+                          XCEPTION_COMPILED=0 also turns the compiled path off)
+  --precision P           fp32 | bf16 for compiled inference (default fp32)
   --threads N             the peers' threads (default 2)
 Quick checks (the figures are then not Xception's):
   --size S                every case at S×S (≥ 71 for the 299 cases)
@@ -44,13 +51,14 @@ Examples:
   xception bench
   xception bench --json --pytorch
   xception bench --cases infer-b1-299 --repeats 9
+  xception bench --cases infer-b1-299,infer-b8-299 --inference both
 `;
 
 export async function benchCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('bench', argv, {
     json: { type: 'boolean' }, cases: { type: 'string' }, repeats: { type: 'string' }, warmup: { type: 'string' },
     'min-time': { type: 'string' }, 'no-peer': { type: 'boolean' }, pytorch: { type: 'boolean' }, backend: { type: 'string' },
-    threads: { type: 'string' }, size: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
+    threads: { type: 'string' }, size: { type: 'string' }, inference: { type: 'string' }, precision: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -88,6 +96,10 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   if (threads !== undefined) o.peerThreads = threads;
   const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
   if (backend) o.backend = backend;
+  const inference = choiceFlag('inference', v['inference'], ['compiled', 'op-by-op', 'both'] as const);
+  if (inference) o.inference = inference;
+  const precision = choiceFlag('precision', v['precision'], ['fp32', 'bf16'] as const);
+  if (precision) o.precision = precision;
   if (size !== undefined && size < 71 && (cases ?? CASE_NAMES).some((c) => c.endsWith('-299'))) {
     throw new OptionError(`--size ${size}: the 299×299 cases use the ImageNet stem, which needs at least 71`);
   }
@@ -102,11 +114,11 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   return 0;
 }
 
-const COLUMNS = ['case', 'backend', 'prec', 'img/s', 'GFLOP/s', 'RSS MB', 'peer', 'peer img/s', 'peer RSS MB', 'ratio'];
-const WIDTHS = [13, 9, 5, 9, 8, 7, 20, 10, 11, 6];
+const COLUMNS = ['case', 'backend', 'path', 'prec', 'img/s', 'GFLOP/s', 'RSS MB', 'peer', 'peer img/s', 'peer RSS MB', 'ratio'];
+const WIDTHS = [13, 9, 9, 5, 9, 8, 7, 20, 10, 11, 6];
 
 function cells(cs: string[]): string {
-  return cs.map((c, i) => (i <= 2 || i === 6 ? c.padEnd(WIDTHS[i]!) : c.padStart(WIDTHS[i]!))).join('  ').trimEnd();
+  return cs.map((c, i) => (i <= 3 || i === 7 ? c.padEnd(WIDTHS[i]!) : c.padStart(WIDTHS[i]!))).join('  ').trimEnd();
 }
 
 function header(): string {
@@ -116,7 +128,7 @@ function header(): string {
 function tableLine(r: BenchRow): string {
   const f = (x: number, d: number) => x.toFixed(d);
   return cells([
-    r.case, r.backend, r.precision, f(r.imagesPerSec, 2), f(r.gflops, 1), f(r.peakRssMB, 0),
+    r.case, r.backend, r.path, r.precision, f(r.imagesPerSec, 2), f(r.gflops, 1), f(r.peakRssMB, 0),
     r.peer?.name ?? '—', r.peer ? f(r.peer.imagesPerSec, 2) : '—', r.peer ? f(r.peer.peakRssMB, 0) : '—',
     r.ratio !== null ? `${f(r.ratio, 2)}×` : '—',
   ]);

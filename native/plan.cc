@@ -1,0 +1,694 @@
+// Compiled inference plans (format and rules in plan.h).
+#include "plan.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <unordered_map>
+
+namespace xnative {
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+std::atomic<int64_t> plansAlive{0};
+
+[[noreturn]] void bad(const std::string& m) { throw KernelError("inference plan: " + m); }
+
+// Reads the spec front to back; every number is checked before it becomes a size or an index.
+class SpecReader {
+ public:
+  explicit SpecReader(const std::vector<double>& v) : v_(v) {}
+  double real(const char* what) {
+    if (pos_ >= v_.size()) bad(std::string("spec ends early (expected ") + what + ")");
+    double x = v_[pos_++];
+    if (!std::isfinite(x)) bad(std::string(what) + " is not finite");
+    return x;
+  }
+  int64_t integer(const char* what, int64_t lo, int64_t hi) {
+    double x = real(what);
+    if (x != std::floor(x) || x < static_cast<double>(lo) || x > static_cast<double>(hi))
+      bad(std::string(what) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+          std::to_string(x));
+    return static_cast<int64_t>(x);
+  }
+  bool done() const { return pos_ == v_.size(); }
+
+ private:
+  const std::vector<double>& v_;
+  size_t pos_ = 0;
+};
+
+constexpr int64_t kMaxDim = 1 << 24;
+
+struct Value {
+  memory::dims dims;  // oneDNN's logical dims: {N, C, H, W} or {N, features}
+  memory::desc md;
+  int storage;
+  int lastUse = -1;  // step index of the last read
+};
+
+struct Storage {
+  size_t bytes = 0;
+  int first = 0, last = 0;
+  bool external = false;  // the caller's input buffer, not in the arena
+  size_t offset = 0;
+};
+
+struct Step {
+  std::string what;
+  dnnl::primitive prim;
+  std::vector<std::pair<int, int>> valueArgs;  // (DNNL_ARG_*, value)
+  std::unordered_map<int, memory> fixedArgs;   // weights, bias, batch-norm parameters
+  memory::desc scratchpad;
+  int overwrites = -1;  // value whose memory this step adds into (sum post-op)
+};
+
+struct WeightSlot {
+  bool used = false;
+  size_t length = 0;
+  memory::desc user;
+  memory dst;
+  dnnl::reorder toDst;
+};
+
+std::unique_ptr<Buffer> bytesBuffer(size_t bytes) {
+  return allocBuffer(static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float)), false);
+}
+
+size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+// A layout as oneDNN's format tags spell it, e.g. "f32 nhwc", "f32 nChw16c" (logical dims
+// ordered by decreasing stride, then the inner blocks), for plan descriptions.
+std::string layoutName(const memory::desc& md) {
+  const dnnl_memory_desc_t& d = md.data;
+  std::string type = d.data_type == dnnl_bf16 ? "bf16" : d.data_type == dnnl_f32 ? "f32" : "?";
+  if (d.format_kind != dnnl_blocked || d.ndims < 1 || d.ndims > 6) return type + " other";
+  const char* names = d.ndims == 4 ? "nchw" : d.ndims == 2 ? "nc" : "abcdef";
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  std::vector<int> order(d.ndims);
+  for (int i = 0; i < d.ndims; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return b.strides[x] > b.strides[y]; });
+  std::string s;
+  for (int i : order) {
+    bool blocked = false;
+    for (int k = 0; k < b.inner_nblks; ++k) blocked = blocked || b.inner_idxs[k] == i;
+    s += blocked ? static_cast<char>(names[i] - 'a' + 'A') : names[i];
+  }
+  for (int k = 0; k < b.inner_nblks; ++k) s += std::to_string(b.inner_blks[k]) + names[b.inner_idxs[k]];
+  return type + " " + s;
+}
+
+std::string dimsText(const memory::dims& d) {
+  std::string s;
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? "×" : "") + std::to_string(d[i]);
+  return s;
+}
+
+}  // namespace
+
+struct Plan {
+  std::vector<Value> values;
+  std::vector<Storage> storages;
+  std::vector<Step> steps;
+  std::vector<std::unordered_map<int, memory>> args;  // per step, built once
+  std::vector<WeightSlot> weights;
+  std::vector<std::unique_ptr<Buffer>> owned;  // arena, scratchpad, reordered weights
+  memory input, output;                          // the caller's buffers, handles set per run
+  int64_t inputSize = 0, outputSize = 0;
+  int64_t arenaBytes = 0, weightBytes = 0, scratchpadBytes = 0;
+  Plan() { ++plansAlive; }
+  ~Plan() { --plansAlive; }
+};
+
+namespace {
+
+class Builder {
+ public:
+  Builder(State& s, Plan& p, const std::vector<WeightArray>& w) : s_(s), p_(p), w_(w) {}
+
+  void build(const std::vector<double>& spec) {
+    SpecReader r(spec);
+    if (r.integer("format version", 1, 1) != 1) bad("unknown format");
+    n_ = r.integer("batch", 1, kMaxDim);
+    int64_t h = r.integer("height", 1, kMaxDim), w = r.integer("width", 1, kMaxDim), c = r.integer("channels", 1, kMaxDim);
+    act_ = r.integer("precision", 0, 1) == 0 ? dt::f32 : dt::bf16;
+    int64_t stepCount = r.integer("step count", 1, 1 << 20);
+    int64_t outputSpec = r.integer("output value", 1, stepCount);
+    p_.weights.resize(w_.size());
+
+    p_.inputSize = elems({n_, h, w, c}, "plan input");
+    memory::desc inMd({n_, c, h, w}, dt::f32, tag::nhwc);
+    p_.input = memory(inMd, s_.engine, nullptr);
+    p_.storages.push_back({inMd.get_size(), 0, 0, true, 0});
+    p_.values.push_back({{n_, c, h, w}, inMd, 0});
+    specToValue_.push_back(0);
+
+    for (int64_t i = 0; i < stepCount; ++i) {
+      int64_t kind = r.integer("step kind", 1, 9);
+      int v;
+      switch (kind) {
+        case 1: v = conv(r); break;
+        case 2: v = eltwiseStep(r); break;
+        case 3: v = pool(r); break;
+        case 4: v = globalPool(r); break;
+        case 5: v = add(r); break;
+        case 6: v = concat(r); break;
+        case 7: v = dense(r); break;
+        case 8: v = softmax(r); break;
+        default: v = batchNorm(r); break;
+      }
+      specToValue_.push_back(v);
+    }
+    if (!r.done()) bad("spec has numbers after the last step");
+    for (size_t i = 0; i < w_.size(); ++i)
+      if (!p_.weights[i].used) bad("weight array " + std::to_string(i) + " is not used by any step");
+
+    // The output, converted to the public layout (NHWC or [batch, features], float32).
+    const Value& out = p_.values[specToValue_[outputSpec]];
+    memory::desc userOut(out.dims, dt::f32, out.dims.size() == 4 ? tag::nhwc : tag::nc);
+    p_.outputSize = static_cast<int64_t>(userOut.get_size() / sizeof(float));
+    p_.output = memory(userOut, s_.engine, nullptr);
+    int outValue = specToValue_[outputSpec];
+    dnnl::reorder::primitive_desc rpd(s_.engine, out.md, s_.engine, userOut, attr());
+    Step st;
+    st.what = "output reorder";
+    st.prim = dnnl::reorder(rpd);
+    st.valueArgs = {{DNNL_ARG_FROM, outValue}};
+    st.fixedArgs[DNNL_ARG_TO] = p_.output;
+    st.scratchpad = rpd.scratchpad_desc();
+    st.what += " → " + std::string(rpd.impl_info_str());
+    addStep(std::move(st));
+
+    layOut();
+  }
+
+ private:
+  State& s_;
+  Plan& p_;
+  const std::vector<WeightArray>& w_;
+  int64_t n_ = 0;
+  dt act_ = dt::f32;
+  std::vector<int> specToValue_;
+  std::vector<std::pair<std::pair<int, memory::desc>, int>> converted_;
+
+  dnnl::primitive_attr attr(const dnnl::post_ops* po = nullptr) {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (po) a.set_post_ops(*po);
+    return a;
+  }
+
+  int valueRef(SpecReader& r, const char* what) {
+    int64_t v = r.integer(what, 0, static_cast<int64_t>(specToValue_.size()) - 1);
+    return specToValue_[v];
+  }
+
+  int weightRef(SpecReader& r, const char* what, bool optional) {
+    int64_t i = r.integer(what, optional ? -1 : 0, static_cast<int64_t>(w_.size()) - 1);
+    return static_cast<int>(i);
+  }
+
+  int newValue(const memory::dims& dims, const memory::desc& md) {
+    p_.storages.push_back({md.get_size(), static_cast<int>(p_.steps.size()), 0, false, 0});
+    p_.values.push_back({dims, md, static_cast<int>(p_.storages.size()) - 1});
+    return static_cast<int>(p_.values.size()) - 1;
+  }
+
+  int aliasValue(int of) {
+    Value v = p_.values[of];
+    v.lastUse = -1;
+    p_.values.push_back(v);
+    return static_cast<int>(p_.values.size()) - 1;
+  }
+
+  int addStep(Step st) {
+    int index = static_cast<int>(p_.steps.size());
+    for (auto& [arg, v] : st.valueArgs) {
+      Value& val = p_.values[v];
+      val.lastUse = std::max(val.lastUse, index);
+      Storage& sto = p_.storages[val.storage];
+      sto.last = std::max(sto.last, index);
+    }
+    p_.steps.push_back(std::move(st));
+    return index;
+  }
+
+  // `v` in layout `want`: itself, or a converted copy (made once per value and layout).
+  int as(int v, const memory::desc& want) {
+    if (p_.values[v].md == want) return v;
+    for (auto& [key, copy] : converted_)
+      if (key.first == v && key.second == want) return copy;
+    dnnl::reorder::primitive_desc rpd(s_.engine, p_.values[v].md, s_.engine, want, attr());
+    int out = newValue(p_.values[v].dims, want);
+    Step st;
+    st.what = "reorder " + dimsText(p_.values[v].dims) + " → " + std::string(rpd.impl_info_str());
+    st.prim = dnnl::reorder(rpd);
+    st.valueArgs = {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}};
+    st.scratchpad = rpd.scratchpad_desc();
+    addStep(std::move(st));
+    converted_.push_back({{v, want}, out});
+    return out;
+  }
+
+  // Copies weight array `index` (Keras layout `user`) into plan memory of layout `want`.
+  memory weight(int index, const memory::desc& user, const memory::desc& want, const char* what) {
+    if (index < 0 || static_cast<size_t>(index) >= w_.size()) bad(std::string(what) + ": weight index out of range");
+    WeightSlot& slot = p_.weights[index];
+    if (slot.used) bad(std::string(what) + ": weight array " + std::to_string(index) + " is used twice");
+    size_t expected = user.get_size() / sizeof(float);
+    if (w_[index].length != expected)
+      bad(std::string(what) + ": weight array " + std::to_string(index) + " has " + std::to_string(w_[index].length) +
+          " values, the layer needs " + std::to_string(expected));
+    auto buf = bytesBuffer(want.get_size());
+    slot.used = true;
+    slot.length = expected;
+    slot.user = user;
+    slot.dst = memory(want, s_.engine, buf->data);
+    slot.toDst = dnnl::reorder(dnnl::reorder::primitive_desc(s_.engine, user, s_.engine, want));
+    p_.weightBytes += static_cast<int64_t>(want.get_size());
+    p_.owned.push_back(std::move(buf));
+    memory src(user, s_.engine, const_cast<float*>(w_[index].data));
+    slot.toDst.execute(s_.stream, src, slot.dst);
+    s_.stream.wait();
+    return slot.dst;
+  }
+
+  static dnnl::algorithm eltwiseAlg(int64_t code) {
+    return code == 1 ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_elu;
+  }
+
+  // Post-ops: (1, alg, alpha) eltwise or (2, 0, 0) sum. Returns whether a sum is among them.
+  bool postOps(SpecReader& r, dnnl::post_ops& po, std::string& what, bool allowSum) {
+    int64_t count = r.integer("post-op count", 0, 4);
+    bool sum = false;
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t kind = r.integer("post-op kind", 1, allowSum ? 2 : 1);
+      int64_t alg = r.integer("post-op algorithm", kind == 1 ? 1 : 0, kind == 1 ? 2 : 0);
+      double alpha = r.real("post-op alpha");
+      if (kind == 2) {
+        if (sum) bad("two sum post-ops");
+        sum = true;
+        po.append_sum(1.f);
+        what += " +sum";
+      } else {
+        if (alg == 2 && !(alpha > 0)) bad("elu alpha must be positive");
+        po.append_eltwise(1.f, eltwiseAlg(alg), static_cast<float>(alpha), 0.f);
+        what += alg == 1 ? " +relu" : " +elu";
+      }
+    }
+    return sum;
+  }
+
+  const Value& image(int v, const char* what) {
+    if (p_.values[v].dims.size() != 4) bad(std::string(what) + ": input is not an image [batch, height, width, channels]");
+    return p_.values[v];
+  }
+
+  static int64_t outSize(int64_t in, int64_t k, int64_t d, int64_t s, int64_t p0, int64_t p1, const char* what) {
+    int64_t span = in + p0 + p1 - ((k - 1) * d + 1);
+    if (span < 0) bad(std::string(what) + ": window larger than the padded input");
+    return span / s + 1;
+  }
+
+  int conv(SpecReader& r) {
+    int in = valueRef(r, "conv input");
+    int64_t g[17];
+    const char* names[17] = {"inH", "inW", "inC", "outH", "outW", "outC", "kH", "kW", "sH",
+                             "sW",  "dH",  "dW",  "padT", "padL", "padB", "padR", "groups"};
+    for (int i = 0; i < 17; ++i) g[i] = r.integer(names[i], (i >= 12 && i <= 15) ? 0 : 1, kMaxDim);
+    int64_t ih = g[0], iw = g[1], ic = g[2], oh = g[3], ow = g[4], oc = g[5], kh = g[6], kw = g[7], sh = g[8], sw = g[9],
+            dh = g[10], dw = g[11], pt = g[12], pl = g[13], pb = g[14], pr = g[15], groups = g[16];
+    const Value& x = image(in, "conv");
+    if (x.dims != memory::dims{n_, ic, ih, iw})
+      bad("conv input is " + dimsText(x.dims) + ", the convolution expects " + dimsText({n_, ic, ih, iw}));
+    if (ic % groups || oc % groups) bad("conv groups must divide the channels");
+    if (outSize(ih, kh, dh, sh, pt, pb, "conv") != oh || outSize(iw, kw, dw, sw, pl, pr, "conv") != ow)
+      bad("conv output size does not follow from its input, window, stride and padding");
+    elems({kh, kw, ic / groups, oc}, "conv filter");
+    memory::dims outDims{n_, oc, oh, ow};
+    int wi = weightRef(r, "conv weight index", false);
+    int bi = weightRef(r, "conv bias index", true);
+    int64_t sumSpec = r.integer("conv sum value", -1, static_cast<int64_t>(specToValue_.size()) - 1);
+    std::string what = "conv " + std::to_string(kh) + "×" + std::to_string(kw) + "/" + std::to_string(sh) +
+                       (groups > 1 ? " g" + std::to_string(groups) : "") + " " + std::to_string(ic) + "→" +
+                       std::to_string(oc) + " at " + std::to_string(oh) + "×" + std::to_string(ow) + (bi >= 0 ? " +bias" : "");
+    dnnl::post_ops po;
+    bool sum = postOps(r, po, what, true);
+    if (sum != (sumSpec >= 0)) bad("conv: a sum post-op needs a sum value and the other way round");
+    int sumV = sumSpec >= 0 ? specToValue_[sumSpec] : -1;
+    memory::desc dstMd = memory::desc(outDims, act_, tag::any);
+    if (sumV >= 0) {
+      const Value& b = p_.values[sumV];
+      if (b.dims != outDims) bad("conv sum value is " + dimsText(b.dims) + ", the convolution makes " + dimsText(outDims));
+      if (p_.storages[b.storage].external) bad("conv cannot add into the plan's input");
+      dstMd = b.md;
+    }
+    memory::desc srcAny({n_, ic, ih, iw}, act_, tag::any);
+    memory::desc wAny = groups == 1 ? memory::desc({oc, ic, kh, kw}, act_, tag::any)
+                                    : memory::desc({groups, oc / groups, ic / groups, kh, kw}, act_, tag::any);
+    memory::desc wUser = groups == 1 ? memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio)
+                                     : memory::desc({groups, oc / groups, ic / groups, kh, kw}, dt::f32, tag::hwigo);
+    memory::desc biasMd({oc}, dt::f32, tag::a);
+    memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, padL{pt, pl}, padR{pb, pr};
+    auto d = bi >= 0 ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                                       srcAny, wAny, biasMd, dstMd, strides, dil, padL, padR)
+                     : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                                       srcAny, wAny, dstMd, strides, dil, padL, padR);
+    dnnl::convolution_forward::primitive_desc pd(d, attr(&po), s_.engine);
+    int src = as(in, pd.src_desc());
+    Step st;
+    st.what = what + ": " + pd.impl_info_str() + " [" + layoutName(pd.src_desc()) + " → " + layoutName(pd.dst_desc()) + "]";
+    st.prim = dnnl::convolution_forward(pd);
+    st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "conv weights");
+    if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "conv bias");
+    st.scratchpad = pd.scratchpad_desc();
+    int out;
+    if (sumV >= 0) {
+      if (p_.values[src].storage == p_.values[sumV].storage) bad("conv cannot add into its own input");
+      out = aliasValue(sumV);
+      st.overwrites = sumV;
+      // The old value is read (added to) by this step.
+      st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, sumV}};
+      int index = addStep(std::move(st));
+      p_.steps[index].valueArgs[1].second = out;
+    } else {
+      out = newValue(outDims, pd.dst_desc());
+      st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+      addStep(std::move(st));
+    }
+    return out;
+  }
+
+  int eltwise(int in, dnnl::algorithm alg, float alpha, const std::string& what) {
+    const Value x = p_.values[in];  // a copy: newValue below may move the values
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.md, alpha, 0.f);
+    dnnl::eltwise_forward::primitive_desc pd(d, attr(), s_.engine);
+    int out = newValue(x.dims, pd.dst_desc());
+    Step st;
+    st.what = what + " " + dimsText(x.dims) + ": " + pd.impl_info_str();
+    st.prim = dnnl::eltwise_forward(pd);
+    st.valueArgs = {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, out}};
+    st.scratchpad = pd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
+  }
+
+  int eltwiseStep(SpecReader& r) {
+    int in = valueRef(r, "eltwise input");
+    int64_t alg = r.integer("eltwise algorithm", 1, 2);
+    double alpha = r.real("eltwise alpha");
+    if (alg == 2 && !(alpha > 0)) bad("elu alpha must be positive");
+    return eltwise(in, eltwiseAlg(alg), static_cast<float>(alpha), alg == 1 ? "relu" : "elu");
+  }
+
+  int poolWith(int in, dnnl::algorithm alg, int64_t wh, int64_t ww, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+               int64_t pb, int64_t pr, const std::string& what) {
+    const Value x = image(in, "pool");  // a copy: newValue below may move the values
+    int64_t c = x.dims[1], ih = x.dims[2], iw = x.dims[3];
+    if (pt >= wh || pb >= wh || pl >= ww || pr >= ww) bad("pool padding must be smaller than the window");
+    int64_t oh = outSize(ih, wh, 1, sh, pt, pb, "pool"), ow = outSize(iw, ww, 1, sw, pl, pr, "pool");
+    memory::dims outDims{n_, c, oh, ow};
+    dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.md, memory::desc(outDims, act_, tag::any),
+                                  {sh, sw}, {wh, ww}, {pt, pl}, {pb, pr});
+    dnnl::pooling_forward::primitive_desc pd(d, attr(), s_.engine);
+    int out = newValue(outDims, pd.dst_desc());
+    Step st;
+    st.what = what + " " + dimsText(x.dims) + ": " + pd.impl_info_str() + " [" + layoutName(x.md) + " → " + layoutName(pd.dst_desc()) + "]";
+    st.prim = dnnl::pooling_forward(pd);
+    st.valueArgs = {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, out}};
+    st.scratchpad = pd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
+  }
+
+  static dnnl::algorithm poolAlg(int64_t code) {
+    return code == 1 ? dnnl::algorithm::pooling_max : dnnl::algorithm::pooling_avg_exclude_padding;
+  }
+
+  int pool(SpecReader& r) {
+    int in = valueRef(r, "pool input");
+    int64_t alg = r.integer("pool algorithm", 1, 2);
+    int64_t wh = r.integer("winH", 1, kMaxDim), ww = r.integer("winW", 1, kMaxDim);
+    int64_t sh = r.integer("sH", 1, kMaxDim), sw = r.integer("sW", 1, kMaxDim);
+    int64_t pt = r.integer("padT", 0, kMaxDim), pl = r.integer("padL", 0, kMaxDim);
+    int64_t pb = r.integer("padB", 0, kMaxDim), pr = r.integer("padR", 0, kMaxDim);
+    return poolWith(in, poolAlg(alg), wh, ww, sh, sw, pt, pl, pb, pr, alg == 1 ? "max pool" : "avg pool");
+  }
+
+  int globalPool(SpecReader& r) {
+    int in = valueRef(r, "global pool input");
+    int64_t alg = r.integer("global pool algorithm", 1, 2);
+    const Value& x = image(in, "global pool");
+    return poolWith(in, poolAlg(alg), x.dims[2], x.dims[3], 1, 1, 0, 0, 0, 0, alg == 1 ? "global max pool" : "global avg pool");
+  }
+
+  std::vector<int> valueList(SpecReader& r, const char* what) {
+    int64_t count = r.integer(what, 1, 1 << 12);
+    std::vector<int> vs;
+    for (int64_t i = 0; i < count; ++i) vs.push_back(valueRef(r, what));
+    return vs;
+  }
+
+  int add(SpecReader& r) {
+    std::vector<int> ins = valueList(r, "add inputs");
+    if (ins.size() < 2) bad("add needs two inputs or more");
+    std::vector<memory::desc> mds;
+    for (int v : ins) {
+      if (p_.values[v].dims != p_.values[ins[0]].dims) bad("add inputs differ in shape");
+      mds.push_back(p_.values[v].md);
+    }
+    dnnl::sum::primitive_desc pd(std::vector<float>(ins.size(), 1.f), mds, s_.engine, attr());
+    int out = newValue(p_.values[ins[0]].dims, pd.dst_desc());
+    Step st;
+    st.what = "add " + dimsText(p_.values[ins[0]].dims) + ": " + pd.impl_info_str();
+    st.prim = dnnl::sum(pd);
+    for (size_t i = 0; i < ins.size(); ++i) st.valueArgs.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), ins[i]});
+    st.valueArgs.push_back({DNNL_ARG_DST, out});
+    st.scratchpad = pd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
+  }
+
+  int concat(SpecReader& r) {
+    std::vector<int> ins = valueList(r, "concat inputs");
+    std::vector<memory::desc> mds;
+    memory::dims outDims = image(ins[0], "concat").dims;
+    outDims[1] = 0;
+    for (int v : ins) {
+      const Value& x = image(v, "concat");
+      if (x.dims[0] != outDims[0] || x.dims[2] != outDims[2] || x.dims[3] != outDims[3]) bad("concat inputs differ in size");
+      outDims[1] += x.dims[1];
+      mds.push_back(x.md);
+    }
+    elems({outDims[0], outDims[1], outDims[2], outDims[3]}, "concat output");
+    dnnl::concat::primitive_desc pd(1, mds, s_.engine, attr());
+    int out = newValue(outDims, pd.dst_desc());
+    Step st;
+    st.what = "concat → " + dimsText(outDims) + ": " + pd.impl_info_str();
+    st.prim = dnnl::concat(pd);
+    for (size_t i = 0; i < ins.size(); ++i) st.valueArgs.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), ins[i]});
+    st.valueArgs.push_back({DNNL_ARG_DST, out});
+    st.scratchpad = pd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
+  }
+
+  int dense(SpecReader& r) {
+    int in = valueRef(r, "dense input");
+    int64_t units = r.integer("dense units", 1, kMaxDim);
+    int wi = weightRef(r, "dense weight index", false);
+    int bi = weightRef(r, "dense bias index", true);
+    std::string what = "dense → " + std::to_string(units) + (bi >= 0 ? " +bias" : "");
+    dnnl::post_ops po;
+    postOps(r, po, what, false);
+    const Value x = p_.values[in];
+    // Keras kernels are [features, units]; a 4-D input is flattened in (h, w, c) order, which is
+    // the memory order of `hwio` for oneDNN's logical (units, c, h, w).
+    memory::desc wUser, wAny;
+    if (x.dims.size() == 4) {
+      wUser = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, dt::f32, tag::hwio);
+      wAny = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, act_, tag::any);
+    } else {
+      wUser = memory::desc({units, x.dims[1]}, dt::f32, tag::io);
+      wAny = memory::desc({units, x.dims[1]}, act_, tag::any);
+    }
+    memory::desc biasMd({units}, dt::f32, tag::a);
+    memory::desc dstAny({n_, units}, act_, tag::any);
+    auto d = bi >= 0 ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, wAny, biasMd, dstAny)
+                     : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, wAny, dstAny);
+    dnnl::inner_product_forward::primitive_desc pd(d, attr(&po), s_.engine);
+    int src = as(in, pd.src_desc());
+    Step st;
+    st.what = what + ": " + pd.impl_info_str();
+    st.prim = dnnl::inner_product_forward(pd);
+    st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "dense weights");
+    if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "dense bias");
+    st.scratchpad = pd.scratchpad_desc();
+    int out = newValue({n_, units}, pd.dst_desc());
+    st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
+    addStep(std::move(st));
+    return out;
+  }
+
+  int softmax(SpecReader& r) {
+    int in = valueRef(r, "softmax input");
+    const Value x = p_.values[in];
+    if (x.dims.size() != 2) bad("softmax needs a [batch, features] input");
+    dnnl::softmax_forward::desc d(dnnl::prop_kind::forward_inference, x.md, 1);
+    dnnl::softmax_forward::primitive_desc pd(d, attr(), s_.engine);
+    int out = newValue(x.dims, pd.dst_desc());
+    Step st;
+    st.what = "softmax " + dimsText(x.dims) + ": " + pd.impl_info_str();
+    st.prim = dnnl::softmax_forward(pd);
+    st.valueArgs = {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, out}};
+    st.scratchpad = pd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
+  }
+
+  int batchNorm(SpecReader& r) {
+    int in = valueRef(r, "batch norm input");
+    double eps = r.real("batch norm epsilon");
+    if (!(eps > 0)) bad("batch norm epsilon must be positive");
+    int idx[4];
+    const char* names[4] = {"gamma", "beta", "moving mean", "moving variance"};
+    for (int i = 0; i < 4; ++i) idx[i] = weightRef(r, names[i], false);
+    const Value x = p_.values[in];
+    int64_t c = x.dims[1];
+    memory::desc chan({c}, dt::f32, tag::a);
+    dnnl::batch_normalization_forward::desc d(
+        dnnl::prop_kind::forward_inference, x.md, static_cast<float>(eps),
+        dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+            dnnl::normalization_flags::use_shift);
+    dnnl::batch_normalization_forward::primitive_desc pd(d, attr(), s_.engine);
+    Step st;
+    st.what = "batch norm " + dimsText(x.dims) + ": " + pd.impl_info_str();
+    st.prim = dnnl::batch_normalization_forward(pd);
+    const int argOf[4] = {DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
+    for (int i = 0; i < 4; ++i) st.fixedArgs[argOf[i]] = weight(idx[i], chan, chan, names[i]);
+    st.scratchpad = pd.scratchpad_desc();
+    int out = newValue(x.dims, pd.dst_desc());
+    st.valueArgs = {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, out}};
+    addStep(std::move(st));
+    return out;
+  }
+
+  // Places every intermediate in one arena: a storage's bytes are reused once its last reader
+  // has run (first fit over the live blocks). Then binds each step's arguments once.
+  void layOut() {
+    for (size_t i = 0; i < p_.steps.size(); ++i) {
+      int over = p_.steps[i].overwrites;
+      if (over >= 0 && p_.values[over].lastUse > static_cast<int>(i))
+        bad("a sum post-op overwrites a value that a later step still reads");
+    }
+    struct Block {
+      size_t offset, bytes;
+      int last;
+    };
+    std::vector<Block> live;
+    size_t arena = 0;
+    for (Storage& sto : p_.storages) {
+      if (sto.external) continue;
+      live.erase(std::remove_if(live.begin(), live.end(), [&](const Block& b) { return b.last < sto.first; }), live.end());
+      std::sort(live.begin(), live.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
+      size_t need = round64(sto.bytes), at = 0;
+      for (const Block& b : live) {
+        if (b.offset >= at + need) break;
+        at = std::max(at, b.offset + b.bytes);
+      }
+      sto.offset = at;
+      live.push_back({at, need, std::max(sto.last, sto.first)});
+      arena = std::max(arena, at + need);
+    }
+    auto arenaBuf = bytesBuffer(std::max<size_t>(arena, 64));
+    char* base = reinterpret_cast<char*>(arenaBuf->data);
+    p_.arenaBytes = static_cast<int64_t>(arena);
+    p_.owned.push_back(std::move(arenaBuf));
+
+    size_t scratch = 0;
+    for (const Step& st : p_.steps) scratch = std::max(scratch, st.scratchpad.get_size());
+    auto scratchBuf = bytesBuffer(std::max<size_t>(scratch, 64));
+    void* scratchPtr = scratchBuf->data;
+    p_.scratchpadBytes = static_cast<int64_t>(scratch);
+    p_.owned.push_back(std::move(scratchBuf));
+
+    std::vector<memory> mems(p_.values.size());
+    for (size_t v = 0; v < p_.values.size(); ++v) {
+      const Value& val = p_.values[v];
+      const Storage& sto = p_.storages[val.storage];
+      mems[v] = sto.external ? p_.input : memory(val.md, s_.engine, base + sto.offset);
+    }
+    p_.args.resize(p_.steps.size());
+    for (size_t i = 0; i < p_.steps.size(); ++i) {
+      Step& st = p_.steps[i];
+      auto& a = p_.args[i];
+      for (auto& [arg, v] : st.valueArgs) a[arg] = mems[v];
+      for (auto& [arg, m] : st.fixedArgs) a[arg] = m;
+      if (st.scratchpad.get_size() > 0) a[DNNL_ARG_SCRATCHPAD] = memory(st.scratchpad, s_.engine, scratchPtr);
+    }
+  }
+};
+
+}  // namespace
+
+Plan* createPlan(State& s, const std::vector<double>& spec, const std::vector<WeightArray>& weights) {
+  auto p = std::make_unique<Plan>();
+  Builder(s, *p, weights).build(spec);
+  return p.release();
+}
+
+void runPlan(State& s, Plan& p, Buffer& input, Buffer& output, std::vector<double>* stepSeconds) {
+  if (input.disposed || output.disposed) bad("input or output buffer was disposed");
+  if (input.size != p.inputSize)
+    bad("input has " + std::to_string(input.size) + " elements, the plan takes " + std::to_string(p.inputSize));
+  if (output.size != p.outputSize)
+    bad("output has " + std::to_string(output.size) + " elements, the plan makes " + std::to_string(p.outputSize));
+  if (&input == &output) bad("input and output must be different buffers");
+  p.input.set_data_handle(input.data);
+  p.output.set_data_handle(output.data);
+  if (!stepSeconds) {
+    for (size_t i = 0; i < p.steps.size(); ++i) p.steps[i].prim.execute(s.stream, p.args[i]);
+    s.stream.wait();
+    return;
+  }
+  stepSeconds->clear();
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    p.steps[i].prim.execute(s.stream, p.args[i]);
+    s.stream.wait();
+    stepSeconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+}
+
+void setPlanWeights(State& s, Plan& p, const std::vector<WeightArray>& weights) {
+  if (weights.size() != p.weights.size())
+    bad("expected " + std::to_string(p.weights.size()) + " weight arrays, got " + std::to_string(weights.size()));
+  for (size_t i = 0; i < weights.size(); ++i)
+    if (weights[i].length != p.weights[i].length)
+      bad("weight array " + std::to_string(i) + " has " + std::to_string(weights[i].length) + " values, expected " +
+          std::to_string(p.weights[i].length));
+  for (size_t i = 0; i < weights.size(); ++i) {
+    WeightSlot& slot = p.weights[i];
+    memory src(slot.user, s.engine, const_cast<float*>(weights[i].data));
+    slot.toDst.execute(s.stream, src, slot.dst);
+  }
+  s.stream.wait();
+}
+
+void destroyPlan(Plan* p) { delete p; }
+
+PlanInfo planInfo(const Plan& p) {
+  PlanInfo info{p.arenaBytes, p.weightBytes, p.scratchpadBytes, p.inputSize, p.outputSize, {}};
+  for (const Step& st : p.steps) info.steps.push_back(st.what);
+  return info;
+}
+
+int64_t livePlans() { return plansAlive.load(); }
+
+}  // namespace xnative

@@ -1,0 +1,258 @@
+/**
+ * Compiled inference on the native (oneDNN) backend:
+ *
+ *   const net = compileInference(model, { batch: 8 });     // once per model, input shape and batch
+ *   const probs = net.run(x);                              // x: [8, 299, 299, 3] NHWC float32
+ *   net.dispose();
+ *
+ * The plan is built once: batch norms folded into the convolutions, ReLUs and residual adds fused
+ * as post-ops, primitives created once, activations in the layouts oneDNN picks inside one reused
+ * arena (see compile.ts and native/plan.h). Public tensors stay NHWC float32.
+ *
+ * Weights: the plan copies (and folds) the model's weights when it is built. Before every run it
+ * checks, for each weight it read, that the model still holds the same tensor (not replaced by
+ * setData/assign/loadWeights) at the same version (not updated in place by an optimizer); if any
+ * changed, it re-reads all weights before running (the primitives stay). A disposed weight is a
+ * DisposedError. So a plan always computes with the model's current weights.
+ */
+import type { Backend } from '../core/backend.js';
+import { BackendError, DisposedError, OptionError, ShapeError, shapeToString, XceptionError } from '../core/errors.js';
+import { Tensor } from '../core/tensor.js';
+import { requireNativeBackend, type NativeBackend } from '../backends/onednn/index.js';
+import type { NativePlan } from '../backends/onednn/binding.js';
+import type { Variable } from '../nn/layer.js';
+import type { Model } from '../nn/model.js';
+import { compileSpec, type CompiledSpec, type CompileSpecOptions, type Precision, type WeightRecipe } from './compile.js';
+
+export interface CompileInferenceOptions {
+  /** Images per run (required): a plan runs exactly this batch. */
+  batch: number;
+  /**
+   * [height, width, channels] (default: the model's input shape). A fully convolutional model
+   * can be compiled for another image size; channels must match the model's.
+   */
+  inputShape?: readonly number[];
+  /** Leave out the output layer's softmax (pre-softmax scores, as `forward({ logits: true })`). */
+  logits?: boolean;
+  /**
+   * 'fp32' (default) or 'bf16': activations and weights in bfloat16 inside the plan (oneDNN
+   * converts once at the input and output; results agree with fp32 to about 1e-2 only).
+   */
+  precision?: Precision;
+}
+
+export interface CompiledInferenceInfo {
+  batch: number;
+  inputShape: number[];
+  outputShape: number[];
+  precision: Precision;
+  /** One line per oneDNN primitive run, in order: what it computes and the implementation oneDNN picked. */
+  steps: string[];
+  arenaBytes: number;
+  weightBytes: number;
+  scratchpadBytes: number;
+  fusions: CompiledSpec['fusions'];
+  /** Times the weights were re-read because the model's weights changed. */
+  weightRefreshes: number;
+  /** Set when oneDNN refused a fused primitive and the plan was rebuilt without fusions: why. */
+  unfusedBecause: string | null;
+}
+
+interface Snapshot {
+  variable: Variable;
+  tensor: Tensor;
+  version: number;
+}
+
+export class CompiledInference {
+  readonly batch: number;
+  readonly inputShape: readonly number[];
+  /** Without the batch dimension. */
+  readonly outputShape: readonly number[];
+  readonly precision: Precision;
+  readonly logits: boolean;
+  private plan: NativePlan | null;
+  private readonly backend: NativeBackend;
+  private readonly recipes: WeightRecipe[];
+  private snapshot: Snapshot[];
+  private readonly fusions: CompiledSpec['fusions'];
+  private refreshes = 0;
+  /** Why the plan runs without fusions (oneDNN refused a fused primitive), or null. */
+  private unfusedBecause: string | null = null;
+  private readonly inputSize: number;
+  private readonly outputSize: number;
+
+  /** Use compileInference(). */
+  constructor(private readonly model: Model, options: CompileInferenceOptions) {
+    const batch = options.batch;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 1 << 20) throw new OptionError(`compileInference: batch must be a positive integer, got ${String(batch)}`);
+    const inputShape = options.inputShape ? [...options.inputShape] : [...model.inputShape];
+    if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+      throw new ShapeError(`compileInference: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
+    }
+    if (model.inputShape.length !== 3) throw new ShapeError(`compileInference: model '${model.name}' does not take images (input ${shapeToString(model.inputShape)})`);
+    if (inputShape[2] !== model.inputShape[2]) {
+      throw new ShapeError(`compileInference: model '${model.name}' takes ${model.inputShape[2]} channels, inputShape has ${inputShape[2]}`);
+    }
+    const precision = options.precision ?? 'fp32';
+    if (precision !== 'fp32' && precision !== 'bf16') throw new OptionError(`compileInference: precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+    const logits = options.logits ?? false;
+    if (typeof logits !== 'boolean') throw new OptionError('compileInference: logits must be true or false');
+    this.backend = requireNativeBackend();
+    const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
+    let compiled = compileSpec(model, { batch, inputShape, logits, precision, ...(fuse ? { fuse } : {}) });
+    // Taken before the weights are read: a change from here on is caught by the next run.
+    const snapshot = this.takeSnapshot(compiled.variables);
+    let plan: NativePlan;
+    try {
+      plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
+    } catch (e) {
+      // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
+      // correctness first, so try once more with every layer as its own primitive.
+      if (!(e instanceof BackendError) || fuse) throw e;
+      compiled = compileSpec(model, { batch, inputShape, logits, precision, fuse: { batchNorm: false, sum: false, eltwise: false } });
+      plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
+      this.unfusedBecause = e.message;
+    }
+    this.plan = plan;
+    this.batch = batch;
+    this.inputShape = Object.freeze(inputShape);
+    this.outputShape = Object.freeze([...compiled.outputShape]);
+    this.precision = precision;
+    this.logits = logits;
+    this.recipes = compiled.recipes;
+    this.fusions = compiled.fusions;
+    this.inputSize = batch * inputShape.reduce((a, b) => a * b, 1);
+    this.outputSize = batch * compiled.outputShape.reduce((a, b) => a * b, 1);
+    this.snapshot = snapshot;
+    const info = this.backend.planInfo(this.plan);
+    if (info.inputSize !== this.inputSize || info.outputSize !== this.outputSize) {
+      this.backend.freePlan(this.plan);
+      this.plan = null;
+      throw new XceptionError(`compileInference: internal size mismatch (plan ${info.inputSize}→${info.outputSize}, expected ${this.inputSize}→${this.outputSize})`);
+    }
+  }
+
+  get disposed(): boolean {
+    return this.plan === null;
+  }
+
+  /** Runs the network on x [batch, ...inputShape] (any backend); the result is on x's backend. */
+  run(x: Tensor): Tensor {
+    const plan = this.livePlan();
+    if (!(x instanceof Tensor)) throw new OptionError('CompiledInference.run: x must be a Tensor');
+    const want = [this.batch, ...this.inputShape];
+    if (x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
+      throw new ShapeError(`compiled '${this.model.name}' takes ${shapeToString(want)}, got ${shapeToString(x.shape)}` +
+        (x.rank === 4 && x.shape[0] !== this.batch ? ` (compiled for batch ${this.batch}; compile another plan for another batch)` : ''));
+    }
+    if (x.dtype !== 'float32') throw new OptionError(`compiled '${this.model.name}' takes float32, got ${x.dtype}`);
+    this.syncWeights();
+    const outShape = [this.batch, ...this.outputShape];
+    if (x.backend === (this.backend as Backend)) {
+      return new Tensor(this.backend, this.backend.runPlan(plan, x.handle, this.inputSize, this.outputSize), outShape);
+    }
+    const y = this.runData(x.data());
+    return new Tensor(x.backend, x.backend.upload(y), outShape);
+  }
+
+  /** Runs on plain NHWC float32 values (batch × inputShape); returns the output values. */
+  runData(x: Float32Array): Float32Array {
+    const plan = this.livePlan();
+    if (!(x instanceof Float32Array) || x.length !== this.inputSize) {
+      throw new ShapeError(`compiled '${this.model.name}' takes ${this.inputSize} values (${shapeToString([this.batch, ...this.inputShape])}), got ${x instanceof Float32Array ? x.length : typeof x}`);
+    }
+    this.syncWeights();
+    const input = this.backend.upload(x);
+    try {
+      const out = this.backend.runPlan(plan, input, this.inputSize, this.outputSize);
+      try {
+        return this.backend.download(out, this.outputSize, 'float32') as Float32Array;
+      } finally {
+        this.backend.dispose(out);
+      }
+    } finally {
+      this.backend.dispose(input);
+    }
+  }
+
+  /** Runs once on x, timing every step (slower than run: it waits after each primitive). */
+  profile(x: Tensor): Array<{ step: string; seconds: number }> {
+    const plan = this.livePlan();
+    const want = [this.batch, ...this.inputShape];
+    if (!(x instanceof Tensor) || x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
+      throw new ShapeError(`compiled '${this.model.name}' takes ${shapeToString(want)}, got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+    }
+    this.syncWeights();
+    const native = x.backend === (this.backend as Backend) ? null : this.backend.upload(x.data());
+    try {
+      const seconds = this.backend.profilePlan(plan, native ?? x.handle, this.inputSize, this.outputSize);
+      const steps = this.backend.planInfo(plan).steps;
+      return steps.map((step, i) => ({ step, seconds: seconds[i]! }));
+    } finally {
+      if (native) this.backend.dispose(native);
+    }
+  }
+
+  /** Re-reads (and re-folds) the model's weights now. run() does this by itself when they changed. */
+  refreshWeights(): void {
+    const plan = this.livePlan();
+    this.snapshot = this.takeSnapshot(this.snapshot.map((s) => s.variable));
+    this.backend.setPlanWeights(plan, this.readWeights());
+    this.refreshes++;
+  }
+
+  info(): CompiledInferenceInfo {
+    const i = this.backend.planInfo(this.livePlan());
+    return {
+      batch: this.batch, inputShape: [...this.inputShape], outputShape: [...this.outputShape], precision: this.precision,
+      steps: i.steps, arenaBytes: i.arenaBytes, weightBytes: i.weightBytes, scratchpadBytes: i.scratchpadBytes,
+      fusions: { ...this.fusions }, weightRefreshes: this.refreshes, unfusedBecause: this.unfusedBecause,
+    };
+  }
+
+  /** Frees the plan's native memory now. Twice is harmless; run() afterwards is a DisposedError. */
+  dispose(): void {
+    if (!this.plan) return;
+    const plan = this.plan;
+    this.plan = null;
+    this.backend.freePlan(plan);
+  }
+
+  private livePlan(): NativePlan {
+    if (!this.plan) throw new DisposedError(`compiled inference of model '${this.model.name}' was used after dispose()`);
+    return this.plan;
+  }
+
+  private takeSnapshot(vars: Variable[]): Snapshot[] {
+    return vars.map((variable) => {
+      const tensor = variable.value;
+      if (tensor.isDisposed) throw new DisposedError(`compiled '${this.model.name}': weight ${variable.name} was disposed (model disposed?)`);
+      return { variable, tensor, version: tensor.version };
+    });
+  }
+
+  private readWeights(): Float32Array[] {
+    return this.recipes.map((r) => r());
+  }
+
+  /** The rule: same tensor at the same version for every weight, or re-read them all. */
+  private syncWeights(): void {
+    let stale = false;
+    for (const s of this.snapshot) {
+      const t = s.variable.value;
+      if (t.isDisposed) throw new DisposedError(`compiled '${this.model.name}': weight ${s.variable.name} was disposed (model disposed?)`);
+      if (t !== s.tensor || t.version !== s.version) stale = true;
+    }
+    if (stale) this.refreshWeights();
+  }
+}
+
+/** Compiles `model` for inference on the native backend (BackendError if it is unavailable). */
+export function compileInference(model: Model, options: CompileInferenceOptions): CompiledInference {
+  if (options === null || typeof options !== 'object') throw new OptionError('compileInference: options { batch } are required');
+  // `fuse` ({ batchNorm, sum, eltwise }: false runs those layers unfused) is for tests and comparisons.
+  const known = ['batch', 'inputShape', 'logits', 'precision', 'fuse'];
+  for (const k of Object.keys(options)) if (!known.includes(k)) throw new OptionError(`compileInference: unknown option '${k}' (known: ${known.join(', ')})`);
+  return new CompiledInference(model, options);
+}
