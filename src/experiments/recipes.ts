@@ -76,7 +76,8 @@ export const SHARED_TRAINING: Partial<TrainConfig> = {
   labelSmoothing: DEFAULT_TRAIN_CONFIG.labelSmoothing,
   ema: 0,
   clipNorm: 0,
-  augment: { ...DEFAULT_TRAIN_CONFIG.augment },
+  // Crop (padding 2) and flip, as the main job had when these recipes were first run.
+  augment: { cropPadding: 2, flip: true, randomResizedCrop: false },
   validationFraction: 0,
 };
 

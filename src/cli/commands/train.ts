@@ -16,7 +16,7 @@ each epoch end and on Ctrl-C) and weights.safetensors (the weights alone, Keras 
 
 With no options this is the main job: a small-image Xception (width ${(d.modelOptions as { width: number }).width}, ${(d.modelOptions as { middleBlocks: number }).middleBlocks} middle blocks,
 batch-norm momentum ${(d.modelOptions as { bnMomentum: number }).bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
-crop+flip, label smoothing ${d.labelSmoothing} — about ten minutes on 2 cores with the native backend.
+no augmentation, label smoothing ${d.labelSmoothing} — about ten minutes on 2 cores with the native backend.
 
 Data:
   --dataset SPEC          fashion-mnist (default) | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
@@ -25,7 +25,7 @@ Data:
                           (default 0: evaluate on the test set each epoch)
   --limit-train N, --limit-test N   use only the first N images (quick runs)
   --crop-padding N        random crop after zero padding by N pixels (default ${d.augment.cropPadding}; 0 = off)
-  --no-flip               no random horizontal flips
+  --flip, --no-flip       random horizontal flips on or off (default ${d.augment.flip ? 'on' : 'off'})
   --random-resized-crop   Inception-style random-resized crop (image folders)
 Optimization:
   --epochs N              (default ${d.epochs})
@@ -56,12 +56,16 @@ Run:
 ${MODEL_FLAGS_HELP}
 `;
 
+function flagConflict(a: string, b: string): never {
+  throw new OptionError(`${a} and ${b} contradict each other; give one`);
+}
+
 export async function trainCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('train', argv, {
     ...MODEL_FLAGS,
     dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
     'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
-    'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' },
+    flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' },
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
     momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
     schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
@@ -97,7 +101,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     seed,
     augment: {
       cropPadding: intFlag('crop-padding', v['crop-padding'], 0) ?? d.augment.cropPadding,
-      flip: !v['no-flip'],
+      flip: v['flip'] && v['no-flip'] ? flagConflict('--flip', '--no-flip') : v['flip'] ? true : v['no-flip'] ? false : d.augment.flip,
       randomResizedCrop: Boolean(v['random-resized-crop']),
     },
     validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? d.validationFraction,
