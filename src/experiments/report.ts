@@ -383,7 +383,7 @@ export async function writeReport(dir: string, opts: { png?: boolean } = {}): Pr
   mkdirSync(figDir, { recursive: true });
   const figureFiles: string[] = [];
   const md: string[] = ['# Xception experiments: the paper\'s claims, retested', '',
-    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: optimizer steps per second of training time (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band.', ''];
+    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: training steps per second, measured side by side after the runs where its settings line says so (speed.json), else from the training time of each run (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band.', ''];
   const html: string[] = [];
   for (const s of summaries) {
     const figs = experimentFigures(s);
