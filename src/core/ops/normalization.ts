@@ -105,22 +105,20 @@ export function batchNormInference(
  * the same kernel applied to dy with a zero mean and a zero offset.
  */
 function inferenceGrads(b: Backend, dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, p: BatchNormParams): (Tensor | null)[] {
-  {
-    const zeros = b.zeros(p.channels, x.dtype);
-    const onesH = b.upload(x.dtype === 'float64' ? new Float64Array(p.channels).fill(1) : new Float32Array(p.channels).fill(1));
-    const dx = b.batchNormInference(dy.handle, gamma.handle, zeros, zeros, variance.handle, p);
-    let dgamma: Tensor | null = null;
-    if (wants(gamma)) {
-      // d/dgamma = Σ_rows dy·(x − mean)/sqrt(var + eps)
-      const xhat = b.batchNormInference(x.handle, onesH, zeros, mean.handle, variance.handle, p);
-      const prod = b.mul(dy.handle, xhat, x.size);
-      dgamma = makeGrad(gamma, b.sumRows(prod, p), gamma.shape);
-      b.dispose(xhat);
-      b.dispose(prod);
-    }
-    const dbeta = wants(beta) ? makeGrad(beta, b.sumRows(dy.handle, p), beta.shape) : null;
-    b.dispose(zeros);
-    b.dispose(onesH);
-    return [makeGrad(x, dx, x.shape), dgamma, dbeta];
+  const zeros = b.zeros(p.channels, x.dtype);
+  const onesH = b.upload(x.dtype === 'float64' ? new Float64Array(p.channels).fill(1) : new Float32Array(p.channels).fill(1));
+  const dx = b.batchNormInference(dy.handle, gamma.handle, zeros, zeros, variance.handle, p);
+  let dgamma: Tensor | null = null;
+  if (wants(gamma)) {
+    // d/dgamma = Σ_rows dy·(x − mean)/sqrt(var + eps)
+    const xhat = b.batchNormInference(x.handle, onesH, zeros, mean.handle, variance.handle, p);
+    const prod = b.mul(dy.handle, xhat, x.size);
+    dgamma = makeGrad(gamma, b.sumRows(prod, p), gamma.shape);
+    b.dispose(xhat);
+    b.dispose(prod);
   }
+  const dbeta = wants(beta) ? makeGrad(beta, b.sumRows(dy.handle, p), beta.shape) : null;
+  b.dispose(zeros);
+  b.dispose(onesH);
+  return [makeGrad(x, dx, x.shape), dgamma, dbeta];
 }
