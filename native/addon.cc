@@ -1,6 +1,8 @@
 // The Node-API binding: a thin layer that turns JS values into Args, runs one kernel and turns the
 // Result back into JS values. Entry points:
 //   version()                         → { abi, onednn: "2.6.3", openmp }
+//   setThreads(n)                     OpenMP threads for this thread's kernels (worker threads each set their own)
+//   threads()                         → OpenMP threads the calling thread's kernels use
 //   alloc(size, zero)                 → buffer handle (a type-tagged N-API external)
 //   upload(Float32Array)              → buffer handle holding a copy
 //   download(handle, Float32Array)    copies the handle's elements out (lengths must match)
@@ -18,6 +20,9 @@
 // Every C++ exception becomes a JS Error whose `code` says where it came from; nothing aborts.
 #define NAPI_VERSION 8
 #include <malloc.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <node_api.h>
 
 #include <cstring>
@@ -30,7 +35,7 @@
 namespace xnative {
 namespace {
 
-constexpr int kAbiVersion = 2;
+constexpr int kAbiVersion = 3;
 
 // Marks externals made by this addon, so a foreign external can never be read as a Buffer.
 const napi_type_tag kBufferTag = {0x7863657074696f6eULL, 0x6f6e65646e6e6c31ULL};
@@ -155,6 +160,28 @@ napi_value version(napi_env env, napi_callback_info) {
 #endif
   setProp(env, obj, "openmp", omp);
   return obj;
+}
+
+// OpenMP's thread count is a per-thread setting (the nthreads ICV): each Node worker thread that
+// calls this sets the team size of the parallel regions it starts, and no other thread's.
+napi_value setThreads(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 1);
+  double n;
+  NAPI_CHECK(napi_get_value_double(env, argv[0], &n));
+  if (!(n >= 1 && n <= 1024) || n != static_cast<double>(static_cast<int>(n)))
+    throw KernelError("setThreads: the thread count must be an integer in [1, 1024]");
+#ifdef _OPENMP
+  omp_set_num_threads(static_cast<int>(n));
+#endif
+  return nullptr;
+}
+
+napi_value threads(napi_env env, napi_callback_info) {
+#ifdef _OPENMP
+  return number(env, omp_get_max_threads());
+#else
+  return number(env, 1);
+#endif
 }
 
 napi_value alloc(napi_env env, napi_callback_info info) {
@@ -456,6 +483,8 @@ napi_value init(napi_env env, napi_value exports) {
   NAPI_CHECK(napi_set_instance_data(env, new State(), deleteState, nullptr));
   const napi_property_descriptor props[] = {
       {"version", nullptr, guarded<version>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setThreads", nullptr, guarded<setThreads>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"threads", nullptr, guarded<threads>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"alloc", nullptr, guarded<alloc>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"upload", nullptr, guarded<upload>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"download", nullptr, guarded<download>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

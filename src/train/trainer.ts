@@ -10,6 +10,7 @@ import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import type { ImageDataset } from '../data/dataset.js';
+import type { Batch } from '../data/loader.js';
 import { subsetDataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
 import { loadDataset } from '../data/spec.js';
@@ -22,6 +23,7 @@ import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
 import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
+import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
 
@@ -69,6 +71,11 @@ export interface TrainConfig {
    */
   evalsPerEpoch?: number;
   outDir: string;
+  /**
+   * Split every batch between this many replicas in worker threads, each with its share of the
+   * cores (1 = off). Batch normalization then normalizes each shard with its own statistics.
+   */
+  replicas?: number;
 }
 
 /** Resolves on the event loop's next check phase, after pending I/O and signal callbacks. */
@@ -163,7 +170,7 @@ export interface TrainResult {
 
 export class TrainingDivergedError extends XceptionError {}
 
-const RESUME_MAY_CHANGE = ['epochs', 'outDir'];
+const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas'];
 
 export function validateTrainConfig(c: TrainConfig): void {
   const posInt = (k: keyof TrainConfig) => {
@@ -177,10 +184,11 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!(c.validationFraction >= 0 && c.validationFraction < 1)) throw new OptionError(`validationFraction must be in [0, 1)`);
   if (!(c.warmupEpochs >= 0)) throw new OptionError(`warmupEpochs must be ≥ 0`);
   if (!(Number.isInteger(c.augment.cropPadding) && c.augment.cropPadding >= 0)) throw new OptionError(`crop padding must be a non-negative integer`);
-  for (const k of ['limitTrain', 'limitTest', 'imageSize', 'evalsPerEpoch'] as const) {
+  for (const k of ['limitTrain', 'limitTest', 'imageSize', 'evalsPerEpoch', 'replicas'] as const) {
     const v = c[k];
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
+  if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
 }
@@ -241,9 +249,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const evalSet = valIdx ? { ds: fullTrain, indices: valIdx, name: 'validation' } : { ds: test, indices: undefined, name: 'test' };
   const evalLoader = new DataLoader(evalSet.ds, { batchSize: 256, shuffle: false, ...loaderCommon, ...(evalSet.indices ? { indices: evalSet.indices } : {}) });
 
-  const optimizer = new Optimizer(config.optimizer, {
+  const optimizerOptions = {
     lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
-  });
+  };
+  const optimizer = new Optimizer(config.optimizer, optimizerOptions);
   const ema = config.ema > 0 ? new ExponentialMovingAverage(config.ema) : null;
   const stepsPerEpoch = loader.batchesPerEpoch;
   const schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * stepsPerEpoch) };
@@ -281,9 +290,25 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     model: { name: config.model, options: modelOptions },
     evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
-  const save = () => saveCheckpoint(outDir, model, optimizer, ema, runState());
+  // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
+  // to date from replica 0 before every evaluation and checkpoint.
+  const replicas = config.replicas ?? 1;
+  const dp = replicas > 1
+    ? await DataParallel.start({
+        replicas, backend: backend.name === 'reference' ? 'reference' : 'native', model: config.model, modelOptions,
+        optimizer: { name: optimizer.name, options: optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
+      }, { model, optimizer, ema })
+    : null;
+  const pull = async (withOptimizer: boolean) => {
+    if (dp) await dp.pullInto({ model, optimizer, ema }, withOptimizer);
+  };
+  const save = async () => {
+    await pull(true);
+    saveCheckpoint(outDir, model, optimizer, ema, runState());
+  };
   /** Evaluation uses the weight average when there is one. */
-  const evaluateOn = (loader: DataLoader): Promise<EvalResult> => {
+  const evaluateOn = async (loader: DataLoader): Promise<EvalResult> => {
+    await pull(false);
     const run = () => evaluate(model, loader.epochBatches(), classes);
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   };
@@ -299,9 +324,30 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     });
   };
 
+  /** One step in this thread; the loss is not finite (and nothing updated) when training diverged. */
+  const localStep = (batch: Batch): { loss: number; correct: number } => {
+    const { loss, logits } = tidy(() => {
+      const x = tensor(batch.x, batch.shape, { backend });
+      const out = model.forward(x, { training: true, logits: true });
+      const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: config.labelSmoothing });
+      const value = l.item();
+      const logits = out.data(); // before backward, which releases the activations
+      if (Number.isFinite(value)) backward(l, { release: true });
+      return { loss: value, logits };
+    });
+    if (!Number.isFinite(loss)) {
+      for (const v of model.weights) clearGrad(v);
+      return { loss, correct: 0 };
+    }
+    optimizer.apply(model.weights);
+    if (ema) ema.update(model.trainableWeights);
+    return { loss, correct: topKCorrect(logits, batch.y, classes, 1) };
+  };
+
   progress.line(
     `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${fullTrain.name}: ` +
-      `${trainIdx ? trainIdx.length : fullTrain.count} images, ${config.epochs} epochs of ${stepsPerEpoch} steps, backend ${backend.name}`,
+      `${trainIdx ? trainIdx.length : fullTrain.count} images, ${config.epochs} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
+      (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
   );
   let interrupted = false;
   try {
@@ -313,28 +359,17 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         const t0 = process.hrtime.bigint();
         lr = learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
         optimizer.lr = lr;
-        const { loss, logits } = tidy(() => {
-          const x = tensor(batch.x, batch.shape, { backend });
-          const out = model.forward(x, { training: true, logits: true });
-          const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: config.labelSmoothing });
-          const value = l.item();
-          const logits = out.data(); // before backward, which releases the activations
-          if (Number.isFinite(value)) backward(l, { release: true });
-          return { loss: value, logits };
-        });
+        const { loss, correct: stepCorrect } = dp ? await dp.step(batch, lr, model.rng.nextUint32()) : localStep(batch);
         if (!Number.isFinite(loss)) {
-          for (const v of model.weights) clearGrad(v);
           throw new TrainingDivergedError(
             `the loss became ${loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
               (hasCheckpoint(outDir) ? `The last good checkpoint in ${outDir} is kept.` : 'No checkpoint had been written yet.') +
               ' Try a lower --lr or --clip-norm.',
           );
         }
-        optimizer.apply(model.weights);
-        if (ema) ema.update(model.trainableWeights);
         step++;
         lossSum += loss * batch.size;
-        correct += topKCorrect(logits, batch.y, classes, 1);
+        correct += stepCorrect;
         seen += batch.size;
         epochImages += batch.size;
         const dt = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -354,12 +389,12 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         // freed tensors would all wait for the end of training.
         await turnOfEventLoop();
         if (run.shouldStop?.()) {
-          save();
+          await save();
           progress.line(`stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`);
           interrupted = true;
           break;
         }
-        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0) save();
+        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0) await save();
       }
       if (interrupted) break;
       const ev = await evalNow();
@@ -370,7 +405,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), wallSeconds: wall(),
       };
       history.push(record);
-      save();
+      await save();
       writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
       await writeCurves(outDir, history, evalSet.name);
       progress.line(
@@ -393,6 +428,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       evalPoints, steps: step, trainSeconds: trainSecondsBefore + trainSeconds,
     };
   } finally {
+    await dp?.close();
     optimizer.disposeSlots();
     ema?.dispose();
     model.dispose();

@@ -519,6 +519,21 @@ export class NativeBackend implements Backend {
     return this.wrap(this.run(op, [this.arg(op, 'probs', probs, n)], nums, labels)[0], n);
   }
 
+  // --- threads ------------------------------------------------------------------------------
+
+  /**
+   * OpenMP threads for the kernels this thread runs (main thread or a worker: each has its own
+   * setting). The default is OpenMP's: OMP_NUM_THREADS, else one per core.
+   */
+  setThreads(n: number): void {
+    if (!(Number.isInteger(n) && n >= 1 && n <= 1024)) throw new OptionError(`the thread count must be an integer from 1 to 1024, got ${n}`);
+    this.addon.setThreads(n);
+  }
+
+  threads(): number {
+    return this.addon.threads();
+  }
+
   // --- diagnostics --------------------------------------------------------------------------
 
   /** Live native memory and primitive-cache counters. */

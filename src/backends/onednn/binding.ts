@@ -38,6 +38,9 @@ export interface NativePlanInfo {
 
 export interface NativeAddon {
   version(): { abi: number; onednn: string; openmp: boolean };
+  /** OpenMP threads for the kernels the calling thread runs (a per-thread setting). */
+  setThreads(n: number): void;
+  threads(): number;
   alloc(size: number, zero: boolean): NativeBuffer;
   upload(data: Float32Array): NativeBuffer;
   download(b: NativeBuffer, out: Float32Array): void;
@@ -58,7 +61,7 @@ export interface NativeAddon {
 }
 
 /** The ABI this TypeScript expects; native/addon.cc `kAbiVersion` must match. */
-export const EXPECTED_ABI = 2;
+export const EXPECTED_ABI = 3;
 
 const ADDON_FILE = path.join('build', 'Release', 'xception_native.node');
 

@@ -48,6 +48,9 @@ Run:
   --resume                continue the run in --out from its last checkpoint (same settings;
                           --epochs may grow). Reproduces an uninterrupted run exactly.
   --backend NAME          native | reference (default: native where built)
+  --replicas N            data-parallel: split each batch between N worker threads, each with
+                          its share of the cores, and combine their gradients (default ${d.replicas ?? 1}).
+                          Batch norm then normalizes each shard with its own statistics.
   --checkpoint-every N    also checkpoint every N steps
   --json                  progress to stderr; last stdout line is one JSON object:
                           {testTop1, testTop5, testLoss, epochs, wallSeconds, imagesPerSec, outDir}
@@ -70,7 +73,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
     schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
     ema: { type: 'string' }, 'clip-norm': { type: 'string' },
-    out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, 'checkpoint-every': { type: 'string' },
+    out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, replicas: { type: 'string' }, 'checkpoint-every': { type: 'string' },
     json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -107,6 +110,8 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? d.validationFraction,
     outDir: (v['out'] as string | undefined) ?? d.outDir,
   };
+  const replicas = intFlag('replicas', v['replicas'], 1);
+  if (replicas !== undefined) config.replicas = replicas;
   const imageSize = intFlag('image-size', v['image-size']);
   if (imageSize) config.imageSize = imageSize;
   const lt = intFlag('limit-train', v['limit-train']);
@@ -117,7 +122,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   if (config.optimizer === 'adam' || config.optimizer === 'adamw') delete config.momentum;
   const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
   const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
-  if (v['resume'] && v['out'] === undefined && argv.some((a) => a.startsWith('--') && !['--resume', '--json', '--epochs', '--backend'].includes(a.split('=')[0]!))) {
+  if (v['resume'] && v['out'] === undefined && argv.some((a) => a.startsWith('--') && !['--resume', '--json', '--epochs', '--backend', '--replicas'].includes(a.split('=')[0]!))) {
     throw new OptionError('--resume continues a run with its saved settings: give --out DIR (and optionally --epochs)');
   }
 
