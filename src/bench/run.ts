@@ -39,6 +39,11 @@ export interface BenchOptions {
   inference?: 'compiled' | 'op-by-op' | 'both';
   /** Precision of compiled inference (default fp32; bf16 needs the compiled path). */
   precision?: 'fp32' | 'bf16';
+  /**
+   * Training cases: data-parallel replicas (worker threads sharing the cores; default 1, one
+   * process thread team). A list runs each case once per value: the comparison in one run.
+   */
+  replicas?: number | readonly number[];
   /** Progress lines (stderr in the command). */
   onProgress?: (line: string) => void;
 }
@@ -68,6 +73,8 @@ export interface BenchRow {
   peakRssMB: number;
   /** Median seconds per step (one batch). */
   secondsPerStep: number;
+  /** Training cases: data-parallel replicas the step was split between (1 = none). */
+  replicas: number;
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -162,6 +169,9 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
   if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
     throw new OptionError(`bench: precision must be 'fp32' or 'bf16', got '${o.precision}'`);
   }
+  const replicaCounts = o.replicas === undefined ? [1] : typeof o.replicas === 'number' ? [o.replicas] : [...o.replicas];
+  if (replicaCounts.length === 0) throw new OptionError('bench: replicas must list at least one count');
+  for (const r of replicaCounts) check('replicas', r, 1, true);
   const paths: Array<'compiled' | 'op-by-op'> = o.inference === 'both' ? ['op-by-op', 'compiled'] : [o.inference ?? 'compiled'];
   const timing: TimingOptions = { warmup: o.warmup ?? 2, repeats: o.repeats ?? 5, minSeconds: o.minSeconds ?? 1 };
   const scale = o.scale ?? {};
@@ -179,16 +189,19 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
     progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
     const onnxPeer = peer && c.kind === 'infer';
     const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
-    const casePaths = c.kind === 'infer' ? paths : ['op-by-op' as const];
+    // Inference rows: one per path; training rows: one per replica count.
+    const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> = c.kind === 'infer'
+      ? paths.map((path) => ({ path, replicas: 1 }))
+      : replicaCounts.map((replicas) => ({ path: 'op-by-op' as const, replicas }));
     let peerResult: PeerResult | null | undefined;
     try {
-      for (const path of casePaths) {
+      for (const { path, replicas } of variants) {
         const spec: WorkerSpec = {
-          engine: 'xception', case: c, scale, timing, threads: peerThreads, inference: path,
+          engine: 'xception', case: c, scale, timing, threads: peerThreads, inference: path, replicas,
           ...(o.precision ? { precision: o.precision } : {}),
           ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
         };
-        if (casePaths.length > 1) progress(`${c.name}: ${path}…`);
+        if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
         const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, python, imageSize, peerResult);
         peerResult = row.peer;
         yield row;
@@ -223,7 +236,7 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
     return {
       case: c.name, backend: own.engine, path: own.path, precision: own.precision, imagesPerSec, gflops: gflops(own.secondsPerStep),
       peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
-      batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep,
+      batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep, replicas: spec.replicas ?? 1,
     };
   }
 }

@@ -18,6 +18,7 @@ import { compiledInferenceEnabled } from '../infer/auto.js';
 import { exportOnnx } from '../io/onnx-model.js';
 import { xception } from '../models/xception/xception.js';
 import { Optimizer } from '../train/optimizers.js';
+import { DataParallel } from '../train/parallel/data-parallel.js';
 import type { BenchCase, ModelScale } from './cases.js';
 import { caseModelOptions } from './cases.js';
 import { forwardFlops } from './flops.js';
@@ -39,6 +40,11 @@ export interface WorkerSpec {
   inference?: 'compiled' | 'op-by-op';
   /** Precision of a compiled inference plan (default fp32). */
   precision?: 'fp32' | 'bf16';
+  /**
+   * Training cases: split the batch between this many data-parallel replicas (worker threads with
+   * their share of the cores; src/train/parallel). 1 (default) trains in this thread.
+   */
+  replicas?: number;
   /**
    * engine 'xception': after timing, write the benchmarked model as ONNX here (for the peer).
    * engine 'onnxruntime': the ONNX file to run.
@@ -89,6 +95,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   const x = keep(tensor(randomImages(c.batch * h! * w! * ch!, 1), [c.batch, h!, w!, ch!], { backend }));
   const flops = forwardFlops(model);
   let step: () => unknown;
+  let closeReplicas: (() => Promise<void>) | null = null;
   let path: Measured['path'] = 'op-by-op';
   let precision: Measured['precision'] = 'fp32';
   let plan: CompiledInference | null = null;
@@ -110,6 +117,23 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
     };
   } else if (c.kind === 'infer') {
     step = () => noGrad(() => tidy(() => model.forward(x).data()));
+  } else if ((spec.replicas ?? 1) > 1) {
+    // The same step split between replicas: each trains on its shard, the gradients are combined.
+    const rng = new Random(2);
+    const y = Int32Array.from({ length: c.batch }, () => rng.int(1000));
+    const sgd = { lr: 0.01, momentum: 0.9 };
+    const dp = await DataParallel.start(
+      { replicas: spec.replicas!, backend: backend.name === 'onednn' ? 'native' : 'reference', model: 'xception',
+        modelOptions: { ...caseModelOptions(c, spec.scale) }, optimizer: { name: 'sgd', options: sgd }, labelSmoothing: 0, ema: 0 },
+      { model, optimizer: new Optimizer('sgd', sgd), ema: null },
+    );
+    closeReplicas = () => dp.close();
+    const batch = { x: x.data(), y, size: c.batch, shape: [c.batch, h!, w!, ch!] as [number, number, number, number] };
+    let seed = 0;
+    step = async () => {
+      const r = await dp.step(batch, sgd.lr, seed++);
+      if (!r.applied) throw new BackendError('the benchmark step diverged');
+    };
   } else {
     const rng = new Random(2);
     const labels = Array.from({ length: c.batch }, () => rng.int(1000));
@@ -129,6 +153,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   const timing = await timeSteps(step, spec.timing);
   const peak = peakRssMB();
   plan?.dispose();
+  await closeReplicas?.();
   // The peer runs the very weights just measured (inference mode: BN folded into the convs).
   if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
   // Named as the --backend flag names it.

@@ -78,6 +78,16 @@ test('bench --inference both: op-by-op and compiled rows for one inference case,
   await assert.rejects(benchCommand(['--precision', 'fp16'], () => {}), (e: Error) => e instanceof OptionError && /--precision/.test(e.message));
 });
 
+test('bench --replicas 1,2: one training row per replica count, data-parallel rows marked', async () => {
+  let out = '';
+  const code = await main(['bench', '--json', '--cases', 'train-b32-64', '--replicas', '1,2', '--no-peer', '--size', '16', '--width', '0.0625', '--middle-blocks', '1', '--repeats', '1', '--warmup', '1', '--min-time', '0'], (s) => (out += s));
+  assert.equal(code, 0);
+  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(rows.map((r) => r['replicas']), [1, 2]);
+  for (const r of rows) assert.ok((r['imagesPerSec'] as number) > 0 && r['case'] === 'train-b32-64');
+  await assert.rejects(benchCommand(['--replicas', '0'], () => {}), (e: Error) => e instanceof OptionError && /--replicas must be an integer ≥ 1/.test(e.message));
+});
+
 test('bench prints a table without --json; --no-peer leaves the peer out', async () => {
   let out = '';
   const code = await main(['bench', '--cases', 'infer-b1-299', '--no-peer', ...TINY], (s) => (out += s));
@@ -114,7 +124,7 @@ test('bench --help names every case and flag', async () => {
   let out = '';
   assert.equal(await benchCommand(['--help'], (s) => (out += s)), 0);
   for (const c of CASES) assert.ok(out.includes(c.name), c.name);
-  for (const f of ['--json', '--cases', '--repeats', '--no-peer', '--backend', '--pytorch']) assert.ok(out.includes(f), f);
+  for (const f of ['--json', '--cases', '--repeats', '--no-peer', '--backend', '--pytorch', '--replicas']) assert.ok(out.includes(f), f);
 });
 
 test('case selection keeps the table order; timing takes the median after the warm-up', async () => {

@@ -29,7 +29,7 @@ shared machine figures move with the load: compare the ratio.
 
   --json                  one object per line: {case, backend, path, precision, imagesPerSec, gflops,
                           peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
-                          batch, imageSize, peakRssMB, secondsPerStep}
+                          batch, imageSize, peakRssMB, secondsPerStep, replicas}
   --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
   --repeats N             timed repeats per case, median reported (default 5)
   --warmup N              untimed steps first (default 2)
@@ -41,6 +41,9 @@ shared machine figures move with the load: compare the ratio.
                           XCEPTION_COMPILED=0 also turns the compiled path off)
   --precision P           fp32 | bf16 for compiled inference (default fp32)
   --threads N             the peers' threads (default 2)
+  --replicas N[,M…]       training cases: split each step between N data-parallel replicas (worker
+                          threads sharing the cores, as xception train --replicas); a list runs
+                          each training case once per count, e.g. 1,2 (default 1; path 'dp ×N')
 Quick checks (the figures are then not Xception's):
   --size S                every case at S×S (≥ 71 for the 299 cases)
   --width X               channel width multiplier
@@ -52,13 +55,14 @@ Examples:
   xception bench --json --pytorch
   xception bench --cases infer-b1-299 --repeats 9
   xception bench --cases infer-b1-299,infer-b8-299 --inference both
+  xception bench --cases train-b32-64 --replicas 1,2 --pytorch
 `;
 
 export async function benchCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('bench', argv, {
     json: { type: 'boolean' }, cases: { type: 'string' }, repeats: { type: 'string' }, warmup: { type: 'string' },
     'min-time': { type: 'string' }, 'no-peer': { type: 'boolean' }, pytorch: { type: 'boolean' }, backend: { type: 'string' },
-    threads: { type: 'string' }, size: { type: 'string' }, inference: { type: 'string' }, precision: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
+    threads: { type: 'string' }, replicas: { type: 'string' }, size: { type: 'string' }, inference: { type: 'string' }, precision: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -96,6 +100,10 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   if (threads !== undefined) o.peerThreads = threads;
   const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
   if (backend) o.backend = backend;
+  if (v['replicas'] !== undefined) {
+    const counts = String(v['replicas']).split(',').map((s) => intFlag('replicas', s.trim(), 1)!);
+    o.replicas = counts;
+  }
   const inference = choiceFlag('inference', v['inference'], ['compiled', 'op-by-op', 'both'] as const);
   if (inference) o.inference = inference;
   const precision = choiceFlag('precision', v['precision'], ['fp32', 'bf16'] as const);
@@ -128,7 +136,7 @@ function header(): string {
 function tableLine(r: BenchRow): string {
   const f = (x: number, d: number) => x.toFixed(d);
   return cells([
-    r.case, r.backend, r.path, r.precision, f(r.imagesPerSec, 2), f(r.gflops, 1), f(r.peakRssMB, 0),
+    r.case, r.backend, r.replicas > 1 ? `dp ×${r.replicas}` : r.path, r.precision, f(r.imagesPerSec, 2), f(r.gflops, 1), f(r.peakRssMB, 0),
     r.peer?.name ?? '—', r.peer ? f(r.peer.imagesPerSec, 2) : '—', r.peer ? f(r.peer.peakRssMB, 0) : '—',
     r.ratio !== null ? `${f(r.ratio, 2)}×` : '—',
   ]);
