@@ -2,8 +2,9 @@
  * One training step of the main-job model (Xception, small stem, 28×28×1, 10 classes, width 0.25,
  * batch 128, SGD + Nesterov) on the native backend, with every backend method timed.
  * Prints ms per step and a per-kernel table (ms per step, calls per step); 1×1 / depthwise
- * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks] [xception|inception_v3]`;
- * (inception_v3: the recipes' width-0.2475 small-stem network instead).
+ * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks] [xception|inception_v3|bench-299|bench-64]`;
+ * (inception_v3: the recipes' width-0.2475 small-stem network instead; bench-299 / bench-64: the
+ * networks of `xception bench`'s training cases, e.g. `… 3 8 own 8 bench-299`).
  * with `dnnl` the batch norm and ReLU kernels run on oneDNN (`<kernel>.dnnl`) instead of the
  * addon's own loops, for a before/after comparison in one build.
  * On a shared machine compare runs side by side, as ratios.
@@ -60,13 +61,21 @@ for (const k of methods) {
 }
 X.setBackend(wrapped as unknown as Backend);
 
-const model = process.argv[6] === 'inception_v3'
+// bench-299 / bench-64: the networks of `xception bench`'s training cases (1000 classes).
+const which = process.argv[6] ?? 'xception';
+const model = which === 'inception_v3'
   ? X.inceptionV3({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.2475 })
-  : X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
+  : which === 'bench-299'
+    ? X.xception({ inputShape: [299, 299, 3], classes: 1000 })
+    : which === 'bench-64'
+      ? X.xception({ stem: 'small', inputShape: [64, 64, 3], classes: 1000 })
+      : X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
+const [ih, iw, ic] = model.inputShape as [number, number, number];
+const classes = model.outputShape[0]!;
 const opt = new X.Optimizer('sgd', { lr: 0.01, momentum: 0.9, nesterov: true });
 const rng = new X.Random(1);
-const x = X.tensor(Float32Array.from({ length: batch * 784 }, () => rng.uniform() * 2 - 1), [batch, 28, 28, 1]);
-const labels = Array.from({ length: batch }, (_, i) => i % 10);
+const x = X.tensor(Float32Array.from({ length: batch * ih * iw * ic }, () => rng.uniform() * 2 - 1), [batch, ih, iw, ic]);
+const labels = Array.from({ length: batch }, (_, i) => i % classes);
 const step = (): void => {
   X.tidy(() => {
     const loss = X.ops.softmaxCrossEntropy(model.forward(x, { training: true, logits: true }), labels);

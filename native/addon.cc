@@ -11,6 +11,7 @@
 //   describeConv(which, numbers[])    → oneDNN implementation name
 //   stats()                           → { buffers, bytes, pooledBytes, cachedPrimitives, cacheHits, cacheMisses }
 //   trimPool()                        returns pooled (freed, kept for reuse) memory to the system
+//   setPoolLimit(bytes)               at most this much freed memory is kept for reuse (process-wide)
 //   planCreate(Float64Array spec, Float32Array[] weights) → plan handle (compiled inference, plan.h)
 //   planRun(plan, input handle, output handle)            runs the whole network
 //   planProfile(plan, input handle, output handle)        the same, → seconds per step
@@ -182,6 +183,16 @@ napi_value threads(napi_env env, napi_callback_info) {
 #else
   return number(env, 1);
 #endif
+}
+
+napi_value setPoolLimitEntry(napi_env env, napi_callback_info info) {
+  auto argv = argsOf(env, info, 1);
+  double bytes;
+  NAPI_CHECK(napi_get_value_double(env, argv[0], &bytes));
+  if (!(bytes >= 0 && bytes <= 9.0e15) || bytes != static_cast<double>(static_cast<int64_t>(bytes)))
+    throw KernelError("setPoolLimit: bytes must be a non-negative integer");
+  setPoolLimit(static_cast<size_t>(bytes));
+  return nullptr;
 }
 
 napi_value alloc(napi_env env, napi_callback_info info) {
@@ -485,6 +496,7 @@ napi_value init(napi_env env, napi_value exports) {
       {"version", nullptr, guarded<version>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, guarded<setThreads>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, guarded<threads>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setPoolLimit", nullptr, guarded<setPoolLimitEntry>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"alloc", nullptr, guarded<alloc>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"upload", nullptr, guarded<upload>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"download", nullptr, guarded<download>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

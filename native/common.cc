@@ -18,9 +18,12 @@ constexpr int64_t kMaxElements = int64_t(1) << 40;
 // kernel returns a fresh output; without this, each large output would be new memory from the
 // OS and cost a page fault per 4 KiB on first write (256 faults, ~10% of the time, for one 1×1
 // convolution at 19×19×728). Training and inference repeat the same shapes, so exact sizes hit.
-// Shared by all threads of the process, hence the mutex; bounded by kPoolMaxBytes.
+// Shared by all threads of the process, hence the mutex; bounded by poolLimitBytes (1 GiB by
+// default; XCEPTION_POOL_MB sets it through setPoolLimit). A larger pool trades resident memory
+// for page faults: Xception's training step at 299×299, batch 8 frees ~2.5 GB per step, and what
+// the pool does not keep is faulted in again by the next forward pass.
 constexpr size_t kPoolMinBytes = 64 * 1024;
-constexpr size_t kPoolMaxBytes = size_t(1) << 30;
+std::atomic<size_t> poolLimitBytes{size_t(1) << 30};
 std::mutex poolMutex;
 std::unordered_map<size_t, std::vector<void*>> pool;
 size_t pooledBytes = 0;
@@ -46,7 +49,7 @@ void* takeFromPool(size_t rounded) {
 void giveToPool(void* p, size_t rounded) {
   if (rounded >= kPoolMinBytes) {
     std::lock_guard<std::mutex> lock(poolMutex);
-    if (pooledBytes + rounded <= kPoolMaxBytes) {
+    if (pooledBytes + rounded <= poolLimitBytes.load()) {
       pool[rounded].push_back(p);
       pooledBytes += rounded;
       return;
@@ -70,6 +73,21 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero) {
   liveBytes += size * static_cast<int64_t>(sizeof(float));
   return b;
 }
+
+void setPoolLimit(size_t bytes) {
+  poolLimitBytes.store(bytes);
+  std::lock_guard<std::mutex> lock(poolMutex);
+  // Keep what still fits; return the rest.
+  for (auto it = pool.begin(); it != pool.end() && pooledBytes > bytes; ++it) {
+    while (!it->second.empty() && pooledBytes > bytes) {
+      std::free(it->second.back());
+      it->second.pop_back();
+      pooledBytes -= it->first;
+    }
+  }
+}
+
+size_t poolLimit() { return poolLimitBytes.load(); }
 
 void releasePool() {
   std::lock_guard<std::mutex> lock(poolMutex);

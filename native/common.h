@@ -95,6 +95,9 @@ struct MemoryStats {
 MemoryStats memoryStats();
 // Returns the freed memory kept for reuse to the system.
 void releasePool();
+// Bytes of freed blocks kept for reuse at most (see common.cc); shrinks the pool if needed.
+void setPoolLimit(size_t bytes);
+size_t poolLimit();
 
 // One cached oneDNN object set (primitive descriptors, primitives). Subclasses per kernel kind.
 struct CacheEntry {

@@ -193,6 +193,41 @@ nativeTest('freed memory is pooled for reuse by the next tensor of its size, and
   assert.equal(n.stats().pooledBytes, 0);
 });
 
+nativeTest('the pool keeps at most its limit (setPoolLimit, XCEPTION_POOL_MB); a bad limit is an error or a warning, never a crash', (n) => {
+  const size = 1 << 16; // 256 KiB each
+  n.trimPool();
+  try {
+    n.setPoolLimit(3 * size * 4);
+    const bufs = Array.from({ length: 5 }, () => n.zeros(size, 'float32'));
+    for (const b of bufs) n.dispose(b);
+    assert.equal(n.stats().pooledBytes, 3 * size * 4, 'three blocks fit the limit, two went back');
+    n.setPoolLimit(size * 4); // shrinking returns the excess at once
+    assert.equal(n.stats().pooledBytes, size * 4);
+    n.setPoolLimit(0);
+    assert.equal(n.stats().pooledBytes, 0);
+    assert.throws(() => n.setPoolLimit(-1), OptionError);
+    assert.throws(() => n.setPoolLimit(1.5), OptionError);
+  } finally {
+    n.setPoolLimit(1024 * 2 ** 20);
+  }
+  // The environment variable, in a child: a good value applies, a bad one warns and keeps 1 GiB.
+  const code = `
+    const m = await import(${JSON.stringify(indexUrl)});
+    const b = m.requireNativeBackend();
+    const x = Array.from({ length: 4 }, () => b.zeros(1 << 16, 'float32'));
+    for (const t of x) b.dispose(t);
+    console.log(b.stats().pooledBytes);
+  `;
+  const run = (value: string) => spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, XCEPTION_POOL_MB: value } });
+  const zero = run('0');
+  assert.equal(zero.status, 0, zero.stderr);
+  assert.equal(zero.stdout.trim(), '0');
+  const bad = run('lots');
+  assert.equal(bad.status, 0, bad.stderr);
+  assert.match(bad.stderr, /ignoring XCEPTION_POOL_MB=lots: it must be a whole number of MiB/);
+  assert.equal(bad.stdout.trim(), String(4 * (1 << 16) * 4));
+});
+
 nativeTest('handles that are dropped without dispose are freed by the garbage collector', () => {
   const code = `
     const m = await import(${JSON.stringify(indexUrl)});

@@ -546,6 +546,16 @@ export class NativeBackend implements Backend {
     this.addon.trimPool();
   }
 
+  /**
+   * Keeps at most `bytes` of freed memory for reuse (process-wide; default 1 GiB, or
+   * XCEPTION_POOL_MB). What the pool does not keep goes back to the system, and reusing it later
+   * costs page faults: more pool, fewer faults, more resident memory.
+   */
+  setPoolLimit(bytes: number): void {
+    if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= 2 ** 50)) throw new OptionError(`the pool limit must be a whole number of bytes from 0 to 2^50, got ${bytes}`);
+    this.addon.setPoolLimit(bytes);
+  }
+
   // --- compiled inference plans (src/infer builds and validates the spec) --------------------
 
   /** Builds a plan from a spec (format: native/plan.h) and float32 weight arrays. */

@@ -52,6 +52,8 @@ export interface NativeAddon {
   stats(): NativeStats;
   /** Returns the pooled memory to the system. */
   trimPool(): void;
+  /** Keeps at most this many bytes of freed memory for reuse (process-wide). */
+  setPoolLimit(bytes: number): void;
   planCreate(spec: Float64Array, weights: Float32Array[]): NativePlan;
   planRun(plan: NativePlan, input: NativeBuffer, output: NativeBuffer): void;
   planProfile(plan: NativePlan, input: NativeBuffer, output: NativeBuffer): number[];

@@ -34,9 +34,28 @@ function load(): { backend: NativeBackend | null; status: NativeBackendStatus } 
     loaded = { backend: null, status: { available: false, reason: r.reason, ...(r.path ? { path: r.path } : {}) } };
   } else {
     const onednn = r.addon.version().onednn;
-    loaded = { backend: new NativeBackend(r.addon, onednn), status: { available: true, path: r.path, onednn } };
+    const backend = new NativeBackend(r.addon, onednn);
+    const poolMB = poolLimitFromEnv(process.env['XCEPTION_POOL_MB']);
+    if (poolMB !== null) backend.setPoolLimit(poolMB * 2 ** 20);
+    loaded = { backend, status: { available: true, path: r.path, onednn } };
   }
   return loaded;
+}
+
+export const DEFAULT_POOL_MB = 1024;
+export const MAX_POOL_MB = 1 << 20;
+
+/**
+ * XCEPTION_POOL_MB: how much freed native memory is kept for reuse, in MiB (default 1024). More
+ * means fewer page faults and more resident memory. A bad value is ignored with a warning, so a
+ * typo never costs the native backend.
+ */
+export function poolLimitFromEnv(value: string | undefined): number | null {
+  if (value === undefined || value === '') return null;
+  const n = Number(value);
+  if (/^\d+$/.test(value.trim()) && n <= MAX_POOL_MB) return n;
+  process.stderr.write(`xception: ignoring XCEPTION_POOL_MB=${value}: it must be a whole number of MiB from 0 to ${MAX_POOL_MB}; keeping ${DEFAULT_POOL_MB}\n`);
+  return null;
 }
 
 /** The native backend (one per process), or null when the addon is not built or cannot load. */
