@@ -15,8 +15,9 @@ import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { clearGrad, Optimizer } from '../../src/train/optimizers.js';
 import { DataParallel, ReplicaError } from '../../src/train/parallel/data-parallel.js';
 import { Progress } from '../../src/train/progress.js';
-import { DEFAULT_TRAIN_CONFIG, train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
+import { train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
+import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
 
 setBackend(referenceBackend);
 const quiet = new Progress(process.stderr, true);
@@ -40,14 +41,6 @@ function rowsOf(b: Batch, from: number, to: number): Batch {
 
 function snapshot(m: Model): Map<string, Float32Array> {
   return new Map(m.weights.map((v) => [v.name, v.value.data()]));
-}
-
-function assertBitEqual(a: Map<string, Float32Array>, b: Map<string, Float32Array>, what: string): void {
-  assert.equal(a.size, b.size);
-  for (const [name, va] of a) {
-    const vb = b.get(name)!;
-    assert.deepEqual(Buffer.from(va.buffer, va.byteOffset, va.byteLength), Buffer.from(vb.buffer, vb.byteOffset, vb.byteLength), `${what}: ${name} differs`);
-  }
 }
 
 async function start(model: Model, optimizer: Optimizer, backend = 'reference', labelSmoothing = 0.1): Promise<DataParallel> {
@@ -157,19 +150,7 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
 });
 
 function tinyConfig(dataDir: string, outDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
-  return {
-    ...DEFAULT_TRAIN_CONFIG,
-    dataset: `mnist:${dataDir}`,
-    modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 1, dropout: 0.2 },
-    epochs: 2,
-    batchSize: 16,
-    lr: 0.05,
-    schedule: 'cosine',
-    ema: 0.9,
-    replicas: 2,
-    outDir,
-    ...over,
-  };
+  return tinyTrainConfig(dataDir, outDir, { replicas: 2, ...over });
 }
 
 test('a data-parallel run resumes exactly, and its divergence stops the run like a single-thread one', async () => {

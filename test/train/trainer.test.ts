@@ -9,36 +9,13 @@ import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { DEFAULT_TRAIN_CONFIG, train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
 import { Progress } from '../../src/train/progress.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
+import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
 
 setBackend(referenceBackend);
 const quiet = new Progress(process.stderr, true);
 
-function tinyConfig(dataDir: string, outDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
-  return {
-    ...DEFAULT_TRAIN_CONFIG,
-    dataset: `mnist:${dataDir}`,
-    modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 1, dropout: 0.2 },
-    epochs: 2,
-    batchSize: 16,
-    lr: 0.05,
-    schedule: 'cosine',
-    ema: 0.9,
-    outDir,
-    ...over,
-  };
-}
-
 function weightsOf(dir: string): Map<string, Float32Array> {
   return readCheckpoint(dir).model;
-}
-
-function assertSameWeights(a: Map<string, Float32Array>, b: Map<string, Float32Array>): void {
-  assert.equal(a.size, b.size);
-  for (const [name, wa] of a) {
-    const wb = b.get(name)!;
-    assert.ok(wb, `missing ${name}`);
-    assert.deepEqual(Buffer.from(wa.buffer, wa.byteOffset, wa.byteLength), Buffer.from(wb.buffer, wb.byteOffset, wb.byteLength), `${name} differs`);
-  }
 }
 
 test('an interrupted run resumed from its checkpoint ends with exactly the weights of an uninterrupted one', async () => {
@@ -46,24 +23,24 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
   try {
     const data = join(tmp.dir, 'data');
     writeIdxDataset(data, { trainCount: 56, testCount: 16, h: 8, w: 8 });
-    const full = await train(tinyConfig(data, join(tmp.dir, 'full')), { progress: quiet });
+    const full = await train(tinyTrainConfig(data, join(tmp.dir, 'full')), { progress: quiet });
     assert.equal(full.epochs, 2);
     assert.ok(Number.isFinite(full.testTop1));
     // Stop mid-epoch 1 (after 2 of 4 steps), then resume.
     let steps = 0;
-    const cut = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 2 });
+    const cut = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 2 });
     assert.equal(cut.interrupted, true);
     assert.equal(readCheckpoint(join(tmp.dir, 'cut')).state.step, 2);
-    const resumed = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
+    const resumed = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
     assert.equal(resumed.interrupted, false);
-    assertSameWeights(weightsOf(join(tmp.dir, 'full')), weightsOf(join(tmp.dir, 'cut')));
+    assertBitEqual(weightsOf(join(tmp.dir, 'full')), weightsOf(join(tmp.dir, 'cut')));
     assert.equal(resumed.testTop1, full.testTop1);
     // train 1 epoch, then resume with --epochs 2 (a schedule that does not depend on the length).
-    const c2 = tinyConfig(data, join(tmp.dir, 'two'), { schedule: 'exponential-step', decay: 0.5, decayEpochs: 1 });
+    const c2 = tinyTrainConfig(data, join(tmp.dir, 'two'), { schedule: 'exponential-step', decay: 0.5, decayEpochs: 1 });
     await train(c2, { progress: quiet });
     await train({ ...c2, epochs: 1, outDir: join(tmp.dir, 'one') }, { progress: quiet });
     await train({ ...c2, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true });
-    assertSameWeights(weightsOf(join(tmp.dir, 'two')), weightsOf(join(tmp.dir, 'one')));
+    assertBitEqual(weightsOf(join(tmp.dir, 'two')), weightsOf(join(tmp.dir, 'one')));
     // The run folder has what the README promises.
     for (const f of ['config.json', 'metrics.jsonl', 'curves.svg', 'checkpoint.safetensors', 'weights.safetensors']) {
       assert.ok(existsSync(join(tmp.dir, 'full', f)), `${f} missing`);
@@ -83,7 +60,7 @@ test('a diverging loss stops the run with a clear error and keeps the last good 
     const data = join(tmp.dir, 'data');
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
     const out = join(tmp.dir, 'run');
-    const cfg = tinyConfig(data, out, { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3, momentum: 0.9 });
+    const cfg = tinyTrainConfig(data, out, { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3, momentum: 0.9 });
     let failedAt = 0;
     await assert.rejects(train(cfg, { progress: quiet, checkpointEverySteps: 1 }), (e: Error) => {
       assert.ok(e instanceof TrainingDivergedError, String(e));
@@ -139,9 +116,9 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
     const data = join(tmp.dir, 'data');
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
     // 64 images / batch 16 = 4 steps per epoch; 2 evaluations per epoch → after steps 2, 4, 6, 8.
-    const plain = await train(tinyConfig(data, join(tmp.dir, 'plain'), { ema: 0 }), { progress: quiet });
+    const plain = await train(tinyTrainConfig(data, join(tmp.dir, 'plain'), { ema: 0 }), { progress: quiet });
     assert.deepEqual(plain.evalPoints.map((p) => p.step), [4, 8]);
-    const cfg = tinyConfig(data, join(tmp.dir, 'evals'), { ema: 0, evalsPerEpoch: 2 });
+    const cfg = tinyTrainConfig(data, join(tmp.dir, 'evals'), { ema: 0, evalsPerEpoch: 2 });
     let steps = 0;
     const cut = await train(cfg, { progress: quiet, shouldStop: () => ++steps === 6 });
     assert.equal(cut.interrupted, true);
@@ -156,9 +133,9 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
     }
     assert.ok(r.trainSeconds >= r.evalPoints.at(-1)!.trainSeconds);
     // Evaluating in between does not perturb training: same final weights and accuracy.
-    assertSameWeights(weightsOf(join(tmp.dir, 'plain')), weightsOf(join(tmp.dir, 'evals')));
+    assertBitEqual(weightsOf(join(tmp.dir, 'plain')), weightsOf(join(tmp.dir, 'evals')));
     assert.equal(r.evalPoints.at(-1)!.evalTop1, plain.testTop1);
-    await assert.rejects(train(tinyConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }), /evalsPerEpoch must be a positive integer/);
+    await assert.rejects(train(tinyTrainConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }), /evalsPerEpoch must be a positive integer/);
   } finally {
     tmp.cleanup();
   }
