@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import '../../src/backends/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
@@ -15,6 +16,7 @@ import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { clearGrad, Optimizer } from '../../src/train/optimizers.js';
 import { DataParallel, ReplicaError } from '../../src/train/parallel/data-parallel.js';
 import { Progress } from '../../src/train/progress.js';
+import { main } from '../../src/cli/main.js';
 import { train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
@@ -180,6 +182,36 @@ test('a data-parallel run resumes exactly, and its divergence stops the run like
     );
     // More replicas than images in a batch cannot be split.
     await assert.rejects(train(tinyConfig(data, join(tmp.dir, 'x'), { replicas: 17 }), { progress: quiet }), /replicas \(17\) cannot exceed the batch size/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('xception train --replicas 2 trains from the command line and says so; bad counts are clear errors', async () => {
+  const tmp = makeTempDir('dp-cli');
+  try {
+    const data = join(tmp.dir, 'data');
+    writeIdxDataset(data, { trainCount: 32, testCount: 8, h: 8, w: 8 });
+    const args = ['train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '1',
+      '--batch-size', '8', '--epochs', '1', '--backend', 'reference', '--out', join(tmp.dir, 'run')];
+    let out = '';
+    assert.equal(await main([...args, '--replicas', '2'], (s) => (out += s)), 0);
+    assert.match(out, /test top-1 [\d.]+%/);
+    assert.equal(JSON.parse(readFileSync(join(tmp.dir, 'run', 'config.json'), 'utf8')).replicas, 2);
+    const fail = async (extra: string[], pattern: RegExp) => {
+      let err = '';
+      const write = process.stderr.write.bind(process.stderr);
+      process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+      try {
+        assert.equal(await main([...args, '--out', join(tmp.dir, 'bad'), ...extra], () => {}), 2);
+      } finally {
+        process.stderr.write = write;
+      }
+      assert.match(err, pattern);
+    };
+    await fail(['--replicas', '0'], /--replicas must be an integer ≥ 1, got '0'/);
+    await fail(['--replicas', 'two'], /--replicas must be an integer/);
+    await fail(['--replicas', '9'], /replicas \(9\) cannot exceed the batch size \(8\)/);
   } finally {
     tmp.cleanup();
   }
