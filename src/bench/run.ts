@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackendError, OptionError } from '../core/errors.js';
 import { selectCases, type BenchCase, type CaseName, type ModelScale } from './cases.js';
-import type { TimingOptions } from './timing.js';
+import { median, type TimingOptions } from './timing.js';
 import type { WorkerResult, WorkerSpec } from './worker.js';
 
 export interface BenchOptions {
@@ -44,6 +44,11 @@ export interface BenchOptions {
    * process thread team). A list runs each case once per value: the comparison in one run.
    */
   replicas?: number | readonly number[];
+  /**
+   * Measure each case this many times, alternating with its peer (ours, peer, ours, peer, …), and
+   * report medians: on a noisy machine one run's ratio moves by ±10% (default 1).
+   */
+  rounds?: number;
   /** Progress lines (stderr in the command). */
   onProgress?: (line: string) => void;
 }
@@ -75,6 +80,10 @@ export interface BenchRow {
   secondsPerStep: number;
   /** Training cases: data-parallel replicas the step was split between (1 = none). */
   replicas: number;
+  /** Rounds measured (see BenchOptions.rounds); the figures above are their medians. */
+  rounds: number;
+  /** Each round's ratio to its peer (the ratio above is their median). */
+  ratios: number[];
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -160,6 +169,8 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
   check('warmup', o.warmup, 1, true);
   check('minSeconds', o.minSeconds, 0, false);
   check('peerThreads', o.peerThreads, 1, true);
+  check('rounds', o.rounds, 1, true);
+  const rounds = o.rounds ?? 1;
   if (o.backend !== undefined && !['native', 'reference'].includes(o.backend)) {
     throw new OptionError(`bench: backend must be 'native' or 'reference', got '${o.backend}'`);
   }
@@ -193,19 +204,26 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
     const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> = c.kind === 'infer'
       ? paths.map((path) => ({ path, replicas: 1 }))
       : replicaCounts.map((replicas) => ({ path: 'op-by-op' as const, replicas }));
-    let peerResult: PeerResult | null | undefined;
+    // measured[v][r]: variant v in round r. Each round runs every variant, then the peer once.
+    const measured: BenchRow[][] = variants.map(() => []);
     try {
-      for (const { path, replicas } of variants) {
-        const spec: WorkerSpec = {
-          engine: 'xception', case: c, scale, timing, threads: peerThreads, inference: path, replicas,
-          ...(o.precision ? { precision: o.precision } : {}),
-          ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
-        };
-        if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
-        const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, python, imageSize, peerResult);
-        peerResult = row.peer;
-        yield row;
+      for (let round = 0; round < rounds; round++) {
+        if (rounds > 1) progress(`${c.name}: round ${round + 1} of ${rounds}`);
+        let peerResult: PeerResult | null | undefined;
+        for (const [v, { path, replicas }] of variants.entries()) {
+          const spec: WorkerSpec = {
+            engine: 'xception', case: c, scale, timing, threads: peerThreads, inference: path, replicas,
+            ...(o.precision ? { precision: o.precision } : {}),
+            ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
+          };
+          if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
+          const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, python, imageSize, peerResult);
+          peerResult = row.peer;
+          if (rounds === 1) yield row;
+          else measured[v]!.push(row);
+        }
       }
+      if (rounds > 1) for (const rows of measured) yield medianRow(rows);
     } finally {
       if (onnxPath) rmSync(dirname(onnxPath), { recursive: true, force: true });
     }
@@ -237,6 +255,32 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
       case: c.name, backend: own.engine, path: own.path, precision: own.precision, imagesPerSec, gflops: gflops(own.secondsPerStep),
       peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
       batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep, replicas: spec.replicas ?? 1,
+      rounds: 1, ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
     };
   }
+}
+
+/** One row from the rounds of a case: medians of speeds and ratios, the largest peak memory. */
+export function medianRow(rows: readonly BenchRow[]): BenchRow {
+  if (rows.length === 0) throw new OptionError('bench: no rounds to combine');
+  const first = rows[0]!;
+  const mid = (f: (r: BenchRow) => number) => median(rows.map(f));
+  const peers = rows.map((r) => r.peer).filter((p): p is PeerResult => p !== null);
+  const ratios = rows.flatMap((r) => r.ratios);
+  return {
+    ...first,
+    imagesPerSec: mid((r) => r.imagesPerSec),
+    gflops: mid((r) => r.gflops),
+    secondsPerStep: mid((r) => r.secondsPerStep),
+    peakRssMB: Math.max(...rows.map((r) => r.peakRssMB)),
+    peer: peers.length === 0 ? null : {
+      name: peers[0]!.name,
+      imagesPerSec: median(peers.map((p) => p.imagesPerSec)),
+      gflops: median(peers.map((p) => p.gflops)),
+      peakRssMB: Math.max(...peers.map((p) => p.peakRssMB)),
+    },
+    ratio: ratios.length === 0 ? null : median(ratios),
+    rounds: rows.length,
+    ratios,
+  };
 }

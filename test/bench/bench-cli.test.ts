@@ -6,6 +6,7 @@ import { referenceBackend } from '../../src/backends/index.js';
 import { CASES, caseModelOptions, selectCases } from '../../src/bench/cases.js';
 import { forwardFlops } from '../../src/bench/flops.js';
 import { median, timeSteps } from '../../src/bench/timing.js';
+import { medianRow, type BenchRow } from '../../src/bench/run.js';
 import { benchCommand } from '../../src/cli/commands/bench.js';
 import { main } from '../../src/cli/main.js';
 import { xception } from '../../src/models/xception/xception.js';
@@ -88,6 +89,37 @@ test('bench --replicas 1,2: one training row per replica count, data-parallel ro
   await assert.rejects(benchCommand(['--replicas', '0'], () => {}), (e: Error) => e instanceof OptionError && /--replicas must be an integer ≥ 1/.test(e.message));
 });
 
+test('bench --rounds 2: each case measured twice beside its peer, medians and every round\'s ratio reported', async () => {
+  let out = '';
+  const code = await main(['bench', '--json', '--cases', 'infer-b1-299', '--rounds', '2', ...TINY], (s) => (out += s));
+  assert.equal(code, 0);
+  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(rows.length, 1);
+  const r = rows[0]!;
+  assert.equal(r['rounds'], 2);
+  const ratios = r['ratios'] as number[];
+  assert.equal(ratios.length, 2);
+  assert.ok(ratios.every((x) => Number.isFinite(x) && x > 0));
+  assert.ok(Math.abs((r['ratio'] as number) - (ratios[0]! + ratios[1]!) / 2) < 1e-12, 'the median of two is their mean');
+  await assert.rejects(benchCommand(['--rounds', '0'], () => {}), (e: Error) => e instanceof OptionError && /--rounds must be an integer ≥ 1/.test(e.message));
+});
+
+test('medianRow: medians of speeds and ratios, the largest peak memory', () => {
+  const row = (ips: number, peerIps: number, rss: number): BenchRow => ({
+    case: 'infer-b1-299', backend: 'native', path: 'compiled', precision: 'fp32', imagesPerSec: ips, gflops: ips * 2,
+    peer: { name: 'onnxruntime 1', imagesPerSec: peerIps, gflops: peerIps * 2, peakRssMB: rss + 1 }, ratio: ips / peerIps,
+    batch: 1, imageSize: 71, peakRssMB: rss, secondsPerStep: 1 / ips, replicas: 1, rounds: 1, ratios: [ips / peerIps],
+  });
+  const m = medianRow([row(10, 10, 100), row(12, 8, 300), row(11, 11, 200)]);
+  assert.equal(m.imagesPerSec, 11);
+  assert.equal(m.peer!.imagesPerSec, 10);
+  assert.equal(m.ratio, 1); // median of 1, 1.5, 1
+  assert.equal(m.peakRssMB, 300);
+  assert.equal(m.peer!.peakRssMB, 301);
+  assert.deepEqual(m.ratios, [1, 1.5, 1]);
+  assert.equal(m.rounds, 3);
+});
+
 test('bench prints a table without --json; --no-peer leaves the peer out', async () => {
   let out = '';
   const code = await main(['bench', '--cases', 'infer-b1-299', '--no-peer', ...TINY], (s) => (out += s));
@@ -124,7 +156,7 @@ test('bench --help names every case and flag', async () => {
   let out = '';
   assert.equal(await benchCommand(['--help'], (s) => (out += s)), 0);
   for (const c of CASES) assert.ok(out.includes(c.name), c.name);
-  for (const f of ['--json', '--cases', '--repeats', '--no-peer', '--backend', '--pytorch', '--replicas']) assert.ok(out.includes(f), f);
+  for (const f of ['--json', '--cases', '--repeats', '--no-peer', '--backend', '--pytorch', '--replicas', '--rounds']) assert.ok(out.includes(f), f);
 });
 
 test('case selection keeps the table order; timing takes the median after the warm-up', async () => {

@@ -29,9 +29,12 @@ shared machine figures move with the load: compare the ratio.
 
   --json                  one object per line: {case, backend, path, precision, imagesPerSec, gflops,
                           peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
-                          batch, imageSize, peakRssMB, secondsPerStep, replicas}
+                          batch, imageSize, peakRssMB, secondsPerStep, replicas, rounds, ratios}
   --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
   --repeats N             timed repeats per case, median reported (default 5)
+  --rounds N              measure every case N times, alternating with its peer, and report the
+                          medians (ratio: the median of the rounds' ratios; default 1). On a
+                          noisy machine one run's ratio moves by about ±10%.
   --warmup N              untimed steps first (default 2)
   --min-time S            each repeat runs enough steps to last S seconds (default 1)
   --no-peer               skip the peers
@@ -56,13 +59,14 @@ Examples:
   xception bench --cases infer-b1-299 --repeats 9
   xception bench --cases infer-b1-299,infer-b8-299 --inference both
   xception bench --cases train-b32-64 --replicas 1,2 --pytorch
+  xception bench --cases infer-b1-299,infer-b8-299 --rounds 3
 `;
 
 export async function benchCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('bench', argv, {
     json: { type: 'boolean' }, cases: { type: 'string' }, repeats: { type: 'string' }, warmup: { type: 'string' },
     'min-time': { type: 'string' }, 'no-peer': { type: 'boolean' }, pytorch: { type: 'boolean' }, backend: { type: 'string' },
-    threads: { type: 'string' }, replicas: { type: 'string' }, size: { type: 'string' }, inference: { type: 'string' }, precision: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
+    threads: { type: 'string' }, replicas: { type: 'string' }, rounds: { type: 'string' }, size: { type: 'string' }, inference: { type: 'string' }, precision: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -96,6 +100,8 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   if (warmup !== undefined) o.warmup = warmup;
   const minSeconds = numberFlag('min-time', v['min-time'], 0, 600);
   if (minSeconds !== undefined) o.minSeconds = minSeconds;
+  const rounds = intFlag('rounds', v['rounds']);
+  if (rounds !== undefined) o.rounds = rounds;
   const threads = intFlag('threads', v['threads']);
   if (threads !== undefined) o.peerThreads = threads;
   const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
