@@ -123,7 +123,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
     const y = Int32Array.from({ length: c.batch }, () => rng.int(1000));
     const sgd = { lr: 0.01, momentum: 0.9 };
     const dp = await DataParallel.start(
-      { replicas: spec.replicas!, backend: backend.name === 'onednn' ? 'native' : 'reference', model: 'xception',
+      { replicas: spec.replicas!, model: 'xception',
         modelOptions: { ...caseModelOptions(c, spec.scale) }, optimizer: { name: 'sgd', options: sgd }, labelSmoothing: 0, ema: 0 },
       { model, optimizer: new Optimizer('sgd', sgd), ema: null },
     );

@@ -295,7 +295,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const replicas = config.replicas ?? 1;
   const dp = replicas > 1
     ? await DataParallel.start({
-        replicas, backend: backend.name === 'reference' ? 'reference' : 'native', model: config.model, modelOptions,
+        replicas, model: config.model, modelOptions,
         optimizer: { name: optimizer.name, options: optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
       }, { model, optimizer, ema })
     : null;

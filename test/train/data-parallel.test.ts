@@ -45,9 +45,10 @@ function snapshot(m: Model): Map<string, Float32Array> {
   return new Map(m.weights.map((v) => [v.name, v.value.data()]));
 }
 
-async function start(model: Model, optimizer: Optimizer, backend = 'reference', labelSmoothing = 0.1): Promise<DataParallel> {
+async function start(model: Model, optimizer: Optimizer, labelSmoothing = 0.1): Promise<DataParallel> {
+  // The replicas run on the backend `model` lives on.
   return DataParallel.start(
-    { replicas: 2, threadsPerReplica: 1, backend, model: 'xception', modelOptions: MODEL_OPTIONS, optimizer: SGD, labelSmoothing, ema: 0 },
+    { replicas: 2, threadsPerReplica: 1, model: 'xception', modelOptions: MODEL_OPTIONS, optimizer: SGD, labelSmoothing, ema: 0 },
     { model, optimizer, ema: null },
   );
 }
@@ -119,7 +120,7 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
   const backend = tryBackend('native') ? 'native' : 'reference';
   const main = makeModel(backend);
   const opt = new Optimizer(SGD.name, SGD.options);
-  const dp = await start(main, opt, backend);
+  const dp = await start(main, opt);
   try {
     // A learning rate that blows the weights up: the next loss is not finite, and that step
     // changes nothing (the trainer then stops with TrainingDivergedError).

@@ -21,7 +21,6 @@ export interface DataParallelOptions {
   replicas: number;
   /** OpenMP threads per replica (default: the machine's cores ÷ replicas, at least 1). */
   threadsPerReplica?: number;
-  backend?: string;
   model: string;
   modelOptions: Record<string, unknown>;
   optimizer: { name: Optimizer['name']; options: OptimizerOptions };
@@ -34,6 +33,16 @@ type Pending = { resolve: (r: ReplicaReply) => void };
 /** The default thread split: every core busy, none shared. */
 export function defaultThreadsPerReplica(replicas: number): number {
   return Math.max(1, Math.floor(availableParallelism() / replicas));
+}
+
+/** The replies' results, or one ReplicaError naming the first real failure (not a peer's abort). */
+function resultsOf<T>(replies: ReplicaReply[]): T[] {
+  const errors = replies.filter((r): r is Extract<ReplicaReply, { ok: false }> => !r.ok);
+  if (errors.length > 0) {
+    const first = errors.find((e) => e.error.name !== ReplicaAbortedError.name) ?? errors[0]!;
+    throw new ReplicaError(`data-parallel training failed: ${first.error.message}`);
+  }
+  return replies.map((r) => (r as Extract<ReplicaReply, { ok: true }>).result as T);
 }
 
 export class DataParallel {
@@ -61,6 +70,8 @@ export class DataParallel {
   static async start(o: DataParallelOptions, from: { model: Model; optimizer: Optimizer; ema: ExponentialMovingAverage | null }): Promise<DataParallel> {
     if (!(Number.isInteger(o.replicas) && o.replicas >= 2)) throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
+    // The replicas compute on the backend the main thread's model lives on (by its registry name).
+    const backend = from.model.weights[0]?.value.backend.name === 'onednn' ? 'native' : 'reference';
     const weights: Record<string, Float32Array> = {};
     for (const v of from.model.weights) weights[v.name] = v.value.data();
     const gradFloats = from.model.weights.filter((v) => v.trainable).reduce((a, v) => a + v.size, 0);
@@ -78,7 +89,7 @@ export class DataParallel {
     const ready: Promise<ReplicaReply>[] = [];
     for (let rank = 0; rank < o.replicas; rank++) {
       const init: ReplicaInit = {
-        rank, world: o.replicas, threads, backend: o.backend, model: o.model, modelOptions: o.modelOptions,
+        rank, world: o.replicas, threads, backend, model: o.model, modelOptions: o.modelOptions,
         optimizer: o.optimizer, labelSmoothing: o.labelSmoothing, ema: o.ema, weights, optimizerState, emaState, shared,
       };
       const w = new Worker(new URL('./replica.js', import.meta.url), { workerData: { replica: init } });
@@ -135,15 +146,10 @@ export class DataParallel {
     });
   }
 
-  /** Runs requests on every replica; the first real failure (not a peer's abort) is thrown. */
+  /** Runs requests on every replica; the first real failure is thrown. */
   private async all<T>(reqs: Array<[ReplicaCommand, ArrayBuffer[]]>): Promise<T[]> {
     const replies = await Promise.all(reqs.map(([r, t], rank) => this.request(rank, r, t)));
-    const errors = replies.filter((r): r is Extract<ReplicaReply, { ok: false }> => !r.ok);
-    if (errors.length > 0) {
-      const first = errors.find((e) => e.error.name !== ReplicaAbortedError.name) ?? errors[0]!;
-      throw new ReplicaError(`data-parallel training failed: ${first.error.message}`);
-    }
-    return replies.map((r) => (r as Extract<ReplicaReply, { ok: true }>).result as T);
+    return resultsOf<T>(replies);
   }
 
   /** Shard sizes for a batch of n rows: as equal as possible, the larger shards first. */
@@ -174,7 +180,8 @@ export class DataParallel {
       if (sizes[i]! > 0) loss += (sizes[i]! / batch.size) * r.loss;
       correct += r.correct;
     });
-    return { loss: replies.every((r) => r.applied) ? loss : NaN, correct, applied: replies.every((r) => r.applied) };
+    const applied = replies.every((r) => r.applied);
+    return { loss: applied ? loss : NaN, correct, applied };
   }
 
   /**
@@ -187,9 +194,7 @@ export class DataParallel {
     rank = 0,
   ): Promise<void> {
     if (!(Number.isInteger(rank) && rank >= 0 && rank < this.workers.length)) throw new ReplicaError(`no replica ${rank}`);
-    const r = await this.request(rank, { kind: 'pull', optimizer: withOptimizer });
-    if (!r.ok) throw new ReplicaError(`data-parallel training failed: ${r.error.message}`);
-    const s = r.result as PullReply;
+    const [s] = resultsOf<PullReply>([await this.request(rank, { kind: 'pull', optimizer: withOptimizer })]);
     for (const v of to.model.weights) v.setData(s.weights[v.name]!);
     if (withOptimizer && s.optimizerState) to.optimizer.setState(s.optimizerState, to.model.weights);
     if (to.ema && s.emaState) to.ema.setState(s.emaState, to.model.weights);

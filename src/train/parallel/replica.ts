@@ -188,13 +188,15 @@ export class Replica {
 if (parentPort && workerData && (workerData as { replica?: ReplicaInit }).replica) {
   const port = parentPort;
   const init = (workerData as { replica: ReplicaInit }).replica;
+  // Aborted when this replica fails, so that the others waiting for it at the barrier are released.
+  const barrier = new SharedBarrier(init.shared.barrier, init.world);
   let replica: Replica | null = null;
   let failure: { name: string; message: string } | null = null;
   try {
     replica = new Replica(init);
   } catch (e) {
     failure = { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) };
-    new SharedBarrier(init.shared.barrier, init.world).abort();
+    barrier.abort();
   }
   port.on('message', (req: ReplicaRequest) => {
     let reply: ReplicaReply;
@@ -203,8 +205,7 @@ if (parentPort && workerData && (workerData as { replica?: ReplicaInit }).replic
       const result = req.kind === 'step' ? replica.step(req) : replica.pull(req.optimizer);
       reply = { id: req.id, ok: true, result };
     } catch (e) {
-      // The other replicas may be waiting at the barrier for this one: release them.
-      new SharedBarrier(init.shared.barrier, init.world).abort();
+      barrier.abort();
       reply = { id: req.id, ok: false, error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) } };
     }
     port.postMessage(reply);
