@@ -4,6 +4,7 @@
       "target_name": "xception_native",
       "sources": [
         "native/addon.cc",
+        "native/arena.cc",
         "native/common.cc",
         "native/kernels_dnnl.cc",
         "native/kernels_loops.cc",

@@ -9,9 +9,9 @@
 //   free(handle)                      releases the memory now; later use is an error
 //   run(op, handles[], numbers[], Int32Array | undefined) → [...new handles, ...scalars]
 //   describeConv(which, numbers[])    → oneDNN implementation name
-//   stats()                           → { buffers, bytes, pooledBytes, cachedPrimitives, cacheHits, cacheMisses }
-//   trimPool()                        returns pooled (freed, kept for reuse) memory to the system
-//   setPoolLimit(bytes)               at most this much freed memory is kept for reuse (process-wide)
+//   stats()                           → { buffers, bytes, pooledBytes, arenaBytes, peakLiveBytes, cachedPrimitives, cacheHits, cacheMisses }
+//   trimPool()                        returns the arena's free pages (freed, kept for reuse) to the system
+//   setPoolLimit(bytes)               the arena's slack: resident at most live peak + bytes (process-wide)
 //   planCreate(Float64Array spec, Float32Array[] weights) → plan handle (compiled inference, plan.h)
 //   planRun(plan, input handle, output handle)            runs the whole network
 //   planProfile(plan, input handle, output handle)        the same, → seconds per step
@@ -453,6 +453,8 @@ napi_value stats(napi_env env, napi_callback_info) {
   setProp(env, obj, "buffers", number(env, static_cast<double>(m.buffers)));
   setProp(env, obj, "bytes", number(env, static_cast<double>(m.bytes)));
   setProp(env, obj, "pooledBytes", number(env, static_cast<double>(m.pooledBytes)));
+  setProp(env, obj, "arenaBytes", number(env, static_cast<double>(m.arenaBytes)));
+  setProp(env, obj, "peakLiveBytes", number(env, static_cast<double>(m.peakLiveBytes)));
   setProp(env, obj, "cachedPrimitives", number(env, static_cast<double>(st.cache.size())));
   setProp(env, obj, "cacheHits", number(env, static_cast<double>(st.hits)));
   setProp(env, obj, "cacheMisses", number(env, static_cast<double>(st.misses)));

@@ -1,11 +1,12 @@
 #include "common.h"
 
+#include "arena.h"
+
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <new>
-#include <unordered_map>
+#include <algorithm>
 
 namespace xnative {
 
@@ -14,48 +15,8 @@ std::atomic<int64_t> liveBuffers{0};
 std::atomic<int64_t> liveBytes{0};
 constexpr int64_t kMaxElements = int64_t(1) << 40;
 
-// Freed large blocks, kept by exact (rounded) size for the next allocation of that size. Every
-// kernel returns a fresh output; without this, each large output would be new memory from the
-// OS and cost a page fault per 4 KiB on first write (256 faults, ~10% of the time, for one 1×1
-// convolution at 19×19×728). Training and inference repeat the same shapes, so exact sizes hit.
-// Shared by all threads of the process, hence the mutex; bounded by poolLimitBytes (1 GiB by
-// default; XCEPTION_POOL_MB sets it through setPoolLimit). A larger pool trades resident memory
-// for page faults: Xception's training step at 299×299, batch 8 frees ~2.5 GB per step, and what
-// the pool does not keep is faulted in again by the next forward pass.
-constexpr size_t kPoolMinBytes = 64 * 1024;
-std::atomic<size_t> poolLimitBytes{size_t(1) << 30};
-std::mutex poolMutex;
-std::unordered_map<size_t, std::vector<void*>> pool;
-size_t pooledBytes = 0;
-
-size_t roundedBytes(int64_t size) {
-  // aligned_alloc wants a multiple of the alignment, and a non-zero size.
-  size_t bytes = static_cast<size_t>(size) * sizeof(float);
-  size_t rounded = ((bytes + 63) / 64) * 64;
-  return rounded == 0 ? 64 : rounded;
-}
-
-void* takeFromPool(size_t rounded) {
-  if (rounded < kPoolMinBytes) return nullptr;
-  std::lock_guard<std::mutex> lock(poolMutex);
-  auto it = pool.find(rounded);
-  if (it == pool.end() || it->second.empty()) return nullptr;
-  void* p = it->second.back();
-  it->second.pop_back();
-  pooledBytes -= rounded;
-  return p;
-}
-
-void giveToPool(void* p, size_t rounded) {
-  if (rounded >= kPoolMinBytes) {
-    std::lock_guard<std::mutex> lock(poolMutex);
-    if (pooledBytes + rounded <= poolLimitBytes.load()) {
-      pool[rounded].push_back(p);
-      pooledBytes += rounded;
-      return;
-    }
-  }
-  std::free(p);
+size_t bufferBytes(int64_t size) {
+  return std::max<size_t>(static_cast<size_t>(size) * sizeof(float), 64);
 }
 }  // namespace
 
@@ -63,43 +24,25 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero) {
   if (size < 0 || size > kMaxElements) throw KernelError("buffer size out of range: " + std::to_string(size));
   auto b = std::make_unique<Buffer>();
   b->size = size;
-  size_t rounded = roundedBytes(size);
-  void* p = takeFromPool(rounded);
-  if (!p) p = std::aligned_alloc(64, rounded);
+  size_t bytes = bufferBytes(size);
+  void* p = arenaAlloc(bytes);
   if (!p) throw std::bad_alloc();
-  if (zero) std::memset(p, 0, rounded);
+  if (zero) std::memset(p, 0, bytes);
   b->data = static_cast<float*>(p);
   liveBuffers += 1;
   liveBytes += size * static_cast<int64_t>(sizeof(float));
   return b;
 }
 
-void setPoolLimit(size_t bytes) {
-  poolLimitBytes.store(bytes);
-  std::lock_guard<std::mutex> lock(poolMutex);
-  // Keep what still fits; return the rest.
-  for (auto it = pool.begin(); it != pool.end() && pooledBytes > bytes; ++it) {
-    while (!it->second.empty() && pooledBytes > bytes) {
-      std::free(it->second.back());
-      it->second.pop_back();
-      pooledBytes -= it->first;
-    }
-  }
-}
+void setPoolLimit(size_t bytes) { arenaSetSlack(bytes); }
 
-size_t poolLimit() { return poolLimitBytes.load(); }
+size_t poolLimit() { return arenaSlack(); }
 
-void releasePool() {
-  std::lock_guard<std::mutex> lock(poolMutex);
-  for (auto& entry : pool)
-    for (void* p : entry.second) std::free(p);
-  pool.clear();
-  pooledBytes = 0;
-}
+void releasePool() { arenaTrim(); }
 
 void releaseBufferData(Buffer* b) {
   if (!b || b->disposed) return;
-  giveToPool(b->data, roundedBytes(b->size));
+  arenaFree(b->data, bufferBytes(b->size));
   b->data = nullptr;
   b->derived.clear();
   b->disposed = true;
@@ -108,8 +51,8 @@ void releaseBufferData(Buffer* b) {
 }
 
 MemoryStats memoryStats() {
-  std::lock_guard<std::mutex> lock(poolMutex);
-  return {liveBuffers.load(), liveBytes.load(), static_cast<int64_t>(pooledBytes)};
+  ArenaStats a = arenaStats();
+  return {liveBuffers.load(), liveBytes.load(), a.freeBytes, a.residentBytes, a.peakLiveBytes};
 }
 
 [[noreturn]] void fail(const Args& a, const std::string& msg) {

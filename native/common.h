@@ -90,12 +90,14 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero);
 struct MemoryStats {
   int64_t buffers;
   int64_t bytes;
-  int64_t pooledBytes;  // freed memory kept for reuse
+  int64_t pooledBytes;    // freed memory kept resident for reuse
+  int64_t arenaBytes;     // the arena's resident size (live + kept)
+  int64_t peakLiveBytes;  // the most the arena held at once since the last trim
 };
 MemoryStats memoryStats();
 // Returns the freed memory kept for reuse to the system.
 void releasePool();
-// Bytes of freed blocks kept for reuse at most (see common.cc); shrinks the pool if needed.
+// Free memory the arena keeps resident beyond its live peak, at most (see arena.cc).
 void setPoolLimit(size_t bytes);
 size_t poolLimit();
 

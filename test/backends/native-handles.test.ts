@@ -180,8 +180,8 @@ nativeTest('native code checks sizes and parameters itself and throws instead of
   assert.deepEqual(Array.from(out), [0, 2]);
 });
 
-nativeTest('freed memory is pooled for reuse by the next tensor of its size, and can be trimmed', (n) => {
-  const size = 1 << 16;  // 256 KiB: large enough to be pooled
+nativeTest('freed memory stays resident for reuse by later tensors, and can be trimmed', (n) => {
+  const size = 1 << 16;  // 256 KiB: large enough for the arena
   const dirty = n.upload(new Float32Array(size).fill(7));
   n.trimPool();
   n.dispose(dirty);
@@ -193,39 +193,52 @@ nativeTest('freed memory is pooled for reuse by the next tensor of its size, and
   assert.equal(n.stats().pooledBytes, 0);
 });
 
-nativeTest('the pool keeps at most its limit (setPoolLimit, XCEPTION_POOL_MB); a bad limit is an error or a warning, never a crash', (n) => {
-  const size = 1 << 16; // 256 KiB each
-  n.trimPool();
-  try {
-    n.setPoolLimit(3 * size * 4);
-    const bufs = Array.from({ length: 5 }, () => n.zeros(size, 'float32'));
-    for (const b of bufs) n.dispose(b);
-    assert.equal(n.stats().pooledBytes, 3 * size * 4, 'three blocks fit the limit, two went back');
-    n.setPoolLimit(size * 4); // shrinking returns the excess at once
-    assert.equal(n.stats().pooledBytes, size * 4);
-    n.setPoolLimit(0);
-    assert.equal(n.stats().pooledBytes, 0);
-    assert.throws(() => n.setPoolLimit(-1), OptionError);
-    assert.throws(() => n.setPoolLimit(1.5), OptionError);
-  } finally {
-    n.setPoolLimit(1024 * 2 ** 20);
-  }
-  // The environment variable, in a child: a good value applies, a bad one warns and keeps 1 GiB.
-  const code = `
-    const m = await import(${JSON.stringify(indexUrl)});
-    const b = m.requireNativeBackend();
-    const x = Array.from({ length: 4 }, () => b.zeros(1 << 16, 'float32'));
-    for (const t of x) b.dispose(t);
-    console.log(b.stats().pooledBytes);
-  `;
-  const run = (value: string) => spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, XCEPTION_POOL_MB: value } });
-  const zero = run('0');
-  assert.equal(zero.status, 0, zero.stderr);
-  assert.equal(zero.stdout.trim(), '0');
-  const bad = run('lots');
-  assert.equal(bad.status, 0, bad.stderr);
-  assert.match(bad.stderr, /ignoring XCEPTION_POOL_MB=lots: it must be a whole number of MiB/);
-  assert.equal(bad.stdout.trim(), String(4 * (1 << 16) * 4));
+// A fresh process, so that the arena holds only what the scenario puts there. S = 256 KiB.
+// a, b allocated; a freed; c (2 S) does not fit a's hole and goes on top: 3 S live (the peak),
+// 4 S resident. The slack (setPoolLimit / XCEPTION_POOL_MB) says how far the resident size may
+// exceed the peak; past it, free pages go back to the system.
+const arenaScenario = (setLimit: string) => `
+  const m = await import(${JSON.stringify(indexUrl)});
+  const b = m.requireNativeBackend();
+  ${setLimit}
+  const S = 1 << 16, MB = 2 ** 20;
+  const p = () => { const s = b.stats(); return { pooled: s.pooledBytes / MB, arena: s.arenaBytes / MB, peak: s.peakLiveBytes / MB }; };
+  const x = b.zeros(S, 'float32'), y = b.zeros(S, 'float32');
+  b.dispose(x);
+  const c = b.zeros(2 * S, 'float32');
+  const hole = p();
+  b.dispose(y); b.dispose(c);
+  const empty = p();
+  const again = [b.zeros(2 * S, 'float32'), b.zeros(S, 'float32')];
+  const reused = p();
+  for (const t of again) b.dispose(t);
+  b.trimPool();
+  console.log(JSON.stringify({ hole, empty, reused, trimmed: p() }));`;
+
+nativeTest('the arena keeps resident what the live peak needed plus at most its slack (setPoolLimit, XCEPTION_POOL_MB)', (n) => {
+  type Point = { pooled: number; arena: number; peak: number };
+  type Run = { hole: Point; empty: Point; reused: Point; trimmed: Point };
+  // Slack 1 MiB: the 256 KiB hole stays resident; freeing everything keeps the whole peak.
+  const wide = child(arenaScenario('b.setPoolLimit(2 ** 20);')) as Run;
+  assert.deepEqual(wide.hole, { pooled: 0.25, arena: 1, peak: 0.75 });
+  assert.deepEqual(wide.empty, { pooled: 1, arena: 1, peak: 0.75 });
+  assert.deepEqual(wide.reused, { pooled: 0.25, arena: 1, peak: 0.75 }, 'the second round reuses the resident memory');
+  assert.deepEqual(wide.trimmed, { pooled: 0, arena: 0, peak: 0 }, 'trimPool returns everything and forgets the peak');
+  // Slack 0 through the environment: the hole beyond the peak goes back at once, the peak stays.
+  const tight = child(arenaScenario(''), { XCEPTION_POOL_MB: '0' }) as Run;
+  assert.deepEqual(tight.hole, { pooled: 0, arena: 0.75, peak: 0.75 });
+  assert.equal(tight.empty.arena, 0.75, 'never more than the peak');
+  assert.deepEqual(tight.trimmed, { pooled: 0, arena: 0, peak: 0 });
+  // A bad value warns and keeps the default slack (1 GiB), so the hole stays.
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', arenaScenario('')], { encoding: 'utf8', env: { ...process.env, XCEPTION_POOL_MB: 'lots' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /ignoring XCEPTION_POOL_MB=lots: it must be a whole number of MiB/);
+  assert.equal((JSON.parse(r.stdout) as Run).hole.pooled, 0.25);
+  // Bad limits through the API are errors; the current one is kept.
+  const before = n.stats();
+  assert.throws(() => n.setPoolLimit(-1), OptionError);
+  assert.throws(() => n.setPoolLimit(1.5), OptionError);
+  assert.equal(n.stats().pooledBytes, before.pooledBytes);
 });
 
 nativeTest('handles that are dropped without dispose are freed by the garbage collector', () => {

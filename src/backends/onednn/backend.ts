@@ -541,15 +541,17 @@ export class NativeBackend implements Backend {
     return this.addon.stats();
   }
 
-  /** Returns freed memory that is kept for reuse (see NativeStats.pooledBytes) to the system. */
+  /** Returns freed memory that is kept for reuse (NativeStats.pooledBytes) to the system, and forgets the peak. */
   trimPool(): void {
     this.addon.trimPool();
   }
 
   /**
-   * Keeps at most `bytes` of freed memory for reuse (process-wide; default 1 GiB, or
-   * XCEPTION_POOL_MB). What the pool does not keep goes back to the system, and reusing it later
-   * costs page faults: more pool, fewer faults, more resident memory.
+   * The slack of the memory arena (process-wide; default 1 GiB, or XCEPTION_POOL_MB): freed memory
+   * stays resident for reuse as long as the arena's resident size is at most the peak of its live
+   * memory plus `bytes`; beyond that, free pages go back to the system (and cost page faults when
+   * used again). Repeating work, like training steps, so reuses its memory without faults, and
+   * the resident size stays near what the largest step needs.
    */
   setPoolLimit(bytes: number): void {
     if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= 2 ** 50)) throw new OptionError(`the pool limit must be a whole number of bytes from 0 to 2^50, got ${bytes}`);

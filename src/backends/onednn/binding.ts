@@ -13,8 +13,15 @@ export interface NativeStats {
   /** Native buffers alive (not yet disposed or collected) and their bytes. */
   buffers: number;
   bytes: number;
-  /** Freed native memory kept for reuse by later tensors of the same size (at most 1 GiB). */
+  /**
+   * Freed native memory kept resident for reuse by later tensors (large blocks live in one arena,
+   * best fit, coalesced; native/arena.cc).
+   */
   pooledBytes: number;
+  /** The arena's resident size (live blocks plus pooledBytes). */
+  arenaBytes: number;
+  /** The most the arena's blocks held at once since the last trimPool(). */
+  peakLiveBytes: number;
   /** oneDNN primitive sets cached per shape, with lookups that found / built one. */
   cachedPrimitives: number;
   cacheHits: number;

@@ -46,9 +46,9 @@ export const DEFAULT_POOL_MB = 1024;
 export const MAX_POOL_MB = 1 << 20;
 
 /**
- * XCEPTION_POOL_MB: how much freed native memory is kept for reuse, in MiB (default 1024). More
- * means fewer page faults and more resident memory. A bad value is ignored with a warning, so a
- * typo never costs the native backend.
+ * XCEPTION_POOL_MB: the memory arena's slack in MiB (default 1024): how far its resident size may
+ * exceed the peak of live memory before free pages go back to the system (setPoolLimit). A bad
+ * value is ignored with a warning, so a typo never costs the native backend.
  */
 export function poolLimitFromEnv(value: string | undefined): number | null {
   if (value === undefined || value === '') return null;
