@@ -103,6 +103,33 @@ nativeTest('conv2d at the full Xception middle-flow shapes (19×19, 728 channels
   checkConv(n, rng, { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [3, 3], padding: 'same', groups: 728 }, 'depthwise');
 });
 
+nativeTest('pointwise convolutions run each pass as a GEMM or a convolution primitive by shape, with the same results', (n) => {
+  const rng = new Random(512);
+  const gemm = 'gemm:dnnl_sgemm';
+  // [in, out] → which of forward, backward data, backward filter run as dnnl_sgemm.
+  const cases: Array<[number, number, [boolean, boolean, boolean]]> = [
+    [16, 32, [false, false, false]],
+    [128, 256, [false, false, true]],   // filter gradient from 128·256 weights on
+    [24, 512, [true, false, false]],    // forward from 512 outputs on
+    [512, 520, [true, true, true]],     // backward data when both sides have ≥ 512
+    [520, 64, [false, false, true]],
+  ];
+  for (const [inChannels, outChannels, want] of cases) {
+    for (const spec of [
+      { height: 3, width: 5, inChannels, outChannels, kernel: [1, 1] as [number, number], padding: 'valid' as const, batch: 3 },
+      // Not a plain matrix product: strided, padded or grouped 1×1 stay convolutions.
+      { height: 4, width: 4, inChannels, outChannels, kernel: [1, 1] as [number, number], stride: [2, 2] as [number, number], padding: 'valid' as const },
+      { height: 3, width: 3, inChannels, outChannels, kernel: [1, 1] as [number, number], padding: 'valid' as const, groups: 8 },
+    ]) {
+      const p = convParams(spec);
+      const plain = spec.stride === undefined && spec.groups === undefined;
+      const impls = (['forward', 'backwardInput', 'backwardFilter'] as const).map((pass) => n.describeConv(p, pass));
+      impls.forEach((impl, pass) => assert.equal(impl === gemm, plain && want[pass], `${inChannels}→${outChannels} ${JSON.stringify(spec)} pass ${pass}: ${impl}`));
+      checkConv(n, rng, spec, `${inChannels}→${outChannels} via ${impls.join(', ')}`);
+    }
+  }
+});
+
 /** A random convolution: any window, stride, dilation, grouping and padding style. */
 function randomConvSpec(rng: Random): ConvSpec {
   const groups = [1, 1, 2, 3][rng.int(4)]!;
