@@ -51,6 +51,7 @@ for (const k of methods) {
     const p = args.find((v): v is { kernelHeight: number; kernelWidth: number; groups: number; inChannels: number } =>
       typeof v === 'object' && v !== null && 'kernelHeight' in v);
     if (p) key += ` ${p.kernelHeight}x${p.kernelWidth}${p.groups > 1 ? (p.groups === p.inChannels ? ' dw' : ` g${p.groups}`) : ''}`;
+    if (p && process.env.PROFILE_SHAPES) { const q = p as unknown as Record<string, number>; key += ` ${q.inChannels}→${q.outChannels}@${q.inHeight}/${q.strideHeight}`; }
     const e = times.get(key) ?? [0, 0, 0];
     e[0] += performance.now() - t;
     e[1]++;
