@@ -52,6 +52,8 @@ for (const k of methods) {
       typeof v === 'object' && v !== null && 'kernelHeight' in v);
     if (p) key += ` ${p.kernelHeight}x${p.kernelWidth}${p.groups > 1 ? (p.groups === p.inChannels ? ' dw' : ` g${p.groups}`) : ''}`;
     if (p && process.env.PROFILE_SHAPES) { const q = p as unknown as Record<string, number>; key += ` ${q.inChannels}→${q.outChannels}@${q.inHeight}/${q.strideHeight}`; }
+    const rows = args.find((v): v is { rows: number; channels: number } => typeof v === 'object' && v !== null && 'rows' in v && 'channels' in v);
+    if (rows && process.env.PROFILE_SHAPES) key += ` ${rows.rows}×${rows.channels}`;
     const e = times.get(key) ?? [0, 0, 0];
     e[0] += performance.now() - t;
     e[1]++;
