@@ -241,6 +241,40 @@ nativeTest('the arena keeps resident what the live peak needed plus at most its 
   assert.equal(n.stats().pooledBytes, before.pooledBytes);
 });
 
+nativeTest('random allocations and frees: live blocks never overlap, and the arena stays within peak + slack', () => {
+  // A fresh process with slack 0: the resident size may never exceed the live peak. Every block
+  // is filled with its own value and checked when freed, so two live blocks sharing memory fail.
+  const code = `
+    const m = await import(${JSON.stringify(indexUrl)});
+    const b = m.requireNativeBackend();
+    b.setPoolLimit(0);
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const live = [];
+    let worst = 0, checked = 0, mismatches = 0;
+    for (let i = 0; i < 1500; i++) {
+      if (live.length && (rand() < 0.45 || live.length > 40)) {
+        const [t, value, size] = live.splice(Math.floor(rand() * live.length), 1)[0];
+        const back = b.download(t, size, 'float32');
+        if (back[0] !== value || back[size - 1] !== value || back[size >> 1] !== value) mismatches++;
+        checked++;
+        b.dispose(t);
+      } else {
+        const size = (1 << 14) + Math.floor(rand() * (1 << 20));  // 64 KiB to 4 MiB
+        const value = i + 0.5;
+        live.push([b.upload(new Float32Array(size).fill(value)), value, size]);
+      }
+      const s = b.stats();
+      worst = Math.max(worst, s.arenaBytes - s.peakLiveBytes);
+    }
+    for (const [t] of live) b.dispose(t);
+    console.log(JSON.stringify({ worst, checked, mismatches }));`;
+  const r = child(code) as { worst: number; checked: number; mismatches: number };
+  assert.ok(r.checked > 500, `${r.checked} blocks were checked`);
+  assert.equal(r.mismatches, 0, 'every block kept its own values');
+  assert.ok(r.worst <= 0, `resident size exceeded the live peak by ${r.worst} bytes`);
+});
+
 nativeTest('handles that are dropped without dispose are freed by the garbage collector', () => {
   const code = `
     const m = await import(${JSON.stringify(indexUrl)});
