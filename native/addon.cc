@@ -30,6 +30,7 @@
 #include <map>
 #include <string>
 
+#include "arena.h"
 #include "common.h"
 #include "plan.h"
 
@@ -191,7 +192,7 @@ napi_value setPoolLimitEntry(napi_env env, napi_callback_info info) {
   NAPI_CHECK(napi_get_value_double(env, argv[0], &bytes));
   if (!(bytes >= 0 && bytes <= 9.0e15) || bytes != static_cast<double>(static_cast<int64_t>(bytes)))
     throw KernelError("setPoolLimit: bytes must be a non-negative integer");
-  setPoolLimit(static_cast<size_t>(bytes));
+  arenaSetSlack(static_cast<size_t>(bytes));
   return nullptr;
 }
 
@@ -441,7 +442,7 @@ napi_value planFree(napi_env env, napi_callback_info info) {
 }
 
 napi_value trimPool(napi_env env, napi_callback_info) {
-  releasePool();
+  arenaTrim();
   return nullptr;
 }
 

@@ -226,12 +226,6 @@ void arenaSetSlack(size_t bytes) {
   if (a.base) a.guard();
 }
 
-size_t arenaSlack() {
-  Arena& a = arena();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  return a.slack;
-}
-
 ArenaStats arenaStats() {
   Arena& a = arena();
   std::lock_guard<std::mutex> lock(a.mutex);

@@ -24,7 +24,6 @@ void arenaFree(void* p, size_t bytes);
 void arenaTrim();
 // Free memory kept resident beyond the live peak at most (fragmentation's bound).
 void arenaSetSlack(size_t bytes);
-size_t arenaSlack();
 ArenaStats arenaStats();
 
 }  // namespace xnative

@@ -2,11 +2,11 @@
 
 #include "arena.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <new>
-#include <algorithm>
 
 namespace xnative {
 
@@ -33,12 +33,6 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero) {
   liveBytes += size * static_cast<int64_t>(sizeof(float));
   return b;
 }
-
-void setPoolLimit(size_t bytes) { arenaSetSlack(bytes); }
-
-size_t poolLimit() { return arenaSlack(); }
-
-void releasePool() { arenaTrim(); }
 
 void releaseBufferData(Buffer* b) {
   if (!b || b->disposed) return;

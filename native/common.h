@@ -95,11 +95,6 @@ struct MemoryStats {
   int64_t peakLiveBytes;  // the most the arena held at once since the last trim
 };
 MemoryStats memoryStats();
-// Returns the freed memory kept for reuse to the system.
-void releasePool();
-// Free memory the arena keeps resident beyond its live peak, at most (see arena.cc).
-void setPoolLimit(size_t bytes);
-size_t poolLimit();
 
 // One cached oneDNN object set (primitive descriptors, primitives). Subclasses per kernel kind.
 struct CacheEntry {
