@@ -122,6 +122,14 @@ std::vector<napi_value> argsOf(napi_env env, napi_callback_info info, size_t exp
   return argv;
 }
 
+// A JS number that must be a whole number in [lo, hi]; anything else throws `message`.
+int64_t wholeNumber(napi_env env, napi_value v, double lo, double hi, const char* message) {
+  double x;
+  NAPI_CHECK(napi_get_value_double(env, v, &x));
+  if (!(x >= lo && x <= hi) || x != static_cast<double>(static_cast<int64_t>(x))) throw KernelError(message);
+  return static_cast<int64_t>(x);
+}
+
 template <class T>
 T* typedArrayData(napi_env env, napi_value v, napi_typedarray_type want, size_t* length, const char* what) {
   bool is = false;
@@ -168,12 +176,11 @@ napi_value version(napi_env env, napi_callback_info) {
 // calls this sets the team size of the parallel regions it starts, and no other thread's.
 napi_value setThreads(napi_env env, napi_callback_info info) {
   auto argv = argsOf(env, info, 1);
-  double n;
-  NAPI_CHECK(napi_get_value_double(env, argv[0], &n));
-  if (!(n >= 1 && n <= 1024) || n != static_cast<double>(static_cast<int>(n)))
-    throw KernelError("setThreads: the thread count must be an integer in [1, 1024]");
+  int64_t n = wholeNumber(env, argv[0], 1, 1024, "setThreads: the thread count must be an integer in [1, 1024]");
 #ifdef _OPENMP
   omp_set_num_threads(static_cast<int>(n));
+#else
+  (void)n;
 #endif
   return nullptr;
 }
@@ -188,23 +195,17 @@ napi_value threads(napi_env env, napi_callback_info) {
 
 napi_value setPoolLimitEntry(napi_env env, napi_callback_info info) {
   auto argv = argsOf(env, info, 1);
-  double bytes;
-  NAPI_CHECK(napi_get_value_double(env, argv[0], &bytes));
-  if (!(bytes >= 0 && bytes <= 9.0e15) || bytes != static_cast<double>(static_cast<int64_t>(bytes)))
-    throw KernelError("setPoolLimit: bytes must be a non-negative integer");
-  arenaSetSlack(static_cast<size_t>(bytes));
+  arenaSetSlack(static_cast<size_t>(wholeNumber(env, argv[0], 0, 9.0e15, "setPoolLimit: bytes must be a non-negative integer")));
   return nullptr;
 }
 
 napi_value alloc(napi_env env, napi_callback_info info) {
   auto argv = argsOf(env, info, 2);
-  double size;
+  // allocBuffer refuses sizes above its own limit with a clear error.
+  int64_t size = wholeNumber(env, argv[0], 0, 9.0e18, "alloc: size must be a non-negative integer");
   bool zero;
-  NAPI_CHECK(napi_get_value_double(env, argv[0], &size));
   NAPI_CHECK(napi_get_value_bool(env, argv[1], &zero));
-  if (!(size >= 0) || size != static_cast<double>(static_cast<int64_t>(size)))
-    throw KernelError("alloc: size must be a non-negative integer");
-  return wrapBuffer(env, allocBuffer(static_cast<int64_t>(size), zero));
+  return wrapBuffer(env, allocBuffer(size, zero));
 }
 
 napi_value upload(napi_env env, napi_callback_info info) {
@@ -303,9 +304,7 @@ napi_value run(napi_env env, napi_callback_info info) {
 
 napi_value describeConvEntry(napi_env env, napi_callback_info info) {
   auto argv = argsOf(env, info, 2);
-  double which;
-  NAPI_CHECK(napi_get_value_double(env, argv[0], &which));
-  if (which != 0 && which != 1 && which != 2) throw KernelError("describeConv: which must be 0, 1 or 2");
+  int64_t which = wholeNumber(env, argv[0], 0, 2, "describeConv: which must be 0, 1 or 2");
   Args a;
   a.op = "describeConv";
   readNumbers(env, argv[1], a.nums);
