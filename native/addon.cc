@@ -21,6 +21,8 @@
 // Every C++ exception becomes a JS Error whose `code` says where it came from; nothing aborts.
 #define NAPI_VERSION 8
 #include <malloc.h>
+
+#include <algorithm>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -79,11 +81,28 @@ State& stateOf(napi_env env) {
   return *static_cast<State*>(data);
 }
 
+// What V8 is told about the buffers behind this thread's handles (one Node environment per
+// thread). V8 starts a garbage collection whenever its external memory grows by some tens of MB
+// since the last one. Reporting every allocation and every dispose made a training step, whose
+// live tensors rise and fall by gigabytes, trigger dozens of collections whose background marking
+// took a core from the kernels (a 299×299 batch-8 step ran ~15% slower). So V8 hears only of new
+// highs of the live bytes, and of what its collector frees: a program that disposes its tensors
+// stops triggering collections after its first step, and one that drops handles still does.
+thread_local int64_t tLiveBytes = 0;      // bytes of this thread's undisposed buffers
+thread_local int64_t tReportedBytes = 0;  // what V8 has been told
+
+void reportExternal(napi_env env, int64_t delta) {
+  int64_t ignored;
+  if (delta != 0) napi_adjust_external_memory(env, delta, &ignored);
+  tReportedBytes += delta;
+}
+
 void finalizeBuffer(napi_env env, void* data, void*) {
   Buffer* b = static_cast<Buffer*>(data);
   if (!b->disposed) {
-    int64_t ignored;
-    napi_adjust_external_memory(env, -b->size * static_cast<int64_t>(sizeof(float)), &ignored);
+    const int64_t bytes = b->size * static_cast<int64_t>(sizeof(float));
+    tLiveBytes -= bytes;
+    reportExternal(env, -std::min(bytes, tReportedBytes));
     releaseBufferData(b);
   }
   delete b;
@@ -95,9 +114,9 @@ napi_value wrapBuffer(napi_env env, std::unique_ptr<Buffer> b) {
   NAPI_CHECK(napi_create_external(env, raw, finalizeBuffer, nullptr, &v));
   b.release();  // the external owns it now
   NAPI_CHECK(napi_type_tag_object(env, v, &kBufferTag));
-  // Tell V8's GC how much memory hides behind this small object, so lost handles get collected.
-  int64_t ignored;
-  NAPI_CHECK(napi_adjust_external_memory(env, raw->size * static_cast<int64_t>(sizeof(float)), &ignored));
+  // Tell V8's GC how much memory hides behind small objects, so lost handles get collected.
+  tLiveBytes += raw->size * static_cast<int64_t>(sizeof(float));
+  if (tLiveBytes > tReportedBytes) reportExternal(env, tLiveBytes - tReportedBytes);
   return v;
 }
 
@@ -232,8 +251,7 @@ napi_value download(napi_env env, napi_callback_info info) {
 napi_value freeBuffer(napi_env env, napi_callback_info info) {
   auto argv = argsOf(env, info, 1);
   Buffer* b = unwrapBuffer(env, argv[0], "free handle");
-  int64_t ignored;
-  NAPI_CHECK(napi_adjust_external_memory(env, -b->size * static_cast<int64_t>(sizeof(float)), &ignored));
+  tLiveBytes -= b->size * static_cast<int64_t>(sizeof(float));  // V8 keeps the high (see tLiveBytes)
   releaseBufferData(b);
   return nullptr;
 }
@@ -442,6 +460,7 @@ napi_value planFree(napi_env env, napi_callback_info info) {
 
 napi_value trimPool(napi_env env, napi_callback_info) {
   arenaTrim();
+  if (tReportedBytes > tLiveBytes) reportExternal(env, tLiveBytes - tReportedBytes);  // the high is forgotten too
   return nullptr;
 }
 

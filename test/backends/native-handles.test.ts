@@ -292,6 +292,44 @@ nativeTest('handles that are dropped without dispose are freed by the garbage co
   assert.equal(r.left, 0, 'all dropped tensors were finalized');
 });
 
+nativeTest('tensors that are disposed trigger no garbage collections; dropped ones are still collected', () => {
+  // V8 hears only of new highs of the live native bytes: a loop whose tensors rise and fall by
+  // 256 MiB each step must not start a major collection per step (it did: 102 in 100 steps,
+  // and their background marking slowed the kernels), while 6 GiB of dropped handles must still
+  // be collected without an explicit gc().
+  const code = `
+    const { PerformanceObserver, constants } = await import('node:perf_hooks');
+    const m = await import(${JSON.stringify(indexUrl)});
+    const b = m.requireNativeBackend();
+    let major = 0;
+    const obs = new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major++;
+    });
+    obs.observe({ entryTypes: ['gc'] });
+    const tick = () => new Promise((r) => setImmediate(r));
+    const step = () => {
+      const ts = [];
+      for (let i = 0; i < 8; i++) ts.push(b.zeros(8 << 20, 'float32'));
+      for (const t of ts) b.dispose(t);
+    };
+    step();
+    await tick();
+    const before = major;
+    for (let s = 0; s < 100; s++) { step(); await tick(); }
+    const disposing = major - before;
+    let worst = 0;
+    for (let i = 0; i < 192; i++) {
+      b.zeros(8 << 20, 'float32');
+      await tick();
+      worst = Math.max(worst, b.stats().bytes);
+    }
+    obs.disconnect();
+    console.log(JSON.stringify({ disposing, worstMiB: worst / 2 ** 20 }));`;
+  const r = child(code) as { disposing: number; worstMiB: number };
+  assert.ok(r.disposing <= 5, `${r.disposing} major collections in 100 steps that dispose everything`);
+  assert.ok(r.worstMiB < 1024, `dropped tensors piled up to ${r.worstMiB} MiB`);
+});
+
 nativeTest('worker threads each get their own native state and compute the same results', async () => {
   // Each worker loads the addon into its own Node environment (own oneDNN stream and cache).
   const code = `
