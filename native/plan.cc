@@ -134,10 +134,11 @@ class Builder {
 
   void build(const std::vector<double>& spec) {
     SpecReader r(spec);
-    if (r.integer("format version", 1, 1) != 1) bad("unknown format");
+    if (r.integer("format version", 2, 2) != 2) bad("unknown format");
     n_ = r.integer("batch", 1, kMaxDim);
     int64_t h = r.integer("height", 1, kMaxDim), w = r.integer("width", 1, kMaxDim), c = r.integer("channels", 1, kMaxDim);
     act_ = r.integer("precision", 0, 1) == 0 ? dt::f32 : dt::bf16;
+    blocked_ = r.integer("layout", 0, 1) == 1 && act_ == dt::f32;
     int64_t stepCount = r.integer("step count", 1, 1 << 20);
     int64_t outputSpec = r.integer("output value", 1, stepCount);
     p_.weights.resize(w_.size());
@@ -194,6 +195,7 @@ class Builder {
   const std::vector<WeightArray>& w_;
   int64_t n_ = 0;
   dt act_ = dt::f32;
+  bool blocked_ = false;  // layout 1: pointwise and depthwise convolutions over nChw16c (choose)
   std::vector<int> specToValue_;
   std::vector<std::pair<std::pair<int, memory::desc>, int>> converted_;
 
@@ -356,11 +358,39 @@ class Builder {
                                      : memory::desc({groups, oc / groups, ic / groups, kh, kw}, dt::f32, tag::hwigo);
     memory::desc biasMd({oc}, dt::f32, tag::a);
     memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, padL{pt, pl}, padR{pb, pr};
-    auto d = bi >= 0 ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                       srcAny, wAny, biasMd, dstMd, strides, dil, padL, padR)
-                     : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                       srcAny, wAny, dstMd, strides, dil, padL, padR);
-    dnnl::convolution_forward::primitive_desc pd(d, attr(&po), s_.engine);
+    // Every implementation of the convolution with this source layout, oneDNN's first choice first.
+    // (The iteration happens while the op descriptor lives: the iterator points into it.)
+    auto implementations = [&](const memory::desc& srcMd, const memory::desc& outMd) {
+      auto d = bi >= 0 ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                                         srcMd, wAny, biasMd, outMd, strides, dil, padL, padR)
+                       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                                         srcMd, wAny, outMd, strides, dil, padL, padR);
+      std::vector<dnnl::convolution_forward::primitive_desc> all;
+      dnnl::convolution_forward::primitive_desc pd(d, attr(&po), s_.engine);
+      do all.push_back(pd);  // each copy keeps its own implementation
+      while (blocked_ && pd.next_impl());
+      return all;
+    };
+    std::vector<dnnl::convolution_forward::primitive_desc> all;
+    if (blocked_) {
+      // Candidates for the input's present layout and for nChw16c, each with the output in the
+      // same layout (with `any` output some kernels, e.g. jit_dw, settle on a layout that then
+      // refuses the input), then for any layout.
+      const memory::desc& inMd = p_.values[in].md;
+      for (tag t : {tag::nhwc, tag::nChw16c}) {
+        memory::desc srcT({n_, ic, ih, iw}, act_, t);
+        if (!(srcT == inMd || t == tag::nChw16c)) continue;
+        try {
+          for (auto& c : implementations(srcT, sumV >= 0 ? dstMd : memory::desc(outDims, act_, t))) all.push_back(c);
+        } catch (const dnnl::error&) {
+          // nothing reads that layout
+        }
+      }
+    }
+    for (auto& c : implementations(srcAny, dstMd)) all.push_back(c);
+    const bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && groups == 1;
+    const bool depthwise = groups > 1 && groups == ic && groups == oc;
+    dnnl::convolution_forward::primitive_desc pd = blocked_ ? choose(all, p_.values[in].md, pointwise, depthwise) : all.front();
     int src = as(in, pd.src_desc());
     Step st;
     st.what = what + ": " + pd.impl_info_str() + " [" + layoutName(pd.src_desc()) + " → " + layoutName(pd.dst_desc()) + "]";
@@ -383,6 +413,33 @@ class Builder {
       addStep(std::move(st));
     }
     return out;
+  }
+
+  // Which of oneDNN's implementations a convolution runs in a blocked plan. oneDNN's first
+  // choice for `any` layouts is brgconv over channels-last for every fp32 convolution here; the
+  // older jit_1x1 and jit_dw kernels over channel blocks of 16 (nChw16c) run stride-1 pointwise
+  // and depthwise convolutions faster (728→728 at 19×19, batch 8: 9.4 vs 11.3 ms; depthwise at
+  // batch 1: 0.11 vs 0.14 ms; best of 25 in native/bench/conv_impls.cc). Xception's whole plan:
+  // batch 8 3–16% faster, batch 1 within ±4% (interleaved rounds, one process).
+  // So those take jit_1x1 / jit_dw over nChw16c (the activations then stay blocked), and every
+  // other convolution the first optimized implementation that reads its input as it is (no
+  // reorder), else oneDNN's first choice. Regular 3×3 convolutions are slower blocked, which is
+  // why TypeScript asks for this layout only for networks with depthwise convolutions.
+  dnnl::convolution_forward::primitive_desc choose(const std::vector<dnnl::convolution_forward::primitive_desc>& all,
+                                                   const memory::desc& inMd, bool pointwise, bool depthwise) const {
+    auto is = [](const dnnl::convolution_forward::primitive_desc& c, const char* prefix) {
+      return std::string(c.impl_info_str()).rfind(prefix, 0) == 0;
+    };
+    const memory::desc blocked(inMd.dims(), act_, tag::nChw16c);
+    for (const auto& c : all)
+      if ((pointwise && is(c, "jit_1x1:avx512") && c.src_desc() == blocked) ||
+          (depthwise && is(c, "jit_dw:avx512") && c.src_desc() == blocked))
+        return c;
+    for (const auto& c : all)
+      if (!is(c, "ref") && c.src_desc() == inMd) return c;
+    for (const auto& c : all)
+      if (!is(c, "ref")) return c;
+    return all.back();
   }
 
   int eltwise(int in, dnnl::algorithm alg, float alpha, const std::string& what) {

@@ -8,8 +8,8 @@
 // Nothing in the spec is trusted: every index, size and geometry is checked before use.
 //
 // Spec (all numbers; value 0 is the input, step i defines value i + 1):
-//   header: formatVersion=1, batch, height, width, channels, precision (0 f32, 1 bf16),
-//           stepCount, outputValue
+//   header: formatVersion=2, batch, height, width, channels, precision (0 f32, 1 bf16),
+//           layout (0 oneDNN's choice, 1 blocked: see Builder::choose), stepCount, outputValue
 //   steps, each a kind followed by its fields:
 //     1 conv:    in, inH, inW, inC, outH, outW, outC, kH, kW, sH, sW, dH, dW, padT, padL, padB, padR,
 //                groups, weightIndex, biasIndex (−1: none), sumValue (−1: none), postCount,

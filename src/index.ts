@@ -48,7 +48,7 @@ export * as data from './data/index.js';
 
 export {
   compileInference, CompiledInference, CompileError, compiledFallbackReason, releaseCompiledInference,
-  type CompileInferenceOptions, type CompiledInferenceInfo, type Precision,
+  type CompileInferenceOptions, type CompiledInferenceInfo, type Precision, type PlanLayout,
 } from './infer/index.js';
 export { runBench, type BenchOptions, type BenchRow, type PeerResult } from './bench/run.js';
 export { CASES as BENCH_CASES, type BenchCase, type CaseName as BenchCaseName } from './bench/cases.js';

@@ -22,7 +22,7 @@ import { requireNativeBackend, type NativeBackend } from '../backends/onednn/ind
 import type { NativePlan } from '../backends/onednn/binding.js';
 import type { Variable } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
-import { compileSpec, type CompiledSpec, type CompileSpecOptions, type Precision, type WeightRecipe } from './compile.js';
+import { compileSpec, type CompiledSpec, type CompileSpecOptions, type PlanLayout, type Precision, type WeightRecipe } from './compile.js';
 
 export interface CompileInferenceOptions {
   /** Images per run (required): a plan runs exactly this batch. */
@@ -39,6 +39,12 @@ export interface CompileInferenceOptions {
    * converts once at the input and output; results agree with fp32 to about 1e-2 only).
    */
   precision?: Precision;
+  /**
+   * Activation layout of an fp32 plan (bf16 plans leave it to oneDNN): 'auto' (default) is
+   * 'blocked' — pointwise and depthwise convolutions on oneDNN's jit kernels over channel blocks
+   * of 16 — for a network with depthwise convolutions, else 'channels-last' (oneDNN's choice).
+   */
+  layout?: PlanLayout;
 }
 
 export interface CompiledInferenceInfo {
@@ -46,6 +52,8 @@ export interface CompiledInferenceInfo {
   inputShape: number[];
   outputShape: number[];
   precision: Precision;
+  /** The activation layout asked of oneDNN ('auto' resolved; bf16 plans ignore it). */
+  layout: Exclude<PlanLayout, 'auto'>;
   /** One line per oneDNN primitive run, in order: what it computes and the implementation oneDNN picked. */
   steps: string[];
   arenaBytes: number;
@@ -70,6 +78,7 @@ export class CompiledInference {
   /** Without the batch dimension. */
   readonly outputShape: readonly number[];
   readonly precision: Precision;
+  readonly layout: Exclude<PlanLayout, 'auto'>;
   readonly logits: boolean;
   private plan: NativePlan | null;
   private readonly backend: NativeBackend;
@@ -96,11 +105,15 @@ export class CompiledInference {
     }
     const precision = options.precision ?? 'fp32';
     if (precision !== 'fp32' && precision !== 'bf16') throw new OptionError(`compileInference: precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+    const layout = options.layout ?? 'auto';
+    if (layout !== 'auto' && layout !== 'channels-last' && layout !== 'blocked') {
+      throw new OptionError(`compileInference: layout must be 'auto', 'channels-last' or 'blocked', got ${JSON.stringify(layout)}`);
+    }
     const logits = options.logits ?? false;
     if (typeof logits !== 'boolean') throw new OptionError('compileInference: logits must be true or false');
     this.backend = requireNativeBackend();
     const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
-    let compiled = compileSpec(model, { batch, inputShape, logits, precision, ...(fuse ? { fuse } : {}) });
+    let compiled = compileSpec(model, { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}) });
     // Taken before the weights are read: a change from here on is caught by the next run.
     const snapshot = this.takeSnapshot(compiled.variables);
     let plan: NativePlan;
@@ -110,7 +123,7 @@ export class CompiledInference {
       // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
       // correctness first, so try once more with every layer as its own primitive.
       if (!(e instanceof BackendError) || fuse) throw e;
-      compiled = compileSpec(model, { batch, inputShape, logits, precision, fuse: { batchNorm: false, sum: false, eltwise: false } });
+      compiled = compileSpec(model, { batch, inputShape, logits, precision, layout, fuse: { batchNorm: false, sum: false, eltwise: false } });
       plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
       this.unfusedBecause = e.message;
     }
@@ -119,6 +132,7 @@ export class CompiledInference {
     this.inputShape = Object.freeze(inputShape);
     this.outputShape = Object.freeze([...compiled.outputShape]);
     this.precision = precision;
+    this.layout = compiled.layout;
     this.logits = logits;
     this.recipes = compiled.recipes;
     this.fusions = compiled.fusions;
@@ -205,7 +219,7 @@ export class CompiledInference {
   info(): CompiledInferenceInfo {
     const i = this.backend.planInfo(this.livePlan());
     return {
-      batch: this.batch, inputShape: [...this.inputShape], outputShape: [...this.outputShape], precision: this.precision,
+      batch: this.batch, inputShape: [...this.inputShape], outputShape: [...this.outputShape], precision: this.precision, layout: this.layout,
       steps: i.steps, arenaBytes: i.arenaBytes, weightBytes: i.weightBytes, scratchpadBytes: i.scratchpadBytes,
       fusions: { ...this.fusions }, weightRefreshes: this.refreshes, unfusedBecause: this.unfusedBecause,
     };
@@ -252,7 +266,7 @@ export class CompiledInference {
 export function compileInference(model: Model, options: CompileInferenceOptions): CompiledInference {
   if (options === null || typeof options !== 'object') throw new OptionError('compileInference: options { batch } are required');
   // `fuse` ({ batchNorm, sum, eltwise }: false runs those layers unfused) is for tests and comparisons.
-  const known = ['batch', 'inputShape', 'logits', 'precision', 'fuse'];
+  const known = ['batch', 'inputShape', 'logits', 'precision', 'layout', 'fuse'];
   for (const k of Object.keys(options)) if (!known.includes(k)) throw new OptionError(`compileInference: unknown option '${k}' (known: ${known.join(', ')})`);
   return new CompiledInference(model, options);
 }

@@ -1,3 +1,3 @@
 export { compileInference, CompiledInference, type CompileInferenceOptions, type CompiledInferenceInfo } from './compiled.js';
-export { CompileError, type Precision } from './compile.js';
+export { CompileError, type PlanLayout, type Precision } from './compile.js';
 export { cachedCompiledInference, compiledFallbackReason, compiledInferenceEnabled, releaseCompiledInference } from './auto.js';

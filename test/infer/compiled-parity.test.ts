@@ -80,21 +80,25 @@ for (const c of CASES) {
     try {
       for (const [i, batch] of c.batches.entries()) {
         const x = randomImages(native!, batch, shape, 10 + batch);
-        for (const logits of i === 0 ? [true, false] : [false]) {
+        // Both layouts explicitly at the first batch, the automatic choice at the others.
+        for (const [logits, layout] of i === 0
+          ? [[true, 'channels-last'], [false, 'channels-last'], [true, 'blocked'], [false, 'blocked']] as const
+          : [[false, 'auto']] as const) {
           const opByOp = noGrad(() => model.forward(x, { logits }).data());
-          const plan = compileInference(model, { batch, logits });
+          const plan = compileInference(model, { batch, logits, layout });
+          if (layout !== 'auto') assert.equal(plan.layout, layout);
           const y = plan.run(x);
           assert.deepEqual(y.shape, [batch, ...model.outputShape]);
           const compiled = y.data();
           y.dispose();
           plan.dispose();
           const e = errors(compiled, opByOp);
-          assert.ok(e.rel <= TOL && e.abs <= TOL, `batch ${batch}, logits ${logits}: compiled vs op-by-op rel ${e.rel.toExponential(2)} abs ${e.abs.toExponential(2)}`);
+          assert.ok(e.rel <= TOL && e.abs <= TOL, `batch ${batch}, logits ${logits}, ${layout}: compiled vs op-by-op rel ${e.rel.toExponential(2)} abs ${e.abs.toExponential(2)}`);
           if (refModel && i === 0) {
             const xr = tensor(x.data(), x.shape, { backend: referenceBackend });
             const expected = noGrad(() => refModel.forward(xr, { logits }).data());
             const r = errors(compiled, expected);
-            assert.ok(r.rel <= TOL && r.abs <= TOL, `batch ${batch}, logits ${logits}: compiled vs reference rel ${r.rel.toExponential(2)} abs ${r.abs.toExponential(2)}`);
+            assert.ok(r.rel <= TOL && r.abs <= TOL, `batch ${batch}, logits ${logits}, ${layout}: compiled vs reference rel ${r.rel.toExponential(2)} abs ${r.abs.toExponential(2)}`);
           }
         }
         x.dispose();
@@ -117,7 +121,16 @@ test('the Xception plan fuses what the graph allows: every BN folded, 12 residua
   // The ReLUs before the separable convs read a value the residual also needs: they stay.
   assert.equal(info.steps.filter((s) => s.startsWith('relu')).length, 11);
   assert.ok(info.arenaBytes > 0 && info.weightBytes >= model.countParams() * 4 * 0.99);
+  // Separable network: the automatic layout is blocked, pointwise and depthwise on jit kernels.
+  assert.equal(info.layout, 'blocked');
+  assert.ok(info.steps.filter((s) => s.startsWith('conv 1×1/1') && s.includes('jit_1x1') && s.includes('nChw16c')).length > 30, info.steps.join('\n'));
+  assert.ok(info.steps.filter((s) => s.includes(' g') && s.includes('jit_dw') && s.includes('nChw16c')).length > 30, info.steps.join('\n'));
   plan.dispose();
+  const inception = noGrad(() => inceptionV3({ backend: native!, inputShape: [75, 75, 3], classes: 6, width: 0.25, seed: 1 }));
+  const inceptionPlan = compileInference(inception, { batch: 1 });
+  assert.equal(inceptionPlan.info().layout, 'channels-last');
+  inceptionPlan.dispose();
+  inception.dispose();
   // Without fusions the same plan has every BN and add as its own primitive.
   const unfused = compileInference(model, { batch: 1, fuse: { batchNorm: false, sum: false, eltwise: false } } as never);
   assert.deepEqual(unfused.info().fusions, { foldedBatchNorms: 0, sumPostOps: 0, eltwisePostOps: 0, standaloneBatchNorms: 40 });

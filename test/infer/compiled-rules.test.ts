@@ -181,6 +181,7 @@ test('typed errors: options, shapes, batch, disposed plan, uncompilable layers',
   assert.throws(() => compileInference(m, { batch: 0 }), OptionError);
   assert.throws(() => compileInference(m, { batch: 1.5 }), OptionError);
   assert.throws(() => compileInference(m, { batch: 1, precision: 'fp16' as never }), OptionError);
+  assert.throws(() => compileInference(m, { batch: 1, layout: 'nchw' as never }), /layout must be 'auto', 'channels-last' or 'blocked'/);
   assert.throws(() => compileInference(m, { batch: 1, bogus: 1 } as never), OptionError);
   assert.throws(() => compileInference(m, { batch: 1, inputShape: [8, 8, 4] }), ShapeError);
   assert.throws(() => compileInference(m, { batch: 1, inputShape: [2, 2, 3] }), ShapeError); // smaller than the 3×3 window
