@@ -465,7 +465,11 @@ export function compileSpec(model: Model, o: CompileSpecOptions): CompiledSpec {
   if (out.op === 'input') throw new CompileError('compileInference: the model computes nothing (its output is its input)');
   // Blocked pays off where depthwise convolutions are (Xception's family); regular 3×3s are
   // slower blocked (Inception V3's plan: batch 1 0.73×, batch 8 0.90× of channels-last).
-  const depthwise = nodes.some((n) => n.op === 'conv' && n.geometry[16]! > 1 && n.geometry[16] === n.geometry[2] && n.geometry[16] === n.outChannels);
+  const depthwise = nodes.some((n) => {
+    if (n.op !== 'conv') return false;
+    const inChannels = n.geometry[2]!, groups = n.geometry[16]!;
+    return groups > 1 && groups === inChannels && groups === n.outChannels;
+  });
   const layout = (o.layout ?? 'auto') === 'auto' ? (depthwise ? 'blocked' : 'channels-last') : (o.layout as Exclude<PlanLayout, 'auto'>);
   const header = [2, o.batch, o.inputShape[0]!, o.inputShape[1]!, o.inputShape[2]!, o.precision === 'bf16' ? 1 : 0, layout === 'blocked' ? 1 : 0, steps, valueOf.get(out)!];
   return { spec: Float64Array.from([...header, ...spec]), recipes, variables: [...variables], outputShape, layout, fusions };
