@@ -14,25 +14,20 @@
  * arithmetic: see resize-pil.ts), then preprocessed
  * as the model's registry entry says (Xception and Inception V3: x/127.5 − 1).
  */
-import { readFile } from 'node:fs/promises';
 import { tensor } from '../core/creation.js';
 import { noGrad } from '../core/engine.js';
-import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
+import { OptionError, ShapeError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
+import { readImagePixels } from '../data/image-file.js';
+import { kerasPreprocessing } from '../data/image-preprocessing.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
 import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
 import { imagenetClassNames } from './imagenet-classes.js';
-import { resizeLikePil } from './resize-pil.js';
 
 export { imagenetClassNames } from './imagenet-classes.js';
 
-/** An image could not be read or decoded. */
-export class ImageError extends XceptionError {
-  constructor(readonly file: string, problem: string) {
-    super(`${file}: ${problem}`);
-  }
-}
+export { ImageError } from '../data/errors.js';
 
 export interface ClassScore {
   index: number;
@@ -88,54 +83,15 @@ export interface LoadImageOptions {
   interpolation?: Interpolation;
 }
 
-type SharpFactory = typeof import('sharp').default;
-let sharpFactory: SharpFactory | null = null;
-
-async function loadSharp(): Promise<SharpFactory> {
-  if (sharpFactory) return sharpFactory;
-  try {
-    sharpFactory = (await import('sharp')).default;
-    return sharpFactory;
-  } catch (e) {
-    throw new XceptionError(`decoding images needs the 'sharp' package, which failed to load (${(e as Error).message})`);
-  }
-}
-
 /**
- * Keras's `image.load_img(file, target_size=(height, width), color_mode=…)`: decodes the image
- * (sharp), converts it to RGB (or, for one channel, to luma as Pillow's convert('L') does), then
- * resizes it to height×width with Pillow's own arithmetic (aspect ratio not kept). Returns
- * HWC uint8 pixels.
+ * Keras's `image.load_img(file, target_size=(height, width), color_mode=…)`: readImagePixels with
+ * Keras's resize policy (stretch, aspect ratio not kept) and `interpolation` (default nearest).
+ * Returns HWC uint8 pixels.
  */
-export async function loadImage(file: string, [height, width, channels]: readonly [number, number, number], options: LoadImageOptions = {}): Promise<Uint8Array> {
-  if (channels !== 1 && channels !== 3) throw new ShapeError(`images can be loaded with 1 or 3 channels, not ${channels}`);
+export async function loadImage(file: string, shape: readonly [number, number, number], options: LoadImageOptions = {}): Promise<Uint8Array> {
   const interpolation = options.interpolation ?? 'nearest';
   if (interpolation !== 'nearest' && interpolation !== 'bilinear') throw new OptionError(`interpolation must be 'nearest' or 'bilinear', got ${JSON.stringify(interpolation)}`);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ImageError(file, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not an image' : `cannot read file (${(e as Error).message})`);
-  }
-  const sharp = await loadSharp();
-  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
-  try {
-    // Full size, RGB (alpha dropped, greys expanded, palettes applied), 8 bits per channel.
-    decoded = await sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  } catch (e) {
-    throw new ImageError(file, `not a readable image (JPEG, PNG, WebP, …): ${(e as Error).message}`);
-  }
-  const { data, info } = decoded;
-  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
-    throw new ImageError(file, `decoded to ${info.width}×${info.height}×${info.channels} (${data.length} bytes), expected RGB`);
-  }
-  const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (channels === 3) return resizeLikePil(rgb, info.height, info.width, 3, height, width, interpolation);
-  // Keras converts the colour mode before resizing. Pillow's convert('L'): ITU-R 601-2 luma in 16-bit fixed point.
-  const grey = new Uint8Array(info.height * info.width);
-  for (let i = 0; i < grey.length; i++) grey[i] = (rgb[3 * i]! * 19595 + rgb[3 * i + 1]! * 38470 + rgb[3 * i + 2]! * 7471 + 0x8000) >> 16;
-  return resizeLikePil(grey, info.height, info.width, 1, height, width, interpolation);
+  return readImagePixels(file, shape, { ...kerasPreprocessing('xception'), interpolation });
 }
 
 export interface PredictOptions extends LoadImageOptions, DecodeOptions {
