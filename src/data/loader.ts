@@ -92,12 +92,35 @@ export interface BatchLoader {
   readonly epoch: number;
   /** Index within its epoch of the next batch the consumer will receive. */
   readonly position: number;
-  /** Seconds the consumer has spent waiting for batches (and building them on its thread). */
-  readonly waitSeconds: number;
+  /** Images left out because they could not be read (streaming loaders that skip bad images). */
+  readonly skippedImages?: number;
+  /** Those unreadable files, each once. */
+  readonly badFiles?: ReadonlySet<string>;
   /** The remaining batches of the current epoch. */
   epochBatches(): AsyncGenerator<Batch, void, undefined>;
   getState(): LoaderState;
   setState(state: LoaderState): void;
+}
+
+/** Seconds a consumer spent waiting, e.g. for batches (see timedBatches). */
+export interface WaitClock {
+  seconds: number;
+}
+
+/** Passes `batches` through, adding the time each one took to arrive to `clock`. */
+export async function* timedBatches(batches: AsyncIterator<Batch>, clock: WaitClock): AsyncGenerator<Batch, void, undefined> {
+  let done = false;
+  try {
+    while (!done) {
+      const t0 = process.hrtime.bigint();
+      const next = await batches.next();
+      clock.seconds += Number(process.hrtime.bigint() - t0) / 1e9;
+      done = next.done === true;
+      if (!done) yield next.value as Batch;
+    }
+  } finally {
+    if (!done) await batches.return?.();
+  }
 }
 
 interface Pending {
@@ -127,8 +150,6 @@ export class DataLoader implements BatchLoader {
   private order: Int32Array | null = null;
   private epochStart: RandomState;
   private pending: Pending | null = null;
-  /** Building batches runs on the consumer's thread, so all of it counts as waiting. */
-  waitSeconds = 0;
 
   constructor(dataset: ImageDataset, options: LoaderOptions) {
     if (!options || typeof options !== 'object') throw new OptionError('DataLoader needs options with at least batchSize');
@@ -259,15 +280,6 @@ export class DataLoader implements BatchLoader {
   }
 
   private build(): Batch {
-    const t0 = process.hrtime.bigint();
-    try {
-      return this.buildUntimed();
-    } finally {
-      this.waitSeconds += Number(process.hrtime.bigint() - t0) / 1e9;
-    }
-  }
-
-  private buildUntimed(): Batch {
     if (this.order === null) this.startEpoch();
     const order = this.order!;
     const start = this.batchIndex * this.batchSize;
