@@ -92,14 +92,14 @@ export async function openTrainingData(options: TrainingDataOptions): Promise<Tr
   return spec.kind === 'folder' ? openFolderData(spec, options) : openMemoryData(spec, options);
 }
 
-function countOf(n: number, what: string): string {
-  return `${n.toLocaleString('en-US')} ${what}${n === 1 ? '' : 's'}`;
+function countOf(n: number, what: string, plural = `${what}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? what : plural}`;
 }
 
 function describeClasses(names: readonly string[] | undefined, classes: number): string {
-  if (!names) return countOf(classes, 'class');
+  if (!names) return countOf(classes, 'class', 'classes');
   const shown = names.slice(0, 4).join(', ');
-  return `${countOf(classes, 'class')} (${shown}${names.length > 4 ? ', …' : ''})`;
+  return `${countOf(classes, 'class', 'classes')} (${shown}${names.length > 4 ? ', …' : ''})`;
 }
 
 function describeAugment(a: TrainingAugment): string {
@@ -228,7 +228,7 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     );
   }
   if (matched && matched.missing.length > 0) {
-    notes.push(`the test split has no images of ${countOf(matched.missing.length, 'training class')} (${matched.missing.slice(0, 5).join(', ')}${matched.missing.length > 5 ? ', …' : ''}); it is scored on the others`);
+    notes.push(`the test split has no images of ${countOf(matched.missing.length, 'training class', 'training classes')} (${matched.missing.slice(0, 5).join(', ')}${matched.missing.length > 5 ? ', …' : ''}); it is scored on the others`);
   }
   return {
     name: `folder:${spec.dir}`, train, evaluation, evalName: split ? 'validation' : 'test', test: split ? testLoader : null,
