@@ -235,3 +235,53 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     classes, classNames: trainList.classNames, sampleShape: train.sampleShape, preprocessing, description, notes,
   };
 }
+
+// ---- evaluation of a trained model ----
+
+export interface EvaluationDataOptions {
+  dataset: string;
+  /** The model's input [H, W, C]. */
+  shape: readonly [number, number, number];
+  scaling: Preprocessing;
+  /** How image files become inputs (folders); default trainingPreprocessing(scaling). */
+  preprocessing?: ImagePreprocessing;
+  /** The model's outputs. */
+  classes: number;
+  /** The model's class names, when it records them: a folder's classes are then matched by name. */
+  classNames?: readonly string[];
+  batchSize: number;
+  /** Only N images (image folders: spread evenly over the classes). */
+  limit?: number;
+  skipBadImages?: boolean;
+  readPixels?: ReadPixels;
+}
+
+/**
+ * The test split of a dataset for scoring a trained model, read as training read it: built-in
+ * datasets from memory, image folders streamed, folder classes matched by name to the model's.
+ */
+export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ loader: BatchLoader; description: string }> {
+  const spec = parseDatasetSpec(o.dataset);
+  const [h, w, c] = o.shape;
+  if (spec.kind !== 'folder') {
+    const ds = firstN(await spec.load('test'), o.limit);
+    if (ds.classes !== o.classes) throw new OptionError(`the model has ${o.classes} outputs, ${o.dataset} has ${ds.classes} classes`);
+    const loader = new DataLoader(ds, { batchSize: o.batchSize, shuffle: false, preprocessing: o.scaling, size: [h, w], channels: c });
+    return { loader, description: `${ds.name}: ${countOf(ds.count, 'image')}` };
+  }
+  const layout = await imageFolderLayout(spec.dir);
+  if (layout.test === null) {
+    throw new DatasetError(`image folder has no test split to evaluate on (DIR/test, DIR/val or DIR/validation beside DIR/train); pass --dataset folder:DIR with one`, spec.dir);
+  }
+  const listing = await listImageFolder(layout.test);
+  const known: ImageFolderListing = o.classNames
+    ? { root: 'the model', classNames: [...o.classNames], files: [], labels: new Int32Array(0) }
+    : listing;
+  if (known.classNames.length > o.classes) throw new DatasetError(`${listing.classNames.length} class folders but the model has ${o.classes} outputs`, layout.test);
+  const samples = spread(matchClasses(known, listing).samples, o.limit);
+  const loader = new StreamLoader(samples, {
+    batchSize: o.batchSize, shuffle: false, shape: [h, w, c], preprocessing: o.preprocessing ?? trainingPreprocessing(o.scaling),
+    skipBadImages: o.skipBadImages ?? false, ...(o.readPixels ? { readPixels: o.readPixels } : {}),
+  });
+  return { loader, description: `${layout.test}: ${countOf(samples.files.length, 'image')}` };
+}

@@ -7,7 +7,7 @@ import { DatasetError } from '../../src/data/errors.js';
 import type { Batch, BatchLoader } from '../../src/data/loader.js';
 import { listImageFolder } from '../../src/data/folder.js';
 import type { ReadPixels } from '../../src/data/stream-loader.js';
-import { openTrainingData, type TrainingDataOptions } from '../../src/data/training-data.js';
+import { openEvaluationData, openTrainingData, type TrainingDataOptions } from '../../src/data/training-data.js';
 import { makeTempDir, writeIdxDataset, writeImageFolder } from './fixtures.js';
 
 const noAugment = { cropPadding: 0, flip: false, randomResizedCrop: false };
@@ -141,6 +141,22 @@ test('built-in datasets keep their in-memory loaders and class names', async () 
     assert.equal(data.test!.samples, 6);
     assert.equal(data.train.samples + data.evaluation!.samples, 40);
     assert.match(data.description, /^data: mnist \(.*\): 30 training images \+ 10 held out for validation .*, 6 test; 10 classes \(0, 1, 2, 3, …\); 4×4 \(the dataset's size\), grey; augmentation none$/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('evaluation data: a folder test split streamed with classes matched to the model\'s names', async () => {
+  const { dir, cleanup } = makeTempDir('td-eval');
+  try {
+    await writeImageFolder(join(dir, 'train'), { ant: 1, bee: 1, cow: 1 });
+    await writeImageFolder(join(dir, 'test'), { bee: 1, cow: 2 });
+    const common = { dataset: `folder:${dir}`, shape: [4, 4, 3] as const, scaling: 'xception' as const, classes: 3, batchSize: 2 };
+    const named = await openEvaluationData({ ...common, classNames: ['ant', 'bee', 'cow'] });
+    assert.deepEqual(await labelsOf(named.loader), [1, 2, 2]);
+    assert.deepEqual(await labelsOf((await openEvaluationData(common)).loader), [0, 1, 1], 'without names: the folder\'s own order');
+    await assert.rejects(openEvaluationData({ ...common, classNames: ['ant', 'cow', 'dog'] }), /class the training split lacks: 'bee'/);
+    await assert.rejects(openEvaluationData({ ...common, dataset: `folder:${join(dir, 'train')}` }), /no test split to evaluate on/);
   } finally {
     cleanup();
   }

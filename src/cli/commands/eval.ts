@@ -1,7 +1,6 @@
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
-import { DataLoader } from '../../data/loader.js';
-import { loadDataset } from '../../data/spec.js';
+import { openEvaluationData } from '../../data/training-data.js';
 import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
 import { loadRun } from '../../train/trainer.js';
@@ -39,17 +38,13 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   if (backend) setBackend(backend);
   const { model, config, state } = loadRun(dir, { useEma: !v['no-ema'] });
   try {
-    const ds = await loadDataset((v['dataset'] as string | undefined) ?? config.dataset, 'test');
     const limit = intFlag('limit', v['limit']);
-    const indices = limit ? Int32Array.from({ length: Math.min(limit, ds.count) }, (_, i) => i) : undefined;
-    const [h, , c] = model.inputShape as [number, number, number];
-    const classes = model.outputShape[0]!;
-    if (ds.classes !== classes) throw new OptionError(`the model has ${classes} outputs, the dataset ${ds.classes} classes`);
-    const loader = new DataLoader(ds, {
-      batchSize: intFlag('batch-size', v['batch-size']) ?? 256, shuffle: false,
-      preprocessing: getModelEntry(state.model.name).preprocessing, size: h, channels: c,
-      ...(indices ? { indices } : {}),
+    const { loader } = await openEvaluationData({
+      dataset: (v['dataset'] as string | undefined) ?? config.dataset, shape: model.inputShape as [number, number, number],
+      scaling: getModelEntry(state.model.name).preprocessing, classes: model.outputShape[0]!,
+      batchSize: intFlag('batch-size', v['batch-size']) ?? 256, ...(limit ? { limit } : {}),
     });
+    const classes = model.outputShape[0]!;
     const r = await evaluate(model, loader.epochBatches(), classes);
     if (v['json']) out(JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss }) + '\n');
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
