@@ -55,10 +55,15 @@ export interface StreamLoaderOptions {
   concurrency?: number;
   /** Drop unreadable images from their batch and count them (default: a DatasetError naming the file). */
   skipBadImages?: boolean;
+  /**
+   * Batches left with fewer images (after skipping bad ones) are not handed out (default 1).
+   * Training uses 2: batch normalization cannot normalize a single image's 1×1 features.
+   */
+  minBatch?: number;
   readPixels?: ReadPixels;
 }
 
-const OPTION_NAMES = new Set(['batchSize', 'shape', 'preprocessing', 'shuffle', 'dropLast', 'seed', 'indices', 'augment', 'prefetch', 'concurrency', 'skipBadImages', 'readPixels']);
+const OPTION_NAMES = new Set(['batchSize', 'shape', 'preprocessing', 'shuffle', 'dropLast', 'seed', 'indices', 'augment', 'prefetch', 'concurrency', 'skipBadImages', 'minBatch', 'readPixels']);
 
 /** One 32-bit seed from several numbers (a multiply–xorshift mix per part), for per-epoch and per-sample generators. */
 export function mixSeed(...parts: number[]): number {
@@ -111,6 +116,7 @@ export class StreamLoader implements BatchLoader {
   readonly sampleShape: [number, number, number];
   readonly prefetch: number;
   readonly skipBadImages: boolean;
+  readonly minBatch: number;
   /** Images dropped because they could not be read, since this loader was made. */
   skippedImages = 0;
   /** The unreadable files met so far (each once). */
@@ -149,6 +155,7 @@ export class StreamLoader implements BatchLoader {
     this.shuffle = options.shuffle ?? true;
     this.dropLast = options.dropLast ?? false;
     this.skipBadImages = options.skipBadImages ?? false;
+    this.minBatch = positive('minBatch', options.minBatch ?? 1);
     this.source = source;
     this.indices = options.indices === undefined ? Int32Array.from(source.files, (_, i) => i) : Int32Array.from(options.indices);
     for (let i = 0; i < this.indices.length; i++) {
@@ -209,7 +216,7 @@ export class StreamLoader implements BatchLoader {
       } else {
         this.fillAhead(); // keep `prefetch` batches in flight while the consumer works
       }
-      if (batch.size > 0) yield batch; // a batch of unreadable images only (skipped) is no step
+      if (batch.size >= this.minBatch) yield batch; // e.g. a batch of unreadable images only is no step
     }
   }
 

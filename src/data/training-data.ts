@@ -211,14 +211,19 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     ...(o.readPixels ? { readPixels: o.readPixels } : {}), ...(o.prefetch ? { prefetch: o.prefetch } : {}), ...(o.concurrency ? { concurrency: o.concurrency } : {}),
   };
   const evalOptions = { ...common, batchSize: o.batchSize, shuffle: false };
-  const train = new StreamLoader(all, { ...common, batchSize: o.batchSize, shuffle: true, seed: o.seed + 1, augment: folderAugment(o.augment), ...(split ? { indices: split.train } : {}) });
+  // Batch norm cannot train on one image at 1×1: a last batch of one is dropped (a different image each epoch).
+  const trainCount = split ? split.train.length : all.files.length;
+  const train = new StreamLoader(all, {
+    ...common, batchSize: o.batchSize, shuffle: true, seed: o.seed + 1, augment: folderAugment(o.augment),
+    dropLast: o.batchSize > 1 && trainCount % o.batchSize === 1, minBatch: Math.min(2, o.batchSize), ...(split ? { indices: split.train } : {}),
+  });
   const testLoader = testSamples ? new StreamLoader(testSamples, evalOptions) : null;
   const evaluation = split ? new StreamLoader(all, { ...evalOptions, indices: split.validation }) : testLoader;
 
   const where = layout.kind === 'split' ? `${layout.train} + ${layout.test ?? '(no test split)'}` : `${spec.dir} (one folder per class)`;
   const sizeText = `${size}×${size} ${channels === 1 ? 'grey' : 'RGB'}${o.imageSize === undefined ? ` (default; --image-size N)` : ''}`;
   const description =
-    `data: image folder ${where}: ${describeSplits(split ? split.train.length : all.files.length, split ? split.validation.length : 0, o.validationFraction, testSamples ? testSamples.files.length : null)}; ` +
+    `data: image folder ${where}: ${describeSplits(trainCount, split ? split.validation.length : 0, o.validationFraction, testSamples ? testSamples.files.length : null)}; ` +
     `${describeClasses(trainList.classNames, classes)}; ${sizeText}; ${describeImagePreprocessing(preprocessing)}; augmentation ${describeAugment(o.augment)}`;
   const notes: string[] = [];
   if (!evaluation) {

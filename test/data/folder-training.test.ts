@@ -77,6 +77,9 @@ test('training on a folder without an evaluation split says how to get one; an u
     // 8 good images + 1 bad in batches of 3: the bad one's batch trains on 2.
     const skipped = await train(folderConfig(data, join(tmp.dir, 'lenient'), { epochs: 2, batchSize: 3, skipBadImages: true }), { progress: lenient.progress });
     assert.deepEqual(skipped.history.map((h) => h.skippedImages), [1, 1]);
+    // 9 files in batches of 4: a last batch of one image (which batch norm cannot train on) is dropped.
+    const odd = await train(folderConfig(data, join(tmp.dir, 'odd'), { epochs: 1, batchSize: 4, skipBadImages: true }), { progress: capture().progress });
+    assert.equal(odd.steps, 2);
     assert.match(lenient.text(), new RegExp(`skipped 1 unreadable image this epoch \\(--skip-bad-images\\), e\\.g\\. ${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   } finally {
     tmp.cleanup();

@@ -114,6 +114,9 @@ test('stream loader: an unreadable image stops with an error naming it, or is sk
   assert.deepEqual([...lenient.badFiles], ['bad5', 'bad6']);
   await epochOf(lenient);
   assert.equal(lenient.skippedImages, 4, 'counted again every epoch');
+  // With minBatch 2, a batch left with one readable image is not handed out.
+  const paired = new StreamLoader(fakeSource(6, [4]), { ...common, batchSize: 2, skipBadImages: true, minBatch: 2 });
+  assert.deepEqual((await epochOf(paired)).map((b) => [...b.y]), [[0, 1], [2, 0]]);
 
   // A real file that is no image, read by sharp.
   const { dir, cleanup } = makeTempDir('stream-bad');
