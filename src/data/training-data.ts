@@ -164,15 +164,19 @@ function spread(samples: FileSamples, n: number | undefined): FileSamples {
 /**
  * The evaluation split's samples labelled by the training split's class indices (classes match by
  * name). A class training lacks is an error; training classes the split lacks are returned.
+ * `known` names the side whose classes count: the training split, or a trained model.
  */
-export function matchClasses(train: ImageFolderListing, evaluation: ImageFolderListing): { samples: FileSamples; missing: string[] } {
+export function matchClasses(train: ImageFolderListing, evaluation: ImageFolderListing, known: 'training split' | 'model' = 'training split'): { samples: FileSamples; missing: string[] } {
   const index = new Map(train.classNames.map((name, k) => [name, k]));
   const unknown = evaluation.classNames.filter((name) => !index.has(name));
   if (unknown.length > 0) {
+    const list = (names: readonly string[], max: number) => `${names.slice(0, max).join(', ')}${names.length > max ? ', …' : ''}`;
+    const remedy = known === 'model'
+      ? `evaluate on data with the model's classes only`
+      : `a model cannot be scored on classes it never saw — add them to ${train.root} or remove them from ${evaluation.root}`;
     throw new DatasetError(
-      `the evaluation split has ${unknown.length === 1 ? 'a class' : 'classes'} the training split lacks: ${unknown.slice(0, 5).map((n) => `'${n}'`).join(', ')}${unknown.length > 5 ? ', …' : ''} ` +
-        `(training classes: ${train.classNames.slice(0, 8).join(', ')}${train.classNames.length > 8 ? ', …' : ''}); ` +
-        `a model cannot be scored on classes it never saw — add them to ${train.root} or remove them from ${evaluation.root}`,
+      `the evaluation data has ${unknown.length === 1 ? 'a class' : 'classes'} the ${known} lacks: ${unknown.slice(0, 5).map((n) => `'${n}'`).join(', ')}${unknown.length > 5 ? ', …' : ''} ` +
+        `(the ${known}'s classes: ${list(train.classNames, 8)}); ${remedy}`,
       evaluation.root,
     );
   }
@@ -269,8 +273,7 @@ export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ lo
   const spec = parseDatasetSpec(o.dataset);
   const [h, w, c] = o.shape;
   if (spec.kind !== 'folder') {
-    const ds = firstN(await spec.load('test'), o.limit);
-    if (ds.classes !== o.classes) throw new OptionError(`the model has ${o.classes} outputs, ${o.dataset} has ${ds.classes} classes`);
+    const ds = inModelLabels(firstN(await spec.load('test'), o.limit), o);
     const loader = new DataLoader(ds, { batchSize: o.batchSize, shuffle: false, preprocessing: o.scaling, size: [h, w], channels: c });
     return { loader, description: `${ds.name}: ${countOf(ds.count, 'image')}` };
   }
@@ -279,14 +282,29 @@ export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ lo
     throw new DatasetError(`image folder has no test split to evaluate on (DIR/test, DIR/val or DIR/validation beside DIR/train); pass --dataset folder:DIR with one`, spec.dir);
   }
   const listing = await listImageFolder(layout.test);
-  const known: ImageFolderListing = o.classNames
-    ? { root: 'the model', classNames: [...o.classNames], files: [], labels: new Int32Array(0) }
-    : listing;
+  const known = o.classNames ? namesOnly('the model', o.classNames) : listing;
   if (known.classNames.length > o.classes) throw new DatasetError(`${listing.classNames.length} class folders but the model has ${o.classes} outputs`, layout.test);
-  const samples = spread(matchClasses(known, listing).samples, o.limit);
+  const samples = spread(matchClasses(known, listing, 'model').samples, o.limit);
   const loader = new StreamLoader(samples, {
     batchSize: o.batchSize, shuffle: false, shape: [h, w, c], preprocessing: o.preprocessing ?? trainingPreprocessing(o.scaling),
     skipBadImages: o.skipBadImages ?? false, ...(o.readPixels ? { readPixels: o.readPixels } : {}),
   });
   return { loader, description: `${layout.test}: ${countOf(samples.files.length, 'image')}` };
+}
+
+/** The dataset with labels in the model's class indices: by name when both name their classes. */
+function inModelLabels(ds: ImageDataset, o: EvaluationDataOptions): ImageDataset {
+  if (!o.classNames || !ds.classNames) {
+    if (ds.classes !== o.classes) throw new OptionError(`the model has ${o.classes} outputs, ${o.dataset} has ${ds.classes} classes`);
+    return ds;
+  }
+  matchClasses(namesOnly('the model', o.classNames), namesOnly(o.dataset, ds.classNames), 'model'); // throws for a class the model lacks
+  const index = new Map(o.classNames.map((name, k) => [name, k]));
+  const toModel = ds.classNames.map((name) => index.get(name)!);
+  return { ...ds, labels: Int32Array.from(ds.labels, (l) => toModel[l]!), classes: o.classes, classNames: o.classNames };
+}
+
+/** A listing of class names without files, to match names with matchClasses. */
+function namesOnly(root: string, classNames: readonly string[]): ImageFolderListing {
+  return { root, classNames: [...classNames], files: [], labels: new Int32Array(0) };
 }

@@ -190,6 +190,7 @@ export function validateTrainConfig(c: TrainConfig): void {
     const v = c[k];
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
+  if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean') throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));

@@ -84,7 +84,7 @@ test('folder DIR/train + DIR/test: classes matched by name; a class training lac
 
     await writeImageFolder(join(dir, 'val'), { emu: 1 });
     await assert.rejects(openTrainingData(options(`folder:${dir}`)),
-      (e: unknown) => e instanceof DatasetError && /class the training split lacks: 'emu'/.test(e.message) && e.file === join(dir, 'val'));
+      (e: unknown) => e instanceof DatasetError && /evaluation data has a class the training split lacks: 'emu'.*add them to/.test(e.message) && e.file === join(dir, 'val'));
   } finally {
     cleanup();
   }
@@ -140,6 +140,11 @@ test('built-in datasets keep their in-memory loaders and class names', async () 
     assert.equal(data.evalName, 'validation');
     assert.equal(data.test!.samples, 6);
     assert.equal(data.train.samples + data.evaluation!.samples, 40);
+    // Evaluation of a model with class names: the dataset's labels become the model's indices.
+    const shuffledNames = ['9', '8', '7', '6', '5', '4', '3', '2', '1', '0'];
+    const named = await openEvaluationData({ dataset: `mnist:${dir}`, shape: [4, 4, 1], scaling: 'xception', classes: 10, classNames: shuffledNames, batchSize: 6 });
+    assert.deepEqual(await labelsOf(named.loader), [9, 8, 7, 6, 5, 4], 'test labels 0..5 by name');
+    await assert.rejects(openEvaluationData({ dataset: `mnist:${dir}`, shape: [4, 4, 1], scaling: 'xception', classes: 3, batchSize: 6 }), /the model has 3 outputs/);
     assert.match(data.description, /^data: mnist \(.*\): 30 training images \+ 10 held out for validation .*, 6 test; 10 classes \(0, 1, 2, 3, …\); 4×4 \(the dataset's size\), grey; augmentation none$/);
   } finally {
     cleanup();
@@ -155,7 +160,7 @@ test('evaluation data: a folder test split streamed with classes matched to the 
     const named = await openEvaluationData({ ...common, classNames: ['ant', 'bee', 'cow'] });
     assert.deepEqual(await labelsOf(named.loader), [1, 2, 2]);
     assert.deepEqual(await labelsOf((await openEvaluationData(common)).loader), [0, 1, 1], 'without names: the folder\'s own order');
-    await assert.rejects(openEvaluationData({ ...common, classNames: ['ant', 'cow', 'dog'] }), /class the training split lacks: 'bee'/);
+    await assert.rejects(openEvaluationData({ ...common, classNames: ['ant', 'cow', 'dog'] }), /a class the model lacks: 'bee' \(the model's classes: ant, cow, dog\); evaluate on data with the model's classes only/);
     await assert.rejects(openEvaluationData({ ...common, dataset: `folder:${join(dir, 'train')}` }), /no test split to evaluate on/);
   } finally {
     cleanup();
