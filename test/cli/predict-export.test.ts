@@ -15,7 +15,8 @@ import { decodePredictions, imagenetClassNames, loadImage, predictImages } from 
 import type { Model } from '../../src/nn/model.js';
 import { getModelEntry } from '../../src/models/registry.js';
 import { Progress } from '../../src/train/progress.js';
-import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/trainer.js';
+import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
+import { openWeights } from '../../src/io/weights-source.js';
 import { writeIdxDataset } from '../data/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-cli-'));
@@ -219,9 +220,11 @@ test('--weights accepts a run folder written by train: predict (grey images) and
 
   const cli = await run(['predict', grey, '--weights', runDir, '--top', '3', '--json']);
   assert.equal(cli.code, 0, cli.stderr);
-  const { model, state } = loadRun(runDir);
+  const source = await openWeights(runDir);
+  const model = source.buildModel();
+  await source.loadInto(model);
   assert.deepEqual(model.inputShape, [28, 28, 1]);
-  const api = await predictImages(model, [grey], { top: 3, preprocessing: getModelEntry(state.model.name).preprocessing });
+  const api = await predictImages(model, [grey], { top: 3, preprocessing: getModelEntry(source.record!.model).preprocessing });
   assert.deepEqual(JSON.parse(cli.stdout), api[0]);
   assert.equal(api[0]!.predictions[0]!.label, String(api[0]!.predictions[0]!.index), '10 classes: labels are the indices');
 
