@@ -13,6 +13,7 @@ import { saveWeights } from '../../src/io/model-weights.js';
 import { buildModel, preprocessInput } from '../../src/models/registry.js';
 import { decodePredictions, imagenetClassNames, loadImage, predictImages } from '../../src/predict/predict.js';
 import type { Model } from '../../src/nn/model.js';
+import { kerasPreprocessing } from '../../src/data/image-preprocessing.js';
 import { getModelEntry } from '../../src/models/registry.js';
 import { Progress } from '../../src/train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/trainer.js';
@@ -221,7 +222,7 @@ test('--weights accepts a run folder written by train: predict (grey images) and
   assert.equal(cli.code, 0, cli.stderr);
   const { model, state } = loadRun(runDir);
   assert.deepEqual(model.inputShape, [28, 28, 1]);
-  const api = await predictImages(model, [grey], { top: 3, preprocessing: getModelEntry(state.model.name).preprocessing });
+  const api = await predictImages(model, [grey], { top: 3, preprocessing: kerasPreprocessing(getModelEntry(state.model.name).preprocessing) });
   assert.deepEqual(JSON.parse(cli.stdout), api[0]);
   assert.equal(api[0]!.predictions[0]!.label, String(api[0]!.predictions[0]!.index), '10 classes: labels are the indices');
 
