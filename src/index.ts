@@ -35,9 +35,10 @@ export { WeightFileError } from './io/errors.js';
 export { openWeights, type WeightsSource, type ModelRecord } from './io/weights-source.js';
 export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
 export {
-  classify, decodePredictions, imagenetClassNames, ImageError, loadImage, predictImages,
+  classify, decodePredictions, imagenetClassNames, ImageError, imageInputs, loadImage, predictImages,
   type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
 } from './predict/predict.js';
+export { readImagePixels, centerCropBox, MAX_IMAGE_PIXELS, type ImageAugment } from './data/image-file.js';
 
 export { Optimizer, OPTIMIZERS, type OptimizerName, type OptimizerOptions, type OptimizerState } from './train/optimizers.js';
 export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } from './train/schedules.js';

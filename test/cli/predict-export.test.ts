@@ -13,11 +13,13 @@ import { saveWeights } from '../../src/io/model-weights.js';
 import { buildModel, preprocessInput } from '../../src/models/registry.js';
 import { decodePredictions, imagenetClassNames, loadImage, predictImages } from '../../src/predict/predict.js';
 import type { Model } from '../../src/nn/model.js';
+import { kerasPreprocessing } from '../../src/data/image-preprocessing.js';
 import { getModelEntry } from '../../src/models/registry.js';
 import { Progress } from '../../src/train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
 import { openWeights } from '../../src/io/weights-source.js';
 import { writeIdxDataset } from '../data/fixtures.js';
+import { MNIST_CLASS_NAMES } from '../../src/data/dataset.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-cli-'));
 const MODEL_ARGS = ['--width', '0.0625', '--middle-blocks', '1'];
@@ -224,9 +226,12 @@ test('--weights accepts a run folder written by train: predict (grey images) and
   const model = source.buildModel();
   await source.loadInto(model);
   assert.deepEqual(model.inputShape, [28, 28, 1]);
-  const api = await predictImages(model, [grey], { top: 3, preprocessing: getModelEntry(source.record!.model).preprocessing });
+  // The run records its class names and preprocessing; predict uses both with no flags.
+  const record = source.record!;
+  assert.deepEqual(record.preprocessing, { resize: 'center-crop', interpolation: 'bilinear', scaling: 'xception' });
+  const api = await predictImages(model, [grey], { top: 3, preprocessing: record.preprocessing!, labels: record.classNames! });
   assert.deepEqual(JSON.parse(cli.stdout), api[0]);
-  assert.equal(api[0]!.predictions[0]!.label, String(api[0]!.predictions[0]!.index), '10 classes: labels are the indices');
+  assert.equal(api[0]!.predictions[0]!.label, MNIST_CLASS_NAMES[api[0]!.predictions[0]!.index], 'labels are the recorded class names');
 
   const onnxFile = path.join(tmp, 'run.onnx');
   const e = await run(['export', '--weights', runDir, '--format', 'onnx', '--out', onnxFile]);

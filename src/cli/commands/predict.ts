@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
+import { kerasPreprocessing } from '../../data/image-preprocessing.js';
 import { getModelEntry } from '../../models/registry.js';
 import { ImageError, outputsProbabilities, predictImages } from '../../predict/predict.js';
 import { choiceFlag, intFlag, parse } from '../args.js';
@@ -93,17 +94,22 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
     }
     if (!outputsProbabilities(model)) warn('note: the classifier outputs logits; probabilities are their softmax');
     const results = await predictImages(model, p.positionals, {
-      top, batchSize, interpolation, preprocessing: getModelEntry(loaded.modelName).preprocessing, ...(labels ? { labels } : {}),
+      top, batchSize, preprocessing: { ...kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing), interpolation }, ...(labels ? { labels } : {}),
     });
+    let unreadable = 0;
     for (const r of results) {
-      if (json) {
+      if (r.error !== undefined) {
+        // The other images are still reported; the exit code says one failed.
+        process.stderr.write(`xception predict: error: ${r.error}\n`);
+        unreadable++;
+      } else if (json) {
         out(JSON.stringify(r) + '\n');
       } else {
         out(`${r.file}\n`);
         r.predictions.forEach((c, i) => out(`  ${String(i + 1).padStart(2)}. ${c.probability.toFixed(4)}  ${c.label} (${c.index})\n`));
       }
     }
-    return 0;
+    return unreadable > 0 ? 2 : 0;
   } finally {
     model.dispose();
   }
