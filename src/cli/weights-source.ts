@@ -173,7 +173,7 @@ export function mismatchHints(file: ReadonlyMap<string, readonly number[]>, mode
   const fileMiddle = middleBlocksOf([...file.keys()]);
   const modelMiddle = middleBlocksOf(model.weights.map((v) => v.name));
   if (choice.name === 'xception' && fileMiddle !== null && modelMiddle !== null && fileMiddle !== modelMiddle) {
-    hints.push(`the file has ${fileMiddle} middle-flow blocks, the model ${modelMiddle}; pass --middle-blocks ${fileMiddle}`);
+    hints.push(`the file has ${fileMiddle} middle-flow block${fileMiddle === 1 ? '' : 's'}, the model ${modelMiddle}; pass --middle-blocks ${fileMiddle}`);
   }
   return hints;
 }
