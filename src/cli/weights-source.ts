@@ -193,7 +193,10 @@ function fewProblems(problem: string): string[] {
   const colon = problem.indexOf(': ');
   const head = colon >= 0 ? problem.slice(0, colon) : '';
   const parts = (colon >= 0 ? problem.slice(colon + 2) : problem).split('; ');
+  // The list may already end in "and N more".
+  const more = /^and (\d+) more$/.exec(parts.at(-1) ?? '');
+  if (more) parts.pop();
   const shown = parts.slice(0, 3);
-  const rest = parts.length - shown.length;
+  const rest = parts.length - shown.length + (more ? Number(more[1]) : 0);
   return [...(head ? [`${head}:`] : []), ...shown.map((s) => (head ? `  ${s}` : s)), ...(rest > 0 ? [`… and ${rest} more problem(s)`] : [])];
 }

@@ -11,6 +11,8 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { noGrad } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
+import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js';
+import { parseDatasetSpec } from '../data/spec.js';
 import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, runRecord, type LoadedCheckpoint } from '../train/checkpoint.js';
@@ -82,6 +84,20 @@ function classesOf(weights: Iterable<{ name: string; shape: readonly number[] }>
   return null;
 }
 
+/**
+ * Runs from before class names were recorded: the names of the datasets that have official
+ * ones and no names file (Fashion-MNIST, MNIST), from the run's dataset spec.
+ */
+function officialClassNames(spec: unknown): string[] | undefined {
+  try {
+    const kind = typeof spec === 'string' ? parseDatasetSpec(spec).kind : null;
+    const names = kind === 'fashion-mnist' ? FASHION_MNIST_CLASS_NAMES : kind === 'mnist' ? MNIST_CLASS_NAMES : undefined;
+    return names ? [...names] : undefined;
+  } catch {
+    return undefined; // not a spec this version knows: no names
+  }
+}
+
 function openRun(dir: string): WeightsSource {
   const abs = resolve(dir);
   let ck: LoadedCheckpoint;
@@ -92,7 +108,10 @@ function openRun(dir: string): WeightsSource {
     throw new WeightFileError(dir, `not a run folder written by \`xception train\` (${(e as Error).message})`);
   }
   const label = `${dir}/${CHECKPOINT_FILE}`;
-  const record = validateModelRecord(runRecord(ck.state), label);
+  const recorded = runRecord(ck.state);
+  const official = recorded.classNames ? undefined : officialClassNames(ck.state.config['dataset']);
+  if (official && official.length === recorded.options['classes']) recorded.classNames = official;
+  const record = validateModelRecord(recorded, label);
   const shapes = [...ck.shapes].map(([name, shape]) => ({ name, shape }));
   return {
     path: dir, kind: 'run', record, fileClasses: classesOf(shapes),

@@ -162,6 +162,17 @@ test('a hostile record is a clear WeightFileError before anything is built', asy
   await assert.rejects(openWeights(hostileRun), /checkpoint\.safetensors: its model record is invalid: 1 class names for 10 classes/);
 });
 
+test('a Fashion-MNIST run from before class names were recorded still gets them', async () => {
+  const oldRun = path.join(tmp, 'old-run');
+  fs.mkdirSync(oldRun);
+  const checkpoint = readSafetensorsFileSync(path.join(runDir, 'checkpoint.safetensors'));
+  const { classNames: _names, preprocessing: _prep, ...state } = JSON.parse(checkpoint.metadata['state']!) as Record<string, unknown>;
+  writeSafetensorsFileSync(path.join(oldRun, 'checkpoint.safetensors'), checkpoint.weights, { ...checkpoint.metadata, state: JSON.stringify(state) });
+  const source = await openWeights(oldRun);
+  assert.deepEqual(source.record!.classNames, [...FASHION_MNIST_CLASS_NAMES]);
+  assert.equal(source.record!.preprocessing, undefined, 'an old run says nothing of its preprocessing');
+});
+
 test('loadInto with except: [\'predictions\'] loads everything else (safetensors, H5 in order and by name, run) and leaves the classifier alone', async () => {
   const source3 = tiny(3, 7);
   const st = path.join(tmp, 'three.safetensors');
