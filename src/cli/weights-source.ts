@@ -26,10 +26,11 @@ export const WEIGHTS_FLAGS_HELP = `Weights:
   --weights FILE|DIR              a run folder written by 'xception train', a .safetensors file,
                                   or a Keras H5 weight file (e.g. the official
                                   xception_weights_tf_dim_ordering_tf_kernels.h5, or …_notop.h5
-                                  with --no-top). Files this project writes record their model,
-                                  class names and preprocessing: no model flags are needed then,
-                                  and any given must agree with the record. A file that records
-                                  nothing (a Keras H5 from elsewhere) takes the model flags.
+                                  with --no-top). Runs and files this project writes record their
+                                  model (and, from training, class names and preprocessing): no
+                                  model flags are needed then, and any given must agree with the
+                                  record. A file that records nothing (a Keras H5 from
+                                  elsewhere) takes the model flags.
   --weights-mode order|name|auto  how H5 layers are matched: in Keras layer order (Keras's
                                   default), by name, or by name when every name matches and in
                                   order otherwise (default auto)`;
