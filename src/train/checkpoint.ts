@@ -8,7 +8,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { RandomState } from '../core/random.js';
+import type { ImagePreprocessing } from '../data/image-preprocessing.js';
 import type { LoaderState } from '../data/loader.js';
+import type { ModelRecord } from '../io/model-record.js';
+import { weightsMetadata } from '../io/model-weights.js';
 import { readSafetensorsFileSync, writeSafetensorsFileSync } from '../io/safetensors.js';
 import type { NamedWeight } from '../io/weights.js';
 import type { Model } from '../nn/model.js';
@@ -17,7 +20,7 @@ import type { Optimizer, OptimizerState } from './optimizers.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const WEIGHTS_FILE = 'weights.safetensors';
-const FORMAT = 'xception-checkpoint/1';
+export const CHECKPOINT_FORMAT = 'xception-checkpoint/1';
 
 export class CheckpointError extends XceptionError {}
 
@@ -42,6 +45,10 @@ export interface RunState {
   evalPoints?: Record<string, number>[];
   /** Seconds spent in training steps so far; absent in older checkpoints. */
   trainSeconds?: number;
+  /** Names of the classes, by index (the training data's); absent when the data has none. */
+  classNames?: string[];
+  /** How image files become inputs for this model; absent in older checkpoints. */
+  preprocessing?: ImagePreprocessing;
 }
 
 export function modelWeights(model: Model): NamedWeight[] {
@@ -58,13 +65,25 @@ export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, 
   if (ema) {
     for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
   }
-  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: FORMAT, state: JSON.stringify(state) });
-  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { format: 'xception-weights/1', config: JSON.stringify(state.config) });
+  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: CHECKPOINT_FORMAT, state: JSON.stringify(state) });
+  // weights.safetensors describes itself: predict/eval/export rebuild the model from it alone.
+  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { ...weightsMetadata(runRecord(state)), config: JSON.stringify(state.config) });
+}
+
+/** The model record of a run (model-record.ts), from its state. */
+export function runRecord(state: RunState): ModelRecord {
+  return {
+    model: state.model.name, options: state.model.options,
+    ...(state.classNames ? { classNames: state.classNames } : {}),
+    ...(state.preprocessing ? { preprocessing: state.preprocessing } : {}),
+  };
 }
 
 export interface LoadedCheckpoint {
   state: RunState;
   model: Map<string, Float32Array>;
+  /** Shapes of the model's weights, by name. */
+  shapes: Map<string, number[]>;
   optimizerSlots: Record<string, Float32Array[]>;
   ema: Record<string, Float32Array>;
 }
@@ -77,7 +96,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   const file = join(dir, CHECKPOINT_FILE);
   if (!existsSync(file)) throw new CheckpointError(`no checkpoint in ${dir} (looked for ${CHECKPOINT_FILE})`);
   const { weights, metadata } = readSafetensorsFileSync(file);
-  if (metadata?.['format'] !== FORMAT || typeof metadata['state'] !== 'string') {
+  if (metadata?.['format'] !== CHECKPOINT_FORMAT || typeof metadata['state'] !== 'string') {
     throw new CheckpointError(`${file} is not an xception checkpoint (format ${JSON.stringify(metadata?.['format'])})`);
   }
   let state: RunState;
@@ -88,11 +107,15 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   }
   if (!state || typeof state.step !== 'number' || !state.loader || !state.config || !state.model || typeof state.model.name !== 'string') throw new CheckpointError(`${file}: its run state is incomplete`);
   const model = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
   const optimizerSlots: Record<string, Float32Array[]> = {};
   const ema: Record<string, Float32Array> = {};
   for (const w of weights) {
     const [kind, ...rest] = w.name.split('/');
-    if (kind === 'model') model.set(rest.join('/'), w.data);
+    if (kind === 'model') {
+      model.set(rest.join('/'), w.data);
+      shapes.set(rest.join('/'), w.shape);
+    }
     else if (kind === 'ema') ema[rest.join('/')] = w.data;
     else if (kind === 'optimizer') {
       const slot = Number(rest[0]);
@@ -100,7 +123,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
       (optimizerSlots[name] ??= [])[slot] = w.data;
     } else throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
   }
-  return { state, model, optimizerSlots, ema };
+  return { state, model, shapes, optimizerSlots, ema };
 }
 
 /** Copies named weights into the model; every weight must be present with its exact size. */

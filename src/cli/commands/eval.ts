@@ -1,30 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
+import { kerasPreprocessing } from '../../data/image-preprocessing.js';
 import { openEvaluationData } from '../../data/training-data.js';
+import { peekSafetensorsMetadata } from '../../io/model-weights.js';
 import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
-import { loadRun } from '../../train/trainer.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { intFlag, choiceFlag, parse } from '../args.js';
+import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
+import { loadModelForCommand } from '../weights-source.js';
 
-export const EVAL_HELP = `Usage: xception eval --checkpoint DIR [options]
+export const EVAL_HELP = `Usage: xception eval --weights FILE|DIR [options]
 
-Evaluates a trained run (the folder written by 'xception train') on a test set and prints
-top-1, top-5 accuracy and the mean cross-entropy loss. Uses the averaged (EMA) weights when
-the run kept them.
+Evaluates weights on a test set and prints top-1, top-5 accuracy and the mean cross-entropy
+loss. A run folder (written by 'xception train') or a file this project wrote records its
+model (and, from training, its class names and preprocessing): no model flags are needed.
+A run's averaged (EMA) weights are used when it kept them.
 
-  --checkpoint DIR        run folder (holds checkpoint.safetensors)
-  --dataset SPEC          default: the run's dataset (test split)
+  --weights FILE|DIR      run folder, .safetensors file or Keras H5 file (an H5 file from
+                          elsewhere records no model: give the model flags)
+  --checkpoint DIR        the same as --weights
+  --weights-mode order|name|auto
+                          how H5 layers are matched (default auto; see 'xception predict --help')
+  --dataset SPEC          default: the run's dataset (test split); required for other files
   --batch-size B          (default 256)
   --limit N               evaluate only the first N test images
   --no-ema                use the live weights even if the run kept an average
   --backend NAME          native | reference
   --json                  one JSON object: {testTop1, testTop5, testLoss}
   -h, --help
+
+When the weights and the dataset both name their classes, they are matched by name (the
+dataset may hold a subset of the model's classes, in any order).
+
+${MODEL_FLAGS_HELP}
 `;
 
 export async function evalCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('eval', argv, {
-    checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' }, limit: { type: 'string' },
+    ...MODEL_FLAGS,
+    weights: { type: 'string' }, checkpoint: { type: 'string' }, 'weights-mode': { type: 'string' },
+    dataset: { type: 'string' }, 'batch-size': { type: 'string' }, limit: { type: 'string' },
     'no-ema': { type: 'boolean' }, backend: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -32,19 +49,28 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     out(EVAL_HELP);
     return 0;
   }
-  const dir = v['checkpoint'] as string | undefined;
-  if (!dir) throw new OptionError('eval needs --checkpoint DIR (a run folder written by xception train)');
+  if (v['weights'] !== undefined && v['checkpoint'] !== undefined) throw new OptionError('give --weights or --checkpoint, not both (they are the same)');
+  const flag = v['checkpoint'] !== undefined ? '--checkpoint' : '--weights';
+  const source = (v['weights'] ?? v['checkpoint']) as string | undefined;
+  if (!source) throw new OptionError('eval needs --weights FILE|DIR (a run folder written by xception train, or a weight file)');
+  const batchSize = intFlag('batch-size', v['batch-size']) ?? 256;
+  const limit = intFlag('limit', v['limit']);
   const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
   if (backend) setBackend(backend);
-  const { model, config, state } = loadRun(dir, { useEma: !v['no-ema'] });
+  const spec = (v['dataset'] as string | undefined) ?? (await recordedDataset(source));
+  if (!spec) throw new OptionError(`${flag} ${source} does not say which dataset it was trained on; pass --dataset SPEC`);
+
+  const loaded = await loadModelForCommand('eval', p, { weights: source, flag, useEma: !v['no-ema'] });
+  const { model } = loaded;
   try {
-    const limit = intFlag('limit', v['limit']);
-    const { loader } = await openEvaluationData({
-      dataset: (v['dataset'] as string | undefined) ?? config.dataset, shape: model.inputShape as [number, number, number],
-      scaling: getModelEntry(state.model.name).preprocessing, classes: model.outputShape[0]!,
-      batchSize: intFlag('batch-size', v['batch-size']) ?? 256, ...(limit ? { limit } : {}),
-    });
+    if (model.outputShape.length !== 1) throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: eval needs the classifier`);
     const classes = model.outputShape[0]!;
+    const prep = loaded.record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing);
+    // Labels become the model's class indices (by name when both sides name their classes).
+    const { loader } = await openEvaluationData({
+      dataset: spec, shape: model.inputShape as [number, number, number], scaling: prep.scaling, preprocessing: prep, classes, batchSize,
+      ...(loaded.record?.classNames ? { classNames: loaded.record.classNames } : {}), ...(limit ? { limit } : {}),
+    });
     const r = await evaluate(model, loader.epochBatches(), classes);
     if (v['json']) out(JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss }) + '\n');
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
@@ -52,4 +78,19 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   } finally {
     model.dispose();
   }
+}
+
+/** The dataset a run (its config.json) or its weights.safetensors (`config` metadata) was trained on. */
+async function recordedDataset(source: string): Promise<string | undefined> {
+  const fromConfig = (text: string | undefined): string | undefined => {
+    try {
+      const d = text === undefined ? undefined : (JSON.parse(text) as Record<string, unknown>)['dataset'];
+      return typeof d === 'string' ? d : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const meta = await peekSafetensorsMetadata(source);
+  if (meta) return fromConfig(meta['config']);
+  return fromConfig(await readFile(join(source, 'config.json'), 'utf8').catch(() => undefined));
 }
