@@ -17,7 +17,7 @@ import type { Variable } from '../nn/layer.js';
 import { WeightFileError } from './errors.js';
 import { readKerasH5, writeKerasH5, type KerasLayer } from './keras-h5.js';
 import { modelToKerasLayers, modelWeightSpec } from './keras-model.js';
-import { matchKerasWeights, type KerasMatchMode } from './keras-match.js';
+import { matchKerasWeights, type KerasMatchMode, type ModelLayerWeights } from './keras-match.js';
 import { readSafetensors, writeSafetensorsFile } from './safetensors.js';
 import { shapeText, type NamedWeight } from './weights.js';
 
@@ -35,6 +35,11 @@ export interface LoadWeightsOptions {
   mode?: LoadMode;
   /** Expected format; by default it is recognized from the file's first bytes. */
   format?: WeightFormat;
+  /**
+   * Layers left as they are: skipped on the model side and ignored in the file (e.g.
+   * ['predictions'] to keep a new classifier while loading everything else).
+   */
+  except?: readonly string[];
 }
 
 export interface LoadWeightsReport {
@@ -59,6 +64,14 @@ export function sniffWeightFormat(bytes: Uint8Array): WeightFormat | null {
   return null;
 }
 
+/** The error for a file in no weight format; `head` = its first bytes, `size` = its length. */
+export function notAWeightFile(path: string, head: Uint8Array, size: number): WeightFileError {
+  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) {
+    return new WeightFileError(path, 'a zip archive (a Keras 3 .keras model?): not supported; give legacy Keras H5 weights (what Keras 2 model.save_weights("w.h5") writes, like the official weight files) or safetensors');
+  }
+  return new WeightFileError(path, `not a weight file: neither HDF5 (Keras .h5) nor safetensors (${size} bytes, starting ${hexPrefix(head)})`);
+}
+
 /** The format a path's extension names (.h5/.hdf5/.keras-h5 → keras-h5, .safetensors), or null. */
 export function weightFormatFromPath(path: string): WeightFormat | null {
   const ext = extname(path).toLowerCase();
@@ -80,29 +93,26 @@ export async function loadWeights(model: Model, path: string, options: LoadWeigh
   }
   const sniffed = sniffWeightFormat(bytes);
   const format = options.format ?? sniffed ?? weightFormatFromPath(path);
-  if (format === null && bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) {
-    throw new WeightFileError(path, 'a zip archive (a Keras 3 .keras model?): not supported; give legacy Keras H5 weights (what Keras 2 model.save_weights("w.h5") writes, like the official weight files) or safetensors');
-  }
-  if (format === null) {
-    throw new WeightFileError(path, `not a weight file: neither HDF5 (Keras .h5) nor safetensors (${bytes.length} bytes, starting ${hexPrefix(bytes)})`);
-  }
+  if (format === null) throw notAWeightFile(path, bytes, bytes.length);
   if (format === 'keras-h5' && sniffed !== 'keras-h5') {
     // readKerasH5 says it too, but after a wasm start; this is the common mistake (wrong file).
     throw new WeightFileError(path, `not an HDF5 file (no HDF5 signature; ${bytes.length} bytes, starting ${hexPrefix(bytes)}); Keras .h5 weight files start with \\x89HDF`);
   }
-  if (format === 'keras-h5') return loadKerasLayers(model, await readKerasH5(bytes, path), path, mode);
+  const except = options.except ?? [];
+  if (format === 'keras-h5') return loadKerasLayers(model, await readKerasH5(bytes, path), path, mode, except);
   const { weights, metadata } = readSafetensors(bytes, path);
   if (metadata['format'] === 'xception-checkpoint/1') {
     throw new WeightFileError(path, 'this is a training checkpoint (weights, optimizer state and run state): pass its run folder, or the weights.safetensors beside it');
   }
-  assignByName(model, weights, path);
-  return { format: 'safetensors', mode: 'name', weights: weights.length, metadata };
+  const assigned = assignByName(model, weights, path, except);
+  return { format: 'safetensors', mode: 'name', weights: assigned, metadata };
 }
 
 /** Loads Keras H5 layers (from readKerasH5) into `model`; all-or-nothing. */
-export function loadKerasLayers(model: Model, fileLayers: readonly KerasLayer[], label: string, mode: LoadMode = 'auto'): LoadWeightsReport {
-  const modelLayers = modelWeightSpec(model);
-  const resolved: KerasMatchMode = mode === 'auto' ? (namesMatch(model, fileLayers) ? 'name' : 'order') : mode;
+export function loadKerasLayers(model: Model, allFileLayers: readonly KerasLayer[], label: string, mode: LoadMode = 'auto', except: readonly string[] = []): LoadWeightsReport {
+  const modelLayers = modelWeightSpec(model).filter((l) => !except.includes(l.name));
+  const fileLayers = allFileLayers.filter((l) => !except.includes(l.name));
+  const resolved: KerasMatchMode = mode === 'auto' ? (namesMatch(modelLayers, fileLayers) ? 'name' : 'order') : mode;
   const assignments = matchKerasWeights(modelLayers, fileLayers, resolved, label);
   const targets = assignments.map((a) => {
     const v = model.getLayer(a.modelLayer).getWeight(a.modelWeight);
@@ -111,32 +121,38 @@ export function loadKerasLayers(model: Model, fileLayers: readonly KerasLayer[],
     }
     return { v, data: a.data };
   });
-  const expected = model.weights.length;
+  const expected = modelLayers.reduce((n, l) => n + l.weights.length, 0);
   if (targets.length !== expected) throw new WeightFileError(label, `${targets.length} of the model's ${expected} weights were matched`);
   assignAll(targets);
   return { format: 'keras-h5', mode: resolved, weights: targets.length, metadata: {} };
 }
 
 /** True when the file's layers with weights are, by name, exactly the model's layers with weights. */
-function namesMatch(model: Model, fileLayers: readonly KerasLayer[]): boolean {
+function namesMatch(modelLayers: readonly ModelLayerWeights[], fileLayers: readonly KerasLayer[]): boolean {
   const fileNames = fileLayers.filter((l) => l.weights.length > 0).map((l) => l.name);
-  const modelNames = model.layersWithWeights.map((l) => l.name);
+  const modelNames = modelLayers.filter((l) => l.weights.length > 0).map((l) => l.name);
   if (fileNames.length !== modelNames.length) return false;
   const set = new Set(fileNames);
   return set.size === fileNames.length && modelNames.every((n) => set.has(n));
 }
 
-/** safetensors-style loading: every model weight by its full name, nothing missing, nothing extra. */
-export function assignByName(model: Model, weights: readonly NamedWeight[], label: string): void {
+/**
+ * safetensors-style loading: every model weight by its full name, nothing missing, nothing extra;
+ * weights of the `except` layers are left alone on both sides. Returns the number assigned.
+ */
+export function assignByName(model: Model, allWeights: readonly NamedWeight[], label: string, except: readonly string[] = []): number {
+  const kept = (name: string) => !except.includes(layerOf(name));
+  const weights = allWeights.filter((w) => kept(w.name));
   const byName = new Map<string, NamedWeight>();
   const problems: string[] = [];
   for (const w of weights) {
     if (byName.has(w.name)) problems.push(`weight "${w.name}" appears twice`);
     byName.set(w.name, w);
   }
-  const modelNames = new Set(model.weights.map((v) => v.name));
+  const modelWeights = model.weights.filter((v) => kept(v.name));
+  const modelNames = new Set(modelWeights.map((v) => v.name));
   const targets: { v: Variable; data: Float32Array }[] = [];
-  for (const v of model.weights) {
+  for (const v of modelWeights) {
     const w = byName.get(v.name);
     if (!w) problems.push(`model weight "${v.name}" ${shapeText([...v.shape])} is missing from the file`);
     else if (!sameShape(v.shape, w.shape)) problems.push(`model weight "${v.name}" has shape ${shapeText([...v.shape])} but the file's has ${shapeText(w.shape)}`);
@@ -152,6 +168,13 @@ export function assignByName(model: Model, weights: readonly NamedWeight[], labe
     throw new WeightFileError(label, `weights do not fit model '${model.name}': ${shown}${more}`);
   }
   assignAll(targets);
+  return targets.length;
+}
+
+/** The layer part of a weight name `<layer>/<weight>`. */
+function layerOf(weightName: string): string {
+  const slash = weightName.indexOf('/');
+  return slash < 0 ? weightName : weightName.slice(0, slash);
 }
 
 function assignAll(targets: readonly { v: Variable; data: Float32Array }[]): void {

@@ -5,14 +5,16 @@
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
-import { inceptionV3, type InceptionV3Options } from './inception_v3/inception_v3.js';
-import { xception, type XceptionOptions } from './xception/xception.js';
+import { inceptionV3, resolveInceptionV3Options, type InceptionV3Options } from './inception_v3/inception_v3.js';
+import { resolveXceptionOptions, xception, type XceptionOptions } from './xception/xception.js';
 
 
 export interface ModelEntry {
   name: string;
   description: string;
   build: (options: Record<string, unknown>) => Model;
+  /** Checks options as build would, allocating nothing (throws OptionError/ShapeError). */
+  checkOptions: (options: Record<string, unknown>) => void;
   /** How pixels in [0, 255] become network inputs. */
   preprocessing: Preprocessing;
   defaultInputShape: [number, number, number];
@@ -42,6 +44,7 @@ registerModel({
   name: 'xception',
   description: 'Xception (Chollet 2017), Keras applications.Xception layout, with the paper\'s research switches',
   build: (o) => xception(o as XceptionOptions),
+  checkOptions: (o) => void resolveXceptionOptions(o as XceptionOptions),
   preprocessing: 'xception',
   defaultInputShape: [299, 299, 3],
 });
@@ -50,6 +53,7 @@ registerModel({
   name: 'inception_v3',
   description: 'Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper\'s baseline',
   build: (o) => inceptionV3(o as InceptionV3Options),
+  checkOptions: (o) => void resolveInceptionV3Options(o as InceptionV3Options),
   preprocessing: 'inception_v3',
   defaultInputShape: [299, 299, 3],
 });

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { RandomState } from '../core/random.js';
+import type { ImagePreprocessing } from '../data/image-preprocessing.js';
 import type { LoaderState } from '../data/loader.js';
 import { readSafetensorsFileSync, writeSafetensorsFileSync } from '../io/safetensors.js';
 import type { NamedWeight } from '../io/weights.js';
@@ -42,6 +43,10 @@ export interface RunState {
   evalPoints?: Record<string, number>[];
   /** Seconds spent in training steps so far; absent in older checkpoints. */
   trainSeconds?: number;
+  /** Names of the classes, by index (the training data's); absent when the data has none. */
+  classNames?: string[];
+  /** How image files become inputs for this model; absent in older checkpoints. */
+  preprocessing?: ImagePreprocessing;
 }
 
 export function modelWeights(model: Model): NamedWeight[] {
@@ -65,6 +70,8 @@ export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, 
 export interface LoadedCheckpoint {
   state: RunState;
   model: Map<string, Float32Array>;
+  /** Shapes of the model's weights, by name. */
+  shapes: Map<string, number[]>;
   optimizerSlots: Record<string, Float32Array[]>;
   ema: Record<string, Float32Array>;
 }
@@ -88,11 +95,15 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   }
   if (!state || typeof state.step !== 'number' || !state.loader || !state.config || !state.model || typeof state.model.name !== 'string') throw new CheckpointError(`${file}: its run state is incomplete`);
   const model = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
   const optimizerSlots: Record<string, Float32Array[]> = {};
   const ema: Record<string, Float32Array> = {};
   for (const w of weights) {
     const [kind, ...rest] = w.name.split('/');
-    if (kind === 'model') model.set(rest.join('/'), w.data);
+    if (kind === 'model') {
+      model.set(rest.join('/'), w.data);
+      shapes.set(rest.join('/'), w.shape);
+    }
     else if (kind === 'ema') ema[rest.join('/')] = w.data;
     else if (kind === 'optimizer') {
       const slot = Number(rest[0]);
@@ -100,7 +111,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
       (optimizerSlots[name] ??= [])[slot] = w.data;
     } else throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
   }
-  return { state, model, optimizerSlots, ema };
+  return { state, model, shapes, optimizerSlots, ema };
 }
 
 /** Copies named weights into the model; every weight must be present with its exact size. */
