@@ -18,6 +18,7 @@ import { splitIndices } from '../data/split.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
+import type { Backend } from '../core/backend.js';
 import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
@@ -26,6 +27,7 @@ import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
+import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, fineTuneLr, phaseOfEpoch, totalEpochs, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
 
 export interface AugmentConfig {
   /** Random crop after zero padding by this many pixels (0 = off). */
@@ -35,10 +37,15 @@ export interface AugmentConfig {
   randomResizedCrop: boolean;
 }
 
-export interface TrainConfig {
+/** Transfer learning (`weights`, `freezeBase`, `fineTuneEpochs`, …): see transfer.ts. */
+export interface TrainConfig extends TransferConfig {
   dataset: string;
   model: string;
-  /** Model options; inputShape and classes default to the dataset's. */
+  /**
+   * Model options; inputShape and classes default to the dataset's. With `weights` whose source
+   * records its model, only options that touch no loaded weight (dropout, bnMomentum, …); others
+   * must agree with the source's.
+   */
   modelOptions: Record<string, unknown>;
   epochs: number;
   batchSize: number;
@@ -132,6 +139,8 @@ export interface EpochRecord {
   evalTop5: number;
   imagesPerSec: number;
   wallSeconds: number;
+  /** Transfer runs with --freeze-base: which phase the epoch belonged to. */
+  phase?: Phase;
 }
 
 /** One evaluation during training: where it happened (step, time) and what it measured. */
@@ -170,7 +179,8 @@ export interface TrainResult {
 
 export class TrainingDivergedError extends XceptionError {}
 
-const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas'];
+// fineTuneEpochs: fine-tuning runs at a constant rate, so more of it continues exactly.
+const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas', 'fineTuneEpochs'];
 
 export function validateTrainConfig(c: TrainConfig): void {
   const posInt = (k: keyof TrainConfig) => {
@@ -191,6 +201,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
+  validateTransferConfig(c);
 }
 
 function scheduleOf(c: TrainConfig): ScheduleOptions {
@@ -216,6 +227,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const saved = resuming ? readCheckpoint(outDir) : null;
   if (resuming && !saved) throw new OptionError(`nothing to resume in ${outDir}`);
   if (saved) checkResumable(saved.state.config, config as unknown as Record<string, unknown>, RESUME_MAY_CHANGE);
+  if (saved) checkTransferResume(saved.state.config as unknown as TrainConfig, config);
 
   // ---- data ----
   progress.line(`loading ${config.dataset} …`);
@@ -232,9 +244,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   // ---- model ----
   const entry = getModelEntry(config.model);
   const size = config.imageSize ?? fullTrain.height;
-  const defaults = { inputShape: [size, size, fullTrain.channels], classes: fullTrain.classes, seed: config.seed };
-  const modelOptions = { ...defaults, ...config.modelOptions };
-  const model = buildModel(config.model, { ...modelOptions, backend });
+  const { model, modelOptions } = await runModel(config, saved?.state ?? null, { size, channels: fullTrain.channels, classes: fullTrain.classes, classNames: fullTrain.classNames }, backend, progress);
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
   if (classes !== fullTrain.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${fullTrain.classes} classes`);
@@ -252,7 +262,12 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const optimizerOptions = {
     lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
   };
-  const optimizer = new Optimizer(config.optimizer, optimizerOptions);
+  // Transfer runs with a frozen base have phases; each starts with a fresh optimizer state.
+  const epochsInAll = totalEpochs(config);
+  let phase = phaseOfEpoch(config, saved?.state.epochsDone ?? 0);
+  const optimizerFor = (p: Phase | null) => new Optimizer(config.optimizer, p === 'fine-tune' ? { ...optimizerOptions, lr: fineTuneLr(config) } : optimizerOptions);
+  let optimizer = optimizerFor(phase);
+  if (phase) progress.line(applyPhase(model, config, phase));
   const ema = config.ema > 0 ? new ExponentialMovingAverage(config.ema) : null;
   const stepsPerEpoch = loader.batchesPerEpoch;
   const schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * stepsPerEpoch) };
@@ -265,7 +280,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   let trainSecondsBefore = 0;
   if (saved) {
     loadModelWeights(model, saved.model, join(outDir, 'checkpoint.safetensors'));
-    optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
+    // A checkpoint from the end of the head phase holds that phase's optimizer state: not wanted.
+    if ((saved.state.phase ?? null) === phase) {
+      optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
+    }
     if (ema && saved.state.ema) ema.setState({ updates: saved.state.ema.updates, shadow: saved.ema }, model.weights);
     loader.setState(saved.state.loader);
     model.rng.setState(saved.state.modelRandom);
@@ -287,7 +305,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     step, epochsDone, loader: loader.getState(), modelRandom: model.rng.getState(),
     optimizer: { name: optimizer.name, step: optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
     wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
-    model: { name: config.model, options: modelOptions },
+    model: { name: config.model, options: modelOptions }, ...(phase ? { phase } : {}),
     evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
   // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
@@ -351,13 +369,20 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   );
   let interrupted = false;
   try {
-    for (let epoch = epochsDone; epoch < config.epochs && !interrupted; epoch++) {
+    for (let epoch = epochsDone; epoch < epochsInAll && !interrupted; epoch++) {
+      const epochPhase = phaseOfEpoch(config, epoch);
+      if (epochPhase !== phase) {
+        optimizer.disposeSlots();
+        optimizer = optimizerFor(epochPhase);
+        phase = epochPhase;
+        progress.line(applyPhase(model, config, epochPhase!));
+      }
       let lossSum = 0, correct = 0, seen = 0, lr = optimizer.lr;
       const epochStart = process.hrtime.bigint();
       let epochImages = 0;
       for await (const batch of loader.epochBatches()) {
         const t0 = process.hrtime.bigint();
-        lr = learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
+        lr = phase === 'fine-tune' ? fineTuneLr(config) : learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
         optimizer.lr = lr;
         const { loss, correct: stepCorrect } = dp ? await dp.step(batch, lr, model.rng.nextUint32()) : localStep(batch);
         if (!Number.isFinite(loss)) {
@@ -377,9 +402,9 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         trainImages += batch.size;
         const epochSeconds = Number(process.hrtime.bigint() - epochStart) / 1e9;
         const rate = epochImages / Math.max(epochSeconds, 1e-9);
-        const stepsLeft = stepsPerEpoch * config.epochs - step;
+        const stepsLeft = stepsPerEpoch * epochsInAll - step;
         progress.step({
-          epoch: epoch + 1, epochs: config.epochs, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
+          epoch: epoch + 1, epochs: epochsInAll, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
           loss: lossSum / seen, accuracy: correct / seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
         });
         // Before the stop check, so that a run stopped right here still has this point on resume.
@@ -403,13 +428,14 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       const record: EpochRecord = {
         epoch: epochsDone, step, lr, trainLoss: lossSum / Math.max(1, seen), trainTop1: correct / Math.max(1, seen),
         evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), wallSeconds: wall(),
+        ...(phase ? { phase } : {}),
       };
       history.push(record);
       await save();
       writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
       await writeCurves(outDir, history, evalSet.name);
       progress.line(
-        `epoch ${epochsDone}/${config.epochs}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
+        `epoch ${epochsDone}/${epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
           `${evalSet.name} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` +
           `(${record.imagesPerSec.toFixed(0)} img/s, ${record.wallSeconds.toFixed(0)} s)`,
       );
@@ -433,6 +459,39 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     ema?.dispose();
     model.dispose();
   }
+}
+
+interface DataShape {
+  size: number;
+  channels: number;
+  classes: number;
+  classNames?: readonly string[] | undefined;
+}
+
+/**
+ * The run's model and the options it was built with: from the flags, or from a weights source
+ * (transfer learning), or — resuming a transfer run — from the checkpoint, which holds every
+ * weight, so the source is not read again.
+ */
+async function runModel(config: TrainConfig, saved: RunState | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
+  let built: { model: Model; modelOptions: Record<string, unknown> };
+  if (config.weights === undefined || saved) {
+    const defaults = { inputShape: [data.size, data.size, data.channels], classes: data.classes, seed: config.seed };
+    const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
+    built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
+  } else {
+    const target = { model: config.model, modelOptions: config.modelOptions, seed: config.seed, ...data, ...(data.classNames ? { classNames: data.classNames } : {}) };
+    const t = await buildTransferModel(config.weights, target, backend);
+    for (const line of t.lines) progress.line(line);
+    built = t;
+  }
+  try {
+    checkUnfreezeFrom(built.model, config);
+  } catch (e) {
+    built.model.dispose();
+    throw e;
+  }
+  return built;
 }
 
 /** Builds the model a run folder describes and loads its weights (the EMA weights when averaged). */
