@@ -364,10 +364,12 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
 
   progress.line(
     `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${fullTrain.name}: ` +
-      `${trainIdx ? trainIdx.length : fullTrain.count} images, ${config.epochs} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
+      `${trainIdx ? trainIdx.length : fullTrain.count} images, ${epochsInAll} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
       (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
   );
   let interrupted = false;
+  let stopAfterEpoch = false;
+  const stoppedLine = (epoch: number) => `stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`;
   try {
     for (let epoch = epochsDone; epoch < epochsInAll && !interrupted; epoch++) {
       const epochPhase = phaseOfEpoch(config, epoch);
@@ -413,13 +415,19 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         // without this, signal handlers (Ctrl-C), the loader's prefetch and the finalizers of
         // freed tensors would all wait for the end of training.
         await turnOfEventLoop();
+        // After an epoch's last step, stopping and checkpointing wait for the epoch's end (just
+        // below): a checkpoint is never between the last step and the epoch's evaluation, which a
+        // resumed run could not redo.
+        const epochDone = step === (epoch + 1) * stepsPerEpoch;
         if (run.shouldStop?.()) {
+          stopAfterEpoch = true;
+          if (epochDone) continue;
           await save();
-          progress.line(`stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`);
+          progress.line(stoppedLine(epoch));
           interrupted = true;
           break;
         }
-        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0) await save();
+        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0 && !epochDone) await save();
       }
       if (interrupted) break;
       const ev = await evalNow();
@@ -439,6 +447,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
           `${evalSet.name} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` +
           `(${record.imagesPerSec.toFixed(0)} img/s, ${record.wallSeconds.toFixed(0)} s)`,
       );
+      if (stopAfterEpoch && epochsDone < epochsInAll) {
+        progress.line(stoppedLine(epoch));
+        interrupted = true;
+      }
     }
     let final: EvalResult;
     if (!interrupted && valIdx) {

@@ -118,7 +118,7 @@ export function applyPhase(model: Model, c: TransferRunConfig, phase: Phase): st
   const trainable = model.trainableWeights.reduce((a, w) => a + w.size, 0);
   const from = firstTrained === null ? 'every layer' : `layers from ${firstTrained} on`;
   return phase === 'head'
-    ? `phase 1/2 (head): training ${CLASSIFIER} only (${trainable.toLocaleString('en-US')} parameters); the base is frozen, batch norm in inference mode`
+    ? `${c.fineTuneEpochs ? 'phase 1/2 (head)' : 'head training'}: training ${CLASSIFIER} only (${trainable.toLocaleString('en-US')} parameters); the base is frozen, batch norm in inference mode`
     : `phase 2/2 (fine-tune): training ${from} (${trainable.toLocaleString('en-US')} parameters) at ${fineTuneLr(c)}, fresh optimizer state; batch norm stays in inference mode`;
 }
 
@@ -196,7 +196,9 @@ function transferModelOptions(src: WeightsSource, t: TransferTarget): Record<str
     throw new OptionError(`${src.path} takes ${recordedChannels}-channel images but the training images have ${shape[2]} channels; use data with ${recordedChannels} channel(s)`);
   }
   const { pooling: _pooling, ...recorded } = src.record.options;
-  return { ...recorded, ...run };
+  // Other given options are not applied but checked against the built model (checkContradictions).
+  const mayDiffer = Object.fromEntries(Object.entries(run).filter(([k]) => MAY_DIFFER_FROM_SOURCE.has(k)));
+  return { ...recorded, ...mayDiffer };
 }
 
 /** A flag given for a recorded source must agree with the source's model. */
