@@ -128,15 +128,17 @@ export function checkUnfreezeFrom(model: Model, c: TransferConfig): void {
 }
 
 function unknownLayer(model: Model, name: string): OptionError {
-  // Suggest layers sharing the name's block prefix, else the first layer of the last blocks.
-  const prefix = name.split('_')[0]!;
-  let close = model.layersWithWeights.map((l) => l.name).filter((n) => n.split('_')[0] === prefix);
-  if (close.length === 0) {
-    const firsts = new Map<string, string>();
-    for (const l of model.layersWithWeights) if (!firsts.has(l.name.split('_')[0]!)) firsts.set(l.name.split('_')[0]!, l.name);
-    close = [...firsts.values()].slice(-6);
+  // Suggest the named (not auto-numbered) layers of the same block, else each block's first layer.
+  const named = model.layers.map((l) => l.name).filter((n) => !/_\d+$/.test(n));
+  const block = (n: string) => n.split('_')[0]!;
+  let some = named.filter((n) => block(n) === block(name));
+  if (some.length === 0) {
+    const firstOfBlock = new Map<string, string>();
+    for (const n of named) if (!firstOfBlock.has(block(n))) firstOfBlock.set(block(n), n);
+    const firsts = [...firstOfBlock.values()];
+    some = firsts.length > 6 ? [...firsts.slice(0, 2), '…', ...firsts.slice(-4)] : firsts;
   }
-  return new OptionError(`--unfreeze-from: model '${model.name}' has no layer '${name}'; layers include ${close.slice(0, 6).join(', ')} (\`xception summary\` lists them all)`);
+  return new OptionError(`--unfreeze-from: model '${model.name}' has no layer '${name}'; layers include ${some.slice(0, 8).join(', ')} (\`xception summary\` lists them all)`);
 }
 
 /** What the training data asks of the model. */
