@@ -32,17 +32,19 @@ export {
   type LoadMode, type LoadWeightsOptions, type LoadWeightsReport, type WeightFormat,
 } from './io/model-weights.js';
 export { WeightFileError } from './io/errors.js';
+export { openWeights, type WeightsSource, type ModelRecord } from './io/weights-source.js';
 export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
 export {
-  classify, decodePredictions, imagenetClassNames, ImageError, loadImage, predictImages,
+  classify, decodePredictions, imagenetClassNames, ImageError, imageInputs, loadImage, predictImages,
   type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
 } from './predict/predict.js';
+export { readImagePixels, centerCropBox, MAX_IMAGE_PIXELS, type ImageAugment } from './data/image-file.js';
 
 export { Optimizer, OPTIMIZERS, type OptimizerName, type OptimizerOptions, type OptimizerState } from './train/optimizers.js';
 export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } from './train/schedules.js';
 export { ExponentialMovingAverage } from './train/ema.js';
 export { evaluate, topKCorrect, type EvalResult } from './train/metrics.js';
-export { train, loadRun, DEFAULT_TRAIN_CONFIG, TrainingDivergedError, type TrainConfig, type TrainResult, type RunOptions } from './train/trainer.js';
+export { train, DEFAULT_TRAIN_CONFIG, TrainingDivergedError, type TrainConfig, type TrainResult, type RunOptions } from './train/trainer.js';
 export { applyPhase, buildTransferModel, type Phase, type TransferConfig, type TransferModel } from './train/transfer.js';
 export { DataParallel, ReplicaError, type DataParallelOptions } from './train/parallel/data-parallel.js';
 export * as data from './data/index.js';

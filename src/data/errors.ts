@@ -12,3 +12,15 @@ export class DatasetError extends XceptionError {
     this.file = file;
   }
 }
+
+/**
+ * An image file is missing, unreadable, undecodable or too large. A DatasetError, so a training
+ * run stops on it like on any bad dataset file; `file` names the image.
+ */
+export class ImageError extends DatasetError {
+  declare readonly file: string;
+
+  constructor(file: string, problem: string) {
+    super(problem, file);
+  }
+}

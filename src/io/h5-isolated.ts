@@ -6,18 +6,18 @@
  */
 import { Worker } from 'node:worker_threads';
 import { WeightFileError } from './errors.js';
-import type { KerasLayer } from './keras-h5.js';
+import type { KerasH5Contents } from './keras-h5.js';
 
 interface Reply {
   id: number;
-  layers?: KerasLayer[];
+  contents?: KerasH5Contents;
   error?: { weightFile: boolean; file: string; problem: string };
 }
 
 interface Pending {
   worker: Worker;
   name: string;
-  resolve: (layers: KerasLayer[]) => void;
+  resolve: (contents: KerasH5Contents) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -45,7 +45,7 @@ function getWorker(): Worker {
     if (!p) return;
     pending.delete(reply.id);
     clearTimeout(p.timer);
-    if (reply.layers) p.resolve(reply.layers);
+    if (reply.contents) p.resolve(reply.contents);
     else p.reject(new WeightFileError(reply.error?.file ?? p.name, reply.error?.problem ?? 'the HDF5 reader failed'));
   });
   w.on('error', (e) => failAll(w, () => `the HDF5 reader crashed (${e.message.split('\n')[0]}); the file is corrupt`));
@@ -56,9 +56,9 @@ function getWorker(): Worker {
   return w;
 }
 
-export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs: number, transferBytes = false): Promise<KerasLayer[]> {
+export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs: number, transferBytes = false, attributes: readonly string[] = []): Promise<KerasH5Contents> {
   const run = () =>
-    new Promise<KerasLayer[]>((resolve, reject) => {
+    new Promise<KerasH5Contents>((resolve, reject) => {
       const w = getWorker();
       const id = ++nextId;
       const timer = setTimeout(() => {
@@ -70,7 +70,7 @@ export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs:
         reject(new WeightFileError(name, `reading took longer than ${timeoutMs} ms and was stopped (corrupt file, or raise timeoutMs)`));
       }, timeoutMs);
       pending.set(id, { worker: w, name, resolve, reject, timer });
-      w.postMessage({ id, bytes, name }, transferBytes ? [bytes.buffer as ArrayBuffer] : []);
+      w.postMessage({ id, bytes, name, attributes: [...attributes] }, transferBytes ? [bytes.buffer as ArrayBuffer] : []);
     });
   const result = queue.then(run, run);
   queue = result.catch(() => undefined);

@@ -32,7 +32,22 @@ export interface KerasH5WriteOptions {
   kerasVersion?: string;
   /** Root attribute `backend` (default 'tensorflow'). */
   backend?: string;
+  /**
+   * More root attributes, which Keras ignores: a string is written as a scalar string, a list as
+   * a list of strings (split into `<name>0`, `<name>1`, … when too large, as Keras does).
+   */
+  attributes?: Readonly<Record<string, string | readonly string[]>>;
 }
+
+/** A Keras H5 file's layers and the extra root attributes asked for. */
+export interface KerasH5Contents {
+  layers: KerasLayer[];
+  /** Requested string attributes that are present, each as a list (a scalar is a list of one). */
+  attributes: Record<string, string[]>;
+}
+
+/** Root attributes that Keras itself reads or writes; extra attributes may not take these names. */
+const KERAS_ROOT_ATTRIBUTES = ['layer_names', 'backend', 'keras_version', 'model_config', 'training_config'];
 
 /** Keras splits attributes larger than this (HDF5's object header limit, minus headroom). */
 const HDF5_OBJECT_HEADER_LIMIT = 64512;
@@ -52,6 +67,8 @@ export interface KerasH5ReadOptions {
   isolate?: boolean;
   /** Give up after this long (isolated reads only; default 30 s + 1 s per MB). */
   timeoutMs?: number;
+  /** Root string attributes to return too (readKerasH5Contents). */
+  attributes?: readonly string[];
 }
 
 /**
@@ -60,6 +77,11 @@ export interface KerasH5ReadOptions {
  * WeightFileError naming the file.
  */
 export async function readKerasH5(source: Uint8Array | string, options: KerasH5ReadOptions | string = {}): Promise<KerasLayer[]> {
+  return (await readKerasH5Contents(source, options)).layers;
+}
+
+/** readKerasH5, with the root string attributes named in `options.attributes`. */
+export async function readKerasH5Contents(source: Uint8Array | string, options: KerasH5ReadOptions | string = {}): Promise<KerasH5Contents> {
   const opts: KerasH5ReadOptions = typeof options === 'string' ? { label: options } : options;
   let bytes: Uint8Array;
   let name: string;
@@ -79,12 +101,13 @@ export async function readKerasH5(source: Uint8Array | string, options: KerasH5R
     throw new WeightFileError(opts.label ?? '<keras h5>', 'expected a path or a Uint8Array');
   }
   checkSignature(bytes, name);
-  if (opts.isolate === false) return parseKerasH5(bytes, name);
+  const attributes = opts.attributes ?? [];
+  if (opts.isolate === false) return parseKerasH5Contents(bytes, name, attributes);
   const timeoutMs = opts.timeoutMs ?? 30_000 + Math.ceil(bytes.length / 1_000_000) * 1000;
   const { parseKerasH5Isolated } = await import('./h5-isolated.js');
   // Bytes read here from a path are ours to hand over to the worker without a copy.
   const transferable = owned && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-  return parseKerasH5Isolated(bytes, name, timeoutMs, transferable);
+  return parseKerasH5Isolated(bytes, name, timeoutMs, transferable, attributes);
 }
 
 function checkSignature(bytes: Uint8Array, name: string): void {
@@ -93,8 +116,13 @@ function checkSignature(bytes: Uint8Array, name: string): void {
   }
 }
 
-/** Parses Keras H5 bytes on the calling thread (the worker uses this too). */
+/** Parses Keras H5 bytes on the calling thread. */
 export async function parseKerasH5(bytes: Uint8Array, name: string): Promise<KerasLayer[]> {
+  return (await parseKerasH5Contents(bytes, name)).layers;
+}
+
+/** parseKerasH5 with the named root string attributes (the worker uses this). */
+export async function parseKerasH5Contents(bytes: Uint8Array, name: string, attributes: readonly string[] = []): Promise<KerasH5Contents> {
   checkSignature(bytes, name);
   const m = await h5Module();
   const memPath = scratchPath();
@@ -106,7 +134,7 @@ export async function parseKerasH5(bytes: Uint8Array, name: string): Promise<Ker
       const fileId = m.open(memPath, m.H5F_ACC_RDONLY, false, -1, -1);
       if (fileId < 0n) throw new WeightFileError(name, 'HDF5 could not open the file');
       opened.id = fileId;
-      return readLayers(m, fileId, name, bytes.length);
+      return readContents(m, fileId, name, bytes.length, attributes);
     });
   } catch (e) {
     if (e instanceof WeightFileError) throw e;
@@ -135,7 +163,7 @@ interface PlannedWeight {
   count: number;
 }
 
-function readLayers(m: H5Module, fileId: bigint, file: string, fileSize: number): KerasLayer[] {
+function readContents(m: H5Module, fileId: bigint, file: string, fileSize: number, attributeNames: readonly string[]): KerasH5Contents {
   const fail = (problem: string): never => {
     throw new WeightFileError(file, problem);
   };
@@ -183,11 +211,17 @@ function readLayers(m: H5Module, fileId: bigint, file: string, fileSize: number)
     plan.push({ name: layer, weights });
   }
 
+  const attributes: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  for (const a of attributeNames) {
+    if (hasListAttribute(m, fileId, root, a)) attributes[a] = readStringList(m, fileId, root, a, file, fileSize);
+  }
+
   // Pass 2: data.
-  return plan.map((layer) => ({
+  const layers = plan.map((layer) => ({
     name: layer.name,
     weights: layer.weights.map((w) => ({ name: w.name, shape: [...w.shape], data: readFloatDataset(m, fileId, w) })),
   }));
+  return { layers, attributes: { ...attributes } };
 }
 
 function readFloatDataset(m: H5Module, fileId: bigint, w: PlannedWeight): Float32Array {
@@ -281,6 +315,7 @@ export async function writeKerasH5(layers: readonly KerasLayer[], path: string, 
 /** The bytes of a Keras legacy H5 weight file holding `layers` in the given order. */
 export async function encodeKerasH5(layers: readonly KerasLayer[], options: KerasH5WriteOptions = {}, label = '<keras h5>'): Promise<Uint8Array> {
   validateForWrite(layers, label);
+  validateAttributes(options.attributes ?? {}, label);
   const m = await h5Module();
   const memPath = scratchPath();
   let fileId: bigint | null = null;
@@ -290,6 +325,10 @@ export async function encodeKerasH5(layers: readonly KerasLayer[], options: Kera
     writeStringListAttribute(m, fileId, '/', 'layer_names', layers.map((l) => l.name));
     writeScalarStringAttribute(m, fileId, '/', 'backend', options.backend ?? 'tensorflow');
     writeScalarStringAttribute(m, fileId, '/', 'keras_version', options.kerasVersion ?? '2.15.0');
+    for (const [name, value] of Object.entries(options.attributes ?? {})) {
+      if (typeof value === 'string') writeScalarStringAttribute(m, fileId, '/', name, value);
+      else writeStringListAttribute(m, fileId, '/', name, [...value]);
+    }
     for (const layer of layers) {
       const groupPath = `/${layer.name}`;
       m.create_group(fileId, groupPath, false);
@@ -320,6 +359,17 @@ export async function encodeKerasH5(layers: readonly KerasLayer[], options: Kera
       try { m.close_file(fileId); } catch { /* instance may be gone */ }
     }
     try { m.FS.unlink(memPath); } catch { /* never created */ }
+  }
+}
+
+function validateAttributes(attributes: Readonly<Record<string, string | readonly string[]>>, label: string): void {
+  for (const [name, value] of Object.entries(attributes)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || KERAS_ROOT_ATTRIBUTES.includes(name)) {
+      throw new WeightFileError(label, `cannot write a root attribute named "${name}" (Keras's own, or not a plain name)`);
+    }
+    if (typeof value !== 'string' && !(Array.isArray(value) && value.every((v) => typeof v === 'string' && !v.includes('\0')))) {
+      throw new WeightFileError(label, `root attribute "${name}" must be a string or a list of strings without NUL characters`);
+    }
   }
 }
 

@@ -18,6 +18,7 @@ import { WeightFileError } from './errors.js';
 import { readKerasH5, writeKerasH5, type KerasLayer } from './keras-h5.js';
 import { modelToKerasLayers, modelWeightSpec } from './keras-model.js';
 import { matchKerasWeights, type KerasMatchMode, type ModelLayerWeights } from './keras-match.js';
+import { modelRecordOf, recordToH5Attributes, recordToMetadata, type ModelRecord } from './model-record.js';
 import { readSafetensors, writeSafetensorsFile } from './safetensors.js';
 import { shapeText, type NamedWeight } from './weights.js';
 
@@ -196,23 +197,28 @@ export function namedWeightsOf(model: Model): NamedWeight[] {
 }
 
 /**
- * safetensors metadata: `format` = this tag, and `model_config` = JSON {model: registry name,
- * ...build options} when the model came from the registry (the CLI rebuilds the model from it).
+ * safetensors metadata: `format` = this tag, plus the model record (model-record.ts):
+ * `model_config` = JSON {model: registry name, ...build options}, `class_names`, `preprocessing`.
  */
 export const WEIGHTS_FORMAT_TAG = 'xception-weights/1';
 
-/** Saves the model's weights atomically, as a Keras H5 weight file or as safetensors. */
-export async function saveWeights(model: Model, path: string, format: WeightFormat): Promise<void> {
+/**
+ * Saves the model's weights atomically, as a Keras H5 weight file or as safetensors, with the
+ * record (default: the model's own, from the registry; null writes none).
+ */
+export async function saveWeights(model: Model, path: string, format: WeightFormat, record: ModelRecord | null = modelRecordOf(model)): Promise<void> {
   if (format === 'keras-h5') {
-    await writeKerasH5(modelToKerasLayers(model), path);
+    await writeKerasH5(modelToKerasLayers(model), path, record ? { attributes: recordToH5Attributes(record) } : {});
   } else if (format === 'safetensors') {
-    const metadata: Record<string, string> = { format: WEIGHTS_FORMAT_TAG };
-    // model.config is {model: registry name, ...options}: enough to rebuild the model.
-    if (typeof model.config['model'] === 'string') metadata['model_config'] = JSON.stringify(model.config, (k, v) => (k === 'backend' ? undefined : v));
-    await writeSafetensorsFile(path, namedWeightsOf(model), metadata);
+    await writeSafetensorsFile(path, namedWeightsOf(model), weightsMetadata(record));
   } else {
     throw new WeightFileError(path, `unknown weight format '${String(format)}' (expected keras-h5 or safetensors)`);
   }
+}
+
+/** safetensors metadata of a weights file: the format tag and the record. */
+export function weightsMetadata(record: ModelRecord | null): Record<string, string> {
+  return { format: WEIGHTS_FORMAT_TAG, ...(record ? recordToMetadata(record) : {}) };
 }
 
 /**

@@ -11,27 +11,18 @@ import { statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { noGrad } from '../core/engine.js';
-import { OptionError, XceptionError } from '../core/errors.js';
-import { validateImagePreprocessing, type ImagePreprocessing } from '../data/image-preprocessing.js';
-import { buildModel, getModelEntry } from '../models/registry.js';
+import { OptionError } from '../core/errors.js';
+import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
-import { CHECKPOINT_FILE, readCheckpoint, type LoadedCheckpoint } from '../train/checkpoint.js';
+import { CHECKPOINT_FILE, readCheckpoint, runRecord, type LoadedCheckpoint } from '../train/checkpoint.js';
 import { WeightFileError } from './errors.js';
-import { readKerasH5, type KerasLayer } from './keras-h5.js';
+import { readKerasH5Contents } from './keras-h5.js';
+import { RECORD_H5_ATTRIBUTES, recordFromH5Attributes, recordFromMetadata, validateModelRecord, type ModelRecord } from './model-record.js';
 import { assignByName, loadKerasLayers, notAWeightFile, sniffWeightFormat, type LoadMode, type LoadWeightsReport } from './model-weights.js';
 import { readSafetensorsFile } from './safetensors.js';
 import type { NamedWeight } from './weights.js';
 
-/** Which model a set of weights belongs to, and how its inputs and outputs are meant. */
-export interface ModelRecord {
-  /** Registry name ('xception' | 'inception_v3'). */
-  model: string;
-  /** Build options, inputShape and classes included; never 'backend'. */
-  options: Record<string, unknown>;
-  /** Class names by index; length === classes when present. */
-  classNames?: string[];
-  preprocessing?: ImagePreprocessing;
-}
+export type { ModelRecord } from './model-record.js';
 
 export interface WeightsSource {
   path: string;
@@ -48,12 +39,6 @@ export interface WeightsSource {
    */
   loadInto(model: Model, options?: { mode?: LoadMode; except?: readonly string[]; useEma?: boolean }): Promise<LoadWeightsReport>;
 }
-
-/** Caps on what a record may ask to build (an untrusted file must not make us allocate gigabytes). */
-export const RECORD_LIMITS = { classes: 100_000, classNameLength: 1000, inputSide: 8192, channels: 64, middleBlocks: 64 } as const;
-
-/** safetensors metadata keys (and Keras H5 root attribute names) of a record. */
-export const RECORD_KEYS = { model: 'model_config', classNames: 'class_names', preprocessing: 'preprocessing' } as const;
 
 /** Opens weights: a run folder, its checkpoint.safetensors, any safetensors file or a Keras H5 file. */
 export async function openWeights(source: string): Promise<WeightsSource> {
@@ -92,137 +77,6 @@ function isHdf5(head: Uint8Array): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Records: validation and the metadata form
-
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-
-/** Throws on a prototype-polluting key anywhere in a parsed JSON value. */
-function checkKeys(value: unknown, where: string, file: string): void {
-  if (value === null || typeof value !== 'object') return;
-  for (const [k, v] of Object.entries(value)) {
-    if (FORBIDDEN_KEYS.has(k)) throw new WeightFileError(file, `${where} has a forbidden key '${k}'`);
-    checkKeys(v, where, file);
-  }
-}
-
-/**
- * Checks a record from a file (untrusted) and returns a clean copy; any problem is a
- * WeightFileError naming the file. Nothing is built or allocated.
- */
-export function validateModelRecord(raw: unknown, file: string): ModelRecord {
-  const bad = (problem: string): never => {
-    throw new WeightFileError(file, `its model record is invalid: ${problem}`);
-  };
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) bad('not an object');
-  checkKeys(raw, 'the record', file);
-  const r = raw as Record<string, unknown>;
-  if (typeof r['model'] !== 'string') bad('no model name');
-  const model = r['model'] as string;
-  let entry;
-  try {
-    entry = getModelEntry(model);
-  } catch {
-    bad(`unknown model '${model.slice(0, 100)}'`);
-  }
-  const o = r['options'];
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) bad('options are not an object');
-  const options: Record<string, unknown> = { ...(o as Record<string, unknown>) };
-  if ('backend' in options) bad("options name a backend (a record never does)");
-  checkCaps(options, bad);
-  try {
-    entry!.checkOptions(options);
-  } catch (e) {
-    if (!(e instanceof XceptionError)) throw e;
-    bad(e.message);
-  }
-  const record: ModelRecord = { model, options };
-  if (r['classNames'] !== undefined) record.classNames = validateClassNames(r['classNames'], options, bad);
-  if (r['preprocessing'] !== undefined) {
-    try {
-      record.preprocessing = validateImagePreprocessing(r['preprocessing'], 'preprocessing');
-    } catch (e) {
-      bad((e as Error).message);
-    }
-  }
-  return record;
-}
-
-function checkCaps(o: Record<string, unknown>, bad: (p: string) => never): void {
-  const classes = o['classes'];
-  if (classes !== undefined && !(Number.isInteger(classes) && (classes as number) >= 1 && (classes as number) <= RECORD_LIMITS.classes)) {
-    bad(`classes must be an integer in [1, ${RECORD_LIMITS.classes}], got ${JSON.stringify(classes)?.slice(0, 40)}`);
-  }
-  const shape = o['inputShape'];
-  if (shape !== undefined) {
-    const ok = Array.isArray(shape) && shape.length === 3 && shape.every((d) => Number.isInteger(d) && d >= 1) &&
-      shape[0] <= RECORD_LIMITS.inputSide && shape[1] <= RECORD_LIMITS.inputSide && shape[2] <= RECORD_LIMITS.channels;
-    if (!ok) bad(`inputShape must be [H, W, C] with H, W ≤ ${RECORD_LIMITS.inputSide} and C ≤ ${RECORD_LIMITS.channels}, got ${JSON.stringify(shape)?.slice(0, 60)}`);
-  }
-  const blocks = o['middleBlocks'];
-  if (blocks !== undefined && !(Number.isInteger(blocks) && (blocks as number) >= 0 && (blocks as number) <= RECORD_LIMITS.middleBlocks)) {
-    bad(`middleBlocks must be an integer in [0, ${RECORD_LIMITS.middleBlocks}], got ${JSON.stringify(blocks)?.slice(0, 40)}`);
-  }
-  const seed = o['seed'];
-  if (seed !== undefined && !(Number.isSafeInteger(seed) && (seed as number) >= 0)) bad(`seed must be a non-negative integer`);
-}
-
-function validateClassNames(names: unknown, options: Record<string, unknown>, bad: (p: string) => never): string[] {
-  if (!Array.isArray(names)) bad('class names are not a list');
-  const list = names as unknown[];
-  if (options['includeTop'] === false) bad('class names given for a model without a classifier');
-  const classes = (options['classes'] as number | undefined) ?? 1000;
-  if (list.length !== classes) bad(`${list.length} class names for ${classes} classes`);
-  list.forEach((n, i) => {
-    if (typeof n !== 'string' || n.length === 0 || n.length > RECORD_LIMITS.classNameLength) {
-      bad(`class name ${i} must be a non-empty string of at most ${RECORD_LIMITS.classNameLength} characters`);
-    }
-  });
-  return [...(list as string[])];
-}
-
-/** The record of a model built from the registry (its options as built, without the backend). */
-export function modelRecordOf(model: Model, extra: { classNames?: readonly string[]; preprocessing?: ImagePreprocessing } = {}): ModelRecord | null {
-  const { model: name, backend: _backend, ...options } = model.config;
-  if (typeof name !== 'string') return null;
-  return {
-    model: name, options,
-    ...(extra.classNames ? { classNames: [...extra.classNames] } : {}),
-    ...(extra.preprocessing ? { preprocessing: { ...extra.preprocessing } } : {}),
-  };
-}
-
-/** A record as string metadata: model_config = JSON {model, ...options}, class_names, preprocessing. */
-export function recordToMetadata(record: ModelRecord): Record<string, string> {
-  const meta: Record<string, string> = { [RECORD_KEYS.model]: JSON.stringify({ ...record.options, model: record.model }) };
-  if (record.classNames) meta[RECORD_KEYS.classNames] = JSON.stringify(record.classNames);
-  if (record.preprocessing) meta[RECORD_KEYS.preprocessing] = JSON.stringify(record.preprocessing);
-  return meta;
-}
-
-/** The record in string metadata (safetensors metadata, H5 root attributes); null if none. */
-export function recordFromMetadata(meta: Readonly<Record<string, string>>, file: string): ModelRecord | null {
-  const text = meta[RECORD_KEYS.model];
-  if (text === undefined) return null;
-  const parse = (key: string, s: string): unknown => {
-    try {
-      return JSON.parse(s);
-    } catch {
-      throw new WeightFileError(file, `its ${key} metadata is not valid JSON`);
-    }
-  };
-  const config = parse(RECORD_KEYS.model, text);
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new WeightFileError(file, `its ${RECORD_KEYS.model} metadata is not a JSON object`);
-  checkKeys(config, RECORD_KEYS.model, file);
-  const { model, ...options } = config as Record<string, unknown>;
-  const raw: Record<string, unknown> = { model, options };
-  const names = meta[RECORD_KEYS.classNames];
-  if (names !== undefined) raw['classNames'] = parse(RECORD_KEYS.classNames, names);
-  const pre = meta[RECORD_KEYS.preprocessing];
-  if (pre !== undefined) raw['preprocessing'] = parse(RECORD_KEYS.preprocessing, pre);
-  return validateModelRecord(raw, file);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Sources
 
 function buildRecorded(path: string, record: ModelRecord | null, overrides: Record<string, unknown>): Model {
@@ -246,12 +100,7 @@ function openRun(dir: string): WeightsSource {
     throw new WeightFileError(dir, `not a run folder written by \`xception train\` (${(e as Error).message})`);
   }
   const label = `${dir}/${CHECKPOINT_FILE}`;
-  const s = ck.state;
-  const record = validateModelRecord({
-    model: s.model.name, options: s.model.options,
-    ...(s.classNames !== undefined ? { classNames: s.classNames } : {}),
-    ...(s.preprocessing !== undefined ? { preprocessing: s.preprocessing } : {}),
-  }, label);
+  const record = validateModelRecord(runRecord(ck.state), label);
   const shapes = [...ck.shapes].map(([name, shape]) => ({ name, shape }));
   return {
     path: dir, kind: 'run', record, fileClasses: classesOf(shapes),
@@ -285,10 +134,10 @@ async function openSafetensors(path: string): Promise<WeightsSource> {
 }
 
 async function openKerasH5(path: string): Promise<WeightsSource> {
-  const layers: KerasLayer[] = await readKerasH5(path);
+  const { layers, attributes } = await readKerasH5Contents(path, { attributes: Object.values(RECORD_H5_ATTRIBUTES) });
+  const record = recordFromH5Attributes(attributes, path);
   const classifier = layers.find((l) => l.name === 'predictions');
   const bias = classifier?.weights.find((w) => /(^|\/)bias(:0)?$/.test(w.name) && w.shape.length === 1);
-  const record: ModelRecord | null = null;
   return {
     path, kind: 'keras-h5', record, fileClasses: bias ? bias.shape[0]! : null,
     buildModel: (overrides = {}) => buildRecorded(path, record, overrides),

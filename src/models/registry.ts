@@ -13,8 +13,8 @@ export interface ModelEntry {
   name: string;
   description: string;
   build: (options: Record<string, unknown>) => Model;
-  /** Checks options as build would, allocating nothing (throws OptionError/ShapeError). */
-  checkOptions: (options: Record<string, unknown>) => void;
+  /** Checks options as build would and fills in the defaults, allocating nothing (throws OptionError/ShapeError). */
+  resolveOptions: (options: Record<string, unknown>) => Record<string, unknown>;
   /** How pixels in [0, 255] become network inputs. */
   preprocessing: Preprocessing;
   defaultInputShape: [number, number, number];
@@ -44,7 +44,7 @@ registerModel({
   name: 'xception',
   description: 'Xception (Chollet 2017), Keras applications.Xception layout, with the paper\'s research switches',
   build: (o) => xception(o as XceptionOptions),
-  checkOptions: (o) => void resolveXceptionOptions(o as XceptionOptions),
+  resolveOptions: (o) => ({ ...resolveXceptionOptions(o as XceptionOptions) }),
   preprocessing: 'xception',
   defaultInputShape: [299, 299, 3],
 });
@@ -53,7 +53,7 @@ registerModel({
   name: 'inception_v3',
   description: 'Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper\'s baseline',
   build: (o) => inceptionV3(o as InceptionV3Options),
-  checkOptions: (o) => void resolveInceptionV3Options(o as InceptionV3Options),
+  resolveOptions: (o) => ({ ...resolveInceptionV3Options(o as InceptionV3Options) }),
   preprocessing: 'inception_v3',
   defaultInputShape: [299, 299, 3],
 });

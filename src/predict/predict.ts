@@ -14,25 +14,21 @@
  * arithmetic: see resize-pil.ts), then preprocessed
  * as the model's registry entry says (Xception and Inception V3: x/127.5 − 1).
  */
-import { readFile } from 'node:fs/promises';
 import { tensor } from '../core/creation.js';
 import { noGrad } from '../core/engine.js';
-import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
+import { OptionError, ShapeError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
+import { readImagePixels } from '../data/image-file.js';
+import { ImageError } from '../data/errors.js';
+import { type ImagePreprocessing, kerasPreprocessing, type ResizeInterpolation, validateImagePreprocessing } from '../data/image-preprocessing.js';
+import { preprocessingAffine } from '../data/transforms.js';
 import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
 import { imagenetClassNames } from './imagenet-classes.js';
-import { resizeLikePil } from './resize-pil.js';
 
 export { imagenetClassNames } from './imagenet-classes.js';
 
-/** An image could not be read or decoded. */
-export class ImageError extends XceptionError {
-  constructor(readonly file: string, problem: string) {
-    super(`${file}: ${problem}`);
-  }
-}
+export { ImageError } from '../data/errors.js';
 
 export interface ClassScore {
   index: number;
@@ -81,75 +77,44 @@ export function decodePredictions(preds: Tensor | Float32Array | readonly number
   return out;
 }
 
-export type Interpolation = 'nearest' | 'bilinear';
+export type Interpolation = ResizeInterpolation;
 
 export interface LoadImageOptions {
   /** Keras's default is nearest-neighbour. */
   interpolation?: Interpolation;
 }
 
-type SharpFactory = typeof import('sharp').default;
-let sharpFactory: SharpFactory | null = null;
-
-async function loadSharp(): Promise<SharpFactory> {
-  if (sharpFactory) return sharpFactory;
-  try {
-    sharpFactory = (await import('sharp')).default;
-    return sharpFactory;
-  } catch (e) {
-    throw new XceptionError(`decoding images needs the 'sharp' package, which failed to load (${(e as Error).message})`);
-  }
-}
-
 /**
- * Keras's `image.load_img(file, target_size=(height, width), color_mode=…)`: decodes the image
- * (sharp), converts it to RGB (or, for one channel, to luma as Pillow's convert('L') does), then
- * resizes it to height×width with Pillow's own arithmetic (aspect ratio not kept). Returns
- * HWC uint8 pixels.
+ * Keras's `image.load_img(file, target_size=(height, width), color_mode=…)`: readImagePixels with
+ * Keras's resize policy (stretch, aspect ratio not kept) and `interpolation` (default nearest).
+ * Returns HWC uint8 pixels.
  */
-export async function loadImage(file: string, [height, width, channels]: readonly [number, number, number], options: LoadImageOptions = {}): Promise<Uint8Array> {
-  if (channels !== 1 && channels !== 3) throw new ShapeError(`images can be loaded with 1 or 3 channels, not ${channels}`);
+export async function loadImage(file: string, shape: readonly [number, number, number], options: LoadImageOptions = {}): Promise<Uint8Array> {
   const interpolation = options.interpolation ?? 'nearest';
   if (interpolation !== 'nearest' && interpolation !== 'bilinear') throw new OptionError(`interpolation must be 'nearest' or 'bilinear', got ${JSON.stringify(interpolation)}`);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ImageError(file, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not an image' : `cannot read file (${(e as Error).message})`);
-  }
-  const sharp = await loadSharp();
-  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
-  try {
-    // Full size, RGB (alpha dropped, greys expanded, palettes applied), 8 bits per channel.
-    decoded = await sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  } catch (e) {
-    throw new ImageError(file, `not a readable image (JPEG, PNG, WebP, …): ${(e as Error).message}`);
-  }
-  const { data, info } = decoded;
-  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
-    throw new ImageError(file, `decoded to ${info.width}×${info.height}×${info.channels} (${data.length} bytes), expected RGB`);
-  }
-  const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (channels === 3) return resizeLikePil(rgb, info.height, info.width, 3, height, width, interpolation);
-  // Keras converts the colour mode before resizing. Pillow's convert('L'): ITU-R 601-2 luma in 16-bit fixed point.
-  const grey = new Uint8Array(info.height * info.width);
-  for (let i = 0; i < grey.length; i++) grey[i] = (rgb[3 * i]! * 19595 + rgb[3 * i + 1]! * 38470 + rgb[3 * i + 2]! * 7471 + 0x8000) >> 16;
-  return resizeLikePil(grey, info.height, info.width, 1, height, width, interpolation);
+  return readImagePixels(file, shape, { ...kerasPreprocessing('xception'), interpolation });
 }
 
-export interface PredictOptions extends LoadImageOptions, DecodeOptions {
+export interface PredictOptions extends DecodeOptions {
   /** Classes per image (default 5). */
   top?: number;
-  /** Pixel preprocessing (default 'xception': x/127.5 − 1). */
-  preprocessing?: Preprocessing;
+  /**
+   * How files become inputs (default kerasPreprocessing('xception'): stretch, nearest,
+   * x/127.5 − 1, Keras-exact for the official weights). Pass what the weights were trained with.
+   */
+  preprocessing?: ImagePreprocessing;
   /** Images per forward pass (default 8). */
   batchSize?: number;
+  /** Images decoded at once (default 8): sharp decodes them on libuv threads while a batch is classified. */
+  decodeConcurrency?: number;
 }
 
 export interface ImagePrediction {
   file: string;
+  /** Most probable first; empty when the image could not be read (see `error`). */
   predictions: ClassScore[];
+  /** Why the image could not be read (the others are still classified). */
+  error?: string;
 }
 
 /** True when the model's last layer ends in a softmax, i.e. it outputs probabilities. */
@@ -191,27 +156,76 @@ export function classify(model: Model, inputs: Float32Array, count: number): Flo
   return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
 }
 
-/** Loads, preprocesses and classifies images; one result per file, in order. */
+/** One batch of model inputs; a file that could not be read leaves zeros and its error. */
+interface DecodedBatch {
+  files: readonly string[];
+  inputs: Float32Array;
+  errors: (string | undefined)[];
+}
+
+/**
+ * Model inputs for `files` (NHWC float32), each image read by readImagePixels and scaled as `prep`
+ * says: the tensor evaluation builds for the same file. At most `concurrency` images are decoded
+ * at once. Failures are collected, not thrown, unless they are not about the file (e.g. no sharp).
+ */
+export async function imageInputs(files: readonly string[], shape: readonly [number, number, number], prep: ImagePreprocessing, concurrency = 8): Promise<DecodedBatch> {
+  const per = shape[0] * shape[1] * shape[2];
+  const { scale, offset } = preprocessingAffine(prep.scaling);
+  const inputs = new Float32Array(files.length * per);
+  const errors: (string | undefined)[] = files.map(() => undefined);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < files.length; i = next++) {
+      try {
+        const pixels = await readImagePixels(files[i]!, shape, prep);
+        for (let j = 0, o = i * per; j < per; j++, o++) inputs[o] = pixels[j]! * scale + offset;
+      } catch (e) {
+        if (!(e instanceof ImageError)) throw e;
+        errors[i] = e.message;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+  return { files, inputs, errors };
+}
+
+function checkPositiveInt(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) throw new OptionError(`${name} must be a positive integer, got ${v}`);
+}
+
+/**
+ * Loads, preprocesses and classifies images; one result per file, in order. Batch k+1 is decoded
+ * (sharp, libuv threads) while batch k is classified. An unreadable image gets `error` and no
+ * predictions; the others are classified.
+ */
 export async function predictImages(model: Model, files: readonly string[], options: PredictOptions = {}): Promise<ImagePrediction[]> {
   const top = options.top ?? 5;
-  if (!Number.isInteger(top) || top < 1) throw new OptionError(`top must be a positive integer, got ${top}`);
   const batchSize = options.batchSize ?? 8;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new OptionError(`batchSize must be a positive integer, got ${batchSize}`);
+  const concurrency = options.decodeConcurrency ?? 8;
+  checkPositiveInt('top', top);
+  checkPositiveInt('batchSize', batchSize);
+  checkPositiveInt('decodeConcurrency', concurrency);
+  const prep = validateImagePreprocessing(options.preprocessing ?? kerasPreprocessing('xception'), 'predict preprocessing');
   const shape = model.inputShape as [number, number, number];
   if (shape.length !== 3) throw new ShapeError(`model '${model.name}' does not take images (input [${shape.join(', ')}])`);
-  const per = shape[0] * shape[1] * shape[2];
+  if (model.outputShape.length !== 1) {
+    throw new ShapeError(`model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`);
+  }
+  const classes = model.outputShape[0]!;
+  const decode = (start: number) => imageInputs(files.slice(start, start + batchSize), shape, prep, concurrency);
   const results: ImagePrediction[] = [];
-  for (let start = 0; start < files.length; start += batchSize) {
-    const chunk = files.slice(start, start + batchSize);
-    const inputs = new Float32Array(chunk.length * per);
-    for (let i = 0; i < chunk.length; i++) {
-      const pixels = await loadImage(chunk[i]!, shape, options);
-      inputs.set(preprocessPixels(pixels, options.preprocessing ?? 'xception'), i * per);
-    }
-    const probs = classify(model, inputs, chunk.length);
-    const classes = model.outputShape[0]!;
-    const decoded = chunk.map((_, i) => decodePredictions(probs.subarray(i * classes, (i + 1) * classes), top, options)[0]!);
-    chunk.forEach((file, i) => results.push({ file, predictions: decoded[i]! }));
+  let pending: Promise<DecodedBatch> | null = files.length > 0 ? decode(0) : null;
+  for (let start = 0; pending; start += batchSize) {
+    const batch = await pending;
+    // Queue the next batch's decoding before the (synchronous) forward pass, so it overlaps.
+    pending = start + batchSize < files.length ? decode(start + batchSize) : null;
+    pending?.catch(() => {}); // awaited next turn; this only keeps an early rejection from being reported as unhandled
+    const probs = batch.errors.every((e) => e !== undefined) ? null : classify(model, batch.inputs, batch.files.length);
+    batch.files.forEach((file, i) => {
+      const error = batch.errors[i];
+      if (error !== undefined) results.push({ file, predictions: [], error });
+      else results.push({ file, predictions: decodePredictions(probs!.subarray(i * classes, (i + 1) * classes), top, options)[0]! });
+    });
   }
   return results;
 }

@@ -10,6 +10,8 @@ import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { RandomState } from '../core/random.js';
 import type { ImagePreprocessing } from '../data/image-preprocessing.js';
 import type { LoaderState } from '../data/loader.js';
+import type { ModelRecord } from '../io/model-record.js';
+import { weightsMetadata } from '../io/model-weights.js';
 import { readSafetensorsFileSync, writeSafetensorsFileSync } from '../io/safetensors.js';
 import type { NamedWeight } from '../io/weights.js';
 import type { Model } from '../nn/model.js';
@@ -66,7 +68,17 @@ export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, 
     for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
   }
   writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: FORMAT, state: JSON.stringify(state) });
-  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { format: 'xception-weights/1', config: JSON.stringify(state.config) });
+  // weights.safetensors describes itself: predict/eval/export rebuild the model from it alone.
+  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { ...weightsMetadata(runRecord(state)), config: JSON.stringify(state.config) });
+}
+
+/** The model record of a run (model-record.ts), from its state. */
+export function runRecord(state: RunState): ModelRecord {
+  return {
+    model: state.model.name, options: state.model.options,
+    ...(state.classNames ? { classNames: state.classNames } : {}),
+    ...(state.preprocessing ? { preprocessing: state.preprocessing } : {}),
+  };
 }
 
 export interface LoadedCheckpoint {

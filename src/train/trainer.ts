@@ -2,7 +2,7 @@
  * The trainer: epochs of seeded, augmented batches; an optimizer with a learning-rate schedule;
  * evaluation each epoch; metrics, curves and atomic checkpoints in a run folder; exact resume.
  */
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { backward } from '../core/autograd.js';
 import { tensor } from '../core/creation.js';
@@ -10,6 +10,7 @@ import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import type { ImageDataset } from '../data/dataset.js';
+import { trainingPreprocessing } from '../data/image-preprocessing.js';
 import type { Batch } from '../data/loader.js';
 import { subsetDataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
@@ -306,6 +307,9 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     optimizer: { name: optimizer.name, step: optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
     wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
     model: { name: config.model, options: modelOptions }, ...(phase ? { phase } : {}),
+    // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
+    ...(fullTrain.classNames ? { classNames: [...fullTrain.classNames] } : {}),
+    preprocessing: trainingPreprocessing(entry.preprocessing),
     evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
   // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
@@ -506,18 +510,3 @@ async function runModel(config: TrainConfig, saved: RunState | null, data: DataS
   return built;
 }
 
-/** Builds the model a run folder describes and loads its weights (the EMA weights when averaged). */
-export function loadRun(dir: string, opts: { useEma?: boolean } = {}): { model: Model; config: TrainConfig; state: RunState } {
-  const abs = resolve(dir);
-  if (!existsSync(abs)) throw new OptionError(`no run folder at ${abs}`);
-  const ck = readCheckpoint(abs);
-  const model = buildModel(ck.state.model.name, { ...ck.state.model.options, backend: getBackend() });
-  loadModelWeights(model, ck.model, join(abs, 'checkpoint.safetensors'));
-  if ((opts.useEma ?? true) && Object.keys(ck.ema).length > 0) {
-    for (const v of model.weights) {
-      const e = ck.ema[v.name];
-      if (e) v.setData(e);
-    }
-  }
-  return { model, config: ck.state.config as unknown as TrainConfig, state: ck.state };
-}

@@ -13,10 +13,13 @@ import { saveWeights } from '../../src/io/model-weights.js';
 import { buildModel, preprocessInput } from '../../src/models/registry.js';
 import { decodePredictions, imagenetClassNames, loadImage, predictImages } from '../../src/predict/predict.js';
 import type { Model } from '../../src/nn/model.js';
+import { kerasPreprocessing } from '../../src/data/image-preprocessing.js';
 import { getModelEntry } from '../../src/models/registry.js';
 import { Progress } from '../../src/train/progress.js';
-import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/trainer.js';
+import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
+import { openWeights } from '../../src/io/weights-source.js';
 import { writeIdxDataset } from '../data/fixtures.js';
+import { MNIST_CLASS_NAMES } from '../../src/data/dataset.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-cli-'));
 const MODEL_ARGS = ['--width', '0.0625', '--middle-blocks', '1'];
@@ -175,14 +178,20 @@ test('export to keras-h5 and safetensors round-trips through predict; a run-less
 test('predict and export errors are clear', async () => {
   const notImage = path.join(tmp, 'notes.txt');
   fs.writeFileSync(notImage, 'not an image');
+  const emptyDir = path.join(tmp, 'empty');
+  fs.mkdirSync(emptyDir, { recursive: true });
+  const bareH5 = path.join(tmp, 'bare.h5');
+  const m = buildSmall();
+  await saveWeights(m, bareH5, 'keras-h5', null);
+  m.dispose();
   const cases: [string[], RegExp][] = [
     [['predict'], /predict needs at least one IMAGE/],
     [['predict', path.join(tmp, 'missing.png')], /missing\.png: no such file/],
-    [['predict', tmp], /is not a file/],
-    [['predict', notImage, ...MODEL_ARGS], /notes\.txt: not a readable image \(JPEG, PNG, WebP, …\)/],
+    [['predict', emptyDir], /empty: a folder with no image files/],
     [['predict', image299, '--weights', path.join(tmp, 'nope.h5')], /nope\.h5: no such file/],
     [['predict', image299, '--weights', notImage], /notes\.txt: not a weight file: neither HDF5/],
-    [['predict', image299, '--weights', weightsH5], /the model has \d+ layers with weights but the file has \d+|has shape/],
+    [['predict', image299, '--weights', bareH5], /bare\.h5: does not fit the model the flags describe \(xception\):\n  the file's block1_conv1 has 2 filters, the model's 32; pass --width 0\.0625\n  the file has 1 middle-flow blocks, the model 8; pass --middle-blocks 1\n/],
+    [['predict', image299, '--weights', weightsH5, '--width', '0.5'], /records its model, and these flags differ from it: --width 0\.5 \(recorded: 0\.0625\)/],
     [['predict', image299, '--no-top', ...MODEL_ARGS], /not class scores: predict needs the classifier/],
     [['predict', image299, '--top', '0'], /--top must be an integer ≥ 1/],
     [['predict', image299, '--weights-mode', 'order'], /--weights-mode needs --weights/],
@@ -191,13 +200,19 @@ test('predict and export errors are clear', async () => {
     [['export', '--out', 'x.onnx'], /export needs --format/],
     [['export', '--format', 'keras-h5', '--no-fold-bn', '--out', 'x.h5'], /--no-fold-bn applies only to --format onnx/],
     [['export', '--format', 'onnx', '--opset', '9', '--out', 'x.onnx'], /--opset must be an integer ≥ 13/],
-    [['export', '--weights', tmp, '--width', '0.5', '--format', 'onnx', '--out', 'x.onnx'], /--width does not apply to a run folder/],
+    [['export', '--weights', tmp, '--format', 'onnx', '--out', 'x.onnx'], /not a run folder written by `xception train`/],
   ];
   for (const [args, pattern] of cases) {
     const r = await run(args);
     assert.equal(r.code, 2, `${args.join(' ')}: exit code`);
     assert.match(r.stderr, pattern, args.join(' '));
   }
+  // An unreadable image is reported and the others still classified; the exit code says so.
+  const mixed = await run(['predict', notImage, image299, ...MODEL_ARGS, '--json']);
+  assert.equal(mixed.code, 1);
+  assert.match(mixed.stderr, /notes\.txt: not a readable image \(JPEG, PNG, WebP, …\)/);
+  assert.equal(mixed.stdout.trim().split('\n').length, 1);
+  assert.equal(JSON.parse(mixed.stdout).file, image299);
   for (const cmd of ['predict', 'export']) {
     const h = await run([cmd, '--help']);
     assert.equal(h.code, 0);
@@ -219,11 +234,16 @@ test('--weights accepts a run folder written by train: predict (grey images) and
 
   const cli = await run(['predict', grey, '--weights', runDir, '--top', '3', '--json']);
   assert.equal(cli.code, 0, cli.stderr);
-  const { model, state } = loadRun(runDir);
+  const source = await openWeights(runDir);
+  const model = source.buildModel();
+  await source.loadInto(model);
   assert.deepEqual(model.inputShape, [28, 28, 1]);
-  const api = await predictImages(model, [grey], { top: 3, preprocessing: getModelEntry(state.model.name).preprocessing });
+  // The run records its class names and preprocessing; predict uses both with no flags.
+  const record = source.record!;
+  assert.deepEqual(record.preprocessing, { resize: 'center-crop', interpolation: 'bilinear', scaling: 'xception' });
+  const api = await predictImages(model, [grey], { top: 3, preprocessing: record.preprocessing!, labels: record.classNames! });
   assert.deepEqual(JSON.parse(cli.stdout), api[0]);
-  assert.equal(api[0]!.predictions[0]!.label, String(api[0]!.predictions[0]!.index), '10 classes: labels are the indices');
+  assert.equal(api[0]!.predictions[0]!.label, MNIST_CLASS_NAMES[api[0]!.predictions[0]!.index], 'labels are the recorded class names');
 
   const onnxFile = path.join(tmp, 'run.onnx');
   const e = await run(['export', '--weights', runDir, '--format', 'onnx', '--out', onnxFile]);

@@ -11,7 +11,7 @@ import { noGrad, setBackend, xception } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { namedWeightsOf, saveWeights } from '../../src/io/model-weights.js';
 import { writeSafetensorsFile } from '../../src/io/safetensors.js';
-import { recordToMetadata } from '../../src/io/weights-source.js';
+import { recordToMetadata } from '../../src/io/model-record.js';
 import { MNIST_CLASS_NAMES } from '../../src/data/dataset.js';
 import type { Model } from '../../src/nn/model.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';

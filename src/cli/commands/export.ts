@@ -1,6 +1,7 @@
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../io/atomic.js';
+import { modelRecordOf } from '../../io/model-record.js';
 import { saveWeights } from '../../io/model-weights.js';
 import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-model.js';
 import { preprocessingAffine } from '../../data/transforms.js';
@@ -22,8 +23,12 @@ Writes a model or its weights in another format:
                 input's layout). Feed it preprocessed pixels (Xception: x/127.5 − 1).
   keras-h5      Keras legacy H5 weights (layer_names, weight_names 'layer/kernel:0', Keras
                 layouts): Keras's model.load_weights(FILE) reads them into the same architecture.
+                The model, class names and preprocessing are recorded in root attributes
+                (xception_model_config, class_names, preprocessing), which Keras ignores.
   safetensors   the project's own weight format (names 'layer/weight'), with the model's
-                options recorded so that predict/export can rebuild it.
+                options, class names and preprocessing recorded in its metadata
+                (model_config, class_names, preprocessing).
+Either file then works as --weights for predict, eval and export with no model flags.
 
   --format F              onnx | keras-h5 | safetensors (required)
   --out FILE              output file, written atomically (required)
@@ -79,7 +84,8 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
       out(`wrote ${target}: ONNX opset ${opset ?? ONNX_MIN_OPSET}, input ${(inputLayout ?? 'nchw').toUpperCase()} [batch, ${describeInput(model.inputShape as number[], inputLayout ?? 'nchw')}], ` +
         `BN ${v['no-fold-bn'] ? 'kept' : 'folded'}, ${bytes.length} bytes\n`);
     } else {
-      await saveWeights(model, target, format);
+      // The source's record carries over (class names, preprocessing); else the model's own.
+      await saveWeights(model, target, format, loaded.record ?? modelRecordOf(model));
       out(`wrote ${target}: ${format === 'keras-h5' ? 'Keras H5' : 'safetensors'} weights of ${model.name} (${model.weights.length} tensors, ${model.countParams()} values)\n`);
     }
     return 0;

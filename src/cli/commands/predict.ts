@@ -1,19 +1,30 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { extname, join } from 'node:path';
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
+import { IMAGE_EXTENSIONS } from '../../data/folder.js';
+import { kerasPreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ImagePreprocessing } from '../../data/image-preprocessing.js';
 import { getModelEntry } from '../../models/registry.js';
 import { ImageError, outputsProbabilities, predictImages } from '../../predict/predict.js';
 import { choiceFlag, intFlag, parse } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
-export const PREDICT_HELP = `Usage: xception predict IMAGE... [--weights FILE|DIR] [--top K] [--json] [options]
+export const PREDICT_HELP = `Usage: xception predict IMAGE|DIR... [--weights FILE|DIR] [--top K] [--json] [options]
 
-Classifies images (JPEG, PNG, WebP, … decoded by sharp) as Keras does:
-image.load_img(path, target_size=model input) — RGB (grey for 1-channel models), alpha
-dropped, resized without keeping the aspect ratio with Pillow's exact arithmetic — then the
-model's preprocess_input, a forward pass, and decode_predictions.
-With a 1000-class model the labels are the ImageNet class names shipped in the package.
+Classifies images (JPEG, PNG, WebP, … decoded by sharp). A DIR stands for every image file
+in it (${IMAGE_EXTENSIONS.join(', ')}; not sub-folders), in sorted order. An image that
+cannot be read is reported on stderr and the others are still classified; the exit code is
+then 1.
+
+Each image is read as the weights were trained: the preprocessing the weights record (runs and
+files this project wrote: by default centre crop, bilinear), else Keras's
+image.load_img(path, target_size=model input) — resized without keeping the aspect ratio,
+nearest-neighbour, with Pillow's exact arithmetic — then the model's preprocess_input (x/127.5
+− 1), a forward pass and decode_predictions. RGB (grey for 1-channel models), alpha dropped.
+
+Labels: the class names the weights record, else --labels FILE, else the ImageNet class names
+shipped in the package for a 1000-class model, else the class index.
 
 Without --weights the model is randomly initialised and its predictions mean nothing; no
 official weights ship with the package (pass the Keras file, e.g.
@@ -22,12 +33,15 @@ official weights ship with the package (pass the Keras file, e.g.
   --top K                         classes per image (default 5)
   --json                          one JSON object per image and line:
                                   {"file", "predictions": [{"index", "label", "probability"}]}
-                                  (warnings go to stderr)
-  --labels FILE                   class labels, one per line (default: ImageNet names for 1000
-                                  classes, else the class index)
+                                  (warnings and unreadable images go to stderr)
+  --labels FILE                   class labels, one per line (used when the weights record no
+                                  class names)
+  --resize center-crop|stretch    how an image meets the model input: scale the shorter side and
+                                  crop the centre, or stretch (default: what the weights record,
+                                  else stretch as Keras's load_img)
   --interpolation nearest|bilinear
-                                  resize filter (default nearest, as Keras's load_img;
-                                  both give Pillow's pixels exactly)
+                                  resize filter (default: what the weights record, else nearest
+                                  as Keras's load_img; both give Pillow's pixels exactly)
   --batch-size B                  images per forward pass (default 8)
   --backend NAME                  native | reference
   -h, --help
@@ -44,7 +58,7 @@ Examples:
 export async function predictCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('predict', argv, {
     ...MODEL_FLAGS, ...WEIGHTS_FLAGS,
-    top: { type: 'string' }, json: { type: 'boolean' }, labels: { type: 'string' }, interpolation: { type: 'string' },
+    top: { type: 'string' }, json: { type: 'boolean' }, labels: { type: 'string' }, resize: { type: 'string' }, interpolation: { type: 'string' },
     'batch-size': { type: 'string' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   }, true);
   const v = p.values;
@@ -52,39 +66,26 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
     out(PREDICT_HELP);
     return 0;
   }
-  if (p.positionals.length === 0) throw new OptionError('predict needs at least one IMAGE (see `xception predict --help`)');
+  if (p.positionals.length === 0) throw new OptionError('predict needs at least one IMAGE or DIR (see `xception predict --help`)');
   const top = intFlag('top', v['top']) ?? 5;
   const batchSize = intFlag('batch-size', v['batch-size']) ?? 8;
-  const interpolation = choiceFlag('interpolation', v['interpolation'], ['nearest', 'bilinear'] as const) ?? 'nearest';
+  const resize = choiceFlag('resize', v['resize'], RESIZE_POLICIES);
+  const interpolation = choiceFlag('interpolation', v['interpolation'], RESIZE_INTERPOLATIONS);
   const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
   if (backend) setBackend(backend);
-  let labels: string[] | undefined;
-  if (v['labels'] !== undefined) {
-    const file = v['labels'] as string;
-    try {
-      labels = (await readFile(file, 'utf8')).split(/\r?\n/).filter((l, i, all) => l.length > 0 || i < all.length - 1);
-    } catch (e) {
-      throw new OptionError(`--labels ${file}: cannot read (${(e as Error).message})`);
-    }
-  }
+  const fileLabels = v['labels'] !== undefined ? await readLabels(v['labels'] as string) : undefined;
   // Every image must be there before a model is built (a typo should not cost a forward pass).
-  for (const file of p.positionals) {
-    let st;
-    try {
-      st = await stat(file);
-    } catch {
-      throw new ImageError(file, 'no such file');
-    }
-    if (!st.isFile()) throw new ImageError(file, 'is not a file');
-  }
+  const files = await imageFiles(p.positionals);
   const json = Boolean(v['json']);
   const warn = (s: string) => (json ? process.stderr.write(`xception predict: ${s}\n`) : out(`${s}\n`));
 
   const loaded = await loadModelForCommand('predict', p);
-  const { model } = loaded;
+  const { model, record } = loaded;
   try {
     if (model.outputShape.length !== 1) throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: predict needs the classifier (drop --no-top)`);
     const classes = model.outputShape[0]!;
+    if (fileLabels && record?.classNames) warn('note: --labels is not used: the weights record their class names');
+    const labels = record?.classNames ?? fileLabels;
     if (labels && labels.length !== classes) throw new OptionError(`--labels has ${labels.length} labels, the model ${classes} classes`);
     if (loaded.weightsSource === null) {
       warn('warning: no --weights given: the model is randomly initialised, so these predictions are meaningless (no official weights ship offline; pass e.g. --weights xception_weights_tf_dim_ordering_tf_kernels.h5)');
@@ -92,19 +93,60 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
       out(`weights: ${loaded.description}\n`);
     }
     if (!outputsProbabilities(model)) warn('note: the classifier outputs logits; probabilities are their softmax');
-    const results = await predictImages(model, p.positionals, {
-      top, batchSize, interpolation, preprocessing: getModelEntry(loaded.modelName).preprocessing, ...(labels ? { labels } : {}),
-    });
+    // Flags > what the weights record > Keras's load_img.
+    const preprocessing: ImagePreprocessing = {
+      ...(record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing)),
+      ...(resize ? { resize } : {}), ...(interpolation ? { interpolation } : {}),
+    };
+    const results = await predictImages(model, files, { top, batchSize, preprocessing, ...(labels ? { labels } : {}) });
+    let unreadable = 0;
     for (const r of results) {
-      if (json) {
+      const error = (r as { error?: string }).error;
+      if (error !== undefined) {
+        // The other images are still reported; the exit code says one failed.
+        process.stderr.write(`xception predict: error: ${error}\n`);
+        unreadable++;
+      } else if (json) {
         out(JSON.stringify(r) + '\n');
       } else {
         out(`${r.file}\n`);
         r.predictions.forEach((c, i) => out(`  ${String(i + 1).padStart(2)}. ${c.probability.toFixed(4)}  ${c.label} (${c.index})\n`));
       }
     }
-    return 0;
+    if (unreadable > 0) process.stderr.write(`xception predict: ${unreadable} of ${results.length} image(s) could not be read\n`);
+    return unreadable > 0 ? 1 : 0;
   } finally {
     model.dispose();
   }
+}
+
+async function readLabels(file: string): Promise<string[]> {
+  try {
+    return (await readFile(file, 'utf8')).split(/\r?\n/).filter((l, i, all) => l.length > 0 || i < all.length - 1);
+  } catch (e) {
+    throw new OptionError(`--labels ${file}: cannot read (${(e as Error).message})`);
+  }
+}
+
+/** The image files the arguments name: files as given, directories as their image files, sorted. */
+async function imageFiles(args: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const arg of args) {
+    let st;
+    try {
+      st = await stat(arg);
+    } catch {
+      throw new ImageError(arg, 'no such file or folder');
+    }
+    if (st.isFile()) {
+      files.push(arg);
+    } else if (st.isDirectory()) {
+      const names = (await readdir(arg)).filter((n) => !n.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(n).toLowerCase())).sort();
+      if (names.length === 0) throw new ImageError(arg, `a folder with no image files (${IMAGE_EXTENSIONS.join(', ')})`);
+      files.push(...names.map((n) => join(arg, n)));
+    } else {
+      throw new ImageError(arg, 'is neither a file nor a folder');
+    }
+  }
+  return files;
 }

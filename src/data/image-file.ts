@@ -1,0 +1,168 @@
+/**
+ * One image file → HWC uint8 pixels of a model's input shape, as an ImagePreprocessing says: the
+ * single definition training, evaluation and prediction all read image files with.
+ *
+ * Steps: sharp decodes the file on a libuv worker thread (EXIF orientation applied, alpha dropped,
+ * RGB); a source box is chosen — the whole image ('stretch', Keras's load_img), the centred box of
+ * the target's aspect ratio ('center-crop': shorter side to the target), or the augmentation's
+ * crop; the box is converted to grey if one channel is wanted (Pillow's convert('L')), resized to
+ * the target with Pillow's arithmetic (resize-pil.ts: the same filters in every policy, and
+ * Keras-exact for 'stretch'), then mirrored if the augmentation says so.
+ *
+ * Scaling to network inputs (preprocessingAffine) is left to the caller, so a batch loader can
+ * write float32 straight into its batch.
+ */
+import { ShapeError, XceptionError } from '../core/errors.js';
+import { stat } from 'node:fs/promises';
+import { resizeLikePil } from '../predict/resize-pil.js';
+import { ImageError } from './errors.js';
+import type { ImagePreprocessing } from './image-preprocessing.js';
+import type { CropBox } from './transforms.js';
+
+export { ImageError } from './errors.js';
+
+/** Random augmentation of one image, decided by the caller (its own seeded Random). */
+export interface ImageAugment {
+  /** Picks the box to keep, at source resolution (after EXIF orientation); it is resized to the target. */
+  crop?: (srcHeight: number, srcWidth: number) => CropBox;
+  /** Mirror left–right after resizing. */
+  flip?: boolean;
+}
+
+/**
+ * Images whose header declares more pixels than this are refused before any pixel is decoded
+ * (a 100-megapixel photo decodes to 300 MB; a hostile header can claim far more).
+ */
+export const MAX_IMAGE_PIXELS = 100_000_000;
+
+type SharpFactory = typeof import('sharp').default;
+let sharpFactory: SharpFactory | null = null;
+
+export async function loadSharp(): Promise<SharpFactory> {
+  if (sharpFactory) return sharpFactory;
+  try {
+    sharpFactory = (await import('sharp')).default;
+    return sharpFactory;
+  } catch (e) {
+    throw new XceptionError(`decoding images needs the 'sharp' package, which failed to load (${(e as Error).message}); run \`npm install sharp\``);
+  }
+}
+
+interface DecodedRgb {
+  rgb: Uint8Array;
+  height: number;
+  width: number;
+}
+
+/** Why a file sharp could not open is bad, in words a user can act on. */
+async function describeUnreadable(file: string, sharpMessage: string): Promise<string> {
+  try {
+    const st = await stat(file);
+    if (st.isDirectory()) return 'is a directory, not an image';
+    if (!st.isFile()) return 'is not a regular file';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'no such file' : `cannot read file (${(e as Error).message})`;
+  }
+  if (/pixel limit/i.test(sharpMessage)) {
+    return `image is larger than ${MAX_IMAGE_PIXELS.toLocaleString('en-US')} pixels; shrink it before use`;
+  }
+  return `not a readable image (JPEG, PNG, WebP, …): ${sharpMessage}`;
+}
+
+/** Full-size RGB pixels of `file`, upright (EXIF orientation applied), alpha dropped. */
+async function decodeRgb(file: string): Promise<DecodedRgb> {
+  const sharp = await loadSharp();
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
+  try {
+    decoded = await sharp(file, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS })
+      .rotate() // EXIF orientation: photos from phones are stored sideways
+      .removeAlpha()
+      .toColourspace('srgb') // greys expanded, palettes applied, CMYK converted
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw new ImageError(file, await describeUnreadable(file, (e as Error).message));
+  }
+  const { data, info } = decoded;
+  if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
+    throw new ImageError(file, `decoded to ${info.width}×${info.height}×${info.channels} (${data.length} bytes), expected RGB`);
+  }
+  return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), height: info.height, width: info.width };
+}
+
+/** The centred box with the target's aspect ratio: scaling it to the target fits the shorter side. */
+export function centerCropBox(height: number, width: number, targetHeight: number, targetWidth: number): CropBox {
+  if (width * targetHeight > height * targetWidth) {
+    const w = Math.max(1, Math.round((height * targetWidth) / targetHeight));
+    return { y: 0, x: Math.floor((width - w) / 2), height, width: w };
+  }
+  const h = Math.max(1, Math.round((width * targetHeight) / targetWidth));
+  return { y: Math.floor((height - h) / 2), x: 0, height: h, width };
+}
+
+function checkBox(box: CropBox, height: number, width: number): void {
+  const ok = [box.y, box.x, box.height, box.width].every(Number.isInteger)
+    && box.y >= 0 && box.x >= 0 && box.height >= 1 && box.width >= 1
+    && box.y + box.height <= height && box.x + box.width <= width;
+  if (!ok) throw new ShapeError(`crop box ${JSON.stringify(box)} is not an integer box inside the ${height}×${width} image`);
+}
+
+/**
+ * The box's pixels with `channels` channels: RGB copied, or grey as Pillow's convert('L') computes
+ * it (ITU-R 601-2 luma in 16-bit fixed point). Converting per pixel commutes with cropping.
+ */
+function cropChannels(img: DecodedRgb, box: CropBox, channels: 1 | 3): Uint8Array {
+  const out = new Uint8Array(box.height * box.width * channels);
+  for (let y = 0; y < box.height; y++) {
+    const from = ((box.y + y) * img.width + box.x) * 3;
+    if (channels === 3) {
+      out.set(img.rgb.subarray(from, from + box.width * 3), y * box.width * 3);
+      continue;
+    }
+    const rgb = img.rgb;
+    for (let x = 0, i = from, o = y * box.width; x < box.width; x++, i += 3, o++) {
+      out[o] = (rgb[i]! * 19595 + rgb[i + 1]! * 38470 + rgb[i + 2]! * 7471 + 0x8000) >> 16;
+    }
+  }
+  return out;
+}
+
+/** Mirrors HWC pixels left–right in place. */
+function flipRows(px: Uint8Array, height: number, width: number, channels: number): void {
+  for (let y = 0; y < height; y++) {
+    for (let l = y * width, r = l + width - 1; l < r; l++, r--) {
+      for (let c = 0; c < channels; c++) {
+        const a = l * channels + c, b = r * channels + c;
+        const t = px[a]!;
+        px[a] = px[b]!;
+        px[b] = t;
+      }
+    }
+  }
+}
+
+/**
+ * Reads `file` as HWC uint8 pixels of `shape` ([height, width, 1 or 3]) following `prep`'s resize
+ * policy and interpolation (not its scaling), with optional augmentation. Throws ImageError naming
+ * the file when it is missing, unreadable, not an image, or over MAX_IMAGE_PIXELS.
+ */
+export async function readImagePixels(
+  file: string, shape: readonly [number, number, number], prep: ImagePreprocessing, augment?: ImageAugment,
+): Promise<Uint8Array> {
+  const [height, width, channels] = shape;
+  if (channels !== 1 && channels !== 3) throw new ShapeError(`images can be loaded with 1 or 3 channels, not ${channels}`);
+  if (!Number.isInteger(height) || !Number.isInteger(width) || height < 1 || width < 1) {
+    throw new ShapeError(`image size must be positive integers, got ${height}×${width}`);
+  }
+  const img = await decodeRgb(file);
+  let box: CropBox;
+  if (augment?.crop) box = augment.crop(img.height, img.width);
+  else if (prep.resize === 'center-crop') box = centerCropBox(img.height, img.width, height, width);
+  else box = { y: 0, x: 0, height: img.height, width: img.width };
+  checkBox(box, img.height, img.width);
+  const cropped = cropChannels(img, box, channels);
+  const out = resizeLikePil(cropped, box.height, box.width, channels, height, width, prep.interpolation);
+  if (augment?.flip) flipRows(out, height, width, channels);
+  return out;
+}
