@@ -232,8 +232,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
 
   // ---- data ----
   progress.line(`loading ${config.dataset} …`);
-  const fullTrain = limit(await loadDataset(config.dataset, 'train'), config.limitTrain);
-  const test = limit(await loadDataset(config.dataset, 'test'), config.limitTest);
+  // Image folders are decoded at the run's size (the data branch's openTrainingData supersedes this).
+  const sized = config.imageSize !== undefined ? { imageSize: config.imageSize } : {};
+  const fullTrain = limit(await loadDataset(config.dataset, 'train', sized), config.limitTrain);
+  const test = limit(await loadDataset(config.dataset, 'test', sized), config.limitTest);
   let trainIdx: Int32Array | undefined;
   let valIdx: Int32Array | undefined;
   if (config.validationFraction > 0) {
