@@ -28,7 +28,8 @@ import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
-import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, fineTuneLr, phaseOfEpoch, totalEpochs, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
+import { openWeights, type WeightsSource } from '../io/weights-source.js';
+import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, transferChannels, fineTuneLr, phaseOfEpoch, totalEpochs, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
 
 export interface AugmentConfig {
   /** Random crop after zero padding by this many pixels (0 = off). */
@@ -232,8 +233,11 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
 
   // ---- data ----
   progress.line(`loading ${config.dataset} …`);
+  // Transfer: the source's record decides the model, and image folders are read with its channels.
+  const source = config.weights !== undefined && !saved ? await openWeights(config.weights) : null;
+  const channels = source ? transferChannels(source, config.modelOptions) : undefined;
   // Image folders are decoded at the run's size (the data branch's openTrainingData supersedes this).
-  const sized = config.imageSize !== undefined ? { imageSize: config.imageSize } : {};
+  const sized = { ...(config.imageSize !== undefined ? { imageSize: config.imageSize } : {}), ...(channels === 1 || channels === 3 ? { channels: channels as 1 | 3 } : {}) };
   const fullTrain = limit(await loadDataset(config.dataset, 'train', sized), config.limitTrain);
   const test = limit(await loadDataset(config.dataset, 'test', sized), config.limitTest);
   let trainIdx: Int32Array | undefined;
@@ -247,7 +251,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   // ---- model ----
   const entry = getModelEntry(config.model);
   const size = config.imageSize ?? fullTrain.height;
-  const { model, modelOptions } = await runModel(config, saved?.state ?? null, { size, channels: fullTrain.channels, classes: fullTrain.classes, classNames: fullTrain.classNames }, backend, progress);
+  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, { size, channels: fullTrain.channels, classes: fullTrain.classes, classNames: fullTrain.classNames }, backend, progress);
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
   if (classes !== fullTrain.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${fullTrain.classes} classes`);
@@ -491,15 +495,15 @@ interface DataShape {
  * (transfer learning), or — resuming a transfer run — from the checkpoint, which holds every
  * weight, so the source is not read again.
  */
-async function runModel(config: TrainConfig, saved: RunState | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
+async function runModel(config: TrainConfig, saved: RunState | null, source: WeightsSource | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
   let built: { model: Model; modelOptions: Record<string, unknown> };
-  if (config.weights === undefined || saved) {
+  if (source === null) {
     const defaults = { inputShape: [data.size, data.size, data.channels], classes: data.classes, seed: config.seed };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
   } else {
     const target = { model: config.model, modelOptions: config.modelOptions, seed: config.seed, ...data, ...(data.classNames ? { classNames: data.classNames } : {}) };
-    const t = await buildTransferModel(config.weights, target, backend);
+    const t = await buildTransferModel(source, target, backend);
     for (const line of t.lines) progress.line(line);
     built = t;
   }

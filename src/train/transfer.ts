@@ -167,21 +167,30 @@ export interface TransferModel {
  * source that records none, `target.model` with its options) at the data's size and classes;
  * the classifier is replaced by a fresh one when the classes differ from the source's.
  */
-export async function buildTransferModel(source: string, target: TransferTarget, backend: Backend): Promise<TransferModel> {
-  const src = await openWeights(source);
+export async function buildTransferModel(source: string | WeightsSource, target: TransferTarget, backend: Backend): Promise<TransferModel> {
+  const src = typeof source === 'string' ? await openWeights(source) : source;
   const modelOptions = transferModelOptions(src, target);
   const model = noGrad(() => buildModel(target.model, { ...modelOptions, backend }));
   try {
     checkContradictions(src, target, model);
     const replace = classifierReason(src, target);
     const report = await src.loadInto(model, replace ? { except: [CLASSIFIER] } : {});
-    const lines = [`weights: loaded ${report.weights} of the model's ${model.weights.length} weights from ${source} (${src.kind})`];
+    const lines = [`weights: loaded ${report.weights} of the model's ${model.weights.length} weights from ${src.path} (${src.kind})`];
     lines.push(replace ? `weights: replaced ${CLASSIFIER} with a freshly initialized classifier for ${target.classes} classes (${replace})` : `weights: kept ${CLASSIFIER} (the same ${target.classes} classes)`);
     return { model, modelOptions, lines };
   } catch (e) {
     model.dispose();
     throw e;
   }
+}
+
+/**
+ * The image channels a transfer run should read its data with: the input channels the source
+ * records, else those given with the model options; undefined to keep the dataset's own.
+ */
+export function transferChannels(src: WeightsSource, modelOptions: Record<string, unknown>): number | undefined {
+  const given = (modelOptions['inputShape'] as number[] | undefined)?.[2];
+  return given ?? (src.record?.options['inputShape'] as number[] | undefined)?.[2];
 }
 
 function transferModelOptions(src: WeightsSource, t: TransferTarget): Record<string, unknown> {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad, setBackend, xception } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
@@ -231,6 +231,36 @@ test('transfer options that make no sense are clear errors before any training s
     await saveWeights(rgb, join(tmp.dir, 'rgb.safetensors'), 'safetensors');
     rgb.dispose();
     await assert.rejects(train({ ...base, weights: join(tmp.dir, 'rgb.safetensors') }, { progress: quiet }), /takes 3-channel images but the training images have 1 channels/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('an image folder is read with the channels the source records, at the run\'s size, its classes by folder name', async () => {
+  const tmp = makeTempDir('transfer-folder');
+  try {
+    const { default: sharp } = await import('sharp');
+    const classes = ['cat', 'dog', 'eel'];
+    for (const split of ['train', 'test']) {
+      for (const [k, name] of classes.entries()) {
+        mkdirSync(join(tmp.dir, 'photos', split, name), { recursive: true });
+        for (let i = 0; i < 6; i++) {
+          const rgb = Buffer.from(Array.from({ length: 12 * 12 * 3 }, (_, j) => (j * (k + 1) + i * 7) % 256));
+          await sharp(rgb, { raw: { width: 12, height: 12, channels: 3 } }).png().toFile(join(tmp.dir, 'photos', split, name, `${i}.png`));
+        }
+      }
+    }
+    const weights = join(tmp.dir, 'grey.safetensors');
+    const src = await writeSource(weights, 4);
+    const log = capture();
+    const cfg = transferConfig(join(tmp.dir, 'photos'), join(tmp.dir, 'run'), weights, { dataset: `folder:${join(tmp.dir, 'photos')}`, imageSize: 8, batchSize: 6 });
+    const r = await train(cfg, { progress: log.progress });
+    assert.equal(r.epochs, 1);
+    assert.match(log.text(), /replaced predictions with a freshly initialized classifier for 3 classes \(the source's has 4 outputs\)/);
+    const ck = readCheckpoint(join(tmp.dir, 'run'));
+    assert.deepEqual(ck.state.model.options['inputShape'], [8, 8, 1], 'grey, like the source, at the run\'s size');
+    assert.deepEqual(ck.state.classNames, classes);
+    assert.deepEqual(ck.model.get('block1_conv1/kernel'), src.get('block1_conv1/kernel'));
   } finally {
     tmp.cleanup();
   }
