@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { backward } from '../core/autograd.js';
+import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
@@ -17,9 +18,9 @@ import { DataLoader } from '../data/loader.js';
 import { loadDataset } from '../data/spec.js';
 import { splitIndices } from '../data/split.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
-import type { Backend } from '../core/backend.js';
 import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
@@ -28,8 +29,7 @@ import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
-import { openWeights, type WeightsSource } from '../io/weights-source.js';
-import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, transferChannels, fineTuneLr, phaseOfEpoch, totalEpochs, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
+import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, fineTuneLr, phaseOfEpoch, totalEpochs, transferChannels, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
 
 export interface AugmentConfig {
   /** Random crop after zero padding by this many pixels (0 = off). */
