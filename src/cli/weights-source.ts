@@ -26,10 +26,11 @@ export const WEIGHTS_FLAGS_HELP = `Weights:
   --weights FILE|DIR              a run folder written by 'xception train', a .safetensors file,
                                   or a Keras H5 weight file (e.g. the official
                                   xception_weights_tf_dim_ordering_tf_kernels.h5, or …_notop.h5
-                                  with --no-top). Files this project writes record their model,
-                                  class names and preprocessing: no model flags are needed then,
-                                  and any given must agree with the record. A file that records
-                                  nothing (a Keras H5 from elsewhere) takes the model flags.
+                                  with --no-top). Runs and files this project writes record their
+                                  model (and, from training, class names and preprocessing): no
+                                  model flags are needed then, and any given must agree with the
+                                  record. A file that records nothing (a Keras H5 from
+                                  elsewhere) takes the model flags.
   --weights-mode order|name|auto  how H5 layers are matched: in Keras layer order (Keras's
                                   default), by name, or by name when every name matches and in
                                   order otherwise (default auto)`;
@@ -173,7 +174,7 @@ export function mismatchHints(file: ReadonlyMap<string, readonly number[]>, mode
   const fileMiddle = middleBlocksOf([...file.keys()]);
   const modelMiddle = middleBlocksOf(model.weights.map((v) => v.name));
   if (choice.name === 'xception' && fileMiddle !== null && modelMiddle !== null && fileMiddle !== modelMiddle) {
-    hints.push(`the file has ${fileMiddle} middle-flow blocks, the model ${modelMiddle}; pass --middle-blocks ${fileMiddle}`);
+    hints.push(`the file has ${fileMiddle} middle-flow block${fileMiddle === 1 ? '' : 's'}, the model ${modelMiddle}; pass --middle-blocks ${fileMiddle}`);
   }
   return hints;
 }
@@ -193,7 +194,10 @@ function fewProblems(problem: string): string[] {
   const colon = problem.indexOf(': ');
   const head = colon >= 0 ? problem.slice(0, colon) : '';
   const parts = (colon >= 0 ? problem.slice(colon + 2) : problem).split('; ');
+  // The list may already end in "and N more".
+  const more = /^and (\d+) more$/.exec(parts.at(-1) ?? '');
+  if (more) parts.pop();
   const shown = parts.slice(0, 3);
-  const rest = parts.length - shown.length;
+  const rest = parts.length - shown.length + (more ? Number(more[1]) : 0);
   return [...(head ? [`${head}:`] : []), ...shown.map((s) => (head ? `  ${s}` : s)), ...(rest > 0 ? [`… and ${rest} more problem(s)`] : [])];
 }

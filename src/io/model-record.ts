@@ -22,7 +22,7 @@ export interface ModelRecord {
 }
 
 /** Caps on what a record may ask to build (an untrusted file must not make us allocate gigabytes). */
-export const RECORD_LIMITS = { classes: 100_000, classNameLength: 1000, inputSide: 8192, channels: 64, middleBlocks: 64 } as const;
+export const RECORD_LIMITS = { classes: 100_000, classNameLength: 1000, stringOption: 200, inputSide: 8192, channels: 64, middleBlocks: 64 } as const;
 
 /** safetensors metadata keys of a record. */
 export const RECORD_KEYS = { model: 'model_config', classNames: 'class_names', preprocessing: 'preprocessing' } as const;
@@ -33,7 +33,6 @@ export const RECORD_KEYS = { model: 'model_config', classNames: 'class_names', p
  * strings (split like Keras's layer_names when long), the rest JSON strings.
  */
 export const RECORD_H5_ATTRIBUTES = { model: 'xception_model_config', classNames: 'class_names', preprocessing: 'preprocessing' } as const;
-
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
@@ -73,8 +72,7 @@ export function validateModelRecord(raw: unknown, file: string): ModelRecord {
   try {
     entry!.resolveOptions(options);
   } catch (e) {
-    if (!(e instanceof XceptionError)) throw e;
-    bad(e.message);
+    bad(e instanceof XceptionError ? e.message : `options the model does not accept (${String(e).slice(0, 200)})`);
   }
   const record: ModelRecord = { model, options };
   if (r['classNames'] !== undefined) record.classNames = validateClassNames(r['classNames'], options, bad);
@@ -103,6 +101,9 @@ function checkCaps(o: Record<string, unknown>, bad: (p: string) => never): void 
   if (blocks !== undefined && !(Number.isInteger(blocks) && (blocks as number) >= 0 && (blocks as number) <= RECORD_LIMITS.middleBlocks)) {
     bad(`middleBlocks must be an integer in [0, ${RECORD_LIMITS.middleBlocks}], got ${JSON.stringify(blocks)?.slice(0, 40)}`);
   }
+  for (const [k, v] of Object.entries(o)) {
+    if (typeof v === 'string' && v.length > RECORD_LIMITS.stringOption) bad(`option ${k.slice(0, 40)} is a string of ${v.length} characters`);
+  }
   const seed = o['seed'];
   if (seed !== undefined && !(Number.isSafeInteger(seed) && (seed as number) >= 0)) bad(`seed must be a non-negative integer`);
 }
@@ -114,7 +115,6 @@ function validateClassNames(names: unknown, options: Record<string, unknown>, ba
   const classes = (options['classes'] as number | undefined) ?? 1000;
   if (list.length !== classes) bad(`${list.length} class names for ${classes} classes`);
   list.forEach((n, i) => {
-    // eslint-disable-next-line no-control-regex
     if (typeof n !== 'string' || n.length === 0 || n.length > RECORD_LIMITS.classNameLength || /[\u0000-\u001f\u007f]/.test(n)) {
       bad(`class name ${i} must be a non-empty string of at most ${RECORD_LIMITS.classNameLength} characters without control characters`);
     }
@@ -135,7 +135,7 @@ export function modelRecordOf(model: Model, extra: { classNames?: readonly strin
 
 /** A record as string metadata: model_config = JSON {model, ...options}, class_names, preprocessing. */
 export function recordToMetadata(record: ModelRecord): Record<string, string> {
-  const meta: Record<string, string> = { [RECORD_KEYS.model]: JSON.stringify({ ...record.options, model: record.model }) };
+  const meta: Record<string, string> = { [RECORD_KEYS.model]: JSON.stringify({ model: record.model, ...record.options }) };
   if (record.classNames) meta[RECORD_KEYS.classNames] = JSON.stringify(record.classNames);
   if (record.preprocessing) meta[RECORD_KEYS.preprocessing] = JSON.stringify(record.preprocessing);
   return meta;

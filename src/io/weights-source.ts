@@ -7,14 +7,15 @@
  * Records read from files are untrusted: they are checked completely (known model, options the
  * model accepts, sizes capped, class names sane, no prototype keys) before anything is built.
  */
-import { statSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { noGrad } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
+import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js';
+import { parseDatasetSpec } from '../data/spec.js';
 import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
-import { CHECKPOINT_FILE, readCheckpoint, runRecord, type LoadedCheckpoint } from '../train/checkpoint.js';
+import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, runRecord, type LoadedCheckpoint } from '../train/checkpoint.js';
 import { WeightFileError } from './errors.js';
 import { readKerasH5Contents } from './keras-h5.js';
 import { RECORD_H5_ATTRIBUTES, recordFromH5Attributes, recordFromMetadata, validateModelRecord, type ModelRecord } from './model-record.js';
@@ -42,15 +43,12 @@ export interface WeightsSource {
 
 /** Opens weights: a run folder, its checkpoint.safetensors, any safetensors file or a Keras H5 file. */
 export async function openWeights(source: string): Promise<WeightsSource> {
-  let isDir: boolean;
-  try {
-    isDir = statSync(source).isDirectory();
-  } catch {
+  const isDir = await stat(source).then((st) => st.isDirectory(), () => {
     throw new WeightFileError(source, 'no such file or folder');
-  }
+  });
   if (isDir) return openRun(source);
   const { head, size } = await readHead(source);
-  if (isHdf5(head)) return openKerasH5(source);
+  if (sniffWeightFormat(head) === 'keras-h5') return openKerasH5(source);
   // A safetensors file starts with its header's length and then its JSON object (checked fully on reading).
   if (head.length >= 9 && head[8] === 0x7b /* { */) return openSafetensors(source);
   throw notAWeightFile(source, head, size);
@@ -72,10 +70,6 @@ async function readHead(path: string): Promise<{ head: Uint8Array; size: number 
   }
 }
 
-function isHdf5(head: Uint8Array): boolean {
-  return sniffWeightFormat(head) === 'keras-h5';
-}
-
 // ---------------------------------------------------------------------------------------------
 // Sources
 
@@ -90,6 +84,20 @@ function classesOf(weights: Iterable<{ name: string; shape: readonly number[] }>
   return null;
 }
 
+/**
+ * Runs from before class names were recorded: the names of the datasets that have official
+ * ones and no names file (Fashion-MNIST, MNIST), from the run's dataset spec.
+ */
+function officialClassNames(spec: unknown): string[] | undefined {
+  try {
+    const kind = typeof spec === 'string' ? parseDatasetSpec(spec).kind : null;
+    const names = kind === 'fashion-mnist' ? FASHION_MNIST_CLASS_NAMES : kind === 'mnist' ? MNIST_CLASS_NAMES : undefined;
+    return names ? [...names] : undefined;
+  } catch {
+    return undefined; // not a spec this version knows: no names
+  }
+}
+
 function openRun(dir: string): WeightsSource {
   const abs = resolve(dir);
   let ck: LoadedCheckpoint;
@@ -100,7 +108,10 @@ function openRun(dir: string): WeightsSource {
     throw new WeightFileError(dir, `not a run folder written by \`xception train\` (${(e as Error).message})`);
   }
   const label = `${dir}/${CHECKPOINT_FILE}`;
-  const record = validateModelRecord(runRecord(ck.state), label);
+  const recorded = runRecord(ck.state);
+  const official = recorded.classNames ? undefined : officialClassNames(ck.state.config['dataset']);
+  if (official && official.length === recorded.options['classes']) recorded.classNames = official;
+  const record = validateModelRecord(recorded, label);
   const shapes = [...ck.shapes].map(([name, shape]) => ({ name, shape }));
   return {
     path: dir, kind: 'run', record, fileClasses: classesOf(shapes),
@@ -118,7 +129,7 @@ function openRun(dir: string): WeightsSource {
 
 async function openSafetensors(path: string): Promise<WeightsSource> {
   const { weights, metadata } = await readSafetensorsFile(path);
-  if (metadata['format'] === 'xception-checkpoint/1') {
+  if (metadata['format'] === CHECKPOINT_FORMAT) {
     if (basename(path) === CHECKPOINT_FILE) return openRun(dirname(path));
     throw new WeightFileError(path, 'a training checkpoint outside its run folder: pass the run folder, or the weights.safetensors beside it');
   }

@@ -20,7 +20,7 @@ import type { Optimizer, OptimizerState } from './optimizers.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const WEIGHTS_FILE = 'weights.safetensors';
-const FORMAT = 'xception-checkpoint/1';
+export const CHECKPOINT_FORMAT = 'xception-checkpoint/1';
 
 export class CheckpointError extends XceptionError {}
 
@@ -67,7 +67,7 @@ export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, 
   if (ema) {
     for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
   }
-  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: FORMAT, state: JSON.stringify(state) });
+  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: CHECKPOINT_FORMAT, state: JSON.stringify(state) });
   // weights.safetensors describes itself: predict/eval/export rebuild the model from it alone.
   writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { ...weightsMetadata(runRecord(state)), config: JSON.stringify(state.config) });
 }
@@ -98,7 +98,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   const file = join(dir, CHECKPOINT_FILE);
   if (!existsSync(file)) throw new CheckpointError(`no checkpoint in ${dir} (looked for ${CHECKPOINT_FILE})`);
   const { weights, metadata } = readSafetensorsFileSync(file);
-  if (metadata?.['format'] !== FORMAT || typeof metadata['state'] !== 'string') {
+  if (metadata?.['format'] !== CHECKPOINT_FORMAT || typeof metadata['state'] !== 'string') {
     throw new CheckpointError(`${file} is not an xception checkpoint (format ${JSON.stringify(metadata?.['format'])})`);
   }
   let state: RunState;

@@ -190,7 +190,7 @@ test('predict and export errors are clear', async () => {
     [['predict', emptyDir], /empty: a folder with no image files/],
     [['predict', image299, '--weights', path.join(tmp, 'nope.h5')], /nope\.h5: no such file/],
     [['predict', image299, '--weights', notImage], /notes\.txt: not a weight file: neither HDF5/],
-    [['predict', image299, '--weights', bareH5], /bare\.h5: does not fit the model the flags describe \(xception\):\n  the file's block1_conv1 has 2 filters, the model's 32; pass --width 0\.0625\n  the file has 1 middle-flow blocks, the model 8; pass --middle-blocks 1\n/],
+    [['predict', image299, '--weights', bareH5], /bare\.h5: does not fit the model the flags describe \(xception\):\n  the file's block1_conv1 has 2 filters, the model's 32; pass --width 0\.0625\n  the file has 1 middle-flow block, the model 8; pass --middle-blocks 1\n/],
     [['predict', image299, '--weights', weightsH5, '--width', '0.5'], /records its model, and these flags differ from it: --width 0\.5 \(recorded: 0\.0625\)/],
     [['predict', image299, '--no-top', ...MODEL_ARGS], /not class scores: predict needs the classifier/],
     [['predict', image299, '--top', '0'], /--top must be an integer ≥ 1/],

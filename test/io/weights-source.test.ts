@@ -11,7 +11,7 @@ import { writeKerasH5 } from '../../src/io/keras-h5.js';
 import { modelToKerasLayers } from '../../src/io/keras-model.js';
 import { RECORD_LIMITS, type ModelRecord } from '../../src/io/model-record.js';
 import { namedWeightsOf, saveWeights, WEIGHTS_FORMAT_TAG } from '../../src/io/model-weights.js';
-import { writeSafetensorsFile } from '../../src/io/safetensors.js';
+import { readSafetensorsFileSync, writeSafetensorsFile, writeSafetensorsFileSync } from '../../src/io/safetensors.js';
 import { openWeights } from '../../src/io/weights-source.js';
 import { buildModel } from '../../src/models/registry.js';
 import type { Model } from '../../src/nn/model.js';
@@ -150,6 +150,27 @@ test('a hostile record is a clear WeightFileError before anything is built', asy
   await writeKerasH5(modelToKerasLayers(m), h5, { attributes: { xception_model_config: JSON.stringify({ ...good, classes: 1e9 }) } });
   m.dispose();
   await assert.rejects(openWeights(h5), /hostile\.h5: its model record is invalid: classes must be an integer/);
+
+  // And a run's state (a run folder from elsewhere is untrusted too).
+  const hostileRun = path.join(tmp, 'hostile-run');
+  fs.mkdirSync(hostileRun);
+  const checkpoint = readSafetensorsFileSync(path.join(runDir, 'checkpoint.safetensors'));
+  const state = JSON.parse(checkpoint.metadata['state']!) as Record<string, unknown>;
+  writeSafetensorsFileSync(path.join(hostileRun, 'checkpoint.safetensors'), checkpoint.weights, {
+    ...checkpoint.metadata, state: JSON.stringify({ ...state, classNames: ['only one'] }),
+  });
+  await assert.rejects(openWeights(hostileRun), /checkpoint\.safetensors: its model record is invalid: 1 class names for 10 classes/);
+});
+
+test('a Fashion-MNIST run from before class names were recorded still gets them', async () => {
+  const oldRun = path.join(tmp, 'old-run');
+  fs.mkdirSync(oldRun);
+  const checkpoint = readSafetensorsFileSync(path.join(runDir, 'checkpoint.safetensors'));
+  const { classNames: _names, preprocessing: _prep, ...state } = JSON.parse(checkpoint.metadata['state']!) as Record<string, unknown>;
+  writeSafetensorsFileSync(path.join(oldRun, 'checkpoint.safetensors'), checkpoint.weights, { ...checkpoint.metadata, state: JSON.stringify(state) });
+  const source = await openWeights(oldRun);
+  assert.deepEqual(source.record!.classNames, [...FASHION_MNIST_CLASS_NAMES]);
+  assert.equal(source.record!.preprocessing, undefined, 'an old run says nothing of its preprocessing');
 });
 
 test('loadInto with except: [\'predictions\'] loads everything else (safetensors, H5 in order and by name, run) and leaves the classifier alone', async () => {

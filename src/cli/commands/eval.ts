@@ -17,8 +17,8 @@ export const EVAL_HELP = `Usage: xception eval --weights FILE|DIR [options]
 
 Evaluates weights on a test set and prints top-1, top-5 accuracy and the mean cross-entropy
 loss. A run folder (written by 'xception train') or a file this project wrote records its
-model, class names and preprocessing: no model flags are needed. A run's averaged (EMA)
-weights are used when it kept them.
+model (and, from training, its class names and preprocessing): no model flags are needed.
+A run's averaged (EMA) weights are used when it kept them.
 
   --weights FILE|DIR      run folder, .safetensors file or Keras H5 file (an H5 file from
                           elsewhere records no model: give the model flags)

@@ -17,11 +17,12 @@ in it (${IMAGE_EXTENSIONS.join(', ')}; not sub-folders), in sorted order. An ima
 cannot be read is reported on stderr and the others are still classified; the exit code is
 then 1.
 
-Each image is read as the weights were trained: the preprocessing the weights record (runs and
-files this project wrote: by default centre crop, bilinear), else Keras's
-image.load_img(path, target_size=model input) — resized without keeping the aspect ratio,
-nearest-neighbour, with Pillow's exact arithmetic — then the model's preprocess_input (x/127.5
-− 1), a forward pass and decode_predictions. RGB (grey for 1-channel models), alpha dropped.
+Each image is read as the weights were trained: with the preprocessing the weights record (a
+training run records center-crop, bilinear), else as Keras's image.load_img(path,
+target_size=model input) — resized without keeping the aspect ratio, nearest-neighbour, with
+Pillow's exact arithmetic — then scaled (as recorded, else the model's preprocess_input:
+x/127.5 − 1), run forward and decoded (decode_predictions). RGB (grey for 1-channel models),
+alpha dropped.
 
 Labels: the class names the weights record, else --labels FILE, else the ImageNet class names
 shipped in the package for a 1000-class model, else the class index.
