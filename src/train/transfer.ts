@@ -14,7 +14,7 @@
  *   ...DEFAULT_TRAIN_CONFIG,
  *   dataset: 'folder:photos',          // photos/train/<class>/*.jpg, photos/test/<class>/*.jpg
  *   modelOptions: {},                  // with `weights`: only what differs from the source's model
- *   optimizer: 'adam', lr: 1e-3, schedule: 'constant', epochs: 2,
+ *   optimizer: 'adam', nesterov: false, lr: 1e-3, schedule: 'constant', epochs: 2,
  *   weights: 'runs/base',              // or 'base.safetensors', 'xception_weights_tf_dim_ordering_tf_kernels_notop.h5'
  *   freezeBase: true,
  *   fineTuneEpochs: 2, fineTuneLr: 1e-5, // optional; unfreezeFrom: 'block13_sepconv1' unfreezes only the top
