@@ -45,6 +45,7 @@ export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } fr
 export { ExponentialMovingAverage } from './train/ema.js';
 export { evaluate, topKCorrect, type EvalResult } from './train/metrics.js';
 export { train, DEFAULT_TRAIN_CONFIG, TrainingDivergedError, type TrainConfig, type TrainResult, type RunOptions } from './train/trainer.js';
+export { applyPhase, buildTransferModel, type Phase, type TransferConfig, type TransferModel } from './train/transfer.js';
 export { DataParallel, ReplicaError, type DataParallelOptions } from './train/parallel/data-parallel.js';
 export * as data from './data/index.js';
 

@@ -8,6 +8,7 @@ import { OptionError, ShapeError, shapeToString } from '../core/errors.js';
 import { Random } from '../core/random.js';
 import type { Tensor } from '../core/tensor.js';
 import type { CallContext, Layer, Shape, SymbolicTensor, Variable } from './layer.js';
+import { BatchNormalization } from './layers/normalization.js';
 
 export interface ForwardOptions {
   /** Batch statistics and dropout (default false). */
@@ -196,6 +197,15 @@ export class Model {
 
   unfreeze(): void {
     for (const l of this.layers) l.trainable = true;
+  }
+
+  /**
+   * Runs every batch normalization in inference mode (moving statistics used and kept) even
+   * while training, or back in the usual mode; whether its gamma and beta train is still up to
+   * freeze/unfreeze. This is the Keras fine-tuning recipe's `base(x, training=False)`.
+   */
+  setBatchNormInference(on: boolean): void {
+    for (const l of this.layers) if (l instanceof BatchNormalization) l.inferenceMode = on;
   }
 
   summary(): ModelSummary {

@@ -45,6 +45,8 @@ export interface RunState {
   evalPoints?: Record<string, number>[];
   /** Seconds spent in training steps so far; absent in older checkpoints. */
   trainSeconds?: number;
+  /** Transfer runs with a frozen base: the phase the optimizer state belongs to. */
+  phase?: 'head' | 'fine-tune';
   /** Names of the classes, by index (the training data's); absent when the data has none. */
   classNames?: string[];
   /** How image files become inputs for this model; absent in older checkpoints. */

@@ -5,14 +5,17 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { backward } from '../core/autograd.js';
+import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import { trainingPreprocessing } from '../data/image-preprocessing.js';
 import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
+import { parseDatasetSpec } from '../data/spec.js';
 import { openTrainingData } from '../data/training-data.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
@@ -23,6 +26,7 @@ import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
+import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, fineTuneLr, phaseOfEpoch, totalEpochs, transferChannels, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
 
 export interface AugmentConfig {
   /** Random crop after zero padding by this many pixels (0 = off). */
@@ -32,10 +36,15 @@ export interface AugmentConfig {
   randomResizedCrop: boolean;
 }
 
-export interface TrainConfig {
+/** Transfer learning (`weights`, `freezeBase`, `fineTuneEpochs`, …): see transfer.ts. */
+export interface TrainConfig extends TransferConfig {
   dataset: string;
   model: string;
-  /** Model options; inputShape and classes default to the dataset's. */
+  /**
+   * Model options; inputShape and classes default to the dataset's. With `weights` whose source
+   * records its model, only options that touch no loaded weight (dropout, bnMomentum, …); others
+   * must agree with the source's.
+   */
   modelOptions: Record<string, unknown>;
   epochs: number;
   batchSize: number;
@@ -135,6 +144,8 @@ export interface EpochRecord {
   dataWait: number;
   /** Images left out this epoch because they could not be read (--skip-bad-images). */
   skippedImages: number;
+  /** Transfer runs with --freeze-base: which phase the epoch belonged to. */
+  phase?: Phase;
 }
 
 /** One evaluation during training: where it happened (step, time) and what it measured. */
@@ -173,7 +184,8 @@ export interface TrainResult {
 
 export class TrainingDivergedError extends XceptionError {}
 
-const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas'];
+// fineTuneEpochs: fine-tuning runs at a constant rate, so more of it continues exactly.
+const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas', 'fineTuneEpochs'];
 
 export function validateTrainConfig(c: TrainConfig): void {
   const posInt = (k: keyof TrainConfig) => {
@@ -195,6 +207,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
+  validateTransferConfig(c);
 }
 
 function scheduleOf(c: TrainConfig): ScheduleOptions {
@@ -215,17 +228,23 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const saved = resuming ? readCheckpoint(outDir) : null;
   if (resuming && !saved) throw new OptionError(`nothing to resume in ${outDir}`);
   if (saved) checkResumable(saved.state.config, config as unknown as Record<string, unknown>, RESUME_MAY_CHANGE);
+  if (saved) checkTransferResume(saved.state.config as unknown as TrainConfig, config);
 
   // ---- data ----
   const entry = getModelEntry(config.model);
   progress.line(`loading ${config.dataset} …`);
+  // Transfer: the source's record decides the model, and image folders are read with its channels.
+  const source = config.weights !== undefined && !saved ? await openWeights(config.weights) : null;
+  const sourceChannels = source ? transferChannels(source, config.modelOptions) : undefined;
   // An input shape given with the model decides the images' size and channels.
   const requested = config.modelOptions['inputShape'] as readonly number[] | undefined;
   const imageSize = config.imageSize ?? requested?.[0];
+  // Built-in datasets keep their channels (a mismatch with the source is then an error).
+  const channels = requested?.[2] ?? (parseDatasetSpec(config.dataset).kind === 'folder' ? sourceChannels : undefined);
   const data = await openTrainingData({
     dataset: config.dataset, scaling: entry.preprocessing, augment: config.augment, validationFraction: config.validationFraction,
     seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false,
-    ...(imageSize !== undefined ? { imageSize } : {}), ...(requested?.[2] !== undefined ? { channels: requested[2] } : {}),
+    ...(imageSize !== undefined ? { imageSize } : {}), ...(channels !== undefined ? { channels } : {}),
     ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}), ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),
   });
   progress.line(data.description);
@@ -234,9 +253,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const evalLoader = data.evaluation;
 
   // ---- model ----
-  const defaults = { inputShape: data.sampleShape, classes: data.classes, seed: config.seed };
-  const modelOptions = { ...defaults, ...config.modelOptions };
-  const model = buildModel(config.model, { ...modelOptions, backend });
+  const [size, , dataChannels] = data.sampleShape;
+  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, { size, channels: dataChannels, classes: data.classes, ...(data.classNames ? { classNames: data.classNames } : {}) }, backend, progress);
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
   if (classes !== data.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${data.classes} classes`);
@@ -246,7 +264,12 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const optimizerOptions = {
     lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
   };
-  const optimizer = new Optimizer(config.optimizer, optimizerOptions);
+  // Transfer runs with a frozen base have phases; each starts with a fresh optimizer state.
+  const epochsInAll = totalEpochs(config);
+  let phase = phaseOfEpoch(config, saved?.state.epochsDone ?? 0);
+  const optimizerFor = (p: Phase | null) => new Optimizer(config.optimizer, p === 'fine-tune' ? { ...optimizerOptions, lr: fineTuneLr(config) } : optimizerOptions);
+  let optimizer = optimizerFor(phase);
+  if (phase) progress.line(applyPhase(model, config, phase));
   const ema = config.ema > 0 ? new ExponentialMovingAverage(config.ema) : null;
   const stepsPerEpoch = loader.batchesPerEpoch;
   const schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * stepsPerEpoch) };
@@ -259,7 +282,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   let trainSecondsBefore = 0;
   if (saved) {
     loadModelWeights(model, saved.model, join(outDir, 'checkpoint.safetensors'));
-    optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
+    // A checkpoint from the end of the head phase holds that phase's optimizer state: not wanted.
+    if ((saved.state.phase ?? null) === phase) {
+      optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
+    }
     if (ema && saved.state.ema) ema.setState({ updates: saved.state.ema.updates, shadow: saved.ema }, model.weights);
     loader.setState(saved.state.loader);
     model.rng.setState(saved.state.modelRandom);
@@ -281,7 +307,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     step, epochsDone, loader: loader.getState(), modelRandom: model.rng.getState(),
     optimizer: { name: optimizer.name, step: optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
     wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
-    model: { name: config.model, options: modelOptions },
+    model: { name: config.model, options: modelOptions }, ...(phase ? { phase } : {}),
     // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
     ...(data.classNames ? { classNames: [...data.classNames] } : {}),
     preprocessing: data.preprocessing ?? trainingPreprocessing(entry.preprocessing),
@@ -344,12 +370,21 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
 
   progress.line(
     `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${data.name}: ` +
-      `${loader.samples} images, ${config.epochs} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
+      `${loader.samples} images, ${epochsInAll} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
       (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
   );
   let interrupted = false;
+  let stopAfterEpoch = false;
+  const stoppedLine = (epoch: number) => `stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`;
   try {
-    for (let epoch = epochsDone; epoch < config.epochs && !interrupted; epoch++) {
+    for (let epoch = epochsDone; epoch < epochsInAll && !interrupted; epoch++) {
+      const epochPhase = phaseOfEpoch(config, epoch);
+      if (epochPhase !== phase) {
+        optimizer.disposeSlots();
+        optimizer = optimizerFor(epochPhase);
+        phase = epochPhase;
+        progress.line(applyPhase(model, config, epochPhase!));
+      }
       let lossSum = 0, correct = 0, seen = 0, lr = optimizer.lr;
       const epochStart = process.hrtime.bigint();
       let epochImages = 0;
@@ -358,7 +393,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       const skippedBefore = (loader.skippedImages ?? 0) + (evalLoader?.skippedImages ?? 0);
       for await (const batch of timedBatches(loader.epochBatches(), wait)) {
         const t0 = process.hrtime.bigint();
-        lr = learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
+        lr = phase === 'fine-tune' ? fineTuneLr(config) : learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
         optimizer.lr = lr;
         const { loss, correct: stepCorrect } = dp ? await dp.step(batch, lr, model.rng.nextUint32()) : localStep(batch);
         if (!Number.isFinite(loss)) {
@@ -379,9 +414,9 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         trainImages += batch.size;
         const epochSeconds = Number(process.hrtime.bigint() - epochStart) / 1e9;
         const rate = epochImages / Math.max(epochSeconds, 1e-9);
-        const stepsLeft = stepsPerEpoch * config.epochs - step;
+        const stepsLeft = stepsPerEpoch * epochsInAll - step;
         progress.step({
-          epoch: epoch + 1, epochs: config.epochs, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
+          epoch: epoch + 1, epochs: epochsInAll, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
           loss: lossSum / seen, accuracy: correct / seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
         });
         // Before the stop check, so that a run stopped right here still has this point on resume.
@@ -393,13 +428,20 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         const turn = process.hrtime.bigint();
         await turnOfEventLoop();
         wait.seconds += Number(process.hrtime.bigint() - turn) / 1e9;
+        // After an epoch's last step, stopping and checkpointing wait for the epoch's end (just
+        // below): a checkpoint is never between the last step and the epoch's evaluation, which a
+        // resumed run could not redo.
+        // (The loader's epoch, not a step count: a streamed epoch can hand out fewer batches.)
+        const epochDone = loader.epoch !== epoch;
         if (run.shouldStop?.()) {
+          stopAfterEpoch = true;
+          if (epochDone) continue;
           await save();
-          progress.line(`stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`);
+          progress.line(stoppedLine(epoch));
           interrupted = true;
           break;
         }
-        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0) await save();
+        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0 && !epochDone) await save();
       }
       if (interrupted) break;
       const ev = await evalNow();
@@ -410,19 +452,24 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         epoch: epochsDone, step, lr, trainLoss: lossSum / Math.max(1, seen), trainTop1: correct / Math.max(1, seen),
         evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), wallSeconds: wall(),
         dataWait: wait.seconds / Math.max(wait.seconds + epochStepSeconds, 1e-9), skippedImages: skipped,
+        ...(phase ? { phase } : {}),
       };
       history.push(record);
       await save();
       writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
       await writeCurves(outDir, history, evalLoader ? data.evalName : null);
       progress.line(
-        `epoch ${epochsDone}/${config.epochs}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
+        `epoch ${epochsDone}/${epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
           (evalLoader ? `${data.evalName} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` : '') +
           `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
       );
       if (skipped > 0) {
         const first = [...(loader.badFiles ?? []), ...(evalLoader?.badFiles ?? [])][0];
         progress.line(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} this epoch (--skip-bad-images)${first ? `, e.g. ${first}` : ''}`);
+      }
+      if (stopAfterEpoch && epochsDone < epochsInAll) {
+        progress.line(stoppedLine(epoch));
+        interrupted = true;
       }
     }
     let final: EvalResult;
@@ -444,3 +491,37 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     model.dispose();
   }
 }
+
+interface DataShape {
+  size: number;
+  channels: number;
+  classes: number;
+  classNames?: readonly string[] | undefined;
+}
+
+/**
+ * The run's model and the options it was built with: from the flags, or from a weights source
+ * (transfer learning), or — resuming a transfer run — from the checkpoint, which holds every
+ * weight, so the source is not read again.
+ */
+async function runModel(config: TrainConfig, saved: RunState | null, source: WeightsSource | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
+  let built: { model: Model; modelOptions: Record<string, unknown> };
+  if (source === null) {
+    const defaults = { inputShape: [data.size, data.size, data.channels], classes: data.classes, seed: config.seed };
+    const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
+    built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
+  } else {
+    const target = { model: config.model, modelOptions: config.modelOptions, seed: config.seed, ...data, ...(data.classNames ? { classNames: data.classNames } : {}) };
+    const t = await buildTransferModel(source, target, backend);
+    for (const line of t.lines) progress.line(line);
+    built = t;
+  }
+  try {
+    checkUnfreezeFrom(built.model, config);
+  } catch (e) {
+    built.model.dispose();
+    throw e;
+  }
+  return built;
+}
+

@@ -3,7 +3,9 @@ import { DEFAULT_TRAIN_CONFIG, train, type TrainConfig } from '../../train/train
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
-import { choiceFlag, intFlag, numberFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, numberFlag, parse, type FlagSpec, type Parsed } from '../args.js';
+import { openWeights } from '../../io/weights-source.js';
+import type { TransferConfig } from '../../train/transfer.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP, modelFromFlags } from '../model-flags.js';
 
 const d = DEFAULT_TRAIN_CONFIG;
@@ -34,7 +36,7 @@ Data:
   --flip, --no-flip       random horizontal flips on or off (default ${d.augment.flip ? 'on' : 'off'})
   --random-resized-crop   Inception-style random-resized crop (image folders)
 Optimization:
-  --epochs N              (default ${d.epochs})
+  --epochs N              (default ${d.epochs}; with --fine-tune-epochs, the head-training epochs)
   --batch-size B          (default ${d.batchSize})
   --optimizer NAME        ${OPTIMIZERS.join(' | ')} (default ${d.optimizer})
   --lr X                  peak learning rate (default ${d.lr})
@@ -49,6 +51,23 @@ Optimization:
                           Polyak averaging), e.g. 0.999; default off
   --clip-norm X           clip the gradients' global norm
   --seed S                seeds initialization, shuffling, augmentation and dropout (default 0)
+Transfer learning (the Keras recipe):
+  --weights FILE|DIR      start from pretrained weights: a run folder, a .safetensors or a Keras
+                          .h5 file. The model is the one the source records (model flags must
+                          agree with it, except --dropout, --bn-momentum, --classifier-activation),
+                          else the model flags' (Keras's defaults, not the main job's). The input
+                          size may differ from the source's; the channels must match. The
+                          classifier (predictions) is replaced by a freshly initialized one when
+                          the data's classes differ from the source's (in number, or by name).
+  --freeze-base           train only the classifier; the rest is frozen, batch norm in inference
+                          mode (needs --weights)
+  --fine-tune-epochs N    after the --epochs head epochs, fine-tune N more in the same run: the
+                          base unfrozen, batch norm still in inference mode, a fresh optimizer
+                          state at a constant rate (needs --freeze-base)
+  --fine-tune-lr X        that rate (default: --lr ÷ 100; the Keras guide uses 1e-5 with
+                          --optimizer adam --lr 1e-3)
+  --unfreeze-from LAYER   fine-tune only LAYER and the layers after it in Keras layer order
+                          (\`xception summary\` lists them); the layers before stay frozen
 Run:
   --out DIR               run folder (default ${d.outDir})
   --resume                continue the run in --out from its last checkpoint (same settings;
@@ -64,6 +83,30 @@ Run:
 
 ${MODEL_FLAGS_HELP}
 `;
+
+const TRANSFER_FLAGS: FlagSpec = {
+  weights: { type: 'string' }, 'freeze-base': { type: 'boolean' }, 'fine-tune-epochs': { type: 'string' },
+  'fine-tune-lr': { type: 'string' }, 'unfreeze-from': { type: 'string' },
+};
+
+function transferFromFlags(p: Parsed): TransferConfig {
+  const v = p.values;
+  const t: TransferConfig = {};
+  if (v['weights'] !== undefined) t.weights = v['weights'] as string;
+  if (v['freeze-base']) t.freezeBase = true;
+  const epochs = intFlag('fine-tune-epochs', v['fine-tune-epochs']);
+  if (epochs !== undefined) t.fineTuneEpochs = epochs;
+  const lr = numberFlag('fine-tune-lr', v['fine-tune-lr'], 1e-12, 100);
+  if (lr !== undefined) t.fineTuneLr = lr;
+  if (v['unfreeze-from'] !== undefined) t.unfreezeFrom = v['unfreeze-from'] as string;
+  return t;
+}
+
+/** The model of a transfer run: --model when given, else the one the weights record, else xception. */
+async function transferModelName(weights: string, flag: string | undefined, fallback: string): Promise<string> {
+  if (flag !== undefined) return flag;
+  return (await openWeights(weights)).record?.model ?? fallback;
+}
 
 function flagConflict(a: string, b: string): never {
   throw new OptionError(`${a} and ${b} contradict each other; give one`);
@@ -81,6 +124,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     ema: { type: 'string' }, 'clip-norm': { type: 'string' },
     out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, replicas: { type: 'string' }, 'checkpoint-every': { type: 'string' },
     json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    ...TRANSFER_FLAGS,
   });
   const v = p.values;
   if (v['help']) {
@@ -90,11 +134,14 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   const model = modelFromFlags(p);
   const seed = intFlag('seed', v['seed'], 0) ?? d.seed;
   delete model.options['seed'];
+  const transfer = transferFromFlags(p);
+  if (transfer.weights !== undefined && !v['resume']) model.name = await transferModelName(transfer.weights, v['model'] as string | undefined, model.name);
   const config: TrainConfig = {
     ...d,
     dataset: (v['dataset'] as string | undefined) ?? d.dataset,
     model: model.name,
-    modelOptions: model.name === d.model ? { ...d.modelOptions, ...model.options } : model.options,
+    // With --weights, the source (or Keras's defaults) decides what the flags leave open.
+    modelOptions: model.name === d.model && transfer.weights === undefined ? { ...d.modelOptions, ...model.options } : model.options,
     epochs: intFlag('epochs', v['epochs']) ?? d.epochs,
     batchSize: intFlag('batch-size', v['batch-size']) ?? d.batchSize,
     optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? d.optimizer,
@@ -115,6 +162,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     },
     validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? d.validationFraction,
     outDir: (v['out'] as string | undefined) ?? d.outDir,
+    ...transfer,
   };
   const replicas = intFlag('replicas', v['replicas'], 1);
   if (replicas !== undefined) config.replicas = replicas;

@@ -17,7 +17,9 @@ export interface BatchNormalizationOptions extends LayerOptions {
 /**
  * Keras BatchNormalization over the last axis. Weights in Keras order: gamma, beta,
  * moving_mean, moving_variance. A frozen layer (trainable = false) runs in inference mode,
- * as in TensorFlow 2 Keras, so fine-tuning does not disturb its statistics.
+ * as in TensorFlow 2 Keras, so fine-tuning does not disturb its statistics. `inferenceMode`
+ * does the same for a layer that still trains gamma and beta (Keras's `base(x, training=False)`
+ * during fine-tuning: a small dataset's batch statistics would overwrite what the base learned).
  */
 export class BatchNormalization extends Layer {
   readonly className = 'BatchNormalization';
@@ -29,6 +31,11 @@ export class BatchNormalization extends Layer {
   beta: Variable | null = null;
   movingMean!: Variable;
   movingVariance!: Variable;
+  /**
+   * Normalize with the moving statistics even when training, and leave them unchanged; gamma
+   * and beta still get gradients while the layer is trainable. Default false.
+   */
+  inferenceMode = false;
   private constantGamma: Tensor | null = null;
   private constantBeta: Tensor | null = null;
 
@@ -71,7 +78,7 @@ export class BatchNormalization extends Layer {
   private normalize(x: Tensor, ctx: CallContext, relu: boolean): Tensor {
     const gamma = this.gamma ? this.gamma.read() : this.constantGamma!;
     const beta = this.beta ? this.beta.read() : this.constantBeta!;
-    if (ctx.training && this.trainable) {
+    if (ctx.training && this.trainable && !this.inferenceMode) {
       const r = batchNormTrain(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.momentum, this.epsilon, { relu });
       this.movingMean.assign(r.movingMean);
       this.movingVariance.assign(r.movingVariance);
