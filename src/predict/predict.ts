@@ -220,6 +220,9 @@ export async function predictImages(model: Model, files: readonly string[], opti
     // Queue the next batch's decoding before the (synchronous) forward pass, so it overlaps.
     pending = start + batchSize < files.length ? decode(start + batchSize) : null;
     pending?.catch(() => {}); // awaited next turn; this only keeps an early rejection from being reported as unhandled
+    // The decodes are submitted to sharp from promise continuations: let them run before the
+    // synchronous forward pass blocks this thread, or nothing would decode during it.
+    if (pending) await new Promise((resolve) => setImmediate(resolve));
     const probs = batch.errors.every((e) => e !== undefined) ? null : classify(model, batch.inputs, batch.files.length);
     batch.files.forEach((file, i) => {
       const error = batch.errors[i];

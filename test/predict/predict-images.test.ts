@@ -90,3 +90,22 @@ test('predictImages checks its options', async () => {
   await assert.rejects(predictImages(model, [file], { top: -1 }), OptionError);
   await assert.rejects(predictImages(model, [file], { preprocessing: { resize: 'fit', interpolation: 'nearest', scaling: 'xception' } as unknown as ImagePreprocessing }), /predict preprocessing: resize must be one of center-crop, stretch, got "fit"/);
 });
+
+test('predictImages decodes batch k+1 while batch k is classified: its decodes are in sharp\'s worker queue during the forward pass', async () => {
+  const files = await Promise.all([0, 1, 2, 3, 4].map((i) => writeImage(`overlap${i}.png`, 40, 30, 10 + i)));
+  const inFlight: number[] = [];
+  const forward = model.forward.bind(model);
+  model.forward = (x) => {
+    const { queue, process } = sharp.counters();
+    inFlight.push(queue + process);
+    return forward(x);
+  };
+  try {
+    const results = await predictImages(model, files, { batchSize: 2, decodeConcurrency: 2 });
+    assert.equal(results.filter((r) => r.predictions.length > 0).length, 5);
+  } finally {
+    model.forward = forward;
+  }
+  // Batches [0,1] [2,3] [4]: while the first is classified both of the second decode, then the last one, then none.
+  assert.deepEqual(inFlight, [2, 1, 0]);
+});
