@@ -113,6 +113,7 @@ function checkBox(box: CropBox, height: number, width: number): void {
  * it (ITU-R 601-2 luma in 16-bit fixed point). Converting per pixel commutes with cropping.
  */
 function cropChannels(img: DecodedRgb, box: CropBox, channels: 1 | 3): Uint8Array {
+  if (channels === 3 && box.height === img.height && box.width === img.width) return img.rgb;
   const out = new Uint8Array(box.height * box.width * channels);
   for (let y = 0; y < box.height; y++) {
     const from = ((box.y + y) * img.width + box.x) * 3;

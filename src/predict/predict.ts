@@ -8,11 +8,11 @@
  *   await loadWeights(model, 'xception_weights_tf_dim_ordering_tf_kernels.h5');
  *   const [result] = await predictImages(model, ['cat.jpg'], { top: 5 });
  *
- * Images are decoded by sharp (JPEG, PNG, WebP, …), converted to RGB (an alpha channel is dropped,
- * as PIL's convert('RGB') does), resized to the model's input without keeping the aspect ratio
- * (Keras's `load_img(target_size=…)`, nearest-neighbour by default as there, with Pillow's
- * arithmetic: see resize-pil.ts), then preprocessed
- * as the model's registry entry says (Xception and Inception V3: x/127.5 − 1).
+ * Images are read by readImagePixels (data/image-file.ts), the same function training and
+ * evaluation use, as `options.preprocessing` says. The default is Keras's: decoded by sharp,
+ * upright (EXIF), RGB, resized to the model's input without keeping the aspect ratio
+ * (`load_img(target_size=…)`, nearest-neighbour, Pillow's arithmetic: see resize-pil.ts), then
+ * x/127.5 − 1. Pass the preprocessing the weights were trained with (e.g. center-crop, bilinear).
  */
 import { tensor } from '../core/creation.js';
 import { noGrad } from '../core/engine.js';
@@ -220,6 +220,9 @@ export async function predictImages(model: Model, files: readonly string[], opti
     // Queue the next batch's decoding before the (synchronous) forward pass, so it overlaps.
     pending = start + batchSize < files.length ? decode(start + batchSize) : null;
     pending?.catch(() => {}); // awaited next turn; this only keeps an early rejection from being reported as unhandled
+    // The decodes are submitted to sharp from promise continuations: let them run before the
+    // synchronous forward pass blocks this thread, or nothing would decode during it.
+    if (pending) await new Promise((resolve) => setImmediate(resolve));
     const probs = batch.errors.every((e) => e !== undefined) ? null : classify(model, batch.inputs, batch.files.length);
     batch.files.forEach((file, i) => {
       const error = batch.errors[i];

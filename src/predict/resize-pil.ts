@@ -26,19 +26,26 @@ export function resizeLikePil(src: Uint8Array, h: number, w: number, c: number, 
 
 function nearest(src: Uint8Array, h: number, w: number, c: number, outH: number, outW: number): Uint8Array {
   const out = new Uint8Array(outH * outW * c);
+  // Source column offsets, once per image (-1: outside, left black as Pillow leaves it; the
+  // accumulation never gets there in practice).
+  const cols = new Int32Array(outW);
   const xStep = w / outW;
+  let xx = xStep * 0.5;
+  for (let x = 0; x < outW; x++, xx += xStep) cols[x] = Math.trunc(xx) < w ? Math.trunc(xx) * c : -1;
   const yStep = h / outH;
   let yy = yStep * 0.5;
-  for (let y = 0; y < outH; y++) {
+  for (let y = 0, o = 0; y < outH; y++, yy += yStep) {
     const sy = Math.trunc(yy);
-    let xx = xStep * 0.5;
-    for (let x = 0; x < outW; x++) {
-      const sx = Math.trunc(xx);
-      // Pillow leaves a sample outside the image black; the accumulation never gets there in practice.
-      if (sx < w && sy < h) for (let ch = 0; ch < c; ch++) out[(y * outW + x) * c + ch] = src[(sy * w + sx) * c + ch]!;
-      xx += xStep;
+    if (sy >= h) {
+      o += outW * c;
+      continue;
     }
-    yy += yStep;
+    const row = sy * w * c;
+    for (let x = 0; x < outW; x++, o += c) {
+      if (cols[x]! < 0) continue;
+      const s = row + cols[x]!;
+      for (let ch = 0; ch < c; ch++) out[o + ch] = src[s + ch]!;
+    }
   }
   return out;
 }
@@ -81,35 +88,59 @@ function clip8(acc: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-function bilinear(src: Uint8Array, h: number, w: number, c: number, outH: number, outW: number): Uint8Array {
-  let cur = src;
-  let curW = w;
-  if (outW !== w) {
-    const { first, count, weights, taps } = coefficients(w, outW);
-    const tmp = new Uint8Array(h * outW * c);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < outW; x++) {
-        for (let ch = 0; ch < c; ch++) {
-          let acc = 1 << (PRECISION_BITS - 1);
-          for (let i = 0; i < count[x]!; i++) acc += src[(y * w + first[x]! + i) * c + ch]! * weights[x * taps + i]!;
-          tmp[(y * outW + x) * c + ch] = clip8(acc);
+/** Horizontal pass: each row of h rows resampled from w to outW columns. */
+function resampleRows(src: Uint8Array, h: number, w: number, c: number, outW: number): Uint8Array {
+  const { first, count, weights, taps } = coefficients(w, outW);
+  const out = new Uint8Array(h * outW * c);
+  const half = 1 << (PRECISION_BITS - 1);
+  for (let y = 0, o = 0; y < h; y++) {
+    const row = y * w * c;
+    for (let x = 0; x < outW; x++, o += c) {
+      const base = row + first[x]! * c, n = count[x]!, wo = x * taps;
+      if (c === 3) {
+        // RGB, the usual case, with one accumulator per channel.
+        let r = half, g = half, b = half;
+        for (let i = 0, p = base; i < n; i++, p += 3) {
+          const k = weights[wo + i]!;
+          r += src[p]! * k;
+          g += src[p + 1]! * k;
+          b += src[p + 2]! * k;
         }
+        out[o] = clip8(r);
+        out[o + 1] = clip8(g);
+        out[o + 2] = clip8(b);
+        continue;
       }
-    }
-    cur = tmp;
-    curW = outW;
-  }
-  if (outH === h) return cur === src ? Uint8Array.from(src) : cur;
-  const { first, count, weights, taps } = coefficients(h, outH);
-  const out = new Uint8Array(outH * curW * c);
-  for (let y = 0; y < outH; y++) {
-    for (let x = 0; x < curW; x++) {
       for (let ch = 0; ch < c; ch++) {
-        let acc = 1 << (PRECISION_BITS - 1);
-        for (let i = 0; i < count[y]!; i++) acc += cur[((first[y]! + i) * curW + x) * c + ch]! * weights[y * taps + i]!;
-        out[(y * curW + x) * c + ch] = clip8(acc);
+        let acc = half;
+        for (let i = 0, p = base + ch; i < n; i++, p += c) acc += src[p]! * weights[wo + i]!;
+        out[o + ch] = clip8(acc);
       }
     }
   }
   return out;
+}
+
+/** Vertical pass: h rows of rowLength values resampled to outH rows (sums are exact integers, so the order does not matter). */
+function resampleColumns(src: Uint8Array, h: number, rowLength: number, outH: number): Uint8Array {
+  const { first, count, weights, taps } = coefficients(h, outH);
+  const out = new Uint8Array(outH * rowLength);
+  const acc = new Float64Array(rowLength);
+  for (let y = 0; y < outH; y++) {
+    acc.fill(1 << (PRECISION_BITS - 1));
+    for (let i = 0; i < count[y]!; i++) {
+      const k = weights[y * taps + i]!;
+      const row = (first[y]! + i) * rowLength;
+      for (let j = 0; j < rowLength; j++) acc[j]! += src[row + j]! * k;
+    }
+    for (let j = 0, o = y * rowLength; j < rowLength; j++, o++) out[o] = clip8(acc[j]!);
+  }
+  return out;
+}
+
+function bilinear(src: Uint8Array, h: number, w: number, c: number, outH: number, outW: number): Uint8Array {
+  // Pillow's order: horizontal pass first, each pass rounded to 8 bits.
+  const rows = outW !== w ? resampleRows(src, h, w, c, outW) : src;
+  if (outH === h) return rows === src ? Uint8Array.from(src) : rows;
+  return resampleColumns(rows, h, outW * c, outH);
 }
