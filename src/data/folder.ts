@@ -4,7 +4,7 @@
  * sorted sub-folder names. Every image is decoded with `sharp`, resized so its shorter side is the
  * target size and center-cropped to a square, and kept as uint8 NHWC in memory.
  */
-import { promises as fs } from 'node:fs';
+import { type Dirent, promises as fs } from 'node:fs';
 import { extname, join } from 'node:path';
 import { OptionError } from '../core/errors.js';
 import { DatasetError } from './errors.js';
@@ -37,21 +37,49 @@ function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-async function listDir(dir: string): Promise<string[]> {
+async function listDir(dir: string): Promise<Dirent[]> {
   try {
-    return await fs.readdir(dir);
+    return await fs.readdir(dir, { withFileTypes: true });
   } catch (e) {
     throw new DatasetError(`cannot list folder: ${(e as Error).message}`, dir);
   }
 }
 
-/** Lists classes (sorted sub-folders) and their image files (sorted), checking the layout. */
-export async function scanImageFolder(root: string): Promise<{ classNames: string[]; files: string[]; labels: number[] }> {
+/**
+ * Folder or not, following symlinks. The directory entry's own type answers without a system
+ * call; only symlinks (and file systems that report no type) need a stat.
+ */
+async function entryKind(dir: string, entry: Dirent): Promise<'dir' | 'file'> {
+  if (entry.isDirectory()) return 'dir';
+  if (entry.isFile()) return 'file';
+  const path = join(dir, entry.name);
+  try {
+    return (await fs.stat(path)).isDirectory() ? 'dir' : 'file';
+  } catch (e) {
+    throw new DatasetError(`unreadable entry in image folder: ${(e as Error).message}`, path);
+  }
+}
+
+/** An image folder's listing: names only, no pixels read. */
+export interface ImageFolderListing {
+  root: string;
+  /** Sorted class folder names; label k is classNames[k]. */
+  classNames: string[];
+  files: string[];
+  labels: Int32Array;
+}
+
+/**
+ * Lists classes (sorted sub-folders) and their image files (sorted), checking the layout.
+ * Reads directory entries only (one readdir per folder, a stat only for symlinks), so a folder of
+ * 100,000 images lists in well under a second.
+ */
+export async function listImageFolder(root: string): Promise<ImageFolderListing> {
   if (!(await isDirectory(root))) throw new DatasetError('image folder does not exist or is not a directory', root);
   // Hidden entries (.git, .DS_Store) are never classes or images; symlinked class folders count.
   const classNames: string[] = [];
-  for (const name of await listDir(root)) {
-    if (!name.startsWith('.') && (await isDirectory(join(root, name)))) classNames.push(name);
+  for (const entry of await listDir(root)) {
+    if (!entry.name.startsWith('.') && (await entryKind(root, entry)) === 'dir') classNames.push(entry.name);
   }
   classNames.sort(byCodePoint);
   if (classNames.length === 0) throw new DatasetError('no class folders: expected one sub-folder of images per class (root/<class>/<image>.png)', root);
@@ -59,27 +87,25 @@ export async function scanImageFolder(root: string): Promise<{ classNames: strin
   const labels: number[] = [];
   for (let k = 0; k < classNames.length; k++) {
     const dir = join(root, classNames[k]!);
-    const names = (await listDir(dir)).filter((name) => !name.startsWith('.')).sort(byCodePoint);
-    let n = 0;
-    for (const name of names) {
-      const path = join(dir, name);
-      let stat;
-      try {
-        stat = await fs.stat(path);
-      } catch (e) {
-        throw new DatasetError(`unreadable entry in image folder: ${(e as Error).message}`, path);
-      }
-      if (stat.isDirectory()) throw new DatasetError('nested folder inside a class folder; expected only image files', path);
-      if (!IMAGE_EXTENSIONS.includes(extname(name).toLowerCase())) {
+    const entries = (await listDir(dir)).filter((e) => !e.name.startsWith('.')).sort((a, b) => byCodePoint(a.name, b.name));
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if ((await entryKind(dir, entry)) === 'dir') throw new DatasetError('nested folder inside a class folder; expected only image files', path);
+      if (!IMAGE_EXTENSIONS.includes(extname(entry.name).toLowerCase())) {
         throw new DatasetError(`not an image file (expected ${IMAGE_EXTENSIONS.join(', ')})`, path);
       }
       files.push(path);
       labels.push(k);
-      n++;
     }
-    if (n === 0) throw new DatasetError(`empty class folder '${classNames[k]}': it holds no images`, dir);
+    if (entries.length === 0) throw new DatasetError(`empty class folder '${classNames[k]}': it holds no images`, dir);
   }
-  return { classNames, files, labels };
+  return { root, classNames, files, labels: Int32Array.from(labels) };
+}
+
+/** Lists classes and image files (see listImageFolder), labels as a plain array. */
+export async function scanImageFolder(root: string): Promise<{ classNames: string[]; files: string[]; labels: number[] }> {
+  const { classNames, files, labels } = await listImageFolder(root);
+  return { classNames, files, labels: Array.from(labels) };
 }
 
 /** Loads every image of an image folder into memory at `size`×`size`×`channels`. */

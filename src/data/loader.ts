@@ -43,7 +43,8 @@ export interface LoaderOptions {
   prefetch?: boolean;
 }
 
-export interface LoaderState {
+/** The saved position of an in-memory DataLoader. */
+export interface MemoryLoaderState {
   version: 1;
   /** Epoch of the next batch (0-based). */
   epoch: number;
@@ -60,13 +61,75 @@ export interface LoaderState {
   dropLast: boolean;
 }
 
+/** The saved position of a streaming loader (stream-loader.ts): a position and its settings. */
+export interface StreamLoaderState {
+  version: 1;
+  kind: 'stream';
+  epoch: number;
+  batch: number;
+  samples: number;
+  batchSize: number;
+  shuffle: boolean;
+  dropLast: boolean;
+  seed: number;
+}
+
+/** What a checkpoint stores for either loader. */
+export type LoaderState = MemoryLoaderState | StreamLoaderState;
+
+/**
+ * What the trainer and `evaluate` need from a source of batches: the in-memory DataLoader and
+ * the streaming image-file loader both provide it, so training code treats them alike.
+ */
+export interface BatchLoader {
+  readonly batchSize: number;
+  /** Number of samples per epoch. */
+  readonly samples: number;
+  readonly batchesPerEpoch: number;
+  /** [H, W, C] of each batch entry. */
+  readonly sampleShape: [number, number, number];
+  /** Epoch of the next batch the consumer will receive. */
+  readonly epoch: number;
+  /** Index within its epoch of the next batch the consumer will receive. */
+  readonly position: number;
+  /** Images left out because they could not be read (streaming loaders that skip bad images). */
+  readonly skippedImages?: number;
+  /** Those unreadable files, each once. */
+  readonly badFiles?: ReadonlySet<string>;
+  /** The remaining batches of the current epoch. */
+  epochBatches(): AsyncGenerator<Batch, void, undefined>;
+  getState(): LoaderState;
+  setState(state: LoaderState): void;
+}
+
+/** Seconds a consumer spent waiting, e.g. for batches (see timedBatches). */
+export interface WaitClock {
+  seconds: number;
+}
+
+/** Passes `batches` through, adding the time each one took to arrive to `clock`. */
+export async function* timedBatches(batches: AsyncIterator<Batch>, clock: WaitClock): AsyncGenerator<Batch, void, undefined> {
+  let done = false;
+  try {
+    while (!done) {
+      const t0 = process.hrtime.bigint();
+      const next = await batches.next();
+      clock.seconds += Number(process.hrtime.bigint() - t0) / 1e9;
+      done = next.done === true;
+      if (!done) yield next.value as Batch;
+    }
+  } finally {
+    if (!done) await batches.return?.();
+  }
+}
+
 interface Pending {
-  stateBefore: LoaderState;
+  stateBefore: MemoryLoaderState;
   result: Batch | null;
   timer: ReturnType<typeof setImmediate> | null;
 }
 
-export class DataLoader {
+export class DataLoader implements BatchLoader {
   readonly dataset: ImageDataset;
   readonly batchSize: number;
   readonly shuffle: boolean;
@@ -147,12 +210,13 @@ export class DataLoader {
   }
 
   /** The position of the consumer (batches already handed out), for a checkpoint. JSON-safe. */
-  getState(): LoaderState {
+  getState(): MemoryLoaderState {
     return this.pending ? structuredClone(this.pending.stateBefore) : this.liveState();
   }
 
   /** Restores a position saved by getState(); the following batches repeat the original run's. */
   setState(state: LoaderState): void {
+    if (state && 'kind' in state) throw new OptionError(`loader state was saved by a streaming image-file loader, not an in-memory dataset loader`);
     if (!state || state.version !== 1) throw new OptionError(`unsupported loader state (version ${state?.version}), expected version 1`);
     const mismatch = (['samples', 'batchSize', 'shuffle', 'dropLast'] as const).filter((k) => state[k] !== this[k]);
     if (mismatch.length > 0) {
@@ -194,7 +258,7 @@ export class DataLoader {
     return this.epochBatches();
   }
 
-  private liveState(): LoaderState {
+  private liveState(): MemoryLoaderState {
     return {
       version: 1, epoch: this.epochIndex, batch: this.batchIndex,
       epochRandom: this.batchIndex === 0 ? this.rng.getState() : structuredClone(this.epochStart),

@@ -32,15 +32,40 @@ export interface DatasetSpec {
 
 const USAGE = `expected one of: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:DIR`;
 
+/** Where an image folder's splits are. */
+export interface ImageFolderLayout {
+  /** 'split': DIR/train (+ DIR/test, val or validation); 'single': DIR/<class>/<image> alone. */
+  kind: 'split' | 'single';
+  train: string;
+  /** The evaluation folder (DIR/test, DIR/val or DIR/validation), or null. */
+  test: string | null;
+}
+
+const EVAL_SPLIT_NAMES = ['test', 'val', 'validation'];
+
 /**
- * An image folder's split: `DIR/train` and `DIR/test` (or `DIR/val`, `DIR/validation`) when
- * they exist, otherwise DIR itself is the training set and has no test split.
+ * An image folder's layout: `DIR/train` with `DIR/test` (or `DIR/val`, `DIR/validation`), or DIR
+ * itself holding one folder per class and no test split.
  */
+export async function imageFolderLayout(dir: string): Promise<ImageFolderLayout> {
+  let test: string | null = null;
+  for (const n of EVAL_SPLIT_NAMES) {
+    if (await isDirectory(join(dir, n))) {
+      test = join(dir, n);
+      break;
+    }
+  }
+  if (await isDirectory(join(dir, 'train'))) return { kind: 'split', train: join(dir, 'train'), test };
+  if (test !== null) throw new DatasetError(`image folder has ${test} but no train/ beside it: lay it out as DIR/train/<class>/… + DIR/test/<class>/…, or DIR/<class>/… alone`, dir);
+  return { kind: 'single', train: dir, test: null };
+}
+
+/** An image folder's split (see imageFolderLayout); DatasetError when it has no test split. */
 export async function imageFolderSplitDir(dir: string, split: Split): Promise<string> {
-  const names = split === 'train' ? ['train'] : ['test', 'val', 'validation'];
-  for (const n of names) if (await isDirectory(join(dir, n))) return join(dir, n);
-  if (split === 'train') return dir;
-  throw new DatasetError(`image folder has no test split: looked for ${names.map((n) => join(dir, n)).join(', ')}; hold out a validation split of the training data instead`, dir);
+  const layout = await imageFolderLayout(dir);
+  if (split === 'train') return layout.train;
+  if (layout.test !== null) return layout.test;
+  throw new DatasetError(`image folder has no test split: looked for ${EVAL_SPLIT_NAMES.map((n) => join(dir, n)).join(', ')}; hold out a validation split of the training data instead (train --validation 0.2)`, dir);
 }
 
 export function parseDatasetSpec(spec: string): DatasetSpec {

@@ -11,27 +11,26 @@ interface Row {
   evalTop1: number;
 }
 
-export function curvesSvg(history: readonly Row[], evalName: string): string {
+/** `evalName` null: the run had no evaluation split, so only the training curves are drawn. */
+export function curvesSvg(history: readonly Row[], evalName: string | null): string {
   const pts = (f: (r: Row) => number) => history.map((r) => [r.epoch, f(r)] as [number, number]);
+  const series = (train: (r: Row) => number, evaluation: (r: Row) => number) => [
+    { label: 'train', points: pts(train) },
+    ...(evalName !== null ? [{ label: evalName, points: pts(evaluation) }] : []),
+  ];
   const loss = lineChartSvg(
-    [
-      { label: 'train', points: pts((r) => r.trainLoss) },
-      { label: evalName, points: pts((r) => r.evalLoss) },
-    ],
+    series((r) => r.trainLoss, (r) => r.evalLoss),
     { title: 'Loss', xLabel: 'epoch', yLabel: 'cross-entropy' },
   );
   const acc = lineChartSvg(
-    [
-      { label: 'train', points: pts((r) => 100 * r.trainTop1) },
-      { label: evalName, points: pts((r) => 100 * r.evalTop1) },
-    ],
+    series((r) => 100 * r.trainTop1, (r) => 100 * r.evalTop1),
     { title: 'Top-1 accuracy', xLabel: 'epoch', yLabel: 'accuracy (%)' },
   );
   return chartGridSvg([loss, acc], 2);
 }
 
 /** Writes curves.svg and curves.png into the run folder; returns their paths. */
-export async function writeCurves(dir: string, history: readonly Row[], evalName: string): Promise<{ svg: string; png: string | null }> {
+export async function writeCurves(dir: string, history: readonly Row[], evalName: string | null): Promise<{ svg: string; png: string | null }> {
   const svg = curvesSvg(history, evalName);
   const svgPath = join(dir, 'curves.svg');
   writeFileAtomicSync(svgPath, new TextEncoder().encode(svg));

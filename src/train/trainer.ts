@@ -10,13 +10,9 @@ import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
-import type { ImageDataset } from '../data/dataset.js';
 import { trainingPreprocessing } from '../data/image-preprocessing.js';
-import type { Batch } from '../data/loader.js';
-import { subsetDataset } from '../data/dataset.js';
-import { DataLoader } from '../data/loader.js';
-import { loadDataset } from '../data/spec.js';
-import { splitIndices } from '../data/split.js';
+import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
+import { openTrainingData, type TrainingData } from '../data/training-data.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
@@ -71,9 +67,11 @@ export interface TrainConfig extends TransferConfig {
   imageSize?: number;
   /** Hold out this fraction of the training set for per-epoch evaluation (0 = evaluate on test). */
   validationFraction: number;
-  /** Use only the first N training / test images (quick runs). */
+  /** Use only the first N training / test images (quick runs; image folders: N spread over the classes). */
   limitTrain?: number;
   limitTest?: number;
+  /** Image folders: leave unreadable images out of their batches (counted each epoch) instead of stopping. */
+  skipBadImages?: boolean;
   /**
    * Evaluate this many times per epoch, at evenly spaced steps, the last at the epoch end
    * (default 1: only at epoch ends). Every evaluation is recorded in `evalPoints`.
@@ -141,6 +139,10 @@ export interface EpochRecord {
   evalTop5: number;
   imagesPerSec: number;
   wallSeconds: number;
+  /** Share of the epoch's step loop (steps + waiting) spent waiting for batches. */
+  dataWait: number;
+  /** Images left out this epoch because they could not be read (--skip-bad-images). */
+  skippedImages: number;
   /** Transfer runs with --freeze-base: which phase the epoch belonged to. */
   phase?: Phase;
 }
@@ -200,6 +202,7 @@ export function validateTrainConfig(c: TrainConfig): void {
     const v = c[k];
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
+  if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean') throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
@@ -208,11 +211,6 @@ export function validateTrainConfig(c: TrainConfig): void {
 
 function scheduleOf(c: TrainConfig): ScheduleOptions {
   return { name: c.schedule, lr: c.lr, decay: c.decay, decayEpochs: c.decayEpochs };
-}
-
-function limit(ds: ImageDataset, n: number | undefined): ImageDataset {
-  if (n === undefined || n >= ds.count) return ds;
-  return subsetDataset(ds, Int32Array.from({ length: n }, (_, i) => i), `${ds.name}[:${n}]`);
 }
 
 export async function train(config: TrainConfig, run: RunOptions = {}): Promise<TrainResult> {
@@ -232,39 +230,33 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   if (saved) checkTransferResume(saved.state.config as unknown as TrainConfig, config);
 
   // ---- data ----
+  const entry = getModelEntry(config.model);
   progress.line(`loading ${config.dataset} …`);
-  // Transfer: the source's record decides the model, and image folders are read with its channels.
+  // Transfer: the source's record decides the model, and its images' channels.
   const source = config.weights !== undefined && !saved ? await openWeights(config.weights) : null;
-  const channels = source ? transferChannels(source, config.modelOptions) : undefined;
-  // Image folders are decoded at the run's size (the data branch's openTrainingData supersedes this).
-  const sized = { ...(config.imageSize !== undefined ? { imageSize: config.imageSize } : {}), ...(channels === 1 || channels === 3 ? { channels: channels as 1 | 3 } : {}) };
-  const fullTrain = limit(await loadDataset(config.dataset, 'train', sized), config.limitTrain);
-  const test = limit(await loadDataset(config.dataset, 'test', sized), config.limitTest);
-  let trainIdx: Int32Array | undefined;
-  let valIdx: Int32Array | undefined;
-  if (config.validationFraction > 0) {
-    const s = splitIndices(fullTrain, { validationFraction: config.validationFraction, seed: config.seed });
-    trainIdx = s.train;
-    valIdx = s.validation;
-  }
+  // An input shape given with the model decides the images' size and channels.
+  const requested = config.modelOptions['inputShape'] as readonly number[] | undefined;
+  const resumedShape = saved?.state.model.options['inputShape'] as readonly number[] | undefined;
+  const imageSize = config.imageSize ?? requested?.[0];
+  const channels = source ? transferChannels(source, config.modelOptions) : config.weights !== undefined ? resumedShape?.[2] : requested?.[2];
+  const data = await openTrainingData({
+    dataset: config.dataset, scaling: entry.preprocessing, augment: config.augment, validationFraction: config.validationFraction,
+    seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false,
+    ...(imageSize !== undefined ? { imageSize } : {}), ...(channels !== undefined ? { channels } : {}),
+    ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}), ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),
+  });
+  progress.line(data.description);
+  for (const note of data.notes) progress.line(note);
+  const loader = data.train;
+  const evalLoader = data.evaluation;
 
   // ---- model ----
-  const entry = getModelEntry(config.model);
-  const size = config.imageSize ?? fullTrain.height;
-  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, { size, channels: fullTrain.channels, classes: fullTrain.classes, classNames: fullTrain.classNames }, backend, progress);
+  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
-  if (classes !== fullTrain.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${fullTrain.classes} classes`);
+  if (classes !== data.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${data.classes} classes`);
   if (h !== w) throw new OptionError(`training needs a square model input, got ${h}×${w}`);
-  const loaderCommon = { preprocessing: entry.preprocessing, size: h, channels: ch };
-  const augment = {
-    ...(config.augment.cropPadding > 0 ? { randomCrop: { padding: config.augment.cropPadding } } : {}),
-    horizontalFlip: config.augment.flip,
-    ...(config.augment.randomResizedCrop ? { randomResizedCrop: true } : {}),
-  };
-  const loader = new DataLoader(fullTrain, { batchSize: config.batchSize, shuffle: true, dropLast: false, seed: config.seed + 1, augment, ...loaderCommon, ...(trainIdx ? { indices: trainIdx } : {}) });
-  const evalSet = valIdx ? { ds: fullTrain, indices: valIdx, name: 'validation' } : { ds: test, indices: undefined, name: 'test' };
-  const evalLoader = new DataLoader(evalSet.ds, { batchSize: 256, shuffle: false, ...loaderCommon, ...(evalSet.indices ? { indices: evalSet.indices } : {}) });
+  if (ch !== data.sampleShape[2]) throw new OptionError(`the model takes ${ch} channels but the data gives ${data.sampleShape[2]}`);
 
   const optimizerOptions = {
     lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
@@ -314,8 +306,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
     model: { name: config.model, options: modelOptions }, ...(phase ? { phase } : {}),
     // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
-    ...(fullTrain.classNames ? { classNames: [...fullTrain.classNames] } : {}),
-    preprocessing: trainingPreprocessing(entry.preprocessing),
+    ...(data.classNames ? { classNames: [...data.classNames] } : {}),
+    preprocessing: data.preprocessing ?? trainingPreprocessing(entry.preprocessing),
     evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
   // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
@@ -335,12 +327,13 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     saveCheckpoint(outDir, model, optimizer, ema, runState());
   };
   /** Evaluation uses the weight average when there is one. */
-  const evaluateOn = async (loader: DataLoader): Promise<EvalResult> => {
+  const evaluateOn = async (loader: BatchLoader): Promise<EvalResult> => {
     await pull(false);
     const run = () => evaluate(model, loader.epochBatches(), classes);
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   };
-  const evalNow = () => evaluateOn(evalLoader);
+  const noEvaluation: EvalResult = { loss: NaN, top1: NaN, top5: NaN, count: 0 };
+  const evalNow = async () => (evalLoader ? evaluateOn(evalLoader) : noEvaluation);
   // Steps within an epoch after which to evaluate mid-epoch (the epoch end is always evaluated).
   const evalsPerEpoch = Math.min(config.evalsPerEpoch ?? 1, stepsPerEpoch);
   const midEpochEvals = new Set<number>();
@@ -373,8 +366,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   };
 
   progress.line(
-    `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${fullTrain.name}: ` +
-      `${trainIdx ? trainIdx.length : fullTrain.count} images, ${epochsInAll} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
+    `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${data.name}: ` +
+      `${loader.samples} images, ${epochsInAll} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
       (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
   );
   let interrupted = false;
@@ -392,7 +385,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       let lossSum = 0, correct = 0, seen = 0, lr = optimizer.lr;
       const epochStart = process.hrtime.bigint();
       let epochImages = 0;
-      for await (const batch of loader.epochBatches()) {
+      const wait = { seconds: 0 };
+      let epochStepSeconds = 0;
+      const skippedBefore = (loader.skippedImages ?? 0) + (evalLoader?.skippedImages ?? 0);
+      for await (const batch of timedBatches(loader.epochBatches(), wait)) {
         const t0 = process.hrtime.bigint();
         lr = phase === 'fine-tune' ? fineTuneLr(config) : learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
         optimizer.lr = lr;
@@ -411,6 +407,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
         epochImages += batch.size;
         const dt = Number(process.hrtime.bigint() - t0) / 1e9;
         trainSeconds += dt;
+        epochStepSeconds += dt;
         trainImages += batch.size;
         const epochSeconds = Number(process.hrtime.bigint() - epochStart) / 1e9;
         const rate = epochImages / Math.max(epochSeconds, 1e-9);
@@ -420,11 +417,14 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
           loss: lossSum / seen, accuracy: correct / seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
         });
         // Before the stop check, so that a run stopped right here still has this point on resume.
-        if (midEpochEvals.has(step - epoch * stepsPerEpoch)) recordEval(await evalNow());
+        if (evalLoader && midEpochEvals.has(step - epoch * stepsPerEpoch)) recordEval(await evalNow());
         // A real turn of the event loop: awaiting the batch generator only runs microtasks, so
         // without this, signal handlers (Ctrl-C), the loader's prefetch and the finalizers of
         // freed tensors would all wait for the end of training.
+        // Counted as data wait: prefetched images finish decoding in callbacks run here.
+        const turn = process.hrtime.bigint();
         await turnOfEventLoop();
+        wait.seconds += Number(process.hrtime.bigint() - turn) / 1e9;
         // After an epoch's last step, stopping and checkpointing wait for the epoch's end (just
         // below): a checkpoint is never between the last step and the epoch's evaluation, which a
         // resumed run could not redo.
@@ -441,34 +441,39 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       }
       if (interrupted) break;
       const ev = await evalNow();
-      recordEval(ev);
+      if (evalLoader) recordEval(ev);
       epochsDone = epoch + 1;
+      const skipped = (loader.skippedImages ?? 0) + (evalLoader?.skippedImages ?? 0) - skippedBefore;
       const record: EpochRecord = {
         epoch: epochsDone, step, lr, trainLoss: lossSum / Math.max(1, seen), trainTop1: correct / Math.max(1, seen),
         evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), wallSeconds: wall(),
+        dataWait: wait.seconds / Math.max(wait.seconds + epochStepSeconds, 1e-9), skippedImages: skipped,
         ...(phase ? { phase } : {}),
       };
       history.push(record);
       await save();
       writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
-      await writeCurves(outDir, history, evalSet.name);
+      await writeCurves(outDir, history, evalLoader ? data.evalName : null);
       progress.line(
         `epoch ${epochsDone}/${epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
-          `${evalSet.name} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` +
-          `(${record.imagesPerSec.toFixed(0)} img/s, ${record.wallSeconds.toFixed(0)} s)`,
+          (evalLoader ? `${data.evalName} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` : '') +
+          `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
       );
+      if (skipped > 0) {
+        const first = [...(loader.badFiles ?? []), ...(evalLoader?.badFiles ?? [])][0];
+        progress.line(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} this epoch (--skip-bad-images)${first ? `, e.g. ${first}` : ''}`);
+      }
       if (stopAfterEpoch && epochsDone < epochsInAll) {
         progress.line(stoppedLine(epoch));
         interrupted = true;
       }
     }
     let final: EvalResult;
-    if (!interrupted && valIdx) {
-      const testLoader = new DataLoader(test, { batchSize: 256, shuffle: false, ...loaderCommon });
-      final = await evaluateOn(testLoader);
+    if (!interrupted && data.test) {
+      final = await evaluateOn(data.test);
     } else {
       const last = history.at(-1);
-      final = last ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: test.count } : { loss: NaN, top1: NaN, top5: NaN, count: 0 };
+      final = last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : noEvaluation;
     }
     return {
       testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: epochsDone, wallSeconds: wall(),
@@ -483,12 +488,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   }
 }
 
-interface DataShape {
-  size: number;
-  channels: number;
-  classes: number;
-  classNames?: readonly string[] | undefined;
-}
+/** What the run's data says about the model: its input and its classes. */
+type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
 
 /**
  * The run's model and the options it was built with: from the flags, or from a weights source
@@ -498,11 +499,15 @@ interface DataShape {
 async function runModel(config: TrainConfig, saved: RunState | null, source: WeightsSource | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
   let built: { model: Model; modelOptions: Record<string, unknown> };
   if (source === null) {
-    const defaults = { inputShape: [data.size, data.size, data.channels], classes: data.classes, seed: config.seed };
+    const defaults = { inputShape: data.sampleShape, classes: data.classes, seed: config.seed };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
   } else {
-    const target = { model: config.model, modelOptions: config.modelOptions, seed: config.seed, ...data, ...(data.classNames ? { classNames: data.classNames } : {}) };
+    const [size, , channels] = data.sampleShape;
+    const target = {
+      model: config.model, modelOptions: config.modelOptions, seed: config.seed, size, channels, classes: data.classes,
+      ...(data.classNames ? { classNames: data.classNames } : {}),
+    };
     const t = await buildTransferModel(source, target, backend);
     for (const line of t.lines) progress.line(line);
     built = t;

@@ -4,8 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { main } from '../../src/cli/main.js';
-import { labelMap } from '../../src/cli/commands/eval.js';
-import { FASHION_MNIST_CLASS_NAMES, fromArrays } from '../../src/data/dataset.js';
+import { FASHION_MNIST_CLASS_NAMES } from '../../src/data/dataset.js';
 import { openWeights } from '../../src/io/weights-source.js';
 import { Progress } from '../../src/train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
@@ -135,14 +134,4 @@ test('eval --weights RUN uses the run\'s dataset and preprocessing; --checkpoint
   const withData = await run(['eval', '--weights', exported, '--dataset', `fashion-mnist:${data}`, '--json']);
   assert.equal(withData.stdout, a.stdout);
   assert.match((await run(['eval', '--weights', runDir, '--checkpoint', runDir])).stderr, /not both/);
-});
-
-test('labelMap matches dataset classes to model outputs by name', () => {
-  const ds = (names?: string[], classes = names?.length ?? 3) =>
-    fromArrays(new Uint8Array(classes * 4), Int32Array.from({ length: classes }, (_, i) => i), [classes, 2, 2, 1], classes, names ? { classNames: names } : {});
-  assert.equal(labelMap(ds(['a', 'b', 'c']), ['a', 'b', 'c'], 3), null);
-  assert.deepEqual([...labelMap(ds(['c', 'a']), ['a', 'b', 'c'], 3)!], [2, 0]);
-  assert.throws(() => labelMap(ds(['a', 'zebra']), ['a', 'b', 'c'], 3), /the dataset has classes the model does not know: 'zebra'|class the model does not know: 'zebra'/);
-  assert.equal(labelMap(ds(), ['a', 'b', 'c'], 3), null);
-  assert.throws(() => labelMap(ds(undefined, 4), undefined, 3), /the model has 3 outputs, the dataset 4 classes/);
 });

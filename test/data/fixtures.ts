@@ -67,3 +67,26 @@ export function cifarBatch(n: number, variant: 'cifar10' | 'cifar100', labelOffs
   }
   return buf;
 }
+
+/**
+ * Writes `root/<class>/<class>-<i>.png` for each class, `count` images each: w×h RGB images with
+ * sides varying from `size` to 2·size, whose pixels depend on the class, the image and the
+ * position (so crops, flips and resizes all change the result). Returns the files, sorted.
+ */
+export async function writeImageFolder(root: string, classes: Record<string, number>, size = 8): Promise<string[]> {
+  const sharp = (await import('sharp')).default;
+  const files: string[] = [];
+  let n = 0;
+  for (const [name, count] of Object.entries(classes)) {
+    mkdirSync(join(root, name), { recursive: true });
+    for (let i = 0; i < count; i++, n++) {
+      const w = size + ((n * 5) % (size + 1)), h = size + ((n * 3) % (size + 1));
+      const raw = Buffer.alloc(w * h * 3);
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) raw[(y * w + x) * 3 + c] = pixel(n, y, x, c);
+      const file = join(root, name, `${name}-${String(i).padStart(3, '0')}.png`);
+      await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toFile(file);
+      files.push(file);
+    }
+  }
+  return files.sort();
+}

@@ -2,10 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
-import type { ImageDataset } from '../../data/dataset.js';
 import { kerasPreprocessing } from '../../data/image-preprocessing.js';
-import { DataLoader, type Batch } from '../../data/loader.js';
-import { loadDataset } from '../../data/spec.js';
+import { openEvaluationData } from '../../data/training-data.js';
 import { peekSafetensorsMetadata } from '../../io/model-weights.js';
 import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
@@ -65,15 +63,15 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   const loaded = await loadModelForCommand('eval', p, { weights: source, flag, useEma: !v['no-ema'] });
   const { model } = loaded;
   try {
-    const ds = await loadDataset(spec, 'test');
     if (model.outputShape.length !== 1) throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: eval needs the classifier`);
     const classes = model.outputShape[0]!;
-    const toModel = labelMap(ds, loaded.record?.classNames, classes);
-    const [h, , c] = model.inputShape as [number, number, number];
     const prep = loaded.record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing);
-    const indices = limit ? Int32Array.from({ length: Math.min(limit, ds.count) }, (_, i) => i) : undefined;
-    const loader = new DataLoader(ds, { batchSize, shuffle: false, preprocessing: prep.scaling, size: h, channels: c, ...(indices ? { indices } : {}) });
-    const r = await evaluate(model, remapLabels(loader.epochBatches(), toModel), classes);
+    // Labels become the model's class indices (by name when both sides name their classes).
+    const { loader } = await openEvaluationData({
+      dataset: spec, shape: model.inputShape as [number, number, number], scaling: prep.scaling, preprocessing: prep, classes, batchSize,
+      ...(loaded.record?.classNames ? { classNames: loaded.record.classNames } : {}), ...(limit ? { limit } : {}),
+    });
+    const r = await evaluate(model, loader.epochBatches(), classes);
     if (v['json']) out(JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss }) + '\n');
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
     return 0;
@@ -95,26 +93,4 @@ async function recordedDataset(source: string): Promise<string | undefined> {
   const meta = await peekSafetensorsMetadata(source);
   if (meta) return fromConfig(meta['config']);
   return fromConfig(await readFile(join(source, 'config.json'), 'utf8').catch(() => undefined));
-}
-
-/**
- * Dataset label → model output index: by class name when both name their classes, else the
- * identity (then the class counts must agree). null = identity.
- */
-export function labelMap(ds: ImageDataset, modelNames: readonly string[] | undefined, classes: number): Int32Array | null {
-  if (!modelNames || !ds.classNames) {
-    if (ds.classes !== classes) throw new OptionError(`the model has ${classes} outputs, the dataset ${ds.classes} classes`);
-    return null;
-  }
-  const index = new Map(modelNames.map((n, i) => [n, i]));
-  const unknown = ds.classNames.filter((n) => !index.has(n));
-  if (unknown.length > 0) {
-    throw new OptionError(`the dataset has class${unknown.length > 1 ? 'es' : ''} the model does not know: ${unknown.slice(0, 5).map((n) => `'${n}'`).join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''} (the model's: ${modelNames.slice(0, 5).join(', ')}${modelNames.length > 5 ? ', …' : ''})`);
-  }
-  const map = Int32Array.from(ds.classNames, (n) => index.get(n)!);
-  return map.every((m, i) => m === i) && ds.classes === classes ? null : map;
-}
-
-async function* remapLabels(batches: AsyncIterable<Batch>, map: Int32Array | null): AsyncIterable<Batch> {
-  for await (const b of batches) yield map ? { ...b, y: Int32Array.from(b.y, (k) => map[k]!) } : b;
 }

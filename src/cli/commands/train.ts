@@ -22,10 +22,16 @@ no augmentation, label smoothing ${d.labelSmoothing} — about ten minutes on 2 
 
 Data:
   --dataset SPEC          fashion-mnist (default) | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
-  --image-size N          resize images to N×N (default: the dataset's size)
-  --validation F          hold out fraction F of the training set for per-epoch evaluation
-                          (default 0: evaluate on the test set each epoch)
-  --limit-train N, --limit-test N   use only the first N images (quick runs)
+                          folder:DIR is DIR/<class>/<image> alone, or DIR/train/<class>/… with
+                          DIR/test (or val, validation)/<class>/…; classes are matched by name
+  --image-size N          resize images to N×N (default: the dataset's size; image folders 299)
+  --validation F          hold out fraction F of each class of the training set (seeded) for
+                          per-epoch evaluation (default 0: evaluate on the test set each epoch;
+                          an image folder without a test split then has no evaluation)
+  --limit-train N, --limit-test N   use only the first N images (quick runs; image folders:
+                          N spread evenly over the classes)
+  --skip-bad-images       image folders: leave unreadable images out and count them each epoch
+                          (default: stop with an error naming the file)
   --crop-padding N        random crop after zero padding by N pixels (default ${d.augment.cropPadding}; 0 = off)
   --flip, --no-flip       random horizontal flips on or off (default ${d.augment.flip ? 'on' : 'off'})
   --random-resized-crop   Inception-style random-resized crop (image folders)
@@ -111,7 +117,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     ...MODEL_FLAGS,
     dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
     'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
-    flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' },
+    flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' }, 'skip-bad-images': { type: 'boolean' },
     epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
     momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
     schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
@@ -162,6 +168,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   if (replicas !== undefined) config.replicas = replicas;
   const imageSize = intFlag('image-size', v['image-size']);
   if (imageSize) config.imageSize = imageSize;
+  if (v['skip-bad-images']) config.skipBadImages = true;
   const lt = intFlag('limit-train', v['limit-train']);
   if (lt) config.limitTrain = lt;
   const le = intFlag('limit-test', v['limit-test']);
@@ -196,6 +203,11 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     };
     if (json) {
       out(JSON.stringify(summary) + '\n');
+    } else if (!r.interrupted && Number.isNaN(r.testTop1)) {
+      out(
+        `\nno evaluation (no test or validation split) after ${r.epochs} epochs in ${r.wallSeconds.toFixed(0)} s (${r.imagesPerSec.toFixed(1)} img/s, ${r.backend} backend)\n` +
+          `run folder: ${r.outDir}  (curves: ${r.outDir}/curves.png, weights: ${r.outDir}/weights.safetensors)\n`,
+      );
     } else if (!r.interrupted) {
       out(
         `\ntest top-1 ${(100 * r.testTop1).toFixed(2)}%  top-5 ${(100 * r.testTop5).toFixed(2)}%  loss ${r.testLoss.toFixed(4)}` +
