@@ -12,11 +12,12 @@
  *
  * Run: `npx tsc -p tsconfig.json && node dist/bench/transfer-fashion.js [--work DIR] [--train-per-class 1000]
  *       [--test-per-class 200] [--source-per-class 2000] [--source-epochs 4] [--head-epochs 2]
- *       [--fine-tune-epochs 3] [--fine-tune-lr 1e-4]`
+ *       [--fine-tune-epochs 3] [--fine-tune-lr 1e-4] [--reuse]`
  * Needs Debian's dataset-fashion-mnist; the work folder (default: a fresh one under /tmp) keeps
- * the image folders and the three run folders.
+ * the image folders and the run folders; `--reuse` with the same --work keeps its image folders
+ * and five-class run and redoes only (a), (b) and (c).
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,7 +31,7 @@ const { values: flags } = parseArgs({
   options: {
     work: { type: 'string' }, 'train-per-class': { type: 'string' }, 'test-per-class': { type: 'string' },
     'source-per-class': { type: 'string' }, 'source-epochs': { type: 'string' }, 'head-epochs': { type: 'string' },
-    'fine-tune-epochs': { type: 'string' }, 'fine-tune-lr': { type: 'string' },
+    'fine-tune-epochs': { type: 'string' }, 'fine-tune-lr': { type: 'string' }, reuse: { type: 'boolean' },
   },
 });
 const num = (name: keyof typeof flags, dflt: number): number => (flags[name] === undefined ? dflt : Number(flags[name]));
@@ -73,23 +74,28 @@ function line(label: string, r: TrainResult, seconds: number, top1: number): str
   return `${label.padEnd(34)} test top-1 ${(100 * top1).toFixed(2).padStart(6)}%   ${seconds.toFixed(1).padStart(6)} s`;
 }
 
-const fashionTrain = await loadFashionMnist('train');
-const fashionTest = await loadFashionMnist('test');
 const sourceDir = join(work, 'source'), targetDir = join(work, 'target');
-const counts = {
-  source: await writePngFolder(fashionTrain, SOURCE_CLASSES, settings.sourcePerClass, join(sourceDir, 'train')),
-  sourceTest: await writePngFolder(fashionTest, SOURCE_CLASSES, settings.testPerClass, join(sourceDir, 'test')),
-  target: await writePngFolder(fashionTrain, TARGET_CLASSES, settings.trainPerClass, join(targetDir, 'train')),
-  targetTest: await writePngFolder(fashionTest, TARGET_CLASSES, settings.testPerClass, join(targetDir, 'test')),
-};
-console.log(`work folder ${work}: source ${counts.source} train / ${counts.sourceTest} test PNGs, target ${counts.target} / ${counts.targetTest}`);
+const reuse = Boolean(flags.reuse);
+if (reuse && !existsSync(join(work, 'source-run', 'checkpoint.safetensors'))) throw new Error(`--reuse: ${work} holds no earlier five-class run`);
 console.log(`settings ${JSON.stringify(settings)}`);
-
-const source = await train(folderConfig(sourceDir, 'source-run', { epochs: settings.sourceEpochs }), { progress: quietSteps });
+if (!reuse) {
+  const fashionTrain = await loadFashionMnist('train');
+  const fashionTest = await loadFashionMnist('test');
+  const counts = {
+    source: await writePngFolder(fashionTrain, SOURCE_CLASSES, settings.sourcePerClass, join(sourceDir, 'train')),
+    sourceTest: await writePngFolder(fashionTest, SOURCE_CLASSES, settings.testPerClass, join(sourceDir, 'test')),
+    target: await writePngFolder(fashionTrain, TARGET_CLASSES, settings.trainPerClass, join(targetDir, 'train')),
+    targetTest: await writePngFolder(fashionTest, TARGET_CLASSES, settings.testPerClass, join(targetDir, 'test')),
+  };
+  console.log(`work folder ${work}: source ${counts.source} train / ${counts.sourceTest} test PNGs, target ${counts.target} / ${counts.targetTest}`);
+  const source = await train(folderConfig(sourceDir, 'source-run', { epochs: settings.sourceEpochs }), { progress: quietSteps });
+  console.log(`source: 5 classes, ${counts.source} images, ${settings.sourceEpochs} epochs: test top-1 ${(100 * source.testTop1).toFixed(2)}% in ${source.wallSeconds.toFixed(1)} s`);
+}
+for (const run of ['transfer-run', 'scratch-probe', 'scratch-run']) rmSync(join(work, run), { recursive: true, force: true });
 
 // (a) + (b): one run; Adam, as the Keras guide (1e-3 for the head, a low constant rate after).
 const transfer = await train(folderConfig(targetDir, 'transfer-run', {
-  modelOptions: {}, weights: source.outDir, freezeBase: true, epochs: settings.headEpochs,
+  modelOptions: {}, weights: join(work, 'source-run'), freezeBase: true, epochs: settings.headEpochs,
   fineTuneEpochs: settings.fineTuneEpochs, fineTuneLr: settings.fineTuneLr,
   optimizer: 'adam', nesterov: false, lr: 1e-3, schedule: 'constant', labelSmoothing: 0,
 }), { progress: quietSteps });
@@ -97,15 +103,15 @@ const lastHead = transfer.history.filter((r) => r.phase === 'head').at(-1)!;
 const headSeconds = lastHead.wallSeconds;
 const fineSeconds = transfer.wallSeconds - headSeconds;
 
-// (c): from scratch, as many epochs as fit in the time of (a) + (b) at the fine-tuning phase's
-// per-epoch time (both train every layer), on the main job's one-cycle schedule.
-const secondsPerEpoch = fineSeconds / settings.fineTuneEpochs;
-const scratchEpochs = Math.max(1, Math.round(transfer.wallSeconds / secondsPerEpoch));
+// (c): from scratch, as many epochs as fit in the time of (a) + (b), on the main job's one-cycle
+// schedule. The epoch time is measured by a one-epoch probe just before (the machine's load moves).
+const probe = await train(folderConfig(targetDir, 'scratch-probe', { epochs: 1 }), { progress: quietSteps });
+const scratchEpochs = Math.max(1, Math.round(transfer.wallSeconds / probe.wallSeconds));
 const scratch = await train(folderConfig(targetDir, 'scratch-run', { epochs: scratchEpochs }), { progress: quietSteps });
 
 console.log('');
-console.log(`source: 5 classes, ${counts.source} images, ${settings.sourceEpochs} epochs: test top-1 ${(100 * source.testTop1).toFixed(2)}% in ${source.wallSeconds.toFixed(1)} s`);
 console.log(line(`(a) head, frozen base, ${settings.headEpochs} ep`, transfer, headSeconds, lastHead.evalTop1));
+console.log(line(`    fine-tuning alone`, transfer, fineSeconds, transfer.testTop1));
 console.log(line(`(b) + fine-tune ${settings.fineTuneEpochs} ep at ${settings.fineTuneLr}`, transfer, transfer.wallSeconds, transfer.testTop1));
 console.log(line(`(c) from scratch, ${scratchEpochs} ep`, scratch, scratch.wallSeconds, scratch.testTop1));
 console.log(`times are each run's wall time (training and per-epoch evaluation; (b) includes (a)); backend ${transfer.backend}`);

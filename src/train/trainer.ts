@@ -12,8 +12,7 @@ import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import { trainingPreprocessing } from '../data/image-preprocessing.js';
 import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
-import { parseDatasetSpec } from '../data/spec.js';
-import { openTrainingData } from '../data/training-data.js';
+import { openTrainingData, type TrainingData } from '../data/training-data.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
@@ -233,14 +232,13 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   // ---- data ----
   const entry = getModelEntry(config.model);
   progress.line(`loading ${config.dataset} …`);
-  // Transfer: the source's record decides the model, and image folders are read with its channels.
+  // Transfer: the source's record decides the model, and its images' channels.
   const source = config.weights !== undefined && !saved ? await openWeights(config.weights) : null;
-  const sourceChannels = source ? transferChannels(source, config.modelOptions) : undefined;
   // An input shape given with the model decides the images' size and channels.
   const requested = config.modelOptions['inputShape'] as readonly number[] | undefined;
+  const resumedShape = saved?.state.model.options['inputShape'] as readonly number[] | undefined;
   const imageSize = config.imageSize ?? requested?.[0];
-  // Built-in datasets keep their channels (a mismatch with the source is then an error).
-  const channels = requested?.[2] ?? (parseDatasetSpec(config.dataset).kind === 'folder' ? sourceChannels : undefined);
+  const channels = source ? transferChannels(source, config.modelOptions) : config.weights !== undefined ? resumedShape?.[2] : requested?.[2];
   const data = await openTrainingData({
     dataset: config.dataset, scaling: entry.preprocessing, augment: config.augment, validationFraction: config.validationFraction,
     seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false,
@@ -253,8 +251,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const evalLoader = data.evaluation;
 
   // ---- model ----
-  const [size, , dataChannels] = data.sampleShape;
-  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, { size, channels: dataChannels, classes: data.classes, ...(data.classNames ? { classNames: data.classNames } : {}) }, backend, progress);
+  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
   if (classes !== data.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${data.classes} classes`);
@@ -492,12 +489,8 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   }
 }
 
-interface DataShape {
-  size: number;
-  channels: number;
-  classes: number;
-  classNames?: readonly string[] | undefined;
-}
+/** What the run's data says about the model: its input and its classes. */
+type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
 
 /**
  * The run's model and the options it was built with: from the flags, or from a weights source
@@ -507,11 +500,15 @@ interface DataShape {
 async function runModel(config: TrainConfig, saved: RunState | null, source: WeightsSource | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
   let built: { model: Model; modelOptions: Record<string, unknown> };
   if (source === null) {
-    const defaults = { inputShape: [data.size, data.size, data.channels], classes: data.classes, seed: config.seed };
+    const defaults = { inputShape: data.sampleShape, classes: data.classes, seed: config.seed };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
   } else {
-    const target = { model: config.model, modelOptions: config.modelOptions, seed: config.seed, ...data, ...(data.classNames ? { classNames: data.classNames } : {}) };
+    const [size, , channels] = data.sampleShape;
+    const target = {
+      model: config.model, modelOptions: config.modelOptions, seed: config.seed, size, channels, classes: data.classes,
+      ...(data.classNames ? { classNames: data.classNames } : {}),
+    };
     const t = await buildTransferModel(source, target, backend);
     for (const line of t.lines) progress.line(line);
     built = t;

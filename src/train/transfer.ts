@@ -175,7 +175,8 @@ export async function buildTransferModel(source: string | WeightsSource, target:
     checkContradictions(src, target, model);
     const replace = classifierReason(src, target);
     const report = await src.loadInto(model, replace ? { except: [CLASSIFIER] } : {});
-    const lines = [`weights: loaded ${report.weights} of the model's ${model.weights.length} weights from ${src.path} (${src.kind})`];
+    const layers = model.layersWithWeights.filter((l) => !(replace && l.name === CLASSIFIER)).length;
+    const lines = [`weights: loaded ${layers} layers (${report.weights} of the model's ${model.weights.length} weights) from ${src.path} (${src.kind})`];
     lines.push(replace ? `weights: replaced ${CLASSIFIER} with a freshly initialized classifier for ${target.classes} classes (${replace})` : `weights: kept ${CLASSIFIER} (the same ${target.classes} classes)`);
     return { model, modelOptions, lines };
   } catch (e) {

@@ -34,7 +34,7 @@ test('train --weights RUN_DIR --freeze-base --fine-tune-epochs: the source run d
     const r = await cli(['train', ...common, '--weights', src, '--freeze-base', '--fine-tune-epochs', '1', '--fine-tune-lr', '1e-4',
       '--optimizer', 'adam', '--lr', '1e-3', '--schedule', 'constant', '--out', dst]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /weights: loaded 92 of the model's 92 weights from .*src \(run\)/);
+    assert.match(r.stderr, /weights: loaded 33 layers \(92 of the model's 92 weights\) from .*src \(run\)/);
     assert.match(r.stderr, /kept predictions \(the same 10 classes\)/);
     assert.match(r.stderr, /phase 1\/2 \(head\): training predictions only/);
     assert.match(r.stderr, /phase 2\/2 \(fine-tune\): training every layer .* at 0\.0001, fresh optimizer state/);
