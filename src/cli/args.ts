@@ -1,5 +1,6 @@
 /** Argument parsing shared by the subcommands: strict (unknown flags are errors), typed values. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { canonicalBackendName } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
 
 export type FlagSpec = NonNullable<ParseArgsConfig['options']>;
@@ -50,4 +51,9 @@ export function shapeFlag(name: string, v: string | boolean | undefined): [numbe
     throw new OptionError(`--${name} must be HEIGHT,WIDTH,CHANNELS (e.g. 299,299,3), got '${String(v)}'`);
   }
   return nums as [number, number, number];
+}
+
+/** --backend native|reference; 'onednn', the native backend's old name, is accepted too. */
+export function backendFlag(v: string | boolean | undefined): 'native' | 'reference' | undefined {
+  return choiceFlag('backend', typeof v === 'string' ? canonicalBackendName(v) : v, ['native', 'reference'] as const);
 }

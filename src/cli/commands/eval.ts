@@ -5,7 +5,7 @@ import { loadDataset } from '../../data/spec.js';
 import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
 import { loadRun } from '../../train/trainer.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 
 export const EVAL_HELP = `Usage: xception eval --checkpoint DIR [options]
 
@@ -35,7 +35,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   }
   const dir = v['checkpoint'] as string | undefined;
   if (!dir) throw new OptionError('eval needs --checkpoint DIR (a run folder written by xception train)');
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);
   const { model, config, state } = loadRun(dir, { useEma: !v['no-ema'] });
   try {

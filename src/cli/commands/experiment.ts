@@ -3,7 +3,7 @@ import { runExperiment, type ExperimentRunOptions } from '../../experiments/runn
 import { RECIPES, getRecipe } from '../../experiments/recipes.js';
 import { writeReport } from '../../experiments/report.js';
 import { Progress } from '../../train/progress.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 
 export const EXPERIMENT_HELP = `Usage: xception experiment <list|run|report> [options]
 
@@ -94,7 +94,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   if (p.positionals.length !== 1) throw new OptionError(`experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`);
   const name = p.positionals[0]!;
   const names = name === 'all' ? RECIPES.map((r) => r.name) : [getRecipe(name).name];
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   let stops = 0;
   const onSigint = () => {
     stops++;

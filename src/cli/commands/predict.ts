@@ -3,7 +3,7 @@ import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
 import { getModelEntry } from '../../models/registry.js';
 import { ImageError, outputsProbabilities, predictImages } from '../../predict/predict.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
@@ -56,7 +56,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   const top = intFlag('top', v['top']) ?? 5;
   const batchSize = intFlag('batch-size', v['batch-size']) ?? 8;
   const interpolation = choiceFlag('interpolation', v['interpolation'], ['nearest', 'bilinear'] as const) ?? 'nearest';
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);
   let labels: string[] | undefined;
   if (v['labels'] !== undefined) {

@@ -3,7 +3,7 @@ import { DEFAULT_TRAIN_CONFIG, train, type TrainConfig } from '../../train/train
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
-import { choiceFlag, intFlag, numberFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, numberFlag, parse, backendFlag } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP, modelFromFlags } from '../model-flags.js';
 
 const d = DEFAULT_TRAIN_CONFIG;
@@ -120,7 +120,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   if (le) config.limitTest = le;
   if (config.optimizer !== 'sgd') delete config.nesterov;
   if (config.optimizer === 'adam' || config.optimizer === 'adamw') delete config.momentum;
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
   if (v['resume'] && v['out'] === undefined && argv.some((a) => a.startsWith('--') && !['--resume', '--json', '--epochs', '--backend', '--replicas'].includes(a.split('=')[0]!))) {
     throw new OptionError('--resume continues a run with its saved settings: give --out DIR (and optionally --epochs)');

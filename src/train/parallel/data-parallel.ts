@@ -71,7 +71,7 @@ export class DataParallel {
     if (!(Number.isInteger(o.replicas) && o.replicas >= 2)) throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
     // The replicas compute on the backend the main thread's model lives on (by its registry name).
-    const backend = from.model.weights[0]?.value.backend.name === 'onednn' ? 'native' : 'reference';
+    const backend = from.model.weights[0]?.value.backend.name === 'native' ? 'native' : 'reference';
     const weights: Record<string, Float32Array> = {};
     for (const v of from.model.weights) weights[v.name] = v.value.data();
     const gradFloats = from.model.weights.filter((v) => v.trainable).reduce((a, v) => a + v.size, 0);
