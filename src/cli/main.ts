@@ -1,6 +1,7 @@
 /** The `xception` command: dispatches to subcommands and turns typed errors into clear messages. */
 import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
+import { describeSystemError, isSystemError } from '../io/output-paths.js';
 import { benchCommand } from './commands/bench.js';
 import { evalCommand } from './commands/eval.js';
 import { experimentCommand } from './commands/experiment.js';
@@ -55,6 +56,11 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     if (e instanceof XceptionError) {
       process.stderr.write(`xception ${cmd}: error: ${e.message}\n`);
       return 2;
+    }
+    // A file or folder the command could not read or write: one line, not a stack trace.
+    if (isSystemError(e)) {
+      process.stderr.write(`xception ${cmd}: error: ${describeSystemError(e)}\n`);
+      return 1;
     }
     throw e;
   }

@@ -2,7 +2,8 @@
  * The trainer: epochs of seeded, augmented batches; an optimizer with a learning-rate schedule;
  * evaluation each epoch; metrics, curves and atomic checkpoints in a run folder; exact resume.
  */
-import { mkdirSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { backward } from '../core/autograd.js';
 import { tensor } from '../core/creation.js';
@@ -16,6 +17,7 @@ import { DataLoader } from '../data/loader.js';
 import { loadDataset } from '../data/spec.js';
 import { splitIndices } from '../data/split.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { makeOutputDir } from '../io/output-paths.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
@@ -170,6 +172,9 @@ export interface TrainResult {
 
 export class TrainingDivergedError extends XceptionError {}
 
+/** Larger batches only exhaust memory (a batch of 299×299×3 floats is 1 MiB per image). */
+export const MAX_BATCH_SIZE = 65_536;
+
 const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas'];
 
 export function validateTrainConfig(c: TrainConfig): void {
@@ -179,6 +184,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   };
   posInt('epochs');
   posInt('batchSize');
+  if (c.batchSize > MAX_BATCH_SIZE) throw new OptionError(`batchSize must be at most ${MAX_BATCH_SIZE}, got ${c.batchSize}`);
   if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) throw new OptionError(`labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
   if (!(c.ema === 0 || (c.ema > 0 && c.ema < 1))) throw new OptionError(`ema must be 0 (off) or in (0, 1), got ${c.ema}`);
   if (!(c.validationFraction >= 0 && c.validationFraction < 1)) throw new OptionError(`validationFraction must be in [0, 1)`);
@@ -189,6 +195,9 @@ export function validateTrainConfig(c: TrainConfig): void {
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
+  // More replicas than cores would share cores and crawl (and start slowly), looking hung.
+  const cores = availableParallelism();
+  if ((c.replicas ?? 1) > cores) throw new OptionError(`replicas (${c.replicas}) exceeds the ${cores} core(s) of this machine: each replica needs a core of its own; use at most ${cores}`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
 }
@@ -207,8 +216,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   if (run.backend) setBackend(run.backend);
   const backend = getBackend();
   const progress = run.progress ?? new Progress(process.stderr);
-  const outDir = resolve(config.outDir);
-  mkdirSync(outDir, { recursive: true });
+  const outDir = makeOutputDir(config.outDir, 'outDir');
   const resuming = run.resume ?? false;
   if (!resuming && hasCheckpoint(outDir)) {
     throw new OptionError(`${outDir} already holds a run; pass --resume to continue it or choose another --out`);
@@ -293,9 +301,11 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
   // to date from replica 0 before every evaluation and checkpoint.
   const replicas = config.replicas ?? 1;
+  if (replicas > 1) progress.line(`starting ${replicas} training replicas …`);
   const dp = replicas > 1
     ? await DataParallel.start({
         replicas, model: config.model, modelOptions,
+        onReplicaReady: (ready, total) => progress.line(`replica ${ready}/${total} ready`),
         optimizer: { name: optimizer.name, options: optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
       }, { model, optimizer, ema })
     : null;

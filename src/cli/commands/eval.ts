@@ -4,7 +4,7 @@ import { DataLoader } from '../../data/loader.js';
 import { loadDataset } from '../../data/spec.js';
 import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
-import { loadRun } from '../../train/trainer.js';
+import { loadRun, MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 
 export const EVAL_HELP = `Usage: xception eval --checkpoint DIR [options]
@@ -46,7 +46,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     const classes = model.outputShape[0]!;
     if (ds.classes !== classes) throw new OptionError(`the model has ${classes} outputs, the dataset ${ds.classes} classes`);
     const loader = new DataLoader(ds, {
-      batchSize: intFlag('batch-size', v['batch-size']) ?? 256, shuffle: false,
+      batchSize: intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? 256, shuffle: false,
       preprocessing: getModelEntry(state.model.name).preprocessing, size: h, channels: c,
       ...(indices ? { indices } : {}),
     });

@@ -2,6 +2,7 @@ import { OptionError } from '../../core/errors.js';
 import { runExperiment, type ExperimentRunOptions } from '../../experiments/runner.js';
 import { RECIPES, getRecipe } from '../../experiments/recipes.js';
 import { writeReport } from '../../experiments/report.js';
+import { makeOutputDir } from '../../io/output-paths.js';
 import { Progress } from '../../train/progress.js';
 import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 
@@ -117,6 +118,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   if (backend) opts.backend = backend;
   const overrides = (v['override'] as unknown as string[] | undefined) ?? [];
   if (overrides.length) opts.modelOverrides = Object.fromEntries(overrides.map(parseOverride));
+  makeOutputDir(opts.outDir);
   process.on('SIGINT', onSigint);
   try {
     for (const n of names) {

@@ -1,5 +1,6 @@
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
+import { checkOutputFile } from '../../io/output-paths.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { saveWeights } from '../../io/model-weights.js';
 import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-model.js';
@@ -60,6 +61,7 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
   const format = choiceFlag('format', v['format'], FORMATS)!;
   const target = v['out'] as string | undefined;
   if (!target) throw new OptionError('export needs --out FILE');
+  checkOutputFile(target);
   const onnxOnly = ['no-fold-bn', 'opset', 'input-layout'].filter((k) => v[k] !== undefined);
   if (format !== 'onnx' && onnxOnly.length > 0) throw new OptionError(`--${onnxOnly[0]} applies only to --format onnx`);
   const opset = intFlag('opset', v['opset'], ONNX_MIN_OPSET);

@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
+import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { getModelEntry } from '../../models/registry.js';
 import { ImageError, outputsProbabilities, predictImages } from '../../predict/predict.js';
 import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
@@ -54,7 +55,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   }
   if (p.positionals.length === 0) throw new OptionError('predict needs at least one IMAGE (see `xception predict --help`)');
   const top = intFlag('top', v['top']) ?? 5;
-  const batchSize = intFlag('batch-size', v['batch-size']) ?? 8;
+  const batchSize = intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? 8;
   const interpolation = choiceFlag('interpolation', v['interpolation'], ['nearest', 'bilinear'] as const) ?? 'nearest';
   const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);

@@ -1,5 +1,5 @@
 import { OptionError } from '../../core/errors.js';
-import { DEFAULT_TRAIN_CONFIG, train, type TrainConfig } from '../../train/trainer.js';
+import { DEFAULT_TRAIN_CONFIG, MAX_BATCH_SIZE, train, type TrainConfig } from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
@@ -90,7 +90,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     model: model.name,
     modelOptions: model.name === d.model ? { ...d.modelOptions, ...model.options } : model.options,
     epochs: intFlag('epochs', v['epochs']) ?? d.epochs,
-    batchSize: intFlag('batch-size', v['batch-size']) ?? d.batchSize,
+    batchSize: intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? d.batchSize,
     optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? d.optimizer,
     lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? d.lr,
     momentum: numberFlag('momentum', v['momentum'], 0, 1) ?? d.momentum,

@@ -26,6 +26,8 @@ export interface DataParallelOptions {
   optimizer: { name: Optimizer['name']; options: OptimizerOptions };
   labelSmoothing: number;
   ema: number;
+  /** Called as each replica reports ready (building a large model takes seconds per replica). */
+  onReplicaReady?: (ready: number, replicas: number) => void;
 }
 
 type Pending = { resolve: (r: ReplicaReply) => void };
@@ -87,6 +89,7 @@ export class DataParallel {
     const emaState = emaFull ? { updates: emaFull.updates, shadow: emaFull.shadow } : null;
     const workers: Worker[] = [];
     const ready: Promise<ReplicaReply>[] = [];
+    let readyCount = 0;
     for (let rank = 0; rank < o.replicas; rank++) {
       const init: ReplicaInit = {
         rank, world: o.replicas, threads, backend, model: o.model, modelOptions: o.modelOptions,
@@ -98,6 +101,7 @@ export class DataParallel {
         const onMessage = (m: ReplicaReply) => {
           if (m.id !== 0) return;
           w.off('message', onMessage);
+          if (m.ok) o.onReplicaReady?.(++readyCount, o.replicas);
           resolve(m);
         };
         w.on('message', onMessage);
