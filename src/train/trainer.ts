@@ -18,7 +18,7 @@ import { loadDataset } from '../data/spec.js';
 import { splitIndices } from '../data/split.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { makeOutputDir } from '../io/output-paths.js';
-import { buildModel, getModelEntry } from '../models/registry.js';
+import { buildModel, getModelEntry, type ModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
 import { writeCurves } from './curves.js';
@@ -83,14 +83,41 @@ export interface TrainConfig {
 /** Resolves on the event loop's next check phase, after pending I/O and signal callbacks. */
 const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * The main job's network, for the built-in 28×28 and 32×32 datasets: the small stem, a quarter of
+ * the channels. Batch-norm momentum: Keras's 0.99. 0.9 follows the weights faster (better early
+ * epochs: 75.8% vs 50.8% test after one) but ends noisier (92.02% vs 92.47% after five).
+ */
+const SMALL_IMAGE_MODEL_OPTIONS = { stem: 'small', width: 0.25, bnMomentum: 0.99 } as const;
+// Measured on the 2-core machine: 2 middle blocks × 5 epochs (92.47%, 631 s) beat
+// 8 middle blocks × 3 epochs (91.43%, 602 s) within the ten-minute budget.
+const SMALL_IMAGE_XCEPTION_OPTIONS = { ...SMALL_IMAGE_MODEL_OPTIONS, middleBlocks: 2 } as const;
+
+/**
+ * The model options a new run starts from, by its data: the main job's small network for the
+ * built-in small-image datasets (fashion-mnist, mnist, cifar10, cifar100); none for an image
+ * folder, i.e. the model as Keras builds it (Xception: stem 'imagenet', width 1, 8 middle blocks)
+ * at the folder's image size. Either way the trainer picks stem 'small' when the input is below
+ * the ImageNet stem's minimum and no stem is given.
+ */
+export function defaultModelOptions(model: string, dataset: string): Record<string, unknown> {
+  if (dataset.startsWith('folder:')) return {};
+  return model === 'xception' ? { ...SMALL_IMAGE_XCEPTION_OPTIONS } : { ...SMALL_IMAGE_MODEL_OPTIONS };
+}
+
+/** The options, resolved, that say how big the model is: stem, width, middle blocks, input. */
+export function describeModel(model: string, options: Record<string, unknown>): string {
+  const o = getModelEntry(model).resolveOptions(options);
+  const [h, w, c] = o['inputShape'] as number[];
+  return `${model}: stem ${String(o['stem'])}, width ${String(o['width'])}` +
+    (o['middleBlocks'] !== undefined ? `, ${String(o['middleBlocks'])} middle blocks` : '') +
+    `, input ${h}×${w}×${c}, ${String(o['classes'])} classes`;
+}
+
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   dataset: 'fashion-mnist',
   model: 'xception',
-  // Measured on the 2-core machine: 2 middle blocks × 5 epochs (92.47%, 631 s) beat
-  // 8 middle blocks × 3 epochs (91.43%, 602 s) within the ten-minute budget.
-  // Batch-norm momentum: Keras's 0.99. 0.9 follows the weights faster (better early epochs:
-  // 75.8% vs 50.8% test after one) but ends noisier (92.02% vs 92.47% after five).
-  modelOptions: { stem: 'small', width: 0.25, middleBlocks: 2, bnMomentum: 0.99 },
+  modelOptions: defaultModelOptions('xception', 'fashion-mnist'),
   epochs: 5,
   batchSize: 128,
   optimizer: 'sgd',
@@ -206,6 +233,11 @@ function scheduleOf(c: TrainConfig): ScheduleOptions {
   return { name: c.schedule, lr: c.lr, decay: c.decay, decayEpochs: c.decayEpochs };
 }
 
+/** Stem 'small' for inputs the ImageNet stem cannot take (e.g. 28×28), else nothing (the model's default). */
+function smallStemBelowMinimum(entry: ModelEntry, size: number): { stem?: 'small' } {
+  return size < entry.minInput('imagenet') ? { stem: 'small' } : {};
+}
+
 function limit(ds: ImageDataset, n: number | undefined): ImageDataset {
   if (n === undefined || n >= ds.count) return ds;
   return subsetDataset(ds, Int32Array.from({ length: n }, (_, i) => i), `${ds.name}[:${n}]`);
@@ -240,7 +272,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   // ---- model ----
   const entry = getModelEntry(config.model);
   const size = config.imageSize ?? fullTrain.height;
-  const defaults = { inputShape: [size, size, fullTrain.channels], classes: fullTrain.classes, seed: config.seed };
+  const defaults = { inputShape: [size, size, fullTrain.channels], classes: fullTrain.classes, seed: config.seed, ...smallStemBelowMinimum(entry, size) };
   const modelOptions = { ...defaults, ...config.modelOptions };
   const model = buildModel(config.model, { ...modelOptions, backend });
   const [h, w, ch] = model.inputShape as [number, number, number];
@@ -354,6 +386,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     return { loss, correct: topKCorrect(logits, batch.y, classes, 1) };
   };
 
+  progress.line(`model ${describeModel(config.model, modelOptions)} (${model.countParams().toLocaleString('en-US')} parameters)`);
   progress.line(
     `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${fullTrain.name}: ` +
       `${trainIdx ? trainIdx.length : fullTrain.count} images, ${config.epochs} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
