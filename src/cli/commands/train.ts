@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { OptionError } from '../../core/errors.js';
 import { makeOutputDir } from '../../io/output-paths.js';
+import { getModelEntry } from '../../models/registry.js';
 import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
 import { DEFAULT_TRAIN_CONFIG, defaultModelOptions, MAX_BATCH_SIZE, train, type TrainConfig } from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
@@ -18,8 +19,9 @@ const folderModel = { stem: 'imagenet', width: 1, middleBlocks: 8 };
 const TRAIN_MODEL_HELP = modelFlagsHelp({
   inputShape: "default: the dataset's image size and channels",
   classes: "default: the dataset's classes",
-  stem: `default ${smallImageModel.stem} on fashion-mnist, mnist and cifar; ${folderModel.stem} on image folders, small below 71×71`,
-  width: `default ${smallImageModel.width} on fashion-mnist, mnist and cifar; ${folderModel.width} on image folders`,
+  stem: `default ${smallImageModel.stem}; on image folders ${folderModel.stem},\n` +
+    `                                  or small below ${getModelEntry('xception').minInput('imagenet')}×${getModelEntry('xception').minInput('imagenet')} (inception_v3: ${getModelEntry('inception_v3').minInput('imagenet')}×${getModelEntry('inception_v3').minInput('imagenet')})`,
+  width: `default ${smallImageModel.width}; ${folderModel.width} on image folders`,
   middleBlocks: `default ${smallImageModel.middleBlocks}; ${folderModel.middleBlocks} on image folders`,
   seedFlag: false,
 });
