@@ -16,7 +16,10 @@ export function parse(command: string, argv: string[], options: FlagSpec, allowP
     return { values: r.values as Parsed['values'], positionals: r.positionals };
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    throw new OptionError(`${command}: ${msg.replace(/\. To specify a positional argument.*$/s, '')} (see \`xception ${command} --help\`)`);
+    // parseArgs calls a flag followed by another flag "ambiguous", over three lines: say what is wrong.
+    const ambiguous = /Option '([^']+)' argument is ambiguous/.exec(msg);
+    const line = ambiguous ? `${ambiguous[1]} needs a value` : msg.replace(/\. To specify a positional argument.*$/s, '').split('\n')[0];
+    throw new OptionError(`${command}: ${line} (see \`xception ${command} --help\`)`);
   }
 }
 

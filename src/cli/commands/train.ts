@@ -3,7 +3,7 @@ import { OptionError } from '../../core/errors.js';
 import { makeOutputDir } from '../../io/output-paths.js';
 import { getModelEntry } from '../../models/registry.js';
 import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
-import { DEFAULT_TRAIN_CONFIG, defaultModelOptions, MAX_BATCH_SIZE, train, type TrainConfig } from '../../train/trainer.js';
+import { DEFAULT_TRAIN_CONFIG, defaultModelOptions, MAX_BATCH_SIZE, train, validateTrainConfig, type TrainConfig } from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
@@ -219,7 +219,8 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   const saved = v['resume'] ? savedRunConfig(outDir) : null;
   const config = configFromFlags(p, saved ?? d, saved !== null, outDir);
   if (saved) checkFlagsAgree(p, saved, config, outDir);
-  else makeOutputDir(outDir);
+  validateTrainConfig(config); // before anything is written
+  if (!saved) makeOutputDir(outDir);
   const backend = backendFlag(v['backend']);
   const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
 
