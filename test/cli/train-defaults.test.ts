@@ -66,3 +66,18 @@ test('train --help states the real defaults and lists --seed once', async () => 
   const help = await runCli(['train', '--help']);
   assert.equal(help.out, TRAIN_HELP);
 });
+
+test('data-parallel training says so while its replicas start (a large model takes seconds each)', async () => {
+  const tmp = makeTempDir('replicas-progress');
+  try {
+    const data = join(tmp.dir, 'data');
+    writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 8, w: 8 });
+    let log = '';
+    const sink = { write: (s: string) => ((log += s), true) } as unknown as NodeJS.WriteStream;
+    await train({ ...DEFAULT_TRAIN_CONFIG, dataset: `mnist:${data}`, modelOptions: { stem: 'small', width: 0.0625, middleBlocks: 0 }, epochs: 1, batchSize: 8, replicas: 2, outDir: join(tmp.dir, 'run') },
+      { progress: new Progress(sink) });
+    assert.match(log, /starting 2 training replicas …\n(.*\n)*replica 1\/2 ready\n(.*\n)*replica 2\/2 ready\n/);
+  } finally {
+    tmp.cleanup();
+  }
+});
