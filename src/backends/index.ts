@@ -3,24 +3,27 @@
  * native backend where it is built, else the reference backend (announced once on stderr).
  */
 import type { Backend } from '../core/backend.js';
-import { registerBackend, registeredBackends, setDefaultBackendChooser, tryBackend } from '../core/engine.js';
+import { canonicalBackendName, registerBackend, registerBackendAlias, registeredBackends, setDefaultBackendChooser, tryBackend } from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
 import { loadNativeBackend } from './onednn/index.js';
 import { referenceBackend } from './reference/index.js';
 
 registerBackend('reference', () => referenceBackend);
 registerBackend('native', loadNativeBackend);
+// The native backend was called 'onednn' (its Backend.name) before it took its flag's name.
+registerBackendAlias('onednn', 'native');
 
 let announced = false;
 
 export function chooseDefaultBackend(): Backend {
-  const wanted = process.env['XCEPTION_BACKEND'];
-  if (wanted) {
+  const given = process.env['XCEPTION_BACKEND'];
+  if (given) {
+    const wanted = canonicalBackendName(given);
     if (!['native', 'reference'].includes(wanted)) {
-      throw new BackendError(`XCEPTION_BACKEND must be 'native' or 'reference', got '${wanted}'`);
+      throw new BackendError(`XCEPTION_BACKEND must be 'native' or 'reference', got '${given}'`);
     }
     const b = tryBackend(wanted);
-    if (!b) throw new BackendError(`XCEPTION_BACKEND=${wanted}, but that backend is not available on this machine`);
+    if (!b) throw new BackendError(`XCEPTION_BACKEND=${given}, but that backend is not available on this machine`);
     return b;
   }
   if (registeredBackends().includes('native')) {

@@ -99,7 +99,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   let path: Measured['path'] = 'op-by-op';
   let precision: Measured['precision'] = 'fp32';
   let plan: CompiledInference | null = null;
-  if (c.kind === 'infer' && backend.name === 'onednn' && (spec.inference ?? 'compiled') === 'compiled' && compiledInferenceEnabled()) {
+  if (c.kind === 'infer' && backend.name === 'native' && (spec.inference ?? 'compiled') === 'compiled' && compiledInferenceEnabled()) {
     try {
       plan = compileInference(model, { batch: c.batch, precision: spec.precision ?? 'fp32' });
       path = 'compiled';
@@ -157,7 +157,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   // The peer runs the very weights just measured (inference mode: BN folded into the convs).
   if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
   // Named as the --backend flag names it.
-  return { engine: backend.name === 'onednn' ? 'native' : backend.name, flops, timing, peakRssMB: peak, path, precision };
+  return { engine: backend.name, flops, timing, peakRssMB: peak, path, precision };
 }
 
 async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {

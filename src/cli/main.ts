@@ -1,6 +1,7 @@
 /** The `xception` command: dispatches to subcommands and turns typed errors into clear messages. */
 import '../backends/index.js';
 import { XceptionError } from '../core/errors.js';
+import { describeSystemError, isSystemError } from '../io/output-paths.js';
 import { benchCommand } from './commands/bench.js';
 import { evalCommand } from './commands/eval.js';
 import { experimentCommand } from './commands/experiment.js';
@@ -13,10 +14,10 @@ type Command = (argv: string[], out: (s: string) => void) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; about: string }> = {
   train: { run: trainCommand, about: 'train a model (no options: the main job, Xception on Fashion-MNIST)' },
-  eval: { run: evalCommand, about: 'evaluate a trained run on a test set (top-1, top-5, loss)' },
+  eval: { run: evalCommand, about: 'evaluate a run or weight file on a dataset (top-1, top-5, loss)' },
   summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
   experiment: { run: experimentCommand, about: 'the paper\'s experiments as recipes: list, run NAME, report DIR' },
-  predict: { run: predictCommand, about: 'classify images (top-K ImageNet classes with a 1000-class model)' },
+  predict: { run: predictCommand, about: 'classify image files or folders, with the class names the weights record' },
   export: { run: exportCommand, about: 'write a model as ONNX, or its weights as Keras H5 or safetensors' },
   bench: { run: benchCommand, about: 'images/s and GFLOP/s of Xception inference and training, beside ONNX Runtime (and PyTorch)' },
 };
@@ -55,6 +56,11 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     if (e instanceof XceptionError) {
       process.stderr.write(`xception ${cmd}: error: ${e.message}\n`);
       return 2;
+    }
+    // A file or folder the command could not read or write: one line, not a stack trace.
+    if (isSystemError(e)) {
+      process.stderr.write(`xception ${cmd}: error: ${describeSystemError(e)}\n`);
+      return 1;
     }
     throw e;
   }

@@ -23,25 +23,47 @@ export const MODEL_FLAGS: FlagSpec = {
   seed: { type: 'string' },
 };
 
-export const MODEL_FLAGS_HELP = `Model options:
+/** The defaults the help states; they differ by command (train's depend on the data). */
+export interface ModelHelpDefaults {
+  inputShape: string;
+  classes: string;
+  stem: string;
+  width: string;
+  middleBlocks: string;
+  /** False where the command lists --seed itself (train: it seeds more than the weights). */
+  seedFlag: boolean;
+}
+
+/** Keras's defaults: summary, predict and export build the model as Keras does. */
+export const KERAS_MODEL_HELP_DEFAULTS: ModelHelpDefaults = {
+  inputShape: 'default 299,299,3; 32,32,3 with --stem small',
+  classes: 'default 1000',
+  stem: 'default imagenet',
+  width: 'default 1',
+  middleBlocks: 'default 8',
+  seedFlag: true,
+};
+
+export function modelFlagsHelp(d: ModelHelpDefaults = KERAS_MODEL_HELP_DEFAULTS): string {
+  return `Model options:
   --model NAME                    xception (default) or inception_v3 (Keras InceptionV3, the
                                   paper's baseline; the flags marked 'xception only' do not apply)
-  --input-shape H,W,C             input size (default 299,299,3; 32,32,3 with --stem small)
-  --classes N                     classifier outputs (default 1000)
+  --input-shape H,W,C             input size (${d.inputShape})
+  --classes N                     classifier outputs (${d.classes})
   --no-top                        drop the classifier (global pooling + Dense)
   --pooling avg|max               with --no-top: global pooling of the feature map
   --classifier-activation softmax|linear
   --stem imagenet|small           'small' keeps small inputs (28×28, 32×32) viable: xception
                                   keeps the size through block1; inception_v3 runs its stem
                                   convs at stride 1 'same' with one 'same' max pool (32 → 16)
-  --width X                       width multiplier on every channel count (default 1)
+                                  (${d.stem})
+  --width X                       width multiplier on every channel count (${d.width})
   --channel-multiple N            round channel counts to multiples of N (xception; default 1)
-  --middle-blocks N               middle-flow blocks (xception only, default 8)
+  --middle-blocks N               middle-flow blocks (xception only, ${d.middleBlocks})
   --dropout R                     dropout before the classifier (default 0)
   --bn-momentum M                 batch-norm moving-average momentum (default Keras's 0.99;
                                   0.9 suits runs of a few thousand steps)
-  --seed S                        weight initialization seed (default 0)
-Research switches (xception only; defaults are the paper's Xception):
+${d.seedFlag ? '  --seed S                        weight initialization seed (default 0)\n' : ''}Research switches (xception only; defaults are the paper's Xception):
   --no-residual                   remove the residual connections (paper figure 9)
   --intermediate-activation none|relu|elu
                                   non-linearity between depthwise and pointwise (figure 10)
@@ -49,6 +71,17 @@ Research switches (xception only; defaults are the paper's Xception):
                                   pointwise-first is the "extreme Inception" order
   --segments N|depthwise          channel segments of each spatial convolution:
                                   1 = regular convolution … depthwise = one per channel`;
+}
+
+export const MODEL_FLAGS_HELP = modelFlagsHelp();
+
+/** The flag that sets each model option (for messages that must name the flag). */
+export const MODEL_OPTION_FLAGS: Record<string, string> = {
+  inputShape: 'input-shape', classes: 'classes', includeTop: 'no-top', pooling: 'pooling',
+  classifierActivation: 'classifier-activation', residual: 'no-residual', intermediateActivation: 'intermediate-activation',
+  order: 'order', segments: 'segments', middleBlocks: 'middle-blocks', width: 'width', channelMultiple: 'channel-multiple',
+  dropout: 'dropout', bnMomentum: 'bn-momentum', stem: 'stem', seed: 'seed',
+};
 
 /** Flags that only some models accept; any other model gets a clear error naming the flag. */
 const MODEL_SPECIFIC_FLAGS: Record<string, readonly string[]> = {
@@ -65,9 +98,9 @@ export interface ModelChoice {
   options: Record<string, unknown>;
 }
 
-export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {}): ModelChoice {
+export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {}, defaultName = 'xception'): ModelChoice {
   const v = p.values;
-  const name = (v['model'] as string | undefined) ?? 'xception';
+  const name = (v['model'] as string | undefined) ?? defaultName;
   for (const [flag, models] of Object.entries(MODEL_SPECIFIC_FLAGS)) {
     if (v[flag] !== undefined && !models.includes(name)) {
       throw new OptionError(`--${flag} applies only to --model ${models.join(' or ')}, not to '${name}'`);

@@ -10,6 +10,8 @@ import type { Tensor } from './tensor.js';
 
 type BackendFactory = () => Backend | null;
 const factories = new Map<string, BackendFactory>();
+/** Other names a backend answers to (e.g. its old name), mapped to the registered one. */
+const aliases = new Map<string, string>();
 const instances = new Map<string, Backend>();
 let active: Backend | null = null;
 let chooseDefault: (() => Backend) | null = null;
@@ -17,6 +19,16 @@ let chooseDefault: (() => Backend) | null = null;
 /** Makes a backend available by name. The factory runs on first use and may return null. */
 export function registerBackend(name: string, factory: BackendFactory): void {
   factories.set(name, factory);
+}
+
+/** Makes `alias` another name for the backend registered as `name` (old names keep working). */
+export function registerBackendAlias(alias: string, name: string): void {
+  aliases.set(alias, name);
+}
+
+/** The registered name for `name`: itself, or the backend an alias stands for. */
+export function canonicalBackendName(name: string): string {
+  return aliases.get(name) ?? name;
 }
 
 /** Sets how the default backend is chosen when none was set explicitly. */
@@ -29,7 +41,8 @@ export function registeredBackends(): string[] {
 }
 
 /** The backend of that name, or null if it is registered but cannot run here. */
-export function tryBackend(name: string): Backend | null {
+export function tryBackend(alias: string): Backend | null {
+  const name = canonicalBackendName(alias);
   const cached = instances.get(name);
   if (cached) return cached;
   const f = factories.get(name);

@@ -3,11 +3,12 @@
  * `OUT/NAME/<variant>/seed-<k>/`, so each run checkpoints and resumes itself. A finished run
  * leaves `result.json` beside its checkpoint and is skipped when the experiment is resumed.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { getBackend, setBackend } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { makeOutputDir } from '../io/output-paths.js';
 import { hasCheckpoint, readCheckpoint } from '../train/checkpoint.js';
 import { Progress } from '../train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train, type EvalPoint, type TrainConfig } from '../train/trainer.js';
@@ -212,7 +213,7 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
       );
     }
   }
-  mkdirSync(dir, { recursive: true });
+  makeOutputDir(dir, 'outDir');
   writeFileAtomicSync(join(dir, MANIFEST_FILE), new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n'));
 
   const results: RunResult[] = [];

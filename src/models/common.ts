@@ -71,7 +71,7 @@ export function resolveApplicationOptions(what: string, options: ApplicationOpti
   if (inputShape[0] < min || inputShape[1] < min) {
     throw new ShapeError(
       `${what}: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
-        (stem === 'imagenet' ? " (use stem: 'small' for small images)" : ''),
+        (stem === 'imagenet' ? " (small images need the 'small' stem: --stem small on the command line, stem: 'small' in code)" : ''),
     );
   }
   const includeTop = options.includeTop ?? true;

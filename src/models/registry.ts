@@ -5,8 +5,8 @@
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
-import { inceptionV3, resolveInceptionV3Options, type InceptionV3Options } from './inception_v3/inception_v3.js';
-import { resolveXceptionOptions, xception, type XceptionOptions } from './xception/xception.js';
+import { inceptionV3, inceptionV3MinInput, resolveInceptionV3Options, type InceptionV3Options } from './inception_v3/inception_v3.js';
+import { resolveXceptionOptions, xception, XCEPTION_MIN_INPUT, type XceptionOptions } from './xception/xception.js';
 
 
 export interface ModelEntry {
@@ -18,6 +18,8 @@ export interface ModelEntry {
   /** How pixels in [0, 255] become network inputs. */
   preprocessing: Preprocessing;
   defaultInputShape: [number, number, number];
+  /** The smallest input height/width the model accepts with each stem. */
+  minInput: (stem: 'imagenet' | 'small') => number;
 }
 
 const entries = new Map<string, ModelEntry>();
@@ -44,18 +46,20 @@ registerModel({
   name: 'xception',
   description: 'Xception (Chollet 2017), Keras applications.Xception layout, with the paper\'s research switches',
   build: (o) => xception(o as XceptionOptions),
-  resolveOptions: (o) => ({ ...resolveXceptionOptions(o as XceptionOptions) }),
   preprocessing: 'xception',
   defaultInputShape: [299, 299, 3],
+  minInput: (stem) => XCEPTION_MIN_INPUT[stem],
+  resolveOptions: (o) => ({ ...resolveXceptionOptions(o as XceptionOptions) }),
 });
 
 registerModel({
   name: 'inception_v3',
   description: 'Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper\'s baseline',
   build: (o) => inceptionV3(o as InceptionV3Options),
-  resolveOptions: (o) => ({ ...resolveInceptionV3Options(o as InceptionV3Options) }),
   preprocessing: 'inception_v3',
   defaultInputShape: [299, 299, 3],
+  minInput: (stem) => inceptionV3MinInput(stem),
+  resolveOptions: (o) => ({ ...resolveInceptionV3Options(o as InceptionV3Options) }),
 });
 
 /** Keras `preprocess_input` for these models: pixels in [0, 255] → [-1, 1] (x/127.5 − 1). */

@@ -2,7 +2,7 @@
  * The trainer: epochs of seeded, augmented batches; an optimizer with a learning-rate schedule;
  * evaluation each epoch; metrics, curves and atomic checkpoints in a run folder; exact resume.
  */
-import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
@@ -15,7 +15,8 @@ import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
 import { openTrainingData, type TrainingData } from '../data/training-data.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { openWeights, type WeightsSource } from '../io/weights-source.js';
-import { buildModel, getModelEntry } from '../models/registry.js';
+import { makeOutputDir } from '../io/output-paths.js';
+import { buildModel, getModelEntry, type ModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
 import { writeCurves } from './curves.js';
@@ -88,14 +89,41 @@ export interface TrainConfig extends TransferConfig {
 /** Resolves on the event loop's next check phase, after pending I/O and signal callbacks. */
 const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * The main job's network, for the built-in 28×28 and 32×32 datasets: the small stem, a quarter of
+ * the channels. Batch-norm momentum: Keras's 0.99. 0.9 follows the weights faster (better early
+ * epochs: 75.8% vs 50.8% test after one) but ends noisier (92.02% vs 92.47% after five).
+ */
+const SMALL_IMAGE_MODEL_OPTIONS = { stem: 'small', width: 0.25, bnMomentum: 0.99 } as const;
+// Measured on the 2-core machine: 2 middle blocks × 5 epochs (92.47%, 631 s) beat
+// 8 middle blocks × 3 epochs (91.43%, 602 s) within the ten-minute budget.
+const SMALL_IMAGE_XCEPTION_OPTIONS = { ...SMALL_IMAGE_MODEL_OPTIONS, middleBlocks: 2 } as const;
+
+/**
+ * The model options a new run starts from, by its data: the main job's small network for the
+ * built-in small-image datasets (fashion-mnist, mnist, cifar10, cifar100); none for an image
+ * folder, i.e. the model as Keras builds it (Xception: stem 'imagenet', width 1, 8 middle blocks)
+ * at the folder's image size. Either way the trainer picks stem 'small' when the input is below
+ * the ImageNet stem's minimum and no stem is given.
+ */
+export function defaultModelOptions(model: string, dataset: string): Record<string, unknown> {
+  if (dataset.startsWith('folder:')) return {};
+  return model === 'xception' ? { ...SMALL_IMAGE_XCEPTION_OPTIONS } : { ...SMALL_IMAGE_MODEL_OPTIONS };
+}
+
+/** The options, resolved, that say how big the model is: stem, width, middle blocks, input. */
+export function describeModel(model: string, options: Record<string, unknown>): string {
+  const o = getModelEntry(model).resolveOptions(options);
+  const [h, w, c] = o['inputShape'] as number[];
+  return `${model}: stem ${String(o['stem'])}, width ${String(o['width'])}` +
+    (o['middleBlocks'] !== undefined ? `, ${String(o['middleBlocks'])} middle blocks` : '') +
+    `, input ${h}×${w}×${c}, ${String(o['classes'])} classes`;
+}
+
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   dataset: 'fashion-mnist',
   model: 'xception',
-  // Measured on the 2-core machine: 2 middle blocks × 5 epochs (92.47%, 631 s) beat
-  // 8 middle blocks × 3 epochs (91.43%, 602 s) within the ten-minute budget.
-  // Batch-norm momentum: Keras's 0.99. 0.9 follows the weights faster (better early epochs:
-  // 75.8% vs 50.8% test after one) but ends noisier (92.02% vs 92.47% after five).
-  modelOptions: { stem: 'small', width: 0.25, middleBlocks: 2, bnMomentum: 0.99 },
+  modelOptions: defaultModelOptions('xception', 'fashion-mnist'),
   epochs: 5,
   batchSize: 128,
   optimizer: 'sgd',
@@ -183,6 +211,9 @@ export interface TrainResult {
 
 export class TrainingDivergedError extends XceptionError {}
 
+/** Larger batches only exhaust memory (a batch of 299×299×3 floats is 1 MiB per image). */
+export const MAX_BATCH_SIZE = 65_536;
+
 // fineTuneEpochs: fine-tuning runs at a constant rate, so more of it continues exactly.
 const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas', 'fineTuneEpochs'];
 
@@ -193,6 +224,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   };
   posInt('epochs');
   posInt('batchSize');
+  if (c.batchSize > MAX_BATCH_SIZE) throw new OptionError(`batchSize must be at most ${MAX_BATCH_SIZE}, got ${c.batchSize}`);
   if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) throw new OptionError(`labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
   if (!(c.ema === 0 || (c.ema > 0 && c.ema < 1))) throw new OptionError(`ema must be 0 (off) or in (0, 1), got ${c.ema}`);
   if (!(c.validationFraction >= 0 && c.validationFraction < 1)) throw new OptionError(`validationFraction must be in [0, 1)`);
@@ -204,6 +236,9 @@ export function validateTrainConfig(c: TrainConfig): void {
   }
   if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean') throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
+  // More replicas than cores would share cores and crawl (and start slowly), looking hung.
+  const cores = availableParallelism();
+  if ((c.replicas ?? 1) > cores) throw new OptionError(`replicas (${c.replicas}) exceeds the ${cores} core(s) of this machine: each replica needs a core of its own; use at most ${cores}`);
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
   validateTransferConfig(c);
@@ -213,13 +248,17 @@ function scheduleOf(c: TrainConfig): ScheduleOptions {
   return { name: c.schedule, lr: c.lr, decay: c.decay, decayEpochs: c.decayEpochs };
 }
 
+/** Stem 'small' for inputs the ImageNet stem cannot take (e.g. 28×28), else nothing (the model's default). */
+function smallStemBelowMinimum(entry: ModelEntry, size: number): { stem?: 'small' } {
+  return size < entry.minInput('imagenet') ? { stem: 'small' } : {};
+}
+
 export async function train(config: TrainConfig, run: RunOptions = {}): Promise<TrainResult> {
   validateTrainConfig(config);
   if (run.backend) setBackend(run.backend);
   const backend = getBackend();
   const progress = run.progress ?? new Progress(process.stderr);
-  const outDir = resolve(config.outDir);
-  mkdirSync(outDir, { recursive: true });
+  const outDir = makeOutputDir(config.outDir, 'outDir');
   const resuming = run.resume ?? false;
   if (!resuming && hasCheckpoint(outDir)) {
     throw new OptionError(`${outDir} already holds a run; pass --resume to continue it or choose another --out`);
@@ -313,9 +352,11 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
   // to date from replica 0 before every evaluation and checkpoint.
   const replicas = config.replicas ?? 1;
+  if (replicas > 1) progress.line(`starting ${replicas} training replicas …`);
   const dp = replicas > 1
     ? await DataParallel.start({
         replicas, model: config.model, modelOptions,
+        onReplicaReady: (ready, total) => progress.line(`replica ${ready}/${total} ready`),
         optimizer: { name: optimizer.name, options: optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
       }, { model, optimizer, ema })
     : null;
@@ -365,8 +406,9 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     return { loss, correct: topKCorrect(logits, batch.y, classes, 1) };
   };
 
+  progress.line(`model ${describeModel(config.model, modelOptions)} (${model.countParams().toLocaleString('en-US')} parameters)`);
   progress.line(
-    `training ${config.model} (${model.countParams().toLocaleString('en-US')} parameters) on ${data.name}: ` +
+    `training on ${data.name}: ` +
       `${loader.samples} images, ${epochsInAll} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
       (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
   );
@@ -500,7 +542,7 @@ type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
 async function runModel(config: TrainConfig, saved: RunState | null, source: WeightsSource | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
   let built: { model: Model; modelOptions: Record<string, unknown> };
   if (source === null) {
-    const defaults = { inputShape: data.sampleShape, classes: data.classes, seed: config.seed };
+    const defaults = { inputShape: data.sampleShape, classes: data.classes, seed: config.seed, ...smallStemBelowMinimum(getModelEntry(config.model), data.sampleShape[0]) };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
   } else {

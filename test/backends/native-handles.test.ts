@@ -1,5 +1,5 @@
 /**
- * The onednn backend's failure behaviour: a missing addon, disposed handles, wrong sizes and bad
+ * The native (oneDNN) backend's failure behaviour: a missing addon, disposed handles, wrong sizes and bad
  * parameters give typed errors (checked in TypeScript first, and again in native code), never a
  * crash; handles that are merely dropped are freed by the garbage collector.
  */
@@ -66,7 +66,7 @@ test('a missing or disabled addon gives null, a stated reason and a BackendError
   assert.equal(missing.status.available, false);
   assert.equal(missing.backend, null);
   assert.match(missing.status.reason, /native addon not built: .*no-such-addon\.node is missing/);
-  assert.match(missing.error, /^BackendError: onednn backend unavailable: native addon not built/);
+  assert.match(missing.error, /^BackendError: native backend unavailable: native addon not built/);
 
   const disabled = child(code, { XCEPTION_NATIVE: '0' }) as { status: { available: boolean; reason: string } };
   assert.equal(disabled.status.available, false);
@@ -137,7 +137,7 @@ nativeTest('wrong sizes and bad parameters give typed errors before any native c
   assert.throws(() => n.upload(Float64Array.from([1])), BackendError);
   assert.throws(() => n.download(x, 4, 'float64'), BackendError);
   assert.throws(() => n.zeros(4, 'float64'), BackendError);
-  assert.throws(() => n.relu(R.upload(f32([1])), 1), (e) => e instanceof BackendError && /not a handle of the onednn backend/.test(e.message));
+  assert.throws(() => n.relu(R.upload(f32([1])), 1), (e) => e instanceof BackendError && /not a handle of the native backend/.test(e.message));
   // Everything above was refused; the backend still computes.
   assert.deepEqual(Array.from(n.download(n.relu(n.upload(f32([-1, 2])), 2), 2, 'float32')), [0, 2]);
 });

@@ -1,5 +1,5 @@
 /**
- * Every kernel of the onednn backend, forward and backward, against the reference backend on a
+ * Every kernel of the native (oneDNN) backend, forward and backward, against the reference backend on a
  * range of shapes (strided, asymmetric padding, dilated, grouped, depthwise, 1×1, random ones).
  *
  * Inputs are rounded to float32 once and given to both backends; the reference runs in float64,

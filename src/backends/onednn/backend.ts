@@ -26,7 +26,7 @@ import type {
 import { BackendError, DisposedError, OptionError, ShapeError } from '../../core/errors.js';
 import type { NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
 
-/** Native storage of the onednn backend: `size` float32 elements. */
+/** Native storage of the native backend: `size` float32 elements. */
 export class NativeTensor {
   constructor(readonly size: number) {}
   get disposed(): boolean {
@@ -55,13 +55,13 @@ function isPad(field: string): boolean {
 
 function int(op: string, name: string, v: unknown, min = 1): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > 0x7fffffff) {
-    throw new ShapeError(`onednn ${op}: ${name} must be an integer >= ${min}, got ${String(v)}`);
+    throw new ShapeError(`native ${op}: ${name} must be an integer >= ${min}, got ${String(v)}`);
   }
   return v;
 }
 
 function real(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`onednn ${op}: ${name} must be a finite number, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`native ${op}: ${name} must be a finite number, got ${String(v)}`);
   return v;
 }
 
@@ -69,10 +69,10 @@ function real(op: string, name: string, v: unknown): number {
 function checkAxis(op: string, axis: string, input: number, window: number, dilation: number, stride: number,
   padBefore: number, padAfter: number, output: number): void {
   const span = input + padBefore + padAfter - ((window - 1) * dilation + 1);
-  if (span < 0) throw new ShapeError(`onednn ${op}: the dilated window is larger than the padded input along ${axis}`);
+  if (span < 0) throw new ShapeError(`native ${op}: the dilated window is larger than the padded input along ${axis}`);
   const expected = Math.floor(span / stride) + 1;
   if (expected !== output) {
-    throw new ShapeError(`onednn ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
+    throw new ShapeError(`native ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
       `dilation ${dilation}, stride ${stride}, padding ${padBefore}+${padAfter} (expected ${expected})`);
   }
 }
@@ -80,7 +80,7 @@ function checkAxis(op: string, axis: string, input: number, window: number, dila
 function convNums(op: string, p: Conv2DParams): number[] {
   const nums = CONV_FIELDS.map((f) => int(op, f, p[f], isPad(f) ? 0 : 1));
   if (p.inChannels % p.groups !== 0 || p.outChannels % p.groups !== 0) {
-    throw new ShapeError(`onednn ${op}: groups ${p.groups} must divide inChannels ${p.inChannels} and outChannels ${p.outChannels}`);
+    throw new ShapeError(`native ${op}: groups ${p.groups} must divide inChannels ${p.inChannels} and outChannels ${p.outChannels}`);
   }
   checkAxis(op, 'height', p.inHeight, p.kernelHeight, p.dilationHeight, p.strideHeight, p.padTop, p.padBottom, p.outHeight);
   checkAxis(op, 'width', p.inWidth, p.kernelWidth, p.dilationWidth, p.strideWidth, p.padLeft, p.padRight, p.outWidth);
@@ -92,7 +92,7 @@ function poolNums(op: string, p: Pool2DParams): number[] {
   checkAxis(op, 'height', p.inHeight, p.windowHeight, 1, p.strideHeight, p.padTop, p.padBottom, p.outHeight);
   checkAxis(op, 'width', p.inWidth, p.windowWidth, 1, p.strideWidth, p.padLeft, p.padRight, p.outWidth);
   if (Math.max(p.padTop, p.padBottom) >= p.windowHeight || Math.max(p.padLeft, p.padRight) >= p.windowWidth) {
-    throw new ShapeError(`onednn ${op}: padding must be smaller than the window`);
+    throw new ShapeError(`native ${op}: padding must be smaller than the window`);
   }
   return nums;
 }
@@ -103,7 +103,7 @@ function rowsNums(op: string, p: RowsParams): [number, number] {
 
 function bnNums(op: string, p: BatchNormParams): number[] {
   const eps = real(op, 'epsilon', p.epsilon);
-  if (eps <= 0) throw new OptionError(`onednn ${op}: epsilon must be positive, got ${eps}`);
+  if (eps <= 0) throw new OptionError(`native ${op}: epsilon must be positive, got ${eps}`);
   return [...rowsNums(op, p), eps];
 }
 
@@ -114,12 +114,12 @@ function globalNums(op: string, p: GlobalPoolParams): number[] {
 function ceNums(op: string, p: CrossEntropyParams, labels: Int32Array): number[] {
   const [rows, channels] = rowsNums(op, p);
   const s = real(op, 'labelSmoothing', p.labelSmoothing);
-  if (s < 0 || s > 1) throw new OptionError(`onednn ${op}: labelSmoothing must be in [0, 1], got ${s}`);
-  if (!(labels instanceof Int32Array)) throw new ShapeError(`onednn ${op}: labels must be an Int32Array`);
-  if (labels.length !== rows) throw new ShapeError(`onednn ${op}: ${labels.length} labels for ${rows} rows`);
+  if (s < 0 || s > 1) throw new OptionError(`native ${op}: labelSmoothing must be in [0, 1], got ${s}`);
+  if (!(labels instanceof Int32Array)) throw new ShapeError(`native ${op}: labels must be an Int32Array`);
+  if (labels.length !== rows) throw new ShapeError(`native ${op}: ${labels.length} labels for ${rows} rows`);
   for (let i = 0; i < labels.length; i++) {
     const l = labels[i]!;
-    if (l < 0 || l >= channels) throw new ShapeError(`onednn ${op}: label ${l} at row ${i} is outside [0, ${channels})`);
+    if (l < 0 || l >= channels) throw new ShapeError(`native ${op}: label ${l} at row ${i} is outside [0, ${channels})`);
   }
   return [rows, channels, s];
 }
@@ -129,7 +129,8 @@ function product(...dims: number[]): number {
 }
 
 export class NativeBackend implements Backend {
-  readonly name = 'onednn';
+  /** As --backend and XCEPTION_BACKEND name it ('onednn' is accepted as an alias). */
+  readonly name = 'native';
   readonly dtypes: readonly DType[] = ['float32'];
 
   constructor(private readonly addon: NativeAddon, readonly onednnVersion: string) {}
@@ -137,8 +138,8 @@ export class NativeBackend implements Backend {
   // --- handles ------------------------------------------------------------------------------
 
   private tensor(op: string, name: string, h: Handle): NativeTensor {
-    if (!(h instanceof NativeTensor)) throw new BackendError(`onednn ${op}: ${name} is not a handle of the onednn backend`);
-    if (h.disposed) throw new DisposedError(`onednn ${op}: ${name} was disposed`);
+    if (!(h instanceof NativeTensor)) throw new BackendError(`native ${op}: ${name} is not a handle of the native backend`);
+    if (h.disposed) throw new DisposedError(`native ${op}: ${name} was disposed`);
     return h;
   }
 
@@ -146,13 +147,13 @@ export class NativeBackend implements Backend {
   private arg(op: string, name: string, h: Handle, expected: number): NativeBuffer {
     const t = this.tensor(op, name, h);
     if (t.size !== expected) {
-      throw new ShapeError(`onednn ${op}: ${name} has ${t.size} elements, the parameters need ${expected}`);
+      throw new ShapeError(`native ${op}: ${name} has ${t.size} elements, the parameters need ${expected}`);
     }
     return buffers.get(t)!;
   }
 
   private wrap(b: NativeBuffer | number | undefined, size: number): NativeTensor {
-    if (typeof b !== 'object' || b === null) throw new BackendError('onednn: the addon returned no buffer');
+    if (typeof b !== 'object' || b === null) throw new BackendError('native: the addon returned no buffer');
     const t = new NativeTensor(size);
     buffers.set(t, b);
     return t;
@@ -163,7 +164,7 @@ export class NativeBackend implements Backend {
       return f();
     } catch (e) {
       if (e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
-        throw new BackendError(`onednn ${op}: ${e.message}`);
+        throw new BackendError(`native ${op}: ${e.message}`);
       }
       throw e;
     }
@@ -182,13 +183,13 @@ export class NativeBackend implements Backend {
 
   upload(data: NumArray): Handle {
     if (!(data instanceof Float32Array)) {
-      throw new BackendError(`onednn upload: this backend computes in float32 only, got ${data?.constructor?.name ?? typeof data}`);
+      throw new BackendError(`native upload: this backend computes in float32 only, got ${data?.constructor?.name ?? typeof data}`);
     }
     return this.wrap(this.native('upload', () => this.addon.upload(data)), data.length);
   }
 
   download(h: Handle, size: number, dtype: DType): NumArray {
-    if (dtype !== 'float32') throw new BackendError(`onednn download: this backend computes in float32 only, asked for ${dtype}`);
+    if (dtype !== 'float32') throw new BackendError(`native download: this backend computes in float32 only, asked for ${dtype}`);
     const b = this.arg('download', 'tensor', h, size);
     const out = new Float32Array(size);
     this.native('download', () => this.addon.download(b, out));
@@ -196,14 +197,14 @@ export class NativeBackend implements Backend {
   }
 
   zeros(size: number, dtype: DType): Handle {
-    if (dtype !== 'float32') throw new BackendError(`onednn zeros: this backend computes in float32 only, asked for ${dtype}`);
+    if (dtype !== 'float32') throw new BackendError(`native zeros: this backend computes in float32 only, asked for ${dtype}`);
     int('zeros', 'size', size, 0);
     return this.wrap(this.native('zeros', () => this.addon.alloc(size, true)), size);
   }
 
   /** Frees the native memory now. Disposing twice is harmless; any other later use throws DisposedError. */
   dispose(h: Handle): void {
-    if (!(h instanceof NativeTensor)) throw new BackendError('onednn dispose: not a handle of the onednn backend');
+    if (!(h instanceof NativeTensor)) throw new BackendError('native dispose: not a handle of the native backend');
     const b = buffers.get(h);
     if (!b) return;
     buffers.delete(h);
@@ -258,7 +259,7 @@ export class NativeBackend implements Backend {
 
   private eluAlpha(op: string, alpha: number): number {
     const a = real(op, 'alpha', alpha);
-    if (a < 0) throw new OptionError(`onednn ${op}: alpha must be >= 0, got ${a}`);
+    if (a < 0) throw new OptionError(`native ${op}: alpha must be >= 0, got ${a}`);
     return a;
   }
 
@@ -338,7 +339,7 @@ export class NativeBackend implements Backend {
       this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
     ];
     if (p.relu) {
-      if (y === undefined) throw new OptionError(`onednn ${op}: the fused ReLU needs the forward output y`);
+      if (y === undefined) throw new OptionError(`native ${op}: the fused ReLU needs the forward output y`);
       inputs.push(this.arg(op, 'y', y, n));
     }
     const out = this.run(op, inputs, nums);
@@ -409,7 +410,7 @@ export class NativeBackend implements Backend {
   matmul(a: Handle, b: Handle, p: MatMulParams): Handle {
     const op = 'matmul';
     const m = int(op, 'm', p.m), k = int(op, 'k', p.k), n = int(op, 'n', p.n);
-    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean') throw new OptionError(`onednn ${op}: transA and transB must be booleans`);
+    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean') throw new OptionError(`native ${op}: transA and transB must be booleans`);
     const nums = [m, k, n, p.transA ? 1 : 0, p.transB ? 1 : 0];
     return this.run1(op, [this.arg(op, 'a', a, m * k), this.arg(op, 'b', b, k * n)], nums, m * n);
   }
@@ -431,7 +432,7 @@ export class NativeBackend implements Backend {
     const op = 'concatChannels';
     int(op, 'rows', rows);
     if (xs.length === 0 || xs.length !== channels.length) {
-      throw new ShapeError(`onednn ${op}: ${xs.length} inputs with ${channels.length} channel counts`);
+      throw new ShapeError(`native ${op}: ${xs.length} inputs with ${channels.length} channel counts`);
     }
     const chans = channels.map((c, i) => int(op, `channels[${i}]`, c, 0));
     const inputs = xs.map((h, i) => this.arg(op, `xs[${i}]`, h, rows * chans[i]!));
@@ -444,7 +445,7 @@ export class NativeBackend implements Backend {
     const [rows, channels] = rowsNums(op, p);
     int(op, 'start', start, 0);
     int(op, 'count', count, 0);
-    if (start + count > channels) throw new ShapeError(`onednn ${op}: columns [${start}, ${start + count}) exceed ${channels} channels`);
+    if (start + count > channels) throw new ShapeError(`native ${op}: columns [${start}, ${start + count}) exceed ${channels} channels`);
     return this.run1(op, [this.arg(op, 'x', x, rows * channels)], [rows, channels, start, count], rows * count);
   }
 
@@ -474,9 +475,9 @@ export class NativeBackend implements Backend {
         states = 2;
         break;
       default:
-        throw new OptionError(`onednn ${op}: unknown update rule ${String((rule as { kind?: unknown })?.kind)}`);
+        throw new OptionError(`native ${op}: unknown update rule ${String((rule as { kind?: unknown })?.kind)}`);
     }
-    if (state.length !== states) throw new ShapeError(`onednn ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
+    if (state.length !== states) throw new ShapeError(`native ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
     const inputs = [this.arg(op, 'param', param, size), this.arg(op, 'grad', grad, size),
       ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size))];
     if (size === 0) return;
@@ -489,7 +490,7 @@ export class NativeBackend implements Backend {
     const b = this.arg(op, 'x', x, size);
     if (size === 0) return 0;
     const out = this.run(op, [b], [size]);
-    if (typeof out[0] !== 'number') throw new BackendError(`onednn ${op}: the addon returned no sum`);
+    if (typeof out[0] !== 'number') throw new BackendError(`native ${op}: the addon returned no sum`);
     return out[0];
   }
 
@@ -508,7 +509,7 @@ export class NativeBackend implements Backend {
     const n = p.rows * p.channels;
     const out = this.run(op, [this.arg(op, 'logits', logits, n)], nums, labels);
     const loss = out[1];
-    if (typeof loss !== 'number') throw new BackendError(`onednn ${op}: the addon returned no loss`);
+    if (typeof loss !== 'number') throw new BackendError(`native ${op}: the addon returned no loss`);
     return { loss, probs: this.wrap(out[0], n) };
   }
 
@@ -562,8 +563,8 @@ export class NativeBackend implements Backend {
 
   /** Builds a plan from a spec (format: native/plan.h) and float32 weight arrays. */
   createPlan(spec: Float64Array, weights: Float32Array[]): NativePlan {
-    if (!(spec instanceof Float64Array)) throw new BackendError('onednn createPlan: spec must be a Float64Array');
-    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('onednn createPlan: weights must be Float32Arrays');
+    if (!(spec instanceof Float64Array)) throw new BackendError('native createPlan: spec must be a Float64Array');
+    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('native createPlan: weights must be Float32Arrays');
     return this.native('createPlan', () => this.addon.planCreate(spec, weights));
   }
 
@@ -594,7 +595,7 @@ export class NativeBackend implements Backend {
   }
 
   setPlanWeights(plan: NativePlan, weights: Float32Array[]): void {
-    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('onednn setPlanWeights: weights must be Float32Arrays');
+    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('native setPlanWeights: weights must be Float32Arrays');
     this.native('setPlanWeights', () => this.addon.planSetWeights(plan, weights));
   }
 

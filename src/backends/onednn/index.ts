@@ -70,6 +70,6 @@ export function nativeBackendStatus(): NativeBackendStatus {
 /** The native backend, or a BackendError that says why it is unavailable. */
 export function requireNativeBackend(): NativeBackend {
   const { backend, status } = load();
-  if (!backend) throw new BackendError(`onednn backend unavailable: ${status.reason}`);
+  if (!backend) throw new BackendError(`native backend unavailable: ${status.reason}`);
   return backend;
 }

@@ -1,7 +1,7 @@
 import { OptionError } from '../../core/errors.js';
 import { CASE_NAMES } from '../../bench/cases.js';
 import { runBench, type BenchOptions, type BenchRow } from '../../bench/run.js';
-import { choiceFlag, intFlag, numberFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, numberFlag, parse, backendFlag } from '../args.js';
 
 export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repeats N] [--no-peer] [--pytorch] [--backend NAME]
                       [--inference compiled|op-by-op|both] [--precision fp32|bf16]
@@ -104,7 +104,7 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   if (rounds !== undefined) o.rounds = rounds;
   const threads = intFlag('threads', v['threads']);
   if (threads !== undefined) o.peerThreads = threads;
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   if (backend) o.backend = backend;
   if (v['replicas'] !== undefined) {
     const counts = String(v['replicas']).split(',').map((s) => intFlag('replicas', s.trim(), 1)!);

@@ -7,7 +7,8 @@ import { openEvaluationData } from '../../data/training-data.js';
 import { peekSafetensorsMetadata } from '../../io/model-weights.js';
 import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
-import { intFlag, choiceFlag, parse } from '../args.js';
+import { MAX_BATCH_SIZE } from '../../train/trainer.js';
+import { backendFlag, intFlag, parse } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand } from '../weights-source.js';
 
@@ -24,7 +25,8 @@ A run's averaged (EMA) weights are used when it kept them.
   --weights-mode order|name|auto
                           how H5 layers are matched (default auto; see 'xception predict --help')
   --dataset SPEC          default: the run's dataset (test split); required for other files
-  --batch-size B          (default 256)
+  --batch-size B          (default 256 for inputs up to 64×64, else 16: a batch of 256
+                          299×299 images would need tens of GB of activations)
   --limit N               evaluate only the first N test images
   --no-ema                use the live weights even if the run kept an average
   --backend NAME          native | reference
@@ -53,9 +55,9 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   const flag = v['checkpoint'] !== undefined ? '--checkpoint' : '--weights';
   const source = (v['weights'] ?? v['checkpoint']) as string | undefined;
   if (!source) throw new OptionError('eval needs --weights FILE|DIR (a run folder written by xception train, or a weight file)');
-  const batchSize = intFlag('batch-size', v['batch-size']) ?? 256;
+  const givenBatch = intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE);
   const limit = intFlag('limit', v['limit']);
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);
   const spec = (v['dataset'] as string | undefined) ?? (await recordedDataset(source));
   if (!spec) throw new OptionError(`${flag} ${source} does not say which dataset it was trained on; pass --dataset SPEC`);
@@ -68,7 +70,8 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     const prep = loaded.record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing);
     // Labels become the model's class indices (by name when both sides name their classes).
     const { loader } = await openEvaluationData({
-      dataset: spec, shape: model.inputShape as [number, number, number], scaling: prep.scaling, preprocessing: prep, classes, batchSize,
+      dataset: spec, shape: model.inputShape as [number, number, number], scaling: prep.scaling, preprocessing: prep, classes,
+      batchSize: givenBatch ?? ((model.inputShape[0] ?? 0) <= 64 ? 256 : 16),
       ...(loaded.record?.classNames ? { classNames: loaded.record.classNames } : {}), ...(limit ? { limit } : {}),
     });
     const r = await evaluate(model, loader.epochBatches(), classes);

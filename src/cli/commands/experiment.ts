@@ -2,8 +2,9 @@ import { OptionError } from '../../core/errors.js';
 import { runExperiment, type ExperimentRunOptions } from '../../experiments/runner.js';
 import { RECIPES, getRecipe } from '../../experiments/recipes.js';
 import { writeReport } from '../../experiments/report.js';
+import { makeOutputDir } from '../../io/output-paths.js';
 import { Progress } from '../../train/progress.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 
 export const EXPERIMENT_HELP = `Usage: xception experiment <list|run|report> [options]
 
@@ -94,7 +95,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   if (p.positionals.length !== 1) throw new OptionError(`experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`);
   const name = p.positionals[0]!;
   const names = name === 'all' ? RECIPES.map((r) => r.name) : [getRecipe(name).name];
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   let stops = 0;
   const onSigint = () => {
     stops++;
@@ -117,6 +118,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   if (backend) opts.backend = backend;
   const overrides = (v['override'] as unknown as string[] | undefined) ?? [];
   if (overrides.length) opts.modelOverrides = Object.fromEntries(overrides.map(parseOverride));
+  makeOutputDir(opts.outDir);
   process.on('SIGINT', onSigint);
   try {
     for (const n of names) {

@@ -1,12 +1,13 @@
 import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
+import { checkOutputFile } from '../../io/output-paths.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { modelRecordOf } from '../../io/model-record.js';
 import { saveWeights } from '../../io/model-weights.js';
 import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-model.js';
 import { preprocessingAffine } from '../../data/transforms.js';
 import { getModelEntry } from '../../models/registry.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
@@ -65,11 +66,12 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
   const format = choiceFlag('format', v['format'], FORMATS)!;
   const target = v['out'] as string | undefined;
   if (!target) throw new OptionError('export needs --out FILE');
+  checkOutputFile(target);
   const onnxOnly = ['no-fold-bn', 'opset', 'input-layout'].filter((k) => v[k] !== undefined);
   if (format !== 'onnx' && onnxOnly.length > 0) throw new OptionError(`--${onnxOnly[0]} applies only to --format onnx`);
   const opset = intFlag('opset', v['opset'], ONNX_MIN_OPSET);
   const inputLayout = choiceFlag('input-layout', v['input-layout'], ['nchw', 'nhwc'] as const);
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);
 
   const loaded = await loadModelForCommand('export', p);

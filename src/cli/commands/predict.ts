@@ -4,9 +4,10 @@ import { setBackend } from '../../core/engine.js';
 import { OptionError } from '../../core/errors.js';
 import { IMAGE_EXTENSIONS } from '../../data/folder.js';
 import { kerasPreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ImagePreprocessing } from '../../data/image-preprocessing.js';
+import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { getModelEntry } from '../../models/registry.js';
 import { ImageError, outputsProbabilities, predictImages } from '../../predict/predict.js';
-import { choiceFlag, intFlag, parse } from '../args.js';
+import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
@@ -69,10 +70,10 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   }
   if (p.positionals.length === 0) throw new OptionError('predict needs at least one IMAGE or DIR (see `xception predict --help`)');
   const top = intFlag('top', v['top']) ?? 5;
-  const batchSize = intFlag('batch-size', v['batch-size']) ?? 8;
+  const batchSize = intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? 8;
   const resize = choiceFlag('resize', v['resize'], RESIZE_POLICIES);
   const interpolation = choiceFlag('interpolation', v['interpolation'], RESIZE_INTERPOLATIONS);
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
+  const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);
   const fileLabels = v['labels'] !== undefined ? await readLabels(v['labels'] as string) : undefined;
   // Every image must be there before a model is built (a typo should not cost a forward pass).

@@ -1,14 +1,32 @@
+import { resolve } from 'node:path';
 import { OptionError } from '../../core/errors.js';
-import { DEFAULT_TRAIN_CONFIG, train, type TrainConfig } from '../../train/trainer.js';
+import { makeOutputDir } from '../../io/output-paths.js';
+import { getModelEntry } from '../../models/registry.js';
+import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
+import { DEFAULT_TRAIN_CONFIG, defaultModelOptions, MAX_BATCH_SIZE, train, validateTrainConfig, type TrainConfig } from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
-import { choiceFlag, intFlag, numberFlag, parse, type FlagSpec, type Parsed } from '../args.js';
+import { choiceFlag, intFlag, numberFlag, parse, backendFlag, type FlagSpec, type Parsed } from '../args.js';
 import { openWeights } from '../../io/weights-source.js';
 import type { TransferConfig } from '../../train/transfer.js';
-import { MODEL_FLAGS, MODEL_FLAGS_HELP, modelFromFlags } from '../model-flags.js';
+import { MODEL_FLAGS, MODEL_OPTION_FLAGS, modelFlagsHelp, modelFromFlags } from '../model-flags.js';
 
 const d = DEFAULT_TRAIN_CONFIG;
+/** The model options of a run on the built-in small-image datasets (the main job's). */
+const smallImageModel = d.modelOptions as { stem: string; width: number; middleBlocks: number; bnMomentum: number };
+const folderModel = { stem: 'imagenet', width: 1, middleBlocks: 8 };
+
+/** Train's model defaults depend on the data (see defaultModelOptions). */
+const TRAIN_MODEL_HELP = modelFlagsHelp({
+  inputShape: "default: the dataset's image size and channels",
+  classes: "default: the dataset's classes",
+  stem: `default ${smallImageModel.stem}; on image folders ${folderModel.stem},\n` +
+    `                                  or small below ${getModelEntry('xception').minInput('imagenet')}×${getModelEntry('xception').minInput('imagenet')} (inception_v3: ${getModelEntry('inception_v3').minInput('imagenet')}×${getModelEntry('inception_v3').minInput('imagenet')})`,
+  width: `default ${smallImageModel.width}; ${folderModel.width} on image folders`,
+  middleBlocks: `default ${smallImageModel.middleBlocks}; ${folderModel.middleBlocks} on image folders`,
+  seedFlag: false,
+});
 
 export const TRAIN_HELP = `Usage: xception train [options]
 
@@ -16,9 +34,11 @@ Trains a model and writes a run folder: config.json, metrics.jsonl (one line per
 curves.svg/.png, checkpoint.safetensors (everything needed to resume, written atomically at
 each epoch end and on Ctrl-C) and weights.safetensors (the weights alone, Keras names).
 
-With no options this is the main job: a small-image Xception (width ${(d.modelOptions as { width: number }).width}, ${(d.modelOptions as { middleBlocks: number }).middleBlocks} middle blocks,
-batch-norm momentum ${(d.modelOptions as { bnMomentum: number }).bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
+With no options this is the main job: a small-image Xception (width ${smallImageModel.width}, ${smallImageModel.middleBlocks} middle blocks,
+batch-norm momentum ${smallImageModel.bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
 no augmentation, label smoothing ${d.labelSmoothing} — about ten minutes on 2 cores with the native backend.
+On an image folder the model is Keras's Xception (stem ${folderModel.stem}, width ${folderModel.width}, ${folderModel.middleBlocks} middle blocks) at the
+folder's image size. Model flags override either.
 
 Data:
   --dataset SPEC          fashion-mnist (default) | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
@@ -37,7 +57,7 @@ Data:
   --random-resized-crop   Inception-style random-resized crop (image folders)
 Optimization:
   --epochs N              (default ${d.epochs}; with --fine-tune-epochs, the head-training epochs)
-  --batch-size B          (default ${d.batchSize})
+  --batch-size B          (default ${d.batchSize}; at most ${MAX_BATCH_SIZE.toLocaleString('en-US')})
   --optimizer NAME        ${OPTIMIZERS.join(' | ')} (default ${d.optimizer})
   --lr X                  peak learning rate (default ${d.lr})
   --momentum X            sgd / rmsprop momentum (default 0.9)
@@ -70,18 +90,22 @@ Transfer learning (the Keras recipe):
                           (\`xception summary\` lists them); the layers before stay frozen
 Run:
   --out DIR               run folder (default ${d.outDir})
-  --resume                continue the run in --out from its last checkpoint (same settings;
-                          --epochs may grow). Reproduces an uninterrupted run exactly.
+  --resume                continue the run in --out from its last checkpoint with the run's own
+                          settings: no other flag is needed. Flags given must agree with the
+                          run's, except --epochs and --fine-tune-epochs (may grow), --backend,
+                          --replicas, --json and --checkpoint-every. Reproduces an
+                          uninterrupted run exactly.
   --backend NAME          native | reference (default: native where built)
   --replicas N            data-parallel: split each batch between N worker threads, each with
-                          its share of the cores, and combine their gradients (default ${d.replicas ?? 1}).
+                          its share of the cores, and combine their gradients (default ${d.replicas ?? 1};
+                          at most the machine's cores).
                           Batch norm then normalizes each shard with its own statistics.
   --checkpoint-every N    also checkpoint every N steps
   --json                  progress to stderr; last stdout line is one JSON object:
                           {testTop1, testTop5, testLoss, epochs, wallSeconds, imagesPerSec, outDir}
   -h, --help
 
-${MODEL_FLAGS_HELP}
+${TRAIN_MODEL_HELP}
 `;
 
 const TRANSFER_FLAGS: FlagSpec = {
@@ -89,16 +113,19 @@ const TRANSFER_FLAGS: FlagSpec = {
   'fine-tune-lr': { type: 'string' }, 'unfreeze-from': { type: 'string' },
 };
 
-function transferFromFlags(p: Parsed): TransferConfig {
+/** The transfer settings: `base`'s (a resumed run's own) with the flags given on top. */
+function transferFromFlags(p: Parsed, base: TransferConfig): TransferConfig {
   const v = p.values;
   const t: TransferConfig = {};
-  if (v['weights'] !== undefined) t.weights = v['weights'] as string;
-  if (v['freeze-base']) t.freezeBase = true;
-  const epochs = intFlag('fine-tune-epochs', v['fine-tune-epochs']);
+  const weights = (v['weights'] as string | undefined) ?? base.weights;
+  if (weights !== undefined) t.weights = weights;
+  if (v['freeze-base'] || base.freezeBase) t.freezeBase = true;
+  const epochs = intFlag('fine-tune-epochs', v['fine-tune-epochs']) ?? base.fineTuneEpochs;
   if (epochs !== undefined) t.fineTuneEpochs = epochs;
-  const lr = numberFlag('fine-tune-lr', v['fine-tune-lr'], 1e-12, 100);
+  const lr = numberFlag('fine-tune-lr', v['fine-tune-lr'], 1e-12, 100) ?? base.fineTuneLr;
   if (lr !== undefined) t.fineTuneLr = lr;
-  if (v['unfreeze-from'] !== undefined) t.unfreezeFrom = v['unfreeze-from'] as string;
+  const from = (v['unfreeze-from'] as string | undefined) ?? base.unfreezeFrom;
+  if (from !== undefined) t.unfreezeFrom = from;
   return t;
 }
 
@@ -108,78 +135,158 @@ async function transferModelName(weights: string, flag: string | undefined, fall
   return (await openWeights(weights)).record?.model ?? fallback;
 }
 
+/**
+ * The run's settings: `base` with the flags given on top. `base` is DEFAULT_TRAIN_CONFIG for a
+ * new run (its model options then follow the data: defaultModelOptions) and the run's own
+ * settings when resuming.
+ */
+export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean, outDir: string): TrainConfig {
+  const v = p.values;
+  const dataset = (v['dataset'] as string | undefined) ?? base.dataset;
+  const model = modelFromFlags(p, {}, resuming ? base.model : d.model);
+  const seed = intFlag('seed', v['seed'], 0) ?? base.seed;
+  delete model.options['seed'];
+  const modelDefaults = resuming && model.name === base.model ? base.modelOptions : defaultModelOptions(model.name, dataset);
+  const config: TrainConfig = {
+    ...base,
+    dataset,
+    model: model.name,
+    modelOptions: { ...modelDefaults, ...model.options },
+    epochs: intFlag('epochs', v['epochs']) ?? base.epochs,
+    batchSize: intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? base.batchSize,
+    optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? base.optimizer,
+    lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? base.lr,
+    momentum: numberFlag('momentum', v['momentum'], 0, 1) ?? base.momentum ?? d.momentum,
+    nesterov: v['no-nesterov'] ? false : base.nesterov ?? d.nesterov,
+    weightDecay: numberFlag('weight-decay', v['weight-decay'], 0, 1) ?? base.weightDecay,
+    schedule: choiceFlag('schedule', v['schedule'], SCHEDULES) ?? base.schedule,
+    warmupEpochs: numberFlag('warmup-epochs', v['warmup-epochs'], 0, 1e6) ?? base.warmupEpochs,
+    labelSmoothing: numberFlag('label-smoothing', v['label-smoothing'], 0, 0.99) ?? base.labelSmoothing,
+    ema: numberFlag('ema', v['ema'], 0, 0.999999) ?? base.ema,
+    clipNorm: numberFlag('clip-norm', v['clip-norm'], 0, 1e9) ?? base.clipNorm,
+    seed,
+    augment: {
+      cropPadding: intFlag('crop-padding', v['crop-padding'], 0) ?? base.augment.cropPadding,
+      flip: v['flip'] && v['no-flip'] ? flagConflict('--flip', '--no-flip') : v['flip'] ? true : v['no-flip'] ? false : base.augment.flip,
+      randomResizedCrop: v['random-resized-crop'] ? true : base.augment.randomResizedCrop,
+    },
+    validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? base.validationFraction,
+    outDir,
+    ...transferFromFlags(p, base),
+  };
+  if (v['skip-bad-images'] || base.skipBadImages) config.skipBadImages = true;
+  const optional = {
+    replicas: intFlag('replicas', v['replicas'], 1) ?? base.replicas,
+    imageSize: intFlag('image-size', v['image-size']) ?? base.imageSize,
+    limitTrain: intFlag('limit-train', v['limit-train']) ?? base.limitTrain,
+    limitTest: intFlag('limit-test', v['limit-test']) ?? base.limitTest,
+  };
+  for (const [k, n] of Object.entries(optional)) {
+    if (n !== undefined) config[k as keyof typeof optional] = n;
+  }
+  if (config.optimizer !== 'sgd') delete config.nesterov;
+  if (config.optimizer === 'adam' || config.optimizer === 'adamw') delete config.momentum;
+  return config;
+}
+
+/** The settings of the run in `dir`, from its checkpoint; a clear error when there is none. */
+function savedRunConfig(dir: string): TrainConfig {
+  if (!hasCheckpoint(resolve(dir))) {
+    throw new OptionError(`--resume: nothing to resume in ${dir} (no ${CHECKPOINT_FILE} there); start the run without --resume`);
+  }
+  return readCheckpoint(resolve(dir)).state.config as unknown as TrainConfig;
+}
+
+/** Flags that may differ from the run's on --resume: they change how it runs, not what it trains. */
+const MAY_CHANGE_ON_RESUME = ['epochs', 'fine-tune-epochs', 'out', 'resume', 'backend', 'replicas', 'json', 'checkpoint-every'];
+
+/** The flags that set each training setting (model options: MODEL_OPTION_FLAGS). */
+const SETTING_FLAGS: Record<string, string[]> = {
+  dataset: ['dataset'], imageSize: ['image-size'], validationFraction: ['validation'], limitTrain: ['limit-train'],
+  limitTest: ['limit-test'], 'augment.cropPadding': ['crop-padding'], 'augment.flip': ['flip', 'no-flip'],
+  'augment.randomResizedCrop': ['random-resized-crop'], batchSize: ['batch-size'], optimizer: ['optimizer'], lr: ['lr'],
+  momentum: ['momentum'], nesterov: ['no-nesterov'], weightDecay: ['weight-decay'], schedule: ['schedule'],
+  warmupEpochs: ['warmup-epochs'], labelSmoothing: ['label-smoothing'], ema: ['ema'], clipNorm: ['clip-norm'],
+  seed: ['seed'], model: ['model'], skipBadImages: ['skip-bad-images'], weights: ['weights'], freezeBase: ['freeze-base'],
+  fineTuneLr: ['fine-tune-lr'], unfreezeFrom: ['unfreeze-from'],
+};
+
+/** `{a: 1, augment: {flip: true}}` → `{a: 1, 'augment.flip': true}` (one level: the config's groups). */
+function flattenSettings(c: TrainConfig): Map<string, unknown> {
+  const flat = new Map<string, unknown>();
+  for (const [k, val] of Object.entries(c)) {
+    if (val !== null && typeof val === 'object' && !Array.isArray(val)) {
+      for (const [sub, x] of Object.entries(val as Record<string, unknown>)) flat.set(`${k}.${sub}`, x);
+    } else {
+      flat.set(k, val);
+    }
+  }
+  return flat;
+}
+
+const show = (x: unknown): string => (x === undefined ? 'unset' : Array.isArray(x) ? x.join(',') : String(x));
+
+/** On --resume, flags given must agree with the run's settings; a short error names those that do not. */
+function checkFlagsAgree(p: Parsed, saved: TrainConfig, now: TrainConfig, outDir: string): void {
+  const was = flattenSettings(saved);
+  const is = flattenSettings(now);
+  const disagreements: string[] = [];
+  for (const key of new Set([...was.keys(), ...is.keys()])) {
+    if (JSON.stringify(was.get(key)) === JSON.stringify(is.get(key))) continue;
+    const flags = SETTING_FLAGS[key] ?? (key.startsWith('modelOptions.') ? [MODEL_OPTION_FLAGS[key.slice(13)] ?? ''] : []);
+    // Only flags the user gave: a setting that follows from another (momentum after --optimizer) is not news.
+    const given = flags.filter((f) => p.values[f] !== undefined && !MAY_CHANGE_ON_RESUME.includes(f));
+    if (given.length) disagreements.push(`--${given[0]} (the run has ${show(was.get(key))}, given ${show(is.get(key))})`);
+  }
+  if (disagreements.length) {
+    throw new OptionError(
+      `--resume: ${[...new Set(disagreements)].join('; ')} — a run continues with its own settings. ` +
+        `Drop ${disagreements.length > 1 ? 'these flags' : 'the flag'} (\`xception train --resume --out ${outDir}\` alone continues it) or start a new run with another --out`,
+    );
+  }
+}
+
 function flagConflict(a: string, b: string): never {
   throw new OptionError(`${a} and ${b} contradict each other; give one`);
 }
 
+export const TRAIN_FLAGS: FlagSpec = {
+  ...MODEL_FLAGS,
+  dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
+  'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
+  flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' }, 'skip-bad-images': { type: 'boolean' },
+  epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
+  momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
+  schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
+  ema: { type: 'string' }, 'clip-norm': { type: 'string' },
+  out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, replicas: { type: 'string' }, 'checkpoint-every': { type: 'string' },
+  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  ...TRANSFER_FLAGS,
+};
+
 export async function trainCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse('train', argv, {
-    ...MODEL_FLAGS,
-    dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
-    'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
-    flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' }, 'skip-bad-images': { type: 'boolean' },
-    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
-    momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
-    schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
-    ema: { type: 'string' }, 'clip-norm': { type: 'string' },
-    out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, replicas: { type: 'string' }, 'checkpoint-every': { type: 'string' },
-    json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    ...TRANSFER_FLAGS,
-  });
+  const p = parse('train', argv, TRAIN_FLAGS);
   const v = p.values;
   if (v['help']) {
     out(TRAIN_HELP);
     return 0;
   }
-  const model = modelFromFlags(p);
-  const seed = intFlag('seed', v['seed'], 0) ?? d.seed;
-  delete model.options['seed'];
-  const transfer = transferFromFlags(p);
-  if (transfer.weights !== undefined && !v['resume']) model.name = await transferModelName(transfer.weights, v['model'] as string | undefined, model.name);
-  const config: TrainConfig = {
-    ...d,
-    dataset: (v['dataset'] as string | undefined) ?? d.dataset,
-    model: model.name,
-    // With --weights, the source (or Keras's defaults) decides what the flags leave open.
-    modelOptions: model.name === d.model && transfer.weights === undefined ? { ...d.modelOptions, ...model.options } : model.options,
-    epochs: intFlag('epochs', v['epochs']) ?? d.epochs,
-    batchSize: intFlag('batch-size', v['batch-size']) ?? d.batchSize,
-    optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? d.optimizer,
-    lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? d.lr,
-    momentum: numberFlag('momentum', v['momentum'], 0, 1) ?? d.momentum,
-    nesterov: v['no-nesterov'] ? false : d.nesterov,
-    weightDecay: numberFlag('weight-decay', v['weight-decay'], 0, 1) ?? d.weightDecay,
-    schedule: choiceFlag('schedule', v['schedule'], SCHEDULES) ?? d.schedule,
-    warmupEpochs: numberFlag('warmup-epochs', v['warmup-epochs'], 0, 1e6) ?? d.warmupEpochs,
-    labelSmoothing: numberFlag('label-smoothing', v['label-smoothing'], 0, 0.99) ?? d.labelSmoothing,
-    ema: numberFlag('ema', v['ema'], 0, 0.999999) ?? d.ema,
-    clipNorm: numberFlag('clip-norm', v['clip-norm'], 0, 1e9) ?? d.clipNorm,
-    seed,
-    augment: {
-      cropPadding: intFlag('crop-padding', v['crop-padding'], 0) ?? d.augment.cropPadding,
-      flip: v['flip'] && v['no-flip'] ? flagConflict('--flip', '--no-flip') : v['flip'] ? true : v['no-flip'] ? false : d.augment.flip,
-      randomResizedCrop: Boolean(v['random-resized-crop']),
-    },
-    validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? d.validationFraction,
-    outDir: (v['out'] as string | undefined) ?? d.outDir,
-    ...transfer,
-  };
-  const replicas = intFlag('replicas', v['replicas'], 1);
-  if (replicas !== undefined) config.replicas = replicas;
-  const imageSize = intFlag('image-size', v['image-size']);
-  if (imageSize) config.imageSize = imageSize;
-  if (v['skip-bad-images']) config.skipBadImages = true;
-  const lt = intFlag('limit-train', v['limit-train']);
-  if (lt) config.limitTrain = lt;
-  const le = intFlag('limit-test', v['limit-test']);
-  if (le) config.limitTest = le;
-  if (config.optimizer !== 'sgd') delete config.nesterov;
-  if (config.optimizer === 'adam' || config.optimizer === 'adamw') delete config.momentum;
-  const backend = choiceFlag('backend', v['backend'], ['native', 'reference'] as const);
-  const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
-  if (v['resume'] && v['out'] === undefined && argv.some((a) => a.startsWith('--') && !['--resume', '--json', '--epochs', '--backend', '--replicas'].includes(a.split('=')[0]!))) {
-    throw new OptionError('--resume continues a run with its saved settings: give --out DIR (and optionally --epochs)');
+  const outDir = (v['out'] as string | undefined) ?? d.outDir;
+  // A resumed run starts from its own settings: `--resume --out DIR` alone continues it.
+  const saved = v['resume'] ? savedRunConfig(outDir) : null;
+  const config = configFromFlags(p, saved ?? d, saved !== null, outDir);
+  if (saved) checkFlagsAgree(p, saved, config, outDir);
+  validateTrainConfig(config); // before anything is written
+  if (!saved) makeOutputDir(outDir);
+  const backend = backendFlag(v['backend']);
+  if (config.weights !== undefined && !saved) {
+    // Transfer: the source's record (or Keras's defaults) decides what the model flags leave open.
+    config.model = await transferModelName(config.weights, v['model'] as string | undefined, config.model);
+    const given = modelFromFlags(p, {}, config.model).options;
+    delete given['seed'];
+    config.modelOptions = given;
   }
+  const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
 
   const json = Boolean(v['json']);
   let stops = 0;

@@ -26,6 +26,8 @@ export interface DataParallelOptions {
   optimizer: { name: Optimizer['name']; options: OptimizerOptions };
   labelSmoothing: number;
   ema: number;
+  /** Called as each replica reports ready (building a large model takes seconds per replica). */
+  onReplicaReady?: (ready: number, replicas: number) => void;
 }
 
 type Pending = { resolve: (r: ReplicaReply) => void };
@@ -71,7 +73,7 @@ export class DataParallel {
     if (!(Number.isInteger(o.replicas) && o.replicas >= 2)) throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
     // The replicas compute on the backend the main thread's model lives on (by its registry name).
-    const backend = from.model.weights[0]?.value.backend.name === 'onednn' ? 'native' : 'reference';
+    const backend = from.model.weights[0]?.value.backend.name === 'native' ? 'native' : 'reference';
     const weights: Record<string, Float32Array> = {};
     for (const v of from.model.weights) weights[v.name] = v.value.data();
     const gradFloats = from.model.weights.filter((v) => v.trainable).reduce((a, v) => a + v.size, 0);
@@ -87,6 +89,7 @@ export class DataParallel {
     const emaState = emaFull ? { updates: emaFull.updates, shadow: emaFull.shadow } : null;
     const workers: Worker[] = [];
     const ready: Promise<ReplicaReply>[] = [];
+    let readyCount = 0;
     for (let rank = 0; rank < o.replicas; rank++) {
       const init: ReplicaInit = {
         rank, world: o.replicas, threads, backend, model: o.model, modelOptions: o.modelOptions,
@@ -98,6 +101,7 @@ export class DataParallel {
         const onMessage = (m: ReplicaReply) => {
           if (m.id !== 0) return;
           w.off('message', onMessage);
+          if (m.ok) o.onReplicaReady?.(++readyCount, o.replicas);
           resolve(m);
         };
         w.on('message', onMessage);
