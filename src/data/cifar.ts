@@ -25,6 +25,11 @@ interface VariantInfo {
   namesFile: string;
 }
 
+/** CIFAR-10's classes, as its batches.meta.txt lists them (used when that file is absent). */
+export const CIFAR10_CLASS_NAMES: readonly string[] = Object.freeze([
+  'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
+]);
+
 const VARIANTS: Record<CifarVariant, VariantInfo> = {
   cifar10: {
     labelBytes: 1, classes: 10, archiveDir: 'cifar-10-batches-bin',
@@ -113,7 +118,7 @@ export async function loadCifar(dir: string, variant: CifarVariant, split: Split
     labels.set(part.labels, at);
     at += part.labels.length;
   }
-  const classNames = await readClassNames(join(root, info.namesFile), info.classes);
+  const classNames = (await readClassNames(join(root, info.namesFile), info.classes)) ?? (variant === 'cifar10' ? [...CIFAR10_CLASS_NAMES] : undefined);
   const ds: ImageDataset = {
     name: `${variant}/${split}`, images, labels, count, height: SIDE, width: SIDE, channels: 3, classes: info.classes,
     ...(classNames ? { classNames } : {}),

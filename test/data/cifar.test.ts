@@ -36,13 +36,13 @@ test('CIFAR-10: five train batches concatenated in order, planar pixels become N
   }
 });
 
-test('CIFAR-10: files inside the archive folder cifar-10-batches-bin are found; names optional', async () => {
+test('CIFAR-10: files inside the archive folder cifar-10-batches-bin are found; without a names file, the official names', async () => {
   const { dir, cleanup } = makeTempDir('cifar10n');
   try {
     writeCifar10(join(dir, 'cifar-10-batches-bin'), 1, false);
     const train = await loadCifar10(dir, 'train');
     assert.equal(train.count, 5);
-    assert.equal(train.classNames, undefined);
+    assert.deepEqual(train.classNames, ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
   } finally {
     cleanup();
   }
