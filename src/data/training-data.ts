@@ -278,18 +278,21 @@ export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ lo
     return { loader, description: `${ds.name}: ${countOf(ds.count, 'image')}` };
   }
   const layout = await imageFolderLayout(spec.dir);
-  if (layout.test === null) {
-    throw new DatasetError(`image folder has no test split to evaluate on (DIR/test, DIR/val or DIR/validation beside DIR/train); pass --dataset folder:DIR with one`, spec.dir);
+  // DIR/<class>/… alone is an evaluation set as it stands; DIR/train needs its test split beside it.
+  const evalDir = layout.kind === 'single' ? layout.train : layout.test;
+  if (evalDir === null) {
+    throw new DatasetError(`image folder has train/ but no test split to evaluate on (DIR/test, DIR/val or DIR/validation); pass --dataset folder:DIR with one, or a folder of class folders`, spec.dir);
   }
-  const listing = await listImageFolder(layout.test);
+  const listing = await listImageFolder(evalDir);
   const known = o.classNames ? namesOnly('the model', o.classNames) : listing;
-  if (known.classNames.length > o.classes) throw new DatasetError(`${listing.classNames.length} class folders but the model has ${o.classes} outputs`, layout.test);
+  if (known.classNames.length > o.classes) throw new DatasetError(`${listing.classNames.length} class folders but the model has ${o.classes} outputs`, evalDir);
   const samples = spread(matchClasses(known, listing, 'model').samples, o.limit);
   const loader = new StreamLoader(samples, {
     batchSize: o.batchSize, shuffle: false, shape: [h, w, c], preprocessing: o.preprocessing ?? trainingPreprocessing(o.scaling),
     skipBadImages: o.skipBadImages ?? false, ...(o.readPixels ? { readPixels: o.readPixels } : {}),
   });
-  return { loader, description: `${layout.test}: ${countOf(samples.files.length, 'image')}` };
+  const which = layout.kind === 'single' ? 'every image of ' : '';
+  return { loader, description: `${which}${evalDir}: ${countOf(samples.files.length, 'image')}` };
 }
 
 /** The dataset with labels in the model's class indices: by name when both name their classes. */

@@ -190,6 +190,8 @@ export interface EvalPoint {
 }
 
 export interface TrainResult {
+  /** What the final figures below were measured on: 'test', 'validation', or null (no evaluation). */
+  finalEvalName: 'test' | 'validation' | null;
   testTop1: number;
   testTop5: number;
   testLoss: number;
@@ -512,14 +514,16 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
       }
     }
     let final: EvalResult;
+    let finalEvalName: TrainResult['finalEvalName'] = evalLoader ? data.evalName : null;
     if (!interrupted && data.test) {
       final = await evaluateOn(data.test);
+      finalEvalName = 'test';
     } else {
       const last = history.at(-1);
       final = last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : noEvaluation;
     }
     return {
-      testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: epochsDone, wallSeconds: wall(),
+      finalEvalName, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: epochsDone, wallSeconds: wall(),
       imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), outDir, interrupted, history, backend: backend.name,
       evalPoints, steps: step, trainSeconds: trainSecondsBefore + trainSeconds,
     };

@@ -42,6 +42,7 @@ test('training on DIR/<class>/… with --validation: description, validation per
       assert.equal(r.skippedImages, 0);
     }
     assert.ok(Number.isFinite(full.testTop1));
+    assert.equal(full.finalEvalName, 'validation', 'a single folder has no test split: the final figures are the validation\'s');
 
     let steps = 0;
     const cut = await train(folderConfig(data, join(tmp.dir, 'cut'), { validationFraction: 1 / 3 }), { progress: capture().progress, shouldStop: () => ++steps === 3 });
@@ -65,6 +66,7 @@ test('training on a folder without an evaluation split says how to get one; an u
     assert.match(out.text(), /no evaluation split: .*--validation 0\.2/);
     assert.doesNotMatch(out.text(), /test loss|validation loss/);
     assert.ok(Number.isNaN(r.testTop1));
+    assert.equal(r.finalEvalName, null);
     assert.ok(existsSync(join(tmp.dir, 'plain', 'curves.svg')));
 
     const broken = join(data, 'fish', 'fish-zz.png');

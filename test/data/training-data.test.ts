@@ -161,7 +161,12 @@ test('evaluation data: a folder test split streamed with classes matched to the 
     assert.deepEqual(await labelsOf(named.loader), [1, 2, 2]);
     assert.deepEqual(await labelsOf((await openEvaluationData(common)).loader), [0, 1, 1], 'without names: the folder\'s own order');
     await assert.rejects(openEvaluationData({ ...common, classNames: ['ant', 'cow', 'dog'] }), /a class the model lacks: 'bee' \(the model's classes: ant, cow, dog\); evaluate on data with the model's classes only/);
-    await assert.rejects(openEvaluationData({ ...common, dataset: `folder:${join(dir, 'train')}` }), /no test split to evaluate on/);
+    const whole = await openEvaluationData({ ...common, dataset: `folder:${join(dir, 'train')}` });
+    assert.deepEqual(await labelsOf(whole.loader), [0, 1, 2], 'a folder of class folders is evaluated whole');
+    assert.match(whole.description, /^every image of /);
+    const trainOnly = join(dir, 'only');
+    await writeImageFolder(join(trainOnly, 'train'), { ant: 1, bee: 1 });
+    await assert.rejects(openEvaluationData({ ...common, dataset: `folder:${trainOnly}` }), /has train\/ but no test split to evaluate on/);
   } finally {
     cleanup();
   }

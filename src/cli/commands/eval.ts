@@ -69,11 +69,16 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     const classes = model.outputShape[0]!;
     const prep = loaded.record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing);
     // Labels become the model's class indices (by name when both sides name their classes).
-    const { loader } = await openEvaluationData({
+    const { loader, description } = await openEvaluationData({
       dataset: spec, shape: model.inputShape as [number, number, number], scaling: prep.scaling, preprocessing: prep, classes,
       batchSize: givenBatch ?? ((model.inputShape[0] ?? 0) <= 64 ? 256 : 16),
       ...(loaded.record?.classNames ? { classNames: loaded.record.classNames } : {}), ...(limit ? { limit } : {}),
     });
+    const say = (line: string) => (v['json'] ? process.stderr.write(`xception eval: ${line}\n`) : out(`${line}\n`));
+    say(`data: ${description}`);
+    if (v['dataset'] === undefined && description.startsWith('every image of ')) {
+      say('note: this is the folder the run trained on, so the score includes its training images; its held-out validation scores are in metrics.jsonl (or pass --dataset folder:OTHER)');
+    }
     const r = await evaluate(model, loader.epochBatches(), classes);
     if (v['json']) out(JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss }) + '\n');
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);

@@ -317,7 +317,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
       );
     } else if (!r.interrupted) {
       out(
-        `\ntest top-1 ${(100 * r.testTop1).toFixed(2)}%  top-5 ${(100 * r.testTop5).toFixed(2)}%  loss ${r.testLoss.toFixed(4)}` +
+        `\n${r.finalEvalName ?? 'test'} top-1 ${(100 * r.testTop1).toFixed(2)}%  top-5 ${(100 * r.testTop5).toFixed(2)}%  loss ${r.testLoss.toFixed(4)}` +
           `  after ${r.epochs} epochs in ${r.wallSeconds.toFixed(0)} s (${r.imagesPerSec.toFixed(0)} img/s, ${r.backend} backend)\n` +
           `run folder: ${r.outDir}  (curves: ${r.outDir}/curves.png, weights: ${r.outDir}/weights.safetensors)\n`,
       );
