@@ -1,8 +1,9 @@
 /**
  * A folder of images with one sub-folder per class (`root/<class>/<image>`), the layout of
  * ImageNet-style datasets and Keras `image_dataset_from_directory`. Class indices follow the
- * sorted sub-folder names. Every image is decoded with `sharp`, resized so its shorter side is the
- * target size and center-cropped to a square, and kept as uint8 NHWC in memory.
+ * sorted sub-folder names. Training streams such folders (stream-loader.ts); `loadImageFolder`
+ * keeps a small folder in memory instead, each image read as training reads it (readImagePixels:
+ * shorter side to the target size, centre crop, bilinear) as uint8 NHWC.
  */
 import { type Dirent, promises as fs } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -10,6 +11,8 @@ import { OptionError } from '../core/errors.js';
 import { DatasetError } from './errors.js';
 import { type ImageDataset, validateDataset } from './dataset.js';
 import { isDirectory } from './files.js';
+import { readImagePixels } from './image-file.js';
+import { trainingPreprocessing } from './image-preprocessing.js';
 
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp'];
 
@@ -21,16 +24,6 @@ export interface ImageFolderOptions {
   /** Images decoded at once (sharp decodes on libuv threads). Default 4. */
   concurrency?: number;
   name?: string;
-}
-
-type SharpFactory = typeof import('sharp').default;
-
-async function loadSharp(): Promise<SharpFactory> {
-  try {
-    return (await import('sharp')).default;
-  } catch (e) {
-    throw new DatasetError(`image folders need the 'sharp' package, which failed to load (${(e as Error).message}); run \`npm install sharp\``);
-  }
 }
 
 function byCodePoint(a: string, b: string): number {
@@ -117,28 +110,12 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
   if (channels !== 1 && channels !== 3) throw new OptionError(`image folder channels must be 1 or 3, got ${channels}`);
   if (!Number.isInteger(concurrency) || concurrency <= 0) throw new OptionError(`concurrency must be a positive integer, got ${concurrency}`);
   const { classNames, files, labels } = await scanImageFolder(root);
-  const sharp = await loadSharp();
   const perImage = size * size * channels;
   const images = new Uint8Array(files.length * perImage);
-
+  // The one way a file becomes pixels (readImagePixels): what streaming, eval and predict read too.
+  const prep = trainingPreprocessing('xception');
   const decode = async (i: number): Promise<void> => {
-    const file = files[i]!;
-    let data: Buffer;
-    let info: { width: number; height: number; channels: number };
-    try {
-      let pipeline = sharp(file, { failOn: 'error' })
-        .rotate() // honour EXIF orientation, as viewers do
-        .resize(size, size, { fit: 'cover', position: 'centre' })
-        .removeAlpha();
-      pipeline = channels === 1 ? pipeline.toColourspace('b-w') : pipeline.toColourspace('srgb');
-      ({ data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true }));
-    } catch (e) {
-      throw new DatasetError(`cannot decode image: ${(e as Error).message}`, file);
-    }
-    if (info.width !== size || info.height !== size || info.channels !== channels || data.length !== perImage) {
-      throw new DatasetError(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${size}×${size}×${channels}`, file);
-    }
-    images.set(data, i * perImage);
+    images.set(await readImagePixels(files[i]!, [size, size, channels], prep), i * perImage);
   };
 
   let next = 0;
