@@ -101,11 +101,14 @@ function compareModel(n: NativeBackend, width: number, size: number, batch: numb
   return { loss: a.loss, referenceLoss: b.loss, weights: b.grads.size, total: Math.sqrt(diff2 / ref2), worst, worstName };
 }
 
-const native = loadNativeBackend();
+function main(mode: string, rest: string[]): unknown {
+  const native = loadNativeBackend();
+  if (!native) return { skipped: nativeBackendStatus().reason };
+  if (mode === 'kernels') return checkKernels(native);
+  if (mode === 'model') return compareModel(native, Number(rest[0]), Number(rest[1]), Number(rest[2]));
+  throw new Error(`unknown mode ${mode}`);
+}
+
 const [mode, ...rest] = process.argv.slice(2);
-let out: unknown;
-if (!native) out = { skipped: nativeBackendStatus().reason };
-else if (mode === 'kernels') out = checkKernels(native);
-else if (mode === 'model') out = compareModel(native, Number(rest[0]), Number(rest[1]), Number(rest[2]));
-else throw new Error(`unknown mode ${mode}`);
-process.stdout.write(JSON.stringify(out) + '\n');
+// `node --test dist/test/` runs every file of the folder, this one without arguments: nothing to do.
+if (mode !== undefined) process.stdout.write(JSON.stringify(main(mode, rest)) + '\n');
