@@ -150,6 +150,17 @@ struct ConvGeom {
   }
   int64_t pixels() const { return n * ih * iw; }
 
+  // oneDNN 2.6's jit_1x1 filter gradient (avx512_core and avx2) runs a strided 1×1 over nhwc by
+  // first copying the sampled pixels into a per-thread workspace. With fewer input channels than
+  // its channel block (16 on AVX-512, 8 on AVX2) it spaces those copies by the block, not by the
+  // channel count, and writes past the workspace: heap corruption, then a SIGSEGV, a hang or, on
+  // AVX2, wrong gradients (small Xception shortcuts, e.g. 8 → 16 channels at 64×64; oneDNN issue
+  // #6035). These shapes never reach oneDNN's convolution: they run as a gather and a GEMM.
+  static constexpr int64_t kWidestChannelBlock = 16;
+  bool stridedPointwiseFewChannels() const {
+    return kh == 1 && kw == 1 && g == 1 && (sh > 1 || sw > 1) && ic < kWidestChannelBlock;
+  }
+
   dnnl::convolution_forward::desc forwardDesc() const {
     return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                            srcMd(), anyWeightsMd(), dstMd(), strides(), dilates(), padL(), padR());
@@ -223,6 +234,10 @@ ConvBwdWeights& convBwdWeightsEntry(State& s, const ConvGeom& c) {
     dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, c.srcMd(), c.anyWeightsMd(),
                                                c.dstMd(), c.strides(), c.dilates(), c.padL(), c.padR());
     e->pd = dnnl::convolution_backward_weights::primitive_desc(d, s.engine, hint);
+    // Refuse, rather than run, the implementation that corrupts the heap on these shapes.
+    if (c.stridedPointwiseFewChannels() && std::string(e->pd.impl_info_str()).rfind("jit_1x1", 0) == 0)
+      throw KernelError("conv2dBackwardFilter: oneDNN's jit_1x1 would overrun its workspace on a strided 1x1 "
+                        "convolution with " + std::to_string(c.ic) + " input channels");
     e->prim = dnnl::convolution_backward_weights(e->pd);
     e->src = c.srcMd();
     e->diffDst = c.dstMd();
@@ -243,6 +258,23 @@ void gemm(const Args& a, char transA, char transB, int64_t m, int64_t n, int64_t
 }
 
 constexpr const char* kGemmImpl = "gemm:dnnl_sgemm";
+constexpr const char* kGatherGemmImpl = "gather+gemm:dnnl_sgemm";
+
+// The input pixels a 1×1 convolution reads, one [ic] row per output pixel (zeros where the
+// window sits on padding): the [n·oh·ow, ic] matrix its filter gradient multiplies with dY.
+void gatherPointwiseInput(const ConvGeom& c, const float* x, float* rows) {
+  const int64_t outPixels = c.n * c.oh * c.ow;
+#pragma omp parallel for schedule(static) if (outPixels * c.ic > kParallelMin)
+  for (int64_t p = 0; p < outPixels; p++) {
+    const int64_t b = p / (c.oh * c.ow), oy = p / c.ow % c.oh, ox = p % c.ow;
+    const int64_t iy = oy * c.sh - c.pt, ix = ox * c.sw - c.pl;
+    float* row = rows + p * c.ic;
+    if (iy < 0 || iy >= c.ih || ix < 0 || ix >= c.iw)
+      std::fill(row, row + c.ic, 0.f);
+    else
+      std::copy_n(x + ((b * c.ih + iy) * c.iw + ix) * c.ic, c.ic, row);
+  }
+}
 
 // inputs: x, w
 void conv2d(State& s, const Args& a, Result& r) {
@@ -295,6 +327,14 @@ void conv2dBackwardFilter(State& s, const Args& a, Result& r) {
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
     float* dw = r.add(c.wSize());
     gemm(a, 'T', 'N', c.ic, c.oc, c.pixels(), x, c.ic, dy, c.oc, dw, c.oc);
+    return;
+  }
+  if (c.stridedPointwiseFewChannels()) {  // dW = Xsampledᵀ · dY
+    const int64_t outPixels = elems({c.n, c.oh, c.ow}, "conv output pixels");
+    std::unique_ptr<Buffer> sampled = allocBuffer(elems({outPixels, c.ic}, "sampled conv input"), false);
+    gatherPointwiseInput(c, x, sampled->data);
+    float* dw = r.add(c.wSize());
+    gemm(a, 'T', 'N', c.ic, c.oc, outPixels, sampled->data, c.ic, dy, c.oc, dw, c.oc);
     return;
   }
   ConvBwdWeights& e = convBwdWeightsEntry(s, c);
@@ -705,6 +745,7 @@ std::string describeConv(State& s, const Args& a, int which) {
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
   if (which == 0) return convFwdEntry(s, c).pd.impl_info_str();
   if (which == 1) return convBwdDataEntry(s, c).pd.impl_info_str();
+  if (c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
   return convBwdWeightsEntry(s, c).pd.impl_info_str();
 }
 
