@@ -10,7 +10,8 @@ import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
-import { trainingPreprocessing } from '../data/image-preprocessing.js';
+import { RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ResizeInterpolation, type ResizePolicy, trainingPreprocessing } from '../data/image-preprocessing.js';
+import { parseDatasetSpec } from '../data/spec.js';
 import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
 import { openTrainingData, type TrainingData } from '../data/training-data.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
@@ -73,6 +74,9 @@ export interface TrainConfig extends TransferConfig {
   limitTest?: number;
   /** Image folders: leave unreadable images out of their batches (counted each epoch) instead of stopping. */
   skipBadImages?: boolean;
+  /** Image folders: how a file meets the input (default 'center-crop') and its filter (default 'bilinear'); recorded with the weights. */
+  resize?: ResizePolicy;
+  interpolation?: ResizeInterpolation;
   /**
    * Evaluate this many times per epoch, at evenly spaced steps, the last at the epoch end
    * (default 1: only at epoch ends). Every evaluation is recorded in `evalPoints`.
@@ -237,6 +241,7 @@ export function validateTrainConfig(c: TrainConfig): void {
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
   if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean') throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
+  validateResize(c);
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   // More replicas than cores would share cores and crawl (and start slowly), looking hung.
   const cores = availableParallelism();
@@ -244,6 +249,17 @@ export function validateTrainConfig(c: TrainConfig): void {
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
   validateTransferConfig(c);
+}
+
+/** resize and interpolation: known values, and only where images are read from files. */
+function validateResize(c: TrainConfig): void {
+  if (c.resize !== undefined && !RESIZE_POLICIES.includes(c.resize)) throw new OptionError(`resize must be one of ${RESIZE_POLICIES.join(', ')}, got ${JSON.stringify(c.resize)}`);
+  if (c.interpolation !== undefined && !RESIZE_INTERPOLATIONS.includes(c.interpolation)) {
+    throw new OptionError(`interpolation must be one of ${RESIZE_INTERPOLATIONS.join(', ')}, got ${JSON.stringify(c.interpolation)}`);
+  }
+  if ((c.resize ?? c.interpolation) !== undefined && parseDatasetSpec(c.dataset).kind !== 'folder') {
+    throw new OptionError(`resize and interpolation apply to image folders (folder:DIR), not to ${c.dataset}`);
+  }
 }
 
 function scheduleOf(c: TrainConfig): ScheduleOptions {
@@ -283,6 +299,10 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const data = await openTrainingData({
     dataset: config.dataset, scaling: entry.preprocessing, augment: config.augment, validationFraction: config.validationFraction,
     seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false,
+    preprocessing: {
+      ...trainingPreprocessing(entry.preprocessing), ...(config.resize ? { resize: config.resize } : {}),
+      ...(config.interpolation ? { interpolation: config.interpolation } : {}),
+    },
     ...(imageSize !== undefined ? { imageSize } : {}), ...(channels !== undefined ? { channels } : {}),
     ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}), ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),
   });

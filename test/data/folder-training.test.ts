@@ -7,6 +7,7 @@ import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { DatasetError } from '../../src/data/errors.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
+import { openWeights } from '../../src/io/weights-source.js';
 import { train, type TrainConfig } from '../../src/train/trainer.js';
 import { Progress } from '../../src/train/progress.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
@@ -83,6 +84,25 @@ test('training on a folder without an evaluation split says how to get one; an u
     const odd = await train(folderConfig(data, join(tmp.dir, 'odd'), { epochs: 1, batchSize: 4, skipBadImages: true }), { progress: capture().progress });
     assert.equal(odd.steps, 2);
     assert.match(lenient.text(), new RegExp(`skipped 1 unreadable image this epoch \\(--skip-bad-images\\), e\\.g\\. ${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('resize policy and interpolation: chosen for a folder run, described, recorded with the weights; refused for built-in data', async () => {
+  const tmp = makeTempDir('fold-resize');
+  try {
+    const data = join(tmp.dir, 'photos');
+    await writeImageFolder(data, { ant: 4, bee: 4 });
+    const out = capture();
+    await train(folderConfig(data, join(tmp.dir, 'run'), { epochs: 1, resize: 'stretch', interpolation: 'nearest' }), { progress: out.progress });
+    assert.match(out.text(), /stretch, nearest, x\/127\.5 − 1/);
+    const record = (await openWeights(join(tmp.dir, 'run', 'weights.safetensors'))).record;
+    assert.deepEqual(record?.preprocessing, { resize: 'stretch', interpolation: 'nearest', scaling: 'xception' });
+    const plain = await openWeights(join(tmp.dir, 'run'));
+    assert.equal(plain.record?.preprocessing?.resize, 'stretch', 'the run folder records it too');
+    await assert.rejects(train({ ...tinyTrainConfig(join(tmp.dir, 'idx-data'), join(tmp.dir, 'idx')), resize: 'stretch' }), /apply to image folders/);
+    await assert.rejects(train(folderConfig(data, join(tmp.dir, 'bad'), { resize: 'squash' as never })), /resize must be one of center-crop, stretch/);
   } finally {
     tmp.cleanup();
   }

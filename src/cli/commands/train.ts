@@ -9,6 +9,7 @@ import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
 import { choiceFlag, intFlag, numberFlag, parse, backendFlag, type FlagSpec, type Parsed } from '../args.js';
 import { openWeights } from '../../io/weights-source.js';
+import { RESIZE_INTERPOLATIONS, RESIZE_POLICIES } from '../../data/image-preprocessing.js';
 import type { TransferConfig } from '../../train/transfer.js';
 import { MODEL_FLAGS, MODEL_OPTION_FLAGS, modelFlagsHelp, modelFromFlags } from '../model-flags.js';
 
@@ -50,6 +51,12 @@ Data:
                           an image folder without a test split then has no evaluation)
   --limit-train N, --limit-test N   use only the first N images (quick runs; image folders:
                           N spread evenly over the classes)
+  --resize center-crop|stretch
+                          image folders: scale the shorter side to the input and crop the centre
+                          (default), or stretch to the input as Keras's load_img; recorded with
+                          the weights, so eval and predict read images the same way
+  --interpolation nearest|bilinear
+                          image folders: the resize filter (default bilinear)
   --skip-bad-images       image folders: leave unreadable images out and count them each epoch
                           (default: stop with an error naming the file)
   --crop-padding N        random crop after zero padding by N pixels (default ${d.augment.cropPadding}; 0 = off)
@@ -175,6 +182,10 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
     ...transferFromFlags(p, base),
   };
   if (v['skip-bad-images'] || base.skipBadImages) config.skipBadImages = true;
+  const resize = choiceFlag('resize', v['resize'], RESIZE_POLICIES) ?? base.resize;
+  if (resize !== undefined) config.resize = resize;
+  const interpolation = choiceFlag('interpolation', v['interpolation'], RESIZE_INTERPOLATIONS) ?? base.interpolation;
+  if (interpolation !== undefined) config.interpolation = interpolation;
   const optional = {
     replicas: intFlag('replicas', v['replicas'], 1) ?? base.replicas,
     imageSize: intFlag('image-size', v['image-size']) ?? base.imageSize,
@@ -207,7 +218,7 @@ const SETTING_FLAGS: Record<string, string[]> = {
   'augment.randomResizedCrop': ['random-resized-crop'], batchSize: ['batch-size'], optimizer: ['optimizer'], lr: ['lr'],
   momentum: ['momentum'], nesterov: ['no-nesterov'], weightDecay: ['weight-decay'], schedule: ['schedule'],
   warmupEpochs: ['warmup-epochs'], labelSmoothing: ['label-smoothing'], ema: ['ema'], clipNorm: ['clip-norm'],
-  seed: ['seed'], model: ['model'], skipBadImages: ['skip-bad-images'], weights: ['weights'], freezeBase: ['freeze-base'],
+  seed: ['seed'], model: ['model'], skipBadImages: ['skip-bad-images'], resize: ['resize'], interpolation: ['interpolation'], weights: ['weights'], freezeBase: ['freeze-base'],
   fineTuneLr: ['fine-tune-lr'], unfreezeFrom: ['unfreeze-from'],
 };
 
@@ -255,6 +266,7 @@ export const TRAIN_FLAGS: FlagSpec = {
   dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
   'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
   flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' }, 'skip-bad-images': { type: 'boolean' },
+  resize: { type: 'string' }, interpolation: { type: 'string' },
   epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
   momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
   schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
