@@ -5,7 +5,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { main } from '../../src/cli/main.js';
 import { noGrad } from '../../src/core/engine.js';
 import { Random } from '../../src/core/random.js';
 import { tensor } from '../../src/core/creation.js';
@@ -20,6 +19,7 @@ import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
 import { openWeights } from '../../src/io/weights-source.js';
 import { writeIdxDataset } from '../data/fixtures.js';
 import { MNIST_CLASS_NAMES } from '../../src/data/dataset.js';
+import { runCli } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-cli-'));
 const MODEL_ARGS = ['--width', '0.0625', '--middle-blocks', '1'];
@@ -27,19 +27,8 @@ const buildSmall = () => noGrad(() => buildModel('xception', { width: 1 / 16, mi
 
 /** Runs the CLI in-process, capturing stdout and stderr. */
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const original = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await main(args, (s) => (stdout += s));
-    return { code, stdout, stderr };
-  } finally {
-    process.stderr.write = original;
-  }
+  const r = await runCli(args);
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 /** Weights that give a spread of probabilities (not the near-uniform output of a fresh model). */

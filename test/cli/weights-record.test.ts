@@ -3,31 +3,20 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { main } from '../../src/cli/main.js';
 import { FASHION_MNIST_CLASS_NAMES } from '../../src/data/dataset.js';
 import { openWeights } from '../../src/io/weights-source.js';
 import { Progress } from '../../src/train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
+import { runCli } from './helpers.js';
 
 const { dir: tmp, cleanup } = makeTempDir('weights-cli');
 after(cleanup);
 
 /** Runs the CLI in-process, capturing stdout and stderr. */
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const original = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await main(args, (s) => (stdout += s));
-    return { code, stdout, stderr };
-  } finally {
-    process.stderr.write = original;
-  }
+  const r = await runCli(args);
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 // A Fashion-MNIST-style run on 8×8 images, and grey images to classify.
