@@ -15,7 +15,7 @@ import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { choiceFlag, type FlagSpec, type Parsed } from './args.js';
-import { MODEL_FLAGS, modelFromFlags, type ModelChoice } from './model-flags.js';
+import { MODEL_FLAGS, MODEL_OPTION_FLAGS, modelFromFlags, type ModelChoice } from './model-flags.js';
 
 export const WEIGHTS_FLAGS: FlagSpec = {
   weights: { type: 'string' },
@@ -107,9 +107,7 @@ function checkFlagsAgree(command: string, what: string, record: ModelRecord, p: 
 
 /** The flag that sets a model option (inputShape → --input-shape; includeTop → --no-top). */
 function optionFlag(key: string): string {
-  if (key === 'includeTop') return '--no-top';
-  if (key === 'residual') return '--no-residual';
-  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return `--${MODEL_OPTION_FLAGS[key] ?? key}`;
 }
 
 function show(v: unknown): string {

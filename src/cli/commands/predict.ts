@@ -103,10 +103,9 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
     const results = await predictImages(model, files, { top, batchSize, preprocessing, ...(labels ? { labels } : {}) });
     let unreadable = 0;
     for (const r of results) {
-      const error = (r as { error?: string }).error;
-      if (error !== undefined) {
+      if (r.error !== undefined) {
         // The other images are still reported; the exit code says one failed.
-        process.stderr.write(`xception predict: error: ${error}\n`);
+        process.stderr.write(`xception predict: error: ${r.error}\n`);
         unreadable++;
       } else if (json) {
         out(JSON.stringify(r) + '\n');
