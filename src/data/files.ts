@@ -3,6 +3,15 @@ import { promises as fs } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { DatasetError } from './errors.js';
 
+/** Runs task(0), …, task(count − 1), at most `limit` at a time (e.g. image decodes on sharp's threads). */
+export async function forEachConcurrently(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+}
+
 export async function isFile(path: string): Promise<boolean> {
   try {
     return (await fs.stat(path)).isFile();

@@ -10,7 +10,7 @@ import { extname, join } from 'node:path';
 import { OptionError } from '../core/errors.js';
 import { DatasetError } from './errors.js';
 import { type ImageDataset, validateDataset } from './dataset.js';
-import { isDirectory } from './files.js';
+import { forEachConcurrently, isDirectory } from './files.js';
 import { readImagePixels } from './image-file.js';
 import { trainingPreprocessing } from './image-preprocessing.js';
 
@@ -118,11 +118,7 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
     images.set(await readImagePixels(files[i]!, [size, size, channels], prep), i * perImage);
   };
 
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < files.length) await decode(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+  await forEachConcurrently(files.length, concurrency, decode);
 
   const ds: ImageDataset = {
     name: options.name ?? root.replace(/\/+$/, '').split('/').pop() ?? root,

@@ -17,7 +17,7 @@ import { DatasetError } from './errors.js';
 import { type ImageAugment, readImagePixels } from './image-file.js';
 import type { ImagePreprocessing } from './image-preprocessing.js';
 import type { Batch, BatchLoader, LoaderState, StreamLoaderState } from './loader.js';
-import { preprocessingAffine, randomResizedCropBox, type RandomResizedCropOptions } from './transforms.js';
+import { preprocessingAffine, randomResizedCropBox, type RandomResizedCropOptions, writeScaledPixels } from './transforms.js';
 
 /** Reads one file as HWC uint8 pixels of `shape` (readImagePixels; tests substitute their own). */
 export type ReadPixels = (file: string, shape: readonly [number, number, number], prep: ImagePreprocessing, augment?: ImageAugment) => Promise<Uint8Array>;
@@ -276,8 +276,7 @@ export class StreamLoader implements BatchLoader {
         skipped.push(file);
         return;
       }
-      const { scale, offset } = this.affine;
-      for (let j = 0, o = i * per; j < per; j++, o++) x[o] = pixels[j]! * scale + offset;
+      writeScaledPixels(pixels, this.affine, x, i * per);
       ok[i] = 1;
     })));
     const labels = Int32Array.from({ length: size }, (_, i) => this.source.labels[order[start + i]!]!);

@@ -33,10 +33,15 @@ export function preprocessingAffine(mode: Preprocessing): { scale: number; offse
 
 /** Applies a preprocessing to uint8 pixels (e.g. for a single image at inference). */
 export function preprocessPixels(pixels: ArrayLike<number>, mode: Preprocessing): Float32Array {
-  const { scale, offset } = preprocessingAffine(mode);
   const out = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i]! * scale + offset;
+  writeScaledPixels(pixels, preprocessingAffine(mode), out, 0);
   return out;
+}
+
+/** Writes uint8 pixels into `out` from index `at` as network inputs: pixel·scale + offset. */
+export function writeScaledPixels(pixels: ArrayLike<number>, affine: { scale: number; offset: number }, out: Float32Array, at: number): void {
+  const { scale, offset } = affine;
+  for (let j = 0; j < pixels.length; j++) out[at + j] = pixels[j]! * scale + offset;
 }
 
 /** A rectangle of the source image, in pixels. */

@@ -21,7 +21,8 @@ import type { Tensor } from '../core/tensor.js';
 import { readImagePixels } from '../data/image-file.js';
 import { ImageError } from '../data/errors.js';
 import { type ImagePreprocessing, kerasPreprocessing, type ResizeInterpolation, validateImagePreprocessing } from '../data/image-preprocessing.js';
-import { preprocessingAffine } from '../data/transforms.js';
+import { forEachConcurrently } from '../data/files.js';
+import { preprocessingAffine, writeScaledPixels } from '../data/transforms.js';
 import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
 import { imagenetClassNames } from './imagenet-classes.js';
@@ -170,22 +171,17 @@ interface DecodedBatch {
  */
 export async function imageInputs(files: readonly string[], shape: readonly [number, number, number], prep: ImagePreprocessing, concurrency = 8): Promise<DecodedBatch> {
   const per = shape[0] * shape[1] * shape[2];
-  const { scale, offset } = preprocessingAffine(prep.scaling);
+  const affine = preprocessingAffine(prep.scaling);
   const inputs = new Float32Array(files.length * per);
   const errors: (string | undefined)[] = files.map(() => undefined);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < files.length; i = next++) {
-      try {
-        const pixels = await readImagePixels(files[i]!, shape, prep);
-        for (let j = 0, o = i * per; j < per; j++, o++) inputs[o] = pixels[j]! * scale + offset;
-      } catch (e) {
-        if (!(e instanceof ImageError)) throw e;
-        errors[i] = e.message;
-      }
+  await forEachConcurrently(files.length, concurrency, async (i) => {
+    try {
+      writeScaledPixels(await readImagePixels(files[i]!, shape, prep), affine, inputs, i * per);
+    } catch (e) {
+      if (!(e instanceof ImageError)) throw e;
+      errors[i] = e.message;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+  });
   return { files, inputs, errors };
 }
 
