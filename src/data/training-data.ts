@@ -76,8 +76,6 @@ export interface TrainingData {
   classNames: readonly string[] | undefined;
   /** [H, W, C] of every input. */
   sampleShape: [number, number, number];
-  /** How image files become inputs (image folders; null for built-in datasets). */
-  preprocessing: ImagePreprocessing | null;
   /** One line for the start-up message: dataset, images, classes, size, resize policy, augmentation. */
   description: string;
   /** Further lines worth saying once (no evaluation split, classes missing from the test split). */
@@ -147,7 +145,7 @@ async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     `${describeClasses(fullTrain.classNames, fullTrain.classes)}; ${resized}, ${channels === 1 ? 'grey' : channels === 3 ? 'RGB' : `${channels} channels`}; augmentation ${describeAugment(o.augment)}`;
   return {
     name: fullTrain.name, train, evaluation, evalName: split ? 'validation' : 'test', test: split ? testLoader : null,
-    classes: fullTrain.classes, classNames: fullTrain.classNames, sampleShape: train.sampleShape, preprocessing: null, description, notes: [],
+    classes: fullTrain.classes, classNames: fullTrain.classNames, sampleShape: train.sampleShape, description, notes: [],
   };
 }
 
@@ -241,7 +239,7 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
   }
   return {
     name: `folder:${spec.dir}`, train, evaluation, evalName: split ? 'validation' : 'test', test: split ? testLoader : null,
-    classes, classNames: trainList.classNames, sampleShape: train.sampleShape, preprocessing, description, notes,
+    classes, classNames: trainList.classNames, sampleShape: train.sampleShape, description, notes,
   };
 }
 

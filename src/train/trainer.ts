@@ -10,7 +10,7 @@ import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
-import { RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ResizeInterpolation, type ResizePolicy, trainingPreprocessing } from '../data/image-preprocessing.js';
+import { type ImagePreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ResizeInterpolation, type ResizePolicy, trainingPreprocessing } from '../data/image-preprocessing.js';
 import { parseDatasetSpec } from '../data/spec.js';
 import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
 import { openTrainingData, type TrainingData } from '../data/training-data.js';
@@ -111,7 +111,7 @@ const SMALL_IMAGE_XCEPTION_OPTIONS = { ...SMALL_IMAGE_MODEL_OPTIONS, middleBlock
  * the ImageNet stem's minimum and no stem is given.
  */
 export function defaultModelOptions(model: string, dataset: string): Record<string, unknown> {
-  if (dataset.startsWith('folder:')) return {};
+  if (parseDatasetSpec(dataset).kind === 'folder') return {};
   return model === 'xception' ? { ...SMALL_IMAGE_XCEPTION_OPTIONS } : { ...SMALL_IMAGE_MODEL_OPTIONS };
 }
 
@@ -296,13 +296,14 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const resumedShape = saved?.state.model.options['inputShape'] as readonly number[] | undefined;
   const imageSize = config.imageSize ?? requested?.[0];
   const channels = source ? transferChannels(source, config.modelOptions) : config.weights !== undefined ? resumedShape?.[2] : requested?.[2];
+  // How image files become inputs; recorded with the weights (built-in data: what predict should do).
+  const imagePreprocessing: ImagePreprocessing = {
+    ...trainingPreprocessing(entry.preprocessing), ...(config.resize ? { resize: config.resize } : {}),
+    ...(config.interpolation ? { interpolation: config.interpolation } : {}),
+  };
   const data = await openTrainingData({
     dataset: config.dataset, scaling: entry.preprocessing, augment: config.augment, validationFraction: config.validationFraction,
-    seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false,
-    preprocessing: {
-      ...trainingPreprocessing(entry.preprocessing), ...(config.resize ? { resize: config.resize } : {}),
-      ...(config.interpolation ? { interpolation: config.interpolation } : {}),
-    },
+    seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false, preprocessing: imagePreprocessing,
     ...(imageSize !== undefined ? { imageSize } : {}), ...(channels !== undefined ? { channels } : {}),
     ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}), ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),
   });
@@ -368,7 +369,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     model: { name: config.model, options: modelOptions }, ...(phase ? { phase } : {}),
     // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
     ...(data.classNames ? { classNames: [...data.classNames] } : {}),
-    preprocessing: data.preprocessing ?? trainingPreprocessing(entry.preprocessing),
+    preprocessing: imagePreprocessing,
     evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
   });
   // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
