@@ -40,6 +40,11 @@ export function describeSystemError(e: SystemError): string {
   return `${what ? `${what}: ` : ''}${reason} (${e.code})`;
 }
 
+/** Why a call failed, without the path (the message names it already). */
+function reasonOf(e: unknown): string {
+  return isSystemError(e) ? `${REASONS[e.code] ?? e.message} (${e.code})` : String(e);
+}
+
 /** The path's status, or null when nothing is there (also when a parent is a file: ENOTDIR). */
 function statOrNull(path: string): Stats | null {
   try {
@@ -75,13 +80,13 @@ export function makeOutputDir(dir: string, flag = '--out', given = dir): string 
       mkdirSync(level);
     } catch (e) {
       if (isSystemError(e) && e.code === 'EEXIST' && statOrNull(level)?.isDirectory()) continue; // made meanwhile
-      fail(`cannot create the folder ${level}: ${isSystemError(e) ? `${REASONS[e.code] ?? e.message} (${e.code})` : String(e)}`);
+      fail(`cannot create the folder ${level}: ${reasonOf(e)}`);
     }
   }
   try {
     accessSync(target, constants.W_OK | constants.X_OK);
   } catch (e) {
-    fail(`cannot write in this folder: ${isSystemError(e) ? `${REASONS[e.code] ?? e.message} (${e.code})` : String(e)}`);
+    fail(`cannot write in this folder: ${reasonOf(e)}`);
   }
   return target;
 }
