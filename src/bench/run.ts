@@ -1,7 +1,7 @@
 /**
  * `xception bench`: each case runs in a child process of its own (so that its peak resident
  * memory is its own), then the same case in the peer — ONNX Runtime for inference, and with
- * `pytorch` PyTorch for training (bench/pytorch_train.py) — and the two side by side as a ratio.
+ * `pytorch` PyTorch for training (scripts/pytorch_train.py) — and the two side by side as a ratio.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +24,7 @@ export interface BenchOptions {
   minSeconds?: number;
   /** Run the peers (default true). */
   peer?: boolean;
-  /** Also run bench/pytorch_train.py as the training cases' peer (default false). */
+  /** Also run src/bench/scripts/pytorch_train.py as the training cases' peer (default false). */
   pytorch?: boolean;
   /** 'native' | 'reference' (default: the default backend). */
   backend?: string;
@@ -87,8 +87,11 @@ export interface BenchRow {
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
-/** bench/pytorch_train.py beside the package root (dist/src/bench → ../../..). */
-export const PYTORCH_SCRIPT = fileURLToPath(new URL('../../../bench/pytorch_train.py', import.meta.url));
+/**
+ * The PyTorch script in the source tree: tsc does not copy it to dist/, so from dist/src/bench
+ * it is ../../../src/bench/scripts/pytorch_train.py (the npm package leaves it out).
+ */
+export const PYTORCH_SCRIPT = fileURLToPath(new URL('../../../src/bench/scripts/pytorch_train.py', import.meta.url));
 
 interface ChildOutput {
   code: number | null;
@@ -152,7 +155,7 @@ async function runPytorch(python: string, c: BenchCase, scale: ModelScale, timin
     '--warmup', String(timing.warmup), '--repeats', String(timing.repeats), '--min-time', String(timing.minSeconds),
     '--threads', String(threads),
   ];
-  return lastJsonLine<PytorchResult>(await runChild(python, args), `PyTorch case ${c.name} (bench/pytorch_train.py)`);
+  return lastJsonLine<PytorchResult>(await runChild(python, args), `PyTorch case ${c.name} (src/bench/scripts/pytorch_train.py)`);
 }
 
 function check(name: string, v: number | undefined, min: number, integer: boolean): void {
