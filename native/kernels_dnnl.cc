@@ -133,7 +133,7 @@ struct ConvGeom {
   // A 1×1, stride-1, unpadded, ungrouped convolution over nhwc is a matrix product with the Keras
   // filter as the matrix: Y[n·h·w, out] = X[n·h·w, in] · W[in, out]. Where oneDNN's GEMM beats its
   // convolution primitives, the pass runs as dnnl_sgemm. The rules come from
-  // native/bench/pointwise_gemm.cc (best of 15 interleaved runs, 2-core AVX-512 machine): with
+  // src/bench/native/pointwise_gemm.cc (best of 15 interleaved runs, 2-core AVX-512 machine): with
   // many channels and few pixels the GEMM wins — at Xception's middle flow (batch 8, 19×19, 728)
   // forward 10.3 → 9.3 ms, backward data 14.2 → 10.0, backward filter 21.6 → 14.1 — and with
   // few channels over many pixels (128→128 at 147×147) the convolution does.

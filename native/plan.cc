@@ -419,7 +419,7 @@ class Builder {
   // choice for `any` layouts is brgconv over channels-last for every fp32 convolution here; the
   // older jit_1x1 and jit_dw kernels over channel blocks of 16 (nChw16c) run stride-1 pointwise
   // and depthwise convolutions faster (728→728 at 19×19, batch 8: 9.4 vs 11.3 ms; depthwise at
-  // batch 1: 0.11 vs 0.14 ms; best of 25 in native/bench/conv_impls.cc). Xception's whole plan:
+  // batch 1: 0.11 vs 0.14 ms; best of 25 in src/bench/native/conv_impls.cc). Xception's whole plan:
   // batch 8 3–16% faster, batch 1 within ±4% (interleaved rounds, one process).
   // So those take jit_1x1 / jit_dw over nChw16c (the activations then stay blocked), and every
   // other convolution the first optimized implementation that reads its input as it is (no

@@ -1,7 +1,7 @@
 /**
  * `xception bench`: each case runs in a child process of its own (so that its peak resident
  * memory is its own), then the same case in the peer — ONNX Runtime for inference, and with
- * `pytorch` PyTorch for training (bench/pytorch_train.py) — and the two side by side as a ratio.
+ * `pytorch` PyTorch for training (scripts/pytorch_train.py) — and the two side by side as a ratio.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +24,7 @@ export interface BenchOptions {
   minSeconds?: number;
   /** Run the peers (default true). */
   peer?: boolean;
-  /** Also run bench/pytorch_train.py as the training cases' peer (default false). */
+  /** Also run src/bench/scripts/pytorch_train.py as the training cases' peer (default false). */
   pytorch?: boolean;
   /** 'native' | 'reference' (default: the default backend). */
   backend?: string;
@@ -87,8 +87,11 @@ export interface BenchRow {
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
-/** bench/pytorch_train.py beside the package root (dist/src/bench → ../../..). */
-export const PYTORCH_SCRIPT = fileURLToPath(new URL('../../../bench/pytorch_train.py', import.meta.url));
+/**
+ * The PyTorch script in the source tree: tsc does not copy it to dist/, so from dist/src/bench
+ * it is ../../../src/bench/scripts/pytorch_train.py (the npm package leaves it out).
+ */
+export const PYTORCH_SCRIPT = fileURLToPath(new URL('../../../src/bench/scripts/pytorch_train.py', import.meta.url));
 
 interface ChildOutput {
   code: number | null;
@@ -152,7 +155,7 @@ async function runPytorch(python: string, c: BenchCase, scale: ModelScale, timin
     '--warmup', String(timing.warmup), '--repeats', String(timing.repeats), '--min-time', String(timing.minSeconds),
     '--threads', String(threads),
   ];
-  return lastJsonLine<PytorchResult>(await runChild(python, args), `PyTorch case ${c.name} (bench/pytorch_train.py)`);
+  return lastJsonLine<PytorchResult>(await runChild(python, args), `PyTorch case ${c.name} (src/bench/scripts/pytorch_train.py)`);
 }
 
 function check(name: string, v: number | undefined, min: number, integer: boolean): void {
@@ -162,15 +165,29 @@ function check(name: string, v: number | undefined, min: number, integer: boolea
   }
 }
 
-/** Runs the cases one after another, yielding each row as soon as it and its peer are measured. */
-export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> {
+/** The options checked and filled in with their defaults; `python` is set when PyTorch is the training peer. */
+interface BenchPlan {
+  cases: BenchCase[];
+  rounds: number;
+  replicaCounts: number[];
+  paths: Array<'compiled' | 'op-by-op'>;
+  timing: TimingOptions;
+  scale: ModelScale;
+  peerThreads: number;
+  peer: boolean;
+  python: string | null;
+  precision: BenchOptions['precision'];
+  backend: string | undefined;
+  progress: (line: string) => void;
+}
+
+function planBench(o: BenchOptions): BenchPlan {
   const cases = selectCases(o.cases);
   check('repeats', o.repeats, 1, true);
   check('warmup', o.warmup, 1, true);
   check('minSeconds', o.minSeconds, 0, false);
   check('peerThreads', o.peerThreads, 1, true);
   check('rounds', o.rounds, 1, true);
-  const rounds = o.rounds ?? 1;
   if (o.backend !== undefined && !['native', 'reference'].includes(o.backend)) {
     throw new OptionError(`bench: backend must be 'native' or 'reference', got '${o.backend}'`);
   }
@@ -183,81 +200,102 @@ export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> 
   const replicaCounts = o.replicas === undefined ? [1] : typeof o.replicas === 'number' ? [o.replicas] : [...o.replicas];
   if (replicaCounts.length === 0) throw new OptionError('bench: replicas must list at least one count');
   for (const r of replicaCounts) check('replicas', r, 1, true);
-  const paths: Array<'compiled' | 'op-by-op'> = o.inference === 'both' ? ['op-by-op', 'compiled'] : [o.inference ?? 'compiled'];
-  const timing: TimingOptions = { warmup: o.warmup ?? 2, repeats: o.repeats ?? 5, minSeconds: o.minSeconds ?? 1 };
-  const scale = o.scale ?? {};
-  const peerThreads = o.peerThreads ?? 2;
   const peer = o.peer ?? true;
-  let python: string | null = null;
-  if (o.pytorch && peer) {
-    python = findPytorchPython();
-    if (!python) throw new BackendError('bench: --pytorch needs a python3 that can import torch (none found; Debian: apt-get install python3-torch, or set XCEPTION_PYTHON)');
-    if (!existsSync(PYTORCH_SCRIPT)) throw new BackendError(`bench: --pytorch needs ${PYTORCH_SCRIPT} (it ships with the source tree, not the npm package)`);
-  }
-  const progress = o.onProgress ?? (() => {});
-  for (const c of cases) {
-    const imageSize = scale.size ?? c.size;
-    progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
-    const onnxPeer = peer && c.kind === 'infer';
-    const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
-    // Inference rows: one per path; training rows: one per replica count.
-    const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> = c.kind === 'infer'
-      ? paths.map((path) => ({ path, replicas: 1 }))
-      : replicaCounts.map((replicas) => ({ path: 'op-by-op' as const, replicas }));
-    // measured[v][r]: variant v in round r. Each round runs every variant, then the peer once.
-    const measured: BenchRow[][] = variants.map(() => []);
-    try {
-      for (let round = 0; round < rounds; round++) {
-        if (rounds > 1) progress(`${c.name}: round ${round + 1} of ${rounds}`);
-        let peerResult: PeerResult | null | undefined;
-        for (const [v, { path, replicas }] of variants.entries()) {
-          const spec: WorkerSpec = {
-            engine: 'xception', case: c, scale, timing, threads: peerThreads, inference: path, replicas,
-            ...(o.precision ? { precision: o.precision } : {}),
-            ...(o.backend ? { backend: o.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
-          };
-          if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
-          const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, python, imageSize, peerResult);
-          peerResult = row.peer;
-          if (rounds === 1) yield row;
-          else measured[v]!.push(row);
-        }
-      }
-      if (rounds > 1) for (const rows of measured) yield medianRow(rows);
-    } finally {
-      if (onnxPath) rmSync(dirname(onnxPath), { recursive: true, force: true });
-    }
-  }
+  return {
+    cases, rounds: o.rounds ?? 1, replicaCounts,
+    paths: o.inference === 'both' ? ['op-by-op', 'compiled'] : [o.inference ?? 'compiled'],
+    timing: { warmup: o.warmup ?? 2, repeats: o.repeats ?? 5, minSeconds: o.minSeconds ?? 1 },
+    scale: o.scale ?? {}, peerThreads: o.peerThreads ?? 2, peer,
+    python: o.pytorch && peer ? pytorchPeer() : null,
+    precision: o.precision, backend: o.backend, progress: o.onProgress ?? (() => {}),
+  };
+}
 
-  async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, python: string | null, imageSize: number,
-    measuredPeer: PeerResult | null | undefined): Promise<BenchRow> {
-    const own = await runWorker(spec, progress);
-    const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
-    const gflops = (s: number) => stepFlops / s / 1e9;
-    let peerResult: PeerResult | null = measuredPeer ?? null;
-    if (measuredPeer !== undefined) {
-      // The peer of this case was measured with the previous row (same network, same weights).
-    } else if (onnxPath) {
-      progress(`${c.name}: onnxruntime…`);
-      try {
-        const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
-        peerResult = { name: r.engine, imagesPerSec: c.batch / r.secondsPerStep, gflops: gflops(r.secondsPerStep), peakRssMB: r.peakRssMB };
-      } catch (e) {
-        progress(`${c.name}: no peer: ${(e as Error).message}`);
+/** The Python that runs the PyTorch peer, and its script; a BackendError when either is missing. */
+function pytorchPeer(): string {
+  const python = findPytorchPython();
+  if (!python) throw new BackendError('bench: --pytorch needs a python3 that can import torch (none found; Debian: apt-get install python3-torch, or set XCEPTION_PYTHON)');
+  if (!existsSync(PYTORCH_SCRIPT)) throw new BackendError(`bench: --pytorch needs ${PYTORCH_SCRIPT} (it ships with the source tree, not the npm package)`);
+  return python;
+}
+
+/** Runs the cases one after another, yielding each row as soon as it and its peer are measured. */
+export async function* runBench(o: BenchOptions = {}): AsyncGenerator<BenchRow> {
+  const plan = planBench(o);
+  for (const c of plan.cases) yield* benchCase(c, plan);
+}
+
+/** One case's rows: every variant (inference path or replica count) for every round, then medians. */
+async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRow> {
+  const { rounds, scale, progress } = plan;
+  const imageSize = scale.size ?? c.size;
+  progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
+  const onnxPeer = plan.peer && c.kind === 'infer';
+  const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
+  // Inference rows: one per path; training rows: one per replica count.
+  const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> = c.kind === 'infer'
+    ? plan.paths.map((path) => ({ path, replicas: 1 }))
+    : plan.replicaCounts.map((replicas) => ({ path: 'op-by-op' as const, replicas }));
+  // measured[v][r]: variant v in round r. Each round runs every variant, then the peer once.
+  const measured: BenchRow[][] = variants.map(() => []);
+  try {
+    for (let round = 0; round < rounds; round++) {
+      if (rounds > 1) progress(`${c.name}: round ${round + 1} of ${rounds}`);
+      let peerResult: PeerResult | null | undefined;
+      for (const [v, { path, replicas }] of variants.entries()) {
+        const spec: WorkerSpec = {
+          engine: 'xception', case: c, scale, timing: plan.timing, threads: plan.peerThreads, inference: path, replicas,
+          ...(plan.precision ? { precision: plan.precision } : {}),
+          ...(plan.backend ? { backend: plan.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
+        };
+        if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
+        const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, imageSize, peerResult, plan);
+        peerResult = row.peer;
+        if (rounds === 1) yield row;
+        else measured[v]!.push(row);
       }
-    } else if (python && c.kind === 'train') {
-      progress(`${c.name}: pytorch…`);
-      const r = await runPytorch(python, c, scale, timing, peerThreads);
-      peerResult = { name: `pytorch ${r.torch}`, imagesPerSec: r.imagesPerSec, gflops: (r.imagesPerSec * stepFlops) / c.batch / 1e9, peakRssMB: r.peakRssMB };
     }
-    const imagesPerSec = c.batch / own.secondsPerStep;
-    return {
-      case: c.name, backend: own.engine, path: own.path, precision: own.precision, imagesPerSec, gflops: gflops(own.secondsPerStep),
-      peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
-      batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep, replicas: spec.replicas ?? 1,
-      rounds: 1, ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
-    };
+    if (rounds > 1) for (const rows of measured) yield medianRow(rows);
+  } finally {
+    if (onnxPath) rmSync(dirname(onnxPath), { recursive: true, force: true });
   }
+}
+
+/** Our engine on one case, and its peer unless that was measured with the previous row (`measuredPeer`). */
+async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, imageSize: number,
+  measuredPeer: PeerResult | null | undefined, plan: BenchPlan): Promise<BenchRow> {
+  const own = await runWorker(spec, plan.progress);
+  const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
+  // The peer of this case was measured with the previous row (same network, same weights).
+  const peerResult = measuredPeer !== undefined ? measuredPeer : await measurePeer(c, spec, onnxPath, stepFlops, plan);
+  const imagesPerSec = c.batch / own.secondsPerStep;
+  return {
+    case: c.name, backend: own.engine, path: own.path, precision: own.precision, imagesPerSec, gflops: stepFlops / own.secondsPerStep / 1e9,
+    peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
+    batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep, replicas: spec.replicas ?? 1,
+    rounds: 1, ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
+  };
+}
+
+/** ONNX Runtime for inference (a failure there only costs the peer), PyTorch for training; else none. */
+async function measurePeer(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, stepFlops: number, plan: BenchPlan): Promise<PeerResult | null> {
+  const { progress, python } = plan;
+  if (onnxPath) {
+    progress(`${c.name}: onnxruntime…`);
+    try {
+      const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
+      return { name: r.engine, imagesPerSec: c.batch / r.secondsPerStep, gflops: stepFlops / r.secondsPerStep / 1e9, peakRssMB: r.peakRssMB };
+    } catch (e) {
+      progress(`${c.name}: no peer: ${(e as Error).message}`);
+      return null;
+    }
+  }
+  if (python && c.kind === 'train') {
+    progress(`${c.name}: pytorch…`);
+    const r = await runPytorch(python, c, plan.scale, plan.timing, plan.peerThreads);
+    return { name: `pytorch ${r.torch}`, imagesPerSec: r.imagesPerSec, gflops: (r.imagesPerSec * stepFlops) / c.batch / 1e9, peakRssMB: r.peakRssMB };
+  }
+  return null;
 }
 
 /** One row from the rounds of a case: medians of speeds and ratios, the largest peak memory. */

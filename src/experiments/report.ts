@@ -67,6 +67,22 @@ function seedsText(vs: readonly VariantOutcome[]): string {
   return `${n}, 95% Welch intervals for differences of means${widths}`;
 }
 
+/** What every claim's judge uses: the variants by name, and the paragraph's opening and closing. */
+interface Judging {
+  variants: readonly VariantOutcome[];
+  get: (name: string) => VariantOutcome;
+  /** "The paper: …." */
+  paper: string;
+  /** " How sure: …." */
+  how: string;
+}
+
+type ClaimOf<K extends Claim['kind']> = Extract<Claim, { kind: K }>;
+
+const acc = (v: VariantOutcome) => `${v.label} ${pts(mean(v.finals))}%`;
+const capitalized = (s: string) => `${s[0]!.toUpperCase()}${s.slice(1)}`;
+const pointsWord = (n: number) => `point${n === 1 ? '' : 's'}`;
+
 /** Compares the measured outcome with the paper's claim; the wording follows from the numbers. */
 export function judgeClaim(claim: Claim, variants: readonly VariantOutcome[]): Verdict {
   const byName = new Map(variants.map((v) => [v.name, v]));
@@ -75,101 +91,110 @@ export function judgeClaim(claim: Claim, variants: readonly VariantOutcome[]): V
     if (!v) throw new ExperimentError(`the claim names variant '${n}' but the results have none`);
     return v;
   };
-  const acc = (v: VariantOutcome) => `${v.label} ${pts(mean(v.finals))}%`;
-  const paper = `The paper: ${claim.text}.`;
-  const how = ` How sure: ${seedsText(variants)}.`;
+  const j: Judging = { variants, get, paper: `The paper: ${claim.text}.`, how: ` How sure: ${seedsText(variants)}.` };
   switch (claim.kind) {
-    case 'better': {
-      const a = get(claim.better), b = get(claim.worse);
-      const { cmp, d } = compareBetter(a.finals, b.finals);
-      let body: string;
-      if (cmp === 'agrees') body = `Agrees: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), above zero.`;
-      else if (cmp === 'does not agree') body = `Does not agree: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), below zero — here ${b.label} is the more accurate.`;
-      else body = `Inconclusive: the intervals overlap — ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), which includes zero. The data neither show ${a.label} ahead nor rule out that it is.`;
-      let speed = '';
-      if (a.stepsPerSec?.length && b.stepsPerSec?.length) {
-        const sa = mean(a.stepsPerSec), sb = mean(b.stepsPerSec);
-        speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs).`;
-      }
-      return { verdict: cmp, paragraph: `${paper} ${body}${speed}${how}` };
-    }
-    case 'better-and-faster': {
-      const a = get(claim.better), b = get(claim.worse);
-      const fin = compareBetter(a.finals, b.finals);
-      const conv = compareBetter(a.alongRun, b.alongRun);
-      const verdict = combine([conv.cmp, fin.cmp]);
-      const word = (c: Cmp) => (c === 'agrees' ? 'agrees' : c === 'does not agree' ? 'does not agree' : 'inconclusive (the interval includes zero)');
-      const body =
-        `${verdict[0]!.toUpperCase()}${verdict.slice(1)}. Convergence — mean validation accuracy over the run's evaluation points, ` +
-        `${a.label} ${pts(mean(a.alongRun))}% vs ${b.label} ${pts(mean(b.alongRun))}%, difference ${signedPts(conv.d.mean)} points (${ciText(conv.d)}): ${word(conv.cmp)}. ` +
-        `Final accuracy — ${acc(a)} vs ${acc(b)}, difference ${signedPts(fin.d.mean)} points (${ciText(fin.d)}): ${word(fin.cmp)}.`;
-      return { verdict, paragraph: `${paper} ${body}${how}` };
-    }
-    case 'ranking': {
-      const order = claim.order.map(get);
-      const pairs: string[] = [];
-      const cmps: Cmp[] = [];
-      for (let i = 0; i + 1 < order.length; i++) {
-        const a = order[i]!, b = order[i + 1]!;
-        const { cmp, d } = compareBetter(a.finals, b.finals);
-        cmps.push(cmp);
-        const said = cmp === 'agrees' ? 'beats' : cmp === 'does not agree' ? 'loses to' : 'cannot be told apart from';
-        pairs.push(`${a.label} ${said} ${b.label} (${signedPts(d.mean)} points, ${ciText(d)})`);
-      }
-      const verdict = combine(cmps);
-      const measured = [...order].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
-      const inconclusiveNote = verdict === 'inconclusive' ? ' — the intervals overlap' : '';
-      return {
-        verdict,
-        paragraph: `${paper} ${verdict[0]!.toUpperCase()}${verdict.slice(1)}${inconclusiveNote}. Measured order of the means: ${measured}. Pair by pair: ${pairs.join('; ')}.${how}`,
-      };
-    }
-    case 'equivalent': {
-      const [na, nb] = claim.variants;
-      const a = get(na), b = get(nb);
-      const d = differenceInterval(a.finals, b.finals);
-      const m = claim.marginPoints / 100;
-      let verdict: VerdictWord, body: string;
-      if (!Number.isFinite(d.low)) {
-        verdict = 'inconclusive';
-        body = `Inconclusive: fewer than 2 seeds, no interval.`;
-      } else if (d.low >= -m && d.high <= m) {
-        verdict = 'agrees';
-        body = `Agrees: ${acc(a)} vs ${acc(b)}; the whole interval of the difference (${ciText(d)}) lies within ±${claim.marginPoints} point${claim.marginPoints === 1 ? '' : 's'}` +
-          (d.low > 0 || d.high < 0 ? ', so although a difference is detectable it is smaller than the margin.' : '.');
-      } else if (d.low > m || d.high < -m) {
-        verdict = 'does not agree';
-        body = `Does not agree: ${acc(a)} vs ${acc(b)}; the difference (${signedPts(d.mean)} points, ${ciText(d)}) is larger than ${claim.marginPoints} point${claim.marginPoints === 1 ? '' : 's'} throughout its interval.`;
-      } else {
-        verdict = 'inconclusive';
-        body = `Inconclusive: ${acc(a)} vs ${acc(b)}, difference ${signedPts(d.mean)} points (${ciText(d)}). ` +
-          (d.low > 0 || d.high < 0 ? 'A difference is detected, but the data cannot say whether it exceeds the margin.' : `No difference is detected, but the interval reaches beyond ±${claim.marginPoints} point${claim.marginPoints === 1 ? '' : 's'}, so a difference that size is not ruled out.`);
-      }
-      return { verdict, paragraph: `${paper} ${body}${how}` };
-    }
-    case 'extreme-not-optimal': {
-      const ext = get(claim.extreme);
-      const others = variants.filter((v) => v.name !== claim.extreme);
-      if (others.length === 0) throw new ExperimentError(`the claim compares '${claim.extreme}' with other variants but there are none`);
-      const best = [...others].sort((x, y) => mean(y.finals) - mean(x.finals))[0]!;
-      const vsBest = compareBetter(best.finals, ext.finals);
-      const allWorse = others.every((o) => compareBetter(o.finals, ext.finals).cmp === 'does not agree');
-      const ranking = [...variants].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
-      let verdict: VerdictWord, body: string;
-      if (vsBest.cmp === 'agrees') {
-        verdict = 'agrees';
-        body = `Agrees: ${best.label} beats the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}). ` +
-          `It was picked as the best of ${others.length} alternatives after the fact, which makes that interval somewhat optimistic.`;
-      } else if (allWorse) {
-        verdict = 'does not agree';
-        body = `Does not agree: the extreme (${ext.label}) is more accurate than every other point of the spectrum, each difference's interval lying below zero (closest: ${best.label}, ${signedPts(vsBest.d.mean)} points, ${ciText(vsBest.d)}).`;
-      } else {
-        verdict = 'inconclusive';
-        body = `Inconclusive: the intervals overlap — the best alternative, ${best.label}, differs from the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}), and the extreme is not clearly ahead of every alternative either.`;
-      }
-      return { verdict, paragraph: `${paper} ${body} Order of the means: ${ranking}.${how}` };
-    }
+    case 'better': return judgeBetter(claim, j);
+    case 'better-and-faster': return judgeBetterAndFaster(claim, j);
+    case 'ranking': return judgeRanking(claim, j);
+    case 'equivalent': return judgeEquivalent(claim, j);
+    case 'extreme-not-optimal': return judgeExtremeNotOptimal(claim, j);
   }
+}
+
+function judgeBetter(claim: ClaimOf<'better'>, { get, paper, how }: Judging): Verdict {
+  const a = get(claim.better), b = get(claim.worse);
+  const { cmp, d } = compareBetter(a.finals, b.finals);
+  let body: string;
+  if (cmp === 'agrees') body = `Agrees: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), above zero.`;
+  else if (cmp === 'does not agree') body = `Does not agree: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), below zero — here ${b.label} is the more accurate.`;
+  else body = `Inconclusive: the intervals overlap — ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), which includes zero. The data neither show ${a.label} ahead nor rule out that it is.`;
+  let speed = '';
+  if (a.stepsPerSec?.length && b.stepsPerSec?.length) {
+    const sa = mean(a.stepsPerSec), sb = mean(b.stepsPerSec);
+    speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs).`;
+  }
+  return { verdict: cmp, paragraph: `${paper} ${body}${speed}${how}` };
+}
+
+function judgeBetterAndFaster(claim: ClaimOf<'better-and-faster'>, { get, paper, how }: Judging): Verdict {
+  const a = get(claim.better), b = get(claim.worse);
+  const fin = compareBetter(a.finals, b.finals);
+  const conv = compareBetter(a.alongRun, b.alongRun);
+  const verdict = combine([conv.cmp, fin.cmp]);
+  const word = (c: Cmp) => (c === 'agrees' ? 'agrees' : c === 'does not agree' ? 'does not agree' : 'inconclusive (the interval includes zero)');
+  const body =
+    `${capitalized(verdict)}. Convergence — mean validation accuracy over the run's evaluation points, ` +
+    `${a.label} ${pts(mean(a.alongRun))}% vs ${b.label} ${pts(mean(b.alongRun))}%, difference ${signedPts(conv.d.mean)} points (${ciText(conv.d)}): ${word(conv.cmp)}. ` +
+    `Final accuracy — ${acc(a)} vs ${acc(b)}, difference ${signedPts(fin.d.mean)} points (${ciText(fin.d)}): ${word(fin.cmp)}.`;
+  return { verdict, paragraph: `${paper} ${body}${how}` };
+}
+
+function judgeRanking(claim: ClaimOf<'ranking'>, { get, paper, how }: Judging): Verdict {
+  const order = claim.order.map(get);
+  const pairs: string[] = [];
+  const cmps: Cmp[] = [];
+  for (let i = 0; i + 1 < order.length; i++) {
+    const a = order[i]!, b = order[i + 1]!;
+    const { cmp, d } = compareBetter(a.finals, b.finals);
+    cmps.push(cmp);
+    const said = cmp === 'agrees' ? 'beats' : cmp === 'does not agree' ? 'loses to' : 'cannot be told apart from';
+    pairs.push(`${a.label} ${said} ${b.label} (${signedPts(d.mean)} points, ${ciText(d)})`);
+  }
+  const verdict = combine(cmps);
+  const measured = [...order].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
+  const inconclusiveNote = verdict === 'inconclusive' ? ' — the intervals overlap' : '';
+  return {
+    verdict,
+    paragraph: `${paper} ${capitalized(verdict)}${inconclusiveNote}. Measured order of the means: ${measured}. Pair by pair: ${pairs.join('; ')}.${how}`,
+  };
+}
+
+function judgeEquivalent(claim: ClaimOf<'equivalent'>, { get, paper, how }: Judging): Verdict {
+  const [na, nb] = claim.variants;
+  const a = get(na), b = get(nb);
+  const d = differenceInterval(a.finals, b.finals);
+  const margin = claim.marginPoints;
+  const m = margin / 100;
+  let verdict: VerdictWord, body: string;
+  if (!Number.isFinite(d.low)) {
+    verdict = 'inconclusive';
+    body = `Inconclusive: fewer than 2 seeds, no interval.`;
+  } else if (d.low >= -m && d.high <= m) {
+    verdict = 'agrees';
+    body = `Agrees: ${acc(a)} vs ${acc(b)}; the whole interval of the difference (${ciText(d)}) lies within ±${margin} ${pointsWord(margin)}` +
+      (d.low > 0 || d.high < 0 ? ', so although a difference is detectable it is smaller than the margin.' : '.');
+  } else if (d.low > m || d.high < -m) {
+    verdict = 'does not agree';
+    body = `Does not agree: ${acc(a)} vs ${acc(b)}; the difference (${signedPts(d.mean)} points, ${ciText(d)}) is larger than ${margin} ${pointsWord(margin)} throughout its interval.`;
+  } else {
+    verdict = 'inconclusive';
+    body = `Inconclusive: ${acc(a)} vs ${acc(b)}, difference ${signedPts(d.mean)} points (${ciText(d)}). ` +
+      (d.low > 0 || d.high < 0 ? 'A difference is detected, but the data cannot say whether it exceeds the margin.' : `No difference is detected, but the interval reaches beyond ±${margin} ${pointsWord(margin)}, so a difference that size is not ruled out.`);
+  }
+  return { verdict, paragraph: `${paper} ${body}${how}` };
+}
+
+function judgeExtremeNotOptimal(claim: ClaimOf<'extreme-not-optimal'>, { variants, get, paper, how }: Judging): Verdict {
+  const ext = get(claim.extreme);
+  const others = variants.filter((v) => v.name !== claim.extreme);
+  if (others.length === 0) throw new ExperimentError(`the claim compares '${claim.extreme}' with other variants but there are none`);
+  const best = [...others].sort((x, y) => mean(y.finals) - mean(x.finals))[0]!;
+  const vsBest = compareBetter(best.finals, ext.finals);
+  const allWorse = others.every((o) => compareBetter(o.finals, ext.finals).cmp === 'does not agree');
+  const ranking = [...variants].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
+  let verdict: VerdictWord, body: string;
+  if (vsBest.cmp === 'agrees') {
+    verdict = 'agrees';
+    body = `Agrees: ${best.label} beats the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}). ` +
+      `It was picked as the best of ${others.length} alternatives after the fact, which makes that interval somewhat optimistic.`;
+  } else if (allWorse) {
+    verdict = 'does not agree';
+    body = `Does not agree: the extreme (${ext.label}) is more accurate than every other point of the spectrum, each difference's interval lying below zero (closest: ${best.label}, ${signedPts(vsBest.d.mean)} points, ${ciText(vsBest.d)}).`;
+  } else {
+    verdict = 'inconclusive';
+    body = `Inconclusive: the intervals overlap — the best alternative, ${best.label}, differs from the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}), and the extreme is not clearly ahead of every alternative either.`;
+  }
+  return { verdict, paragraph: `${paper} ${body} Order of the means: ${ranking}.${how}` };
 }
 
 // ---------------------------------------------------------------------------------------------

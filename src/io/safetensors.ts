@@ -79,14 +79,41 @@ interface HeaderEntry {
   end: number;
 }
 
+/** Throws WeightFileError for the file being read. */
+type Fail = (problem: string) => never;
+
 /**
  * Parses a safetensors file. Weights come back in header order, each with its own (aligned)
  * copy of the data. Throws WeightFileError naming `fileLabel` for anything malformed.
  */
 export function readSafetensors(bytes: Uint8Array, fileLabel = '<safetensors>'): SafetensorsContents {
-  const fail = (problem: string): never => {
+  const fail: Fail = (problem) => {
     throw new WeightFileError(fileLabel, problem);
   };
+  const { text, header, headerLen } = readHeader(bytes, fail);
+  // JSON.parse silently keeps the last of duplicate keys and reorders integer-like keys, so the
+  // names and their order come from scanning the text itself.
+  const names = topLevelKeys(text);
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) fail(`duplicate entry "${name}" in header`);
+    seen.add(name);
+  }
+
+  const dataStart = 8 + headerLen;
+  const dataLength = bytes.length - dataStart;
+  let metadata: Record<string, string> = {};
+  const entries: HeaderEntry[] = [];
+  for (const name of names) {
+    if (name === METADATA_KEY) metadata = readMetadata(header[name], fail);
+    else entries.push(readEntry(name, header[name], dataLength, fail));
+  }
+  checkTiling(entries, dataLength, fail);
+  return { weights: entries.map((e) => copyWeight(bytes, dataStart, e)), metadata };
+}
+
+/** The 8-byte length and the JSON header after it, checked down to being an object. */
+function readHeader(bytes: Uint8Array, fail: Fail): { text: string; header: Record<string, unknown>; headerLen: number } {
   if (!(bytes instanceof Uint8Array)) fail('expected the file contents as a Uint8Array');
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
   const headerLen64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
@@ -108,56 +135,45 @@ export function readSafetensors(bytes: Uint8Array, fileLabel = '<safetensors>'):
     fail(`header is not valid JSON (${(e as Error).message})`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) fail('header JSON is not an object');
-  const header = parsed as Record<string, unknown>;
+  return { text, header: parsed as Record<string, unknown>, headerLen };
+}
 
-  // JSON.parse silently keeps the last of duplicate keys and reorders integer-like keys, so the
-  // names and their order come from scanning the text itself.
-  const names = topLevelKeys(text);
-  const seen = new Set<string>();
-  for (const name of names) {
-    if (seen.has(name)) fail(`duplicate entry "${name}" in header`);
-    seen.add(name);
+function readMetadata(value: unknown, fail: Fail): Record<string, string> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`"${METADATA_KEY}" must be an object of strings`);
+  for (const [k, v] of Object.entries(value as object)) {
+    if (typeof v !== 'string') fail(`metadata value for "${k}" is not a string`);
   }
+  return { ...(value as Record<string, string>) };
+}
 
-  const dataStart = 8 + headerLen;
-  const dataLength = bytes.length - dataStart;
-  let metadata: Record<string, string> = {};
-  const entries: HeaderEntry[] = [];
-  for (const name of names) {
-    const value = header[name];
-    if (name === METADATA_KEY) {
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`"${METADATA_KEY}" must be an object of strings`);
-      for (const [k, v] of Object.entries(value as object)) {
-        if (typeof v !== 'string') fail(`metadata value for "${k}" is not a string`);
-      }
-      metadata = { ...(value as Record<string, string>) };
-      continue;
-    }
-    if (name.length === 0) fail('an entry has an empty name');
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`entry "${name}" is not an object`);
-    const e = value as Record<string, unknown>;
-    for (const key of Object.keys(e)) {
-      if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') fail(`entry "${name}" has unknown field "${key}"`);
-    }
-    if (typeof e.dtype !== 'string') fail(`entry "${name}" has no dtype`);
-    if (e.dtype !== 'F32') fail(`entry "${name}" has dtype ${e.dtype}; only F32 is supported`);
-    if (!Array.isArray(e.shape)) fail(`entry "${name}" has no shape list`);
-    const shape = e.shape as unknown[];
-    const count = elementCount(shape);
-    if (count < 0) fail(`entry "${name}" has shape ${JSON.stringify(shape)}, which is not a list of non-negative integers`);
-    const offsets = e.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2) fail(`entry "${name}" needs data_offsets [begin, end]`);
-    const [begin, end] = offsets as unknown[];
-    if (!isByteOffset(begin) || !isByteOffset(end)) fail(`entry "${name}" has data_offsets ${JSON.stringify(offsets)}, which are not non-negative integers`);
-    const b = begin as number;
-    const en = end as number;
-    if (en < b) fail(`entry "${name}" has data_offsets [${b}, ${en}] with end before begin`);
-    if (en > dataLength) fail(`entry "${name}" has data_offsets [${b}, ${en}] beyond the ${dataLength}-byte data buffer`);
-    if (en - b !== count * 4) fail(`entry "${name}" with shape ${shapeText(shape as number[])} needs ${count * 4} bytes but data_offsets [${b}, ${en}] span ${en - b}`);
-    entries.push({ name, shape: shape as number[], begin: b, end: en });
+/** One tensor's header entry: F32, a shape, and offsets that fit the data buffer and the shape. */
+function readEntry(name: string, value: unknown, dataLength: number, fail: Fail): HeaderEntry {
+  if (name.length === 0) fail('an entry has an empty name');
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`entry "${name}" is not an object`);
+  const e = value as Record<string, unknown>;
+  for (const key of Object.keys(e)) {
+    if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') fail(`entry "${name}" has unknown field "${key}"`);
   }
+  if (typeof e.dtype !== 'string') fail(`entry "${name}" has no dtype`);
+  if (e.dtype !== 'F32') fail(`entry "${name}" has dtype ${e.dtype}; only F32 is supported`);
+  if (!Array.isArray(e.shape)) fail(`entry "${name}" has no shape list`);
+  const shape = e.shape as unknown[];
+  const count = elementCount(shape);
+  if (count < 0) fail(`entry "${name}" has shape ${JSON.stringify(shape)}, which is not a list of non-negative integers`);
+  const offsets = e.data_offsets;
+  if (!Array.isArray(offsets) || offsets.length !== 2) fail(`entry "${name}" needs data_offsets [begin, end]`);
+  const [begin, end] = offsets as unknown[];
+  if (!isByteOffset(begin) || !isByteOffset(end)) fail(`entry "${name}" has data_offsets ${JSON.stringify(offsets)}, which are not non-negative integers`);
+  const b = begin as number;
+  const en = end as number;
+  if (en < b) fail(`entry "${name}" has data_offsets [${b}, ${en}] with end before begin`);
+  if (en > dataLength) fail(`entry "${name}" has data_offsets [${b}, ${en}] beyond the ${dataLength}-byte data buffer`);
+  if (en - b !== count * 4) fail(`entry "${name}" with shape ${shapeText(shape as number[])} needs ${count * 4} bytes but data_offsets [${b}, ${en}] span ${en - b}`);
+  return { name, shape: shape as number[], begin: b, end: en };
+}
 
-  // The data buffer must be tiled exactly: no overlaps (two tensors sharing bytes), no holes.
+/** The data buffer must be tiled exactly: no overlaps (two tensors sharing bytes), no holes. */
+function checkTiling(entries: readonly HeaderEntry[], dataLength: number, fail: Fail): void {
   const byOffset = [...entries].sort((x, y) => x.begin - y.begin || x.end - y.end);
   let cursor = 0;
   for (const e of byOffset) {
@@ -166,18 +182,18 @@ export function readSafetensors(bytes: Uint8Array, fileLabel = '<safetensors>'):
     cursor = e.end;
   }
   if (cursor !== dataLength) fail(`the data buffer has ${dataLength - cursor} trailing bytes that belong to no tensor`);
+}
 
-  const weights: NamedWeight[] = entries.map((e) => {
-    const data = new Float32Array((e.end - e.begin) / 4);
-    const src = bytes.subarray(dataStart + e.begin, dataStart + e.end);
-    if (IS_LITTLE_ENDIAN) new Uint8Array(data.buffer).set(src);
-    else {
-      const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
-      for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(i * 4, true);
-    }
-    return { name: e.name, shape: [...e.shape], data };
-  });
-  return { weights, metadata };
+/** The entry's little-endian floats, copied into an aligned array of its own. */
+function copyWeight(bytes: Uint8Array, dataStart: number, e: HeaderEntry): NamedWeight {
+  const data = new Float32Array((e.end - e.begin) / 4);
+  const src = bytes.subarray(dataStart + e.begin, dataStart + e.end);
+  if (IS_LITTLE_ENDIAN) new Uint8Array(data.buffer).set(src);
+  else {
+    const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(i * 4, true);
+  }
+  return { name: e.name, shape: [...e.shape], data };
 }
 
 function isByteOffset(v: unknown): boolean {

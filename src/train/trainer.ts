@@ -19,11 +19,11 @@ import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { makeOutputDir } from '../io/output-paths.js';
 import { buildModel, getModelEntry, type ModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
-import { checkResumable, hasCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
+import { checkResumable, hasCheckpoint, type LoadedCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
-import { clearGrad, Optimizer, type OptimizerName } from './optimizers.js';
+import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
@@ -271,13 +271,37 @@ function smallStemBelowMinimum(entry: ModelEntry, size: number): { stem?: 'small
   return size < entry.minInput('imagenet') ? { stem: 'small' } : {};
 }
 
+/**
+ * Trains a model as the config says, in `config.outDir`, or continues the run there (`run.resume`).
+ * The outline: the run folder, the data, the model, a session that owns the optimizer and the
+ * run's counters, its replicas, then the epochs.
+ */
 export async function train(config: TrainConfig, run: RunOptions = {}): Promise<TrainResult> {
   validateTrainConfig(config);
   if (run.backend) setBackend(run.backend);
   const backend = getBackend();
   const progress = run.progress ?? new Progress(process.stderr);
+  const { outDir, saved } = openRunFolder(config, run.resume ?? false);
+  const { data, source, imagePreprocessing } = await openData(config, saved, progress);
+  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
+  checkModelFitsData(model, data, config.dataset);
+  const session = new TrainingSession({ config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions }, saved);
+  if (saved) session.restore(saved);
+  writeFileAtomicSync(join(outDir, 'config.json'), new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'));
+  session.startClock();
+  await session.startReplicas();
+  session.announce();
+  try {
+    await session.runEpochs();
+    return await session.result();
+  } finally {
+    await session.close();
+  }
+}
+
+/** The run folder, and when resuming its checkpoint, checked against the config. */
+function openRunFolder(config: TrainConfig, resuming: boolean): { outDir: string; saved: LoadedCheckpoint | null } {
   const outDir = makeOutputDir(config.outDir, 'outDir');
-  const resuming = run.resume ?? false;
   if (!resuming && hasCheckpoint(outDir)) {
     throw new OptionError(`${outDir} already holds a run; pass --resume to continue it or choose another --out`);
   }
@@ -285,8 +309,11 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   if (resuming && !saved) throw new OptionError(`nothing to resume in ${outDir}`);
   if (saved) checkResumable(saved.state.config, config as unknown as Record<string, unknown>, RESUME_MAY_CHANGE);
   if (saved) checkTransferResume(saved.state.config as unknown as TrainConfig, config);
+  return { outDir, saved };
+}
 
-  // ---- data ----
+/** The run's data, the weights source of a new transfer run, and how image files become inputs. */
+async function openData(config: TrainConfig, saved: LoadedCheckpoint | null, progress: Progress): Promise<{ data: TrainingData; source: WeightsSource | null; imagePreprocessing: ImagePreprocessing }> {
   const entry = getModelEntry(config.model);
   progress.line(`loading ${config.dataset} …`);
   // Transfer: the source's record decides the model, and its images' channels.
@@ -309,108 +336,211 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   });
   progress.line(data.description);
   for (const note of data.notes) progress.line(note);
-  const loader = data.train;
-  const evalLoader = data.evaluation;
+  return { data, source, imagePreprocessing };
+}
 
-  // ---- model ----
-  const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
+/** The model must take the data's square images and give one output per class. */
+function checkModelFitsData(model: Model, data: DataShape, dataset: string): void {
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
-  if (classes !== data.classes) throw new OptionError(`the model has ${classes} outputs but ${config.dataset} has ${data.classes} classes`);
+  if (classes !== data.classes) throw new OptionError(`the model has ${classes} outputs but ${dataset} has ${data.classes} classes`);
   if (h !== w) throw new OptionError(`training needs a square model input, got ${h}×${w}`);
   if (ch !== data.sampleShape[2]) throw new OptionError(`the model takes ${ch} channels but the data gives ${data.sampleShape[2]}`);
+}
 
-  const optimizerOptions = {
-    lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
-  };
-  // Transfer runs with a frozen base have phases; each starts with a fresh optimizer state.
-  const epochsInAll = totalEpochs(config);
-  let phase = phaseOfEpoch(config, saved?.state.epochsDone ?? 0);
-  const optimizerFor = (p: Phase | null) => new Optimizer(config.optimizer, p === 'fine-tune' ? { ...optimizerOptions, lr: fineTuneLr(config) } : optimizerOptions);
-  let optimizer = optimizerFor(phase);
-  if (phase) progress.line(applyPhase(model, config, phase));
-  const ema = config.ema > 0 ? new ExponentialMovingAverage(config.ema) : null;
-  const stepsPerEpoch = loader.batchesPerEpoch;
-  const schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * stepsPerEpoch) };
+/** What train() has opened before the session starts. */
+interface RunSetup {
+  config: TrainConfig;
+  run: RunOptions;
+  backend: Backend;
+  progress: Progress;
+  outDir: string;
+  data: TrainingData;
+  imagePreprocessing: ImagePreprocessing;
+  model: Model;
+  modelOptions: Record<string, unknown>;
+}
 
-  let step = 0;
-  let epochsDone = 0;
-  let wallBefore = 0;
-  let history: EpochRecord[] = [];
-  let evalPoints: EvalPoint[] = [];
-  let trainSecondsBefore = 0;
-  if (saved) {
-    loadModelWeights(model, saved.model, join(outDir, 'checkpoint.safetensors'));
+/** One epoch's running figures, for its progress lines and its record. */
+interface EpochStats {
+  lossSum: number;
+  correct: number;
+  seen: number;
+  lr: number;
+  started: bigint;
+  /** Seconds spent waiting for batches (filled in by timedBatches and the event-loop turns). */
+  wait: { seconds: number };
+  stepSeconds: number;
+  skippedBefore: number;
+}
+
+const NO_EVALUATION: EvalResult = { loss: NaN, top1: NaN, top5: NaN, count: 0 };
+
+/** Seconds since `from`. */
+const secondsSince = (from: bigint): number => Number(process.hrtime.bigint() - from) / 1e9;
+
+/**
+ * A run in progress: the optimizer (one per transfer phase), the weight average, the replicas,
+ * and the counters a checkpoint saves (step, epochs, history, evaluations, time).
+ */
+class TrainingSession {
+  private readonly config: TrainConfig;
+  private readonly progress: Progress;
+  private readonly model: Model;
+  private readonly loader: BatchLoader;
+  private readonly evalLoader: BatchLoader | null;
+  private readonly classes: number;
+  private readonly epochsInAll: number;
+  private readonly stepsPerEpoch: number;
+  private readonly schedule: ScheduleOptions & { warmupSteps: number };
+  private readonly optimizerOptions: OptimizerOptions;
+  private readonly ema: ExponentialMovingAverage | null;
+  /** Steps within an epoch after which to evaluate mid-epoch (the epoch end is always evaluated). */
+  private readonly midEpochEvals = new Set<number>();
+  private optimizer: Optimizer;
+  /** Transfer runs with a frozen base have phases; each starts with a fresh optimizer state. */
+  private phase: Phase | null;
+  private dp: DataParallel | null = null;
+  private step = 0;
+  private epochsDone = 0;
+  private history: EpochRecord[] = [];
+  private evalPoints: EvalPoint[] = [];
+  /** Time of the sessions before a resume. */
+  private wallBefore = 0;
+  private trainSecondsBefore = 0;
+  private started = process.hrtime.bigint();
+  private trainSeconds = 0;
+  private trainImages = 0;
+  private interrupted = false;
+  private stopAfterEpoch = false;
+
+  constructor(private readonly setup: RunSetup, saved: LoadedCheckpoint | null) {
+    const { config, model, data } = setup;
+    this.config = config;
+    this.progress = setup.progress;
+    this.model = model;
+    this.loader = data.train;
+    this.evalLoader = data.evaluation;
+    this.classes = model.outputShape[0]!;
+    this.optimizerOptions = {
+      lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
+    };
+    this.epochsInAll = totalEpochs(config);
+    this.phase = phaseOfEpoch(config, saved?.state.epochsDone ?? 0);
+    this.optimizer = this.optimizerFor(this.phase);
+    if (this.phase) this.progress.line(applyPhase(model, config, this.phase));
+    this.ema = config.ema > 0 ? new ExponentialMovingAverage(config.ema) : null;
+    this.stepsPerEpoch = this.loader.batchesPerEpoch;
+    this.schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * this.stepsPerEpoch) };
+    const evalsPerEpoch = Math.min(config.evalsPerEpoch ?? 1, this.stepsPerEpoch);
+    for (let k = 1; k < evalsPerEpoch; k++) this.midEpochEvals.add(Math.round((k * this.stepsPerEpoch) / evalsPerEpoch));
+  }
+
+  private optimizerFor(p: Phase | null): Optimizer {
+    return new Optimizer(this.config.optimizer, p === 'fine-tune' ? { ...this.optimizerOptions, lr: fineTuneLr(this.config) } : this.optimizerOptions);
+  }
+
+  /** Continues from a checkpoint: weights, optimizer, average, data order, randomness, counters. */
+  restore(saved: LoadedCheckpoint): void {
+    const { model, optimizer, ema } = this;
+    loadModelWeights(model, saved.model, join(this.setup.outDir, 'checkpoint.safetensors'));
     // A checkpoint from the end of the head phase holds that phase's optimizer state: not wanted.
-    if ((saved.state.phase ?? null) === phase) {
+    if ((saved.state.phase ?? null) === this.phase) {
       optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
     }
     if (ema && saved.state.ema) ema.setState({ updates: saved.state.ema.updates, shadow: saved.ema }, model.weights);
-    loader.setState(saved.state.loader);
+    this.loader.setState(saved.state.loader);
     model.rng.setState(saved.state.modelRandom);
-    step = saved.state.step;
-    epochsDone = saved.state.epochsDone;
-    wallBefore = saved.state.wallSeconds;
-    history = saved.state.history as unknown as EpochRecord[];
-    evalPoints = (saved.state.evalPoints ?? []) as unknown as EvalPoint[];
-    trainSecondsBefore = saved.state.trainSeconds ?? 0;
-    progress.line(`resuming ${outDir} at epoch ${epochsDone + 1}, step ${step}`);
+    this.step = saved.state.step;
+    this.epochsDone = saved.state.epochsDone;
+    this.wallBefore = saved.state.wallSeconds;
+    this.history = saved.state.history as unknown as EpochRecord[];
+    this.evalPoints = (saved.state.evalPoints ?? []) as unknown as EvalPoint[];
+    this.trainSecondsBefore = saved.state.trainSeconds ?? 0;
+    this.progress.line(`resuming ${this.setup.outDir} at epoch ${this.epochsDone + 1}, step ${this.step}`);
   }
-  writeFileAtomicSync(join(outDir, 'config.json'), new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'));
 
-  const started = process.hrtime.bigint();
-  const wall = () => wallBefore + Number(process.hrtime.bigint() - started) / 1e9;
-  let trainSeconds = 0;
-  let trainImages = 0;
-  const runState = (): RunState => ({
-    step, epochsDone, loader: loader.getState(), modelRandom: model.rng.getState(),
-    optimizer: { name: optimizer.name, step: optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
-    wallSeconds: wall(), history: history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
-    model: { name: config.model, options: modelOptions }, ...(phase ? { phase } : {}),
-    // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
-    ...(data.classNames ? { classNames: [...data.classNames] } : {}),
-    preprocessing: imagePreprocessing,
-    evalPoints: evalPoints as unknown as Record<string, number>[], trainSeconds: trainSecondsBefore + trainSeconds,
-  });
-  // Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
-  // to date from replica 0 before every evaluation and checkpoint.
-  const replicas = config.replicas ?? 1;
-  if (replicas > 1) progress.line(`starting ${replicas} training replicas …`);
-  const dp = replicas > 1
-    ? await DataParallel.start({
-        replicas, model: config.model, modelOptions,
-        onReplicaReady: (ready, total) => progress.line(`replica ${ready}/${total} ready`),
-        optimizer: { name: optimizer.name, options: optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
-      }, { model, optimizer, ema })
-    : null;
-  const pull = async (withOptimizer: boolean) => {
-    if (dp) await dp.pullInto({ model, optimizer, ema }, withOptimizer);
-  };
-  const save = async () => {
-    await pull(true);
-    saveCheckpoint(outDir, model, optimizer, ema, runState());
-  };
+  /** This session's wall time starts here (replica start-up included). */
+  startClock(): void {
+    this.started = process.hrtime.bigint();
+  }
+
+  private wall(): number {
+    return this.wallBefore + secondsSince(this.started);
+  }
+
+  /**
+   * Data-parallel: the replicas train; this thread's model, optimizer and average are brought up
+   * to date from replica 0 before every evaluation and checkpoint.
+   */
+  async startReplicas(): Promise<void> {
+    const replicas = this.config.replicas ?? 1;
+    if (replicas <= 1) return;
+    this.progress.line(`starting ${replicas} training replicas …`);
+    const { model, optimizer, ema, config } = this;
+    this.dp = await DataParallel.start({
+      replicas, model: config.model, modelOptions: this.setup.modelOptions,
+      onReplicaReady: (ready, total) => this.progress.line(`replica ${ready}/${total} ready`),
+      optimizer: { name: optimizer.name, options: this.optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
+    }, { model, optimizer, ema });
+  }
+
+  announce(): void {
+    const { config, model, dp } = this;
+    this.progress.line(`model ${describeModel(config.model, this.setup.modelOptions)} (${model.countParams().toLocaleString('en-US')} parameters)`);
+    this.progress.line(
+      `training on ${this.setup.data.name}: ` +
+        `${this.loader.samples} images, ${this.epochsInAll} epochs of ${this.stepsPerEpoch} steps, backend ${this.setup.backend.name}` +
+        (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
+    );
+  }
+
+  private runState(): RunState {
+    const { config, ema } = this;
+    return {
+      step: this.step, epochsDone: this.epochsDone, loader: this.loader.getState(), modelRandom: this.model.rng.getState(),
+      optimizer: { name: this.optimizer.name, step: this.optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
+      wallSeconds: this.wall(), history: this.history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
+      model: { name: config.model, options: this.setup.modelOptions }, ...(this.phase ? { phase: this.phase } : {}),
+      // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
+      ...(this.setup.data.classNames ? { classNames: [...this.setup.data.classNames] } : {}),
+      preprocessing: this.setup.imagePreprocessing,
+      evalPoints: this.evalPoints as unknown as Record<string, number>[], trainSeconds: this.trainSecondsBefore + this.trainSeconds,
+    };
+  }
+
+  private async pull(withOptimizer: boolean): Promise<void> {
+    if (this.dp) await this.dp.pullInto({ model: this.model, optimizer: this.optimizer, ema: this.ema }, withOptimizer);
+  }
+
+  private async save(): Promise<void> {
+    await this.pull(true);
+    saveCheckpoint(this.setup.outDir, this.model, this.optimizer, this.ema, this.runState());
+  }
+
   /** Evaluation uses the weight average when there is one. */
-  const evaluateOn = async (loader: BatchLoader): Promise<EvalResult> => {
-    await pull(false);
-    const run = () => evaluate(model, loader.epochBatches(), classes);
+  private async evaluateOn(loader: BatchLoader): Promise<EvalResult> {
+    await this.pull(false);
+    const { model, ema } = this;
+    const run = () => evaluate(model, loader.epochBatches(), this.classes);
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
-  };
-  const noEvaluation: EvalResult = { loss: NaN, top1: NaN, top5: NaN, count: 0 };
-  const evalNow = async () => (evalLoader ? evaluateOn(evalLoader) : noEvaluation);
-  // Steps within an epoch after which to evaluate mid-epoch (the epoch end is always evaluated).
-  const evalsPerEpoch = Math.min(config.evalsPerEpoch ?? 1, stepsPerEpoch);
-  const midEpochEvals = new Set<number>();
-  for (let k = 1; k < evalsPerEpoch; k++) midEpochEvals.add(Math.round((k * stepsPerEpoch) / evalsPerEpoch));
-  const recordEval = (ev: EvalResult) => {
-    evalPoints.push({
-      step, epoch: step / stepsPerEpoch, wallSeconds: wall(), trainSeconds: trainSecondsBefore + trainSeconds,
+  }
+
+  private async evalNow(): Promise<EvalResult> {
+    return this.evalLoader ? this.evaluateOn(this.evalLoader) : NO_EVALUATION;
+  }
+
+  private recordEval(ev: EvalResult): void {
+    this.evalPoints.push({
+      step: this.step, epoch: this.step / this.stepsPerEpoch, wallSeconds: this.wall(), trainSeconds: this.trainSecondsBefore + this.trainSeconds,
       evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5,
     });
-  };
+  }
 
   /** One step in this thread; the loss is not finite (and nothing updated) when training diverged. */
-  const localStep = (batch: Batch): { loss: number; correct: number } => {
+  private localStep(batch: Batch): { loss: number; correct: number } {
+    const { model, optimizer, ema, config } = this;
+    const backend = this.setup.backend;
     const { loss, logits } = tidy(() => {
       const x = tensor(batch.x, batch.shape, { backend });
       const out = model.forward(x, { training: true, logits: true });
@@ -426,133 +556,173 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
     }
     optimizer.apply(model.weights);
     if (ema) ema.update(model.trainableWeights);
-    return { loss, correct: topKCorrect(logits, batch.y, classes, 1) };
-  };
+    return { loss, correct: topKCorrect(logits, batch.y, this.classes, 1) };
+  }
 
-  progress.line(`model ${describeModel(config.model, modelOptions)} (${model.countParams().toLocaleString('en-US')} parameters)`);
-  progress.line(
-    `training on ${data.name}: ` +
-      `${loader.samples} images, ${epochsInAll} epochs of ${stepsPerEpoch} steps, backend ${backend.name}` +
-      (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
-  );
-  let interrupted = false;
-  let stopAfterEpoch = false;
-  const stoppedLine = (epoch: number) => `stopped at epoch ${epoch + 1}, step ${step}; checkpoint saved — continue with --resume --out ${config.outDir}`;
-  try {
-    for (let epoch = epochsDone; epoch < epochsInAll && !interrupted; epoch++) {
-      const epochPhase = phaseOfEpoch(config, epoch);
-      if (epochPhase !== phase) {
-        optimizer.disposeSlots();
-        optimizer = optimizerFor(epochPhase);
-        phase = epochPhase;
-        progress.line(applyPhase(model, config, epochPhase!));
-      }
-      let lossSum = 0, correct = 0, seen = 0, lr = optimizer.lr;
-      const epochStart = process.hrtime.bigint();
-      let epochImages = 0;
-      const wait = { seconds: 0 };
-      let epochStepSeconds = 0;
-      const skippedBefore = (loader.skippedImages ?? 0) + (evalLoader?.skippedImages ?? 0);
-      for await (const batch of timedBatches(loader.epochBatches(), wait)) {
-        const t0 = process.hrtime.bigint();
-        lr = phase === 'fine-tune' ? fineTuneLr(config) : learningRateAt(schedule, step, { totalSteps: stepsPerEpoch * config.epochs, stepsPerEpoch });
-        optimizer.lr = lr;
-        const { loss, correct: stepCorrect } = dp ? await dp.step(batch, lr, model.rng.nextUint32()) : localStep(batch);
-        if (!Number.isFinite(loss)) {
-          throw new TrainingDivergedError(
-            `the loss became ${loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
-              (hasCheckpoint(outDir) ? `The last good checkpoint in ${outDir} is kept.` : 'No checkpoint had been written yet.') +
-              ' Try a lower --lr or --clip-norm.',
-          );
-        }
-        step++;
-        lossSum += loss * batch.size;
-        correct += stepCorrect;
-        seen += batch.size;
-        epochImages += batch.size;
-        const dt = Number(process.hrtime.bigint() - t0) / 1e9;
-        trainSeconds += dt;
-        epochStepSeconds += dt;
-        trainImages += batch.size;
-        const epochSeconds = Number(process.hrtime.bigint() - epochStart) / 1e9;
-        const rate = epochImages / Math.max(epochSeconds, 1e-9);
-        const stepsLeft = stepsPerEpoch * epochsInAll - step;
-        progress.step({
-          epoch: epoch + 1, epochs: epochsInAll, batch: loader.position === 0 ? stepsPerEpoch : loader.position, batches: stepsPerEpoch,
-          loss: lossSum / seen, accuracy: correct / seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
-        });
-        // Before the stop check, so that a run stopped right here still has this point on resume.
-        if (evalLoader && midEpochEvals.has(step - epoch * stepsPerEpoch)) recordEval(await evalNow());
-        // A real turn of the event loop: awaiting the batch generator only runs microtasks, so
-        // without this, signal handlers (Ctrl-C), the loader's prefetch and the finalizers of
-        // freed tensors would all wait for the end of training.
-        // Counted as data wait: prefetched images finish decoding in callbacks run here.
-        const turn = process.hrtime.bigint();
-        await turnOfEventLoop();
-        wait.seconds += Number(process.hrtime.bigint() - turn) / 1e9;
-        // After an epoch's last step, stopping and checkpointing wait for the epoch's end (just
-        // below): a checkpoint is never between the last step and the epoch's evaluation, which a
-        // resumed run could not redo.
-        // (The loader's epoch, not a step count: a streamed epoch can hand out fewer batches.)
-        const epochDone = loader.epoch !== epoch;
-        if (run.shouldStop?.()) {
-          stopAfterEpoch = true;
-          if (epochDone) continue;
-          await save();
-          progress.line(stoppedLine(epoch));
-          interrupted = true;
-          break;
-        }
-        if (run.checkpointEverySteps && step % run.checkpointEverySteps === 0 && !epochDone) await save();
-      }
-      if (interrupted) break;
-      const ev = await evalNow();
-      if (evalLoader) recordEval(ev);
-      epochsDone = epoch + 1;
-      const skipped = (loader.skippedImages ?? 0) + (evalLoader?.skippedImages ?? 0) - skippedBefore;
-      const record: EpochRecord = {
-        epoch: epochsDone, step, lr, trainLoss: lossSum / Math.max(1, seen), trainTop1: correct / Math.max(1, seen),
-        evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), wallSeconds: wall(),
-        dataWait: wait.seconds / Math.max(wait.seconds + epochStepSeconds, 1e-9), skippedImages: skipped,
-        ...(phase ? { phase } : {}),
-      };
-      history.push(record);
-      await save();
-      writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
-      await writeCurves(outDir, history, evalLoader ? data.evalName : null);
-      progress.line(
-        `epoch ${epochsDone}/${epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
-          (evalLoader ? `${data.evalName} loss ${ev.loss.toFixed(4)} top-1 ${(100 * ev.top1).toFixed(2)}% top-5 ${(100 * ev.top5).toFixed(2)}%  ` : '') +
-          `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
-      );
-      if (skipped > 0) {
-        const first = [...(loader.badFiles ?? []), ...(evalLoader?.badFiles ?? [])][0];
-        progress.line(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} this epoch (--skip-bad-images)${first ? `, e.g. ${first}` : ''}`);
-      }
-      if (stopAfterEpoch && epochsDone < epochsInAll) {
-        progress.line(stoppedLine(epoch));
-        interrupted = true;
-      }
+  async runEpochs(): Promise<void> {
+    for (let epoch = this.epochsDone; epoch < this.epochsInAll && !this.interrupted; epoch++) {
+      this.enterPhase(epoch);
+      const stats = await this.runEpochSteps(epoch);
+      if (this.interrupted) break;
+      await this.endEpoch(epoch, stats);
     }
+  }
+
+  /** A transfer run's next phase starts with a fresh optimizer and the base frozen or not. */
+  private enterPhase(epoch: number): void {
+    const epochPhase = phaseOfEpoch(this.config, epoch);
+    if (epochPhase === this.phase) return;
+    this.optimizer.disposeSlots();
+    this.optimizer = this.optimizerFor(epochPhase);
+    this.phase = epochPhase;
+    this.progress.line(applyPhase(this.model, this.config, epochPhase!));
+  }
+
+  private skippedSoFar(): number {
+    return (this.loader.skippedImages ?? 0) + (this.evalLoader?.skippedImages ?? 0);
+  }
+
+  /** The epoch's steps; a stop request mid-epoch saves a checkpoint and sets `interrupted`. */
+  private async runEpochSteps(epoch: number): Promise<EpochStats> {
+    const stats: EpochStats = {
+      lossSum: 0, correct: 0, seen: 0, lr: this.optimizer.lr, started: process.hrtime.bigint(), wait: { seconds: 0 }, stepSeconds: 0,
+      skippedBefore: this.skippedSoFar(),
+    };
+    for await (const batch of timedBatches(this.loader.epochBatches(), stats.wait)) {
+      await this.trainStep(batch, epoch, stats);
+      if (await this.afterStep(epoch, stats.wait)) break;
+    }
+    return stats;
+  }
+
+  /** One optimizer step at the scheduled rate, here or on the replicas, and its progress line. */
+  private async trainStep(batch: Batch, epoch: number, stats: EpochStats): Promise<void> {
+    const { config, dp } = this;
+    const t0 = process.hrtime.bigint();
+    const lr = this.phase === 'fine-tune'
+      ? fineTuneLr(config)
+      : learningRateAt(this.schedule, this.step, { totalSteps: this.stepsPerEpoch * config.epochs, stepsPerEpoch: this.stepsPerEpoch });
+    stats.lr = lr;
+    this.optimizer.lr = lr;
+    const { loss, correct } = dp ? await dp.step(batch, lr, this.model.rng.nextUint32()) : this.localStep(batch);
+    if (!Number.isFinite(loss)) {
+      throw new TrainingDivergedError(
+        `the loss became ${loss} at epoch ${epoch + 1}, step ${this.step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
+          (hasCheckpoint(this.setup.outDir) ? `The last good checkpoint in ${this.setup.outDir} is kept.` : 'No checkpoint had been written yet.') +
+          ' Try a lower --lr or --clip-norm.',
+      );
+    }
+    this.step++;
+    stats.lossSum += loss * batch.size;
+    stats.correct += correct;
+    stats.seen += batch.size;
+    const dt = secondsSince(t0);
+    this.trainSeconds += dt;
+    stats.stepSeconds += dt;
+    this.trainImages += batch.size;
+    const rate = stats.seen / Math.max(secondsSince(stats.started), 1e-9);
+    const stepsLeft = this.stepsPerEpoch * this.epochsInAll - this.step;
+    this.progress.step({
+      epoch: epoch + 1, epochs: this.epochsInAll, batch: this.loader.position === 0 ? this.stepsPerEpoch : this.loader.position, batches: this.stepsPerEpoch,
+      loss: stats.lossSum / stats.seen, accuracy: stats.correct / stats.seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
+    });
+  }
+
+  /** Mid-epoch evaluation, a turn of the event loop, then stop or checkpoint requests; true = stop now. */
+  private async afterStep(epoch: number, wait: { seconds: number }): Promise<boolean> {
+    // Before the stop check, so that a run stopped right here still has this point on resume.
+    if (this.evalLoader && this.midEpochEvals.has(this.step - epoch * this.stepsPerEpoch)) this.recordEval(await this.evalNow());
+    // A real turn of the event loop: awaiting the batch generator only runs microtasks, so
+    // without this, signal handlers (Ctrl-C), the loader's prefetch and the finalizers of
+    // freed tensors would all wait for the end of training.
+    // Counted as data wait: prefetched images finish decoding in callbacks run here.
+    const turn = process.hrtime.bigint();
+    await turnOfEventLoop();
+    wait.seconds += secondsSince(turn);
+    // After an epoch's last step, stopping and checkpointing wait for the epoch's end (in
+    // endEpoch): a checkpoint is never between the last step and the epoch's evaluation, which a
+    // resumed run could not redo.
+    // (The loader's epoch, not a step count: a streamed epoch can hand out fewer batches.)
+    const epochDone = this.loader.epoch !== epoch;
+    const { shouldStop, checkpointEverySteps } = this.setup.run;
+    if (shouldStop?.()) {
+      this.stopAfterEpoch = true;
+      if (epochDone) return false;
+      await this.save();
+      this.progress.line(this.stoppedLine(epoch));
+      this.interrupted = true;
+      return true;
+    }
+    if (checkpointEverySteps && this.step % checkpointEverySteps === 0 && !epochDone) await this.save();
+    return false;
+  }
+
+  private stoppedLine(epoch: number): string {
+    return `stopped at epoch ${epoch + 1}, step ${this.step}; checkpoint saved — continue with --resume --out ${this.config.outDir}`;
+  }
+
+  /** The epoch's evaluation, record, checkpoint, metrics and curves; then a pending stop. */
+  private async endEpoch(epoch: number, stats: EpochStats): Promise<void> {
+    const ev = await this.evalNow();
+    if (this.evalLoader) this.recordEval(ev);
+    this.epochsDone = epoch + 1;
+    const skipped = this.skippedSoFar() - stats.skippedBefore;
+    const record: EpochRecord = {
+      epoch: this.epochsDone, step: this.step, lr: stats.lr, trainLoss: stats.lossSum / Math.max(1, stats.seen), trainTop1: stats.correct / Math.max(1, stats.seen),
+      evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9), wallSeconds: this.wall(),
+      dataWait: stats.wait.seconds / Math.max(stats.wait.seconds + stats.stepSeconds, 1e-9), skippedImages: skipped,
+      ...(this.phase ? { phase: this.phase } : {}),
+    };
+    this.history.push(record);
+    await this.save();
+    const outDir = this.setup.outDir;
+    writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(this.history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+    await writeCurves(outDir, this.history, this.evalLoader ? this.setup.data.evalName : null);
+    this.reportEpoch(record, skipped);
+    if (this.stopAfterEpoch && this.epochsDone < this.epochsInAll) {
+      this.progress.line(this.stoppedLine(epoch));
+      this.interrupted = true;
+    }
+  }
+
+  private reportEpoch(record: EpochRecord, skipped: number): void {
+    const { evalLoader, phase } = this;
+    this.progress.line(
+      `epoch ${this.epochsDone}/${this.epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
+        (evalLoader ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} top-1 ${(100 * record.evalTop1).toFixed(2)}% top-5 ${(100 * record.evalTop5).toFixed(2)}%  ` : '') +
+        `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
+    );
+    if (skipped > 0) {
+      const first = [...(this.loader.badFiles ?? []), ...(evalLoader?.badFiles ?? [])][0];
+      this.progress.line(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} this epoch (--skip-bad-images)${first ? `, e.g. ${first}` : ''}`);
+    }
+  }
+
+  /** The final figures: the test split when it is separate from the per-epoch evaluation, else the last epoch's. */
+  async result(): Promise<TrainResult> {
+    const { evalLoader, history, interrupted } = this;
+    const data = this.setup.data;
     let final: EvalResult;
     let finalEvalName: TrainResult['finalEvalName'] = evalLoader ? data.evalName : null;
     if (!interrupted && data.test) {
-      final = await evaluateOn(data.test);
+      final = await this.evaluateOn(data.test);
       finalEvalName = 'test';
     } else {
       const last = history.at(-1);
-      final = last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : noEvaluation;
+      final = last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : NO_EVALUATION;
     }
     return {
-      finalEvalName, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: epochsDone, wallSeconds: wall(),
-      imagesPerSec: trainImages / Math.max(trainSeconds, 1e-9), outDir, interrupted, history, backend: backend.name,
-      evalPoints, steps: step, trainSeconds: trainSecondsBefore + trainSeconds,
+      finalEvalName, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: this.epochsDone, wallSeconds: this.wall(),
+      imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9), outDir: this.setup.outDir, interrupted, history, backend: this.setup.backend.name,
+      evalPoints: this.evalPoints, steps: this.step, trainSeconds: this.trainSecondsBefore + this.trainSeconds,
     };
-  } finally {
-    await dp?.close();
-    optimizer.disposeSlots();
-    ema?.dispose();
-    model.dispose();
+  }
+
+  async close(): Promise<void> {
+    await this.dp?.close();
+    this.optimizer.disposeSlots();
+    this.ema?.dispose();
+    this.model.dispose();
   }
 }
 

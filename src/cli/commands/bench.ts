@@ -15,8 +15,8 @@ Measures Xception on this machine, side by side in the same run with a peer:
 A training step is the trainer's: training-mode forward → softmax cross-entropy → backward →
 SGD with momentum 0.9. ONNX Runtime (onnxruntime-node, a dev dependency; CPU, 2 intra-op
 threads, all graph optimizations) runs the same network with the same weights, exported by the
-project's ONNX exporter. PyTorch runs bench/pytorch_train.py (channels-last, SGD momentum) with
-a python3 that imports torch (Debian python3-torch; $XCEPTION_PYTHON picks one).
+project's ONNX exporter. PyTorch runs src/bench/scripts/pytorch_train.py (channels-last, SGD
+momentum) with a python3 that imports torch (Debian python3-torch; $XCEPTION_PYTHON picks one).
 
 Each case and each peer runs in a child process of its own: its peak resident memory (RSS) is
 its own. Figures: images per second (batch / median seconds per step, after a warm-up) and

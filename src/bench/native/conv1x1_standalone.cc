@@ -1,6 +1,6 @@
-// The same 1×1 convolution as bench/native-conv1x1.ts, called from plain C++ with no binding, for
+// The same 1×1 convolution as src/bench/scripts/native-conv1x1.ts, called from plain C++ with no binding, for
 // a side-by-side check that the Node binding adds no measurable cost. Build and run:
-//   g++ -std=c++17 -O3 native/bench/conv1x1_standalone.cc -ldnnl -o /tmp/conv1x1 && /tmp/conv1x1 [batch]
+//   g++ -std=c++17 -O3 src/bench/native/conv1x1_standalone.cc -ldnnl -o /tmp/conv1x1 && /tmp/conv1x1 [batch]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -1,11 +1,11 @@
 /**
  * GFLOP/s of Xception's middle-flow pointwise convolution (batch 1, 19×19, 728→728, 1×1) through
  * the onednn backend, i.e. including the binding, the handle checks, the per-call filter reorder
- * and the output allocation. Run: `npm run build && node dist/bench/native-conv1x1.js [batch]`.
+ * and the output allocation. Run: `npm run build && node dist/src/bench/scripts/native-conv1x1.js [batch]`.
  */
-import type { Conv2DParams } from '../src/core/backend.js';
-import { Random } from '../src/core/random.js';
-import { nativeBackendStatus, requireNativeBackend } from '../src/backends/onednn/index.js';
+import type { Conv2DParams } from '../../core/backend.js';
+import { Random } from '../../core/random.js';
+import { nativeBackendStatus, requireNativeBackend } from '../../backends/onednn/index.js';
 
 const batch = Number(process.argv[2] ?? 1);
 const size = 19, channels = 728;

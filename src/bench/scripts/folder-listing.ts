@@ -1,12 +1,12 @@
 /**
  * How long a large image folder takes to open (list, split, make the loaders) before training
  * starts: N empty `.jpg` files in 100 class folders (nothing is decoded at this stage).
- * Run: `npx tsc -p tsconfig.json && node dist/bench/folder-listing.js [files=100000]`
+ * Run: `npx tsc -p tsconfig.json && node dist/src/bench/scripts/folder-listing.js [files=100000]`
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openTrainingData } from '../src/data/training-data.js';
+import { openTrainingData } from '../../data/training-data.js';
 
 const files = Number(process.argv[2] ?? 100_000);
 const root = mkdtempSync(join(tmpdir(), 'xception-folder-listing-'));

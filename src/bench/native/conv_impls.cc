@@ -2,7 +2,7 @@
 // compiled plan), with the activations channels-last (nhwc), blocked (nChw16c) and `any`; best of
 // 25 interleaved runs, buffers initialized (uninitialized memory can hold denormals). The blocked
 // plan layout in plan.cc (Builder::choose) comes from this table.
-//   g++ -std=c++17 -O2 native/bench/conv_impls.cc -ldnnl -o /tmp/conv_impls
+//   g++ -std=c++17 -O2 src/bench/native/conv_impls.cc -ldnnl -o /tmp/conv_impls
 //   /tmp/conv_impls batch in out size [kernel]   (kernel 1: pointwise, 3: depthwise 3×3)
 //   for s in "1 728 728 19" "8 728 728 19" "1 128 128 147 3"; do /tmp/conv_impls $s; done
 #include <algorithm>

@@ -2,22 +2,22 @@
  * One training step of the main-job model (Xception, small stem, 28×28×1, 10 classes, width 0.25,
  * batch 128, SGD + Nesterov) on the native backend, with every backend method timed.
  * Prints ms per step and a per-kernel table (ms per step, calls per step); 1×1 / depthwise
- * convolutions are listed separately. Run: `npm run build && node dist/bench/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks] [xception|inception_v3|bench-299|bench-64]`;
+ * convolutions are listed separately. Run: `npm run build && node dist/src/bench/scripts/train-step-profile.js [steps] [batch] [dnnl|own] [middleBlocks] [xception|inception_v3|bench-299|bench-64]`;
  * (inception_v3: the recipes' width-0.2475 small-stem network instead; bench-299 / bench-64: the
  * networks of `xception bench`'s training cases, e.g. `… 3 8 own 8 bench-299`).
  * with `dnnl` the batch norm and ReLU kernels run on oneDNN (`<kernel>.dnnl`) instead of the
  * addon's own loops, for a before/after comparison in one build.
  * On a shared machine compare runs side by side, as ratios.
  */
-import type { Backend } from '../src/core/backend.js';
-import * as X from '../src/index.js';
+import type { Backend } from '../../core/backend.js';
+import * as X from '../../index.js';
 
 const steps = Number(process.argv[2] ?? 5);
 const batch = Number(process.argv[3] ?? 128);
 // The main job uses 2 middle blocks; Keras's Xception (and the recipes' baseline) 8.
 const middleBlocks = Number(process.argv[5] ?? 2);
 
-const native = X.tryBackend('native') as import('../src/backends/onednn/index.js').NativeBackend | undefined;
+const native = X.tryBackend('native') as import('../../backends/onednn/index.js').NativeBackend | undefined;
 if (!native) throw new Error('native backend unavailable');
 if (process.argv[4] === 'dnnl') {
   // The backend's private addon object: route the kernels that have a oneDNN twin to it.

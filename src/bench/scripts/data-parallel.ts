@@ -3,11 +3,11 @@
  * Xception, 28×28×1, width 0.25, 2 middle blocks) trains the same batch in interleaved rounds —
  * `local` runs the step in this thread with OpenMP's default threads, `dp×N` splits it between N
  * replicas (src/train/parallel). Prints ms per step and the ratio per round.
- * Run: `npm run build && node dist/bench/data-parallel.js [batch=128] [steps=20] [rounds=4] [replicas=2]`.
+ * Run: `npm run build && node dist/src/bench/scripts/data-parallel.js [batch=128] [steps=20] [rounds=4] [replicas=2]`.
  * On a shared machine the figures move: compare the ratios within a round.
  */
-import * as X from '../src/index.js';
-import type { Batch } from '../src/data/loader.js';
+import * as X from '../../index.js';
+import type { Batch } from '../../data/loader.js';
 
 const batchSize = Number(process.argv[2] ?? 128);
 const steps = Number(process.argv[3] ?? 20);

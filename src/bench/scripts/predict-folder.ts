@@ -7,7 +7,7 @@
  *   alternating the two in rounds over slices of the files,
  *   - decoding alone (imageInputs over all files, no inference).
  * and prints predictImages' rate as a fraction of the plan's (target ≥ 0.8).
- * Run: `npx tsc -p tsconfig.json && node dist/bench/predict-folder.js [images=1000] [batch=8]
+ * Run: `npx tsc -p tsconfig.json && node dist/src/bench/scripts/predict-folder.js [images=1000] [batch=8]
  *   [decodeConcurrency=8] [resize=stretch|center-crop] [interpolation=nearest|bilinear]`
  */
 import { randomBytes } from 'node:crypto';
@@ -15,10 +15,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { Random } from '../src/core/random.js';
-import type { ImagePreprocessing, ResizeInterpolation, ResizePolicy } from '../src/data/image-preprocessing.js';
-import { cachedCompiledInference } from '../src/infer/auto.js';
-import { imageInputs, predictImages, xception } from '../src/index.js';
+import { Random } from '../../core/random.js';
+import type { ImagePreprocessing, ResizeInterpolation, ResizePolicy } from '../../data/image-preprocessing.js';
+import { cachedCompiledInference } from '../../infer/auto.js';
+import { imageInputs, predictImages, xception } from '../../index.js';
 
 const count = Number(process.argv[2] ?? 1000);
 const batch = Number(process.argv[3] ?? 8);

@@ -10,7 +10,7 @@
  *   (c) the same network from scratch, for (about) the wall time of (a) + (b).
  * Prints the three test accuracies and times; every figure comes from the runs' own records.
  *
- * Run: `npx tsc -p tsconfig.json && node dist/bench/transfer-fashion.js [--work DIR] [--train-per-class 1000]
+ * Run: `npx tsc -p tsconfig.json && node dist/src/bench/scripts/transfer-fashion.js [--work DIR] [--train-per-class 1000]
  *       [--test-per-class 200] [--source-per-class 2000] [--source-epochs 4] [--head-epochs 2]
  *       [--fine-tune-epochs 3] [--fine-tune-lr 1e-4] [--reuse]`
  * Needs Debian's dataset-fashion-mnist; the work folder (default: a fresh one under /tmp) keeps
@@ -22,10 +22,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { DEFAULT_TRAIN_CONFIG, train, type TrainConfig, type TrainResult } from '../src/index.js';
-import type { ImageDataset } from '../src/data/dataset.js';
-import { loadFashionMnist } from '../src/data/idx.js';
-import { Progress } from '../src/train/progress.js';
+import { DEFAULT_TRAIN_CONFIG, train, type TrainConfig, type TrainResult } from '../../index.js';
+import type { ImageDataset } from '../../data/dataset.js';
+import { loadFashionMnist } from '../../data/idx.js';
+import { Progress } from '../../train/progress.js';
 
 const { values: flags } = parseArgs({
   options: {

@@ -2,15 +2,15 @@
  * Does memory grow with the folder? Peak RSS (VmHWM) of a short training run on an image folder
  * of 1,000 and of 20,000 small JPEGs (500 distinct photos, repeated under new names): a small network, the same number of steps, each run in its
  * own child process. Streaming should make both peaks the same (target: within 10%).
- * Run: `npx tsc -p tsconfig.json && node dist/bench/folder-memory.js [small=1000] [large=20000] [steps=30]`
+ * Run: `npx tsc -p tsconfig.json && node dist/src/bench/scripts/folder-memory.js [small=1000] [large=20000] [steps=30]`
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as X from '../src/index.js';
-import { Progress } from '../src/train/progress.js';
+import * as X from '../../index.js';
+import { Progress } from '../../train/progress.js';
 import { writePhotoFolder } from './folder-photos.js';
 
 function peakRssMiB(): number {

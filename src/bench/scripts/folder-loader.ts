@@ -7,17 +7,17 @@
  *      native backend (images/s), and prints the ratio loader / step (target ≥ 4);
  *   4. trains for real on the folder (xception train's code path) and prints the data-wait share
  *      of the step loop (target ≤ 5%).
- * Run: `npx tsc -p tsconfig.json && node dist/bench/folder-loader.js [photos=160] [steps=4] [trainImages=48]`
+ * Run: `npx tsc -p tsconfig.json && node dist/src/bench/scripts/folder-loader.js [photos=160] [steps=4] [trainImages=48]`
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as X from '../src/index.js';
-import { listImageFolder } from '../src/data/folder.js';
-import { trainingPreprocessing } from '../src/data/image-preprocessing.js';
-import { StreamLoader } from '../src/data/stream-loader.js';
-import { softmaxCrossEntropy } from '../src/core/ops/loss.js';
-import { Progress } from '../src/train/progress.js';
+import * as X from '../../index.js';
+import { listImageFolder } from '../../data/folder.js';
+import { trainingPreprocessing } from '../../data/image-preprocessing.js';
+import { StreamLoader } from '../../data/stream-loader.js';
+import { softmaxCrossEntropy } from '../../core/ops/loss.js';
+import { Progress } from '../../train/progress.js';
 import { writePhotoFolder } from './folder-photos.js';
 
 const photos = Number(process.argv[2] ?? 160);

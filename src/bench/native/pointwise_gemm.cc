@@ -2,7 +2,7 @@
 // with `any` filters, plus the reorder from/to the Keras filter that the backend does) and as
 // dnnl_sgemm on the plain buffers. The rules in kernels_dnnl.cc (ConvGeom::runsAsGemm) come from
 // this table. Interleaved, best of 15 runs: on a shared machine the minimum is the steady figure.
-//   g++ -std=c++17 -O2 native/bench/pointwise_gemm.cc -ldnnl -o /tmp/pointwise_gemm
+//   g++ -std=c++17 -O2 src/bench/native/pointwise_gemm.cc -ldnnl -o /tmp/pointwise_gemm
 //   for s in "8 728 728 19" "8 128 128 147" "32 256 728 16"; do /tmp/pointwise_gemm $s; done
 #include <algorithm>
 #include <chrono>

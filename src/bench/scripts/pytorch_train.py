@@ -7,8 +7,8 @@ channel counts (with --width, rounded as xceptionChannels does), strides and out
 weights are PyTorch's own random initialisation (timing does not depend on them). Everything runs
 channels-last; a training step is forward → cross-entropy → backward → SGD (momentum 0.9).
 
-  python3 bench/pytorch_train.py                      # the training cases, each in its own process
-  python3 bench/pytorch_train.py --case train-b8-299  # one case in this process
+  python3 src/bench/scripts/pytorch_train.py                      # the training cases, each in its own process
+  python3 src/bench/scripts/pytorch_train.py --case train-b8-299  # one case in this process
 
 Prints one JSON object per line: {case, torch, threads, imagesPerSec, secondsPerStep, peakRssMB}.
 Peak RSS is this process's ru_maxrss (so one case per process).

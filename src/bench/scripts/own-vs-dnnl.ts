@@ -1,11 +1,11 @@
 /**
  * Batch norm and ReLU on the main job's shapes: the contract kernels (native/kernels_bn.cc,
  * kernels_loops.cc) against oneDNN's (registered as `<kernel>.dnnl`), same run, same buffers;
- * fastest ms per call and the ratio. Run: `npm run build && node dist/bench/own-vs-dnnl.js`
+ * fastest ms per call and the ratio. Run: `npm run build && node dist/src/bench/scripts/own-vs-dnnl.js`
  * (and with OMP_NUM_THREADS=1 on a shared machine, where the second thread is often descheduled).
  */
-import { loadAddon, type NativeBuffer } from '../src/backends/onednn/binding.js';
-import { Random } from '../src/core/random.js';
+import { loadAddon, type NativeBuffer } from '../../backends/onednn/binding.js';
+import { Random } from '../../core/random.js';
 
 const load = loadAddon();
 if (load.addon === null) throw new Error(load.reason);

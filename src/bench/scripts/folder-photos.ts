@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { Random } from '../src/core/random.js';
+import { Random } from '../../core/random.js';
 
 export interface PhotoFolderOptions {
   count: number;

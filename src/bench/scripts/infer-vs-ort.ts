@@ -3,13 +3,13 @@
  * each round times a few runs of each, so both see the same machine state (`xception bench` runs
  * them in separate processes, one after the other). Prints the median time of each and the median
  * of the rounds' speed ratios (> 1: ours faster).
- * Run: `npm run build && node dist/bench/infer-vs-ort.js [batch] [rounds] [layout]`
+ * Run: `npm run build && node dist/src/bench/scripts/infer-vs-ort.js [batch] [rounds] [layout]`
  * (layout: auto | channels-last | blocked).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { compileInference, exportOnnx, tensor, xception, type PlanLayout } from '../src/index.js';
+import { compileInference, exportOnnx, tensor, xception, type PlanLayout } from '../../index.js';
 
 const batch = Number(process.argv[2] ?? 1);
 const rounds = Number(process.argv[3] ?? 9);
