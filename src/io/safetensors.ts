@@ -9,6 +9,7 @@
  * a corrupt or hostile file costs at most its own size in memory.
  */
 import * as fsp from 'node:fs/promises';
+import { isReservedKey } from '../core/safe-keys.js';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { elementCount, NamedWeight, shapeText } from './weights.js';
@@ -129,11 +130,13 @@ export function readSafetensors(bytes: Uint8Array, fileLabel = '<safetensors>'):
       if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`"${METADATA_KEY}" must be an object of strings`);
       for (const [k, v] of Object.entries(value as object)) {
         if (typeof v !== 'string') fail(`metadata value for "${k}" is not a string`);
+        if (isReservedKey(k)) fail(`metadata key "${k}" is a reserved name`);
       }
       metadata = { ...(value as Record<string, string>) };
       continue;
     }
     if (name.length === 0) fail('an entry has an empty name');
+    if (isReservedKey(name)) fail(`entry "${name}" has a reserved name`);
     if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`entry "${name}" is not an object`);
     const e = value as Record<string, unknown>;
     for (const key of Object.keys(e)) {
