@@ -107,14 +107,48 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
 }
 
 function parseRunState(text: string, file: string): RunState {
-  let state: RunState;
+  let state: unknown;
   try {
-    state = JSON.parse(text) as RunState;
+    state = JSON.parse(text);
   } catch {
     throw new CheckpointError(`${file}: its run state is not valid JSON`);
   }
-  if (!state || typeof state.step !== 'number' || !state.loader || !state.config || !state.model || typeof state.model.name !== 'string') throw new CheckpointError(`${file}: its run state is incomplete`);
-  return state;
+  const problem = runStateProblem(state);
+  if (problem) throw new CheckpointError(`${file}: its run state is incomplete or damaged (${problem})`);
+  return state as RunState;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+const isSeconds = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isRecords = (v: unknown): boolean => Array.isArray(v) && v.every(isObject);
+
+function isRandomState(v: unknown): boolean {
+  return isObject(v) && Array.isArray(v['s']) && v['s'].length === 4 && v['s'].every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
+    && (v['spareNormal'] === null || v['spareNormal'] === undefined || (typeof v['spareNormal'] === 'number' && Number.isFinite(v['spareNormal'])));
+}
+
+/**
+ * What is wrong with a run state read from a file, or null. Checked here, at reading, so that a
+ * damaged checkpoint is a CheckpointError rather than a TypeError somewhere inside a resume.
+ */
+function runStateProblem(s: unknown): string | null {
+  if (!isObject(s)) return 'not an object';
+  const checks: [string, boolean][] = [
+    ['step', isCount(s['step'])], ['epochsDone', isCount(s['epochsDone'])],
+    ['loader', isObject(s['loader'])], ['modelRandom', isRandomState(s['modelRandom'])],
+    ['optimizer', isObject(s['optimizer']) && typeof s['optimizer']['name'] === 'string' && isCount(s['optimizer']['step'])],
+    ['ema', s['ema'] === null || (isObject(s['ema']) && typeof s['ema']['decay'] === 'number' && isCount(s['ema']['updates']))],
+    ['wallSeconds', isSeconds(s['wallSeconds'])], ['history', isRecords(s['history'])], ['config', isObject(s['config'])],
+    ['model', isObject(s['model']) && typeof s['model']['name'] === 'string' && isObject(s['model']['options'])],
+    ['evalPoints', s['evalPoints'] === undefined || isRecords(s['evalPoints'])],
+    ['trainSeconds', s['trainSeconds'] === undefined || isSeconds(s['trainSeconds'])],
+    ['phase', s['phase'] === undefined || s['phase'] === 'head' || s['phase'] === 'fine-tune'],
+    ['classNames', s['classNames'] === undefined || (Array.isArray(s['classNames']) && s['classNames'].every((n) => typeof n === 'string'))],
+    ['preprocessing', s['preprocessing'] === undefined || isObject(s['preprocessing'])],
+  ];
+  const bad = checks.filter(([, ok]) => !ok).map(([name]) => name);
+  return bad.length ? `bad or missing ${bad.join(', ')}` : null;
 }
 
 /** Slots per weight are few (Adam has two); a larger index is a corrupt name, not a slot. */

@@ -47,7 +47,7 @@ export interface MutationTarget {
   repair?: (bytes: Uint8Array, rng: Random) => Uint8Array;
 }
 
-export const MUTATION_KINDS = ['flip', 'set', 'truncate', 'extend', 'field', 'copy'] as const;
+export const MUTATION_KINDS = ['flip', 'set', 'truncate', 'extend', 'field', 'number', 'copy'] as const;
 export type MutationKind = (typeof MUTATION_KINDS)[number];
 
 function position(rng: Random, length: number, hotEnd: number | undefined): number {
@@ -106,6 +106,12 @@ export function mutateOnce(rng: Random, bytes: Uint8Array, kind: MutationKind, t
         const f = fields[rng.int(fields.length)]!;
         setField(out, f, interestingValue(rng, f.size, out.length));
       }
+      return out;
+    }
+    case 'number': { // a size-breaking 16/32/64-bit number anywhere (addresses, lengths in unlisted headers)
+      const size = ([2, 4, 8] as const)[rng.int(3)]!;
+      const field = { at: Math.min(pos(), out.length - size), size, littleEndian: rng.next() < 0.7 };
+      setField(out, field, interestingValue(rng, size, out.length));
       return out;
     }
     default: { // a span copied elsewhere (structure in the wrong place)
