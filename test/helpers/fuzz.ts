@@ -29,6 +29,11 @@ export function fuzzCaseCount(defaultCount: number): number {
   return envInteger('XCEPTION_FUZZ_CASES', defaultCount, 1);
 }
 
+/** A test timeout that grows with the case count (for runs widened by XCEPTION_FUZZ_CASES). */
+export function fuzzTimeout(defaultCount: number, msAtDefault: number): number {
+  return Math.max(1, fuzzCaseCount(defaultCount) / defaultCount) * msAtDefault;
+}
+
 /** A number inside a file's binary header: where, how wide, and its byte order. */
 export interface HeaderField {
   at: number;
@@ -194,6 +199,9 @@ export async function runFuzz(t: TestContext, f: FuzzRun): Promise<FuzzTally> {
   t.diagnostic(`${f.name}: seed ${FUZZ_SEED}, ${tally.cases} cases: ${tally.succeeded} read, rejected ${byError}; slowest ${tally.slowestMs.toFixed(0)} ms`);
   return tally;
 }
+
+/** Statistical checks of a tally (most cases rejected, both outcomes seen) need this many cases. */
+export const hasEnoughCases = (tally: FuzzTally): boolean => tally.cases >= 100;
 
 /** Asserts a fuzzer ran at least `minimum` cases when run with its default count. */
 export function assertAtLeast(tally: FuzzTally, minimum: number, name: string): void {

@@ -14,7 +14,7 @@ import { WeightFileError } from '../../src/io/errors.js';
 import { h5Module } from '../../src/io/h5-runtime.js';
 import { encodeKerasH5, parseKerasH5, readKerasH5 } from '../../src/io/keras-h5.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
-import { assertAtLeast, editSafetensorsHeader, FUZZ_SEED, fuzzCaseCount, type HeaderField, mutate, type MutationTarget, rejectedCount, runFuzz } from '../helpers/fuzz.js';
+import { assertAtLeast, hasEnoughCases, fuzzTimeout, editSafetensorsHeader, FUZZ_SEED, fuzzCaseCount, type HeaderField, mutate, type MutationTarget, rejectedCount, runFuzz } from '../helpers/fuzz.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.resolve(here, '../../../test/io/fixtures');
@@ -47,7 +47,7 @@ test('fuzz: ≥ 1,000 mutated safetensors files read or throw WeightFileError', 
     },
   });
   assertAtLeast(tally, 1000, 'safetensors');
-  assert.ok(rejectedCount(tally) > cases / 2, 'most mutations should be caught');
+  assert.ok(!hasEnoughCases(tally) || rejectedCount(tally) > cases / 2, 'most mutations should be caught');
 });
 
 /** Fuzzes one H5 original on this thread, so the HDF5 heap can be watched (the isolated path below). */
@@ -71,7 +71,7 @@ async function fuzzH5(t: TestContext, name: string, original: Uint8Array, seedOf
       }
     },
   });
-  assert.ok(rejectedCount(tally) > 0, `${name}: ${tally.succeeded} reads, no typed errors`);
+  assert.ok(!hasEnoughCases(tally) || rejectedCount(tally) > 0, `${name}: ${tally.succeeded} reads, no typed errors`);
   assertAtLeast({ ...tally, cases: 2 * tally.cases }, 1000, 'H5 (both originals)');
   // The reader still works on an intact file after all that.
   assert.ok((await readKerasH5(original)).length > 0);
@@ -80,11 +80,11 @@ async function fuzzH5(t: TestContext, name: string, original: Uint8Array, seedOf
 /** The two H5 originals share the H5 count: together ≥ 1,000 cases (asserted in fuzzH5). */
 const H5_CASES = fuzzCaseCount(500);
 
-test('fuzz: mutated h5py-written Keras files read or throw WeightFileError', { timeout: 300_000 }, async (t) => {
+test('fuzz: mutated h5py-written Keras files read or throw WeightFileError', { timeout: fuzzTimeout(500, 300_000) }, async (t) => {
   await fuzzH5(t, 'keras_style.h5', new Uint8Array(fs.readFileSync(path.join(fixtures, 'keras_style.h5'))), 7, H5_CASES);
 });
 
-test('fuzz: mutated h5wasm-written Keras files read or throw WeightFileError', { timeout: 300_000 }, async (t) => {
+test('fuzz: mutated h5wasm-written Keras files read or throw WeightFileError', { timeout: fuzzTimeout(500, 300_000) }, async (t) => {
   const rng = new Random(3);
   const bytes = await encodeKerasH5([
     { name: 'input_1', weights: [] },

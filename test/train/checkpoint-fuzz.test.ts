@@ -19,7 +19,7 @@ import { xception } from '../../src/models/xception/xception.js';
 import { CHECKPOINT_FILE, CheckpointError, readCheckpoint, saveCheckpoint, type RunState } from '../../src/train/checkpoint.js';
 import { ExponentialMovingAverage } from '../../src/train/ema.js';
 import { Optimizer } from '../../src/train/optimizers.js';
-import { assertAtLeast, editSafetensorsHeader, fuzzCaseCount, mutate, rejectedCount, runFuzz } from '../helpers/fuzz.js';
+import { assertAtLeast, hasEnoughCases, fuzzTimeout, editSafetensorsHeader, fuzzCaseCount, mutate, rejectedCount, runFuzz } from '../helpers/fuzz.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-ckfuzz-'));
 const options = { inputShape: [71, 71, 3] as [number, number, number], width: 1 / 32, middleBlocks: 0, classes: 2, seed: 1 };
@@ -73,7 +73,7 @@ function mutateCheckpoint(rng: Random, original: Uint8Array): Uint8Array {
   return mutate(rng, { bytes: original, hotEnd: headerEnd, fields: [{ at: 0, size: 8, littleEndian: true }] }).bytes;
 }
 
-test('fuzz: ≥ 500 mutated checkpoints read (readCheckpoint, openWeights, loadInto) or throw CheckpointError/WeightFileError', { timeout: 300_000 }, async (t) => {
+test('fuzz: ≥ 500 mutated checkpoints read (readCheckpoint, openWeights, loadInto) or throw CheckpointError/WeightFileError', { timeout: fuzzTimeout(500, 300_000) }, async (t) => {
   const original = writeOriginal();
   const model = build();
   const protoBefore = Object.getOwnPropertyNames(Object.prototype).sort();
@@ -92,7 +92,7 @@ test('fuzz: ≥ 500 mutated checkpoints read (readCheckpoint, openWeights, loadI
     },
   });
   assertAtLeast(tally, 500, 'checkpoints');
-  assert.ok(rejectedCount(tally) > cases / 4 && loaded > 0, `${loaded} loaded`);
+  assert.ok(!hasEnoughCases(tally) || (rejectedCount(tally) > cases / 4 && loaded > 0), `${loaded} loaded`);
   assert.deepEqual(Object.getOwnPropertyNames(Object.prototype).sort(), protoBefore);
   assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
   assert.equal(({} as Record<number, unknown>)[0], undefined);
