@@ -98,7 +98,9 @@ export function mutateOnce(rng: Random, bytes: Uint8Array, kind: MutationKind, t
       const extra = 1 + rng.int(rng.next() < 0.5 ? 16 : 4096);
       const tail = new Uint8Array(extra);
       const mode = rng.int(3);
-      for (let i = 0; i < extra; i++) tail[i] = mode === 0 ? 0 : mode === 1 ? rng.int(256) : out[(out.length - extra + i + out.length * extra) % Math.max(1, out.length)] ?? 0;
+      const src = out.length > 0 ? out : new Uint8Array(1);
+      const from = src.length - Math.min(extra, src.length); // mode 2 repeats the file's last bytes
+      for (let i = 0; i < extra; i++) tail[i] = mode === 0 ? 0 : mode === 1 ? rng.int(256) : src[from + (i % (src.length - from))]!;
       const grown = new Uint8Array(out.length + extra);
       grown.set(out);
       grown.set(tail, out.length);
