@@ -38,7 +38,7 @@ export {
   classify, decodePredictions, imagenetClassNames, ImageError, imageInputs, loadImage, predictImages,
   type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
 } from './predict/predict.js';
-export { readImagePixels, centerCropBox, MAX_IMAGE_PIXELS, type ImageAugment } from './data/image-file.js';
+export { readImagePixels, centerCropBox, MAX_IMAGE_PIXELS, type ImageAugment, type ImageReadOptions } from './data/image-file.js';
 
 export { Optimizer, OPTIMIZERS, type OptimizerName, type OptimizerOptions, type OptimizerState } from './train/optimizers.js';
 export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } from './train/schedules.js';

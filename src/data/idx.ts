@@ -66,17 +66,40 @@ export function parseIdx(bytes: Uint8Array, file = '<idx>'): IdxArray {
   return { shape: h.shape, data: bytes.subarray(h.headerBytes) };
 }
 
+/**
+ * The largest IDX file (after gunzip) read by default: 1 GiB, twice EMNIST's biggest. The header's
+ * claimed size never decides an allocation on its own: a 10 MB gzip may claim (and inflate to) 10 GB.
+ */
+export const MAX_IDX_BYTES = 2 ** 30;
+
+/** Deflate cannot expand data by more than about 1032:1; claims beyond that cannot be true. */
+const MAX_DEFLATE_RATIO = 1032;
+
+export interface IdxReadOptions {
+  /** Refuse files (after gunzip) larger than this many bytes (default MAX_IDX_BYTES). */
+  maxBytes?: number;
+}
+
 /** Reads an IDX file, gzip-compressed or not. */
-export async function readIdxFile(path: string): Promise<IdxArray> {
+export async function readIdxFile(path: string, options: IdxReadOptions = {}): Promise<IdxArray> {
+  const maxBytes = options.maxBytes ?? MAX_IDX_BYTES;
   const raw = await readWholeFile(path);
-  if (!isGzip(raw)) return parseIdx(raw, path);
+  if (!isGzip(raw)) {
+    if (raw.length > maxBytes) throw new DatasetError(`IDX file is ${raw.length} bytes, over the ${maxBytes}-byte limit`, path);
+    return parseIdx(raw, path);
+  }
   // Decompress the header first, then at most the declared size plus one byte: the declared size
   // is never trusted for an allocation, only as a ceiling on what we keep.
   const head = await gunzipBounded(raw, 4, path);
   if (head.length < 4) throw new DatasetError(`truncated IDX file: ${head.length} bytes after gunzip`, path);
   const headerLen = 4 + 4 * head[3]!;
   const header = parseIdxHeader(await gunzipBounded(raw, headerLen - 1, path), path);
-  const bytes = await gunzipBounded(raw, header.headerBytes + header.dataBytes, path);
+  const claimed = header.headerBytes + header.dataBytes;
+  if (claimed > MAX_DEFLATE_RATIO * raw.length + 1024) {
+    throw new DatasetError(`truncated IDX file: header declares ${claimed} bytes, more than ${raw.length} bytes of gzip can hold`, path);
+  }
+  if (claimed > maxBytes) throw new DatasetError(`IDX header declares shape [${header.shape.join(', ')}] = ${claimed} bytes, over the ${maxBytes}-byte limit`, path);
+  const bytes = await gunzipBounded(raw, claimed, path);
   return parseIdx(bytes, path);
 }
 

@@ -12,7 +12,7 @@
  * Scaling to network inputs (preprocessingAffine) is left to the caller, so a batch loader can
  * write float32 straight into its batch.
  */
-import { ShapeError, XceptionError } from '../core/errors.js';
+import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import { stat } from 'node:fs/promises';
 import { resizeLikePil } from '../predict/resize-pil.js';
 import { ImageError } from './errors.js';
@@ -35,6 +35,11 @@ export interface ImageAugment {
  */
 export const MAX_IMAGE_PIXELS = 100_000_000;
 
+export interface ImageReadOptions {
+  /** Refuse images whose header declares more pixels than this (default MAX_IMAGE_PIXELS). */
+  maxPixels?: number;
+}
+
 type SharpFactory = typeof import('sharp').default;
 let sharpFactory: SharpFactory | null = null;
 
@@ -55,7 +60,7 @@ interface DecodedRgb {
 }
 
 /** Why a file sharp could not open is bad, in words a user can act on. */
-async function describeUnreadable(file: string, sharpMessage: string): Promise<string> {
+async function describeUnreadable(file: string, sharpMessage: string, maxPixels: number): Promise<string> {
   try {
     const st = await stat(file);
     if (st.isDirectory()) return 'is a directory, not an image';
@@ -65,24 +70,24 @@ async function describeUnreadable(file: string, sharpMessage: string): Promise<s
     return code === 'ENOENT' ? 'no such file' : `cannot read file (${(e as Error).message})`;
   }
   if (/pixel limit/i.test(sharpMessage)) {
-    return `image is larger than ${MAX_IMAGE_PIXELS.toLocaleString('en-US')} pixels; shrink it before use`;
+    return `image is larger than ${maxPixels.toLocaleString('en-US')} pixels; shrink it before use`;
   }
   return `not a readable image (JPEG, PNG, WebP, …): ${sharpMessage}`;
 }
 
 /** Full-size RGB pixels of `file`, upright (EXIF orientation applied), alpha dropped. */
-async function decodeRgb(file: string): Promise<DecodedRgb> {
+async function decodeRgb(file: string, maxPixels: number): Promise<DecodedRgb> {
   const sharp = await loadSharp();
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    decoded = await sharp(file, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS })
+    decoded = await sharp(file, { failOn: 'error', limitInputPixels: maxPixels })
       .rotate() // EXIF orientation: photos from phones are stored sideways
       .removeAlpha()
       .toColourspace('srgb') // greys expanded, palettes applied, CMYK converted
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
   } catch (e) {
-    throw new ImageError(file, await describeUnreadable(file, (e as Error).message));
+    throw new ImageError(file, await describeUnreadable(file, (e as Error).message, maxPixels));
   }
   const { data, info } = decoded;
   if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
@@ -146,17 +151,20 @@ function flipRows(px: Uint8Array, height: number, width: number, channels: numbe
 /**
  * Reads `file` as HWC uint8 pixels of `shape` ([height, width, 1 or 3]) following `prep`'s resize
  * policy and interpolation (not its scaling), with optional augmentation. Throws ImageError naming
- * the file when it is missing, unreadable, not an image, or over MAX_IMAGE_PIXELS.
+ * the file when it is missing, unreadable, not an image, or its header declares more than
+ * `options.maxPixels` pixels (MAX_IMAGE_PIXELS by default; refused before decoding).
  */
 export async function readImagePixels(
-  file: string, shape: readonly [number, number, number], prep: ImagePreprocessing, augment?: ImageAugment,
+  file: string, shape: readonly [number, number, number], prep: ImagePreprocessing, augment?: ImageAugment, options: ImageReadOptions = {},
 ): Promise<Uint8Array> {
+  const maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
+  if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new OptionError(`maxPixels must be a positive integer, got ${maxPixels}`);
   const [height, width, channels] = shape;
   if (channels !== 1 && channels !== 3) throw new ShapeError(`images can be loaded with 1 or 3 channels, not ${channels}`);
   if (!Number.isInteger(height) || !Number.isInteger(width) || height < 1 || width < 1) {
     throw new ShapeError(`image size must be positive integers, got ${height}×${width}`);
   }
-  const img = await decodeRgb(file);
+  const img = await decodeRgb(file, maxPixels);
   let box: CropBox;
   if (augment?.crop) box = augment.crop(img.height, img.width);
   else if (prep.resize === 'center-crop') box = centerCropBox(img.height, img.width, height, width);

@@ -16,7 +16,7 @@ export {
   fromArrays, validateDataset, subsetDataset, imageSize, firstLabelOutOfRange,
 } from './dataset.js';
 export {
-  type IdxArray, type Split, type IdxDatasetOptions, FASHION_MNIST_DIR,
+  type IdxArray, type Split, type IdxDatasetOptions, type IdxReadOptions, FASHION_MNIST_DIR, MAX_IDX_BYTES,
   parseIdx, readIdxFile, idxFileCandidates, loadIdxDataset, loadFashionMnist, loadMnist,
 } from './idx.js';
 export { type CifarVariant, cifarRecordSize, parseCifarBatch, loadCifar, loadCifar10, loadCifar100 } from './cifar.js';

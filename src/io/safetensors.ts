@@ -9,6 +9,7 @@
  * a corrupt or hostile file costs at most its own size in memory.
  */
 import * as fsp from 'node:fs/promises';
+import { isReservedKey } from '../core/safe-keys.js';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { elementCount, NamedWeight, shapeText } from './weights.js';
@@ -142,6 +143,7 @@ function readMetadata(value: unknown, fail: Fail): Record<string, string> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`"${METADATA_KEY}" must be an object of strings`);
   for (const [k, v] of Object.entries(value as object)) {
     if (typeof v !== 'string') fail(`metadata value for "${k}" is not a string`);
+    if (isReservedKey(k)) fail(`metadata key "${k}" is a reserved name`);
   }
   return { ...(value as Record<string, string>) };
 }
@@ -149,6 +151,7 @@ function readMetadata(value: unknown, fail: Fail): Record<string, string> {
 /** One tensor's header entry: F32, a shape, and offsets that fit the data buffer and the shape. */
 function readEntry(name: string, value: unknown, dataLength: number, fail: Fail): HeaderEntry {
   if (name.length === 0) fail('an entry has an empty name');
+  if (isReservedKey(name)) fail(`entry "${name}" has a reserved name`);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`entry "${name}" is not an object`);
   const e = value as Record<string, unknown>;
   for (const key of Object.keys(e)) {

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { RandomState } from '../core/random.js';
+import { isReservedKey, recordFromMap } from '../core/safe-keys.js';
 import type { ImagePreprocessing } from '../data/image-preprocessing.js';
 import type { LoaderState } from '../data/loader.js';
 import type { ModelRecord } from '../io/model-record.js';
@@ -86,6 +87,7 @@ export interface LoadedCheckpoint {
   model: Map<string, Float32Array>;
   /** Shapes of the model's weights, by name. */
   shapes: Map<string, number[]>;
+  /** Prototype-free records (see sortTensors): by weight name. */
   optimizerSlots: Record<string, Float32Array[]>;
   ema: Record<string, Float32Array>;
 }
@@ -101,31 +103,88 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   if (metadata?.['format'] !== CHECKPOINT_FORMAT || typeof metadata['state'] !== 'string') {
     throw new CheckpointError(`${file} is not an xception checkpoint (format ${JSON.stringify(metadata?.['format'])})`);
   }
-  let state: RunState;
+  return { state: parseRunState(metadata['state'], file), ...sortTensors(weights, file) };
+}
+
+function parseRunState(text: string, file: string): RunState {
+  let state: unknown;
   try {
-    state = JSON.parse(metadata['state']) as RunState;
+    state = JSON.parse(text);
   } catch {
     throw new CheckpointError(`${file}: its run state is not valid JSON`);
   }
-  if (!state || typeof state.step !== 'number' || !state.loader || !state.config || !state.model || typeof state.model.name !== 'string') throw new CheckpointError(`${file}: its run state is incomplete`);
+  const problem = runStateProblem(state);
+  if (problem) throw new CheckpointError(`${file}: its run state is incomplete or damaged (${problem})`);
+  return state as RunState;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+const isSeconds = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isRecords = (v: unknown): boolean => Array.isArray(v) && v.every(isObject);
+
+function isRandomState(v: unknown): boolean {
+  return isObject(v) && Array.isArray(v['s']) && v['s'].length === 4 && v['s'].every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
+    && (v['spareNormal'] === null || v['spareNormal'] === undefined || (typeof v['spareNormal'] === 'number' && Number.isFinite(v['spareNormal'])));
+}
+
+/**
+ * What is wrong with a run state read from a file, or null. Checked here, at reading, so that a
+ * damaged checkpoint is a CheckpointError rather than a TypeError somewhere inside a resume.
+ */
+function runStateProblem(s: unknown): string | null {
+  if (!isObject(s)) return 'not an object';
+  const checks: [string, boolean][] = [
+    ['step', isCount(s['step'])], ['epochsDone', isCount(s['epochsDone'])],
+    ['loader', isObject(s['loader'])], ['modelRandom', isRandomState(s['modelRandom'])],
+    ['optimizer', isObject(s['optimizer']) && typeof s['optimizer']['name'] === 'string' && isCount(s['optimizer']['step'])],
+    ['ema', s['ema'] === null || (isObject(s['ema']) && typeof s['ema']['decay'] === 'number' && isCount(s['ema']['updates']))],
+    ['wallSeconds', isSeconds(s['wallSeconds'])], ['history', isRecords(s['history'])], ['config', isObject(s['config'])],
+    ['model', isObject(s['model']) && typeof s['model']['name'] === 'string' && isObject(s['model']['options'])],
+    ['evalPoints', s['evalPoints'] === undefined || isRecords(s['evalPoints'])],
+    ['trainSeconds', s['trainSeconds'] === undefined || isSeconds(s['trainSeconds'])],
+    ['phase', s['phase'] === undefined || s['phase'] === 'head' || s['phase'] === 'fine-tune'],
+    ['classNames', s['classNames'] === undefined || (Array.isArray(s['classNames']) && s['classNames'].every((n) => typeof n === 'string'))],
+    ['preprocessing', s['preprocessing'] === undefined || isObject(s['preprocessing'])],
+  ];
+  const bad = checks.filter(([, ok]) => !ok).map(([name]) => name);
+  return bad.length ? `bad or missing ${bad.join(', ')}` : null;
+}
+
+/** Slots per weight are few (Adam has two); a larger index is a corrupt name, not a slot. */
+const MAX_OPTIMIZER_SLOTS = 16;
+
+/**
+ * The checkpoint's tensors by role. Names from the file are keys of Maps only; the two records
+ * handed on (optimizer slots, EMA) are prototype-free and never hold a reserved name.
+ */
+function sortTensors(weights: readonly NamedWeight[], file: string): Omit<LoadedCheckpoint, 'state'> {
   const model = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
-  const optimizerSlots: Record<string, Float32Array[]> = {};
-  const ema: Record<string, Float32Array> = {};
+  const slots = new Map<string, Float32Array[]>();
+  const ema = new Map<string, Float32Array>();
   for (const w of weights) {
     const [kind, ...rest] = w.name.split('/');
+    const isSlot = kind === 'optimizer';
+    const name = rest.slice(isSlot ? 1 : 0).join('/');
+    if (kind !== 'model' && kind !== 'ema' && !isSlot) throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
+    if (isReservedKey(name) || name === '') throw new CheckpointError(`${file}: tensor '${w.name}' has a reserved or empty weight name`);
     if (kind === 'model') {
-      model.set(rest.join('/'), w.data);
-      shapes.set(rest.join('/'), w.shape);
-    }
-    else if (kind === 'ema') ema[rest.join('/')] = w.data;
-    else if (kind === 'optimizer') {
+      model.set(name, w.data);
+      shapes.set(name, w.shape);
+    } else if (kind === 'ema') ema.set(name, w.data);
+    else {
       const slot = Number(rest[0]);
-      const name = rest.slice(1).join('/');
-      (optimizerSlots[name] ??= [])[slot] = w.data;
-    } else throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
+      if (!/^\d+$/.test(rest[0] ?? '') || slot >= MAX_OPTIMIZER_SLOTS) throw new CheckpointError(`${file}: tensor '${w.name}' has no valid optimizer slot index`);
+      if (!slots.has(name)) slots.set(name, []);
+      slots.get(name)![slot] = w.data;
+    }
   }
-  return { state, model, shapes, optimizerSlots, ema };
+  for (const [name, arrays] of slots) {
+    // A missing slot would leave a hole that array methods skip over.
+    if (Array.from(arrays).some((a) => a === undefined)) throw new CheckpointError(`${file}: optimizer slots of '${name}' are not numbered 0, 1, …`);
+  }
+  return { model, shapes, optimizerSlots: recordFromMap(slots), ema: recordFromMap(ema) };
 }
 
 /** Copies named weights into the model; every weight must be present with its exact size. */
