@@ -147,14 +147,8 @@ function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: Weig
     }
     case 'softmax':
       return [OP.softmax, v(n.inputs[0]!)];
-    case 'bn': {
-      const bn = n.bn;
-      const c = bn.movingMean.shape[0]!;
-      const data = (x: Variable) => () => x.value.data();
-      const gamma = bn.gamma ? data(bn.gamma) : () => new Float32Array(c).fill(1);
-      const beta = bn.beta ? data(bn.beta) : () => new Float32Array(c);
-      return [OP.batchNorm, v(n.inputs[0]!), bn.epsilon, weight(gamma), weight(beta), weight(data(bn.movingMean)), weight(data(bn.movingVariance))];
-    }
+    case 'bn':
+      return [OP.batchNorm, v(n.inputs[0]!), n.epsilon, weight(n.gamma), weight(n.beta), weight(n.mean), weight(n.variance)];
     default:
       throw new CompileError(`compileInference: internal error: no plan step for a '${n.op}' node`);
   }

@@ -48,8 +48,7 @@ function foldBatchNorms(g: InferenceGraph): number {
     if (n.op !== 'bn') continue;
     const c = n.inputs[0]!;
     if (!soleConv(g, c, readersOf(g.nodes))) continue;
-    const bn = n.bn;
-    c.affine.push(() => bnAffine(bn));
+    c.affine.push(() => bnAffine(n));
     replaceNode(g, n, c);
     count++;
   }

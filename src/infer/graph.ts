@@ -97,7 +97,15 @@ export interface DenseNode extends NodeBase {
 export interface EltwiseNode extends NodeBase { op: 'eltwise'; alg: EltwiseAlg; alpha: number }
 /** Softmax over the last axis (the channels of an image). */
 export interface SoftmaxNode extends NodeBase { op: 'softmax' }
-export interface BatchNormNode extends NodeBase { op: 'bn'; bn: BatchNormalization }
+/** Inference-mode batch norm with the moving statistics (gamma ones and beta zeros when the layer has none). */
+export interface BatchNormNode extends NodeBase {
+  op: 'bn';
+  epsilon: number;
+  gamma: WeightRecipe;
+  beta: WeightRecipe;
+  mean: WeightRecipe;
+  variance: WeightRecipe;
+}
 export interface PoolNode extends NodeBase { op: 'pool'; alg: 'max' | 'avg'; window: PoolWindow }
 export interface GlobalPoolNode extends NodeBase { op: 'gpool'; alg: 'max' | 'avg' }
 export interface AddNode extends NodeBase { op: 'add' }
@@ -280,8 +288,14 @@ lowering(Dense, (c) => {
 
 lowering(BatchNormalization, (c) => {
   const l = c.layer;
+  const channels = l.movingMean.shape[0]!;
   c.watch(l.gamma, l.beta, l.movingMean, l.movingVariance);
-  return c.add<BatchNormNode>({ op: 'bn', inputs: [c.inputs[0]!], shape: c.shape, layers: [l.name], bn: l });
+  return c.add<BatchNormNode>({
+    op: 'bn', inputs: [c.inputs[0]!], shape: c.shape, layers: [l.name], epsilon: l.epsilon,
+    gamma: l.gamma ? recipe(l.gamma) : () => new Float32Array(channels).fill(1),
+    beta: l.beta ? recipe(l.beta) : () => new Float32Array(channels),
+    mean: recipe(l.movingMean), variance: recipe(l.movingVariance),
+  });
 });
 
 lowering(Activation, (c) => {
@@ -391,18 +405,18 @@ export function readersOf(nodes: readonly GraphNode[]): Map<GraphNode, GraphNode
 }
 
 /** y = x·scale + shift of an inference-mode batch norm, in float64. */
-export function bnAffine(bn: BatchNormalization): Affine {
-  const mean = bn.movingMean.value.data();
-  const variance = bn.movingVariance.value.data();
-  const gamma = bn.gamma ? bn.gamma.value.data() : null;
-  const beta = bn.beta ? bn.beta.value.data() : null;
+export function bnAffine(bn: BatchNormNode): Affine {
+  const mean = bn.mean();
+  const variance = bn.variance();
+  const gamma = bn.gamma();
+  const beta = bn.beta();
   const c = mean.length;
   const scale = new Float64Array(c);
   const shift = new Float64Array(c);
   for (let i = 0; i < c; i++) {
-    const s = (gamma ? gamma[i]! : 1) / Math.sqrt(variance[i]! + bn.epsilon);
+    const s = gamma[i]! / Math.sqrt(variance[i]! + bn.epsilon);
     scale[i] = s;
-    shift[i] = (beta ? beta[i]! : 0) - mean[i]! * s;
+    shift[i] = beta[i]! - mean[i]! * s;
   }
   return { scale, shift };
 }

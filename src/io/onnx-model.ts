@@ -113,19 +113,17 @@ function dense(e: OnnxEmitter, n: DenseNode): string {
 
 /** A batch norm on its own: ONNX BatchNormalization (not folding), or one per-channel Mul and Add. */
 function batchNorm(e: OnnxEmitter, n: BatchNormNode, result: string): string {
-  const bn = n.bn;
   const name = n.layer.name;
-  const c = bn.movingMean.shape[0]!;
   if (!e.fold) {
-    const gamma = bn.gamma ? bn.gamma.value.data() : new Float32Array(c).fill(1);
-    const beta = bn.beta ? bn.beta.value.data() : new Float32Array(c);
+    const mean = n.mean();
+    const c = mean.length;
     return e.node('BatchNormalization', [e.in(n),
-      e.constant(`${name}/gamma`, [c], gamma), e.constant(`${name}/beta`, [c], beta),
-      e.constant(`${name}/moving_mean`, [c], bn.movingMean.value.data()),
-      e.constant(`${name}/moving_variance`, [c], bn.movingVariance.value.data())],
-    result, { epsilon: attr.float(bn.epsilon) });
+      e.constant(`${name}/gamma`, [c], n.gamma()), e.constant(`${name}/beta`, [c], n.beta()),
+      e.constant(`${name}/moving_mean`, [c], mean), e.constant(`${name}/moving_variance`, [c], n.variance())],
+    result, { epsilon: attr.float(n.epsilon) });
   }
-  const { scale, shift } = bnAffine(bn);
+  const { scale, shift } = bnAffine(n);
+  const c = scale.length;
   const bshape = n.shape.length === 3 ? [c, 1, 1] : [c];
   const scaled = e.node('Mul', [e.in(n), e.constant(`${name}/scale`, bshape, Float32Array.from(scale))], e.unique(`${name}/scaled`));
   return e.node('Add', [scaled, e.constant(`${name}/shift`, bshape, Float32Array.from(shift))], result);
