@@ -20,6 +20,12 @@ std::atomic<int64_t> plansAlive{0};
 
 [[noreturn]] void bad(const std::string& m) { throw KernelError("inference plan: " + m); }
 
+// The number an enum of the spec format (plan.h) stands for.
+template <typename E>
+constexpr int code(E e) {
+  return static_cast<int>(e);
+}
+
 // Reads the spec front to back; every number is checked before it becomes a size or an index.
 class SpecReader {
  public:
@@ -134,7 +140,8 @@ class Builder {
 
   void build(const std::vector<double>& spec) {
     SpecReader r(spec);
-    if (r.integer("format version", 2, 2) != 2) bad("unknown format");
+    // The header, in HeaderField order (plan.h).
+    if (r.integer("format version", kPlanFormatVersion, kPlanFormatVersion) != kPlanFormatVersion) bad("unknown format");
     n_ = r.integer("batch", 1, kMaxDim);
     int64_t h = r.integer("height", 1, kMaxDim), w = r.integer("width", 1, kMaxDim), c = r.integer("channels", 1, kMaxDim);
     act_ = r.integer("precision", 0, 1) == 0 ? dt::f32 : dt::bf16;
@@ -151,18 +158,19 @@ class Builder {
     specToValue_.push_back(0);
 
     for (int64_t i = 0; i < stepCount; ++i) {
-      int64_t kind = r.integer("step kind", 1, 9);
+      auto kind = static_cast<Op>(r.integer("step kind", code(Op::Conv), code(Op::BatchNorm)));
       int v;
       switch (kind) {
-        case 1: v = conv(r); break;
-        case 2: v = eltwiseStep(r); break;
-        case 3: v = pool(r); break;
-        case 4: v = globalPool(r); break;
-        case 5: v = add(r); break;
-        case 6: v = concat(r); break;
-        case 7: v = dense(r); break;
-        case 8: v = softmax(r); break;
-        default: v = batchNorm(r); break;
+        case Op::Conv: v = conv(r); break;
+        case Op::Eltwise: v = eltwiseStep(r); break;
+        case Op::Pool: v = pool(r); break;
+        case Op::GlobalPool: v = globalPool(r); break;
+        case Op::Add: v = add(r); break;
+        case Op::Concat: v = concat(r); break;
+        case Op::Dense: v = dense(r); break;
+        case Op::Softmax: v = softmax(r); break;
+        case Op::BatchNorm: v = batchNorm(r); break;
+        default: bad("unknown step kind");
       }
       specToValue_.push_back(v);
     }
@@ -281,27 +289,28 @@ class Builder {
     return slot.dst;
   }
 
-  static dnnl::algorithm eltwiseAlg(int64_t code) {
-    return code == 1 ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_elu;
+  static dnnl::algorithm eltwiseAlg(int64_t alg) {
+    return alg == code(EltwiseAlg::Relu) ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_elu;
   }
 
-  // Post-ops: (1, alg, alpha) eltwise or (2, 0, 0) sum. Returns whether a sum is among them.
+  // Post-ops: (Eltwise, alg, alpha) or (Sum, 0, 0). Returns whether a sum is among them.
   bool postOps(SpecReader& r, dnnl::post_ops& po, std::string& what, bool allowSum) {
     int64_t count = r.integer("post-op count", 0, 4);
     bool sum = false;
     for (int64_t i = 0; i < count; ++i) {
-      int64_t kind = r.integer("post-op kind", 1, allowSum ? 2 : 1);
-      int64_t alg = r.integer("post-op algorithm", kind == 1 ? 1 : 0, kind == 1 ? 2 : 0);
+      int64_t kind = r.integer("post-op kind", code(PostKind::Eltwise), code(allowSum ? PostKind::Sum : PostKind::Eltwise));
+      bool eltwise = kind == code(PostKind::Eltwise);
+      int64_t alg = r.integer("post-op algorithm", eltwise ? code(EltwiseAlg::Relu) : 0, eltwise ? code(EltwiseAlg::Elu) : 0);
       double alpha = r.real("post-op alpha");
-      if (kind == 2) {
+      if (!eltwise) {
         if (sum) bad("two sum post-ops");
         sum = true;
         po.append_sum(1.f);
         what += " +sum";
       } else {
-        if (alg == 2 && !(alpha > 0)) bad("elu alpha must be positive");
+        if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
         po.append_eltwise(1.f, eltwiseAlg(alg), static_cast<float>(alpha), 0.f);
-        what += alg == 1 ? " +relu" : " +elu";
+        what += alg == code(EltwiseAlg::Relu) ? " +relu" : " +elu";
       }
     }
     return sum;
@@ -320,12 +329,16 @@ class Builder {
 
   int conv(SpecReader& r) {
     int in = valueRef(r, "conv input");
-    int64_t g[17];
-    const char* names[17] = {"inH", "inW", "inC", "outH", "outW", "outC", "kH", "kW", "sH",
-                             "sW",  "dH",  "dW",  "padT", "padL", "padB", "padR", "groups"};
-    for (int i = 0; i < 17; ++i) g[i] = r.integer(names[i], (i >= 12 && i <= 15) ? 0 : 1, kMaxDim);
-    int64_t ih = g[0], iw = g[1], ic = g[2], oh = g[3], ow = g[4], oc = g[5], kh = g[6], kw = g[7], sh = g[8], sw = g[9],
-            dh = g[10], dw = g[11], pt = g[12], pl = g[13], pb = g[14], pr = g[15], groups = g[16];
+    int64_t g[code(ConvField::count)];
+    for (int i = 0; i < code(ConvField::count); ++i) {
+      bool pad = i >= code(ConvField::padT) && i <= code(ConvField::padR);
+      g[i] = r.integer(kConvFieldNames[i], pad ? 0 : 1, kMaxDim);
+    }
+    using F = ConvField;
+    int64_t ih = g[code(F::inH)], iw = g[code(F::inW)], ic = g[code(F::inC)], oh = g[code(F::outH)], ow = g[code(F::outW)],
+            oc = g[code(F::outC)], kh = g[code(F::kH)], kw = g[code(F::kW)], sh = g[code(F::sH)], sw = g[code(F::sW)],
+            dh = g[code(F::dH)], dw = g[code(F::dW)], pt = g[code(F::padT)], pl = g[code(F::padL)], pb = g[code(F::padB)],
+            pr = g[code(F::padR)], groups = g[code(F::groups)];
     const Value& x = image(in, "conv");
     if (x.dims != memory::dims{n_, ic, ih, iw})
       bad("conv input is " + dimsText(x.dims) + ", the convolution expects " + dimsText({n_, ic, ih, iw}));
@@ -458,10 +471,10 @@ class Builder {
 
   int eltwiseStep(SpecReader& r) {
     int in = valueRef(r, "eltwise input");
-    int64_t alg = r.integer("eltwise algorithm", 1, 2);
+    int64_t alg = r.integer("eltwise algorithm", code(EltwiseAlg::Relu), code(EltwiseAlg::Elu));
     double alpha = r.real("eltwise alpha");
-    if (alg == 2 && !(alpha > 0)) bad("elu alpha must be positive");
-    return eltwise(in, eltwiseAlg(alg), static_cast<float>(alpha), alg == 1 ? "relu" : "elu");
+    if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
+    return eltwise(in, eltwiseAlg(alg), static_cast<float>(alpha), alg == code(EltwiseAlg::Relu) ? "relu" : "elu");
   }
 
   int poolWith(int in, dnnl::algorithm alg, int64_t wh, int64_t ww, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
@@ -484,25 +497,29 @@ class Builder {
     return out;
   }
 
-  static dnnl::algorithm poolAlg(int64_t code) {
-    return code == 1 ? dnnl::algorithm::pooling_max : dnnl::algorithm::pooling_avg_exclude_padding;
+  static dnnl::algorithm poolAlg(int64_t alg) {
+    return alg == code(PoolAlg::Max) ? dnnl::algorithm::pooling_max : dnnl::algorithm::pooling_avg_exclude_padding;
   }
 
   int pool(SpecReader& r) {
     int in = valueRef(r, "pool input");
-    int64_t alg = r.integer("pool algorithm", 1, 2);
-    int64_t wh = r.integer("winH", 1, kMaxDim), ww = r.integer("winW", 1, kMaxDim);
-    int64_t sh = r.integer("sH", 1, kMaxDim), sw = r.integer("sW", 1, kMaxDim);
-    int64_t pt = r.integer("padT", 0, kMaxDim), pl = r.integer("padL", 0, kMaxDim);
-    int64_t pb = r.integer("padB", 0, kMaxDim), pr = r.integer("padR", 0, kMaxDim);
-    return poolWith(in, poolAlg(alg), wh, ww, sh, sw, pt, pl, pb, pr, alg == 1 ? "max pool" : "avg pool");
+    int64_t alg = r.integer("pool algorithm", code(PoolAlg::Max), code(PoolAlg::Avg));
+    int64_t f[code(PoolField::count)];
+    for (int i = 0; i < code(PoolField::count); ++i) {
+      bool pad = i >= code(PoolField::padT);
+      f[i] = r.integer(kPoolFieldNames[i], pad ? 0 : 1, kMaxDim);
+    }
+    using F = PoolField;
+    return poolWith(in, poolAlg(alg), f[code(F::winH)], f[code(F::winW)], f[code(F::sH)], f[code(F::sW)], f[code(F::padT)],
+                    f[code(F::padL)], f[code(F::padB)], f[code(F::padR)], alg == code(PoolAlg::Max) ? "max pool" : "avg pool");
   }
 
   int globalPool(SpecReader& r) {
     int in = valueRef(r, "global pool input");
-    int64_t alg = r.integer("global pool algorithm", 1, 2);
+    int64_t alg = r.integer("global pool algorithm", code(PoolAlg::Max), code(PoolAlg::Avg));
     const Value& x = image(in, "global pool");
-    return poolWith(in, poolAlg(alg), x.dims[2], x.dims[3], 1, 1, 0, 0, 0, 0, alg == 1 ? "global max pool" : "global avg pool");
+    return poolWith(in, poolAlg(alg), x.dims[2], x.dims[3], 1, 1, 0, 0, 0, 0,
+                    alg == code(PoolAlg::Max) ? "global max pool" : "global avg pool");
   }
 
   std::vector<int> valueList(SpecReader& r, const char* what) {

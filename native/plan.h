@@ -7,25 +7,25 @@
 // lays every intermediate activation out in one arena by liveness, and then runs the steps.
 // Nothing in the spec is trusted: every index, size and geometry is checked before use.
 //
-// Spec (all numbers; value 0 is the input, step i defines value i + 1):
-//   header: formatVersion=2, batch, height, width, channels, precision (0 f32, 1 bf16),
-//           layout (0 oneDNN's choice, 1 blocked: see Builder::choose), stepCount, outputValue
-//   steps, each a kind followed by its fields:
-//     1 conv:    in, inH, inW, inC, outH, outW, outC, kH, kW, sH, sW, dH, dW, padT, padL, padB, padR,
-//                groups, weightIndex, biasIndex (−1: none), sumValue (−1: none), postCount,
-//                postCount × (postKind: 1 eltwise | 2 sum, algorithm, alpha)
-//     2 eltwise: in, algorithm, alpha
-//     3 pool:    in, algorithm (1 max, 2 average excluding padding), winH, winW, sH, sW,
-//                padT, padL, padB, padR
-//     4 global pool: in, algorithm (1 max, 2 average)
-//     5 add:     count, count × in
-//     6 concat (channels): count, count × in
-//     7 dense:   in, units, weightIndex, biasIndex (−1: none), postCount, postCount × (1, alg, alpha)
-//     8 softmax: in (a [batch, features] value)
-//     9 batch norm (moving statistics): in, epsilon, gammaIndex, betaIndex, meanIndex, varianceIndex
-//   eltwise algorithms: 1 relu, 2 elu (alpha).
-//   sum post-op: the step writes into sumValue's memory, adding to it (sumValue must be dead
-//   after this step and not the input); its value then aliases that memory.
+// Spec (all numbers; value 0 is the input, step i defines value i + 1). The codes and field
+// orders are the enums below; src/infer/plan-format.ts is TypeScript's copy (a test checks that
+// the two agree):
+//   header (HeaderField order): formatVersion, batch, height, width, channels, precision (0 f32,
+//           1 bf16), layout (0 oneDNN's choice, 1 blocked: see Builder::choose), stepCount, outputValue
+//   steps, each a kind (Op) followed by its fields:
+//     Conv:    in, geometry (ConvField order), weightIndex, biasIndex (−1: none), sumValue (−1: none),
+//              postCount, postCount × (PostKind, algorithm, alpha)
+//     Eltwise: in, algorithm (EltwiseAlg), alpha
+//     Pool:    in, algorithm (PoolAlg; average excludes padding), window (PoolField order)
+//     GlobalPool: in, algorithm (PoolAlg)
+//     Add:     count, count × in
+//     Concat (channels): count, count × in
+//     Dense:   in, units, weightIndex, biasIndex (−1: none), postCount, postCount × (Eltwise, alg, alpha)
+//     Softmax: in (a [batch, features] value)
+//     BatchNorm (moving statistics): in, epsilon, gammaIndex, betaIndex, meanIndex, varianceIndex
+//   post-ops: (Eltwise, EltwiseAlg, alpha) or (Sum, 0, 0). A sum post-op makes the step write into
+//   sumValue's memory, adding to it (sumValue must be dead after this step and not the input);
+//   its value then aliases that memory.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +35,30 @@
 #include "common.h"
 
 namespace xnative {
+
+constexpr int64_t kPlanFormatVersion = 2;
+
+enum class HeaderField { formatVersion, batch, height, width, channels, precision, layout, stepCount, outputValue };
+
+enum class Op { Conv = 1, Eltwise = 2, Pool = 3, GlobalPool = 4, Add = 5, Concat = 6, Dense = 7, Softmax = 8, BatchNorm = 9 };
+
+enum class PostKind { Eltwise = 1, Sum = 2 };
+
+enum class EltwiseAlg { Relu = 1, Elu = 2 };
+
+enum class PoolAlg { Max = 1, Avg = 2 };
+
+// A convolution's geometry fields, in spec order (names as in kConvFieldNames).
+enum class ConvField { inH, inW, inC, outH, outW, outC, kH, kW, sH, sW, dH, dW, padT, padL, padB, padR, groups, count };
+inline constexpr const char* kConvFieldNames[] = {"inH", "inW", "inC", "outH", "outW", "outC", "kH", "kW", "sH",
+                                                  "sW",  "dH",  "dW",  "padT", "padL", "padB", "padR", "groups"};
+
+// A pooling window's fields, in spec order.
+enum class PoolField { winH, winW, sH, sW, padT, padL, padB, padR, count };
+inline constexpr const char* kPoolFieldNames[] = {"winH", "winW", "sH", "sW", "padT", "padL", "padB", "padR"};
+
+static_assert(sizeof(kConvFieldNames) / sizeof(kConvFieldNames[0]) == static_cast<size_t>(ConvField::count));
+static_assert(sizeof(kPoolFieldNames) / sizeof(kPoolFieldNames[0]) == static_cast<size_t>(PoolField::count));
 
 struct Plan;
 

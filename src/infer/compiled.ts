@@ -7,7 +7,7 @@
  *
  * The plan is built once: batch norms folded into the convolutions, ReLUs and residual adds fused
  * as post-ops, primitives created once, activations in the layouts oneDNN picks inside one reused
- * arena (see compile.ts and native/plan.h). Public tensors stay NHWC float32.
+ * arena (see graph.ts, fuse.ts, compile.ts and native/plan.h). Public tensors stay NHWC float32.
  *
  * Weights: the plan copies (and folds) the model's weights when it is built. Before every run it
  * checks, for each weight it read, that the model still holds the same tensor (not replaced by

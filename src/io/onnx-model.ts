@@ -1,6 +1,8 @@
 /**
  * ONNX export of any functional model the library builds (Xception and its research variants,
  * Inception V3), as a standard opset-13+ graph of Conv, BatchNormalization, pooling, Gemm, …
+ * It reads the model's inference graph (src/infer/graph.ts): one ONNX node (or a few) per graph
+ * node, the graph's post-ops as the activation nodes after it.
  *
  * Layout. The graph input is NCHW [batch, C, H, W] by default, as ONNX tools and runtimes expect
  * (inputLayout 'nhwc' instead declares [batch, H, W, C], the project's and Keras's layout, and
@@ -14,15 +16,13 @@
  * keeps ONNX BatchNormalization nodes with the moving statistics.
  */
 import { OptionError } from '../core/errors.js';
-import type { Layer } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
-import { Conv2D, DepthwiseConv2D, SeparableConv2D } from '../nn/layers/convolutional.js';
-import { Activation, Dense, Dropout, Flatten, InputLayer } from '../nn/layers/core.js';
-import { Add, Concatenate } from '../nn/layers/merge.js';
-import { BatchNormalization } from '../nn/layers/normalization.js';
-import { AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D } from '../nn/layers/pooling.js';
+import { fuseGraph } from '../infer/fuse.js';
+import {
+  bnAffine, canLower, convWeightRecipes, lowerModel, type BatchNormNode, type ConvNode, type DenseNode, type GraphNode, type InferenceGraph,
+} from '../infer/graph.js';
 import { OnnxGraphError } from './errors.js';
-import { attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOnnx, OnnxGraphBuilder, tfSamePads, type OnnxAttributeValue } from './onnx.js';
+import { attr, kerasConvKernelToOnnx, OnnxGraphBuilder, type OnnxAttributeValue } from './onnx.js';
 
 export interface ExportOnnxOptions {
   /** Fold batch normalization into the preceding convolution (default true). */
@@ -41,257 +41,189 @@ export interface ExportOnnxOptions {
 export const ONNX_MIN_OPSET = 13;
 export const ONNX_MAX_OPSET = 21;
 
-/** A convolution about to be emitted, whose weights a following BN may still rescale. */
-interface ConvSpec {
-  weight: Float32Array;
-  /** ONNX weight shape [out, in/group, kh, kw]. */
-  shape: number[];
-  bias: Float32Array | null;
-  attrs: Record<string, number | number[]>;
+type Layout = 'nchw' | 'nhwc';
+
+/** ONNX nodes and initializers, with unique tensor names; `names` holds each graph node's tensor. */
+class OnnxEmitter {
+  readonly names = new Map<GraphNode, string>();
+  private readonly used: Set<string>;
+
+  constructor(readonly g: OnnxGraphBuilder, readonly fold: boolean, reserved: string[]) {
+    this.used = new Set(reserved);
+  }
+
+  unique(base: string): string {
+    let n = base;
+    for (let i = 1; this.used.has(n); i++) n = `${base}_${i}`;
+    this.used.add(n);
+    return n;
+  }
+
+  constant(base: string, shape: number[], data: Float32Array): string {
+    const n = this.unique(base);
+    this.g.addInitializer(n, shape, data);
+    return n;
+  }
+
+  node(op: string, inputs: string[], outName: string, attrs: Record<string, OnnxAttributeValue> = {}): string {
+    this.g.addNode(op, inputs, [outName], attrs, this.unique(`${outName}/${op}`));
+    return outName;
+  }
+
+  /** The tensor of a node's input. */
+  in(n: GraphNode, i = 0): string {
+    return this.names.get(n.inputs[i]!)!;
+  }
+
+  /**
+   * Runs `emit` for the node's linear result, then its post-ops; the last tensor is named after
+   * the node's last layer either way.
+   */
+  withPosts(n: GraphNode & { posts: ConvNode['posts'] }, emit: (out: string) => string): string {
+    const result = this.unique(n.layers[n.layers.length - 1]!);
+    if (n.posts.length === 0) return emit(result);
+    let y = emit(this.unique(`${result}/linear`));
+    n.posts.forEach((p, i) => {
+      const out = i === n.posts.length - 1 ? result : this.unique(`${result}/post${i}`);
+      if (p.kind === 'sum') y = this.node('Add', [y, this.names.get((n as ConvNode).sumInto!)!], out);
+      else y = p.alg === 'relu' ? this.node('Relu', [y], out) : this.node('Elu', [y], out, { alpha: attr.float(p.alpha) });
+    });
+    return y;
+  }
 }
 
-export function exportOnnx(model: Model, options: ExportOnnxOptions = {}): Uint8Array {
+function conv(e: OnnxEmitter, n: ConvNode): string {
+  const w = convWeightRecipes(n);
+  const k = kerasConvKernelToOnnx(w.kernel(), n.kernelShape);
+  const base = `${n.layer.name}/${n.role}`;
+  const inputs = [e.in(n), e.constant(`${base}/W`, k.shape, k.data)];
+  if (w.bias) inputs.push(e.constant(`${base}/B`, [k.shape[0]!], w.bias()));
+  const g = n.geometry;
+  const attrs = { kernel_shape: [g.kH, g.kW], strides: [g.sH, g.sW], dilations: [g.dH, g.dW], pads: [g.padT, g.padL, g.padB, g.padR], group: g.groups };
+  return e.withPosts(n, (out) => e.node('Conv', inputs, out, attrs));
+}
+
+function dense(e: OnnxEmitter, n: DenseNode): string {
+  const name = n.layer.name;
+  const kernel = e.constant(`${name}/kernel`, n.kernelShape, n.kernel());
+  return e.withPosts(n, (out) => n.bias
+    ? e.node('Gemm', [e.in(n), kernel, e.constant(`${name}/bias`, [n.units], n.bias())], out, { alpha: attr.float(1), beta: attr.float(1) })
+    : e.node('MatMul', [e.in(n), kernel], out));
+}
+
+/** A batch norm on its own: ONNX BatchNormalization (not folding), or one per-channel Mul and Add. */
+function batchNorm(e: OnnxEmitter, n: BatchNormNode, result: string): string {
+  const name = n.layer.name;
+  if (!e.fold) {
+    const mean = n.mean();
+    const c = mean.length;
+    return e.node('BatchNormalization', [e.in(n),
+      e.constant(`${name}/gamma`, [c], n.gamma()), e.constant(`${name}/beta`, [c], n.beta()),
+      e.constant(`${name}/moving_mean`, [c], mean), e.constant(`${name}/moving_variance`, [c], n.variance())],
+    result, { epsilon: attr.float(n.epsilon) });
+  }
+  const { scale, shift } = bnAffine(n);
+  const c = scale.length;
+  const bshape = n.shape.length === 3 ? [c, 1, 1] : [c];
+  const scaled = e.node('Mul', [e.in(n), e.constant(`${name}/scale`, bshape, Float32Array.from(scale))], e.unique(`${name}/scaled`));
+  return e.node('Add', [scaled, e.constant(`${name}/shift`, bshape, Float32Array.from(shift))], result);
+}
+
+/** Nodes without post-ops: the ONNX node(s) giving `result`. */
+function plain(e: OnnxEmitter, n: GraphNode, result: string): string {
+  const x = n.inputs.length > 0 ? e.in(n) : '';
+  switch (n.op) {
+    case 'bn': return batchNorm(e, n, result);
+    case 'eltwise': return n.alg === 'relu' ? e.node('Relu', [x], result) : e.node('Elu', [x], result, { alpha: attr.float(n.alpha) });
+    // Keras softmax is over the last axis: channels, which is axis 1 of an NCHW tensor.
+    case 'softmax': return e.node('Softmax', [x], result, { axis: n.shape.length === 3 ? 1 : -1 });
+    case 'pool': {
+      const w = n.window;
+      const attrs: Record<string, number | number[]> = { kernel_shape: [w.winH, w.winW], strides: [w.sH, w.sW], pads: [w.padT, w.padL, w.padB, w.padR] };
+      // TensorFlow's average excludes the padding from the count.
+      if (n.alg === 'avg') attrs['count_include_pad'] = 0;
+      return e.node(n.alg === 'max' ? 'MaxPool' : 'AveragePool', [x], result, attrs);
+    }
+    case 'gpool': {
+      const pooled = e.node(n.alg === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], e.unique(`${n.layer.name}/nc11`));
+      return e.node('Flatten', [pooled], result, { axis: 1 });
+    }
+    case 'add': return e.node(n.inputs.length === 2 ? 'Add' : 'Sum', n.inputs.map((_, i) => e.in(n, i)), result);
+    // Keras concatenates on the last axis: channels, axis 1 in NCHW (and of [batch, features]).
+    case 'concat': return e.node('Concat', n.inputs.map((_, i) => e.in(n, i)), result, { axis: 1 });
+    case 'flatten': {
+      // Keras flattens NHWC in (h, w, c) order; the Dense after it expects that order.
+      const src = n.inputs[0]!.shape.length === 3 ? e.node('Transpose', [x], e.unique(`${n.layer.name}/nhwc`), { perm: [0, 2, 3, 1] }) : x;
+      return e.node('Flatten', [src], result, { axis: 1 });
+    }
+    default: throw new OnnxGraphError(`ONNX export: internal error: no ONNX form for a '${n.op}' node`);
+  }
+}
+
+function emitNode(e: OnnxEmitter, n: GraphNode): string {
+  if (n.op === 'conv') return conv(e, n);
+  if (n.op === 'dense') return dense(e, n);
+  return plain(e, n, e.unique(n.layers[n.layers.length - 1]!));
+}
+
+/** The graph input (transposed to NCHW when declared NHWC). */
+function emitInput(e: OnnxEmitter, graph: InferenceGraph, layout: Layout, inputName: string): void {
+  const [H, W, C] = graph.input.shape as [number, number, number];
+  e.g.addInput(inputName, layout === 'nchw' ? ['batch', C, H, W] : ['batch', H, W, C]);
+  e.names.set(graph.input, layout === 'nchw' ? inputName : e.node('Transpose', [inputName], e.unique(`${inputName}/nchw`), { perm: [0, 3, 1, 2] }));
+}
+
+/** The model output: 4-D outputs return to the input's layout. */
+function emitOutput(e: OnnxEmitter, graph: InferenceGraph, layout: Layout, outputName: string): void {
+  const last = e.names.get(graph.output)!;
+  const outShape = graph.outputShape;
+  if (outShape.length === 3) {
+    const [oh, ow, oc] = outShape as [number, number, number];
+    if (layout === 'nhwc') e.node('Transpose', [last], outputName, { perm: [0, 2, 3, 1] });
+    else e.node('Identity', [last], outputName);
+    e.g.addOutput(outputName, layout === 'nhwc' ? ['batch', oh, ow, oc] : ['batch', oc, oh, ow]);
+  } else {
+    e.node('Identity', [last], outputName);
+    e.g.addOutput(outputName, ['batch', ...outShape]);
+  }
+}
+
+/** The model's inference graph with batch norms folded (or not); no other fusions, so every layer stays visible. */
+function exportGraph(model: Model, fold: boolean): InferenceGraph {
+  for (const l of model.executionOrder) {
+    if (!canLower(l)) throw new OnnxGraphError(`ONNX export: layer '${l.name}' of type ${l.className} is not supported`);
+  }
+  const inShape = model.inputShape;
+  if (inShape.length !== 3) throw new OnnxGraphError(`ONNX export: the model input must be [height, width, channels], got [${inShape.join(', ')}]`);
+  const graph = lowerModel(model, { inputShape: inShape, logits: false });
+  fuseGraph(graph, { batchNorm: fold, sum: false, eltwise: false });
+  return graph;
+}
+
+function checkOptions(options: ExportOnnxOptions): { opset: number; layout: Layout } {
   const opset = options.opset ?? ONNX_MIN_OPSET;
   if (!Number.isInteger(opset) || opset < ONNX_MIN_OPSET || opset > ONNX_MAX_OPSET) {
     throw new OptionError(`ONNX export: opset must be an integer from ${ONNX_MIN_OPSET} to ${ONNX_MAX_OPSET}, got ${opset}`);
   }
   const layout = options.inputLayout ?? 'nchw';
   if (layout !== 'nchw' && layout !== 'nhwc') throw new OptionError(`ONNX export: inputLayout must be 'nchw' or 'nhwc', got ${JSON.stringify(layout)}`);
+  return { opset, layout };
+}
+
+export function exportOnnx(model: Model, options: ExportOnnxOptions = {}): Uint8Array {
+  const { opset, layout } = checkOptions(options);
   const fold = options.foldBatchNorm ?? true;
   const inputName = options.inputName ?? 'input';
   const outputName = options.outputName ?? 'output';
+  const graph = exportGraph(model, fold);
   const g = new OnnxGraphBuilder(model.name, {
     opset,
     docString: `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}` +
       (options.description ? `. ${options.description}` : ''),
   });
-
-  // Consumers per layer, to know when a BN may be folded into the convolution before it.
-  const consumers = new Map<Layer, Layer[]>();
-  for (const l of model.executionOrder) for (const s of l.inbound ?? []) consumers.set(s.layer, [...(consumers.get(s.layer) ?? []), l]);
-  const foldTarget = new Map<Layer, BatchNormalization>(); // conv layer → the BN folded into it
-  if (fold) {
-    for (const l of model.executionOrder) {
-      if (!(l instanceof BatchNormalization) || l.output!.shape.length !== 3) continue;
-      const src = l.inbound![0]!.layer;
-      const isConv = src instanceof Conv2D || src instanceof DepthwiseConv2D || src instanceof SeparableConv2D;
-      if (isConv && src.activation === 'linear' && consumers.get(src)?.length === 1 && src !== model.output.layer) foldTarget.set(src, l);
-    }
-  }
-
-  /** ONNX tensor name of each layer's output. */
-  const names = new Map<Layer, string>();
-  const usedNames = new Set<string>([inputName, outputName]);
-  const unique = (base: string) => {
-    let n = base;
-    for (let i = 1; usedNames.has(n); i++) n = `${base}_${i}`;
-    usedNames.add(n);
-    return n;
-  };
-  const constant = (base: string, shape: number[], data: Float32Array) => {
-    const n = unique(base);
-    g.addInitializer(n, shape, data);
-    return n;
-  };
-  const node = (op: string, inputs: string[], outName: string, attrs: Record<string, OnnxAttributeValue> = {}) => {
-    g.addNode(op, inputs, [outName], attrs, unique(`${outName}/${op}`));
-    return outName;
-  };
-
-  const emitConv = (layer: Layer, x: string, spec: ConvSpec, out: string, suffix: string) => {
-    const w = constant(`${layer.name}/${suffix}/W`, spec.shape, spec.weight);
-    const inputs = [x, w];
-    if (spec.bias) inputs.push(constant(`${layer.name}/${suffix}/B`, [spec.shape[0]!], spec.bias));
-    return node('Conv', inputs, out, spec.attrs);
-  };
-
-  /** Conv attributes for an NCHW input of spatial size hw (TensorFlow padding made explicit). */
-  const convAttrs = (hw: [number, number], k: [number, number], strides: [number, number], dil: [number, number], padding: 'same' | 'valid', group: number) => ({
-    kernel_shape: [...k],
-    strides: [...strides],
-    dilations: [...dil],
-    pads: padding === 'same' ? tfSamePads(hw, k, strides, dil) : [0, 0, 0, 0],
-    group,
-  });
-
-  /** The last convolution of a layer, rescaled by a BN folded into it. */
-  const foldInto = (layer: Layer, spec: ConvSpec): ConvSpec => {
-    const bn = foldTarget.get(layer);
-    if (!bn) return spec;
-    const { scale, shift } = bnAffine(bn);
-    const out = spec.shape[0]!;
-    const per = spec.weight.length / out;
-    const weight = new Float32Array(spec.weight.length);
-    for (let o = 0; o < out; o++) for (let i = 0; i < per; i++) weight[o * per + i] = spec.weight[o * per + i]! * scale[o]!;
-    const bias = new Float32Array(out);
-    for (let o = 0; o < out; o++) bias[o] = (spec.bias ? spec.bias[o]! : 0) * scale[o]! + shift[o]!;
-    return { ...spec, weight, bias };
-  };
-
-  const activationNode = (name: string, x: string, rank: number, out: string): string => {
-    switch (name) {
-      case 'linear': return x;
-      case 'relu': return node('Relu', [x], out);
-      case 'elu': return node('Elu', [x], out, { alpha: attr.float(1) });
-      // Keras softmax is over the last axis: channels, which is axis 1 of an NCHW tensor.
-      case 'softmax': return node('Softmax', [x], out, { axis: rank === 4 ? 1 : -1 });
-      default: throw new OnnxGraphError(`ONNX export: activation '${name}' is not supported`);
-    }
-  };
-
-  const exportable = new Set(['InputLayer', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'BatchNormalization', 'Activation', 'MaxPooling2D',
-    'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense', 'Dropout', 'Add', 'Concatenate', 'Flatten']);
-  for (const l of model.executionOrder) {
-    if (!exportable.has(l.className)) throw new OnnxGraphError(`ONNX export: layer '${l.name}' of type ${l.className} is not supported`);
-  }
-
-  const inShape = model.inputShape;
-  if (inShape.length !== 3) throw new OnnxGraphError(`ONNX export: the model input must be [height, width, channels], got [${inShape.join(', ')}]`);
-  const [H, W, C] = inShape as [number, number, number];
-  g.addInput(inputName, layout === 'nchw' ? ['batch', C, H, W] : ['batch', H, W, C]);
-
-  for (const layer of model.executionOrder) {
-    const inNames = (layer.inbound ?? []).map((s) => names.get(s.layer)!);
-    const x = inNames[0]!;
-    const inShape3 = (layer.inbound?.[0]?.shape ?? []) as number[];
-    const hw = [inShape3[0]!, inShape3[1]!] as [number, number];
-    const rank = layer.output!.shape.length + 1;
-    // The layer's result is named after the layer (intermediates get suffixes).
-    const result = unique(layer.name);
-    let y: string;
-
-    if (layer instanceof InputLayer) {
-      y = layout === 'nchw' ? inputName : node('Transpose', [inputName], unique(`${inputName}/nchw`), { perm: [0, 3, 1, 2] });
-    } else if (layer instanceof Conv2D) {
-      const k = kerasConvKernelToOnnx(layer.kernel.value.data(), layer.kernel.shape);
-      const spec = foldInto(layer, { weight: k.data, shape: k.shape, bias: layer.bias ? layer.bias.value.data() : null,
-        attrs: convAttrs(hw, layer.kernelSize, layer.strides, layer.dilationRate, layer.padding, layer.groups) });
-      y = withActivation(layer.activation, rank, result, (o) => emitConv(layer, x, spec, o, 'conv'));
-    } else if (layer instanceof DepthwiseConv2D) {
-      const k = kerasDepthwiseKernelToOnnx(layer.depthwiseKernel.value.data(), layer.depthwiseKernel.shape);
-      const spec = foldInto(layer, { weight: k.data, shape: k.shape, bias: layer.bias ? layer.bias.value.data() : null,
-        attrs: convAttrs(hw, layer.kernelSize, layer.strides, layer.dilationRate, layer.padding, k.group) });
-      y = withActivation(layer.activation, rank, result, (o) => emitConv(layer, x, spec, o, 'depthwise'));
-    } else if (layer instanceof SeparableConv2D) {
-      y = withActivation(layer.activation, rank, result, (o) => emitSeparable(layer, x, hw, o));
-    } else if (layer instanceof BatchNormalization) {
-      const src = layer.inbound![0]!.layer;
-      if (foldTarget.get(src) === layer) {
-        y = x; // already inside the convolution's weights
-      } else if (!fold) {
-        const c = layer.movingMean.shape[0]!;
-        const gamma = layer.gamma ? layer.gamma.value.data() : new Float32Array(c).fill(1);
-        const beta = layer.beta ? layer.beta.value.data() : new Float32Array(c);
-        y = node('BatchNormalization', [x,
-          constant(`${layer.name}/gamma`, [c], gamma), constant(`${layer.name}/beta`, [c], beta),
-          constant(`${layer.name}/moving_mean`, [c], layer.movingMean.value.data()),
-          constant(`${layer.name}/moving_variance`, [c], layer.movingVariance.value.data())],
-        result, { epsilon: attr.float(layer.epsilon) });
-      } else {
-        const { scale, shift } = bnAffine(layer);
-        const bshape = rank === 4 ? [scale.length, 1, 1] : [scale.length];
-        const scaled = node('Mul', [x, constant(`${layer.name}/scale`, bshape, scale)], unique(`${layer.name}/scaled`));
-        y = node('Add', [scaled, constant(`${layer.name}/shift`, bshape, shift)], result);
-      }
-    } else if (layer instanceof Activation) {
-      y = activationNode(layer.activation, x, rank, result);
-    } else if (layer instanceof MaxPooling2D || layer instanceof AveragePooling2D) {
-      const attrs: Record<string, number | number[]> = {
-        kernel_shape: [...layer.poolSize], strides: [...layer.strides],
-        pads: layer.padding === 'same' ? tfSamePads(hw, layer.poolSize, layer.strides) : [0, 0, 0, 0],
-      };
-      // TensorFlow's average excludes the padding from the count.
-      if (layer instanceof AveragePooling2D) attrs['count_include_pad'] = 0;
-      y = node(layer instanceof MaxPooling2D ? 'MaxPool' : 'AveragePool', [x], result, attrs);
-    } else if (layer instanceof GlobalAveragePooling2D || layer instanceof GlobalMaxPooling2D) {
-      const pooled = node(layer instanceof GlobalAveragePooling2D ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], unique(`${layer.name}/nc11`));
-      y = node('Flatten', [pooled], result, { axis: 1 });
-    } else if (layer instanceof Dense) {
-      const [fin, units] = layer.kernel.shape as [number, number];
-      const kernel = constant(`${layer.name}/kernel`, [fin, units], layer.kernel.value.data());
-      y = withActivation(layer.activation, 2, result, (o) => layer.bias
-        ? node('Gemm', [x, kernel, constant(`${layer.name}/bias`, [units], layer.bias.value.data())], o, { alpha: attr.float(1), beta: attr.float(1) })
-        : node('MatMul', [x, kernel], o));
-    } else if (layer instanceof Dropout) {
-      y = x; // inference
-    } else if (layer instanceof Add) {
-      y = inNames.length === 2 ? node('Add', inNames, result) : node('Sum', inNames, result);
-    } else if (layer instanceof Concatenate) {
-      // Keras concatenates on the last axis: channels, axis 1 in NCHW (and of [batch, features]).
-      y = node('Concat', inNames, result, { axis: 1 });
-    } else if (layer instanceof Flatten) {
-      // Keras flattens NHWC in (h, w, c) order; the Dense after it expects that order.
-      const src = layer.inbound![0]!.shape.length === 3 ? node('Transpose', [x], unique(`${layer.name}/nhwc`), { perm: [0, 2, 3, 1] }) : x;
-      y = node('Flatten', [src], result, { axis: 1 });
-    } else {
-      throw new OnnxGraphError(`ONNX export: layer '${layer.name}' of type ${layer.className} is not supported`);
-    }
-    names.set(layer, y);
-  }
-
-  // The model output: 4-D outputs return to the input's layout.
-  const last = names.get(model.output.layer)!;
-  const outShape = model.outputShape;
-  if (outShape.length === 3) {
-    const [oh, ow, oc] = outShape as [number, number, number];
-    if (layout === 'nhwc') node('Transpose', [last], outputName, { perm: [0, 2, 3, 1] });
-    else node('Identity', [last], outputName);
-    g.addOutput(outputName, layout === 'nhwc' ? ['batch', oh, ow, oc] : ['batch', oc, oh, ow]);
-  } else {
-    node('Identity', [last], outputName);
-    g.addOutput(outputName, ['batch', ...outShape]);
-  }
+  const e = new OnnxEmitter(g, fold, [inputName, outputName]);
+  emitInput(e, graph, layout, inputName);
+  for (const n of graph.nodes) if (n.op !== 'input') e.names.set(n, emitNode(e, n));
+  emitOutput(e, graph, layout, outputName);
   return g.toBytes();
-
-  /**
-   * Runs `emit` to produce the linear result, then the activation; the final tensor is named
-   * `result` (the layer's name) either way.
-   */
-  function withActivation(act: string, rank: number, result: string, emit: (out: string) => string): string {
-    if (act === 'linear') return emit(result);
-    const linear = emit(unique(`${result}/linear`));
-    return activationNode(act, linear, rank, result);
-  }
-
-  /** SeparableConv2D as two ONNX Convs (spatial grouped/depthwise, pointwise 1×1) in its order. */
-  function emitSeparable(layer: SeparableConv2D, x: string, hw: [number, number], out: string): string {
-    const spatialData = layer.spatialKernel.value.data();
-    const spatialShape = layer.spatialKernel.shape;
-    const depthwise = layer.spatialKernel.weightName === 'depthwise_kernel';
-    const spatialOnnx = depthwise
-      ? kerasDepthwiseKernelToOnnx(spatialData, spatialShape)
-      : { ...kerasConvKernelToOnnx(spatialData, spatialShape), group: spatialShape[3]! / spatialShape[2]! };
-    const spatialHW: [number, number] = hw; // the pointwise 1×1 conv keeps the spatial size
-    const spatialAttrs = convAttrs(spatialHW, layer.kernelSize, layer.strides, layer.dilationRate, layer.padding, spatialOnnx.group);
-    const pw = kerasConvKernelToOnnx(layer.pointwiseKernel.value.data(), layer.pointwiseKernel.shape);
-    const pwAttrs = { kernel_shape: [1, 1], strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0], group: 1 };
-    const bias = layer.bias ? layer.bias.value.data() : null;
-    const between = (t: string) =>
-      layer.intermediateActivation === 'none' ? t : activationNode(layer.intermediateActivation, t, 4, unique(`${layer.name}/${layer.intermediateActivation}`));
-    if (layer.order === 'depthwise-first') {
-      const s = emitConv(layer, x, { weight: spatialOnnx.data, shape: spatialOnnx.shape, bias: null, attrs: spatialAttrs }, unique(`${layer.name}/spatial`), depthwise ? 'depthwise' : 'spatial');
-      const last = foldInto(layer, { weight: pw.data, shape: pw.shape, bias, attrs: pwAttrs });
-      return emitConv(layer, between(s), last, out, 'pointwise');
-    }
-    const p = emitConv(layer, x, { weight: pw.data, shape: pw.shape, bias: null, attrs: pwAttrs }, unique(`${layer.name}/pointwise`), 'pointwise');
-    const last = foldInto(layer, { weight: spatialOnnx.data, shape: spatialOnnx.shape, bias, attrs: spatialAttrs });
-    return emitConv(layer, between(p), last, out, depthwise ? 'depthwise' : 'spatial');
-  }
-}
-
-/** Inference-mode BN as y = x·scale + shift per channel (computed in float64, stored float32). */
-function bnAffine(bn: BatchNormalization): { scale: Float32Array; shift: Float32Array } {
-  const mean = bn.movingMean.value.data();
-  const variance = bn.movingVariance.value.data();
-  const c = mean.length;
-  const gamma = bn.gamma ? bn.gamma.value.data() : null;
-  const beta = bn.beta ? bn.beta.value.data() : null;
-  const scale = new Float32Array(c);
-  const shift = new Float32Array(c);
-  for (let i = 0; i < c; i++) {
-    const s = (gamma ? gamma[i]! : 1) / Math.sqrt(variance[i]! + bn.epsilon);
-    scale[i] = s;
-    shift[i] = (beta ? beta[i]! : 0) - mean[i]! * s;
-  }
-  return { scale, shift };
 }
