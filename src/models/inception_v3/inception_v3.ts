@@ -24,7 +24,8 @@ import { Concatenate } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { AveragePooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkOptions, NameCounter, resolveApplicationOptions, type ApplicationOptions } from '../common.js';
+import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
+import { resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
  * classifierActivation, width, dropout before the classifier) and these. */
@@ -41,10 +42,6 @@ export interface InceptionV3Options extends ApplicationOptions {
   backend?: Backend;
   name?: string;
 }
-
-const KNOWN: (keyof InceptionV3Options)[] = [
-  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'width', 'dropout', 'stem', 'bnMomentum', 'seed', 'backend', 'name',
-];
 
 export interface ResolvedInceptionV3Options extends Required<Omit<InceptionV3Options, 'backend' | 'pooling' | 'inputShape'>> {
   inputShape: [number, number, number];
@@ -83,14 +80,11 @@ export function inceptionV3MinInput(stem: 'imagenet' | 'small' = 'imagenet'): nu
   return s;
 }
 
-/** Checks every option and fills in defaults, before anything is allocated. */
+/** Checks every option against the schema (models/options.ts) and fills in defaults, before anything is allocated. */
 export function resolveInceptionV3Options(options: InceptionV3Options = {}): ResolvedInceptionV3Options {
-  checkOptions('inception_v3', options as Record<string, unknown>, KNOWN as string[]);
-  const common = resolveApplicationOptions('inception_v3', options, inceptionV3MinInput);
-  return {
-    ...common,
-    seed: options.seed ?? 0, name: options.name ?? 'inception_v3',
-  };
+  const resolved = resolveModelOptions('inception_v3', options as Record<string, unknown>) as unknown as ResolvedInceptionV3Options;
+  checkMinInput('inception_v3', resolved.inputShape, resolved.stem, inceptionV3MinInput(resolved.stem));
+  return resolved;
 }
 
 /** Builds an Inception V3 model (see InceptionV3Options); weights are freshly initialized. */
