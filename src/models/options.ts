@@ -76,13 +76,13 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
   { key: 'width', flag: 'width', placeholder: 'X', kind: 'number', min: 0, minExclusive: true, max: 4, default: 1, models: BOTH, group: 'model',
     help: 'width multiplier on every channel count' },
   { key: 'dropout', flag: 'dropout', placeholder: 'R', kind: 'number', min: 0, max: 1, maxExclusive: true, default: 0, models: BOTH, group: 'model',
-    help: 'dropout before the classifier (the paper: 0.5 on ImageNet)' },
+    help: 'dropout before the classifier; the paper used 0.5 on ImageNet' },
   { key: 'stem', flag: 'stem', placeholder: 'imagenet|small', kind: 'choice', choices: ['imagenet', 'small'], default: 'imagenet', models: BOTH, group: 'model',
     help: "'small' keeps small inputs (28×28, 32×32) viable: xception\n" +
       'keeps the size through block1; inception_v3 runs its stem\n' +
       "convs at stride 1 'same' with one 'same' max pool (32 → 16)" },
   { key: 'bnMomentum', flag: 'bn-momentum', placeholder: 'M', kind: 'number', min: 0, max: 1, maxExclusive: true, default: 0.99, models: BOTH, group: 'model',
-    help: 'batch-norm moving-average momentum (0.9 suits runs of a few\nthousand steps)', defaultText: "default Keras's 0.99" },
+    help: 'batch-norm moving-average momentum; 0.9 suits runs of a few\nthousand steps', defaultText: "default Keras's 0.99" },
   { key: 'residual', flag: 'no-residual', kind: 'boolean', default: true, models: XCEPTION, group: 'research',
     help: 'remove the residual connections (paper figure 9)' },
   { key: 'intermediateActivation', flag: 'intermediate-activation', placeholder: INTERMEDIATE_ACTIVATIONS.join('|'), kind: 'choice',
