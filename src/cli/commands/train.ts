@@ -87,7 +87,7 @@ Optimization:
   --ema DECAY             evaluate with an exponential moving average of the weights (paper:
                           Polyak averaging), e.g. 0.999; default off
   --clip-norm X           clip the gradients' global norm
-  --seed S                seeds initialization, shuffling, augmentation and dropout (default 0)
+  --seed S                seeds initialization, shuffling, augmentation and dropout (default ${d.seed})
 Transfer learning (the Keras recipe):
   --weights FILE|DIR      start from pretrained weights: a run folder, a .safetensors or a Keras
                           .h5 file. The model is the one the source records (model flags must
