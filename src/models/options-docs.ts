@@ -3,7 +3,7 @@
  * `npm run docs:options` rewrites the block between the markers; a test fails when it is stale.
  */
 import { OptionError } from '../core/errors.js';
-import { allowedText, defaultText, MODEL_NAMES, MODEL_OPTIONS, type OptionSpec } from './options.js';
+import { allowedText, defaultText, MAX_MODEL_PARAMS, MODEL_NAMES, MODEL_OPTIONS, type OptionSpec } from './options.js';
 
 export const OPTIONS_BLOCK_START = '<!-- model-options:start -->';
 export const OPTIONS_BLOCK_END = '<!-- model-options:end -->';
@@ -34,6 +34,8 @@ export function renderOptionsTable(): string {
     'Model options (Keras\'s application options and the size of the network; a boolean flag such as `--no-top` sets its option to false):',
     '',
     optionsTable('model'),
+    '',
+    `Whatever the options, a model may have at most ${(MAX_MODEL_PARAMS / 1e6).toLocaleString('en-US')} million parameters (estimated before anything is built).`,
   ].join('\n');
 }
 

@@ -8,7 +8,9 @@
  * file included — so that a hostile file fails with a typed error before anything is allocated:
  *   classes ≤ 100,000 · input height/width ≤ 4096, channels ≤ 64 · width ≤ 4 ·
  *   middleBlocks ≤ 64 · channelMultiple ≤ 512 · segments ≤ 8192 (the widest layer at width 4;
- *   each layer's channels must also be a multiple of it) · name ≤ 200 characters.
+ *   each layer's channels must also be a multiple of it) · name ≤ 200 characters · and, since
+ *   the caps multiply (width 4 with 100,000 classes is a 3 GB classifier), at most
+ *   MAX_MODEL_PARAMS parameters in all, estimated from the options before anything is built.
  */
 import { OptionError, quotedChoices, ShapeError } from '../core/errors.js';
 import { INTERMEDIATE_ACTIVATIONS, SEPARABLE_ORDERS } from '../nn/layers/convolutional.js';
@@ -194,4 +196,16 @@ export function resolveModelOptions(model: ModelName, options: Record<string, un
     resolved[spec.key] = Array.isArray(value) ? [...value] : value;
   }
   return Object.fromEntries(specs.map((s) => [s.key, resolved[s.key]]));
+}
+
+/** At most this many parameters (2 GB of float32): Keras's Xception at width 4 has about 340 million. */
+export const MAX_MODEL_PARAMS = 500_000_000;
+
+/** Refuses options whose model would have more than MAX_MODEL_PARAMS parameters (`params` estimated, nothing built). */
+export function checkModelSize(what: string, params: number): void {
+  if (params <= MAX_MODEL_PARAMS) return;
+  throw new OptionError(
+    `${what}: these options ask for about ${Math.round(params / 1e6).toLocaleString('en-US')} million parameters; ` +
+      `at most ${(MAX_MODEL_PARAMS / 1e6).toLocaleString('en-US')} million are allowed`,
+  );
 }

@@ -12,7 +12,9 @@ import { openWeights } from '../../src/io/weights-source.js';
 import { writeSafetensorsFileSync } from '../../src/io/safetensors.js';
 import { defaultText, formatOptionValue, MODEL_OPTIONS, modelOptionSpecs, resolveModelOptions } from '../../src/models/options.js';
 import { optionsBlockOf, renderOptionsTable, withOptionsTable } from '../../src/models/options-docs.js';
-import { buildModel } from '../../src/models/registry.js';
+import { buildModel, getModelEntry } from '../../src/models/registry.js';
+import { xceptionParamsBound } from '../../src/models/xception/xception.js';
+import { inceptionV3ParamsBound } from '../../src/models/inception_v3/inception_v3.js';
 import { DEFAULT_TRAIN_CONFIG, defaultModelOptions } from '../../src/train/trainer.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT } from '../../src/train/checkpoint.js';
 import { makeTempDir } from '../data/fixtures.js';
@@ -95,8 +97,29 @@ test('the caps hold in code too: a huge model is a typed error before anything i
   }
 });
 
+test('the size bound is an upper bound on the real parameter count, close enough to refuse only huge models', () => {
+  const cases: [string, Record<string, unknown>][] = [
+    ['xception', {}], ['xception', { segments: 1 }], ['xception', { width: 0.5, segments: 4, channelMultiple: 4, classes: 10 }],
+    ['xception', { stem: 'small', width: 0.25, middleBlocks: 2, inputShape: [28, 28, 1], classes: 10 }], ['xception', { includeTop: false, order: 'pointwise-first' }],
+    ['inception_v3', {}], ['inception_v3', { stem: 'small', width: 0.25, classes: 10 }],
+  ];
+  for (const [name, options] of cases) {
+    const model = buildModel(name, options);
+    const params = model.weights.reduce((n, v) => n + v.shape.reduce((a, b) => a * b, 1), 0);
+    model.dispose();
+    const resolved = getModelEntry(name).resolveOptions(options);
+    const bound = name === 'xception' ? xceptionParamsBound(resolved as never) : inceptionV3ParamsBound(resolved as never);
+    assert.ok(bound >= params && bound <= 1.5 * params + 1e6, `${name} ${JSON.stringify(options)}: bound ${bound} for ${params} parameters`);
+  }
+  assert.doesNotThrow(() => resolveModelOptions('xception', { width: 4 }), "Keras's Xception at width 4 is allowed");
+  for (const options of [{ width: 4, classes: 100_000 }, { width: 4, middleBlocks: 64 }, { width: 2, segments: 1 }]) {
+    assert.throws(() => buildModel('xception', options), (e: Error) => e instanceof OptionError && /at most 500 million are allowed/.test(e.message), JSON.stringify(options));
+  }
+  assert.throws(() => buildModel('inception_v3', { width: 4, classes: 100_000 }), OptionError);
+});
+
 test('a model_config or run state asking for classes 1e9 or middleBlocks 1e6 fails fast, allocating nothing', async () => {
-  const hostile = [{ classes: 1e9 }, { middleBlocks: 1e6 }, { inputShape: [1e5, 1e5, 3] }, { segments: 1e7 }];
+  const hostile = [{ classes: 1e9 }, { middleBlocks: 1e6 }, { inputShape: [1e5, 1e5, 3] }, { segments: 1e7 }, { width: 4, classes: 100_000 }];
   for (const options of hostile) {
     const rss = process.memoryUsage().rss;
     const started = performance.now();

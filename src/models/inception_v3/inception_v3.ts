@@ -25,7 +25,7 @@ import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { AveragePooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
 import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
-import { resolveModelOptions } from '../options.js';
+import { checkModelSize, resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
  * classifierActivation, width, dropout before the classifier) and these. */
@@ -84,7 +84,17 @@ export function inceptionV3MinInput(stem: 'imagenet' | 'small' = 'imagenet'): nu
 export function resolveInceptionV3Options(options: InceptionV3Options = {}): ResolvedInceptionV3Options {
   const resolved = resolveModelOptions('inception_v3', options as Record<string, unknown>) as unknown as ResolvedInceptionV3Options;
   checkMinInput('inception_v3', resolved.inputShape, resolved.stem, inceptionV3MinInput(resolved.stem));
+  checkModelSize('inception_v3', inceptionV3ParamsBound(resolved));
   return resolved;
+}
+
+/**
+ * An upper bound on the parameter count: Keras's 21.8 million below the classifier scaled by
+ * width² (with room for the rounding of channel counts, and a million for tiny widths), plus the classifier.
+ */
+export function inceptionV3ParamsBound(o: ResolvedInceptionV3Options): number {
+  const features = Math.max(1, Math.round(2048 * o.width));
+  return 24e6 * o.width ** 2 + 1e6 + (o.includeTop ? (features + 1) * o.classes : 0);
 }
 
 /** The building blocks every phase uses, bound to one model's options, generators and names. */

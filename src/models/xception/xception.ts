@@ -20,7 +20,7 @@ import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
 import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
-import { resolveModelOptions } from '../options.js';
+import { checkModelSize, resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
  * classifierActivation, width, dropout before the classifier — the paper used 0.5 on ImageNet,
@@ -82,7 +82,27 @@ export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedX
   const resolved = resolveModelOptions('xception', options as Record<string, unknown>) as unknown as ResolvedXceptionOptions;
   checkMinInput('xception', resolved.inputShape, resolved.stem, XCEPTION_MIN_INPUT[resolved.stem]);
   checkSegments(resolved);
+  checkModelSize('xception', xceptionParamsBound(resolved));
   return resolved;
+}
+
+/**
+ * An upper bound on the parameter count, from the channel counts alone (nothing is built): each
+ * separable conv counted with its spatial convolution on the larger of its two channel counts.
+ */
+export function xceptionParamsBound(o: ResolvedXceptionOptions): number {
+  const ch = xceptionChannels(o.width, o.channelMultiple);
+  const conv = (cin: number, cout: number, k: number) => k * k * cin * cout + 4 * cout; // + batch norm
+  const sep = (cin: number, cout: number) => {
+    const c = Math.max(cin, cout);
+    return 9 * c * (o.segments === 'depthwise' ? 1 : c / o.segments) + conv(cin, cout, 1);
+  };
+  const down = (cin: number, mid: number, cout: number) => sep(cin, mid) + sep(mid, cout) + conv(cin, cout, 1);
+  const head = o.includeTop ? (ch.final[1] + 1) * o.classes : 0;
+  return conv(o.inputShape[2], ch.stem[0], 3) + conv(ch.stem[0], ch.stem[1], 3) +
+    down(ch.stem[1], ch.entry[0], ch.entry[0]) + down(ch.entry[0], ch.entry[1], ch.entry[1]) + down(ch.entry[1], ch.entry[2], ch.entry[2]) +
+    o.middleBlocks * 3 * sep(ch.middle, ch.middle) + down(ch.middle, ch.exit[0], ch.exit[1]) +
+    sep(ch.exit[1], ch.final[0]) + sep(ch.final[0], ch.final[1]) + head;
 }
 
 /** Every separable conv's spatial convolution must split its channels evenly. */
