@@ -1,131 +1,102 @@
-/** The flags that pick a model and its options, shared by summary, train, bench and export. */
+/** The flags that pick a model and its options, shared by summary, train, eval, predict and export: all from the options schema (models/options.ts). */
 import { OptionError } from '../core/errors.js';
+import { defaultText, inRange, MODEL_NAMES, MODEL_OPTIONS, rangeText, type OptionSpec } from '../models/options.js';
 import type { XceptionOptions } from '../models/xception/xception.js';
-import { choiceFlag, intFlag, numberFlag, shapeFlag, type FlagSpec, type Parsed } from './args.js';
+import { choiceFlag, intFlag, shapeFlag, type FlagSpec, type Parsed } from './args.js';
+
+/** The model options the command line sets (all but code-only ones such as name). */
+const FLAG_OPTIONS = MODEL_OPTIONS.filter((s): s is OptionSpec & { flag: string } => s.flag !== undefined);
 
 export const MODEL_FLAGS: FlagSpec = {
   model: { type: 'string' },
-  'input-shape': { type: 'string' },
-  classes: { type: 'string' },
-  'no-top': { type: 'boolean' },
-  pooling: { type: 'string' },
-  'classifier-activation': { type: 'string' },
-  'no-residual': { type: 'boolean' },
-  'intermediate-activation': { type: 'string' },
-  order: { type: 'string' },
-  segments: { type: 'string' },
-  'middle-blocks': { type: 'string' },
-  width: { type: 'string' },
-  'channel-multiple': { type: 'string' },
-  dropout: { type: 'string' },
-  'bn-momentum': { type: 'string' },
-  stem: { type: 'string' },
-  seed: { type: 'string' },
-};
+  ...Object.fromEntries(FLAG_OPTIONS.map((s) => [s.flag, { type: s.kind === 'boolean' ? 'boolean' : 'string' }])),
+} as FlagSpec;
 
-/** The defaults the help states; they differ by command (train's depend on the data). */
-export interface ModelHelpDefaults {
-  inputShape: string;
-  classes: string;
-  stem: string;
-  width: string;
-  middleBlocks: string;
-  /** False where the command lists --seed itself (train: it seeds more than the weights). */
-  seedFlag: boolean;
+/** The flag that sets each model option (for messages that must name the flag). */
+export const MODEL_OPTION_FLAGS: Record<string, string> = Object.fromEntries(FLAG_OPTIONS.map((s) => [s.key, s.flag]));
+
+/** Where --help's descriptions start, and the longest line a note is appended to. */
+const HELP_COLUMN = 34;
+const HELP_WIDTH = 110;
+
+/** One flag's --help entry: the flag, its help lines and "(xception only; default …)". */
+function flagHelp(spec: OptionSpec & { flag: string }, defaultOverride: string | undefined): string {
+  const head = `  --${spec.flag}${spec.placeholder ? ` ${spec.placeholder}` : ''}`;
+  const notes = [
+    spec.group === 'model' && spec.models.length < MODEL_NAMES.length ? `${spec.models.join(', ')} only` : undefined,
+    defaultOverride ?? defaultText(spec),
+  ].filter((n) => n !== undefined);
+  const lines = spec.help.split('\n');
+  if (notes.length) {
+    // The notes go on the help's last line when they fit, else on lines of their own.
+    const noteText = `(${notes.join('; ')})`;
+    const last = lines[lines.length - 1]!;
+    if (HELP_COLUMN + last.length + 1 + noteText.split('\n')[0]!.length <= HELP_WIDTH) lines[lines.length - 1] = `${last} ${noteText}`;
+    else lines.push(noteText);
+  }
+  const indent = ' '.repeat(HELP_COLUMN);
+  const body = lines.join('\n').split('\n').map((l) => indent + l);
+  if (head.length < HELP_COLUMN) body[0] = head.padEnd(HELP_COLUMN) + body[0]!.trimStart();
+  else body.unshift(head);
+  return body.join('\n');
 }
 
-/** Keras's defaults: summary, predict and export build the model as Keras does. */
-export const KERAS_MODEL_HELP_DEFAULTS: ModelHelpDefaults = {
-  inputShape: 'default 299,299,3; 32,32,3 with --stem small',
-  classes: 'default 1000',
-  stem: 'default imagenet',
-  width: 'default 1',
-  middleBlocks: 'default 8',
-  seedFlag: true,
-};
-
-export function modelFlagsHelp(d: ModelHelpDefaults = KERAS_MODEL_HELP_DEFAULTS): string {
+/**
+ * The model flags' --help, from the schema. `defaults` overrides how a default is stated, by
+ * option key (train's defaults follow the data); `seedFlag` false where the command lists --seed
+ * itself (train: it seeds more than the weights).
+ */
+export function modelFlagsHelp(defaults: Readonly<Record<string, string>> = {}, seedFlag = true): string {
+  const entries = (group: OptionSpec['group']) =>
+    FLAG_OPTIONS.filter((s) => s.group === group && (seedFlag || s.key !== 'seed')).map((s) => flagHelp(s, defaults[s.key]));
   return `Model options:
   --model NAME                    xception (default) or inception_v3 (Keras InceptionV3, the
                                   paper's baseline; the flags marked 'xception only' do not apply)
-  --input-shape H,W,C             input size (${d.inputShape})
-  --classes N                     classifier outputs (${d.classes})
-  --no-top                        drop the classifier (global pooling + Dense)
-  --pooling avg|max               with --no-top: global pooling of the feature map
-  --classifier-activation softmax|linear
-  --stem imagenet|small           'small' keeps small inputs (28×28, 32×32) viable: xception
-                                  keeps the size through block1; inception_v3 runs its stem
-                                  convs at stride 1 'same' with one 'same' max pool (32 → 16)
-                                  (${d.stem})
-  --width X                       width multiplier on every channel count (${d.width})
-  --channel-multiple N            round channel counts to multiples of N (xception; default 1)
-  --middle-blocks N               middle-flow blocks (xception only, ${d.middleBlocks})
-  --dropout R                     dropout before the classifier (default 0)
-  --bn-momentum M                 batch-norm moving-average momentum (default Keras's 0.99;
-                                  0.9 suits runs of a few thousand steps)
-${d.seedFlag ? '  --seed S                        weight initialization seed (default 0)\n' : ''}Research switches (xception only; defaults are the paper's Xception):
-  --no-residual                   remove the residual connections (paper figure 9)
-  --intermediate-activation none|relu|elu
-                                  non-linearity between depthwise and pointwise (figure 10)
-  --order depthwise-first|pointwise-first
-                                  pointwise-first is the "extreme Inception" order
-  --segments N|depthwise          channel segments of each spatial convolution:
-                                  1 = regular convolution … depthwise = one per channel`;
+${entries('model').join('\n')}
+Research switches (xception only; defaults are the paper's Xception):
+${entries('research').join('\n')}`;
 }
 
 export const MODEL_FLAGS_HELP = modelFlagsHelp();
-
-/** The flag that sets each model option (for messages that must name the flag). */
-export const MODEL_OPTION_FLAGS: Record<string, string> = {
-  inputShape: 'input-shape', classes: 'classes', includeTop: 'no-top', pooling: 'pooling',
-  classifierActivation: 'classifier-activation', residual: 'no-residual', intermediateActivation: 'intermediate-activation',
-  order: 'order', segments: 'segments', middleBlocks: 'middle-blocks', width: 'width', channelMultiple: 'channel-multiple',
-  dropout: 'dropout', bnMomentum: 'bn-momentum', stem: 'stem', seed: 'seed',
-};
-
-/** Flags that only some models accept; any other model gets a clear error naming the flag. */
-const MODEL_SPECIFIC_FLAGS: Record<string, readonly string[]> = {
-  'no-residual': ['xception'],
-  'intermediate-activation': ['xception'],
-  order: ['xception'],
-  segments: ['xception'],
-  'middle-blocks': ['xception'],
-  'channel-multiple': ['xception'],
-};
 
 export interface ModelChoice {
   name: string;
   options: Record<string, unknown>;
 }
 
+/** A flag's value as the option's type, within the schema's bounds; undefined when not given. */
+function flagValue(spec: OptionSpec & { flag: string }, v: string | boolean | undefined): unknown {
+  if (v === undefined) return undefined;
+  switch (spec.kind) {
+    case 'boolean': return v ? false : undefined; // the flag turns a default-on switch off
+    case 'int': return intFlag(spec.flag, v, spec.min, spec.max);
+    case 'segments': return v === 'depthwise' ? 'depthwise' : intFlag(spec.flag, v, spec.min, spec.max);
+    case 'choice': return choiceFlag(spec.flag, v, spec.choices!);
+    case 'shape': return shapeFlag(spec.flag, v);
+    case 'number': {
+      const n = Number(v);
+      if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || !inRange(spec, n)) {
+        throw new OptionError(`--${spec.flag} must be a number in ${rangeText(spec)}, got '${String(v)}'`);
+      }
+      return n;
+    }
+    case 'string': return v;
+  }
+}
+
 export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {}, defaultName = 'xception'): ModelChoice {
   const v = p.values;
   const name = (v['model'] as string | undefined) ?? defaultName;
-  for (const [flag, models] of Object.entries(MODEL_SPECIFIC_FLAGS)) {
-    if (v[flag] !== undefined && !models.includes(name)) {
-      throw new OptionError(`--${flag} applies only to --model ${models.join(' or ')}, not to '${name}'`);
+  for (const spec of FLAG_OPTIONS) {
+    if (v[spec.flag] !== undefined && !(spec.models as readonly string[]).includes(name)) {
+      throw new OptionError(`--${spec.flag} applies only to --model ${spec.models.join(' or ')}, not to '${name}'`);
     }
   }
   const o: Record<string, unknown> = { ...defaults };
-  const set = (k: string, val: unknown) => {
-    if (val !== undefined) o[k] = val;
-  };
-  set('inputShape', shapeFlag('input-shape', v['input-shape']));
-  set('classes', intFlag('classes', v['classes']));
-  if (v['no-top']) o['includeTop'] = false;
-  set('pooling', choiceFlag('pooling', v['pooling'], ['avg', 'max'] as const));
+  for (const spec of FLAG_OPTIONS) {
+    const value = flagValue(spec, v[spec.flag]);
+    if (value !== undefined) o[spec.key] = value;
+  }
   if (o['pooling'] !== undefined && o['includeTop'] !== false) throw new OptionError('--pooling applies only with --no-top');
-  set('classifierActivation', choiceFlag('classifier-activation', v['classifier-activation'], ['softmax', 'linear'] as const));
-  if (v['no-residual']) o['residual'] = false;
-  set('intermediateActivation', choiceFlag('intermediate-activation', v['intermediate-activation'], ['none', 'relu', 'elu'] as const));
-  set('order', choiceFlag('order', v['order'], ['depthwise-first', 'pointwise-first'] as const));
-  if (v['segments'] !== undefined) o['segments'] = v['segments'] === 'depthwise' ? 'depthwise' : intFlag('segments', v['segments']);
-  set('middleBlocks', intFlag('middle-blocks', v['middle-blocks'], 0));
-  set('width', numberFlag('width', v['width'], 0.01, 4));
-  set('channelMultiple', intFlag('channel-multiple', v['channel-multiple']));
-  set('dropout', numberFlag('dropout', v['dropout'], 0, 0.99));
-  set('bnMomentum', numberFlag('bn-momentum', v['bn-momentum'], 0, 0.9999));
-  set('stem', choiceFlag('stem', v['stem'], ['imagenet', 'small'] as const));
-  set('seed', intFlag('seed', v['seed'], 0));
   return { name, options: o };
 }

@@ -36,3 +36,9 @@ export function assertOption(cond: boolean, message: string): asserts cond {
 export function isPositiveInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v > 0;
 }
+
+/** `'a', 'b' or 'c'`: allowed values in a message. */
+export function quotedChoices(choices: readonly (string | null)[]): string {
+  const q = choices.map((c) => (c === null ? 'null' : `'${c}'`));
+  return q.length < 2 ? q.join('') : `${q.slice(0, -1).join(', ')} or ${q[q.length - 1]}`;
+}

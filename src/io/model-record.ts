@@ -6,6 +6,7 @@
  */
 import { XceptionError } from '../core/errors.js';
 import { validateImagePreprocessing, type ImagePreprocessing } from '../data/image-preprocessing.js';
+import { optionSpec } from '../models/options.js';
 import { getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { WeightFileError } from './errors.js';
@@ -21,8 +22,14 @@ export interface ModelRecord {
   preprocessing?: ImagePreprocessing;
 }
 
-/** Caps on what a record may ask to build (an untrusted file must not make us allocate gigabytes). */
-export const RECORD_LIMITS = { classes: 100_000, classNameLength: 1000, stringOption: 200, inputSide: 8192, channels: 64, middleBlocks: 64 } as const;
+/**
+ * Caps on what a record may ask to build (an untrusted file must not make us allocate gigabytes):
+ * the options schema's (models/options.ts), which every build checks, plus the class names'.
+ */
+export const RECORD_LIMITS = {
+  classes: optionSpec('classes').max!, classNameLength: 1000, stringOption: optionSpec('name').max!,
+  inputSide: optionSpec('inputShape').maxSide!, channels: optionSpec('inputShape').maxChannels!, middleBlocks: optionSpec('middleBlocks').max!,
+} as const;
 
 /** safetensors metadata keys of a record. */
 export const RECORD_KEYS = { model: 'model_config', classNames: 'class_names', preprocessing: 'preprocessing' } as const;
@@ -68,11 +75,10 @@ export function validateModelRecord(raw: unknown, file: string): ModelRecord {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) bad('options are not an object');
   const options: Record<string, unknown> = { ...(o as Record<string, unknown>) };
   if ('backend' in options) bad("options name a backend (a record never does)");
-  checkCaps(options, bad);
   try {
-    entry!.resolveOptions(options);
+    entry!.resolveOptions(options); // the options schema, with its caps (models/options.ts)
   } catch (e) {
-    bad(e instanceof XceptionError ? e.message : `options the model does not accept (${String(e).slice(0, 200)})`);
+    bad(e instanceof XceptionError ? e.message.replace(`${model}: `, '') : `options the model does not accept (${String(e).slice(0, 200)})`);
   }
   const record: ModelRecord = { model, options };
   if (r['classNames'] !== undefined) record.classNames = validateClassNames(r['classNames'], options, bad);
@@ -84,28 +90,6 @@ export function validateModelRecord(raw: unknown, file: string): ModelRecord {
     }
   }
   return record;
-}
-
-function checkCaps(o: Record<string, unknown>, bad: (p: string) => never): void {
-  const classes = o['classes'];
-  if (classes !== undefined && !(Number.isInteger(classes) && (classes as number) >= 1 && (classes as number) <= RECORD_LIMITS.classes)) {
-    bad(`classes must be an integer in [1, ${RECORD_LIMITS.classes}], got ${JSON.stringify(classes)?.slice(0, 40)}`);
-  }
-  const shape = o['inputShape'];
-  if (shape !== undefined) {
-    const ok = Array.isArray(shape) && shape.length === 3 && shape.every((d) => Number.isInteger(d) && d >= 1) &&
-      shape[0] <= RECORD_LIMITS.inputSide && shape[1] <= RECORD_LIMITS.inputSide && shape[2] <= RECORD_LIMITS.channels;
-    if (!ok) bad(`inputShape must be [H, W, C] with H, W ≤ ${RECORD_LIMITS.inputSide} and C ≤ ${RECORD_LIMITS.channels}, got ${JSON.stringify(shape)?.slice(0, 60)}`);
-  }
-  const blocks = o['middleBlocks'];
-  if (blocks !== undefined && !(Number.isInteger(blocks) && (blocks as number) >= 0 && (blocks as number) <= RECORD_LIMITS.middleBlocks)) {
-    bad(`middleBlocks must be an integer in [0, ${RECORD_LIMITS.middleBlocks}], got ${JSON.stringify(blocks)?.slice(0, 40)}`);
-  }
-  for (const [k, v] of Object.entries(o)) {
-    if (typeof v === 'string' && v.length > RECORD_LIMITS.stringOption) bad(`option ${k.slice(0, 40)} is a string of ${v.length} characters`);
-  }
-  const seed = o['seed'];
-  if (seed !== undefined && !(Number.isSafeInteger(seed) && (seed as number) >= 0)) bad(`seed must be a non-negative integer`);
 }
 
 function validateClassNames(names: unknown, options: Record<string, unknown>, bad: (p: string) => never): string[] {

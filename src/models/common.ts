@@ -59,38 +59,13 @@ export interface ResolvedApplicationOptions {
   bnMomentum: number;
 }
 
-/** Checks the shared options and fills in Keras's defaults; `minInput` depends on the stem. */
-export function resolveApplicationOptions(what: string, options: ApplicationOptions, minInput: (stem: 'imagenet' | 'small') => number): ResolvedApplicationOptions {
-  const stem = options.stem ?? 'imagenet';
-  if (stem !== 'imagenet' && stem !== 'small') throw new OptionError(`${what}: stem must be 'imagenet' or 'small', got ${JSON.stringify(stem)}`);
-  const inputShape = [...(options.inputShape ?? (stem === 'small' ? [32, 32, 3] : [299, 299, 3]))] as [number, number, number];
-  if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
-    throw new ShapeError(`${what}: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
-  }
-  const min = minInput(stem);
-  if (inputShape[0] < min || inputShape[1] < min) {
-    throw new ShapeError(
-      `${what}: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
-        (stem === 'imagenet' ? " (small images need the 'small' stem: --stem small on the command line, stem: 'small' in code)" : ''),
-    );
-  }
-  const includeTop = options.includeTop ?? true;
-  if (typeof includeTop !== 'boolean') throw new OptionError(`${what}: includeTop must be true or false`);
-  const classes = options.classes ?? 1000;
-  if (!Number.isInteger(classes) || classes < 1) throw new OptionError(`${what}: classes must be a positive integer, got ${classes}`);
-  const pooling = options.pooling ?? null;
-  if (pooling !== null && pooling !== 'avg' && pooling !== 'max') throw new OptionError(`${what}: pooling must be 'avg', 'max' or null, got ${JSON.stringify(pooling)}`);
-  const classifierActivation = options.classifierActivation ?? 'softmax';
-  if (classifierActivation !== 'softmax' && classifierActivation !== 'linear') {
-    throw new OptionError(`${what}: classifierActivation must be 'softmax' or 'linear', got ${JSON.stringify(classifierActivation)}`);
-  }
-  const width = options.width ?? 1;
-  if (!(typeof width === 'number' && width > 0 && width <= 4)) throw new OptionError(`${what}: width must be in (0, 4], got ${width}`);
-  const dropout = options.dropout ?? 0;
-  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new OptionError(`${what}: dropout must be in [0, 1), got ${dropout}`);
-  const bnMomentum = options.bnMomentum ?? 0.99;
-  if (!(typeof bnMomentum === 'number' && bnMomentum >= 0 && bnMomentum < 1)) throw new OptionError(`${what}: bnMomentum must be in [0, 1), got ${bnMomentum}`);
-  return { includeTop, inputShape, pooling, classes, classifierActivation, width, dropout, stem, bnMomentum };
+/** The input must be at least `min` high and wide for the stem (the smallest the network can shrink). */
+export function checkMinInput(what: string, inputShape: readonly [number, number, number], stem: 'imagenet' | 'small', min: number): void {
+  if (inputShape[0] >= min && inputShape[1] >= min) return;
+  throw new ShapeError(
+    `${what}: input ${shapeToString(inputShape)} is too small: height and width must be at least ${min} with the '${stem}' stem` +
+      (stem === 'imagenet' ? " (small images need the 'small' stem: --stem small on the command line, stem: 'small' in code)" : ''),
+  );
 }
 
 /**

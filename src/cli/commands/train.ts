@@ -12,22 +12,32 @@ import { openWeights } from '../../io/weights-source.js';
 import { RESIZE_INTERPOLATIONS, RESIZE_POLICIES } from '../../data/image-preprocessing.js';
 import type { TransferConfig } from '../../train/transfer.js';
 import { MODEL_FLAGS, MODEL_OPTION_FLAGS, modelFlagsHelp, modelFromFlags } from '../model-flags.js';
+import { formatOptionValue, optionSpec, type OptionValue } from '../../models/options.js';
 
 const d = DEFAULT_TRAIN_CONFIG;
-/** The model options of a run on the built-in small-image datasets (the main job's). */
-const smallImageModel = d.modelOptions as { stem: string; width: number; middleBlocks: number; bnMomentum: number };
-const folderModel = { stem: 'imagenet', width: 1, middleBlocks: 8 };
+/** The model options of a new run on the built-in small-image datasets (the main job's) and on image folders. */
+const mainJob = defaultModelOptions(d.model, d.dataset) as Record<string, OptionValue>;
+const onFolders = defaultModelOptions(d.model, 'folder:DIR') as Record<string, OptionValue>;
+/** An option's default on image folders: defaultModelOptions's, else the schema's (Keras's). */
+const folderDefault = (key: string): string => formatOptionValue(onFolders[key] ?? optionSpec(key).default);
 
-/** Train's model defaults depend on the data (see defaultModelOptions). */
-const TRAIN_MODEL_HELP = modelFlagsHelp({
-  inputShape: "default: the dataset's image size and channels",
-  classes: "default: the dataset's classes",
-  stem: `default ${smallImageModel.stem}; on image folders ${folderModel.stem},\n` +
-    `                                  or small below ${getModelEntry('xception').minInput('imagenet')}×${getModelEntry('xception').minInput('imagenet')} (inception_v3: ${getModelEntry('inception_v3').minInput('imagenet')}×${getModelEntry('inception_v3').minInput('imagenet')})`,
-  width: `default ${smallImageModel.width}; ${folderModel.width} on image folders`,
-  middleBlocks: `default ${smallImageModel.middleBlocks}; ${folderModel.middleBlocks} on image folders`,
-  seedFlag: false,
-});
+/** How train's help states the model defaults: they follow the data (see defaultModelOptions). */
+function trainModelHelpDefaults(): Record<string, string> {
+  const minSide = (model: string) => `${getModelEntry(model).minInput('imagenet')}×${getModelEntry(model).minInput('imagenet')}`;
+  const texts: Record<string, string> = {
+    inputShape: "default: the dataset's image size and channels",
+    classes: "default: the dataset's classes",
+    stem: `default ${formatOptionValue(mainJob['stem'])}; on image folders ${folderDefault('stem')},\n` +
+      `or small below ${minSide('xception')} (inception_v3: ${minSide('inception_v3')})`,
+  };
+  for (const [key, value] of Object.entries(mainJob)) {
+    if (key in texts || formatOptionValue(value) === folderDefault(key)) continue;
+    texts[key] = `default ${formatOptionValue(value)}; ${folderDefault(key)} on image folders`;
+  }
+  return texts;
+}
+
+const TRAIN_MODEL_HELP = modelFlagsHelp(trainModelHelpDefaults(), false);
 
 export const TRAIN_HELP = `Usage: xception train [options]
 
@@ -35,10 +45,10 @@ Trains a model and writes a run folder: config.json, metrics.jsonl (one line per
 curves.svg/.png, checkpoint.safetensors (everything needed to resume, written atomically at
 each epoch end and on Ctrl-C) and weights.safetensors (the weights alone, Keras names).
 
-With no options this is the main job: a small-image Xception (width ${smallImageModel.width}, ${smallImageModel.middleBlocks} middle blocks,
-batch-norm momentum ${smallImageModel.bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
+With no options this is the main job: a small-image Xception (width ${mainJob['width']}, ${mainJob['middleBlocks']} middle blocks,
+batch-norm momentum ${mainJob['bnMomentum']}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
 no augmentation, label smoothing ${d.labelSmoothing} — about ten minutes on 2 cores with the native backend.
-On an image folder the model is Keras's Xception (stem ${folderModel.stem}, width ${folderModel.width}, ${folderModel.middleBlocks} middle blocks) at the
+On an image folder the model is Keras's Xception (stem ${folderDefault('stem')}, width ${folderDefault('width')}, ${folderDefault('middleBlocks')} middle blocks) at the
 folder's image size. Model flags override either.
 
 Data:
@@ -77,7 +87,7 @@ Optimization:
   --ema DECAY             evaluate with an exponential moving average of the weights (paper:
                           Polyak averaging), e.g. 0.999; default off
   --clip-norm X           clip the gradients' global norm
-  --seed S                seeds initialization, shuffling, augmentation and dropout (default 0)
+  --seed S                seeds initialization, shuffling, augmentation and dropout (default ${d.seed})
 Transfer learning (the Keras recipe):
   --weights FILE|DIR      start from pretrained weights: a run folder, a .safetensors or a Keras
                           .h5 file. The model is the one the source records (model flags must

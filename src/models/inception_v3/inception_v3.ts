@@ -24,7 +24,8 @@ import { Concatenate } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { AveragePooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkOptions, NameCounter, resolveApplicationOptions, type ApplicationOptions } from '../common.js';
+import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
+import { checkModelSize, resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
  * classifierActivation, width, dropout before the classifier) and these. */
@@ -41,10 +42,6 @@ export interface InceptionV3Options extends ApplicationOptions {
   backend?: Backend;
   name?: string;
 }
-
-const KNOWN: (keyof InceptionV3Options)[] = [
-  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'width', 'dropout', 'stem', 'bnMomentum', 'seed', 'backend', 'name',
-];
 
 export interface ResolvedInceptionV3Options extends Required<Omit<InceptionV3Options, 'backend' | 'pooling' | 'inputShape'>> {
   inputShape: [number, number, number];
@@ -83,60 +80,67 @@ export function inceptionV3MinInput(stem: 'imagenet' | 'small' = 'imagenet'): nu
   return s;
 }
 
-/** Checks every option and fills in defaults, before anything is allocated. */
+/** Checks every option against the schema (models/options.ts) and fills in defaults, before anything is allocated. */
 export function resolveInceptionV3Options(options: InceptionV3Options = {}): ResolvedInceptionV3Options {
-  checkOptions('inception_v3', options as Record<string, unknown>, KNOWN as string[]);
-  const common = resolveApplicationOptions('inception_v3', options, inceptionV3MinInput);
+  const resolved = resolveModelOptions('inception_v3', options as Record<string, unknown>) as unknown as ResolvedInceptionV3Options;
+  checkMinInput('inception_v3', resolved.inputShape, resolved.stem, inceptionV3MinInput(resolved.stem));
+  checkModelSize('inception_v3', inceptionV3ParamsBound(resolved));
+  return resolved;
+}
+
+/**
+ * An upper bound on the parameter count: Keras's 21.8 million below the classifier scaled by
+ * width² (with room for the rounding of channel counts, and a million for tiny widths), plus the classifier.
+ */
+export function inceptionV3ParamsBound(o: ResolvedInceptionV3Options): number {
+  const features = Math.max(1, Math.round(2048 * o.width));
+  return 24e6 * o.width ** 2 + 1e6 + (o.includeTop ? (features + 1) * o.classes : 0);
+}
+
+/** The building blocks every phase uses, bound to one model's options, generators and names. */
+interface InceptionBlocks {
+  /** Keras's conv2d_bn: bias-free conv → BN without gamma → ReLU, all auto-named. */
+  convBn(x: SymbolicTensor, filters: number, kh: number, kw: number, strides?: number, padding?: 'same' | 'valid'): SymbolicTensor;
+  avgPool3(x: SymbolicTensor): SymbolicTensor;
+  maxPool3(x: SymbolicTensor, padding?: 'same' | 'valid'): SymbolicTensor;
+  concat(branches: SymbolicTensor[], name?: string): SymbolicTensor;
+}
+
+function inceptionBlocks(o: ResolvedInceptionV3Options, apply: (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => SymbolicTensor, auto: NameCounter): InceptionBlocks {
+  const c = (n: number) => Math.max(1, Math.round(n * o.width));
   return {
-    ...common,
-    seed: options.seed ?? 0, name: options.name ?? 'inception_v3',
+    convBn: (x, filters, kh, kw, strides = 1, padding = 'same') => {
+      x = apply(new Conv2D({ filters: c(filters), kernelSize: [kh, kw], strides, padding, useBias: false, name: auto.next('conv2d') }), x);
+      x = apply(new BatchNormalization({ scale: false, momentum: o.bnMomentum, name: auto.next('batch_normalization') }), x);
+      return apply(new Activation('relu', { name: auto.next('activation') }), x);
+    },
+    avgPool3: (x) => apply(new AveragePooling2D({ poolSize: 3, strides: 1, padding: 'same', name: auto.next('average_pooling2d') }), x),
+    maxPool3: (x, padding = 'valid') => apply(new MaxPooling2D({ poolSize: 3, strides: 2, padding, name: auto.next('max_pooling2d') }), x),
+    concat: (branches, name) => apply(new Concatenate({ name: name ?? auto.next('concatenate') }), branches),
   };
 }
 
-/** Builds an Inception V3 model (see InceptionV3Options); weights are freshly initialized. */
-export function inceptionV3(options: InceptionV3Options = {}): Model {
-  const o = resolveInceptionV3Options(options);
-  const backend = options.backend ?? getBackend();
-  const ctx = { rng: new Random(o.seed), backend };
-  const auto = new NameCounter();
-  const c = (n: number) => Math.max(1, Math.round(n * o.width));
-  const apply = (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => layer.apply(x, ctx);
-
-  /** Keras's conv2d_bn: bias-free conv → BN without gamma → ReLU, all auto-named. */
-  const convBn = (x: SymbolicTensor, filters: number, kh: number, kw: number, strides = 1, padding: 'same' | 'valid' = 'same') => {
-    x = apply(new Conv2D({ filters: c(filters), kernelSize: [kh, kw], strides, padding, useBias: false, name: auto.next('conv2d') }), x);
-    x = apply(new BatchNormalization({ scale: false, momentum: o.bnMomentum, name: auto.next('batch_normalization') }), x);
-    return apply(new Activation('relu', { name: auto.next('activation') }), x);
-  };
-  const avgPool3 = (x: SymbolicTensor) =>
-    apply(new AveragePooling2D({ poolSize: 3, strides: 1, padding: 'same', name: auto.next('average_pooling2d') }), x);
-  const maxPool3 = (x: SymbolicTensor, padding: 'same' | 'valid' = 'valid') =>
-    apply(new MaxPooling2D({ poolSize: 3, strides: 2, padding, name: auto.next('max_pooling2d') }), x);
-  const concat = (branches: SymbolicTensor[], name?: string) =>
-    apply(new Concatenate({ name: name ?? auto.next('concatenate') }), branches);
-
-  const input = new InputLayer({ shape: o.inputShape, name: auto.next('input') }).apply([], ctx);
-  let x = input;
-
-  // ---- stem ----
-  if (o.stem === 'imagenet') {
+/** The stem: Keras's (two max pools, 299 → 35) or the small one (one 'same' max pool, 32 → 16). */
+function stemPhase({ convBn, maxPool3 }: InceptionBlocks, x: SymbolicTensor, stem: 'imagenet' | 'small'): SymbolicTensor {
+  if (stem === 'imagenet') {
     x = convBn(x, 32, 3, 3, 2, 'valid');
     x = convBn(x, 32, 3, 3, 1, 'valid');
     x = convBn(x, 64, 3, 3);
     x = maxPool3(x);
     x = convBn(x, 80, 1, 1, 1, 'valid');
     x = convBn(x, 192, 3, 3, 1, 'valid');
-    x = maxPool3(x);
-  } else {
-    x = convBn(x, 32, 3, 3);
-    x = convBn(x, 32, 3, 3);
-    x = convBn(x, 64, 3, 3);
-    x = convBn(x, 80, 1, 1);
-    x = convBn(x, 192, 3, 3);
-    x = maxPool3(x, 'same');
+    return maxPool3(x);
   }
+  x = convBn(x, 32, 3, 3);
+  x = convBn(x, 32, 3, 3);
+  x = convBn(x, 64, 3, 3);
+  x = convBn(x, 80, 1, 1);
+  x = convBn(x, 192, 3, 3);
+  return maxPool3(x, 'same');
+}
 
-  // ---- mixed0–2 (35×35): the pool branch has 32 filters in mixed0, 64 afterwards ----
+/** mixed0–2 (35×35): the pool branch has 32 filters in mixed0, 64 afterwards; then mixed3: 35 → 17. */
+function grid35Phase({ convBn, avgPool3, maxPool3, concat }: InceptionBlocks, x: SymbolicTensor): SymbolicTensor {
   for (let i = 0; i < 3; i++) {
     const branch1x1 = convBn(x, 64, 1, 1);
     let branch5x5 = convBn(x, 48, 1, 1);
@@ -147,18 +151,15 @@ export function inceptionV3(options: InceptionV3Options = {}): Model {
     const branchPool = convBn(avgPool3(x), i === 0 ? 32 : 64, 1, 1);
     x = concat([branch1x1, branch5x5, branch3x3dbl, branchPool], `mixed${i}`);
   }
+  const branch3x3 = convBn(x, 384, 3, 3, 2, 'valid');
+  let branch3x3dbl = convBn(x, 64, 1, 1);
+  branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3);
+  branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3, 2, 'valid');
+  return concat([branch3x3, branch3x3dbl, maxPool3(x)], 'mixed3');
+}
 
-  // ---- mixed3: 35 → 17 ----
-  {
-    const branch3x3 = convBn(x, 384, 3, 3, 2, 'valid');
-    let branch3x3dbl = convBn(x, 64, 1, 1);
-    branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3);
-    branch3x3dbl = convBn(branch3x3dbl, 96, 3, 3, 2, 'valid');
-    const branchPool = maxPool3(x);
-    x = concat([branch3x3, branch3x3dbl, branchPool], 'mixed3');
-  }
-
-  // ---- mixed4–7 (17×17): factorized 7×7; the inner width grows 128, 160, 160, 192 ----
+/** mixed4–7 (17×17): factorized 7×7, the inner width growing 128, 160, 160, 192; then mixed8: 17 → 8. */
+function grid17Phase({ convBn, avgPool3, maxPool3, concat }: InceptionBlocks, x: SymbolicTensor): SymbolicTensor {
   const inner7x7 = [128, 160, 160, 192];
   for (let i = 0; i < 4; i++) {
     const f = inner7x7[i]!;
@@ -174,20 +175,17 @@ export function inceptionV3(options: InceptionV3Options = {}): Model {
     const branchPool = convBn(avgPool3(x), 192, 1, 1);
     x = concat([branch1x1, branch7x7, branch7x7dbl, branchPool], `mixed${4 + i}`);
   }
+  let branch3x3 = convBn(x, 192, 1, 1);
+  branch3x3 = convBn(branch3x3, 320, 3, 3, 2, 'valid');
+  let branch7x7x3 = convBn(x, 192, 1, 1);
+  branch7x7x3 = convBn(branch7x7x3, 192, 1, 7);
+  branch7x7x3 = convBn(branch7x7x3, 192, 7, 1);
+  branch7x7x3 = convBn(branch7x7x3, 192, 3, 3, 2, 'valid');
+  return concat([branch3x3, branch7x7x3, maxPool3(x)], 'mixed8');
+}
 
-  // ---- mixed8: 17 → 8 ----
-  {
-    let branch3x3 = convBn(x, 192, 1, 1);
-    branch3x3 = convBn(branch3x3, 320, 3, 3, 2, 'valid');
-    let branch7x7x3 = convBn(x, 192, 1, 1);
-    branch7x7x3 = convBn(branch7x7x3, 192, 1, 7);
-    branch7x7x3 = convBn(branch7x7x3, 192, 7, 1);
-    branch7x7x3 = convBn(branch7x7x3, 192, 3, 3, 2, 'valid');
-    const branchPool = maxPool3(x);
-    x = concat([branch3x3, branch7x7x3, branchPool], 'mixed8');
-  }
-
-  // ---- mixed9, mixed10 (8×8): the 3×3s split into parallel 1×3 and 3×1 ----
+/** mixed9, mixed10 (8×8): the 3×3s split into parallel 1×3 and 3×1. */
+function grid8Phase({ convBn, avgPool3, concat }: InceptionBlocks, x: SymbolicTensor): SymbolicTensor {
   for (let i = 0; i < 2; i++) {
     const branch1x1 = convBn(x, 320, 1, 1);
     const branch3x3In = convBn(x, 384, 1, 1);
@@ -198,7 +196,22 @@ export function inceptionV3(options: InceptionV3Options = {}): Model {
     const branchPool = convBn(avgPool3(x), 192, 1, 1);
     x = concat([branch1x1, branch3x3, branch3x3dbl, branchPool], `mixed${9 + i}`);
   }
+  return x;
+}
 
+/** Builds an Inception V3 model (see InceptionV3Options); weights are freshly initialized. */
+export function inceptionV3(options: InceptionV3Options = {}): Model {
+  const o = resolveInceptionV3Options(options);
+  const ctx = { rng: new Random(o.seed), backend: options.backend ?? getBackend() };
+  const auto = new NameCounter();
+  const apply = (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => layer.apply(x, ctx);
+  const blocks = inceptionBlocks(o, apply, auto);
+
+  const input = new InputLayer({ shape: o.inputShape, name: auto.next('input') }).apply([], ctx);
+  let x = stemPhase(blocks, input, o.stem);
+  x = grid35Phase(blocks, x);
+  x = grid17Phase(blocks, x);
+  x = grid8Phase(blocks, x);
   x = applyHead(x, o, apply, auto);
 
   const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });

@@ -10,7 +10,7 @@
  */
 import type { Backend } from '../../core/backend.js';
 import { getBackend } from '../../core/engine.js';
-import { OptionError, ShapeError } from '../../core/errors.js';
+import { ShapeError } from '../../core/errors.js';
 import { Random } from '../../core/random.js';
 import type { Layer, SymbolicTensor } from '../../nn/layer.js';
 import { Activation, InputLayer } from '../../nn/layers/core.js';
@@ -19,7 +19,8 @@ import { Add } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkOptions, NameCounter, resolveApplicationOptions, type ApplicationOptions } from '../common.js';
+import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
+import { checkModelSize, resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
  * classifierActivation, width, dropout before the classifier — the paper used 0.5 on ImageNet,
@@ -57,11 +58,6 @@ export interface XceptionOptions extends Omit<ApplicationOptions, 'stem'> {
   name?: string;
 }
 
-const KNOWN: (keyof XceptionOptions)[] = [
-  'includeTop', 'inputShape', 'pooling', 'classes', 'classifierActivation', 'residual', 'intermediateActivation',
-  'order', 'segments', 'middleBlocks', 'width', 'channelMultiple', 'dropout', 'stem', 'bnMomentum', 'seed', 'backend', 'name',
-];
-
 /** Keras's channel counts, scaled by the width multiplier. */
 export function xceptionChannels(width = 1, multiple = 1) {
   const c = (n: number) => Math.max(multiple, Math.round((n * width) / multiple) * multiple);
@@ -81,36 +77,32 @@ export interface ResolvedXceptionOptions extends Required<Omit<XceptionOptions, 
   pooling: 'avg' | 'max' | null;
 }
 
-/** Checks every option and fills in defaults, before anything is allocated. */
+/** Checks every option against the schema (models/options.ts) and fills in defaults, before anything is allocated. */
 export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedXceptionOptions {
-  checkOptions('xception', options as Record<string, unknown>, KNOWN as string[]);
-  const common = resolveApplicationOptions('xception', options, (stem) => XCEPTION_MIN_INPUT[stem]);
-  const middleBlocks = options.middleBlocks ?? 8;
-  if (!Number.isInteger(middleBlocks) || middleBlocks < 0) throw new OptionError(`xception: middleBlocks must be a non-negative integer, got ${middleBlocks}`);
-  const channelMultiple = options.channelMultiple ?? 1;
-  if (!Number.isInteger(channelMultiple) || channelMultiple < 1 || channelMultiple > 512) {
-    throw new OptionError(`xception: channelMultiple must be an integer in [1, 512], got ${channelMultiple}`);
-  }
-  const intermediateActivation = options.intermediateActivation ?? 'none';
-  if (!['none', 'relu', 'elu'].includes(intermediateActivation)) {
-    throw new OptionError(`xception: intermediateActivation must be 'none', 'relu' or 'elu', got ${JSON.stringify(intermediateActivation)}`);
-  }
-  const order = options.order ?? 'depthwise-first';
-  if (order !== 'depthwise-first' && order !== 'pointwise-first') {
-    throw new OptionError(`xception: order must be 'depthwise-first' or 'pointwise-first', got ${JSON.stringify(order)}`);
-  }
-  const segments = options.segments ?? 'depthwise';
-  if (segments !== 'depthwise' && !(Number.isInteger(segments) && (segments as number) >= 1)) {
-    throw new OptionError(`xception: segments must be a positive integer or 'depthwise', got ${JSON.stringify(segments)}`);
-  }
-  const resolved: ResolvedXceptionOptions = {
-    ...common,
-    residual: options.residual ?? true, intermediateActivation, order, segments, middleBlocks, channelMultiple,
-    seed: options.seed ?? 0, name: options.name ?? 'xception',
-  };
-  if (typeof resolved.residual !== 'boolean') throw new OptionError(`xception: residual must be true or false`);
+  const resolved = resolveModelOptions('xception', options as Record<string, unknown>) as unknown as ResolvedXceptionOptions;
+  checkMinInput('xception', resolved.inputShape, resolved.stem, XCEPTION_MIN_INPUT[resolved.stem]);
   checkSegments(resolved);
+  checkModelSize('xception', xceptionParamsBound(resolved));
   return resolved;
+}
+
+/**
+ * An upper bound on the parameter count, from the channel counts alone (nothing is built): each
+ * separable conv counted with its spatial convolution on the larger of its two channel counts.
+ */
+export function xceptionParamsBound(o: ResolvedXceptionOptions): number {
+  const ch = xceptionChannels(o.width, o.channelMultiple);
+  const conv = (cin: number, cout: number, k: number) => k * k * cin * cout + 4 * cout; // + batch norm
+  const sep = (cin: number, cout: number) => {
+    const c = Math.max(cin, cout);
+    return 9 * c * (o.segments === 'depthwise' ? 1 : c / o.segments) + conv(cin, cout, 1);
+  };
+  const down = (cin: number, mid: number, cout: number) => sep(cin, mid) + sep(mid, cout) + conv(cin, cout, 1);
+  const head = o.includeTop ? (ch.final[1] + 1) * o.classes : 0;
+  return conv(o.inputShape[2], ch.stem[0], 3) + conv(ch.stem[0], ch.stem[1], 3) +
+    down(ch.stem[1], ch.entry[0], ch.entry[0]) + down(ch.entry[0], ch.entry[1], ch.entry[1]) + down(ch.entry[1], ch.entry[2], ch.entry[2]) +
+    o.middleBlocks * 3 * sep(ch.middle, ch.middle) + down(ch.middle, ch.exit[0], ch.exit[1]) +
+    sep(ch.exit[1], ch.final[0]) + sep(ch.final[0], ch.final[1]) + head;
 }
 
 /** Every separable conv's spatial convolution must split its channels evenly. */

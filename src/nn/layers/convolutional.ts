@@ -1,4 +1,4 @@
-import { OptionError, ShapeError } from '../../core/errors.js';
+import { OptionError, quotedChoices, ShapeError } from '../../core/errors.js';
 import { activation, type ActivationName } from '../../core/ops/activations.js';
 import { conv2d, depthwiseConv2d, resolveConv2D } from '../../core/ops/conv.js';
 import { biasAdd } from '../../core/ops/linalg.js';
@@ -133,8 +133,11 @@ export class DepthwiseConv2D extends ConvBase {
 
 /** Channel segments of the spatial convolution: 'depthwise' = one per channel. */
 export type Segments = number | 'depthwise';
-export type IntermediateActivation = 'none' | 'relu' | 'elu';
-export type SeparableOrder = 'depthwise-first' | 'pointwise-first';
+/** The non-linearities allowed between depthwise and pointwise (the options schema takes these too). */
+export const INTERMEDIATE_ACTIVATIONS = ['none', 'relu', 'elu'] as const;
+export type IntermediateActivation = (typeof INTERMEDIATE_ACTIVATIONS)[number];
+export const SEPARABLE_ORDERS = ['depthwise-first', 'pointwise-first'] as const;
+export type SeparableOrder = (typeof SEPARABLE_ORDERS)[number];
 
 export interface SeparableConv2DOptions extends ConvOptions {
   filters: number;
@@ -174,11 +177,11 @@ export class SeparableConv2D extends ConvBase {
     this.segments = opts.segments ?? 'depthwise';
     this.intermediateActivation = opts.intermediateActivation ?? 'none';
     this.order = opts.order ?? 'depthwise-first';
-    if (!['none', 'relu', 'elu'].includes(this.intermediateActivation)) {
-      throw new OptionError(`${this.name}: intermediateActivation must be 'none', 'relu' or 'elu', got ${JSON.stringify(opts.intermediateActivation)}`);
+    if (!INTERMEDIATE_ACTIVATIONS.includes(this.intermediateActivation)) {
+      throw new OptionError(`${this.name}: intermediateActivation must be ${quotedChoices(INTERMEDIATE_ACTIVATIONS)}, got ${JSON.stringify(opts.intermediateActivation)}`);
     }
-    if (!['depthwise-first', 'pointwise-first'].includes(this.order)) {
-      throw new OptionError(`${this.name}: order must be 'depthwise-first' or 'pointwise-first', got ${JSON.stringify(opts.order)}`);
+    if (!SEPARABLE_ORDERS.includes(this.order)) {
+      throw new OptionError(`${this.name}: order must be ${quotedChoices(SEPARABLE_ORDERS)}, got ${JSON.stringify(opts.order)}`);
     }
     if (this.segments !== 'depthwise' && (!Number.isInteger(this.segments) || this.segments < 1)) {
       throw new OptionError(`${this.name}: segments must be a positive integer or 'depthwise', got ${JSON.stringify(opts.segments)}`);
