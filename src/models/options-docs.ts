@@ -19,23 +19,15 @@ function optionRow(spec: OptionSpec): string {
   return `| ${cells.map(cell).join(' | ')} |`;
 }
 
-function optionsTable(group: OptionSpec['group']): string {
-  const rows = MODEL_OPTIONS.filter((s) => s.group === group).map(optionRow);
-  return ['| option | flag | values | default | models | what it does |', '| --- | --- | --- | --- | --- | --- |', ...rows].join('\n');
-}
-
-/** The Markdown README shows between the markers (markers excluded). */
+/** One table: the research switches first (each defaults to the paper's Xception), then the rest. */
 export function renderOptionsTable(): string {
+  const specs = [...MODEL_OPTIONS.filter((s) => s.group === 'research'), ...MODEL_OPTIONS.filter((s) => s.group === 'model')];
   return [
-    "Research switches (each defaults to the paper's Xception):",
+    '| option | flag | values | default | models | what it does |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...specs.map(optionRow),
     '',
-    optionsTable('research'),
-    '',
-    'Model options (Keras\'s application options and the size of the network; a boolean flag such as `--no-top` sets its option to false):',
-    '',
-    optionsTable('model'),
-    '',
-    `Whatever the options, a model may have at most ${(MAX_MODEL_PARAMS / 1e6).toLocaleString('en-US')} million parameters (estimated before anything is built).`,
+    `A boolean flag such as \`--no-top\` sets its option to false. Whatever the options, a model may have at most ${(MAX_MODEL_PARAMS / 1e6).toLocaleString('en-US')} million parameters (estimated before anything is built).`,
   ].join('\n');
 }
 
