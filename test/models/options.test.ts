@@ -134,7 +134,11 @@ test('a model_config or run state asking for classes 1e9 or middleBlocks 1e6 fai
   try {
     const run = join(tmp.dir, 'run');
     mkdirSync(run);
-    const state = { step: 0, epochsDone: 0, loader: {}, config: {}, model: { name: 'xception', options: { middleBlocks: 1e6, classes: 10 } } };
+    // A complete run state (checkpoints check every field), hostile only in its model options.
+    const state = {
+      step: 0, epochsDone: 0, loader: {}, config: {}, modelRandom: { s: [1, 2, 3, 4] }, optimizer: { name: 'sgd', step: 0 },
+      ema: null, wallSeconds: 0, history: [], model: { name: 'xception', options: { middleBlocks: 1e6, classes: 10 } },
+    };
     writeSafetensorsFileSync(join(run, CHECKPOINT_FILE), [], { format: CHECKPOINT_FORMAT, state: JSON.stringify(state) });
     const started = performance.now();
     await assert.rejects(openWeights(run), (e: Error) => e instanceof WeightFileError && /middleBlocks must be an integer in \[0, 64\]/.test(e.message));
