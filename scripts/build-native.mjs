@@ -41,8 +41,17 @@ if (process.env.XCEPTION_SKIP_NATIVE === '1') {
 function findNodeGyp() {
   const fromNpm = process.env.npm_config_node_gyp;
   if (fromNpm && existsSync(fromNpm)) return [process.execPath, fromNpm];
-  const bundled = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules',
-    'node-gyp', 'bin', 'node-gyp.js');
+  const bundled = path.join(
+    path.dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  );
   if (existsSync(bundled)) return [process.execPath, bundled];
   return ['node-gyp'];
 }
@@ -52,7 +61,10 @@ function reasonFrom(log) {
   const rules = [
     [/dnnl[\w.]*\.hpp: No such file/, 'oneDNN headers not found (install libdnnl-dev)'],
     [/cannot find -ldnnl|ld: .*-ldnnl/, 'oneDNN library not found (install libdnnl-dev)'],
-    [/(c\+\+|g\+\+|cc|make): (command )?not found|not found: make|spawn (make|c\+\+|g\+\+) ENOENT|No such file or directory: '[^']*(g\+\+|c\+\+|cc|clang\+\+)'/, 'no C++ toolchain (install g++ and make)'],
+    [
+      /(c\+\+|g\+\+|cc|make): (command )?not found|not found: make|spawn (make|c\+\+|g\+\+) ENOENT|No such file or directory: '[^']*(g\+\+|c\+\+|cc|clang\+\+)'/,
+      'no C++ toolchain (install g++ and make)',
+    ],
     [/ERR! find Python|Could not find any Python/, 'Python not found (node-gyp needs it)'],
     [/ENOENT.*node-gyp|node-gyp: (command )?not found/, 'node-gyp not found'],
     [/network connectivity|getaddrinfo|ETIMEDOUT|ECONNREFUSED/, 'Node.js headers not available offline (set npm_config_nodedir)'],
@@ -75,5 +87,9 @@ try {
   const v = addon.version();
   finish(true, `native oneDNN backend built (oneDNN ${v.onednn}).`, log);
 } catch (e) {
-  finish(false, `native oneDNN backend built but does not load (${String(e?.message ?? e).split('\n')[0]}); using the TypeScript backend.`, log);
+  finish(
+    false,
+    `native oneDNN backend built but does not load (${String(e?.message ?? e).split('\n')[0]}); using the TypeScript backend.`,
+    log,
+  );
 }

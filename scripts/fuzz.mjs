@@ -35,7 +35,9 @@ function fuzzFiles(dir) {
 }
 
 const files = fuzzFiles('dist/test').sort();
-console.log(`fuzzing with XCEPTION_FUZZ_SEED=${seed}${env.XCEPTION_FUZZ_CASES ? ` XCEPTION_FUZZ_CASES=${env.XCEPTION_FUZZ_CASES}` : ''}: ${files.map((f) => relative('dist/test', f)).join(', ')}`);
+console.log(
+  `fuzzing with XCEPTION_FUZZ_SEED=${seed}${env.XCEPTION_FUZZ_CASES ? ` XCEPTION_FUZZ_CASES=${env.XCEPTION_FUZZ_CASES}` : ''}: ${files.map((f) => relative('dist/test', f)).join(', ')}`,
+);
 const run = spawnSync(process.execPath, ['--test', ...files], { env, stdio: 'inherit' });
 console.log(`fuzz seed was ${seed}`);
 process.exit(run.status ?? 1);

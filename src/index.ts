@@ -23,20 +23,40 @@ export { Model, kerasLayerOrder, type ForwardOptions, type ModelSummary, type Su
 
 export { xception, xceptionChannels, resolveXceptionOptions, type XceptionOptions } from './models/xception/xception.js';
 export {
-  inceptionV3, inceptionV3MinInput, inceptionV3Sizes, resolveInceptionV3Options, type InceptionV3Options,
+  inceptionV3,
+  inceptionV3MinInput,
+  inceptionV3Sizes,
+  resolveInceptionV3Options,
+  type InceptionV3Options,
 } from './models/inception_v3/inception_v3.js';
 export { buildModel, getModelEntry, modelNames, preprocessInput, registerModel, type ModelEntry } from './models/registry.js';
 export { referenceBackend } from './backends/index.js';
 export {
-  loadWeights, saveWeights, sniffWeightFormat, weightFormatFromPath,
-  type LoadMode, type LoadWeightsOptions, type LoadWeightsReport, type WeightFormat,
+  loadWeights,
+  saveWeights,
+  sniffWeightFormat,
+  weightFormatFromPath,
+  type LoadMode,
+  type LoadWeightsOptions,
+  type LoadWeightsReport,
+  type WeightFormat,
 } from './io/model-weights.js';
 export { WeightFileError } from './io/errors.js';
 export { openWeights, type WeightsSource, type ModelRecord } from './io/weights-source.js';
 export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
 export {
-  classify, decodePredictions, imagenetClassNames, ImageError, imageInputs, loadImage, predictImages,
-  type ClassScore, type DecodeOptions, type ImagePrediction, type Interpolation, type PredictOptions,
+  classify,
+  decodePredictions,
+  imagenetClassNames,
+  ImageError,
+  imageInputs,
+  loadImage,
+  predictImages,
+  type ClassScore,
+  type DecodeOptions,
+  type ImagePrediction,
+  type Interpolation,
+  type PredictOptions,
 } from './predict/predict.js';
 export { readImagePixels, centerCropBox, MAX_IMAGE_PIXELS, type ImageAugment, type ImageReadOptions } from './data/image-file.js';
 
@@ -44,14 +64,28 @@ export { Optimizer, OPTIMIZERS, type OptimizerName, type OptimizerOptions, type 
 export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } from './train/schedules.js';
 export { ExponentialMovingAverage } from './train/ema.js';
 export { evaluate, topKCorrect, type EvalResult } from './train/metrics.js';
-export { train, DEFAULT_TRAIN_CONFIG, TrainingDivergedError, type TrainConfig, type TrainResult, type RunOptions } from './train/trainer.js';
+export {
+  train,
+  DEFAULT_TRAIN_CONFIG,
+  TrainingDivergedError,
+  type TrainConfig,
+  type TrainResult,
+  type RunOptions,
+} from './train/trainer.js';
 export { applyPhase, buildTransferModel, type Phase, type TransferConfig, type TransferModel } from './train/transfer.js';
 export { DataParallel, ReplicaError, type DataParallelOptions } from './train/parallel/data-parallel.js';
 export * as data from './data/index.js';
 
 export {
-  compileInference, CompiledInference, CompileError, compiledFallbackReason, releaseCompiledInference,
-  type CompileInferenceOptions, type CompiledInferenceInfo, type Precision, type PlanLayout,
+  compileInference,
+  CompiledInference,
+  CompileError,
+  compiledFallbackReason,
+  releaseCompiledInference,
+  type CompileInferenceOptions,
+  type CompiledInferenceInfo,
+  type Precision,
+  type PlanLayout,
 } from './infer/index.js';
 export { runBench, type BenchOptions, type BenchRow, type PeerResult } from './bench/run.js';
 export { CASES as BENCH_CASES, type BenchCase, type CaseName as BenchCaseName } from './bench/cases.js';

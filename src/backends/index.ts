@@ -3,7 +3,14 @@
  * native backend where it is built, else the reference backend (announced once on stderr).
  */
 import type { Backend } from '../core/backend.js';
-import { canonicalBackendName, registerBackend, registerBackendAlias, registeredBackends, setDefaultBackendChooser, tryBackend } from '../core/engine.js';
+import {
+  canonicalBackendName,
+  registerBackend,
+  registerBackendAlias,
+  registeredBackends,
+  setDefaultBackendChooser,
+  tryBackend,
+} from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
 import { loadNativeBackend } from './onednn/index.js';
 import { referenceBackend } from './reference/index.js';

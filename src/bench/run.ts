@@ -102,7 +102,8 @@ interface ChildOutput {
 function runChild(command: string, args: string[]): Promise<ChildOutput> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
@@ -150,10 +151,29 @@ interface PytorchResult {
 
 async function runPytorch(python: string, c: BenchCase, scale: ModelScale, timing: TimingOptions, threads: number): Promise<PytorchResult> {
   const args = [
-    PYTORCH_SCRIPT, '--case', c.name, '--batch', String(c.batch), '--size', String(scale.size ?? c.size), '--stem', c.stem,
-    '--width', String(scale.width ?? 1), '--middle-blocks', String(scale.middleBlocks ?? 8), '--classes', '1000',
-    '--warmup', String(timing.warmup), '--repeats', String(timing.repeats), '--min-time', String(timing.minSeconds),
-    '--threads', String(threads),
+    PYTORCH_SCRIPT,
+    '--case',
+    c.name,
+    '--batch',
+    String(c.batch),
+    '--size',
+    String(scale.size ?? c.size),
+    '--stem',
+    c.stem,
+    '--width',
+    String(scale.width ?? 1),
+    '--middle-blocks',
+    String(scale.middleBlocks ?? 8),
+    '--classes',
+    '1000',
+    '--warmup',
+    String(timing.warmup),
+    '--repeats',
+    String(timing.repeats),
+    '--min-time',
+    String(timing.minSeconds),
+    '--threads',
+    String(threads),
   ];
   return lastJsonLine<PytorchResult>(await runChild(python, args), `PyTorch case ${c.name} (src/bench/scripts/pytorch_train.py)`);
 }
@@ -202,20 +222,30 @@ function planBench(o: BenchOptions): BenchPlan {
   for (const r of replicaCounts) check('replicas', r, 1, true);
   const peer = o.peer ?? true;
   return {
-    cases, rounds: o.rounds ?? 1, replicaCounts,
+    cases,
+    rounds: o.rounds ?? 1,
+    replicaCounts,
     paths: o.inference === 'both' ? ['op-by-op', 'compiled'] : [o.inference ?? 'compiled'],
     timing: { warmup: o.warmup ?? 2, repeats: o.repeats ?? 5, minSeconds: o.minSeconds ?? 1 },
-    scale: o.scale ?? {}, peerThreads: o.peerThreads ?? 2, peer,
+    scale: o.scale ?? {},
+    peerThreads: o.peerThreads ?? 2,
+    peer,
     python: o.pytorch && peer ? pytorchPeer() : null,
-    precision: o.precision, backend: o.backend, progress: o.onProgress ?? (() => {}),
+    precision: o.precision,
+    backend: o.backend,
+    progress: o.onProgress ?? (() => {}),
   };
 }
 
 /** The Python that runs the PyTorch peer, and its script; a BackendError when either is missing. */
 function pytorchPeer(): string {
   const python = findPytorchPython();
-  if (!python) throw new BackendError('bench: --pytorch needs a python3 that can import torch (none found; Debian: apt-get install python3-torch, or set XCEPTION_PYTHON)');
-  if (!existsSync(PYTORCH_SCRIPT)) throw new BackendError(`bench: --pytorch needs ${PYTORCH_SCRIPT} (it ships with the source tree, not the npm package)`);
+  if (!python)
+    throw new BackendError(
+      'bench: --pytorch needs a python3 that can import torch (none found; Debian: apt-get install python3-torch, or set XCEPTION_PYTHON)',
+    );
+  if (!existsSync(PYTORCH_SCRIPT))
+    throw new BackendError(`bench: --pytorch needs ${PYTORCH_SCRIPT} (it ships with the source tree, not the npm package)`);
   return python;
 }
 
@@ -233,9 +263,10 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
   const onnxPeer = plan.peer && c.kind === 'infer';
   const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
   // Inference rows: one per path; training rows: one per replica count.
-  const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> = c.kind === 'infer'
-    ? plan.paths.map((path) => ({ path, replicas: 1 }))
-    : plan.replicaCounts.map((replicas) => ({ path: 'op-by-op' as const, replicas }));
+  const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> =
+    c.kind === 'infer'
+      ? plan.paths.map((path) => ({ path, replicas: 1 }))
+      : plan.replicaCounts.map((replicas) => ({ path: 'op-by-op' as const, replicas }));
   // measured[v][r]: variant v in round r. Each round runs every variant, then the peer once.
   const measured: BenchRow[][] = variants.map(() => []);
   try {
@@ -244,9 +275,16 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
       let peerResult: PeerResult | null | undefined;
       for (const [v, { path, replicas }] of variants.entries()) {
         const spec: WorkerSpec = {
-          engine: 'xception', case: c, scale, timing: plan.timing, threads: plan.peerThreads, inference: path, replicas,
+          engine: 'xception',
+          case: c,
+          scale,
+          timing: plan.timing,
+          threads: plan.peerThreads,
+          inference: path,
+          replicas,
           ...(plan.precision ? { precision: plan.precision } : {}),
-          ...(plan.backend ? { backend: plan.backend } : {}), ...(onnxPath ? { onnxPath } : {}),
+          ...(plan.backend ? { backend: plan.backend } : {}),
+          ...(onnxPath ? { onnxPath } : {}),
         };
         if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
         const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, imageSize, peerResult, plan);
@@ -262,29 +300,57 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
 }
 
 /** Our engine on one case, and its peer unless that was measured with the previous row (`measuredPeer`). */
-async function runCase(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, imageSize: number,
-  measuredPeer: PeerResult | null | undefined, plan: BenchPlan): Promise<BenchRow> {
+async function runCase(
+  c: BenchCase,
+  spec: WorkerSpec,
+  onnxPath: string | undefined,
+  imageSize: number,
+  measuredPeer: PeerResult | null | undefined,
+  plan: BenchPlan,
+): Promise<BenchRow> {
   const own = await runWorker(spec, plan.progress);
   const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
   // The peer of this case was measured with the previous row (same network, same weights).
   const peerResult = measuredPeer !== undefined ? measuredPeer : await measurePeer(c, spec, onnxPath, stepFlops, plan);
   const imagesPerSec = c.batch / own.secondsPerStep;
   return {
-    case: c.name, backend: own.engine, path: own.path, precision: own.precision, imagesPerSec, gflops: stepFlops / own.secondsPerStep / 1e9,
-    peer: peerResult, ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
-    batch: c.batch, imageSize, peakRssMB: own.peakRssMB, secondsPerStep: own.secondsPerStep, replicas: spec.replicas ?? 1,
-    rounds: 1, ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
+    case: c.name,
+    backend: own.engine,
+    path: own.path,
+    precision: own.precision,
+    imagesPerSec,
+    gflops: stepFlops / own.secondsPerStep / 1e9,
+    peer: peerResult,
+    ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
+    batch: c.batch,
+    imageSize,
+    peakRssMB: own.peakRssMB,
+    secondsPerStep: own.secondsPerStep,
+    replicas: spec.replicas ?? 1,
+    rounds: 1,
+    ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
   };
 }
 
 /** ONNX Runtime for inference (a failure there only costs the peer), PyTorch for training; else none. */
-async function measurePeer(c: BenchCase, spec: WorkerSpec, onnxPath: string | undefined, stepFlops: number, plan: BenchPlan): Promise<PeerResult | null> {
+async function measurePeer(
+  c: BenchCase,
+  spec: WorkerSpec,
+  onnxPath: string | undefined,
+  stepFlops: number,
+  plan: BenchPlan,
+): Promise<PeerResult | null> {
   const { progress, python } = plan;
   if (onnxPath) {
     progress(`${c.name}: onnxruntime…`);
     try {
       const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
-      return { name: r.engine, imagesPerSec: c.batch / r.secondsPerStep, gflops: stepFlops / r.secondsPerStep / 1e9, peakRssMB: r.peakRssMB };
+      return {
+        name: r.engine,
+        imagesPerSec: c.batch / r.secondsPerStep,
+        gflops: stepFlops / r.secondsPerStep / 1e9,
+        peakRssMB: r.peakRssMB,
+      };
     } catch (e) {
       progress(`${c.name}: no peer: ${(e as Error).message}`);
       return null;
@@ -293,7 +359,12 @@ async function measurePeer(c: BenchCase, spec: WorkerSpec, onnxPath: string | un
   if (python && c.kind === 'train') {
     progress(`${c.name}: pytorch…`);
     const r = await runPytorch(python, c, plan.scale, plan.timing, plan.peerThreads);
-    return { name: `pytorch ${r.torch}`, imagesPerSec: r.imagesPerSec, gflops: (r.imagesPerSec * stepFlops) / c.batch / 1e9, peakRssMB: r.peakRssMB };
+    return {
+      name: `pytorch ${r.torch}`,
+      imagesPerSec: r.imagesPerSec,
+      gflops: (r.imagesPerSec * stepFlops) / c.batch / 1e9,
+      peakRssMB: r.peakRssMB,
+    };
   }
   return null;
 }
@@ -311,12 +382,15 @@ export function medianRow(rows: readonly BenchRow[]): BenchRow {
     gflops: mid((r) => r.gflops),
     secondsPerStep: mid((r) => r.secondsPerStep),
     peakRssMB: Math.max(...rows.map((r) => r.peakRssMB)),
-    peer: peers.length === 0 ? null : {
-      name: peers[0]!.name,
-      imagesPerSec: median(peers.map((p) => p.imagesPerSec)),
-      gflops: median(peers.map((p) => p.gflops)),
-      peakRssMB: Math.max(...peers.map((p) => p.peakRssMB)),
-    },
+    peer:
+      peers.length === 0
+        ? null
+        : {
+            name: peers[0]!.name,
+            imagesPerSec: median(peers.map((p) => p.imagesPerSec)),
+            gflops: median(peers.map((p) => p.gflops)),
+            peakRssMB: Math.max(...peers.map((p) => p.peakRssMB)),
+          },
     ratio: ratios.length === 0 ? null : median(ratios),
     rounds: rows.length,
     ratios,

@@ -123,8 +123,14 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
     const y = Int32Array.from({ length: c.batch }, () => rng.int(1000));
     const sgd = { lr: 0.01, momentum: 0.9 };
     const dp = await DataParallel.start(
-      { replicas: spec.replicas!, model: 'xception',
-        modelOptions: { ...caseModelOptions(c, spec.scale) }, optimizer: { name: 'sgd', options: sgd }, labelSmoothing: 0, ema: 0 },
+      {
+        replicas: spec.replicas!,
+        model: 'xception',
+        modelOptions: { ...caseModelOptions(c, spec.scale) },
+        optimizer: { name: 'sgd', options: sgd },
+        labelSmoothing: 0,
+        ema: 0,
+      },
       { model, optimizer: new Optimizer('sgd', sgd), ema: null },
     );
     closeReplicas = () => dp.close();
@@ -167,7 +173,9 @@ async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
   try {
     ort = await import('onnxruntime-node');
   } catch (e) {
-    throw new BackendError(`onnxruntime-node is not installed (a dev dependency: ONNXRUNTIME_NODE_INSTALL=skip npm install): ${(e as Error).message}`);
+    throw new BackendError(
+      `onnxruntime-node is not installed (a dev dependency: ONNXRUNTIME_NODE_INSTALL=skip npm install): ${(e as Error).message}`,
+    );
   }
   if (!spec.onnxPath) throw new BackendError('onnxruntime worker: no ONNX file given');
   const [h, w, ch] = caseModelOptions(c, spec.scale).inputShape!;
@@ -184,8 +192,12 @@ async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
   }, spec.timing);
   await session.release();
   return {
-    engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`, flops: 0, timing, peakRssMB: peakRssMB(),
-    path: 'compiled', precision: 'fp32',
+    engine: `onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}`,
+    flops: 0,
+    timing,
+    peakRssMB: peakRssMB(),
+    path: 'compiled',
+    precision: 'fp32',
   };
 }
 
@@ -202,7 +214,7 @@ async function workerMain(): Promise<void> {
     path: r.path,
     precision: r.precision,
   };
-  process.stdout.write(JSON.stringify(result) + '\n');
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 workerMain().catch((e: unknown) => {

@@ -12,7 +12,13 @@ export interface Parsed {
 
 export function parse(command: string, argv: string[], options: FlagSpec, allowPositionals = false): Parsed {
   try {
-    const r = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals, allowNegative: false } as ParseArgsConfig);
+    const r = parseArgs({
+      args: joinNegativeValues(argv, options),
+      options,
+      strict: true,
+      allowPositionals,
+      allowNegative: false,
+    } as ParseArgsConfig);
     return { values: r.values as Parsed['values'], positionals: r.positionals };
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -64,7 +70,8 @@ export function numberFlag(name: string, v: string | boolean | undefined, min = 
 
 export function choiceFlag<T extends string>(name: string, v: string | boolean | undefined, choices: readonly T[]): T | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !choices.includes(v as T)) throw new OptionError(`--${name} must be one of ${choices.join(', ')}, got '${String(v)}'`);
+  if (typeof v !== 'string' || !choices.includes(v as T))
+    throw new OptionError(`--${name} must be one of ${choices.join(', ')}, got '${String(v)}'`);
   return v as T;
 }
 

@@ -15,8 +15,8 @@ type Command = (argv: string[], out: (s: string) => void) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; about: string }> = {
   train: { run: trainCommand, about: 'train a model (no options: the main job, Xception on Fashion-MNIST)' },
   eval: { run: evalCommand, about: 'evaluate a run or weight file on a dataset (top-1, top-5, loss)' },
-  summary: { run: summaryCommand, about: 'print a model\'s layers, shapes and parameter counts' },
-  experiment: { run: experimentCommand, about: 'the paper\'s experiments as recipes: list, run NAME, report DIR' },
+  summary: { run: summaryCommand, about: "print a model's layers, shapes and parameter counts" },
+  experiment: { run: experimentCommand, about: "the paper's experiments as recipes: list, run NAME, report DIR" },
   predict: { run: predictCommand, about: 'classify image files or folders, with the class names the weights record' },
   export: { run: exportCommand, about: 'write a model as ONNX, or its weights as Keras H5 or safetensors' },
   bench: { run: benchCommand, about: 'images/s and GFLOP/s of Xception inference and training, beside ONNX Runtime (and PyTorch)' },

@@ -35,7 +35,10 @@ function flagHelp(spec: OptionSpec & { flag: string }, defaultOverride: string |
     else lines.push(noteText);
   }
   const indent = ' '.repeat(HELP_COLUMN);
-  const body = lines.join('\n').split('\n').map((l) => indent + l);
+  const body = lines
+    .join('\n')
+    .split('\n')
+    .map((l) => indent + l);
   if (head.length < HELP_COLUMN) body[0] = head.padEnd(HELP_COLUMN) + body[0]!.trimStart();
   else body.unshift(head);
   return body.join('\n');
@@ -68,11 +71,16 @@ export interface ModelChoice {
 function flagValue(spec: OptionSpec & { flag: string }, v: string | boolean | undefined): unknown {
   if (v === undefined) return undefined;
   switch (spec.kind) {
-    case 'boolean': return v ? false : undefined; // the flag turns a default-on switch off
-    case 'int': return intFlag(spec.flag, v, spec.min, spec.max);
-    case 'segments': return v === 'depthwise' ? 'depthwise' : intFlag(spec.flag, v, spec.min, spec.max);
-    case 'choice': return choiceFlag(spec.flag, v, spec.choices!);
-    case 'shape': return shapeFlag(spec.flag, v);
+    case 'boolean':
+      return v ? false : undefined; // the flag turns a default-on switch off
+    case 'int':
+      return intFlag(spec.flag, v, spec.min, spec.max);
+    case 'segments':
+      return v === 'depthwise' ? 'depthwise' : intFlag(spec.flag, v, spec.min, spec.max);
+    case 'choice':
+      return choiceFlag(spec.flag, v, spec.choices!);
+    case 'shape':
+      return shapeFlag(spec.flag, v);
     case 'number': {
       const n = Number(v);
       if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || !inRange(spec, n)) {
@@ -80,7 +88,8 @@ function flagValue(spec: OptionSpec & { flag: string }, v: string | boolean | un
       }
       return n;
     }
-    case 'string': return v;
+    case 'string':
+      return v;
   }
 }
 

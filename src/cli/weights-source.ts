@@ -55,7 +55,11 @@ function modelFlagsGiven(p: Parsed): string[] {
  * The model for a command: from `weights` (default --weights) or, without weights, from the
  * model flags (randomly initialised). `useEma` picks a run's averaged weights (default true).
  */
-export async function loadModelForCommand(command: string, p: Parsed, options: { weights?: string; flag?: string; useEma?: boolean } = {}): Promise<LoadedModel> {
+export async function loadModelForCommand(
+  command: string,
+  p: Parsed,
+  options: { weights?: string; flag?: string; useEma?: boolean } = {},
+): Promise<LoadedModel> {
   const weights = options.weights ?? (p.values['weights'] as string | undefined);
   const flag = options.flag ?? '--weights';
   const mode = choiceFlag('weights-mode', p.values['weights-mode'], ['order', 'name', 'auto'] as const) as LoadMode | undefined;
@@ -76,8 +80,19 @@ export async function loadModelForCommand(command: string, p: Parsed, options: {
   const model = noGrad(() => buildModel(choice.name, choice.options));
   try {
     const report = await source.loadInto(model, { ...(mode ? { mode } : {}), useEma: options.useEma ?? true });
-    const how = source.kind === 'run' ? 'run folder' : report.format === 'keras-h5' ? `Keras H5, layers matched ${report.mode === 'order' ? 'in order' : 'by name'}` : 'safetensors';
-    return { model, modelName: choice.name, weightsSource: weights, description: `${weights} (${how}, ${report.weights} weights)`, record: source.record };
+    const how =
+      source.kind === 'run'
+        ? 'run folder'
+        : report.format === 'keras-h5'
+          ? `Keras H5, layers matched ${report.mode === 'order' ? 'in order' : 'by name'}`
+          : 'safetensors';
+    return {
+      model,
+      modelName: choice.name,
+      weightsSource: weights,
+      description: `${weights} (${how}, ${report.weights} weights)`,
+      record: source.record,
+    };
   } catch (e) {
     model.dispose();
     if (e instanceof WeightFileError && !source.record) throw await mismatchError(source, choice, e);
@@ -91,7 +106,9 @@ function checkFlagsAgree(command: string, what: string, record: ModelRecord, p: 
   if (given.length === 0) return;
   const named = p.values['model'] as string | undefined;
   if (named !== undefined && named !== record.model) {
-    throw new OptionError(`${command}: ${what} records model ${record.model}, not --model ${named}; drop --model (the record builds the model)`);
+    throw new OptionError(
+      `${command}: ${what} records model ${record.model}, not --model ${named}; drop --model (the record builds the model)`,
+    );
   }
   const flags = modelFromFlags({ ...p, values: { ...p.values, model: record.model } });
   const entry = getModelEntry(record.model);
@@ -101,7 +118,9 @@ function checkFlagsAgree(command: string, what: string, record: ModelRecord, p: 
     .filter((k) => JSON.stringify(recorded[k]) !== JSON.stringify(wanted[k]))
     .map((k) => `${optionFlag(k)} ${show(wanted[k])} (recorded: ${show(recorded[k])})`);
   if (differ.length > 0) {
-    throw new OptionError(`${command}: ${what} records its model, and these flags differ from it: ${differ.join(', ')}; drop them (no model flags are needed)`);
+    throw new OptionError(
+      `${command}: ${what} records its model, and these flags differ from it: ${differ.join(', ')}; drop them (no model flags are needed)`,
+    );
   }
 }
 
@@ -153,9 +172,13 @@ export function mismatchHints(file: ReadonlyMap<string, readonly number[]>, mode
   };
   const fileBias = file.get('predictions/bias');
   const modelBias = modelShape('predictions/bias');
-  if (fileBias && !modelBias) hints.push(`the file has a classifier (predictions/bias [${fileBias[0]}]); drop --no-top${fileBias[0] !== 1000 ? ` and pass --classes ${fileBias[0]}` : ''}`);
+  if (fileBias && !modelBias)
+    hints.push(
+      `the file has a classifier (predictions/bias [${fileBias[0]}]); drop --no-top${fileBias[0] !== 1000 ? ` and pass --classes ${fileBias[0]}` : ''}`,
+    );
   else if (!fileBias && modelBias) hints.push('the file has no classifier; pass --no-top');
-  else if (fileBias && modelBias && fileBias[0] !== modelBias[0]) hints.push(`the file has ${fileBias[0]} classes (predictions/bias [${fileBias[0]}]); pass --classes ${fileBias[0]}`);
+  else if (fileBias && modelBias && fileBias[0] !== modelBias[0])
+    hints.push(`the file has ${fileBias[0]} classes (predictions/bias [${fileBias[0]}]); pass --classes ${fileBias[0]}`);
 
   const fileStem = file.get('block1_conv1/kernel');
   const modelStem = modelShape('block1_conv1/kernel');
@@ -166,13 +189,21 @@ export function mismatchHints(file: ReadonlyMap<string, readonly number[]>, mode
   }
   if (fileStem && modelStem && fileStem.length === 4) {
     const [h, w] = model.inputShape as number[];
-    if (fileStem[2] !== modelStem[2]) hints.push(`the file's block1_conv1 expects ${fileStem[2]} input channel${fileStem[2] === 1 ? '' : 's'}; pass --input-shape ${h},${w},${fileStem[2]}`);
-    if (fileStem[3] !== modelStem[3]) hints.push(`the file's block1_conv1 has ${fileStem[3]} filters, the model's ${modelStem[3]}; pass --width ${+(fileStem[3]! / 32).toPrecision(4)}`);
+    if (fileStem[2] !== modelStem[2])
+      hints.push(
+        `the file's block1_conv1 expects ${fileStem[2]} input channel${fileStem[2] === 1 ? '' : 's'}; pass --input-shape ${h},${w},${fileStem[2]}`,
+      );
+    if (fileStem[3] !== modelStem[3])
+      hints.push(
+        `the file's block1_conv1 has ${fileStem[3]} filters, the model's ${modelStem[3]}; pass --width ${+(fileStem[3]! / 32).toPrecision(4)}`,
+      );
   }
   const fileMiddle = middleBlocksOf([...file.keys()]);
   const modelMiddle = middleBlocksOf(model.weights.map((v) => v.name));
   if (choice.name === 'xception' && fileMiddle !== null && modelMiddle !== null && fileMiddle !== modelMiddle) {
-    hints.push(`the file has ${fileMiddle} middle-flow block${fileMiddle === 1 ? '' : 's'}, the model ${modelMiddle}; pass --middle-blocks ${fileMiddle}`);
+    hints.push(
+      `the file has ${fileMiddle} middle-flow block${fileMiddle === 1 ? '' : 's'}, the model ${modelMiddle}; pass --middle-blocks ${fileMiddle}`,
+    );
   }
   return hints;
 }
@@ -197,5 +228,9 @@ function fewProblems(problem: string): string[] {
   if (more) parts.pop();
   const shown = parts.slice(0, 3);
   const rest = parts.length - shown.length + (more ? Number(more[1]) : 0);
-  return [...(head ? [`${head}:`] : []), ...shown.map((s) => (head ? `  ${s}` : s)), ...(rest > 0 ? [`… and ${rest} more problem(s)`] : [])];
+  return [
+    ...(head ? [`${head}:`] : []),
+    ...shown.map((s) => (head ? `  ${s}` : s)),
+    ...(rest > 0 ? [`… and ${rest} more problem(s)`] : []),
+  ];
 }

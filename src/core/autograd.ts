@@ -75,7 +75,9 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
     }
     const inputGrads = node.backward(dy);
     if (inputGrads.length !== node.inputs.length) {
-      throw new XceptionError(`internal: backward of '${node.op}' returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`);
+      throw new XceptionError(
+        `internal: backward of '${node.op}' returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`,
+      );
     }
     if (dy !== seed || ownsSeed) dy.dispose();
     for (let k = 0; k < node.inputs.length; k++) {

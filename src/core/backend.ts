@@ -157,20 +157,8 @@ export interface Backend {
 
   // --- normalization ------------------------------------------------------------------------
   /** Batch statistics: mean and biased variance per channel. */
-  batchNormTrain(
-    x: Handle,
-    gamma: Handle,
-    beta: Handle,
-    p: BatchNormParams,
-  ): { y: Handle; mean: Handle; variance: Handle };
-  batchNormInference(
-    x: Handle,
-    gamma: Handle,
-    beta: Handle,
-    mean: Handle,
-    variance: Handle,
-    p: BatchNormParams,
-  ): Handle;
+  batchNormTrain(x: Handle, gamma: Handle, beta: Handle, p: BatchNormParams): { y: Handle; mean: Handle; variance: Handle };
+  batchNormInference(x: Handle, gamma: Handle, beta: Handle, mean: Handle, variance: Handle, p: BatchNormParams): Handle;
   /** Backward of batchNormTrain (statistics depend on x). With `p.relu`, `y` is the forward's output. */
   batchNormBackward(
     dy: Handle,
@@ -213,16 +201,7 @@ export interface Backend {
   // --- classification -----------------------------------------------------------------------
   softmax(x: Handle, p: RowsParams): Handle;
   /** Mean cross-entropy over rows of softmax(logits) against integer labels. */
-  softmaxCrossEntropy(
-    logits: Handle,
-    labels: Int32Array,
-    p: CrossEntropyParams,
-  ): { loss: number; probs: Handle };
+  softmaxCrossEntropy(logits: Handle, labels: Int32Array, p: CrossEntropyParams): { loss: number; probs: Handle };
   /** d(loss)/d(logits) = (probs − target) · scale / rows. */
-  softmaxCrossEntropyBackward(
-    probs: Handle,
-    labels: Int32Array,
-    p: CrossEntropyParams,
-    scale: number,
-  ): Handle;
+  softmaxCrossEntropyBackward(probs: Handle, labels: Int32Array, p: CrossEntropyParams, scale: number): Handle;
 }

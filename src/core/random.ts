@@ -115,7 +115,12 @@ export class Random {
   }
 
   setState(state: RandomState): void {
-    if (!state || !Array.isArray(state.s) || state.s.length !== 4 || !state.s.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) {
+    if (
+      !state ||
+      !Array.isArray(state.s) ||
+      state.s.length !== 4 ||
+      !state.s.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff)
+    ) {
       throw new RangeError('invalid random state: expected four unsigned 32-bit integers');
     }
     this.s.set(state.s);

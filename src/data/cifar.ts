@@ -27,17 +27,30 @@ interface VariantInfo {
 
 /** CIFAR-10's classes, as its batches.meta.txt lists them (used when that file is absent). */
 export const CIFAR10_CLASS_NAMES: readonly string[] = Object.freeze([
-  'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
 ]);
 
 const VARIANTS: Record<CifarVariant, VariantInfo> = {
   cifar10: {
-    labelBytes: 1, classes: 10, archiveDir: 'cifar-10-batches-bin',
+    labelBytes: 1,
+    classes: 10,
+    archiveDir: 'cifar-10-batches-bin',
     files: { train: [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`), test: ['test_batch.bin'] },
     namesFile: 'batches.meta.txt',
   },
   cifar100: {
-    labelBytes: 2, classes: 100, archiveDir: 'cifar-100-binary',
+    labelBytes: 2,
+    classes: 100,
+    archiveDir: 'cifar-100-binary',
     files: { train: ['train.bin'], test: ['test.bin'] },
     namesFile: 'fine_label_names.txt',
   },
@@ -58,7 +71,10 @@ export function parseCifarBatch(bytes: Uint8Array, variant: CifarVariant, file =
   const record = info.labelBytes + PIXELS;
   if (bytes.length === 0) throw new DatasetError('CIFAR batch file is empty', file);
   if (bytes.length % record !== 0) {
-    throw new DatasetError(`file size ${bytes.length} is not a multiple of the ${variant} record size ${record} (${Math.floor(bytes.length / record)} whole records and ${bytes.length % record} extra bytes)`, file);
+    throw new DatasetError(
+      `file size ${bytes.length} is not a multiple of the ${variant} record size ${record} (${Math.floor(bytes.length / record)} whole records and ${bytes.length % record} extra bytes)`,
+      file,
+    );
   }
   const n = bytes.length / record;
   const images = new Uint8Array(n * PIXELS);
@@ -86,13 +102,19 @@ async function resolveCifarDir(dir: string, info: VariantInfo, split: Split): Pr
   if (await isFile(join(nested, first))) return nested;
   const looked = [dir, nested].flatMap((d) => info.files[split].map((f) => join(d, f)));
   const what = (await isDirectory(dir)) ? `CIFAR batch files not found in ${dir}` : `dataset directory ${dir} does not exist`;
-  throw new DatasetError(`${what}; looked for ${looked.join(', ')}. Download the "binary version" from https://www.cs.toronto.edu/~kriz/cifar.html and extract it there.`, dir);
+  throw new DatasetError(
+    `${what}; looked for ${looked.join(', ')}. Download the "binary version" from https://www.cs.toronto.edu/~kriz/cifar.html and extract it there.`,
+    dir,
+  );
 }
 
 async function readClassNames(path: string, classes: number): Promise<string[] | undefined> {
   if (!(await isFile(path))) return undefined;
   const text = await fs.readFile(path, 'utf8');
-  const names = text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s.length > 0);
+  const names = text
+    .split(/\r?\n/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (names.length !== classes) throw new DatasetError(`class name file lists ${names.length} names, expected ${classes}`, path);
   return names;
 }
@@ -118,9 +140,17 @@ export async function loadCifar(dir: string, variant: CifarVariant, split: Split
     labels.set(part.labels, at);
     at += part.labels.length;
   }
-  const classNames = (await readClassNames(join(root, info.namesFile), info.classes)) ?? (variant === 'cifar10' ? [...CIFAR10_CLASS_NAMES] : undefined);
+  const classNames =
+    (await readClassNames(join(root, info.namesFile), info.classes)) ?? (variant === 'cifar10' ? [...CIFAR10_CLASS_NAMES] : undefined);
   const ds: ImageDataset = {
-    name: `${variant}/${split}`, images, labels, count, height: SIDE, width: SIDE, channels: 3, classes: info.classes,
+    name: `${variant}/${split}`,
+    images,
+    labels,
+    count,
+    height: SIDE,
+    width: SIDE,
+    channels: 3,
+    classes: info.classes,
     ...(classNames ? { classNames } : {}),
   };
   validateDataset(ds, root);

@@ -24,13 +24,19 @@ export interface ImageDataset {
 }
 
 export const FASHION_MNIST_CLASS_NAMES: readonly string[] = Object.freeze([
-  'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-  'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
 ]);
 
-export const MNIST_CLASS_NAMES: readonly string[] = Object.freeze(
-  ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
-);
+export const MNIST_CLASS_NAMES: readonly string[] = Object.freeze(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
 
 /** Bytes per image. */
 export function imageSize(ds: Pick<ImageDataset, 'height' | 'width' | 'channels'>): number {
@@ -55,7 +61,10 @@ export function validateDataset(ds: ImageDataset, source: string = ds.name): voi
   if (!(ds.labels instanceof Int32Array)) throw new DatasetError('labels must be an Int32Array', source);
   const expected = ds.count * imageSize(ds);
   if (ds.images.length !== expected) {
-    throw new DatasetError(`images hold ${ds.images.length} bytes but ${ds.count}×${ds.height}×${ds.width}×${ds.channels} needs ${expected}`, source);
+    throw new DatasetError(
+      `images hold ${ds.images.length} bytes but ${ds.count}×${ds.height}×${ds.width}×${ds.channels} needs ${expected}`,
+      source,
+    );
   }
   if (ds.labels.length !== ds.count) {
     throw new DatasetError(`${ds.labels.length} labels for ${ds.count} images`, source);
@@ -94,7 +103,8 @@ export function fromArrays(
   options: FromArraysOptions = {},
 ): ImageDataset {
   const name = options.name ?? 'arrays';
-  if (!Array.isArray(shape) || shape.length !== 4) throw new OptionError(`fromArrays: shape must be [N, H, W, C], got ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape) || shape.length !== 4)
+    throw new OptionError(`fromArrays: shape must be [N, H, W, C], got ${JSON.stringify(shape)}`);
   const [n, h, w, c] = shape;
   if (!Number.isInteger(n) || n < 0 || !isPosInt(h) || !isPosInt(w) || !isPosInt(c)) {
     throw new OptionError(`fromArrays: shape must be non-negative N and positive H, W, C integers, got [${shape.join(', ')}]`);
@@ -111,14 +121,22 @@ export function fromArrays(
     pixels = new Uint8Array(images.length);
     for (let i = 0; i < images.length; i++) {
       const v = images[i]!;
-      if (!(Number.isInteger(v) && v >= 0 && v <= 255)) throw new DatasetError(`fromArrays: pixel ${i} is ${v}, expected an integer in 0..255`, name);
+      if (!(Number.isInteger(v) && v >= 0 && v <= 255))
+        throw new DatasetError(`fromArrays: pixel ${i} is ${v}, expected an integer in 0..255`, name);
       pixels[i] = v;
     }
   }
   const bad = firstLabelOutOfRange(labels, classes);
   if (bad >= 0) throw new DatasetError(`fromArrays: label ${labels[bad]} at index ${bad} is out of range [0, ${classes})`, name);
   const ds: ImageDataset = {
-    name, images: pixels, labels: Int32Array.from(labels), count: n, height: h, width: w, channels: c, classes,
+    name,
+    images: pixels,
+    labels: Int32Array.from(labels),
+    count: n,
+    height: h,
+    width: w,
+    channels: c,
+    classes,
     ...(options.classNames ? { classNames: Object.freeze([...options.classNames]) } : {}),
   };
   validateDataset(ds, name);

@@ -75,7 +75,8 @@ export async function listImageFolder(root: string): Promise<ImageFolderListing>
     if (!entry.name.startsWith('.') && (await entryKind(root, entry)) === 'dir') classNames.push(entry.name);
   }
   classNames.sort(byCodePoint);
-  if (classNames.length === 0) throw new DatasetError('no class folders: expected one sub-folder of images per class (root/<class>/<image>.png)', root);
+  if (classNames.length === 0)
+    throw new DatasetError('no class folders: expected one sub-folder of images per class (root/<class>/<image>.png)', root);
   const files: string[] = [];
   const labels: number[] = [];
   for (let k = 0; k < classNames.length; k++) {
@@ -83,7 +84,8 @@ export async function listImageFolder(root: string): Promise<ImageFolderListing>
     const entries = (await listDir(dir)).filter((e) => !e.name.startsWith('.')).sort((a, b) => byCodePoint(a.name, b.name));
     for (const entry of entries) {
       const path = join(dir, entry.name);
-      if ((await entryKind(dir, entry)) === 'dir') throw new DatasetError('nested folder inside a class folder; expected only image files', path);
+      if ((await entryKind(dir, entry)) === 'dir')
+        throw new DatasetError('nested folder inside a class folder; expected only image files', path);
       if (!IMAGE_EXTENSIONS.includes(extname(entry.name).toLowerCase())) {
         throw new DatasetError(`not an image file (expected ${IMAGE_EXTENSIONS.join(', ')})`, path);
       }
@@ -106,9 +108,11 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
   const size = options.size ?? 299;
   const channels = options.channels ?? 3;
   const concurrency = options.concurrency ?? 4;
-  if (!Number.isInteger(size) || size <= 0 || size > 4096) throw new OptionError(`image folder size must be an integer in 1..4096, got ${size}`);
+  if (!Number.isInteger(size) || size <= 0 || size > 4096)
+    throw new OptionError(`image folder size must be an integer in 1..4096, got ${size}`);
   if (channels !== 1 && channels !== 3) throw new OptionError(`image folder channels must be 1 or 3, got ${channels}`);
-  if (!Number.isInteger(concurrency) || concurrency <= 0) throw new OptionError(`concurrency must be a positive integer, got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency <= 0)
+    throw new OptionError(`concurrency must be a positive integer, got ${concurrency}`);
   const { classNames, files, labels } = await scanImageFolder(root);
   const perImage = size * size * channels;
   const images = new Uint8Array(files.length * perImage);
@@ -122,8 +126,14 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
 
   const ds: ImageDataset = {
     name: options.name ?? root.replace(/\/+$/, '').split('/').pop() ?? root,
-    images, labels: Int32Array.from(labels), count: files.length,
-    height: size, width: size, channels, classes: classNames.length, classNames,
+    images,
+    labels: Int32Array.from(labels),
+    count: files.length,
+    height: size,
+    width: size,
+    channels,
+    classes: classNames.length,
+    classNames,
   };
   validateDataset(ds, root);
   return ds;

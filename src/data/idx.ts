@@ -16,7 +16,12 @@ export interface IdxArray {
 }
 
 const IDX_TYPE_NAMES: Record<number, string> = {
-  0x08: 'unsigned byte', 0x09: 'signed byte', 0x0b: 'int16', 0x0c: 'int32', 0x0d: 'float32', 0x0e: 'float64',
+  8: 'unsigned byte',
+  9: 'signed byte',
+  11: 'int16',
+  12: 'int32',
+  13: 'float32',
+  14: 'float64',
 };
 
 interface IdxHeader {
@@ -34,10 +39,12 @@ function parseIdxHeader(bytes: Uint8Array, file: string): IdxHeader {
   const type = bytes[2]!;
   const ndims = bytes[3]!;
   if (!(type in IDX_TYPE_NAMES)) throw new DatasetError(`wrong magic number: unknown IDX data type 0x${type.toString(16)}`, file);
-  if (type !== 0x08) throw new DatasetError(`IDX data type is ${IDX_TYPE_NAMES[type]}; only unsigned byte (0x08) images and labels are supported`, file);
+  if (type !== 0x08)
+    throw new DatasetError(`IDX data type is ${IDX_TYPE_NAMES[type]}; only unsigned byte (0x08) images and labels are supported`, file);
   if (ndims === 0) throw new DatasetError('IDX header declares 0 dimensions', file);
   const headerBytes = 4 + 4 * ndims;
-  if (bytes.length < headerBytes) throw new DatasetError(`truncated IDX file: header needs ${headerBytes} bytes, file has ${bytes.length}`, file);
+  if (bytes.length < headerBytes)
+    throw new DatasetError(`truncated IDX file: header needs ${headerBytes} bytes, file has ${bytes.length}`, file);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const shape: number[] = [];
   let dataBytes = 1;
@@ -52,7 +59,10 @@ function parseIdxHeader(bytes: Uint8Array, file: string): IdxHeader {
 function checkLength(h: IdxHeader, actual: number, file: string): void {
   const expected = h.headerBytes + h.dataBytes;
   if (actual < expected) {
-    throw new DatasetError(`truncated IDX file: header declares shape [${h.shape.join(', ')}] = ${expected} bytes, file has ${actual}`, file);
+    throw new DatasetError(
+      `truncated IDX file: header declares shape [${h.shape.join(', ')}] = ${expected} bytes, file has ${actual}`,
+      file,
+    );
   }
   if (actual > expected) {
     throw new DatasetError(`IDX file has ${actual - expected} bytes after the declared shape [${h.shape.join(', ')}]`, file);
@@ -98,7 +108,11 @@ export async function readIdxFile(path: string, options: IdxReadOptions = {}): P
   if (claimed > MAX_DEFLATE_RATIO * raw.length + 1024) {
     throw new DatasetError(`truncated IDX file: header declares ${claimed} bytes, more than ${raw.length} bytes of gzip can hold`, path);
   }
-  if (claimed > maxBytes) throw new DatasetError(`IDX header declares shape [${header.shape.join(', ')}] = ${claimed} bytes, over the ${maxBytes}-byte limit`, path);
+  if (claimed > maxBytes)
+    throw new DatasetError(
+      `IDX header declares shape [${header.shape.join(', ')}] = ${claimed} bytes, over the ${maxBytes}-byte limit`,
+      path,
+    );
   const bytes = await gunzipBounded(raw, claimed, path);
   return parseIdx(bytes, path);
 }
@@ -131,18 +145,26 @@ export async function loadIdxDataset(dir: string, split: Split, options: IdxData
   const candidates = idxFileCandidates(dir, split);
   const hint = options.installHint ? ` ${options.installHint}` : '';
   if (!(await isDirectory(dir))) {
-    throw new DatasetError(`dataset directory ${dir} does not exist; looked for ${candidates.images.join(', ')} and ${candidates.labels.join(', ')}.${hint}`, dir);
+    throw new DatasetError(
+      `dataset directory ${dir} does not exist; looked for ${candidates.images.join(', ')} and ${candidates.labels.join(', ')}.${hint}`,
+      dir,
+    );
   }
   const imagesPath = await firstExisting(candidates.images);
   const labelsPath = await firstExisting(candidates.labels);
   if (!imagesPath || !labelsPath) {
     const missing = !imagesPath ? candidates.images : candidates.labels;
-    throw new DatasetError(`no ${!imagesPath ? 'image' : 'label'} file for split '${split}'; looked for ${missing.join(', ')}.${hint}`, dir);
+    throw new DatasetError(
+      `no ${!imagesPath ? 'image' : 'label'} file for split '${split}'; looked for ${missing.join(', ')}.${hint}`,
+      dir,
+    );
   }
   const images = await readIdxFile(imagesPath);
-  if (images.shape.length !== 3) throw new DatasetError(`image IDX file must have 3 dimensions [N, H, W], has [${images.shape.join(', ')}]`, imagesPath);
+  if (images.shape.length !== 3)
+    throw new DatasetError(`image IDX file must have 3 dimensions [N, H, W], has [${images.shape.join(', ')}]`, imagesPath);
   const labels = await readIdxFile(labelsPath);
-  if (labels.shape.length !== 1) throw new DatasetError(`label IDX file must have 1 dimension [N], has [${labels.shape.join(', ')}]`, labelsPath);
+  if (labels.shape.length !== 1)
+    throw new DatasetError(`label IDX file must have 1 dimension [N], has [${labels.shape.join(', ')}]`, labelsPath);
   const [count, height, width] = images.shape as [number, number, number];
   if (labels.shape[0] !== count) {
     throw new DatasetError(`label count ${labels.shape[0]} disagrees with image count ${count} in ${imagesPath}`, labelsPath);
@@ -157,7 +179,13 @@ export async function loadIdxDataset(dir: string, split: Split, options: IdxData
   }
   const ds: ImageDataset = {
     name: `${options.name ?? dir.replace(/\/+$/, '').split('/').pop()}/${split}`,
-    images: images.data, labels: labelArray, count, height, width, channels: 1, classes,
+    images: images.data,
+    labels: labelArray,
+    count,
+    height,
+    width,
+    channels: 1,
+    classes,
     ...(options.classNames ? { classNames: options.classNames } : {}),
   };
   validateDataset(ds, imagesPath);
@@ -170,17 +198,21 @@ export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 /** Fashion-MNIST (the default dataset): 60000 train / 10000 test, 28×28×1, 10 classes. */
 export function loadFashionMnist(split: Split, dir: string = FASHION_MNIST_DIR): Promise<ImageDataset> {
   return loadIdxDataset(dir, split, {
-    name: 'fashion-mnist', classNames: FASHION_MNIST_CLASS_NAMES,
-    installHint: dir === FASHION_MNIST_DIR
-      ? 'Install it with `apt-get install dataset-fashion-mnist`.'
-      : 'Download the four Fashion-MNIST IDX files there, or install the Debian package with `apt-get install dataset-fashion-mnist` and use its default directory.',
+    name: 'fashion-mnist',
+    classNames: FASHION_MNIST_CLASS_NAMES,
+    installHint:
+      dir === FASHION_MNIST_DIR
+        ? 'Install it with `apt-get install dataset-fashion-mnist`.'
+        : 'Download the four Fashion-MNIST IDX files there, or install the Debian package with `apt-get install dataset-fashion-mnist` and use its default directory.',
   });
 }
 
 /** MNIST digits from the four standard IDX files in `dir`. */
 export function loadMnist(dir: string, split: Split): Promise<ImageDataset> {
   return loadIdxDataset(dir, split, {
-    name: 'mnist', classNames: MNIST_CLASS_NAMES,
-    installHint: 'Put the MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in that directory.',
+    name: 'mnist',
+    classNames: MNIST_CLASS_NAMES,
+    installHint:
+      'Put the MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in that directory.',
   });
 }

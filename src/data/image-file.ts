@@ -49,7 +49,9 @@ export async function loadSharp(): Promise<SharpFactory> {
     sharpFactory = (await import('sharp')).default;
     return sharpFactory;
   } catch (e) {
-    throw new XceptionError(`decoding images needs the 'sharp' package, which failed to load (${(e as Error).message}); run \`npm install sharp\``);
+    throw new XceptionError(
+      `decoding images needs the 'sharp' package, which failed to load (${(e as Error).message}); run \`npm install sharp\``,
+    );
   }
 }
 
@@ -107,9 +109,14 @@ export function centerCropBox(height: number, width: number, targetHeight: numbe
 }
 
 function checkBox(box: CropBox, height: number, width: number): void {
-  const ok = [box.y, box.x, box.height, box.width].every(Number.isInteger)
-    && box.y >= 0 && box.x >= 0 && box.height >= 1 && box.width >= 1
-    && box.y + box.height <= height && box.x + box.width <= width;
+  const ok =
+    [box.y, box.x, box.height, box.width].every(Number.isInteger) &&
+    box.y >= 0 &&
+    box.x >= 0 &&
+    box.height >= 1 &&
+    box.width >= 1 &&
+    box.y + box.height <= height &&
+    box.x + box.width <= width;
   if (!ok) throw new ShapeError(`crop box ${JSON.stringify(box)} is not an integer box inside the ${height}×${width} image`);
 }
 
@@ -139,7 +146,8 @@ function flipRows(px: Uint8Array, height: number, width: number, channels: numbe
   for (let y = 0; y < height; y++) {
     for (let l = y * width, r = l + width - 1; l < r; l++, r--) {
       for (let c = 0; c < channels; c++) {
-        const a = l * channels + c, b = r * channels + c;
+        const a = l * channels + c,
+          b = r * channels + c;
         const t = px[a]!;
         px[a] = px[b]!;
         px[b] = t;
@@ -155,7 +163,11 @@ function flipRows(px: Uint8Array, height: number, width: number, channels: numbe
  * `options.maxPixels` pixels (MAX_IMAGE_PIXELS by default; refused before decoding).
  */
 export async function readImagePixels(
-  file: string, shape: readonly [number, number, number], prep: ImagePreprocessing, augment?: ImageAugment, options: ImageReadOptions = {},
+  file: string,
+  shape: readonly [number, number, number],
+  prep: ImagePreprocessing,
+  augment?: ImageAugment,
+  options: ImageReadOptions = {},
 ): Promise<Uint8Array> {
   const maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new OptionError(`maxPixels must be a positive integer, got ${maxPixels}`);

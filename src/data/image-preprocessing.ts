@@ -39,16 +39,22 @@ export function kerasPreprocessing(scaling: Preprocessing): ImagePreprocessing {
  * clean copy; `source` names where it came from in the error.
  */
 export function validateImagePreprocessing(p: unknown, source = 'preprocessing'): ImagePreprocessing {
-  if (p === null || typeof p !== 'object' || Array.isArray(p)) throw new OptionError(`${source}: expected an object {resize, interpolation, scaling}`);
+  if (p === null || typeof p !== 'object' || Array.isArray(p))
+    throw new OptionError(`${source}: expected an object {resize, interpolation, scaling}`);
   const o = p as Record<string, unknown>;
   const unknown = Object.keys(o).filter((k) => !['resize', 'interpolation', 'scaling'].includes(k));
   if (unknown.length > 0) throw new OptionError(`${source}: unknown field '${unknown[0]}'`);
   const pick = <T extends string>(k: string, allowed: readonly T[]): T => {
     const v = o[k];
-    if (typeof v !== 'string' || !allowed.includes(v as T)) throw new OptionError(`${source}: ${k} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string' || !allowed.includes(v as T))
+      throw new OptionError(`${source}: ${k} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
     return v as T;
   };
-  return { resize: pick('resize', RESIZE_POLICIES), interpolation: pick('interpolation', RESIZE_INTERPOLATIONS), scaling: pick('scaling', PREPROCESSINGS) };
+  return {
+    resize: pick('resize', RESIZE_POLICIES),
+    interpolation: pick('interpolation', RESIZE_INTERPOLATIONS),
+    scaling: pick('scaling', PREPROCESSINGS),
+  };
 }
 
 /** One line for start-up messages, e.g. "center-crop, bilinear, x/127.5 − 1". */

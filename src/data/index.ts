@@ -12,30 +12,84 @@
  */
 export { DatasetError } from './errors.js';
 export {
-  type ImageDataset, type FromArraysOptions, FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES,
-  fromArrays, validateDataset, subsetDataset, imageSize, firstLabelOutOfRange,
+  type ImageDataset,
+  type FromArraysOptions,
+  FASHION_MNIST_CLASS_NAMES,
+  MNIST_CLASS_NAMES,
+  fromArrays,
+  validateDataset,
+  subsetDataset,
+  imageSize,
+  firstLabelOutOfRange,
 } from './dataset.js';
 export {
-  type IdxArray, type Split, type IdxDatasetOptions, type IdxReadOptions, FASHION_MNIST_DIR, MAX_IDX_BYTES,
-  parseIdx, readIdxFile, idxFileCandidates, loadIdxDataset, loadFashionMnist, loadMnist,
+  type IdxArray,
+  type Split,
+  type IdxDatasetOptions,
+  type IdxReadOptions,
+  FASHION_MNIST_DIR,
+  MAX_IDX_BYTES,
+  parseIdx,
+  readIdxFile,
+  idxFileCandidates,
+  loadIdxDataset,
+  loadFashionMnist,
+  loadMnist,
 } from './idx.js';
 export { type CifarVariant, cifarRecordSize, parseCifarBatch, loadCifar, loadCifar10, loadCifar100 } from './cifar.js';
-export { type ImageFolderOptions, type ImageFolderListing, IMAGE_EXTENSIONS, listImageFolder, scanImageFolder, loadImageFolder } from './folder.js';
+export {
+  type ImageFolderOptions,
+  type ImageFolderListing,
+  IMAGE_EXTENSIONS,
+  listImageFolder,
+  scanImageFolder,
+  loadImageFolder,
+} from './folder.js';
 export { type SplitOptions, splitIndices, splitDataset } from './split.js';
 export {
-  type Preprocessing, type CropBox, type RandomResizedCropOptions, type AugmentOptions, type SamplePlan,
-  PREPROCESSINGS, preprocessingAffine, preprocessPixels, resizeBilinear, randomResizedCropBox, validateAugment, buildSample,
+  type Preprocessing,
+  type CropBox,
+  type RandomResizedCropOptions,
+  type AugmentOptions,
+  type SamplePlan,
+  PREPROCESSINGS,
+  preprocessingAffine,
+  preprocessPixels,
+  resizeBilinear,
+  randomResizedCropBox,
+  validateAugment,
+  buildSample,
 } from './transforms.js';
 export {
-  type Batch, type BatchLoader, type LoaderOptions, type LoaderState, type MemoryLoaderState, type StreamLoaderState, type WaitClock,
-  DataLoader, timedBatches,
+  type Batch,
+  type BatchLoader,
+  type LoaderOptions,
+  type LoaderState,
+  type MemoryLoaderState,
+  type StreamLoaderState,
+  type WaitClock,
+  DataLoader,
+  timedBatches,
 } from './loader.js';
 export { type FileSamples, type ReadPixels, type StreamAugment, type StreamLoaderOptions, StreamLoader, mixSeed } from './stream-loader.js';
 export {
-  type TrainingAugment, type TrainingDataOptions, type TrainingData, type EvaluationDataOptions, DEFAULT_FOLDER_IMAGE_SIZE,
-  openTrainingData, openEvaluationData, matchClasses,
+  type TrainingAugment,
+  type TrainingDataOptions,
+  type TrainingData,
+  type EvaluationDataOptions,
+  DEFAULT_FOLDER_IMAGE_SIZE,
+  openTrainingData,
+  openEvaluationData,
+  matchClasses,
 } from './training-data.js';
 export {
-  type DatasetKind, type DatasetSpec, type DatasetLoadOptions, DATASET_KINDS,
-  type ImageFolderLayout, parseDatasetSpec, loadDataset, imageFolderSplitDir, imageFolderLayout,
+  type DatasetKind,
+  type DatasetSpec,
+  type DatasetLoadOptions,
+  DATASET_KINDS,
+  type ImageFolderLayout,
+  parseDatasetSpec,
+  loadDataset,
+  imageFolderSplitDir,
+  imageFolderLayout,
 } from './spec.js';

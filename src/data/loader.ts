@@ -10,7 +10,14 @@
 import { OptionError } from '../core/errors.js';
 import { Random, type RandomState } from '../core/random.js';
 import type { ImageDataset } from './dataset.js';
-import { type AugmentOptions, buildSample, type Preprocessing, preprocessingAffine, type SamplePlan, validateAugment } from './transforms.js';
+import {
+  type AugmentOptions,
+  buildSample,
+  type Preprocessing,
+  preprocessingAffine,
+  type SamplePlan,
+  validateAugment,
+} from './transforms.js';
 
 export interface Batch {
   /** Inputs, B·H·W·C float32 (NHWC). */
@@ -153,7 +160,18 @@ export class DataLoader implements BatchLoader {
 
   constructor(dataset: ImageDataset, options: LoaderOptions) {
     if (!options || typeof options !== 'object') throw new OptionError('DataLoader needs options with at least batchSize');
-    const known = new Set(['batchSize', 'shuffle', 'dropLast', 'seed', 'indices', 'augment', 'preprocessing', 'size', 'channels', 'prefetch']);
+    const known = new Set([
+      'batchSize',
+      'shuffle',
+      'dropLast',
+      'seed',
+      'indices',
+      'augment',
+      'preprocessing',
+      'size',
+      'channels',
+      'prefetch',
+    ]);
     for (const k of Object.keys(options)) if (!known.has(k)) throw new OptionError(`unknown DataLoader option '${k}'`);
     const { batchSize } = options;
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new OptionError(`batchSize must be a positive integer, got ${batchSize}`);
@@ -168,7 +186,8 @@ export class DataLoader implements BatchLoader {
     if (options.indices !== undefined) {
       const idx = Int32Array.from(options.indices);
       for (let i = 0; i < idx.length; i++) {
-        if (!(idx[i]! >= 0 && idx[i]! < dataset.count)) throw new OptionError(`indices[${i}] = ${idx[i]} is out of range [0, ${dataset.count})`);
+        if (!(idx[i]! >= 0 && idx[i]! < dataset.count))
+          throw new OptionError(`indices[${i}] = ${idx[i]} is out of range [0, ${dataset.count})`);
       }
       this.indices = idx;
     } else {
@@ -183,15 +202,23 @@ export class DataLoader implements BatchLoader {
     validateAugment(options.augment);
     const size = options.size ?? [dataset.height, dataset.width];
     const [oh, ow] = typeof size === 'number' ? [size, size] : size;
-    if (!Number.isInteger(oh) || !Number.isInteger(ow) || oh <= 0 || ow <= 0) throw new OptionError(`size must be positive integers, got ${JSON.stringify(size)}`);
+    if (!Number.isInteger(oh) || !Number.isInteger(ow) || oh <= 0 || ow <= 0)
+      throw new OptionError(`size must be positive integers, got ${JSON.stringify(size)}`);
     const oc = options.channels ?? dataset.channels;
     if (oc !== dataset.channels && !(dataset.channels === 1 && oc === 3)) {
       throw new OptionError(`channels ${oc} from a ${dataset.channels}-channel dataset: only equal channels or 1 → 3 are supported`);
     }
     const { scale, offset } = preprocessingAffine(options.preprocessing ?? 'xception');
     this.plan = {
-      height: dataset.height, width: dataset.width, channels: dataset.channels,
-      outHeight: oh, outWidth: ow, outChannels: oc, scale, offset, augment: options.augment ?? {},
+      height: dataset.height,
+      width: dataset.width,
+      channels: dataset.channels,
+      outHeight: oh,
+      outWidth: ow,
+      outChannels: oc,
+      scale,
+      offset,
+      augment: options.augment ?? {},
     };
     this.sampleShape = [oh, ow, oc];
     this.work = new Float32Array(oh * ow * dataset.channels);
@@ -216,14 +243,25 @@ export class DataLoader implements BatchLoader {
 
   /** Restores a position saved by getState(); the following batches repeat the original run's. */
   setState(state: LoaderState): void {
-    if (state && 'kind' in state) throw new OptionError(`loader state was saved by a streaming image-file loader, not an in-memory dataset loader`);
-    if (!state || state.version !== 1) throw new OptionError(`unsupported loader state (version ${state?.version}), expected version 1`);
+    if (state && 'kind' in state)
+      throw new OptionError(`loader state was saved by a streaming image-file loader, not an in-memory dataset loader`);
+    if (state?.version !== 1) throw new OptionError(`unsupported loader state (version ${state?.version}), expected version 1`);
     const mismatch = (['samples', 'batchSize', 'shuffle', 'dropLast'] as const).filter((k) => state[k] !== this[k]);
     if (mismatch.length > 0) {
-      throw new OptionError(`loader state was saved with a different configuration: ${mismatch.map((k) => `${k} ${state[k]} ≠ ${this[k]}`).join(', ')}`);
+      throw new OptionError(
+        `loader state was saved with a different configuration: ${mismatch.map((k) => `${k} ${state[k]} ≠ ${this[k]}`).join(', ')}`,
+      );
     }
-    if (!Number.isInteger(state.epoch) || state.epoch < 0 || !Number.isInteger(state.batch) || state.batch < 0 || state.batch >= this.batchesPerEpoch) {
-      throw new OptionError(`loader state position epoch ${state.epoch}, batch ${state.batch} is invalid (${this.batchesPerEpoch} batches per epoch)`);
+    if (
+      !Number.isInteger(state.epoch) ||
+      state.epoch < 0 ||
+      !Number.isInteger(state.batch) ||
+      state.batch < 0 ||
+      state.batch >= this.batchesPerEpoch
+    ) {
+      throw new OptionError(
+        `loader state position epoch ${state.epoch}, batch ${state.batch} is invalid (${this.batchesPerEpoch} batches per epoch)`,
+      );
     }
     this.cancelPending();
     this.rng.setState(state.epochRandom);
@@ -260,10 +298,15 @@ export class DataLoader implements BatchLoader {
 
   private liveState(): MemoryLoaderState {
     return {
-      version: 1, epoch: this.epochIndex, batch: this.batchIndex,
+      version: 1,
+      epoch: this.epochIndex,
+      batch: this.batchIndex,
       epochRandom: this.batchIndex === 0 ? this.rng.getState() : structuredClone(this.epochStart),
       random: this.rng.getState(),
-      samples: this.samples, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast,
+      samples: this.samples,
+      batchSize: this.batchSize,
+      shuffle: this.shuffle,
+      dropLast: this.dropLast,
     };
   }
 

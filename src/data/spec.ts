@@ -56,7 +56,11 @@ export async function imageFolderLayout(dir: string): Promise<ImageFolderLayout>
     }
   }
   if (await isDirectory(join(dir, 'train'))) return { kind: 'split', train: join(dir, 'train'), test };
-  if (test !== null) throw new DatasetError(`image folder has ${test} but no train/ beside it: lay it out as DIR/train/<class>/… + DIR/test/<class>/…, or DIR/<class>/… alone`, dir);
+  if (test !== null)
+    throw new DatasetError(
+      `image folder has ${test} but no train/ beside it: lay it out as DIR/train/<class>/… + DIR/test/<class>/…, or DIR/<class>/… alone`,
+      dir,
+    );
   return { kind: 'single', train: dir, test: null };
 }
 
@@ -65,7 +69,10 @@ export async function imageFolderSplitDir(dir: string, split: Split): Promise<st
   const layout = await imageFolderLayout(dir);
   if (split === 'train') return layout.train;
   if (layout.test !== null) return layout.test;
-  throw new DatasetError(`image folder has no test split: looked for ${EVAL_SPLIT_NAMES.map((n) => join(dir, n)).join(', ')}; hold out a validation split of the training data instead (train --validation 0.2)`, dir);
+  throw new DatasetError(
+    `image folder has no test split: looked for ${EVAL_SPLIT_NAMES.map((n) => join(dir, n)).join(', ')}; hold out a validation split of the training data instead (train --validation 0.2)`,
+    dir,
+  );
 }
 
 export function parseDatasetSpec(spec: string): DatasetSpec {
@@ -74,24 +81,37 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
   const kind = (colon < 0 ? spec : spec.slice(0, colon)).trim().toLowerCase();
   const dir = colon < 0 ? '' : spec.slice(colon + 1);
   if (!(DATASET_KINDS as readonly string[]).includes(kind)) {
-    const hint = kind === 'cifar-10' || kind === 'cifar-100' ? ` (did you mean '${kind.replace('-', '')}'?)` : kind === 'fashion_mnist' || kind === 'fashion' ? ` (did you mean 'fashion-mnist'?)` : '';
+    const hint =
+      kind === 'cifar-10' || kind === 'cifar-100'
+        ? ` (did you mean '${kind.replace('-', '')}'?)`
+        : kind === 'fashion_mnist' || kind === 'fashion'
+          ? ` (did you mean 'fashion-mnist'?)`
+          : '';
     throw new OptionError(`unknown dataset '${kind}' in spec '${spec}'${hint}; ${USAGE}`);
   }
   if (colon >= 0 && dir === '') throw new OptionError(`dataset spec '${spec}' has an empty directory after ':'; ${USAGE}`);
-  if (colon < 0 && kind !== 'fashion-mnist') throw new OptionError(`dataset '${kind}' needs a directory, e.g. '${kind}:/path/to/${kind}'; ${USAGE}`);
+  if (colon < 0 && kind !== 'fashion-mnist')
+    throw new OptionError(`dataset '${kind}' needs a directory, e.g. '${kind}:/path/to/${kind}'; ${USAGE}`);
   const k = kind as DatasetKind;
   const where = dir || FASHION_MNIST_DIR;
   const load = (split: Split, options: DatasetLoadOptions = {}): Promise<ImageDataset> => {
     switch (k) {
-      case 'fashion-mnist': return loadFashionMnist(split, where);
-      case 'mnist': return loadMnist(where, split);
-      case 'cifar10': return loadCifar(where, 'cifar10', split);
-      case 'cifar100': return loadCifar(where, 'cifar100', split);
-      case 'folder': return imageFolderSplitDir(where, split).then((d) => loadImageFolder(d, {
-        name: `folder/${split}`,
-        ...(options.imageSize !== undefined ? { size: options.imageSize } : {}),
-        ...(options.channels !== undefined ? { channels: options.channels } : {}),
-      }));
+      case 'fashion-mnist':
+        return loadFashionMnist(split, where);
+      case 'mnist':
+        return loadMnist(where, split);
+      case 'cifar10':
+        return loadCifar(where, 'cifar10', split);
+      case 'cifar100':
+        return loadCifar(where, 'cifar100', split);
+      case 'folder':
+        return imageFolderSplitDir(where, split).then((d) =>
+          loadImageFolder(d, {
+            name: `folder/${split}`,
+            ...(options.imageSize !== undefined ? { size: options.imageSize } : {}),
+            ...(options.channels !== undefined ? { channels: options.channels } : {}),
+          }),
+        );
     }
   };
   return { kind: k, dir: where, spec, load };

@@ -15,7 +15,10 @@ export interface SplitOptions {
 }
 
 /** Sample indices (each sorted ascending) of a seeded train/validation split. */
-export function splitIndices(ds: Pick<ImageDataset, 'labels' | 'count' | 'classes'>, options: SplitOptions): { train: Int32Array; validation: Int32Array } {
+export function splitIndices(
+  ds: Pick<ImageDataset, 'labels' | 'count' | 'classes'>,
+  options: SplitOptions,
+): { train: Int32Array; validation: Int32Array } {
   const f = options.validationFraction;
   if (!(typeof f === 'number' && f > 0 && f < 1)) throw new OptionError(`validationFraction must be in (0, 1), got ${f}`);
   const rng = new Random(options.seed ?? 0);
@@ -34,7 +37,9 @@ export function splitIndices(ds: Pick<ImageDataset, 'labels' | 'count' | 'classe
     for (let i = 0; i < g.length; i++) (i < held ? validation : train).push(g[i]!);
   }
   if (validation.length === 0 || train.length === 0) {
-    throw new OptionError(`validationFraction ${f} of ${ds.count} samples leaves ${train.length} for training and ${validation.length} for validation`);
+    throw new OptionError(
+      `validationFraction ${f} of ${ds.count} samples leaves ${train.length} for training and ${validation.length} for validation`,
+    );
   }
   return { train: Int32Array.from(train).sort(), validation: Int32Array.from(validation).sort() };
 }

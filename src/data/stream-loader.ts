@@ -20,7 +20,12 @@ import type { Batch, BatchLoader, LoaderState, StreamLoaderState } from './loade
 import { preprocessingAffine, randomResizedCropBox, type RandomResizedCropOptions, writeScaledPixels } from './transforms.js';
 
 /** Reads one file as HWC uint8 pixels of `shape` (readImagePixels; tests substitute their own). */
-export type ReadPixels = (file: string, shape: readonly [number, number, number], prep: ImagePreprocessing, augment?: ImageAugment) => Promise<Uint8Array>;
+export type ReadPixels = (
+  file: string,
+  shape: readonly [number, number, number],
+  prep: ImagePreprocessing,
+  augment?: ImageAugment,
+) => Promise<Uint8Array>;
 
 export interface FileSamples {
   files: readonly string[];
@@ -63,7 +68,21 @@ export interface StreamLoaderOptions {
   readPixels?: ReadPixels;
 }
 
-const OPTION_NAMES = new Set(['batchSize', 'shape', 'preprocessing', 'shuffle', 'dropLast', 'seed', 'indices', 'augment', 'prefetch', 'concurrency', 'skipBadImages', 'minBatch', 'readPixels']);
+const OPTION_NAMES = new Set([
+  'batchSize',
+  'shape',
+  'preprocessing',
+  'shuffle',
+  'dropLast',
+  'seed',
+  'indices',
+  'augment',
+  'prefetch',
+  'concurrency',
+  'skipBadImages',
+  'minBatch',
+  'readPixels',
+]);
 
 /** One 32-bit seed from several numbers (a multiply–xorshift mix per part), for per-epoch and per-sample generators. */
 export function mixSeed(...parts: number[]): number {
@@ -91,7 +110,8 @@ class Limiter {
       return await task();
     } finally {
       const next = this.waiting.shift();
-      if (next) next(); // hand the slot straight over
+      if (next)
+        next(); // hand the slot straight over
       else this.active--;
     }
   }
@@ -135,9 +155,11 @@ export class StreamLoader implements BatchLoader {
   private ahead: InFlight[] = [];
 
   constructor(source: FileSamples, options: StreamLoaderOptions) {
-    if (!options || typeof options !== 'object') throw new OptionError('StreamLoader needs options with at least batchSize, shape and preprocessing');
+    if (!options || typeof options !== 'object')
+      throw new OptionError('StreamLoader needs options with at least batchSize, shape and preprocessing');
     for (const k of Object.keys(options)) if (!OPTION_NAMES.has(k)) throw new OptionError(`unknown StreamLoader option '${k}'`);
-    if (source.files.length !== source.labels.length) throw new OptionError(`${source.files.length} files but ${source.labels.length} labels`);
+    if (source.files.length !== source.labels.length)
+      throw new OptionError(`${source.files.length} files but ${source.labels.length} labels`);
     const positive = (name: string, v: unknown) => {
       if (!(Number.isInteger(v) && (v as number) > 0)) throw new OptionError(`${name} must be a positive integer, got ${v}`);
       return v as number;
@@ -164,7 +186,8 @@ export class StreamLoader implements BatchLoader {
     }
     this.samples = this.indices.length;
     this.batchesPerEpoch = this.dropLast ? Math.floor(this.samples / this.batchSize) : Math.ceil(this.samples / this.batchSize);
-    if (this.batchesPerEpoch === 0) throw new OptionError(`${this.samples} images make no batch of ${this.batchSize}${this.dropLast ? ' with dropLast' : ''}`);
+    if (this.batchesPerEpoch === 0)
+      throw new OptionError(`${this.samples} images make no batch of ${this.batchSize}${this.dropLast ? ' with dropLast' : ''}`);
     this.preprocessing = options.preprocessing;
     this.affine = preprocessingAffine(options.preprocessing.scaling);
     this.augment = options.augment ?? {};
@@ -181,8 +204,15 @@ export class StreamLoader implements BatchLoader {
 
   getState(): StreamLoaderState {
     return {
-      version: 1, kind: 'stream', epoch: this.epochIndex, batch: this.batchIndex,
-      samples: this.samples, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast, seed: this.seed,
+      version: 1,
+      kind: 'stream',
+      epoch: this.epochIndex,
+      batch: this.batchIndex,
+      samples: this.samples,
+      batchSize: this.batchSize,
+      shuffle: this.shuffle,
+      dropLast: this.dropLast,
+      seed: this.seed,
     };
   }
 
@@ -192,10 +222,20 @@ export class StreamLoader implements BatchLoader {
     }
     const mismatch = (['samples', 'batchSize', 'shuffle', 'dropLast', 'seed'] as const).filter((k) => state[k] !== this[k]);
     if (mismatch.length > 0) {
-      throw new OptionError(`loader state was saved with a different configuration: ${mismatch.map((k) => `${k} ${state[k]} ≠ ${this[k]}`).join(', ')}`);
+      throw new OptionError(
+        `loader state was saved with a different configuration: ${mismatch.map((k) => `${k} ${state[k]} ≠ ${this[k]}`).join(', ')}`,
+      );
     }
-    if (!Number.isInteger(state.epoch) || state.epoch < 0 || !Number.isInteger(state.batch) || state.batch < 0 || state.batch >= this.batchesPerEpoch) {
-      throw new OptionError(`loader state position epoch ${state.epoch}, batch ${state.batch} is invalid (${this.batchesPerEpoch} batches per epoch)`);
+    if (
+      !Number.isInteger(state.epoch) ||
+      state.epoch < 0 ||
+      !Number.isInteger(state.batch) ||
+      state.batch < 0 ||
+      state.batch >= this.batchesPerEpoch
+    ) {
+      throw new OptionError(
+        `loader state position epoch ${state.epoch}, batch ${state.batch} is invalid (${this.batchesPerEpoch} batches per epoch)`,
+      );
     }
     this.epochIndex = state.epoch;
     this.batchIndex = state.batch;
@@ -268,17 +308,21 @@ export class StreamLoader implements BatchLoader {
     const x = new Float32Array(size * per);
     const ok = new Uint8Array(size);
     const skipped: string[] = [];
-    await Promise.all(Array.from({ length: size }, (_, i) => this.limiter.run(async () => {
-      const k = order[start + i]!;
-      const file = this.source.files[k]!;
-      const pixels = await this.readSample(file, epoch, k);
-      if (pixels === null) {
-        skipped.push(file);
-        return;
-      }
-      writeScaledPixels(pixels, this.affine, x, i * per);
-      ok[i] = 1;
-    })));
+    await Promise.all(
+      Array.from({ length: size }, (_, i) =>
+        this.limiter.run(async () => {
+          const k = order[start + i]!;
+          const file = this.source.files[k]!;
+          const pixels = await this.readSample(file, epoch, k);
+          if (pixels === null) {
+            skipped.push(file);
+            return;
+          }
+          writeScaledPixels(pixels, this.affine, x, i * per);
+          ok[i] = 1;
+        }),
+      ),
+    );
     const labels = Int32Array.from({ length: size }, (_, i) => this.source.labels[order[start + i]!]!);
     if (skipped.length === 0) return { x, y: labels, size, shape: [size, h, w, c], skipped };
     this.skippedImages += skipped.length;

@@ -86,7 +86,8 @@ export interface TrainingData {
 export async function openTrainingData(options: TrainingDataOptions): Promise<TrainingData> {
   const spec = parseDatasetSpec(options.dataset);
   const fraction = options.validationFraction;
-  if (!(typeof fraction === 'number' && fraction >= 0 && fraction < 1)) throw new OptionError(`validation fraction must be in [0, 1), got ${fraction}`);
+  if (!(typeof fraction === 'number' && fraction >= 0 && fraction < 1))
+    throw new OptionError(`validation fraction must be in [0, 1), got ${fraction}`);
   return spec.kind === 'folder' ? openFolderData(spec, options) : openMemoryData(spec, options);
 }
 
@@ -110,9 +111,10 @@ function describeAugment(a: TrainingAugment): string {
 }
 
 function describeSplits(train: number, held: number, fraction: number, test: number | null): string {
-  const trainPart = held > 0
-    ? `${countOf(train, 'training image')} + ${held.toLocaleString('en-US')} held out for validation (${+(100 * fraction).toFixed(2)}% of each class, seeded)`
-    : countOf(train, 'training image');
+  const trainPart =
+    held > 0
+      ? `${countOf(train, 'training image')} + ${held.toLocaleString('en-US')} held out for validation (${+(100 * fraction).toFixed(2)}% of each class, seeded)`
+      : countOf(train, 'training image');
   return test === null ? trainPart : `${trainPart}, ${test.toLocaleString('en-US')} test`;
 }
 
@@ -120,7 +122,11 @@ function describeSplits(train: number, held: number, fraction: number, test: num
 
 function firstN(ds: ImageDataset, n: number | undefined): ImageDataset {
   if (n === undefined || n >= ds.count) return ds;
-  return subsetDataset(ds, Int32Array.from({ length: n }, (_, i) => i), `${ds.name}[:${n}]`);
+  return subsetDataset(
+    ds,
+    Int32Array.from({ length: n }, (_, i) => i),
+    `${ds.name}[:${n}]`,
+  );
 }
 
 async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promise<TrainingData> {
@@ -135,17 +141,38 @@ async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     horizontalFlip: o.augment.flip,
     ...(o.augment.randomResizedCrop ? { randomResizedCrop: true } : {}),
   };
-  const train = new DataLoader(fullTrain, { batchSize: o.batchSize, shuffle: true, dropLast: false, seed: o.seed + 1, augment, ...common, ...(split ? { indices: split.train } : {}) });
+  const train = new DataLoader(fullTrain, {
+    batchSize: o.batchSize,
+    shuffle: true,
+    dropLast: false,
+    seed: o.seed + 1,
+    augment,
+    ...common,
+    ...(split ? { indices: split.train } : {}),
+  });
   const testLoader = new DataLoader(testSet, { batchSize: MEMORY_EVAL_BATCH, shuffle: false, ...common });
-  const evaluation = split ? new DataLoader(fullTrain, { batchSize: MEMORY_EVAL_BATCH, shuffle: false, indices: split.validation, ...common }) : testLoader;
+  const evaluation = split
+    ? new DataLoader(fullTrain, { batchSize: MEMORY_EVAL_BATCH, shuffle: false, indices: split.validation, ...common })
+    : testLoader;
   const source = spec.dir ? `${spec.kind} (${spec.dir})` : spec.kind;
-  const resized = size === fullTrain.height && size === fullTrain.width ? `${size}×${size} (the dataset's size)` : `${fullTrain.height}×${fullTrain.width} resized to ${size}×${size} (bilinear)`;
+  const resized =
+    size === fullTrain.height && size === fullTrain.width
+      ? `${size}×${size} (the dataset's size)`
+      : `${fullTrain.height}×${fullTrain.width} resized to ${size}×${size} (bilinear)`;
   const description =
     `data: ${source}: ${describeSplits(split ? split.train.length : fullTrain.count, split ? split.validation.length : 0, o.validationFraction, testSet.count)}; ` +
     `${describeClasses(fullTrain.classNames, fullTrain.classes)}; ${resized}, ${channels === 1 ? 'grey' : channels === 3 ? 'RGB' : `${channels} channels`}; augmentation ${describeAugment(o.augment)}`;
   return {
-    name: fullTrain.name, train, evaluation, evalName: split ? 'validation' : 'test', test: split ? testLoader : null,
-    classes: fullTrain.classes, classNames: fullTrain.classNames, sampleShape: train.sampleShape, description, notes: [],
+    name: fullTrain.name,
+    train,
+    evaluation,
+    evalName: split ? 'validation' : 'test',
+    test: split ? testLoader : null,
+    classes: fullTrain.classes,
+    classNames: fullTrain.classNames,
+    sampleShape: train.sampleShape,
+    description,
+    notes: [],
   };
 }
 
@@ -164,17 +191,24 @@ function spread(samples: FileSamples, n: number | undefined): FileSamples {
  * name). A class training lacks is an error; training classes the split lacks are returned.
  * `known` names the side whose classes count: the training split, or a trained model.
  */
-export function matchClasses(train: ImageFolderListing, evaluation: ImageFolderListing, known: 'training split' | 'model' = 'training split'): { samples: FileSamples; missing: string[] } {
+export function matchClasses(
+  train: ImageFolderListing,
+  evaluation: ImageFolderListing,
+  known: 'training split' | 'model' = 'training split',
+): { samples: FileSamples; missing: string[] } {
   const index = new Map(train.classNames.map((name, k) => [name, k]));
   const unknown = evaluation.classNames.filter((name) => !index.has(name));
   if (unknown.length > 0) {
     const list = (names: readonly string[], max: number) => `${names.slice(0, max).join(', ')}${names.length > max ? ', …' : ''}`;
-    const remedy = known === 'model'
-      ? `evaluate on data with the model's classes only`
-      : `a model cannot be scored on classes it never saw — add them to ${train.root} or remove them from ${evaluation.root}`;
+    const remedy =
+      known === 'model'
+        ? `evaluate on data with the model's classes only`
+        : `a model cannot be scored on classes it never saw — add them to ${train.root} or remove them from ${evaluation.root}`;
     throw new DatasetError(
-      `the evaluation data has ${unknown.length === 1 ? 'a class' : 'classes'} the ${known} lacks: ${unknown.slice(0, 5).map((n) => `'${n}'`).join(', ')}${unknown.length > 5 ? ', …' : ''} ` +
-        `(the ${known}'s classes: ${list(train.classNames, 8)}); ${remedy}`,
+      `the evaluation data has ${unknown.length === 1 ? 'a class' : 'classes'} the ${known} lacks: ${unknown
+        .slice(0, 5)
+        .map((n) => `'${n}'`)
+        .join(', ')}${unknown.length > 5 ? ', …' : ''} ` + `(the ${known}'s classes: ${list(train.classNames, 8)}); ${remedy}`,
       evaluation.root,
     );
   }
@@ -187,7 +221,8 @@ export function matchClasses(train: ImageFolderListing, evaluation: ImageFolderL
 }
 
 function folderAugment(a: TrainingAugment): { randomResizedCrop: boolean; horizontalFlip: boolean } {
-  if (a.cropPadding > 0) throw new OptionError('--crop-padding shifts small built-in images; for image folders use --random-resized-crop (and --flip)');
+  if (a.cropPadding > 0)
+    throw new OptionError('--crop-padding shifts small built-in images; for image folders use --random-resized-crop (and --flip)');
   return { randomResizedCrop: a.randomResizedCrop, horizontalFlip: a.flip };
 }
 
@@ -195,29 +230,45 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
   const layout = await imageFolderLayout(spec.dir);
   const trainList = await listImageFolder(layout.train);
   if (trainList.classNames.length < 2) {
-    throw new DatasetError(`only one class folder ('${trainList.classNames[0]}'): a classifier needs at least two, one sub-folder of images per class`, layout.train);
+    throw new DatasetError(
+      `only one class folder ('${trainList.classNames[0]}'): a classifier needs at least two, one sub-folder of images per class`,
+      layout.train,
+    );
   }
   const evalList = layout.test ? await listImageFolder(layout.test) : null;
   const matched = evalList ? matchClasses(trainList, evalList) : null;
   const all = spread(trainList, o.limitTrain);
   const testSamples = matched ? spread(matched.samples, o.limitTest) : null;
   const classes = trainList.classNames.length;
-  const split = o.validationFraction > 0 ? splitIndices({ labels: all.labels, count: all.files.length, classes }, { validationFraction: o.validationFraction, seed: o.seed }) : null;
+  const split =
+    o.validationFraction > 0
+      ? splitIndices({ labels: all.labels, count: all.files.length, classes }, { validationFraction: o.validationFraction, seed: o.seed })
+      : null;
 
   const size = o.imageSize ?? DEFAULT_FOLDER_IMAGE_SIZE;
   const channels = o.channels ?? 3;
   if (channels !== 1 && channels !== 3) throw new OptionError(`image folders are read with 1 or 3 channels, not ${channels}`);
   const preprocessing = o.preprocessing ?? trainingPreprocessing(o.scaling);
   const common = {
-    shape: [size, size, channels] as const, preprocessing, skipBadImages: o.skipBadImages ?? false,
-    ...(o.readPixels ? { readPixels: o.readPixels } : {}), ...(o.prefetch ? { prefetch: o.prefetch } : {}), ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+    shape: [size, size, channels] as const,
+    preprocessing,
+    skipBadImages: o.skipBadImages ?? false,
+    ...(o.readPixels ? { readPixels: o.readPixels } : {}),
+    ...(o.prefetch ? { prefetch: o.prefetch } : {}),
+    ...(o.concurrency ? { concurrency: o.concurrency } : {}),
   };
   const evalOptions = { ...common, batchSize: o.batchSize, shuffle: false };
   // Batch norm cannot train on one image at 1×1: a last batch of one is dropped (a different image each epoch).
   const trainCount = split ? split.train.length : all.files.length;
   const train = new StreamLoader(all, {
-    ...common, batchSize: o.batchSize, shuffle: true, seed: o.seed + 1, augment: folderAugment(o.augment),
-    dropLast: o.batchSize > 1 && trainCount % o.batchSize === 1, minBatch: Math.min(2, o.batchSize), ...(split ? { indices: split.train } : {}),
+    ...common,
+    batchSize: o.batchSize,
+    shuffle: true,
+    seed: o.seed + 1,
+    augment: folderAugment(o.augment),
+    dropLast: o.batchSize > 1 && trainCount % o.batchSize === 1,
+    minBatch: Math.min(2, o.batchSize),
+    ...(split ? { indices: split.train } : {}),
   });
   const testLoader = testSamples ? new StreamLoader(testSamples, evalOptions) : null;
   const evaluation = split ? new StreamLoader(all, { ...evalOptions, indices: split.validation }) : testLoader;
@@ -235,11 +286,21 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     );
   }
   if (matched && matched.missing.length > 0) {
-    notes.push(`the test split has no images of ${countOf(matched.missing.length, 'training class', 'training classes')} (${matched.missing.slice(0, 5).join(', ')}${matched.missing.length > 5 ? ', …' : ''}); it is scored on the others`);
+    notes.push(
+      `the test split has no images of ${countOf(matched.missing.length, 'training class', 'training classes')} (${matched.missing.slice(0, 5).join(', ')}${matched.missing.length > 5 ? ', …' : ''}); it is scored on the others`,
+    );
   }
   return {
-    name: `folder:${spec.dir}`, train, evaluation, evalName: split ? 'validation' : 'test', test: split ? testLoader : null,
-    classes, classNames: trainList.classNames, sampleShape: train.sampleShape, description, notes,
+    name: `folder:${spec.dir}`,
+    train,
+    evaluation,
+    evalName: split ? 'validation' : 'test',
+    test: split ? testLoader : null,
+    classes,
+    classNames: trainList.classNames,
+    sampleShape: train.sampleShape,
+    description,
+    notes,
   };
 }
 
@@ -279,15 +340,23 @@ export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ lo
   // DIR/<class>/… alone is an evaluation set as it stands; DIR/train needs its test split beside it.
   const evalDir = layout.kind === 'single' ? layout.train : layout.test;
   if (evalDir === null) {
-    throw new DatasetError(`image folder has train/ but no test split to evaluate on (DIR/test, DIR/val or DIR/validation); pass --dataset folder:DIR with one, or a folder of class folders`, spec.dir);
+    throw new DatasetError(
+      `image folder has train/ but no test split to evaluate on (DIR/test, DIR/val or DIR/validation); pass --dataset folder:DIR with one, or a folder of class folders`,
+      spec.dir,
+    );
   }
   const listing = await listImageFolder(evalDir);
   const known = o.classNames ? namesOnly('the model', o.classNames) : listing;
-  if (known.classNames.length > o.classes) throw new DatasetError(`${listing.classNames.length} class folders but the model has ${o.classes} outputs`, evalDir);
+  if (known.classNames.length > o.classes)
+    throw new DatasetError(`${listing.classNames.length} class folders but the model has ${o.classes} outputs`, evalDir);
   const samples = spread(matchClasses(known, listing, 'model').samples, o.limit);
   const loader = new StreamLoader(samples, {
-    batchSize: o.batchSize, shuffle: false, shape: [h, w, c], preprocessing: o.preprocessing ?? trainingPreprocessing(o.scaling),
-    skipBadImages: o.skipBadImages ?? false, ...(o.readPixels ? { readPixels: o.readPixels } : {}),
+    batchSize: o.batchSize,
+    shuffle: false,
+    shape: [h, w, c],
+    preprocessing: o.preprocessing ?? trainingPreprocessing(o.scaling),
+    skipBadImages: o.skipBadImages ?? false,
+    ...(o.readPixels ? { readPixels: o.readPixels } : {}),
   });
   const which = layout.kind === 'single' ? 'every image of ' : '';
   return { loader, description: `${which}${evalDir}: ${countOf(samples.files.length, 'image')}` };

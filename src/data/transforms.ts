@@ -39,7 +39,12 @@ export function preprocessPixels(pixels: ArrayLike<number>, mode: Preprocessing)
 }
 
 /** Writes uint8 pixels into `out` from index `at` as network inputs: pixel·scale + offset. */
-export function writeScaledPixels(pixels: ArrayLike<number>, affine: { scale: number; offset: number }, out: Float32Array, at: number): void {
+export function writeScaledPixels(
+  pixels: ArrayLike<number>,
+  affine: { scale: number; offset: number },
+  out: Float32Array,
+  at: number,
+): void {
   const { scale, offset } = affine;
   for (let j = 0; j < pixels.length; j++) out[at + j] = pixels[j]! * scale + offset;
 }
@@ -59,12 +64,21 @@ export interface CropBox {
  * for augmentation.
  */
 export function resizeBilinear(
-  src: ArrayLike<number>, srcOffset: number, h: number, w: number, c: number,
-  box: CropBox, dst: Float32Array, outH: number, outW: number,
+  src: ArrayLike<number>,
+  srcOffset: number,
+  h: number,
+  w: number,
+  c: number,
+  box: CropBox,
+  dst: Float32Array,
+  outH: number,
+  outW: number,
 ): void {
   const sy = box.height / outH;
   const sx = box.width / outW;
-  const x0s = new Int32Array(outW), x1s = new Int32Array(outW), fxs = new Float32Array(outW);
+  const x0s = new Int32Array(outW),
+    x1s = new Int32Array(outW),
+    fxs = new Float32Array(outW);
   for (let ox = 0; ox < outW; ox++) {
     let fx = box.x + (ox + 0.5) * sx - 0.5;
     fx = Math.min(Math.max(fx, 0), w - 1);
@@ -82,7 +96,9 @@ export function resizeBilinear(
     const row0 = srcOffset + y0 * w * c;
     const row1 = srcOffset + y1 * w * c;
     for (let ox = 0; ox < outW; ox++) {
-      const a = x0s[ox]! * c, b = x1s[ox]! * c, wx = fxs[ox]!;
+      const a = x0s[ox]! * c,
+        b = x1s[ox]! * c,
+        wx = fxs[ox]!;
       const o = (oy * outW + ox) * c;
       for (let ch = 0; ch < c; ch++) {
         const top = src[row0 + a + ch]! + (src[row0 + b + ch]! - src[row0 + a + ch]!) * wx;
@@ -108,7 +124,8 @@ export function randomResizedCropBox(h: number, w: number, rng: Random, options:
   const [smin, smax] = options.scale ?? [0.08, 1];
   const [rmin, rmax] = options.ratio ?? [3 / 4, 4 / 3];
   const area = h * w;
-  const logMin = Math.log(rmin), logMax = Math.log(rmax);
+  const logMin = Math.log(rmin),
+    logMax = Math.log(rmax);
   for (let attempt = 0; attempt < 10; attempt++) {
     const target = area * rng.uniform(smin, smax);
     const aspect = Math.exp(rng.uniform(logMin, logMax));
@@ -120,7 +137,8 @@ export function randomResizedCropBox(h: number, w: number, rng: Random, options:
   }
   // Fallback: the whole image, trimmed to the nearest allowed aspect ratio, centered.
   const imageRatio = w / h;
-  let cw = w, ch = h;
+  let cw = w,
+    ch = h;
   if (imageRatio < rmin) ch = Math.round(w / rmin);
   else if (imageRatio > rmax) cw = Math.round(h * rmax);
   return { y: Math.floor((h - ch) / 2), x: Math.floor((w - cw) / 2), height: ch, width: cw };
@@ -139,7 +157,8 @@ export function validateAugment(a: AugmentOptions | undefined): void {
   if (!a) return;
   if (typeof a !== 'object') throw new OptionError(`augment must be an object, got ${typeof a}`);
   const known = new Set(['randomCrop', 'horizontalFlip', 'randomResizedCrop']);
-  for (const k of Object.keys(a)) if (!known.has(k)) throw new OptionError(`unknown augmentation '${k}', expected ${[...known].join(', ')}`);
+  for (const k of Object.keys(a))
+    if (!known.has(k)) throw new OptionError(`unknown augmentation '${k}', expected ${[...known].join(', ')}`);
   if (a.randomCrop !== undefined) {
     const p = a.randomCrop?.padding;
     if (!Number.isInteger(p) || p < 0) throw new OptionError(`randomCrop.padding must be a non-negative integer, got ${p}`);
@@ -148,8 +167,10 @@ export function validateAugment(a: AugmentOptions | undefined): void {
   if (rrc && typeof rrc === 'object') {
     const [smin, smax] = rrc.scale ?? [0.08, 1];
     const [rmin, rmax] = rrc.ratio ?? [3 / 4, 4 / 3];
-    if (!(smin > 0 && smin <= smax && smax <= 1)) throw new OptionError(`randomResizedCrop.scale must satisfy 0 < min ≤ max ≤ 1, got [${smin}, ${smax}]`);
-    if (!(rmin > 0 && rmin <= rmax && Number.isFinite(rmax))) throw new OptionError(`randomResizedCrop.ratio must satisfy 0 < min ≤ max, got [${rmin}, ${rmax}]`);
+    if (!(smin > 0 && smin <= smax && smax <= 1))
+      throw new OptionError(`randomResizedCrop.scale must satisfy 0 < min ≤ max ≤ 1, got [${smin}, ${smax}]`);
+    if (!(rmin > 0 && rmin <= rmax && Number.isFinite(rmax)))
+      throw new OptionError(`randomResizedCrop.ratio must satisfy 0 < min ≤ max, got [${rmin}, ${rmax}]`);
   }
 }
 
@@ -171,7 +192,15 @@ export interface SamplePlan {
  * randomness from `rng` in a fixed order (resized crop, shift, flip) so results are reproducible.
  * `work` is scratch space of at least outHeight·outWidth·channels floats.
  */
-export function buildSample(images: Uint8Array, index: number, plan: SamplePlan, rng: Random, out: Float32Array, outOffset: number, work: Float32Array): void {
+export function buildSample(
+  images: Uint8Array,
+  index: number,
+  plan: SamplePlan,
+  rng: Random,
+  out: Float32Array,
+  outOffset: number,
+  work: Float32Array,
+): void {
   const { height: h, width: w, channels: c, outHeight: oh, outWidth: ow, outChannels: oc, scale, offset, augment } = plan;
   const srcOffset = index * h * w * c;
   let src: ArrayLike<number> = images;
@@ -187,7 +216,8 @@ export function buildSample(images: Uint8Array, index: number, plan: SamplePlan,
     src = work;
     base = 0;
   }
-  let dy = 0, dx = 0;
+  let dy = 0,
+    dx = 0;
   const pad = augment.randomCrop?.padding ?? 0;
   if (pad > 0) {
     dy = rng.int(2 * pad + 1) - pad;

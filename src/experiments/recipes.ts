@@ -106,17 +106,29 @@ const xc = (options: Record<string, unknown>) => ({ model: 'xception', options: 
 const RECIPE_LIST: Omit<Recipe, 'defaultBudgetMinutes'>[] = [
   {
     name: 'inception-vs-xception',
-    description: 'Xception vs Inception V3 at nearly equal parameter counts, same optimizer settings: accuracy curves and training speed side by side (the paper\'s headline, table 1 and figure 6)',
+    description:
+      "Xception vs Inception V3 at nearly equal parameter counts, same optimizer settings: accuracy curves and training speed side by side (the paper's headline, table 1 and figure 6)",
     varies: 'model',
     // Xception width 0.25: 1,368,332 parameters (1,354,700 trainable); Inception V3 width 0.2475:
     // 1,363,358 (1,354,786 trainable) — the trainable counts differ by 86.
-    matching: 'Inception V3\'s width multiplier (0.2475) is chosen so that its trainable parameter count is nearest to that of Xception at width 0.25 (1,354,786 vs 1,354,700 trainable).',
+    matching:
+      "Inception V3's width multiplier (0.2475) is chosen so that its trainable parameter count is nearest to that of Xception at width 0.25 (1,354,786 vs 1,354,700 trainable).",
     variants: [
       { name: 'xception', label: 'Xception (width 0.25)', ...xc({}) },
-      { name: 'inception_v3', label: 'Inception V3 (width 0.2475)', model: 'inception_v3', options: { stem: 'small', width: 0.2475, bnMomentum: BASELINE_OPTIONS.bnMomentum } },
+      {
+        name: 'inception_v3',
+        label: 'Inception V3 (width 0.2475)',
+        model: 'inception_v3',
+        options: { stem: 'small', width: 0.2475, bnMomentum: BASELINE_OPTIONS.bnMomentum },
+      },
     ],
     training: { epochs: 1, seeds: 3, limitTrain: 48000, evalsPerEpoch: 4, config: SHARED_TRAINING },
-    claim: { kind: 'better', better: 'xception', worse: 'inception_v3', text: 'Xception is at least as accurate as Inception V3 at (nearly) the same parameter count (ImageNet top-1 0.790 vs 0.782)' },
+    claim: {
+      kind: 'better',
+      better: 'xception',
+      worse: 'inception_v3',
+      text: 'Xception is at least as accurate as Inception V3 at (nearly) the same parameter count (ImageNet top-1 0.790 vs 0.782)',
+    },
   },
   {
     name: 'residual',
@@ -127,7 +139,12 @@ const RECIPE_LIST: Omit<Recipe, 'defaultBudgetMinutes'>[] = [
       { name: 'no-residual', label: 'without residual connections', ...xc({ residual: false }) },
     ],
     training: { epochs: 1, seeds: 3, evalsPerEpoch: 4, config: SHARED_TRAINING },
-    claim: { kind: 'better-and-faster', better: 'residual', worse: 'no-residual', text: 'residual connections speed up convergence and improve the final accuracy' },
+    claim: {
+      kind: 'better-and-faster',
+      better: 'residual',
+      worse: 'no-residual',
+      text: 'residual connections speed up convergence and improve the final accuracy',
+    },
   },
   {
     name: 'intermediate-activation',
@@ -143,31 +160,47 @@ const RECIPE_LIST: Omit<Recipe, 'defaultBudgetMinutes'>[] = [
   },
   {
     name: 'order',
-    description: 'Depthwise-then-pointwise (Keras, the depthwise separable convolution) vs pointwise-then-depthwise (the "extreme Inception" order)',
+    description:
+      'Depthwise-then-pointwise (Keras, the depthwise separable convolution) vs pointwise-then-depthwise (the "extreme Inception" order)',
     varies: 'order',
     variants: [
       { name: 'depthwise-first', label: 'depthwise then pointwise', ...xc({ order: 'depthwise-first' }) },
       { name: 'pointwise-first', label: 'pointwise then depthwise', ...xc({ order: 'pointwise-first' }) },
     ],
     training: { epochs: 1, seeds: 3, evalsPerEpoch: 4, config: SHARED_TRAINING },
-    claim: { kind: 'equivalent', variants: ['depthwise-first', 'pointwise-first'], marginPoints: 1, text: 'the order of the depthwise and pointwise operations is unimportant (differences under 1 percentage point count as none)' },
+    claim: {
+      kind: 'equivalent',
+      variants: ['depthwise-first', 'pointwise-first'],
+      marginPoints: 1,
+      text: 'the order of the depthwise and pointwise operations is unimportant (differences under 1 percentage point count as none)',
+    },
   },
   {
     name: 'segments',
-    description: 'The spectrum from a regular convolution (1 segment) through 2 and 4 segments to a depthwise one (one segment per channel), at matched parameter counts',
+    description:
+      'The spectrum from a regular convolution (1 segment) through 2 and 4 segments to a depthwise one (one segment per channel), at matched parameter counts',
     varies: 'segments',
     // With a single width multiplier Keras's 728 channels (= 8·91) make 4 the largest segment
     // count that divides every spatial convolution's channels at a usable width (0.3125 or 0.5).
     // 0 middle blocks keep the matched networks (~1.92 M parameters each) inside the budget.
-    matching: 'The 4-segment network (width 0.3125, the smallest width whose channel counts are all multiples of 4) sets the parameter count; every other variant takes the width, among those whose channel counts its segment count divides, that gives the nearest total (scanned in steps of 0.0025). No middle blocks, to stay inside the budget.',
+    matching:
+      'The 4-segment network (width 0.3125, the smallest width whose channel counts are all multiples of 4) sets the parameter count; every other variant takes the width, among those whose channel counts its segment count divides, that gives the nearest total (scanned in steps of 0.0025). No middle blocks, to stay inside the budget.',
     variants: [
       { name: 'segments-1', label: '1 segment (regular conv), width 0.1875', ...xc({ segments: 1, width: 0.1875, middleBlocks: 0 }) },
       { name: 'segments-2', label: '2 segments, width 0.25', ...xc({ segments: 2, width: 0.25, middleBlocks: 0 }) },
       { name: 'segments-4', label: '4 segments, width 0.3125', ...xc({ segments: 4, width: 0.3125, middleBlocks: 0 }) },
-      { name: 'depthwise', label: 'depthwise (1 channel per segment), width 0.4875', ...xc({ segments: 'depthwise', width: 0.4875, middleBlocks: 0 }) },
+      {
+        name: 'depthwise',
+        label: 'depthwise (1 channel per segment), width 0.4875',
+        ...xc({ segments: 'depthwise', width: 0.4875, middleBlocks: 0 }),
+      },
     ],
     training: { epochs: 1, seeds: 3, limitTrain: 20000, limitTest: 5000, evalsPerEpoch: 3, config: SHARED_TRAINING },
-    claim: { kind: 'extreme-not-optimal', extreme: 'depthwise', text: 'the extreme (one segment per channel, i.e. depthwise) may not be optimal: an intermediate number of segments may do better' },
+    claim: {
+      kind: 'extreme-not-optimal',
+      extreme: 'depthwise',
+      text: 'the extreme (one segment per channel, i.e. depthwise) may not be optimal: an intermediate number of segments may do better',
+    },
   },
 ];
 
@@ -189,7 +222,11 @@ export interface NetworkInfo {
 }
 
 /** Parameter counts and multiply-adds of a variant at the given input. */
-export function variantInfo(v: Variant, inputShape: [number, number, number] = BUDGET_ASSUMPTIONS.inputShape, classes = BUDGET_ASSUMPTIONS.classes): NetworkInfo {
+export function variantInfo(
+  v: Variant,
+  inputShape: [number, number, number] = BUDGET_ASSUMPTIONS.inputShape,
+  classes = BUDGET_ASSUMPTIONS.classes,
+): NetworkInfo {
   const model = buildModel(v.model, { ...v.options, inputShape, classes });
   try {
     const s = model.summary();
@@ -200,7 +237,11 @@ export function variantInfo(v: Variant, inputShape: [number, number, number] = B
 }
 
 /** The budget estimate in minutes (see the file comment for its assumptions). */
-export function budgetMinutes(recipe: Pick<Recipe, 'variants' | 'training'>, seeds = recipe.training.seeds, epochs = recipe.training.epochs): number {
+export function budgetMinutes(
+  recipe: Pick<Recipe, 'variants' | 'training'>,
+  seeds = recipe.training.seeds,
+  epochs = recipe.training.epochs,
+): number {
   const a = BUDGET_ASSUMPTIONS;
   const baseline = variantInfo({ name: 'baseline', label: '', model: 'xception', options: { ...BASELINE_OPTIONS } }).multiplyAdds;
   const trainImages = Math.min(a.trainImages, recipe.training.limitTrain ?? Infinity);

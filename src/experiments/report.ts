@@ -38,7 +38,8 @@ type Cmp = 'agrees' | 'does not agree' | 'inconclusive';
 
 const pts = (x: number) => `${(100 * x).toFixed(2)}`;
 const signedPts = (x: number) => `${x >= 0 ? '+' : '−'}${(100 * Math.abs(x)).toFixed(2)}`;
-const ciText = (d: Interval) => (Number.isFinite(d.low) ? `95% CI ${signedPts(d.low)} to ${signedPts(d.high)} points` : 'no interval: fewer than 2 seeds');
+const ciText = (d: Interval) =>
+  Number.isFinite(d.low) ? `95% CI ${signedPts(d.low)} to ${signedPts(d.high)} points` : 'no interval: fewer than 2 seeds';
 
 /** `a` should beat `b`: agrees if the difference's interval is above zero, disagrees if below. */
 function compareBetter(a: readonly number[], b: readonly number[]): { cmp: Cmp; d: Interval } {
@@ -93,35 +94,46 @@ export function judgeClaim(claim: Claim, variants: readonly VariantOutcome[]): V
   };
   const j: Judging = { variants, get, paper: `The paper: ${claim.text}.`, how: ` How sure: ${seedsText(variants)}.` };
   switch (claim.kind) {
-    case 'better': return judgeBetter(claim, j);
-    case 'better-and-faster': return judgeBetterAndFaster(claim, j);
-    case 'ranking': return judgeRanking(claim, j);
-    case 'equivalent': return judgeEquivalent(claim, j);
-    case 'extreme-not-optimal': return judgeExtremeNotOptimal(claim, j);
+    case 'better':
+      return judgeBetter(claim, j);
+    case 'better-and-faster':
+      return judgeBetterAndFaster(claim, j);
+    case 'ranking':
+      return judgeRanking(claim, j);
+    case 'equivalent':
+      return judgeEquivalent(claim, j);
+    case 'extreme-not-optimal':
+      return judgeExtremeNotOptimal(claim, j);
   }
 }
 
 function judgeBetter(claim: ClaimOf<'better'>, { get, paper, how }: Judging): Verdict {
-  const a = get(claim.better), b = get(claim.worse);
+  const a = get(claim.better),
+    b = get(claim.worse);
   const { cmp, d } = compareBetter(a.finals, b.finals);
   let body: string;
   if (cmp === 'agrees') body = `Agrees: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), above zero.`;
-  else if (cmp === 'does not agree') body = `Does not agree: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), below zero — here ${b.label} is the more accurate.`;
-  else body = `Inconclusive: the intervals overlap — ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), which includes zero. The data neither show ${a.label} ahead nor rule out that it is.`;
+  else if (cmp === 'does not agree')
+    body = `Does not agree: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), below zero — here ${b.label} is the more accurate.`;
+  else
+    body = `Inconclusive: the intervals overlap — ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), which includes zero. The data neither show ${a.label} ahead nor rule out that it is.`;
   let speed = '';
   if (a.stepsPerSec?.length && b.stepsPerSec?.length) {
-    const sa = mean(a.stepsPerSec), sb = mean(b.stepsPerSec);
+    const sa = mean(a.stepsPerSec),
+      sb = mean(b.stepsPerSec);
     speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs).`;
   }
   return { verdict: cmp, paragraph: `${paper} ${body}${speed}${how}` };
 }
 
 function judgeBetterAndFaster(claim: ClaimOf<'better-and-faster'>, { get, paper, how }: Judging): Verdict {
-  const a = get(claim.better), b = get(claim.worse);
+  const a = get(claim.better),
+    b = get(claim.worse);
   const fin = compareBetter(a.finals, b.finals);
   const conv = compareBetter(a.alongRun, b.alongRun);
   const verdict = combine([conv.cmp, fin.cmp]);
-  const word = (c: Cmp) => (c === 'agrees' ? 'agrees' : c === 'does not agree' ? 'does not agree' : 'inconclusive (the interval includes zero)');
+  const word = (c: Cmp) =>
+    c === 'agrees' ? 'agrees' : c === 'does not agree' ? 'does not agree' : 'inconclusive (the interval includes zero)';
   const body =
     `${capitalized(verdict)}. Convergence — mean validation accuracy over the run's evaluation points, ` +
     `${a.label} ${pts(mean(a.alongRun))}% vs ${b.label} ${pts(mean(b.alongRun))}%, difference ${signedPts(conv.d.mean)} points (${ciText(conv.d)}): ${word(conv.cmp)}. ` +
@@ -134,14 +146,18 @@ function judgeRanking(claim: ClaimOf<'ranking'>, { get, paper, how }: Judging): 
   const pairs: string[] = [];
   const cmps: Cmp[] = [];
   for (let i = 0; i + 1 < order.length; i++) {
-    const a = order[i]!, b = order[i + 1]!;
+    const a = order[i]!,
+      b = order[i + 1]!;
     const { cmp, d } = compareBetter(a.finals, b.finals);
     cmps.push(cmp);
     const said = cmp === 'agrees' ? 'beats' : cmp === 'does not agree' ? 'loses to' : 'cannot be told apart from';
     pairs.push(`${a.label} ${said} ${b.label} (${signedPts(d.mean)} points, ${ciText(d)})`);
   }
   const verdict = combine(cmps);
-  const measured = [...order].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
+  const measured = [...order]
+    .sort((x, y) => mean(y.finals) - mean(x.finals))
+    .map(acc)
+    .join(' > ');
   const inconclusiveNote = verdict === 'inconclusive' ? ' — the intervals overlap' : '';
   return {
     verdict,
@@ -151,7 +167,8 @@ function judgeRanking(claim: ClaimOf<'ranking'>, { get, paper, how }: Judging): 
 
 function judgeEquivalent(claim: ClaimOf<'equivalent'>, { get, paper, how }: Judging): Verdict {
   const [na, nb] = claim.variants;
-  const a = get(na), b = get(nb);
+  const a = get(na),
+    b = get(nb);
   const d = differenceInterval(a.finals, b.finals);
   const margin = claim.marginPoints;
   const m = margin / 100;
@@ -161,15 +178,19 @@ function judgeEquivalent(claim: ClaimOf<'equivalent'>, { get, paper, how }: Judg
     body = `Inconclusive: fewer than 2 seeds, no interval.`;
   } else if (d.low >= -m && d.high <= m) {
     verdict = 'agrees';
-    body = `Agrees: ${acc(a)} vs ${acc(b)}; the whole interval of the difference (${ciText(d)}) lies within ±${margin} ${pointsWord(margin)}` +
+    body =
+      `Agrees: ${acc(a)} vs ${acc(b)}; the whole interval of the difference (${ciText(d)}) lies within ±${margin} ${pointsWord(margin)}` +
       (d.low > 0 || d.high < 0 ? ', so although a difference is detectable it is smaller than the margin.' : '.');
   } else if (d.low > m || d.high < -m) {
     verdict = 'does not agree';
     body = `Does not agree: ${acc(a)} vs ${acc(b)}; the difference (${signedPts(d.mean)} points, ${ciText(d)}) is larger than ${margin} ${pointsWord(margin)} throughout its interval.`;
   } else {
     verdict = 'inconclusive';
-    body = `Inconclusive: ${acc(a)} vs ${acc(b)}, difference ${signedPts(d.mean)} points (${ciText(d)}). ` +
-      (d.low > 0 || d.high < 0 ? 'A difference is detected, but the data cannot say whether it exceeds the margin.' : `No difference is detected, but the interval reaches beyond ±${margin} ${pointsWord(margin)}, so a difference that size is not ruled out.`);
+    body =
+      `Inconclusive: ${acc(a)} vs ${acc(b)}, difference ${signedPts(d.mean)} points (${ciText(d)}). ` +
+      (d.low > 0 || d.high < 0
+        ? 'A difference is detected, but the data cannot say whether it exceeds the margin.'
+        : `No difference is detected, but the interval reaches beyond ±${margin} ${pointsWord(margin)}, so a difference that size is not ruled out.`);
   }
   return { verdict, paragraph: `${paper} ${body}${how}` };
 }
@@ -181,11 +202,15 @@ function judgeExtremeNotOptimal(claim: ClaimOf<'extreme-not-optimal'>, { variant
   const best = [...others].sort((x, y) => mean(y.finals) - mean(x.finals))[0]!;
   const vsBest = compareBetter(best.finals, ext.finals);
   const allWorse = others.every((o) => compareBetter(o.finals, ext.finals).cmp === 'does not agree');
-  const ranking = [...variants].sort((x, y) => mean(y.finals) - mean(x.finals)).map(acc).join(' > ');
+  const ranking = [...variants]
+    .sort((x, y) => mean(y.finals) - mean(x.finals))
+    .map(acc)
+    .join(' > ');
   let verdict: VerdictWord, body: string;
   if (vsBest.cmp === 'agrees') {
     verdict = 'agrees';
-    body = `Agrees: ${best.label} beats the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}). ` +
+    body =
+      `Agrees: ${best.label} beats the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}). ` +
       `It was picked as the best of ${others.length} alternatives after the fact, which makes that interval somewhat optimistic.`;
   } else if (allWorse) {
     verdict = 'does not agree';
@@ -240,8 +265,16 @@ export function meanCurve(runs: readonly RunResult[]): CurvePoint[] {
   const out: CurvePoint[] = [];
   for (let i = 0; i < (Number.isFinite(n) ? n : 0); i++) {
     const ps = runs.map((r) => r.points[i]!);
-    const accs = ps.map((p) => p.evalTop1), losses = ps.map((p) => p.evalLoss);
-    out.push({ step: mean(ps.map((p) => p.step)), trainSeconds: mean(ps.map((p) => p.trainSeconds)), acc: mean(accs), accSd: std(accs), loss: mean(losses), lossSd: std(losses) });
+    const accs = ps.map((p) => p.evalTop1),
+      losses = ps.map((p) => p.evalLoss);
+    out.push({
+      step: mean(ps.map((p) => p.step)),
+      trainSeconds: mean(ps.map((p) => p.trainSeconds)),
+      acc: mean(accs),
+      accSd: std(accs),
+      loss: mean(losses),
+      lossSd: std(losses),
+    });
   }
   return out;
 }
@@ -261,8 +294,14 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
     const runs = results.filter((r) => r.variant === v.name);
     const finals = runs.map((r) => r.finalTop1);
     return {
-      name: v.name, label: v.label, options: runs[0]?.modelOptions ?? v.options, model: v.model, runs,
-      params: runs[0]?.params ?? null, trainableParams: runs[0]?.trainableParams ?? null, multiplyAdds: runs[0]?.multiplyAdds ?? null,
+      name: v.name,
+      label: v.label,
+      options: runs[0]?.modelOptions ?? v.options,
+      model: v.model,
+      runs,
+      params: runs[0]?.params ?? null,
+      trainableParams: runs[0]?.trainableParams ?? null,
+      multiplyAdds: runs[0]?.multiplyAdds ?? null,
       top1: { ...confidenceInterval(finals), sd: std(finals) },
       loss: mean(runs.map((r) => r.finalLoss)),
       stepsPerSec: mean(stepsPerSecOf(v.name, runs)),
@@ -270,12 +309,21 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
     };
   });
   const outcomes: VariantOutcome[] = variants.map((v) => ({
-    name: v.name, label: v.label, finals: v.runs.map((r) => r.finalTop1),
-    alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))), stepsPerSec: stepsPerSecOf(v.name, v.runs),
+    name: v.name,
+    label: v.label,
+    finals: v.runs.map((r) => r.finalTop1),
+    alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))),
+    stepsPerSec: stepsPerSecOf(v.name, v.runs),
   }));
   const verdict = outcomes.every((o) => o.finals.length > 0) ? judgeClaim(manifest.claim, outcomes) : null;
   return {
-    dir: abs, manifest, variants, expectedRuns: manifest.variants.length * manifest.settings.seeds, finishedRuns: results.length, verdict, speed,
+    dir: abs,
+    manifest,
+    variants,
+    expectedRuns: manifest.variants.length * manifest.settings.seeds,
+    finishedRuns: results.length,
+    verdict,
+    speed,
   };
 }
 
@@ -289,8 +337,14 @@ export function experimentFigures(s: ExperimentSummary): Figure[] {
   const name = s.manifest.recipe;
   const figs: Figure[] = [];
   const withData = s.variants.filter((v) => v.curve.length > 0);
-  for (const [metric, yLabel] of [['accuracy', 'validation top-1'], ['loss', 'validation loss']] as const) {
-    for (const [axis, xLabel] of [['steps', 'training steps'], ['time', 'training time (s, evaluation excluded)']] as const) {
+  for (const [metric, yLabel] of [
+    ['accuracy', 'validation top-1'],
+    ['loss', 'validation loss'],
+  ] as const) {
+    for (const [axis, xLabel] of [
+      ['steps', 'training steps'],
+      ['time', 'training time (s, evaluation excluded)'],
+    ] as const) {
       const series: Series[] = withData.map((v) => {
         const x = (p: CurvePoint) => (axis === 'steps' ? p.step : p.trainSeconds);
         const y = (p: CurvePoint) => (metric === 'accuracy' ? p.acc : p.loss);
@@ -321,7 +375,17 @@ export interface TableRow {
   cells: string[];
 }
 
-export const TABLE_HEADER = ['variant', 'switch', 'parameters', 'M mult-adds/image', 'seeds', 'final top-1 (mean ± sd)', '95% CI', 'final loss', 'steps/s'];
+export const TABLE_HEADER = [
+  'variant',
+  'switch',
+  'parameters',
+  'M mult-adds/image',
+  'seeds',
+  'final top-1 (mean ± sd)',
+  '95% CI',
+  'final loss',
+  'steps/s',
+];
 
 export function experimentTable(s: ExperimentSummary): string[][] {
   return s.variants.map((v) => {
@@ -329,7 +393,11 @@ export function experimentTable(s: ExperimentSummary): string[][] {
     const width = v.options['width'] !== undefined ? `, width ${v.options['width']}` : '';
     const params = v.params === null ? '—' : `${fmtInt(v.params)} (${fmtInt(v.trainableParams)} trainable)`;
     return [
-      v.label, `${sw}${width}`, params, v.multiplyAdds === null ? '—' : (v.multiplyAdds / 1e6).toFixed(1), String(v.runs.length),
+      v.label,
+      `${sw}${width}`,
+      params,
+      v.multiplyAdds === null ? '—' : (v.multiplyAdds / 1e6).toFixed(1),
+      String(v.runs.length),
       v.runs.length ? `${fmtPct(v.top1.mean)} ± ${(100 * v.top1.sd).toFixed(2)}` : '—',
       Number.isFinite(v.top1.low) ? `${fmtPct(clip01(v.top1.low))} – ${fmtPct(clip01(v.top1.high))}` : '—',
       Number.isFinite(v.loss) ? v.loss.toFixed(4) : '—',
@@ -341,13 +409,15 @@ export function experimentTable(s: ExperimentSummary): string[][] {
 function settingsText(s: ExperimentSummary): string {
   const st = s.manifest.settings;
   const backends = [...new Set(s.variants.flatMap((v) => v.runs.map((r) => r.backend)))].join(', ') || '—';
-  return `data ${st.dataset}${st.limitTrain ? ` (at most ${st.limitTrain} training images)` : ''}${st.limitTest ? ` (at most ${st.limitTest} test images)` : ''}, ` +
+  return (
+    `data ${st.dataset}${st.limitTrain ? ` (at most ${st.limitTrain} training images)` : ''}${st.limitTest ? ` (at most ${st.limitTest} test images)` : ''}, ` +
     `${st.epochs} epoch${st.epochs === 1 ? '' : 's'}, batch ${st.batchSize}, ${st.evalsPerEpoch} evaluation${st.evalsPerEpoch === 1 ? '' : 's'} per epoch, ` +
     `${st.seeds} seeds; ${s.finishedRuns} of ${s.expectedRuns} runs finished; backend ${backends}` +
     (Object.keys(st.modelOverrides).length ? `; model overrides ${JSON.stringify(st.modelOverrides)} (not the recipe's networks)` : '') +
     (s.speed
       ? `; steps/s measured side by side after training (median of ${s.speed.variants[0]?.rounds.length ?? 0} interleaved rounds of ${s.speed.stepsPerRound} steps, batch ${s.speed.batchSize}, ${s.speed.threads} OpenMP threads)`
-      : "; steps/s: the runs' own training speed (no side-by-side measurement: it carries the machine's load at each run's hour)");
+      : "; steps/s: the runs' own training speed (no side-by-side measurement: it carries the machine's load at each run's hour)")
+  );
 }
 
 function markdownSection(s: ExperimentSummary, figs: Figure[]): string {
@@ -355,12 +425,27 @@ function markdownSection(s: ExperimentSummary, figs: Figure[]): string {
   const rows = experimentTable(s);
   const esc = (c: string) => c.replace(/\|/g, '\\|');
   const lines = [
-    `## ${m.recipe}`, '', m.description + '.', '', `Settings: ${settingsText(s)}.`, '',
+    `## ${m.recipe}`,
+    '',
+    `${m.description}.`,
+    '',
+    `Settings: ${settingsText(s)}.`,
+    '',
     ...(m.matching ? [`Parameter matching: ${m.matching}`, ''] : []),
-    `| ${TABLE_HEADER.join(' | ')} |`, `| ${TABLE_HEADER.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`), '',
-    s.verdict ? `**Outcome vs the paper (${s.verdict.verdict}).** ${s.verdict.paragraph}` : `**Outcome vs the paper:** not judged yet — some variants have no finished run.`, '',
-    ...figs.flatMap((f) => [`![${f.caption}](figures/${f.file})`, '', `*${f.caption}* ([PNG](figures/${f.file.replace(/\.svg$/, '.png')}))`, '']),
+    `| ${TABLE_HEADER.join(' | ')} |`,
+    `| ${TABLE_HEADER.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+    '',
+    s.verdict
+      ? `**Outcome vs the paper (${s.verdict.verdict}).** ${s.verdict.paragraph}`
+      : `**Outcome vs the paper:** not judged yet — some variants have no finished run.`,
+    '',
+    ...figs.flatMap((f) => [
+      `![${f.caption}](figures/${f.file})`,
+      '',
+      `*${f.caption}* ([PNG](figures/${f.file.replace(/\.svg$/, '.png')}))`,
+      '',
+    ]),
   ];
   return lines.join('\n');
 }
@@ -373,13 +458,22 @@ function htmlSection(s: ExperimentSummary, figs: Figure[]): string {
   const m = s.manifest;
   const rows = experimentTable(s);
   return [
-    `<section id="${htmlEscape(m.recipe)}">`, `<h2>${htmlEscape(m.recipe)}</h2>`, `<p>${htmlEscape(m.description)}.</p>`,
+    `<section id="${htmlEscape(m.recipe)}">`,
+    `<h2>${htmlEscape(m.recipe)}</h2>`,
+    `<p>${htmlEscape(m.description)}.</p>`,
     `<p class="settings">Settings: ${htmlEscape(settingsText(s))}.</p>`,
     ...(m.matching ? [`<p class="settings">Parameter matching: ${htmlEscape(m.matching)}</p>`] : []),
-    '<table>', `<tr>${TABLE_HEADER.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
-    ...rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`), '</table>',
-    s.verdict ? `<p class="verdict"><strong>Outcome vs the paper (${htmlEscape(s.verdict.verdict)}).</strong> ${htmlEscape(s.verdict.paragraph)}</p>` : '<p class="verdict"><strong>Outcome vs the paper:</strong> not judged yet — some variants have no finished run.</p>',
-    '<div class="figures">', ...figs.map((f) => `<figure>${f.svg}<figcaption>${htmlEscape(f.caption)}</figcaption></figure>`), '</div>', '</section>',
+    '<table>',
+    `<tr>${TABLE_HEADER.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
+    ...rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`),
+    '</table>',
+    s.verdict
+      ? `<p class="verdict"><strong>Outcome vs the paper (${htmlEscape(s.verdict.verdict)}).</strong> ${htmlEscape(s.verdict.paragraph)}</p>`
+      : '<p class="verdict"><strong>Outcome vs the paper:</strong> not judged yet — some variants have no finished run.</p>',
+    '<div class="figures">',
+    ...figs.map((f) => `<figure>${f.svg}<figcaption>${htmlEscape(f.caption)}</figcaption></figure>`),
+    '</div>',
+    '</section>',
   ].join('\n');
 }
 
@@ -388,7 +482,10 @@ export function findExperimentDirs(dir: string): string[] {
   const abs = resolve(dir);
   if (!existsSync(abs)) throw new ExperimentError(`no such folder: ${abs}`);
   if (existsSync(join(abs, MANIFEST_FILE))) return [abs];
-  const subs = readdirSync(abs).map((n) => join(abs, n)).filter((p) => statSync(p).isDirectory() && existsSync(join(p, MANIFEST_FILE))).sort();
+  const subs = readdirSync(abs)
+    .map((n) => join(abs, n))
+    .filter((p) => statSync(p).isDirectory() && existsSync(join(p, MANIFEST_FILE)))
+    .sort();
   if (subs.length === 0) throw new ExperimentError(`${abs} holds no experiment (no ${MANIFEST_FILE} in it or in its subfolders)`);
   return subs;
 }
@@ -407,14 +504,18 @@ export async function writeReport(dir: string, opts: { png?: boolean } = {}): Pr
   const figDir = join(abs, 'figures');
   mkdirSync(figDir, { recursive: true });
   const figureFiles: string[] = [];
-  const md: string[] = ['# Xception experiments: the paper\'s claims, retested', '',
-    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: training steps per second, measured side by side after the runs where its settings line says so (speed.json), else from the training time of each run (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band.', ''];
+  const md: string[] = [
+    "# Xception experiments: the paper's claims, retested",
+    '',
+    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: training steps per second, measured side by side after the runs where its settings line says so (speed.json), else from the training time of each run (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band.',
+    '',
+  ];
   const html: string[] = [];
   for (const s of summaries) {
     const figs = experimentFigures(s);
     for (const f of figs) {
       const file = join(figDir, f.file);
-      writeFileAtomicSync(file, new TextEncoder().encode(f.svg + '\n'));
+      writeFileAtomicSync(file, new TextEncoder().encode(`${f.svg}\n`));
       figureFiles.push(file);
       if (opts.png ?? true) {
         const png = file.replace(/\.svg$/, '.png');
@@ -444,7 +545,7 @@ ${html.join('\n')}
 `;
   const markdownFile = join(abs, 'report.md');
   const htmlFile = join(abs, 'report.html');
-  writeFileAtomicSync(markdownFile, new TextEncoder().encode(md.join('\n') + '\n'));
+  writeFileAtomicSync(markdownFile, new TextEncoder().encode(`${md.join('\n')}\n`));
   writeFileAtomicSync(htmlFile, new TextEncoder().encode(page));
   return { markdownFile, htmlFile, figureFiles, summaries };
 }

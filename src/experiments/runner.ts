@@ -118,7 +118,8 @@ export function runDir(experimentDir: string, variant: string, seed: number): st
 function settingsOf(recipe: Recipe, o: ExperimentRunOptions): ExperimentSettings {
   const t = recipe.training;
   const posInt = (name: string, v: number | undefined) => {
-    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`experiment ${recipe.name}: ${name} must be a positive integer, got ${v}`);
+    if (v !== undefined && !(Number.isInteger(v) && v > 0))
+      throw new OptionError(`experiment ${recipe.name}: ${name} must be a positive integer, got ${v}`);
     return v;
   };
   const seeds = posInt('seeds', o.seeds) ?? t.seeds;
@@ -199,11 +200,20 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
   const progress = o.progress ?? new Progress(process.stderr);
   const dir = resolve(o.outDir, recipe.name);
   const manifest: ExperimentManifest = {
-    format: 'xception-experiment/1', recipe: recipe.name, description: recipe.description, varies: recipe.varies,
-    claim: recipe.claim, matching: recipe.matching ?? null, variants: recipe.variants, settings,
+    format: 'xception-experiment/1',
+    recipe: recipe.name,
+    description: recipe.description,
+    varies: recipe.varies,
+    claim: recipe.claim,
+    matching: recipe.matching ?? null,
+    variants: recipe.variants,
+    settings,
   };
   if (existsSync(join(dir, MANIFEST_FILE))) {
-    if (!o.resume) throw new OptionError(`${dir} already holds this experiment; pass --resume to continue it (finished runs are kept) or choose another --out`);
+    if (!o.resume)
+      throw new OptionError(
+        `${dir} already holds this experiment; pass --resume to continue it (finished runs are kept) or choose another --out`,
+      );
     const saved = readManifest(dir);
     // Seeds and epochs may grow on resume; everything else must match what the runs were trained with.
     const same = (x: ExperimentManifest) => JSON.stringify({ ...x.settings, seeds: 0, epochs: 0, variants: x.variants });
@@ -214,10 +224,11 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
     }
   }
   makeOutputDir(dir, 'outDir');
-  writeFileAtomicSync(join(dir, MANIFEST_FILE), new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n'));
+  writeFileAtomicSync(join(dir, MANIFEST_FILE), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
 
   const results: RunResult[] = [];
-  let skipped = 0, trained = 0;
+  let skipped = 0,
+    trained = 0;
   const total = recipe.variants.length * settings.seeds;
   let index = 0;
   // Seed-major order: an interrupted experiment already has every variant at the first seeds.
@@ -242,23 +253,44 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
       const built = state.model.options as { inputShape: [number, number, number]; classes: number };
       const info = variantInfo({ ...variant, options: config.modelOptions }, built.inputShape, built.classes);
       const result: RunResult = {
-        experiment: recipe.name, variant: variant.name, seed, model: variant.model, modelOptions: config.modelOptions, dataset: settings.dataset,
-        params: info.params, trainableParams: info.trainableParams, multiplyAdds: info.multiplyAdds,
-        finalTop1: r.testTop1, finalTop5: r.testTop5, finalLoss: r.testLoss, epochs: r.epochs, steps: r.steps, batchSize: settings.batchSize,
-        trainSeconds: r.trainSeconds, wallSeconds: r.wallSeconds, stepsPerSec: r.steps / Math.max(r.trainSeconds, 1e-9),
-        backend: r.backend || getBackend().name, points: r.evalPoints,
+        experiment: recipe.name,
+        variant: variant.name,
+        seed,
+        model: variant.model,
+        modelOptions: config.modelOptions,
+        dataset: settings.dataset,
+        params: info.params,
+        trainableParams: info.trainableParams,
+        multiplyAdds: info.multiplyAdds,
+        finalTop1: r.testTop1,
+        finalTop5: r.testTop5,
+        finalLoss: r.testLoss,
+        epochs: r.epochs,
+        steps: r.steps,
+        batchSize: settings.batchSize,
+        trainSeconds: r.trainSeconds,
+        wallSeconds: r.wallSeconds,
+        stepsPerSec: r.steps / Math.max(r.trainSeconds, 1e-9),
+        backend: r.backend || getBackend().name,
+        points: r.evalPoints,
       };
-      writeFileAtomicSync(join(rd, RESULT_FILE), new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
+      writeFileAtomicSync(join(rd, RESULT_FILE), new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`));
       results.push(result);
     }
   }
   if ((o.measureSpeed ?? true) && readSpeed(dir) === null && results.length > 0) {
     // The input size and classes the runs were built with (the data set decides them).
-    const built = readCheckpoint(runDir(dir, results[0]!.variant, results[0]!.seed)).state.model.options as { inputShape: [number, number, number]; classes: number };
+    const built = readCheckpoint(runDir(dir, results[0]!.variant, results[0]!.seed)).state.model.options as {
+      inputShape: [number, number, number];
+      classes: number;
+    };
     const rounds = o.speedRounds ?? 5;
     progress.line(`${recipe.name}: measuring training speed side by side (${rounds} interleaved rounds per variant)`);
     const variants = recipe.variants.map((v) => ({ ...v, options: { ...v.options, ...settings.modelOverrides } }));
-    writeSpeed(dir, measureSpeed(variants, { batchSize: settings.batchSize, inputShape: built.inputShape, classes: built.classes, rounds }));
+    writeSpeed(
+      dir,
+      measureSpeed(variants, { batchSize: settings.batchSize, inputShape: built.inputShape, classes: built.classes, rounds }),
+    );
   }
   return { dir, results, skipped, trained, interrupted: false };
 }

@@ -63,13 +63,20 @@ function median(xs: readonly number[]): number {
 
 /** Measures every variant's training steps per second, interleaved round by round. */
 export function measureSpeed(variants: readonly Variant[], o: SpeedOptions): SpeedReport {
-  const rounds = o.rounds ?? 5, steps = o.stepsPerRound ?? 3, warmup = o.warmupSteps ?? 2;
+  const rounds = o.rounds ?? 5,
+    steps = o.stepsPerRound ?? 3,
+    warmup = o.warmupSteps ?? 2;
   if (!(Number.isInteger(rounds) && rounds >= 1 && Number.isInteger(steps) && steps >= 1 && Number.isInteger(warmup) && warmup >= 0)) {
-    throw new RangeError(`measureSpeed: rounds and stepsPerRound must be positive integers, warmupSteps ≥ 0 (got ${rounds}, ${steps}, ${warmup})`);
+    throw new RangeError(
+      `measureSpeed: rounds and stepsPerRound must be positive integers, warmupSteps ≥ 0 (got ${rounds}, ${steps}, ${warmup})`,
+    );
   }
   const [h, w, c] = o.inputShape;
   const rng = new Random(12345);
-  const x = tensor(Float32Array.from({ length: o.batchSize * h * w * c }, () => rng.uniform(-1, 1)), [o.batchSize, h, w, c]);
+  const x = tensor(
+    Float32Array.from({ length: o.batchSize * h * w * c }, () => rng.uniform(-1, 1)),
+    [o.batchSize, h, w, c],
+  );
   const labels = Array.from({ length: o.batchSize }, (_, i) => i % o.classes);
   const d = DEFAULT_TRAIN_CONFIG;
   const built: Array<{ v: Variant; model: Model; opt: Optimizer; times: number[] }> = [];
@@ -97,8 +104,13 @@ export function measureSpeed(variants: readonly Variant[], o: SpeedOptions): Spe
       o.onRound?.(r + 1, rounds);
     }
     return {
-      format: 'xception-speed/1', batchSize: o.batchSize, inputShape: o.inputShape, classes: o.classes, stepsPerRound: steps,
-      backend: getBackend().name, threads: process.env['OMP_NUM_THREADS'] ?? 'default',
+      format: 'xception-speed/1',
+      batchSize: o.batchSize,
+      inputShape: o.inputShape,
+      classes: o.classes,
+      stepsPerRound: steps,
+      backend: getBackend().name,
+      threads: process.env['OMP_NUM_THREADS'] ?? 'default',
       variants: built.map((b) => {
         const s = median(b.times);
         return { variant: b.v.name, stepsPerSec: s, imagesPerSec: s * o.batchSize, rounds: b.times };
@@ -111,7 +123,7 @@ export function measureSpeed(variants: readonly Variant[], o: SpeedOptions): Spe
 }
 
 export function writeSpeed(experimentDir: string, report: SpeedReport): void {
-  writeFileAtomicSync(join(experimentDir, SPEED_FILE), new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
+  writeFileAtomicSync(join(experimentDir, SPEED_FILE), new TextEncoder().encode(`${JSON.stringify(report, null, 2)}\n`));
 }
 
 /** The experiment's side-by-side speed measurement, or null if it has none (or an unreadable one). */

@@ -17,8 +17,10 @@ export function std(xs: readonly number[]): number {
 
 /** ln Γ(x) for x > 0 (Lanczos approximation, g = 7, 9 terms; ~15 digits). */
 function lnGamma(x: number): number {
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905,
+    -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lnGamma(1 - x);
   x -= 1;
   let a = c[0]!;
@@ -30,19 +32,25 @@ function lnGamma(x: number): number {
 /** Continued fraction of the incomplete beta function (modified Lentz). */
 function betaContinuedFraction(a: number, b: number, x: number): number {
   const tiny = 1e-300;
-  let c = 1, d = 1 - ((a + b) * x) / (a + 1);
+  let c = 1,
+    d = 1 - ((a + b) * x) / (a + 1);
   if (Math.abs(d) < tiny) d = tiny;
   d = 1 / d;
   let h = d;
   for (let m = 1; m <= 300; m++) {
     const m2 = 2 * m;
     let aa = (m * (b - m) * x) / ((a + m2 - 1) * (a + m2));
-    d = 1 + aa * d; if (Math.abs(d) < tiny) d = tiny;
-    c = 1 + aa / c; if (Math.abs(c) < tiny) c = tiny;
-    d = 1 / d; h *= d * c;
+    d = 1 + aa * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (Math.abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    h *= d * c;
     aa = (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1));
-    d = 1 + aa * d; if (Math.abs(d) < tiny) d = tiny;
-    c = 1 + aa / c; if (Math.abs(c) < tiny) c = tiny;
+    d = 1 + aa * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (Math.abs(c) < tiny) c = tiny;
     d = 1 / d;
     const del = d * c;
     h *= del;
@@ -69,11 +77,13 @@ export function studentTCdf(t: number, df: number): number {
 export function studentTQuantile(p: number, df: number): number {
   if (!(p > 0 && p < 1) || !(df > 0)) return NaN;
   if (p < 0.5) return -studentTQuantile(1 - p, df);
-  let lo = 0, hi = 1;
+  let lo = 0,
+    hi = 1;
   while (studentTCdf(hi, df) < p) hi *= 2;
   for (let i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
     const mid = (lo + hi) / 2;
-    if (studentTCdf(mid, df) < p) lo = mid; else hi = mid;
+    if (studentTCdf(mid, df) < p) lo = mid;
+    else hi = mid;
   }
   return (lo + hi) / 2;
 }
@@ -98,7 +108,8 @@ export function confidenceInterval(xs: readonly number[], level = 0.95): Interva
 export function differenceInterval(a: readonly number[], b: readonly number[], level = 0.95): Interval & { df: number } {
   const d = mean(a) - mean(b);
   if (a.length < 2 || b.length < 2) return { mean: d, low: NaN, high: NaN, margin: NaN, df: NaN };
-  const va = std(a) ** 2 / a.length, vb = std(b) ** 2 / b.length;
+  const va = std(a) ** 2 / a.length,
+    vb = std(b) ** 2 / b.length;
   const se = Math.sqrt(va + vb);
   if (se === 0) return { mean: d, low: d, high: d, margin: 0, df: Infinity };
   const df = (va + vb) ** 2 / ((va * va) / (a.length - 1) + (vb * vb) / (b.length - 1));

@@ -29,7 +29,7 @@ export function compiledInferenceEnabled(): boolean {
 export function cachedCompiledInference(model: Model, batch: number, logits: boolean): CompiledInference | null {
   if (!compiledInferenceEnabled()) return null;
   const backend = model.weights[0]?.value.backend;
-  if (!backend || backend.name !== 'native') return null;
+  if (backend?.name !== 'native') return null;
   let entry = perModel.get(model);
   if (!entry) {
     entry = { failed: null, plans: new Map() };

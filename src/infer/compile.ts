@@ -10,8 +10,28 @@ import { OptionError, ShapeError, shapeToString } from '../core/errors.js';
 import type { Layer, Variable } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
 import { fuseGraph, type FuseOptions, type FusionCounts } from './fuse.js';
-import { convWeightRecipes, lowerModel, LoweringError, type GraphNode, type InferenceGraph, type Post, type WeightRecipe } from './graph.js';
-import { CONV_GEOMETRY, ELTWISE_ALG, HEADER, LAYOUT, NONE, OP, PLAN_FORMAT_VERSION, POOL_ALG, POOL_WINDOW, POST_KIND, PRECISION } from './plan-format.js';
+import {
+  convWeightRecipes,
+  lowerModel,
+  LoweringError,
+  type GraphNode,
+  type InferenceGraph,
+  type Post,
+  type WeightRecipe,
+} from './graph.js';
+import {
+  CONV_GEOMETRY,
+  ELTWISE_ALG,
+  HEADER,
+  LAYOUT,
+  NONE,
+  OP,
+  PLAN_FORMAT_VERSION,
+  POOL_ALG,
+  POOL_WINDOW,
+  POST_KIND,
+  PRECISION,
+} from './plan-format.js';
 
 export type { WeightRecipe } from './graph.js';
 
@@ -103,23 +123,23 @@ const postNumbers = (posts: Post[]): number[] => [
 function emitSteps(g: InferenceGraph): { steps: number[]; count: number; recipes: WeightRecipe[]; output: number } {
   const steps: number[] = [];
   const recipes: WeightRecipe[] = [];
-  const valueOf = new Map<GraphNode, number>();
+  const bufferOf = new Map<GraphNode, number>();
   const weight = (r: WeightRecipe) => (recipes.push(r), recipes.length - 1);
   let count = 0;
   for (const n of g.nodes) {
     if (n.op === 'input' || n.op === 'flatten') {
-      valueOf.set(n, n.op === 'input' ? 0 : valueOf.get(n.inputs[0]!)!);
+      bufferOf.set(n, n.op === 'input' ? 0 : bufferOf.get(n.inputs[0]!)!);
       continue;
     }
     const v = (x: GraphNode) => {
-      const id = valueOf.get(x);
+      const id = bufferOf.get(x);
       if (id === undefined) throw new CompileError(`compileInference: internal order error at ${n.layers.join('+')}`);
       return id;
     };
     steps.push(...stepNumbers(n, v, weight));
-    valueOf.set(n, ++count);
+    bufferOf.set(n, ++count);
   }
-  return { steps, count, recipes, output: valueOf.get(g.output)! };
+  return { steps, count, recipes, output: bufferOf.get(g.output)! };
 }
 
 /** One step: its kind and fields (native/plan.h). */
@@ -129,7 +149,15 @@ function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: Weig
       const w = convWeightRecipes(n);
       const wi = weight(w.kernel);
       const bi = w.bias ? weight(w.bias) : NONE;
-      return [OP.conv, v(n.inputs[0]!), ...CONV_GEOMETRY.map((f) => n.geometry[f]), wi, bi, n.sumInto ? v(n.sumInto) : NONE, ...postNumbers(n.posts)];
+      return [
+        OP.conv,
+        v(n.inputs[0]!),
+        ...CONV_GEOMETRY.map((f) => n.geometry[f]),
+        wi,
+        bi,
+        n.sumInto ? v(n.sumInto) : NONE,
+        ...postNumbers(n.posts),
+      ];
     }
     case 'eltwise':
       return [OP.eltwise, v(n.inputs[0]!), ELTWISE_ALG[n.alg], n.alpha];
@@ -160,7 +188,9 @@ function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: Weig
  */
 function resolveLayout(g: InferenceGraph, layout: PlanLayout): Exclude<PlanLayout, 'auto'> {
   if (layout !== 'auto') return layout;
-  const depthwise = g.nodes.some((n) => n.op === 'conv' && n.geometry.groups > 1 && n.geometry.groups === n.geometry.inC && n.geometry.groups === n.geometry.outC);
+  const depthwise = g.nodes.some(
+    (n) => n.op === 'conv' && n.geometry.groups > 1 && n.geometry.groups === n.geometry.inC && n.geometry.groups === n.geometry.outC,
+  );
   return depthwise ? 'blocked' : 'channels-last';
 }
 
@@ -169,13 +199,26 @@ export function compileSpec(model: Model, o: CompileSpecOptions): CompiledSpec {
   refuseUnsupported(g, o.inputShape);
   const fusions = fuseGraph(g, o.fuse);
   const { steps, count, recipes, output } = emitSteps(g);
-  if (throughFlatten(g.output).op === 'input') throw new CompileError('compileInference: the model computes nothing (its output is its input)');
+  if (throughFlatten(g.output).op === 'input')
+    throw new CompileError('compileInference: the model computes nothing (its output is its input)');
   const layout = resolveLayout(g, o.layout ?? 'auto');
   const header: Record<(typeof HEADER)[number], number> = {
-    formatVersion: PLAN_FORMAT_VERSION, batch: o.batch, height: o.inputShape[0]!, width: o.inputShape[1]!, channels: o.inputShape[2]!,
-    precision: PRECISION[o.precision], layout: LAYOUT[layout], stepCount: count, outputValue: output,
+    formatVersion: PLAN_FORMAT_VERSION,
+    batch: o.batch,
+    height: o.inputShape[0]!,
+    width: o.inputShape[1]!,
+    channels: o.inputShape[2]!,
+    precision: PRECISION[o.precision],
+    layout: LAYOUT[layout],
+    stepCount: count,
+    outputValue: output,
   };
   return {
-    spec: Float64Array.from([...HEADER.map((f) => header[f]), ...steps]), recipes, variables: g.variables, outputShape: g.outputShape, layout, fusions,
+    spec: Float64Array.from([...HEADER.map((f) => header[f]), ...steps]),
+    recipes,
+    variables: g.variables,
+    outputShape: g.outputShape,
+    layout,
+    fusions,
   };
 }

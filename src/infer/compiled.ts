@@ -92,19 +92,29 @@ export class CompiledInference {
   private readonly outputSize: number;
 
   /** Use compileInference(). */
-  constructor(private readonly model: Model, options: CompileInferenceOptions) {
+  constructor(
+    private readonly model: Model,
+    options: CompileInferenceOptions,
+  ) {
     const batch = options.batch;
-    if (!Number.isInteger(batch) || batch < 1 || batch > 1 << 20) throw new OptionError(`compileInference: batch must be a positive integer, got ${String(batch)}`);
+    if (!Number.isInteger(batch) || batch < 1 || batch > 1 << 20)
+      throw new OptionError(`compileInference: batch must be a positive integer, got ${String(batch)}`);
     const inputShape = options.inputShape ? [...options.inputShape] : [...model.inputShape];
     if (inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
-      throw new ShapeError(`compileInference: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`);
+      throw new ShapeError(
+        `compileInference: inputShape must be [height, width, channels] of positive integers, got ${JSON.stringify(options.inputShape)}`,
+      );
     }
-    if (model.inputShape.length !== 3) throw new ShapeError(`compileInference: model '${model.name}' does not take images (input ${shapeToString(model.inputShape)})`);
+    if (model.inputShape.length !== 3)
+      throw new ShapeError(`compileInference: model '${model.name}' does not take images (input ${shapeToString(model.inputShape)})`);
     if (inputShape[2] !== model.inputShape[2]) {
-      throw new ShapeError(`compileInference: model '${model.name}' takes ${model.inputShape[2]} channels, inputShape has ${inputShape[2]}`);
+      throw new ShapeError(
+        `compileInference: model '${model.name}' takes ${model.inputShape[2]} channels, inputShape has ${inputShape[2]}`,
+      );
     }
     const precision = options.precision ?? 'fp32';
-    if (precision !== 'fp32' && precision !== 'bf16') throw new OptionError(`compileInference: precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+    if (precision !== 'fp32' && precision !== 'bf16')
+      throw new OptionError(`compileInference: precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
     const layout = options.layout ?? 'auto';
     if (layout !== 'auto' && layout !== 'channels-last' && layout !== 'blocked') {
       throw new OptionError(`compileInference: layout must be 'auto', 'channels-last' or 'blocked', got ${JSON.stringify(layout)}`);
@@ -118,13 +128,26 @@ export class CompiledInference {
     const snapshot = this.takeSnapshot(compiled.variables);
     let plan: NativePlan;
     try {
-      plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
+      plan = this.backend.createPlan(
+        compiled.spec,
+        compiled.recipes.map((r) => r()),
+      );
     } catch (e) {
       // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
       // correctness first, so try once more with every layer as its own primitive.
       if (!(e instanceof BackendError) || fuse) throw e;
-      compiled = compileSpec(model, { batch, inputShape, logits, precision, layout, fuse: { batchNorm: false, sum: false, eltwise: false } });
-      plan = this.backend.createPlan(compiled.spec, compiled.recipes.map((r) => r()));
+      compiled = compileSpec(model, {
+        batch,
+        inputShape,
+        logits,
+        precision,
+        layout,
+        fuse: { batchNorm: false, sum: false, eltwise: false },
+      });
+      plan = this.backend.createPlan(
+        compiled.spec,
+        compiled.recipes.map((r) => r()),
+      );
       this.unfusedBecause = e.message;
     }
     this.plan = plan;
@@ -143,7 +166,9 @@ export class CompiledInference {
     if (info.inputSize !== this.inputSize || info.outputSize !== this.outputSize) {
       this.backend.freePlan(this.plan);
       this.plan = null;
-      throw new XceptionError(`compileInference: internal size mismatch (plan ${info.inputSize}→${info.outputSize}, expected ${this.inputSize}→${this.outputSize})`);
+      throw new XceptionError(
+        `compileInference: internal size mismatch (plan ${info.inputSize}→${info.outputSize}, expected ${this.inputSize}→${this.outputSize})`,
+      );
     }
   }
 
@@ -157,8 +182,10 @@ export class CompiledInference {
     if (!(x instanceof Tensor)) throw new OptionError('CompiledInference.run: x must be a Tensor');
     const want = [this.batch, ...this.inputShape];
     if (x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
-      throw new ShapeError(`compiled '${this.model.name}' takes ${shapeToString(want)}, got ${shapeToString(x.shape)}` +
-        (x.rank === 4 && x.shape[0] !== this.batch ? ` (compiled for batch ${this.batch}; compile another plan for another batch)` : ''));
+      throw new ShapeError(
+        `compiled '${this.model.name}' takes ${shapeToString(want)}, got ${shapeToString(x.shape)}` +
+          (x.rank === 4 && x.shape[0] !== this.batch ? ` (compiled for batch ${this.batch}; compile another plan for another batch)` : ''),
+      );
     }
     if (x.dtype !== 'float32') throw new OptionError(`compiled '${this.model.name}' takes float32, got ${x.dtype}`);
     this.syncWeights();
@@ -174,7 +201,9 @@ export class CompiledInference {
   runData(x: Float32Array): Float32Array {
     const plan = this.livePlan();
     if (!(x instanceof Float32Array) || x.length !== this.inputSize) {
-      throw new ShapeError(`compiled '${this.model.name}' takes ${this.inputSize} values (${shapeToString([this.batch, ...this.inputShape])}), got ${x instanceof Float32Array ? x.length : typeof x}`);
+      throw new ShapeError(
+        `compiled '${this.model.name}' takes ${this.inputSize} values (${shapeToString([this.batch, ...this.inputShape])}), got ${x instanceof Float32Array ? x.length : typeof x}`,
+      );
     }
     this.syncWeights();
     const input = this.backend.upload(x);
@@ -195,7 +224,9 @@ export class CompiledInference {
     const plan = this.livePlan();
     const want = [this.batch, ...this.inputShape];
     if (!(x instanceof Tensor) || x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
-      throw new ShapeError(`compiled '${this.model.name}' takes ${shapeToString(want)}, got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`);
+      throw new ShapeError(
+        `compiled '${this.model.name}' takes ${shapeToString(want)}, got ${x instanceof Tensor ? shapeToString(x.shape) : typeof x}`,
+      );
     }
     this.syncWeights();
     const native = x.backend === (this.backend as Backend) ? null : this.backend.upload(x.data());
@@ -219,9 +250,18 @@ export class CompiledInference {
   info(): CompiledInferenceInfo {
     const i = this.backend.planInfo(this.livePlan());
     return {
-      batch: this.batch, inputShape: [...this.inputShape], outputShape: [...this.outputShape], precision: this.precision, layout: this.layout,
-      steps: i.steps, arenaBytes: i.arenaBytes, weightBytes: i.weightBytes, scratchpadBytes: i.scratchpadBytes,
-      fusions: { ...this.fusions }, weightRefreshes: this.refreshes, unfusedBecause: this.unfusedBecause,
+      batch: this.batch,
+      inputShape: [...this.inputShape],
+      outputShape: [...this.outputShape],
+      precision: this.precision,
+      layout: this.layout,
+      steps: i.steps,
+      arenaBytes: i.arenaBytes,
+      weightBytes: i.weightBytes,
+      scratchpadBytes: i.scratchpadBytes,
+      fusions: { ...this.fusions },
+      weightRefreshes: this.refreshes,
+      unfusedBecause: this.unfusedBecause,
     };
   }
 
@@ -241,7 +281,8 @@ export class CompiledInference {
   private takeSnapshot(vars: Variable[]): Snapshot[] {
     return vars.map((variable) => {
       const tensor = variable.value;
-      if (tensor.isDisposed) throw new DisposedError(`compiled '${this.model.name}': weight ${variable.name} was disposed (model disposed?)`);
+      if (tensor.isDisposed)
+        throw new DisposedError(`compiled '${this.model.name}': weight ${variable.name} was disposed (model disposed?)`);
       return { variable, tensor, version: tensor.version };
     });
   }
@@ -267,6 +308,7 @@ export function compileInference(model: Model, options: CompileInferenceOptions)
   if (options === null || typeof options !== 'object') throw new OptionError('compileInference: options { batch } are required');
   // `fuse` ({ batchNorm, sum, eltwise }: false runs those layers unfused) is for tests and comparisons.
   const known = ['batch', 'inputShape', 'logits', 'precision', 'layout', 'fuse'];
-  for (const k of Object.keys(options)) if (!known.includes(k)) throw new OptionError(`compileInference: unknown option '${k}' (known: ${known.join(', ')})`);
+  for (const k of Object.keys(options))
+    if (!known.includes(k)) throw new OptionError(`compileInference: unknown option '${k}' (known: ${known.join(', ')})`);
   return new CompiledInference(model, options);
 }

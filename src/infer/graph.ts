@@ -48,14 +48,35 @@ export interface Affine {
 
 /** A convolution's geometry, the names native/plan.h uses (padding made explicit). */
 export interface ConvGeometry {
-  inH: number; inW: number; inC: number; outH: number; outW: number; outC: number;
-  kH: number; kW: number; sH: number; sW: number; dH: number; dW: number;
-  padT: number; padL: number; padB: number; padR: number; groups: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  outH: number;
+  outW: number;
+  outC: number;
+  kH: number;
+  kW: number;
+  sH: number;
+  sW: number;
+  dH: number;
+  dW: number;
+  padT: number;
+  padL: number;
+  padB: number;
+  padR: number;
+  groups: number;
 }
 
 /** A pooling window (padding made explicit). */
 export interface PoolWindow {
-  winH: number; winW: number; sH: number; sW: number; padT: number; padL: number; padB: number; padR: number;
+  winH: number;
+  winW: number;
+  sH: number;
+  sW: number;
+  padT: number;
+  padL: number;
+  padB: number;
+  padR: number;
 }
 
 interface NodeBase {
@@ -69,7 +90,9 @@ interface NodeBase {
   layer: Layer;
 }
 
-export interface InputNode extends NodeBase { op: 'input' }
+export interface InputNode extends NodeBase {
+  op: 'input';
+}
 export interface ConvNode extends NodeBase {
   op: 'conv';
   /** Which part of its layer this convolution is (names exported weights). */
@@ -94,9 +117,15 @@ export interface DenseNode extends NodeBase {
   units: number;
   posts: Post[];
 }
-export interface EltwiseNode extends NodeBase { op: 'eltwise'; alg: EltwiseAlg; alpha: number }
+export interface EltwiseNode extends NodeBase {
+  op: 'eltwise';
+  alg: EltwiseAlg;
+  alpha: number;
+}
 /** Softmax over the last axis (the channels of an image). */
-export interface SoftmaxNode extends NodeBase { op: 'softmax' }
+export interface SoftmaxNode extends NodeBase {
+  op: 'softmax';
+}
 /** Inference-mode batch norm with the moving statistics (gamma ones and beta zeros when the layer has none). */
 export interface BatchNormNode extends NodeBase {
   op: 'bn';
@@ -106,16 +135,38 @@ export interface BatchNormNode extends NodeBase {
   mean: WeightRecipe;
   variance: WeightRecipe;
 }
-export interface PoolNode extends NodeBase { op: 'pool'; alg: 'max' | 'avg'; window: PoolWindow }
-export interface GlobalPoolNode extends NodeBase { op: 'gpool'; alg: 'max' | 'avg' }
-export interface AddNode extends NodeBase { op: 'add' }
+export interface PoolNode extends NodeBase {
+  op: 'pool';
+  alg: 'max' | 'avg';
+  window: PoolWindow;
+}
+export interface GlobalPoolNode extends NodeBase {
+  op: 'gpool';
+  alg: 'max' | 'avg';
+}
+export interface AddNode extends NodeBase {
+  op: 'add';
+}
 /** Concatenation on the last axis (channels). */
-export interface ConcatNode extends NodeBase { op: 'concat' }
-export interface FlattenNode extends NodeBase { op: 'flatten' }
+export interface ConcatNode extends NodeBase {
+  op: 'concat';
+}
+export interface FlattenNode extends NodeBase {
+  op: 'flatten';
+}
 
 export type GraphNode =
-  | InputNode | ConvNode | DenseNode | EltwiseNode | SoftmaxNode | BatchNormNode | PoolNode | GlobalPoolNode | AddNode
-  | ConcatNode | FlattenNode;
+  | InputNode
+  | ConvNode
+  | DenseNode
+  | EltwiseNode
+  | SoftmaxNode
+  | BatchNormNode
+  | PoolNode
+  | GlobalPoolNode
+  | AddNode
+  | ConcatNode
+  | FlattenNode;
 
 export interface InferenceGraph {
   /** In execution order; a node's inputs come before it. nodes[0] is the input. */
@@ -131,7 +182,10 @@ export interface InferenceGraph {
 
 /** A layer the lowering has no entry for. */
 export class LoweringError extends OptionError {
-  constructor(readonly layer: Layer, message: string) {
+  constructor(
+    readonly layer: Layer,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -163,8 +217,7 @@ export interface LowerContext<L extends Layer = Layer> {
 /** Lowers one layer: adds its nodes and returns the node holding the layer's value. */
 export type LowerFn<L extends Layer> = (c: LowerContext<L>) => GraphNode;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type LayerClass<L extends Layer> = abstract new (...args: any[]) => L;
+type LayerClass<L extends Layer> = abstract new (...args: never[]) => L;
 
 const LOWERINGS = new Map<LayerClass<Layer>, LowerFn<Layer>>();
 function lowering<L extends Layer>(cls: LayerClass<L>, fn: LowerFn<L>): void {
@@ -176,7 +229,10 @@ export function canLower(layer: Layer): boolean {
   return LOWERINGS.has(layer.constructor as LayerClass<Layer>);
 }
 
-const recipe = (v: Variable): WeightRecipe => () => v.value.data();
+const recipe =
+  (v: Variable): WeightRecipe =>
+  () =>
+    v.value.data();
 const identity = (c: LowerContext): GraphNode => c.inputs[0]!;
 
 /** The activation a layer applies here: the logits rule (no softmax at the output) is this one place. */
@@ -209,16 +265,45 @@ interface ConvParts {
 }
 
 function convNode(c: LowerContext, input: GraphNode, shape: number[], p: ConvParts): ConvNode {
-  const r = resolveConv2D([c.batch, ...input.shape], p.kernelShape, { strides: p.strides, dilations: p.dilations, padding: p.padding, groups: p.groups });
+  const r = resolveConv2D([c.batch, ...input.shape], p.kernelShape, {
+    strides: p.strides,
+    dilations: p.dilations,
+    padding: p.padding,
+    groups: p.groups,
+  });
   c.watch(p.kernel);
   const geometry: ConvGeometry = {
-    inH: r.inHeight, inW: r.inWidth, inC: r.inChannels, outH: r.outHeight, outW: r.outWidth, outC: r.outChannels,
-    kH: r.kernelHeight, kW: r.kernelWidth, sH: r.strideHeight, sW: r.strideWidth, dH: r.dilationHeight, dW: r.dilationWidth,
-    padT: r.padTop, padL: r.padLeft, padB: r.padBottom, padR: r.padRight, groups: r.groups,
+    inH: r.inHeight,
+    inW: r.inWidth,
+    inC: r.inChannels,
+    outH: r.outHeight,
+    outW: r.outWidth,
+    outC: r.outChannels,
+    kH: r.kernelHeight,
+    kW: r.kernelWidth,
+    sH: r.strideHeight,
+    sW: r.strideWidth,
+    dH: r.dilationHeight,
+    dW: r.dilationWidth,
+    padT: r.padTop,
+    padL: r.padLeft,
+    padB: r.padBottom,
+    padR: r.padRight,
+    groups: r.groups,
   };
   return c.add<ConvNode>({
-    op: 'conv', inputs: [input], shape, layers: [p.name], role: p.role, kernel: recipe(p.kernel), kernelShape: [...p.kernelShape],
-    bias: null, affine: [], geometry, posts: [], sumInto: null,
+    op: 'conv',
+    inputs: [input],
+    shape,
+    layers: [p.name],
+    role: p.role,
+    kernel: recipe(p.kernel),
+    kernelShape: [...p.kernelShape],
+    bias: null,
+    affine: [],
+    geometry,
+    posts: [],
+    sumInto: null,
   });
 }
 
@@ -231,8 +316,14 @@ function setBias(c: LowerContext, node: ConvNode, bias: Variable | null): void {
 lowering(Conv2D, (c) => {
   const l = c.layer;
   const n = convNode(c, c.inputs[0]!, c.shape, {
-    name: l.name, role: 'conv', kernel: l.kernel, kernelShape: l.kernel.shape, groups: l.groups,
-    strides: l.strides, dilations: l.dilationRate, padding: l.padding,
+    name: l.name,
+    role: 'conv',
+    kernel: l.kernel,
+    kernelShape: l.kernel.shape,
+    groups: l.groups,
+    strides: l.strides,
+    dilations: l.dilationRate,
+    padding: l.padding,
   });
   setBias(c, n, l.bias);
   return withActivation(c, n, l.activation);
@@ -243,8 +334,14 @@ lowering(DepthwiseConv2D, (c) => {
   const ch = c.inputs[0]!.shape[2]!;
   // A depthwise kernel [kh, kw, C, m] is the grouped HWIO kernel [kh, kw, 1, C·m] with groups = C.
   const n = convNode(c, c.inputs[0]!, c.shape, {
-    name: l.name, role: 'depthwise', kernel: l.depthwiseKernel, kernelShape: [l.kernelSize[0], l.kernelSize[1], 1, ch * l.depthMultiplier],
-    groups: ch, strides: l.strides, dilations: l.dilationRate, padding: l.padding,
+    name: l.name,
+    role: 'depthwise',
+    kernel: l.depthwiseKernel,
+    kernelShape: [l.kernelSize[0], l.kernelSize[1], 1, ch * l.depthMultiplier],
+    groups: ch,
+    strides: l.strides,
+    dilations: l.dilationRate,
+    padding: l.padding,
   });
   setBias(c, n, l.bias);
   return withActivation(c, n, l.activation);
@@ -259,11 +356,22 @@ lowering(SeparableConv2D, (c) => {
   const ks = l.spatialKernel.shape;
   const depthwise = groups === spatialChannels;
   const spatial: Omit<ConvParts, 'name'> = {
-    role: depthwise ? 'depthwise' : 'spatial', kernel: l.spatialKernel, groups, strides: l.strides, dilations: l.dilationRate, padding: l.padding,
+    role: depthwise ? 'depthwise' : 'spatial',
+    kernel: l.spatialKernel,
+    groups,
+    strides: l.strides,
+    dilations: l.dilationRate,
+    padding: l.padding,
     kernelShape: depthwise ? [ks[0]!, ks[1]!, 1, spatialChannels * l.depthMultiplier] : [...ks],
   };
   const pointwise: Omit<ConvParts, 'name'> = {
-    role: 'pointwise', kernel: l.pointwiseKernel, kernelShape: l.pointwiseKernel.shape, groups: 1, strides: [1, 1], dilations: [1, 1], padding: 'valid',
+    role: 'pointwise',
+    kernel: l.pointwiseKernel,
+    kernelShape: l.pointwiseKernel.shape,
+    groups: 1,
+    strides: [1, 1],
+    dilations: [1, 1],
+    padding: 'valid',
   };
   const [h, w] = x.shape as [number, number];
   const [firstParts, lastParts, midShape] = depthwiseFirst
@@ -280,8 +388,15 @@ lowering(Dense, (c) => {
   const l = c.layer;
   c.watch(l.kernel, l.bias);
   const n = c.add<DenseNode>({
-    op: 'dense', inputs: [c.inputs[0]!], shape: c.shape, layers: [l.name], kernel: recipe(l.kernel), kernelShape: [...l.kernel.shape],
-    bias: l.bias ? recipe(l.bias) : null, units: l.units, posts: [],
+    op: 'dense',
+    inputs: [c.inputs[0]!],
+    shape: c.shape,
+    layers: [l.name],
+    kernel: recipe(l.kernel),
+    kernelShape: [...l.kernel.shape],
+    bias: l.bias ? recipe(l.bias) : null,
+    units: l.units,
+    posts: [],
   });
   return withActivation(c, n, l.activation);
 });
@@ -291,10 +406,15 @@ lowering(BatchNormalization, (c) => {
   const channels = l.movingMean.shape[0]!;
   c.watch(l.gamma, l.beta, l.movingMean, l.movingVariance);
   return c.add<BatchNormNode>({
-    op: 'bn', inputs: [c.inputs[0]!], shape: c.shape, layers: [l.name], epsilon: l.epsilon,
+    op: 'bn',
+    inputs: [c.inputs[0]!],
+    shape: c.shape,
+    layers: [l.name],
+    epsilon: l.epsilon,
     gamma: l.gamma ? recipe(l.gamma) : () => new Float32Array(channels).fill(1),
     beta: l.beta ? recipe(l.beta) : () => new Float32Array(channels),
-    mean: recipe(l.movingMean), variance: recipe(l.movingVariance),
+    mean: recipe(l.movingMean),
+    variance: recipe(l.movingVariance),
   });
 });
 
@@ -306,20 +426,31 @@ lowering(Activation, (c) => {
   return c.add<EltwiseNode>({ op: 'eltwise', inputs: [x], shape: x.shape, layers: [c.layer.name], alg: a, alpha: a === 'elu' ? 1 : 0 });
 });
 
-const pool = (alg: 'max' | 'avg'): LowerFn<MaxPooling2D | AveragePooling2D> => (c) => {
-  const l = c.layer;
-  const x = c.inputs[0]!;
-  const p = resolvePool2D([c.batch, ...x.shape], { poolSize: l.poolSize, strides: l.strides, padding: l.padding });
-  const window: PoolWindow = {
-    winH: p.windowHeight, winW: p.windowWidth, sH: p.strideHeight, sW: p.strideWidth, padT: p.padTop, padL: p.padLeft, padB: p.padBottom, padR: p.padRight,
+const pool =
+  (alg: 'max' | 'avg'): LowerFn<MaxPooling2D | AveragePooling2D> =>
+  (c) => {
+    const l = c.layer;
+    const x = c.inputs[0]!;
+    const p = resolvePool2D([c.batch, ...x.shape], { poolSize: l.poolSize, strides: l.strides, padding: l.padding });
+    const window: PoolWindow = {
+      winH: p.windowHeight,
+      winW: p.windowWidth,
+      sH: p.strideHeight,
+      sW: p.strideWidth,
+      padT: p.padTop,
+      padL: p.padLeft,
+      padB: p.padBottom,
+      padR: p.padRight,
+    };
+    return c.add<PoolNode>({ op: 'pool', inputs: [x], shape: c.shape, layers: [l.name], alg, window });
   };
-  return c.add<PoolNode>({ op: 'pool', inputs: [x], shape: c.shape, layers: [l.name], alg, window });
-};
 lowering(MaxPooling2D, pool('max'));
 lowering(AveragePooling2D, pool('avg'));
 
-const globalPool = (alg: 'max' | 'avg'): LowerFn<Layer> => (c) =>
-  c.add<GlobalPoolNode>({ op: 'gpool', inputs: [c.inputs[0]!], shape: c.shape, layers: [c.layer.name], alg });
+const globalPool =
+  (alg: 'max' | 'avg'): LowerFn<Layer> =>
+  (c) =>
+    c.add<GlobalPoolNode>({ op: 'gpool', inputs: [c.inputs[0]!], shape: c.shape, layers: [c.layer.name], alg });
 lowering(GlobalMaxPooling2D, globalPool('max'));
 lowering(GlobalAveragePooling2D, globalPool('avg'));
 
@@ -336,7 +467,12 @@ class GraphBuilder {
 
   context(layer: Layer, inputs: GraphNode[], shape: number[], isOutput: boolean, o: LowerOptions): LowerContext {
     return {
-      layer, inputs, shape, isOutput, logits: o.logits, batch: o.batch ?? 1,
+      layer,
+      inputs,
+      shape,
+      isOutput,
+      logits: o.logits,
+      batch: o.batch ?? 1,
       add: <T extends GraphNode>(n: Omit<T, 'id' | 'layer'>): T => {
         const node = { ...n, id: this.nodes.length, layer } as unknown as T;
         this.nodes.push(node);
@@ -362,22 +498,30 @@ function lowerWith(c: LowerContext): GraphNode {
  */
 export function lowerModel(model: Model, o: LowerOptions): InferenceGraph {
   const g = new GraphBuilder();
-  const valueOf = new Map<Layer, GraphNode>();
+  const nodeOfLayer = new Map<Layer, GraphNode>();
   const shapeOf = new Map<Layer, number[]>();
   const outputLayer = model.output.layer;
   const inputShape = [...o.inputShape];
-  const input = g.context(model.input.layer, [], inputShape, false, o).add<InputNode>({ op: 'input', inputs: [], shape: inputShape, layers: [model.input.layer.name] });
-  valueOf.set(model.input.layer, input);
+  const input = g
+    .context(model.input.layer, [], inputShape, false, o)
+    .add<InputNode>({ op: 'input', inputs: [], shape: inputShape, layers: [model.input.layer.name] });
+  nodeOfLayer.set(model.input.layer, input);
   shapeOf.set(model.input.layer, inputShape);
   for (const layer of model.executionOrder) {
     if (layer === model.input.layer) continue;
     const inbound = layer.inbound!;
     const shape = [...layer.computeOutputShape(inbound.map((s) => shapeOf.get(s.layer)! as Shape))];
-    const inputs = inbound.map((s) => valueOf.get(s.layer)!);
-    valueOf.set(layer, lowerWith(g.context(layer, inputs, shape, layer === outputLayer, o)));
+    const inputs = inbound.map((s) => nodeOfLayer.get(s.layer)!);
+    nodeOfLayer.set(layer, lowerWith(g.context(layer, inputs, shape, layer === outputLayer, o)));
     shapeOf.set(layer, shape);
   }
-  return { nodes: g.nodes, input, output: valueOf.get(outputLayer)!, outputShape: shapeOf.get(outputLayer)!, variables: [...g.variables] };
+  return {
+    nodes: g.nodes,
+    input,
+    output: nodeOfLayer.get(outputLayer)!,
+    outputShape: shapeOf.get(outputLayer)!,
+    variables: [...g.variables],
+  };
 }
 
 /**
@@ -389,7 +533,8 @@ export function lowerLayer(layer: Layer): GraphNode[] {
   const g = new GraphBuilder();
   const o: LowerOptions = { inputShape: [], logits: false };
   const inputs = layer.inbound.map((s) =>
-    g.context(s.layer, [], [...s.shape], false, o).add<InputNode>({ op: 'input', inputs: [], shape: [...s.shape], layers: [s.layer.name] }));
+    g.context(s.layer, [], [...s.shape], false, o).add<InputNode>({ op: 'input', inputs: [], shape: [...s.shape], layers: [s.layer.name] }),
+  );
   lowerWith(g.context(layer, inputs, [...layer.output.shape], false, o));
   return g.nodes.filter((n) => n.op !== 'input');
 }
@@ -447,7 +592,17 @@ export function convWeightRecipes(n: ConvNode): { kernel: WeightRecipe; bias: We
   const out = n.geometry.outC;
   if (affine.length === 0) return { kernel, bias };
   return {
-    kernel: () => foldKernel(kernel(), out, affine.map((f) => f())),
-    bias: () => foldBias(bias ? bias() : null, out, affine.map((f) => f())),
+    kernel: () =>
+      foldKernel(
+        kernel(),
+        out,
+        affine.map((f) => f()),
+      ),
+    bias: () =>
+      foldBias(
+        bias ? bias() : null,
+        out,
+        affine.map((f) => f()),
+      ),
   };
 }

@@ -40,7 +40,23 @@ export const LAYOUT = { 'channels-last': 0, blocked: 1 } as const;
 
 /** A convolution step's geometry fields in order (C++: enum class ConvField). */
 export const CONV_GEOMETRY = [
-  'inH', 'inW', 'inC', 'outH', 'outW', 'outC', 'kH', 'kW', 'sH', 'sW', 'dH', 'dW', 'padT', 'padL', 'padB', 'padR', 'groups',
+  'inH',
+  'inW',
+  'inC',
+  'outH',
+  'outW',
+  'outC',
+  'kH',
+  'kW',
+  'sH',
+  'sW',
+  'dH',
+  'dW',
+  'padT',
+  'padL',
+  'padB',
+  'padR',
+  'groups',
 ] as const satisfies readonly (keyof ConvGeometry)[];
 
 /** A pooling step's window fields in order (C++: enum class PoolField). */

@@ -41,15 +41,25 @@ export function writeFileAtomicSync(target: string, bytes: Uint8Array): void {
     fs.renameSync(tmp, target);
   } catch (err) {
     if (fd !== undefined) {
-      try { fs.closeSync(fd); } catch { /* already failing */ }
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already failing */
+      }
     }
     fs.rmSync(tmp, { force: true });
     throw err;
   }
   try {
     const dirFd = fs.openSync(path.dirname(target), 'r');
-    try { fs.fsyncSync(dirFd); } finally { fs.closeSync(dirFd); }
-  } catch { /* some file systems refuse to fsync a directory; the rename is still done */ }
+    try {
+      fs.fsyncSync(dirFd);
+    } finally {
+      fs.closeSync(dirFd);
+    }
+  } catch {
+    /* some file systems refuse to fsync a directory; the rename is still done */
+  }
 }
 
 function tempNameFor(target: string): string {
@@ -60,6 +70,12 @@ function tempNameFor(target: string): string {
 async function syncDirectory(dir: string): Promise<void> {
   try {
     const h = await fsp.open(dir, 'r');
-    try { await h.sync(); } finally { await h.close(); }
-  } catch { /* see writeFileAtomicSync */ }
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch {
+    /* see writeFileAtomicSync */
+  }
 }

@@ -56,7 +56,13 @@ function getWorker(): Worker {
   return w;
 }
 
-export function parseKerasH5Isolated(bytes: Uint8Array, name: string, timeoutMs: number, transferBytes = false, attributes: readonly string[] = []): Promise<KerasH5Contents> {
+export function parseKerasH5Isolated(
+  bytes: Uint8Array,
+  name: string,
+  timeoutMs: number,
+  transferBytes = false,
+  attributes: readonly string[] = [],
+): Promise<KerasH5Contents> {
   const run = () =>
     new Promise<KerasH5Contents>((resolve, reject) => {
       const w = getWorker();

@@ -138,7 +138,7 @@ async function instantiate(): Promise<H5Module> {
     const env = imports?.env as Record<string, unknown> | undefined;
     const grow = env?.emscripten_resize_heap;
     if (env && typeof grow === 'function') {
-      env.emscripten_resize_heap = (requested: number) => ((requested >>> 0) > heapLimit ? 0 : (grow as (n: number) => number)(requested));
+      env.emscripten_resize_heap = (requested: number) => (requested >>> 0 > heapLimit ? 0 : (grow as (n: number) => number)(requested));
     }
     if (source instanceof WebAssembly.Module) return original.call(WebAssembly, source, imports);
     compiled ??= await WebAssembly.compile(source as BufferSource);
@@ -184,7 +184,9 @@ export function scratchPath(): string {
  * stack retire it.
  */
 export function describeH5Failure(err: unknown): string {
-  const trapped = err instanceof WebAssembly.RuntimeError || (err instanceof Error && /Aborted\(|unreachable|memory access out of bounds/.test(err.message));
+  const trapped =
+    err instanceof WebAssembly.RuntimeError ||
+    (err instanceof Error && /Aborted\(|unreachable|memory access out of bounds/.test(err.message));
   if (trapped) {
     discard();
     return `the HDF5 library failed while reading it (${firstLine(err)}); the file is corrupt`;

@@ -9,11 +9,17 @@ if (port) {
     parseKerasH5Contents(msg.bytes, msg.name, msg.attributes).then(
       (contents) => {
         // Each weight owns its buffer, so they can be moved rather than copied.
-        port.postMessage({ id: msg.id, contents }, contents.layers.flatMap((l) => l.weights.map((w) => w.data.buffer as ArrayBuffer)));
+        port.postMessage(
+          { id: msg.id, contents },
+          contents.layers.flatMap((l) => l.weights.map((w) => w.data.buffer as ArrayBuffer)),
+        );
       },
       (e: unknown) => {
         const weightFile = e instanceof WeightFileError;
-        port.postMessage({ id: msg.id, error: { weightFile, file: weightFile ? e.file : msg.name, problem: weightFile ? e.problem : String(e) } });
+        port.postMessage({
+          id: msg.id,
+          error: { weightFile, file: weightFile ? e.file : msg.name, problem: weightFile ? e.problem : String(e) },
+        });
       },
     );
   });

@@ -17,12 +17,37 @@ export { matchKerasWeights } from './keras-match.js';
 export type { ModelLayerWeights, WeightAssignment, KerasMatchMode } from './keras-match.js';
 export { OnnxGraphBuilder, attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOnnx, tfSamePads, OnnxDataType } from './onnx.js';
 export type { OnnxAttribute, OnnxAttributeValue, OnnxDim, OnnxElemType, OnnxModelOptions, OnnxTensor } from './onnx.js';
-export { loadWeights, saveWeights, sniffWeightFormat, weightFormatFromPath, peekSafetensorsMetadata, assignByName, loadKerasLayers, namedWeightsOf, WEIGHTS_FORMAT_TAG } from './model-weights.js';
+export {
+  loadWeights,
+  saveWeights,
+  sniffWeightFormat,
+  weightFormatFromPath,
+  peekSafetensorsMetadata,
+  assignByName,
+  loadKerasLayers,
+  namedWeightsOf,
+  WEIGHTS_FORMAT_TAG,
+} from './model-weights.js';
 export type { LoadMode, LoadWeightsOptions, LoadWeightsReport, WeightFormat } from './model-weights.js';
 export { openWeights } from './weights-source.js';
 export type { WeightsSource } from './weights-source.js';
-export { validateModelRecord, modelRecordOf, recordToMetadata, recordFromMetadata, recordToH5Attributes, recordFromH5Attributes, RECORD_LIMITS } from './model-record.js';
+export {
+  validateModelRecord,
+  modelRecordOf,
+  recordToMetadata,
+  recordFromMetadata,
+  recordToH5Attributes,
+  recordFromH5Attributes,
+  RECORD_LIMITS,
+} from './model-record.js';
 export type { ModelRecord } from './model-record.js';
 export { exportOnnx, ONNX_MIN_OPSET, ONNX_MAX_OPSET } from './onnx-model.js';
 export type { ExportOnnxOptions } from './onnx-model.js';
-export { modelWeightSpec, modelToKerasLayers, applyKerasWeights, loadKerasH5Weights, saveKerasH5Weights, kerasH5WeightsBytes } from './keras-model.js';
+export {
+  modelWeightSpec,
+  modelToKerasLayers,
+  applyKerasWeights,
+  loadKerasH5Weights,
+  saveKerasH5Weights,
+  kerasH5WeightsBytes,
+} from './keras-model.js';

@@ -19,8 +19,17 @@
 import * as fsp from 'node:fs/promises';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic } from './atomic.js';
-import { describeH5Failure, H5Metadata, H5Module, h5Module, H5T, H5WriteMetadata, scratchPath, withHeapLimit } from './h5-runtime.js';
-import { elementCount, NamedWeight, shapeText } from './weights.js';
+import {
+  describeH5Failure,
+  type H5Metadata,
+  type H5Module,
+  h5Module,
+  H5T,
+  type H5WriteMetadata,
+  scratchPath,
+  withHeapLimit,
+} from './h5-runtime.js';
+import { elementCount, type NamedWeight, shapeText } from './weights.js';
 
 export interface KerasLayer {
   name: string;
@@ -81,7 +90,10 @@ export async function readKerasH5(source: Uint8Array | string, options: KerasH5R
 }
 
 /** readKerasH5, with the root string attributes named in `options.attributes`. */
-export async function readKerasH5Contents(source: Uint8Array | string, options: KerasH5ReadOptions | string = {}): Promise<KerasH5Contents> {
+export async function readKerasH5Contents(
+  source: Uint8Array | string,
+  options: KerasH5ReadOptions | string = {},
+): Promise<KerasH5Contents> {
   const opts: KerasH5ReadOptions = typeof options === 'string' ? { label: options } : options;
   let bytes: Uint8Array;
   let name: string;
@@ -141,9 +153,17 @@ export async function parseKerasH5Contents(bytes: Uint8Array, name: string, attr
     throw new WeightFileError(name, describeH5Failure(e));
   } finally {
     if (opened.id !== null) {
-      try { m.close_file(opened.id); } catch { /* the instance may be gone after a trap */ }
+      try {
+        m.close_file(opened.id);
+      } catch {
+        /* the instance may be gone after a trap */
+      }
     }
-    try { m.FS.unlink(memPath); } catch { /* never written */ }
+    try {
+      m.FS.unlink(memPath);
+    } catch {
+      /* never written */
+    }
   }
 }
 
@@ -201,10 +221,13 @@ function readContents(m: H5Module, fileId: bigint, file: string, fileSize: numbe
       if (md.shape === null) fail(`layer "${layer}": weight "${wname}" has no dataspace (null)`);
       const shape = md.shape as number[];
       const count = elementCount(shape);
-      if (count < 0 || count !== md.total_size) fail(`layer "${layer}": weight "${wname}" declares an impossible shape ${shapeText(shape)}`);
+      if (count < 0 || count !== md.total_size)
+        fail(`layer "${layer}": weight "${wname}" declares an impossible shape ${shapeText(shape)}`);
       declaredBytes += count * md.size;
       if (declaredBytes > fileSize) {
-        fail(`layer "${layer}": weight "${wname}" ${shapeText(shape)} brings the declared data to ${declaredBytes} bytes, more than the ${fileSize}-byte file (compressed or corrupt file)`);
+        fail(
+          `layer "${layer}": weight "${wname}" ${shapeText(shape)} brings the declared data to ${declaredBytes} bytes, more than the ${fileSize}-byte file (compressed or corrupt file)`,
+        );
       }
       weights.push({ name: wname, path, shape, size: md.size, count });
     }
@@ -272,7 +295,8 @@ function readStringAttribute(m: H5Module, fileId: bigint, path: string, name: st
   if (md.type !== H5T.STRING) throw new WeightFileError(file, `${where} is not a list of strings (HDF5 type class ${md.type})`);
   if (md.shape.length > 1) throw new WeightFileError(file, `${where} has rank ${md.shape.length}, expected a list`);
   const nbytes = md.size * md.total_size;
-  if (!Number.isSafeInteger(nbytes) || nbytes > fileSize) throw new WeightFileError(file, `${where} declares ${nbytes} bytes, more than the ${fileSize}-byte file`);
+  if (!Number.isSafeInteger(nbytes) || nbytes > fileSize)
+    throw new WeightFileError(file, `${where} declares ${nbytes} bytes, more than the ${fileSize}-byte file`);
   const ptr = malloc(m, nbytes);
   const decoder = new TextDecoder('utf-8');
   const out: string[] = [];
@@ -313,7 +337,11 @@ export async function writeKerasH5(layers: readonly KerasLayer[], path: string, 
 }
 
 /** The bytes of a Keras legacy H5 weight file holding `layers` in the given order. */
-export async function encodeKerasH5(layers: readonly KerasLayer[], options: KerasH5WriteOptions = {}, label = '<keras h5>'): Promise<Uint8Array> {
+export async function encodeKerasH5(
+  layers: readonly KerasLayer[],
+  options: KerasH5WriteOptions = {},
+  label = '<keras h5>',
+): Promise<Uint8Array> {
   validateForWrite(layers, label);
   validateAttributes(options.attributes ?? {}, label);
   const m = await h5Module();
@@ -322,7 +350,13 @@ export async function encodeKerasH5(layers: readonly KerasLayer[], options: Kera
   try {
     fileId = m.open(memPath, m.H5F_ACC_TRUNC, false, -1, -1);
     if (fileId < 0n) throw new WeightFileError(label, 'HDF5 could not create the file');
-    writeStringListAttribute(m, fileId, '/', 'layer_names', layers.map((l) => l.name));
+    writeStringListAttribute(
+      m,
+      fileId,
+      '/',
+      'layer_names',
+      layers.map((l) => l.name),
+    );
     writeScalarStringAttribute(m, fileId, '/', 'backend', options.backend ?? 'tensorflow');
     writeScalarStringAttribute(m, fileId, '/', 'keras_version', options.kerasVersion ?? '2.15.0');
     for (const [name, value] of Object.entries(options.attributes ?? {})) {
@@ -332,7 +366,13 @@ export async function encodeKerasH5(layers: readonly KerasLayer[], options: Kera
     for (const layer of layers) {
       const groupPath = `/${layer.name}`;
       m.create_group(fileId, groupPath, false);
-      writeStringListAttribute(m, fileId, groupPath, 'weight_names', layer.weights.map((w) => w.name));
+      writeStringListAttribute(
+        m,
+        fileId,
+        groupPath,
+        'weight_names',
+        layer.weights.map((w) => w.name),
+      );
       const groups = new Set<string>([groupPath]);
       for (const w of layer.weights) {
         // Weight names are paths ("block1_conv1/kernel:0"); HDF5 does not create the intermediate groups.
@@ -356,9 +396,17 @@ export async function encodeKerasH5(layers: readonly KerasLayer[], options: Kera
     throw new WeightFileError(label, `writing failed: ${describeH5Failure(e)}`);
   } finally {
     if (fileId !== null && fileId >= 0n) {
-      try { m.close_file(fileId); } catch { /* instance may be gone */ }
+      try {
+        m.close_file(fileId);
+      } catch {
+        /* instance may be gone */
+      }
     }
-    try { m.FS.unlink(memPath); } catch { /* never created */ }
+    try {
+      m.FS.unlink(memPath);
+    } catch {
+      /* never created */
+    }
   }
 }
 
@@ -380,22 +428,26 @@ function validateForWrite(layers: readonly KerasLayer[], label: string): void {
   const seen = new Set<string>();
   for (const layer of layers) {
     if (typeof layer.name !== 'string' || layer.name.length === 0) fail('a layer has an empty name');
-    if (layer.name.includes('/') || layer.name === '.' || layer.name === '..') fail(`layer name "${layer.name}" cannot be an HDF5 group name`);
+    if (layer.name.includes('/') || layer.name === '.' || layer.name === '..')
+      fail(`layer name "${layer.name}" cannot be an HDF5 group name`);
     if (seen.has(layer.name)) fail(`duplicate layer name "${layer.name}"`);
     seen.add(layer.name);
     const names = new Set<string>();
     for (const w of layer.weights) {
       if (typeof w.name !== 'string' || w.name.length === 0) fail(`layer "${layer.name}" has a weight with an empty name`);
-      if (w.name.split('/').some((p) => p.length === 0 || p === '.' || p === '..')) fail(`layer "${layer.name}": weight name "${w.name}" is not a valid relative HDF5 path`);
+      if (w.name.split('/').some((p) => p.length === 0 || p === '.' || p === '..'))
+        fail(`layer "${layer.name}": weight name "${w.name}" is not a valid relative HDF5 path`);
       if (names.has(w.name)) fail(`layer "${layer.name}": duplicate weight name "${w.name}"`);
       for (const other of names) {
-        if (other.startsWith(`${w.name}/`) || w.name.startsWith(`${other}/`)) fail(`layer "${layer.name}": weight names "${other}" and "${w.name}" would need "${w.name}" to be both a group and a dataset`);
+        if (other.startsWith(`${w.name}/`) || w.name.startsWith(`${other}/`))
+          fail(`layer "${layer.name}": weight names "${other}" and "${w.name}" would need "${w.name}" to be both a group and a dataset`);
       }
       names.add(w.name);
       if (!(w.data instanceof Float32Array)) fail(`layer "${layer.name}": weight "${w.name}" data must be a Float32Array`);
       const n = elementCount(w.shape);
       if (n < 0) fail(`layer "${layer.name}": weight "${w.name}" shape ${shapeText(w.shape)} is not a list of non-negative integers`);
-      if (n !== w.data.length) fail(`layer "${layer.name}": weight "${w.name}" shape ${shapeText(w.shape)} holds ${n} values but data has ${w.data.length}`);
+      if (n !== w.data.length)
+        fail(`layer "${layer.name}": weight "${w.name}" shape ${shapeText(w.shape)} holds ${n} values but data has ${w.data.length}`);
     }
   }
 }
@@ -412,7 +464,16 @@ function writeStringListAttribute(m: H5Module, fileId: bigint, path: string, nam
     // What h5py makes of Keras's empty list: a float64 array of length 0.
     const ptr = malloc(m, 8);
     try {
-      m.create_attribute(fileId, path, name, BigInt(ptr), { type: H5T.FLOAT, size: 8, vlen: false, signed: false, littleEndian: true, total_size: 0, shape: [0n], maxshape: [0n] });
+      m.create_attribute(fileId, path, name, BigInt(ptr), {
+        type: H5T.FLOAT,
+        size: 8,
+        vlen: false,
+        signed: false,
+        littleEndian: true,
+        total_size: 0,
+        shape: [0n],
+        maxshape: [0n],
+      });
     } finally {
       m._free(ptr);
     }
@@ -423,7 +484,8 @@ function writeStringListAttribute(m: H5Module, fileId: bigint, path: string, nam
   // Keras's chunking rule (numpy.array_split into the fewest chunks that fit the header limit).
   let chunks = 1;
   while (Math.ceil(encoded.length / chunks) * size > HDF5_OBJECT_HEADER_LIMIT) chunks++;
-  if (chunks > encoded.length) throw new WeightFileError(path, `attribute "${name}" has a ${size}-byte name, too long for an HDF5 attribute`);
+  if (chunks > encoded.length)
+    throw new WeightFileError(path, `attribute "${name}" has a ${size}-byte name, too long for an HDF5 attribute`);
   const base = Math.floor(encoded.length / chunks);
   const extra = encoded.length % chunks;
   let start = 0;
@@ -463,8 +525,18 @@ function writeFloatDataset(m: H5Module, fileId: bigint, path: string, w: NamedWe
     m.HEAPU8.set(bytes, ptr);
     const shape = w.shape.map((d) => BigInt(d));
     m.create_dataset(fileId, path, BigInt(ptr), {
-      type: H5T.FLOAT, size: 4, vlen: false, signed: false, littleEndian: true, total_size: w.data.length,
-      shape, maxshape: shape, chunks: null, compression: 0, compression_opts: [], track_order: false,
+      type: H5T.FLOAT,
+      size: 4,
+      vlen: false,
+      signed: false,
+      littleEndian: true,
+      total_size: w.data.length,
+      shape,
+      maxshape: shape,
+      chunks: null,
+      compression: 0,
+      compression_opts: [],
+      track_order: false,
     });
   } finally {
     m._free(ptr);

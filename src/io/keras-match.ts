@@ -39,7 +39,8 @@ export function matchKerasWeights(
   mode: KerasMatchMode,
   fileLabel = '<keras weights>',
 ): WeightAssignment[] {
-  if (mode !== 'order' && mode !== 'name') throw new WeightFileError(fileLabel, `unknown match mode "${String(mode)}" (expected 'order' or 'name')`);
+  if (mode !== 'order' && mode !== 'name')
+    throw new WeightFileError(fileLabel, `unknown match mode "${String(mode)}" (expected 'order' or 'name')`);
   const problems: string[] = [];
   const pairs: [ModelLayerWeights, KerasLayer][] = [];
   const modelWithWeights = modelLayers.filter((l) => l.weights.length > 0);
@@ -49,9 +50,10 @@ export function matchKerasWeights(
     const n = Math.min(modelWithWeights.length, fileWithWeights.length);
     for (let i = 0; i < n; i++) pairs.push([modelWithWeights[i]!, fileWithWeights[i]!]);
     if (modelWithWeights.length !== fileWithWeights.length) {
-      const extra = modelWithWeights.length > fileWithWeights.length
-        ? `first model layer without a file layer: "${modelWithWeights[n]!.name}"`
-        : `first file layer without a model layer: "${fileWithWeights[n]!.name}"`;
+      const extra =
+        modelWithWeights.length > fileWithWeights.length
+          ? `first model layer without a file layer: "${modelWithWeights[n]!.name}"`
+          : `first file layer without a model layer: "${fileWithWeights[n]!.name}"`;
       problems.push(`the model has ${modelWithWeights.length} layers with weights but the file has ${fileWithWeights.length} (${extra})`);
     }
   } else {
@@ -72,22 +74,28 @@ export function matchKerasWeights(
     }
     for (const f of fileWithWeights) {
       const modelLayer = modelLayers.find((l) => l.name === f.name);
-      if (modelLayer === undefined) problems.push(`file layer "${f.name}" (${f.weights.length} weights) has no layer of that name in the model`);
-      else if (modelLayer.weights.length === 0) problems.push(`file layer "${f.name}" has ${f.weights.length} weights but the model layer of that name has none`);
+      if (modelLayer === undefined)
+        problems.push(`file layer "${f.name}" (${f.weights.length} weights) has no layer of that name in the model`);
+      else if (modelLayer.weights.length === 0)
+        problems.push(`file layer "${f.name}" has ${f.weights.length} weights but the model layer of that name has none`);
     }
   }
 
   const out: WeightAssignment[] = [];
   for (const [ml, fl] of pairs) {
     if (ml.weights.length !== fl.weights.length) {
-      problems.push(`model layer "${ml.name}" has ${ml.weights.length} weights (${ml.weights.map((w) => `${w.name} ${shapeText(w.shape)}`).join(', ')}) but file layer "${fl.name}" has ${fl.weights.length} (${fl.weights.map((w) => `${w.name} ${shapeText(w.shape)}`).join(', ')})`);
+      problems.push(
+        `model layer "${ml.name}" has ${ml.weights.length} weights (${ml.weights.map((w) => `${w.name} ${shapeText(w.shape)}`).join(', ')}) but file layer "${fl.name}" has ${fl.weights.length} (${fl.weights.map((w) => `${w.name} ${shapeText(w.shape)}`).join(', ')})`,
+      );
       continue;
     }
     ml.weights.forEach((mw, i) => {
       const fw = fl.weights[i]!;
       const sameShape = mw.shape.length === fw.shape.length && mw.shape.every((d, k) => d === fw.shape[k]);
       if (!sameShape) {
-        problems.push(`model layer "${ml.name}" weight "${mw.name}" has shape ${shapeText(mw.shape)} but file layer "${fl.name}" weight "${fw.name}" has shape ${shapeText(fw.shape)}`);
+        problems.push(
+          `model layer "${ml.name}" weight "${mw.name}" has shape ${shapeText(mw.shape)} but file layer "${fl.name}" weight "${fw.name}" has shape ${shapeText(fw.shape)}`,
+        );
         return;
       }
       const expected = fw.shape.reduce((a, b) => a * b, 1);

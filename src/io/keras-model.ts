@@ -7,8 +7,15 @@
  * names (`<layer>/<weight>:0`), which Keras's `load_weights` reads back.
  */
 import type { Model } from '../nn/model.js';
-import { encodeKerasH5, KerasH5ReadOptions, KerasH5WriteOptions, KerasLayer, readKerasH5, writeKerasH5 } from './keras-h5.js';
-import { KerasMatchMode, matchKerasWeights, ModelLayerWeights, WeightAssignment } from './keras-match.js';
+import {
+  encodeKerasH5,
+  type KerasH5ReadOptions,
+  type KerasH5WriteOptions,
+  type KerasLayer,
+  readKerasH5,
+  writeKerasH5,
+} from './keras-h5.js';
+import { type KerasMatchMode, matchKerasWeights, type ModelLayerWeights, type WeightAssignment } from './keras-match.js';
 
 /** What the model expects, in Keras layer order, for matchKerasWeights. */
 export function modelWeightSpec(model: Model): ModelLayerWeights[] {
@@ -19,12 +26,21 @@ export function modelWeightSpec(model: Model): ModelLayerWeights[] {
 export function modelToKerasLayers(model: Model): KerasLayer[] {
   return model.layers.map((l) => ({
     name: l.name,
-    weights: l.weights.map((v) => ({ name: `${l.name}/${v.weightName}:0`, shape: [...v.shape], data: Float32Array.from(v.value.data() as Float32Array) })),
+    weights: l.weights.map((v) => ({
+      name: `${l.name}/${v.weightName}:0`,
+      shape: [...v.shape],
+      data: Float32Array.from(v.value.data() as Float32Array),
+    })),
   }));
 }
 
 /** Copies matched file weights into the model (all validated before the first copy). */
-export function applyKerasWeights(model: Model, fileLayers: readonly KerasLayer[], mode: KerasMatchMode = 'order', fileLabel?: string): WeightAssignment[] {
+export function applyKerasWeights(
+  model: Model,
+  fileLayers: readonly KerasLayer[],
+  mode: KerasMatchMode = 'order',
+  fileLabel?: string,
+): WeightAssignment[] {
   const assignment = matchKerasWeights(modelWeightSpec(model), fileLayers, mode, fileLabel);
   const byName = new Map(model.layers.map((l) => [l.name, l]));
   for (const a of assignment) byName.get(a.modelLayer)!.getWeight(a.modelWeight).setData(a.data);
@@ -32,7 +48,11 @@ export function applyKerasWeights(model: Model, fileLayers: readonly KerasLayer[
 }
 
 /** Reads a Keras H5 weight file (path or bytes) into the model. */
-export async function loadKerasH5Weights(model: Model, source: string | Uint8Array, options: KerasH5ReadOptions & { mode?: KerasMatchMode } = {}): Promise<WeightAssignment[]> {
+export async function loadKerasH5Weights(
+  model: Model,
+  source: string | Uint8Array,
+  options: KerasH5ReadOptions & { mode?: KerasMatchMode } = {},
+): Promise<WeightAssignment[]> {
   const layers = await readKerasH5(source, options);
   const label = typeof source === 'string' ? source : options.label;
   return applyKerasWeights(model, layers, options.mode ?? 'order', label);

@@ -27,8 +27,12 @@ export interface ModelRecord {
  * the options schema's (models/options.ts), which every build checks, plus the class names'.
  */
 export const RECORD_LIMITS = {
-  classes: optionSpec('classes').max!, classNameLength: 1000, stringOption: optionSpec('name').max!,
-  inputSide: optionSpec('inputShape').maxSide!, channels: optionSpec('inputShape').maxChannels!, middleBlocks: optionSpec('middleBlocks').max!,
+  classes: optionSpec('classes').max!,
+  classNameLength: 1000,
+  stringOption: optionSpec('name').max!,
+  inputSide: optionSpec('inputShape').maxSide!,
+  channels: optionSpec('inputShape').maxChannels!,
+  middleBlocks: optionSpec('middleBlocks').max!,
 } as const;
 
 /** safetensors metadata keys of a record. */
@@ -65,7 +69,7 @@ export function validateModelRecord(raw: unknown, file: string): ModelRecord {
   const r = raw as Record<string, unknown>;
   if (typeof r['model'] !== 'string') bad('no model name');
   const model = r['model'] as string;
-  let entry;
+  let entry: ReturnType<typeof getModelEntry> | undefined;
   try {
     entry = getModelEntry(model);
   } catch {
@@ -74,11 +78,13 @@ export function validateModelRecord(raw: unknown, file: string): ModelRecord {
   const o = r['options'];
   if (o === null || typeof o !== 'object' || Array.isArray(o)) bad('options are not an object');
   const options: Record<string, unknown> = { ...(o as Record<string, unknown>) };
-  if ('backend' in options) bad("options name a backend (a record never does)");
+  if ('backend' in options) bad('options name a backend (a record never does)');
   try {
     entry!.resolveOptions(options); // the options schema, with its caps (models/options.ts)
   } catch (e) {
-    bad(e instanceof XceptionError ? e.message.replace(`${model}: `, '') : `options the model does not accept (${String(e).slice(0, 200)})`);
+    bad(
+      e instanceof XceptionError ? e.message.replace(`${model}: `, '') : `options the model does not accept (${String(e).slice(0, 200)})`,
+    );
   }
   const record: ModelRecord = { model, options };
   if (r['classNames'] !== undefined) record.classNames = validateClassNames(r['classNames'], options, bad);
@@ -99,6 +105,7 @@ function validateClassNames(names: unknown, options: Record<string, unknown>, ba
   const classes = (options['classes'] as number | undefined) ?? 1000;
   if (list.length !== classes) bad(`${list.length} class names for ${classes} classes`);
   list.forEach((n, i) => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
     if (typeof n !== 'string' || n.length === 0 || n.length > RECORD_LIMITS.classNameLength || /[\u0000-\u001f\u007f]/.test(n)) {
       bad(`class name ${i} must be a non-empty string of at most ${RECORD_LIMITS.classNameLength} characters without control characters`);
     }
@@ -107,11 +114,15 @@ function validateClassNames(names: unknown, options: Record<string, unknown>, ba
 }
 
 /** The record of a model built from the registry (its options as built, without the backend). */
-export function modelRecordOf(model: Model, extra: { classNames?: readonly string[]; preprocessing?: ImagePreprocessing } = {}): ModelRecord | null {
+export function modelRecordOf(
+  model: Model,
+  extra: { classNames?: readonly string[]; preprocessing?: ImagePreprocessing } = {},
+): ModelRecord | null {
   const { model: name, backend: _backend, ...options } = model.config;
   if (typeof name !== 'string') return null;
   return {
-    model: name, options,
+    model: name,
+    options,
     ...(extra.classNames ? { classNames: [...extra.classNames] } : {}),
     ...(extra.preprocessing ? { preprocessing: { ...extra.preprocessing } } : {}),
   };
@@ -130,7 +141,13 @@ export function recordFromMetadata(meta: Readonly<Record<string, string>>, file:
   const config = meta[RECORD_KEYS.model];
   if (config === undefined) return null;
   const json = (key: string, text: string | undefined) => (text === undefined ? undefined : parseJson(file, `${key} metadata`, text));
-  return parseRecord(file, `${RECORD_KEYS.model} metadata`, config, json(RECORD_KEYS.classNames, meta[RECORD_KEYS.classNames]), json(RECORD_KEYS.preprocessing, meta[RECORD_KEYS.preprocessing]));
+  return parseRecord(
+    file,
+    `${RECORD_KEYS.model} metadata`,
+    config,
+    json(RECORD_KEYS.classNames, meta[RECORD_KEYS.classNames]),
+    json(RECORD_KEYS.preprocessing, meta[RECORD_KEYS.preprocessing]),
+  );
 }
 
 /** The record as Keras H5 root attributes (see RECORD_H5_ATTRIBUTES). */
@@ -154,7 +171,13 @@ export function recordFromH5Attributes(attrs: Readonly<Record<string, readonly s
   if (config === undefined) return null;
   const pre = scalar(preKey);
   const names = attrs[namesKey];
-  return parseRecord(file, `root attribute ${modelKey}`, config, names === undefined ? undefined : [...names], pre === undefined ? undefined : parseJson(file, `root attribute ${preKey}`, pre));
+  return parseRecord(
+    file,
+    `root attribute ${modelKey}`,
+    config,
+    names === undefined ? undefined : [...names],
+    pre === undefined ? undefined : parseJson(file, `root attribute ${preKey}`, pre),
+  );
 }
 
 function parseJson(file: string, what: string, text: string): unknown {
@@ -168,7 +191,8 @@ function parseJson(file: string, what: string, text: string): unknown {
 /** A model config as JSON {model, ...options} plus the optional parts → a validated record. */
 function parseRecord(file: string, what: string, configText: string, classNames: unknown, preprocessing: unknown): ModelRecord {
   const config = parseJson(file, what, configText);
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new WeightFileError(file, `its ${what} is not a JSON object`);
+  if (config === null || typeof config !== 'object' || Array.isArray(config))
+    throw new WeightFileError(file, `its ${what} is not a JSON object`);
   checkKeys(config, what, file);
   const { model, ...options } = config as Record<string, unknown>;
   const raw: Record<string, unknown> = { model, options };
@@ -176,4 +200,3 @@ function parseRecord(file: string, what: string, configText: string, classNames:
   if (preprocessing !== undefined) raw['preprocessing'] = preprocessing;
   return validateModelRecord(raw, file);
 }
-

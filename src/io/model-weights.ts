@@ -68,9 +68,15 @@ export function sniffWeightFormat(bytes: Uint8Array): WeightFormat | null {
 /** The error for a file in no weight format; `head` = its first bytes, `size` = its length. */
 export function notAWeightFile(path: string, head: Uint8Array, size: number): WeightFileError {
   if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) {
-    return new WeightFileError(path, 'a zip archive (a Keras 3 .keras model?): not supported; give legacy Keras H5 weights (what Keras 2 model.save_weights("w.h5") writes, like the official weight files) or safetensors');
+    return new WeightFileError(
+      path,
+      'a zip archive (a Keras 3 .keras model?): not supported; give legacy Keras H5 weights (what Keras 2 model.save_weights("w.h5") writes, like the official weight files) or safetensors',
+    );
   }
-  return new WeightFileError(path, `not a weight file: neither HDF5 (Keras .h5) nor safetensors (${size} bytes, starting ${hexPrefix(head)})`);
+  return new WeightFileError(
+    path,
+    `not a weight file: neither HDF5 (Keras .h5) nor safetensors (${size} bytes, starting ${hexPrefix(head)})`,
+  );
 }
 
 /** The format a path's extension names (.h5/.hdf5/.keras-h5 → keras-h5, .safetensors), or null. */
@@ -84,33 +90,53 @@ export function weightFormatFromPath(path: string): WeightFormat | null {
 /** Loads a weight file into `model`; all-or-nothing. */
 export async function loadWeights(model: Model, path: string, options: LoadWeightsOptions = {}): Promise<LoadWeightsReport> {
   const mode = options.mode ?? 'auto';
-  if (mode !== 'order' && mode !== 'name' && mode !== 'auto') throw new WeightFileError(path, `unknown load mode '${String(mode)}' (expected order, name or auto)`);
+  if (mode !== 'order' && mode !== 'name' && mode !== 'auto')
+    throw new WeightFileError(path, `unknown load mode '${String(mode)}' (expected order, name or auto)`);
   let bytes: Uint8Array;
   try {
     bytes = await fsp.readFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new WeightFileError(path, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a weight file' : `cannot read file (${(e as Error).message})`);
+    throw new WeightFileError(
+      path,
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EISDIR'
+          ? 'is a directory, not a weight file'
+          : `cannot read file (${(e as Error).message})`,
+    );
   }
   const sniffed = sniffWeightFormat(bytes);
   const format = options.format ?? sniffed ?? weightFormatFromPath(path);
   if (format === null) throw notAWeightFile(path, bytes, bytes.length);
   if (format === 'keras-h5' && sniffed !== 'keras-h5') {
     // readKerasH5 says it too, but after a wasm start; this is the common mistake (wrong file).
-    throw new WeightFileError(path, `not an HDF5 file (no HDF5 signature; ${bytes.length} bytes, starting ${hexPrefix(bytes)}); Keras .h5 weight files start with \\x89HDF`);
+    throw new WeightFileError(
+      path,
+      `not an HDF5 file (no HDF5 signature; ${bytes.length} bytes, starting ${hexPrefix(bytes)}); Keras .h5 weight files start with \\x89HDF`,
+    );
   }
   const except = options.except ?? [];
   if (format === 'keras-h5') return loadKerasLayers(model, await readKerasH5(bytes, path), path, mode, except);
   const { weights, metadata } = readSafetensors(bytes, path);
   if (metadata['format'] === 'xception-checkpoint/1') {
-    throw new WeightFileError(path, 'this is a training checkpoint (weights, optimizer state and run state): pass its run folder, or the weights.safetensors beside it');
+    throw new WeightFileError(
+      path,
+      'this is a training checkpoint (weights, optimizer state and run state): pass its run folder, or the weights.safetensors beside it',
+    );
   }
   const assigned = assignByName(model, weights, path, except);
   return { format: 'safetensors', mode: 'name', weights: assigned, metadata };
 }
 
 /** Loads Keras H5 layers (from readKerasH5) into `model`; all-or-nothing. */
-export function loadKerasLayers(model: Model, allFileLayers: readonly KerasLayer[], label: string, mode: LoadMode = 'auto', except: readonly string[] = []): LoadWeightsReport {
+export function loadKerasLayers(
+  model: Model,
+  allFileLayers: readonly KerasLayer[],
+  label: string,
+  mode: LoadMode = 'auto',
+  except: readonly string[] = [],
+): LoadWeightsReport {
   const modelLayers = modelWeightSpec(model).filter((l) => !except.includes(l.name));
   const fileLayers = allFileLayers.filter((l) => !except.includes(l.name));
   const resolved: KerasMatchMode = mode === 'auto' ? (namesMatch(modelLayers, fileLayers) ? 'name' : 'order') : mode;
@@ -118,7 +144,10 @@ export function loadKerasLayers(model: Model, allFileLayers: readonly KerasLayer
   const targets = assignments.map((a) => {
     const v = model.getLayer(a.modelLayer).getWeight(a.modelWeight);
     if (!sameShape(v.shape, a.shape)) {
-      throw new WeightFileError(label, `model weight "${v.name}" has shape ${shapeText([...v.shape])} but file weight "${a.fileLayer}/${a.fileWeight}" has ${shapeText(a.shape)}`);
+      throw new WeightFileError(
+        label,
+        `model weight "${v.name}" has shape ${shapeText([...v.shape])} but file weight "${a.fileLayer}/${a.fileWeight}" has ${shapeText(a.shape)}`,
+      );
     }
     return { v, data: a.data };
   });
@@ -156,8 +185,10 @@ export function assignByName(model: Model, allWeights: readonly NamedWeight[], l
   for (const v of modelWeights) {
     const w = byName.get(v.name);
     if (!w) problems.push(`model weight "${v.name}" ${shapeText([...v.shape])} is missing from the file`);
-    else if (!sameShape(v.shape, w.shape)) problems.push(`model weight "${v.name}" has shape ${shapeText([...v.shape])} but the file's has ${shapeText(w.shape)}`);
-    else if (w.data.length !== v.size) problems.push(`file weight "${w.name}" holds ${w.data.length} values for shape ${shapeText(w.shape)}`);
+    else if (!sameShape(v.shape, w.shape))
+      problems.push(`model weight "${v.name}" has shape ${shapeText([...v.shape])} but the file's has ${shapeText(w.shape)}`);
+    else if (w.data.length !== v.size)
+      problems.push(`file weight "${w.name}" holds ${w.data.length} values for shape ${shapeText(w.shape)}`);
     else targets.push({ v, data: w.data });
   }
   for (const w of weights) {
@@ -206,7 +237,12 @@ export const WEIGHTS_FORMAT_TAG = 'xception-weights/1';
  * Saves the model's weights atomically, as a Keras H5 weight file or as safetensors, with the
  * record (default: the model's own, from the registry; null writes none).
  */
-export async function saveWeights(model: Model, path: string, format: WeightFormat, record: ModelRecord | null = modelRecordOf(model)): Promise<void> {
+export async function saveWeights(
+  model: Model,
+  path: string,
+  format: WeightFormat,
+  record: ModelRecord | null = modelRecordOf(model),
+): Promise<void> {
   if (format === 'keras-h5') {
     await writeKerasH5(modelToKerasLayers(model), path, record ? { attributes: recordToH5Attributes(record) } : {});
   } else if (format === 'safetensors') {
@@ -240,7 +276,10 @@ export async function peekSafetensorsMetadata(path: string): Promise<Record<stri
     const header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
     const meta = header['__metadata__'];
     if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) return {};
-    return Object.fromEntries(Object.entries(meta as Record<string, unknown>).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+    return Object.fromEntries(Object.entries(meta as Record<string, unknown>).filter(([, v]) => typeof v === 'string')) as Record<
+      string,
+      string
+    >;
   } catch {
     return null;
   } finally {

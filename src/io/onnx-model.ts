@@ -19,7 +19,15 @@ import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { fuseGraph } from '../infer/fuse.js';
 import {
-  bnAffine, canLower, convWeightRecipes, lowerModel, type BatchNormNode, type ConvNode, type DenseNode, type GraphNode, type InferenceGraph,
+  bnAffine,
+  canLower,
+  convWeightRecipes,
+  lowerModel,
+  type BatchNormNode,
+  type ConvNode,
+  type DenseNode,
+  type GraphNode,
+  type InferenceGraph,
 } from '../infer/graph.js';
 import { OnnxGraphError } from './errors.js';
 import { attr, kerasConvKernelToOnnx, OnnxGraphBuilder, type OnnxAttributeValue } from './onnx.js';
@@ -48,7 +56,11 @@ class OnnxEmitter {
   readonly names = new Map<GraphNode, string>();
   private readonly used: Set<string>;
 
-  constructor(readonly g: OnnxGraphBuilder, readonly fold: boolean, reserved: string[]) {
+  constructor(
+    readonly g: OnnxGraphBuilder,
+    readonly fold: boolean,
+    reserved: string[],
+  ) {
     this.used = new Set(reserved);
   }
 
@@ -99,16 +111,27 @@ function conv(e: OnnxEmitter, n: ConvNode): string {
   const inputs = [e.in(n), e.constant(`${base}/W`, k.shape, k.data)];
   if (w.bias) inputs.push(e.constant(`${base}/B`, [k.shape[0]!], w.bias()));
   const g = n.geometry;
-  const attrs = { kernel_shape: [g.kH, g.kW], strides: [g.sH, g.sW], dilations: [g.dH, g.dW], pads: [g.padT, g.padL, g.padB, g.padR], group: g.groups };
+  const attrs = {
+    kernel_shape: [g.kH, g.kW],
+    strides: [g.sH, g.sW],
+    dilations: [g.dH, g.dW],
+    pads: [g.padT, g.padL, g.padB, g.padR],
+    group: g.groups,
+  };
   return e.withPosts(n, (out) => e.node('Conv', inputs, out, attrs));
 }
 
 function dense(e: OnnxEmitter, n: DenseNode): string {
   const name = n.layer.name;
   const kernel = e.constant(`${name}/kernel`, n.kernelShape, n.kernel());
-  return e.withPosts(n, (out) => n.bias
-    ? e.node('Gemm', [e.in(n), kernel, e.constant(`${name}/bias`, [n.units], n.bias())], out, { alpha: attr.float(1), beta: attr.float(1) })
-    : e.node('MatMul', [e.in(n), kernel], out));
+  return e.withPosts(n, (out) =>
+    n.bias
+      ? e.node('Gemm', [e.in(n), kernel, e.constant(`${name}/bias`, [n.units], n.bias())], out, {
+          alpha: attr.float(1),
+          beta: attr.float(1),
+        })
+      : e.node('MatMul', [e.in(n), kernel], out),
+  );
 }
 
 /** A batch norm on its own: ONNX BatchNormalization (not folding), or one per-channel Mul and Add. */
@@ -117,10 +140,18 @@ function batchNorm(e: OnnxEmitter, n: BatchNormNode, result: string): string {
   if (!e.fold) {
     const mean = n.mean();
     const c = mean.length;
-    return e.node('BatchNormalization', [e.in(n),
-      e.constant(`${name}/gamma`, [c], n.gamma()), e.constant(`${name}/beta`, [c], n.beta()),
-      e.constant(`${name}/moving_mean`, [c], mean), e.constant(`${name}/moving_variance`, [c], n.variance())],
-    result, { epsilon: attr.float(n.epsilon) });
+    return e.node(
+      'BatchNormalization',
+      [
+        e.in(n),
+        e.constant(`${name}/gamma`, [c], n.gamma()),
+        e.constant(`${name}/beta`, [c], n.beta()),
+        e.constant(`${name}/moving_mean`, [c], mean),
+        e.constant(`${name}/moving_variance`, [c], n.variance()),
+      ],
+      result,
+      { epsilon: attr.float(n.epsilon) },
+    );
   }
   const { scale, shift } = bnAffine(n);
   const c = scale.length;
@@ -133,13 +164,20 @@ function batchNorm(e: OnnxEmitter, n: BatchNormNode, result: string): string {
 function plain(e: OnnxEmitter, n: GraphNode, result: string): string {
   const x = n.inputs.length > 0 ? e.in(n) : '';
   switch (n.op) {
-    case 'bn': return batchNorm(e, n, result);
-    case 'eltwise': return n.alg === 'relu' ? e.node('Relu', [x], result) : e.node('Elu', [x], result, { alpha: attr.float(n.alpha) });
+    case 'bn':
+      return batchNorm(e, n, result);
+    case 'eltwise':
+      return n.alg === 'relu' ? e.node('Relu', [x], result) : e.node('Elu', [x], result, { alpha: attr.float(n.alpha) });
     // Keras softmax is over the last axis: channels, which is axis 1 of an NCHW tensor.
-    case 'softmax': return e.node('Softmax', [x], result, { axis: n.shape.length === 3 ? 1 : -1 });
+    case 'softmax':
+      return e.node('Softmax', [x], result, { axis: n.shape.length === 3 ? 1 : -1 });
     case 'pool': {
       const w = n.window;
-      const attrs: Record<string, number | number[]> = { kernel_shape: [w.winH, w.winW], strides: [w.sH, w.sW], pads: [w.padT, w.padL, w.padB, w.padR] };
+      const attrs: Record<string, number | number[]> = {
+        kernel_shape: [w.winH, w.winW],
+        strides: [w.sH, w.sW],
+        pads: [w.padT, w.padL, w.padB, w.padR],
+      };
       // TensorFlow's average excludes the padding from the count.
       if (n.alg === 'avg') attrs['count_include_pad'] = 0;
       return e.node(n.alg === 'max' ? 'MaxPool' : 'AveragePool', [x], result, attrs);
@@ -148,15 +186,27 @@ function plain(e: OnnxEmitter, n: GraphNode, result: string): string {
       const pooled = e.node(n.alg === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], e.unique(`${n.layer.name}/nc11`));
       return e.node('Flatten', [pooled], result, { axis: 1 });
     }
-    case 'add': return e.node(n.inputs.length === 2 ? 'Add' : 'Sum', n.inputs.map((_, i) => e.in(n, i)), result);
+    case 'add':
+      return e.node(
+        n.inputs.length === 2 ? 'Add' : 'Sum',
+        n.inputs.map((_, i) => e.in(n, i)),
+        result,
+      );
     // Keras concatenates on the last axis: channels, axis 1 in NCHW (and of [batch, features]).
-    case 'concat': return e.node('Concat', n.inputs.map((_, i) => e.in(n, i)), result, { axis: 1 });
+    case 'concat':
+      return e.node(
+        'Concat',
+        n.inputs.map((_, i) => e.in(n, i)),
+        result,
+        { axis: 1 },
+      );
     case 'flatten': {
       // Keras flattens NHWC in (h, w, c) order; the Dense after it expects that order.
       const src = n.inputs[0]!.shape.length === 3 ? e.node('Transpose', [x], e.unique(`${n.layer.name}/nhwc`), { perm: [0, 2, 3, 1] }) : x;
       return e.node('Flatten', [src], result, { axis: 1 });
     }
-    default: throw new OnnxGraphError(`ONNX export: internal error: no ONNX form for a '${n.op}' node`);
+    default:
+      throw new OnnxGraphError(`ONNX export: internal error: no ONNX form for a '${n.op}' node`);
   }
 }
 
@@ -170,7 +220,10 @@ function emitNode(e: OnnxEmitter, n: GraphNode): string {
 function emitInput(e: OnnxEmitter, graph: InferenceGraph, layout: Layout, inputName: string): void {
   const [H, W, C] = graph.input.shape as [number, number, number];
   e.g.addInput(inputName, layout === 'nchw' ? ['batch', C, H, W] : ['batch', H, W, C]);
-  e.names.set(graph.input, layout === 'nchw' ? inputName : e.node('Transpose', [inputName], e.unique(`${inputName}/nchw`), { perm: [0, 3, 1, 2] }));
+  e.names.set(
+    graph.input,
+    layout === 'nchw' ? inputName : e.node('Transpose', [inputName], e.unique(`${inputName}/nchw`), { perm: [0, 3, 1, 2] }),
+  );
 }
 
 /** The model output: 4-D outputs return to the input's layout. */
@@ -194,7 +247,8 @@ function exportGraph(model: Model, fold: boolean): InferenceGraph {
     if (!canLower(l)) throw new OnnxGraphError(`ONNX export: layer '${l.name}' of type ${l.className} is not supported`);
   }
   const inShape = model.inputShape;
-  if (inShape.length !== 3) throw new OnnxGraphError(`ONNX export: the model input must be [height, width, channels], got [${inShape.join(', ')}]`);
+  if (inShape.length !== 3)
+    throw new OnnxGraphError(`ONNX export: the model input must be [height, width, channels], got [${inShape.join(', ')}]`);
   const graph = lowerModel(model, { inputShape: inShape, logits: false });
   fuseGraph(graph, { batchNorm: fold, sum: false, eltwise: false });
   return graph;
@@ -206,7 +260,8 @@ function checkOptions(options: ExportOnnxOptions): { opset: number; layout: Layo
     throw new OptionError(`ONNX export: opset must be an integer from ${ONNX_MIN_OPSET} to ${ONNX_MAX_OPSET}, got ${opset}`);
   }
   const layout = options.inputLayout ?? 'nchw';
-  if (layout !== 'nchw' && layout !== 'nhwc') throw new OptionError(`ONNX export: inputLayout must be 'nchw' or 'nhwc', got ${JSON.stringify(layout)}`);
+  if (layout !== 'nchw' && layout !== 'nhwc')
+    throw new OptionError(`ONNX export: inputLayout must be 'nchw' or 'nhwc', got ${JSON.stringify(layout)}`);
   return { opset, layout };
 }
 
@@ -218,7 +273,8 @@ export function exportOnnx(model: Model, options: ExportOnnxOptions = {}): Uint8
   const graph = exportGraph(model, fold);
   const g = new OnnxGraphBuilder(model.name, {
     opset,
-    docString: `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}` +
+    docString:
+      `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}` +
       (options.description ? `. ${options.description}` : ''),
   });
   const e = new OnnxEmitter(g, fold, [inputName, outputName]);

@@ -100,7 +100,10 @@ export class OnnxGraphBuilder {
   private readonly defined = new Set<string>();
   private readonly nodeNames = new Set<string>();
 
-  constructor(readonly graphName = 'graph', private readonly options: OnnxModelOptions = {}) {}
+  constructor(
+    readonly graphName = 'graph',
+    private readonly options: OnnxModelOptions = {},
+  ) {}
 
   /** Declares a graph input. Use a string for a dynamic dimension (e.g. ['batch', 299, 299, 3]). */
   addInput(name: string, shape: OnnxDim[] | null, elemType: OnnxElemType = 'float'): this {
@@ -139,12 +142,20 @@ export class OnnxGraphBuilder {
    * Appends a node. Inputs must already be defined (so nodes stay in topological order); '' marks
    * an omitted optional input. Outputs must be new names.
    */
-  addNode(opType: string, inputs: string[], outputs: string[], attrs: Record<string, OnnxAttributeValue> = {}, name?: string, domain = ''): this {
+  addNode(
+    opType: string,
+    inputs: string[],
+    outputs: string[],
+    attrs: Record<string, OnnxAttributeValue> = {},
+    name?: string,
+    domain = '',
+  ): this {
     if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(opType)) throw new OnnxGraphError(`"${opType}" is not an operator name`);
     const nodeName = name ?? `${opType}_${this.nodes.length}`;
     if (this.nodeNames.has(nodeName)) throw new OnnxGraphError(`node name "${nodeName}" used twice`);
     for (const input of inputs) {
-      if (input !== '' && !this.defined.has(input)) throw new OnnxGraphError(`node "${nodeName}" (${opType}) reads "${input}", which no input, initializer or earlier node defines`);
+      if (input !== '' && !this.defined.has(input))
+        throw new OnnxGraphError(`node "${nodeName}" (${opType}) reads "${input}", which no input, initializer or earlier node defines`);
     }
     if (outputs.length === 0) throw new OnnxGraphError(`node "${nodeName}" (${opType}) has no outputs`);
     const resolved = Object.entries(attrs).map(([k, v]) => [k, resolveAttribute(nodeName, k, v)] as [string, OnnxAttribute]);
@@ -200,7 +211,8 @@ function checkTensor(name: string, shape: number[], length: number): void {
   checkDims(name, shape);
   if (shape.some((d) => typeof d !== 'number')) throw new OnnxGraphError(`initializer "${name}" needs a fixed shape`);
   const n = shape.reduce((a, b) => a * b, 1);
-  if (n !== length) throw new OnnxGraphError(`initializer "${name}" has shape [${shape.join(', ')}] (${n} values) but ${length} values were given`);
+  if (n !== length)
+    throw new OnnxGraphError(`initializer "${name}" has shape [${shape.join(', ')}] (${n} values) but ${length} values were given`);
 }
 
 function resolveAttribute(node: string, key: string, v: OnnxAttributeValue): OnnxAttribute {
@@ -214,12 +226,18 @@ function resolveAttribute(node: string, key: string, v: OnnxAttributeValue): Onn
 function encodeAttribute(name: string, a: OnnxAttribute): ProtoWriter {
   const w = new ProtoWriter().string(1, name);
   switch (a.kind) {
-    case 'float': return w.float(2, a.value).int(20, AttrType.FLOAT);
-    case 'int': return w.int(3, a.value).int(20, AttrType.INT);
-    case 'string': return w.string(4, a.value).int(20, AttrType.STRING);
-    case 'tensor': return w.message(5, encodeTensor(a.value)).int(20, AttrType.TENSOR);
-    case 'floats': return w.packedFloats(7, a.value).int(20, AttrType.FLOATS);
-    case 'ints': return w.packedInts(8, a.value).int(20, AttrType.INTS);
+    case 'float':
+      return w.float(2, a.value).int(20, AttrType.FLOAT);
+    case 'int':
+      return w.int(3, a.value).int(20, AttrType.INT);
+    case 'string':
+      return w.string(4, a.value).int(20, AttrType.STRING);
+    case 'tensor':
+      return w.message(5, encodeTensor(a.value)).int(20, AttrType.TENSOR);
+    case 'floats':
+      return w.packedFloats(7, a.value).int(20, AttrType.FLOATS);
+    case 'ints':
+      return w.packedInts(8, a.value).int(20, AttrType.INTS);
   }
 }
 
@@ -283,7 +301,10 @@ export function kerasConvKernelToOnnx(kernel: Float32Array, shape: readonly numb
 }
 
 /** Keras DepthwiseConv2D kernel [kh, kw, C, m] → ONNX Conv weight [C·m, 1, kh, kw] for group = C. */
-export function kerasDepthwiseKernelToOnnx(kernel: Float32Array, shape: readonly number[]): { shape: number[]; data: Float32Array; group: number } {
+export function kerasDepthwiseKernelToOnnx(
+  kernel: Float32Array,
+  shape: readonly number[],
+): { shape: number[]; data: Float32Array; group: number } {
   const [kh, kw, c, m] = checkRank4('depthwise kernel', kernel, shape);
   const out = new Float32Array(kernel.length);
   for (let y = 0; y < kh; y++) {
@@ -300,7 +321,12 @@ export function kerasDepthwiseKernelToOnnx(kernel: Float32Array, shape: readonly
  * ONNX `pads` [top, left, bottom, right] reproducing TensorFlow 'same' padding for a 2-D window
  * (the extra pixel of an odd total goes to the bottom/right).
  */
-export function tfSamePads(inputHW: readonly [number, number], kernelHW: readonly [number, number], strides: readonly [number, number], dilations: readonly [number, number] = [1, 1]): [number, number, number, number] {
+export function tfSamePads(
+  inputHW: readonly [number, number],
+  kernelHW: readonly [number, number],
+  strides: readonly [number, number],
+  dilations: readonly [number, number] = [1, 1],
+): [number, number, number, number] {
   const pad = (n: number, k: number, s: number, d: number) => {
     const out = Math.ceil(n / s);
     const total = Math.max((out - 1) * s + (k - 1) * d + 1 - n, 0);
@@ -312,7 +338,8 @@ export function tfSamePads(inputHW: readonly [number, number], kernelHW: readonl
 }
 
 function checkRank4(what: string, data: Float32Array, shape: readonly number[]): [number, number, number, number] {
-  if (shape.length !== 4 || shape.some((d) => !Number.isSafeInteger(d) || d <= 0)) throw new OnnxGraphError(`${what} shape [${shape.join(', ')}] is not a rank-4 list of positive sizes`);
+  if (shape.length !== 4 || shape.some((d) => !Number.isSafeInteger(d) || d <= 0))
+    throw new OnnxGraphError(`${what} shape [${shape.join(', ')}] is not a rank-4 list of positive sizes`);
   const n = shape.reduce((a, b) => a * b, 1);
   if (n !== data.length) throw new OnnxGraphError(`${what} shape [${shape.join(', ')}] needs ${n} values, got ${data.length}`);
   return shape as unknown as [number, number, number, number];

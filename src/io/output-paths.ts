@@ -36,7 +36,7 @@ const REASONS: Record<string, string> = {
 /** One line for a system error: what failed, on which path, why (with the code for searching). */
 export function describeSystemError(e: SystemError): string {
   const reason = REASONS[e.code] ?? e.message.replace(/^E[A-Z0-9]+: /, '').replace(/,.*$/, '');
-  const what = e.syscall ? `${e.syscall}${e.path ? ` ${e.path}` : ''}` : e.path ?? '';
+  const what = e.syscall ? `${e.syscall}${e.path ? ` ${e.path}` : ''}` : (e.path ?? '');
   return `${what ? `${what}: ` : ''}${reason} (${e.code})`;
 }
 
@@ -97,7 +97,8 @@ export function makeOutputDir(dir: string, flag = '--out', given = dir): string 
  */
 export function checkOutputFile(file: string, flag = '--out'): string {
   const target = resolve(file);
-  if (statOrNull(target)?.isDirectory()) throw new OptionError(`${flag} ${file} is a folder; give a file name, e.g. ${flag} ${file.replace(/\/+$/, '')}/model.onnx`);
+  if (statOrNull(target)?.isDirectory())
+    throw new OptionError(`${flag} ${file} is a folder; give a file name, e.g. ${flag} ${file.replace(/\/+$/, '')}/model.onnx`);
   makeOutputDir(dirname(target), flag, file);
   return target;
 }

@@ -43,7 +43,8 @@ export class ProtoWriter {
 
   /** int32/int64/enum/bool field (varint). */
   int(field: number, value: number | bigint): this {
-    if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new RangeError(`protobuf field ${field}: ${value} is not an integer`);
+    if (typeof value === 'number' && !Number.isSafeInteger(value))
+      throw new RangeError(`protobuf field ${field}: ${value} is not an integer`);
     this.tag(field, 0);
     this.varint(BigInt(value));
     return this;

@@ -12,7 +12,7 @@ import * as fsp from 'node:fs/promises';
 import { isReservedKey } from '../core/safe-keys.js';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
-import { elementCount, NamedWeight, shapeText } from './weights.js';
+import { elementCount, type NamedWeight, shapeText } from './weights.js';
 import { readFileSync } from 'node:fs';
 
 export interface SafetensorsContents {
@@ -26,7 +26,11 @@ const MAX_HEADER_BYTES = 100_000_000;
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Serializes weights (in the given order) and optional string metadata. */
-export function writeSafetensors(weights: readonly NamedWeight[], metadata?: Record<string, string>, fileLabel = '<safetensors>'): Uint8Array {
+export function writeSafetensors(
+  weights: readonly NamedWeight[],
+  metadata?: Record<string, string>,
+  fileLabel = '<safetensors>',
+): Uint8Array {
   // The header text is assembled by hand: JSON.stringify of an object would move integer-like
   // names ("7") to the front, and the header order is the order readers report.
   const parts: string[] = [];
@@ -45,9 +49,16 @@ export function writeSafetensors(weights: readonly NamedWeight[], metadata?: Rec
     seen.add(w.name);
     if (!(w.data instanceof Float32Array)) throw new WeightFileError(fileLabel, `weight "${w.name}": data must be a Float32Array`);
     const n = elementCount(w.shape);
-    if (n < 0) throw new WeightFileError(fileLabel, `weight "${w.name}": shape ${shapeText(w.shape)} is not a list of non-negative integers`);
-    if (n !== w.data.length) throw new WeightFileError(fileLabel, `weight "${w.name}": shape ${shapeText(w.shape)} holds ${n} values but data has ${w.data.length}`);
-    parts.push(`${JSON.stringify(w.name)}:${JSON.stringify({ dtype: 'F32', shape: [...w.shape], data_offsets: [offset, offset + n * 4] })}`);
+    if (n < 0)
+      throw new WeightFileError(fileLabel, `weight "${w.name}": shape ${shapeText(w.shape)} is not a list of non-negative integers`);
+    if (n !== w.data.length)
+      throw new WeightFileError(
+        fileLabel,
+        `weight "${w.name}": shape ${shapeText(w.shape)} holds ${n} values but data has ${w.data.length}`,
+      );
+    parts.push(
+      `${JSON.stringify(w.name)}:${JSON.stringify({ dtype: 'F32', shape: [...w.shape], data_offsets: [offset, offset + n * 4] })}`,
+    );
     offset += n * 4;
   }
   let json = new TextEncoder().encode(`{${parts.join(',')}}`);
@@ -118,7 +129,8 @@ function readHeader(bytes: Uint8Array, fail: Fail): { text: string; header: Reco
   if (!(bytes instanceof Uint8Array)) fail('expected the file contents as a Uint8Array');
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
   const headerLen64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLen64 > BigInt(bytes.length - 8)) fail(`header length ${headerLen64} exceeds the ${bytes.length - 8} bytes after the length field`);
+  if (headerLen64 > BigInt(bytes.length - 8))
+    fail(`header length ${headerLen64} exceeds the ${bytes.length - 8} bytes after the length field`);
   const headerLen = Number(headerLen64);
   if (headerLen > MAX_HEADER_BYTES) fail(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   if (headerLen < 2) fail(`header length ${headerLen} is too short for a JSON object`);
@@ -166,12 +178,16 @@ function readEntry(name: string, value: unknown, dataLength: number, fail: Fail)
   const offsets = e.data_offsets;
   if (!Array.isArray(offsets) || offsets.length !== 2) fail(`entry "${name}" needs data_offsets [begin, end]`);
   const [begin, end] = offsets as unknown[];
-  if (!isByteOffset(begin) || !isByteOffset(end)) fail(`entry "${name}" has data_offsets ${JSON.stringify(offsets)}, which are not non-negative integers`);
+  if (!isByteOffset(begin) || !isByteOffset(end))
+    fail(`entry "${name}" has data_offsets ${JSON.stringify(offsets)}, which are not non-negative integers`);
   const b = begin as number;
   const en = end as number;
   if (en < b) fail(`entry "${name}" has data_offsets [${b}, ${en}] with end before begin`);
   if (en > dataLength) fail(`entry "${name}" has data_offsets [${b}, ${en}] beyond the ${dataLength}-byte data buffer`);
-  if (en - b !== count * 4) fail(`entry "${name}" with shape ${shapeText(shape as number[])} needs ${count * 4} bytes but data_offsets [${b}, ${en}] span ${en - b}`);
+  if (en - b !== count * 4)
+    fail(
+      `entry "${name}" with shape ${shapeText(shape as number[])} needs ${count * 4} bytes but data_offsets [${b}, ${en}] span ${en - b}`,
+    );
   return { name, shape: shape as number[], begin: b, end: en };
 }
 
@@ -232,7 +248,11 @@ function topLevelKeys(text: string): string[] {
 }
 
 /** Writes a safetensors file atomically (temp file in the same directory, fsync, rename). */
-export async function writeSafetensorsFile(path: string, weights: readonly NamedWeight[], metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensorsFile(
+  path: string,
+  weights: readonly NamedWeight[],
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeFileAtomic(path, writeSafetensors(weights, metadata, path));
 }
 

@@ -19,7 +19,14 @@ import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, runRecord, type Loa
 import { WeightFileError } from './errors.js';
 import { readKerasH5Contents } from './keras-h5.js';
 import { RECORD_H5_ATTRIBUTES, recordFromH5Attributes, recordFromMetadata, validateModelRecord, type ModelRecord } from './model-record.js';
-import { assignByName, loadKerasLayers, notAWeightFile, sniffWeightFormat, type LoadMode, type LoadWeightsReport } from './model-weights.js';
+import {
+  assignByName,
+  loadKerasLayers,
+  notAWeightFile,
+  sniffWeightFormat,
+  type LoadMode,
+  type LoadWeightsReport,
+} from './model-weights.js';
 import { readSafetensorsFile } from './safetensors.js';
 import type { NamedWeight } from './weights.js';
 
@@ -43,9 +50,12 @@ export interface WeightsSource {
 
 /** Opens weights: a run folder, its checkpoint.safetensors, any safetensors file or a Keras H5 file. */
 export async function openWeights(source: string): Promise<WeightsSource> {
-  const isDir = await stat(source).then((st) => st.isDirectory(), () => {
-    throw new WeightFileError(source, 'no such file or folder');
-  });
+  const isDir = await stat(source).then(
+    (st) => st.isDirectory(),
+    () => {
+      throw new WeightFileError(source, 'no such file or folder');
+    },
+  );
   if (isDir) return openRun(source);
   const { head, size } = await readHead(source);
   if (sniffWeightFormat(head) === 'keras-h5') return openKerasH5(source);
@@ -114,12 +124,17 @@ function openRun(dir: string): WeightsSource {
   const record = validateModelRecord(recorded, label);
   const shapes = [...ck.shapes].map(([name, shape]) => ({ name, shape }));
   return {
-    path: dir, kind: 'run', record, fileClasses: classesOf(shapes),
+    path: dir,
+    kind: 'run',
+    record,
+    fileClasses: classesOf(shapes),
     buildModel: (overrides = {}) => buildRecorded(dir, record, overrides),
     loadInto: async (model, options = {}) => {
       const useEma = (options.useEma ?? true) && Object.keys(ck.ema).length > 0;
       const weights: NamedWeight[] = [...ck.model].map(([name, data]) => ({
-        name, shape: ck.shapes.get(name)!, data: (useEma ? ck.ema[name] : undefined) ?? data,
+        name,
+        shape: ck.shapes.get(name)!,
+        data: (useEma ? ck.ema[name] : undefined) ?? data,
       }));
       const n = assignByName(model, weights, label, options.except ?? []);
       return { format: 'safetensors', mode: 'name', weights: n, metadata: {} };
@@ -131,11 +146,17 @@ async function openSafetensors(path: string): Promise<WeightsSource> {
   const { weights, metadata } = await readSafetensorsFile(path);
   if (metadata['format'] === CHECKPOINT_FORMAT) {
     if (basename(path) === CHECKPOINT_FILE) return openRun(dirname(path));
-    throw new WeightFileError(path, 'a training checkpoint outside its run folder: pass the run folder, or the weights.safetensors beside it');
+    throw new WeightFileError(
+      path,
+      'a training checkpoint outside its run folder: pass the run folder, or the weights.safetensors beside it',
+    );
   }
   const record = recordFromMetadata(metadata, path);
   return {
-    path, kind: 'safetensors', record, fileClasses: classesOf(weights),
+    path,
+    kind: 'safetensors',
+    record,
+    fileClasses: classesOf(weights),
     buildModel: (overrides = {}) => buildRecorded(path, record, overrides),
     loadInto: async (model, options = {}) => {
       const n = assignByName(model, weights, path, options.except ?? []);
@@ -150,7 +171,10 @@ async function openKerasH5(path: string): Promise<WeightsSource> {
   const classifier = layers.find((l) => l.name === 'predictions');
   const bias = classifier?.weights.find((w) => /(^|\/)bias(:0)?$/.test(w.name) && w.shape.length === 1);
   return {
-    path, kind: 'keras-h5', record, fileClasses: bias ? bias.shape[0]! : null,
+    path,
+    kind: 'keras-h5',
+    record,
+    fileClasses: bias ? bias.shape[0]! : null,
     buildModel: (overrides = {}) => buildRecorded(path, record, overrides),
     loadInto: async (model, options = {}) => loadKerasLayers(model, layers, path, options.mode ?? 'auto', options.except ?? []),
   };

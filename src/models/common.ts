@@ -9,7 +9,9 @@ export function checkOptions(what: string, options: Record<string, unknown>, kno
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       const near = known.find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''));
-      throw new OptionError(`${what}: unknown option '${key}'${near ? ` (did you mean '${near}'?)` : ''}; known options: ${known.join(', ')}`);
+      throw new OptionError(
+        `${what}: unknown option '${key}'${near ? ` (did you mean '${near}'?)` : ''}; known options: ${known.join(', ')}`,
+      );
     }
   }
 }
@@ -26,7 +28,6 @@ export class NameCounter {
     return `${prefix}_${n}`;
   }
 }
-
 
 /** The options every Keras application model shares, and the small-image stem. */
 export interface ApplicationOptions {

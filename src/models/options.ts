@@ -61,47 +61,212 @@ const BOTH = MODEL_NAMES;
 const XCEPTION = ['xception'] as const;
 
 /** The input size with no inputShape given: Keras's 299×299×3, or 32×32×3 with the small stem. */
-const defaultInputShape = (_m: ModelName, o: Readonly<Record<string, unknown>>): number[] => (o['stem'] === 'small' ? [32, 32, 3] : [299, 299, 3]);
+const defaultInputShape = (_m: ModelName, o: Readonly<Record<string, unknown>>): number[] =>
+  o['stem'] === 'small' ? [32, 32, 3] : [299, 299, 3];
 
 /** Every model option, in the order of records and --help. */
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
-  { key: 'includeTop', flag: 'no-top', kind: 'boolean', default: true, models: BOTH, group: 'model',
-    help: 'drop the classifier (global pooling + Dense)' },
-  { key: 'inputShape', flag: 'input-shape', placeholder: 'H,W,C', kind: 'shape', maxSide: 4096, maxChannels: 64, models: BOTH, group: 'model',
-    default: defaultInputShape, defaultText: 'default 299,299,3; 32,32,3 with --stem small', help: 'input size' },
-  { key: 'pooling', flag: 'pooling', placeholder: 'avg|max', kind: 'choice', choices: ['avg', 'max'], nullable: true, default: null, models: BOTH, group: 'model',
-    help: 'with --no-top: global pooling of the feature map', defaultText: 'default none' },
-  { key: 'classes', flag: 'classes', placeholder: 'N', kind: 'int', min: 1, max: 100_000, default: 1000, models: BOTH, group: 'model',
-    help: 'classifier outputs' },
-  { key: 'classifierActivation', flag: 'classifier-activation', placeholder: 'softmax|linear', kind: 'choice', choices: ['softmax', 'linear'],
-    default: 'softmax', models: BOTH, group: 'model', help: 'activation of the classifier' },
-  { key: 'width', flag: 'width', placeholder: 'X', kind: 'number', min: 0, minExclusive: true, max: 4, default: 1, models: BOTH, group: 'model',
-    help: 'width multiplier on every channel count' },
-  { key: 'dropout', flag: 'dropout', placeholder: 'R', kind: 'number', min: 0, max: 1, maxExclusive: true, default: 0, models: BOTH, group: 'model',
-    help: 'dropout before the classifier; the paper used 0.5 on ImageNet' },
-  { key: 'stem', flag: 'stem', placeholder: 'imagenet|small', kind: 'choice', choices: ['imagenet', 'small'], default: 'imagenet', models: BOTH, group: 'model',
-    help: "'small' keeps small inputs (28×28, 32×32) viable: xception\n" +
+  {
+    key: 'includeTop',
+    flag: 'no-top',
+    kind: 'boolean',
+    default: true,
+    models: BOTH,
+    group: 'model',
+    help: 'drop the classifier (global pooling + Dense)',
+  },
+  {
+    key: 'inputShape',
+    flag: 'input-shape',
+    placeholder: 'H,W,C',
+    kind: 'shape',
+    maxSide: 4096,
+    maxChannels: 64,
+    models: BOTH,
+    group: 'model',
+    default: defaultInputShape,
+    defaultText: 'default 299,299,3; 32,32,3 with --stem small',
+    help: 'input size',
+  },
+  {
+    key: 'pooling',
+    flag: 'pooling',
+    placeholder: 'avg|max',
+    kind: 'choice',
+    choices: ['avg', 'max'],
+    nullable: true,
+    default: null,
+    models: BOTH,
+    group: 'model',
+    help: 'with --no-top: global pooling of the feature map',
+    defaultText: 'default none',
+  },
+  {
+    key: 'classes',
+    flag: 'classes',
+    placeholder: 'N',
+    kind: 'int',
+    min: 1,
+    max: 100_000,
+    default: 1000,
+    models: BOTH,
+    group: 'model',
+    help: 'classifier outputs',
+  },
+  {
+    key: 'classifierActivation',
+    flag: 'classifier-activation',
+    placeholder: 'softmax|linear',
+    kind: 'choice',
+    choices: ['softmax', 'linear'],
+    default: 'softmax',
+    models: BOTH,
+    group: 'model',
+    help: 'activation of the classifier',
+  },
+  {
+    key: 'width',
+    flag: 'width',
+    placeholder: 'X',
+    kind: 'number',
+    min: 0,
+    minExclusive: true,
+    max: 4,
+    default: 1,
+    models: BOTH,
+    group: 'model',
+    help: 'width multiplier on every channel count',
+  },
+  {
+    key: 'dropout',
+    flag: 'dropout',
+    placeholder: 'R',
+    kind: 'number',
+    min: 0,
+    max: 1,
+    maxExclusive: true,
+    default: 0,
+    models: BOTH,
+    group: 'model',
+    help: 'dropout before the classifier; the paper used 0.5 on ImageNet',
+  },
+  {
+    key: 'stem',
+    flag: 'stem',
+    placeholder: 'imagenet|small',
+    kind: 'choice',
+    choices: ['imagenet', 'small'],
+    default: 'imagenet',
+    models: BOTH,
+    group: 'model',
+    help:
+      "'small' keeps small inputs (28×28, 32×32) viable: xception\n" +
       'keeps the size through block1; inception_v3 runs its stem\n' +
-      "convs at stride 1 'same' with one 'same' max pool (32 → 16)" },
-  { key: 'bnMomentum', flag: 'bn-momentum', placeholder: 'M', kind: 'number', min: 0, max: 1, maxExclusive: true, default: 0.99, models: BOTH, group: 'model',
-    help: 'batch-norm moving-average momentum; 0.9 suits runs of a few\nthousand steps', defaultText: "default Keras's 0.99" },
-  { key: 'residual', flag: 'no-residual', kind: 'boolean', default: true, models: XCEPTION, group: 'research',
-    help: 'remove the residual connections (paper figure 9)' },
-  { key: 'intermediateActivation', flag: 'intermediate-activation', placeholder: INTERMEDIATE_ACTIVATIONS.join('|'), kind: 'choice',
-    choices: INTERMEDIATE_ACTIVATIONS, default: 'none', models: XCEPTION, group: 'research',
-    help: 'non-linearity between depthwise and pointwise (figure 10)' },
-  { key: 'order', flag: 'order', placeholder: SEPARABLE_ORDERS.join('|'), kind: 'choice', choices: SEPARABLE_ORDERS, default: 'depthwise-first',
-    models: XCEPTION, group: 'research', help: 'pointwise-first is the "extreme Inception" order' },
-  { key: 'segments', flag: 'segments', placeholder: 'N|depthwise', kind: 'segments', min: 1, max: 8192, default: 'depthwise', models: XCEPTION, group: 'research',
-    help: 'channel segments of each spatial convolution:\n1 = regular convolution … depthwise = one per channel' },
-  { key: 'middleBlocks', flag: 'middle-blocks', placeholder: 'N', kind: 'int', min: 0, max: 64, default: 8, models: XCEPTION, group: 'model',
-    help: 'middle-flow blocks' },
-  { key: 'channelMultiple', flag: 'channel-multiple', placeholder: 'N', kind: 'int', min: 1, max: 512, default: 1, models: XCEPTION, group: 'model',
-    help: 'round channel counts to multiples of N' },
-  { key: 'seed', flag: 'seed', placeholder: 'S', kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, default: 0, models: BOTH, group: 'model',
-    help: 'weight initialization seed' },
-  { key: 'name', kind: 'string', max: 200, default: (m) => m, defaultText: "the model's name", models: BOTH, group: 'model',
-    help: 'name of the model (code only)' },
+      "convs at stride 1 'same' with one 'same' max pool (32 → 16)",
+  },
+  {
+    key: 'bnMomentum',
+    flag: 'bn-momentum',
+    placeholder: 'M',
+    kind: 'number',
+    min: 0,
+    max: 1,
+    maxExclusive: true,
+    default: 0.99,
+    models: BOTH,
+    group: 'model',
+    help: 'batch-norm moving-average momentum; 0.9 suits runs of a few\nthousand steps',
+    defaultText: "default Keras's 0.99",
+  },
+  {
+    key: 'residual',
+    flag: 'no-residual',
+    kind: 'boolean',
+    default: true,
+    models: XCEPTION,
+    group: 'research',
+    help: 'remove the residual connections (paper figure 9)',
+  },
+  {
+    key: 'intermediateActivation',
+    flag: 'intermediate-activation',
+    placeholder: INTERMEDIATE_ACTIVATIONS.join('|'),
+    kind: 'choice',
+    choices: INTERMEDIATE_ACTIVATIONS,
+    default: 'none',
+    models: XCEPTION,
+    group: 'research',
+    help: 'non-linearity between depthwise and pointwise (figure 10)',
+  },
+  {
+    key: 'order',
+    flag: 'order',
+    placeholder: SEPARABLE_ORDERS.join('|'),
+    kind: 'choice',
+    choices: SEPARABLE_ORDERS,
+    default: 'depthwise-first',
+    models: XCEPTION,
+    group: 'research',
+    help: 'pointwise-first is the "extreme Inception" order',
+  },
+  {
+    key: 'segments',
+    flag: 'segments',
+    placeholder: 'N|depthwise',
+    kind: 'segments',
+    min: 1,
+    max: 8192,
+    default: 'depthwise',
+    models: XCEPTION,
+    group: 'research',
+    help: 'channel segments of each spatial convolution:\n1 = regular convolution … depthwise = one per channel',
+  },
+  {
+    key: 'middleBlocks',
+    flag: 'middle-blocks',
+    placeholder: 'N',
+    kind: 'int',
+    min: 0,
+    max: 64,
+    default: 8,
+    models: XCEPTION,
+    group: 'model',
+    help: 'middle-flow blocks',
+  },
+  {
+    key: 'channelMultiple',
+    flag: 'channel-multiple',
+    placeholder: 'N',
+    kind: 'int',
+    min: 1,
+    max: 512,
+    default: 1,
+    models: XCEPTION,
+    group: 'model',
+    help: 'round channel counts to multiples of N',
+  },
+  {
+    key: 'seed',
+    flag: 'seed',
+    placeholder: 'S',
+    kind: 'int',
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    default: 0,
+    models: BOTH,
+    group: 'model',
+    help: 'weight initialization seed',
+  },
+  {
+    key: 'name',
+    kind: 'string',
+    max: 200,
+    default: (m) => m,
+    defaultText: "the model's name",
+    models: BOTH,
+    group: 'model',
+    help: 'name of the model (code only)',
+  },
 ];
 
 /** The options `model` accepts, in MODEL_OPTIONS order. */
@@ -144,13 +309,20 @@ export function inRange(spec: OptionSpec, n: number): boolean {
 /** The allowed values in words, for messages and README: "'avg', 'max' or null", 'an integer in [1, 100000]'. */
 export function allowedText(spec: OptionSpec): string {
   switch (spec.kind) {
-    case 'boolean': return 'true or false';
-    case 'int': return `an integer in ${rangeText(spec)}`;
-    case 'number': return `in ${rangeText(spec)}`;
-    case 'choice': return quotedChoices([...spec.choices!, ...(spec.nullable ? [null] : [])]);
-    case 'segments': return `'depthwise' or an integer in ${rangeText(spec)}`;
-    case 'shape': return `[H, W, C] of positive integers with H, W ≤ ${spec.maxSide} and C ≤ ${spec.maxChannels}`;
-    case 'string': return `a string of 1 to ${spec.max} characters`;
+    case 'boolean':
+      return 'true or false';
+    case 'int':
+      return `an integer in ${rangeText(spec)}`;
+    case 'number':
+      return `in ${rangeText(spec)}`;
+    case 'choice':
+      return quotedChoices([...spec.choices!, ...(spec.nullable ? [null] : [])]);
+    case 'segments':
+      return `'depthwise' or an integer in ${rangeText(spec)}`;
+    case 'shape':
+      return `[H, W, C] of positive integers with H, W ≤ ${spec.maxSide} and C ≤ ${spec.maxChannels}`;
+    case 'string':
+      return `a string of 1 to ${spec.max} characters`;
   }
 }
 
@@ -158,15 +330,27 @@ export function allowedText(spec: OptionSpec): string {
 export function isAllowed(spec: OptionSpec, v: unknown): boolean {
   const isInt = (n: unknown): n is number => Number.isInteger(n);
   switch (spec.kind) {
-    case 'boolean': return typeof v === 'boolean';
-    case 'int': return isInt(v) && inRange(spec, v);
-    case 'number': return typeof v === 'number' && inRange(spec, v);
-    case 'choice': return (spec.nullable && v === null) || (typeof v === 'string' && spec.choices!.includes(v));
-    case 'segments': return v === 'depthwise' || (isInt(v) && inRange(spec, v));
+    case 'boolean':
+      return typeof v === 'boolean';
+    case 'int':
+      return isInt(v) && inRange(spec, v);
+    case 'number':
+      return typeof v === 'number' && inRange(spec, v);
+    case 'choice':
+      return (spec.nullable && v === null) || (typeof v === 'string' && spec.choices!.includes(v));
+    case 'segments':
+      return v === 'depthwise' || (isInt(v) && inRange(spec, v));
     case 'shape':
-      return Array.isArray(v) && v.length === 3 && v.every((d) => isInt(d) && d >= 1) &&
-        v[0] <= spec.maxSide! && v[1] <= spec.maxSide! && v[2] <= spec.maxChannels!;
-    case 'string': return typeof v === 'string' && v.length >= 1 && v.length <= spec.max!;
+      return (
+        Array.isArray(v) &&
+        v.length === 3 &&
+        v.every((d) => isInt(d) && d >= 1) &&
+        v[0] <= spec.maxSide! &&
+        v[1] <= spec.maxSide! &&
+        v[2] <= spec.maxChannels!
+      );
+    case 'string':
+      return typeof v === 'string' && v.length >= 1 && v.length <= spec.max!;
   }
 }
 

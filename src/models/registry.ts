@@ -8,7 +8,6 @@ import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
 import { inceptionV3, inceptionV3MinInput, resolveInceptionV3Options, type InceptionV3Options } from './inception_v3/inception_v3.js';
 import { resolveXceptionOptions, xception, XCEPTION_MIN_INPUT, type XceptionOptions } from './xception/xception.js';
 
-
 export interface ModelEntry {
   name: string;
   description: string;
@@ -44,7 +43,7 @@ export function buildModel(name: string, options: Record<string, unknown> = {}):
 
 registerModel({
   name: 'xception',
-  description: 'Xception (Chollet 2017), Keras applications.Xception layout, with the paper\'s research switches',
+  description: "Xception (Chollet 2017), Keras applications.Xception layout, with the paper's research switches",
   build: (o) => xception(o as XceptionOptions),
   preprocessing: 'xception',
   defaultInputShape: [299, 299, 3],
@@ -54,7 +53,7 @@ registerModel({
 
 registerModel({
   name: 'inception_v3',
-  description: 'Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper\'s baseline',
+  description: "Inception V3 (Szegedy et al. 2016), Keras applications.InceptionV3 layout: the paper's baseline",
   build: (o) => inceptionV3(o as InceptionV3Options),
   preprocessing: 'inception_v3',
   defaultInputShape: [299, 299, 3],

@@ -58,7 +58,9 @@ export class Variable {
   /** Replaces the value (same shape); the old tensor is disposed. */
   assign(t: Tensor): void {
     if (t.rank !== this._value.rank || t.shape.some((d, i) => d !== this._value.shape[i])) {
-      throw new ShapeError(`${this.name}: cannot assign ${shapeToString(t.shape)} to a weight of shape ${shapeToString(this._value.shape)}`);
+      throw new ShapeError(
+        `${this.name}: cannot assign ${shapeToString(t.shape)} to a weight of shape ${shapeToString(this._value.shape)}`,
+      );
     }
     if (t === this._value) return;
     const old = this._value;
@@ -127,7 +129,7 @@ export abstract class Layer {
   output: SymbolicTensor | null = null;
 
   constructor(opts: LayerOptions, defaultPrefix: string) {
-    if (opts.name !== undefined && (typeof opts.name !== 'string' || !/^[A-Za-z0-9_.\-]+$/.test(opts.name))) {
+    if (opts.name !== undefined && (typeof opts.name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(opts.name))) {
       throw new OptionError(`layer name must be letters, digits, '_', '.', '-', got ${JSON.stringify(opts.name)}`);
     }
     if (opts.name) {
@@ -148,13 +150,7 @@ export abstract class Layer {
 
   abstract call(inputs: readonly Tensor[], ctx: CallContext): Tensor;
 
-  protected addWeight(
-    weightName: string,
-    shape: readonly number[],
-    init: InitializerName,
-    ctx: BuildContext,
-    trainable = true,
-  ): Variable {
+  protected addWeight(weightName: string, shape: readonly number[], init: InitializerName, ctx: BuildContext, trainable = true): Variable {
     const data = initialize(init, shape, ctx.rng);
     const v = new Variable(this, weightName, tensor(data, shape, { backend: ctx.backend }), trainable);
     this.weights.push(v);
@@ -186,7 +182,10 @@ export abstract class Layer {
 
   getWeight(weightName: string): Variable {
     const w = this.weights.find((v) => v.weightName === weightName);
-    if (!w) throw new OptionError(`layer '${this.name}' has no weight '${weightName}' (has: ${this.weights.map((v) => v.weightName).join(', ') || 'none'})`);
+    if (!w)
+      throw new OptionError(
+        `layer '${this.name}' has no weight '${weightName}' (has: ${this.weights.map((v) => v.weightName).join(', ') || 'none'})`,
+      );
     return w;
   }
 }
@@ -195,7 +194,8 @@ export abstract class Layer {
 export function singleImageShape(layer: Layer, inputShapes: readonly Shape[]): [number, number, number] {
   if (inputShapes.length !== 1) throw new ShapeError(`${layer.name}: expects one input, got ${inputShapes.length}`);
   const s = inputShapes[0]!;
-  if (s.length !== 3) throw new ShapeError(`${layer.name} (${layer.className}): expects an input of [height, width, channels], got ${shapeToString(s)}`);
+  if (s.length !== 3)
+    throw new ShapeError(`${layer.name} (${layer.className}): expects an input of [height, width, channels], got ${shapeToString(s)}`);
   return s as [number, number, number];
 }
 

@@ -90,7 +90,8 @@ export class Model {
       names.add(l.name);
     }
     this.consumers = new Map();
-    for (const l of this.executionOrder) for (const s of l.inbound ?? []) this.consumers.set(s.layer, (this.consumers.get(s.layer) ?? 0) + 1);
+    for (const l of this.executionOrder)
+      for (const s of l.inbound ?? []) this.consumers.set(s.layer, (this.consumers.get(s.layer) ?? 0) + 1);
     for (const l of this.executionOrder) {
       const src = l.inbound?.length === 1 ? l.inbound[0]!.layer : undefined;
       if (src && isRelu(l) && isReluFusable(src) && this.consumers.get(src) === 1 && src !== this.output.layer) {
@@ -126,7 +127,8 @@ export class Model {
         const inputs = layer.inbound!.map((s) => values.get(s.layer)!);
         ctx.logits = (opts.logits ?? false) && layer === this.output.layer;
         if (fuse && this.fusedProducers.has(layer)) out = (layer as ReluFusable).callWithRelu(inputs, ctx);
-        else if (fuse && this.fusedRelus.has(layer)) out = inputs[0]!; // its producer applied it
+        else if (fuse && this.fusedRelus.has(layer))
+          out = inputs[0]!; // its producer applied it
         else out = layer.call(inputs, ctx);
         if (freeEarly) {
           for (const s of layer.inbound!) {
@@ -151,9 +153,7 @@ export class Model {
   checkInput(x: Tensor): void {
     const want = this.input.shape;
     if (x.rank !== want.length + 1 || want.some((d, i) => x.shape[i + 1] !== d)) {
-      throw new ShapeError(
-        `model '${this.name}' expects input [batch, ${want.join(', ')}], got ${shapeToString(x.shape)}`,
-      );
+      throw new ShapeError(`model '${this.name}' expects input [batch, ${want.join(', ')}], got ${shapeToString(x.shape)}`);
     }
     if (x.shape[0]! < 1) throw new ShapeError(`model '${this.name}': empty batch`);
   }
@@ -233,7 +233,11 @@ export class Model {
       r.connectedTo.join(', '),
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-    const line = (cells: string[]) => cells.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    const line = (cells: string[]) =>
+      cells
+        .map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd();
     const rule = (ch: string) => ch.repeat(widths.reduce((a, w) => a + w + 2, -2));
     return [
       `Model: "${s.name}"`,

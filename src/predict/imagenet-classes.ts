@@ -14,10 +14,14 @@ export function imagenetClassNames(): readonly string[] {
   let table: Record<string, unknown>;
   try {
     // A data-only CommonJS module: { IMAGENET_CLASSES: { 0: 'tench, Tinca tinca', … } }.
-    const mod = createRequire(import.meta.url)('@tensorflow-models/mobilenet/dist/imagenet_classes.js') as { IMAGENET_CLASSES?: Record<string, unknown> };
+    const mod = createRequire(import.meta.url)('@tensorflow-models/mobilenet/dist/imagenet_classes.js') as {
+      IMAGENET_CLASSES?: Record<string, unknown>;
+    };
     table = mod.IMAGENET_CLASSES ?? {};
   } catch {
-    throw new XceptionError('the ImageNet class names come from the npm package @tensorflow-models/mobilenet, which is not installed (run npm ci)');
+    throw new XceptionError(
+      'the ImageNet class names come from the npm package @tensorflow-models/mobilenet, which is not installed (run npm ci)',
+    );
   }
   const names = Array.from({ length: 1000 }, (_, i) => table[i]);
   if (Object.keys(table).length !== 1000 || !names.every((n): n is string => typeof n === 'string' && n.length > 0)) {

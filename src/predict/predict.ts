@@ -20,7 +20,12 @@ import { OptionError, ShapeError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { readImagePixels } from '../data/image-file.js';
 import { ImageError } from '../data/errors.js';
-import { type ImagePreprocessing, kerasPreprocessing, type ResizeInterpolation, validateImagePreprocessing } from '../data/image-preprocessing.js';
+import {
+  type ImagePreprocessing,
+  kerasPreprocessing,
+  type ResizeInterpolation,
+  validateImagePreprocessing,
+} from '../data/image-preprocessing.js';
 import { forEachConcurrently } from '../data/files.js';
 import { preprocessingAffine, writeScaledPixels } from '../data/transforms.js';
 import { cachedCompiledInference } from '../infer/auto.js';
@@ -90,9 +95,14 @@ export interface LoadImageOptions {
  * Keras's resize policy (stretch, aspect ratio not kept) and `interpolation` (default nearest).
  * Returns HWC uint8 pixels.
  */
-export async function loadImage(file: string, shape: readonly [number, number, number], options: LoadImageOptions = {}): Promise<Uint8Array> {
+export async function loadImage(
+  file: string,
+  shape: readonly [number, number, number],
+  options: LoadImageOptions = {},
+): Promise<Uint8Array> {
   const interpolation = options.interpolation ?? 'nearest';
-  if (interpolation !== 'nearest' && interpolation !== 'bilinear') throw new OptionError(`interpolation must be 'nearest' or 'bilinear', got ${JSON.stringify(interpolation)}`);
+  if (interpolation !== 'nearest' && interpolation !== 'bilinear')
+    throw new OptionError(`interpolation must be 'nearest' or 'bilinear', got ${JSON.stringify(interpolation)}`);
   return readImagePixels(file, shape, { ...kerasPreprocessing('xception'), interpolation });
 }
 
@@ -140,20 +150,24 @@ function softmaxRows(data: Float32Array, classes: number): Float32Array {
 /** Class probabilities [images × classes] for preprocessed images (model inputs, NHWC). */
 export function classify(model: Model, inputs: Float32Array, count: number): Float32Array {
   if (model.outputShape.length !== 1) {
-    throw new ShapeError(`model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`);
+    throw new ShapeError(
+      `model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`,
+    );
   }
   // On the native backend a compiled plan (cached per model and batch) runs the network;
   // elsewhere, or if the model does not compile, model.forward does, op by op.
   const plan = cachedCompiledInference(model, count, false);
-  const probs = plan ? plan.runData(inputs) : noGrad(() => {
-    const backend = model.weights[0]?.value.backend;
-    const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
-    const y = model.forward(x);
-    const d = Float32Array.from(y.data());
-    y.dispose();
-    x.dispose();
-    return d;
-  });
+  const probs = plan
+    ? plan.runData(inputs)
+    : noGrad(() => {
+        const backend = model.weights[0]?.value.backend;
+        const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
+        const y = model.forward(x);
+        const d = Float32Array.from(y.data());
+        y.dispose();
+        x.dispose();
+        return d;
+      });
   return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
 }
 
@@ -169,7 +183,12 @@ interface DecodedBatch {
  * says: the tensor evaluation builds for the same file. At most `concurrency` images are decoded
  * at once. Failures are collected, not thrown, unless they are not about the file (e.g. no sharp).
  */
-export async function imageInputs(files: readonly string[], shape: readonly [number, number, number], prep: ImagePreprocessing, concurrency = 8): Promise<DecodedBatch> {
+export async function imageInputs(
+  files: readonly string[],
+  shape: readonly [number, number, number],
+  prep: ImagePreprocessing,
+  concurrency = 8,
+): Promise<DecodedBatch> {
   const per = shape[0] * shape[1] * shape[2];
   const affine = preprocessingAffine(prep.scaling);
   const inputs = new Float32Array(files.length * per);
@@ -205,7 +224,9 @@ export async function predictImages(model: Model, files: readonly string[], opti
   const shape = model.inputShape as [number, number, number];
   if (shape.length !== 3) throw new ShapeError(`model '${model.name}' does not take images (input [${shape.join(', ')}])`);
   if (model.outputShape.length !== 1) {
-    throw new ShapeError(`model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`);
+    throw new ShapeError(
+      `model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`,
+    );
   }
   const classes = model.outputShape[0]!;
   const decode = (start: number) => imageInputs(files.slice(start, start + batchSize), shape, prep, concurrency);

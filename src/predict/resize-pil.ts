@@ -16,7 +16,13 @@ export type PilFilter = 'nearest' | 'bilinear';
 
 /** Resizes HWC uint8 pixels from h×w to outH×outW. */
 export function resizeLikePil(src: Uint8Array, h: number, w: number, c: number, outH: number, outW: number, filter: PilFilter): Uint8Array {
-  for (const [name, v] of [['h', h], ['w', w], ['c', c], ['outH', outH], ['outW', outW]] as const) {
+  for (const [name, v] of [
+    ['h', h],
+    ['w', w],
+    ['c', c],
+    ['outH', outH],
+    ['outW', outW],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ShapeError(`resize: ${name} must be a positive integer, got ${v}`);
   }
   if (src.length !== h * w * c) throw new ShapeError(`resize: ${src.length} bytes for a ${h}×${w}×${c} image`);
@@ -96,10 +102,14 @@ function resampleRows(src: Uint8Array, h: number, w: number, c: number, outW: nu
   for (let y = 0, o = 0; y < h; y++) {
     const row = y * w * c;
     for (let x = 0; x < outW; x++, o += c) {
-      const base = row + first[x]! * c, n = count[x]!, wo = x * taps;
+      const base = row + first[x]! * c,
+        n = count[x]!,
+        wo = x * taps;
       if (c === 3) {
         // RGB, the usual case, with one accumulator per channel.
-        let r = half, g = half, b = half;
+        let r = half,
+          g = half,
+          b = half;
         for (let i = 0, p = base; i < n; i++, p += 3) {
           const k = weights[wo + i]!;
           r += src[p]! * k;

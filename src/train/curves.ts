@@ -19,18 +19,28 @@ export function curvesSvg(history: readonly Row[], evalName: string | null): str
     ...(evalName !== null ? [{ label: evalName, points: pts(evaluation) }] : []),
   ];
   const loss = lineChartSvg(
-    series((r) => r.trainLoss, (r) => r.evalLoss),
+    series(
+      (r) => r.trainLoss,
+      (r) => r.evalLoss,
+    ),
     { title: 'Loss', xLabel: 'epoch', yLabel: 'cross-entropy' },
   );
   const acc = lineChartSvg(
-    series((r) => 100 * r.trainTop1, (r) => 100 * r.evalTop1),
+    series(
+      (r) => 100 * r.trainTop1,
+      (r) => 100 * r.evalTop1,
+    ),
     { title: 'Top-1 accuracy', xLabel: 'epoch', yLabel: 'accuracy (%)' },
   );
   return chartGridSvg([loss, acc], 2);
 }
 
 /** Writes curves.svg and curves.png into the run folder; returns their paths. */
-export async function writeCurves(dir: string, history: readonly Row[], evalName: string | null): Promise<{ svg: string; png: string | null }> {
+export async function writeCurves(
+  dir: string,
+  history: readonly Row[],
+  evalName: string | null,
+): Promise<{ svg: string; png: string | null }> {
   const svg = curvesSvg(history, evalName);
   const svgPath = join(dir, 'curves.svg');
   writeFileAtomicSync(svgPath, new TextEncoder().encode(svg));

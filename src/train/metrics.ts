@@ -32,7 +32,10 @@ export interface EvalResult {
 
 /** Mean loss and top-1/top-5 accuracy of the model over batches (inference mode). */
 export async function evaluate(model: Model, batches: AsyncIterable<Batch> | Iterable<Batch>, classes: number): Promise<EvalResult> {
-  let loss = 0, top1 = 0, top5 = 0, count = 0;
+  let loss = 0,
+    top1 = 0,
+    top5 = 0,
+    count = 0;
   for await (const b of batches) {
     const logits = noGrad(() =>
       tidy(() => {

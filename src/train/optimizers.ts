@@ -78,12 +78,25 @@ export class Optimizer {
       case 'sgd':
         return { kind: 'sgd', lr: this.lr, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
       case 'rmsprop':
-        return { kind: 'rmsprop', lr: this.lr, rho: this.rho, momentum: this.momentum, epsilon: this.epsilon, weightDecay: this.weightDecay };
+        return {
+          kind: 'rmsprop',
+          lr: this.lr,
+          rho: this.rho,
+          momentum: this.momentum,
+          epsilon: this.epsilon,
+          weightDecay: this.weightDecay,
+        };
       case 'adam':
       case 'adamw':
         return {
-          kind: 'adam', lr: this.lr, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon,
-          weightDecay: this.weightDecay, decoupledWeightDecay: this.name === 'adamw', step: this.step,
+          kind: 'adam',
+          lr: this.lr,
+          beta1: this.beta1,
+          beta2: this.beta2,
+          epsilon: this.epsilon,
+          weightDecay: this.weightDecay,
+          decoupledWeightDecay: this.name === 'adamw',
+          step: this.step,
         };
     }
   }
@@ -118,9 +131,15 @@ export class Optimizer {
         state = Array.from({ length: this.slotCount() }, () => keep(zeros(w.shape, { backend: w.backend, dtype: w.dtype })));
         this.slots.set(v, state);
       }
-      w.backend.applyUpdate(rule, w.handle, g.handle, state.map((t) => t.handle), w.size, gradScale);
+      w.backend.applyUpdate(
+        rule,
+        w.handle,
+        g.handle,
+        state.map((t) => t.handle),
+        w.size,
+        gradScale,
+      );
       w.version++; // written in place: compiled inference plans re-read it
-
     }
     for (const v of vars) clearGrad(v);
     return norm;
@@ -143,7 +162,10 @@ export class Optimizer {
       if (arrays.length !== this.slotCount() || arrays.some((a) => a.length !== v.size)) {
         throw new ShapeError(`optimizer state for '${name}' does not fit a weight of shape ${shapeToString(v.shape)}`);
       }
-      next.set(v, arrays.map((a) => keep(fromArray(a, v))));
+      next.set(
+        v,
+        arrays.map((a) => keep(fromArray(a, v))),
+      );
     }
     this.disposeSlots();
     this.slots = next;

@@ -17,7 +17,9 @@ export interface StepInfo {
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
   const s = Math.round(seconds);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const h = Math.floor(s / 3600),
+    m = Math.floor((s % 3600) / 60),
+    r = s % 60;
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(r).padStart(2, '0')}` : `${m}:${String(r).padStart(2, '0')}`;
 }
 
@@ -65,6 +67,6 @@ export class Progress {
       this.barShown = false;
     }
     this.lastPlainFraction = -1;
-    this.stream.write(text + '\n');
+    this.stream.write(`${text}\n`);
   }
 }

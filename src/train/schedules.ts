@@ -30,7 +30,8 @@ export interface ScheduleContext {
 export function validateSchedule(o: ScheduleOptions): void {
   if (!SCHEDULES.includes(o.name)) throw new OptionError(`unknown schedule '${o.name}' (known: ${SCHEDULES.join(', ')})`);
   if (!(o.lr > 0)) throw new OptionError(`learning rate must be positive, got ${o.lr}`);
-  if (o.warmupSteps !== undefined && !(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0)) throw new OptionError(`warmup steps must be a non-negative integer`);
+  if (o.warmupSteps !== undefined && !(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0))
+    throw new OptionError(`warmup steps must be a non-negative integer`);
   if (o.decay !== undefined && !(o.decay > 0 && o.decay <= 1)) throw new OptionError(`decay must be in (0, 1], got ${o.decay}`);
   if (o.decayEpochs !== undefined && !(o.decayEpochs > 0)) throw new OptionError(`decay epochs must be positive`);
   if (o.minFraction !== undefined && !(o.minFraction >= 0 && o.minFraction <= 1)) throw new OptionError(`minFraction must be in [0, 1]`);
@@ -48,7 +49,7 @@ export function learningRateAt(o: ScheduleOptions, step: number, ctx: ScheduleCo
       break;
     case 'exponential-step': {
       const epoch = step / Math.max(1, ctx.stepsPerEpoch);
-      lr = o.lr * Math.pow(o.decay ?? 0.94, Math.floor(epoch / (o.decayEpochs ?? 2)));
+      lr = o.lr * (o.decay ?? 0.94) ** Math.floor(epoch / (o.decayEpochs ?? 2));
       break;
     }
     case 'cosine': {

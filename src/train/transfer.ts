@@ -51,7 +51,17 @@ export type Phase = 'head' | 'fine-tune';
 const CLASSIFIER = 'predictions';
 
 /** Model options a run may change relative to its source: they touch no loaded weight. */
-const MAY_DIFFER_FROM_SOURCE = new Set(['inputShape', 'classes', 'includeTop', 'pooling', 'classifierActivation', 'dropout', 'bnMomentum', 'seed', 'name']);
+const MAY_DIFFER_FROM_SOURCE = new Set([
+  'inputShape',
+  'classes',
+  'includeTop',
+  'pooling',
+  'classifierActivation',
+  'dropout',
+  'bnMomentum',
+  'seed',
+  'name',
+]);
 
 interface TransferRunConfig extends TransferConfig {
   epochs: number;
@@ -61,27 +71,39 @@ interface TransferRunConfig extends TransferConfig {
 
 /** Checks the transfer options against each other, before anything is loaded. */
 export function validateTransferConfig(c: TransferRunConfig): void {
-  if (c.weights !== undefined && (typeof c.weights !== 'string' || c.weights === '')) throw new OptionError('weights must be a file or run folder path');
+  if (c.weights !== undefined && (typeof c.weights !== 'string' || c.weights === ''))
+    throw new OptionError('weights must be a file or run folder path');
   if (c.freezeBase && c.weights === undefined) {
     throw new OptionError('--freeze-base needs --weights FILE|RUN_DIR: a randomly initialized base has nothing to keep');
   }
   if (c.fineTuneEpochs !== undefined) {
-    if (!(Number.isInteger(c.fineTuneEpochs) && c.fineTuneEpochs > 0)) throw new OptionError(`fineTuneEpochs must be a positive integer, got ${c.fineTuneEpochs}`);
+    if (!(Number.isInteger(c.fineTuneEpochs) && c.fineTuneEpochs > 0))
+      throw new OptionError(`fineTuneEpochs must be a positive integer, got ${c.fineTuneEpochs}`);
     if (!c.freezeBase) {
-      throw new OptionError('--fine-tune-epochs continues after training the head on a frozen base: give --weights FILE|RUN_DIR --freeze-base (without them, train everything with --epochs)');
+      throw new OptionError(
+        '--fine-tune-epochs continues after training the head on a frozen base: give --weights FILE|RUN_DIR --freeze-base (without them, train everything with --epochs)',
+      );
     }
   }
-  for (const [key, flag] of [['fineTuneLr', '--fine-tune-lr'], ['unfreezeFrom', '--unfreeze-from']] as const) {
-    if (c[key] !== undefined && c.fineTuneEpochs === undefined) throw new OptionError(`${flag} applies to the fine-tuning phase: give --fine-tune-epochs N too`);
+  for (const [key, flag] of [
+    ['fineTuneLr', '--fine-tune-lr'],
+    ['unfreezeFrom', '--unfreeze-from'],
+  ] as const) {
+    if (c[key] !== undefined && c.fineTuneEpochs === undefined)
+      throw new OptionError(`${flag} applies to the fine-tuning phase: give --fine-tune-epochs N too`);
   }
-  if (c.fineTuneLr !== undefined && !(c.fineTuneLr > 0 && Number.isFinite(c.fineTuneLr))) throw new OptionError(`fineTuneLr must be a positive number, got ${c.fineTuneLr}`);
-  if (c.freezeBase && (c.replicas ?? 1) > 1) throw new OptionError('--freeze-base does not work with --replicas yet (the replicas would train the frozen layers): drop --replicas');
+  if (c.fineTuneLr !== undefined && !(c.fineTuneLr > 0 && Number.isFinite(c.fineTuneLr)))
+    throw new OptionError(`fineTuneLr must be a positive number, got ${c.fineTuneLr}`);
+  if (c.freezeBase && (c.replicas ?? 1) > 1)
+    throw new OptionError('--freeze-base does not work with --replicas yet (the replicas would train the frozen layers): drop --replicas');
 }
 
 /** A two-phase run resumes with its head epochs: they say where fine-tuning starts. */
 export function checkTransferResume(saved: TransferRunConfig, now: TransferRunConfig): void {
   if (now.fineTuneEpochs !== undefined && saved.epochs !== now.epochs) {
-    throw new OptionError(`cannot resume with --epochs ${now.epochs}: in this run --epochs counts the head-training epochs (${saved.epochs}) before fine-tuning; change --fine-tune-epochs instead`);
+    throw new OptionError(
+      `cannot resume with --epochs ${now.epochs}: in this run --epochs counts the head-training epochs (${saved.epochs}) before fine-tuning; change --fine-tune-epochs instead`,
+    );
   }
 }
 
@@ -109,7 +131,7 @@ export function fineTuneLr(c: TransferRunConfig): number {
 export function applyPhase(model: Model, c: TransferRunConfig, phase: Phase): string {
   model.unfreeze();
   model.setBatchNormInference(true);
-  const firstTrained = phase === 'head' ? CLASSIFIER : c.unfreezeFrom ?? null;
+  const firstTrained = phase === 'head' ? CLASSIFIER : (c.unfreezeFrom ?? null);
   if (firstTrained !== null) {
     const index = model.layers.findIndex((l) => l.name === firstTrained);
     if (index < 0) throw unknownLayer(model, firstTrained);
@@ -138,7 +160,9 @@ function unknownLayer(model: Model, name: string): OptionError {
     const firsts = [...firstOfBlock.values()];
     some = firsts.length > 6 ? [...firsts.slice(0, 2), '…', ...firsts.slice(-4)] : firsts;
   }
-  return new OptionError(`--unfreeze-from: model '${model.name}' has no layer '${name}'; layers include ${some.slice(0, 8).join(', ')} (\`xception summary\` lists them all)`);
+  return new OptionError(
+    `--unfreeze-from: model '${model.name}' has no layer '${name}'; layers include ${some.slice(0, 8).join(', ')} (\`xception summary\` lists them all)`,
+  );
 }
 
 /** What the training data asks of the model. */
@@ -176,8 +200,14 @@ export async function buildTransferModel(source: string | WeightsSource, target:
     const replace = classifierReason(src, target);
     const report = await src.loadInto(model, replace ? { except: [CLASSIFIER] } : {});
     const layers = model.layersWithWeights.filter((l) => !(replace && l.name === CLASSIFIER)).length;
-    const lines = [`weights: loaded ${layers} layers (${report.weights} of the model's ${model.weights.length} weights) from ${src.path} (${src.kind})`];
-    lines.push(replace ? `weights: replaced ${CLASSIFIER} with a freshly initialized classifier for ${target.classes} classes (${replace})` : `weights: kept ${CLASSIFIER} (the same ${target.classes} classes)`);
+    const lines = [
+      `weights: loaded ${layers} layers (${report.weights} of the model's ${model.weights.length} weights) from ${src.path} (${src.kind})`,
+    ];
+    lines.push(
+      replace
+        ? `weights: replaced ${CLASSIFIER} with a freshly initialized classifier for ${target.classes} classes (${replace})`
+        : `weights: kept ${CLASSIFIER} (the same ${target.classes} classes)`,
+    );
     return { model, modelOptions, lines };
   } catch (e) {
     model.dispose();
@@ -197,7 +227,13 @@ export function transferChannels(src: WeightsSource, modelOptions: Record<string
 function transferModelOptions(src: WeightsSource, t: TransferTarget): Record<string, unknown> {
   const given = t.modelOptions;
   const shape = (given['inputShape'] as number[] | undefined) ?? [t.size, t.size, t.channels];
-  const run: Record<string, unknown> = { ...given, inputShape: shape, classes: t.classes, includeTop: true, seed: (given['seed'] as number | undefined) ?? t.seed };
+  const run: Record<string, unknown> = {
+    ...given,
+    inputShape: shape,
+    classes: t.classes,
+    includeTop: true,
+    seed: (given['seed'] as number | undefined) ?? t.seed,
+  };
   delete run.pooling; // only for models without a classifier
   if (!src.record) return run;
   if (src.record.model !== t.model) {
@@ -205,7 +241,9 @@ function transferModelOptions(src: WeightsSource, t: TransferTarget): Record<str
   }
   const recordedChannels = (src.record.options['inputShape'] as number[] | undefined)?.[2] ?? 3;
   if (recordedChannels !== shape[2]) {
-    throw new OptionError(`${src.path} takes ${recordedChannels}-channel images but the training images have ${shape[2]} channels; use data with ${recordedChannels} channel(s)`);
+    throw new OptionError(
+      `${src.path} takes ${recordedChannels}-channel images but the training images have ${shape[2]} channels; use data with ${recordedChannels} channel(s)`,
+    );
   }
   const { pooling: _pooling, ...recorded } = src.record.options;
   // Other given options are not applied but checked against the built model (checkContradictions).
@@ -216,7 +254,9 @@ function transferModelOptions(src: WeightsSource, t: TransferTarget): Record<str
 /** A flag given for a recorded source must agree with the source's model. */
 function checkContradictions(src: WeightsSource, t: TransferTarget, model: Model): void {
   if (!src.record) return;
-  const wrong = Object.keys(t.modelOptions).filter((k) => !MAY_DIFFER_FROM_SOURCE.has(k) && JSON.stringify(t.modelOptions[k]) !== JSON.stringify(model.config[k]));
+  const wrong = Object.keys(t.modelOptions).filter(
+    (k) => !MAY_DIFFER_FROM_SOURCE.has(k) && JSON.stringify(t.modelOptions[k]) !== JSON.stringify(model.config[k]),
+  );
   if (wrong.length > 0) {
     const said = wrong.map((k) => `${k} ${JSON.stringify(t.modelOptions[k])} (the weights' model has ${JSON.stringify(model.config[k])})`);
     throw new OptionError(`${src.path} records its model; these options contradict it: ${said.join('; ')}. Drop them`);
@@ -228,6 +268,7 @@ function classifierReason(src: WeightsSource, t: TransferTarget): string | null 
   if (src.fileClasses === null) return 'the source has no classifier';
   if (src.fileClasses !== t.classes) return `the source's has ${src.fileClasses} outputs`;
   const names = src.record?.classNames;
-  if (names && t.classNames && names.some((n, i) => n !== t.classNames![i])) return `the source was trained on other classes: ${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}`;
+  if (names && t.classNames && names.some((n, i) => n !== t.classNames![i]))
+    return `the source was trained on other classes: ${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}`;
   return null;
 }

@@ -16,7 +16,10 @@ test("the native backend is named 'native', and 'onednn' is an alias for it", (t
   assert.equal(backendFlag('onednn'), 'native');
   assert.equal(backendFlag('native'), 'native');
   assert.equal(backendFlag(undefined), undefined);
-  assert.throws(() => backendFlag('cuda'), (e) => e instanceof OptionError && /--backend must be one of native, reference, got 'cuda'/.test(e.message));
+  assert.throws(
+    () => backendFlag('cuda'),
+    (e) => e instanceof OptionError && /--backend must be one of native, reference, got 'cuda'/.test(e.message),
+  );
   if (!native) return t.skip(nativeBackendStatus().reason);
   assert.equal(native.name, 'native');
   assert.equal(tryBackend('onednn'), native);
@@ -30,11 +33,18 @@ test("the native backend is named 'native', and 'onednn' is an alias for it", (t
 
 test('XCEPTION_BACKEND=onednn picks the native backend, and the name printed is native', (t) => {
   if (!native) return t.skip(nativeBackendStatus().reason);
-  const code = "import './dist/src/backends/index.js'; import { getBackend } from './dist/src/core/engine.js'; console.log(getBackend().name);";
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, XCEPTION_BACKEND: 'onednn' } });
+  const code =
+    "import './dist/src/backends/index.js'; import { getBackend } from './dist/src/core/engine.js'; console.log(getBackend().name);";
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    encoding: 'utf8',
+    env: { ...process.env, XCEPTION_BACKEND: 'onednn' },
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'native');
-  const bad = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, XCEPTION_BACKEND: 'gpu' } });
+  const bad = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    encoding: 'utf8',
+    env: { ...process.env, XCEPTION_BACKEND: 'gpu' },
+  });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /XCEPTION_BACKEND must be 'native' or 'reference', got 'gpu'/);
 });

@@ -61,7 +61,9 @@ test('a missing or disabled addon gives null, a stated reason and a BackendError
     try { m.requireNativeBackend(); } catch (e) { error = e.name + ': ' + e.message; }
     console.log(JSON.stringify({ status: m.nativeBackendStatus(), backend: m.loadNativeBackend(), error }));`;
   const missing = child(code, { XCEPTION_NATIVE_ADDON: fileURLToPath(new URL('./no-such-addon.node', import.meta.url)) }) as {
-    status: { available: boolean; reason: string }; backend: null; error: string;
+    status: { available: boolean; reason: string };
+    backend: null;
+    error: string;
   };
   assert.equal(missing.status.available, false);
   assert.equal(missing.backend, null);
@@ -81,7 +83,9 @@ test('a missing or disabled addon gives null, a stated reason and a BackendError
   assert.equal(broken.status.available, false);
   assert.match(broken.status.reason, /failed to load/);
   // Only .node files are ever opened (a JavaScript file would otherwise run).
-  const script = child(code, { XCEPTION_NATIVE_ADDON: fileURLToPath(import.meta.url) }) as { status: { available: boolean; reason: string } };
+  const script = child(code, { XCEPTION_NATIVE_ADDON: fileURLToPath(import.meta.url) }) as {
+    status: { available: boolean; reason: string };
+  };
   assert.equal(script.status.available, false);
   assert.match(script.status.reason, /must end in \.node/);
 });
@@ -96,40 +100,77 @@ nativeTest('disposed handles give DisposedError on every use; disposing twice is
   n.dispose(x);
   assert.throws(() => n.relu(x, 4), DisposedError);
   assert.throws(() => n.download(x, 4, 'float32'), DisposedError);
-  assert.throws(() => n.axpby(x, x, 1, 1, 4), (e) => e instanceof DisposedError && /axpby: a was disposed/.test(e.message));
+  assert.throws(
+    () => n.axpby(x, x, 1, 1, 4),
+    (e) => e instanceof DisposedError && /axpby: a was disposed/.test(e.message),
+  );
   const p = convParams({ height: 2, width: 2, inChannels: 1, outChannels: 1, kernel: [1, 1], padding: 'valid' });
   n.dispose(w);
   const x2 = n.upload(f32([1, 2, 3, 4]));
-  assert.throws(() => n.conv2d(x2, w, p), (e) => e instanceof DisposedError && /filter was disposed/.test(e.message));
+  assert.throws(
+    () => n.conv2d(x2, w, p),
+    (e) => e instanceof DisposedError && /filter was disposed/.test(e.message),
+  );
   n.dispose(x2);
   assert.equal(n.stats().buffers, before);
 });
 
 nativeTest('wrong sizes and bad parameters give typed errors before any native call', (n) => {
   const x = n.upload(f32([1, 2, 3, 4]));
-  assert.throws(() => n.relu(x, 5), (e) => e instanceof ShapeError && /relu: x has 4 elements, the parameters need 5/.test(e.message));
+  assert.throws(
+    () => n.relu(x, 5),
+    (e) => e instanceof ShapeError && /relu: x has 4 elements, the parameters need 5/.test(e.message),
+  );
   assert.throws(() => n.download(x, 3, 'float32'), ShapeError);
   const p = convParams({ height: 2, width: 2, inChannels: 1, outChannels: 2, kernel: [1, 1], padding: 'valid' });
   const w1 = n.upload(f32([1]));
-  assert.throws(() => n.conv2d(x, w1, p), (e) => e instanceof ShapeError && /filter has 1 elements, the parameters need 2/.test(e.message));
+  assert.throws(
+    () => n.conv2d(x, w1, p),
+    (e) => e instanceof ShapeError && /filter has 1 elements, the parameters need 2/.test(e.message),
+  );
   const w2 = n.upload(f32([1, 2]));
-  assert.throws(() => n.conv2d(x, w2, { ...p, outHeight: 3 }), (e) => e instanceof ShapeError && /output height 3 does not follow/.test(e.message));
+  assert.throws(
+    () => n.conv2d(x, w2, { ...p, outHeight: 3 }),
+    (e) => e instanceof ShapeError && /output height 3 does not follow/.test(e.message),
+  );
   assert.throws(() => n.conv2d(x, w2, { ...p, strideHeight: 1.5 }), ShapeError);
   assert.throws(() => n.conv2d(x, w2, { ...p, groups: 2, inChannels: 1 }), ShapeError);
   assert.throws(() => n.batchNormTrain(x, w1, w1, { rows: 2, channels: 2, epsilon: 1e-3 }), ShapeError);
   assert.throws(() => n.batchNormTrain(x, w2, w2, { rows: 2, channels: 2, epsilon: 0 }), OptionError);
   assert.throws(() => n.elu(x, -1, 4), OptionError);
   const ce = { rows: 2, channels: 2, labelSmoothing: 0 };
-  assert.throws(() => n.softmaxCrossEntropy(x, Int32Array.from([0, 2]), ce), (e) => e instanceof ShapeError && /label 2 at row 1/.test(e.message));
+  assert.throws(
+    () => n.softmaxCrossEntropy(x, Int32Array.from([0, 2]), ce),
+    (e) => e instanceof ShapeError && /label 2 at row 1/.test(e.message),
+  );
   assert.throws(() => n.softmaxCrossEntropy(x, Int32Array.from([0]), ce), ShapeError);
   assert.throws(() => n.softmaxCrossEntropy(x, Int32Array.from([0, 1]), { ...ce, labelSmoothing: 2 }), OptionError);
   assert.throws(() => n.sliceChannels(x, { rows: 2, channels: 2 }, 1, 2), ShapeError);
-  assert.throws(() => n.maxPool2d(x, {
-    batch: 1, inHeight: 2, inWidth: 2, channels: 1, outHeight: 2, outWidth: 2, windowHeight: 1, windowWidth: 1,
-    strideHeight: 1, strideWidth: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 0,
-  }), ShapeError);
+  assert.throws(
+    () =>
+      n.maxPool2d(x, {
+        batch: 1,
+        inHeight: 2,
+        inWidth: 2,
+        channels: 1,
+        outHeight: 2,
+        outWidth: 2,
+        windowHeight: 1,
+        windowWidth: 1,
+        strideHeight: 1,
+        strideWidth: 1,
+        padTop: 1,
+        padLeft: 0,
+        padBottom: 0,
+        padRight: 0,
+      }),
+    ShapeError,
+  );
   const sgd = { kind: 'sgd', lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 } as const;
-  assert.throws(() => n.applyUpdate(sgd, x, x, [], 4, 1), (e) => e instanceof ShapeError && /1 state buffers|0 state buffers, expected 1/.test(e.message));
+  assert.throws(
+    () => n.applyUpdate(sgd, x, x, [], 4, 1),
+    (e) => e instanceof ShapeError && /1 state buffers|0 state buffers, expected 1/.test(e.message),
+  );
   assert.throws(() => n.applyUpdate({ ...sgd, lr: Number.NaN }, x, x, [x], 4, 1), OptionError);
   assert.throws(() => n.applyUpdate({ kind: 'lion' } as never, x, x, [], 4, 1), OptionError);
   assert.throws(() => n.applyUpdate(sgd, x, w1, [x], 4, 1), ShapeError);
@@ -137,7 +178,10 @@ nativeTest('wrong sizes and bad parameters give typed errors before any native c
   assert.throws(() => n.upload(Float64Array.from([1])), BackendError);
   assert.throws(() => n.download(x, 4, 'float64'), BackendError);
   assert.throws(() => n.zeros(4, 'float64'), BackendError);
-  assert.throws(() => n.relu(R.upload(f32([1])), 1), (e) => e instanceof BackendError && /not a handle of the native backend/.test(e.message));
+  assert.throws(
+    () => n.relu(R.upload(f32([1])), 1),
+    (e) => e instanceof BackendError && /not a handle of the native backend/.test(e.message),
+  );
   // Everything above was refused; the backend still computes.
   assert.deepEqual(Array.from(n.download(n.relu(n.upload(f32([-1, 2])), 2), 2, 'float32')), [0, 2]);
 });
@@ -162,8 +206,26 @@ nativeTest('native code checks sizes and parameters itself and throws instead of
   const w8 = a.upload(new Float32Array(8));
   native(() => a.run('conv2d', [four, w8], conv, undefined), /filter has 8 elements, parameters need 9/);
   const w9 = a.upload(new Float32Array(9));
-  native(() => a.run('conv2d', [four, w9], conv.map((v, i) => (i === 4 ? 3 : v)), undefined), /output height 3 does not match/);
-  native(() => a.run('conv2d', [four, w9], conv.map((v, i) => (i === 17 ? 2 : v)), undefined), /groups 2 must divide/);
+  native(
+    () =>
+      a.run(
+        'conv2d',
+        [four, w9],
+        conv.map((v, i) => (i === 4 ? 3 : v)),
+        undefined,
+      ),
+    /output height 3 does not match/,
+  );
+  native(
+    () =>
+      a.run(
+        'conv2d',
+        [four, w9],
+        conv.map((v, i) => (i === 17 ? 2 : v)),
+        undefined,
+      ),
+    /groups 2 must divide/,
+  );
   native(() => a.run('softmaxCrossEntropy', [four], [2, 2, 0], Int32Array.from([0, 5])), /label 5 at row 1/);
   native(() => a.run('softmaxCrossEntropy', [four], [2, 2, 0], undefined), /expected 2 labels/);
   native(() => a.run('sliceChannels', [four], [2, 2, 1, 2], undefined), /exceeds the channel count/);
@@ -181,7 +243,7 @@ nativeTest('native code checks sizes and parameters itself and throws instead of
 });
 
 nativeTest('freed memory stays resident for reuse by later tensors, and can be trimmed', (n) => {
-  const size = 1 << 16;  // 256 KiB: large enough for the arena
+  const size = 1 << 16; // 256 KiB: large enough for the arena
   const dirty = n.upload(new Float32Array(size).fill(7));
   n.trimPool();
   n.dispose(dirty);
@@ -230,7 +292,10 @@ nativeTest('the arena keeps resident what the live peak needed plus at most its 
   assert.equal(tight.empty.arena, 0.75, 'never more than the peak');
   assert.deepEqual(tight.trimmed, { pooled: 0, arena: 0, peak: 0 });
   // A bad value warns and keeps the default slack (1 GiB), so the hole stays.
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', arenaScenario('')], { encoding: 'utf8', env: { ...process.env, XCEPTION_POOL_MB: 'lots' } });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', arenaScenario('')], {
+    encoding: 'utf8',
+    env: { ...process.env, XCEPTION_POOL_MB: 'lots' },
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /ignoring XCEPTION_POOL_MB=lots: it must be a whole number of MiB/);
   assert.equal((JSON.parse(r.stdout) as Run).hole.pooled, 0.25);
@@ -346,11 +411,19 @@ nativeTest('worker threads each get their own native state and compute the same 
       parentPort.postMessage(sum);
     });`;
   const { Worker } = await import('node:worker_threads');
-  const sums = await Promise.all([0, 1, 2].map(() => new Promise<number>((resolve, reject) => {
-    const w = new Worker(code, { eval: true });
-    w.once('message', (v: number) => { resolve(v); void w.terminate(); });
-    w.once('error', reject);
-  })));
+  const sums = await Promise.all(
+    [0, 1, 2].map(
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const w = new Worker(code, { eval: true });
+          w.once('message', (v: number) => {
+            resolve(v);
+            void w.terminate();
+          });
+          w.once('error', reject);
+        }),
+    ),
+  );
   assert.equal(new Set(sums).size, 1, `workers disagree: ${sums.join(', ')}`);
   assert.ok(Number.isFinite(sums[0]!) && sums[0] !== 0);
 });

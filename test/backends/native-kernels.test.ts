@@ -14,7 +14,17 @@ import { Random } from '../../src/core/random.js';
 import { referenceBackend as R } from '../../src/backends/reference/index.js';
 import { type NativeBackend, loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
 import { randomArray } from '../helpers/arrays.js';
-import { type ConvSpec, type PoolSpec, convFilterSize, convInputSize, convOutputSize, convParams, poolInputSize, poolOutputSize, poolParams } from '../helpers/params.js';
+import {
+  type ConvSpec,
+  type PoolSpec,
+  convFilterSize,
+  convInputSize,
+  convOutputSize,
+  convParams,
+  poolInputSize,
+  poolOutputSize,
+  poolParams,
+} from '../helpers/params.js';
 
 const N = loadNativeBackend();
 const TOL = 1e-4;
@@ -43,7 +53,8 @@ function pair(n: NativeBackend, values: ArrayLike<number>): Pair {
 }
 
 function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < expected.length; i++) {
     err = Math.max(err, Math.abs(actual[i]! - expected[i]!));
     scale = Math.max(scale, Math.abs(expected[i]!));
@@ -76,20 +87,65 @@ function checkConv(n: NativeBackend, rng: Random, spec: ConvSpec, label: string)
 
 const CONV_CASES: Array<[string, ConvSpec]> = [
   ['3×3 same', { batch: 2, height: 5, width: 7, inChannels: 3, outChannels: 4, kernel: [3, 3], padding: 'same' }],
-  ['3×3 stride 2 same, even size (pad at the end only)', { height: 8, width: 9, inChannels: 4, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: 'same' }],
-  ['3×3 stride 2 valid (block1_conv1)', { height: 15, width: 15, inChannels: 3, outChannels: 8, kernel: [3, 3], stride: [2, 2], padding: 'valid' }],
-  ['explicit asymmetric padding, 3×2 window, strides 2×1', { batch: 2, height: 7, width: 6, inChannels: 5, outChannels: 3, kernel: [3, 2], stride: [2, 1], padding: { height: [2, 0], width: [0, 1] } }],
+  [
+    '3×3 stride 2 same, even size (pad at the end only)',
+    { height: 8, width: 9, inChannels: 4, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: 'same' },
+  ],
+  [
+    '3×3 stride 2 valid (block1_conv1)',
+    { height: 15, width: 15, inChannels: 3, outChannels: 8, kernel: [3, 3], stride: [2, 2], padding: 'valid' },
+  ],
+  [
+    'explicit asymmetric padding, 3×2 window, strides 2×1',
+    {
+      batch: 2,
+      height: 7,
+      width: 6,
+      inChannels: 5,
+      outChannels: 3,
+      kernel: [3, 2],
+      stride: [2, 1],
+      padding: { height: [2, 0], width: [0, 1] },
+    },
+  ],
   ['dilated 2×3, same', { height: 9, width: 10, inChannels: 4, outChannels: 5, kernel: [3, 3], dilation: [2, 3], padding: 'same' }],
-  ['dilated, strided, valid', { height: 11, width: 12, inChannels: 2, outChannels: 3, kernel: [2, 3], stride: [2, 2], dilation: [3, 2], padding: 'valid' }],
+  [
+    'dilated, strided, valid',
+    { height: 11, width: 12, inChannels: 2, outChannels: 3, kernel: [2, 3], stride: [2, 2], dilation: [3, 2], padding: 'valid' },
+  ],
   ['grouped, 3 groups', { batch: 2, height: 6, width: 6, inChannels: 6, outChannels: 9, kernel: [3, 3], padding: 'same', groups: 3 }],
-  ['grouped strided asymmetric', { height: 7, width: 8, inChannels: 8, outChannels: 4, kernel: [3, 3], stride: [2, 2], padding: { height: [0, 1], width: [1, 0] }, groups: 2 }],
+  [
+    'grouped strided asymmetric',
+    {
+      height: 7,
+      width: 8,
+      inChannels: 8,
+      outChannels: 4,
+      kernel: [3, 3],
+      stride: [2, 2],
+      padding: { height: [0, 1], width: [1, 0] },
+      groups: 2,
+    },
+  ],
   ['depthwise 3×3', { batch: 2, height: 9, width: 9, inChannels: 16, outChannels: 16, kernel: [3, 3], padding: 'same', groups: 16 }],
-  ['depthwise 3×3 stride 2, multiplier 2', { height: 10, width: 7, inChannels: 5, outChannels: 10, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 5 }],
-  ['depthwise dilated', { height: 12, width: 12, inChannels: 8, outChannels: 8, kernel: [3, 3], dilation: [2, 2], padding: 'same', groups: 8 }],
+  [
+    'depthwise 3×3 stride 2, multiplier 2',
+    { height: 10, width: 7, inChannels: 5, outChannels: 10, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 5 },
+  ],
+  [
+    'depthwise dilated',
+    { height: 12, width: 12, inChannels: 8, outChannels: 8, kernel: [3, 3], dilation: [2, 2], padding: 'same', groups: 8 },
+  ],
   ['1×1 pointwise', { batch: 2, height: 7, width: 7, inChannels: 32, outChannels: 48, kernel: [1, 1], padding: 'valid' }],
-  ['1×1 stride 2 same (residual shortcut)', { height: 9, width: 9, inChannels: 16, outChannels: 24, kernel: [1, 1], stride: [2, 2], padding: 'same' }],
+  [
+    '1×1 stride 2 same (residual shortcut)',
+    { height: 9, width: 9, inChannels: 16, outChannels: 24, kernel: [1, 1], stride: [2, 2], padding: 'same' },
+  ],
   ['Xception middle-flow pointwise, smaller', { height: 5, width: 5, inChannels: 128, outChannels: 96, kernel: [1, 1], padding: 'valid' }],
-  ['Xception depthwise at 10×10, 64 channels', { height: 10, width: 10, inChannels: 64, outChannels: 64, kernel: [3, 3], padding: 'same', groups: 64 }],
+  [
+    'Xception depthwise at 10×10, 64 channels',
+    { height: 10, width: 10, inChannels: 64, outChannels: 64, kernel: [3, 3], padding: 'same', groups: 64 },
+  ],
 ];
 
 nativeTest('conv2d forward, backward input and backward filter agree with the reference on fixed shapes', (n) => {
@@ -100,7 +156,12 @@ nativeTest('conv2d forward, backward input and backward filter agree with the re
 nativeTest('conv2d at the full Xception middle-flow shapes (19×19, 728 channels: filter blocks padded to 32)', (n) => {
   const rng = new Random(728);
   checkConv(n, rng, { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [1, 1], padding: 'same' }, 'pointwise');
-  checkConv(n, rng, { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [3, 3], padding: 'same', groups: 728 }, 'depthwise');
+  checkConv(
+    n,
+    rng,
+    { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [3, 3], padding: 'same', groups: 728 },
+    'depthwise',
+  );
 });
 
 nativeTest('pointwise convolutions run each pass as a GEMM or a convolution primitive by shape, with the same results', (n) => {
@@ -109,22 +170,32 @@ nativeTest('pointwise convolutions run each pass as a GEMM or a convolution prim
   // [in, out] → which of forward, backward data, backward filter run as dnnl_sgemm.
   const cases: Array<[number, number, [boolean, boolean, boolean]]> = [
     [16, 32, [false, false, false]],
-    [128, 256, [false, false, true]],   // filter gradient from 128·256 weights on
-    [24, 512, [true, false, false]],    // forward from 512 outputs on
-    [512, 520, [true, true, true]],     // backward data when both sides have ≥ 512
+    [128, 256, [false, false, true]], // filter gradient from 128·256 weights on
+    [24, 512, [true, false, false]], // forward from 512 outputs on
+    [512, 520, [true, true, true]], // backward data when both sides have ≥ 512
     [520, 64, [false, false, true]],
   ];
   for (const [inChannels, outChannels, want] of cases) {
     for (const spec of [
       { height: 3, width: 5, inChannels, outChannels, kernel: [1, 1] as [number, number], padding: 'valid' as const, batch: 3 },
       // Not a plain matrix product: strided, padded or grouped 1×1 stay convolutions.
-      { height: 4, width: 4, inChannels, outChannels, kernel: [1, 1] as [number, number], stride: [2, 2] as [number, number], padding: 'valid' as const },
+      {
+        height: 4,
+        width: 4,
+        inChannels,
+        outChannels,
+        kernel: [1, 1] as [number, number],
+        stride: [2, 2] as [number, number],
+        padding: 'valid' as const,
+      },
       { height: 3, width: 3, inChannels, outChannels, kernel: [1, 1] as [number, number], padding: 'valid' as const, groups: 8 },
     ]) {
       const p = convParams(spec);
       const plain = spec.stride === undefined && spec.groups === undefined;
       const impls = (['forward', 'backwardInput', 'backwardFilter'] as const).map((pass) => n.describeConv(p, pass));
-      impls.forEach((impl, pass) => assert.equal(impl === gemm, plain && want[pass], `${inChannels}→${outChannels} ${JSON.stringify(spec)} pass ${pass}: ${impl}`));
+      impls.forEach((impl, pass) =>
+        assert.equal(impl === gemm, plain && want[pass], `${inChannels}→${outChannels} ${JSON.stringify(spec)} pass ${pass}: ${impl}`),
+      );
       checkConv(n, rng, spec, `${inChannels}→${outChannels} via ${impls.join(', ')}`);
     }
   }
@@ -140,12 +211,28 @@ function randomConvSpec(rng: Random): ConvSpec {
   const stride: [number, number] = [1 + rng.int(3), 1 + rng.int(3)];
   const dilation: [number, number] = [1 + rng.int(2), 1 + rng.int(2)];
   const span = (k: number, d: number) => (k - 1) * d + 1;
-  const height = span(kernel[0], dilation[0]) + rng.int(9), width = span(kernel[1], dilation[1]) + rng.int(9);
+  const height = span(kernel[0], dilation[0]) + rng.int(9),
+    width = span(kernel[1], dilation[1]) + rng.int(9);
   const style = rng.int(3);
-  const padding = style === 0 ? 'same' as const : style === 1 ? 'valid' as const
-    : { height: [rng.int(kernel[0]), rng.int(kernel[0])] as [number, number], width: [rng.int(kernel[1]), rng.int(kernel[1])] as [number, number] };
+  const padding =
+    style === 0
+      ? ('same' as const)
+      : style === 1
+        ? ('valid' as const)
+        : {
+            height: [rng.int(kernel[0]), rng.int(kernel[0])] as [number, number],
+            width: [rng.int(kernel[1]), rng.int(kernel[1])] as [number, number],
+          };
   return {
-    batch: 1 + rng.int(2), height, width, inChannels, outChannels, kernel, stride, dilation, padding,
+    batch: 1 + rng.int(2),
+    height,
+    width,
+    inChannels,
+    outChannels,
+    kernel,
+    stride,
+    dilation,
+    padding,
     groups: depthwise ? inChannels : groups,
   };
 }
@@ -179,8 +266,16 @@ nativeTest('repeated convolutions reuse cached primitives and filter layouts, an
 // job's width (not a multiple of 16), 100352 = 128·28·28 rows use both threads, and the last case
 // has a mean far from zero against a small spread (shifted sums, centring before scaling).
 const BN_CASES: Array<[number, number, number, number]> = [
-  [1, 3, -1, 3], [50, 8, -1, 3], [7, 64, -1, 3], [1000, 3, -1, 3], [8 * 19 * 19, 32, -1, 3],
-  [13, 8, -1, 3], [2048, 182, -1, 3], [128 * 28 * 28, 8, -1, 3], [6272 + 5, 182, 0, 4], [517, 24, 99, 101],
+  [1, 3, -1, 3],
+  [50, 8, -1, 3],
+  [7, 64, -1, 3],
+  [1000, 3, -1, 3],
+  [8 * 19 * 19, 32, -1, 3],
+  [13, 8, -1, 3],
+  [2048, 182, -1, 3],
+  [128 * 28 * 28, 8, -1, 3],
+  [6272 + 5, 182, 0, 4],
+  [517, 24, 99, 101],
 ];
 
 nativeTest('batch norm train, inference and backward agree with the reference', (n) => {
@@ -210,8 +305,13 @@ nativeTest('batch norm train, inference and backward agree with the reference', 
     // Inference with moving statistics unrelated to the batch.
     const mm = pair(n, randomArray(rng, channels));
     const mv = pair(n, randomArray(rng, channels, 0.1, 2));
-    agree(n, `batchNormInference ${label}`, n.batchNormInference(x.n, gamma.n, beta.n, mm.n, mv.n, p),
-      R.batchNormInference(x.r, gamma.r, beta.r, mm.r, mv.r, p), size);
+    agree(
+      n,
+      `batchNormInference ${label}`,
+      n.batchNormInference(x.n, gamma.n, beta.n, mm.n, mv.n, p),
+      R.batchNormInference(x.r, gamma.r, beta.r, mm.r, mv.r, p),
+      size,
+    );
     // Batch norm → ReLU fused: forward, backward through the mask, inference.
     const pr = { ...p, relu: true };
     const fn = n.batchNormTrain(x.n, gamma.n, beta.n, pr);
@@ -224,8 +324,13 @@ nativeTest('batch norm train, inference and backward agree with the reference', 
     agree(n, `batchNormReluBackward dx ${label}`, gn.dx, gr.dx, size);
     agree(n, `batchNormReluBackward dgamma ${label}`, gn.dgamma, gr.dgamma, channels);
     agree(n, `batchNormReluBackward dbeta ${label}`, gn.dbeta, gr.dbeta, channels);
-    agree(n, `batchNormReluInference ${label}`, n.batchNormInference(x.n, gamma.n, beta.n, mm.n, mv.n, pr),
-      R.batchNormInference(x.r, gamma.r, beta.r, mm.r, mv.r, pr), size);
+    agree(
+      n,
+      `batchNormReluInference ${label}`,
+      n.batchNormInference(x.n, gamma.n, beta.n, mm.n, mv.n, pr),
+      R.batchNormInference(x.r, gamma.r, beta.r, mm.r, mv.r, pr),
+      size,
+    );
     assert.throws(() => n.batchNormBackward(dy.n, x.n, gamma.n, mean.n, variance.n, pr), /needs the forward output y/);
   }
 });
@@ -237,11 +342,13 @@ nativeTest('relu, elu and their backward passes agree with the reference', (n) =
   for (const size of [1, 17, 1000, 100_003]) {
     const x = pair(n, randomArray(rng, size, -2, 2));
     const dy = pair(n, randomArray(rng, size));
-    const yn = n.relu(x.n, size), yr = R.relu(x.r, size);
+    const yn = n.relu(x.n, size),
+      yr = R.relu(x.r, size);
     agree(n, `reluBackward ${size}`, n.reluBackward(dy.n, yn, size), R.reluBackward(dy.r, yr, size), size);
     agree(n, `relu ${size}`, yn, yr, size);
     for (const alpha of [1, 0.3]) {
-      const en = n.elu(x.n, alpha, size), er = R.elu(x.r, alpha, size);
+      const en = n.elu(x.n, alpha, size),
+        er = R.elu(x.r, alpha, size);
       // Backward from the same y on both sides, so only the gradient formula is compared.
       const y = pair(n, R.download(er, size, 'float64'));
       agree(n, `eluBackward ${size} alpha ${alpha}`, n.eluBackward(dy.n, y.n, alpha, size), R.eluBackward(dy.r, y.r, alpha, size), size);
@@ -254,7 +361,8 @@ nativeTest('relu, elu and their backward passes agree with the reference', (n) =
 
 function checkPool(n: NativeBackend, rng: Random, spec: PoolSpec, label: string, values?: (size: number) => ArrayLike<number>): void {
   const p: Pool2DParams = poolParams(spec);
-  const xs = poolInputSize(p), ys = poolOutputSize(p);
+  const xs = poolInputSize(p),
+    ys = poolOutputSize(p);
   const x = pair(n, values ? values(xs) : randomArray(rng, xs));
   const dy = pair(n, randomArray(rng, ys));
   const what = `${label} ${JSON.stringify(spec)}`;
@@ -266,11 +374,20 @@ function checkPool(n: NativeBackend, rng: Random, spec: PoolSpec, label: string,
 
 const POOL_CASES: Array<[string, PoolSpec]> = [
   ['3×3 stride 2 same, odd size', { batch: 2, height: 9, width: 9, channels: 4, window: [3, 3], stride: [2, 2], padding: 'same' }],
-  ['3×3 stride 2 same, even size (74→37 case, smaller)', { height: 10, width: 8, channels: 5, window: [3, 3], stride: [2, 2], padding: 'same' }],
+  [
+    '3×3 stride 2 same, even size (74→37 case, smaller)',
+    { height: 10, width: 8, channels: 5, window: [3, 3], stride: [2, 2], padding: 'same' },
+  ],
   ['2×2 stride 2 valid', { height: 8, width: 7, channels: 3, window: [2, 2], stride: [2, 2], padding: 'valid' }],
   ['3×3 stride 1 same (overlapping windows)', { height: 6, width: 6, channels: 16, window: [3, 3], stride: [1, 1], padding: 'same' }],
-  ['explicit asymmetric padding, 3×2 window', { height: 7, width: 6, channels: 2, window: [3, 2], stride: [2, 1], padding: { height: [2, 0], width: [0, 1] } }],
-  ['Xception block-exit pool at 19×19, 64 channels', { height: 19, width: 19, channels: 64, window: [3, 3], stride: [2, 2], padding: 'same' }],
+  [
+    'explicit asymmetric padding, 3×2 window',
+    { height: 7, width: 6, channels: 2, window: [3, 2], stride: [2, 1], padding: { height: [2, 0], width: [0, 1] } },
+  ],
+  [
+    'Xception block-exit pool at 19×19, 64 channels',
+    { height: 19, width: 19, channels: 64, window: [3, 3], stride: [2, 2], padding: 'same' },
+  ],
 ];
 
 nativeTest('max and average pooling forward and backward agree with the reference', (n) => {
@@ -280,8 +397,13 @@ nativeTest('max and average pooling forward and backward agree with the referenc
     const window: [number, number] = [1 + rng.int(4), 1 + rng.int(4)];
     const stride: [number, number] = [1 + rng.int(3), 1 + rng.int(3)];
     const spec: PoolSpec = {
-      batch: 1 + rng.int(2), height: window[0] + rng.int(8), width: window[1] + rng.int(8), channels: 1 + rng.int(9),
-      window, stride, padding: rng.next() < 0.5 ? 'same' : 'valid',
+      batch: 1 + rng.int(2),
+      height: window[0] + rng.int(8),
+      width: window[1] + rng.int(8),
+      channels: 1 + rng.int(9),
+      window,
+      stride,
+      padding: rng.next() < 0.5 ? 'same' : 'valid',
     };
     checkPool(n, rng, spec, `random #${i}`);
   }
@@ -296,7 +418,11 @@ nativeTest('max pooling backward sends ties to the first maximum in row-major or
 
 nativeTest('global average and max pooling forward and backward agree with the reference, ties included', (n) => {
   const rng = new Random(8);
-  for (const [batch, spatial, channels] of [[1, 1, 5], [2, 49, 7], [3, 100, 64]] as const) {
+  for (const [batch, spatial, channels] of [
+    [1, 1, 5],
+    [2, 49, 7],
+    [3, 100, 64],
+  ] as const) {
     const p = { batch, spatial, channels };
     const size = batch * spatial * channels;
     for (const kind of ['random', 'tied'] as const) {
@@ -315,7 +441,12 @@ nativeTest('global average and max pooling forward and backward agree with the r
 
 nativeTest('matmul agrees with the reference for every transpose combination', (n) => {
   const rng = new Random(9);
-  for (const [m, k, nn] of [[1, 5, 3], [7, 13, 11], [32, 64, 10], [2, 2048, 100]] as const) {
+  for (const [m, k, nn] of [
+    [1, 5, 3],
+    [7, 13, 11],
+    [32, 64, 10],
+    [2, 2048, 100],
+  ] as const) {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         const p = { m, k, n: nn, transA, transB };
@@ -337,7 +468,12 @@ nativeTest('axpby, mul, scale, biasAdd and sumRows agree with the reference', (n
     agree(n, `scale ${size}`, n.scale(a.n, -2.5, size), R.scale(a.r, -2.5, size), size);
   }
   // sumRows over many rows of same-signed values: float32 accumulation would drift here.
-  for (const [rows, channels] of [[1, 4], [9, 3], [8 * 147 * 147, 3], [500, 256]] as const) {
+  for (const [rows, channels] of [
+    [1, 4],
+    [9, 3],
+    [8 * 147 * 147, 3],
+    [500, 256],
+  ] as const) {
     const p = { rows, channels };
     const x = pair(n, randomArray(rng, rows * channels, 0, 1));
     const bias = pair(n, randomArray(rng, channels));
@@ -348,12 +484,27 @@ nativeTest('axpby, mul, scale, biasAdd and sumRows agree with the reference', (n
 
 nativeTest('concatChannels and sliceChannels agree with the reference', (n) => {
   const rng = new Random(12);
-  const rows = 37, channels = [3, 2, 8, 1];
+  const rows = 37,
+    channels = [3, 2, 8, 1];
   const xs = channels.map((c) => pair(n, randomArray(rng, rows * c)));
   const total = channels.reduce((a, b) => a + b, 0);
-  const cn = n.concatChannels(xs.map((x) => x.n), rows, channels);
-  const cr = R.concatChannels(xs.map((x) => x.r), rows, channels);
-  for (const [start, count] of [[0, 3], [3, 8], [13, 1], [2, 7], [5, 9]] as const) {
+  const cn = n.concatChannels(
+    xs.map((x) => x.n),
+    rows,
+    channels,
+  );
+  const cr = R.concatChannels(
+    xs.map((x) => x.r),
+    rows,
+    channels,
+  );
+  for (const [start, count] of [
+    [0, 3],
+    [3, 8],
+    [13, 1],
+    [2, 7],
+    [5, 9],
+  ] as const) {
     const p = { rows, channels: total };
     agree(n, `sliceChannels ${start}+${count}`, n.sliceChannels(cn, p, start, count), R.sliceChannels(cr, p, start, count), rows * count);
   }
@@ -362,10 +513,20 @@ nativeTest('concatChannels and sliceChannels agree with the reference', (n) => {
 
 nativeTest('softmax, cross-entropy and its backward agree with the reference', (n) => {
   const rng = new Random(13);
-  for (const [rows, channels] of [[1, 2], [8, 10], [4, 1000]] as const) {
+  for (const [rows, channels] of [
+    [1, 2],
+    [8, 10],
+    [4, 1000],
+  ] as const) {
     const logits = pair(n, randomArray(rng, rows * channels, -5, 5));
     const labels = Int32Array.from({ length: rows }, () => rng.int(channels));
-    agree(n, `softmax ${rows}×${channels}`, n.softmax(logits.n, { rows, channels }), R.softmax(logits.r, { rows, channels }), rows * channels);
+    agree(
+      n,
+      `softmax ${rows}×${channels}`,
+      n.softmax(logits.n, { rows, channels }),
+      R.softmax(logits.r, { rows, channels }),
+      rows * channels,
+    );
     for (const labelSmoothing of [0, 0.1]) {
       const p = { rows, channels, labelSmoothing };
       const ln = n.softmaxCrossEntropy(logits.n, labels, p);
@@ -373,8 +534,13 @@ nativeTest('softmax, cross-entropy and its backward agree with the reference', (
       assert.ok(relError([ln.loss], [lr.loss]) <= TOL, `loss ${ln.loss} vs ${lr.loss} (${JSON.stringify(p)})`);
       agree(n, `softmaxCrossEntropy probs ${JSON.stringify(p)}`, ln.probs, lr.probs, rows * channels);
       const probs = pair(n, R.download(lr.probs, rows * channels, 'float64'));
-      agree(n, `softmaxCrossEntropyBackward ${JSON.stringify(p)}`, n.softmaxCrossEntropyBackward(probs.n, labels, p, 2),
-        R.softmaxCrossEntropyBackward(probs.r, labels, p, 2), rows * channels);
+      agree(
+        n,
+        `softmaxCrossEntropyBackward ${JSON.stringify(p)}`,
+        n.softmaxCrossEntropyBackward(probs.n, labels, p, 2),
+        R.softmaxCrossEntropyBackward(probs.r, labels, p, 2),
+        rows * channels,
+      );
     }
   }
 });
@@ -400,15 +566,30 @@ nativeTest('applyUpdate for every rule and sumSquares agree with the reference o
       for (let step = 1; step <= 3; step++) {
         const rule = base.kind === 'adam' ? { ...base, step } : base;
         const g = pair(n, randomArray(rng, size));
-        n.applyUpdate(rule, w.n, g.n, state.map((s) => s.n), size, 0.5);
-        R.applyUpdate(rule, w.r, g.r, state.map((s) => s.r), size, 0.5);
+        n.applyUpdate(
+          rule,
+          w.n,
+          g.n,
+          state.map((s) => s.n),
+          size,
+          0.5,
+        );
+        R.applyUpdate(
+          rule,
+          w.r,
+          g.r,
+          state.map((s) => s.r),
+          size,
+          0.5,
+        );
         const label = `${JSON.stringify(rule)} size ${size} step ${step}`;
         // agree() disposes its native handle; these live on, so compare through copies.
         const copy = (p: Pair) => n.upload(n.download(p.n, size, 'float32') as Float32Array);
         agree(n, `applyUpdate param ${label}`, copy(w), w.r, size);
         state.forEach((s, i) => agree(n, `applyUpdate state ${i} ${label}`, copy(s), s.r, size));
       }
-      const sn = n.sumSquares(w.n, size), sr = R.sumSquares(w.r, size);
+      const sn = n.sumSquares(w.n, size),
+        sr = R.sumSquares(w.r, size);
       assert.ok(relError([sn], [sr]) <= TOL, `sumSquares ${sn} vs ${sr}`);
     }
   }

@@ -17,8 +17,10 @@ const childScript = fileURLToPath(new URL('../helpers/strided-pointwise-child.js
 function runChild(t: TestContext, args: string[]): unknown {
   const r = spawnSync(process.execPath, [childScript, ...args], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.error, undefined, `child ${args.join(' ')}: ${r.error?.message} (a hang?)`);
-  assert.ok(r.status === 0 && r.signal === null,
-    `child ${args.join(' ')} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr.slice(-2000)}`);
+  assert.ok(
+    r.status === 0 && r.signal === null,
+    `child ${args.join(' ')} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr.slice(-2000)}`,
+  );
   const out = JSON.parse(r.stdout) as { skipped?: string };
   if (out.skipped !== undefined) {
     t.skip(out.skipped);
@@ -27,7 +29,12 @@ function runChild(t: TestContext, args: string[]): unknown {
   return out;
 }
 
-interface KernelCase { label: string; inChannels: number; impl: string; errors: number[] }
+interface KernelCase {
+  label: string;
+  inChannels: number;
+  impl: string;
+  errors: number[];
+}
 
 test('strided 1×1 convolutions with 1–15 input channels: all three passes agree with the reference, the filter gradient runs as gather + GEMM', (t) => {
   const cases = runChild(t, ['kernels']) as KernelCase[] | null;
@@ -41,10 +48,21 @@ test('strided 1×1 convolutions with 1–15 input channels: all three passes agr
   }
 });
 
-interface ModelRun { loss: number; referenceLoss: number; weights: number; total: number; worst: number; worstName: string }
+interface ModelRun {
+  loss: number;
+  referenceLoss: number;
+  weights: number;
+  total: number;
+  worst: number;
+  worstName: string;
+}
 
 // [width, size, batch]: the three measured crashes.
-for (const [width, size, batch] of [[0.125, 64, 16], [0.125, 64, 1], [0.0625, 64, 16]] as const) {
+for (const [width, size, batch] of [
+  [0.125, 64, 16],
+  [0.125, 64, 1],
+  [0.0625, 64, 16],
+] as const) {
   test(`xception stem small, width ${width}, ${size}×${size}, batch ${batch}: a training step on onednn matches the reference`, (t) => {
     const r = runChild(t, ['model', String(width), String(size), String(batch)]) as ModelRun | null;
     if (!r) return;

@@ -18,7 +18,8 @@ import { referenceBackend } from '../../src/backends/reference/index.js';
 import { loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
 
 function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < expected.length; i++) {
     err = Math.max(err, Math.abs(actual[i]! - expected[i]!));
     scale = Math.max(scale, Math.abs(expected[i]!));
@@ -29,7 +30,11 @@ function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): numbe
 function run(backend: Backend) {
   const m = xception({ backend, inputShape: [71, 71, 3], classes: 7, seed: 5 });
   const rng = new Random(3);
-  const x = tensor(Float32Array.from({ length: 2 * 71 * 71 * 3 }, () => rng.uniform(-1, 1)), [2, 71, 71, 3], { backend });
+  const x = tensor(
+    Float32Array.from({ length: 2 * 71 * 71 * 3 }, () => rng.uniform(-1, 1)),
+    [2, 71, 71, 3],
+    { backend },
+  );
   let logits: Float32Array | Float64Array = new Float32Array();
   const loss = tidy(() => {
     const y = m.forward(x, { training: true, logits: true });
@@ -55,10 +60,14 @@ test('full Xception at 71×71, forward and backward: onednn agrees with the refe
   const logitsError = relError(n.logits, r.logits);
   assert.ok(logitsError <= 1e-4, `logits: relative error ${logitsError.toExponential(2)}`);
   assert.equal(n.grads.size, r.grads.size);
-  let diff2 = 0, ref2 = 0, worst = 0, worstName = '';
+  let diff2 = 0,
+    ref2 = 0,
+    worst = 0,
+    worstName = '';
   for (const [name, g] of r.grads) {
     const h = n.grads.get(name)!;
-    let d = 0, q = 0;
+    let d = 0,
+      q = 0;
     for (let i = 0; i < g.length; i++) {
       d += (h[i]! - g[i]!) ** 2;
       q += g[i]! ** 2;
@@ -71,6 +80,8 @@ test('full Xception at 71×71, forward and backward: onednn agrees with the refe
   const total = Math.sqrt(diff2 / ref2);
   assert.ok(total <= 2e-2, `all gradients: L2 relative error ${total.toExponential(2)}`);
   assert.ok(worst <= 0.1, `gradient of ${worstName}: L2 relative error ${worst.toExponential(2)}`);
-  t.diagnostic(`loss ${n.loss}; logits error ${logitsError.toExponential(2)}; gradients L2 ${total.toExponential(2)}, ` +
-    `worst ${worstName} ${worst.toExponential(2)}`);
+  t.diagnostic(
+    `loss ${n.loss}; logits error ${logitsError.toExponential(2)}; gradients L2 ${total.toExponential(2)}, ` +
+      `worst ${worstName} ${worst.toExponential(2)}`,
+  );
 });

@@ -23,15 +23,28 @@ function runAllKernels(backend: Backend, make: Maker): Map<string, NumArray> {
   const rng = new Random(3);
   const out = new Map<string, NumArray>();
   const put = (name: string, h: object) => out.set(name, h as NumArray);
-  const conv = convParams({ batch: 2, height: 5, width: 5, inChannels: 6, outChannels: 4, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 2 });
-  const x = make(randomArray(rng, 2 * 5 * 5 * 6)), w = make(randomArray(rng, 3 * 3 * 3 * 4)), dy = make(randomArray(rng, 2 * 3 * 3 * 4));
+  const conv = convParams({
+    batch: 2,
+    height: 5,
+    width: 5,
+    inChannels: 6,
+    outChannels: 4,
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: 'same',
+    groups: 2,
+  });
+  const x = make(randomArray(rng, 2 * 5 * 5 * 6)),
+    w = make(randomArray(rng, 3 * 3 * 3 * 4)),
+    dy = make(randomArray(rng, 2 * 3 * 3 * 4));
   const inputs = [x, w, dy];
   const snapshots = inputs.map((a) => Array.from(a));
   put('conv2d', backend.conv2d(x, w, conv));
   put('conv2dBackwardInput', backend.conv2dBackwardInput(dy, w, conv));
   put('conv2dBackwardFilter', backend.conv2dBackwardFilter(x, dy, conv));
   const bn = { rows: 50, channels: 6, epsilon: 1e-3 };
-  const gamma = make(randomArray(rng, 6, 0.5, 1.5)), beta = make(randomArray(rng, 6));
+  const gamma = make(randomArray(rng, 6, 0.5, 1.5)),
+    beta = make(randomArray(rng, 6));
   const t = backend.batchNormTrain(x, gamma, beta, bn);
   put('batchNormTrain.y', t.y);
   put('batchNormTrain.mean', t.mean);
@@ -42,7 +55,8 @@ function runAllKernels(backend: Backend, make: Maker): Map<string, NumArray> {
   put('batchNormBackward.dgamma', g.dgamma);
   put('batchNormBackward.dbeta', g.dbeta);
   const pool = poolParams({ batch: 2, height: 5, width: 5, channels: 6, window: [3, 3], stride: [2, 2], padding: 'same' });
-  const px = make(distinctArray(rng, 300)), pdy = make(randomArray(rng, 2 * 3 * 3 * 6));
+  const px = make(distinctArray(rng, 300)),
+    pdy = make(randomArray(rng, 2 * 3 * 3 * 6));
   put('maxPool2d', backend.maxPool2d(px, pool));
   put('maxPool2dBackward', backend.maxPool2dBackward(pdy, px, pool));
   put('avgPool2d', backend.avgPool2d(px, pool));
@@ -72,7 +86,10 @@ function runAllKernels(backend: Backend, make: Maker): Map<string, NumArray> {
   const ce = backend.softmaxCrossEntropy(x, labels, { rows: 30, channels: 10, labelSmoothing: 0.1 });
   assert.equal(typeof ce.loss, 'number');
   put('softmaxCrossEntropy.probs', ce.probs);
-  put('softmaxCrossEntropyBackward', backend.softmaxCrossEntropyBackward(ce.probs, labels, { rows: 30, channels: 10, labelSmoothing: 0.1 }, 2));
+  put(
+    'softmaxCrossEntropyBackward',
+    backend.softmaxCrossEntropyBackward(ce.probs, labels, { rows: 30, channels: 10, labelSmoothing: 0.1 }, 2),
+  );
   put('upload', backend.upload(x));
   inputs.forEach((a, i) => assert.deepEqual(Array.from(a), snapshots[i], `kernel modified input ${i}`));
   return out;
@@ -118,8 +135,10 @@ test('upload copies, download copies and converts, zeros has the requested dtype
 
 test('contract violations raise BackendError naming the problem', () => {
   const p = convParams({ height: 4, width: 4, inChannels: 2, outChannels: 2, kernel: [3, 3], padding: 'same' });
-  const x = new Float32Array(32), w = new Float32Array(36);
-  const expectError = (fn: () => unknown, pattern: RegExp) => assert.throws(fn, (e: unknown) => e instanceof BackendError && pattern.test(e.message));
+  const x = new Float32Array(32),
+    w = new Float32Array(36);
+  const expectError = (fn: () => unknown, pattern: RegExp) =>
+    assert.throws(fn, (e: unknown) => e instanceof BackendError && pattern.test(e.message));
   expectError(() => B.conv2d([1, 2] as unknown as object, w, p), /conv2d input is not a reference-backend handle/);
   expectError(() => B.conv2d(new Float32Array(31), w, p), /conv2d input has 31 elements, expected 32/);
   expectError(() => B.conv2d(x, w, { ...p, outHeight: 3 }), /output height 3 disagrees/);
@@ -130,12 +149,21 @@ test('contract violations raise BackendError naming the problem', () => {
   expectError(() => B.maxPool2d(new Float32Array(16), { ...pool, padTop: 2, outHeight: 5 }), /must be smaller than the window/);
   expectError(() => B.download(new Float32Array(3), 4, 'float32'), /has 3 elements, expected 4/);
   expectError(() => B.zeros(2, 'int8' as never), /unsupported dtype 'int8'/);
-  expectError(() => B.matmul(new Float32Array(6), new Float32Array(6), { m: 2, k: 3, n: 3, transA: false, transB: false }), /matmul b has 6 elements, expected 9/);
+  expectError(
+    () => B.matmul(new Float32Array(6), new Float32Array(6), { m: 2, k: 3, n: 3, transA: false, transB: false }),
+    /matmul b has 6 elements, expected 9/,
+  );
   expectError(() => B.concatChannels([new Float32Array(2)], 2, [1, 1]), /1 inputs but 2 channel counts/);
   expectError(() => B.sliceChannels(new Float32Array(6), { rows: 2, channels: 3 }, 2, 2), /exceed 3 channels/);
   const ce = { rows: 2, channels: 3, labelSmoothing: 0 };
   expectError(() => B.softmaxCrossEntropy(new Float32Array(6), Int32Array.from([0, 3]), ce), /label 3 in row 1 is outside 0…2/);
   expectError(() => B.softmaxCrossEntropy(new Float32Array(6), Int32Array.from([0]), ce), /1 labels for 2 rows/);
-  expectError(() => B.softmaxCrossEntropy(new Float32Array(6), Int32Array.from([0, 1]), { ...ce, labelSmoothing: 1.5 }), /labelSmoothing must be in \[0, 1\]/);
-  expectError(() => B.batchNormTrain(x, new Float32Array(2), new Float32Array(3), { rows: 16, channels: 2, epsilon: 1e-3 }), /beta has 3 elements/);
+  expectError(
+    () => B.softmaxCrossEntropy(new Float32Array(6), Int32Array.from([0, 1]), { ...ce, labelSmoothing: 1.5 }),
+    /labelSmoothing must be in \[0, 1\]/,
+  );
+  expectError(
+    () => B.batchNormTrain(x, new Float32Array(2), new Float32Array(3), { rows: 16, channels: 2, epsilon: 1e-3 }),
+    /beta has 3 elements/,
+  );
 });

@@ -37,7 +37,15 @@ test('conv2d 3×3 stride 2 TensorFlow same on 4×4 pads only the bottom row and 
   assert.deepEqual(arr(B.conv2d(ramp4x4, filter3x3, p)), [9, 32, 68, 80]);
   // PyTorch-style symmetric padding (1 before, 0 after) gives other numbers: the rule matters.
   // y[0][0] reads rows −1…1, cols −1…1: 0 + 0 + 0 − x[1][1] = −6.
-  const torchLike = convParams({ height: 4, width: 4, inChannels: 1, outChannels: 1, kernel: [3, 3], stride: [2, 2], padding: { height: [1, 0], width: [1, 0] } });
+  const torchLike = convParams({
+    height: 4,
+    width: 4,
+    inChannels: 1,
+    outChannels: 1,
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: { height: [1, 0], width: [1, 0] },
+  });
   assert.equal(arr(B.conv2d(ramp4x4, filter3x3, torchLike))[0], -6);
 });
 
@@ -79,7 +87,8 @@ test('conv2d equals the definition on random shapes (stride, dilation, padding, 
   const rng = new Random(2024);
   for (const spec of convCrossChecks) {
     const p = convParams(spec);
-    const x = randomArray(rng, convInputSize(p)), w = randomArray(rng, convFilterSize(p));
+    const x = randomArray(rng, convInputSize(p)),
+      w = randomArray(rng, convFilterSize(p));
     assertAllClose(B.conv2d(x, w, p) as Float64Array, naiveConv2d(x, w, p), EXACT, `conv2d ${JSON.stringify(spec)}`);
   }
 });
@@ -211,8 +220,10 @@ test('elementwise kernels, by hand', () => {
 
 test('matmul in all four transpose combinations, by hand', () => {
   // [[1, 2, 3], [4, 5, 6]] · [[7, 8], [9, 10], [11, 12]] = [[58, 64], [139, 154]].
-  const a = f64([1, 2, 3, 4, 5, 6]), aT = f64([1, 4, 2, 5, 3, 6]);
-  const b = f64([7, 8, 9, 10, 11, 12]), bT = f64([7, 9, 11, 8, 10, 12]);
+  const a = f64([1, 2, 3, 4, 5, 6]),
+    aT = f64([1, 4, 2, 5, 3, 6]);
+  const b = f64([7, 8, 9, 10, 11, 12]),
+    bT = f64([7, 9, 11, 8, 10, 12]);
   const expected = [58, 64, 139, 154];
   const dims = { m: 2, k: 3, n: 2 };
   assert.deepEqual(arr(B.matmul(a, b, { ...dims, transA: false, transB: false })), expected);
@@ -233,8 +244,18 @@ test('biasAdd, sumRows, concatChannels and sliceChannels, by hand', () => {
 // --- classification ---------------------------------------------------------------------------
 
 test('softmax, by hand and stable for huge logits', () => {
-  assertAllClose(B.softmax(f64([0, Math.LN2, Math.log(3)]), { rows: 1, channels: 3 }) as Float64Array, [1 / 6, 1 / 3, 1 / 2], EXACT, 'softmax');
-  assertAllClose(B.softmax(f64([1000, 1000, -1000, 5e3, 5e3, 5e3]), { rows: 2, channels: 3 }) as Float64Array, [0.5, 0.5, 0, 1 / 3, 1 / 3, 1 / 3], EXACT, 'softmax big');
+  assertAllClose(
+    B.softmax(f64([0, Math.LN2, Math.log(3)]), { rows: 1, channels: 3 }) as Float64Array,
+    [1 / 6, 1 / 3, 1 / 2],
+    EXACT,
+    'softmax',
+  );
+  assertAllClose(
+    B.softmax(f64([1000, 1000, -1000, 5e3, 5e3, 5e3]), { rows: 2, channels: 3 }) as Float64Array,
+    [0.5, 0.5, 0, 1 / 3, 1 / 3, 1 / 3],
+    EXACT,
+    'softmax big',
+  );
 });
 
 test('softmaxCrossEntropy and its backward, by hand, with and without label smoothing', () => {

@@ -12,7 +12,17 @@ import { Random } from '../../src/core/random.js';
 import { referenceBackend as B } from '../../src/backends/reference/index.js';
 import { awayFromZero, distinctArray, randomArray } from '../helpers/arrays.js';
 import { assertGradient, dot } from '../helpers/gradcheck.js';
-import { type ConvSpec, type PoolSpec, convFilterSize, convInputSize, convOutputSize, convParams, poolInputSize, poolOutputSize, poolParams } from '../helpers/params.js';
+import {
+  type ConvSpec,
+  type PoolSpec,
+  convFilterSize,
+  convInputSize,
+  convOutputSize,
+  convParams,
+  poolInputSize,
+  poolOutputSize,
+  poolParams,
+} from '../helpers/params.js';
 
 const f64 = (h: object) => {
   assert.ok(h instanceof Float64Array, 'float64 inputs must give a Float64Array');
@@ -22,19 +32,46 @@ const f64 = (h: object) => {
 // --- convolution ------------------------------------------------------------------------------
 
 const convCases: Array<[string, ConvSpec]> = [
-  ['3×3 stride 1, symmetric padding 1', { batch: 2, height: 5, width: 5, inChannels: 3, outChannels: 4, kernel: [3, 3], padding: { height: [1, 1], width: [1, 1] } }],
-  ['3×3 stride 2 TF same on 6×6 (padTop 0, padBottom 1)', { batch: 2, height: 6, width: 6, inChannels: 2, outChannels: 3, kernel: [3, 3], stride: [2, 2], padding: 'same' }],
+  [
+    '3×3 stride 1, symmetric padding 1',
+    { batch: 2, height: 5, width: 5, inChannels: 3, outChannels: 4, kernel: [3, 3], padding: { height: [1, 1], width: [1, 1] } },
+  ],
+  [
+    '3×3 stride 2 TF same on 6×6 (padTop 0, padBottom 1)',
+    { batch: 2, height: 6, width: 6, inChannels: 2, outChannels: 3, kernel: [3, 3], stride: [2, 2], padding: 'same' },
+  ],
   ['3×3 stride 2 valid on 7×7', { height: 7, width: 7, inChannels: 3, outChannels: 2, kernel: [3, 3], stride: [2, 2], padding: 'valid' }],
-  ['2×3 kernel, explicit asymmetric padding top 1 bottom 0 left 0 right 2', { height: 5, width: 6, inChannels: 2, outChannels: 3, kernel: [2, 3], padding: { height: [1, 0], width: [0, 2] } }],
+  [
+    '2×3 kernel, explicit asymmetric padding top 1 bottom 0 left 0 right 2',
+    { height: 5, width: 6, inChannels: 2, outChannels: 3, kernel: [2, 3], padding: { height: [1, 0], width: [0, 2] } },
+  ],
   ['3×3 dilation 2, same', { height: 7, width: 6, inChannels: 2, outChannels: 3, kernel: [3, 3], dilation: [2, 2], padding: 'same' }],
-  ['1×3 kernel, stride (1, 2), dilation (2, 1), valid', { height: 6, width: 7, inChannels: 3, outChannels: 2, kernel: [1, 3], stride: [1, 2], dilation: [2, 1], padding: 'valid' }],
+  [
+    '1×3 kernel, stride (1, 2), dilation (2, 1), valid',
+    { height: 6, width: 7, inChannels: 3, outChannels: 2, kernel: [1, 3], stride: [1, 2], dilation: [2, 1], padding: 'valid' },
+  ],
   ['groups = 2, 3×3 same', { batch: 2, height: 5, width: 4, inChannels: 4, outChannels: 6, kernel: [3, 3], padding: 'same', groups: 2 }],
-  ['groups = 3 with 6 input channels per group (exercises the 4-channel unroll and its remainder)', { height: 4, width: 4, inChannels: 18, outChannels: 6, kernel: [2, 2], padding: 'same', groups: 3 }],
-  ['depthwise, multiplier 1, 3×3 same', { batch: 2, height: 5, width: 5, inChannels: 3, outChannels: 3, kernel: [3, 3], padding: 'same', groups: 3 }],
-  ['depthwise, multiplier 2, 3×3 stride 2 same', { height: 6, width: 5, inChannels: 3, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 3 }],
+  [
+    'groups = 3 with 6 input channels per group (exercises the 4-channel unroll and its remainder)',
+    { height: 4, width: 4, inChannels: 18, outChannels: 6, kernel: [2, 2], padding: 'same', groups: 3 },
+  ],
+  [
+    'depthwise, multiplier 1, 3×3 same',
+    { batch: 2, height: 5, width: 5, inChannels: 3, outChannels: 3, kernel: [3, 3], padding: 'same', groups: 3 },
+  ],
+  [
+    'depthwise, multiplier 2, 3×3 stride 2 same',
+    { height: 6, width: 5, inChannels: 3, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 3 },
+  ],
   ['pointwise 1×1, 9 → 7 channels', { batch: 2, height: 3, width: 4, inChannels: 9, outChannels: 7, kernel: [1, 1], padding: 'valid' }],
-  ['pointwise 1×1 stride 2 same on odd 5×5 (Xception shortcut)', { height: 5, width: 5, inChannels: 4, outChannels: 5, kernel: [1, 1], stride: [2, 2], padding: 'same' }],
-  ['3×3 same with 13 input channels and batch 3 (many pixel pairs, unroll remainders)', { batch: 3, height: 4, width: 3, inChannels: 13, outChannels: 5, kernel: [3, 3], padding: 'same' }],
+  [
+    'pointwise 1×1 stride 2 same on odd 5×5 (Xception shortcut)',
+    { height: 5, width: 5, inChannels: 4, outChannels: 5, kernel: [1, 1], stride: [2, 2], padding: 'same' },
+  ],
+  [
+    '3×3 same with 13 input channels and batch 3 (many pixel pairs, unroll remainders)',
+    { batch: 3, height: 4, width: 3, inChannels: 13, outChannels: 5, kernel: [3, 3], padding: 'same' },
+  ],
 ];
 
 for (const [name, spec] of convCases) {
@@ -58,7 +95,11 @@ test('the TF same stride-2 case really is end-heavy', () => {
 
 // --- batch normalization ----------------------------------------------------------------------
 
-for (const [rows, channels, shift] of [[7, 3, 0], [12, 5, 3], [2, 4, -1]] as const) {
+for (const [rows, channels, shift] of [
+  [7, 3, 0],
+  [12, 5, 3],
+  [2, 4, -1],
+] as const) {
   test(`batchNormBackward matches finite differences through the batch statistics (${rows} rows × ${channels})`, () => {
     const rng = new Random(rows * 100 + channels);
     const p = { rows, channels, epsilon: 1e-3 };
@@ -75,7 +116,10 @@ for (const [rows, channels, shift] of [[7, 3, 0], [12, 5, 3], [2, 4, -1]] as con
   });
 }
 
-for (const [rows, channels, shift] of [[9, 3, 0], [12, 5, 1]] as const) {
+for (const [rows, channels, shift] of [
+  [9, 3, 0],
+  [12, 5, 1],
+] as const) {
   test(`fused batch norm → ReLU: backward matches finite differences (${rows} rows × ${channels})`, () => {
     const rng = new Random(rows * 31 + channels);
     const p = { rows, channels, epsilon: 1e-3, relu: true };
@@ -88,7 +132,10 @@ for (const [rows, channels, shift] of [[9, 3, 0], [12, 5, 1]] as const) {
     assert.ok(y.some((v) => v === 0) && y.some((v) => v > 0), 'both sides of the kink are exercised');
     // The fused forward is ReLU of the plain one.
     const plain = f64(B.batchNormTrain(x, gamma, beta, { rows, channels, epsilon: 1e-3 }).y);
-    assert.deepEqual(y, plain.map((v) => Math.max(0, v)));
+    assert.deepEqual(
+      y,
+      plain.map((v) => Math.max(0, v)),
+    );
     const g = B.batchNormBackward(r, x, gamma, t.mean, t.variance, p, t.y);
     const loss = (xv: Float64Array, gv: Float64Array, bv: Float64Array) => dot(f64(B.batchNormTrain(xv, gv, bv, p).y), r);
     assertGradient(f64(g.dx), (xv) => loss(xv, gamma, beta), x, 'BN+ReLU dx');
@@ -121,11 +168,17 @@ for (const alpha of [1, 0.7, 1.6]) {
 // --- pooling ----------------------------------------------------------------------------------
 
 const poolCases: Array<[string, PoolSpec]> = [
-  ['3×3/2 same on 6×6 (pad at the end only)', { batch: 2, height: 6, width: 6, channels: 3, window: [3, 3], stride: [2, 2], padding: 'same' }],
+  [
+    '3×3/2 same on 6×6 (pad at the end only)',
+    { batch: 2, height: 6, width: 6, channels: 3, window: [3, 3], stride: [2, 2], padding: 'same' },
+  ],
   ['3×3/2 same on 7×5 (pad both sides)', { height: 7, width: 5, channels: 2, window: [3, 3], stride: [2, 2], padding: 'same' }],
   ['3×3/1 same on 4×5', { height: 4, width: 5, channels: 2, window: [3, 3], stride: [1, 1], padding: 'same' }],
   ['2×2/2 valid on 5×4', { batch: 2, height: 5, width: 4, channels: 3, window: [2, 2], stride: [2, 2], padding: 'valid' }],
-  ['2×3/(1, 2) explicit padding top 1 left 2', { height: 4, width: 6, channels: 2, window: [2, 3], stride: [1, 2], padding: { height: [1, 0], width: [2, 1] } }],
+  [
+    '2×3/(1, 2) explicit padding top 1 left 2',
+    { height: 4, width: 6, channels: 2, window: [2, 3], stride: [1, 2], padding: { height: [1, 0], width: [2, 1] } },
+  ],
 ];
 
 for (const [name, spec] of poolCases) {
@@ -155,9 +208,13 @@ for (const transA of [false, true]) {
   for (const transB of [false, true]) {
     test(`matmul gradients (transA ${transA}, transB ${transB}) are matmuls with transposes`, () => {
       const rng = new Random(Number(transA) * 2 + Number(transB) + 1);
-      const m = 3, k = 5, n = 4;
+      const m = 3,
+        k = 5,
+        n = 4;
       const p: MatMulParams = { m, k, n, transA, transB };
-      const a = randomArray(rng, m * k), b = randomArray(rng, k * n), r = randomArray(rng, m * n);
+      const a = randomArray(rng, m * k),
+        b = randomArray(rng, k * n),
+        r = randomArray(rng, m * n);
       // C = op(A)·op(B): d op(A) = dC·op(B)ᵀ and d op(B) = op(A)ᵀ·dC, stored in A's and B's layouts.
       const da = transA
         ? B.matmul(b, r, { m: k, k: n, n: m, transA: transB, transB: true })
@@ -174,20 +231,33 @@ for (const transA of [false, true]) {
 test('biasAdd: the input gradient is dy and the bias gradient is sumRows(dy)', () => {
   const rng = new Random(8);
   const p = { rows: 5, channels: 4 };
-  const x = randomArray(rng, 20), bias = randomArray(rng, 4), r = randomArray(rng, 20);
+  const x = randomArray(rng, 20),
+    bias = randomArray(rng, 4),
+    r = randomArray(rng, 20);
   assertGradient(r, (xv) => dot(f64(B.biasAdd(xv, bias, p)), r), x, 'biasAdd dx');
   assertGradient(f64(B.sumRows(r, p)), (bv) => dot(f64(B.biasAdd(x, bv, p)), r), bias, 'biasAdd dbias');
 });
 
 test('concatChannels and sliceChannels are each other’s gradients', () => {
   const rng = new Random(9);
-  const rows = 4, channels = [2, 3, 1];
+  const rows = 4,
+    channels = [2, 3, 1];
   const xs = channels.map((c) => randomArray(rng, rows * c));
   const r = randomArray(rng, rows * 6);
   let start = 0;
   channels.forEach((c, i) => {
     const grad = f64(B.sliceChannels(r, { rows, channels: 6 }, start, c));
-    const loss = (xi: Float64Array) => dot(f64(B.concatChannels(xs.map((x, j) => (j === i ? xi : x)), rows, channels)), r);
+    const loss = (xi: Float64Array) =>
+      dot(
+        f64(
+          B.concatChannels(
+            xs.map((x, j) => (j === i ? xi : x)),
+            rows,
+            channels,
+          ),
+        ),
+        r,
+      );
     assertGradient(grad, loss, xs[i], `concat d input ${i}`);
     start += c;
   });

@@ -15,20 +15,55 @@ import { sameWindow, validWindow } from '../helpers/windows.js';
 
 const asF32 = (h: object) => h as Float32Array;
 
-function convParams(size: number, inC: number, outC: number, k: number, stride: number, padding: 'same' | 'valid', groups = 1): Conv2DParams {
+function convParams(
+  size: number,
+  inC: number,
+  outC: number,
+  k: number,
+  stride: number,
+  padding: 'same' | 'valid',
+  groups = 1,
+): Conv2DParams {
   const w = padding === 'same' ? sameWindow(size, k, stride) : validWindow(size, k, stride);
   return {
-    batch: 1, inHeight: size, inWidth: size, inChannels: inC, outHeight: w.out, outWidth: w.out, outChannels: outC,
-    kernelHeight: k, kernelWidth: k, strideHeight: stride, strideWidth: stride, dilationHeight: 1, dilationWidth: 1,
-    padTop: w.padBefore, padLeft: w.padBefore, padBottom: w.padAfter, padRight: w.padAfter, groups,
+    batch: 1,
+    inHeight: size,
+    inWidth: size,
+    inChannels: inC,
+    outHeight: w.out,
+    outWidth: w.out,
+    outChannels: outC,
+    kernelHeight: k,
+    kernelWidth: k,
+    strideHeight: stride,
+    strideWidth: stride,
+    dilationHeight: 1,
+    dilationWidth: 1,
+    padTop: w.padBefore,
+    padLeft: w.padBefore,
+    padBottom: w.padAfter,
+    padRight: w.padAfter,
+    groups,
   };
 }
 
 function maxPoolParams(size: number, channels: number): Pool2DParams {
   const w = sameWindow(size, 3, 2);
   return {
-    batch: 1, inHeight: size, inWidth: size, channels, outHeight: w.out, outWidth: w.out, windowHeight: 3, windowWidth: 3,
-    strideHeight: 2, strideWidth: 2, padTop: w.padBefore, padLeft: w.padBefore, padBottom: w.padAfter, padRight: w.padAfter,
+    batch: 1,
+    inHeight: size,
+    inWidth: size,
+    channels,
+    outHeight: w.out,
+    outWidth: w.out,
+    windowHeight: 3,
+    windowWidth: 3,
+    strideHeight: 2,
+    strideWidth: 2,
+    padTop: w.padBefore,
+    padLeft: w.padBefore,
+    padBottom: w.padAfter,
+    padRight: w.padAfter,
   };
 }
 
@@ -44,7 +79,8 @@ test('every Xception layer shape at 71×71 runs forward and backward on the refe
     const y = asF32(B.conv2d(x, w, p));
     convMacs += p.outHeight * p.outWidth * p.outChannels * p.kernelHeight * p.kernelWidth * (p.inChannels / p.groups);
     const bnp = { rows: p.outHeight * p.outWidth, channels: p.outChannels, epsilon: 1e-3 };
-    const gamma = new Float32Array(p.outChannels).fill(1), beta = new Float32Array(p.outChannels);
+    const gamma = new Float32Array(p.outChannels).fill(1),
+      beta = new Float32Array(p.outChannels);
     const bn = B.batchNormTrain(y, gamma, beta, bnp);
     const out = withRelu ? asF32(B.relu(bn.y, y.length)) : asF32(bn.y);
     // Backward with a random upstream gradient.
@@ -82,10 +118,12 @@ test('every Xception layer shape at 71×71 runs forward and backward on the refe
   let x: NumArray = Float32Array.from(randomArray(rng, size * size * 3));
   let p = convParams(size, 3, 32, 3, 2, 'valid');
   x = convBnRelu(x, p, true);
-  size = p.outHeight; sizes.push(size); // 35
+  size = p.outHeight;
+  sizes.push(size); // 35
   p = convParams(size, 32, 64, 3, 1, 'valid');
   x = convBnRelu(x, p, true);
-  size = p.outHeight; sizes.push(size); // 33
+  size = p.outHeight;
+  sizes.push(size); // 33
   let channels = 64;
   for (const outC of [128, 256, 728]) {
     const shortcut = convBnRelu(x, convParams(size, channels, outC, 1, 2, 'same'), false);
@@ -94,7 +132,8 @@ test('every Xception layer shape at 71×71 runs forward and backward on the refe
     h = pool(h, size, outC);
     assert.equal(h.length, shortcut.length);
     x = B.axpby(h, shortcut, 1, 1, h.length) as NumArray;
-    size = sameWindow(size, 3, 2).out; sizes.push(size); // 17, 9, 5
+    size = sameWindow(size, 3, 2).out;
+    sizes.push(size); // 17, 9, 5
     channels = outC;
   }
   // Middle flow: 8 blocks of three ReLU → sepconv → BN with a residual add.
@@ -109,7 +148,8 @@ test('every Xception layer shape at 71×71 runs forward and backward on the refe
   h = sepConvBn(h, size, 728, 1024, false);
   h = pool(h, size, 1024);
   x = B.axpby(h, shortcut, 1, 1, h.length) as NumArray;
-  size = sameWindow(size, 3, 2).out; sizes.push(size); // 3
+  size = sameWindow(size, 3, 2).out;
+  sizes.push(size); // 3
   x = sepConvBn(x, size, 1024, 1536, true);
   x = sepConvBn(x, size, 1536, 2048, true);
   const gp = { batch: 1, spatial: size * size, channels: 2048 };
@@ -120,5 +160,7 @@ test('every Xception layer shape at 71×71 runs forward and backward on the refe
 
   const seconds = (performance.now() - started) / 1000;
   assert.deepEqual(sizes, [35, 33, 17, 9, 5, 3]);
-  console.log(`# reference backend: Xception 71×71 batch 1 forward+backward, ${(convMacs / 1e6).toFixed(0)} M conv MACs forward, ${seconds.toFixed(2)} s`);
+  console.log(
+    `# reference backend: Xception 71×71 batch 1 forward+backward, ${(convMacs / 1e6).toFixed(0)} M conv MACs forward, ${seconds.toFixed(2)} s`,
+  );
 });

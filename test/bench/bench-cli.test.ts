@@ -22,14 +22,21 @@ test('bench --json runs an inference and a training case end to end: one well-fo
   assert.equal(lines.length, 2, out);
   const rows = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   // Rows follow the table's order, whatever the order given.
-  assert.deepEqual(rows.map((r) => r['case']), ['infer-b1-299', 'train-b8-299']);
-  const tiny = noGrad(() => xception({ ...caseModelOptions(CASES[0]!, { size: 71, width: 0.0625, middleBlocks: 1 }), backend: referenceBackend }));
+  assert.deepEqual(
+    rows.map((r) => r['case']),
+    ['infer-b1-299', 'train-b8-299'],
+  );
+  const tiny = noGrad(() =>
+    xception({ ...caseModelOptions(CASES[0]!, { size: 71, width: 0.0625, middleBlocks: 1 }), backend: referenceBackend }),
+  );
   const flops = forwardFlops(tiny);
   tiny.dispose();
   for (const r of rows) {
     assert.ok(['native', 'reference'].includes(r['backend'] as string), String(r['backend']));
     assert.equal(r['precision'], 'fp32');
-    const ips = r['imagesPerSec'] as number, gflops = r['gflops'] as number, sec = r['secondsPerStep'] as number;
+    const ips = r['imagesPerSec'] as number,
+      gflops = r['gflops'] as number,
+      sec = r['secondsPerStep'] as number;
     assert.ok(Number.isFinite(ips) && ips > 0, `imagesPerSec ${ips}`);
     assert.ok((r['peakRssMB'] as number) > 10, `peak RSS ${r['peakRssMB']}`);
     const batch = r['case'] === 'infer-b1-299' ? 1 : 8;
@@ -63,37 +70,84 @@ test('bench --inference both: op-by-op and compiled rows for one inference case,
     process.stderr.write = write;
   }
   assert.equal(code, 0);
-  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const rows = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   if (rows[0]!['backend'] !== 'native') {
     t.skip('native backend unavailable: both rows run op by op');
     return;
   }
-  assert.deepEqual(rows.map((r) => r['path']), ['op-by-op', 'compiled']);
+  assert.deepEqual(
+    rows.map((r) => r['path']),
+    ['op-by-op', 'compiled'],
+  );
   assert.deepEqual(rows[0]!['peer'], rows[1]!['peer'], 'the same peer measurement');
   assert.equal(progress.match(/onnxruntime…/g)?.length, 1, 'ONNX Runtime ran once');
   for (const r of rows) {
     const peer = r['peer'] as { imagesPerSec: number };
     assert.ok(Math.abs((r['ratio'] as number) - (r['imagesPerSec'] as number) / peer.imagesPerSec) < 1e-9);
   }
-  await assert.rejects(benchCommand(['--inference', 'fused'], () => {}), (e: Error) => e instanceof OptionError && /--inference/.test(e.message));
-  await assert.rejects(benchCommand(['--precision', 'fp16'], () => {}), (e: Error) => e instanceof OptionError && /--precision/.test(e.message));
+  await assert.rejects(
+    benchCommand(['--inference', 'fused'], () => {}),
+    (e: Error) => e instanceof OptionError && /--inference/.test(e.message),
+  );
+  await assert.rejects(
+    benchCommand(['--precision', 'fp16'], () => {}),
+    (e: Error) => e instanceof OptionError && /--precision/.test(e.message),
+  );
 });
 
 test('bench --replicas 1,2: one training row per replica count, data-parallel rows marked', async () => {
   let out = '';
-  const code = await main(['bench', '--json', '--cases', 'train-b32-64', '--replicas', '1,2', '--no-peer', '--size', '16', '--width', '0.0625', '--middle-blocks', '1', '--repeats', '1', '--warmup', '1', '--min-time', '0'], (s) => (out += s));
+  const code = await main(
+    [
+      'bench',
+      '--json',
+      '--cases',
+      'train-b32-64',
+      '--replicas',
+      '1,2',
+      '--no-peer',
+      '--size',
+      '16',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '1',
+      '--repeats',
+      '1',
+      '--warmup',
+      '1',
+      '--min-time',
+      '0',
+    ],
+    (s) => (out += s),
+  );
   assert.equal(code, 0);
-  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  assert.deepEqual(rows.map((r) => r['replicas']), [1, 2]);
+  const rows = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(
+    rows.map((r) => r['replicas']),
+    [1, 2],
+  );
   for (const r of rows) assert.ok((r['imagesPerSec'] as number) > 0 && r['case'] === 'train-b32-64');
-  await assert.rejects(benchCommand(['--replicas', '0'], () => {}), (e: Error) => e instanceof OptionError && /--replicas must be an integer ≥ 1/.test(e.message));
+  await assert.rejects(
+    benchCommand(['--replicas', '0'], () => {}),
+    (e: Error) => e instanceof OptionError && /--replicas must be an integer ≥ 1/.test(e.message),
+  );
 });
 
-test('bench --rounds 2: each case measured twice beside its peer, medians and every round\'s ratio reported', async () => {
+test("bench --rounds 2: each case measured twice beside its peer, medians and every round's ratio reported", async () => {
   let out = '';
   const code = await main(['bench', '--json', '--cases', 'infer-b1-299', '--rounds', '2', ...TINY], (s) => (out += s));
   assert.equal(code, 0);
-  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const rows = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(rows.length, 1);
   const r = rows[0]!;
   assert.equal(r['rounds'], 2);
@@ -101,14 +155,29 @@ test('bench --rounds 2: each case measured twice beside its peer, medians and ev
   assert.equal(ratios.length, 2);
   assert.ok(ratios.every((x) => Number.isFinite(x) && x > 0));
   assert.ok(Math.abs((r['ratio'] as number) - (ratios[0]! + ratios[1]!) / 2) < 1e-12, 'the median of two is their mean');
-  await assert.rejects(benchCommand(['--rounds', '0'], () => {}), (e: Error) => e instanceof OptionError && /--rounds must be an integer ≥ 1/.test(e.message));
+  await assert.rejects(
+    benchCommand(['--rounds', '0'], () => {}),
+    (e: Error) => e instanceof OptionError && /--rounds must be an integer ≥ 1/.test(e.message),
+  );
 });
 
 test('medianRow: medians of speeds and ratios, the largest peak memory', () => {
   const row = (ips: number, peerIps: number, rss: number): BenchRow => ({
-    case: 'infer-b1-299', backend: 'native', path: 'compiled', precision: 'fp32', imagesPerSec: ips, gflops: ips * 2,
-    peer: { name: 'onnxruntime 1', imagesPerSec: peerIps, gflops: peerIps * 2, peakRssMB: rss + 1 }, ratio: ips / peerIps,
-    batch: 1, imageSize: 71, peakRssMB: rss, secondsPerStep: 1 / ips, replicas: 1, rounds: 1, ratios: [ips / peerIps],
+    case: 'infer-b1-299',
+    backend: 'native',
+    path: 'compiled',
+    precision: 'fp32',
+    imagesPerSec: ips,
+    gflops: ips * 2,
+    peer: { name: 'onnxruntime 1', imagesPerSec: peerIps, gflops: peerIps * 2, peakRssMB: rss + 1 },
+    ratio: ips / peerIps,
+    batch: 1,
+    imageSize: 71,
+    peakRssMB: rss,
+    secondsPerStep: 1 / ips,
+    replicas: 1,
+    rounds: 1,
+    ratios: [ips / peerIps],
   });
   const m = medianRow([row(10, 10, 100), row(12, 8, 300), row(11, 11, 200)]);
   assert.equal(m.imagesPerSec, 11);
@@ -132,11 +201,20 @@ test('bench prints a table without --json; --no-peer leaves the peer out', async
 
 test('bad flags are clear errors, before anything runs', async () => {
   const run = (args: string[]) => benchCommand(args, () => {});
-  await assert.rejects(run(['--cases', 'infer-b2-299']), (e: Error) => e instanceof OptionError && /unknown case 'infer-b2-299'.*known: infer-b1-299/.test(e.message));
+  await assert.rejects(
+    run(['--cases', 'infer-b2-299']),
+    (e: Error) => e instanceof OptionError && /unknown case 'infer-b2-299'.*known: infer-b1-299/.test(e.message),
+  );
   await assert.rejects(run(['--cases', ',']), (e: Error) => e instanceof OptionError && /--cases needs/.test(e.message));
-  await assert.rejects(run(['--repeats', '0']), (e: Error) => e instanceof OptionError && /--repeats must be an integer ≥ 1/.test(e.message));
+  await assert.rejects(
+    run(['--repeats', '0']),
+    (e: Error) => e instanceof OptionError && /--repeats must be an integer ≥ 1/.test(e.message),
+  );
   await assert.rejects(run(['--repeats', 'many']), (e: Error) => e instanceof OptionError && /--repeats/.test(e.message));
-  await assert.rejects(run(['--backend', 'gpu']), (e: Error) => e instanceof OptionError && /--backend must be one of native, reference/.test(e.message));
+  await assert.rejects(
+    run(['--backend', 'gpu']),
+    (e: Error) => e instanceof OptionError && /--backend must be one of native, reference/.test(e.message),
+  );
   await assert.rejects(run(['--size', '64']), (e: Error) => e instanceof OptionError && /ImageNet stem.*at least 71/.test(e.message));
   await assert.rejects(run(['--pytorch', '--no-peer']), (e: Error) => e instanceof OptionError && /contradict/.test(e.message));
   await assert.rejects(run(['--fast']), (e: Error) => e instanceof OptionError && /bench: Unknown option '--fast'/.test(e.message));
@@ -156,11 +234,15 @@ test('bench --help names every case and flag', async () => {
   let out = '';
   assert.equal(await benchCommand(['--help'], (s) => (out += s)), 0);
   for (const c of CASES) assert.ok(out.includes(c.name), c.name);
-  for (const f of ['--json', '--cases', '--repeats', '--no-peer', '--backend', '--pytorch', '--replicas', '--rounds']) assert.ok(out.includes(f), f);
+  for (const f of ['--json', '--cases', '--repeats', '--no-peer', '--backend', '--pytorch', '--replicas', '--rounds'])
+    assert.ok(out.includes(f), f);
 });
 
 test('case selection keeps the table order; timing takes the median after the warm-up', async () => {
-  assert.deepEqual(selectCases(['train-b32-64', 'infer-b1-299']).map((c) => c.name), ['infer-b1-299', 'train-b32-64']);
+  assert.deepEqual(
+    selectCases(['train-b32-64', 'infer-b1-299']).map((c) => c.name),
+    ['infer-b1-299', 'train-b32-64'],
+  );
   assert.equal(selectCases(undefined).length, 4);
   assert.throws(() => selectCases([]), OptionError);
   assert.equal(median([3, 1, 2]), 2);

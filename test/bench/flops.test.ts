@@ -38,7 +38,15 @@ test('FLOPs of a tiny model, counted by hand: 2 × multiply-adds of convs and de
 test('a pointwise-first separable convolution counts its 1×1 at the input resolution, grouped spatial kernels by their size', () => {
   const c = ctx();
   const input = new InputLayer({ shape: [4, 4, 4], name: 'in' }).apply([], c);
-  const sep = new SeparableConv2D({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', order: 'pointwise-first', segments: 2, name: 'pf' });
+  const sep = new SeparableConv2D({
+    filters: 8,
+    kernelSize: 3,
+    strides: 2,
+    padding: 'same',
+    order: 'pointwise-first',
+    segments: 2,
+    name: 'pf',
+  });
   noGrad(() => sep.apply(input, c));
   // Pointwise at 4×4: 16 × (4·8 = 32) = 512. Spatial, 2 groups over 8 channels, at 2×2 output:
   // 4 positions × (3·3·(8/2)·8 = 288) = 1152.

@@ -12,8 +12,6 @@ import { saveWeights } from '../../src/io/model-weights.js';
 import { buildModel, preprocessInput } from '../../src/models/registry.js';
 import { decodePredictions, imagenetClassNames, loadImage, predictImages } from '../../src/predict/predict.js';
 import type { Model } from '../../src/nn/model.js';
-import { kerasPreprocessing } from '../../src/data/image-preprocessing.js';
-import { getModelEntry } from '../../src/models/registry.js';
 import { Progress } from '../../src/train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/trainer.js';
 import { openWeights } from '../../src/io/weights-source.js';
@@ -44,10 +42,14 @@ async function makePng(file: string, width: number, height: number, seed: number
   const r = new Random(seed);
   const px = Buffer.alloc(width * height * 3);
   // Smooth gradients plus noise: a plausible photo-like image, different at every pixel.
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) for (let c = 0; c < 3; c++) {
-    px[(y * width + x) * 3 + c] = Math.max(0, Math.min(255, Math.round((x * (c + 1) + y * (3 - c)) % 256 * 0.8 + r.uniform() * 50)));
-  }
-  await sharp(px, { raw: { width, height, channels: 3 } }).png().toFile(file);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      for (let c = 0; c < 3; c++) {
+        px[(y * width + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(((x * (c + 1) + y * (3 - c)) % 256) * 0.8 + r.uniform() * 50)));
+      }
+  await sharp(px, { raw: { width, height, channels: 3 } })
+    .png()
+    .toFile(file);
 }
 
 const image299 = path.join(tmp, 'photo299.png');
@@ -70,13 +72,24 @@ test('the ImageNet class names ship with the package, and decodePredictions rank
   assert.equal(imagenetClassNames()[999], 'toilet tissue, toilet paper, bathroom tissue');
   assert.ok(imagenetClassNames().every((n) => typeof n === 'string' && n.length > 0));
   const probs = new Float32Array(2000);
-  probs[3] = 0.5; probs[7] = 0.3; probs[1] = 0.3; probs[1000 + 999] = 0.9;
+  probs[3] = 0.5;
+  probs[7] = 0.3;
+  probs[1] = 0.3;
+  probs[1000 + 999] = 0.9;
   const [a, b] = decodePredictions(tensor(probs, [2, 1000]), 3);
-  assert.deepEqual(a!.map((p) => p.index), [3, 1, 7], 'ties go to the lower index');
+  assert.deepEqual(
+    a!.map((p) => p.index),
+    [3, 1, 7],
+    'ties go to the lower index',
+  );
   assert.equal(a![0]!.label, 'tiger shark, Galeocerdo cuvieri');
   assert.equal(a![0]!.probability, 0.5);
   assert.equal(b![0]!.index, 999);
-  assert.deepEqual(decodePredictions([0.1, 0.7, 0.2], 2).map((r) => r.map((p) => p.label)), [['1', '2']], 'other class counts: the index');
+  assert.deepEqual(
+    decodePredictions([0.1, 0.7, 0.2], 2).map((r) => r.map((p) => p.label)),
+    [['1', '2']],
+    'other class counts: the index',
+  );
   assert.deepEqual(decodePredictions([0.1, 0.7, 0.2], 1, { labels: ['a', 'b', 'c'] })[0]![0]!.label, 'b');
   assert.throws(() => decodePredictions([0.1, 0.9], 1, { labels: ['x'] }), /1 labels for 2 classes/);
   assert.throws(() => decodePredictions([0.1], 0), /top must be a positive integer/);
@@ -93,19 +106,36 @@ test('a 299×299 PNG predicted through the CLI gives the same probabilities as t
   // On the native backend predictImages runs a compiled plan (BN folded, fused ops): the same
   // classes, probabilities equal up to float32 rounding of a different summation order.
   const expected = decodePredictions(probs, 5)[0]!;
-  assert.deepEqual(api[0]!.predictions.map((p) => p.index), expected.map((p) => p.index));
-  api[0]!.predictions.forEach((p, i) => assert.ok(Math.abs(p.probability - expected[i]!.probability) <= 1e-5, `${p.probability} vs ${expected[i]!.probability}`));
-  assert.ok(api[0]!.predictions[0]!.probability > 0.05 && api[0]!.predictions[0]!.probability < 0.99, `spread: ${api[0]!.predictions[0]!.probability}`);
+  assert.deepEqual(
+    api[0]!.predictions.map((p) => p.index),
+    expected.map((p) => p.index),
+  );
+  api[0]!.predictions.forEach((p, i) =>
+    assert.ok(Math.abs(p.probability - expected[i]!.probability) <= 1e-5, `${p.probability} vs ${expected[i]!.probability}`),
+  );
+  assert.ok(
+    api[0]!.predictions[0]!.probability > 0.05 && api[0]!.predictions[0]!.probability < 0.99,
+    `spread: ${api[0]!.predictions[0]!.probability}`,
+  );
 
   const st = await run(['predict', image299, imageOdd, '--weights', weightsSt, '--top', '5', '--json']);
   assert.equal(st.code, 0, st.stderr);
   assert.equal(st.stderr, '', 'weights given: no warning');
-  const lines = st.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const lines = st.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.deepEqual(lines, api, 'the safetensors file rebuilt the model from its recorded options');
 
   const h5 = await run(['predict', image299, imageOdd, '--weights', weightsH5, ...MODEL_ARGS, '--json']);
   assert.equal(h5.code, 0, h5.stderr);
-  assert.deepEqual(h5.stdout.trim().split('\n').map((l) => JSON.parse(l)), api);
+  assert.deepEqual(
+    h5.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    api,
+  );
 
   const text = await run(['predict', image299, '--weights', weightsSt, '--top', '2']);
   assert.equal(text.code, 0);
@@ -126,7 +156,7 @@ test('without --weights, predict says clearly that the model is random', async (
   assert.deepEqual(Object.keys(obj.predictions[0]), ['index', 'label', 'probability']);
 });
 
-test('export --format onnx: onnxruntime on the preprocessed PNG gives the API\'s probabilities', async () => {
+test("export --format onnx: onnxruntime on the preprocessed PNG gives the API's probabilities", async () => {
   const onnxFile = path.join(tmp, 'small.onnx');
   const r = await run(['export', '--weights', weightsSt, '--format', 'onnx', '--out', onnxFile]);
   assert.equal(r.code, 0, r.stderr);
@@ -145,7 +175,25 @@ test('export --format onnx: onnxruntime on the preprocessed PNG gives the API\'s
   assert.ok(maxDiff <= 1e-4, `max abs difference ${maxDiff}`);
 
   const kept = path.join(tmp, 'kept.onnx');
-  assert.equal((await run(['export', '--weights', weightsSt, '--format', 'onnx', '--no-fold-bn', '--input-layout', 'nhwc', '--opset', '17', '--out', kept])).code, 0);
+  assert.equal(
+    (
+      await run([
+        'export',
+        '--weights',
+        weightsSt,
+        '--format',
+        'onnx',
+        '--no-fold-bn',
+        '--input-layout',
+        'nhwc',
+        '--opset',
+        '17',
+        '--out',
+        kept,
+      ])
+    ).code,
+    0,
+  );
   const s2 = await ort.InferenceSession.create(kept);
   const out2 = (await s2.run({ input: new ort.Tensor('float32', x, [1, 299, 299, 3]) }))['output']!.data as Float32Array;
   await s2.release();
@@ -158,7 +206,20 @@ test('export to keras-h5 and safetensors round-trips through predict; a run-less
   const st = path.join(tmp, 'exported.safetensors');
   assert.equal((await run(['export', '--weights', weightsSt, '--format', 'keras-h5', '--out', h5])).code, 0);
   // The seed is one of the recorded options (the initialization the weights replaced).
-  const r = await run(['export', '--weights', h5, ...MODEL_ARGS, '--seed', '21', '--weights-mode', 'order', '--format', 'safetensors', '--out', st]);
+  const r = await run([
+    'export',
+    '--weights',
+    h5,
+    ...MODEL_ARGS,
+    '--seed',
+    '21',
+    '--weights-mode',
+    'order',
+    '--format',
+    'safetensors',
+    '--out',
+    st,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /wrote .*exported\.safetensors: safetensors weights of xception/);
   assert.deepEqual(fs.readFileSync(st), fs.readFileSync(weightsSt), 'safetensors → H5 → safetensors is byte-identical');
@@ -179,8 +240,14 @@ test('predict and export errors are clear', async () => {
     [['predict', emptyDir], /empty: a folder with no image files/],
     [['predict', image299, '--weights', path.join(tmp, 'nope.h5')], /nope\.h5: no such file/],
     [['predict', image299, '--weights', notImage], /notes\.txt: not a weight file: neither HDF5/],
-    [['predict', image299, '--weights', bareH5], /bare\.h5: does not fit the model the flags describe \(xception\):\n  the file's block1_conv1 has 2 filters, the model's 32; pass --width 0\.0625\n  the file has 1 middle-flow block, the model 8; pass --middle-blocks 1\n/],
-    [['predict', image299, '--weights', weightsH5, '--width', '0.5'], /records its model, and these flags differ from it: --width 0\.5 \(recorded: 0\.0625\)/],
+    [
+      ['predict', image299, '--weights', bareH5],
+      /bare\.h5: does not fit the model the flags describe \(xception\):\n {2}the file's block1_conv1 has 2 filters, the model's 32; pass --width 0\.0625\n {2}the file has 1 middle-flow block, the model 8; pass --middle-blocks 1\n/,
+    ],
+    [
+      ['predict', image299, '--weights', weightsH5, '--width', '0.5'],
+      /records its model, and these flags differ from it: --width 0\.5 \(recorded: 0\.0625\)/,
+    ],
     [['predict', image299, '--no-top', ...MODEL_ARGS], /not class scores: predict needs the classifier/],
     [['predict', image299, '--top', '0'], /--top must be an integer ≥ 1/],
     [['predict', image299, '--weights-mode', 'order'], /--weights-mode needs --weights/],
@@ -210,16 +277,25 @@ test('predict and export errors are clear', async () => {
   assert.match((await run(['--help'])).stdout, /predict .*\n.*export /);
 });
 
-test('--weights accepts a run folder written by train: predict (grey images) and export use the run\'s model', async () => {
+test("--weights accepts a run folder written by train: predict (grey images) and export use the run's model", async () => {
   const data = path.join(tmp, 'mnist');
   writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 28, w: 28 });
   const runDir = path.join(tmp, 'run');
-  await train({
-    ...DEFAULT_TRAIN_CONFIG, dataset: `mnist:${data}`, modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
-    epochs: 1, batchSize: 8, outDir: runDir,
-  }, { progress: new Progress(process.stderr, true) });
+  await train(
+    {
+      ...DEFAULT_TRAIN_CONFIG,
+      dataset: `mnist:${data}`,
+      modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
+      epochs: 1,
+      batchSize: 8,
+      outDir: runDir,
+    },
+    { progress: new Progress(process.stderr, true) },
+  );
   const grey = path.join(tmp, 'digit.png');
-  await sharp(Buffer.from(Array.from({ length: 40 * 30 }, (_, i) => (i * 13) % 256)), { raw: { width: 40, height: 30, channels: 1 } }).png().toFile(grey);
+  await sharp(Buffer.from(Array.from({ length: 40 * 30 }, (_, i) => (i * 13) % 256)), { raw: { width: 40, height: 30, channels: 1 } })
+    .png()
+    .toFile(grey);
 
   const cli = await run(['predict', grey, '--weights', runDir, '--top', '3', '--json']);
   assert.equal(cli.code, 0, cli.stderr);

@@ -31,7 +31,10 @@ test('a negative number after a flag is range-checked, not "ambiguous"', async (
 test('--batch-size has an upper bound and --replicas cannot exceed the cores', async () => {
   await fails(['train', '--batch-size', '100000'], /--batch-size must be an integer in \[1, 65536\], got '100000'/);
   const cores = availableParallelism();
-  await fails(['train', '--replicas', String(cores + 1), '--batch-size', '64'], new RegExp(`replicas \\(${cores + 1}\\) exceeds the ${cores} core\\(s\\) of this machine.*use at most ${cores}`));
+  await fails(
+    ['train', '--replicas', String(cores + 1), '--batch-size', '64'],
+    new RegExp(`replicas \\(${cores + 1}\\) exceeds the ${cores} core\\(s\\) of this machine.*use at most ${cores}`),
+  );
 });
 
 test('a bad --out is a one-line error naming the path, for train, export and experiment', async () => {
@@ -45,7 +48,10 @@ test('a bad --out is a one-line error naming the path, for train, export and exp
     await fails(['export', '--format', 'onnx', '--stem', 'small', '--out', join(file, 'm.onnx')], /a-file is a file, not a folder/);
     await fails(['experiment', 'run', 'residual', '--out', file], /--out .*a-file is a file, not a folder/);
     // Node's own recursive mkdir never returns under /proc; ours says why it cannot create the folder.
-    await fails(['train', '--out', '/proc/xception-test/run'], /cannot create the folder \/proc\/xception-test: no such file or folder \(ENOENT\)/);
+    await fails(
+      ['train', '--out', '/proc/xception-test/run'],
+      /cannot create the folder \/proc\/xception-test: no such file or folder \(ENOENT\)/,
+    );
     // Missing parents are created.
     assert.equal(makeOutputDir(join(tmp.dir, 'new', 'deeper')), join(tmp.dir, 'new', 'deeper'));
     assert.ok(existsSync(join(tmp.dir, 'new', 'deeper')));
@@ -59,6 +65,12 @@ test('a bad --out is a one-line error naming the path, for train, export and exp
 test('permission denied on --out is a clear error', (t) => {
   // As root every folder is writable; /sys refuses new folders even to root.
   if (!existsSync('/sys/kernel')) return t.skip('no /sys');
-  assert.throws(() => makeOutputDir('/sys/xception-test'), (e) => e instanceof OptionError &&
-    /--out \/sys\/xception-test: cannot (create the folder \/sys\/xception-test|write in this folder): (operation not permitted|permission denied|the file system is read-only) \(E[A-Z]+\); choose another --out/.test(e.message));
+  assert.throws(
+    () => makeOutputDir('/sys/xception-test'),
+    (e) =>
+      e instanceof OptionError &&
+      /--out \/sys\/xception-test: cannot (create the folder \/sys\/xception-test|write in this folder): (operation not permitted|permission denied|the file system is read-only) \(E[A-Z]+\); choose another --out/.test(
+        e.message,
+      ),
+  );
 });

@@ -8,7 +8,7 @@ async function run(args: string[]): Promise<{ code: number; out: string }> {
   return { code, out };
 }
 
-test('xception summary --json reports Keras\'s counts and layers without the batch dimension', async () => {
+test("xception summary --json reports Keras's counts and layers without the batch dimension", async () => {
   const { code, out } = await run(['summary', '--json', '--no-top', '--input-shape', '71,71,3']);
   assert.equal(code, 0);
   const s = JSON.parse(out);
@@ -23,10 +23,14 @@ test('xception summary prints a Keras-like table; research flags reach the model
   assert.match(out, /block2_sepconv1 \(SeparableConv2D\)\s+\(None, 32, 32, 32\)/);
   assert.match(out, /Total params: [\d,]+/);
   const a = JSON.parse((await run(['summary', '--json', '--input-shape', '71,71,3', '--classes', '10', '--middle-blocks', '1'])).out);
-  const b = JSON.parse((await run(['summary', '--json', '--input-shape', '71,71,3', '--classes', '10', '--middle-blocks', '1', '--no-residual'])).out);
+  const b = JSON.parse(
+    (await run(['summary', '--json', '--input-shape', '71,71,3', '--classes', '10', '--middle-blocks', '1', '--no-residual'])).out,
+  );
   assert.ok(b.totalParams < a.totalParams);
   assert.ok(!b.layers.some((l: { type: string }) => l.type === 'Add'));
-  const c = JSON.parse((await run(['summary', '--json', '--input-shape', '71,71,3', '--classes', '10', '--middle-blocks', '1', '--segments', '2'])).out);
+  const c = JSON.parse(
+    (await run(['summary', '--json', '--input-shape', '71,71,3', '--classes', '10', '--middle-blocks', '1', '--segments', '2'])).out,
+  );
   assert.ok(c.totalParams > a.totalParams);
 });
 

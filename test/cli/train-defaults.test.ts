@@ -30,7 +30,10 @@ test('model defaults depend on the data: the main job on built-in datasets, Kera
   assert.deepEqual(model.outputShape, [10]);
   model.dispose();
   assert.deepEqual(defaultModelOptions('xception', 'folder:x'), {});
-  assert.match(describeModel('xception', { inputShape: [299, 299, 3], classes: 5 }), /^xception: stem imagenet, width 1, 8 middle blocks, input 299×299×3, 5 classes$/);
+  assert.match(
+    describeModel('xception', { inputShape: [299, 299, 3], classes: 5 }),
+    /^xception: stem imagenet, width 1, 8 middle blocks, input 299×299×3, 5 classes$/,
+  );
 });
 
 test('train with no stem below the ImageNet minimum picks the small stem and says so at start-up', async () => {
@@ -40,8 +43,17 @@ test('train with no stem below the ImageNet minimum picks the small stem and say
     writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 8, w: 8 });
     let log = '';
     const sink = { write: (s: string) => ((log += s), true) } as unknown as NodeJS.WriteStream;
-    await train({ ...DEFAULT_TRAIN_CONFIG, dataset: `mnist:${data}`, modelOptions: { width: 0.0625, middleBlocks: 0 }, epochs: 1, batchSize: 8, outDir: join(tmp.dir, 'run') },
-      { progress: new Progress(sink) });
+    await train(
+      {
+        ...DEFAULT_TRAIN_CONFIG,
+        dataset: `mnist:${data}`,
+        modelOptions: { width: 0.0625, middleBlocks: 0 },
+        epochs: 1,
+        batchSize: 8,
+        outDir: join(tmp.dir, 'run'),
+      },
+      { progress: new Progress(sink) },
+    );
     assert.match(log, /model xception: stem small, width 0\.0625, 0 middle blocks, input 8×8×1, 10 classes \([\d,]+ parameters\)/);
   } finally {
     tmp.cleanup();
@@ -74,8 +86,18 @@ test('data-parallel training says so while its replicas start (a large model tak
     writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 8, w: 8 });
     let log = '';
     const sink = { write: (s: string) => ((log += s), true) } as unknown as NodeJS.WriteStream;
-    await train({ ...DEFAULT_TRAIN_CONFIG, dataset: `mnist:${data}`, modelOptions: { stem: 'small', width: 0.0625, middleBlocks: 0 }, epochs: 1, batchSize: 8, replicas: 2, outDir: join(tmp.dir, 'run') },
-      { progress: new Progress(sink) });
+    await train(
+      {
+        ...DEFAULT_TRAIN_CONFIG,
+        dataset: `mnist:${data}`,
+        modelOptions: { stem: 'small', width: 0.0625, middleBlocks: 0 },
+        epochs: 1,
+        batchSize: 8,
+        replicas: 2,
+        outDir: join(tmp.dir, 'run'),
+      },
+      { progress: new Progress(sink) },
+    );
     assert.match(log, /starting 2 training replicas …\n(.*\n)*replica 1\/2 ready\n(.*\n)*replica 2\/2 ready\n/);
   } finally {
     tmp.cleanup();

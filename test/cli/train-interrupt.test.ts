@@ -15,8 +15,27 @@ test('SIGINT (Ctrl-C) stops `xception train` after the current step with a check
     writeIdxDataset(data, { trainCount: 4096, testCount: 16, h: 8, w: 8 });
     const out = join(tmp.dir, 'run');
     const bin = join(process.cwd(), 'bin', 'xception.js');
-    const args = [bin, 'train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '0',
-      '--batch-size', '8', '--epochs', '3', '--out', out, '--backend', 'reference', '--json'];
+    const args = [
+      bin,
+      'train',
+      '--dataset',
+      `mnist:${data}`,
+      '--stem',
+      'small',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '0',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '3',
+      '--out',
+      out,
+      '--backend',
+      'reference',
+      '--json',
+    ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

@@ -29,8 +29,24 @@ test('train --resume --out DIR alone continues a stopped run and ends exactly wh
   try {
     const data = join(tmp.dir, 'data');
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
-    const flags = ['--dataset', `mnist:${data}`, '--image-size', '8', '--width', '0.0625', '--middle-blocks', '0',
-      '--batch-size', '8', '--epochs', '2', '--lr', '0.05', '--flip', '--json'];
+    const flags = [
+      '--dataset',
+      `mnist:${data}`,
+      '--image-size',
+      '8',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '0',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '2',
+      '--lr',
+      '0.05',
+      '--flip',
+      '--json',
+    ];
     const full = await runCli(['train', ...flags, '--out', join(tmp.dir, 'full')]);
     assert.equal(full.code, 0, full.err);
 

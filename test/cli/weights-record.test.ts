@@ -23,13 +23,24 @@ async function run(args: string[]): Promise<{ code: number; stdout: string; stde
 const data = path.join(tmp, 'fashion');
 writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 8, w: 8 });
 const runDir = path.join(tmp, 'run');
-await train({
-  ...DEFAULT_TRAIN_CONFIG, dataset: `fashion-mnist:${data}`, modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
-  epochs: 1, batchSize: 8, outDir: runDir,
-}, { progress: new Progress(process.stderr, true) });
+await train(
+  {
+    ...DEFAULT_TRAIN_CONFIG,
+    dataset: `fashion-mnist:${data}`,
+    modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
+    epochs: 1,
+    batchSize: 8,
+    outDir: runDir,
+  },
+  { progress: new Progress(process.stderr, true) },
+);
 const images = path.join(tmp, 'images');
 fs.mkdirSync(images);
-for (const [name, seed] of [['b.png', 3], ['a.png', 1], ['c.webp', 2]] as const) {
+for (const [name, seed] of [
+  ['b.png', 3],
+  ['a.png', 1],
+  ['c.webp', 2],
+] as const) {
   const px = Buffer.from(Array.from({ length: 20 * 12 * 3 }, (_, i) => (i * (seed * 7 + 3)) % 256));
   const img = sharp(px, { raw: { width: 20, height: 12, channels: 3 } });
   await (name.endsWith('.png') ? img.png() : img.webp({ lossless: true })).toFile(path.join(images, name));
@@ -41,7 +52,7 @@ test('predict --weights RUN prints the Fashion-MNIST class names, with no model 
   const r = await run(['predict', imageA, '--weights', runDir, '--top', '10']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^weights: .*run \(run folder, \d+ weights\)\n/);
-  const labels = [...r.stdout.matchAll(/^ +\d+\. \d\.\d{4}  (.+) \((\d)\)$/gm)].map((m) => [m[1], Number(m[2])] as const);
+  const labels = [...r.stdout.matchAll(/^ +\d+\. \d\.\d{4} {2}(.+) \((\d)\)$/gm)].map((m) => [m[1], Number(m[2])] as const);
   assert.equal(labels.length, 10);
   for (const [label, index] of labels) assert.equal(label, FASHION_MNIST_CLASS_NAMES[index], `class ${index}`);
   assert.ok(r.stdout.includes('Ankle boot (9)'));
@@ -50,7 +61,10 @@ test('predict --weights RUN prints the Fashion-MNIST class names, with no model 
 test('the record survives every format: run, weights.safetensors, exported safetensors and H5 predict alike with no model flags', async () => {
   const st = path.join(tmp, 'exported.safetensors');
   const h5 = path.join(tmp, 'exported.h5');
-  for (const [format, out] of [['safetensors', st], ['keras-h5', h5]]) {
+  for (const [format, out] of [
+    ['safetensors', st],
+    ['keras-h5', h5],
+  ]) {
     const e = await run(['export', '--weights', runDir, '--format', format!, '--out', out!]);
     assert.equal(e.code, 0, e.stderr);
   }
@@ -68,14 +82,23 @@ test('the record survives every format: run, weights.safetensors, exported safet
   }
   for (const o of outputs.slice(1)) assert.equal(o, outputs[0]);
   const labels = (JSON.parse(outputs[0]!) as { predictions: { label: string }[] }).predictions.map((p) => p.label);
-  assert.ok(labels.every((l) => FASHION_MNIST_CLASS_NAMES.includes(l)), labels.join(', '));
+  assert.ok(
+    labels.every((l) => FASHION_MNIST_CLASS_NAMES.includes(l)),
+    labels.join(', '),
+  );
 });
 
 test('predict DIR classifies its image files in sorted order; flags override the recorded preprocessing', async () => {
   const r = await run(['predict', images, '--weights', runDir, '--json', '--top', '1']);
   assert.equal(r.code, 0, r.stderr);
-  const files = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { file: string }).file);
-  assert.deepEqual(files, ['a.png', 'b.png', 'c.webp'].map((n) => path.join(images, n)));
+  const files = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { file: string }).file);
+  assert.deepEqual(
+    files,
+    ['a.png', 'b.png', 'c.webp'].map((n) => path.join(images, n)),
+  );
 
   // The recorded centre crop and a stretch see different pixels of the 20×12 image.
   const probs = async (extra: string[]) => {
@@ -93,7 +116,10 @@ test('model flags given with a recorded source must agree with it; --labels give
   assert.equal(same.code, 0, same.stderr);
   const differ = await run(['predict', imageA, '--weights', runDir, '--classes', '5', '--input-shape', '8,8,3']);
   assert.equal(differ.code, 2);
-  assert.match(differ.stderr, /records its model, and these flags differ from it: --input-shape 8,8,3 \(recorded: 8,8,1\), --classes 5 \(recorded: 10\)/);
+  assert.match(
+    differ.stderr,
+    /records its model, and these flags differ from it: --input-shape 8,8,3 \(recorded: 8,8,1\), --classes 5 \(recorded: 10\)/,
+  );
   const model = await run(['predict', imageA, '--weights', runDir, '--model', 'inception_v3']);
   assert.match(model.stderr, /records model xception, not --model inception_v3/);
 
@@ -105,7 +131,7 @@ test('model flags given with a recorded source must agree with it; --labels give
   assert.doesNotMatch(labelled.stdout, /label\d/);
 });
 
-test('eval --weights RUN uses the run\'s dataset and preprocessing; --checkpoint is the same; names are matched', async () => {
+test("eval --weights RUN uses the run's dataset and preprocessing; --checkpoint is the same; names are matched", async () => {
   const a = await run(['eval', '--weights', runDir, '--json']);
   assert.equal(a.code, 0, a.stderr);
   const b = await run(['eval', '--checkpoint', runDir, '--json']);

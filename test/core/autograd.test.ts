@@ -1,6 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backward, keep, noGrad, ops, Random, tensor, tidy, Tensor, DisposedError, ShapeError, BackendError } from '../../src/index.js';
+import {
+  backward,
+  keep,
+  noGrad,
+  ops,
+  Random,
+  tensor,
+  tidy,
+  type Tensor,
+  DisposedError,
+  ShapeError,
+  BackendError,
+} from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 
 const backend = referenceBackend;
@@ -8,7 +20,11 @@ const f64 = { backend, dtype: 'float64' as const };
 
 function randn(rng: Random, shape: number[]): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tensor(Float64Array.from({ length: n }, () => rng.normal()), shape, f64);
+  return tensor(
+    Float64Array.from({ length: n }, () => rng.normal()),
+    shape,
+    f64,
+  );
 }
 
 /**
@@ -58,7 +74,10 @@ test('autograd through a composite network matches central finite differences (f
       const down = noGrad(() => lossOf().item());
       h[i] = orig;
       const numeric = (up - down) / (2 * eps);
-      assert.ok(Math.abs(numeric - analytic[i]!) <= 1e-6 + 1e-5 * Math.abs(numeric), `param ${pi}[${i}]: numeric ${numeric} vs autograd ${analytic[i]}`);
+      assert.ok(
+        Math.abs(numeric - analytic[i]!) <= 1e-6 + 1e-5 * Math.abs(numeric),
+        `param ${pi}[${i}]: numeric ${numeric} vs autograd ${analytic[i]}`,
+      );
     }
   }
 });
@@ -100,10 +119,19 @@ test('tidy frees intermediates but keeps results, and disposed tensors give type
 
 test('ops validate shapes before any kernel runs', () => {
   const x = tensor(new Float32Array(2 * 5 * 5 * 4), [2, 5, 5, 4], { backend });
-  assert.throws(() => ops.conv2d(x, tensor(new Float32Array(9 * 3 * 8), [3, 3, 3, 8], { backend })), /expects 3 input channels with 1 group\(s\), input has 4/);
-  assert.throws(() => ops.conv2d(x, tensor(new Float32Array(9 * 2 * 6), [3, 3, 2, 6], { backend }), { groups: 3 }), /groups 3 does not divide the 4 input channels/);
+  assert.throws(
+    () => ops.conv2d(x, tensor(new Float32Array(9 * 3 * 8), [3, 3, 3, 8], { backend })),
+    /expects 3 input channels with 1 group\(s\), input has 4/,
+  );
+  assert.throws(
+    () => ops.conv2d(x, tensor(new Float32Array(9 * 2 * 6), [3, 3, 2, 6], { backend }), { groups: 3 }),
+    /groups 3 does not divide the 4 input channels/,
+  );
   assert.throws(() => ops.conv2d(x, tensor(new Float32Array(49 * 4), [7, 7, 4, 1], { backend })), /smaller than the 7-wide window/);
-  assert.throws(() => ops.conv2d(x, tensor(new Float32Array(9 * 4), [3, 3, 4, 1], { backend }), { strides: 0 }), /strides must be positive integers/);
+  assert.throws(
+    () => ops.conv2d(x, tensor(new Float32Array(9 * 4), [3, 3, 4, 1], { backend }), { strides: 0 }),
+    /strides must be positive integers/,
+  );
   assert.throws(() => ops.maxPool2d(tensor(new Float32Array(4), [4], { backend })), ShapeError);
   assert.throws(() => ops.add(x, tensor(new Float32Array(4), [4], { backend })), /shapes differ/);
   const logits = tensor(new Float32Array(6), [2, 3], { backend });
@@ -130,8 +158,10 @@ test('backward with release frees intermediates as it goes, with the same gradie
     const rng = new Random(5);
     const x = randn(rng, [2, 5, 5, 3]);
     const w = randn(rng, [3, 3, 3, 4]);
-    const gamma = randn(rng, [4]), beta = randn(rng, [4]);
-    const mm = tensor(new Float64Array(4), [4], f64), mv = tensor(new Float64Array(4).fill(1), [4], f64);
+    const gamma = randn(rng, [4]),
+      beta = randn(rng, [4]);
+    const mm = tensor(new Float64Array(4), [4], f64),
+      mv = tensor(new Float64Array(4).fill(1), [4], f64);
     const k = randn(rng, [4, 2]);
     w.requiresGrad = gamma.requiresGrad = beta.requiresGrad = k.requiresGrad = true;
     const conv = ops.conv2d(x, w, { padding: 'same' });
@@ -145,11 +175,21 @@ test('backward with release frees intermediates as it goes, with the same gradie
     const grads = [w, gamma, beta, k].map((p) => [...p.grad!.dataRaw()]);
     return { grads, intermediates: [conv, bn, twice, flat], kept, loss, leaves: [x, w, gamma, beta, k] };
   };
-  const plain = run(false), released = run(true);
+  const plain = run(false),
+    released = run(true);
   assert.deepEqual(released.grads, plain.grads);
   assert.ok(plain.intermediates.every((t) => !t.isDisposed));
-  assert.ok(released.intermediates.every((t) => t.isDisposed), 'intermediates are released');
+  assert.ok(
+    released.intermediates.every((t) => t.isDisposed),
+    'intermediates are released',
+  );
   assert.ok(!released.kept.isDisposed && !released.loss.isDisposed, 'kept tensors and the root stay');
-  assert.ok(released.leaves.every((t) => !t.isDisposed), 'leaves stay');
-  assert.throws(() => backward(ops.scale(tensor([1], [1], f64), 1), { release: true, retainGraph: true }), /release and retainGraph exclude each other/);
+  assert.ok(
+    released.leaves.every((t) => !t.isDisposed),
+    'leaves stay',
+  );
+  assert.throws(
+    () => backward(ops.scale(tensor([1], [1], f64), 1), { release: true, retainGraph: true }),
+    /release and retainGraph exclude each other/,
+  );
 });

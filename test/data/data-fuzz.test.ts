@@ -12,14 +12,26 @@ import type { Random } from '../../src/core/random.js';
 import { loadCifar } from '../../src/data/cifar.js';
 import { DatasetError } from '../../src/data/errors.js';
 import { idxFileCandidates, loadIdxDataset } from '../../src/data/idx.js';
-import { assertAtLeast, hasEnoughCases, fuzzCaseCount, type HeaderField, mutate, type MutationTarget, rejectedCount, runFuzz } from '../helpers/fuzz.js';
+import {
+  assertAtLeast,
+  hasEnoughCases,
+  fuzzCaseCount,
+  type HeaderField,
+  mutate,
+  type MutationTarget,
+  rejectedCount,
+  runFuzz,
+} from '../helpers/fuzz.js';
 import { cifarBatch, idxBytes, makeImages, makeTempDir } from './fixtures.js';
 
 const { dir: tmp } = makeTempDir('datafuzz');
 
 /** The magic's type and rank bytes, then every dimension (big-endian u32). */
 function idxFields(rank: number): HeaderField[] {
-  const fields: HeaderField[] = [{ at: 2, size: 1, littleEndian: false }, { at: 3, size: 1, littleEndian: false }];
+  const fields: HeaderField[] = [
+    { at: 2, size: 1, littleEndian: false },
+    { at: 3, size: 1, littleEndian: false },
+  ];
   for (let d = 0; d < rank; d++) fields.push({ at: 4 + 4 * d, size: 4, littleEndian: false });
   return fields;
 }
@@ -41,7 +53,11 @@ test('fuzz: ≥ 1,000 mutated IDX datasets (plain and gzip) load or throw Datase
   const cases = fuzzCaseCount(1000);
   let gzipped = 0;
   const tally = await runFuzz(t, {
-    name: 'idx', seedOffset: 1, cases, typed: [DatasetError], maxCaseMs: 5000,
+    name: 'idx',
+    seedOffset: 1,
+    cases,
+    typed: [DatasetError],
+    maxCaseMs: 5000,
     run: async (rng, i) => {
       const dir = path.join(tmp, `idx${i}`);
       fs.mkdirSync(dir);
@@ -72,18 +88,28 @@ test('fuzz: ≥ 1,000 mutated CIFAR binary batches load or throw DatasetError', 
   const record = { cifar10: 3073, cifar100: 3074 };
   const target = (v: (typeof variants)[number]): MutationTarget => {
     // Label bytes of each record, as header fields: out-of-range labels are the format's only field.
-    const fields: HeaderField[] = [0, 1, 2].flatMap((r) => (v === 'cifar10' ? [0] : [0, 1]).map((k) => ({ at: r * record[v] + k, size: 1 as const, littleEndian: false })));
+    const fields: HeaderField[] = [0, 1, 2].flatMap((r) =>
+      (v === 'cifar10' ? [0] : [0, 1]).map((k) => ({ at: r * record[v] + k, size: 1 as const, littleEndian: false })),
+    );
     return { bytes: cifarBatch(3, v), fields, hotEnd: 2 };
   };
   const targets = { cifar10: target('cifar10'), cifar100: target('cifar100') };
   const tally = await runFuzz(t, {
-    name: 'cifar', seedOffset: 2, cases, typed: [DatasetError], maxCaseMs: 5000,
+    name: 'cifar',
+    seedOffset: 2,
+    cases,
+    typed: [DatasetError],
+    maxCaseMs: 5000,
     run: async (rng, i) => {
       const variant = variants[rng.int(2)]!;
       const dir = path.join(tmp, `cifar${i}`);
       fs.mkdirSync(dir);
       fs.writeFileSync(path.join(dir, variant === 'cifar10' ? 'test_batch.bin' : 'test.bin'), mutate(rng, targets[variant]).bytes);
-      if (rng.next() < 0.1) fs.writeFileSync(path.join(dir, variant === 'cifar10' ? 'batches.meta.txt' : 'fine_label_names.txt'), mutate(rng, { bytes: Buffer.from('a\nb\nc\n') }).bytes);
+      if (rng.next() < 0.1)
+        fs.writeFileSync(
+          path.join(dir, variant === 'cifar10' ? 'batches.meta.txt' : 'fine_label_names.txt'),
+          mutate(rng, { bytes: Buffer.from('a\nb\nc\n') }).bytes,
+        );
       try {
         const ds = await loadCifar(dir, variant, 'test');
         assert.equal(ds.images.length, ds.count * 32 * 32 * 3);

@@ -33,17 +33,31 @@ export function pixel(n: number, y: number, x: number, c = 0): number {
 export function makeImages(n: number, h: number, w: number, c = 1): Uint8Array {
   const out = new Uint8Array(n * h * w * c);
   let i = 0;
-  for (let k = 0; k < n; k++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) out[i++] = pixel(k, y, x, ch);
+  for (let k = 0; k < n; k++)
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) out[i++] = pixel(k, y, x, ch);
   return out;
 }
 
 /** Writes the four MNIST-style files of both splits. */
-export function writeIdxDataset(dir: string, opts: { trainCount?: number; testCount?: number; h?: number; w?: number; gzip?: boolean; classes?: number } = {}): void {
+export function writeIdxDataset(
+  dir: string,
+  opts: { trainCount?: number; testCount?: number; h?: number; w?: number; gzip?: boolean; classes?: number } = {},
+): void {
   mkdirSync(dir, { recursive: true });
   const { trainCount = 6, testCount = 3, h = 4, w = 3, gzip = false, classes = 10 } = opts;
-  for (const [prefix, n] of [['train', trainCount], ['t10k', testCount]] as const) {
+  for (const [prefix, n] of [
+    ['train', trainCount],
+    ['t10k', testCount],
+  ] as const) {
     writeFile(join(dir, `${prefix}-images-idx3-ubyte`), idxBytes([n, h, w], makeImages(n, h, w)), gzip);
-    writeFile(join(dir, `${prefix}-labels-idx1-ubyte`), idxBytes([n], Array.from({ length: n }, (_, i) => i % classes)), gzip);
+    writeFile(
+      join(dir, `${prefix}-labels-idx1-ubyte`),
+      idxBytes(
+        [n],
+        Array.from({ length: n }, (_, i) => i % classes),
+      ),
+      gzip,
+    );
   }
 }
 
@@ -61,9 +75,11 @@ export function cifarBatch(n: number, variant: 'cifar10' | 'cifar100', labelOffs
     const fine = (r * 3 + labelOffset) % classes;
     if (variant === 'cifar100') buf[base] = 19 - (r % 20);
     buf[base + labelBytes - 1] = fine;
-    for (let c = 0; c < 3; c++) for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) {
-      buf[base + labelBytes + c * 1024 + y * 32 + x] = pixel(r + labelOffset, y, x, c);
-    }
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++) {
+          buf[base + labelBytes + c * 1024 + y * 32 + x] = pixel(r + labelOffset, y, x, c);
+        }
   }
   return buf;
 }
@@ -80,11 +96,14 @@ export async function writeImageFolder(root: string, classes: Record<string, num
   for (const [name, count] of Object.entries(classes)) {
     mkdirSync(join(root, name), { recursive: true });
     for (let i = 0; i < count; i++, n++) {
-      const w = size + ((n * 5) % (size + 1)), h = size + ((n * 3) % (size + 1));
+      const w = size + ((n * 5) % (size + 1)),
+        h = size + ((n * 3) % (size + 1));
       const raw = Buffer.alloc(w * h * 3);
       for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) raw[(y * w + x) * 3 + c] = pixel(n, y, x, c);
       const file = join(root, name, `${name}-${String(i).padStart(3, '0')}.png`);
-      await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toFile(file);
+      await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+        .png()
+        .toFile(file);
       files.push(file);
     }
   }

@@ -7,17 +7,22 @@ import { DatasetError, loadImageFolder, scanImageFolder } from '../../src/data/i
 import { makeTempDir } from './fixtures.js';
 
 async function rejectsNaming(fn: () => Promise<unknown>, file: string, re: RegExp): Promise<void> {
-  await assert.rejects(fn, (e: unknown) => (e instanceof DatasetError && e.message.includes(file) && re.test(e.message)) || assert.fail(`${e}`));
+  await assert.rejects(
+    fn,
+    (e: unknown) => (e instanceof DatasetError && e.message.includes(file) && re.test(e.message)) || assert.fail(`${e}`),
+  );
 }
 
 /** A w×h RGB image: columns in the middle `mid` fraction are `inner`, the rest `outer`. */
 function stripes(w: number, h: number, inner: number[], outer: number[], mid = 1 / 3): Buffer {
   const buf = Buffer.alloc(w * h * 3);
-  const lo = Math.floor(w * (0.5 - mid / 2)), hi = Math.ceil(w * (0.5 + mid / 2));
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const c = x >= lo && x < hi ? inner : outer;
-    buf.set(c, (y * w + x) * 3);
-  }
+  const lo = Math.floor(w * (0.5 - mid / 2)),
+    hi = Math.ceil(w * (0.5 + mid / 2));
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const c = x >= lo && x < hi ? inner : outer;
+      buf.set(c, (y * w + x) * 3);
+    }
   return buf;
 }
 
@@ -29,7 +34,9 @@ async function writeImage(path: string, raw: Buffer, w: number, h: number): Prom
   else await img.jpeg({ quality: 95 }).toFile(path);
 }
 
-const RED = [220, 20, 20], GREEN = [20, 200, 40], BLUE = [30, 40, 210];
+const RED = [220, 20, 20],
+  GREEN = [20, 200, 40],
+  BLUE = [30, 40, 210];
 
 async function makeFolder(root: string): Promise<void> {
   // classes are sorted by name: 'apple' → 0, 'banana' → 1, 'cherry' → 2
@@ -100,7 +107,9 @@ test('image folder errors name the folder or file', async () => {
 
     const root4 = join(dir, 'r4');
     await makeFolder(root4);
-    const full = await sharp(stripes(40, 40, RED, RED), { raw: { width: 40, height: 40, channels: 3 } }).jpeg().toBuffer();
+    const full = await sharp(stripes(40, 40, RED, RED), { raw: { width: 40, height: 40, channels: 3 } })
+      .jpeg()
+      .toBuffer();
     writeFileSync(join(root4, 'apple', 'cut.jpg'), full.subarray(0, full.length >> 1));
     await rejectsNaming(() => loadImageFolder(root4, { size: 4 }), join(root4, 'apple', 'cut.jpg'), /not a readable image/);
 

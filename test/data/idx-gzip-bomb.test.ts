@@ -33,7 +33,10 @@ function readInChild(file: string): { error?: string; message?: string; ms: numb
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-bomb-'));
 
-for (const [what, shape] of [['claims the whole 10 GiB', [10240, 1024, 1024]], ['claims 64 MiB and overruns it', [64, 1024, 1024]]] as const) {
+for (const [what, shape] of [
+  ['claims the whole 10 GiB', [10240, 1024, 1024]],
+  ['claims 64 MiB and overruns it', [64, 1024, 1024]],
+] as const) {
   test(`an IDX gzip bomb that ${what} is refused quickly with a DatasetError, peak RSS < 512 MiB`, { timeout: 120_000 }, (t) => {
     const file = path.join(dir, `bomb-${shape[0]}-idx3-ubyte.gz`);
     const size = writeBomb(file, [...shape]);

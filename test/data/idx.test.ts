@@ -4,7 +4,14 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import {
-  DatasetError, FASHION_MNIST_CLASS_NAMES, FASHION_MNIST_DIR, loadFashionMnist, loadIdxDataset, loadMnist, parseIdx, readIdxFile,
+  DatasetError,
+  FASHION_MNIST_CLASS_NAMES,
+  FASHION_MNIST_DIR,
+  loadFashionMnist,
+  loadIdxDataset,
+  loadMnist,
+  parseIdx,
+  readIdxFile,
 } from '../../src/data/index.js';
 import { XceptionError } from '../../src/core/errors.js';
 import { idxBytes, makeImages, makeTempDir, pixel, writeFile, writeIdxDataset } from './fixtures.js';
@@ -66,7 +73,11 @@ test('malformed IDX bytes give clear errors naming the file', () => {
     [Uint8Array.from([0, 0, 8, 0]), /0 dimensions/],
   ];
   for (const [bytes, re] of cases) {
-    assert.throws(() => parseIdx(bytes, f), (e: unknown) => e instanceof DatasetError && e.file === f && e.message.includes(f) && re.test(e.message), `case ${re}`);
+    assert.throws(
+      () => parseIdx(bytes, f),
+      (e: unknown) => e instanceof DatasetError && e.file === f && e.message.includes(f) && re.test(e.message),
+      `case ${re}`,
+    );
   }
 });
 
@@ -137,7 +148,11 @@ test('missing directory or files: the error lists the files looked for and how t
   const { dir, cleanup } = makeTempDir('idxmissing');
   try {
     const missingDir = join(dir, 'nope');
-    await rejectsNaming(() => loadFashionMnist('train', missingDir), missingDir, /train-images-idx3-ubyte\.gz.*apt-get install dataset-fashion-mnist/s);
+    await rejectsNaming(
+      () => loadFashionMnist('train', missingDir),
+      missingDir,
+      /train-images-idx3-ubyte\.gz.*apt-get install dataset-fashion-mnist/s,
+    );
     writeIdxDataset(dir);
     await loadIdxDataset(dir, 'train');
     writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), Buffer.alloc(0));

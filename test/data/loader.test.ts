@@ -2,12 +2,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OptionError } from '../../src/core/errors.js';
 import { Random } from '../../src/core/random.js';
-import { type Batch, DataLoader, fromArrays, type ImageDataset, type LoaderState, preprocessPixels, randomResizedCropBox, resizeBilinear } from '../../src/data/index.js';
+import {
+  type Batch,
+  DataLoader,
+  fromArrays,
+  type ImageDataset,
+  type LoaderState,
+  preprocessPixels,
+  randomResizedCropBox,
+  resizeBilinear,
+} from '../../src/data/index.js';
 import { makeImages, pixel } from './fixtures.js';
 
 /** n images h×w×c; label = index % classes; pixels from `pixel()` (unique-ish per image). */
 function toy(n = 23, h = 6, w = 5, c = 1, classes = 4): ImageDataset {
-  return fromArrays(makeImages(n, h, w, c), Array.from({ length: n }, (_, i) => i % classes), [n, h, w, c], classes);
+  return fromArrays(
+    makeImages(n, h, w, c),
+    Array.from({ length: n }, (_, i) => i % classes),
+    [n, h, w, c],
+    classes,
+  );
 }
 
 /** The next `batches` batches, synchronously. */
@@ -29,7 +43,10 @@ test('an epoch covers every sample once; last partial batch kept or dropped', ()
   const keep = new DataLoader(ds, { batchSize: 5, seed: 3, preprocessing: 'none' });
   assert.equal(keep.batchesPerEpoch, 5);
   const batches = collect(keep, 5);
-  assert.deepEqual(batches.map((b) => b.size), [5, 5, 5, 5, 3]);
+  assert.deepEqual(
+    batches.map((b) => b.size),
+    [5, 5, 5, 5, 3],
+  );
   assert.deepEqual(batches[4]!.shape, [3, 6, 5, 1]);
   assert.equal(batches[4]!.x.length, 3 * 30);
   assert.equal(keep.epoch, 1);
@@ -37,13 +54,23 @@ test('an epoch covers every sample once; last partial batch kept or dropped', ()
   // Unaugmented 'none' samples are the stored pixels; the first pixel identifies the image.
   const firstPixels = batches.flatMap((b) => Array.from({ length: b.size }, (_, i) => b.x[i * 30]!));
   const ids = firstPixels.map((p) => Array.from({ length: 23 }, (_, k) => k).find((k) => pixel(k, 0, 0) === p)!);
-  assert.deepEqual([...ids].sort((a, b) => a - b), Array.from({ length: 23 }, (_, k) => k));
-  assert.notDeepEqual(ids, Array.from({ length: 23 }, (_, k) => k), 'shuffled');
+  assert.deepEqual(
+    [...ids].sort((a, b) => a - b),
+    Array.from({ length: 23 }, (_, k) => k),
+  );
+  assert.notDeepEqual(
+    ids,
+    Array.from({ length: 23 }, (_, k) => k),
+    'shuffled',
+  );
   batches.forEach((b) => b.y.forEach((label, i) => assert.equal(label, ids[batches.indexOf(b) * 5 + i]! % 4)));
 
   const drop = new DataLoader(ds, { batchSize: 5, dropLast: true });
   assert.equal(drop.batchesPerEpoch, 4);
-  assert.deepEqual(collect(drop, 4).map((b) => b.size), [5, 5, 5, 5]);
+  assert.deepEqual(
+    collect(drop, 4).map((b) => b.size),
+    [5, 5, 5, 5],
+  );
   assert.equal(drop.epoch, 1);
   assert.throws(() => new DataLoader(toy(3), { batchSize: 5, dropLast: true }), OptionError);
 });
@@ -79,29 +106,48 @@ test('preprocessing: xception and inception_v3 map 0..255 to [-1, 1]; unit to [0
   assert.deepEqual(Array.from(preprocessPixels([0, 255], 'unit')), [0, 1]);
   const ds = fromArrays([0, 255, 51, 102], [0], [1, 2, 2, 1], 1);
   const b = new DataLoader(ds, { batchSize: 1 }).nextBatch(); // default preprocessing: xception
-  assert.deepEqual(Array.from(b.x), [0, 255, 51, 102].map((v) => Math.fround(v / 127.5 - 1)));
+  assert.deepEqual(
+    Array.from(b.x),
+    [0, 255, 51, 102].map((v) => Math.fround(v / 127.5 - 1)),
+  );
   assert.throws(() => new DataLoader(ds, { batchSize: 1, preprocessing: 'caffe' as 'none' }), /unknown preprocessing 'caffe'/);
 });
 
 test('random crop with zero padding shifts by at most the padding and fills with zero pixels; flip mirrors', () => {
-  const h = 7, w = 6, pad = 2;
+  const h = 7,
+    w = 6,
+    pad = 2;
   const ds = toy(30, h, w, 1, 3);
-  const l = new DataLoader(ds, { batchSize: 30, seed: 5, shuffle: false, preprocessing: 'none', augment: { randomCrop: { padding: pad }, horizontalFlip: true } });
+  const l = new DataLoader(ds, {
+    batchSize: 30,
+    seed: 5,
+    shuffle: false,
+    preprocessing: 'none',
+    augment: { randomCrop: { padding: pad }, horizontalFlip: true },
+  });
   const b = l.nextBatch();
   const seen = new Set<string>();
   let flips = 0;
   for (let n = 0; n < 30; n++) {
     const out = b.x.subarray(n * h * w, (n + 1) * h * w);
     let match: string | undefined;
-    for (let dy = -pad; dy <= pad && !match; dy++) for (let dx = -pad; dx <= pad && !match; dx++) for (const flip of [false, true]) {
-      let ok = true;
-      for (let y = 0; y < h && ok; y++) for (let x = 0; x < w && ok; x++) {
-        const sy = y + dy, sx = (flip ? w - 1 - x : x) + dx;
-        const want = sy < 0 || sy >= h || sx < 0 || sx >= w ? 0 : pixel(n, sy, sx);
-        ok = out[y * w + x] === want;
-      }
-      if (ok) { match = `${dy},${dx}`; if (flip) flips++; break; }
-    }
+    for (let dy = -pad; dy <= pad && !match; dy++)
+      for (let dx = -pad; dx <= pad && !match; dx++)
+        for (const flip of [false, true]) {
+          let ok = true;
+          for (let y = 0; y < h && ok; y++)
+            for (let x = 0; x < w && ok; x++) {
+              const sy = y + dy,
+                sx = (flip ? w - 1 - x : x) + dx;
+              const want = sy < 0 || sy >= h || sx < 0 || sx >= w ? 0 : pixel(n, sy, sx);
+              ok = out[y * w + x] === want;
+            }
+          if (ok) {
+            match = `${dy},${dx}`;
+            if (flip) flips++;
+            break;
+          }
+        }
     assert.ok(match, `sample ${n} is not a padded shift (±${pad}) of its image, flipped or not`);
     seen.add(match);
   }
@@ -120,9 +166,17 @@ test('bilinear resize uses half-pixel centers; 1 → 3 channels replicates; 28 �
   const b = new DataLoader(ds, { batchSize: 1, size: 32, channels: 3, preprocessing: 'none' }).nextBatch();
   assert.deepEqual(b.shape, [1, 32, 32, 3]);
   assert.ok(b.x.every((v) => Math.abs(v - 200) < 1e-4));
-  const grad = fromArrays(Array.from({ length: 4 }, (_, i) => i * 80), [0], [1, 1, 4, 1], 1);
+  const grad = fromArrays(
+    Array.from({ length: 4 }, (_, i) => i * 80),
+    [0],
+    [1, 1, 4, 1],
+    1,
+  );
   const up = new DataLoader(grad, { batchSize: 1, size: [2, 8], channels: 3, preprocessing: 'none' }).nextBatch();
-  assert.deepEqual(Array.from(up.x.subarray(0, 3 * 8)).filter((_, i) => i % 3 === 0), [0, 20, 60, 100, 140, 180, 220, 240]);
+  assert.deepEqual(
+    Array.from(up.x.subarray(0, 3 * 8)).filter((_, i) => i % 3 === 0),
+    [0, 20, 60, 100, 140, 180, 220, 240],
+  );
   assert.deepEqual(Array.from(up.x.subarray(3, 6)), [20, 20, 20]);
   assert.throws(() => new DataLoader(toy(2, 4, 4, 3), { batchSize: 1, channels: 1 }), /only equal channels or 1 → 3/);
 });
@@ -148,7 +202,13 @@ test('random-resized crop boxes stay inside the image with Inception scale and r
 
 test('resume: a restored state reproduces exactly the remaining batches (sync, mid-epoch, epoch boundary)', () => {
   const ds = toy(23, 8, 8, 1);
-  const opts = { batchSize: 5, seed: 42, size: 10, channels: 3, augment: { randomCrop: { padding: 2 }, horizontalFlip: true, randomResizedCrop: true } };
+  const opts = {
+    batchSize: 5,
+    seed: 42,
+    size: 10,
+    channels: 3,
+    augment: { randomCrop: { padding: 2 }, horizontalFlip: true, randomResizedCrop: true },
+  };
   const reference = collect(new DataLoader(ds, opts), 14); // 5 batches per epoch: almost 3 epochs
   for (const cut of [0, 2, 5, 7, 13]) {
     const a = new DataLoader(ds, opts);
@@ -177,7 +237,10 @@ test('resume during async iteration with prefetch: the state is the consumer pos
     seen.push(batch);
     await new Promise((r) => setImmediate(r)); // let the prefetch of the next batch run
     if (seen.length < 6) assert.ok((a as unknown as { pending: { result: Batch | null } }).pending.result, 'next batch was built ahead');
-    if (seen.length === 3) { saved = a.getState(); break; }
+    if (seen.length === 3) {
+      saved = a.getState();
+      break;
+    }
   }
   assert.deepEqual([saved!.epoch, saved!.batch], [0, 3]);
   assert.equal(a.position, 3);
@@ -197,7 +260,10 @@ test('resume during async iteration with prefetch: the state is the consumer pos
 test('setState rejects a state from a differently configured loader or a bad position', () => {
   const ds = toy(23);
   const s = new DataLoader(ds, { batchSize: 5 }).getState();
-  assert.throws(() => new DataLoader(ds, { batchSize: 4 }).setState(s), (e: unknown) => e instanceof OptionError && /batchSize 5 ≠ 4/.test(e.message));
+  assert.throws(
+    () => new DataLoader(ds, { batchSize: 4 }).setState(s),
+    (e: unknown) => e instanceof OptionError && /batchSize 5 ≠ 4/.test(e.message),
+  );
   assert.throws(() => new DataLoader(toy(22), { batchSize: 5 }).setState(s), /samples 23 ≠ 22/);
   assert.throws(() => new DataLoader(ds, { batchSize: 5 }).setState({ ...s, batch: 5 }), /invalid/);
   assert.throws(() => new DataLoader(ds, { batchSize: 5 }).setState({ ...s, version: 2 as 1 }), /version/);

@@ -5,7 +5,15 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { OptionError } from '../../src/core/errors.js';
 import {
-  DatasetError, FASHION_MNIST_DIR, fromArrays, loadDataset, parseDatasetSpec, splitDataset, splitIndices, subsetDataset, validateDataset,
+  DatasetError,
+  FASHION_MNIST_DIR,
+  fromArrays,
+  loadDataset,
+  parseDatasetSpec,
+  splitDataset,
+  splitIndices,
+  subsetDataset,
+  validateDataset,
 } from '../../src/data/index.js';
 import { cifarBatch, makeImages, makeTempDir, writeIdxDataset } from './fixtures.js';
 
@@ -15,7 +23,10 @@ test('stratified split: disjoint, complete, per-class fraction, seeded', () => {
   const s = splitIndices(ds, { validationFraction: 0.2, seed: 4 });
   assert.equal(s.validation.length, 12 + 6 + 2);
   const all = [...s.train, ...s.validation].sort((a, b) => a - b);
-  assert.deepEqual(all, Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(
+    all,
+    Array.from({ length: 100 }, (_, i) => i),
+  );
   const perClass = [0, 0, 0];
   for (const i of s.validation) perClass[labels[i]!]!++;
   assert.deepEqual(perClass, [12, 6, 2]);
@@ -33,7 +44,10 @@ test('stratified split: disjoint, complete, per-class fraction, seeded', () => {
 test('fromArrays validates shapes, pixel values and labels; subsetDataset copies', () => {
   const ds = fromArrays(makeImages(3, 2, 2, 3), [0, 1, 2], [3, 2, 2, 3], 3, { classNames: ['a', 'b', 'c'] });
   assert.deepEqual([ds.count, ds.height, ds.width, ds.channels], [3, 2, 2, 3]);
-  assert.throws(() => fromArrays(new Uint8Array(11), [0, 0, 0], [3, 2, 2, 1], 1), (e: unknown) => e instanceof DatasetError && /11 pixel values/.test(e.message));
+  assert.throws(
+    () => fromArrays(new Uint8Array(11), [0, 0, 0], [3, 2, 2, 1], 1),
+    (e: unknown) => e instanceof DatasetError && /11 pixel values/.test(e.message),
+  );
   assert.throws(() => fromArrays(new Uint8Array(4), [0, 0], [1, 2, 2, 1], 1), /2 labels for 1 images/);
   assert.throws(() => fromArrays(new Uint8Array(4), [0], [1, 2, 2] as never, 1), OptionError);
   assert.throws(() => fromArrays([0, 1, 2, 256], [0], [1, 2, 2, 1], 1), /pixel 3 is 256/);
@@ -52,7 +66,10 @@ test('dataset specs: parsing, defaults and clear errors', () => {
   assert.deepEqual([parseDatasetSpec('cifar10:/x/y').kind, parseDatasetSpec('cifar10:/x/y').dir], ['cifar10', '/x/y']);
   assert.equal(parseDatasetSpec('folder:C:/images').dir, 'C:/images');
   assert.equal(parseDatasetSpec('MNIST:/m').kind, 'mnist');
-  assert.throws(() => parseDatasetSpec('imagenet:/data'), (e: unknown) => e instanceof OptionError && /unknown dataset 'imagenet'.*expected one of: fashion-mnist/.test(e.message));
+  assert.throws(
+    () => parseDatasetSpec('imagenet:/data'),
+    (e: unknown) => e instanceof OptionError && /unknown dataset 'imagenet'.*expected one of: fashion-mnist/.test(e.message),
+  );
   assert.throws(() => parseDatasetSpec('cifar-10:/d'), /did you mean 'cifar10'/);
   assert.throws(() => parseDatasetSpec('cifar10'), /needs a directory/);
   assert.throws(() => parseDatasetSpec('mnist:'), /empty directory/);
@@ -73,11 +90,14 @@ test('dataset specs load every format from generated files', async () => {
     writeFileSync(join(dir, 'c100', 'train.bin'), cifarBatch(3, 'cifar100'));
     assert.equal((await loadDataset(`cifar100:${join(dir, 'c100')}`, 'train')).classes, 100);
 
-    const png = await sharp({ create: { width: 12, height: 9, channels: 3, background: { r: 10, g: 20, b: 30 } } }).png().toBuffer();
-    for (const split of ['train', 'val']) for (const c of ['cat', 'dog']) {
-      mkdirSync(join(dir, 'imgs', split, c), { recursive: true });
-      writeFileSync(join(dir, 'imgs', split, c, 'x.png'), png);
-    }
+    const png = await sharp({ create: { width: 12, height: 9, channels: 3, background: { r: 10, g: 20, b: 30 } } })
+      .png()
+      .toBuffer();
+    for (const split of ['train', 'val'])
+      for (const c of ['cat', 'dog']) {
+        mkdirSync(join(dir, 'imgs', split, c), { recursive: true });
+        writeFileSync(join(dir, 'imgs', split, c, 'x.png'), png);
+      }
     const spec = parseDatasetSpec(`folder:${join(dir, 'imgs')}`);
     const t = await spec.load('test', { imageSize: 5 });
     assert.deepEqual([t.count, t.height, t.classNames], [2, 5, ['cat', 'dog']]);
@@ -85,8 +105,14 @@ test('dataset specs load every format from generated files', async () => {
     // a folder without train/ and test/ is the training set and has no test split
     const flat = join(dir, 'imgs', 'train');
     assert.equal((await loadDataset(`folder:${flat}`, 'train', { imageSize: 3 })).count, 2);
-    await assert.rejects(() => loadDataset(`folder:${flat}`, 'test'), (e: unknown) => e instanceof DatasetError && /no test split/.test(e.message));
-    await assert.rejects(() => loadDataset(`cifar100:${join(dir, 'nothing')}`, 'train'), (e: unknown) => e instanceof DatasetError && e.message.includes(join(dir, 'nothing')));
+    await assert.rejects(
+      () => loadDataset(`folder:${flat}`, 'test'),
+      (e: unknown) => e instanceof DatasetError && /no test split/.test(e.message),
+    );
+    await assert.rejects(
+      () => loadDataset(`cifar100:${join(dir, 'nothing')}`, 'train'),
+      (e: unknown) => e instanceof DatasetError && e.message.includes(join(dir, 'nothing')),
+    );
   } finally {
     cleanup();
   }

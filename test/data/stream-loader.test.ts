@@ -31,7 +31,10 @@ function numberedReader(log: { calls: number; active: number; maxActive: number 
 }
 
 function fakeSource(n: number, bad: number[] = []): { files: string[]; labels: Int32Array } {
-  return { files: Array.from({ length: n }, (_, i) => (bad.includes(i) ? `bad${i}` : String(i))), labels: Int32Array.from({ length: n }, (_, i) => i % 3) };
+  return {
+    files: Array.from({ length: n }, (_, i) => (bad.includes(i) ? `bad${i}` : String(i))),
+    labels: Int32Array.from({ length: n }, (_, i) => i % 3),
+  };
 }
 
 test('stream loader: a resumed loader repeats the uninterrupted batches exactly, augmentation included', async () => {
@@ -40,12 +43,19 @@ test('stream loader: a resumed loader repeats the uninterrupted batches exactly,
     await writeImageFolder(dir, { a: 5, b: 4, c: 4 }, 12);
     const listing = await listImageFolder(dir);
     const options: StreamLoaderOptions = {
-      batchSize: 4, shape: [8, 8, 3], preprocessing: prep, seed: 7, augment: { randomResizedCrop: true, horizontalFlip: true },
+      batchSize: 4,
+      shape: [8, 8, 3],
+      preprocessing: prep,
+      seed: 7,
+      augment: { randomResizedCrop: true, horizontalFlip: true },
     };
     const full = new StreamLoader(listing, options);
     const e0 = await epochOf(full);
     const e1 = await epochOf(full);
-    assert.deepEqual(e0.map((b) => b.size), [4, 4, 4, 1]);
+    assert.deepEqual(
+      e0.map((b) => b.size),
+      [4, 4, 4, 1],
+    );
     // Cut after 2 batches of epoch 0, restore into a fresh loader.
     const cut = new StreamLoader(listing, options);
     const it = cut.epochBatches();
@@ -65,10 +75,16 @@ test('stream loader: a resumed loader repeats the uninterrupted batches exactly,
     // The augmentation is real: epoch 1 sees the images differently from epoch 0, and unaugmented
     // reads differ from augmented ones.
     const order = (bs: Batch[]) => bs.flatMap((b) => [...b.y]);
-    assert.notDeepEqual(e0.map((b) => b.x), e1.map((b) => b.x));
+    assert.notDeepEqual(
+      e0.map((b) => b.x),
+      e1.map((b) => b.x),
+    );
     const plain = await epochOf(new StreamLoader(listing, { ...options, shuffle: false, augment: {} }));
     const plainAgain = await epochOf(new StreamLoader(listing, { ...options, shuffle: false, augment: {} }));
-    assert.deepEqual(plain.map((b) => b.x), plainAgain.map((b) => b.x));
+    assert.deepEqual(
+      plain.map((b) => b.x),
+      plainAgain.map((b) => b.x),
+    );
     assert.deepEqual(order(plain), [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
     assert.notDeepEqual(order(e0), order(plain), 'shuffled');
     assert.throws(() => resumed.setState({ ...state, seed: 8 }), /different configuration: seed 8 ≠ 7/);
@@ -79,7 +95,14 @@ test('stream loader: a resumed loader repeats the uninterrupted batches exactly,
 
 test('stream loader: no more than `prefetch` batches in flight, decoding at most `concurrency` images at once', async () => {
   const log = { calls: 0, active: 0, maxActive: 0 };
-  const loader = new StreamLoader(fakeSource(40), { batchSize: 4, shape: [2, 2, 1], preprocessing: prep, prefetch: 2, concurrency: 3, readPixels: numberedReader(log) });
+  const loader = new StreamLoader(fakeSource(40), {
+    batchSize: 4,
+    shape: [2, 2, 1],
+    preprocessing: prep,
+    prefetch: 2,
+    concurrency: 3,
+    readPixels: numberedReader(log),
+  });
   const it = loader.epochBatches();
   const first = await it.next();
   assert.equal(first.value!.size, 4);
@@ -89,25 +112,47 @@ test('stream loader: no more than `prefetch` batches in flight, decoding at most
   await it.next();
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(log.calls, 4 * 4);
-  for await (const _ of it) { /* drain */ }
+  for await (const _ of it) {
+    /* drain */
+  }
   assert.equal(log.calls, 40);
   assert.ok(log.maxActive <= 3 && log.maxActive >= 2, `at most 3 decodes at once, got ${log.maxActive}`);
   // Pixels are scaled (xception: x/127.5 − 1) and labels follow their files.
-  const again = await epochOf(new StreamLoader(fakeSource(6), { batchSize: 6, shape: [1, 1, 1], preprocessing: prep, shuffle: false, readPixels: numberedReader(log) }));
-  assert.deepEqual([...again[0]!.x].map((v) => Math.round((v + 1) * 127.5)), [0, 1, 2, 3, 4, 5]);
+  const again = await epochOf(
+    new StreamLoader(fakeSource(6), {
+      batchSize: 6,
+      shape: [1, 1, 1],
+      preprocessing: prep,
+      shuffle: false,
+      readPixels: numberedReader(log),
+    }),
+  );
+  assert.deepEqual(
+    [...again[0]!.x].map((v) => Math.round((v + 1) * 127.5)),
+    [0, 1, 2, 3, 4, 5],
+  );
 });
 
 test('stream loader: an unreadable image stops with an error naming it, or is skipped and counted', async () => {
   const log = { calls: 0, active: 0, maxActive: 0 };
   const common = { batchSize: 4, shape: [1, 1, 1] as const, preprocessing: prep, shuffle: false, readPixels: numberedReader(log) };
   const strict = new StreamLoader(fakeSource(10, [5]), common);
-  await assert.rejects(epochOf(strict), (e: unknown) => e instanceof DatasetError && e.file === 'bad5' && /bad5: .*bad header.*--skip-bad-images/.test(e.message));
+  await assert.rejects(
+    epochOf(strict),
+    (e: unknown) => e instanceof DatasetError && e.file === 'bad5' && /bad5: .*bad header.*--skip-bad-images/.test(e.message),
+  );
 
   const lenient = new StreamLoader(fakeSource(10, [5, 6]), { ...common, skipBadImages: true });
   const batches = await epochOf(lenient);
-  assert.deepEqual(batches.map((b) => b.size), [4, 2, 2]);
+  assert.deepEqual(
+    batches.map((b) => b.size),
+    [4, 2, 2],
+  );
   // The survivors of batch 1 are files 4 and 7, with their own labels.
-  assert.deepEqual([...batches[1]!.x].map((v) => Math.round((v + 1) * 127.5)), [4, 7]);
+  assert.deepEqual(
+    [...batches[1]!.x].map((v) => Math.round((v + 1) * 127.5)),
+    [4, 7],
+  );
   assert.deepEqual([...batches[1]!.y], [4 % 3, 7 % 3]);
   assert.equal(batches[1]!.shape[0], 2);
   assert.equal(lenient.skippedImages, 2);
@@ -116,7 +161,13 @@ test('stream loader: an unreadable image stops with an error naming it, or is sk
   assert.equal(lenient.skippedImages, 4, 'counted again every epoch');
   // With minBatch 2, a batch left with one readable image is not handed out.
   const paired = new StreamLoader(fakeSource(6, [4]), { ...common, batchSize: 2, skipBadImages: true, minBatch: 2 });
-  assert.deepEqual((await epochOf(paired)).map((b) => [...b.y]), [[0, 1], [2, 0]]);
+  assert.deepEqual(
+    (await epochOf(paired)).map((b) => [...b.y]),
+    [
+      [0, 1],
+      [2, 0],
+    ],
+  );
 
   // A real file that is no image, read by sharp.
   const { dir, cleanup } = makeTempDir('stream-bad');
@@ -125,12 +176,26 @@ test('stream loader: an unreadable image stops with an error naming it, or is sk
     writeFileSync(join(dir, 'b', 'broken.jpg'), 'this is not a JPEG');
     const listing = await listImageFolder(dir);
     const real = new StreamLoader(listing, { batchSize: 2, shape: [4, 4, 3], preprocessing: prep, shuffle: false });
-    await assert.rejects(async () => {
-      for await (const _ of real.epochBatches()) { /* read */ }
-    }, (e: unknown) => e instanceof DatasetError && e.message.includes(join(dir, 'b', 'broken.jpg')));
-    const skipping = new StreamLoader(listing, { batchSize: 2, shape: [4, 4, 3], preprocessing: prep, shuffle: false, skipBadImages: true });
+    await assert.rejects(
+      async () => {
+        for await (const _ of real.epochBatches()) {
+          /* read */
+        }
+      },
+      (e: unknown) => e instanceof DatasetError && e.message.includes(join(dir, 'b', 'broken.jpg')),
+    );
+    const skipping = new StreamLoader(listing, {
+      batchSize: 2,
+      shape: [4, 4, 3],
+      preprocessing: prep,
+      shuffle: false,
+      skipBadImages: true,
+    });
     // broken.jpg sorts last, alone in batch 3: a batch of bad images only is no step.
-    assert.deepEqual((await epochOf(skipping)).map((b) => b.size), [2, 2]);
+    assert.deepEqual(
+      (await epochOf(skipping)).map((b) => b.size),
+      [2, 2],
+    );
     assert.equal(skipping.skippedImages, 1);
   } finally {
     cleanup();
@@ -139,10 +204,16 @@ test('stream loader: an unreadable image stops with an error naming it, or is sk
 
 test('stream loader: options and states are checked', () => {
   const source = fakeSource(5);
-  assert.throws(() => new StreamLoader(source, { batchSize: 0, shape: [2, 2, 3], preprocessing: prep }), /batchSize must be a positive integer/);
+  assert.throws(
+    () => new StreamLoader(source, { batchSize: 0, shape: [2, 2, 3], preprocessing: prep }),
+    /batchSize must be a positive integer/,
+  );
   assert.throws(() => new StreamLoader(source, { batchSize: 2, shape: [2, 2, 2], preprocessing: prep }), /channels must be 1 or 3/);
   assert.throws(() => new StreamLoader(source, { batchSize: 2, shape: [2, 2, 3], preprocessing: prep, indices: [9] }), /out of range/);
-  assert.throws(() => new StreamLoader(source, { batchSize: 2, shape: [2, 2, 3], preprocessing: prep, bogus: 1 } as never), /unknown StreamLoader option 'bogus'/);
+  assert.throws(
+    () => new StreamLoader(source, { batchSize: 2, shape: [2, 2, 3], preprocessing: prep, bogus: 1 } as never),
+    /unknown StreamLoader option 'bogus'/,
+  );
   const loader = new StreamLoader(source, { batchSize: 2, shape: [2, 2, 3], preprocessing: prep });
   assert.throws(() => loader.setState({ version: 1, epoch: 0, batch: 0 } as never), /not saved by a streaming/);
   assert.throws(() => loader.setState({ ...loader.getState(), batch: 3 }), /invalid \(3 batches per epoch\)/);

@@ -39,11 +39,15 @@ test('folder DIR/<class>/… alone: no evaluation unless --validation, which hol
     assert.equal(plain.test, null);
     assert.deepEqual(plain.classNames, ['cat', 'dog', 'owl']);
     assert.deepEqual(plain.sampleShape, [299, 299, 3]);
-    assert.match(plain.description, /16 training images; 3 classes \(cat, dog, owl\); 299×299 RGB \(default; --image-size N\); center-crop, bilinear/);
+    assert.match(
+      plain.description,
+      /16 training images; 3 classes \(cat, dog, owl\); 299×299 RGB \(default; --image-size N\); center-crop, bilinear/,
+    );
     assert.equal(plain.notes.length, 1);
     assert.match(plain.notes[0]!, /no evaluation split.*--validation 0\.2.*\/train\/<class>.*\/test\/<class>/);
 
-    const seenTrain: string[] = [], seenVal: string[] = [];
+    const seenTrain: string[] = [],
+      seenVal: string[] = [];
     const held = await openTrainingData(options(`folder:${dir}`, { validationFraction: 0.25, readPixels: recordingReader(seenTrain) }));
     assert.equal(held.evalName, 'validation');
     assert.equal(held.test, null);
@@ -83,8 +87,13 @@ test('folder DIR/train + DIR/test: classes matched by name; a class training lac
     assert.deepEqual(await labelsOf(withVal.test!), [0, 0, 2, 2]);
 
     await writeImageFolder(join(dir, 'val'), { emu: 1 });
-    await assert.rejects(openTrainingData(options(`folder:${dir}`)),
-      (e: unknown) => e instanceof DatasetError && /evaluation data has a class the training split lacks: 'emu'.*add them to/.test(e.message) && e.file === join(dir, 'val'));
+    await assert.rejects(
+      openTrainingData(options(`folder:${dir}`)),
+      (e: unknown) =>
+        e instanceof DatasetError &&
+        /evaluation data has a class the training split lacks: 'emu'.*add them to/.test(e.message) &&
+        e.file === join(dir, 'val'),
+    );
   } finally {
     cleanup();
   }
@@ -94,12 +103,17 @@ test('folder data: one class, a test split without train/, and --crop-padding ar
   const { dir, cleanup } = makeTempDir('td-errors');
   try {
     await writeImageFolder(join(dir, 'one'), { solo: 3 });
-    await assert.rejects(openTrainingData(options(`folder:${join(dir, 'one')}`)), (e: unknown) => e instanceof DatasetError && /only one class folder \('solo'\)/.test(e.message));
+    await assert.rejects(
+      openTrainingData(options(`folder:${join(dir, 'one')}`)),
+      (e: unknown) => e instanceof DatasetError && /only one class folder \('solo'\)/.test(e.message),
+    );
     await writeImageFolder(join(dir, 'lopsided', 'test'), { a: 1, b: 1 });
     await assert.rejects(openTrainingData(options(`folder:${join(dir, 'lopsided')}`)), /has .*test but no train\/ beside it/);
     await writeImageFolder(join(dir, 'two'), { a: 2, b: 2 });
-    await assert.rejects(openTrainingData(options(`folder:${join(dir, 'two')}`, { augment: { ...noAugment, cropPadding: 2 } })),
-      (e: unknown) => e instanceof OptionError && /--random-resized-crop/.test(e.message));
+    await assert.rejects(
+      openTrainingData(options(`folder:${join(dir, 'two')}`, { augment: { ...noAugment, cropPadding: 2 } })),
+      (e: unknown) => e instanceof OptionError && /--random-resized-crop/.test(e.message),
+    );
     // --limit-train keeps every class: N images spread over the sorted listing.
     const limited = await openTrainingData(options(`folder:${join(dir, 'two')}`, { limitTrain: 2 }));
     assert.deepEqual((await labelsOf(limited.train)).sort(), [0, 1]);
@@ -142,16 +156,29 @@ test('built-in datasets keep their in-memory loaders and class names', async () 
     assert.equal(data.train.samples + data.evaluation!.samples, 40);
     // Evaluation of a model with class names: the dataset's labels become the model's indices.
     const shuffledNames = ['9', '8', '7', '6', '5', '4', '3', '2', '1', '0'];
-    const named = await openEvaluationData({ dataset: `mnist:${dir}`, shape: [4, 4, 1], scaling: 'xception', classes: 10, classNames: shuffledNames, batchSize: 6 });
+    const named = await openEvaluationData({
+      dataset: `mnist:${dir}`,
+      shape: [4, 4, 1],
+      scaling: 'xception',
+      classes: 10,
+      classNames: shuffledNames,
+      batchSize: 6,
+    });
     assert.deepEqual(await labelsOf(named.loader), [9, 8, 7, 6, 5, 4], 'test labels 0..5 by name');
-    await assert.rejects(openEvaluationData({ dataset: `mnist:${dir}`, shape: [4, 4, 1], scaling: 'xception', classes: 3, batchSize: 6 }), /the model has 3 outputs/);
-    assert.match(data.description, /^data: mnist \(.*\): 30 training images \+ 10 held out for validation .*, 6 test; 10 classes \(0, 1, 2, 3, …\); 4×4 \(the dataset's size\), grey; augmentation none$/);
+    await assert.rejects(
+      openEvaluationData({ dataset: `mnist:${dir}`, shape: [4, 4, 1], scaling: 'xception', classes: 3, batchSize: 6 }),
+      /the model has 3 outputs/,
+    );
+    assert.match(
+      data.description,
+      /^data: mnist \(.*\): 30 training images \+ 10 held out for validation .*, 6 test; 10 classes \(0, 1, 2, 3, …\); 4×4 \(the dataset's size\), grey; augmentation none$/,
+    );
   } finally {
     cleanup();
   }
 });
 
-test('evaluation data: a folder test split streamed with classes matched to the model\'s names', async () => {
+test("evaluation data: a folder test split streamed with classes matched to the model's names", async () => {
   const { dir, cleanup } = makeTempDir('td-eval');
   try {
     await writeImageFolder(join(dir, 'train'), { ant: 1, bee: 1, cow: 1 });
@@ -159,8 +186,11 @@ test('evaluation data: a folder test split streamed with classes matched to the 
     const common = { dataset: `folder:${dir}`, shape: [4, 4, 3] as const, scaling: 'xception' as const, classes: 3, batchSize: 2 };
     const named = await openEvaluationData({ ...common, classNames: ['ant', 'bee', 'cow'] });
     assert.deepEqual(await labelsOf(named.loader), [1, 2, 2]);
-    assert.deepEqual(await labelsOf((await openEvaluationData(common)).loader), [0, 1, 1], 'without names: the folder\'s own order');
-    await assert.rejects(openEvaluationData({ ...common, classNames: ['ant', 'cow', 'dog'] }), /a class the model lacks: 'bee' \(the model's classes: ant, cow, dog\); evaluate on data with the model's classes only/);
+    assert.deepEqual(await labelsOf((await openEvaluationData(common)).loader), [0, 1, 1], "without names: the folder's own order");
+    await assert.rejects(
+      openEvaluationData({ ...common, classNames: ['ant', 'cow', 'dog'] }),
+      /a class the model lacks: 'bee' \(the model's classes: ant, cow, dog\); evaluate on data with the model's classes only/,
+    );
     const whole = await openEvaluationData({ ...common, dataset: `folder:${join(dir, 'train')}` });
     assert.deepEqual(await labelsOf(whole.loader), [0, 1, 2], 'a folder of class folders is evaluated whole');
     assert.match(whole.description, /^every image of /);

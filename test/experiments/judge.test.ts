@@ -4,20 +4,27 @@ import { judgeClaim, type VariantOutcome } from '../../src/experiments/report.js
 import { getRecipe } from '../../src/experiments/recipes.js';
 
 const v = (name: string, finals: number[], alongRun = finals, stepsPerSec?: number[]): VariantOutcome => ({
-  name, label: name, finals, alongRun, ...(stepsPerSec ? { stepsPerSec } : {}),
+  name,
+  label: name,
+  finals,
+  alongRun,
+  ...(stepsPerSec ? { stepsPerSec } : {}),
 });
 
 test('better: clear win agrees, clear loss does not, overlapping intervals are inconclusive', () => {
   const claim = getRecipe('inception-vs-xception').claim;
-  const win = judgeClaim(claim, [v('xception', [0.90, 0.91, 0.905], undefined, [10, 10, 10]), v('inception_v3', [0.85, 0.86, 0.855], undefined, [12, 12, 12])]);
+  const win = judgeClaim(claim, [
+    v('xception', [0.9, 0.91, 0.905], undefined, [10, 10, 10]),
+    v('inception_v3', [0.85, 0.86, 0.855], undefined, [12, 12, 12]),
+  ]);
   assert.equal(win.verdict, 'agrees');
   assert.match(win.paragraph, /^The paper: Xception is at least as accurate/);
   assert.match(win.paragraph, /Agrees: xception 90\.50% vs inception_v3 85\.50%, a difference of \+5\.00 points/);
   assert.match(win.paragraph, /ratio 0\.83/);
-  const loss = judgeClaim(claim, [v('xception', [0.85, 0.86, 0.855]), v('inception_v3', [0.90, 0.91, 0.905])]);
+  const loss = judgeClaim(claim, [v('xception', [0.85, 0.86, 0.855]), v('inception_v3', [0.9, 0.91, 0.905])]);
   assert.equal(loss.verdict, 'does not agree');
   assert.match(loss.paragraph, /Does not agree/);
-  const overlap = judgeClaim(claim, [v('xception', [0.88, 0.91, 0.90]), v('inception_v3', [0.87, 0.92, 0.89])]);
+  const overlap = judgeClaim(claim, [v('xception', [0.88, 0.91, 0.9]), v('inception_v3', [0.87, 0.92, 0.89])]);
   assert.equal(overlap.verdict, 'inconclusive');
   assert.match(overlap.paragraph, /Inconclusive: the intervals overlap/);
   assert.match(overlap.paragraph, /3 seeds per variant/);
@@ -25,40 +32,49 @@ test('better: clear win agrees, clear loss does not, overlapping intervals are i
 
 test('better-and-faster: convergence and final accuracy are judged separately', () => {
   const claim = getRecipe('residual').claim;
-  const both = judgeClaim(claim, [v('residual', [0.9, 0.91, 0.905], [0.8, 0.81, 0.805]), v('no-residual', [0.85, 0.86, 0.855], [0.6, 0.61, 0.605])]);
+  const both = judgeClaim(claim, [
+    v('residual', [0.9, 0.91, 0.905], [0.8, 0.81, 0.805]),
+    v('no-residual', [0.85, 0.86, 0.855], [0.6, 0.61, 0.605]),
+  ]);
   assert.equal(both.verdict, 'agrees');
   // Converges faster but ends equal within noise: only partly.
-  const part = judgeClaim(claim, [v('residual', [0.88, 0.91, 0.90], [0.8, 0.81, 0.805]), v('no-residual', [0.87, 0.92, 0.89], [0.6, 0.61, 0.605])]);
+  const part = judgeClaim(claim, [
+    v('residual', [0.88, 0.91, 0.9], [0.8, 0.81, 0.805]),
+    v('no-residual', [0.87, 0.92, 0.89], [0.6, 0.61, 0.605]),
+  ]);
   assert.equal(part.verdict, 'partly agrees');
   assert.match(part.paragraph, /Convergence .*: agrees\. Final accuracy .*: inconclusive/);
-  const neither = judgeClaim(claim, [v('residual', [0.85, 0.86, 0.855], [0.6, 0.61, 0.605]), v('no-residual', [0.9, 0.91, 0.905], [0.8, 0.81, 0.805])]);
+  const neither = judgeClaim(claim, [
+    v('residual', [0.85, 0.86, 0.855], [0.6, 0.61, 0.605]),
+    v('no-residual', [0.9, 0.91, 0.905], [0.8, 0.81, 0.805]),
+  ]);
   assert.equal(neither.verdict, 'does not agree');
 });
 
 test('ranking: none > elu > relu judged pair by pair', () => {
   const claim = getRecipe('intermediate-activation').claim;
-  const ok = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.90, 0.901, 0.899]), v('relu', [0.88, 0.881, 0.879])]);
+  const ok = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.9, 0.901, 0.899]), v('relu', [0.88, 0.881, 0.879])]);
   assert.equal(ok.verdict, 'agrees');
   assert.match(ok.paragraph, /none beats elu .*; elu beats relu/);
-  const reversed = judgeClaim(claim, [v('none', [0.88, 0.881, 0.879]), v('elu', [0.90, 0.901, 0.899]), v('relu', [0.92, 0.921, 0.919])]);
+  const reversed = judgeClaim(claim, [v('none', [0.88, 0.881, 0.879]), v('elu', [0.9, 0.901, 0.899]), v('relu', [0.92, 0.921, 0.919])]);
   assert.equal(reversed.verdict, 'does not agree');
   assert.match(reversed.paragraph, /Measured order of the means: relu 92\.00% > elu 90\.00% > none 88\.00%/);
-  const mixed = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.90, 0.93, 0.87]), v('relu', [0.88, 0.881, 0.879])]);
+  const mixed = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.9, 0.93, 0.87]), v('relu', [0.88, 0.881, 0.879])]);
   assert.equal(mixed.verdict, 'inconclusive');
   assert.match(mixed.paragraph, /cannot be told apart from/);
-  const partly = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.90, 0.901, 0.899]), v('relu', [0.89, 0.92, 0.87])]);
+  const partly = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.9, 0.901, 0.899]), v('relu', [0.89, 0.92, 0.87])]);
   assert.equal(partly.verdict, 'partly agrees');
 });
 
 test('equivalent: within the margin agrees, beyond it does not, straddling it is inconclusive', () => {
   const claim = getRecipe('order').claim;
   assert.equal(claim.kind, 'equivalent');
-  const eq = judgeClaim(claim, [v('depthwise-first', [0.900, 0.902, 0.901]), v('pointwise-first', [0.899, 0.901, 0.903])]);
+  const eq = judgeClaim(claim, [v('depthwise-first', [0.9, 0.902, 0.901]), v('pointwise-first', [0.899, 0.901, 0.903])]);
   assert.equal(eq.verdict, 'agrees');
   assert.match(eq.paragraph, /lies within ±1 point/);
-  const far = judgeClaim(claim, [v('depthwise-first', [0.90, 0.901, 0.899]), v('pointwise-first', [0.85, 0.851, 0.849])]);
+  const far = judgeClaim(claim, [v('depthwise-first', [0.9, 0.901, 0.899]), v('pointwise-first', [0.85, 0.851, 0.849])]);
   assert.equal(far.verdict, 'does not agree');
-  const wide = judgeClaim(claim, [v('depthwise-first', [0.88, 0.92, 0.90]), v('pointwise-first', [0.87, 0.93, 0.89])]);
+  const wide = judgeClaim(claim, [v('depthwise-first', [0.88, 0.92, 0.9]), v('pointwise-first', [0.87, 0.93, 0.89])]);
   assert.equal(wide.verdict, 'inconclusive');
   assert.match(wide.paragraph, /No difference is detected, but the interval reaches beyond ±1 point/);
 });
@@ -66,14 +82,19 @@ test('equivalent: within the margin agrees, beyond it does not, straddling it is
 test('extreme-not-optimal: an intermediate point clearly ahead agrees; depthwise clearly ahead does not', () => {
   const claim = getRecipe('segments').claim;
   const mk = (a: number, b: number, c: number, d: number, spread = 0.001) =>
-    [['segments-1', a], ['segments-2', b], ['segments-4', c], ['depthwise', d]].map(([n, m]) => v(n as string, [(m as number) - spread, m as number, (m as number) + spread]));
-  const yes = judgeClaim(claim, mk(0.88, 0.90, 0.92, 0.90));
+    [
+      ['segments-1', a],
+      ['segments-2', b],
+      ['segments-4', c],
+      ['depthwise', d],
+    ].map(([n, m]) => v(n as string, [(m as number) - spread, m as number, (m as number) + spread]));
+  const yes = judgeClaim(claim, mk(0.88, 0.9, 0.92, 0.9));
   assert.equal(yes.verdict, 'agrees');
   assert.match(yes.paragraph, /segments-4 beats the extreme \(depthwise\) by \+2\.00 points/);
   assert.match(yes.paragraph, /best of 3 alternatives after the fact/);
-  const no = judgeClaim(claim, mk(0.88, 0.89, 0.90, 0.92));
+  const no = judgeClaim(claim, mk(0.88, 0.89, 0.9, 0.92));
   assert.equal(no.verdict, 'does not agree');
-  const unsure = judgeClaim(claim, mk(0.88, 0.89, 0.905, 0.90, 0.02));
+  const unsure = judgeClaim(claim, mk(0.88, 0.89, 0.905, 0.9, 0.02));
   assert.equal(unsure.verdict, 'inconclusive');
   assert.match(unsure.paragraph, /Inconclusive: the intervals overlap/);
 });

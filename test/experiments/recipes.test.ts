@@ -12,7 +12,10 @@ setBackend(referenceBackend);
 const { inputShape, classes } = BUDGET_ASSUMPTIONS;
 
 test('there are the five recipes of the issue, each with ≥ 2 variants, ≥ 2 seeds and a budget ≤ 25 min', () => {
-  assert.deepEqual(RECIPES.map((r) => r.name), ['inception-vs-xception', 'residual', 'intermediate-activation', 'order', 'segments']);
+  assert.deepEqual(
+    RECIPES.map((r) => r.name),
+    ['inception-vs-xception', 'residual', 'intermediate-activation', 'order', 'segments'],
+  );
   let total = 0;
   for (const r of RECIPES) {
     assert.ok(r.variants.length >= 2 && r.training.seeds >= 2, r.name);
@@ -80,7 +83,11 @@ test('parameter counts: equal where the switch adds none, matched where the reci
     assert.ok(Math.abs(p / expected['segments-4']! - 1) < 0.02, `${n} is matched within 2%`);
   }
   // Without the width adjustment they would be far apart: the regular conv at width 0.3125 has ~2.5× the parameters.
-  const unmatched = variantInfo({ name: 'x', label: '', model: 'xception', options: { stem: 'small', width: 0.3125, middleBlocks: 0, segments: 1 } }, inputShape, classes);
+  const unmatched = variantInfo(
+    { name: 'x', label: '', model: 'xception', options: { stem: 'small', width: 0.3125, middleBlocks: 0, segments: 1 } },
+    inputShape,
+    classes,
+  );
   assert.ok(unmatched.params > 2 * expected['segments-4']!);
 });
 
@@ -88,8 +95,14 @@ test('xception experiment list and list --json', async () => {
   let text = '';
   assert.equal(await main(['experiment', 'list', '--json'], (s) => (text += s)), 0);
   const arr = JSON.parse(text) as { name: string; description: string; defaultBudgetMinutes: number }[];
-  assert.deepEqual(arr.map((a) => Object.keys(a)), RECIPES.map(() => ['name', 'description', 'defaultBudgetMinutes']));
-  assert.deepEqual(arr.map((a) => a.defaultBudgetMinutes), RECIPES.map((r) => r.defaultBudgetMinutes));
+  assert.deepEqual(
+    arr.map((a) => Object.keys(a)),
+    RECIPES.map(() => ['name', 'description', 'defaultBudgetMinutes']),
+  );
+  assert.deepEqual(
+    arr.map((a) => a.defaultBudgetMinutes),
+    RECIPES.map((r) => r.defaultBudgetMinutes),
+  );
   text = '';
   assert.equal(await main(['experiment', 'list'], (s) => (text += s)), 0);
   assert.match(text, /segments .*4 variants × 3 seeds/);

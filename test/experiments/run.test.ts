@@ -28,8 +28,14 @@ function tinyOptions(root: string, name: string, over: Partial<ExperimentRunOpti
   // Inception V3's small stem needs at least 13×13 images.
   const data = name === 'inception-vs-xception' ? 'd16' : 'd8';
   return {
-    outDir: join(root, 'out'), dataset: `mnist:${join(root, data)}`, seeds: 2, batchSize: 16, modelOverrides: TINY_OVERRIDES[name]!, progress: quiet,
-    speedRounds: 2, ...over,
+    outDir: join(root, 'out'),
+    dataset: `mnist:${join(root, data)}`,
+    seeds: 2,
+    batchSize: 16,
+    modelOverrides: TINY_OVERRIDES[name]!,
+    progress: quiet,
+    speedRounds: 2,
+    ...over,
   };
 }
 
@@ -60,7 +66,10 @@ test('a tiny run of every recipe (two seeds) produces a complete report', async 
       // Training speed measured side by side after the runs: every variant, each round.
       const speed = readSpeed(r.dir);
       assert.ok(speed, `${recipe.name}: no speed.json`);
-      assert.deepEqual(speed.variants.map((s) => s.variant), recipe.variants.map((v) => v.name));
+      assert.deepEqual(
+        speed.variants.map((s) => s.variant),
+        recipe.variants.map((v) => v.name),
+      );
       for (const s of speed.variants) assert.ok(s.rounds.length === 2 && s.rounds.every((x) => x > 0) && s.stepsPerSec > 0);
       assert.deepEqual(speed.inputShape, recipe.name === 'inception-vs-xception' ? [16, 16, 1] : [8, 8, 1]);
       const rep = await writeReport(r.dir);
@@ -68,13 +77,15 @@ test('a tiny run of every recipe (two seeds) produces a complete report', async 
       const html = readFileSync(rep.htmlFile, 'utf8');
       assert.match(md, /steps\/s measured side by side after training \(median of 2 interleaved rounds/);
       // The table's steps/s column shows the side-by-side figures.
-      for (const s of speed.variants) assert.ok(md.includes(`| ${s.stepsPerSec.toFixed(2)} |`), `${recipe.name}: ${s.variant} speed not in the table`);
+      for (const s of speed.variants)
+        assert.ok(md.includes(`| ${s.stepsPerSec.toFixed(2)} |`), `${recipe.name}: ${s.variant} speed not in the table`);
       for (const v of recipe.variants) {
         assert.ok(md.includes(`| ${v.label} |`), `${recipe.name}: no table row for ${v.name}`);
         assert.ok(html.includes(`<td>${v.label.replace(/"/g, '&quot;')}</td>`), `${recipe.name}: no HTML row for ${v.name}`);
       }
       assert.match(md, /\*\*Outcome vs the paper \((agrees|partly agrees|does not agree|inconclusive)\)\.\*\* The paper: /);
-      if (Object.keys(TINY_OVERRIDES[recipe.name]!).length) assert.match(md, /model overrides/); // tiny networks are labelled as such
+      if (Object.keys(TINY_OVERRIDES[recipe.name]!).length)
+        assert.match(md, /model overrides/); // tiny networks are labelled as such
       else assert.doesNotMatch(md, /model overrides/);
       const svgs = readdirSync(join(r.dir, 'figures')).filter((f) => f.endsWith('.svg'));
       assert.equal(svgs.length, 4, `${recipe.name}: ${svgs.join(', ')}`);
@@ -115,7 +126,10 @@ test('an interrupted experiment resumes: finished runs are skipped, the cut run 
     assert.equal(partial.summaries[0]!.verdict, null);
     assert.match(readFileSync(partial.markdownFile, 'utf8'), /1 of 4 runs finished[\s\S]*not judged yet/);
     await assert.rejects(runExperiment('residual', tinyOptions(tmp.dir, 'residual')), /already holds this experiment; pass --resume/);
-    await assert.rejects(runExperiment('residual', tinyOptions(tmp.dir, 'residual', { resume: true, batchSize: 8 })), /cannot resume .* with different settings/);
+    await assert.rejects(
+      runExperiment('residual', tinyOptions(tmp.dir, 'residual', { resume: true, batchSize: 8 })),
+      /cannot resume .* with different settings/,
+    );
     const resumed = await runExperiment('residual', tinyOptions(tmp.dir, 'residual', { resume: true }));
     assert.equal(resumed.interrupted, false);
     assert.equal(resumed.skipped, 1);
@@ -123,7 +137,10 @@ test('an interrupted experiment resumes: finished runs are skipped, the cut run 
     assert.equal(readFileSync(firstFile, 'utf8'), firstBefore, 'a finished run must not be redone');
     // The cut run continued from its checkpoint: its points are at steps 1 and 2, as an uncut run's.
     const second = resumed.results.find((r) => r.variant === 'no-residual' && r.seed === 0)!;
-    assert.deepEqual(second.points.map((p) => p.step), [1, 2]);
+    assert.deepEqual(
+      second.points.map((p) => p.step),
+      [1, 2],
+    );
     const again = await runExperiment('residual', tinyOptions(tmp.dir, 'residual', { resume: true }));
     assert.equal(again.skipped, 4);
     assert.equal(again.trained, 0);
@@ -131,10 +148,21 @@ test('an interrupted experiment resumes: finished runs are skipped, the cut run 
     assert.equal(more.skipped, 4);
     assert.equal(more.trained, 2);
     const all: RunResult[] = readResults(dir);
-    assert.deepEqual(all.map((r) => `${r.variant}/${r.seed}`).sort(), ['no-residual/0', 'no-residual/1', 'no-residual/2', 'residual/0', 'residual/1', 'residual/2']);
+    assert.deepEqual(all.map((r) => `${r.variant}/${r.seed}`).sort(), [
+      'no-residual/0',
+      'no-residual/1',
+      'no-residual/2',
+      'residual/0',
+      'residual/1',
+      'residual/2',
+    ]);
     // Seeds give different initializations.
-    const a = all.find((r) => r.variant === 'residual' && r.seed === 0)!, b = all.find((r) => r.variant === 'residual' && r.seed === 1)!;
-    assert.notDeepEqual(a.points.map((p) => p.evalLoss), b.points.map((p) => p.evalLoss));
+    const a = all.find((r) => r.variant === 'residual' && r.seed === 0)!,
+      b = all.find((r) => r.variant === 'residual' && r.seed === 1)!;
+    assert.notDeepEqual(
+      a.points.map((p) => p.evalLoss),
+      b.points.map((p) => p.evalLoss),
+    );
   } finally {
     tmp.cleanup();
   }
@@ -146,8 +174,28 @@ test('xception experiment run and report from the command line', async () => {
     writeData(tmp.dir);
     const out = join(tmp.dir, 'out');
     let text = '';
-    const code = await main(['experiment', 'run', 'order', '--dataset', `mnist:${join(tmp.dir, 'd8')}`, '--seeds', '2', '--batch-size', '16',
-      '--override', 'width=0.0625', '--override', 'middleBlocks=1', '--out', out, '--backend', 'reference'], (s) => (text += s));
+    const code = await main(
+      [
+        'experiment',
+        'run',
+        'order',
+        '--dataset',
+        `mnist:${join(tmp.dir, 'd8')}`,
+        '--seeds',
+        '2',
+        '--batch-size',
+        '16',
+        '--override',
+        'width=0.0625',
+        '--override',
+        'middleBlocks=1',
+        '--out',
+        out,
+        '--backend',
+        'reference',
+      ],
+      (s) => (text += s),
+    );
     assert.equal(code, 0, text);
     assert.match(text, /order: 4 run\(s\) trained, 0 finished earlier/);
     assert.ok(existsSync(join(out, 'order', 'report.html')));
@@ -175,8 +223,13 @@ test('a recipe runs on CIFAR-10 when given (32×32×3 networks)', async () => {
     for (let i = 1; i <= 5; i++) writeFileSync(join(dir, `data_batch_${i}.bin`), cifarBatch(4, 'cifar10', (i - 1) * 4));
     writeFileSync(join(dir, 'test_batch.bin'), cifarBatch(8, 'cifar10', 100));
     const r = await runExperiment('order', {
-      outDir: join(tmp.dir, 'out'), dataset: `cifar10:${dir}`, seeds: 2, batchSize: 10, limitTrain: 20,
-      modelOverrides: { width: 1 / 16, middleBlocks: 1 }, progress: quiet,
+      outDir: join(tmp.dir, 'out'),
+      dataset: `cifar10:${dir}`,
+      seeds: 2,
+      batchSize: 10,
+      limitTrain: 20,
+      modelOverrides: { width: 1 / 16, middleBlocks: 1 },
+      progress: quiet,
     });
     assert.equal(r.results.length, 4);
     const v = getRecipe('order').variants[0]!;

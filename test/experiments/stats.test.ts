@@ -4,7 +4,15 @@ import { confidenceInterval, differenceInterval, mean, std, studentTCdf, student
 
 test('Student t quantiles match the printed tables', () => {
   // Two-sided 95%: t(0.975, df) from any statistics table.
-  const table: [number, number][] = [[1, 12.706], [2, 4.303], [3, 3.182], [4, 2.776], [9, 2.262], [30, 2.042], [1000, 1.962]];
+  const table: [number, number][] = [
+    [1, 12.706],
+    [2, 4.303],
+    [3, 3.182],
+    [4, 2.776],
+    [9, 2.262],
+    [30, 2.042],
+    [1000, 1.962],
+  ];
   for (const [df, t] of table) assert.ok(Math.abs(studentTQuantile(0.975, df) - t) < 1e-3, `df ${df}: ${studentTQuantile(0.975, df)}`);
   assert.ok(Math.abs(studentTCdf(0, 5) - 0.5) < 1e-12);
   assert.ok(Math.abs(studentTCdf(-2.015, 5) - 0.05) < 1e-3);

@@ -1,6 +1,6 @@
 /** Seeded random arrays and closeness assertions shared by backend tests. */
 import assert from 'node:assert/strict';
-import { Random } from '../../src/core/random.js';
+import type { Random } from '../../src/core/random.js';
 
 /** Uniform values in [lo, hi), float64. */
 export function randomArray(rng: Random, size: number, lo = -1, hi = 1): Float64Array {
@@ -46,7 +46,8 @@ export interface Tolerance {
 
 /** Largest |actual − expected| / (atol + rtol·|expected|); ≤ 1 means every element passes. */
 export function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance): { ratio: number; index: number } {
-  let ratio = 0, index = -1;
+  let ratio = 0,
+    index = -1;
   for (let i = 0; i < expected.length; i++) {
     const err = Math.abs(actual[i] - expected[i]);
     const r = err / (tol.atol + tol.rtol * Math.abs(expected[i]));

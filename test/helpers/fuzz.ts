@@ -63,7 +63,20 @@ function position(rng: Random, length: number, hotEnd: number | undefined): numb
 /** Values that break size arithmetic: zeros, ones, all-ones, sign bits, off-by-ones of the file size. */
 function interestingValue(rng: Random, size: HeaderField['size'], fileLength: number): bigint {
   const max = (1n << BigInt(8 * size)) - 1n;
-  const choices = [0n, 1n, max, max - 1n, max >> 1n, (max >> 1n) + 1n, BigInt(fileLength), BigInt(fileLength) + 1n, BigInt(fileLength) - 1n, 255n, 256n, 0x10000n];
+  const choices = [
+    0n,
+    1n,
+    max,
+    max - 1n,
+    max >> 1n,
+    (max >> 1n) + 1n,
+    BigInt(fileLength),
+    BigInt(fileLength) + 1n,
+    BigInt(fileLength) - 1n,
+    255n,
+    256n,
+    0x10000n,
+  ];
   const v = rng.next() < 0.25 ? BigInt(rng.nextUint32()) * BigInt(rng.nextUint32()) : choices[rng.int(choices.length)]!;
   return ((v % (max + 1n)) + (max + 1n)) % (max + 1n);
 }
@@ -89,12 +102,14 @@ export function mutateOnce(rng: Random, bytes: Uint8Array, kind: MutationKind, t
     case 'set': // bytes set at several positions, often to extremes
       for (let i = 0, n = 1 + rng.int(8); i < n; i++) {
         const at = pos();
-        for (let k = 0, len = 1 + rng.int(4); k < len && at + k < out.length; k++) out[at + k] = [0, 0xff, 0x7f, 0x80][rng.int(5)] ?? rng.int(256);
+        for (let k = 0, len = 1 + rng.int(4); k < len && at + k < out.length; k++)
+          out[at + k] = [0, 0xff, 0x7f, 0x80][rng.int(5)] ?? rng.int(256);
       }
       return out;
     case 'truncate':
       return out.subarray(0, rng.int(out.length));
-    case 'extend': { // trailing junk, zeros, or the file's own tail again
+    case 'extend': {
+      // trailing junk, zeros, or the file's own tail again
       const extra = 1 + rng.int(rng.next() < 0.5 ? 16 : 4096);
       const tail = new Uint8Array(extra);
       const mode = rng.int(3);
@@ -106,7 +121,8 @@ export function mutateOnce(rng: Random, bytes: Uint8Array, kind: MutationKind, t
       grown.set(tail, out.length);
       return grown;
     }
-    case 'field': { // several header fields at once set to size-breaking values
+    case 'field': {
+      // several header fields at once set to size-breaking values
       const fields = target.fields ?? [];
       if (fields.length === 0) return mutateOnce(rng, bytes, 'set', target);
       for (let i = 0, n = 1 + rng.int(Math.min(3, fields.length)); i < n; i++) {
@@ -115,13 +131,15 @@ export function mutateOnce(rng: Random, bytes: Uint8Array, kind: MutationKind, t
       }
       return out;
     }
-    case 'number': { // a size-breaking 16/32/64-bit number anywhere (addresses, lengths in unlisted headers)
+    case 'number': {
+      // a size-breaking 16/32/64-bit number anywhere (addresses, lengths in unlisted headers)
       const size = ([2, 4, 8] as const)[rng.int(3)]!;
       const field = { at: Math.min(pos(), out.length - size), size, littleEndian: rng.next() < 0.7 };
       setField(out, field, interestingValue(rng, size, out.length));
       return out;
     }
-    default: { // a span copied elsewhere (structure in the wrong place)
+    default: {
+      // a span copied elsewhere (structure in the wrong place)
       const from = rng.int(out.length);
       const to = pos();
       const len = Math.min(1 + rng.int(64), out.length - from, out.length - to);
@@ -161,7 +179,9 @@ export interface FuzzRun {
   /** Cases to run (use fuzzCaseCount). */
   cases: number;
   /** The error classes a reader may throw for a bad file. */
-  typed: readonly (abstract new (...args: never[]) => Error)[];
+  typed: readonly (abstract new (
+    ...args: never[]
+  ) => Error)[];
   /** Runs case i; returns normally when the (mutated) input was read. */
   run: (rng: Random, i: number) => Promise<void> | void;
   /** A case slower than this fails (a hang shows up as the test's own timeout). */
@@ -185,7 +205,9 @@ export async function runFuzz(t: TestContext, f: FuzzRun): Promise<FuzzTally> {
       const cls = f.typed.find((c) => e instanceof c);
       if (!cls) {
         const err = e as Error;
-        throw new Error(`${where(i)}: ${err?.constructor?.name ?? typeof e} is not a typed error: ${err?.message ?? String(e)}\n${err?.stack ?? ''}`);
+        throw new Error(
+          `${where(i)}: ${err?.constructor?.name ?? typeof e} is not a typed error: ${err?.message ?? String(e)}\n${err?.stack ?? ''}`,
+        );
       }
       const name = (e as Error).constructor.name;
       tally.rejected.set(name, (tally.rejected.get(name) ?? 0) + 1);
@@ -198,7 +220,9 @@ export async function runFuzz(t: TestContext, f: FuzzRun): Promise<FuzzTally> {
   assert.equal(tally.cases, f.cases, `${f.name}: ran ${tally.cases} of ${f.cases} cases`);
   assert.equal(tally.succeeded + rejectedCount(tally), f.cases);
   const byError = [...tally.rejected].map(([k, v]) => `${v} ${k}`).join(', ') || 'none';
-  t.diagnostic(`${f.name}: seed ${FUZZ_SEED}, ${tally.cases} cases: ${tally.succeeded} read, rejected ${byError}; slowest ${tally.slowestMs.toFixed(0)} ms`);
+  t.diagnostic(
+    `${f.name}: seed ${FUZZ_SEED}, ${tally.cases} cases: ${tally.succeeded} read, rejected ${byError}; slowest ${tally.slowestMs.toFixed(0)} ms`,
+  );
   return tally;
 }
 
@@ -226,7 +250,7 @@ export function crc32(bytes: Uint8Array): number {
 export function fixPngCrcs(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  for (let at = 8; at + 12 <= out.length;) {
+  for (let at = 8; at + 12 <= out.length; ) {
     const len = view.getUint32(at);
     if (at + 12 + len > out.length) break;
     view.setUint32(at + 8 + len, crc32(out.subarray(at + 4, at + 8 + len)));
@@ -246,7 +270,20 @@ export function editSafetensorsHeader(rng: Random, bytes: Uint8Array): Uint8Arra
   if (n > bytes.length - 8) return bytes;
   let text = new TextDecoder().decode(bytes.subarray(8, 8 + n));
   const numbers = ['0', '1', '-1', '4', '7', '1e300', '4294967296', '9007199254740993', '1.5', 'null', '[]', '{}', '"F16"'];
-  const strings = ['"__proto__"', '"constructor"', '"prototype"', '""', '"model/__proto__"', '"optimizer/0/__proto__"', '"optimizer/99/w"', '"ema/constructor"', '"x"', '"{\\"step\\":1}"', '"null"', '1'];
+  const strings = [
+    '"__proto__"',
+    '"constructor"',
+    '"prototype"',
+    '""',
+    '"model/__proto__"',
+    '"optimizer/0/__proto__"',
+    '"optimizer/99/w"',
+    '"ema/constructor"',
+    '"x"',
+    '"{\\"step\\":1}"',
+    '"null"',
+    '1',
+  ];
   for (let i = 0, k = 1 + rng.int(3); i < k; i++) {
     const tokens = [...text.matchAll(/-?\d+(\.\d+)?|"(?:[^"\\]|\\.)*"/g)];
     if (tokens.length === 0) return bytes;

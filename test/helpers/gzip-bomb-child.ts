@@ -16,4 +16,4 @@ try {
   outcome = { error: (e as Error).constructor.name, message: (e as Error).message };
 }
 const peakRssBytes = process.resourceUsage().maxRSS * 1024;
-process.stdout.write(JSON.stringify({ ...outcome, ms: Date.now() - start, peakRssBytes }) + '\n');
+process.stdout.write(`${JSON.stringify({ ...outcome, ms: Date.now() - start, peakRssBytes })}\n`);

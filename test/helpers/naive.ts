@@ -7,7 +7,8 @@
 import type { Conv2DParams, Pool2DParams } from '../../src/core/backend.js';
 
 export function naiveConv2d(x: ArrayLike<number>, w: ArrayLike<number>, p: Conv2DParams): Float64Array {
-  const inPerGroup = p.inChannels / p.groups, outPerGroup = p.outChannels / p.groups;
+  const inPerGroup = p.inChannels / p.groups,
+    outPerGroup = p.outChannels / p.groups;
   const xAt = (n: number, h: number, wi: number, c: number) => x[((n * p.inHeight + h) * p.inWidth + wi) * p.inChannels + c];
   const wAt = (kh: number, kw: number, ci: number, o: number) => w[((kh * p.kernelWidth + kw) * inPerGroup + ci) * p.outChannels + o];
   const y = new Float64Array(p.batch * p.outHeight * p.outWidth * p.outChannels);
@@ -38,7 +39,8 @@ function windowValues(x: ArrayLike<number>, p: Pool2DParams, n: number, oh: numb
   const values: number[] = [];
   for (let dh = 0; dh < p.windowHeight; dh++)
     for (let dw = 0; dw < p.windowWidth; dw++) {
-      const ih = oh * p.strideHeight + dh - p.padTop, iw = ow * p.strideWidth + dw - p.padLeft;
+      const ih = oh * p.strideHeight + dh - p.padTop,
+        iw = ow * p.strideWidth + dw - p.padLeft;
       if (ih >= 0 && ih < p.inHeight && iw >= 0 && iw < p.inWidth) {
         values.push(x[((n * p.inHeight + ih) * p.inWidth + iw) * p.channels + c]);
       }
@@ -51,8 +53,7 @@ function naivePool(x: ArrayLike<number>, p: Pool2DParams, reduce: (values: numbe
   let i = 0;
   for (let n = 0; n < p.batch; n++)
     for (let oh = 0; oh < p.outHeight; oh++)
-      for (let ow = 0; ow < p.outWidth; ow++)
-        for (let c = 0; c < p.channels; c++) y[i++] = reduce(windowValues(x, p, n, oh, ow, c));
+      for (let ow = 0; ow < p.outWidth; ow++) for (let c = 0; c < p.channels; c++) y[i++] = reduce(windowValues(x, p, n, oh, ow, c));
   return y;
 }
 

@@ -33,10 +33,24 @@ export function convParams(s: ConvSpec): Conv2DParams {
   const h = axis(s.padding, 'height', s.height, kh, sh, dh);
   const w = axis(s.padding, 'width', s.width, kw, sw, dw);
   return {
-    batch: s.batch ?? 1, inHeight: s.height, inWidth: s.width, inChannels: s.inChannels,
-    outHeight: h.out, outWidth: w.out, outChannels: s.outChannels,
-    kernelHeight: kh, kernelWidth: kw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw,
-    padTop: h.padBefore, padLeft: w.padBefore, padBottom: h.padAfter, padRight: w.padAfter, groups: s.groups ?? 1,
+    batch: s.batch ?? 1,
+    inHeight: s.height,
+    inWidth: s.width,
+    inChannels: s.inChannels,
+    outHeight: h.out,
+    outWidth: w.out,
+    outChannels: s.outChannels,
+    kernelHeight: kh,
+    kernelWidth: kw,
+    strideHeight: sh,
+    strideWidth: sw,
+    dilationHeight: dh,
+    dilationWidth: dw,
+    padTop: h.padBefore,
+    padLeft: w.padBefore,
+    padBottom: h.padAfter,
+    padRight: w.padAfter,
+    groups: s.groups ?? 1,
   };
 }
 
@@ -54,9 +68,20 @@ export function poolParams(s: PoolSpec): Pool2DParams {
   const h = axis(s.padding, 'height', s.height, s.window[0], s.stride[0], 1);
   const w = axis(s.padding, 'width', s.width, s.window[1], s.stride[1], 1);
   return {
-    batch: s.batch ?? 1, inHeight: s.height, inWidth: s.width, channels: s.channels, outHeight: h.out, outWidth: w.out,
-    windowHeight: s.window[0], windowWidth: s.window[1], strideHeight: s.stride[0], strideWidth: s.stride[1],
-    padTop: h.padBefore, padLeft: w.padBefore, padBottom: h.padAfter, padRight: w.padAfter,
+    batch: s.batch ?? 1,
+    inHeight: s.height,
+    inWidth: s.width,
+    channels: s.channels,
+    outHeight: h.out,
+    outWidth: w.out,
+    windowHeight: s.window[0],
+    windowWidth: s.window[1],
+    strideHeight: s.stride[0],
+    strideWidth: s.stride[1],
+    padTop: h.padBefore,
+    padLeft: w.padBefore,
+    padBottom: h.padAfter,
+    padRight: w.padAfter,
   };
 }
 

@@ -15,12 +15,16 @@ function collect(): void {
 
 const backend = tryBackend('native');
 if (!backend) {
-  process.stdout.write(JSON.stringify({ skipped: 'native backend not built' }) + '\n');
+  process.stdout.write(`${JSON.stringify({ skipped: 'native backend not built' })}\n`);
 } else {
   const m = xception({ backend, stem: 'small', inputShape: [8, 8, 1], classes: 4, width: 1 / 16, middleBlocks: 0, dropout: 0.3 });
   const opt = new Optimizer('sgd', { lr: 0.01, momentum: 0.9, nesterov: true });
   const rng = new Random(2);
-  const x = tensor(Float32Array.from({ length: 8 * 64 }, () => rng.normal()), [8, 8, 8, 1], { backend });
+  const x = tensor(
+    Float32Array.from({ length: 8 * 64 }, () => rng.normal()),
+    [8, 8, 8, 1],
+    { backend },
+  );
   const labels = [0, 1, 2, 3, 0, 1, 2, 3];
   // Like the trainer, let the event loop turn between steps: that is when Node runs the
   // finalizers of the (already freed) native handles' small wrappers.
@@ -42,5 +46,5 @@ if (!backend) {
     if (i === 100) after100 = sample();
   }
   const after2000 = sample();
-  process.stdout.write(JSON.stringify({ after100, after2000 }) + '\n');
+  process.stdout.write(`${JSON.stringify({ after100, after2000 })}\n`);
 }

@@ -16,7 +16,8 @@ import { type ConvSpec, convFilterSize, convInputSize, convOutputSize, convParam
 
 /** max |actual − expected| / max |expected|, as the kernel tests measure. */
 function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < expected.length; i++) {
     err = Math.max(err, Math.abs(actual[i]! - expected[i]!));
     scale = Math.max(scale, Math.abs(expected[i]!));
@@ -37,8 +38,23 @@ const KERNEL_CASES: Array<[string, ConvSpec]> = [
   ['8→16 at 32×32, batch 2 (hung in isolation)', shortcut(2, 32, 8, 16)],
   ...[1, 2, 3, 7, 9, 12, 15].map((c): [string, ConvSpec] => [`${c}→16 at 40×40, batch 4`, shortcut(4, 40, c, 16)]),
   ['15→45 at 33×33, batch 3 (odd size)', shortcut(3, 33, 15, 45)],
-  ['8→16, strides 2×1', { batch: 2, height: 20, width: 21, inChannels: 8, outChannels: 16, kernel: [1, 1], stride: [2, 1], padding: 'valid' }],
-  ['8→12, stride 3, explicit padding (the gather writes zero rows)', { batch: 2, height: 17, width: 16, inChannels: 8, outChannels: 12, kernel: [1, 1], stride: [3, 3], padding: { height: [1, 2], width: [2, 0] } }],
+  [
+    '8→16, strides 2×1',
+    { batch: 2, height: 20, width: 21, inChannels: 8, outChannels: 16, kernel: [1, 1], stride: [2, 1], padding: 'valid' },
+  ],
+  [
+    '8→12, stride 3, explicit padding (the gather writes zero rows)',
+    {
+      batch: 2,
+      height: 17,
+      width: 16,
+      inChannels: 8,
+      outChannels: 12,
+      kernel: [1, 1],
+      stride: [3, 3],
+      padding: { height: [1, 2], width: [2, 0] },
+    },
+  ],
   // From 16 input channels on, oneDNN's own kernels run (and are correct).
   ['16→32 at 64×64, batch 2', shortcut(2, 64, 16, 32)],
 ];
@@ -52,7 +68,9 @@ function checkKernels(n: NativeBackend) {
   const rng = new Random(16);
   return KERNEL_CASES.map(([label, spec]) => {
     const p: Conv2DParams = convParams(spec);
-    const x = pairOf(n, rng, convInputSize(p)), w = pairOf(n, rng, convFilterSize(p)), dy = pairOf(n, rng, convOutputSize(p));
+    const x = pairOf(n, rng, convInputSize(p)),
+      w = pairOf(n, rng, convFilterSize(p)),
+      dy = pairOf(n, rng, convOutputSize(p));
     const compare = (native: ReturnType<NativeBackend['upload']>, reference: ReturnType<typeof R.upload>, size: number) => {
       const e = relError(n.download(native, size, 'float32'), R.download(reference, size, 'float64'));
       n.dispose(native);
@@ -72,9 +90,16 @@ function checkKernels(n: NativeBackend) {
 function trainingStep(backend: Backend, width: number, size: number, batch: number) {
   const m = xception({ backend, stem: 'small', width, middleBlocks: 1, inputShape: [size, size, 3], classes: 3, seed: 5 });
   const rng = new Random(1);
-  const x = tensor(Float32Array.from({ length: batch * size * size * 3 }, () => rng.normal()), [batch, size, size, 3], { backend });
+  const x = tensor(
+    Float32Array.from({ length: batch * size * size * 3 }, () => rng.normal()),
+    [batch, size, size, 3],
+    { backend },
+  );
   const loss = tidy(() => {
-    const l = ops.softmaxCrossEntropy(m.forward(x, { training: true, logits: true }), Array.from({ length: batch }, (_, i) => i % 3));
+    const l = ops.softmaxCrossEntropy(
+      m.forward(x, { training: true, logits: true }),
+      Array.from({ length: batch }, (_, i) => i % 3),
+    );
     backward(l);
     return l.item();
   });
@@ -84,11 +109,16 @@ function trainingStep(backend: Backend, width: number, size: number, batch: numb
 }
 
 function compareModel(n: NativeBackend, width: number, size: number, batch: number) {
-  const a = trainingStep(n, width, size, batch), b = trainingStep(R, width, size, batch);
-  let diff2 = 0, ref2 = 0, worst = 0, worstName = '';
+  const a = trainingStep(n, width, size, batch),
+    b = trainingStep(R, width, size, batch);
+  let diff2 = 0,
+    ref2 = 0,
+    worst = 0,
+    worstName = '';
   for (const [name, g] of b.grads) {
     const h = a.grads.get(name)!;
-    let d = 0, q = 0;
+    let d = 0,
+      q = 0;
     for (let i = 0; i < g.length; i++) {
       d += (h[i]! - g[i]!) ** 2;
       q += g[i]! ** 2;
@@ -111,4 +141,4 @@ function main(mode: string, rest: string[]): unknown {
 
 const [mode, ...rest] = process.argv.slice(2);
 // `node --test dist/test/` runs every file of the folder, this one without arguments: nothing to do.
-if (mode !== undefined) process.stdout.write(JSON.stringify(main(mode, rest)) + '\n');
+if (mode !== undefined) process.stdout.write(`${JSON.stringify(main(mode, rest))}\n`);

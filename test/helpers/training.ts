@@ -24,6 +24,10 @@ export function assertBitEqual(a: Map<string, Float32Array>, b: Map<string, Floa
   for (const [name, va] of a) {
     const vb = b.get(name);
     assert.ok(vb, `${what}: missing ${name}`);
-    assert.deepEqual(Buffer.from(va.buffer, va.byteOffset, va.byteLength), Buffer.from(vb.buffer, vb.byteOffset, vb.byteLength), `${what}: ${name} differs`);
+    assert.deepEqual(
+      Buffer.from(va.buffer, va.byteOffset, va.byteLength),
+      Buffer.from(vb.buffer, vb.byteOffset, vb.byteLength),
+      `${what}: ${name} differs`,
+    );
   }
 }

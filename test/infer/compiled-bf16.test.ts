@@ -13,13 +13,18 @@ const native = loadNativeBackend();
 const skip = native ? false : `native backend unavailable: ${nativeBackendStatus().reason}`;
 
 test('a bf16 plan agrees with the fp32 plan to bfloat16 precision', { skip }, () => {
-  const m = noGrad(() => xception({ backend: native!, stem: 'small', inputShape: [24, 24, 3], classes: 8, width: 0.25, middleBlocks: 2, seed: 6 }));
+  const m = noGrad(() =>
+    xception({ backend: native!, stem: 'small', inputShape: [24, 24, 3], classes: 8, width: 0.25, middleBlocks: 2, seed: 6 }),
+  );
   randomizeStatistics(m);
   const x = randomImages(native!, 4, m.inputShape, 2);
   const fp32 = compileInference(m, { batch: 4, logits: true });
   const bf16 = compileInference(m, { batch: 4, logits: true, precision: 'bf16' });
   assert.equal(bf16.precision, 'bf16');
-  assert.ok(bf16.info().steps.some((s) => /bf16|avx512_core/.test(s)), bf16.info().steps.join('\n'));
+  assert.ok(
+    bf16.info().steps.some((s) => /bf16|avx512_core/.test(s)),
+    bf16.info().steps.join('\n'),
+  );
   assert.ok(bf16.info().weightBytes < fp32.info().weightBytes * 0.6, 'weights are stored in 2 bytes (biases stay 4)');
   const a = fp32.run(x).data();
   const b = bf16.run(x).data();

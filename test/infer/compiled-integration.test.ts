@@ -26,7 +26,8 @@ function withCompiled<T>(on: boolean, f: () => T): T {
   }
 }
 
-const small = () => noGrad(() => xception({ backend: native!, stem: 'small', inputShape: [20, 20, 3], classes: 6, width: 0.25, middleBlocks: 1, seed: 3 }));
+const small = () =>
+  noGrad(() => xception({ backend: native!, stem: 'small', inputShape: [20, 20, 3], classes: 6, width: 0.25, middleBlocks: 1, seed: 3 }));
 
 function images(n: number, seed: number): Float32Array {
   const rng = new Random(seed);
@@ -56,9 +57,14 @@ test('evaluate gives the same loss and accuracy compiled as op by op (also after
   const m = small();
   randomizeStatistics(m);
   const rng = new Random(4);
-  const batches: Batch[] = [5, 5, 2].map((size, i): Batch => ({
-    x: images(size, 10 + i), y: Int32Array.from({ length: size }, () => rng.int(6)), size, shape: [size, 20, 20, 3],
-  }));
+  const batches: Batch[] = [5, 5, 2].map(
+    (size, i): Batch => ({
+      x: images(size, 10 + i),
+      y: Int32Array.from({ length: size }, () => rng.int(6)),
+      size,
+      shape: [size, 20, 20, 3],
+    }),
+  );
   const run = async (on: boolean) => {
     process.env['XCEPTION_COMPILED'] = on ? '1' : '0';
     try {
@@ -86,12 +92,17 @@ test('evaluate gives the same loss and accuracy compiled as op by op (also after
 });
 
 test('no compiled path on the reference backend or for a model that does not compile: op by op, with the reason kept', { skip }, () => {
-  const r = noGrad(() => xception({ backend: referenceBackend, stem: 'small', inputShape: [20, 20, 3], classes: 6, width: 0.25, middleBlocks: 1, seed: 3 }));
+  const r = noGrad(() =>
+    xception({ backend: referenceBackend, stem: 'small', inputShape: [20, 20, 3], classes: 6, width: 0.25, middleBlocks: 1, seed: 3 }),
+  );
   assert.equal(cachedCompiledInference(r, 1, false), null);
   r.dispose();
   const ctx = { rng: new Random(1), backend: native! };
   const input = new InputLayer({ shape: [4, 4, 2] }).apply([], ctx);
-  const odd = new Model({ inputs: input, outputs: new Activation('softmax').apply(new Conv2D({ filters: 3, kernelSize: 1 }).apply(input, ctx), ctx) });
+  const odd = new Model({
+    inputs: input,
+    outputs: new Activation('softmax').apply(new Conv2D({ filters: 3, kernelSize: 1 }).apply(input, ctx), ctx),
+  });
   assert.equal(cachedCompiledInference(odd, 2, false), null);
   assert.match(compiledFallbackReason(odd) ?? '', /softmax/);
   odd.dispose();

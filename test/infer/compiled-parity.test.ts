@@ -40,19 +40,38 @@ const CASES: Case[] = [
   },
   {
     name: 'Xception research variant: 4 segments, pointwise-first, ELU between, no residual',
-    build: (backend) => xception({
-      backend, stem: 'small', inputShape: [24, 24, 3], classes: 5, width: 0.25, channelMultiple: 8, middleBlocks: 2,
-      segments: 4, order: 'pointwise-first', intermediateActivation: 'elu', residual: false, seed: 3,
-    }),
+    build: (backend) =>
+      xception({
+        backend,
+        stem: 'small',
+        inputShape: [24, 24, 3],
+        classes: 5,
+        width: 0.25,
+        channelMultiple: 8,
+        middleBlocks: 2,
+        segments: 4,
+        order: 'pointwise-first',
+        intermediateActivation: 'elu',
+        residual: false,
+        seed: 3,
+      }),
     batches: [1, 2],
     reference: true,
   },
   {
     name: 'Xception with ReLU between depthwise and pointwise, dropout head',
-    build: (backend) => xception({
-      backend, stem: 'small', inputShape: [16, 16, 3], classes: 4, width: 0.25, middleBlocks: 1, intermediateActivation: 'relu',
-      dropout: 0.5, seed: 4,
-    }),
+    build: (backend) =>
+      xception({
+        backend,
+        stem: 'small',
+        inputShape: [16, 16, 3],
+        classes: 4,
+        width: 0.25,
+        middleBlocks: 1,
+        intermediateActivation: 'relu',
+        dropout: 0.5,
+        seed: 4,
+      }),
     batches: [2],
     reference: true,
   },
@@ -82,8 +101,13 @@ for (const c of CASES) {
         const x = randomImages(native!, batch, shape, 10 + batch);
         // Both layouts explicitly at the first batch, the automatic choice at the others.
         for (const [logits, layout] of i === 0
-          ? [[true, 'channels-last'], [false, 'channels-last'], [true, 'blocked'], [false, 'blocked']] as const
-          : [[false, 'auto']] as const) {
+          ? ([
+              [true, 'channels-last'],
+              [false, 'channels-last'],
+              [true, 'blocked'],
+              [false, 'blocked'],
+            ] as const)
+          : ([[false, 'auto']] as const)) {
           const opByOp = noGrad(() => model.forward(x, { logits }).data());
           const plan = compileInference(model, { batch, logits, layout });
           if (layout !== 'auto') assert.equal(plan.layout, layout);
@@ -93,12 +117,18 @@ for (const c of CASES) {
           y.dispose();
           plan.dispose();
           const e = errors(compiled, opByOp);
-          assert.ok(e.rel <= TOL && e.abs <= TOL, `batch ${batch}, logits ${logits}, ${layout}: compiled vs op-by-op rel ${e.rel.toExponential(2)} abs ${e.abs.toExponential(2)}`);
+          assert.ok(
+            e.rel <= TOL && e.abs <= TOL,
+            `batch ${batch}, logits ${logits}, ${layout}: compiled vs op-by-op rel ${e.rel.toExponential(2)} abs ${e.abs.toExponential(2)}`,
+          );
           if (refModel && i === 0) {
             const xr = tensor(x.data(), x.shape, { backend: referenceBackend });
             const expected = noGrad(() => refModel.forward(xr, { logits }).data());
             const r = errors(compiled, expected);
-            assert.ok(r.rel <= TOL && r.abs <= TOL, `batch ${batch}, logits ${logits}, ${layout}: compiled vs reference rel ${r.rel.toExponential(2)} abs ${r.abs.toExponential(2)}`);
+            assert.ok(
+              r.rel <= TOL && r.abs <= TOL,
+              `batch ${batch}, logits ${logits}, ${layout}: compiled vs reference rel ${r.rel.toExponential(2)} abs ${r.abs.toExponential(2)}`,
+            );
           }
         }
         x.dispose();
@@ -123,7 +153,10 @@ test('the Xception plan fuses what the graph allows: every BN folded, 12 residua
   assert.ok(info.arenaBytes > 0 && info.weightBytes >= model.countParams() * 4 * 0.99);
   // Separable network: the automatic layout is blocked, pointwise and depthwise on jit kernels.
   assert.equal(info.layout, 'blocked');
-  assert.ok(info.steps.filter((s) => s.startsWith('conv 1×1/1') && s.includes('jit_1x1') && s.includes('nChw16c')).length > 30, info.steps.join('\n'));
+  assert.ok(
+    info.steps.filter((s) => s.startsWith('conv 1×1/1') && s.includes('jit_1x1') && s.includes('nChw16c')).length > 30,
+    info.steps.join('\n'),
+  );
   assert.ok(info.steps.filter((s) => s.includes(' g') && s.includes('jit_dw') && s.includes('nChw16c')).length > 30, info.steps.join('\n'));
   plan.dispose();
   const inception = noGrad(() => inceptionV3({ backend: native!, inputShape: [75, 75, 3], classes: 6, width: 0.25, seed: 1 }));

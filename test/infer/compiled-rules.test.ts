@@ -5,9 +5,33 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Activation, Add, BatchNormalization, CompileError, compileInference, Concatenate, Conv2D, Dense, DepthwiseConv2D,
-  DisposedError, Flatten, GlobalAveragePooling2D, InputLayer, MaxPooling2D, Model, noGrad, OptionError, Optimizer, ops,
-  Random, SeparableConv2D, ShapeError, tensor, tidy, xception, backward, AveragePooling2D,
+  Activation,
+  Add,
+  BatchNormalization,
+  CompileError,
+  compileInference,
+  Concatenate,
+  Conv2D,
+  Dense,
+  DepthwiseConv2D,
+  DisposedError,
+  Flatten,
+  GlobalAveragePooling2D,
+  InputLayer,
+  MaxPooling2D,
+  Model,
+  noGrad,
+  OptionError,
+  Optimizer,
+  ops,
+  Random,
+  SeparableConv2D,
+  ShapeError,
+  tensor,
+  tidy,
+  xception,
+  backward,
+  AveragePooling2D,
 } from '../../src/index.js';
 import type { Layer, SymbolicTensor } from '../../src/nn/layer.js';
 import { BackendError } from '../../src/core/errors.js';
@@ -20,7 +44,11 @@ const skip = native ? false : `native backend unavailable: ${nativeBackendStatus
 const TOL = 1e-4;
 
 /** A small functional model; `body` wires layers from the input. */
-function model(shape: number[], body: (x: SymbolicTensor, apply: (l: Layer, x: SymbolicTensor | SymbolicTensor[]) => SymbolicTensor) => SymbolicTensor, seed = 1): Model {
+function model(
+  shape: number[],
+  body: (x: SymbolicTensor, apply: (l: Layer, x: SymbolicTensor | SymbolicTensor[]) => SymbolicTensor) => SymbolicTensor,
+  seed = 1,
+): Model {
   const ctx = { rng: new Random(seed), backend: native! };
   const apply = (l: Layer, x: SymbolicTensor | SymbolicTensor[]) => l.apply(x, ctx);
   const input = new InputLayer({ shape }).apply([], ctx);
@@ -93,7 +121,9 @@ test('a residual add fuses only when the other input is not read afterwards', { 
   p1.dispose();
   unfusable.dispose();
   // The model input cannot be overwritten; the conv's own input cannot be its sum target.
-  const onInput = model([8, 8, 8], (x, apply) => apply(new Add(), [apply(new Conv2D({ filters: 8, kernelSize: 3, padding: 'same' }), x), x]));
+  const onInput = model([8, 8, 8], (x, apply) =>
+    apply(new Add(), [apply(new Conv2D({ filters: 8, kernelSize: 3, padding: 'same' }), x), x]),
+  );
   const p2 = agree(onInput, 2, 'add on the input');
   assert.equal(p2.info().fusions.sumPostOps, 0);
   p2.dispose();
@@ -109,7 +139,10 @@ test('a residual add fuses only when the other input is not read afterwards', { 
   randomizeStatistics(resnet, 3);
   const p3 = agree(resnet, 2, 'conv+BN+add+relu');
   assert.deepEqual(p3.info().fusions, { foldedBatchNorms: 1, sumPostOps: 1, eltwisePostOps: 2, standaloneBatchNorms: 0 });
-  assert.ok(p3.info().steps.some((s) => s.includes('+bias +sum +relu')), p3.info().steps.join('\n'));
+  assert.ok(
+    p3.info().steps.some((s) => s.includes('+bias +sum +relu')),
+    p3.info().steps.join('\n'),
+  );
   p3.dispose();
   resnet.dispose();
   // A conv whose own input is the add's other input: not fused, still right.
@@ -135,8 +168,12 @@ test('flatten → dense reads the image in Keras (h, w, c) order; average poolin
   m.dispose();
 });
 
-test('weights that change after compiling are re-read: setData (a new tensor) and in-place optimizer steps (a new version)', { skip }, () => {
-  const m = noGrad(() => xception({ backend: native!, stem: 'small', inputShape: [16, 16, 3], classes: 4, width: 0.25, middleBlocks: 1, seed: 9 }));
+test('weights that change after compiling are re-read: setData (a new tensor) and in-place optimizer steps (a new version)', {
+  skip,
+}, () => {
+  const m = noGrad(() =>
+    xception({ backend: native!, stem: 'small', inputShape: [16, 16, 3], classes: 4, width: 0.25, middleBlocks: 1, seed: 9 }),
+  );
   randomizeStatistics(m);
   const x = randomImages(native!, 2, m.inputShape, 4);
   const plan = compileInference(m, { batch: 2, logits: true });
@@ -177,7 +214,9 @@ test('weights that change after compiling are re-read: setData (a new tensor) an
 });
 
 test('typed errors: options, shapes, batch, disposed plan, uncompilable layers', { skip }, () => {
-  const m = model([8, 8, 3], (x, apply) => apply(new Dense({ units: 2 }), apply(new GlobalAveragePooling2D(), apply(new Conv2D({ filters: 4, kernelSize: 3 }), x))));
+  const m = model([8, 8, 3], (x, apply) =>
+    apply(new Dense({ units: 2 }), apply(new GlobalAveragePooling2D(), apply(new Conv2D({ filters: 4, kernelSize: 3 }), x))),
+  );
   assert.throws(() => compileInference(m, { batch: 0 }), OptionError);
   assert.throws(() => compileInference(m, { batch: 1.5 }), OptionError);
   assert.throws(() => compileInference(m, { batch: 1, precision: 'fp16' as never }), OptionError);
@@ -186,7 +225,10 @@ test('typed errors: options, shapes, batch, disposed plan, uncompilable layers',
   assert.throws(() => compileInference(m, { batch: 1, inputShape: [8, 8, 4] }), ShapeError);
   assert.throws(() => compileInference(m, { batch: 1, inputShape: [2, 2, 3] }), ShapeError); // smaller than the 3×3 window
   const plan = compileInference(m, { batch: 2 });
-  assert.throws(() => plan.run(randomImages(native!, 3, [8, 8, 3])), (e: unknown) => e instanceof ShapeError && /batch 2/.test(e.message));
+  assert.throws(
+    () => plan.run(randomImages(native!, 3, [8, 8, 3])),
+    (e: unknown) => e instanceof ShapeError && /batch 2/.test(e.message),
+  );
   assert.throws(() => plan.run(randomImages(native!, 2, [8, 9, 3])), ShapeError);
   assert.throws(() => plan.run(tensor(new Float32Array(2 * 8 * 8 * 3), [2, 192], { backend: native! })), ShapeError);
   assert.throws(() => plan.runData(new Float32Array(5)), ShapeError);
@@ -217,12 +259,13 @@ test('the addon refuses corrupted specs with a BackendError, never a crash or an
   const weights = good.recipes.map((r) => r());
   const before = native!.stats();
   const x = randomImages(native!, 2, [6, 6, 3]);
-  let refused = 0, built = 0;
+  let refused = 0,
+    built = 0;
   for (let i = 0; i < good.spec.length; i++) {
     for (const bad of [-7, -1, 0, 1, 2, 3, 0.5, 1e6, 2 ** 31, NaN, Infinity]) {
       const spec = Float64Array.from(good.spec);
       spec[i] = bad;
-      let plan;
+      let plan: ReturnType<NonNullable<typeof native>['createPlan']>;
       try {
         plan = native!.createPlan(spec, weights);
       } catch (e) {
@@ -259,7 +302,9 @@ test('the addon refuses corrupted specs with a BackendError, never a crash or an
 });
 
 test('many plan create/dispose cycles do not grow native memory', { skip }, () => {
-  const m = noGrad(() => xception({ backend: native!, stem: 'small', inputShape: [16, 16, 3], classes: 4, width: 0.25, middleBlocks: 1, seed: 9 }));
+  const m = noGrad(() =>
+    xception({ backend: native!, stem: 'small', inputShape: [16, 16, 3], classes: 4, width: 0.25, middleBlocks: 1, seed: 9 }),
+  );
   const x = randomImages(native!, 2, m.inputShape);
   const warm = compileInference(m, { batch: 2 });
   warm.run(x).dispose();

@@ -34,7 +34,15 @@ function build(shape: number[], body: (x: SymbolicTensor, c: ReturnType<typeof c
 
 test('a separable convolution lowers to depthwise + pointwise convolutions; dropout and linear activations lower to nothing', () => {
   const m = build([8, 8, 4], (x, c) => {
-    x = new SeparableConv2D({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', intermediateActivation: 'relu', activation: 'elu', name: 'sep' }).apply(x, c);
+    x = new SeparableConv2D({
+      filters: 6,
+      kernelSize: 3,
+      strides: 2,
+      padding: 'same',
+      intermediateActivation: 'relu',
+      activation: 'elu',
+      name: 'sep',
+    }).apply(x, c);
     x = new Dropout(0.5, { name: 'drop' }).apply(x, c);
     return new Activation('linear', { name: 'lin' }).apply(x, c);
   });
@@ -50,7 +58,7 @@ test('a separable convolution lowers to depthwise + pointwise convolutions; drop
   m.dispose();
 });
 
-test('the logits rule: only the output layer\'s softmax is left out, and only with logits', () => {
+test("the logits rule: only the output layer's softmax is left out, and only with logits", () => {
   const m = build([4, 4, 2], (x, c) => {
     x = new Activation('softmax', { name: 'inner_softmax' }).apply(x, c);
     x = new GlobalAveragePooling2D({ name: 'gap' }).apply(x, c);
@@ -69,7 +77,10 @@ test('fusions: BN folds into its conv, the add becomes a sum post-op, the ReLU a
     const y = new Conv2D({ filters: 4, kernelSize: 1, name: 'shortcut' }).apply(x, c);
     const h = new Conv2D({ filters: 4, kernelSize: 3, padding: 'same', name: 'conv' }).apply(x, c);
     const z = new BatchNormalization({ name: 'bn' }).apply(h, c);
-    return new GlobalAveragePooling2D({ name: 'gap' }).apply(new Activation('relu', { name: 'relu' }).apply(new Add({ name: 'add' }).apply([z, y], c), c), c);
+    return new GlobalAveragePooling2D({ name: 'gap' }).apply(
+      new Activation('relu', { name: 'relu' }).apply(new Add({ name: 'add' }).apply([z, y], c), c),
+      c,
+    );
   };
   const m = build([6, 6, 3], body);
   const g = lowerModel(m, { inputShape: [6, 6, 3], logits: false });
@@ -79,11 +90,19 @@ test('fusions: BN folds into its conv, the add becomes a sum post-op, the ReLU a
   assert.deepEqual(ops(g.nodes), ['input', 'conv', 'conv', 'gpool']);
   const fused = g.nodes[2] as ConvNode;
   assert.deepEqual(fused.layers, ['conv', 'bn', 'add', 'relu']);
-  assert.deepEqual(fused.posts.map((p) => p.kind), ['sum', 'eltwise']);
+  assert.deepEqual(
+    fused.posts.map((p) => p.kind),
+    ['sum', 'eltwise'],
+  );
   assert.equal(fused.sumInto, g.nodes[1]);
   assert.equal(fused.affine.length, 1);
   const unfused = lowerModel(m, { inputShape: [6, 6, 3], logits: false });
-  assert.deepEqual(fuseGraph(unfused, { batchNorm: false, sum: false, eltwise: false }), { foldedBatchNorms: 0, sumPostOps: 0, eltwisePostOps: 0, standaloneBatchNorms: 1 });
+  assert.deepEqual(fuseGraph(unfused, { batchNorm: false, sum: false, eltwise: false }), {
+    foldedBatchNorms: 0,
+    sumPostOps: 0,
+    eltwisePostOps: 0,
+    standaloneBatchNorms: 1,
+  });
   assert.equal(unfused.nodes.length, 7);
   m.dispose();
 });
@@ -100,10 +119,20 @@ class Doubling extends Layer {
 }
 
 test('a layer type without a lowering: LoweringError, CompileError for plans, OnnxGraphError for export', () => {
-  const m = build([4, 4, 2], (x, c) => new Doubling({ name: 'twice' }, 'doubling').apply(new Conv2D({ filters: 2, kernelSize: 1 }).apply(x, c), c));
-  assert.throws(() => lowerModel(m, { inputShape: [4, 4, 2], logits: false }), (e: unknown) => e instanceof LoweringError && e.layer.name === 'twice');
-  assert.throws(() => compileSpec(m, { batch: 1, inputShape: [4, 4, 2], logits: false, precision: 'fp32' }),
-    (e: unknown) => e instanceof CompileError && /'twice' \(Doubling\) cannot be compiled/.test(e.message));
-  assert.throws(() => exportOnnx(m), (e: unknown) => e instanceof OnnxGraphError && /'twice' of type Doubling is not supported/.test(e.message));
+  const m = build([4, 4, 2], (x, c) =>
+    new Doubling({ name: 'twice' }, 'doubling').apply(new Conv2D({ filters: 2, kernelSize: 1 }).apply(x, c), c),
+  );
+  assert.throws(
+    () => lowerModel(m, { inputShape: [4, 4, 2], logits: false }),
+    (e: unknown) => e instanceof LoweringError && e.layer.name === 'twice',
+  );
+  assert.throws(
+    () => compileSpec(m, { batch: 1, inputShape: [4, 4, 2], logits: false, precision: 'fp32' }),
+    (e: unknown) => e instanceof CompileError && /'twice' \(Doubling\) cannot be compiled/.test(e.message),
+  );
+  assert.throws(
+    () => exportOnnx(m),
+    (e: unknown) => e instanceof OnnxGraphError && /'twice' of type Doubling is not supported/.test(e.message),
+  );
   m.dispose();
 });

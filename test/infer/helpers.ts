@@ -25,12 +25,17 @@ export function randomizeStatistics(model: Model, seed = 11): void {
 export function randomImages(backend: Backend, batch: number, shape: readonly number[], seed = 3): Tensor {
   const rng = new Random(seed);
   const n = batch * shape.reduce((a, b) => a * b, 1);
-  return tensor(Float32Array.from({ length: n }, () => rng.uniform(-1, 1)), [batch, ...shape], { backend });
+  return tensor(
+    Float32Array.from({ length: n }, () => rng.uniform(-1, 1)),
+    [batch, ...shape],
+    { backend },
+  );
 }
 
 /** max |a − b| / max |b|, and max |a − b|. */
 export function errors(actual: ArrayLike<number>, expected: ArrayLike<number>): { rel: number; abs: number } {
-  let abs = 0, scale = 0;
+  let abs = 0,
+    scale = 0;
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
   for (let i = 0; i < expected.length; i++) {
     const d = Math.abs(actual[i]! - expected[i]!);

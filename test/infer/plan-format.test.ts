@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  CONV_GEOMETRY, ELTWISE_ALG, HEADER, OP, PLAN_FORMAT_VERSION, POOL_ALG, POOL_WINDOW, POST_KIND,
+  CONV_GEOMETRY,
+  ELTWISE_ALG,
+  HEADER,
+  OP,
+  PLAN_FORMAT_VERSION,
+  POOL_ALG,
+  POOL_WINDOW,
+  POST_KIND,
 } from '../../src/infer/plan-format.js';
 
 // From dist/test/infer/ (compiled) to the repository's native/plan.h.
@@ -18,11 +25,15 @@ function enumMembers(name: string): Array<[string, number]> {
   const m = new RegExp(`enum class ${name}\\s*(?::\\s*\\w+\\s*)?\\{([^}]*)\\}`).exec(header);
   assert.ok(m, `native/plan.h has no 'enum class ${name}'`);
   let next = 0;
-  return m[1]!.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((s) => {
-    const [member, value] = s.split('=').map((x) => x.trim());
-    next = value === undefined ? next : Number(value);
-    return [member!, next++] as [string, number];
-  });
+  return m[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((s) => {
+      const [member, value] = s.split('=').map((x) => x.trim());
+      next = value === undefined ? next : Number(value);
+      return [member!, next++] as [string, number];
+    });
 }
 
 /** The strings of `kName[] = { "…", … }`. */
@@ -45,9 +56,18 @@ test('step kinds, post-op kinds and algorithm codes are the same numbers in Type
 });
 
 test('header, convolution geometry and pooling window fields come in the same order in TypeScript and native/plan.h', () => {
-  assert.deepEqual(enumMembers('HeaderField').map(([m]) => m), [...HEADER]);
-  assert.deepEqual(enumMembers('ConvField').map(([m]) => m), [...CONV_GEOMETRY, 'count']);
+  assert.deepEqual(
+    enumMembers('HeaderField').map(([m]) => m),
+    [...HEADER],
+  );
+  assert.deepEqual(
+    enumMembers('ConvField').map(([m]) => m),
+    [...CONV_GEOMETRY, 'count'],
+  );
   assert.deepEqual(stringArray('kConvFieldNames'), [...CONV_GEOMETRY]);
-  assert.deepEqual(enumMembers('PoolField').map(([m]) => m), [...POOL_WINDOW, 'count']);
+  assert.deepEqual(
+    enumMembers('PoolField').map(([m]) => m),
+    [...POOL_WINDOW, 'count'],
+  );
   assert.deepEqual(stringArray('kPoolFieldNames'), [...POOL_WINDOW]);
 });

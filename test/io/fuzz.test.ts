@@ -4,7 +4,7 @@
  * throw WeightFileError — never crash, hang, abort the process, or make the HDF5 heap grow by much
  * more than the file size. Every case requested is run (no time budget) and counted.
  */
-import { test, TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,7 +14,19 @@ import { WeightFileError } from '../../src/io/errors.js';
 import { h5Module } from '../../src/io/h5-runtime.js';
 import { encodeKerasH5, parseKerasH5, readKerasH5 } from '../../src/io/keras-h5.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
-import { assertAtLeast, hasEnoughCases, fuzzTimeout, editSafetensorsHeader, FUZZ_SEED, fuzzCaseCount, type HeaderField, mutate, type MutationTarget, rejectedCount, runFuzz } from '../helpers/fuzz.js';
+import {
+  assertAtLeast,
+  hasEnoughCases,
+  fuzzTimeout,
+  editSafetensorsHeader,
+  FUZZ_SEED,
+  fuzzCaseCount,
+  type HeaderField,
+  mutate,
+  type MutationTarget,
+  rejectedCount,
+  runFuzz,
+} from '../helpers/fuzz.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.resolve(here, '../../../test/io/fixtures');
@@ -22,7 +34,9 @@ const fixtures = path.resolve(here, '../../../test/io/fixtures');
 /** HDF5 superblock (version 0): version bytes, sizes, B-tree Ks, flags, then the addresses. */
 const H5_FIELDS: HeaderField[] = [
   ...[8, 9, 10, 11, 13, 14].map((at) => ({ at, size: 1 as const, littleEndian: true })),
-  { at: 16, size: 2, littleEndian: true }, { at: 18, size: 2, littleEndian: true }, { at: 20, size: 4, littleEndian: true },
+  { at: 16, size: 2, littleEndian: true },
+  { at: 18, size: 2, littleEndian: true },
+  { at: 20, size: 4, littleEndian: true },
   ...[24, 32, 40, 48, 56, 64].map((at) => ({ at, size: 8 as const, littleEndian: true })),
 ];
 
@@ -38,7 +52,11 @@ test('fuzz: ≥ 1,000 mutated safetensors files read or throw WeightFileError', 
   const target: MutationTarget = { bytes: original, hotEnd: headerEnd, fields: [{ at: 0, size: 8, littleEndian: true }] };
   const cases = fuzzCaseCount(1000);
   const tally = await runFuzz(t, {
-    name: 'safetensors', seedOffset: 5, cases, typed: [WeightFileError], maxCaseMs: 5000,
+    name: 'safetensors',
+    seedOffset: 5,
+    cases,
+    typed: [WeightFileError],
+    maxCaseMs: 5000,
     run: (r, i) => {
       const bytes = r.next() < 0.3 ? editSafetensorsHeader(r, original) : mutate(r, target).bytes;
       const out = readSafetensors(bytes, `case${i}`);
@@ -54,7 +72,11 @@ test('fuzz: ≥ 1,000 mutated safetensors files read or throw WeightFileError', 
 async function fuzzH5(t: TestContext, name: string, original: Uint8Array, seedOffset: number, cases: number): Promise<void> {
   const target: MutationTarget = { bytes: original, hotEnd: 2048, fields: H5_FIELDS };
   const tally = await runFuzz(t, {
-    name, seedOffset, cases, typed: [WeightFileError], maxCaseMs: 10_000,
+    name,
+    seedOffset,
+    cases,
+    typed: [WeightFileError],
+    maxCaseMs: 10_000,
     run: async (r, i) => {
       const bytes = mutate(r, target).bytes;
       const heapBefore = (await h5Module()).HEAPU8.length;
@@ -89,7 +111,13 @@ test('fuzz: mutated h5wasm-written Keras files read or throw WeightFileError', {
   const bytes = await encodeKerasH5([
     { name: 'input_1', weights: [] },
     { name: 'conv', weights: [{ name: 'conv/kernel:0', shape: [3, 3, 2, 4], data: new Float32Array(72).map(() => rng.normal()) }] },
-    { name: 'dense', weights: [{ name: 'dense/kernel:0', shape: [4, 3], data: new Float32Array(12).fill(0.5) }, { name: 'dense/bias:0', shape: [3], data: new Float32Array(3) }] },
+    {
+      name: 'dense',
+      weights: [
+        { name: 'dense/kernel:0', shape: [4, 3], data: new Float32Array(12).fill(0.5) },
+        { name: 'dense/bias:0', shape: [3], data: new Float32Array(3) },
+      ],
+    },
   ]);
   await fuzzH5(t, 'written.h5', bytes, 11, H5_CASES);
 });
@@ -98,7 +126,11 @@ test('fuzz: the isolated (worker) reader returns layers or WeightFileError for m
   const original = new Uint8Array(fs.readFileSync(path.join(fixtures, 'keras_style.h5')));
   const target: MutationTarget = { bytes: original, hotEnd: 2048, fields: H5_FIELDS };
   const tally = await runFuzz(t, {
-    name: 'isolated h5', seedOffset: 99, cases: 40, typed: [WeightFileError], maxCaseMs: 30_000,
+    name: 'isolated h5',
+    seedOffset: 99,
+    cases: 40,
+    typed: [WeightFileError],
+    maxCaseMs: 30_000,
     run: async (r, i) => {
       await readKerasH5(mutate(r, target).bytes, `isolated#${i}`);
     },

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Random } from '../../src/core/random.js';
 import { WeightFileError } from '../../src/io/errors.js';
-import { encodeKerasH5, KerasLayer, readKerasH5, writeKerasH5 } from '../../src/io/keras-h5.js';
+import { encodeKerasH5, type KerasLayer, readKerasH5, writeKerasH5 } from '../../src/io/keras-h5.js';
 
 // Fixtures live in the source tree (tsc does not copy them to dist/).
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -22,17 +22,35 @@ function expectedValues(layerIndex: number, n: number): Float32Array {
 
 test('reads an h5py-written Keras-style file: layer order, weight names, shapes, values', async () => {
   const layers = await readKerasH5(path.join(fixtures, 'keras_style.h5'));
-  assert.deepEqual(layers.map((l) => l.name), [
-    'input_1', 'block1_conv1', 'block1_conv1_bn', 'block1_conv1_act', 'block2_sepconv1', 'block2_sepconv2_bn',
-    'conv2d_1', 'batch_normalization_1', 'add_1', 'avg_pool', 'predictions',
-  ]);
+  assert.deepEqual(
+    layers.map((l) => l.name),
+    [
+      'input_1',
+      'block1_conv1',
+      'block1_conv1_bn',
+      'block1_conv1_act',
+      'block2_sepconv1',
+      'block2_sepconv2_bn',
+      'conv2d_1',
+      'batch_normalization_1',
+      'add_1',
+      'avg_pool',
+      'predictions',
+    ],
+  );
   assert.deepEqual(layers[0]!.weights, []);
   const sep = layers[4]!;
-  assert.deepEqual(sep.weights.map((w) => [w.name, w.shape]), [
-    ['block2_sepconv1/depthwise_kernel:0', [3, 3, 4, 1]],
-    ['block2_sepconv1/pointwise_kernel:0', [1, 1, 4, 8]],
-  ]);
-  assert.deepEqual(layers[2]!.weights.map((w) => w.name), ['gamma', 'beta', 'moving_mean', 'moving_variance'].map((n) => `block1_conv1_bn/${n}:0`));
+  assert.deepEqual(
+    sep.weights.map((w) => [w.name, w.shape]),
+    [
+      ['block2_sepconv1/depthwise_kernel:0', [3, 3, 4, 1]],
+      ['block2_sepconv1/pointwise_kernel:0', [1, 1, 4, 8]],
+    ],
+  );
+  assert.deepEqual(
+    layers[2]!.weights.map((w) => w.name),
+    ['gamma', 'beta', 'moving_mean', 'moving_variance'].map((n) => `block1_conv1_bn/${n}:0`),
+  );
   layers.forEach((layer, li) => {
     for (const w of layer.weights) assert.deepEqual(w.data, expectedValues(li, w.data.length), `${layer.name} ${w.name}`);
   });
@@ -41,11 +59,20 @@ test('reads an h5py-written Keras-style file: layer order, weight names, shapes,
 test('reads /model_weights, split attributes, vlen strings, big-endian, float64 and gzip datasets', async () => {
   const bytes = fs.readFileSync(path.join(fixtures, 'variants.h5'));
   const layers = await readKerasH5(new Uint8Array(bytes), 'variants.h5');
-  assert.deepEqual(layers.map((l) => [l.name, l.weights.map((w) => [w.name, w.shape])]), [
-    ['dense_a', [['dense_a/kernel:0', [3, 2]], ['dense_a/bias:0', [2]]]],
-    ['dense_b', [['dense_b/kernel:0', [4, 4]]]],
-    ['no_weights', []],
-  ]);
+  assert.deepEqual(
+    layers.map((l) => [l.name, l.weights.map((w) => [w.name, w.shape])]),
+    [
+      [
+        'dense_a',
+        [
+          ['dense_a/kernel:0', [3, 2]],
+          ['dense_a/bias:0', [2]],
+        ],
+      ],
+      ['dense_b', [['dense_b/kernel:0', [4, 4]]]],
+      ['no_weights', []],
+    ],
+  );
   assert.deepEqual(layers[0]!.weights[0]!.data, expectedValues(0, 6));
   assert.deepEqual(layers[0]!.weights[1]!.data, expectedValues(0, 2));
   assert.deepEqual(layers[1]!.weights[0]!.data, expectedValues(1, 16));
@@ -61,24 +88,39 @@ function randomLayers(rng: Random): KerasLayer[] {
   return [
     { name: 'input_1', weights: [] },
     { name: 'block1_conv1', weights: [w('block1_conv1/kernel:0', [3, 3, 3, 32])] },
-    { name: 'block2_sepconv1', weights: [w('block2_sepconv1/depthwise_kernel:0', [3, 3, 32, 1]), w('block2_sepconv1/pointwise_kernel:0', [1, 1, 32, 16])] },
+    {
+      name: 'block2_sepconv1',
+      weights: [w('block2_sepconv1/depthwise_kernel:0', [3, 3, 32, 1]), w('block2_sepconv1/pointwise_kernel:0', [1, 1, 32, 16])],
+    },
     { name: 'odd', weights: [w('scalar:0', []), w('nested/deeper/empty:0', [0, 3]), w('nested/deeper/v:0', [2])] },
     { name: 'predictions', weights: [w('predictions/kernel:0', [16, 10]), w('predictions/bias:0', [10])] },
   ];
 }
 
 function assertSameLayers(actual: KerasLayer[], expected: KerasLayer[]): void {
-  assert.deepEqual(actual.map((l) => [l.name, l.weights.map((w) => [w.name, w.shape])]), expected.map((l) => [l.name, l.weights.map((w) => [w.name, w.shape])]));
-  expected.forEach((l, i) => l.weights.forEach((w, j) => {
-    const got = actual[i]!.weights[j]!.data;
-    assert.deepEqual(new Uint32Array(got.buffer, got.byteOffset, got.length), new Uint32Array(w.data.buffer, w.data.byteOffset, w.data.length), `${l.name} ${w.name}`);
-  }));
+  assert.deepEqual(
+    actual.map((l) => [l.name, l.weights.map((w) => [w.name, w.shape])]),
+    expected.map((l) => [l.name, l.weights.map((w) => [w.name, w.shape])]),
+  );
+  expected.forEach((l, i) =>
+    l.weights.forEach((w, j) => {
+      const got = actual[i]!.weights[j]!.data;
+      assert.deepEqual(
+        new Uint32Array(got.buffer, got.byteOffset, got.length),
+        new Uint32Array(w.data.buffer, w.data.byteOffset, w.data.length),
+        `${l.name} ${w.name}`,
+      );
+    }),
+  );
 }
 
 test('Keras H5 write then read is bit for bit (NaN, -0, subnormals, scalars, empty tensors)', async () => {
   const layers = randomLayers(new Random(5));
   const k = layers[1]!.weights[0]!.data;
-  k[0] = NaN; k[1] = -0; k[2] = -Infinity; k[3] = 1.4e-45;
+  k[0] = NaN;
+  k[1] = -0;
+  k[2] = -Infinity;
+  k[3] = 1.4e-45;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-h5-'));
   try {
     const file = path.join(dir, 'w.h5');
@@ -95,7 +137,10 @@ test('long layer lists are split into layer_names0, layer_names1, … like Keras
   for (let i = 0; i < 2500; i++) layers.push({ name: `a_rather_long_layer_name_number_${String(i).padStart(5, '0')}`, weights: [] });
   layers.push({ name: 'last', weights: [{ name: 'last/bias:0', shape: [1], data: new Float32Array([3]) }] });
   const back = await readKerasH5(await encodeKerasH5(layers));
-  assert.deepEqual(back.map((l) => l.name), layers.map((l) => l.name));
+  assert.deepEqual(
+    back.map((l) => l.name),
+    layers.map((l) => l.name),
+  );
   assert.equal(back.at(-1)!.weights[0]!.data[0], 3);
 });
 
@@ -108,7 +153,9 @@ function h5pyAvailable(): boolean {
   }
 }
 
-test('files we write load the way Keras loads them (h5py, Keras legacy loader logic)', { skip: h5pyAvailable() ? false : 'needs /usr/bin/python3 with h5py (Debian python3-h5py)' }, async () => {
+test('files we write load the way Keras loads them (h5py, Keras legacy loader logic)', {
+  skip: h5pyAvailable() ? false : 'needs /usr/bin/python3 with h5py (Debian python3-h5py)',
+}, async () => {
   const layers = randomLayers(new Random(9));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-h5py-'));
   try {
@@ -137,10 +184,15 @@ print(json.dumps(out))
       layers: [string, string[], number[][], string[], string[]][];
     };
     assert.equal(result.backend, 'tensorflow');
-    assert.deepEqual(result.layers.map((l) => [l[0], l[1], l[2]]), layers.map((l) => [l.name, l.weights.map((w) => w.name), l.weights.map((w) => w.shape)]));
+    assert.deepEqual(
+      result.layers.map((l) => [l[0], l[1], l[2]]),
+      layers.map((l) => [l.name, l.weights.map((w) => w.name), l.weights.map((w) => w.shape)]),
+    );
     result.layers.forEach((l, i) => {
       assert.ok(l[3].every((d) => d === 'float32'));
-      layers[i]!.weights.forEach((w, j) => assert.equal(l[4][j], Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength).toString('hex')));
+      layers[i]!.weights.forEach((w, j) =>
+        assert.equal(l[4][j], Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength).toString('hex')),
+      );
     });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -179,7 +231,13 @@ test('non-HDF5, truncated and non-Keras files give a typed error naming the file
 test('writer refuses names HDF5 cannot hold and inconsistent data', async () => {
   const w = { name: 'k:0', shape: [2], data: new Float32Array(2) };
   await rejectsTyped(encodeKerasH5([{ name: 'a/b', weights: [] }]), /cannot be an HDF5 group name/);
-  await rejectsTyped(encodeKerasH5([{ name: 'a', weights: [] }, { name: 'a', weights: [] }]), /duplicate layer name/);
+  await rejectsTyped(
+    encodeKerasH5([
+      { name: 'a', weights: [] },
+      { name: 'a', weights: [] },
+    ]),
+    /duplicate layer name/,
+  );
   await rejectsTyped(encodeKerasH5([{ name: 'a', weights: [{ ...w, shape: [3] }] }]), /holds 3 values but data has 2/);
   await rejectsTyped(encodeKerasH5([{ name: 'a', weights: [w, { ...w, name: 'k:0/x' }] }]), /both a group and a dataset/);
   await rejectsTyped(encodeKerasH5([{ name: 'a', weights: [{ ...w, name: '/abs' }] }]), /not a valid relative HDF5 path/);
@@ -189,11 +247,16 @@ test('an isolated read that runs out of time is stopped with a typed error, and 
   const bytes = new Uint8Array(fs.readFileSync(path.join(fixtures, 'keras_style.h5')));
   // A 64 MiB file: copying it to the worker and parsing it takes far longer than 1 ms, so the
   // timer always wins (with the small fixture a warm worker sometimes answered first).
-  const big = await encodeKerasH5([{ name: 'big', weights: [{ name: 'big/kernel:0', shape: [4096, 4096], data: new Float32Array(4096 * 4096) }] }]);
+  const big = await encodeKerasH5([
+    { name: 'big', weights: [{ name: 'big/kernel:0', shape: [4096, 4096], data: new Float32Array(4096 * 4096) }] },
+  ]);
   await rejectsTyped(readKerasH5(big, { label: 'slow.h5', timeoutMs: 1 }), /^slow\.h5: reading took longer than 1 ms/);
   assert.equal((await readKerasH5(bytes, { label: 'again.h5' })).length, 11);
   assert.equal((await readKerasH5(bytes, { isolate: false })).length, 11);
   // Concurrent reads are queued on the one worker and all complete.
   const all = await Promise.all([1, 2, 3].map((i) => readKerasH5(bytes, `c${i}.h5`)));
-  assert.deepEqual(all.map((l) => l.length), [11, 11, 11]);
+  assert.deepEqual(
+    all.map((l) => l.length),
+    [11, 11, 11],
+  );
 });

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { xception } from '../../src/index.js';
-import { encodeKerasH5, KerasLayer, readKerasH5 } from '../../src/io/keras-h5.js';
+import { encodeKerasH5, type KerasLayer, readKerasH5 } from '../../src/io/keras-h5.js';
 import { matchKerasWeights } from '../../src/io/keras-match.js';
 import { WeightFileError } from '../../src/io/errors.js';
 
@@ -36,8 +36,14 @@ test('Xception weights survive a Keras H5 round trip and load back in Keras laye
 
   // A model with a different head does not half-load: the error names the layer and both shapes.
   const other = xception({ inputShape: [71, 71, 3], classes: 7, width: 0.125, seed: 3 });
-  const otherSpec = other.layers.map((l) => ({ name: l.name, weights: l.weights.map((v) => ({ name: v.weightName, shape: [...v.shape] })) }));
-  assert.throws(() => matchKerasWeights(otherSpec, back, 'order', 'xception.h5'), /xception\.h5: .*"predictions" weight "kernel" has shape \[\d+, 7\] but file layer "predictions" weight "predictions\/kernel:0" has shape \[\d+, 10\]/);
+  const otherSpec = other.layers.map((l) => ({
+    name: l.name,
+    weights: l.weights.map((v) => ({ name: v.weightName, shape: [...v.shape] })),
+  }));
+  assert.throws(
+    () => matchKerasWeights(otherSpec, back, 'order', 'xception.h5'),
+    /xception\.h5: .*"predictions" weight "kernel" has shape \[\d+, 7\] but file layer "predictions" weight "predictions\/kernel:0" has shape \[\d+, 10\]/,
+  );
 });
 
 test('save a model as Keras H5, load it into a fresh model: same weights, same outputs; a misfit changes nothing', async () => {
@@ -56,12 +62,21 @@ test('save a model as Keras H5, load it into a fresh model: same weights, same o
     const assigned = await loadKerasH5Weights(b, file);
     assert.equal(assigned.length, a.weights.length);
     a.weights.forEach((v, i) => assert.deepEqual(b.weights[i]!.value.data(), v.value.data(), v.name));
-    const x = tensor(Float32Array.from({ length: 71 * 71 * 3 }, (_, i) => Math.sin(i)), [1, 71, 71, 3]);
-    assert.deepEqual(noGrad(() => b.forward(x).data()), noGrad(() => a.forward(x).data()));
+    const x = tensor(
+      Float32Array.from({ length: 71 * 71 * 3 }, (_, i) => Math.sin(i)),
+      [1, 71, 71, 3],
+    );
+    assert.deepEqual(
+      noGrad(() => b.forward(x).data()),
+      noGrad(() => a.forward(x).data()),
+    );
 
     const c = xception({ ...opts, classes: 3, seed: 3 });
     const before = c.weights.map((v) => Float32Array.from(v.value.data() as Float32Array));
-    await assert.rejects(loadKerasH5Weights(c, file), (e: unknown) => e instanceof WeightFileError && /a\.h5: .*"predictions"/.test(e.message));
+    await assert.rejects(
+      loadKerasH5Weights(c, file),
+      (e: unknown) => e instanceof WeightFileError && /a\.h5: .*"predictions"/.test(e.message),
+    );
     c.weights.forEach((v, i) => assert.deepEqual(v.value.data(), before[i], `${v.name} must be untouched`));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

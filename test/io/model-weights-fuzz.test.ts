@@ -18,7 +18,8 @@ import { xception } from '../../src/models/xception/xception.js';
 import type { Model } from '../../src/nn/model.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-wfuzz-'));
-const build = () => noGrad(() => xception({ inputShape: [71, 71, 3], width: 1 / 32, middleBlocks: 0, classes: 2, seed: 1, backend: referenceBackend }));
+const build = () =>
+  noGrad(() => xception({ inputShape: [71, 71, 3], width: 1 / 32, middleBlocks: 0, classes: 2, seed: 1, backend: referenceBackend }));
 
 function mutate(original: Uint8Array, r: Random, format: 'h5' | 'safetensors'): Uint8Array {
   const bytes = Uint8Array.from(original);
@@ -26,27 +27,32 @@ function mutate(original: Uint8Array, r: Random, format: 'h5' | 'safetensors'): 
   switch (kind) {
     case 0: // truncated
       return bytes.subarray(0, r.int(bytes.length));
-    case 1: { // flipped bytes, anywhere
+    case 1: {
+      // flipped bytes, anywhere
       for (let i = 0, n = 1 + r.int(8); i < n; i++) bytes[r.int(bytes.length)] ^= 1 << r.int(8);
       return bytes;
     }
-    case 2: { // flipped bytes in the first 4 KiB (HDF5 superblock and object headers, the safetensors header)
+    case 2: {
+      // flipped bytes in the first 4 KiB (HDF5 superblock and object headers, the safetensors header)
       for (let i = 0, n = 1 + r.int(4); i < n; i++) bytes[r.int(Math.min(4096, bytes.length))] ^= 1 << r.int(8);
       return bytes;
     }
-    case 3: { // safetensors: a lying header length (huge, or just off)
+    case 3: {
+      // safetensors: a lying header length (huge, or just off)
       const view = new DataView(bytes.buffer);
       const n = view.getBigUint64(0, true);
       const lies = [2n ** 63n, 2n ** 40n, n + 1n, n - 1n, BigInt(bytes.length), 0n];
       view.setBigUint64(0, lies[r.int(lies.length)]!, true);
       return bytes;
     }
-    default: { // safetensors: a header whose shapes or offsets declare far more than the file holds
+    default: {
+      // safetensors: a header whose shapes or offsets declare far more than the file holds
       const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
       const header = new TextDecoder().decode(bytes.subarray(8, 8 + n));
-      const lied = r.int(2) === 0
-        ? header.replace(/"shape":\[(\d+)/, '"shape":[$1000000000')
-        : header.replace(/"data_offsets":\[(\d+),(\d+)\]/, (_, a: string) => `"data_offsets":[${a},${Number.MAX_SAFE_INTEGER}]`);
+      const lied =
+        r.int(2) === 0
+          ? header.replace(/"shape":\[(\d+)/, '"shape":[$1000000000')
+          : header.replace(/"data_offsets":\[(\d+),(\d+)\]/, (_, a: string) => `"data_offsets":[${a},${Number.MAX_SAFE_INTEGER}]`);
       const enc = new TextEncoder().encode(lied);
       const out = new Uint8Array(8 + enc.length + bytes.length - 8 - n);
       new DataView(out.buffer).setBigUint64(0, BigInt(enc.length), true);

@@ -39,7 +39,10 @@ function forward(m: Model, x: Float32Array): Float32Array {
   return noGrad(() => m.forward(tensor(x, [1, ...m.inputShape], { backend })).data());
 }
 
-interface FileLayer { name: string; weights: { name: string; shape: number[]; data: Float32Array }[] }
+interface FileLayer {
+  name: string;
+  weights: { name: string; shape: number[]; data: Float32Array }[];
+}
 
 /**
  * Writes a Keras legacy H5 weight file with h5wasm's own high-level API (independent of the
@@ -85,7 +88,11 @@ function kerasFileFor(model: Model, seed: number): FileLayer[] {
     k++;
     return {
       name: renamed,
-      weights: l.weights.map((v) => ({ name: `${renamed}/${v.weightName}:0`, shape: [...v.shape], data: knownValues(v.weightName, v.size, seed * 1000 + k) })),
+      weights: l.weights.map((v) => ({
+        name: `${renamed}/${v.weightName}:0`,
+        shape: [...v.shape],
+        data: knownValues(v.weightName, v.size, seed * 1000 + k),
+      })),
     };
   });
 }
@@ -136,7 +143,10 @@ test('a Keras-layout H5 file (auto-named residual layers renamed) loads in Keras
 
 test('auto mode loads by name when the names match (a file whose layers are listed out of order)', async () => {
   const source = smallXception(4);
-  const layers = source.layers.map((l) => ({ name: l.name, weights: l.weights.map((v) => ({ name: `${v.name}:0`, shape: [...v.shape], data: knownValues(v.weightName, v.size, v.size) })) }));
+  const layers = source.layers.map((l) => ({
+    name: l.name,
+    weights: l.weights.map((v) => ({ name: `${v.name}:0`, shape: [...v.shape], data: knownValues(v.weightName, v.size, v.size) })),
+  }));
   // Swap two layers in the file: order loading would mismatch shapes; names place them right.
   const a = layers.findIndex((l) => l.name === 'block1_conv1');
   const b = layers.findIndex((l) => l.name === 'predictions');
@@ -145,12 +155,22 @@ test('auto mode loads by name when the names match (a file whose layers are list
   writeKerasStyleH5(file, layers);
   const model = smallXception(5);
   const before = snapshot(model);
-  await assert.rejects(loadWeights(model, file, { mode: 'order' }), /mode 'order'.*model layer "block1_conv1" has 1 weights \(kernel \[3, 3, 3, 2\]\) but file layer "predictions" has 2 \(predictions\/kernel:0 \[128, 5\], predictions\/bias:0 \[5\]\)/);
+  await assert.rejects(
+    loadWeights(model, file, { mode: 'order' }),
+    /mode 'order'.*model layer "block1_conv1" has 1 weights \(kernel \[3, 3, 3, 2\]\) but file layer "predictions" has 2 \(predictions\/kernel:0 \[128, 5\], predictions\/bias:0 \[5\]\)/,
+  );
   assertWeightsEqual(model, before, 'after the failed in-order load');
   const r = await loadWeights(model, file);
   assert.equal(r.mode, 'name');
   for (const l of layers) {
-    for (const w of l.weights) assert.deepEqual(model.getLayer(l.name).getWeight(w.name.slice(l.name.length + 1, -2)).value.data(), w.data);
+    for (const w of l.weights)
+      assert.deepEqual(
+        model
+          .getLayer(l.name)
+          .getWeight(w.name.slice(l.name.length + 1, -2))
+          .value.data(),
+        w.data,
+      );
   }
   source.dispose();
   model.dispose();
@@ -161,14 +181,36 @@ test('mismatched H5 files are clear errors naming the layer and shapes, and leav
   const before = snapshot(model);
   const base = () => kerasFileFor(model, 3);
   const cases: [string, (ls: FileLayer[]) => FileLayer[] | string, RegExp][] = [
-    ['missing layer', (ls) => ls.filter((l) => l.name !== 'block3_sepconv1_bn'),
-      /the model has \d+ layers with weights but the file has \d+ \(first model layer without a file layer: "predictions"\)/],
-    ['wrong shape', (ls) => ls.map((l) => l.name !== 'block2_sepconv1' ? l : { ...l, weights: l.weights.map((w, i) => (i === 1 ? { ...w, shape: [1, 1, 4, 9], data: new Float32Array(36) } : w)) }),
-      /model layer "block2_sepconv1" weight "pointwise_kernel" has shape \[1, 1, 4, 8\] but file layer "block2_sepconv1" weight "block2_sepconv1\/pointwise_kernel:0" has shape \[1, 1, 4, 9\]/],
-    ['extra weight', (ls) => ls.map((l) => l.name !== 'block1_conv2' ? l : { ...l, weights: [...l.weights, { name: 'block1_conv2/bias:0', shape: [4], data: new Float32Array(4) }] }),
-      /model layer "block1_conv2" has 1 weights \(kernel \[3, 3, 2, 4\]\) but file layer "block1_conv2" has 2 \(block1_conv2\/kernel:0 \[3, 3, 2, 4\], block1_conv2\/bias:0 \[4\]\)/],
-    ['extra layer', (ls) => [...ls, { name: 'dense_9', weights: [{ name: 'dense_9/kernel:0', shape: [5, 2], data: new Float32Array(10) }] }],
-      /first file layer without a model layer: "dense_9"/],
+    [
+      'missing layer',
+      (ls) => ls.filter((l) => l.name !== 'block3_sepconv1_bn'),
+      /the model has \d+ layers with weights but the file has \d+ \(first model layer without a file layer: "predictions"\)/,
+    ],
+    [
+      'wrong shape',
+      (ls) =>
+        ls.map((l) =>
+          l.name !== 'block2_sepconv1'
+            ? l
+            : { ...l, weights: l.weights.map((w, i) => (i === 1 ? { ...w, shape: [1, 1, 4, 9], data: new Float32Array(36) } : w)) },
+        ),
+      /model layer "block2_sepconv1" weight "pointwise_kernel" has shape \[1, 1, 4, 8\] but file layer "block2_sepconv1" weight "block2_sepconv1\/pointwise_kernel:0" has shape \[1, 1, 4, 9\]/,
+    ],
+    [
+      'extra weight',
+      (ls) =>
+        ls.map((l) =>
+          l.name !== 'block1_conv2'
+            ? l
+            : { ...l, weights: [...l.weights, { name: 'block1_conv2/bias:0', shape: [4], data: new Float32Array(4) }] },
+        ),
+      /model layer "block1_conv2" has 1 weights \(kernel \[3, 3, 2, 4\]\) but file layer "block1_conv2" has 2 \(block1_conv2\/kernel:0 \[3, 3, 2, 4\], block1_conv2\/bias:0 \[4\]\)/,
+    ],
+    [
+      'extra layer',
+      (ls) => [...ls, { name: 'dense_9', weights: [{ name: 'dense_9/kernel:0', shape: [5, 2], data: new Float32Array(10) }] }],
+      /first file layer without a model layer: "dense_9"/,
+    ],
   ];
   for (const [what, edit, pattern] of cases) {
     const file = path.join(tmp, `bad_${what.replace(/ /g, '_')}.h5`);
@@ -212,21 +254,41 @@ test('save → load round-trips bit for bit (Keras H5 and safetensors), with Ker
   await saveWeights(a, st, 'safetensors');
 
   const layers = await readKerasH5(h5);
-  assert.deepEqual(layers.map((l) => l.name), a.layers.map((l) => l.name), 'every layer, in Keras order');
+  assert.deepEqual(
+    layers.map((l) => l.name),
+    a.layers.map((l) => l.name),
+    'every layer, in Keras order',
+  );
   assert.equal(layers[0]!.name, 'input_1');
-  assert.deepEqual(layers.find((l) => l.name === 'block2_sepconv1')!.weights.map((w) => w.name), ['block2_sepconv1/depthwise_kernel:0', 'block2_sepconv1/pointwise_kernel:0']);
-  assert.deepEqual(layers.find((l) => l.name === 'block1_conv1_bn')!.weights.map((w) => w.name),
-    ['block1_conv1_bn/gamma:0', 'block1_conv1_bn/beta:0', 'block1_conv1_bn/moving_mean:0', 'block1_conv1_bn/moving_variance:0']);
+  assert.deepEqual(
+    layers.find((l) => l.name === 'block2_sepconv1')!.weights.map((w) => w.name),
+    ['block2_sepconv1/depthwise_kernel:0', 'block2_sepconv1/pointwise_kernel:0'],
+  );
+  assert.deepEqual(
+    layers.find((l) => l.name === 'block1_conv1_bn')!.weights.map((w) => w.name),
+    ['block1_conv1_bn/gamma:0', 'block1_conv1_bn/beta:0', 'block1_conv1_bn/moving_mean:0', 'block1_conv1_bn/moving_variance:0'],
+  );
   const names = layers.map((l) => l.name);
-  assert.ok(names.indexOf('conv2d_1') > names.indexOf('block2_sepconv2_bn'), 'residual conv after the block\'s sepconv2_bn, as Keras lists it');
+  assert.ok(
+    names.indexOf('conv2d_1') > names.indexOf('block2_sepconv2_bn'),
+    "residual conv after the block's sepconv2_bn, as Keras lists it",
+  );
 
-  for (const [file, mode] of [[h5, 'order'], [h5, 'name'], [st, 'auto']] as const) {
+  for (const [file, mode] of [
+    [h5, 'order'],
+    [h5, 'name'],
+    [st, 'auto'],
+  ] as const) {
     const b = smallXception(9);
     await loadWeights(b, file, { mode });
     b.weights.forEach((v, i) => {
       const want = a.weights[i]!.value.data();
       const got = v.value.data();
-      assert.deepEqual(new Uint32Array(got.buffer, got.byteOffset, got.length), new Uint32Array(want.buffer, want.byteOffset, want.length), `${file} ${mode}: ${v.name}`);
+      assert.deepEqual(
+        new Uint32Array(got.buffer, got.byteOffset, got.length),
+        new Uint32Array(want.buffer, want.byteOffset, want.length),
+        `${file} ${mode}: ${v.name}`,
+      );
     });
     b.dispose();
   }
@@ -243,17 +305,32 @@ test('Inception V3 (BatchNormalization without gamma) saves [beta, moving_mean, 
   const file = path.join(tmp, 'inception.h5');
   await saveWeights(a, file, 'keras-h5');
   const layers = await readKerasH5(file);
-  assert.deepEqual(layers.find((l) => l.name === 'batch_normalization_1')!.weights.map((w) => w.name),
-    ['batch_normalization_1/beta:0', 'batch_normalization_1/moving_mean:0', 'batch_normalization_1/moving_variance:0']);
+  assert.deepEqual(
+    layers.find((l) => l.name === 'batch_normalization_1')!.weights.map((w) => w.name),
+    ['batch_normalization_1/beta:0', 'batch_normalization_1/moving_mean:0', 'batch_normalization_1/moving_variance:0'],
+  );
   const b = noGrad(() => inceptionV3({ inputShape: [75, 75, 3], width: 1 / 16, classes: 3, seed: 2, backend }));
   await loadWeights(b, file);
   b.weights.forEach((v, i) => assert.deepEqual(v.value.data(), a.weights[i]!.value.data(), v.name));
   // A file with gamma (an Xception-style BN) does not fit: the counts differ, named.
-  const withGamma = layers.map((l) => l.name !== 'batch_normalization_1' ? l : { ...l, weights: [{ name: 'batch_normalization_1/gamma:0', shape: l.weights[0]!.shape, data: new Float32Array(l.weights[0]!.data.length) }, ...l.weights] });
+  const withGamma = layers.map((l) =>
+    l.name !== 'batch_normalization_1'
+      ? l
+      : {
+          ...l,
+          weights: [
+            { name: 'batch_normalization_1/gamma:0', shape: l.weights[0]!.shape, data: new Float32Array(l.weights[0]!.data.length) },
+            ...l.weights,
+          ],
+        },
+  );
   const bad = path.join(tmp, 'inception_gamma.h5');
   writeKerasStyleH5(bad, withGamma);
   const before = snapshot(b);
-  await assert.rejects(loadWeights(b, bad), /model layer "batch_normalization_1" has 3 weights \(beta \[2\], moving_mean \[2\], moving_variance \[2\]\) but file layer "batch_normalization_1" has 4/);
+  await assert.rejects(
+    loadWeights(b, bad),
+    /model layer "batch_normalization_1" has 3 weights \(beta \[2\], moving_mean \[2\], moving_variance \[2\]\) but file layer "batch_normalization_1" has 4/,
+  );
   assertWeightsEqual(b, before, 'inception after the failed load');
   a.dispose();
   b.dispose();
@@ -264,9 +341,21 @@ test('safetensors weights load by full name; missing, extra and misshapen weight
   const before = snapshot(model);
   const all = model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: knownValues(v.name, v.size, 1) }));
   const cases: [string, typeof all, RegExp][] = [
-    ['missing', all.filter((w) => w.name !== 'block4_sepconv2_bn/gamma'), /model weight "block4_sepconv2_bn\/gamma" \[46\] is missing from the file/],
-    ['extra', [...all, { name: 'block4_sepconv2_bn/delta', shape: [2], data: new Float32Array(2) }], /file weight "block4_sepconv2_bn\/delta" \[2\] has no weight of that name in the model/],
-    ['shape', all.map((w) => (w.name === 'predictions/kernel' ? { ...w, shape: [5, 128] } : w)), /model weight "predictions\/kernel" has shape \[128, 5\] but the file's has \[5, 128\]/],
+    [
+      'missing',
+      all.filter((w) => w.name !== 'block4_sepconv2_bn/gamma'),
+      /model weight "block4_sepconv2_bn\/gamma" \[46\] is missing from the file/,
+    ],
+    [
+      'extra',
+      [...all, { name: 'block4_sepconv2_bn/delta', shape: [2], data: new Float32Array(2) }],
+      /file weight "block4_sepconv2_bn\/delta" \[2\] has no weight of that name in the model/,
+    ],
+    [
+      'shape',
+      all.map((w) => (w.name === 'predictions/kernel' ? { ...w, shape: [5, 128] } : w)),
+      /model weight "predictions\/kernel" has shape \[128, 5\] but the file's has \[5, 128\]/,
+    ],
   ];
   for (const [what, weights, pattern] of cases) {
     const file = path.join(tmp, `bad_${what}.safetensors`);
@@ -281,7 +370,10 @@ test('safetensors weights load by full name; missing, extra and misshapen weight
   // Neither format.
   const junk = path.join(tmp, 'junk.bin');
   fs.writeFileSync(junk, Buffer.from([1, 2, 3]));
-  await assert.rejects(loadWeights(model, junk), /junk\.bin: not a weight file: neither HDF5 \(Keras \.h5\) nor safetensors \(3 bytes, starting 01 02 03\)/);
+  await assert.rejects(
+    loadWeights(model, junk),
+    /junk\.bin: not a weight file: neither HDF5 \(Keras \.h5\) nor safetensors \(3 bytes, starting 01 02 03\)/,
+  );
   const zip = path.join(tmp, 'model.keras');
   fs.writeFileSync(zip, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0]));
   await assert.rejects(loadWeights(model, zip), /model\.keras: a zip archive \(a Keras 3 \.keras model\?\): not supported/);

@@ -25,7 +25,8 @@ function randomizeStatistics(model: Model, seed: number): void {
     const n = v.size;
     const d = new Float32Array(n);
     if (v.weightName === 'moving_variance' || v.weightName === 'gamma') for (let i = 0; i < n; i++) d[i] = 0.5 + r.uniform();
-    else if (v.weightName === 'moving_mean' || v.weightName === 'beta' || v.weightName === 'bias') for (let i = 0; i < n; i++) d[i] = (r.uniform() - 0.5) * 0.4;
+    else if (v.weightName === 'moving_mean' || v.weightName === 'beta' || v.weightName === 'bias')
+      for (let i = 0; i < n; i++) d[i] = (r.uniform() - 0.5) * 0.4;
     else continue;
     v.setData(d);
   }
@@ -38,9 +39,12 @@ function randomInput(n: number, seed: number): Float32Array {
 
 function nhwcToNchw(x: Float32Array, [n, h, w, c]: number[]): Float32Array {
   const out = new Float32Array(x.length);
-  for (let b = 0; b < n!; b++) for (let y = 0; y < h!; y++) for (let xx = 0; xx < w!; xx++) for (let ch = 0; ch < c!; ch++) {
-    out[((b * c! + ch) * h! + y) * w! + xx] = x[((b * h! + y) * w! + xx) * c! + ch]!;
-  }
+  for (let b = 0; b < n!; b++)
+    for (let y = 0; y < h!; y++)
+      for (let xx = 0; xx < w!; xx++)
+        for (let ch = 0; ch < c!; ch++) {
+          out[((b * c! + ch) * h! + y) * w! + xx] = x[((b * h! + y) * w! + xx) * c! + ch]!;
+        }
   return out;
 }
 
@@ -72,7 +76,11 @@ async function checkAgainstForward(model: Model, what: string, tolerance = 1e-4)
   const x = randomInput(batch * h! * w! * c!, 11);
   const want = noGrad(() => model.forward(tensor(x, [batch, h!, w!, c!], { backend })).data());
   const diffs: number[] = [];
-  for (const opts of [{ foldBatchNorm: true }, { foldBatchNorm: false }, { foldBatchNorm: true, inputLayout: 'nhwc' }] as ExportOnnxOptions[]) {
+  for (const opts of [
+    { foldBatchNorm: true },
+    { foldBatchNorm: false },
+    { foldBatchNorm: true, inputLayout: 'nhwc' },
+  ] as ExportOnnxOptions[]) {
     const bytes = exportOnnx(model, opts);
     const nhwc = opts.inputLayout === 'nhwc';
     const got = await runOnnx(bytes, nhwc ? x : nhwcToNchw(x, [batch, h!, w!, c!]), nhwc ? [batch, h!, w!, c!] : [batch, c!, h!, w!]);
@@ -82,9 +90,12 @@ async function checkAgainstForward(model: Model, what: string, tolerance = 1e-4)
       assert.deepEqual(got.dims, [batch, oc, oh, ow], `${what}: NCHW feature map`);
       // Compare in NHWC.
       const back = new Float32Array(gotData.length);
-      for (let b = 0; b < batch; b++) for (let y = 0; y < oh!; y++) for (let xx = 0; xx < ow!; xx++) for (let ch = 0; ch < oc!; ch++) {
-        back[((b * oh! + y) * ow! + xx) * oc! + ch] = gotData[((b * oc! + ch) * oh! + y) * ow! + xx]!;
-      }
+      for (let b = 0; b < batch; b++)
+        for (let y = 0; y < oh!; y++)
+          for (let xx = 0; xx < ow!; xx++)
+            for (let ch = 0; ch < oc!; ch++) {
+              back[((b * oh! + y) * ow! + xx) * oc! + ch] = gotData[((b * oc! + ch) * oh! + y) * ow! + xx]!;
+            }
       gotData = back;
     } else {
       assert.deepEqual(got.dims, [batch, ...model.outputShape], `${what}: output dims`);
@@ -108,10 +119,20 @@ test('Xception (71×71, reduced width) exported to ONNX gives the same probabili
 });
 
 test('the research variant (segments 2, pointwise-first, ELU between, no residual) exports and matches', async () => {
-  const model = noGrad(() => xception({
-    inputShape: [71, 71, 3], width: 1 / 16, middleBlocks: 1, classes: 5, seed: 5, backend,
-    segments: 2, order: 'pointwise-first', intermediateActivation: 'elu', residual: false,
-  }));
+  const model = noGrad(() =>
+    xception({
+      inputShape: [71, 71, 3],
+      width: 1 / 16,
+      middleBlocks: 1,
+      classes: 5,
+      seed: 5,
+      backend,
+      segments: 2,
+      order: 'pointwise-first',
+      intermediateActivation: 'elu',
+      residual: false,
+    }),
+  );
   assert.equal(model.getLayer('block2_sepconv1').weights[0]!.weightName, 'spatial_kernel');
   randomizeStatistics(model, 6);
   await checkAgainstForward(model, 'research variant');
@@ -128,14 +149,37 @@ test('Inception V3 (small, BN without gamma, average pools, concatenations) expo
 test('every other layer option exports and matches: grouped, dilated, strided convs with bias and activations, depth multiplier, pools, BN after Add, Flatten, Dense', async () => {
   const ctx = { rng: new Random(9), backend };
   const input = new InputLayer({ shape: [10, 9, 4], name: 'img' }).apply([], ctx);
-  const a = new Conv2D({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', groups: 2, activation: 'relu', name: 'grouped' }).apply(input, ctx);
-  const b = new Conv2D({ filters: 6, kernelSize: [3, 2], dilationRate: 2, padding: 'same', strides: 1, activation: 'elu', name: 'dilated' }).apply(input, ctx);
+  const a = new Conv2D({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', groups: 2, activation: 'relu', name: 'grouped' }).apply(
+    input,
+    ctx,
+  );
+  const b = new Conv2D({
+    filters: 6,
+    kernelSize: [3, 2],
+    dilationRate: 2,
+    padding: 'same',
+    strides: 1,
+    activation: 'elu',
+    name: 'dilated',
+  }).apply(input, ctx);
   const bPool = new MaxPooling2D({ poolSize: 3, strides: 2, padding: 'same', name: 'bpool' }).apply(b, ctx);
   const sum = new Add({ name: 'sum' }).apply([a, bPool], ctx);
   const sumBn = new BatchNormalization({ name: 'bn_after_add' }).apply(sum, ctx); // not foldable: Mul + Add
   const d = new DepthwiseConv2D({ kernelSize: 3, padding: 'valid', depthMultiplier: 2, activation: 'relu', name: 'dw' }).apply(sumBn, ctx);
-  const dBn = new BatchNormalization({ center: false, name: 'bn_no_beta' }).apply(new Conv2D({ filters: 12, kernelSize: 1, useBias: false, name: 'mix' }).apply(d, ctx), ctx);
-  const s = new SeparableConv2D({ filters: 8, kernelSize: 3, padding: 'same', useBias: true, activation: 'relu', intermediateActivation: 'relu', depthMultiplier: 2, name: 'sep' }).apply(dBn, ctx);
+  const dBn = new BatchNormalization({ center: false, name: 'bn_no_beta' }).apply(
+    new Conv2D({ filters: 12, kernelSize: 1, useBias: false, name: 'mix' }).apply(d, ctx),
+    ctx,
+  );
+  const s = new SeparableConv2D({
+    filters: 8,
+    kernelSize: 3,
+    padding: 'same',
+    useBias: true,
+    activation: 'relu',
+    intermediateActivation: 'relu',
+    depthMultiplier: 2,
+    name: 'sep',
+  }).apply(dBn, ctx);
   const avg = new AveragePooling2D({ poolSize: 2, strides: 1, padding: 'same', name: 'avg' }).apply(s, ctx);
   const cat = new Concatenate({ name: 'cat' }).apply([avg, s], ctx);
   const gmax = new GlobalMaxPooling2D({ name: 'gmax' }).apply(cat, ctx);
@@ -160,7 +204,10 @@ test('a model without top exports its feature map in the input layout', async ()
 
 test('export options are checked', () => {
   const model = noGrad(() => xception({ inputShape: [71, 71, 3], width: 1 / 16, middleBlocks: 0, classes: 2, backend }));
-  assert.throws(() => exportOnnx(model, { opset: 11 }), (e: unknown) => e instanceof OptionError && /opset must be an integer from 13 to 21, got 11/.test(e.message));
+  assert.throws(
+    () => exportOnnx(model, { opset: 11 }),
+    (e: unknown) => e instanceof OptionError && /opset must be an integer from 13 to 21, got 11/.test(e.message),
+  );
   assert.throws(() => exportOnnx(model, { inputLayout: 'chwn' as 'nchw' }), /inputLayout must be 'nchw' or 'nhwc'/);
   const bytes = exportOnnx(model, { opset: 17 });
   assert.ok(bytes.length > 1000);

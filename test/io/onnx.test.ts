@@ -7,7 +7,10 @@ import { attr, kerasConvKernelToOnnx, kerasDepthwiseKernelToOnnx, OnnxGraphBuild
 import { ProtoWriter } from '../../src/io/protobuf.js';
 
 // ---- A plain NHWC reference, written the way Keras/TensorFlow define the ops. ----
-interface T4 { shape: [number, number, number, number]; data: Float32Array }
+interface T4 {
+  shape: [number, number, number, number];
+  data: Float32Array;
+}
 const at = (t: T4, n: number, y: number, x: number, c: number) => t.data[((n * t.shape[1] + y) * t.shape[2] + x) * t.shape[3] + c]!;
 
 function samePad(size: number, k: number, s: number): { out: number; before: number } {
@@ -22,16 +25,20 @@ function conv2d(x: T4, k: Float32Array, [kh, kw, cin, cout]: number[], stride: n
   const ph = padding === 'same' ? samePad(h, kh!, stride) : { out: Math.floor((h - kh!) / stride) + 1, before: 0 };
   const pw = padding === 'same' ? samePad(w, kw!, stride) : { out: Math.floor((w - kw!) / stride) + 1, before: 0 };
   const out: T4 = { shape: [n, ph.out, pw.out, cout!], data: new Float32Array(n * ph.out * pw.out * cout!) };
-  for (let b = 0; b < n; b++) for (let oy = 0; oy < ph.out; oy++) for (let ox = 0; ox < pw.out; ox++) for (let o = 0; o < cout!; o++) {
-    let s = 0;
-    for (let dy = 0; dy < kh!; dy++) for (let dx = 0; dx < kw!; dx++) {
-      const iy = oy * stride + dy - ph.before;
-      const ix = ox * stride + dx - pw.before;
-      if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-      for (let i = 0; i < cin!; i++) s += at(x, b, iy, ix, i) * k[((dy * kw! + dx) * cin! + i) * cout! + o]!;
-    }
-    out.data[((b * ph.out + oy) * pw.out + ox) * cout! + o] = s;
-  }
+  for (let b = 0; b < n; b++)
+    for (let oy = 0; oy < ph.out; oy++)
+      for (let ox = 0; ox < pw.out; ox++)
+        for (let o = 0; o < cout!; o++) {
+          let s = 0;
+          for (let dy = 0; dy < kh!; dy++)
+            for (let dx = 0; dx < kw!; dx++) {
+              const iy = oy * stride + dy - ph.before;
+              const ix = ox * stride + dx - pw.before;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+              for (let i = 0; i < cin!; i++) s += at(x, b, iy, ix, i) * k[((dy * kw! + dx) * cin! + i) * cout! + o]!;
+            }
+          out.data[((b * ph.out + oy) * pw.out + ox) * cout! + o] = s;
+        }
   return out;
 }
 
@@ -41,15 +48,20 @@ function depthwise(x: T4, k: Float32Array, [kh, kw, c, m]: number[]): T4 {
   const py = samePad(h, kh!, 1).before;
   const px = samePad(w, kw!, 1).before;
   const out: T4 = { shape: [n, h, w, c! * m!], data: new Float32Array(n * h * w * c! * m!) };
-  for (let b = 0; b < n; b++) for (let oy = 0; oy < h; oy++) for (let ox = 0; ox < w; ox++) for (let ch = 0; ch < c!; ch++) for (let j = 0; j < m!; j++) {
-    let s = 0;
-    for (let dy = 0; dy < kh!; dy++) for (let dx = 0; dx < kw!; dx++) {
-      const iy = oy + dy - py;
-      const ix = ox + dx - px;
-      if (iy >= 0 && iy < h && ix >= 0 && ix < w) s += at(x, b, iy, ix, ch) * k[((dy * kw! + dx) * c! + ch) * m! + j]!;
-    }
-    out.data[((b * h + oy) * w + ox) * c! * m! + ch * m! + j] = s;
-  }
+  for (let b = 0; b < n; b++)
+    for (let oy = 0; oy < h; oy++)
+      for (let ox = 0; ox < w; ox++)
+        for (let ch = 0; ch < c!; ch++)
+          for (let j = 0; j < m!; j++) {
+            let s = 0;
+            for (let dy = 0; dy < kh!; dy++)
+              for (let dx = 0; dx < kw!; dx++) {
+                const iy = oy + dy - py;
+                const ix = ox + dx - px;
+                if (iy >= 0 && iy < h && ix >= 0 && ix < w) s += at(x, b, iy, ix, ch) * k[((dy * kw! + dx) * c! + ch) * m! + j]!;
+              }
+            out.data[((b * h + oy) * w + ox) * c! * m! + ch * m! + j] = s;
+          }
   return out;
 }
 
@@ -58,15 +70,19 @@ function maxPoolSame(x: T4, k: number, stride: number): T4 {
   const ph = samePad(h, k, stride);
   const pw = samePad(w, k, stride);
   const out: T4 = { shape: [n, ph.out, pw.out, c], data: new Float32Array(n * ph.out * pw.out * c) };
-  for (let b = 0; b < n; b++) for (let oy = 0; oy < ph.out; oy++) for (let ox = 0; ox < pw.out; ox++) for (let ch = 0; ch < c; ch++) {
-    let best = -Infinity;
-    for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) {
-      const iy = oy * stride + dy - ph.before;
-      const ix = ox * stride + dx - pw.before;
-      if (iy >= 0 && iy < h && ix >= 0 && ix < w) best = Math.max(best, at(x, b, iy, ix, ch));
-    }
-    out.data[((b * ph.out + oy) * pw.out + ox) * c + ch] = best;
-  }
+  for (let b = 0; b < n; b++)
+    for (let oy = 0; oy < ph.out; oy++)
+      for (let ox = 0; ox < pw.out; ox++)
+        for (let ch = 0; ch < c; ch++) {
+          let best = -Infinity;
+          for (let dy = 0; dy < k; dy++)
+            for (let dx = 0; dx < k; dx++) {
+              const iy = oy * stride + dy - ph.before;
+              const ix = ox * stride + dx - pw.before;
+              if (iy >= 0 && iy < h && ix >= 0 && ix < w) best = Math.max(best, at(x, b, iy, ix, ch));
+            }
+          out.data[((b * ph.out + oy) * pw.out + ox) * c + ch] = best;
+        }
   return out;
 }
 
@@ -96,7 +112,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 test('an exported Xception-style graph runs in onnxruntime and matches a plain NHWC computation', async () => {
   const rng = new Random(42);
-  const N = 2, H = 8, W = 8, C = 3;
+  const N = 2,
+    H = 8,
+    W = 8,
+    C = 3;
   // Keras-layout weights.
   const k1Shape = [3, 3, C, 8];
   const k1 = randn(rng, 3 * 3 * C * 8, 0.3);
@@ -120,7 +139,13 @@ test('an exported Xception-style graph runs in onnxruntime and matches a plain N
   g.addOutput('features', ['batch', 32, 2, 2]);
   const c1 = kerasConvKernelToOnnx(k1, k1Shape);
   g.addInitializer('block1_conv1/kernel', c1.shape, c1.data);
-  for (const [n, v] of [['gamma', gamma], ['beta', beta], ['mean', mean], ['var', variance]] as const) g.addInitializer(`bn/${n}`, [8], v);
+  for (const [n, v] of [
+    ['gamma', gamma],
+    ['beta', beta],
+    ['mean', mean],
+    ['var', variance],
+  ] as const)
+    g.addInitializer(`bn/${n}`, [8], v);
   const d = kerasDepthwiseKernelToOnnx(dw, dwShape);
   g.addInitializer('sep/depthwise', d.shape, d.data);
   const p = kerasConvKernelToOnnx(pw, pwShape);
@@ -131,7 +156,11 @@ test('an exported Xception-style graph runs in onnxruntime and matches a plain N
   g.addInitializer('predictions/bias', [5], bias);
 
   g.addNode('Transpose', ['input'], ['nchw'], { perm: [0, 3, 1, 2] });
-  g.addNode('Conv', ['nchw', 'block1_conv1/kernel'], ['c1'], { kernel_shape: [3, 3], strides: [2, 2], pads: tfSamePads([H, W], [3, 3], [2, 2]) });
+  g.addNode('Conv', ['nchw', 'block1_conv1/kernel'], ['c1'], {
+    kernel_shape: [3, 3],
+    strides: [2, 2],
+    pads: tfSamePads([H, W], [3, 3], [2, 2]),
+  });
   g.addNode('BatchNormalization', ['c1', 'bn/gamma', 'bn/beta', 'bn/mean', 'bn/var'], ['b1'], { epsilon: attr.float(1e-3) });
   g.addNode('Relu', ['b1'], ['r1']);
   g.addNode('Conv', ['r1', 'sep/depthwise'], ['dw'], { group: d.group, kernel_shape: [3, 3], pads: tfSamePads([4, 4], [3, 3], [1, 1]) });
@@ -142,7 +171,11 @@ test('an exported Xception-style graph runs in onnxruntime and matches a plain N
   g.addNode('Concat', ['sum', 'pool'], ['features'], { axis: 1 });
   g.addNode('GlobalAveragePool', ['features'], ['gap']);
   g.addNode('Flatten', ['gap'], ['flat'], { axis: 1 });
-  g.addNode('Gemm', ['flat', 'predictions/kernel', 'predictions/bias'], ['logits'], { alpha: attr.float(1), beta: attr.float(1), transB: 0 });
+  g.addNode('Gemm', ['flat', 'predictions/kernel', 'predictions/bias'], ['logits'], {
+    alpha: attr.float(1),
+    beta: attr.float(1),
+    transB: 0,
+  });
   g.addNode('Softmax', ['logits'], ['probs'], { axis: -1 });
   assert.deepEqual(tfSamePads([H, W], [3, 3], [2, 2]), [0, 0, 1, 1], "TF 'same' with stride 2 on an even size pads only at the end");
 
@@ -152,7 +185,9 @@ test('an exported Xception-style graph runs in onnxruntime and matches a plain N
 
   // Reference.
   const x: T4 = { shape: [N, H, W, C], data: input };
-  const a1 = map(conv2d(x, k1, k1Shape, 2, 'same'), (v, c) => Math.max(0, (v - mean[c]!) / Math.sqrt(variance[c]! + 1e-3) * gamma[c]! + beta[c]!));
+  const a1 = map(conv2d(x, k1, k1Shape, 2, 'same'), (v, c) =>
+    Math.max(0, ((v - mean[c]!) / Math.sqrt(variance[c]! + 1e-3)) * gamma[c]! + beta[c]!),
+  );
   const sep = conv2d(depthwise(a1, dw, dwShape), pw, pwShape, 1, 'same');
   const pool = maxPoolSame(sep, 3, 2);
   const resid = conv2d(a1, res, resShape, 2, 'valid');
@@ -176,11 +211,17 @@ test('an exported Xception-style graph runs in onnxruntime and matches a plain N
   }
   // NCHW features from onnxruntime vs NHWC reference.
   const featNchw = new Float32Array(feats.data.length);
-  for (let b = 0; b < N; b++) for (let y = 0; y < fh; y++) for (let x2 = 0; x2 < fw; x2++) for (let ch = 0; ch < fc; ch++) {
-    featNchw[((b * fc + ch) * fh + y) * fw + x2] = feats.data[((b * fh + y) * fw + x2) * fc + ch]!;
-  }
+  for (let b = 0; b < N; b++)
+    for (let y = 0; y < fh; y++)
+      for (let x2 = 0; x2 < fw; x2++)
+        for (let ch = 0; ch < fc; ch++) {
+          featNchw[((b * fc + ch) * fh + y) * fw + x2] = feats.data[((b * fh + y) * fw + x2) * fc + ch]!;
+        }
   assert.deepEqual(result.features!.dims, [N, 32, 2, 2]);
-  assert.ok(maxAbsDiff(result.features!.data as Float32Array, featNchw) <= 1e-4, `features differ by ${maxAbsDiff(result.features!.data as Float32Array, featNchw)}`);
+  assert.ok(
+    maxAbsDiff(result.features!.data as Float32Array, featNchw) <= 1e-4,
+    `features differ by ${maxAbsDiff(result.features!.data as Float32Array, featNchw)}`,
+  );
   assert.ok(maxAbsDiff(result.logits!.data as Float32Array, logits) <= 1e-4, 'logits');
   assert.ok(maxAbsDiff(result.probs!.data as Float32Array, probs) <= 1e-4, 'probs');
   // The batch dimension is dynamic: one image runs through the same model.

@@ -49,7 +49,10 @@ test('safetensors round trip is bit for bit, keeps order, metadata and special f
   assert.equal(header % 8, 0, 'data buffer is 8-byte aligned');
   const back = readSafetensors(bytes);
   assert.deepEqual(back.metadata, { format: 'pt', step: '12' });
-  assert.deepEqual(back.weights.map((w) => w.name), weights.map((w) => w.name));
+  assert.deepEqual(
+    back.weights.map((w) => w.name),
+    weights.map((w) => w.name),
+  );
   for (let i = 0; i < weights.length; i++) {
     assert.deepEqual(back.weights[i]!.shape, weights[i]!.shape);
     assert.ok(bitsEqual(back.weights[i]!.data, weights[i]!.data), weights[i]!.name);
@@ -74,12 +77,15 @@ function withHeader(header: unknown, dataBytes: number, rawHeader?: string): Uin
 }
 
 function rejects(bytes: Uint8Array, pattern: RegExp): void {
-  assert.throws(() => readSafetensors(bytes, 'bad.safetensors'), (e: unknown) => {
-    assert.ok(e instanceof WeightFileError, `expected WeightFileError, got ${e}`);
-    assert.match(e.message, /^bad\.safetensors: /);
-    assert.match(e.message, pattern);
-    return true;
-  });
+  assert.throws(
+    () => readSafetensors(bytes, 'bad.safetensors'),
+    (e: unknown) => {
+      assert.ok(e instanceof WeightFileError, `expected WeightFileError, got ${e}`);
+      assert.match(e.message, /^bad\.safetensors: /);
+      assert.match(e.message, pattern);
+      return true;
+    },
+  );
 }
 
 test('safetensors rejects malformed headers with a clear typed error', () => {
@@ -95,17 +101,30 @@ test('safetensors rejects malformed headers with a clear typed error', () => {
   rejects(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, 4), /needs 8 bytes/);
   rejects(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 0), /beyond the 0-byte data buffer/);
   rejects(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 0] } }, 4), /end before begin/);
-  rejects(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4), /overlaps/);
+  rejects(
+    withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4),
+    /overlaps/,
+  );
   rejects(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /belong to no tensor/);
   rejects(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 8), /trailing bytes/);
-  rejects(withHeader(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'), /duplicate entry "a"/);
+  rejects(
+    withHeader(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'),
+    /duplicate entry "a"/,
+  );
   rejects(withHeader({ __metadata__: { a: 1 } }, 0), /metadata value for "a" is not a string/);
   rejects(withHeader({ a: { dtype: 'F32', shape: [1e300, 1e300], data_offsets: [0, 4] } }, 4), /non-negative integers/);
 });
 
 test('safetensors writer refuses inconsistent weights', () => {
   assert.throws(() => writeSafetensors([{ name: 'a', shape: [3], data: new Float32Array(2) }]), WeightFileError);
-  assert.throws(() => writeSafetensors([{ name: 'a', shape: [1], data: new Float32Array(1) }, { name: 'a', shape: [1], data: new Float32Array(1) }]), /duplicate/);
+  assert.throws(
+    () =>
+      writeSafetensors([
+        { name: 'a', shape: [1], data: new Float32Array(1) },
+        { name: 'a', shape: [1], data: new Float32Array(1) },
+      ]),
+    /duplicate/,
+  );
 });
 
 test('safetensors file helpers write atomically and read back', async () => {
@@ -133,11 +152,22 @@ const fixtures = path.resolve(path.dirname(new URL(import.meta.url).pathname), '
 test('reads files written by the reference safetensors implementation', () => {
   const { weights, metadata } = readSafetensorsFileSync(path.join(fixtures, 'reference.safetensors'));
   assert.deepEqual(metadata, { format: 'np', source: 'make_safetensors_fixtures.py' });
-  assert.deepEqual(weights.map((w) => [w.name, w.shape]), [
-    ['block1_conv1/kernel:0', [3, 3, 3, 4]],
-    ['predictions/bias:0', [5]],
-    ['scalar', []],
-  ]);
-  for (const w of weights) assert.deepEqual(w.data, Float32Array.from({ length: w.data.length }, (_, i) => 0.25 * i - 3), w.name);
-  assert.throws(() => readSafetensorsFileSync(path.join(fixtures, 'reference_f16.safetensors')), /reference_f16\.safetensors: entry "half" has dtype F16; only F32 is supported/);
+  assert.deepEqual(
+    weights.map((w) => [w.name, w.shape]),
+    [
+      ['block1_conv1/kernel:0', [3, 3, 3, 4]],
+      ['predictions/bias:0', [5]],
+      ['scalar', []],
+    ],
+  );
+  for (const w of weights)
+    assert.deepEqual(
+      w.data,
+      Float32Array.from({ length: w.data.length }, (_, i) => 0.25 * i - 3),
+      w.name,
+    );
+  assert.throws(
+    () => readSafetensorsFileSync(path.join(fixtures, 'reference_f16.safetensors')),
+    /reference_f16\.safetensors: entry "half" has dtype F16; only F32 is supported/,
+  );
 });

@@ -38,10 +38,17 @@ function assertSameValues(a: Float32Array | undefined, b: Float32Array | undefin
 const data = path.join(tmp, 'fashion');
 writeIdxDataset(data, { trainCount: 16, testCount: 8, h: 8, w: 8 });
 const runDir = path.join(tmp, 'run');
-await train({
-  ...DEFAULT_TRAIN_CONFIG, dataset: `fashion-mnist:${data}`, modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
-  epochs: 1, batchSize: 8, outDir: runDir,
-}, { progress: new Progress(process.stderr, true) });
+await train(
+  {
+    ...DEFAULT_TRAIN_CONFIG,
+    dataset: `fashion-mnist:${data}`,
+    modelOptions: { stem: 'small', width: 1 / 16, middleBlocks: 0 },
+    epochs: 1,
+    batchSize: 8,
+    outDir: runDir,
+  },
+  { progress: new Progress(process.stderr, true) },
+);
 
 test('a run folder, its weights.safetensors and its checkpoint all record the model, class names and preprocessing', async () => {
   const run = await openWeights(runDir);
@@ -73,9 +80,13 @@ test('a run folder, its weights.safetensors and its checkpoint all record the mo
   b.dispose();
 });
 
-test('saveWeights records the model in safetensors metadata and in Keras H5 root attributes (Keras\'s own attributes unchanged)', async () => {
+test("saveWeights records the model in safetensors metadata and in Keras H5 root attributes (Keras's own attributes unchanged)", async () => {
   const model = tiny(3, 4);
-  const record: ModelRecord = { ...(await modelRecord(model)), classNames: ['cat', 'dog', 'bird'], preprocessing: { resize: 'stretch', interpolation: 'bilinear', scaling: 'xception' } };
+  const record: ModelRecord = {
+    ...(await modelRecord(model)),
+    classNames: ['cat', 'dog', 'bird'],
+    preprocessing: { resize: 'stretch', interpolation: 'bilinear', scaling: 'xception' },
+  };
   const st = path.join(tmp, 'rec.safetensors');
   const h5 = path.join(tmp, 'rec.h5');
   await saveWeights(model, st, 'safetensors', record);
@@ -93,7 +104,10 @@ test('saveWeights records the model in safetensors metadata and in Keras H5 root
   // The H5 still has exactly Keras's layer list (what model.load_weights reads).
   const { readKerasH5Contents } = await import('../../src/io/keras-h5.js');
   const contents = await readKerasH5Contents(h5, { attributes: ['layer_names', 'class_names', 'model_config'] });
-  assert.deepEqual(contents.layers.map((l) => l.name), model.layers.map((l) => l.name));
+  assert.deepEqual(
+    contents.layers.map((l) => l.name),
+    model.layers.map((l) => l.name),
+  );
   assert.deepEqual(contents.attributes['class_names'], ['cat', 'dog', 'bird']);
   assert.equal(contents.attributes['model_config'], undefined, "Keras's load_model reads a root model_config: ours has another name");
   // A file written with no record opens with none.
@@ -126,9 +140,15 @@ test('a hostile record is a clear WeightFileError before anything is built', asy
     [{ model_config: '[1, 2]' }, /is not a JSON object/],
     [{ model_config: JSON.stringify(good), class_names: '["a", "b"]' }, /2 class names for 3 classes/],
     [{ model_config: JSON.stringify(good), class_names: '["a", 2, "c"]' }, /class name 1 must be a non-empty string/],
-    [{ model_config: JSON.stringify(good), class_names: JSON.stringify(['a', 'x'.repeat(RECORD_LIMITS.classNameLength + 1), 'c']) }, /class name 1 must be/],
+    [
+      { model_config: JSON.stringify(good), class_names: JSON.stringify(['a', 'x'.repeat(RECORD_LIMITS.classNameLength + 1), 'c']) },
+      /class name 1 must be/,
+    ],
     [{ model_config: JSON.stringify(good), class_names: '{"0": "a"}' }, /class names are not a list/],
-    [{ model_config: JSON.stringify(good), preprocessing: '{"resize": "zoom", "interpolation": "nearest", "scaling": "xception"}' }, /resize must be one of center-crop, stretch/],
+    [
+      { model_config: JSON.stringify(good), preprocessing: '{"resize": "zoom", "interpolation": "nearest", "scaling": "xception"}' },
+      /resize must be one of center-crop, stretch/,
+    ],
   ];
   for (const [i, [metadata, pattern]] of cases.entries()) {
     const file = path.join(tmp, `hostile-${i}.safetensors`);
@@ -157,7 +177,8 @@ test('a hostile record is a clear WeightFileError before anything is built', asy
   const checkpoint = readSafetensorsFileSync(path.join(runDir, 'checkpoint.safetensors'));
   const state = JSON.parse(checkpoint.metadata['state']!) as Record<string, unknown>;
   writeSafetensorsFileSync(path.join(hostileRun, 'checkpoint.safetensors'), checkpoint.weights, {
-    ...checkpoint.metadata, state: JSON.stringify({ ...state, classNames: ['only one'] }),
+    ...checkpoint.metadata,
+    state: JSON.stringify({ ...state, classNames: ['only one'] }),
   });
   await assert.rejects(openWeights(hostileRun), /checkpoint\.safetensors: its model record is invalid: 1 class names for 10 classes/);
 });
@@ -167,13 +188,16 @@ test('a Fashion-MNIST run from before class names were recorded still gets them'
   fs.mkdirSync(oldRun);
   const checkpoint = readSafetensorsFileSync(path.join(runDir, 'checkpoint.safetensors'));
   const { classNames: _names, preprocessing: _prep, ...state } = JSON.parse(checkpoint.metadata['state']!) as Record<string, unknown>;
-  writeSafetensorsFileSync(path.join(oldRun, 'checkpoint.safetensors'), checkpoint.weights, { ...checkpoint.metadata, state: JSON.stringify(state) });
+  writeSafetensorsFileSync(path.join(oldRun, 'checkpoint.safetensors'), checkpoint.weights, {
+    ...checkpoint.metadata,
+    state: JSON.stringify(state),
+  });
   const source = await openWeights(oldRun);
   assert.deepEqual(source.record!.classNames, [...FASHION_MNIST_CLASS_NAMES]);
   assert.equal(source.record!.preprocessing, undefined, 'an old run says nothing of its preprocessing');
 });
 
-test('loadInto with except: [\'predictions\'] loads everything else (safetensors, H5 in order and by name, run) and leaves the classifier alone', async () => {
+test("loadInto with except: ['predictions'] loads everything else (safetensors, H5 in order and by name, run) and leaves the classifier alone", async () => {
   const source3 = tiny(3, 7);
   const st = path.join(tmp, 'three.safetensors');
   const h5 = path.join(tmp, 'three.h5');
@@ -182,7 +206,12 @@ test('loadInto with except: [\'predictions\'] loads everything else (safetensors
   const fileValues = snapshot(source3);
   source3.dispose();
 
-  const cases: [string, { mode?: 'order' | 'name' }][] = [[st, {}], [h5, { mode: 'order' }], [h5, { mode: 'name' }], [h5, {}]];
+  const cases: [string, { mode?: 'order' | 'name' }][] = [
+    [st, {}],
+    [h5, { mode: 'order' }],
+    [h5, { mode: 'name' }],
+    [h5, {}],
+  ];
   for (const [file, opts] of cases) {
     const what = `${path.basename(file)} ${opts.mode ?? 'auto'}`;
     const source = await openWeights(file);

@@ -1,7 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  backward, getModelEntry, inceptionV3, inceptionV3MinInput, inceptionV3Sizes, noGrad, OptionError, ops, Random, ShapeError, tensor, tidy,
+  backward,
+  getModelEntry,
+  inceptionV3,
+  inceptionV3MinInput,
+  inceptionV3Sizes,
+  noGrad,
+  OptionError,
+  ops,
+  Random,
+  ShapeError,
+  tensor,
+  tidy,
 } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { parse } from '../../src/cli/args.js';
@@ -17,41 +28,88 @@ const backend = referenceBackend;
  */
 const KERAS_FIRST_LAYERS = [
   'input_1',
-  'conv2d_1', 'batch_normalization_1', 'activation_1',
-  'conv2d_2', 'batch_normalization_2', 'activation_2',
-  'conv2d_3', 'batch_normalization_3', 'activation_3',
+  'conv2d_1',
+  'batch_normalization_1',
+  'activation_1',
+  'conv2d_2',
+  'batch_normalization_2',
+  'activation_2',
+  'conv2d_3',
+  'batch_normalization_3',
+  'activation_3',
   'max_pooling2d_1',
-  'conv2d_4', 'batch_normalization_4', 'activation_4',
-  'conv2d_5', 'batch_normalization_5', 'activation_5',
+  'conv2d_4',
+  'batch_normalization_4',
+  'activation_4',
+  'conv2d_5',
+  'batch_normalization_5',
+  'activation_5',
   'max_pooling2d_2',
-  'conv2d_9', 'batch_normalization_9', 'activation_9',
-  'conv2d_7', 'conv2d_10', 'batch_normalization_7', 'batch_normalization_10', 'activation_7', 'activation_10',
+  'conv2d_9',
+  'batch_normalization_9',
+  'activation_9',
+  'conv2d_7',
+  'conv2d_10',
+  'batch_normalization_7',
+  'batch_normalization_10',
+  'activation_7',
+  'activation_10',
   'average_pooling2d_1',
-  'conv2d_6', 'conv2d_8', 'conv2d_11', 'conv2d_12',
-  'batch_normalization_6', 'batch_normalization_8', 'batch_normalization_11', 'batch_normalization_12',
-  'activation_6', 'activation_8', 'activation_11', 'activation_12',
+  'conv2d_6',
+  'conv2d_8',
+  'conv2d_11',
+  'conv2d_12',
+  'batch_normalization_6',
+  'batch_normalization_8',
+  'batch_normalization_11',
+  'batch_normalization_12',
+  'activation_6',
+  'activation_8',
+  'activation_11',
+  'activation_12',
   'mixed0',
 ];
 
 /** Index of each block output in Keras's layer list (mixed8 at 248: Keras's fine-tuning example freezes layers[:249]). */
 const KERAS_MIXED_POSITIONS: Record<string, number> = {
-  mixed0: 40, mixed1: 63, mixed2: 86, mixed3: 100, mixed4: 132, mixed5: 164, mixed6: 196, mixed7: 228, mixed8: 248,
-  mixed9_0: 276, concatenate_1: 277, mixed9: 279, mixed9_1: 307, concatenate_2: 308, mixed10: 310,
+  mixed0: 40,
+  mixed1: 63,
+  mixed2: 86,
+  mixed3: 100,
+  mixed4: 132,
+  mixed5: 164,
+  mixed6: 196,
+  mixed7: 228,
+  mixed8: 248,
+  mixed9_0: 276,
+  concatenate_1: 277,
+  mixed9: 279,
+  mixed9_1: 307,
+  concatenate_2: 308,
+  mixed10: 310,
 };
 
-test('Inception V3 at 299×299×3 with 1000 classes has Keras\'s parameter counts, names and order', () => {
+test("Inception V3 at 299×299×3 with 1000 classes has Keras's parameter counts, names and order", () => {
   const model = noGrad(() => inceptionV3({ backend }));
   const s = model.summary();
   assert.equal(s.totalParams, 23_851_784);
   assert.equal(s.trainableParams, 23_817_352);
   assert.equal(s.nonTrainableParams, 34_432);
   assert.equal(s.layers.length, 313);
-  assert.deepEqual(s.layers.slice(0, KERAS_FIRST_LAYERS.length).map((l) => l.name), KERAS_FIRST_LAYERS);
+  assert.deepEqual(
+    s.layers.slice(0, KERAS_FIRST_LAYERS.length).map((l) => l.name),
+    KERAS_FIRST_LAYERS,
+  );
   const names = s.layers.map((l) => l.name);
   for (const [name, index] of Object.entries(KERAS_MIXED_POSITIONS)) assert.equal(names.indexOf(name), index, `position of ${name}`);
   assert.deepEqual(names.slice(-3), ['mixed10', 'avg_pool', 'predictions']);
   // Keras's summary row for mixed10: "activation_86, mixed9_1, concatenate_2, activation_94".
-  assert.deepEqual(s.layers.find((l) => l.name === 'mixed10')!.connectedTo, ['activation_86', 'mixed9_1', 'concatenate_2', 'activation_94']);
+  assert.deepEqual(s.layers.find((l) => l.name === 'mixed10')!.connectedTo, [
+    'activation_86',
+    'mixed9_1',
+    'concatenate_2',
+    'activation_94',
+  ]);
 
   const shape = (name: string) => s.layers.find((l) => l.name === name)!.outputShape;
   assert.deepEqual(shape('conv2d_1'), [149, 149, 32]);
@@ -79,12 +137,20 @@ test('Inception V3 at 299×299×3 with 1000 classes has Keras\'s parameter count
   // BN with scale=False holds beta (trainable) + moving_mean + moving_variance: the non-trainable
   // count is twice the BN channels, and trainable = conv kernels + one beta per BN channel + Dense.
   const bns = model.layers.filter((l) => l.className === 'BatchNormalization');
-  for (const l of bns) assert.deepEqual(l.weights.map((v) => v.weightName), ['beta', 'moving_mean', 'moving_variance'], l.name);
+  for (const l of bns)
+    assert.deepEqual(
+      l.weights.map((v) => v.weightName),
+      ['beta', 'moving_mean', 'moving_variance'],
+      l.name,
+    );
   const bnChannels = bns.reduce((a, l) => a + l.weights[0]!.size, 0);
   assert.equal(bnChannels, 17_216);
   assert.equal(s.nonTrainableParams, 2 * bnChannels);
   const convParams = model.layers.filter((l) => l.className === 'Conv2D').reduce((a, l) => a + l.countParams(), 0);
-  assert.ok(model.layers.filter((l) => l.className === 'Conv2D').every((l) => l.weights.length === 1), 'convs are bias-free');
+  assert.ok(
+    model.layers.filter((l) => l.className === 'Conv2D').every((l) => l.weights.length === 1),
+    'convs are bias-free',
+  );
   assert.equal(s.trainableParams, convParams + bnChannels + 2048 * 1000 + 1000);
 
   const w = new Map(model.weights.map((v) => [v.name, v.shape]));
@@ -145,7 +211,11 @@ test('the small stem keeps 32×32 and 28×28 viable and trains: forward and back
   assert.equal(m.layers.filter((l) => l.className === 'Conv2D').length, 94);
 
   const rng = new Random(3);
-  const x = tensor(Float32Array.from({ length: 2 * 32 * 32 * 3 }, () => rng.uniform(-1, 1)), [2, 32, 32, 3], { backend });
+  const x = tensor(
+    Float32Array.from({ length: 2 * 32 * 32 * 3 }, () => rng.uniform(-1, 1)),
+    [2, 32, 32, 3],
+    { backend },
+  );
   const loss = tidy(() => {
     const logits = m.forward(x, { training: true, logits: true });
     assert.deepEqual(logits.shape, [2, 5]);
@@ -159,10 +229,21 @@ test('the small stem keeps 32×32 and 28×28 viable and trains: forward and back
     assert.ok(w.value.grad!.data().every(Number.isFinite), `non-finite gradient in ${w.name}`);
   }
   // The gradient reaches the first conv through every concatenation.
-  assert.ok(m.getLayer('conv2d_1').weights[0]!.value.grad!.data().some((v) => v !== 0));
+  assert.ok(
+    m
+      .getLayer('conv2d_1')
+      .weights[0]!.value.grad!.data()
+      .some((v) => v !== 0),
+  );
   for (const w of m.nonTrainableWeights) assert.equal(w.value.grad, null, `${w.name} must get no gradient`);
   // Training updated the BN moving statistics.
-  assert.ok(m.getLayer('batch_normalization_1').getWeight('moving_mean').value.data().some((v) => v !== 0));
+  assert.ok(
+    m
+      .getLayer('batch_normalization_1')
+      .getWeight('moving_mean')
+      .value.data()
+      .some((v) => v !== 0),
+  );
   const p = noGrad(() => m.forward(x)).data();
   for (let i = 0; i < 2; i++) assert.ok(Math.abs(p.subarray(i * 5, i * 5 + 5).reduce((a, b) => a + b, 0) - 1) < 1e-5);
   m.dispose();
@@ -176,14 +257,28 @@ test('the small stem keeps 32×32 and 28×28 viable and trains: forward and back
 });
 
 test('bad options are clear errors before anything is built', () => {
-  assert.throws(() => inceptionV3({ backend, inputShape: [74, 299, 3] }),
-    (e: Error) => e instanceof ShapeError && /\[74, 299, 3\] is too small: height and width must be at least 75/.test(e.message) && /stem: 'small'/.test(e.message));
+  assert.throws(
+    () => inceptionV3({ backend, inputShape: [74, 299, 3] }),
+    (e: Error) =>
+      e instanceof ShapeError &&
+      /\[74, 299, 3\] is too small: height and width must be at least 75/.test(e.message) &&
+      /stem: 'small'/.test(e.message),
+  );
   assert.throws(() => inceptionV3({ backend, inputShape: [299, 74, 3] }), ShapeError);
-  assert.throws(() => inceptionV3({ backend, stem: 'small', inputShape: [12, 12, 3] }), (e: Error) => e instanceof ShapeError && /at least 13 with the 'small' stem/.test(e.message));
+  assert.throws(
+    () => inceptionV3({ backend, stem: 'small', inputShape: [12, 12, 3] }),
+    (e: Error) => e instanceof ShapeError && /at least 13 with the 'small' stem/.test(e.message),
+  );
   assert.throws(() => inceptionV3({ backend, inputShape: [299, 299] as unknown as [number, number, number] }), ShapeError);
-  assert.throws(() => inceptionV3({ backend, includeTops: false } as never), (e: Error) => e instanceof OptionError && /inception_v3: unknown option 'includeTops'/.test(e.message));
+  assert.throws(
+    () => inceptionV3({ backend, includeTops: false } as never),
+    (e: Error) => e instanceof OptionError && /inception_v3: unknown option 'includeTops'/.test(e.message),
+  );
   // Xception's research switches are not Inception V3 options.
-  assert.throws(() => inceptionV3({ backend, segments: 4 } as never), (e: Error) => e instanceof OptionError && /unknown option 'segments'/.test(e.message));
+  assert.throws(
+    () => inceptionV3({ backend, segments: 4 } as never),
+    (e: Error) => e instanceof OptionError && /unknown option 'segments'/.test(e.message),
+  );
   assert.throws(() => inceptionV3({ backend, stem: 'tiny' } as never), OptionError);
   assert.throws(() => inceptionV3({ backend, pooling: 'sum' } as never), OptionError);
   assert.throws(() => inceptionV3({ backend, classes: 0 }), OptionError);
@@ -197,12 +292,22 @@ test('registry and CLI: inception_v3 by name; xception-only flags are refused', 
   assert.equal(entry.preprocessing, 'inception_v3');
   assert.deepEqual(entry.defaultInputShape, [299, 299, 3]);
 
-  const choice = modelFromFlags(parse('summary', ['--model', 'inception_v3', '--stem', 'small', '--width', '0.5', '--classes', '10'], MODEL_FLAGS));
+  const choice = modelFromFlags(
+    parse('summary', ['--model', 'inception_v3', '--stem', 'small', '--width', '0.5', '--classes', '10'], MODEL_FLAGS),
+  );
   assert.deepEqual(choice, { name: 'inception_v3', options: { stem: 'small', width: 0.5, classes: 10 } });
-  for (const flags of [['--segments', '4'], ['--no-residual'], ['--middle-blocks', '2'], ['--order', 'pointwise-first'], ['--intermediate-activation', 'elu']]) {
+  for (const flags of [
+    ['--segments', '4'],
+    ['--no-residual'],
+    ['--middle-blocks', '2'],
+    ['--order', 'pointwise-first'],
+    ['--intermediate-activation', 'elu'],
+  ]) {
     const flag = flags[0]!;
-    assert.throws(() => modelFromFlags(parse('summary', ['--model', 'inception_v3', ...flags], MODEL_FLAGS)),
-      (e: Error) => e instanceof OptionError && e.message.includes(`${flag} applies only to --model xception, not to 'inception_v3'`));
+    assert.throws(
+      () => modelFromFlags(parse('summary', ['--model', 'inception_v3', ...flags], MODEL_FLAGS)),
+      (e: Error) => e instanceof OptionError && e.message.includes(`${flag} applies only to --model xception, not to 'inception_v3'`),
+    );
   }
   // The same flags still work for Xception.
   assert.equal(modelFromFlags(parse('summary', ['--segments', '4'], MODEL_FLAGS)).options['segments'], 4);

@@ -14,7 +14,11 @@ test('freezing part of a model: frozen layers get no gradient and their BatchNor
   const bn = m.getLayer('block1_conv1_bn');
   const meanBefore = bn.getWeight('moving_mean').value.data();
   const rng = new Random(1);
-  const x = tensor(Float32Array.from({ length: 4 * 64 }, () => rng.normal()), [4, 8, 8, 1], { backend });
+  const x = tensor(
+    Float32Array.from({ length: 4 * 64 }, () => rng.normal()),
+    [4, 8, 8, 1],
+    { backend },
+  );
   tidy(() => backward(ops.softmaxCrossEntropy(m.forward(x, { training: true, logits: true }), [0, 1, 2, 0])));
   for (const l of frozen) for (const w of l.weights) assert.equal(w.value.grad, null, `${w.name} is frozen but got a gradient`);
   assert.ok(m.getLayer('predictions').weights[0]!.value.grad, 'the unfrozen head trains');

@@ -13,7 +13,8 @@ import { referenceBackend } from '../../src/backends/reference/index.js';
 import { loadNativeBackend } from '../../src/backends/onednn/index.js';
 
 function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < b.length; i++) {
     err = Math.max(err, Math.abs(a[i]! - b[i]!));
     scale = Math.max(scale, Math.abs(b[i]!));
@@ -26,7 +27,11 @@ function step(build: () => Model, backend: Backend, fuse: boolean) {
   const model = build();
   const rng = new Random(9);
   const [h, w, c] = model.inputShape as number[];
-  const x = tensor(Float32Array.from({ length: 4 * h! * w! * c! }, () => rng.uniform(-1, 1)), [4, h!, w!, c!], { backend });
+  const x = tensor(
+    Float32Array.from({ length: 4 * h! * w! * c! }, () => rng.uniform(-1, 1)),
+    [4, h!, w!, c!],
+    { backend },
+  );
   const labels = [0, 1, 2, 1];
   const out = tidy(() => {
     const logits = model.forward(x, { training: true, logits: true, fuse });
@@ -42,16 +47,28 @@ function step(build: () => Model, backend: Backend, fuse: boolean) {
 }
 
 const native = loadNativeBackend();
-const backends: Array<[string, Backend | null]> = [['reference', referenceBackend], ['native', native]];
+const backends: Array<[string, Backend | null]> = [
+  ['reference', referenceBackend],
+  ['native', native],
+];
 
 for (const [name, backend] of backends) {
-  test(`fused batch norm → ReLU equals the layers as written (${name} backend)`, { skip: backend ? false : 'native backend not built' }, () => {
+  test(`fused batch norm → ReLU equals the layers as written (${name} backend)`, {
+    skip: backend ? false : 'native backend not built',
+  }, () => {
     const models: Array<[string, () => Model]> = [
-      ['xception', () => xception({ backend: backend!, stem: 'small', inputShape: [28, 28, 1], classes: 3, width: 1 / 16, middleBlocks: 1, seed: 2 })],
-      ['inception_v3', () => inceptionV3({ backend: backend!, stem: 'small', inputShape: [32, 32, 1], classes: 3, width: 1 / 16, seed: 2 })],
+      [
+        'xception',
+        () => xception({ backend: backend!, stem: 'small', inputShape: [28, 28, 1], classes: 3, width: 1 / 16, middleBlocks: 1, seed: 2 }),
+      ],
+      [
+        'inception_v3',
+        () => inceptionV3({ backend: backend!, stem: 'small', inputShape: [32, 32, 1], classes: 3, width: 1 / 16, seed: 2 }),
+      ],
     ];
     for (const [label, build] of models) {
-      const fused = step(build, backend!, true), plain = step(build, backend!, false);
+      const fused = step(build, backend!, true),
+        plain = step(build, backend!, false);
       assert.ok(maxRelError(fused.out, plain.out) <= 1e-6, `${label} logits`);
       assert.ok(maxRelError(fused.inference, plain.inference) <= 1e-6, `${label} inference`);
       assert.equal(fused.grads.length, plain.grads.length);
@@ -74,13 +91,18 @@ test('the fused path really fuses: fewer ReLU kernels, and batch norms that feed
   const count = (fuse: boolean) => {
     calls.relu = calls.fusedTrain = 0;
     const model = xception({ backend: counting, stem: 'small', inputShape: [28, 28, 1], classes: 3, width: 1 / 16, middleBlocks: 1 });
-    const x = tensor(new Float32Array(2 * 784).map((_, i) => Math.cos(i)), [2, 28, 28, 1], { backend: counting });
+    const x = tensor(
+      new Float32Array(2 * 784).map((_, i) => Math.cos(i)),
+      [2, 28, 28, 1],
+      { backend: counting },
+    );
     tidy(() => model.forward(x, { training: true, fuse }));
     model.dispose();
     x.dispose();
     return { ...calls };
   };
-  const plain = count(false), fused = count(true);
+  const plain = count(false),
+    fused = count(true);
   assert.equal(plain.fusedTrain, 0);
   // block1 (2), block2–4 sepconv1_bn (3), middle block sepconv1/2_bn (2), block5 sepconv1_bn (1), block6 (2).
   assert.equal(fused.fusedTrain, 10);

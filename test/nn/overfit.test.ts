@@ -9,7 +9,11 @@ test('a tiny Xception over-fits a tiny batch: the loss falls 10× within a few d
   const model = xception({ backend, stem: 'small', inputShape: [8, 8, 1], classes: 4, width: 1 / 16, middleBlocks: 1, seed: 1 });
   const rng = new Random(5);
   const n = 8;
-  const x = tensor(Float32Array.from({ length: n * 64 }, () => rng.uniform(-1, 1)), [n, 8, 8, 1], { backend });
+  const x = tensor(
+    Float32Array.from({ length: n * 64 }, () => rng.uniform(-1, 1)),
+    [n, 8, 8, 1],
+    { backend },
+  );
   const labels = Array.from({ length: n }, (_, i) => i % 4);
   const opt = new Optimizer('adam', { lr: 0.01 });
   const losses: number[] = [];

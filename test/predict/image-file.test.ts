@@ -15,7 +15,14 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-image-file-'));
 const CROP_NEAREST: ImagePreprocessing = { resize: 'center-crop', interpolation: 'nearest', scaling: 'xception' };
 
 /** Random HWC pixels written losslessly as PNG; returns the pixels. */
-async function writePng(file: string, width: number, height: number, channels: 1 | 2 | 3 | 4, seed: number, metadata?: { orientation: number }): Promise<Uint8Array> {
+async function writePng(
+  file: string,
+  width: number,
+  height: number,
+  channels: 1 | 2 | 3 | 4,
+  seed: number,
+  metadata?: { orientation: number },
+): Promise<Uint8Array> {
   const r = new Random(seed);
   const px = Uint8Array.from({ length: width * height * channels }, () => r.int(256));
   let p = sharp(Buffer.from(px), { raw: { width, height, channels } });
@@ -34,7 +41,7 @@ function cropOf(px: Uint8Array, width: number, channels: number, box: { y: numbe
   return out;
 }
 
-test('centerCropBox: the centred box of the target\'s aspect ratio, so the shorter side fits', () => {
+test("centerCropBox: the centred box of the target's aspect ratio, so the shorter side fits", () => {
   assert.deepEqual(centerCropBox(6, 12, 6, 6), { y: 0, x: 3, height: 6, width: 6 });
   assert.deepEqual(centerCropBox(12, 6, 6, 6), { y: 3, x: 0, height: 6, width: 6 });
   assert.deepEqual(centerCropBox(7, 12, 3, 3), { y: 0, x: 2, height: 7, width: 7 });
@@ -44,7 +51,8 @@ test('centerCropBox: the centred box of the target\'s aspect ratio, so the short
 });
 
 test('center-crop keeps the middle of non-square images; stretch squeezes the whole image; both resize with the same Pillow filter', async () => {
-  const wide = path.join(tmp, 'wide.png'), tall = path.join(tmp, 'tall.png');
+  const wide = path.join(tmp, 'wide.png'),
+    tall = path.join(tmp, 'tall.png');
   const widePx = await writePng(wide, 12, 6, 3, 1);
   const tallPx = await writePng(tall, 6, 12, 3, 2);
   // Target = the shorter side: the centre crop is copied unchanged.
@@ -52,7 +60,11 @@ test('center-crop keeps the middle of non-square images; stretch squeezes the wh
   assert.deepEqual(await readImagePixels(tall, [6, 6, 3], CROP_NEAREST), cropOf(tallPx, 6, 3, { y: 3, x: 0, height: 6, width: 6 }));
   for (const interpolation of ['nearest', 'bilinear'] as const) {
     const crop = await readImagePixels(wide, [4, 4, 3], { ...CROP_NEAREST, interpolation });
-    assert.deepEqual(crop, resizeLikePil(cropOf(widePx, 12, 3, { y: 0, x: 3, height: 6, width: 6 }), 6, 6, 3, 4, 4, interpolation), interpolation);
+    assert.deepEqual(
+      crop,
+      resizeLikePil(cropOf(widePx, 12, 3, { y: 0, x: 3, height: 6, width: 6 }), 6, 6, 3, 4, 4, interpolation),
+      interpolation,
+    );
     const stretch = await readImagePixels(wide, [4, 4, 3], { ...kerasPreprocessing('xception'), interpolation });
     assert.deepEqual(stretch, resizeLikePil(widePx, 6, 12, 3, 4, 4, interpolation), interpolation);
     assert.notDeepEqual(stretch, crop);
@@ -101,9 +113,13 @@ test('augment: the crop box is taken at source resolution and resized, then the 
   // Flip alone, grey: mirrors the whole (stretched) image.
   const grey = await readImagePixels(file, [8, 10, 1], kerasPreprocessing('none'));
   const greyFlipped = await readImagePixels(file, [8, 10, 1], kerasPreprocessing('none'), { flip: true });
-  for (let y = 0; y < 8; y++) assert.deepEqual([...greyFlipped.subarray(y * 10, y * 10 + 10)], [...grey.subarray(y * 10, y * 10 + 10)].reverse());
+  for (let y = 0; y < 8; y++)
+    assert.deepEqual([...greyFlipped.subarray(y * 10, y * 10 + 10)], [...grey.subarray(y * 10, y * 10 + 10)].reverse());
   await assert.rejects(readImagePixels(file, [3, 3, 3], CROP_NEAREST, { crop: () => ({ y: 4, x: 0, height: 6, width: 4 }) }), ShapeError);
-  await assert.rejects(readImagePixels(file, [3, 3, 3], CROP_NEAREST, { crop: () => ({ y: 0, x: 0.5, height: 2, width: 2 }) }), /not an integer box inside the 8×10 image/);
+  await assert.rejects(
+    readImagePixels(file, [3, 3, 3], CROP_NEAREST, { crop: () => ({ y: 0, x: 0.5, height: 2, width: 2 }) }),
+    /not an integer box inside the 8×10 image/,
+  );
 });
 
 test('grey and grey+alpha PNGs: alpha is dropped (even where fully transparent), grey becomes RGB or stays its own luma', async () => {
@@ -111,12 +127,17 @@ test('grey and grey+alpha PNGs: alpha is dropped (even where fully transparent),
   const ga = await writePng(greyAlpha, 5, 3, 2, 5);
   const grey = Uint8Array.from({ length: 15 }, (_, i) => ga[2 * i]!);
   const rgb = await readImagePixels(greyAlpha, [3, 5, 3], kerasPreprocessing('none'));
-  assert.deepEqual(rgb, Uint8Array.from({ length: 45 }, (_, i) => grey[Math.floor(i / 3)]!));
+  assert.deepEqual(
+    rgb,
+    Uint8Array.from({ length: 45 }, (_, i) => grey[Math.floor(i / 3)]!),
+  );
   assert.deepEqual(await readImagePixels(greyAlpha, [3, 5, 1], kerasPreprocessing('none')), grey);
   // RGBA → one channel: Pillow's convert('L') luma of the RGB, alpha ignored.
   const rgbaFile = path.join(tmp, 'rgba.png');
   const rgba = await writePng(rgbaFile, 3, 2, 4, 6);
-  const luma = Uint8Array.from({ length: 6 }, (_, i) => Math.floor((rgba[4 * i]! * 19595 + rgba[4 * i + 1]! * 38470 + rgba[4 * i + 2]! * 7471 + 0x8000) / 65536));
+  const luma = Uint8Array.from({ length: 6 }, (_, i) =>
+    Math.floor((rgba[4 * i]! * 19595 + rgba[4 * i + 1]! * 38470 + rgba[4 * i + 2]! * 7471 + 0x8000) / 65536),
+  );
   assert.deepEqual(await readImagePixels(rgbaFile, [2, 3, 1], CROP_NEAREST), luma);
 });
 
@@ -133,13 +154,19 @@ function crc32(bytes: Uint8Array): number {
 test('bad files are ImageErrors (DatasetErrors) naming the file: missing, a folder, not an image, a truncated JPEG, a header claiming too many pixels', async () => {
   const r = new Random(7);
   const photo = Buffer.from(Array.from({ length: 96 * 64 * 3 }, () => r.int(256)));
-  const jpeg = await sharp(photo, { raw: { width: 96, height: 64, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const jpeg = await sharp(photo, { raw: { width: 96, height: 64, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
   const truncated = path.join(tmp, 'cut.jpg');
   fs.writeFileSync(truncated, jpeg.subarray(0, Math.floor(jpeg.length * 0.6)));
   const text = path.join(tmp, 'notes.txt');
   fs.writeFileSync(text, 'not an image');
   // A valid 4×4 PNG whose header is rewritten to claim 20000×20000 (400 M pixels); CRC fixed so only the size is wrong.
-  const png = Buffer.from(await sharp(Buffer.alloc(48, 128), { raw: { width: 4, height: 4, channels: 3 } }).png().toBuffer());
+  const png = Buffer.from(
+    await sharp(Buffer.alloc(48, 128), { raw: { width: 4, height: 4, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
   png.writeUInt32BE(20000, 16);
   png.writeUInt32BE(20000, 20);
   png.writeUInt32BE(crc32(png.subarray(12, 29)), 29);
@@ -154,7 +181,10 @@ test('bad files are ImageErrors (DatasetErrors) naming the file: missing, a fold
     [huge, /larger than 100,000,000 pixels; shrink it before use/],
   ];
   for (const [file, problem] of cases) {
-    const err = await readImagePixels(file, [8, 8, 3], CROP_NEAREST).then(() => null, (e: unknown) => e);
+    const err = await readImagePixels(file, [8, 8, 3], CROP_NEAREST).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof ImageError && err instanceof DatasetError, `${file}: ${String(err)}`);
     assert.equal(err.file, file);
     assert.ok(err.message.startsWith(`${file}: `), err.message);

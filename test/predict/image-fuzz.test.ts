@@ -13,7 +13,18 @@ import { Random } from '../../src/core/random.js';
 import { DatasetError, ImageError } from '../../src/data/errors.js';
 import { readImagePixels } from '../../src/data/image-file.js';
 import { kerasPreprocessing, trainingPreprocessing } from '../../src/data/image-preprocessing.js';
-import { assertAtLeast, hasEnoughCases, fuzzTimeout, fixPngCrcs, fuzzCaseCount, type HeaderField, mutate, type MutationTarget, rejectedCount, runFuzz } from '../helpers/fuzz.js';
+import {
+  assertAtLeast,
+  hasEnoughCases,
+  fuzzTimeout,
+  fixPngCrcs,
+  fuzzCaseCount,
+  type HeaderField,
+  mutate,
+  type MutationTarget,
+  rejectedCount,
+  runFuzz,
+} from '../helpers/fuzz.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-image-fuzz-'));
 const be = (at: number, size: 1 | 2 | 4): HeaderField => ({ at, size, littleEndian: false });
@@ -25,7 +36,7 @@ const PNG_FIELDS = [be(16, 4), be(20, 4), be(24, 1), be(25, 1), be(26, 1), be(27
 /** JPEG: every marker segment's length, and the frame header's precision, height, width, components. */
 function jpegFields(bytes: Uint8Array): HeaderField[] {
   const fields: HeaderField[] = [];
-  for (let at = 2; at + 4 <= bytes.length && bytes[at] === 0xff;) {
+  for (let at = 2; at + 4 <= bytes.length && bytes[at] === 0xff; ) {
     const marker = bytes[at + 1]!;
     if (marker === 0xda) break; // start of scan: entropy-coded data follows
     fields.push(be(at + 2, 2));
@@ -43,7 +54,11 @@ async function originals(): Promise<{ name: string; target: MutationTarget }[]> 
   const rgb = Buffer.from(Array.from({ length: 16 * 12 * 3 }, () => r.int(256)));
   const raw = { raw: { width: 16, height: 12, channels: 3 as const } };
   const png = await sharp(rgb, raw).png().toBuffer();
-  const greyAlpha = await sharp(Buffer.from(Array.from({ length: 10 * 9 * 2 }, () => r.int(256))), { raw: { width: 10, height: 9, channels: 2 } }).png().toBuffer();
+  const greyAlpha = await sharp(Buffer.from(Array.from({ length: 10 * 9 * 2 }, () => r.int(256))), {
+    raw: { width: 10, height: 9, channels: 2 },
+  })
+    .png()
+    .toBuffer();
   const jpeg = await sharp(rgb, raw).jpeg({ quality: 80 }).toBuffer();
   const progressive = await sharp(rgb, raw).withMetadata({ orientation: 6 }).jpeg({ progressive: true }).toBuffer();
   const webp = await sharp(rgb, raw).webp({ quality: 70 }).toBuffer();
@@ -61,11 +76,20 @@ async function originals(): Promise<{ name: string; target: MutationTarget }[]> 
 
 test('fuzz: ≥ 500 mutated PNG, JPEG and WebP files decode or throw ImageError', { timeout: fuzzTimeout(500, 300_000) }, async (t) => {
   const sources = await originals();
-  for (const s of sources) assert.equal((await readImagePixels(writeCase(s.target.bytes, `intact-${s.name}`), [8, 8, 3], kerasPreprocessing('xception'))).length, 192, s.name);
+  for (const s of sources)
+    assert.equal(
+      (await readImagePixels(writeCase(s.target.bytes, `intact-${s.name}`), [8, 8, 3], kerasPreprocessing('xception'))).length,
+      192,
+      s.name,
+    );
   const cases = fuzzCaseCount(500);
   const perSource = new Map<string, number>();
   const tally = await runFuzz(t, {
-    name: 'images', seedOffset: 3, cases, typed: [ImageError], maxCaseMs: 10_000,
+    name: 'images',
+    seedOffset: 3,
+    cases,
+    typed: [ImageError],
+    maxCaseMs: 10_000,
     run: async (rng, i) => {
       const source = sources[i % sources.length]!;
       perSource.set(source.name, (perSource.get(source.name) ?? 0) + 1);
@@ -86,7 +110,10 @@ test('fuzz: ≥ 500 mutated PNG, JPEG and WebP files decode or throw ImageError'
   });
   assertAtLeast(tally, 500, 'images');
   assert.ok(!hasEnoughCases(tally) || (rejectedCount(tally) > 0 && tally.succeeded > 0), 'both outcomes occur');
-  assert.ok([...perSource.values()].every((n) => n >= Math.floor(cases / sources.length)), 'every format fuzzed');
+  assert.ok(
+    [...perSource.values()].every((n) => n >= Math.floor(cases / sources.length)),
+    'every format fuzzed',
+  );
   assert.ok(ImageError.prototype instanceof DatasetError);
 });
 

@@ -19,7 +19,11 @@ const prep = kerasPreprocessing('xception');
 
 /** A valid 4×4 PNG whose header is rewritten to claim width×height (CRCs fixed). */
 async function pngClaiming(file: string, width: number, height: number): Promise<string> {
-  const png = Buffer.from(await sharp(Buffer.alloc(48, 128), { raw: { width: 4, height: 4, channels: 3 } }).png().toBuffer());
+  const png = Buffer.from(
+    await sharp(Buffer.alloc(48, 128), { raw: { width: 4, height: 4, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
   png.writeUInt32BE(width, 16);
   png.writeUInt32BE(height, 20);
   fs.writeFileSync(file, fixPngCrcs(png));
@@ -29,7 +33,10 @@ async function pngClaiming(file: string, width: number, height: number): Promise
 test('a header claiming 1,000,000 × 1,000,000 pixels is refused in under a second (default limit)', async () => {
   const file = await pngClaiming(path.join(tmp, 'tera.png'), 1_000_000, 1_000_000);
   const start = performance.now();
-  await assert.rejects(readImagePixels(file, [8, 8, 3], prep), (e: unknown) => e instanceof ImageError && e.file === file && /larger than 100,000,000 pixels/.test(e.message));
+  await assert.rejects(
+    readImagePixels(file, [8, 8, 3], prep),
+    (e: unknown) => e instanceof ImageError && e.file === file && /larger than 100,000,000 pixels/.test(e.message),
+  );
   const ms = performance.now() - start;
   assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms`);
   assert.ok(1e12 > MAX_IMAGE_PIXELS);
@@ -37,10 +44,15 @@ test('a header claiming 1,000,000 × 1,000,000 pixels is refused in under a seco
 
 test('maxPixels sets the limit: a 50×40 image passes at 2,000 pixels and is refused at 1,999', async () => {
   const file = path.join(tmp, 'small.png');
-  await sharp(Buffer.alloc(50 * 40 * 3, 7), { raw: { width: 50, height: 40, channels: 3 } }).png().toFile(file);
+  await sharp(Buffer.alloc(50 * 40 * 3, 7), { raw: { width: 50, height: 40, channels: 3 } })
+    .png()
+    .toFile(file);
   assert.equal((await readImagePixels(file, [4, 4, 3], prep, undefined, { maxPixels: 2000 })).length, 48);
   const start = performance.now();
-  await assert.rejects(readImagePixels(file, [4, 4, 3], prep, undefined, { maxPixels: 1999 }), (e: unknown) => e instanceof ImageError && /larger than 1,999 pixels/.test(e.message));
+  await assert.rejects(
+    readImagePixels(file, [4, 4, 3], prep, undefined, { maxPixels: 1999 }),
+    (e: unknown) => e instanceof ImageError && /larger than 1,999 pixels/.test(e.message),
+  );
   assert.ok(performance.now() - start < 1000);
   // A lying header under a small limit: refused by the limit, not by decoding.
   const liar = await pngClaiming(path.join(tmp, 'liar.png'), 3000, 3000);
@@ -49,7 +61,9 @@ test('maxPixels sets the limit: a 50×40 image passes at 2,000 pixels and is ref
 
 test('maxPixels must be a positive integer', async () => {
   const file = path.join(tmp, 'any.png');
-  await sharp(Buffer.alloc(12, 1), { raw: { width: 2, height: 2, channels: 3 } }).png().toFile(file);
+  await sharp(Buffer.alloc(12, 1), { raw: { width: 2, height: 2, channels: 3 } })
+    .png()
+    .toFile(file);
   for (const bad of [0, -1, 1.5, Number.NaN, Infinity]) {
     await assert.rejects(readImagePixels(file, [2, 2, 3], prep, undefined, { maxPixels: bad }), OptionError, String(bad));
   }

@@ -46,15 +46,25 @@ im = im.resize((w, h), {'nearest': Image.NEAREST, 'bilinear': Image.BILINEAR}[in
 open(out, 'wb').write(im.tobytes())
 `;
 
-test('loadImage gives exactly the pixels of Keras\'s load_img (Pillow) for RGBA/RGB/grey PNGs, shrinking and enlarging', { skip: pillowAvailable() ? false : 'needs /usr/bin/python3 with Pillow (Debian python3-pil)' }, async () => {
+test("loadImage gives exactly the pixels of Keras's load_img (Pillow) for RGBA/RGB/grey PNGs, shrinking and enlarging", {
+  skip: pillowAvailable() ? false : 'needs /usr/bin/python3 with Pillow (Debian python3-pil)',
+}, async () => {
   const script = path.join(tmp, 'pil_resize.py');
   fs.writeFileSync(script, PIL_SCRIPT);
   const r = new Random(4);
-  const cases: [number, number, number, number, number][] = [[1000, 700, 299, 299, 4], [50, 40, 299, 299, 3], [331, 240, 299, 299, 1], [640, 480, 28, 28, 4], [97, 301, 71, 150, 3]];
+  const cases: [number, number, number, number, number][] = [
+    [1000, 700, 299, 299, 4],
+    [50, 40, 299, 299, 3],
+    [331, 240, 299, 299, 1],
+    [640, 480, 28, 28, 4],
+    [97, 301, 71, 150, 3],
+  ];
   for (const [sw, sh, ow, oh, channels] of cases) {
     const px = Buffer.from(Array.from({ length: sw * sh * channels }, () => r.int(256)));
     const src = path.join(tmp, `img_${sw}x${sh}x${channels}.png`);
-    await sharp(px, { raw: { width: sw, height: sh, channels: channels as 1 | 3 | 4 } }).png().toFile(src);
+    await sharp(px, { raw: { width: sw, height: sh, channels: channels as 1 | 3 | 4 } })
+      .png()
+      .toFile(src);
     for (const mode of ['rgb', 'grey'] as const) {
       for (const interp of ['nearest', 'bilinear'] as const) {
         const out = path.join(tmp, 'pil.raw');
@@ -66,15 +76,29 @@ test('loadImage gives exactly the pixels of Keras\'s load_img (Pillow) for RGBA/
   }
 });
 
-test('JPEG and WebP decode too: lossless WebP gives the PNG\'s pixels, a quality-100 JPEG nearly', async () => {
+test("JPEG and WebP decode too: lossless WebP gives the PNG's pixels, a quality-100 JPEG nearly", async () => {
   const r = new Random(8);
-  const w = 64, h = 48;
+  const w = 64,
+    h = 48;
   // Smooth content, so JPEG's error stays small.
-  const px = Buffer.from(Array.from({ length: w * h * 3 }, (_, i) => Math.round(((i / 3) % w) * 3 + Math.floor(i / 3 / w) * 2 + (i % 3) * 20 + r.uniform() * 4) % 256));
-  const png = path.join(tmp, 'a.png'), webp = path.join(tmp, 'a.webp'), jpg = path.join(tmp, 'a.jpg');
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(png);
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).webp({ lossless: true }).toFile(webp);
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toFile(jpg);
+  const px = Buffer.from(
+    Array.from(
+      { length: w * h * 3 },
+      (_, i) => Math.round(((i / 3) % w) * 3 + Math.floor(i / 3 / w) * 2 + (i % 3) * 20 + r.uniform() * 4) % 256,
+    ),
+  );
+  const png = path.join(tmp, 'a.png'),
+    webp = path.join(tmp, 'a.webp'),
+    jpg = path.join(tmp, 'a.jpg');
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(png);
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .webp({ lossless: true })
+    .toFile(webp);
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 100, chromaSubsampling: '4:4:4' })
+    .toFile(jpg);
   const a = await loadImage(png, [32, 40, 3], { interpolation: 'bilinear' });
   assert.deepEqual(await loadImage(webp, [32, 40, 3], { interpolation: 'bilinear' }), a);
   const j = await loadImage(jpg, [32, 40, 3], { interpolation: 'bilinear' });

@@ -16,13 +16,23 @@ import { classify, imageInputs, type ImagePrediction, predictImages } from '../.
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-predict-images-'));
 const SHAPE: [number, number, number] = [8, 8, 3];
 const CLASSES = 4;
-const model = xception({ backend: referenceBackend, stem: 'small', inputShape: SHAPE, classes: CLASSES, width: 1 / 16, middleBlocks: 0, seed: 3 });
+const model = xception({
+  backend: referenceBackend,
+  stem: 'small',
+  inputShape: SHAPE,
+  classes: CLASSES,
+  width: 1 / 16,
+  middleBlocks: 0,
+  seed: 3,
+});
 
 /** Writes a random-pixel PNG of width×height (lossless, so decoding is exact). */
 async function writeImage(name: string, width: number, height: number, seed: number): Promise<string> {
   const r = new Random(seed);
   const file = path.join(tmp, name);
-  await sharp(Buffer.from(Array.from({ length: width * height * 3 }, () => r.int(256))), { raw: { width, height, channels: 3 } }).png().toFile(file);
+  await sharp(Buffer.from(Array.from({ length: width * height * 3 }, () => r.int(256))), { raw: { width, height, channels: 3 } })
+    .png()
+    .toFile(file);
   return file;
 }
 
@@ -47,7 +57,7 @@ test('same file → same tensor in evaluation and in prediction (center-crop, no
   const x = await evalInputs(files, prep);
   const fed = await imageInputs(files, SHAPE, prep);
   assert.deepEqual(fed.errors, [undefined, undefined]);
-  assert.deepEqual(fed.inputs, x, 'predictImages\' batch builder gives the evaluation tensor');
+  assert.deepEqual(fed.inputs, x, "predictImages' batch builder gives the evaluation tensor");
   const results = await predictImages(model, files, { preprocessing: prep, top: CLASSES, batchSize: 2 });
   const probs = classify(model, x, 2);
   assert.deepEqual(results.map(byIndex), [[...probs.subarray(0, CLASSES)], [...probs.subarray(CLASSES)]]);
@@ -67,8 +77,14 @@ test('predictImages: results in input order across batches; unreadable images ge
   // Batches of 2: [a, missing], [notes, cut] (nothing readable), [b, c].
   const files = [good[0]!, missing, notImage, cut, good[1]!, good[2]!];
   const results = await predictImages(model, files, { batchSize: 2, decodeConcurrency: 1, top: CLASSES });
-  assert.deepEqual(results.map((r) => r.file), files);
-  assert.deepEqual(results.map((r) => r.error === undefined), [true, false, false, false, true, true]);
+  assert.deepEqual(
+    results.map((r) => r.file),
+    files,
+  );
+  assert.deepEqual(
+    results.map((r) => r.error === undefined),
+    [true, false, false, false, true, true],
+  );
   assert.match(results[1]!.error!, /missing\.png: no such file/);
   assert.match(results[2]!.error!, /notes\.txt: not a readable image/);
   assert.match(results[3]!.error!, /cut\.png: not a readable image/);
@@ -77,7 +93,8 @@ test('predictImages: results in input order across batches; unreadable images ge
   const alone = await predictImages(model, good, { batchSize: 1, top: CLASSES });
   for (const [k, i] of [0, 4, 5].entries()) {
     assert.equal(results[i]!.predictions.length, CLASSES);
-    const a = byIndex(alone[k]!), b = byIndex(results[i]!);
+    const a = byIndex(alone[k]!),
+      b = byIndex(results[i]!);
     for (let c = 0; c < CLASSES; c++) assert.ok(Math.abs(a[c]! - b[c]!) < 1e-5, `${files[i]} class ${c}: ${a[c]} vs ${b[c]}`);
   }
   assert.deepEqual(await predictImages(model, []), []);
@@ -88,10 +105,15 @@ test('predictImages checks its options', async () => {
   await assert.rejects(predictImages(model, [file], { batchSize: 0 }), /batchSize must be a positive integer, got 0/);
   await assert.rejects(predictImages(model, [file], { decodeConcurrency: 1.5 }), /decodeConcurrency must be a positive integer/);
   await assert.rejects(predictImages(model, [file], { top: -1 }), OptionError);
-  await assert.rejects(predictImages(model, [file], { preprocessing: { resize: 'fit', interpolation: 'nearest', scaling: 'xception' } as unknown as ImagePreprocessing }), /predict preprocessing: resize must be one of center-crop, stretch, got "fit"/);
+  await assert.rejects(
+    predictImages(model, [file], {
+      preprocessing: { resize: 'fit', interpolation: 'nearest', scaling: 'xception' } as unknown as ImagePreprocessing,
+    }),
+    /predict preprocessing: resize must be one of center-crop, stretch, got "fit"/,
+  );
 });
 
-test('predictImages decodes batch k+1 while batch k is classified: its decodes are in sharp\'s worker queue during the forward pass', async () => {
+test("predictImages decodes batch k+1 while batch k is classified: its decodes are in sharp's worker queue during the forward pass", async () => {
   const files = await Promise.all([0, 1, 2, 3, 4].map((i) => writeImage(`overlap${i}.png`, 40, 30, 10 + i)));
   const inFlight: number[] = [];
   const forward = model.forward.bind(model);

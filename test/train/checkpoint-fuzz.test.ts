@@ -19,7 +19,16 @@ import { xception } from '../../src/models/xception/xception.js';
 import { CHECKPOINT_FILE, CheckpointError, readCheckpoint, saveCheckpoint, type RunState } from '../../src/train/checkpoint.js';
 import { ExponentialMovingAverage } from '../../src/train/ema.js';
 import { Optimizer } from '../../src/train/optimizers.js';
-import { assertAtLeast, hasEnoughCases, fuzzTimeout, editSafetensorsHeader, fuzzCaseCount, mutate, rejectedCount, runFuzz } from '../helpers/fuzz.js';
+import {
+  assertAtLeast,
+  hasEnoughCases,
+  fuzzTimeout,
+  editSafetensorsHeader,
+  fuzzCaseCount,
+  mutate,
+  rejectedCount,
+  runFuzz,
+} from '../helpers/fuzz.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-ckfuzz-'));
 const options = { inputShape: [71, 71, 3] as [number, number, number], width: 1 / 32, middleBlocks: 0, classes: 2, seed: 1 };
@@ -29,13 +38,33 @@ const build = () => noGrad(() => xception({ ...options, backend: referenceBacken
 function writeOriginal(): Uint8Array {
   const model = build();
   const optimizer = new Optimizer('adam', { lr: 1e-3 });
-  optimizer.setState({ name: 'adam', step: 3, slots: Object.fromEntries(model.weights.map((v) => [v.name, [new Float32Array(v.size).fill(0.1), new Float32Array(v.size).fill(0.2)]])) }, model.weights);
+  optimizer.setState(
+    {
+      name: 'adam',
+      step: 3,
+      slots: Object.fromEntries(
+        model.weights.map((v) => [v.name, [new Float32Array(v.size).fill(0.1), new Float32Array(v.size).fill(0.2)]]),
+      ),
+    },
+    model.weights,
+  );
   const ema = new ExponentialMovingAverage(0.9);
-  ema.setState({ updates: 2, shadow: Object.fromEntries(model.weights.map((v) => [v.name, new Float32Array(v.size).fill(0.3)])) }, model.weights);
+  ema.setState(
+    { updates: 2, shadow: Object.fromEntries(model.weights.map((v) => [v.name, new Float32Array(v.size).fill(0.3)])) },
+    model.weights,
+  );
   const state = {
-    step: 3, epochsDone: 1, loader: { epoch: 1, position: 0 }, modelRandom: model.rng.getState(),
-    optimizer: { name: 'adam', step: 3 }, ema: { decay: 0.9, updates: 2 }, wallSeconds: 1.5, history: [{ epoch: 1, loss: 0.5 }],
-    config: { dataset: 'fashion-mnist', model: 'xception' }, model: { name: 'xception', options: { ...options } }, classNames: ['a', 'b'],
+    step: 3,
+    epochsDone: 1,
+    loader: { epoch: 1, position: 0 },
+    modelRandom: model.rng.getState(),
+    optimizer: { name: 'adam', step: 3 },
+    ema: { decay: 0.9, updates: 2 },
+    wallSeconds: 1.5,
+    history: [{ epoch: 1, loss: 0.5 }],
+    config: { dataset: 'fashion-mnist', model: 'xception' },
+    model: { name: 'xception', options: { ...options } },
+    classNames: ['a', 'b'],
   } as unknown as RunState;
   const dir = path.join(tmp, 'original');
   fs.mkdirSync(dir);
@@ -55,14 +84,18 @@ function editRunState(rng: Random, bytes: Uint8Array): Uint8Array {
     const keys = Object.keys(node);
     const key = keys[rng.int(keys.length)]!;
     const child = node[key];
-    if (child !== null && typeof child === 'object' && Object.keys(child).length > 0 && rng.next() < 0.5) node = child as Record<string, unknown>;
+    if (child !== null && typeof child === 'object' && Object.keys(child).length > 0 && rng.next() < 0.5)
+      node = child as Record<string, unknown>;
     else {
       if (rng.next() < 0.2) delete node[key];
       else node[key] = STATE_VALUES[rng.int(STATE_VALUES.length)];
       break;
     }
   }
-  return writeSafetensors(weights, { ...metadata, state: rng.next() < 0.1 ? '{"__proto__":{"polluted":1},"step":1}' : JSON.stringify(state) });
+  return writeSafetensors(weights, {
+    ...metadata,
+    state: rng.next() < 0.1 ? '{"__proto__":{"polluted":1},"step":1}' : JSON.stringify(state),
+  });
 }
 
 function mutateCheckpoint(rng: Random, original: Uint8Array): Uint8Array {
@@ -73,7 +106,9 @@ function mutateCheckpoint(rng: Random, original: Uint8Array): Uint8Array {
   return mutate(rng, { bytes: original, hotEnd: headerEnd, fields: [{ at: 0, size: 8, littleEndian: true }] }).bytes;
 }
 
-test('fuzz: ≥ 500 mutated checkpoints read (readCheckpoint, openWeights, loadInto) or throw CheckpointError/WeightFileError', { timeout: fuzzTimeout(500, 300_000) }, async (t) => {
+test('fuzz: ≥ 500 mutated checkpoints read (readCheckpoint, openWeights, loadInto) or throw CheckpointError/WeightFileError', {
+  timeout: fuzzTimeout(500, 300_000),
+}, async (t) => {
   const original = writeOriginal();
   const model = build();
   const protoBefore = Object.getOwnPropertyNames(Object.prototype).sort();
@@ -82,7 +117,11 @@ test('fuzz: ≥ 500 mutated checkpoints read (readCheckpoint, openWeights, loadI
   let loaded = 0;
   const cases = fuzzCaseCount(500);
   const tally = await runFuzz(t, {
-    name: 'checkpoints', seedOffset: 4, cases, typed: [CheckpointError, WeightFileError], maxCaseMs: 10_000,
+    name: 'checkpoints',
+    seedOffset: 4,
+    cases,
+    typed: [CheckpointError, WeightFileError],
+    maxCaseMs: 10_000,
     run: async (rng) => {
       fs.writeFileSync(path.join(dir, CHECKPOINT_FILE), mutateCheckpoint(rng, original));
       readCheckpoint(dir);

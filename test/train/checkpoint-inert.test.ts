@@ -11,8 +11,16 @@ import { writeSafetensorsFileSync } from '../../src/io/safetensors.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, CheckpointError, readCheckpoint } from '../../src/train/checkpoint.js';
 
 const state: Record<string, unknown> = {
-  step: 1, epochsDone: 0, loader: { version: 1 }, modelRandom: { s: [1, 2, 3, 4], spareNormal: null },
-  optimizer: { name: 'adam', step: 1 }, ema: null, wallSeconds: 0.5, history: [], config: {}, model: { name: 'xception', options: {} },
+  step: 1,
+  epochsDone: 0,
+  loader: { version: 1 },
+  modelRandom: { s: [1, 2, 3, 4], spareNormal: null },
+  optimizer: { name: 'adam', step: 1 },
+  ema: null,
+  wallSeconds: 0.5,
+  history: [],
+  config: {},
+  model: { name: 'xception', options: {} },
 };
 
 function checkpointWith(names: string[], runState: unknown = state): string {
@@ -28,7 +36,10 @@ for (const bad of ['optimizer/0/__proto__', 'optimizer/1/constructor', 'ema/__pr
   test(`a checkpoint tensor named '${bad}' is a CheckpointError and Object.prototype is unchanged`, () => {
     const before = prototypeKeys();
     const dir = checkpointWith(['model/w', bad]);
-    assert.throws(() => readCheckpoint(dir), (e: unknown) => e instanceof CheckpointError && /reserved/.test((e as Error).message));
+    assert.throws(
+      () => readCheckpoint(dir),
+      (e: unknown) => e instanceof CheckpointError && /reserved/.test((e as Error).message),
+    );
     assert.equal(({} as Record<number, unknown>)[0], undefined);
     assert.equal(({} as Record<number, unknown>)[1], undefined);
     assert.deepEqual(prototypeKeys(), before);
@@ -51,14 +62,35 @@ test('a well-formed checkpoint reads into prototype-free records', () => {
 
 test('a damaged run state is a CheckpointError naming the field, not a TypeError later in a resume', () => {
   const damaged: [string, unknown][] = [
-    ['loader', 5], ['loader', undefined], ['modelRandom', { s: [1, 2, 3] }], ['modelRandom', { s: [1, 2, 3, 4], spareNormal: 'x' }],
-    ['optimizer', undefined], ['optimizer', { name: 'adam' }], ['ema', 'x'], ['ema', { decay: 0.9 }], ['step', -1], ['step', 1.5],
-    ['epochsDone', '1'], ['wallSeconds', null], ['history', 'x'], ['history', [1]], ['config', []], ['model', { name: 'xception' }],
-    ['evalPoints', {}], ['trainSeconds', -1], ['phase', 'all'], ['classNames', [1]], ['preprocessing', 'none'],
+    ['loader', 5],
+    ['loader', undefined],
+    ['modelRandom', { s: [1, 2, 3] }],
+    ['modelRandom', { s: [1, 2, 3, 4], spareNormal: 'x' }],
+    ['optimizer', undefined],
+    ['optimizer', { name: 'adam' }],
+    ['ema', 'x'],
+    ['ema', { decay: 0.9 }],
+    ['step', -1],
+    ['step', 1.5],
+    ['epochsDone', '1'],
+    ['wallSeconds', null],
+    ['history', 'x'],
+    ['history', [1]],
+    ['config', []],
+    ['model', { name: 'xception' }],
+    ['evalPoints', {}],
+    ['trainSeconds', -1],
+    ['phase', 'all'],
+    ['classNames', [1]],
+    ['preprocessing', 'none'],
   ];
   for (const [field, value] of damaged) {
     const dir = checkpointWith(['model/w'], { ...state, [field]: value });
-    assert.throws(() => readCheckpoint(dir), (e: unknown) => e instanceof CheckpointError && e.message.includes(field), `${field}: ${JSON.stringify(value)}`);
+    assert.throws(
+      () => readCheckpoint(dir),
+      (e: unknown) => e instanceof CheckpointError && e.message.includes(field),
+      `${field}: ${JSON.stringify(value)}`,
+    );
   }
   for (const runState of [null, 5, 'x', []]) assert.throws(() => readCheckpoint(checkpointWith(['model/w'], runState)), CheckpointError);
   // Optional fields may be absent (older checkpoints).

@@ -53,14 +53,18 @@ async function start(model: Model, optimizer: Optimizer, labelSmoothing = 0.1): 
   );
 }
 
-test('a data-parallel step is the size-weighted mean of the shards\' gradients, applied once, with averaged moving statistics', async () => {
+test("a data-parallel step is the size-weighted mean of the shards' gradients, applied once, with averaged moving statistics", async () => {
   const main = makeModel();
   const mainOpt = new Optimizer(SGD.name, SGD.options);
   const dp = await start(main, mainOpt);
   const check = makeModel(); // the same seed: the same initial weights
   const checkOpt = new Optimizer(SGD.name, SGD.options);
   try {
-    for (const [step, rows] of [[0, 7], [1, 6], [2, 5]] as const) {
+    for (const [step, rows] of [
+      [0, 7],
+      [1, 6],
+      [2, 5],
+    ] as const) {
       const batch = randomBatch(rows, 10 + step);
       const sizes = dp.shardSizes(rows);
       assert.equal(sizes[0]! + sizes[1]!, rows);
@@ -79,18 +83,21 @@ test('a data-parallel step is the size-weighted mean of the shards\' gradients, 
         state.forEach((v, i) => v.setData(state0[i]!));
         const shard = rowsOf(batch, row, row + n);
         row += n;
-        losses.push(tidy(() => {
-          const out = check.forward(tensor(shard.x, shard.shape), { training: true, logits: true });
-          const l = softmaxCrossEntropy(out, shard.y, { labelSmoothing: 0.1 });
-          backward(l);
-          return l.item();
-        }));
+        losses.push(
+          tidy(() => {
+            const out = check.forward(tensor(shard.x, shard.shape), { training: true, logits: true });
+            const l = softmaxCrossEntropy(out, shard.y, { labelSmoothing: 0.1 });
+            backward(l);
+            return l.item();
+          }),
+        );
         grads.push(trainable.map((v) => v.value.grad!.data()));
         states.push(state.map((v) => v.value.data()));
         for (const v of check.weights) clearGrad(v);
       }
       const share = sizes.map((n) => n / rows);
-      const mix = (parts: Float32Array[][], i: number): Float32Array => Float32Array.from(parts[0]![i]!, (_, j) => share[0]! * parts[0]![i]![j]! + share[1]! * parts[1]![i]![j]!);
+      const mix = (parts: Float32Array[][], i: number): Float32Array =>
+        Float32Array.from(parts[0]![i]!, (_, j) => share[0]! * parts[0]![i]![j]! + share[1]! * parts[1]![i]![j]!);
       trainable.forEach((v, i) => {
         v.value.grad = keep(tensor(mix(grads, i), v.shape));
       });
@@ -182,7 +189,10 @@ test('a data-parallel run resumes exactly, and its divergence stops the run like
       TrainingDivergedError,
     );
     // More replicas than images in a batch cannot be split.
-    await assert.rejects(train(tinyConfig(data, join(tmp.dir, 'x'), { replicas: 17 }), { progress: quiet }), /replicas \(17\) cannot exceed the batch size/);
+    await assert.rejects(
+      train(tinyConfig(data, join(tmp.dir, 'x'), { replicas: 17 }), { progress: quiet }),
+      /replicas \(17\) cannot exceed the batch size/,
+    );
   } finally {
     tmp.cleanup();
   }
@@ -193,8 +203,25 @@ test('xception train --replicas 2 trains from the command line and says so; bad 
   try {
     const data = join(tmp.dir, 'data');
     writeIdxDataset(data, { trainCount: 32, testCount: 8, h: 8, w: 8 });
-    const args = ['train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '1',
-      '--batch-size', '8', '--epochs', '1', '--backend', 'reference', '--out', join(tmp.dir, 'run')];
+    const args = [
+      'train',
+      '--dataset',
+      `mnist:${data}`,
+      '--stem',
+      'small',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '1',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '1',
+      '--backend',
+      'reference',
+      '--out',
+      join(tmp.dir, 'run'),
+    ];
     let out = '';
     assert.equal(await main([...args, '--replicas', '2'], (s) => (out += s)), 0);
     assert.match(out, /test top-1 [\d.]+%/);

@@ -43,7 +43,7 @@ test('RMSprop with momentum (TensorFlow rule) and Adam/AdamW match hand-computed
   const mom = (0.01 * 2) / Math.sqrt(0.4 + 1e-7);
   close(stepWith('rmsprop', { lr: 0.01, rho: 0.9, momentum: 0.9 }, [1], [[2]]), [1 - mom]);
   // Adam first step: m̂ = g, v̂ = g², w -= lr·g/(|g| + eps) ≈ lr·sign(g)
-  close(stepWith('adam', { lr: 0.01 }, [1, -1], [[3, -0.5]]), [1 - 0.01 * 3 / (3 + 1e-7), -1 + 0.01 * 0.5 / (0.5 + 1e-7)]);
+  close(stepWith('adam', { lr: 0.01 }, [1, -1], [[3, -0.5]]), [1 - (0.01 * 3) / (3 + 1e-7), -1 + (0.01 * 0.5) / (0.5 + 1e-7)]);
   // AdamW: additionally w -= lr·wd·w_old
   close(stepWith('adamw', { lr: 0.01, weightDecay: 0.1 }, [2], [[1]]), [2 - 0.01 * (1 / (1 + 1e-7)) - 0.01 * 0.1 * 2]);
 });

@@ -23,5 +23,8 @@ test('2,000 native training steps keep the memory held within 5% of where it was
     growth < 0.05,
     `memory held grew ${(100 * growth).toFixed(1)}% (${mib(held(after100))} → ${mib(held(after2000))} MiB; raw RSS ${mib(after100.rss)} → ${mib(after2000.rss)} MiB)`,
   );
-  assert.ok(after2000.heapUsed < after100.heapUsed * 1.05 + 2 ** 20, `live JS heap grew: ${mib(after100.heapUsed)} → ${mib(after2000.heapUsed)} MiB`);
+  assert.ok(
+    after2000.heapUsed < after100.heapUsed * 1.05 + 2 ** 20,
+    `live JS heap grew: ${mib(after100.heapUsed)} → ${mib(after2000.heapUsed)} MiB`,
+  );
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
-import { DEFAULT_TRAIN_CONFIG, train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
+import { train, TrainingDivergedError } from '../../src/train/trainer.js';
 import { Progress } from '../../src/train/progress.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
@@ -45,9 +45,17 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
     for (const f of ['config.json', 'metrics.jsonl', 'curves.svg', 'checkpoint.safetensors', 'weights.safetensors']) {
       assert.ok(existsSync(join(tmp.dir, 'full', f)), `${f} missing`);
     }
-    assert.equal(readFileSync(join(tmp.dir, 'full', 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
+    assert.equal(
+      readFileSync(join(tmp.dir, 'full', 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n').length,
+      2,
+    );
     // Settings may not change under --resume (except epochs).
-    await assert.rejects(train({ ...c2, lr: 0.1, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true }), /cannot resume with different settings — lr/);
+    await assert.rejects(
+      train({ ...c2, lr: 0.1, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true }),
+      /cannot resume with different settings — lr/,
+    );
     await assert.rejects(train(c2, { progress: quiet }), /already holds a run/);
   } finally {
     tmp.cleanup();
@@ -86,8 +94,29 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
     const out = join(tmp.dir, 'run');
     const bin = join(process.cwd(), 'bin', 'xception.js');
-    const args = [bin, 'train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '1',
-      '--batch-size', '8', '--epochs', '1000', '--checkpoint-every', '1', '--out', out, '--backend', 'reference', '--json'];
+    const args = [
+      bin,
+      'train',
+      '--dataset',
+      `mnist:${data}`,
+      '--stem',
+      'small',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '1',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '1000',
+      '--checkpoint-every',
+      '1',
+      '--out',
+      out,
+      '--backend',
+      'reference',
+      '--json',
+    ];
     let kills = 0;
     for (const delay of [2500, 3100, 3700]) {
       const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -117,15 +146,27 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
     // 64 images / batch 16 = 4 steps per epoch; 2 evaluations per epoch → after steps 2, 4, 6, 8.
     const plain = await train(tinyTrainConfig(data, join(tmp.dir, 'plain'), { ema: 0 }), { progress: quiet });
-    assert.deepEqual(plain.evalPoints.map((p) => p.step), [4, 8]);
+    assert.deepEqual(
+      plain.evalPoints.map((p) => p.step),
+      [4, 8],
+    );
     const cfg = tinyTrainConfig(data, join(tmp.dir, 'evals'), { ema: 0, evalsPerEpoch: 2 });
     let steps = 0;
     const cut = await train(cfg, { progress: quiet, shouldStop: () => ++steps === 6 });
     assert.equal(cut.interrupted, true);
-    assert.deepEqual(cut.evalPoints.map((p) => p.step), [2, 4, 6]);
+    assert.deepEqual(
+      cut.evalPoints.map((p) => p.step),
+      [2, 4, 6],
+    );
     const r = await train(cfg, { progress: quiet, resume: true });
-    assert.deepEqual(r.evalPoints.map((p) => p.step), [2, 4, 6, 8]);
-    assert.deepEqual(r.evalPoints.map((p) => p.epoch), [0.5, 1, 1.5, 2]);
+    assert.deepEqual(
+      r.evalPoints.map((p) => p.step),
+      [2, 4, 6, 8],
+    );
+    assert.deepEqual(
+      r.evalPoints.map((p) => p.epoch),
+      [0.5, 1, 1.5, 2],
+    );
     assert.equal(r.steps, 8);
     for (let i = 1; i < r.evalPoints.length; i++) {
       assert.ok(r.evalPoints[i]!.trainSeconds > r.evalPoints[i - 1]!.trainSeconds);
@@ -135,7 +176,10 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
     // Evaluating in between does not perturb training: same final weights and accuracy.
     assertBitEqual(weightsOf(join(tmp.dir, 'plain')), weightsOf(join(tmp.dir, 'evals')));
     assert.equal(r.evalPoints.at(-1)!.evalTop1, plain.testTop1);
-    await assert.rejects(train(tinyTrainConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }), /evalsPerEpoch must be a positive integer/);
+    await assert.rejects(
+      train(tinyTrainConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }),
+      /evalsPerEpoch must be a positive integer/,
+    );
   } finally {
     tmp.cleanup();
   }

@@ -37,7 +37,12 @@ for (const relu of [false, true]) {
     bn.movingMean.assign(tensor(mean, [channels], { backend: b }));
     bn.movingVariance.assign(tensor(variance, [channels], { backend: b }));
     bn.inferenceMode = true;
-    const x = randomArray(shape.reduce((a, c) => a * c, 1), rng, -2, 2);
+    const x = randomArray(
+      shape.reduce((a, c) => a * c, 1),
+      rng,
+      -2,
+      2,
+    );
     const r = randomArray(x.length, rng);
     const ctx = { training: true, rng };
     const run = (xv: Float64Array, gv: Float64Array, bv: Float64Array): { y: Tensor; xt: Tensor } => {
@@ -77,7 +82,11 @@ function tinyModel(backend: Backend): Model {
 
 function batch(backend: Backend): Tensor {
   const rng = new Random(2);
-  return tensor(Float32Array.from({ length: 4 * 8 * 8 * 2 }, () => rng.uniform(-1, 1)), [4, 8, 8, 2], { backend });
+  return tensor(
+    Float32Array.from({ length: 4 * 8 * 8 * 2 }, () => rng.uniform(-1, 1)),
+    [4, 8, 8, 2],
+    { backend },
+  );
 }
 
 /** One training step; returns every weight's value after it, by name. */
@@ -107,7 +116,13 @@ test('Model.setBatchNormInference: training keeps every moving statistic while g
   new Optimizer('sgd', { lr: 0.1 }).apply(m.weights);
   const after = snapshot(m);
   for (const name of statNames(m)) assert.deepEqual(after.get(name), before.get(name), `${name} changed`);
-  for (const name of ['block1_conv1_bn/gamma', 'block1_conv1_bn/beta', 'block1_conv1/kernel', 'block2_sepconv1/depthwise_kernel', 'predictions/kernel']) {
+  for (const name of [
+    'block1_conv1_bn/gamma',
+    'block1_conv1_bn/beta',
+    'block1_conv1/kernel',
+    'block2_sepconv1/depthwise_kernel',
+    'predictions/kernel',
+  ]) {
     assert.notDeepEqual(after.get(name), before.get(name), `${name} did not train`);
   }
   // Back to the usual mode: a training step moves the statistics again.
@@ -118,8 +133,16 @@ test('Model.setBatchNormInference: training keeps every moving statistic while g
   x.dispose();
 });
 
-test('inference-mode batch norm on the native backend: fused and unfused paths agree with the reference', { skip: native ? false : 'native backend not built' }, () => {
-  const results = ([[referenceBackend, true], [native!, true], [native!, false]] as const).map(([backend, fuse]) => {
+test('inference-mode batch norm on the native backend: fused and unfused paths agree with the reference', {
+  skip: native ? false : 'native backend not built',
+}, () => {
+  const results = (
+    [
+      [referenceBackend, true],
+      [native!, true],
+      [native!, false],
+    ] as const
+  ).map(([backend, fuse]) => {
     const m = tinyModel(backend);
     m.setBatchNormInference(true);
     const x = batch(backend);
@@ -139,7 +162,9 @@ test('inference-mode batch norm on the native backend: fused and unfused paths a
   }
 });
 
-test('compiled inference ignores the inference-mode flag: the same plan output either way', { skip: native ? false : 'native backend not built' }, () => {
+test('compiled inference ignores the inference-mode flag: the same plan output either way', {
+  skip: native ? false : 'native backend not built',
+}, () => {
   const m = tinyModel(native!);
   const x = batch(native!);
   const plain = noGrad(() => m.forward(x, { logits: true }).data());

@@ -31,8 +31,25 @@ test('train --weights RUN_DIR --freeze-base --fine-tune-epochs: the source run d
     assert.equal(first.code, 0, first.stderr);
 
     const dst = join(tmp.dir, 'dst');
-    const r = await cli(['train', ...common, '--weights', src, '--freeze-base', '--fine-tune-epochs', '1', '--fine-tune-lr', '1e-4',
-      '--optimizer', 'adam', '--lr', '1e-3', '--schedule', 'constant', '--out', dst]);
+    const r = await cli([
+      'train',
+      ...common,
+      '--weights',
+      src,
+      '--freeze-base',
+      '--fine-tune-epochs',
+      '1',
+      '--fine-tune-lr',
+      '1e-4',
+      '--optimizer',
+      'adam',
+      '--lr',
+      '1e-3',
+      '--schedule',
+      'constant',
+      '--out',
+      dst,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /weights: loaded 33 layers \(92 of the model's 92 weights\) from .*src \(run\)/);
     assert.match(r.stderr, /kept predictions \(the same 10 classes\)/);
@@ -40,13 +57,22 @@ test('train --weights RUN_DIR --freeze-base --fine-tune-epochs: the source run d
     assert.match(r.stderr, /phase 2\/2 \(fine-tune\): training every layer .* at 0\.0001, fresh optimizer state/);
     assert.equal(JSON.parse(r.stdout.trim().split('\n').at(-1)!).epochs, 2);
     const state = readCheckpoint(dst).state;
-    assert.deepEqual([state.model.options['stem'], state.model.options['width'], state.model.options['middleBlocks']], ['small', 0.0625, 0]);
+    assert.deepEqual(
+      [state.model.options['stem'], state.model.options['width'], state.model.options['middleBlocks']],
+      ['small', 0.0625, 0],
+    );
     const config = JSON.parse(readFileSync(join(dst, 'config.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual([config['weights'], config['freezeBase'], config['fineTuneEpochs'], config['fineTuneLr']], [src, true, 1, 1e-4]);
 
     const fails: Array<[string[], RegExp]> = [
-      [['--fine-tune-epochs', '2'], /--fine-tune-epochs continues after training the head on a frozen base: give --weights FILE\|RUN_DIR --freeze-base/],
-      [['--weights', src, '--freeze-base', '--fine-tune-epochs', '1', '--unfreeze-from', 'block9_sepconv1'], /has no layer 'block9_sepconv1'; layers include block1_conv1, block2_sepconv1/],
+      [
+        ['--fine-tune-epochs', '2'],
+        /--fine-tune-epochs continues after training the head on a frozen base: give --weights FILE\|RUN_DIR --freeze-base/,
+      ],
+      [
+        ['--weights', src, '--freeze-base', '--fine-tune-epochs', '1', '--unfreeze-from', 'block9_sepconv1'],
+        /has no layer 'block9_sepconv1'; layers include block1_conv1, block2_sepconv1/,
+      ],
       [['--weights', src, '--width', '0.5'], /these options contradict it: width 0\.5 \(the weights' model has 0\.0625\)/],
       [['--weights', src, '--fine-tune-lr', '1e-5'], /--fine-tune-lr applies to the fine-tuning phase: give --fine-tune-epochs N too/],
       [['--weights', join(tmp.dir, 'missing.h5')], /missing\.h5.*no such file/],

@@ -36,12 +36,20 @@ function valuesOf(model: Model): Map<string, Float32Array> {
 }
 
 /** Writes a source safetensors file (recording its model) and returns its weights by name. */
-async function writeSource(path: string, classes: number, opts: { classNames?: string[]; includeTop?: boolean } = {}): Promise<Map<string, Float32Array>> {
+async function writeSource(
+  path: string,
+  classes: number,
+  opts: { classNames?: string[]; includeTop?: boolean } = {},
+): Promise<Map<string, Float32Array>> {
   const m = sourceModel(classes, opts.includeTop === false ? { includeTop: false, pooling: 'avg' } : {});
   try {
     if (opts.classNames) {
       const { model, backend: _b, ...options } = m.config;
-      await writeSafetensorsFile(path, namedWeightsOf(m), recordToMetadata({ model: model as string, options, classNames: opts.classNames }));
+      await writeSafetensorsFile(
+        path,
+        namedWeightsOf(m),
+        recordToMetadata({ model: model as string, options, classNames: opts.classNames }),
+      );
     } else {
       await saveWeights(m, path, 'safetensors');
     }
@@ -53,7 +61,16 @@ async function writeSource(path: string, classes: number, opts: { classNames?: s
 
 function transferConfig(data: string, out: string, weights: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return tinyTrainConfig(data, out, {
-    modelOptions: {}, weights, freezeBase: true, epochs: 1, ema: 0, optimizer: 'adam', nesterov: false, lr: 1e-2, schedule: 'cosine', ...over,
+    modelOptions: {},
+    weights,
+    freezeBase: true,
+    epochs: 1,
+    ema: 0,
+    optimizer: 'adam',
+    nesterov: false,
+    lr: 1e-2,
+    schedule: 'cosine',
+    ...over,
   });
 }
 
@@ -81,13 +98,21 @@ test('the classifier is replaced when the classes differ (in number, by name, or
       ['notop', true, /the source has no classifier/],
     ];
     for (const [name, replaced, message] of cases) {
-      const t = await buildTransferModel(join(tmp.dir, `${name}.safetensors`), { ...target, classNames: MNIST_CLASS_NAMES }, referenceBackend);
+      const t = await buildTransferModel(
+        join(tmp.dir, `${name}.safetensors`),
+        { ...target, classNames: MNIST_CLASS_NAMES },
+        referenceBackend,
+      );
       try {
         const got = valuesOf(t.model);
         const src = sources[name];
         const loaded = t.model.weights.filter((v) => !v.name.startsWith('predictions/')).length;
         const layers = t.model.layersWithWeights.length - (replaced ? 1 : 0);
-        assert.match(t.lines[0]!, new RegExp(`loaded ${layers} layers \\(${replaced ? loaded : loaded + 2} of the model's ${loaded + 2} weights\\)`), name);
+        assert.match(
+          t.lines[0]!,
+          new RegExp(`loaded ${layers} layers \\(${replaced ? loaded : loaded + 2} of the model's ${loaded + 2} weights\\)`),
+          name,
+        );
         assert.match(t.lines[1]!, message, name);
         for (const [w, v] of got) {
           const want = w.startsWith('predictions/') && replaced ? fresh.get(w) : src.get(w);
@@ -114,7 +139,10 @@ test('head training on a frozen base leaves every base weight and batch-norm sta
     assert.equal(r.epochs, 1);
     assert.match(log.text(), /weights: loaded 32 layers \(90 of the model's 92 weights\) from .*src\.safetensors \(safetensors\)/);
     assert.match(log.text(), /replaced predictions/);
-    assert.match(log.text(), /head training: training predictions only \(1,290 parameters\); the base is frozen, batch norm in inference mode/);
+    assert.match(
+      log.text(),
+      /head training: training predictions only \(1,290 parameters\); the base is frozen, batch norm in inference mode/,
+    );
     const after = readCheckpoint(join(tmp.dir, 'run')).model;
     for (const [name, v] of after) {
       if (name.startsWith('predictions/')) continue;
@@ -122,8 +150,14 @@ test('head training on a frozen base leaves every base weight and batch-norm sta
     }
     const head = after.get('predictions/kernel')!;
     assert.notDeepEqual(head, valuesOf(sourceModel(10, { seed: 0 })).get('predictions/kernel'), 'the head trained');
-    const records = readFileSync(join(tmp.dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { phase: string });
-    assert.deepEqual(records.map((x) => x.phase), ['head']);
+    const records = readFileSync(join(tmp.dir, 'run', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { phase: string });
+    assert.deepEqual(
+      records.map((x) => x.phase),
+      ['head'],
+    );
     const config = JSON.parse(readFileSync(join(tmp.dir, 'run', 'config.json'), 'utf8')) as TrainConfig;
     assert.equal(config.freezeBase, true);
   } finally {
@@ -139,7 +173,9 @@ test('fine-tuning trains the base (gamma, beta, kernels) while every batch-norm 
     const weights = join(tmp.dir, 'src.safetensors');
     const src = await writeSource(weights, 4);
     const log = capture();
-    const r = await train(transferConfig(data, join(tmp.dir, 'all'), weights, { fineTuneEpochs: 1, fineTuneLr: 1e-3 }), { progress: log.progress });
+    const r = await train(transferConfig(data, join(tmp.dir, 'all'), weights, { fineTuneEpochs: 1, fineTuneLr: 1e-3 }), {
+      progress: log.progress,
+    });
     assert.equal(r.epochs, 2);
     assert.match(log.text(), /phase 2\/2 \(fine-tune\): training every layer \([\d,]+ parameters\) at 0\.001, fresh optimizer state/);
     assert.match(log.text(), /epoch 2\/2 \(fine-tune\)/);
@@ -149,10 +185,21 @@ test('fine-tuning trains the base (gamma, beta, kernels) while every batch-norm 
       if (/moving_(mean|variance)$/.test(name)) assert.deepEqual(v, src.get(name), `${name} moved`);
       else if (!name.startsWith('predictions/')) assert.notDeepEqual(v, src.get(name), `${name} did not train`);
     }
-    const records = readFileSync(join(tmp.dir, 'all', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { phase: string; lr: number });
-    assert.deepEqual(records.map((x) => [x.phase, x.lr]), [['head', records[0]!.lr], ['fine-tune', 1e-3]]);
+    const records = readFileSync(join(tmp.dir, 'all', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { phase: string; lr: number });
+    assert.deepEqual(
+      records.map((x) => [x.phase, x.lr]),
+      [
+        ['head', records[0]!.lr],
+        ['fine-tune', 1e-3],
+      ],
+    );
 
-    await train(transferConfig(data, join(tmp.dir, 'top'), weights, { fineTuneEpochs: 1, unfreezeFrom: 'block6_sepconv1' }), { progress: quiet });
+    await train(transferConfig(data, join(tmp.dir, 'top'), weights, { fineTuneEpochs: 1, unfreezeFrom: 'block6_sepconv1' }), {
+      progress: quiet,
+    });
     const top = readCheckpoint(join(tmp.dir, 'top')).model;
     for (const [name, v] of top) {
       if (name.startsWith('block6_sepconv') && !/moving_/.test(name)) assert.notDeepEqual(v, src.get(name), `${name} did not train`);
@@ -186,15 +233,23 @@ test('a run stopped in either phase or at the boundary resumes to exactly the un
     }
     const resumed = await train(cfg('cut'), { progress: quiet, resume: true });
     assert.equal(resumed.steps, 12);
-    const a = readCheckpoint(join(tmp.dir, 'full')), b = readCheckpoint(join(tmp.dir, 'cut'));
+    const a = readCheckpoint(join(tmp.dir, 'full')),
+      b = readCheckpoint(join(tmp.dir, 'cut'));
     assertBitEqual(a.model, b.model);
     assertBitEqual(new Map(Object.entries(a.ema)), new Map(Object.entries(b.ema)), 'EMA');
-    assertBitEqual(new Map(Object.entries(a.optimizerSlots).map(([k, v]) => [k, v[0]!])), new Map(Object.entries(b.optimizerSlots).map(([k, v]) => [k, v[0]!])), 'Adam first moments');
+    assertBitEqual(
+      new Map(Object.entries(a.optimizerSlots).map(([k, v]) => [k, v[0]!])),
+      new Map(Object.entries(b.optimizerSlots).map(([k, v]) => [k, v[0]!])),
+      'Adam first moments',
+    );
     assert.equal(a.state.optimizer.step, 8, 'the fine-tuning optimizer counts its own steps');
     assert.equal(b.state.optimizer.step, 8);
     assert.equal(resumed.testTop1, full.testTop1);
     // The resumed run never needed the source again; changing where fine-tuning starts is refused.
-    await assert.rejects(train({ ...cfg('cut'), epochs: 2 }, { progress: quiet, resume: true }), /in this run --epochs counts the head-training epochs \(1\)/);
+    await assert.rejects(
+      train({ ...cfg('cut'), epochs: 2 }, { progress: quiet, resume: true }),
+      /in this run --epochs counts the head-training epochs \(1\)/,
+    );
   } finally {
     tmp.cleanup();
   }
@@ -211,15 +266,23 @@ test('transfer options that make no sense are clear errors before any training s
     const base = tinyTrainConfig(data, out, { modelOptions: {} });
     const cases: Array<[Partial<TrainConfig>, RegExp]> = [
       [{ freezeBase: true }, /--freeze-base needs --weights FILE\|RUN_DIR/],
-      [{ fineTuneEpochs: 2 }, /--fine-tune-epochs continues after training the head on a frozen base: give --weights FILE\|RUN_DIR --freeze-base/],
+      [
+        { fineTuneEpochs: 2 },
+        /--fine-tune-epochs continues after training the head on a frozen base: give --weights FILE\|RUN_DIR --freeze-base/,
+      ],
       [{ weights, fineTuneEpochs: 2 }, /--fine-tune-epochs continues after training the head/],
       [{ weights, freezeBase: true, fineTuneLr: 1e-5 }, /--fine-tune-lr applies to the fine-tuning phase: give --fine-tune-epochs N too/],
       [{ weights, freezeBase: true, unfreezeFrom: 'block6_sepconv1' }, /--unfreeze-from applies to the fine-tuning phase/],
       [{ weights, freezeBase: true, fineTuneEpochs: 0 }, /fineTuneEpochs must be a positive integer/],
-      [{ weights, freezeBase: true, fineTuneEpochs: 1, unfreezeFrom: 'block7_sepconv1' },
-        /--unfreeze-from: model 'xception' has no layer 'block7_sepconv1'; layers include .*block6_sepconv1/],
+      [
+        { weights, freezeBase: true, fineTuneEpochs: 1, unfreezeFrom: 'block7_sepconv1' },
+        /--unfreeze-from: model 'xception' has no layer 'block7_sepconv1'; layers include .*block6_sepconv1/,
+      ],
       [{ weights, freezeBase: true, fineTuneEpochs: 1, unfreezeFrom: 'nope' }, /has no layer 'nope'; layers include .*block6_sepconv1/],
-      [{ weights, modelOptions: { width: 0.25 } }, /records its model; these options contradict it: width 0.25 \(the weights' model has 0\.0625\)\. Drop them/],
+      [
+        { weights, modelOptions: { width: 0.25 } },
+        /records its model; these options contradict it: width 0.25 \(the weights' model has 0\.0625\)\. Drop them/,
+      ],
       [{ weights, model: 'inception_v3' }, /holds a xception model, not inception_v3: drop --model/],
       [{ weights, freezeBase: true, replicas: 2 }, /--freeze-base does not work with --replicas/],
     ];
@@ -238,7 +301,7 @@ test('transfer options that make no sense are clear errors before any training s
   }
 });
 
-test('an image folder is read with the channels the source records, at the run\'s size, its classes by folder name', async () => {
+test("an image folder is read with the channels the source records, at the run's size, its classes by folder name", async () => {
   const tmp = makeTempDir('transfer-folder');
   try {
     const { default: sharp } = await import('sharp');
@@ -248,19 +311,25 @@ test('an image folder is read with the channels the source records, at the run\'
         mkdirSync(join(tmp.dir, 'photos', split, name), { recursive: true });
         for (let i = 0; i < 6; i++) {
           const rgb = Buffer.from(Array.from({ length: 12 * 12 * 3 }, (_, j) => (j * (k + 1) + i * 7) % 256));
-          await sharp(rgb, { raw: { width: 12, height: 12, channels: 3 } }).png().toFile(join(tmp.dir, 'photos', split, name, `${i}.png`));
+          await sharp(rgb, { raw: { width: 12, height: 12, channels: 3 } })
+            .png()
+            .toFile(join(tmp.dir, 'photos', split, name, `${i}.png`));
         }
       }
     }
     const weights = join(tmp.dir, 'grey.safetensors');
     const src = await writeSource(weights, 4);
     const log = capture();
-    const cfg = transferConfig(join(tmp.dir, 'photos'), join(tmp.dir, 'run'), weights, { dataset: `folder:${join(tmp.dir, 'photos')}`, imageSize: 8, batchSize: 6 });
+    const cfg = transferConfig(join(tmp.dir, 'photos'), join(tmp.dir, 'run'), weights, {
+      dataset: `folder:${join(tmp.dir, 'photos')}`,
+      imageSize: 8,
+      batchSize: 6,
+    });
     const r = await train(cfg, { progress: log.progress });
     assert.equal(r.epochs, 1);
     assert.match(log.text(), /replaced predictions with a freshly initialized classifier for 3 classes \(the source's has 4 outputs\)/);
     const ck = readCheckpoint(join(tmp.dir, 'run'));
-    assert.deepEqual(ck.state.model.options['inputShape'], [8, 8, 1], 'grey, like the source, at the run\'s size');
+    assert.deepEqual(ck.state.model.options['inputShape'], [8, 8, 1], "grey, like the source, at the run's size");
     assert.deepEqual(ck.state.classNames, classes);
     assert.deepEqual(ck.model.get('block1_conv1/kernel'), src.get('block1_conv1/kernel'));
   } finally {

@@ -39,14 +39,41 @@ export class NativeTensor {
 const buffers = new WeakMap<NativeTensor, NativeBuffer>();
 
 const CONV_FIELDS = [
-  'batch', 'inHeight', 'inWidth', 'inChannels', 'outHeight', 'outWidth', 'outChannels',
-  'kernelHeight', 'kernelWidth', 'strideHeight', 'strideWidth', 'dilationHeight', 'dilationWidth',
-  'padTop', 'padLeft', 'padBottom', 'padRight', 'groups',
+  'batch',
+  'inHeight',
+  'inWidth',
+  'inChannels',
+  'outHeight',
+  'outWidth',
+  'outChannels',
+  'kernelHeight',
+  'kernelWidth',
+  'strideHeight',
+  'strideWidth',
+  'dilationHeight',
+  'dilationWidth',
+  'padTop',
+  'padLeft',
+  'padBottom',
+  'padRight',
+  'groups',
 ] as const satisfies readonly (keyof Conv2DParams)[];
 
 const POOL_FIELDS = [
-  'batch', 'inHeight', 'inWidth', 'channels', 'outHeight', 'outWidth', 'windowHeight', 'windowWidth',
-  'strideHeight', 'strideWidth', 'padTop', 'padLeft', 'padBottom', 'padRight',
+  'batch',
+  'inHeight',
+  'inWidth',
+  'channels',
+  'outHeight',
+  'outWidth',
+  'windowHeight',
+  'windowWidth',
+  'strideHeight',
+  'strideWidth',
+  'padTop',
+  'padLeft',
+  'padBottom',
+  'padRight',
 ] as const satisfies readonly (keyof Pool2DParams)[];
 
 function isPad(field: string): boolean {
@@ -61,19 +88,31 @@ function int(op: string, name: string, v: unknown, min = 1): number {
 }
 
 function real(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`native ${op}: ${name} must be a finite number, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new OptionError(`native ${op}: ${name} must be a finite number, got ${String(v)}`);
   return v;
 }
 
 /** Output size along one axis must follow from input, window, dilation, stride and padding. */
-function checkAxis(op: string, axis: string, input: number, window: number, dilation: number, stride: number,
-  padBefore: number, padAfter: number, output: number): void {
+function checkAxis(
+  op: string,
+  axis: string,
+  input: number,
+  window: number,
+  dilation: number,
+  stride: number,
+  padBefore: number,
+  padAfter: number,
+  output: number,
+): void {
   const span = input + padBefore + padAfter - ((window - 1) * dilation + 1);
   if (span < 0) throw new ShapeError(`native ${op}: the dilated window is larger than the padded input along ${axis}`);
   const expected = Math.floor(span / stride) + 1;
   if (expected !== output) {
-    throw new ShapeError(`native ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
-      `dilation ${dilation}, stride ${stride}, padding ${padBefore}+${padAfter} (expected ${expected})`);
+    throw new ShapeError(
+      `native ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
+        `dilation ${dilation}, stride ${stride}, padding ${padBefore}+${padAfter} (expected ${expected})`,
+    );
   }
 }
 
@@ -133,7 +172,10 @@ export class NativeBackend implements Backend {
   readonly name = 'native';
   readonly dtypes: readonly DType[] = ['float32'];
 
-  constructor(private readonly addon: NativeAddon, readonly onednnVersion: string) {}
+  constructor(
+    private readonly addon: NativeAddon,
+    readonly onednnVersion: string,
+  ) {}
 
   // --- handles ------------------------------------------------------------------------------
 
@@ -185,7 +227,10 @@ export class NativeBackend implements Backend {
     if (!(data instanceof Float32Array)) {
       throw new BackendError(`native upload: this backend computes in float32 only, got ${data?.constructor?.name ?? typeof data}`);
     }
-    return this.wrap(this.native('upload', () => this.addon.upload(data)), data.length);
+    return this.wrap(
+      this.native('upload', () => this.addon.upload(data)),
+      data.length,
+    );
   }
 
   download(h: Handle, size: number, dtype: DType): NumArray {
@@ -199,7 +244,10 @@ export class NativeBackend implements Backend {
   zeros(size: number, dtype: DType): Handle {
     if (dtype !== 'float32') throw new BackendError(`native zeros: this backend computes in float32 only, asked for ${dtype}`);
     int('zeros', 'size', size, 0);
-    return this.wrap(this.native('zeros', () => this.addon.alloc(size, true)), size);
+    return this.wrap(
+      this.native('zeros', () => this.addon.alloc(size, true)),
+      size,
+    );
   }
 
   /** Frees the native memory now. Disposing twice is harmless; any other later use throws DisposedError. */
@@ -223,7 +271,10 @@ export class NativeBackend implements Backend {
 
   axpby(a: Handle, b: Handle, alpha: number, beta: number, size: number): Handle {
     const op = 'axpby';
-    const e = this.empty(op, size, [['a', a], ['b', b]]);
+    const e = this.empty(op, size, [
+      ['a', a],
+      ['b', b],
+    ]);
     if (e) return e;
     const nums = [real(op, 'alpha', alpha), real(op, 'beta', beta), size];
     return this.run1(op, [this.arg(op, 'a', a, size), this.arg(op, 'b', b, size)], nums, size);
@@ -231,7 +282,10 @@ export class NativeBackend implements Backend {
 
   mul(a: Handle, b: Handle, size: number): Handle {
     const op = 'mul';
-    const e = this.empty(op, size, [['a', a], ['b', b]]);
+    const e = this.empty(op, size, [
+      ['a', a],
+      ['b', b],
+    ]);
     if (e) return e;
     return this.run1(op, [this.arg(op, 'a', a, size), this.arg(op, 'b', b, size)], [size], size);
   }
@@ -252,7 +306,10 @@ export class NativeBackend implements Backend {
 
   reluBackward(dy: Handle, y: Handle, size: number): Handle {
     const op = 'reluBackward';
-    const e = this.empty(op, size, [['dy', dy], ['y', y]]);
+    const e = this.empty(op, size, [
+      ['dy', dy],
+      ['y', y],
+    ]);
     if (e) return e;
     return this.run1(op, [this.arg(op, 'dy', dy, size), this.arg(op, 'y', y, size)], [size], size);
   }
@@ -272,7 +329,10 @@ export class NativeBackend implements Backend {
 
   eluBackward(dy: Handle, y: Handle, alpha: number, size: number): Handle {
     const op = 'eluBackward';
-    const e = this.empty(op, size, [['dy', dy], ['y', y]]);
+    const e = this.empty(op, size, [
+      ['dy', dy],
+      ['y', y],
+    ]);
     if (e) return e;
     const nums = [this.eluAlpha(op, alpha), size];
     return this.run1(op, [this.arg(op, 'dy', dy, size), this.arg(op, 'y', y, size)], nums, size);
@@ -314,7 +374,8 @@ export class NativeBackend implements Backend {
   batchNormTrain(x: Handle, gamma: Handle, beta: Handle, p: BatchNormParams): { y: Handle; mean: Handle; variance: Handle } {
     const op = p.relu ? 'batchNormReluTrain' : 'batchNormTrain';
     const nums = bnNums(op, p);
-    const n = p.rows * p.channels, c = p.channels;
+    const n = p.rows * p.channels,
+      c = p.channels;
     const out = this.run(op, [this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c)], nums);
     return { y: this.wrap(out[0], n), mean: this.wrap(out[1], c), variance: this.wrap(out[2], c) };
   }
@@ -322,21 +383,37 @@ export class NativeBackend implements Backend {
   batchNormInference(x: Handle, gamma: Handle, beta: Handle, mean: Handle, variance: Handle, p: BatchNormParams): Handle {
     const op = p.relu ? 'batchNormReluInference' : 'batchNormInference';
     const nums = bnNums(op, p);
-    const n = p.rows * p.channels, c = p.channels;
+    const n = p.rows * p.channels,
+      c = p.channels;
     const inputs = [
-      this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c),
-      this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
+      this.arg(op, 'x', x, n),
+      this.arg(op, 'gamma', gamma, c),
+      this.arg(op, 'beta', beta, c),
+      this.arg(op, 'mean', mean, c),
+      this.arg(op, 'variance', variance, c),
     ];
     return this.run1(op, inputs, nums, n);
   }
 
-  batchNormBackward(dy: Handle, x: Handle, gamma: Handle, mean: Handle, variance: Handle, p: BatchNormParams, y?: Handle): { dx: Handle; dgamma: Handle; dbeta: Handle } {
+  batchNormBackward(
+    dy: Handle,
+    x: Handle,
+    gamma: Handle,
+    mean: Handle,
+    variance: Handle,
+    p: BatchNormParams,
+    y?: Handle,
+  ): { dx: Handle; dgamma: Handle; dbeta: Handle } {
     const op = p.relu ? 'batchNormReluBackward' : 'batchNormBackward';
     const nums = bnNums(op, p);
-    const n = p.rows * p.channels, c = p.channels;
+    const n = p.rows * p.channels,
+      c = p.channels;
     const inputs = [
-      this.arg(op, 'dy', dy, n), this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c),
-      this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
+      this.arg(op, 'dy', dy, n),
+      this.arg(op, 'x', x, n),
+      this.arg(op, 'gamma', gamma, c),
+      this.arg(op, 'mean', mean, c),
+      this.arg(op, 'variance', variance, c),
     ];
     if (p.relu) {
       if (y === undefined) throw new OptionError(`native ${op}: the fused ReLU needs the forward output y`);
@@ -409,8 +486,11 @@ export class NativeBackend implements Backend {
 
   matmul(a: Handle, b: Handle, p: MatMulParams): Handle {
     const op = 'matmul';
-    const m = int(op, 'm', p.m), k = int(op, 'k', p.k), n = int(op, 'n', p.n);
-    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean') throw new OptionError(`native ${op}: transA and transB must be booleans`);
+    const m = int(op, 'm', p.m),
+      k = int(op, 'k', p.k),
+      n = int(op, 'n', p.n);
+    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean')
+      throw new OptionError(`native ${op}: transA and transB must be booleans`);
     const nums = [m, k, n, p.transA ? 1 : 0, p.transB ? 1 : 0];
     return this.run1(op, [this.arg(op, 'a', a, m * k), this.arg(op, 'b', b, k * n)], nums, m * n);
   }
@@ -465,21 +545,37 @@ export class NativeBackend implements Backend {
         break;
       case 'rmsprop':
         kind = 1;
-        nums = [r('lr', rule.lr), r('rho', rule.rho), r('momentum', rule.momentum), r('epsilon', rule.epsilon), r('weightDecay', rule.weightDecay)];
+        nums = [
+          r('lr', rule.lr),
+          r('rho', rule.rho),
+          r('momentum', rule.momentum),
+          r('epsilon', rule.epsilon),
+          r('weightDecay', rule.weightDecay),
+        ];
         states = 2;
         break;
       case 'adam':
         kind = 2;
-        nums = [r('lr', rule.lr), r('beta1', rule.beta1), r('beta2', rule.beta2), r('epsilon', rule.epsilon),
-          r('weightDecay', rule.weightDecay), rule.decoupledWeightDecay ? 1 : 0, int(op, 'adam step', rule.step)];
+        nums = [
+          r('lr', rule.lr),
+          r('beta1', rule.beta1),
+          r('beta2', rule.beta2),
+          r('epsilon', rule.epsilon),
+          r('weightDecay', rule.weightDecay),
+          rule.decoupledWeightDecay ? 1 : 0,
+          int(op, 'adam step', rule.step),
+        ];
         states = 2;
         break;
       default:
         throw new OptionError(`native ${op}: unknown update rule ${String((rule as { kind?: unknown })?.kind)}`);
     }
     if (state.length !== states) throw new ShapeError(`native ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
-    const inputs = [this.arg(op, 'param', param, size), this.arg(op, 'grad', grad, size),
-      ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size))];
+    const inputs = [
+      this.arg(op, 'param', param, size),
+      this.arg(op, 'grad', grad, size),
+      ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size)),
+    ];
     if (size === 0) return;
     this.run(op, inputs, [kind, size, real(op, 'gradScale', gradScale), ...nums]);
   }
@@ -527,7 +623,8 @@ export class NativeBackend implements Backend {
    * setting). The default is OpenMP's: OMP_NUM_THREADS, else one per core.
    */
   setThreads(n: number): void {
-    if (!(Number.isInteger(n) && n >= 1 && n <= 1024)) throw new OptionError(`the thread count must be an integer from 1 to 1024, got ${n}`);
+    if (!(Number.isInteger(n) && n >= 1 && n <= 1024))
+      throw new OptionError(`the thread count must be an integer from 1 to 1024, got ${n}`);
     this.addon.setThreads(n);
   }
 
@@ -555,7 +652,8 @@ export class NativeBackend implements Backend {
    * the resident size stays near what the largest step needs.
    */
   setPoolLimit(bytes: number): void {
-    if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= 2 ** 50)) throw new OptionError(`the pool limit must be a whole number of bytes from 0 to 2^50, got ${bytes}`);
+    if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= 2 ** 50))
+      throw new OptionError(`the pool limit must be a whole number of bytes from 0 to 2^50, got ${bytes}`);
     this.addon.setPoolLimit(bytes);
   }
 
@@ -572,7 +670,10 @@ export class NativeBackend implements Backend {
   runPlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): NativeTensor {
     const input = this.arg('runPlan', 'input', x, inputSize);
     int('runPlan', 'outputSize', outputSize);
-    const out = this.wrap(this.native('runPlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    const out = this.wrap(
+      this.native('runPlan', () => this.addon.alloc(outputSize, false)),
+      outputSize,
+    );
     try {
       this.native('runPlan', () => this.addon.planRun(plan, input, buffers.get(out)!));
     } catch (e) {
@@ -586,7 +687,10 @@ export class NativeBackend implements Backend {
   profilePlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): number[] {
     const input = this.arg('profilePlan', 'input', x, inputSize);
     int('profilePlan', 'outputSize', outputSize);
-    const out = this.wrap(this.native('profilePlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    const out = this.wrap(
+      this.native('profilePlan', () => this.addon.alloc(outputSize, false)),
+      outputSize,
+    );
     try {
       return this.native('profilePlan', () => this.addon.planProfile(plan, input, buffers.get(out)!));
     } finally {

@@ -110,7 +110,11 @@ export function loadAddon(): AddonLoad {
     const addon = mod.exports as NativeAddon;
     const v = addon.version();
     if (v.abi !== EXPECTED_ABI) {
-      return { addon: null, path: file, reason: `native addon is stale (ABI ${v.abi}, expected ${EXPECTED_ABI}); run \`npm run build:native\`` };
+      return {
+        addon: null,
+        path: file,
+        reason: `native addon is stale (ABI ${v.abi}, expected ${EXPECTED_ABI}); run \`npm run build:native\``,
+      };
     }
     return { addon, path: file };
   } catch (e) {

@@ -54,7 +54,9 @@ export function poolLimitFromEnv(value: string | undefined): number | null {
   if (value === undefined || value === '') return null;
   const n = Number(value);
   if (/^\d+$/.test(value.trim()) && n <= MAX_POOL_MB) return n;
-  process.stderr.write(`xception: ignoring XCEPTION_POOL_MB=${value}: it must be a whole number of MiB from 0 to ${MAX_POOL_MB}; keeping ${DEFAULT_POOL_MB}\n`);
+  process.stderr.write(
+    `xception: ignoring XCEPTION_POOL_MB=${value}: it must be a whole number of MiB from 0 to ${MAX_POOL_MB}; keeping ${DEFAULT_POOL_MB}\n`,
+  );
   return null;
 }
 

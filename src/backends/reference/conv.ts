@@ -29,8 +29,22 @@ import { asArray, check, checkNonNegativeInts, checkPositiveInts, checkWindowOut
 function checkConvParams(p: Conv2DParams, kernel: string): void {
   checkPositiveInts(
     p,
-    ['batch', 'inHeight', 'inWidth', 'inChannels', 'outHeight', 'outWidth', 'outChannels', 'kernelHeight', 'kernelWidth',
-      'strideHeight', 'strideWidth', 'dilationHeight', 'dilationWidth', 'groups'],
+    [
+      'batch',
+      'inHeight',
+      'inWidth',
+      'inChannels',
+      'outHeight',
+      'outWidth',
+      'outChannels',
+      'kernelHeight',
+      'kernelWidth',
+      'strideHeight',
+      'strideWidth',
+      'dilationHeight',
+      'dilationWidth',
+      'groups',
+    ],
     kernel,
   );
   checkNonNegativeInts(p, ['padTop', 'padLeft', 'padBottom', 'padRight'], kernel);
@@ -78,8 +92,11 @@ export function conv2d(xh: Handle, wh: Handle, p: Conv2DParams): NumArray {
   checkConvParams(p, 'conv2d');
   const x = asArray(xh, inputSize(p), 'conv2d input');
   const w = asArray(wh, filterSize(p), 'conv2d filter');
-  const C = p.inChannels, OC = p.outChannels, G = p.groups;
-  const Cg = C / G, OCg = OC / G;
+  const C = p.inChannels,
+    OC = p.outChannels,
+    G = p.groups;
+  const Cg = C / G,
+    OCg = OC / G;
   const acc = new Float64Array(outputSize(p)); // y rounds once, at the end
   const taps = tapConnections(p);
   for (let tap = 0; tap < taps.length; tap++) {
@@ -89,7 +106,8 @@ export function conv2d(xh: Handle, wh: Handle, p: Conv2DParams): NumArray {
       // Depthwise: the filter row of this tap covers every output channel o, which reads input
       // channel floor(o / multiplier).
       for (let k = 0; k < pairs.length; k += 2) {
-        const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+        const xPixel = pairs[k] * C,
+          yPixel = pairs[k + 1] * OC;
         for (let o = 0; o < OC; o++) acc[yPixel + o] += x[xPixel + ((o / OCg) | 0)] * w[wTap + o];
       }
       continue;
@@ -97,22 +115,43 @@ export function conv2d(xh: Handle, wh: Handle, p: Conv2DParams): NumArray {
     let k = 0;
     for (; k + 4 <= pairs.length; k += 4) {
       // Two pairs (pixels a and b) at once: every filter row loaded serves both.
-      const xa = pairs[k] * C, ya = pairs[k + 1] * OC, xb = pairs[k + 2] * C, yb = pairs[k + 3] * OC;
+      const xa = pairs[k] * C,
+        ya = pairs[k + 1] * OC,
+        xb = pairs[k + 2] * C,
+        yb = pairs[k + 3] * OC;
       for (let g = 0; g < G; g++) {
-        const xaG = xa + g * Cg, xbG = xb + g * Cg, yaG = ya + g * OCg, ybG = yb + g * OCg, wGroup = wTap + g * OCg;
+        const xaG = xa + g * Cg,
+          xbG = xb + g * Cg,
+          yaG = ya + g * OCg,
+          ybG = yb + g * OCg,
+          wGroup = wTap + g * OCg;
         let ci = 0;
         for (; ci + 4 <= Cg; ci += 4) {
-          const a0 = x[xaG + ci], a1 = x[xaG + ci + 1], a2 = x[xaG + ci + 2], a3 = x[xaG + ci + 3];
-          const b0 = x[xbG + ci], b1 = x[xbG + ci + 1], b2 = x[xbG + ci + 2], b3 = x[xbG + ci + 3];
-          const r0 = wGroup + ci * OC, r1 = r0 + OC, r2 = r1 + OC, r3 = r2 + OC;
+          const a0 = x[xaG + ci],
+            a1 = x[xaG + ci + 1],
+            a2 = x[xaG + ci + 2],
+            a3 = x[xaG + ci + 3];
+          const b0 = x[xbG + ci],
+            b1 = x[xbG + ci + 1],
+            b2 = x[xbG + ci + 2],
+            b3 = x[xbG + ci + 3];
+          const r0 = wGroup + ci * OC,
+            r1 = r0 + OC,
+            r2 = r1 + OC,
+            r3 = r2 + OC;
           for (let o = 0; o < OCg; o++) {
-            const w0 = w[r0 + o], w1 = w[r1 + o], w2 = w[r2 + o], w3 = w[r3 + o];
+            const w0 = w[r0 + o],
+              w1 = w[r1 + o],
+              w2 = w[r2 + o],
+              w3 = w[r3 + o];
             acc[yaG + o] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3;
             acc[ybG + o] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3;
           }
         }
         for (; ci < Cg; ci++) {
-          const av = x[xaG + ci], bv = x[xbG + ci], r = wGroup + ci * OC;
+          const av = x[xaG + ci],
+            bv = x[xbG + ci],
+            r = wGroup + ci * OC;
           for (let o = 0; o < OCg; o++) {
             acc[yaG + o] += av * w[r + o];
             acc[ybG + o] += bv * w[r + o];
@@ -122,10 +161,13 @@ export function conv2d(xh: Handle, wh: Handle, p: Conv2DParams): NumArray {
     }
     for (; k < pairs.length; k += 2) {
       // The plain form: y[pixel, g·OCg + o] += x[pixel', g·Cg + ci] · w[kh, kw, ci, g·OCg + o].
-      const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+      const xPixel = pairs[k] * C,
+        yPixel = pairs[k + 1] * OC;
       for (let g = 0; g < G; g++) {
         for (let ci = 0; ci < Cg; ci++) {
-          const xv = x[xPixel + g * Cg + ci], r = wTap + ci * OC + g * OCg, yGroup = yPixel + g * OCg;
+          const xv = x[xPixel + g * Cg + ci],
+            r = wTap + ci * OC + g * OCg,
+            yGroup = yPixel + g * OCg;
           for (let o = 0; o < OCg; o++) acc[yGroup + o] += xv * w[r + o];
         }
       }
@@ -139,8 +181,11 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
   checkConvParams(p, 'conv2dBackwardInput');
   const dy = asArray(dyh, outputSize(p), 'conv2dBackwardInput output gradient');
   const w = asArray(wh, filterSize(p), 'conv2dBackwardInput filter');
-  const C = p.inChannels, OC = p.outChannels, G = p.groups;
-  const Cg = C / G, OCg = OC / G;
+  const C = p.inChannels,
+    OC = p.outChannels,
+    G = p.groups;
+  const Cg = C / G,
+    OCg = OC / G;
   const acc = new Float64Array(inputSize(p));
   const taps = tapConnections(p);
   for (let tap = 0; tap < taps.length; tap++) {
@@ -149,7 +194,8 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
     if (Cg === 1) {
       // Depthwise: output channel o sends its gradient back to input channel floor(o / multiplier).
       for (let k = 0; k < pairs.length; k += 2) {
-        const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+        const xPixel = pairs[k] * C,
+          yPixel = pairs[k + 1] * OC;
         for (let o = 0; o < OC; o++) acc[xPixel + ((o / OCg) | 0)] += dy[yPixel + o] * w[wTap + o];
       }
       continue;
@@ -157,25 +203,59 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
     let k = 0;
     for (; k + 4 <= pairs.length; k += 4) {
       // Two pairs × four filter rows: eight dot products share each load of dy and w.
-      const xa = pairs[k] * C, ya = pairs[k + 1] * OC, xb = pairs[k + 2] * C, yb = pairs[k + 3] * OC;
+      const xa = pairs[k] * C,
+        ya = pairs[k + 1] * OC,
+        xb = pairs[k + 2] * C,
+        yb = pairs[k + 3] * OC;
       for (let g = 0; g < G; g++) {
-        const xaG = xa + g * Cg, xbG = xb + g * Cg, yaG = ya + g * OCg, ybG = yb + g * OCg, wGroup = wTap + g * OCg;
+        const xaG = xa + g * Cg,
+          xbG = xb + g * Cg,
+          yaG = ya + g * OCg,
+          ybG = yb + g * OCg,
+          wGroup = wTap + g * OCg;
         let ci = 0;
         for (; ci + 4 <= Cg; ci += 4) {
-          const r0 = wGroup + ci * OC, r1 = r0 + OC, r2 = r1 + OC, r3 = r2 + OC;
-          let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+          const r0 = wGroup + ci * OC,
+            r1 = r0 + OC,
+            r2 = r1 + OC,
+            r3 = r2 + OC;
+          let a0 = 0,
+            a1 = 0,
+            a2 = 0,
+            a3 = 0,
+            b0 = 0,
+            b1 = 0,
+            b2 = 0,
+            b3 = 0;
           for (let o = 0; o < OCg; o++) {
-            const da = dy[yaG + o], db = dy[ybG + o];
-            const w0 = w[r0 + o], w1 = w[r1 + o], w2 = w[r2 + o], w3 = w[r3 + o];
-            a0 += da * w0; a1 += da * w1; a2 += da * w2; a3 += da * w3;
-            b0 += db * w0; b1 += db * w1; b2 += db * w2; b3 += db * w3;
+            const da = dy[yaG + o],
+              db = dy[ybG + o];
+            const w0 = w[r0 + o],
+              w1 = w[r1 + o],
+              w2 = w[r2 + o],
+              w3 = w[r3 + o];
+            a0 += da * w0;
+            a1 += da * w1;
+            a2 += da * w2;
+            a3 += da * w3;
+            b0 += db * w0;
+            b1 += db * w1;
+            b2 += db * w2;
+            b3 += db * w3;
           }
-          acc[xaG + ci] += a0; acc[xaG + ci + 1] += a1; acc[xaG + ci + 2] += a2; acc[xaG + ci + 3] += a3;
-          acc[xbG + ci] += b0; acc[xbG + ci + 1] += b1; acc[xbG + ci + 2] += b2; acc[xbG + ci + 3] += b3;
+          acc[xaG + ci] += a0;
+          acc[xaG + ci + 1] += a1;
+          acc[xaG + ci + 2] += a2;
+          acc[xaG + ci + 3] += a3;
+          acc[xbG + ci] += b0;
+          acc[xbG + ci + 1] += b1;
+          acc[xbG + ci + 2] += b2;
+          acc[xbG + ci + 3] += b3;
         }
         for (; ci < Cg; ci++) {
           const r = wGroup + ci * OC;
-          let sa = 0, sb = 0;
+          let sa = 0,
+            sb = 0;
           for (let o = 0; o < OCg; o++) {
             sa += dy[yaG + o] * w[r + o];
             sb += dy[ybG + o] * w[r + o];
@@ -187,10 +267,12 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
     }
     for (; k < pairs.length; k += 2) {
       // The plain form: dx[pixel', g·Cg + ci] += Σ_o dy[pixel, g·OCg + o] · w[kh, kw, ci, g·OCg + o].
-      const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+      const xPixel = pairs[k] * C,
+        yPixel = pairs[k + 1] * OC;
       for (let g = 0; g < G; g++) {
         for (let ci = 0; ci < Cg; ci++) {
-          const r = wTap + ci * OC + g * OCg, yGroup = yPixel + g * OCg;
+          const r = wTap + ci * OC + g * OCg,
+            yGroup = yPixel + g * OCg;
           let s = 0;
           for (let o = 0; o < OCg; o++) s += dy[yGroup + o] * w[r + o];
           acc[xPixel + g * Cg + ci] += s;
@@ -209,8 +291,11 @@ export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): 
   checkConvParams(p, 'conv2dBackwardFilter');
   const x = asArray(xh, inputSize(p), 'conv2dBackwardFilter input');
   const dy = asArray(dyh, outputSize(p), 'conv2dBackwardFilter output gradient');
-  const C = p.inChannels, OC = p.outChannels, G = p.groups;
-  const Cg = C / G, OCg = OC / G;
+  const C = p.inChannels,
+    OC = p.outChannels,
+    G = p.groups;
+  const Cg = C / G,
+    OCg = OC / G;
   const acc = new Float64Array(filterSize(p));
   const taps = tapConnections(p);
   for (let tap = 0; tap < taps.length; tap++) {
@@ -219,7 +304,8 @@ export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): 
     if (Cg === 1) {
       // Depthwise: a single filter row per tap; output channel o reads input floor(o / multiplier).
       for (let k = 0; k < pairs.length; k += 2) {
-        const xPixel = pairs[k] * C, yPixel = pairs[k + 1] * OC;
+        const xPixel = pairs[k] * C,
+          yPixel = pairs[k + 1] * OC;
         for (let o = 0; o < OC; o++) acc[wTap + o] += x[xPixel + ((o / OCg) | 0)] * dy[yPixel + o];
       }
       continue;
@@ -230,21 +316,40 @@ export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): 
       for (; ci + 2 <= Cg; ci += 2) {
         // Two filter rows (input channels c and c + 1) × four pairs: each dy load feeds two rows.
         const c = g * Cg + ci;
-        const r0 = wTap + ci * OC + yg, r1 = r0 + OC;
+        const r0 = wTap + ci * OC + yg,
+          r1 = r0 + OC;
         let k = 0;
         for (; k + 8 <= pairs.length; k += 8) {
-          const xa = pairs[k] * C + c, xb = pairs[k + 2] * C + c, xc = pairs[k + 4] * C + c, xd = pairs[k + 6] * C + c;
-          const a0 = x[xa], a1 = x[xa + 1], b0 = x[xb], b1 = x[xb + 1], c0 = x[xc], c1 = x[xc + 1], d0 = x[xd], d1 = x[xd + 1];
-          const ya = pairs[k + 1] * OC + yg, yb = pairs[k + 3] * OC + yg, yc = pairs[k + 5] * OC + yg, yd = pairs[k + 7] * OC + yg;
+          const xa = pairs[k] * C + c,
+            xb = pairs[k + 2] * C + c,
+            xc = pairs[k + 4] * C + c,
+            xd = pairs[k + 6] * C + c;
+          const a0 = x[xa],
+            a1 = x[xa + 1],
+            b0 = x[xb],
+            b1 = x[xb + 1],
+            c0 = x[xc],
+            c1 = x[xc + 1],
+            d0 = x[xd],
+            d1 = x[xd + 1];
+          const ya = pairs[k + 1] * OC + yg,
+            yb = pairs[k + 3] * OC + yg,
+            yc = pairs[k + 5] * OC + yg,
+            yd = pairs[k + 7] * OC + yg;
           for (let o = 0; o < OCg; o++) {
-            const da = dy[ya + o], db = dy[yb + o], dc = dy[yc + o], dd = dy[yd + o];
+            const da = dy[ya + o],
+              db = dy[yb + o],
+              dc = dy[yc + o],
+              dd = dy[yd + o];
             acc[r0 + o] += a0 * da + b0 * db + c0 * dc + d0 * dd;
             acc[r1 + o] += a1 * da + b1 * db + c1 * dc + d1 * dd;
           }
         }
         for (; k < pairs.length; k += 2) {
-          const xa = pairs[k] * C + c, ya = pairs[k + 1] * OC + yg;
-          const a0 = x[xa], a1 = x[xa + 1];
+          const xa = pairs[k] * C + c,
+            ya = pairs[k + 1] * OC + yg;
+          const a0 = x[xa],
+            a1 = x[xa + 1];
           for (let o = 0; o < OCg; o++) {
             acc[r0 + o] += a0 * dy[ya + o];
             acc[r1 + o] += a1 * dy[ya + o];
@@ -253,9 +358,11 @@ export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): 
       }
       for (; ci < Cg; ci++) {
         // The plain form: dw[kh, kw, ci, g·OCg + o] += x[pixel', g·Cg + ci] · dy[pixel, g·OCg + o].
-        const r = wTap + ci * OC + yg, c = g * Cg + ci;
+        const r = wTap + ci * OC + yg,
+          c = g * Cg + ci;
         for (let k = 0; k < pairs.length; k += 2) {
-          const xv = x[pairs[k] * C + c], yr = pairs[k + 1] * OC + yg;
+          const xv = x[pairs[k] * C + c],
+            yr = pairs[k + 1] * OC + yg;
           for (let o = 0; o < OCg; o++) acc[r + o] += xv * dy[yr + o];
         }
       }

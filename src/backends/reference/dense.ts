@@ -81,7 +81,8 @@ export function concatChannels(xhs: readonly Handle[], rows: number, channels: r
   xs.forEach((x, i) => {
     const C = channels[i];
     for (let r = 0; r < rows; r++) {
-      const src = r * C, dst = r * total + offset;
+      const src = r * C,
+        dst = r * total + offset;
       for (let c = 0; c < C; c++) y[dst + c] = x[src + c];
     }
     offset += C;
@@ -99,7 +100,8 @@ export function sliceChannels(xh: Handle, p: RowsParams, start: number, count: n
   const x = asArray(xh, rows * C, 'sliceChannels input');
   const y = newLike(x, rows * count);
   for (let r = 0; r < rows; r++) {
-    const src = r * C + start, dst = r * count;
+    const src = r * C + start,
+      dst = r * count;
     for (let c = 0; c < count; c++) y[dst + c] = x[src + c];
   }
   return y;

@@ -44,11 +44,7 @@ function target(label: number, c: number, p: CrossEntropyParams): number {
  * loss = (1/rows) Σ_rows −Σ_c target[c]·log softmax(logits)[c], with
  * log softmax = logits − max − log Σ exp(logits − max) (never log of a rounded-to-zero prob).
  */
-export function softmaxCrossEntropy(
-  logitsh: Handle,
-  labels: Int32Array,
-  p: CrossEntropyParams,
-): { loss: number; probs: NumArray } {
+export function softmaxCrossEntropy(logitsh: Handle, labels: Int32Array, p: CrossEntropyParams): { loss: number; probs: NumArray } {
   checkCrossEntropy(labels, p, 'softmaxCrossEntropy');
   const C = p.channels;
   const logits = asArray(logitsh, p.rows * C, 'softmaxCrossEntropy logits');
@@ -66,12 +62,7 @@ export function softmaxCrossEntropy(
 }
 
 /** d(scale·loss)/d(logits) = (probs − target)·scale/rows. */
-export function softmaxCrossEntropyBackward(
-  probsh: Handle,
-  labels: Int32Array,
-  p: CrossEntropyParams,
-  scale: number,
-): NumArray {
+export function softmaxCrossEntropyBackward(probsh: Handle, labels: Int32Array, p: CrossEntropyParams, scale: number): NumArray {
   checkCrossEntropy(labels, p, 'softmaxCrossEntropyBackward');
   check(Number.isFinite(scale), `softmaxCrossEntropyBackward: scale must be a finite number, got ${scale}`);
   const C = p.channels;

@@ -42,10 +42,12 @@ function forEachWindow(
   for (let n = 0; n < p.batch; n++) {
     for (let oh = 0; oh < p.outHeight; oh++) {
       const hStart = oh * p.strideHeight - p.padTop;
-      const h0 = Math.max(hStart, 0), h1 = Math.min(hStart + p.windowHeight, p.inHeight);
+      const h0 = Math.max(hStart, 0),
+        h1 = Math.min(hStart + p.windowHeight, p.inHeight);
       for (let ow = 0; ow < p.outWidth; ow++) {
         const wStart = ow * p.strideWidth - p.padLeft;
-        const w0 = Math.max(wStart, 0), w1 = Math.min(wStart + p.windowWidth, p.inWidth);
+        const w0 = Math.max(wStart, 0),
+          w1 = Math.min(wStart + p.windowWidth, p.inWidth);
         visit((n * p.outHeight + oh) * p.outWidth + ow, h0, h1, w0, w1, n);
       }
     }

@@ -41,14 +41,14 @@ export function applyUpdate(rule: UpdateRule, wh: Handle, gh: Handle, stateH: re
     }
     case 'adam': {
       const [m, v] = state as [Arr, Arr];
-      const c1 = 1 - Math.pow(rule.beta1, rule.step);
-      const c2 = 1 - Math.pow(rule.beta2, rule.step);
+      const c1 = 1 - rule.beta1 ** rule.step;
+      const c2 = 1 - rule.beta2 ** rule.step;
       for (let i = 0; i < size; i++) {
         const old = w[i]!;
         const g = gradScale * grad[i]! + (rule.decoupledWeightDecay ? 0 : rule.weightDecay * old);
         m[i] = rule.beta1 * m[i]! + (1 - rule.beta1) * g;
         v[i] = rule.beta2 * v[i]! + (1 - rule.beta2) * g * g;
-        const step = (m[i]! / c1) / (Math.sqrt(v[i]! / c2) + rule.epsilon);
+        const step = m[i]! / c1 / (Math.sqrt(v[i]! / c2) + rule.epsilon);
         w[i] = old - rule.lr * (step + (rule.decoupledWeightDecay ? rule.weightDecay * old : 0));
       }
       return;

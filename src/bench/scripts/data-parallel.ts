@@ -52,7 +52,9 @@ try {
     for (let i = 0; i < steps; i++) await dp.step(batch, sgd.lr, i);
     const b = (performance.now() - t) / steps;
     const ips = (ms: number) => ((batchSize * 1000) / ms).toFixed(0);
-    console.log(`round ${r}: local ${a.toFixed(1)} ms/step (${ips(a)} img/s)  dp×${replicas} ${b.toFixed(1)} ms/step (${ips(b)} img/s)  ratio ${(a / b).toFixed(2)}`);
+    console.log(
+      `round ${r}: local ${a.toFixed(1)} ms/step (${ips(a)} img/s)  dp×${replicas} ${b.toFixed(1)} ms/step (${ips(b)} img/s)  ratio ${(a / b).toFixed(2)}`,
+    );
   }
 } finally {
   await dp.close();

@@ -17,10 +17,16 @@ try {
   }
   const t0 = performance.now();
   const data = await openTrainingData({
-    dataset: `folder:${root}`, scaling: 'xception', augment: { cropPadding: 0, flip: true, randomResizedCrop: true },
-    validationFraction: 0.1, seed: 0, batchSize: 8,
+    dataset: `folder:${root}`,
+    scaling: 'xception',
+    augment: { cropPadding: 0, flip: true, randomResizedCrop: true },
+    validationFraction: 0.1,
+    seed: 0,
+    batchSize: 8,
   });
-  console.log(`${files.toLocaleString('en-US')} files: opened in ${(performance.now() - t0).toFixed(0)} ms (${data.train.samples} training, ${data.evaluation!.samples} validation)`);
+  console.log(
+    `${files.toLocaleString('en-US')} files: opened in ${(performance.now() - t0).toFixed(0)} ms (${data.train.samples} training, ${data.evaluation!.samples} validation)`,
+  );
 } finally {
   rmSync(root, { recursive: true, force: true });
 }

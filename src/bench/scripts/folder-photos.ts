@@ -22,7 +22,8 @@ export interface PhotoFolderOptions {
 export async function writePhotoFolder(dir: string, o: PhotoFolderOptions): Promise<{ bytes: number; pixels: number }> {
   const rng = new Random(o.seed ?? 1);
   for (let k = 0; k < o.classes; k++) mkdirSync(join(dir, `class${String(k).padStart(3, '0')}`), { recursive: true });
-  let bytes = 0, pixels = 0;
+  let bytes = 0,
+    pixels = 0;
   const encoded: { jpeg: Buffer; pixels: number }[] = [];
   const distinct = o.distinct ?? o.count;
   for (let n = 0; n < o.count; n++) {
@@ -41,10 +42,13 @@ export async function writePhotoFolder(dir: string, o: PhotoFolderOptions): Prom
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const wave = 70 * Math.sin(x * f[0]! + y * f[1]! + f[2]!);
-        for (let c = 0; c < 3; c++) raw[(y * w + x) * 3 + c] = Math.max(0, Math.min(255, 128 + wave * (c === 1 ? -1 : 1) + (rng.next() - 0.5) * 80));
+        for (let c = 0; c < 3; c++)
+          raw[(y * w + x) * 3 + c] = Math.max(0, Math.min(255, 128 + wave * (c === 1 ? -1 : 1) + (rng.next() - 0.5) * 80));
       }
     }
-    const jpeg = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: o.quality ?? 85 }).toBuffer();
+    const jpeg = await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: o.quality ?? 85 })
+      .toBuffer();
     writeFileSync(file, jpeg);
     if (distinct < o.count) encoded.push({ jpeg, pixels: w * h });
     bytes += jpeg.length;

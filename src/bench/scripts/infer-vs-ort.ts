@@ -25,7 +25,10 @@ const dir = mkdtempSync(path.join(tmpdir(), 'xception-ort-'));
 const onnxPath = path.join(dir, 'xception.onnx');
 writeFileSync(onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
 const session = await ort.InferenceSession.create(onnxPath, {
-  executionProviders: ['cpu'], intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all',
+  executionProviders: ['cpu'],
+  intraOpNumThreads: 2,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
 });
 rmSync(dir, { recursive: true, force: true });
 // The same pixels in NCHW for ONNX Runtime (the values only matter for timing).
@@ -36,7 +39,8 @@ for (let i = 0; i < 2; i++) {
   await session.run({ input });
 }
 const perRound = batch === 1 ? 8 : 2;
-const ours: number[] = [], theirs: number[] = [];
+const ours: number[] = [],
+  theirs: number[] = [];
 for (let r = 0; r < rounds; r++) {
   let t0 = performance.now();
   for (let i = 0; i < perRound; i++) plan.run(x).dispose();
@@ -47,7 +51,9 @@ for (let r = 0; r < rounds; r++) {
 }
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
 const ratios = ours.map((o, i) => theirs[i]! / o);
-console.log(`batch ${batch}, ${plan.layout} plan: ours ${median(ours).toFixed(1)} ms, ONNX Runtime ${median(theirs).toFixed(1)} ms; ` +
-  `speed ratio (median of ${rounds} rounds) ${median(ratios).toFixed(3)}; rounds ${ratios.map((r) => r.toFixed(2)).join(' ')}`);
+console.log(
+  `batch ${batch}, ${plan.layout} plan: ours ${median(ours).toFixed(1)} ms, ONNX Runtime ${median(theirs).toFixed(1)} ms; ` +
+    `speed ratio (median of ${rounds} rounds) ${median(ratios).toFixed(3)}; rounds ${ratios.map((r) => r.toFixed(2)).join(' ')}`,
+);
 await session.release();
 plan.dispose();

@@ -31,12 +31,17 @@ const prep: ImagePreprocessing = {
 
 /** A photo-like JPEG: random blobs (low-res noise upscaled smoothly) plus fine grain. */
 async function writePhoto(file: string, width: number, height: number): Promise<void> {
-  const lw = Math.ceil(width / 8), lh = Math.ceil(height / 8);
+  const lw = Math.ceil(width / 8),
+    lh = Math.ceil(height / 8);
   const blobs = await sharp(randomBytes(lw * lh * 3), { raw: { width: lw, height: lh, channels: 3 } })
-    .resize(width, height, { kernel: 'cubic' }).raw().toBuffer();
+    .resize(width, height, { kernel: 'cubic' })
+    .raw()
+    .toBuffer();
   const grain = randomBytes(width * height * 3);
   for (let i = 0; i < blobs.length; i++) blobs[i] = Math.min(255, Math.max(0, blobs[i]! + ((grain[i]! & 15) - 8)));
-  await sharp(blobs, { raw: { width, height, channels: 3 } }).jpeg({ quality: 88 }).toFile(file);
+  await sharp(blobs, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 88 })
+    .toFile(file);
 }
 
 const dir = mkdtempSync(path.join(tmpdir(), 'xception-predict-bench-'));
@@ -54,7 +59,9 @@ try {
     files.push(file);
     pixels += w * h;
   }
-  console.log(`${count} JPEGs, mean ${(pixels / count / 1e6).toFixed(2)} Mpx, written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `${count} JPEGs, mean ${(pixels / count / 1e6).toFixed(2)} Mpx, written in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
 
   const model = xception();
   const plan = cachedCompiledInference(model, batch, false);
@@ -70,7 +77,9 @@ try {
   // same machine load (other processes come and go); the median of the rounds' ratios is reported.
   const rounds = Math.max(1, Math.min(10, Math.floor(files.length / (batch * 4))));
   const perRound = Math.floor(files.length / rounds / batch) * batch;
-  const ratios: number[] = [], planRates: number[] = [], predictRates: number[] = [];
+  const ratios: number[] = [],
+    planRates: number[] = [],
+    predictRates: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const slice = files.slice(r * perRound, (r + 1) * perRound);
     const planImagesPerSecond = planRate(slice.length / batch);
@@ -90,7 +99,9 @@ try {
 
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
   const list = (v: number[]) => v.map((x) => x.toFixed(2)).join(' ');
-  console.log(`preprocessing ${prep.resize}/${prep.interpolation}, batch ${batch}, decode concurrency ${decodeConcurrency}, UV_THREADPOOL_SIZE ${process.env['UV_THREADPOOL_SIZE'] ?? '4 (default)'}, ${rounds} rounds of ${perRound} images`);
+  console.log(
+    `preprocessing ${prep.resize}/${prep.interpolation}, batch ${batch}, decode concurrency ${decodeConcurrency}, UV_THREADPOOL_SIZE ${process.env['UV_THREADPOOL_SIZE'] ?? '4 (default)'}, ${rounds} rounds of ${perRound} images`,
+  );
   console.log(`compiled plan alone:  median ${median(planRates).toFixed(2)} images/s  (rounds: ${list(planRates)})`);
   console.log(`predictImages:        median ${median(predictRates).toFixed(2)} images/s  (rounds: ${list(predictRates)})`);
   console.log(`decoding alone:       ${decodeRate.toFixed(2)} images/s`);

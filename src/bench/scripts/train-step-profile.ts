@@ -43,16 +43,24 @@ const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(native)).concat
 for (const k of methods) {
   const f = (native as unknown as Record<string, unknown>)[k];
   if (typeof f !== 'function' || k === 'constructor') continue;
-  wrapped[k] = function (...args: unknown[]) {
-    const t = performance.now(), c0 = cpuMs();
+  wrapped[k] = (...args: unknown[]) => {
+    const t = performance.now(),
+      c0 = cpuMs();
     const r = (f as (...a: unknown[]) => unknown).apply(native, args);
     const cpu = cpuMs() - c0;
     let key = k;
-    const p = args.find((v): v is { kernelHeight: number; kernelWidth: number; groups: number; inChannels: number } =>
-      typeof v === 'object' && v !== null && 'kernelHeight' in v);
+    const p = args.find(
+      (v): v is { kernelHeight: number; kernelWidth: number; groups: number; inChannels: number } =>
+        typeof v === 'object' && v !== null && 'kernelHeight' in v,
+    );
     if (p) key += ` ${p.kernelHeight}x${p.kernelWidth}${p.groups > 1 ? (p.groups === p.inChannels ? ' dw' : ` g${p.groups}`) : ''}`;
-    if (p && process.env.PROFILE_SHAPES) { const q = p as unknown as Record<string, number>; key += ` ${q.inChannels}→${q.outChannels}@${q.inHeight}/${q.strideHeight}`; }
-    const rows = args.find((v): v is { rows: number; channels: number } => typeof v === 'object' && v !== null && 'rows' in v && 'channels' in v);
+    if (p && process.env.PROFILE_SHAPES) {
+      const q = p as unknown as Record<string, number>;
+      key += ` ${q.inChannels}→${q.outChannels}@${q.inHeight}/${q.strideHeight}`;
+    }
+    const rows = args.find(
+      (v): v is { rows: number; channels: number } => typeof v === 'object' && v !== null && 'rows' in v && 'channels' in v,
+    );
     if (rows && process.env.PROFILE_SHAPES) key += ` ${rows.rows}×${rows.channels}`;
     const e = times.get(key) ?? [0, 0, 0];
     e[0] += performance.now() - t;
@@ -66,18 +74,22 @@ X.setBackend(wrapped as unknown as Backend);
 
 // bench-299 / bench-64: the networks of `xception bench`'s training cases (1000 classes).
 const which = process.argv[6] ?? 'xception';
-const model = which === 'inception_v3'
-  ? X.inceptionV3({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.2475 })
-  : which === 'bench-299'
-    ? X.xception({ inputShape: [299, 299, 3], classes: 1000 })
-    : which === 'bench-64'
-      ? X.xception({ stem: 'small', inputShape: [64, 64, 3], classes: 1000 })
-      : X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
+const model =
+  which === 'inception_v3'
+    ? X.inceptionV3({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.2475 })
+    : which === 'bench-299'
+      ? X.xception({ inputShape: [299, 299, 3], classes: 1000 })
+      : which === 'bench-64'
+        ? X.xception({ stem: 'small', inputShape: [64, 64, 3], classes: 1000 })
+        : X.xception({ stem: 'small', inputShape: [28, 28, 1], classes: 10, width: 0.25, middleBlocks });
 const [ih, iw, ic] = model.inputShape as [number, number, number];
 const classes = model.outputShape[0]!;
 const opt = new X.Optimizer('sgd', { lr: 0.01, momentum: 0.9, nesterov: true });
 const rng = new X.Random(1);
-const x = X.tensor(Float32Array.from({ length: batch * ih * iw * ic }, () => rng.uniform() * 2 - 1), [batch, ih, iw, ic]);
+const x = X.tensor(
+  Float32Array.from({ length: batch * ih * iw * ic }, () => rng.uniform() * 2 - 1),
+  [batch, ih, iw, ic],
+);
 const labels = Array.from({ length: batch }, (_, i) => i % classes);
 const step = (): void => {
   X.tidy(() => {
@@ -99,13 +111,19 @@ const totalCpu = (cpuMs() - cpu0) / steps;
 const faults = (process.resourceUsage().minorPageFault - faults0) / steps;
 const rows = [...times].sort((a, b) => b[1][0] - a[1][0]);
 const inKernels = rows.reduce((s, [, [t]]) => s + t, 0) / steps;
-console.log(`batch ${batch}: ${total.toFixed(1)} ms/step (${(batch * 1000 / total).toFixed(0)} images/s), ` +
-  `${totalCpu.toFixed(1)} CPU ms/step, ` +
-  `${inKernels.toFixed(1)} ms in backend calls, ${faults.toFixed(0)} minor page faults/step`);
+console.log(
+  `batch ${batch}: ${total.toFixed(1)} ms/step (${((batch * 1000) / total).toFixed(0)} images/s), ` +
+    `${totalCpu.toFixed(1)} CPU ms/step, ` +
+    `${inKernels.toFixed(1)} ms in backend calls, ${faults.toFixed(0)} minor page faults/step`,
+);
 const st = native.stats();
-console.log(`native memory: ${st.buffers} live buffers, ${(st.bytes / 2 ** 20).toFixed(1)} MiB live, ` +
-  `${(st.pooledBytes / 2 ** 20).toFixed(1)} MiB pooled`);
+console.log(
+  `native memory: ${st.buffers} live buffers, ${(st.bytes / 2 ** 20).toFixed(1)} MiB live, ` +
+    `${(st.pooledBytes / 2 ** 20).toFixed(1)} MiB pooled`,
+);
 console.log(`${'kernel'.padEnd(30)} ${'wall ms'.padStart(8)} ${'CPU ms'.padStart(8)} ${'calls'.padStart(6)}`);
 for (const [k, [t, c, cpu]] of rows.slice(0, 30)) {
-  console.log(`${k.padEnd(30)} ${(t / steps).toFixed(2).padStart(8)} ${(cpu / steps).toFixed(2).padStart(8)} ${String(c / steps).padStart(6)}`);
+  console.log(
+    `${k.padEnd(30)} ${(t / steps).toFixed(2).padStart(8)} ${(cpu / steps).toFixed(2).padStart(8)} ${String(c / steps).padStart(6)}`,
+  );
 }

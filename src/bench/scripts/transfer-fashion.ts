@@ -29,15 +29,26 @@ import { Progress } from '../../train/progress.js';
 
 const { values: flags } = parseArgs({
   options: {
-    work: { type: 'string' }, 'train-per-class': { type: 'string' }, 'test-per-class': { type: 'string' },
-    'source-per-class': { type: 'string' }, 'source-epochs': { type: 'string' }, 'head-epochs': { type: 'string' },
-    'fine-tune-epochs': { type: 'string' }, 'fine-tune-lr': { type: 'string' }, reuse: { type: 'boolean' },
+    work: { type: 'string' },
+    'train-per-class': { type: 'string' },
+    'test-per-class': { type: 'string' },
+    'source-per-class': { type: 'string' },
+    'source-epochs': { type: 'string' },
+    'head-epochs': { type: 'string' },
+    'fine-tune-epochs': { type: 'string' },
+    'fine-tune-lr': { type: 'string' },
+    reuse: { type: 'boolean' },
   },
 });
 const num = (name: keyof typeof flags, dflt: number): number => (flags[name] === undefined ? dflt : Number(flags[name]));
 const settings = {
-  trainPerClass: num('train-per-class', 1000), testPerClass: num('test-per-class', 200), sourcePerClass: num('source-per-class', 2000),
-  sourceEpochs: num('source-epochs', 4), headEpochs: num('head-epochs', 2), fineTuneEpochs: num('fine-tune-epochs', 3), fineTuneLr: num('fine-tune-lr', 1e-4),
+  trainPerClass: num('train-per-class', 1000),
+  testPerClass: num('test-per-class', 200),
+  sourcePerClass: num('source-per-class', 2000),
+  sourceEpochs: num('source-epochs', 4),
+  headEpochs: num('head-epochs', 2),
+  fineTuneEpochs: num('fine-tune-epochs', 3),
+  fineTuneLr: num('fine-tune-lr', 1e-4),
 };
 const work = flags.work ?? mkdtempSync(join(tmpdir(), 'xception-transfer-'));
 const SOURCE_CLASSES = [0, 1, 2, 3, 4];
@@ -56,7 +67,11 @@ async function writePngFolder(ds: ImageDataset, classes: number[], perClass: num
     const folder = join(dir, ds.classNames![k]!.replace(/[^A-Za-z0-9 _-]/g, '-'));
     if (n === 0) mkdirSync(folder, { recursive: true });
     const pixels = ds.images.subarray(i * side, (i + 1) * side);
-    writes.push(sharp(Buffer.from(pixels), { raw: { width: ds.width, height: ds.height, channels: 1 } }).png().toFile(join(folder, `${String(i).padStart(5, '0')}.png`)));
+    writes.push(
+      sharp(Buffer.from(pixels), { raw: { width: ds.width, height: ds.height, channels: 1 } })
+        .png()
+        .toFile(join(folder, `${String(i).padStart(5, '0')}.png`)),
+    );
     if (writes.length >= 64) await Promise.all(writes.splice(0));
   }
   await Promise.all(writes);
@@ -70,13 +85,15 @@ function folderConfig(dir: string, out: string, over: Partial<TrainConfig>): Tra
   return { ...DEFAULT_TRAIN_CONFIG, dataset: `folder:${dir}`, imageSize: 28, batchSize: 64, outDir: join(work, out), ...over };
 }
 
-function line(label: string, r: TrainResult, seconds: number, top1: number): string {
+function line(label: string, _r: TrainResult, seconds: number, top1: number): string {
   return `${label.padEnd(34)} test top-1 ${(100 * top1).toFixed(2).padStart(6)}%   ${seconds.toFixed(1).padStart(6)} s`;
 }
 
-const sourceDir = join(work, 'source'), targetDir = join(work, 'target');
+const sourceDir = join(work, 'source'),
+  targetDir = join(work, 'target');
 const reuse = Boolean(flags.reuse);
-if (reuse && !existsSync(join(work, 'source-run', 'checkpoint.safetensors'))) throw new Error(`--reuse: ${work} holds no earlier five-class run`);
+if (reuse && !existsSync(join(work, 'source-run', 'checkpoint.safetensors')))
+  throw new Error(`--reuse: ${work} holds no earlier five-class run`);
 console.log(`settings ${JSON.stringify(settings)}`);
 if (!reuse) {
   const fashionTrain = await loadFashionMnist('train');
@@ -87,18 +104,33 @@ if (!reuse) {
     target: await writePngFolder(fashionTrain, TARGET_CLASSES, settings.trainPerClass, join(targetDir, 'train')),
     targetTest: await writePngFolder(fashionTest, TARGET_CLASSES, settings.testPerClass, join(targetDir, 'test')),
   };
-  console.log(`work folder ${work}: source ${counts.source} train / ${counts.sourceTest} test PNGs, target ${counts.target} / ${counts.targetTest}`);
+  console.log(
+    `work folder ${work}: source ${counts.source} train / ${counts.sourceTest} test PNGs, target ${counts.target} / ${counts.targetTest}`,
+  );
   const source = await train(folderConfig(sourceDir, 'source-run', { epochs: settings.sourceEpochs }), { progress: quietSteps });
-  console.log(`source: 5 classes, ${counts.source} images, ${settings.sourceEpochs} epochs: test top-1 ${(100 * source.testTop1).toFixed(2)}% in ${source.wallSeconds.toFixed(1)} s`);
+  console.log(
+    `source: 5 classes, ${counts.source} images, ${settings.sourceEpochs} epochs: test top-1 ${(100 * source.testTop1).toFixed(2)}% in ${source.wallSeconds.toFixed(1)} s`,
+  );
 }
 for (const run of ['transfer-run', 'scratch-probe', 'scratch-run']) rmSync(join(work, run), { recursive: true, force: true });
 
 // (a) + (b): one run; Adam, as the Keras guide (1e-3 for the head, a low constant rate after).
-const transfer = await train(folderConfig(targetDir, 'transfer-run', {
-  modelOptions: {}, weights: join(work, 'source-run'), freezeBase: true, epochs: settings.headEpochs,
-  fineTuneEpochs: settings.fineTuneEpochs, fineTuneLr: settings.fineTuneLr,
-  optimizer: 'adam', nesterov: false, lr: 1e-3, schedule: 'constant', labelSmoothing: 0,
-}), { progress: quietSteps });
+const transfer = await train(
+  folderConfig(targetDir, 'transfer-run', {
+    modelOptions: {},
+    weights: join(work, 'source-run'),
+    freezeBase: true,
+    epochs: settings.headEpochs,
+    fineTuneEpochs: settings.fineTuneEpochs,
+    fineTuneLr: settings.fineTuneLr,
+    optimizer: 'adam',
+    nesterov: false,
+    lr: 1e-3,
+    schedule: 'constant',
+    labelSmoothing: 0,
+  }),
+  { progress: quietSteps },
+);
 const lastHead = transfer.history.filter((r) => r.phase === 'head').at(-1)!;
 const headSeconds = lastHead.wallSeconds;
 const fineSeconds = transfer.wallSeconds - headSeconds;
@@ -112,6 +144,8 @@ const scratch = await train(folderConfig(targetDir, 'scratch-run', { epochs: scr
 console.log('');
 console.log(line(`(a) head, frozen base, ${settings.headEpochs} ep`, transfer, headSeconds, lastHead.evalTop1));
 console.log(line(`    fine-tuning alone`, transfer, fineSeconds, transfer.testTop1));
-console.log(line(`(b) + fine-tune ${settings.fineTuneEpochs} ep at ${settings.fineTuneLr}`, transfer, transfer.wallSeconds, transfer.testTop1));
+console.log(
+  line(`(b) + fine-tune ${settings.fineTuneEpochs} ep at ${settings.fineTuneLr}`, transfer, transfer.wallSeconds, transfer.testTop1),
+);
 console.log(line(`(c) from scratch, ${scratchEpochs} ep`, scratch, scratch.wallSeconds, scratch.testTop1));
 console.log(`times are each run's wall time (training and per-epoch evaluation; (b) includes (a)); backend ${transfer.backend}`);

@@ -64,9 +64,22 @@ Examples:
 
 export async function benchCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('bench', argv, {
-    json: { type: 'boolean' }, cases: { type: 'string' }, repeats: { type: 'string' }, warmup: { type: 'string' },
-    'min-time': { type: 'string' }, 'no-peer': { type: 'boolean' }, pytorch: { type: 'boolean' }, backend: { type: 'string' },
-    threads: { type: 'string' }, replicas: { type: 'string' }, rounds: { type: 'string' }, size: { type: 'string' }, inference: { type: 'string' }, precision: { type: 'string' }, width: { type: 'string' }, 'middle-blocks': { type: 'string' },
+    json: { type: 'boolean' },
+    cases: { type: 'string' },
+    repeats: { type: 'string' },
+    warmup: { type: 'string' },
+    'min-time': { type: 'string' },
+    'no-peer': { type: 'boolean' },
+    pytorch: { type: 'boolean' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    replicas: { type: 'string' },
+    rounds: { type: 'string' },
+    size: { type: 'string' },
+    inference: { type: 'string' },
+    precision: { type: 'string' },
+    width: { type: 'string' },
+    'middle-blocks': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -76,7 +89,10 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   }
   let cases: string[] | undefined;
   if (v['cases'] !== undefined) {
-    cases = String(v['cases']).split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    cases = String(v['cases'])
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
     if (cases.length === 0) throw new OptionError(`--cases needs one or more of ${CASE_NAMES.join(', ')}`);
     const unknown = cases.find((c) => !CASE_NAMES.includes(c as (typeof CASE_NAMES)[number]));
     if (unknown) throw new OptionError(`--cases: unknown case '${unknown}' (known: ${CASE_NAMES.join(', ')})`);
@@ -89,7 +105,9 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
     peer: !v['no-peer'],
     pytorch: Boolean(v['pytorch']),
     scale: {
-      ...(size !== undefined ? { size } : {}), ...(width !== undefined ? { width } : {}), ...(middleBlocks !== undefined ? { middleBlocks } : {}),
+      ...(size !== undefined ? { size } : {}),
+      ...(width !== undefined ? { width } : {}),
+      ...(middleBlocks !== undefined ? { middleBlocks } : {}),
     },
     onProgress: (line) => process.stderr.write(`xception bench: ${line}\n`),
   };
@@ -107,7 +125,9 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   const backend = backendFlag(v['backend']);
   if (backend) o.backend = backend;
   if (v['replicas'] !== undefined) {
-    const counts = String(v['replicas']).split(',').map((s) => intFlag('replicas', s.trim(), 1)!);
+    const counts = String(v['replicas'])
+      .split(',')
+      .map((s) => intFlag('replicas', s.trim(), 1)!);
     o.replicas = counts;
   }
   const inference = choiceFlag('inference', v['inference'], ['compiled', 'op-by-op', 'both'] as const);
@@ -132,7 +152,10 @@ const COLUMNS = ['case', 'backend', 'path', 'prec', 'img/s', 'GFLOP/s', 'RSS MB'
 const WIDTHS = [13, 9, 9, 5, 9, 8, 7, 20, 10, 11, 6];
 
 function cells(cs: string[]): string {
-  return cs.map((c, i) => (i <= 3 || i === 7 ? c.padEnd(WIDTHS[i]!) : c.padStart(WIDTHS[i]!))).join('  ').trimEnd();
+  return cs
+    .map((c, i) => (i <= 3 || i === 7 ? c.padEnd(WIDTHS[i]!) : c.padStart(WIDTHS[i]!)))
+    .join('  ')
+    .trimEnd();
 }
 
 function header(): string {
@@ -142,8 +165,16 @@ function header(): string {
 function tableLine(r: BenchRow): string {
   const f = (x: number, d: number) => x.toFixed(d);
   return cells([
-    r.case, r.backend, r.replicas > 1 ? `dp ×${r.replicas}` : r.path, r.precision, f(r.imagesPerSec, 2), f(r.gflops, 1), f(r.peakRssMB, 0),
-    r.peer?.name ?? '—', r.peer ? f(r.peer.imagesPerSec, 2) : '—', r.peer ? f(r.peer.peakRssMB, 0) : '—',
+    r.case,
+    r.backend,
+    r.replicas > 1 ? `dp ×${r.replicas}` : r.path,
+    r.precision,
+    f(r.imagesPerSec, 2),
+    f(r.gflops, 1),
+    f(r.peakRssMB, 0),
+    r.peer?.name ?? '—',
+    r.peer ? f(r.peer.imagesPerSec, 2) : '—',
+    r.peer ? f(r.peer.peakRssMB, 0) : '—',
     r.ratio !== null ? `${f(r.ratio, 2)}×` : '—',
   ]);
 }

@@ -42,16 +42,24 @@ ${MODEL_FLAGS_HELP}
 export async function evalCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('eval', argv, {
     ...MODEL_FLAGS,
-    weights: { type: 'string' }, checkpoint: { type: 'string' }, 'weights-mode': { type: 'string' },
-    dataset: { type: 'string' }, 'batch-size': { type: 'string' }, limit: { type: 'string' },
-    'no-ema': { type: 'boolean' }, backend: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    weights: { type: 'string' },
+    checkpoint: { type: 'string' },
+    'weights-mode': { type: 'string' },
+    dataset: { type: 'string' },
+    'batch-size': { type: 'string' },
+    limit: { type: 'string' },
+    'no-ema': { type: 'boolean' },
+    backend: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
   if (v['help']) {
     out(EVAL_HELP);
     return 0;
   }
-  if (v['weights'] !== undefined && v['checkpoint'] !== undefined) throw new OptionError('give --weights or --checkpoint, not both (they are the same)');
+  if (v['weights'] !== undefined && v['checkpoint'] !== undefined)
+    throw new OptionError('give --weights or --checkpoint, not both (they are the same)');
   const flag = v['checkpoint'] !== undefined ? '--checkpoint' : '--weights';
   const source = (v['weights'] ?? v['checkpoint']) as string | undefined;
   if (!source) throw new OptionError('eval needs --weights FILE|DIR (a run folder written by xception train, or a weight file)');
@@ -65,22 +73,30 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   const loaded = await loadModelForCommand('eval', p, { weights: source, flag, useEma: !v['no-ema'] });
   const { model } = loaded;
   try {
-    if (model.outputShape.length !== 1) throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: eval needs the classifier`);
+    if (model.outputShape.length !== 1)
+      throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: eval needs the classifier`);
     const classes = model.outputShape[0]!;
     const prep = loaded.record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing);
     // Labels become the model's class indices (by name when both sides name their classes).
     const { loader, description } = await openEvaluationData({
-      dataset: spec, shape: model.inputShape as [number, number, number], scaling: prep.scaling, preprocessing: prep, classes,
+      dataset: spec,
+      shape: model.inputShape as [number, number, number],
+      scaling: prep.scaling,
+      preprocessing: prep,
+      classes,
       batchSize: givenBatch ?? ((model.inputShape[0] ?? 0) <= 64 ? 256 : 16),
-      ...(loaded.record?.classNames ? { classNames: loaded.record.classNames } : {}), ...(limit ? { limit } : {}),
+      ...(loaded.record?.classNames ? { classNames: loaded.record.classNames } : {}),
+      ...(limit ? { limit } : {}),
     });
     const say = (line: string) => (v['json'] ? process.stderr.write(`xception eval: ${line}\n`) : out(`${line}\n`));
     say(`data: ${description}`);
     if (v['dataset'] === undefined && description.startsWith('every image of ')) {
-      say('note: this is the folder the run trained on, so the score includes its training images; its held-out validation scores are in metrics.jsonl (or pass --dataset folder:OTHER)');
+      say(
+        'note: this is the folder the run trained on, so the score includes its training images; its held-out validation scores are in metrics.jsonl (or pass --dataset folder:OTHER)',
+      );
     }
     const r = await evaluate(model, loader.epochBatches(), classes);
-    if (v['json']) out(JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss }) + '\n');
+    if (v['json']) out(`${JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss })}\n`);
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
     return 0;
   } finally {

@@ -53,9 +53,15 @@ Examples:
 
 export async function exportCommand(argv: string[], out: (s: string) => void): Promise<number> {
   const p = parse('export', argv, {
-    ...MODEL_FLAGS, ...WEIGHTS_FLAGS,
-    format: { type: 'string' }, out: { type: 'string' }, 'no-fold-bn': { type: 'boolean' }, opset: { type: 'string' },
-    'input-layout': { type: 'string' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    ...MODEL_FLAGS,
+    ...WEIGHTS_FLAGS,
+    format: { type: 'string' },
+    out: { type: 'string' },
+    'no-fold-bn': { type: 'boolean' },
+    opset: { type: 'string' },
+    'input-layout': { type: 'string' },
+    backend: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
   if (v['help']) {
@@ -77,18 +83,28 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
   const loaded = await loadModelForCommand('export', p);
   const { model } = loaded;
   try {
-    if (loaded.weightsSource === null) process.stderr.write('xception export: warning: no --weights given: exporting a randomly initialised model\n');
+    if (loaded.weightsSource === null)
+      process.stderr.write('xception export: warning: no --weights given: exporting a randomly initialised model\n');
     if (format === 'onnx') {
       const { scale, offset } = preprocessingAffine(getModelEntry(loaded.modelName).preprocessing);
       const description = `Input: RGB pixels p in [0, 255] preprocessed as p / ${+(1 / scale).toPrecision(12)} ${offset < 0 ? '-' : '+'} ${Math.abs(offset)} (${loaded.modelName} preprocess_input)`;
-      const bytes = exportOnnx(model, { foldBatchNorm: !v['no-fold-bn'], description, ...(opset ? { opset } : {}), ...(inputLayout ? { inputLayout } : {}) });
+      const bytes = exportOnnx(model, {
+        foldBatchNorm: !v['no-fold-bn'],
+        description,
+        ...(opset ? { opset } : {}),
+        ...(inputLayout ? { inputLayout } : {}),
+      });
       await writeFileAtomic(target, bytes);
-      out(`wrote ${target}: ONNX opset ${opset ?? ONNX_MIN_OPSET}, input ${(inputLayout ?? 'nchw').toUpperCase()} [batch, ${describeInput(model.inputShape as number[], inputLayout ?? 'nchw')}], ` +
-        `BN ${v['no-fold-bn'] ? 'kept' : 'folded'}, ${bytes.length} bytes\n`);
+      out(
+        `wrote ${target}: ONNX opset ${opset ?? ONNX_MIN_OPSET}, input ${(inputLayout ?? 'nchw').toUpperCase()} [batch, ${describeInput(model.inputShape as number[], inputLayout ?? 'nchw')}], ` +
+          `BN ${v['no-fold-bn'] ? 'kept' : 'folded'}, ${bytes.length} bytes\n`,
+      );
     } else {
       // The source's record carries over (class names, preprocessing); else the model's own.
       await saveWeights(model, target, format, loaded.record ?? modelRecordOf(model));
-      out(`wrote ${target}: ${format === 'keras-h5' ? 'Keras H5' : 'safetensors'} weights of ${model.name} (${model.weights.length} tensors, ${model.countParams()} values)\n`);
+      out(
+        `wrote ${target}: ${format === 'keras-h5' ? 'Keras H5' : 'safetensors'} weights of ${model.name} (${model.weights.length} tensors, ${model.countParams()} values)\n`,
+      );
     }
     return 0;
   } finally {

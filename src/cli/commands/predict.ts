@@ -58,11 +58,23 @@ Examples:
 `;
 
 export async function predictCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse('predict', argv, {
-    ...MODEL_FLAGS, ...WEIGHTS_FLAGS,
-    top: { type: 'string' }, json: { type: 'boolean' }, labels: { type: 'string' }, resize: { type: 'string' }, interpolation: { type: 'string' },
-    'batch-size': { type: 'string' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-  }, true);
+  const p = parse(
+    'predict',
+    argv,
+    {
+      ...MODEL_FLAGS,
+      ...WEIGHTS_FLAGS,
+      top: { type: 'string' },
+      json: { type: 'boolean' },
+      labels: { type: 'string' },
+      resize: { type: 'string' },
+      interpolation: { type: 'string' },
+      'batch-size': { type: 'string' },
+      backend: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    true,
+  );
   const v = p.values;
   if (v['help']) {
     out(PREDICT_HELP);
@@ -84,13 +96,18 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   const loaded = await loadModelForCommand('predict', p);
   const { model, record } = loaded;
   try {
-    if (model.outputShape.length !== 1) throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: predict needs the classifier (drop --no-top)`);
+    if (model.outputShape.length !== 1)
+      throw new OptionError(
+        `the model outputs [${model.outputShape.join(', ')}], not class scores: predict needs the classifier (drop --no-top)`,
+      );
     const classes = model.outputShape[0]!;
     if (fileLabels && record?.classNames) warn('note: --labels is not used: the weights record their class names');
     const labels = record?.classNames ?? fileLabels;
     if (labels && labels.length !== classes) throw new OptionError(`--labels has ${labels.length} labels, the model ${classes} classes`);
     if (loaded.weightsSource === null) {
-      warn('warning: no --weights given: the model is randomly initialised, so these predictions are meaningless (no official weights ship offline; pass e.g. --weights xception_weights_tf_dim_ordering_tf_kernels.h5)');
+      warn(
+        'warning: no --weights given: the model is randomly initialised, so these predictions are meaningless (no official weights ship offline; pass e.g. --weights xception_weights_tf_dim_ordering_tf_kernels.h5)',
+      );
     } else if (!json) {
       out(`weights: ${loaded.description}\n`);
     }
@@ -98,7 +115,8 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
     // Flags > what the weights record > Keras's load_img.
     const preprocessing: ImagePreprocessing = {
       ...(record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing)),
-      ...(resize ? { resize } : {}), ...(interpolation ? { interpolation } : {}),
+      ...(resize ? { resize } : {}),
+      ...(interpolation ? { interpolation } : {}),
     };
     const results = await predictImages(model, files, { top, batchSize, preprocessing, ...(labels ? { labels } : {}) });
     let unreadable = 0;
@@ -108,7 +126,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
         process.stderr.write(`xception predict: error: ${r.error}\n`);
         unreadable++;
       } else if (json) {
-        out(JSON.stringify(r) + '\n');
+        out(`${JSON.stringify(r)}\n`);
       } else {
         out(`${r.file}\n`);
         r.predictions.forEach((c, i) => out(`  ${String(i + 1).padStart(2)}. ${c.probability.toFixed(4)}  ${c.label} (${c.index})\n`));
@@ -133,7 +151,7 @@ async function readLabels(file: string): Promise<string[]> {
 async function imageFiles(args: readonly string[]): Promise<string[]> {
   const files: string[] = [];
   for (const arg of args) {
-    let st;
+    let st: Awaited<ReturnType<typeof stat>>;
     try {
       st = await stat(arg);
     } catch {

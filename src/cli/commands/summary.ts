@@ -30,7 +30,7 @@ export async function summaryCommand(argv: string[], out: (s: string) => void): 
   }
   const choice = modelFromFlags(p);
   const model = noGrad(() => buildModel(choice.name, choice.options));
-  out(p.values['json'] ? JSON.stringify(model.summary()) + '\n' : model.summaryText() + '\n');
+  out(p.values['json'] ? `${JSON.stringify(model.summary())}\n` : `${model.summaryText()}\n`);
   model.dispose();
   return 0;
 }

@@ -3,7 +3,14 @@ import { OptionError } from '../../core/errors.js';
 import { makeOutputDir } from '../../io/output-paths.js';
 import { getModelEntry } from '../../models/registry.js';
 import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
-import { DEFAULT_TRAIN_CONFIG, defaultModelOptions, MAX_BATCH_SIZE, train, validateTrainConfig, type TrainConfig } from '../../train/trainer.js';
+import {
+  DEFAULT_TRAIN_CONFIG,
+  defaultModelOptions,
+  MAX_BATCH_SIZE,
+  train,
+  validateTrainConfig,
+  type TrainConfig,
+} from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
@@ -27,7 +34,8 @@ function trainModelHelpDefaults(): Record<string, string> {
   const texts: Record<string, string> = {
     inputShape: "default: the dataset's image size and channels",
     classes: "default: the dataset's classes",
-    stem: `default ${formatOptionValue(mainJob['stem'])}; on image folders ${folderDefault('stem')},\n` +
+    stem:
+      `default ${formatOptionValue(mainJob['stem'])}; on image folders ${folderDefault('stem')},\n` +
       `or small below ${minSide('xception')} (inception_v3: ${minSide('inception_v3')})`,
   };
   for (const [key, value] of Object.entries(mainJob)) {
@@ -126,8 +134,11 @@ ${TRAIN_MODEL_HELP}
 `;
 
 const TRANSFER_FLAGS: FlagSpec = {
-  weights: { type: 'string' }, 'freeze-base': { type: 'boolean' }, 'fine-tune-epochs': { type: 'string' },
-  'fine-tune-lr': { type: 'string' }, 'unfreeze-from': { type: 'string' },
+  weights: { type: 'string' },
+  'freeze-base': { type: 'boolean' },
+  'fine-tune-epochs': { type: 'string' },
+  'fine-tune-lr': { type: 'string' },
+  'unfreeze-from': { type: 'string' },
 };
 
 /** The transfer settings: `base`'s (a resumed run's own) with the flags given on top. */
@@ -174,7 +185,7 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
     optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? base.optimizer,
     lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? base.lr,
     momentum: numberFlag('momentum', v['momentum'], 0, 1) ?? base.momentum ?? d.momentum,
-    nesterov: v['no-nesterov'] ? false : base.nesterov ?? d.nesterov,
+    nesterov: v['no-nesterov'] ? false : (base.nesterov ?? d.nesterov),
     weightDecay: numberFlag('weight-decay', v['weight-decay'], 0, 1) ?? base.weightDecay,
     schedule: choiceFlag('schedule', v['schedule'], SCHEDULES) ?? base.schedule,
     warmupEpochs: numberFlag('warmup-epochs', v['warmup-epochs'], 0, 1e6) ?? base.warmupEpochs,
@@ -223,13 +234,34 @@ const MAY_CHANGE_ON_RESUME = ['epochs', 'fine-tune-epochs', 'out', 'resume', 'ba
 
 /** The flags that set each training setting (model options: MODEL_OPTION_FLAGS). */
 const SETTING_FLAGS: Record<string, string[]> = {
-  dataset: ['dataset'], imageSize: ['image-size'], validationFraction: ['validation'], limitTrain: ['limit-train'],
-  limitTest: ['limit-test'], 'augment.cropPadding': ['crop-padding'], 'augment.flip': ['flip', 'no-flip'],
-  'augment.randomResizedCrop': ['random-resized-crop'], batchSize: ['batch-size'], optimizer: ['optimizer'], lr: ['lr'],
-  momentum: ['momentum'], nesterov: ['no-nesterov'], weightDecay: ['weight-decay'], schedule: ['schedule'],
-  warmupEpochs: ['warmup-epochs'], labelSmoothing: ['label-smoothing'], ema: ['ema'], clipNorm: ['clip-norm'],
-  seed: ['seed'], model: ['model'], skipBadImages: ['skip-bad-images'], resize: ['resize'], interpolation: ['interpolation'], weights: ['weights'], freezeBase: ['freeze-base'],
-  fineTuneLr: ['fine-tune-lr'], unfreezeFrom: ['unfreeze-from'],
+  dataset: ['dataset'],
+  imageSize: ['image-size'],
+  validationFraction: ['validation'],
+  limitTrain: ['limit-train'],
+  limitTest: ['limit-test'],
+  'augment.cropPadding': ['crop-padding'],
+  'augment.flip': ['flip', 'no-flip'],
+  'augment.randomResizedCrop': ['random-resized-crop'],
+  batchSize: ['batch-size'],
+  optimizer: ['optimizer'],
+  lr: ['lr'],
+  momentum: ['momentum'],
+  nesterov: ['no-nesterov'],
+  weightDecay: ['weight-decay'],
+  schedule: ['schedule'],
+  warmupEpochs: ['warmup-epochs'],
+  labelSmoothing: ['label-smoothing'],
+  ema: ['ema'],
+  clipNorm: ['clip-norm'],
+  seed: ['seed'],
+  model: ['model'],
+  skipBadImages: ['skip-bad-images'],
+  resize: ['resize'],
+  interpolation: ['interpolation'],
+  weights: ['weights'],
+  freezeBase: ['freeze-base'],
+  fineTuneLr: ['fine-tune-lr'],
+  unfreezeFrom: ['unfreeze-from'],
 };
 
 /** `{a: 1, augment: {flip: true}}` → `{a: 1, 'augment.flip': true}` (one level: the config's groups). */
@@ -273,16 +305,37 @@ function flagConflict(a: string, b: string): never {
 
 export const TRAIN_FLAGS: FlagSpec = {
   ...MODEL_FLAGS,
-  dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
-  'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
-  flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' }, 'skip-bad-images': { type: 'boolean' },
-  resize: { type: 'string' }, interpolation: { type: 'string' },
-  epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
-  momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
-  schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
-  ema: { type: 'string' }, 'clip-norm': { type: 'string' },
-  out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, replicas: { type: 'string' }, 'checkpoint-every': { type: 'string' },
-  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  dataset: { type: 'string' },
+  'image-size': { type: 'string' },
+  validation: { type: 'string' },
+  'limit-train': { type: 'string' },
+  'limit-test': { type: 'string' },
+  'crop-padding': { type: 'string' },
+  flip: { type: 'boolean' },
+  'no-flip': { type: 'boolean' },
+  'random-resized-crop': { type: 'boolean' },
+  'skip-bad-images': { type: 'boolean' },
+  resize: { type: 'string' },
+  interpolation: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  'no-nesterov': { type: 'boolean' },
+  'weight-decay': { type: 'string' },
+  schedule: { type: 'string' },
+  'warmup-epochs': { type: 'string' },
+  'label-smoothing': { type: 'string' },
+  ema: { type: 'string' },
+  'clip-norm': { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  backend: { type: 'string' },
+  replicas: { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
   ...TRANSFER_FLAGS,
 };
 
@@ -327,11 +380,16 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
       ...(backend ? { backend } : {}),
     });
     const summary = {
-      testTop1: r.testTop1, testTop5: r.testTop5, testLoss: r.testLoss, epochs: r.epochs,
-      wallSeconds: r.wallSeconds, imagesPerSec: r.imagesPerSec, outDir: r.outDir,
+      testTop1: r.testTop1,
+      testTop5: r.testTop5,
+      testLoss: r.testLoss,
+      epochs: r.epochs,
+      wallSeconds: r.wallSeconds,
+      imagesPerSec: r.imagesPerSec,
+      outDir: r.outDir,
     };
     if (json) {
-      out(JSON.stringify(summary) + '\n');
+      out(`${JSON.stringify(summary)}\n`);
     } else if (!r.interrupted && Number.isNaN(r.testTop1)) {
       out(
         `\nno evaluation (no test or validation split) after ${r.epochs} epochs in ${r.wallSeconds.toFixed(0)} s (${r.imagesPerSec.toFixed(1)} img/s, ${r.backend} backend)\n` +

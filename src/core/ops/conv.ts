@@ -17,11 +17,7 @@ export interface Conv2DOptions {
  * Validates shapes and resolves every number a backend needs, once.
  * x: [N, H, W, Cin]; w: [KH, KW, Cin / groups, Cout].
  */
-export function resolveConv2D(
-  xShape: readonly number[],
-  wShape: readonly number[],
-  opts: Conv2DOptions = {},
-): Conv2DParams {
+export function resolveConv2D(xShape: readonly number[], wShape: readonly number[], opts: Conv2DOptions = {}): Conv2DParams {
   if (xShape.length !== 4) throw new ShapeError(`conv2d: input must be [batch, height, width, channels], got ${shapeToString(xShape)}`);
   if (wShape.length !== 4) throw new ShapeError(`conv2d: filter must be [kh, kw, in/groups, out], got ${shapeToString(wShape)}`);
   const [batch, inHeight, inWidth, inChannels] = xShape as [number, number, number, number];

@@ -1,6 +1,6 @@
 import { makeResult } from '../autograd.js';
 import { ShapeError, shapeToString } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { checkSameBackend, checkSameShape, makeGrad, rowsOf, wants } from './util.js';
 
 /** a + b, same shapes (residual connections). */
@@ -58,7 +58,11 @@ export function concat(xs: readonly Tensor[]): Tensor {
   const rows = rowsOf(first).rows;
   const total = channels.reduce((a, c) => a + c, 0);
   const be = first.backend;
-  const h = be.concatChannels(xs.map((x) => x.handle), rows, channels);
+  const h = be.concatChannels(
+    xs.map((x) => x.handle),
+    rows,
+    channels,
+  );
   return makeResult(first, h, [...lead, total], 'concat', xs, (dy) => {
     let start = 0;
     return xs.map((x, i) => {
@@ -82,4 +86,3 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.shape[0]!, -1]);
 }
-

@@ -20,7 +20,9 @@ function params(op: string, x: Tensor, vectors: Tensor[], epsilon: number, relu 
   const { rows, channels } = rowsOf(x);
   for (const v of vectors) {
     if (v.size !== channels) {
-      throw new ShapeError(`${op}: per-channel vector ${shapeToString(v.shape)} does not match ${channels} channels of ${shapeToString(x.shape)}`);
+      throw new ShapeError(
+        `${op}: per-channel vector ${shapeToString(v.shape)} does not match ${channels} channels of ${shapeToString(x.shape)}`,
+      );
     }
   }
   if (!(epsilon > 0)) throw new ShapeError(`${op}: epsilon must be positive, got ${epsilon}`);
@@ -61,7 +63,12 @@ export function batchNormTrain(
   });
   const bessel = p.rows / (p.rows - 1);
   const newMean = new Tensor(b, b.axpby(movingMean.handle, mean.handle, momentum, 1 - momentum, p.channels), movingMean.shape, x.dtype);
-  const newVar = new Tensor(b, b.axpby(movingVariance.handle, variance.handle, momentum, (1 - momentum) * bessel, p.channels), movingVariance.shape, x.dtype);
+  const newVar = new Tensor(
+    b,
+    b.axpby(movingVariance.handle, variance.handle, momentum, (1 - momentum) * bessel, p.channels),
+    movingVariance.shape,
+    x.dtype,
+  );
   if (!out.node) {
     // Nothing will run backward: the batch statistics can go now.
     mean.dispose();
@@ -97,14 +104,25 @@ export function batchNormInference(
     });
     return out;
   }
-  return makeResult(x, y, x.shape, 'batchNormInference', [x, gamma, beta], (dy) => inferenceGrads(b, dy, x, gamma, beta, mean, variance, p));
+  return makeResult(x, y, x.shape, 'batchNormInference', [x, gamma, beta], (dy) =>
+    inferenceGrads(b, dy, x, gamma, beta, mean, variance, p),
+  );
 }
 
 /**
  * Gradients of y = x·s + t with s = gamma/sqrt(var+eps): dx is dy scaled per channel, which is
  * the same kernel applied to dy with a zero mean and a zero offset.
  */
-function inferenceGrads(b: Backend, dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, p: BatchNormParams): (Tensor | null)[] {
+function inferenceGrads(
+  b: Backend,
+  dy: Tensor,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  mean: Tensor,
+  variance: Tensor,
+  p: BatchNormParams,
+): (Tensor | null)[] {
   const zeros = b.zeros(p.channels, x.dtype);
   const onesH = b.upload(x.dtype === 'float64' ? new Float64Array(p.channels).fill(1) : new Float32Array(p.channels).fill(1));
   const dx = b.batchNormInference(dy.handle, gamma.handle, zeros, zeros, variance.handle, p);

@@ -24,10 +24,20 @@ export function resolvePool2D(xShape: readonly number[], opts: Pool2DOptions = {
     throw new ShapeError('pool2d: padding must be smaller than the window, or some windows would hold only padding');
   }
   return {
-    batch, inHeight, inWidth, channels,
-    outHeight: h.out, outWidth: w.out,
-    windowHeight, windowWidth, strideHeight, strideWidth,
-    padTop: h.padBefore, padBottom: h.padAfter, padLeft: w.padBefore, padRight: w.padAfter,
+    batch,
+    inHeight,
+    inWidth,
+    channels,
+    outHeight: h.out,
+    outWidth: w.out,
+    windowHeight,
+    windowWidth,
+    strideHeight,
+    strideWidth,
+    padTop: h.padBefore,
+    padBottom: h.padAfter,
+    padLeft: w.padBefore,
+    padRight: w.padAfter,
   };
 }
 

@@ -106,7 +106,11 @@ interface InceptionBlocks {
   concat(branches: SymbolicTensor[], name?: string): SymbolicTensor;
 }
 
-function inceptionBlocks(o: ResolvedInceptionV3Options, apply: (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => SymbolicTensor, auto: NameCounter): InceptionBlocks {
+function inceptionBlocks(
+  o: ResolvedInceptionV3Options,
+  apply: (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => SymbolicTensor,
+  auto: NameCounter,
+): InceptionBlocks {
   const c = (n: number) => Math.max(1, Math.round(n * o.width));
   return {
     convBn: (x, filters, kh, kw, strides = 1, padding = 'same') => {

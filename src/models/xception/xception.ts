@@ -99,10 +99,18 @@ export function xceptionParamsBound(o: ResolvedXceptionOptions): number {
   };
   const down = (cin: number, mid: number, cout: number) => sep(cin, mid) + sep(mid, cout) + conv(cin, cout, 1);
   const head = o.includeTop ? (ch.final[1] + 1) * o.classes : 0;
-  return conv(o.inputShape[2], ch.stem[0], 3) + conv(ch.stem[0], ch.stem[1], 3) +
-    down(ch.stem[1], ch.entry[0], ch.entry[0]) + down(ch.entry[0], ch.entry[1], ch.entry[1]) + down(ch.entry[1], ch.entry[2], ch.entry[2]) +
-    o.middleBlocks * 3 * sep(ch.middle, ch.middle) + down(ch.middle, ch.exit[0], ch.exit[1]) +
-    sep(ch.exit[1], ch.final[0]) + sep(ch.final[0], ch.final[1]) + head;
+  return (
+    conv(o.inputShape[2], ch.stem[0], 3) +
+    conv(ch.stem[0], ch.stem[1], 3) +
+    down(ch.stem[1], ch.entry[0], ch.entry[0]) +
+    down(ch.entry[0], ch.entry[1], ch.entry[1]) +
+    down(ch.entry[1], ch.entry[2], ch.entry[2]) +
+    o.middleBlocks * 3 * sep(ch.middle, ch.middle) +
+    down(ch.middle, ch.exit[0], ch.exit[1]) +
+    sep(ch.exit[1], ch.final[0]) +
+    sep(ch.final[0], ch.final[1]) +
+    head
+  );
 }
 
 /** Every separable conv's spatial convolution must split its channels evenly. */
@@ -111,12 +119,17 @@ function checkSegments(o: ResolvedXceptionOptions): void {
   const ch = xceptionChannels(o.width, o.channelMultiple);
   // [input, output] channels of each separable conv, in network order.
   const seps: [string, number, number][] = [
-    ['block2_sepconv1', ch.stem[1], ch.entry[0]], ['block2_sepconv2', ch.entry[0], ch.entry[0]],
-    ['block3_sepconv1', ch.entry[0], ch.entry[1]], ['block3_sepconv2', ch.entry[1], ch.entry[1]],
-    ['block4_sepconv1', ch.entry[1], ch.entry[2]], ['block4_sepconv2', ch.entry[2], ch.entry[2]],
+    ['block2_sepconv1', ch.stem[1], ch.entry[0]],
+    ['block2_sepconv2', ch.entry[0], ch.entry[0]],
+    ['block3_sepconv1', ch.entry[0], ch.entry[1]],
+    ['block3_sepconv2', ch.entry[1], ch.entry[1]],
+    ['block4_sepconv1', ch.entry[1], ch.entry[2]],
+    ['block4_sepconv2', ch.entry[2], ch.entry[2]],
     ['middle blocks', ch.entry[2], ch.middle],
-    ['block13_sepconv1', ch.middle, ch.exit[0]], ['block13_sepconv2', ch.exit[0], ch.exit[1]],
-    ['block14_sepconv1', ch.exit[1], ch.final[0]], ['block14_sepconv2', ch.final[0], ch.final[1]],
+    ['block13_sepconv1', ch.middle, ch.exit[0]],
+    ['block13_sepconv2', ch.exit[0], ch.exit[1]],
+    ['block14_sepconv1', ch.exit[1], ch.final[0]],
+    ['block14_sepconv2', ch.final[0], ch.final[1]],
   ];
   for (const [name, cin, cout] of seps) {
     const c = o.order === 'depthwise-first' ? cin : cout;
@@ -138,8 +151,14 @@ export function xception(options: XceptionOptions = {}): Model {
   const auto = new NameCounter();
   const sep = (filters: number, name: string) =>
     new SeparableConv2D({
-      filters, kernelSize: 3, padding: 'same', useBias: false, name,
-      segments: o.segments, intermediateActivation: o.intermediateActivation, order: o.order,
+      filters,
+      kernelSize: 3,
+      padding: 'same',
+      useBias: false,
+      name,
+      segments: o.segments,
+      intermediateActivation: o.intermediateActivation,
+      order: o.order,
     });
   const bn = (name?: string) => new BatchNormalization({ momentum: o.bnMomentum, name: name ?? auto.next('batch_normalization') });
   const relu = (name: string) => new Activation('relu', { name });
@@ -150,7 +169,17 @@ export function xception(options: XceptionOptions = {}): Model {
 
   // ---- entry flow: block1 ----
   const small = o.stem === 'small';
-  x = apply(new Conv2D({ filters: ch.stem[0], kernelSize: 3, strides: small ? 1 : 2, padding: small ? 'same' : 'valid', useBias: false, name: 'block1_conv1' }), x);
+  x = apply(
+    new Conv2D({
+      filters: ch.stem[0],
+      kernelSize: 3,
+      strides: small ? 1 : 2,
+      padding: small ? 'same' : 'valid',
+      useBias: false,
+      name: 'block1_conv1',
+    }),
+    x,
+  );
   x = apply(bn('block1_conv1_bn'), x);
   x = apply(relu('block1_conv1_act'), x);
   x = apply(new Conv2D({ filters: ch.stem[1], kernelSize: 3, padding: small ? 'same' : 'valid', useBias: false, name: 'block1_conv2' }), x);
@@ -161,7 +190,10 @@ export function xception(options: XceptionOptions = {}): Model {
   const downBlock = (block: number, filters: [number, number], reluFirst: boolean) => {
     let residual: SymbolicTensor | null = null;
     if (o.residual) {
-      residual = apply(new Conv2D({ filters: filters[1], kernelSize: 1, strides: 2, padding: 'same', useBias: false, name: auto.next('conv2d') }), x);
+      residual = apply(
+        new Conv2D({ filters: filters[1], kernelSize: 1, strides: 2, padding: 'same', useBias: false, name: auto.next('conv2d') }),
+        x,
+      );
       residual = apply(bn(), residual);
     }
     if (reluFirst) x = apply(relu(`block${block}_sepconv1_act`), x);

@@ -24,7 +24,16 @@ function checkPadding(p: unknown): 'same' | 'valid' {
 }
 
 /** Shape of the spatial output, through the same resolution the kernels use. */
-function spatialOut(h: number, w: number, c: number, kernel: [number, number], strides: [number, number], dil: [number, number], padding: 'same' | 'valid', groups = 1): [number, number] {
+function spatialOut(
+  h: number,
+  w: number,
+  c: number,
+  kernel: [number, number],
+  strides: [number, number],
+  dil: [number, number],
+  padding: 'same' | 'valid',
+  groups = 1,
+): [number, number] {
   const p = resolveConv2D([1, h, w, c], [kernel[0], kernel[1], c / groups, groups], { strides, dilations: dil, padding, groups });
   return [p.outHeight, p.outWidth];
 }
@@ -70,7 +79,8 @@ export class Conv2D extends ConvBase {
 
   constructor(opts: Conv2DOptions) {
     super(opts, 'conv2d');
-    if (!Number.isInteger(opts.filters) || opts.filters < 1) throw new OptionError(`${this.name}: filters must be a positive integer, got ${opts.filters}`);
+    if (!Number.isInteger(opts.filters) || opts.filters < 1)
+      throw new OptionError(`${this.name}: filters must be a positive integer, got ${opts.filters}`);
     this.filters = opts.filters;
     this.groups = opts.groups ?? 1;
   }
@@ -91,7 +101,12 @@ export class Conv2D extends ConvBase {
   }
 
   call([x]: readonly Tensor[], ctx: CallContext): Tensor {
-    const y = conv2d(x!, this.kernel.read(), { strides: this.strides, padding: this.padding, dilations: this.dilationRate, groups: this.groups });
+    const y = conv2d(x!, this.kernel.read(), {
+      strides: this.strides,
+      padding: this.padding,
+      dilations: this.dilationRate,
+      groups: this.groups,
+    });
     return this.finish(y, this.bias, ctx);
   }
 }
@@ -110,7 +125,8 @@ export class DepthwiseConv2D extends ConvBase {
   constructor(opts: DepthwiseConv2DOptions) {
     super(opts, 'depthwise_conv2d');
     this.depthMultiplier = opts.depthMultiplier ?? 1;
-    if (!Number.isInteger(this.depthMultiplier) || this.depthMultiplier < 1) throw new OptionError(`${this.name}: depthMultiplier must be a positive integer`);
+    if (!Number.isInteger(this.depthMultiplier) || this.depthMultiplier < 1)
+      throw new OptionError(`${this.name}: depthMultiplier must be a positive integer`);
   }
 
   computeOutputShape(inputShapes: readonly Shape[]): Shape {
@@ -126,7 +142,11 @@ export class DepthwiseConv2D extends ConvBase {
   }
 
   call([x]: readonly Tensor[], ctx: CallContext): Tensor {
-    const y = depthwiseConv2d(x!, this.depthwiseKernel.read(), { strides: this.strides, padding: this.padding, dilations: this.dilationRate });
+    const y = depthwiseConv2d(x!, this.depthwiseKernel.read(), {
+      strides: this.strides,
+      padding: this.padding,
+      dilations: this.dilationRate,
+    });
     return this.finish(y, this.bias, ctx);
   }
 }
@@ -171,14 +191,17 @@ export class SeparableConv2D extends ConvBase {
 
   constructor(opts: SeparableConv2DOptions) {
     super(opts, 'separable_conv2d');
-    if (!Number.isInteger(opts.filters) || opts.filters < 1) throw new OptionError(`${this.name}: filters must be a positive integer, got ${opts.filters}`);
+    if (!Number.isInteger(opts.filters) || opts.filters < 1)
+      throw new OptionError(`${this.name}: filters must be a positive integer, got ${opts.filters}`);
     this.filters = opts.filters;
     this.depthMultiplier = opts.depthMultiplier ?? 1;
     this.segments = opts.segments ?? 'depthwise';
     this.intermediateActivation = opts.intermediateActivation ?? 'none';
     this.order = opts.order ?? 'depthwise-first';
     if (!INTERMEDIATE_ACTIVATIONS.includes(this.intermediateActivation)) {
-      throw new OptionError(`${this.name}: intermediateActivation must be ${quotedChoices(INTERMEDIATE_ACTIVATIONS)}, got ${JSON.stringify(opts.intermediateActivation)}`);
+      throw new OptionError(
+        `${this.name}: intermediateActivation must be ${quotedChoices(INTERMEDIATE_ACTIVATIONS)}, got ${JSON.stringify(opts.intermediateActivation)}`,
+      );
     }
     if (!SEPARABLE_ORDERS.includes(this.order)) {
       throw new OptionError(`${this.name}: order must be ${quotedChoices(SEPARABLE_ORDERS)}, got ${JSON.stringify(opts.order)}`);
@@ -250,9 +273,7 @@ export class SeparableConv2D extends ConvBase {
 
   call([x]: readonly Tensor[], ctx: CallContext): Tensor {
     const y =
-      this.order === 'depthwise-first'
-        ? this.pointwise(this.between(this.spatial(x!)))
-        : this.spatial(this.between(this.pointwise(x!)));
+      this.order === 'depthwise-first' ? this.pointwise(this.between(this.spatial(x!))) : this.spatial(this.between(this.pointwise(x!)));
     return this.finish(y, this.bias, ctx);
   }
 }

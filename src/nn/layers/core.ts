@@ -49,10 +49,12 @@ export class Dense extends Layer {
 
   constructor(opts: DenseOptions) {
     super(opts, 'dense');
-    if (!Number.isInteger(opts.units) || opts.units < 1) throw new OptionError(`${this.name}: units must be a positive integer, got ${opts.units}`);
+    if (!Number.isInteger(opts.units) || opts.units < 1)
+      throw new OptionError(`${this.name}: units must be a positive integer, got ${opts.units}`);
     this.units = opts.units;
     this.activation = opts.activation ?? 'linear';
-    if (!ACTIVATIONS.includes(this.activation)) throw new OptionError(`${this.name}: unknown activation '${this.activation}' (known: ${ACTIVATIONS.join(', ')})`);
+    if (!ACTIVATIONS.includes(this.activation))
+      throw new OptionError(`${this.name}: unknown activation '${this.activation}' (known: ${ACTIVATIONS.join(', ')})`);
     this.useBias = opts.useBias ?? true;
     this.kernelInitializer = opts.kernelInitializer ?? 'glorot_uniform';
   }
@@ -77,9 +79,13 @@ export class Dense extends Layer {
 
 export class Activation extends Layer {
   readonly className = 'Activation';
-  constructor(readonly activation: ActivationName, opts: LayerOptions = {}) {
+  constructor(
+    readonly activation: ActivationName,
+    opts: LayerOptions = {},
+  ) {
     super(opts, 'activation');
-    if (!ACTIVATIONS.includes(activation)) throw new OptionError(`${this.name}: unknown activation '${activation}' (known: ${ACTIVATIONS.join(', ')})`);
+    if (!ACTIVATIONS.includes(activation))
+      throw new OptionError(`${this.name}: unknown activation '${activation}' (known: ${ACTIVATIONS.join(', ')})`);
   }
   computeOutputShape(inputShapes: readonly Shape[]): Shape {
     return singleShape(this, inputShapes);
@@ -91,7 +97,10 @@ export class Activation extends Layer {
 
 export class Dropout extends Layer {
   readonly className = 'Dropout';
-  constructor(readonly rate: number, opts: LayerOptions = {}) {
+  constructor(
+    readonly rate: number,
+    opts: LayerOptions = {},
+  ) {
     super(opts, 'dropout');
     if (!(rate >= 0 && rate < 1)) throw new OptionError(`${this.name}: dropout rate must be in [0, 1), got ${rate}`);
   }

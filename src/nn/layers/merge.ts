@@ -38,7 +38,9 @@ export class Concatenate extends Layer {
     let channels = 0;
     for (const s of inputShapes) {
       if (s.length !== first.length || s.slice(0, -1).some((d, i) => d !== first[i])) {
-        throw new ShapeError(`${this.name}: Concatenate inputs differ outside the channel axis: ${shapeToString(first)} vs ${shapeToString(s)}`);
+        throw new ShapeError(
+          `${this.name}: Concatenate inputs differ outside the channel axis: ${shapeToString(first)} vs ${shapeToString(s)}`,
+        );
       }
       channels += s[s.length - 1]!;
     }

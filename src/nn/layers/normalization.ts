@@ -45,7 +45,8 @@ export class BatchNormalization extends Layer {
     this.epsilon = opts.epsilon ?? 1e-3;
     this.scale = opts.scale ?? true;
     this.center = opts.center ?? true;
-    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new OptionError(`${this.name}: momentum must be in [0, 1], got ${opts.momentum}`);
+    if (!(this.momentum >= 0 && this.momentum <= 1))
+      throw new OptionError(`${this.name}: momentum must be in [0, 1], got ${opts.momentum}`);
     if (!(this.epsilon > 0)) throw new OptionError(`${this.name}: epsilon must be positive, got ${opts.epsilon}`);
   }
 

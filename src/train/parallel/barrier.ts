@@ -16,7 +16,10 @@ export class SharedBarrier {
   private readonly ctrl: Int32Array;
 
   /** `memory` holds BARRIER_INTS int32s, zeroed when the run starts; `parties` threads meet. */
-  constructor(memory: SharedArrayBuffer, readonly parties: number) {
+  constructor(
+    memory: SharedArrayBuffer,
+    readonly parties: number,
+  ) {
     this.ctrl = new Int32Array(memory, 0, BARRIER_INTS);
   }
 

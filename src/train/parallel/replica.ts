@@ -206,7 +206,11 @@ if (parentPort && workerData && (workerData as { replica?: ReplicaInit }).replic
       reply = { id: req.id, ok: true, result };
     } catch (e) {
       barrier.abort();
-      reply = { id: req.id, ok: false, error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) } };
+      reply = {
+        id: req.id,
+        ok: false,
+        error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) },
+      };
     }
     port.postMessage(reply);
   });
