@@ -8,7 +8,7 @@ import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
-import { OptionError, XceptionError } from '../core/errors.js';
+import { OptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import { type ImagePreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ResizeInterpolation, type ResizePolicy, trainingPreprocessing } from '../data/image-preprocessing.js';
 import { parseDatasetSpec } from '../data/spec.js';
@@ -23,7 +23,7 @@ import { checkResumable, hasCheckpoint, type LoadedCheckpoint, loadModelWeights,
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
-import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions } from './optimizers.js';
+import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions, TrainingDivergedError } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
@@ -215,7 +215,7 @@ export interface TrainResult {
   backend: string;
 }
 
-export class TrainingDivergedError extends XceptionError {}
+export { TrainingDivergedError };
 
 /** Larger batches only exhaust memory (a batch of 299×299×3 floats is 1 MiB per image). */
 export const MAX_BATCH_SIZE = 65_536;
@@ -537,10 +537,16 @@ class TrainingSession {
     });
   }
 
-  /** One step in this thread; the loss is not finite (and nothing updated) when training diverged. */
+  /**
+   * One step in this thread; the loss is not finite (and nothing updated) when training diverged.
+   * A non-finite gradient throws TrainingDivergedError (from the optimizer, before any update).
+   * Either way the batch-norm moving statistics the forward pass moved are put back.
+   */
   private localStep(batch: Batch): { loss: number; correct: number } {
     const { model, optimizer, ema, config } = this;
     const backend = this.setup.backend;
+    const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
+    const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
     const { loss, logits } = tidy(() => {
       const x = tensor(batch.x, batch.shape, { backend });
       const out = model.forward(x, { training: true, logits: true });
@@ -552,9 +558,15 @@ class TrainingSession {
     });
     if (!Number.isFinite(loss)) {
       for (const v of model.weights) clearGrad(v);
+      restoreStatistics();
       return { loss, correct: 0 };
     }
-    optimizer.apply(model.weights);
+    try {
+      optimizer.apply(model.weights);
+    } catch (e) {
+      if (e instanceof TrainingDivergedError) restoreStatistics();
+      throw e;
+    }
     if (ema) ema.update(model.trainableWeights);
     return { loss, correct: topKCorrect(logits, batch.y, this.classes, 1) };
   }
@@ -604,14 +616,15 @@ class TrainingSession {
       : learningRateAt(this.schedule, this.step, { totalSteps: this.stepsPerEpoch * config.epochs, stepsPerEpoch: this.stepsPerEpoch });
     stats.lr = lr;
     this.optimizer.lr = lr;
-    const { loss, correct } = dp ? await dp.step(batch, lr, this.model.rng.nextUint32()) : this.localStep(batch);
-    if (!Number.isFinite(loss)) {
-      throw new TrainingDivergedError(
-        `the loss became ${loss} at epoch ${epoch + 1}, step ${this.step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
-          (hasCheckpoint(this.setup.outDir) ? `The last good checkpoint in ${this.setup.outDir} is kept.` : 'No checkpoint had been written yet.') +
-          ' Try a lower --lr or --clip-norm.',
-      );
+    let step: { loss: number; correct: number };
+    try {
+      step = dp ? await dp.step(batch, lr, this.model.rng.nextUint32()) : this.localStep(batch);
+    } catch (e) {
+      if (e instanceof TrainingDivergedError) throw this.diverged(e.message, epoch, lr);
+      throw e;
     }
+    const { loss, correct } = step;
+    if (!Number.isFinite(loss)) throw this.diverged(`the loss became ${loss}`, epoch, lr);
     this.step++;
     stats.lossSum += loss * batch.size;
     stats.correct += correct;
@@ -626,6 +639,15 @@ class TrainingSession {
       epoch: epoch + 1, epochs: this.epochsInAll, batch: this.loader.position === 0 ? this.stepsPerEpoch : this.loader.position, batches: this.stepsPerEpoch,
       loss: stats.lossSum / stats.seen, accuracy: stats.correct / stats.seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
     });
+  }
+
+  /** The error that stops a diverged run: what, where, and whether a good checkpoint is kept. */
+  private diverged(what: string, epoch: number, lr: number): TrainingDivergedError {
+    return new TrainingDivergedError(
+      `${what} at epoch ${epoch + 1}, step ${this.step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
+        (hasCheckpoint(this.setup.outDir) ? `The last good checkpoint in ${this.setup.outDir} is kept.` : 'No checkpoint had been written yet.') +
+        ' Try a lower --lr or --clip-norm.',
+    );
   }
 
   /** Mid-epoch evaluation, a turn of the event loop, then stop or checkpoint requests; true = stop now. */
