@@ -207,23 +207,21 @@ export interface Backend {
 
   // --- training ----------------------------------------------------------------------------
   /** The one in-place kernel: updates `param` and its `state` buffers (see UpdateRule). */
-  applyUpdate(rule: UpdateRule, param: Handle, grad: Handle, state: readonly Handle[], size: number, gradScale: number): void;
+  applyUpdate(
+    rule: UpdateRule,
+    param: Handle,
+    grad: Handle,
+    state: readonly Handle[],
+    size: number,
+    gradScale: number,
+  ): void;
   /** Σ x² over `size` elements (gradient-norm clipping, diagnostics). */
   sumSquares(x: Handle, size: number): number;
 
   // --- classification -----------------------------------------------------------------------
   softmax(x: Handle, p: RowsParams): Handle;
   /** Mean cross-entropy over rows of softmax(logits) against integer labels. */
-  softmaxCrossEntropy(
-    logits: Handle,
-    labels: Int32Array,
-    p: CrossEntropyParams,
-  ): { loss: number; probs: Handle };
+  softmaxCrossEntropy(logits: Handle, labels: Int32Array, p: CrossEntropyParams): { loss: number; probs: Handle };
   /** d(loss)/d(logits) = (probs − target) · scale / rows. */
-  softmaxCrossEntropyBackward(
-    probs: Handle,
-    labels: Int32Array,
-    p: CrossEntropyParams,
-    scale: number,
-  ): Handle;
+  softmaxCrossEntropyBackward(probs: Handle, labels: Int32Array, p: CrossEntropyParams, scale: number): Handle;
 }

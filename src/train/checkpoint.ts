@@ -58,7 +58,13 @@ export function modelWeights(model: Model): NamedWeight[] {
   return model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: v.value.data() }));
 }
 
-export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, ema: ExponentialMovingAverage | null, state: RunState): void {
+export function saveCheckpoint(
+  dir: string,
+  model: Model,
+  optimizer: Optimizer,
+  ema: ExponentialMovingAverage | null,
+  state: RunState,
+): void {
   const tensors: NamedWeight[] = modelWeights(model).map((w) => ({ ...w, name: `model/${w.name}` }));
   const shapes = new Map(model.weights.map((v) => [v.name, [...v.shape]]));
   const opt = optimizer.getState();
@@ -66,12 +72,19 @@ export function saveCheckpoint(dir: string, model: Model, optimizer: Optimizer, 
     slots.forEach((data, i) => tensors.push({ name: `optimizer/${i}/${name}`, shape: shapes.get(name)!, data }));
   }
   if (ema) {
-    for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
+    for (const [name, data] of Object.entries(ema.getState().shadow))
+      tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
   }
   refuseNonFinite(tensors);
-  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: CHECKPOINT_FORMAT, state: JSON.stringify(state) });
+  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, {
+    format: CHECKPOINT_FORMAT,
+    state: JSON.stringify(state),
+  });
   // weights.safetensors describes itself: predict/eval/export rebuild the model from it alone.
-  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), { ...weightsMetadata(runRecord(state)), config: JSON.stringify(state.config) });
+  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), {
+    ...weightsMetadata(runRecord(state)),
+    config: JSON.stringify(state.config),
+  });
 }
 
 /**
@@ -82,7 +95,10 @@ function refuseNonFinite(tensors: readonly NamedWeight[]): void {
   for (const { name, data } of tensors) {
     for (let i = 0; i < data.length; i++) {
       // x − x is 0 for a finite x and NaN for NaN and ±Inf: one test per value.
-      if (data[i]! - data[i]! !== 0) throw new CheckpointError(`refusing to write a checkpoint: ${name} holds ${data[i]} at index ${i}; nothing was written`);
+      if (data[i]! - data[i]! !== 0)
+        throw new CheckpointError(
+          `refusing to write a checkpoint: ${name} holds ${data[i]} at index ${i}; nothing was written`,
+        );
     }
   }
 }
@@ -90,7 +106,8 @@ function refuseNonFinite(tensors: readonly NamedWeight[]): void {
 /** The model record of a run (model-record.ts), from its state. */
 export function runRecord(state: RunState): ModelRecord {
   return {
-    model: state.model.name, options: state.model.options,
+    model: state.model.name,
+    options: state.model.options,
     ...(state.classNames ? { classNames: state.classNames } : {}),
     ...(state.preprocessing ? { preprocessing: state.preprocessing } : {}),
   };
@@ -138,8 +155,15 @@ const isSeconds = (v: unknown): boolean => typeof v === 'number' && Number.isFin
 const isRecords = (v: unknown): boolean => Array.isArray(v) && v.every(isObject);
 
 function isRandomState(v: unknown): boolean {
-  return isObject(v) && Array.isArray(v['s']) && v['s'].length === 4 && v['s'].every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
-    && (v['spareNormal'] === null || v['spareNormal'] === undefined || (typeof v['spareNormal'] === 'number' && Number.isFinite(v['spareNormal'])));
+  return (
+    isObject(v) &&
+    Array.isArray(v['s']) &&
+    v['s'].length === 4 &&
+    v['s'].every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff) &&
+    (v['spareNormal'] === null ||
+      v['spareNormal'] === undefined ||
+      (typeof v['spareNormal'] === 'number' && Number.isFinite(v['spareNormal'])))
+  );
 }
 
 /**
@@ -149,16 +173,31 @@ function isRandomState(v: unknown): boolean {
 function runStateProblem(s: unknown): string | null {
   if (!isObject(s)) return 'not an object';
   const checks: [string, boolean][] = [
-    ['step', isCount(s['step'])], ['epochsDone', isCount(s['epochsDone'])],
-    ['loader', isObject(s['loader'])], ['modelRandom', isRandomState(s['modelRandom'])],
-    ['optimizer', isObject(s['optimizer']) && typeof s['optimizer']['name'] === 'string' && isCount(s['optimizer']['step'])],
-    ['ema', s['ema'] === null || (isObject(s['ema']) && typeof s['ema']['decay'] === 'number' && isCount(s['ema']['updates']))],
-    ['wallSeconds', isSeconds(s['wallSeconds'])], ['history', isRecords(s['history'])], ['config', isObject(s['config'])],
+    ['step', isCount(s['step'])],
+    ['epochsDone', isCount(s['epochsDone'])],
+    ['loader', isObject(s['loader'])],
+    ['modelRandom', isRandomState(s['modelRandom'])],
+    [
+      'optimizer',
+      isObject(s['optimizer']) && typeof s['optimizer']['name'] === 'string' && isCount(s['optimizer']['step']),
+    ],
+    [
+      'ema',
+      s['ema'] === null ||
+        (isObject(s['ema']) && typeof s['ema']['decay'] === 'number' && isCount(s['ema']['updates'])),
+    ],
+    ['wallSeconds', isSeconds(s['wallSeconds'])],
+    ['history', isRecords(s['history'])],
+    ['config', isObject(s['config'])],
     ['model', isObject(s['model']) && typeof s['model']['name'] === 'string' && isObject(s['model']['options'])],
     ['evalPoints', s['evalPoints'] === undefined || isRecords(s['evalPoints'])],
     ['trainSeconds', s['trainSeconds'] === undefined || isSeconds(s['trainSeconds'])],
     ['phase', s['phase'] === undefined || s['phase'] === 'head' || s['phase'] === 'fine-tune'],
-    ['classNames', s['classNames'] === undefined || (Array.isArray(s['classNames']) && s['classNames'].every((n) => typeof n === 'string'))],
+    [
+      'classNames',
+      s['classNames'] === undefined ||
+        (Array.isArray(s['classNames']) && s['classNames'].every((n) => typeof n === 'string')),
+    ],
     ['preprocessing', s['preprocessing'] === undefined || isObject(s['preprocessing'])],
   ];
   const bad = checks.filter(([, ok]) => !ok).map(([name]) => name);
@@ -181,22 +220,26 @@ function sortTensors(weights: readonly NamedWeight[], file: string): Omit<Loaded
     const [kind, ...rest] = w.name.split('/');
     const isSlot = kind === 'optimizer';
     const name = rest.slice(isSlot ? 1 : 0).join('/');
-    if (kind !== 'model' && kind !== 'ema' && !isSlot) throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
-    if (isReservedKey(name) || name === '') throw new CheckpointError(`${file}: tensor '${w.name}' has a reserved or empty weight name`);
+    if (kind !== 'model' && kind !== 'ema' && !isSlot)
+      throw new CheckpointError(`${file}: unexpected tensor '${w.name}'`);
+    if (isReservedKey(name) || name === '')
+      throw new CheckpointError(`${file}: tensor '${w.name}' has a reserved or empty weight name`);
     if (kind === 'model') {
       model.set(name, w.data);
       shapes.set(name, w.shape);
     } else if (kind === 'ema') ema.set(name, w.data);
     else {
       const slot = Number(rest[0]);
-      if (!/^\d+$/.test(rest[0] ?? '') || slot >= MAX_OPTIMIZER_SLOTS) throw new CheckpointError(`${file}: tensor '${w.name}' has no valid optimizer slot index`);
+      if (!/^\d+$/.test(rest[0] ?? '') || slot >= MAX_OPTIMIZER_SLOTS)
+        throw new CheckpointError(`${file}: tensor '${w.name}' has no valid optimizer slot index`);
       if (!slots.has(name)) slots.set(name, []);
       slots.get(name)![slot] = w.data;
     }
   }
   for (const [name, arrays] of slots) {
     // A missing slot would leave a hole that array methods skip over.
-    if (Array.from(arrays).some((a) => a === undefined)) throw new CheckpointError(`${file}: optimizer slots of '${name}' are not numbered 0, 1, …`);
+    if (Array.from(arrays).some((a) => a === undefined))
+      throw new CheckpointError(`${file}: optimizer slots of '${name}' are not numbered 0, 1, …`);
   }
   return { model, shapes, optimizerSlots: recordFromMap(slots), ema: recordFromMap(ema) };
 }
@@ -204,22 +247,34 @@ function sortTensors(weights: readonly NamedWeight[], file: string): Omit<Loaded
 /** Copies named weights into the model; every weight must be present with its exact size. */
 export function loadModelWeights(model: Model, weights: Map<string, Float32Array>, source: string): void {
   const missing = model.weights.filter((v) => !weights.has(v.name)).map((v) => v.name);
-  if (missing.length) throw new CheckpointError(`${source} lacks ${missing.length} weight(s) of the model, e.g. ${missing.slice(0, 3).join(', ')}`);
+  if (missing.length)
+    throw new CheckpointError(
+      `${source} lacks ${missing.length} weight(s) of the model, e.g. ${missing.slice(0, 3).join(', ')}`,
+    );
   const extra = [...weights.keys()].filter((n) => !model.weights.some((v) => v.name === n));
-  if (extra.length) throw new CheckpointError(`${source} has weight(s) the model lacks, e.g. ${extra.slice(0, 3).join(', ')}`);
+  if (extra.length)
+    throw new CheckpointError(`${source} has weight(s) the model lacks, e.g. ${extra.slice(0, 3).join(', ')}`);
   // Validate everything before changing anything: nothing is half-loaded.
   for (const v of model.weights) {
     const data = weights.get(v.name)!;
-    if (data.length !== v.size) throw new ShapeError(`${source}: '${v.name}' has ${data.length} values, the model's weight ${v.size} (shape [${v.shape.join(', ')}])`);
+    if (data.length !== v.size)
+      throw new ShapeError(
+        `${source}: '${v.name}' has ${data.length} values, the model's weight ${v.size} (shape [${v.shape.join(', ')}])`,
+      );
   }
   for (const v of model.weights) v.setData(weights.get(v.name)!);
 }
 
-export function checkResumable(saved: Record<string, unknown>, now: Record<string, unknown>, ignore: readonly string[]): void {
+export function checkResumable(
+  saved: Record<string, unknown>,
+  now: Record<string, unknown>,
+  ignore: readonly string[],
+): void {
   const diffs: string[] = [];
   for (const k of new Set([...Object.keys(saved), ...Object.keys(now)])) {
     if (ignore.includes(k)) continue;
-    if (JSON.stringify(saved[k]) !== JSON.stringify(now[k])) diffs.push(`${k}: checkpoint ${JSON.stringify(saved[k])}, now ${JSON.stringify(now[k])}`);
+    if (JSON.stringify(saved[k]) !== JSON.stringify(now[k]))
+      diffs.push(`${k}: checkpoint ${JSON.stringify(saved[k])}, now ${JSON.stringify(now[k])}`);
   }
   if (diffs.length) throw new OptionError(`cannot resume with different settings — ${diffs.join('; ')}`);
 }

@@ -56,7 +56,8 @@ export class Optimizer {
   private slots = new Map<Variable, Tensor[]>();
 
   constructor(name: OptimizerName, o: OptimizerOptions = {}) {
-    if (!OPTIMIZERS.includes(name)) throw new OptionError(`unknown optimizer '${name}' (known: ${OPTIMIZERS.join(', ')})`);
+    if (!OPTIMIZERS.includes(name))
+      throw new OptionError(`unknown optimizer '${name}' (known: ${OPTIMIZERS.join(', ')})`);
     this.name = name;
     const dflt = { sgd: 0.01, rmsprop: 0.001, adam: 0.001, adamw: 0.001 }[name];
     this.lr = check('lr', o.lr ?? dflt, 0, Infinity);
@@ -79,14 +80,33 @@ export class Optimizer {
   private rule(): UpdateRule {
     switch (this.name) {
       case 'sgd':
-        return { kind: 'sgd', lr: this.lr, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
+        return {
+          kind: 'sgd',
+          lr: this.lr,
+          momentum: this.momentum,
+          nesterov: this.nesterov,
+          weightDecay: this.weightDecay,
+        };
       case 'rmsprop':
-        return { kind: 'rmsprop', lr: this.lr, rho: this.rho, momentum: this.momentum, epsilon: this.epsilon, weightDecay: this.weightDecay };
+        return {
+          kind: 'rmsprop',
+          lr: this.lr,
+          rho: this.rho,
+          momentum: this.momentum,
+          epsilon: this.epsilon,
+          weightDecay: this.weightDecay,
+        };
       case 'adam':
       case 'adamw':
         return {
-          kind: 'adam', lr: this.lr, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon,
-          weightDecay: this.weightDecay, decoupledWeightDecay: this.name === 'adamw', step: this.step,
+          kind: 'adam',
+          lr: this.lr,
+          beta1: this.beta1,
+          beta2: this.beta2,
+          epsilon: this.epsilon,
+          weightDecay: this.weightDecay,
+          decoupledWeightDecay: this.name === 'adamw',
+          step: this.step,
         };
     }
   }
@@ -117,15 +137,24 @@ export class Optimizer {
     for (const v of live) {
       const w = v.value;
       const g = w.grad!;
-      if (g.size !== w.size) throw new ShapeError(`${v.name}: gradient ${shapeToString(g.shape)} does not match ${shapeToString(w.shape)}`);
+      if (g.size !== w.size)
+        throw new ShapeError(`${v.name}: gradient ${shapeToString(g.shape)} does not match ${shapeToString(w.shape)}`);
       let state = this.slots.get(v);
       if (!state) {
-        state = Array.from({ length: this.slotCount() }, () => keep(zeros(w.shape, { backend: w.backend, dtype: w.dtype })));
+        state = Array.from({ length: this.slotCount() }, () =>
+          keep(zeros(w.shape, { backend: w.backend, dtype: w.dtype })),
+        );
         this.slots.set(v, state);
       }
-      w.backend.applyUpdate(rule, w.handle, g.handle, state.map((t) => t.handle), w.size, gradScale);
+      w.backend.applyUpdate(
+        rule,
+        w.handle,
+        g.handle,
+        state.map((t) => t.handle),
+        w.size,
+        gradScale,
+      );
       w.version++; // written in place: compiled inference plans re-read it
-
     }
     for (const v of vars) clearGrad(v);
     return norm;
@@ -140,12 +169,17 @@ export class Optimizer {
     const sums = gradSumsOfSquares(live);
     const bad = sums.findIndex((s) => !Number.isFinite(s));
     if (bad >= 0) {
-      throw new TrainingDivergedError(`the gradient of ${live[bad]!.name} holds NaN or infinite values; no weight was changed`);
+      throw new TrainingDivergedError(
+        `the gradient of ${live[bad]!.name} holds NaN or infinite values; no weight was changed`,
+      );
     }
     if (this.clipNorm === 0) return NaN;
     const norm = Math.sqrt(sums.reduce((a, b) => a + b, 0));
     // Unreachable with finite gradients, but a non-finite norm must never scale an update.
-    if (!Number.isFinite(norm)) throw new TrainingDivergedError(`the gradients' global norm is ${norm}; clipping cannot scale it, no weight was changed`);
+    if (!Number.isFinite(norm))
+      throw new TrainingDivergedError(
+        `the gradients' global norm is ${norm}; clipping cannot scale it, no weight was changed`,
+      );
     return norm;
   }
 
@@ -166,7 +200,10 @@ export class Optimizer {
       if (arrays.length !== this.slotCount() || arrays.some((a) => a.length !== v.size)) {
         throw new ShapeError(`optimizer state for '${name}' does not fit a weight of shape ${shapeToString(v.shape)}`);
       }
-      next.set(v, arrays.map((a) => keep(fromArray(a, v))));
+      next.set(
+        v,
+        arrays.map((a) => keep(fromArray(a, v))),
+      );
     }
     this.disposeSlots();
     this.slots = next;

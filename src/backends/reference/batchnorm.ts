@@ -10,7 +10,10 @@ import { asArray, check, checkPositiveInts, fromAccumulator, newLike } from './a
 
 function checkBatchNormParams(p: BatchNormParams, kernel: string): void {
   checkPositiveInts(p, ['rows', 'channels'], kernel);
-  check(Number.isFinite(p.epsilon) && p.epsilon >= 0, `${kernel}: epsilon must be a finite number ≥ 0, got ${p.epsilon}`);
+  check(
+    Number.isFinite(p.epsilon) && p.epsilon >= 0,
+    `${kernel}: epsilon must be a finite number ≥ 0, got ${p.epsilon}`,
+  );
 }
 
 /** Per-channel mean and biased variance; two passes, so large means do not cancel the variance. */
