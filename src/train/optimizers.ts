@@ -170,7 +170,7 @@ export class Optimizer {
     const bad = sums.findIndex((s) => !Number.isFinite(s));
     if (bad >= 0) {
       throw new TrainingDivergedError(
-        `the gradient of ${live[bad]!.name} holds NaN or infinite values; no weight was changed`,
+        `the gradient of ${live[bad]!.name} holds NaN or infinite values (no weight was changed)`,
       );
     }
     if (this.clipNorm === 0) return NaN;
@@ -178,7 +178,7 @@ export class Optimizer {
     // Unreachable with finite gradients, but a non-finite norm must never scale an update.
     if (!Number.isFinite(norm))
       throw new TrainingDivergedError(
-        `the gradients' global norm is ${norm}; clipping cannot scale it, no weight was changed`,
+        `the gradients' global norm is ${norm}, which clipping cannot scale (no weight was changed)`,
       );
     return norm;
   }

@@ -3,7 +3,7 @@
  * evaluation each epoch; metrics, curves and atomic checkpoints in a run folder; exact resume.
  */
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
@@ -342,7 +342,7 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   if (saved) session.restore(saved);
   writeFileAtomicSync(
     join(outDir, 'config.json'),
-    new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'),
+    new TextEncoder().encode(`${JSON.stringify({ ...config, backend: backend.name }, null, 2)}\n`),
   );
   session.startClock();
   await session.startReplicas();
@@ -648,38 +648,20 @@ class TrainingSession {
     });
   }
 
-  /**
-   * One step in this thread; the loss is not finite (and nothing updated) when training diverged.
-   * A non-finite gradient throws TrainingDivergedError (from the optimizer, before any update).
-   * Either way the batch-norm moving statistics the forward pass moved are put back.
-   */
+  /** One step in this thread (see trainingStep). */
   private localStep(batch: Batch): { loss: number; correct: number } {
     const { model, optimizer, ema, config } = this;
-    const backend = this.setup.backend;
-    const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
-    const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
-    const { loss, logits } = tidy(() => {
-      const x = tensor(batch.x, batch.shape, { backend });
-      const out = model.forward(x, { training: true, logits: true });
-      const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: config.labelSmoothing });
-      const value = l.item();
-      const logits = out.data(); // before backward, which releases the activations
-      if (Number.isFinite(value)) backward(l, { release: true });
-      return { loss: value, logits };
-    });
-    if (!Number.isFinite(loss)) {
-      for (const v of model.weights) clearGrad(v);
-      restoreStatistics();
-      return { loss, correct: 0 };
-    }
-    try {
-      optimizer.apply(model.weights);
-    } catch (e) {
-      if (e instanceof TrainingDivergedError) restoreStatistics();
-      throw e;
-    }
-    if (ema) ema.update(model.trainableWeights);
-    return { loss, correct: topKCorrect(logits, batch.y, this.classes, 1) };
+    return trainingStep(
+      {
+        model,
+        optimizer,
+        ema,
+        labelSmoothing: config.labelSmoothing,
+        classes: this.classes,
+        backend: this.setup.backend,
+      },
+      batch,
+    );
   }
 
   async runEpochs(): Promise<void> {
@@ -745,6 +727,7 @@ class TrainingSession {
       throw e;
     }
     const { loss, correct } = step;
+    // (Replicas report a non-finite loss; this thread's step throws.)
     if (!Number.isFinite(loss)) throw this.diverged(`the loss became ${loss}`, epoch, lr);
     this.step++;
     stats.lossSum += loss * batch.size;
@@ -840,7 +823,7 @@ class TrainingSession {
     const outDir = this.setup.outDir;
     writeFileAtomicSync(
       join(outDir, 'metrics.jsonl'),
-      new TextEncoder().encode(this.history.map((r) => JSON.stringify(r)).join('\n') + '\n'),
+      new TextEncoder().encode(`${this.history.map((r) => JSON.stringify(r)).join('\n')}\n`),
     );
     await writeCurves(outDir, this.history, this.evalLoader ? this.setup.data.evalName : null);
     this.reportEpoch(record, skipped);
@@ -907,6 +890,47 @@ class TrainingSession {
     this.ema?.dispose();
     this.model.dispose();
   }
+}
+
+/** What one training step works on. */
+export interface TrainingStepParts {
+  model: Model;
+  optimizer: Optimizer;
+  ema: ExponentialMovingAverage | null;
+  labelSmoothing: number;
+  classes: number;
+  backend: Backend;
+}
+
+/**
+ * One optimizer step on a batch: forward, loss, backward, update. A non-finite loss or gradient
+ * throws TrainingDivergedError with every weight as it was before the step — the batch-norm
+ * moving statistics the forward pass moved are put back, and the optimizer checks every gradient
+ * before it changes anything. Returns the loss and the batch's correct top-1 count.
+ */
+export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: number; correct: number } {
+  const { model, optimizer, ema, backend } = parts;
+  const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
+  const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
+  const { loss, logits } = tidy(() => {
+    const x = tensor(batch.x, batch.shape, { backend });
+    const out = model.forward(x, { training: true, logits: true });
+    const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: parts.labelSmoothing });
+    const value = l.item();
+    const logits = out.data(); // before backward, which releases the activations
+    if (Number.isFinite(value)) backward(l, { release: true });
+    return { loss: value, logits };
+  });
+  try {
+    if (!Number.isFinite(loss)) throw new TrainingDivergedError(`the loss became ${loss}`);
+    optimizer.apply(model.weights);
+  } catch (e) {
+    for (const v of model.weights) clearGrad(v);
+    if (e instanceof TrainingDivergedError) restoreStatistics();
+    throw e;
+  }
+  if (ema) ema.update(model.trainableWeights);
+  return { loss, correct: topKCorrect(logits, batch.y, parts.classes, 1) };
 }
 
 /** What the run's data says about the model: its input and its classes. */

@@ -73,7 +73,7 @@ export function relu(xh: Handle, size: number): NumArray {
   checkSize(size, 'relu');
   const x = asArray(xh, size, 'relu input');
   const y = newLike(x, size);
-  for (let i = 0; i < size; i++) y[i] = x[i]! <= 0 ? 0 : x[i]!;
+  for (let i = 0; i < size; i++) y[i] = Math.max(x[i]!, 0); // Math.max keeps NaN
   return y;
 }
 
