@@ -69,8 +69,12 @@ export class DataParallel {
    * Starts the replicas from the main thread's model, optimizer and weight average (the same
    * values everywhere: a resumed run continues exactly).
    */
-  static async start(o: DataParallelOptions, from: { model: Model; optimizer: Optimizer; ema: ExponentialMovingAverage | null }): Promise<DataParallel> {
-    if (!(Number.isInteger(o.replicas) && o.replicas >= 2)) throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
+  static async start(
+    o: DataParallelOptions,
+    from: { model: Model; optimizer: Optimizer; ema: ExponentialMovingAverage | null },
+  ): Promise<DataParallel> {
+    if (!(Number.isInteger(o.replicas) && o.replicas >= 2))
+      throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
     // The replicas compute on the backend the main thread's model lives on (by its registry name).
     const backend = from.model.weights[0]?.value.backend.name === 'native' ? 'native' : 'reference';
@@ -92,22 +96,41 @@ export class DataParallel {
     let readyCount = 0;
     for (let rank = 0; rank < o.replicas; rank++) {
       const init: ReplicaInit = {
-        rank, world: o.replicas, threads, backend, model: o.model, modelOptions: o.modelOptions,
-        optimizer: o.optimizer, labelSmoothing: o.labelSmoothing, ema: o.ema, weights, optimizerState, emaState, shared,
+        rank,
+        world: o.replicas,
+        threads,
+        backend,
+        model: o.model,
+        modelOptions: o.modelOptions,
+        optimizer: o.optimizer,
+        labelSmoothing: o.labelSmoothing,
+        ema: o.ema,
+        weights,
+        optimizerState,
+        emaState,
+        shared,
       };
       const w = new Worker(new URL('./replica.js', import.meta.url), { workerData: { replica: init } });
       workers.push(w);
-      ready.push(new Promise((resolve) => {
-        const onMessage = (m: ReplicaReply) => {
-          if (m.id !== 0) return;
-          w.off('message', onMessage);
-          if (m.ok) o.onReplicaReady?.(++readyCount, o.replicas);
-          resolve(m);
-        };
-        w.on('message', onMessage);
-        w.once('error', (e) => resolve({ id: 0, ok: false, error: { name: e.name, message: e.message } }));
-        w.once('exit', (code) => resolve({ id: 0, ok: false, error: { name: 'Error', message: `replica ${rank} exited with code ${code}` } }));
-      }));
+      ready.push(
+        new Promise((resolve) => {
+          const onMessage = (m: ReplicaReply) => {
+            if (m.id !== 0) return;
+            w.off('message', onMessage);
+            if (m.ok) o.onReplicaReady?.(++readyCount, o.replicas);
+            resolve(m);
+          };
+          w.on('message', onMessage);
+          w.once('error', (e) => resolve({ id: 0, ok: false, error: { name: e.name, message: e.message } }));
+          w.once('exit', (code) =>
+            resolve({
+              id: 0,
+              ok: false,
+              error: { name: 'Error', message: `replica ${rank} exited with code ${code}` },
+            }),
+          );
+        }),
+      );
     }
     const dp = new DataParallel(workers, new SharedBarrier(shared.barrier, o.replicas), threads);
     const started = await Promise.all(ready);
@@ -132,7 +155,8 @@ export class DataParallel {
       this.failure ??= new ReplicaError(`training replica ${rank} ${why}`);
       this.barrier.abort(); // the others may wait for it at the barrier
       for (const pending of this.pending) {
-        for (const [id, p] of pending) p.resolve({ id, ok: false, error: { name: 'ReplicaError', message: this.failure.message } });
+        for (const [id, p] of pending)
+          p.resolve({ id, ok: false, error: { name: 'ReplicaError', message: this.failure.message } });
         pending.clear();
       }
     };
@@ -197,7 +221,8 @@ export class DataParallel {
     withOptimizer: boolean,
     rank = 0,
   ): Promise<void> {
-    if (!(Number.isInteger(rank) && rank >= 0 && rank < this.workers.length)) throw new ReplicaError(`no replica ${rank}`);
+    if (!(Number.isInteger(rank) && rank >= 0 && rank < this.workers.length))
+      throw new ReplicaError(`no replica ${rank}`);
     const [s] = resultsOf<PullReply>([await this.request(rank, { kind: 'pull', optimizer: withOptimizer })]);
     for (const v of to.model.weights) v.setData(s.weights[v.name]!);
     if (withOptimizer && s.optimizerState) to.optimizer.setState(s.optimizerState, to.model.weights);

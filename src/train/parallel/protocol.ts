@@ -34,7 +34,12 @@ export interface ReplicaInit {
 
 export type ReplicaCommand =
   | {
-      kind: 'step'; x: Float32Array; y: Int32Array; shape: [number, number, number, number]; lr: number; shardSizes: number[];
+      kind: 'step';
+      x: Float32Array;
+      y: Int32Array;
+      shape: [number, number, number, number];
+      lr: number;
+      shardSizes: number[];
       /** Seeds this step's dropout; each replica derives its own stream from it and its rank. */
       seed: number;
     }

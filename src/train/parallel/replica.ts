@@ -79,11 +79,18 @@ export class Replica {
     const s = offsets(this.state);
     this.gradOffsets = g.offsets;
     this.stateOffsets = s.offsets;
-    this.gradSlots = Array.from({ length: init.world }, (_, r) => new Float32Array(init.shared.grads, r * g.total * 4, g.total));
-    this.stateSlots = Array.from({ length: init.world }, (_, r) => new Float32Array(init.shared.state, r * s.total * 4, s.total));
+    this.gradSlots = Array.from(
+      { length: init.world },
+      (_, r) => new Float32Array(init.shared.grads, r * g.total * 4, g.total),
+    );
+    this.stateSlots = Array.from(
+      { length: init.world },
+      (_, r) => new Float32Array(init.shared.state, r * s.total * 4, s.total),
+    );
     this.losses = new Float64Array(init.shared.losses, 0, init.world);
     this.hasGrad = this.trainable.map(() => true);
-    if (this.gradSlots[0]!.length !== g.total || this.stateSlots[0]!.length !== s.total) throw new Error('shared memory layout mismatch');
+    if (this.gradSlots[0]!.length !== g.total || this.stateSlots[0]!.length !== s.total)
+      throw new Error('shared memory layout mismatch');
   }
 
   step(req: Extract<ReplicaRequest, { kind: 'step' }>): StepReply {
@@ -206,7 +213,11 @@ if (parentPort && workerData && (workerData as { replica?: ReplicaInit }).replic
       reply = { id: req.id, ok: true, result };
     } catch (e) {
       barrier.abort();
-      reply = { id: req.id, ok: false, error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) } };
+      reply = {
+        id: req.id,
+        ok: false,
+        error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) },
+      };
     }
     port.postMessage(reply);
   });
