@@ -174,6 +174,43 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
   }
 });
 
+test('a non-finite gradient behind a finite loss stops the step in every replica; no weight, slot or statistic changes', async () => {
+  const backend = tryBackend('native') ? 'native' : 'reference';
+  const main = makeModel(backend);
+  const opt = new Optimizer(SGD.name, SGD.options);
+  // A NaN gamma before a max pool: the native pool skips the NaN channel (the loss stays
+  // finite) while batch norm's backward turns the gradients NaN.
+  const gamma = main.weights.find((v) => v.name === 'block2_sepconv2_bn/gamma')!;
+  const g = gamma.value.data();
+  g[0] = NaN;
+  gamma.setData(g);
+  const dp = await start(main, opt);
+  try {
+    const before = snapshot(main);
+    const outcome = await dp.step(randomBatch(8, 1), 0.05, 0).then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    if (backend === 'native') {
+      assert.ok(outcome instanceof TrainingDivergedError, String(outcome));
+      assert.match(outcome.message, /gradient of block1_conv1\/kernel holds NaN or infinite/);
+    } else {
+      assert.equal((outcome as { applied: boolean }).applied, false); // the reference pool lets the NaN reach the loss
+    }
+    for (const rank of [0, 1]) {
+      const pulled = makeModel(backend);
+      const pulledOpt = new Optimizer(SGD.name, SGD.options);
+      await dp.pullInto({ model: pulled, optimizer: pulledOpt, ema: null }, true, rank);
+      assertBitEqual(snapshot(pulled), before, `replica ${rank}: every weight, moving statistics included`);
+      assert.equal(pulledOpt.step, 0);
+      pulled.dispose();
+    }
+  } finally {
+    await dp.close();
+    main.dispose();
+  }
+});
+
 function tinyConfig(dataDir: string, outDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return tinyTrainConfig(dataDir, outDir, { replicas: 2, ...over });
 }
