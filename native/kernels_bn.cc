@@ -104,7 +104,7 @@ XN_CLONES void gradSums(const float* dy, const float* x, int64_t count, int64_t 
   }
 }
 
-// The same sums with dy taken as 0 where the fused ReLU's output y is not positive.
+// The same sums with dy taken as 0 where the fused ReLU's output y is ≤ 0 (a NaN y keeps dy).
 XN_CLONES void gradSumsMasked(const float* dy, const float* y, const float* x, int64_t count, int64_t width,
                               const float* mean, double* s1, double* s2) {
   for (int64_t r = 0; r < count; ++r) {
@@ -112,11 +112,11 @@ XN_CLONES void gradSumsMasked(const float* dy, const float* y, const float* x, i
     const float* yr = y + r * width;
     const float* xr = x + r * width;
     for (int64_t c = 0; c < width; ++c) {
-      // The mask as bits (dy where y > 0, else +0): GCC leaves a select feeding a float → double
+      // The mask as bits (+0 where y <= 0, else dy): GCC leaves a select feeding a float → double
       // conversion as control flow, which it does not vectorize.
       uint32_t bits;
       std::memcpy(&bits, gr + c, sizeof bits);
-      bits &= 0u - static_cast<uint32_t>(yr[c] > 0.f);
+      bits &= 0u - static_cast<uint32_t>(!(yr[c] <= 0.f));
       float masked;
       std::memcpy(&masked, &bits, sizeof masked);
       const double g = masked;
@@ -137,7 +137,7 @@ XN_CLONES void normalizeRows(const float* x, float* y, int64_t count, int64_t wi
   }
 }
 
-// y = max(0, (x − m)·a + b): batch norm followed by ReLU in one pass.
+// y = max(0, (x − m)·a + b): batch norm followed by ReLU in one pass. NaN stays NaN (as relu).
 XN_CLONES void normalizeReluRows(const float* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
                                  const float* b) {
   for (int64_t r = 0; r < count; ++r) {
@@ -145,7 +145,7 @@ XN_CLONES void normalizeReluRows(const float* x, float* y, int64_t count, int64_
     float* yr = y + r * width;
     for (int64_t c = 0; c < width; ++c) {
       const float v = (xr[c] - m[c]) * a[c] + b[c];
-      yr[c] = v > 0.f ? v : 0.f;
+      yr[c] = v <= 0.f ? 0.f : v;
     }
   }
 }
@@ -161,7 +161,7 @@ XN_CLONES void gradRows(const float* dy, const float* x, float* dx, int64_t coun
   }
 }
 
-// gradRows with dy taken as 0 where the fused ReLU's output y is not positive.
+// gradRows with dy taken as 0 where the fused ReLU's output y is ≤ 0 (a NaN y keeps dy).
 XN_CLONES void gradRowsMasked(const float* dy, const float* y, const float* x, float* dx, int64_t count, int64_t width,
                               const float* m, const float* a, const float* b, const float* c) {
   for (int64_t r = 0; r < count; ++r) {
@@ -171,7 +171,7 @@ XN_CLONES void gradRowsMasked(const float* dy, const float* y, const float* x, f
     float* o = dx + r * width;
     for (int64_t j = 0; j < width; ++j) {
       const float dyv = gr[j];
-      const float g = yr[j] > 0.f ? dyv : 0.f;
+      const float g = yr[j] <= 0.f ? 0.f : dyv;
       o[j] = g * a[j] + (xr[j] - m[j]) * b[j] + c[j];
     }
   }

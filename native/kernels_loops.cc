@@ -35,12 +35,13 @@ void chunked(int64_t n, F body) {
 }
 
 XN_CLONES void reluRange(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] <= 0.f ? 0.f : x[i];  // NaN stays NaN (PyTorch's rule)
 }
 
-// The gradient flows where the forward output is positive (the contract passes y, not x).
+// The gradient is dropped where the forward output is ≤ 0 (the contract passes y, not x); a NaN y
+// passes dy, as in PyTorch.
 XN_CLONES void reluBackwardRange(const float* dy, const float* y, float* dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] <= 0.f ? 0.f : dy[i];
 }
 
 XN_CLONES void axpbyRange(float a, const float* x, float b, const float* y, float* out, int64_t n) {

@@ -73,8 +73,8 @@ export interface RowsParams {
 export interface BatchNormParams extends RowsParams {
   epsilon: number;
   /**
-   * Batch norm followed by ReLU in one kernel: the output is max(0, ·), and the backward takes
-   * that output `y` and counts dy only where y > 0. Saves a pass over memory each way.
+   * Batch norm followed by ReLU in one kernel: the output is max(0, ·) (NaN stays NaN, as relu),
+   * and the backward takes that output `y` and drops dy where y ≤ 0. Saves a pass over memory each way.
    */
   relu?: boolean;
 }
@@ -143,8 +143,9 @@ export interface Backend {
   axpby(a: Handle, b: Handle, alpha: number, beta: number, size: number): Handle;
   mul(a: Handle, b: Handle, size: number): Handle;
   scale(a: Handle, s: number, size: number): Handle;
+  /** max(x, 0), with relu(NaN) = NaN as in PyTorch: a NaN is never hidden as 0. */
   relu(x: Handle, size: number): Handle;
-  /** dy where y > 0, else 0. */
+  /** 0 where y ≤ 0, else dy (so dy passes where y is NaN, as in PyTorch). */
   reluBackward(dy: Handle, y: Handle, size: number): Handle;
   elu(x: Handle, alpha: number, size: number): Handle;
   /** dy where y > 0, else dy·(y + alpha). */

@@ -74,12 +74,30 @@ export function saveCheckpoint(
   if (ema) {
     for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
   }
-  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, { format: CHECKPOINT_FORMAT, state: JSON.stringify(state) });
+  refuseNonFinite(tensors);
+  writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, {
+    format: CHECKPOINT_FORMAT,
+    state: JSON.stringify(state),
+  });
   // weights.safetensors describes itself: predict/eval/export rebuild the model from it alone.
   writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), {
     ...weightsMetadata(runRecord(state)),
     config: JSON.stringify(state.config),
   });
+}
+
+/**
+ * A checkpoint never holds NaN or ±Inf (they would resume a diverged run as if it were good):
+ * the first such tensor stops the write, before anything is written.
+ */
+function refuseNonFinite(tensors: readonly NamedWeight[]): void {
+  for (const { name, data } of tensors) {
+    for (let i = 0; i < data.length; i++) {
+      // x − x is 0 for a finite x and NaN for NaN and ±Inf: one test per value.
+      if (data[i]! - data[i]! !== 0)
+        throw new CheckpointError(`refusing to write a checkpoint: ${name} holds ${data[i]} at index ${i}; nothing was written`);
+    }
+  }
 }
 
 /** The model record of a run (model-record.ts), from its state. */

@@ -5,9 +5,12 @@
 import type { UpdateRule } from '../core/backend.js';
 import { tensor, zeros } from '../core/creation.js';
 import { keep } from '../core/engine.js';
-import { OptionError, ShapeError, shapeToString } from '../core/errors.js';
+import { OptionError, ShapeError, shapeToString, XceptionError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Variable } from '../nn/layer.js';
+
+/** Training met a non-finite loss, gradient or gradient norm; no weight was changed by that step. */
+export class TrainingDivergedError extends XceptionError {}
 
 export type OptimizerName = 'sgd' | 'rmsprop' | 'adam' | 'adamw';
 export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'rmsprop', 'adam', 'adamw'];
@@ -76,7 +79,13 @@ export class Optimizer {
   private rule(): UpdateRule {
     switch (this.name) {
       case 'sgd':
-        return { kind: 'sgd', lr: this.lr, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
+        return {
+          kind: 'sgd',
+          lr: this.lr,
+          momentum: this.momentum,
+          nesterov: this.nesterov,
+          weightDecay: this.weightDecay,
+        };
       case 'rmsprop':
         return {
           kind: 'rmsprop',
@@ -103,22 +112,24 @@ export class Optimizer {
 
   /** Global L2 norm of the gradients of these weights. */
   static gradNorm(vars: readonly Variable[]): number {
-    let s = 0;
-    for (const v of vars) {
-      const g = v.value.grad;
-      if (g) s += v.value.backend.sumSquares(g.handle, g.size);
-    }
-    return Math.sqrt(s);
+    return Math.sqrt(gradSumsOfSquares(vars).reduce((a, b) => a + b, 0));
   }
 
   /**
    * Applies one update to every trainable weight that has a gradient, then clears the
    * gradients. Returns the gradients' global norm before clipping (NaN when not clipping).
+   * A gradient with a NaN or infinite value, or a non-finite norm, throws
+   * TrainingDivergedError before any weight or optimizer state changes (the gradients cleared).
    */
   apply(vars: readonly Variable[]): number {
     const live = vars.filter((v) => v.trainable && v.value.grad);
-    // The norm costs a pass over every gradient: only clipping needs it.
-    const norm = this.clipNorm > 0 ? Optimizer.gradNorm(live) : NaN;
+    let norm = NaN;
+    try {
+      norm = this.checkedNorm(live);
+    } catch (e) {
+      for (const v of vars) clearGrad(v);
+      throw e;
+    }
     const gradScale = this.clipNorm > 0 && norm > this.clipNorm ? this.clipNorm / norm : 1;
     this.step++;
     const rule = this.rule();
@@ -142,6 +153,25 @@ export class Optimizer {
       w.version++; // written in place: compiled inference plans re-read it
     }
     for (const v of vars) clearGrad(v);
+    return norm;
+  }
+
+  /**
+   * One reduction per gradient (Σ g², a backend kernel) finds a NaN or ±Inf anywhere in it:
+   * Σ g² in double precision is finite exactly when every float32 g is. The same sums give the
+   * global norm clipping needs. Returns that norm, or NaN when not clipping.
+   */
+  private checkedNorm(live: readonly Variable[]): number {
+    const sums = gradSumsOfSquares(live);
+    const bad = sums.findIndex((s) => !Number.isFinite(s));
+    if (bad >= 0) {
+      throw new TrainingDivergedError(`the gradient of ${live[bad]!.name} holds NaN or infinite values (no weight was changed)`);
+    }
+    if (this.clipNorm === 0) return NaN;
+    const norm = Math.sqrt(sums.reduce((a, b) => a + b, 0));
+    // Unreachable with finite gradients, but a non-finite norm must never scale an update.
+    if (!Number.isFinite(norm))
+      throw new TrainingDivergedError(`the gradients' global norm is ${norm}, which clipping cannot scale (no weight was changed)`);
     return norm;
   }
 
@@ -176,6 +206,14 @@ export class Optimizer {
     for (const ts of this.slots.values()) for (const t of ts) t.dispose();
     this.slots.clear();
   }
+}
+
+/** Σ g² of each weight's gradient (0 without one). */
+function gradSumsOfSquares(vars: readonly Variable[]): number[] {
+  return vars.map((v) => {
+    const g = v.value.grad;
+    return g ? v.value.backend.sumSquares(g.handle, g.size) : 0;
+  });
 }
 
 function fromArray(a: Float32Array, v: Variable): Tensor {

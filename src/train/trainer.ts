@@ -8,7 +8,7 @@ import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
-import { OptionError, XceptionError } from '../core/errors.js';
+import { OptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import {
   type ImagePreprocessing,
@@ -38,7 +38,7 @@ import {
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
-import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions } from './optimizers.js';
+import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions, TrainingDivergedError } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
@@ -244,7 +244,7 @@ export interface TrainResult {
   backend: string;
 }
 
-export class TrainingDivergedError extends XceptionError {}
+export { TrainingDivergedError };
 
 /** Larger batches only exhaust memory (a batch of 299×299×3 floats is 1 MiB per image). */
 export const MAX_BATCH_SIZE = 65_536;
@@ -627,26 +627,20 @@ class TrainingSession {
     });
   }
 
-  /** One step in this thread; the loss is not finite (and nothing updated) when training diverged. */
+  /** One step in this thread (see trainingStep). */
   private localStep(batch: Batch): { loss: number; correct: number } {
     const { model, optimizer, ema, config } = this;
-    const backend = this.setup.backend;
-    const { loss, logits } = tidy(() => {
-      const x = tensor(batch.x, batch.shape, { backend });
-      const out = model.forward(x, { training: true, logits: true });
-      const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: config.labelSmoothing });
-      const value = l.item();
-      const logits = out.data(); // before backward, which releases the activations
-      if (Number.isFinite(value)) backward(l, { release: true });
-      return { loss: value, logits };
-    });
-    if (!Number.isFinite(loss)) {
-      for (const v of model.weights) clearGrad(v);
-      return { loss, correct: 0 };
-    }
-    optimizer.apply(model.weights);
-    if (ema) ema.update(model.trainableWeights);
-    return { loss, correct: topKCorrect(logits, batch.y, this.classes, 1) };
+    return trainingStep(
+      {
+        model,
+        optimizer,
+        ema,
+        labelSmoothing: config.labelSmoothing,
+        classes: this.classes,
+        backend: this.setup.backend,
+      },
+      batch,
+    );
   }
 
   async runEpochs(): Promise<void> {
@@ -698,19 +692,22 @@ class TrainingSession {
     const lr =
       this.phase === 'fine-tune'
         ? fineTuneLr(config)
-        : learningRateAt(this.schedule, this.step, { totalSteps: this.stepsPerEpoch * config.epochs, stepsPerEpoch: this.stepsPerEpoch });
+        : learningRateAt(this.schedule, this.step, {
+            totalSteps: this.stepsPerEpoch * config.epochs,
+            stepsPerEpoch: this.stepsPerEpoch,
+          });
     stats.lr = lr;
     this.optimizer.lr = lr;
-    const { loss, correct } = dp ? await dp.step(batch, lr, this.model.rng.nextUint32()) : this.localStep(batch);
-    if (!Number.isFinite(loss)) {
-      throw new TrainingDivergedError(
-        `the loss became ${loss} at epoch ${epoch + 1}, step ${this.step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
-          (hasCheckpoint(this.setup.outDir)
-            ? `The last good checkpoint in ${this.setup.outDir} is kept.`
-            : 'No checkpoint had been written yet.') +
-          ' Try a lower --lr or --clip-norm.',
-      );
+    let step: { loss: number; correct: number };
+    try {
+      step = dp ? await dp.step(batch, lr, this.model.rng.nextUint32()) : this.localStep(batch);
+    } catch (e) {
+      if (e instanceof TrainingDivergedError) throw this.diverged(e.message, epoch, lr);
+      throw e;
     }
+    const { loss, correct } = step;
+    // (Replicas report a non-finite loss; this thread's step throws.)
+    if (!Number.isFinite(loss)) throw this.diverged(`the loss became ${loss}`, epoch, lr);
     this.step++;
     stats.lossSum += loss * batch.size;
     stats.correct += correct;
@@ -732,6 +729,17 @@ class TrainingSession {
       etaSeconds: (stepsLeft * config.batchSize) / rate,
       lr,
     });
+  }
+
+  /** The error that stops a diverged run: what, where, and whether a good checkpoint is kept. */
+  private diverged(what: string, epoch: number, lr: number): TrainingDivergedError {
+    return new TrainingDivergedError(
+      `${what} at epoch ${epoch + 1}, step ${this.step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
+        (hasCheckpoint(this.setup.outDir)
+          ? `The last good checkpoint in ${this.setup.outDir} is kept.`
+          : 'No checkpoint had been written yet.') +
+        ' Try a lower --lr or --clip-norm.',
+    );
   }
 
   /** Mid-epoch evaluation, a turn of the event loop, then stop or checkpoint requests; true = stop now. */
@@ -858,6 +866,47 @@ class TrainingSession {
     this.ema?.dispose();
     this.model.dispose();
   }
+}
+
+/** What one training step works on. */
+export interface TrainingStepParts {
+  model: Model;
+  optimizer: Optimizer;
+  ema: ExponentialMovingAverage | null;
+  labelSmoothing: number;
+  classes: number;
+  backend: Backend;
+}
+
+/**
+ * One optimizer step on a batch: forward, loss, backward, update. A non-finite loss or gradient
+ * throws TrainingDivergedError with every weight as it was before the step — the batch-norm
+ * moving statistics the forward pass moved are put back, and the optimizer checks every gradient
+ * before it changes anything. Returns the loss and the batch's correct top-1 count.
+ */
+export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: number; correct: number } {
+  const { model, optimizer, ema, backend } = parts;
+  const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
+  const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
+  const { loss, logits } = tidy(() => {
+    const x = tensor(batch.x, batch.shape, { backend });
+    const out = model.forward(x, { training: true, logits: true });
+    const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: parts.labelSmoothing });
+    const value = l.item();
+    const logits = out.data(); // before backward, which releases the activations
+    if (Number.isFinite(value)) backward(l, { release: true });
+    return { loss: value, logits };
+  });
+  try {
+    if (!Number.isFinite(loss)) throw new TrainingDivergedError(`the loss became ${loss}`);
+    optimizer.apply(model.weights);
+  } catch (e) {
+    for (const v of model.weights) clearGrad(v);
+    if (e instanceof TrainingDivergedError) restoreStatistics();
+    throw e;
+  }
+  if (ema) ema.update(model.trainableWeights);
+  return { loss, correct: topKCorrect(logits, batch.y, parts.classes, 1) };
 }
 
 /** What the run's data says about the model: its input and its classes. */

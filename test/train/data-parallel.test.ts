@@ -48,7 +48,15 @@ function snapshot(m: Model): Map<string, Float32Array> {
 async function start(model: Model, optimizer: Optimizer, labelSmoothing = 0.1): Promise<DataParallel> {
   // The replicas run on the backend `model` lives on.
   return DataParallel.start(
-    { replicas: 2, threadsPerReplica: 1, model: 'xception', modelOptions: MODEL_OPTIONS, optimizer: SGD, labelSmoothing, ema: 0 },
+    {
+      replicas: 2,
+      threadsPerReplica: 1,
+      model: 'xception',
+      modelOptions: MODEL_OPTIONS,
+      optimizer: SGD,
+      labelSmoothing,
+      ema: 0,
+    },
     { model, optimizer, ema: null },
   );
 }
@@ -159,6 +167,43 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
   }
 });
 
+test('a non-finite gradient behind a finite loss stops the step in every replica; no weight, slot or statistic changes', async () => {
+  const backend = tryBackend('native') ? 'native' : 'reference';
+  const main = makeModel(backend);
+  const opt = new Optimizer(SGD.name, SGD.options);
+  // A NaN gamma before a max pool: the native pool skips the NaN channel (the loss stays
+  // finite) while batch norm's backward turns the gradients NaN.
+  const gamma = main.weights.find((v) => v.name === 'block2_sepconv2_bn/gamma')!;
+  const g = gamma.value.data();
+  g[0] = NaN;
+  gamma.setData(g);
+  const dp = await start(main, opt);
+  try {
+    const before = snapshot(main);
+    const outcome = await dp.step(randomBatch(8, 1), 0.05, 0).then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    if (backend === 'native') {
+      assert.ok(outcome instanceof TrainingDivergedError, String(outcome));
+      assert.match(outcome.message, /gradient of block1_conv1\/kernel holds NaN or infinite/);
+    } else {
+      assert.equal((outcome as { applied: boolean }).applied, false); // the reference pool lets the NaN reach the loss
+    }
+    for (const rank of [0, 1]) {
+      const pulled = makeModel(backend);
+      const pulledOpt = new Optimizer(SGD.name, SGD.options);
+      await dp.pullInto({ model: pulled, optimizer: pulledOpt, ema: null }, true, rank);
+      assertBitEqual(snapshot(pulled), before, `replica ${rank}: every weight, moving statistics included`);
+      assert.equal(pulledOpt.step, 0);
+      pulled.dispose();
+    }
+  } finally {
+    await dp.close();
+    main.dispose();
+  }
+});
+
 function tinyConfig(dataDir: string, outDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return tinyTrainConfig(dataDir, outDir, { replicas: 2, ...over });
 }
@@ -172,7 +217,10 @@ test('a data-parallel run resumes exactly, and its divergence stops the run like
     assert.equal(full.epochs, 2);
     assert.ok(Number.isFinite(full.testTop1) && Number.isFinite(full.testLoss));
     let steps = 0;
-    const cut = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 3 });
+    const cut = await train(tinyConfig(data, join(tmp.dir, 'cut')), {
+      progress: quiet,
+      shouldStop: () => ++steps === 3,
+    });
     assert.equal(cut.interrupted, true);
     const resumed = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
     assert.equal(resumed.interrupted, false);
@@ -185,7 +233,9 @@ test('a data-parallel run resumes exactly, and its divergence stops the run like
 
     // A learning rate that blows up: the same typed error as without replicas, the checkpoint kept.
     await assert.rejects(
-      train(tinyConfig(data, join(tmp.dir, 'nan'), { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3 }), { progress: quiet }),
+      train(tinyConfig(data, join(tmp.dir, 'nan'), { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3 }), {
+        progress: quiet,
+      }),
       TrainingDivergedError,
     );
     // More replicas than images in a batch cannot be split.
@@ -229,7 +279,10 @@ test('xception train --replicas 2 trains from the command line and says so; bad 
     const fail = async (extra: string[], pattern: RegExp) => {
       let err = '';
       const write = process.stderr.write.bind(process.stderr);
-      process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+      process.stderr.write = ((s: string) => {
+        err += s;
+        return true;
+      }) as typeof process.stderr.write;
       try {
         assert.equal(await main([...args, '--out', join(tmp.dir, 'bad'), ...extra], () => {}), 2);
       } finally {

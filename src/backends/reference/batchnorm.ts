@@ -54,7 +54,7 @@ function normalize(
     const base = r * C;
     for (let c = 0; c < C; c++) y[base + c] = x[base + c] * factor[c] + offset[c];
   }
-  if (p.relu) for (let i = 0; i < y.length; i++) if (!(y[i]! > 0)) y[i] = 0;
+  if (p.relu) for (let i = 0; i < y.length; i++) if (y[i]! <= 0) y[i] = 0; // NaN stays NaN, as relu()
   return y;
 }
 
@@ -100,7 +100,8 @@ export function batchNormInference(
  *   dgamma = Σ_r dy·x̂
  *   dx     = gamma·invStd/R · (R·dy − dbeta − x̂·dgamma)
  * The last two terms are the gradient flowing through the mean and the variance.
- * With p.relu the forward was max(0, batch norm) with output y: dy is first zeroed where y ≤ 0.
+ * With p.relu the forward was max(0, batch norm) with output y: dy is first zeroed where y ≤ 0
+ * (not where y is NaN: reluBackward's rule).
  */
 export function batchNormBackward(
   dyh: Handle,
@@ -118,7 +119,7 @@ export function batchNormBackward(
     check(yh !== undefined, 'batchNormBackward: the fused ReLU needs the forward output y');
     const y = asArray(yh!, rows * C, 'batchNormBackward forward output');
     const masked = newLike(dy, rows * C);
-    for (let i = 0; i < masked.length; i++) masked[i] = y[i]! > 0 ? dy[i]! : 0;
+    for (let i = 0; i < masked.length; i++) masked[i] = y[i]! <= 0 ? 0 : dy[i]!;
     dy = masked;
   }
   const x = asArray(xh, rows * C, 'batchNormBackward input');

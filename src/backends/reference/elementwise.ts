@@ -68,22 +68,22 @@ export function scale(ah: Handle, s: number, size: number): NumArray {
 
 // --- activations ----------------------------------------------------------------------------
 
-/** max(x, 0). */
+/** max(x, 0); NaN stays NaN (PyTorch's rule: a NaN is not hidden as 0). */
 export function relu(xh: Handle, size: number): NumArray {
   checkSize(size, 'relu');
   const x = asArray(xh, size, 'relu input');
   const y = newLike(x, size);
-  for (let i = 0; i < size; i++) y[i] = x[i] > 0 ? x[i] : 0;
+  for (let i = 0; i < size; i++) y[i] = Math.max(x[i]!, 0); // Math.max keeps NaN
   return y;
 }
 
-/** dy where the forward output y > 0, else 0 (the gradient at exactly 0 is taken as 0). */
+/** 0 where the forward output y ≤ 0, else dy (the gradient at exactly 0 is taken as 0; a NaN y passes dy). */
 export function reluBackward(dyh: Handle, yh: Handle, size: number): NumArray {
   checkSize(size, 'reluBackward');
   const dy = asArray(dyh, size, 'reluBackward output gradient');
   const y = asArray(yh, size, 'reluBackward forward output');
   const dx = newLike(dy, size);
-  for (let i = 0; i < size; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+  for (let i = 0; i < size; i++) dx[i] = y[i]! <= 0 ? 0 : dy[i]!;
   return dx;
 }
 

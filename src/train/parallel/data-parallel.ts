@@ -10,7 +10,7 @@ import { XceptionError } from '../../core/errors.js';
 import type { Batch } from '../../data/loader.js';
 import type { Model } from '../../nn/model.js';
 import type { ExponentialMovingAverage } from '../ema.js';
-import type { Optimizer, OptimizerOptions } from '../optimizers.js';
+import { type Optimizer, type OptimizerOptions, TrainingDivergedError } from '../optimizers.js';
 import { ReplicaAbortedError, SharedBarrier } from './barrier.js';
 import type { PullReply, ReplicaCommand, ReplicaInit, ReplicaReply, SharedLayout, StepReply } from './protocol.js';
 
@@ -123,7 +123,11 @@ export class DataParallel {
           w.on('message', onMessage);
           w.once('error', (e) => resolve({ id: 0, ok: false, error: { name: e.name, message: e.message } }));
           w.once('exit', (code) =>
-            resolve({ id: 0, ok: false, error: { name: 'Error', message: `replica ${rank} exited with code ${code}` } }),
+            resolve({
+              id: 0,
+              ok: false,
+              error: { name: 'Error', message: `replica ${rank} exited with code ${code}` },
+            }),
           );
         }),
       );
@@ -183,7 +187,8 @@ export class DataParallel {
 
   /**
    * One optimizer step on the whole batch. Returns the batch's mean loss and top-1 count;
-   * `applied` is false (and no weight changed) when some shard's loss was not finite.
+   * `applied` is false (and no weight changed) when some shard's loss was not finite. A
+   * non-finite summed gradient throws TrainingDivergedError, no weight changed anywhere.
    */
   async step(batch: Batch, lr: number, seed: number): Promise<{ loss: number; correct: number; applied: boolean }> {
     const sizes = this.shardSizes(batch.size);
@@ -197,6 +202,8 @@ export class DataParallel {
       return [{ kind: 'step', x, y, shape: [n, h, w, c], lr, shardSizes: sizes, seed }, [x.buffer, y.buffer]];
     });
     const replies = await this.all<StepReply>(reqs);
+    const diverged = replies.find((r) => r.diverged !== undefined)?.diverged;
+    if (diverged !== undefined) throw new TrainingDivergedError(diverged);
     let loss = 0;
     let correct = 0;
     replies.forEach((r, i) => {

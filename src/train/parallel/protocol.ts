@@ -54,6 +54,8 @@ export interface StepReply {
   correct: number;
   /** False when some replica's loss was not finite: no update was applied anywhere. */
   applied: boolean;
+  /** Set when the summed gradient was not finite: the optimizer's refusal (nothing applied anywhere). */
+  diverged?: string;
 }
 
 export interface PullReply {

@@ -2,6 +2,8 @@
  * One replica of a data-parallel run, in a worker thread: its own model, optimizer and OpenMP
  * threads. Each step it trains on its shard of the batch, then all replicas meet on shared memory:
  *   1. losses — if any replica's loss is not finite, nobody updates (the trainer stops the run);
+ *      nor does anybody when the summed gradient is not finite (the optimizer refuses it); either
+ *      way the moving statistics go back to their values before the step, equal everywhere;
  *   2. gradients — every replica sums all shards' gradients, weighted by shard size, in the same
  *      order, and applies the same optimizer update: the weights stay bit-identical everywhere;
  *   3. batch-norm moving statistics — averaged the same way (each replica normalizes with its own
@@ -18,7 +20,7 @@ import { buildModel } from '../../models/registry.js';
 import type { Variable } from '../../nn/layer.js';
 import { ExponentialMovingAverage } from '../ema.js';
 import { topKCorrect } from '../metrics.js';
-import { clearGrad, Optimizer } from '../optimizers.js';
+import { clearGrad, Optimizer, TrainingDivergedError } from '../optimizers.js';
 import { SharedBarrier } from './barrier.js';
 import type { PullReply, ReplicaInit, ReplicaReply, ReplicaRequest, StepReply } from './protocol.js';
 
@@ -93,6 +95,8 @@ export class Replica {
     const shares = req.shardSizes.map((n) => n / total);
     let loss = NaN;
     let correct = 0;
+    const statistics = this.state.map((v) => v.value.data());
+    const restoreStatistics = () => this.state.forEach((v, i) => v.setData(statistics[i]!));
     if (rows > 0) {
       loss = tidy(() => {
         const x = tensor(req.x, req.shape, { backend: getBackend() });
@@ -115,8 +119,7 @@ export class Replica {
     }
     if (!this.allFinite(req.shardSizes)) {
       for (const v of this.model.weights) clearGrad(v);
-      // The forward pass moved the statistics, as it does without replicas; keep them equal.
-      this.averageState(rank, shares);
+      restoreStatistics();
       return { loss, correct, applied: false };
     }
     // 2. Gradients: publish this shard's, then every replica forms the same weighted sum.
@@ -135,7 +138,14 @@ export class Replica {
       v.value.grad = keep(tensor(sum, v.shape, { backend: v.value.backend }));
     });
     this.optimizer.lr = req.lr;
-    this.optimizer.apply(this.model.weights);
+    try {
+      this.optimizer.apply(this.model.weights);
+    } catch (e) {
+      // Every replica holds the same summed gradients, so every one refuses them here.
+      if (!(e instanceof TrainingDivergedError)) throw e;
+      restoreStatistics();
+      return { loss, correct, applied: false, diverged: e.message };
+    }
     this.ema?.update(this.trainable);
     this.averageState(rank, shares);
     return { loss, correct, applied: true };
