@@ -11,7 +11,7 @@ import { writeFileAtomicSync } from '../io/atomic.js';
 import { makeOutputDir } from '../io/output-paths.js';
 import { hasCheckpoint, readCheckpoint } from '../train/checkpoint.js';
 import { Progress } from '../train/progress.js';
-import { DEFAULT_TRAIN_CONFIG, train, type EvalPoint, type TrainConfig } from '../train/trainer.js';
+import { DEFAULT_TRAIN_CONFIG, train, type EvalPoint, type TrainConfig, type TrainResult } from '../train/trainer.js';
 import { getRecipe, variantInfo, type Claim, type Recipe, type Variant } from './recipes.js';
 import { measureSpeed, readSpeed, writeSpeed } from './speed.js';
 
@@ -199,32 +199,7 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
   if (o.backend) setBackend(o.backend);
   const progress = o.progress ?? new Progress(process.stderr);
   const dir = resolve(o.outDir, recipe.name);
-  const manifest: ExperimentManifest = {
-    format: 'xception-experiment/1',
-    recipe: recipe.name,
-    description: recipe.description,
-    varies: recipe.varies,
-    claim: recipe.claim,
-    matching: recipe.matching ?? null,
-    variants: recipe.variants,
-    settings,
-  };
-  if (existsSync(join(dir, MANIFEST_FILE))) {
-    if (!o.resume)
-      throw new OptionError(
-        `${dir} already holds this experiment; pass --resume to continue it (finished runs are kept) or choose another --out`,
-      );
-    const saved = readManifest(dir);
-    // Seeds and epochs may grow on resume; everything else must match what the runs were trained with.
-    const same = (x: ExperimentManifest) => JSON.stringify({ ...x.settings, seeds: 0, epochs: 0, variants: x.variants });
-    if (same(saved) !== same(manifest)) {
-      throw new OptionError(
-        `cannot resume ${dir} with different settings: it was started with ${JSON.stringify(saved.settings)}, now ${JSON.stringify(settings)} (only --seeds and --epochs may change)`,
-      );
-    }
-  }
-  makeOutputDir(dir, 'outDir');
-  writeFileAtomicSync(join(dir, MANIFEST_FILE), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  openExperimentDir(dir, experimentManifest(recipe, settings), o.resume ?? false);
 
   const results: RunResult[] = [];
   let skipped = 0,
@@ -249,48 +224,102 @@ export async function runExperiment(name: string, o: ExperimentRunOptions): Prom
       const r = await train(config, { resume, progress, ...(o.shouldStop ? { shouldStop: o.shouldStop } : {}) });
       trained++;
       if (r.interrupted) return { dir, results, skipped, trained, interrupted: true };
-      const state = readCheckpoint(rd).state;
-      const built = state.model.options as { inputShape: [number, number, number]; classes: number };
-      const info = variantInfo({ ...variant, options: config.modelOptions }, built.inputShape, built.classes);
-      const result: RunResult = {
-        experiment: recipe.name,
-        variant: variant.name,
-        seed,
-        model: variant.model,
-        modelOptions: config.modelOptions,
-        dataset: settings.dataset,
-        params: info.params,
-        trainableParams: info.trainableParams,
-        multiplyAdds: info.multiplyAdds,
-        finalTop1: r.testTop1,
-        finalTop5: r.testTop5,
-        finalLoss: r.testLoss,
-        epochs: r.epochs,
-        steps: r.steps,
-        batchSize: settings.batchSize,
-        trainSeconds: r.trainSeconds,
-        wallSeconds: r.wallSeconds,
-        stepsPerSec: r.steps / Math.max(r.trainSeconds, 1e-9),
-        backend: r.backend || getBackend().name,
-        points: r.evalPoints,
-      };
-      writeFileAtomicSync(join(rd, RESULT_FILE), new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`));
-      results.push(result);
+      results.push(recordRunResult(recipe, variant, seed, settings, config, r));
     }
   }
   if ((o.measureSpeed ?? true) && readSpeed(dir) === null && results.length > 0) {
-    // The input size and classes the runs were built with (the data set decides them).
-    const built = readCheckpoint(runDir(dir, results[0]!.variant, results[0]!.seed)).state.model.options as {
-      inputShape: [number, number, number];
-      classes: number;
-    };
-    const rounds = o.speedRounds ?? 5;
-    progress.line(`${recipe.name}: measuring training speed side by side (${rounds} interleaved rounds per variant)`);
-    const variants = recipe.variants.map((v) => ({ ...v, options: { ...v.options, ...settings.modelOverrides } }));
-    writeSpeed(
-      dir,
-      measureSpeed(variants, { batchSize: settings.batchSize, inputShape: built.inputShape, classes: built.classes, rounds }),
-    );
+    measureExperimentSpeed(dir, recipe, settings, results[0]!, o.speedRounds ?? 5, progress);
   }
   return { dir, results, skipped, trained, interrupted: false };
+}
+
+function experimentManifest(recipe: Recipe, settings: ExperimentSettings): ExperimentManifest {
+  return {
+    format: 'xception-experiment/1',
+    recipe: recipe.name,
+    description: recipe.description,
+    varies: recipe.varies,
+    claim: recipe.claim,
+    matching: recipe.matching ?? null,
+    variants: recipe.variants,
+    settings,
+  };
+}
+
+/** Creates the experiment folder and its manifest; an existing one needs resume and the same settings. */
+function openExperimentDir(dir: string, manifest: ExperimentManifest, resume: boolean): void {
+  if (existsSync(join(dir, MANIFEST_FILE))) {
+    if (!resume)
+      throw new OptionError(
+        `${dir} already holds this experiment; pass --resume to continue it (finished runs are kept) or choose another --out`,
+      );
+    const saved = readManifest(dir);
+    // Seeds and epochs may grow on resume; everything else must match what the runs were trained with.
+    const same = (x: ExperimentManifest) => JSON.stringify({ ...x.settings, seeds: 0, epochs: 0, variants: x.variants });
+    if (same(saved) !== same(manifest)) {
+      throw new OptionError(
+        `cannot resume ${dir} with different settings: it was started with ${JSON.stringify(saved.settings)}, now ${JSON.stringify(manifest.settings)} (only --seeds and --epochs may change)`,
+      );
+    }
+  }
+  makeOutputDir(dir, 'outDir');
+  writeFileAtomicSync(join(dir, MANIFEST_FILE), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+}
+
+/** Writes a finished run's result.json beside its checkpoint and returns it. */
+function recordRunResult(
+  recipe: Recipe,
+  variant: Variant,
+  seed: number,
+  settings: ExperimentSettings,
+  config: TrainConfig,
+  r: TrainResult,
+): RunResult {
+  const rd = config.outDir;
+  const state = readCheckpoint(rd).state;
+  const built = state.model.options as { inputShape: [number, number, number]; classes: number };
+  const info = variantInfo({ ...variant, options: config.modelOptions }, built.inputShape, built.classes);
+  const result: RunResult = {
+    experiment: recipe.name,
+    variant: variant.name,
+    seed,
+    model: variant.model,
+    modelOptions: config.modelOptions,
+    dataset: settings.dataset,
+    params: info.params,
+    trainableParams: info.trainableParams,
+    multiplyAdds: info.multiplyAdds,
+    finalTop1: r.testTop1,
+    finalTop5: r.testTop5,
+    finalLoss: r.testLoss,
+    epochs: r.epochs,
+    steps: r.steps,
+    batchSize: settings.batchSize,
+    trainSeconds: r.trainSeconds,
+    wallSeconds: r.wallSeconds,
+    stepsPerSec: r.steps / Math.max(r.trainSeconds, 1e-9),
+    backend: r.backend || getBackend().name,
+    points: r.evalPoints,
+  };
+  writeFileAtomicSync(join(rd, RESULT_FILE), new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`));
+  return result;
+}
+
+/** Measures the variants' training speed side by side into speed.json, at the size the runs were built with. */
+function measureExperimentSpeed(
+  dir: string,
+  recipe: Recipe,
+  settings: ExperimentSettings,
+  first: RunResult,
+  rounds: number,
+  progress: Progress,
+): void {
+  // The input size and classes the runs were built with (the data set decides them).
+  const built = readCheckpoint(runDir(dir, first.variant, first.seed)).state.model.options as {
+    inputShape: [number, number, number];
+    classes: number;
+  };
+  progress.line(`${recipe.name}: measuring training speed side by side (${rounds} interleaved rounds per variant)`);
+  const variants = recipe.variants.map((v) => ({ ...v, options: { ...v.options, ...settings.modelOverrides } }));
+  writeSpeed(dir, measureSpeed(variants, { batchSize: settings.batchSize, inputShape: built.inputShape, classes: built.classes, rounds }));
 }

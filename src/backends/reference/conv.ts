@@ -87,93 +87,121 @@ function tapConnections(p: Conv2DParams): Int32Array[] {
   return taps;
 }
 
+/** The channel counts every loop indexes with: Cg input and OCg output channels per group. */
+interface Channels {
+  C: number;
+  OC: number;
+  G: number;
+  Cg: number;
+  OCg: number;
+}
+
+function channelsOf(p: Conv2DParams): Channels {
+  const C = p.inChannels,
+    OC = p.outChannels,
+    G = p.groups;
+  return { C, OC, G, Cg: C / G, OCg: OC / G };
+}
+
 /** y = conv(x, w): [N, OH, OW, OC]. */
 export function conv2d(xh: Handle, wh: Handle, p: Conv2DParams): NumArray {
   checkConvParams(p, 'conv2d');
   const x = asArray(xh, inputSize(p), 'conv2d input');
   const w = asArray(wh, filterSize(p), 'conv2d filter');
-  const C = p.inChannels,
-    OC = p.outChannels,
-    G = p.groups;
-  const Cg = C / G,
-    OCg = OC / G;
+  const ch = channelsOf(p);
+  const { C, OC } = ch;
   const acc = new Float64Array(outputSize(p)); // y rounds once, at the end
   const taps = tapConnections(p);
   for (let tap = 0; tap < taps.length; tap++) {
     const pairs = taps[tap];
-    const wTap = tap * Cg * OC; // w[kh, kw, 0, 0]
-    if (Cg === 1) {
-      // Depthwise: the filter row of this tap covers every output channel o, which reads input
-      // channel floor(o / multiplier).
-      for (let k = 0; k < pairs.length; k += 2) {
-        const xPixel = pairs[k] * C,
-          yPixel = pairs[k + 1] * OC;
-        for (let o = 0; o < OC; o++) acc[yPixel + o] += x[xPixel + ((o / OCg) | 0)] * w[wTap + o];
-      }
+    const wTap = tap * ch.Cg * OC; // w[kh, kw, 0, 0]
+    if (ch.Cg === 1) {
+      forwardDepthwiseTap(x, w, acc, pairs, wTap, ch);
       continue;
     }
     let k = 0;
-    for (; k + 4 <= pairs.length; k += 4) {
-      // Two pairs (pixels a and b) at once: every filter row loaded serves both.
-      const xa = pairs[k] * C,
-        ya = pairs[k + 1] * OC,
-        xb = pairs[k + 2] * C,
-        yb = pairs[k + 3] * OC;
-      for (let g = 0; g < G; g++) {
-        const xaG = xa + g * Cg,
-          xbG = xb + g * Cg,
-          yaG = ya + g * OCg,
-          ybG = yb + g * OCg,
-          wGroup = wTap + g * OCg;
-        let ci = 0;
-        for (; ci + 4 <= Cg; ci += 4) {
-          const a0 = x[xaG + ci],
-            a1 = x[xaG + ci + 1],
-            a2 = x[xaG + ci + 2],
-            a3 = x[xaG + ci + 3];
-          const b0 = x[xbG + ci],
-            b1 = x[xbG + ci + 1],
-            b2 = x[xbG + ci + 2],
-            b3 = x[xbG + ci + 3];
-          const r0 = wGroup + ci * OC,
-            r1 = r0 + OC,
-            r2 = r1 + OC,
-            r3 = r2 + OC;
-          for (let o = 0; o < OCg; o++) {
-            const w0 = w[r0 + o],
-              w1 = w[r1 + o],
-              w2 = w[r2 + o],
-              w3 = w[r3 + o];
-            acc[yaG + o] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3;
-            acc[ybG + o] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3;
-          }
-        }
-        for (; ci < Cg; ci++) {
-          const av = x[xaG + ci],
-            bv = x[xbG + ci],
-            r = wGroup + ci * OC;
-          for (let o = 0; o < OCg; o++) {
-            acc[yaG + o] += av * w[r + o];
-            acc[ybG + o] += bv * w[r + o];
-          }
-        }
+    for (; k + 4 <= pairs.length; k += 4)
+      forwardTwoPairs(x, w, acc, pairs[k] * C, pairs[k + 1] * OC, pairs[k + 2] * C, pairs[k + 3] * OC, wTap, ch);
+    for (; k < pairs.length; k += 2) forwardOnePair(x, w, acc, pairs[k] * C, pairs[k + 1] * OC, wTap, ch);
+  }
+  return fromAccumulator(x, acc);
+}
+
+/** Depthwise: the filter row of a tap covers every output channel o, which reads input channel floor(o / multiplier). */
+function forwardDepthwiseTap(x: NumArray, w: NumArray, acc: Float64Array, pairs: Int32Array, wTap: number, ch: Channels): void {
+  const { C, OC, OCg } = ch;
+  for (let k = 0; k < pairs.length; k += 2) {
+    const xPixel = pairs[k] * C,
+      yPixel = pairs[k + 1] * OC;
+    for (let o = 0; o < OC; o++) acc[yPixel + o] += x[xPixel + ((o / OCg) | 0)] * w[wTap + o];
+  }
+}
+
+/** Two pairs (pixels a and b) at once: every filter row loaded serves both. */
+function forwardTwoPairs(
+  x: NumArray,
+  w: NumArray,
+  acc: Float64Array,
+  xa: number,
+  ya: number,
+  xb: number,
+  yb: number,
+  wTap: number,
+  ch: Channels,
+): void {
+  const { OC, G, Cg, OCg } = ch;
+  for (let g = 0; g < G; g++) {
+    const xaG = xa + g * Cg,
+      xbG = xb + g * Cg,
+      yaG = ya + g * OCg,
+      ybG = yb + g * OCg,
+      wGroup = wTap + g * OCg;
+    let ci = 0;
+    for (; ci + 4 <= Cg; ci += 4) {
+      const a0 = x[xaG + ci],
+        a1 = x[xaG + ci + 1],
+        a2 = x[xaG + ci + 2],
+        a3 = x[xaG + ci + 3];
+      const b0 = x[xbG + ci],
+        b1 = x[xbG + ci + 1],
+        b2 = x[xbG + ci + 2],
+        b3 = x[xbG + ci + 3];
+      const r0 = wGroup + ci * OC,
+        r1 = r0 + OC,
+        r2 = r1 + OC,
+        r3 = r2 + OC;
+      for (let o = 0; o < OCg; o++) {
+        const w0 = w[r0 + o],
+          w1 = w[r1 + o],
+          w2 = w[r2 + o],
+          w3 = w[r3 + o];
+        acc[yaG + o] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3;
+        acc[ybG + o] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3;
       }
     }
-    for (; k < pairs.length; k += 2) {
-      // The plain form: y[pixel, g·OCg + o] += x[pixel', g·Cg + ci] · w[kh, kw, ci, g·OCg + o].
-      const xPixel = pairs[k] * C,
-        yPixel = pairs[k + 1] * OC;
-      for (let g = 0; g < G; g++) {
-        for (let ci = 0; ci < Cg; ci++) {
-          const xv = x[xPixel + g * Cg + ci],
-            r = wTap + ci * OC + g * OCg,
-            yGroup = yPixel + g * OCg;
-          for (let o = 0; o < OCg; o++) acc[yGroup + o] += xv * w[r + o];
-        }
+    for (; ci < Cg; ci++) {
+      const av = x[xaG + ci],
+        bv = x[xbG + ci],
+        r = wGroup + ci * OC;
+      for (let o = 0; o < OCg; o++) {
+        acc[yaG + o] += av * w[r + o];
+        acc[ybG + o] += bv * w[r + o];
       }
     }
   }
-  return fromAccumulator(x, acc);
+}
+
+/** The plain form: y[pixel, g·OCg + o] += x[pixel', g·Cg + ci] · w[kh, kw, ci, g·OCg + o]. */
+function forwardOnePair(x: NumArray, w: NumArray, acc: Float64Array, xPixel: number, yPixel: number, wTap: number, ch: Channels): void {
+  const { OC, G, Cg, OCg } = ch;
+  for (let g = 0; g < G; g++) {
+    for (let ci = 0; ci < Cg; ci++) {
+      const xv = x[xPixel + g * Cg + ci],
+        r = wTap + ci * OC + g * OCg,
+        yGroup = yPixel + g * OCg;
+      for (let o = 0; o < OCg; o++) acc[yGroup + o] += xv * w[r + o];
+    }
+  }
 }
 
 /** dx = ∂(Σ y·dy)/∂x: x[ci] collects the dot product of dy[o] and w[kh, kw, ci, o] over every pair. */
@@ -181,106 +209,119 @@ export function conv2dBackwardInput(dyh: Handle, wh: Handle, p: Conv2DParams): N
   checkConvParams(p, 'conv2dBackwardInput');
   const dy = asArray(dyh, outputSize(p), 'conv2dBackwardInput output gradient');
   const w = asArray(wh, filterSize(p), 'conv2dBackwardInput filter');
-  const C = p.inChannels,
-    OC = p.outChannels,
-    G = p.groups;
-  const Cg = C / G,
-    OCg = OC / G;
+  const ch = channelsOf(p);
+  const { C, OC } = ch;
   const acc = new Float64Array(inputSize(p));
   const taps = tapConnections(p);
   for (let tap = 0; tap < taps.length; tap++) {
     const pairs = taps[tap];
-    const wTap = tap * Cg * OC;
-    if (Cg === 1) {
-      // Depthwise: output channel o sends its gradient back to input channel floor(o / multiplier).
-      for (let k = 0; k < pairs.length; k += 2) {
-        const xPixel = pairs[k] * C,
-          yPixel = pairs[k + 1] * OC;
-        for (let o = 0; o < OC; o++) acc[xPixel + ((o / OCg) | 0)] += dy[yPixel + o] * w[wTap + o];
-      }
+    const wTap = tap * ch.Cg * OC;
+    if (ch.Cg === 1) {
+      inputGradDepthwiseTap(dy, w, acc, pairs, wTap, ch);
       continue;
     }
     let k = 0;
-    for (; k + 4 <= pairs.length; k += 4) {
-      // Two pairs × four filter rows: eight dot products share each load of dy and w.
-      const xa = pairs[k] * C,
-        ya = pairs[k + 1] * OC,
-        xb = pairs[k + 2] * C,
-        yb = pairs[k + 3] * OC;
-      for (let g = 0; g < G; g++) {
-        const xaG = xa + g * Cg,
-          xbG = xb + g * Cg,
-          yaG = ya + g * OCg,
-          ybG = yb + g * OCg,
-          wGroup = wTap + g * OCg;
-        let ci = 0;
-        for (; ci + 4 <= Cg; ci += 4) {
-          const r0 = wGroup + ci * OC,
-            r1 = r0 + OC,
-            r2 = r1 + OC,
-            r3 = r2 + OC;
-          let a0 = 0,
-            a1 = 0,
-            a2 = 0,
-            a3 = 0,
-            b0 = 0,
-            b1 = 0,
-            b2 = 0,
-            b3 = 0;
-          for (let o = 0; o < OCg; o++) {
-            const da = dy[yaG + o],
-              db = dy[ybG + o];
-            const w0 = w[r0 + o],
-              w1 = w[r1 + o],
-              w2 = w[r2 + o],
-              w3 = w[r3 + o];
-            a0 += da * w0;
-            a1 += da * w1;
-            a2 += da * w2;
-            a3 += da * w3;
-            b0 += db * w0;
-            b1 += db * w1;
-            b2 += db * w2;
-            b3 += db * w3;
-          }
-          acc[xaG + ci] += a0;
-          acc[xaG + ci + 1] += a1;
-          acc[xaG + ci + 2] += a2;
-          acc[xaG + ci + 3] += a3;
-          acc[xbG + ci] += b0;
-          acc[xbG + ci + 1] += b1;
-          acc[xbG + ci + 2] += b2;
-          acc[xbG + ci + 3] += b3;
-        }
-        for (; ci < Cg; ci++) {
-          const r = wGroup + ci * OC;
-          let sa = 0,
-            sb = 0;
-          for (let o = 0; o < OCg; o++) {
-            sa += dy[yaG + o] * w[r + o];
-            sb += dy[ybG + o] * w[r + o];
-          }
-          acc[xaG + ci] += sa;
-          acc[xbG + ci] += sb;
-        }
-      }
-    }
-    for (; k < pairs.length; k += 2) {
-      // The plain form: dx[pixel', g·Cg + ci] += Σ_o dy[pixel, g·OCg + o] · w[kh, kw, ci, g·OCg + o].
-      const xPixel = pairs[k] * C,
-        yPixel = pairs[k + 1] * OC;
-      for (let g = 0; g < G; g++) {
-        for (let ci = 0; ci < Cg; ci++) {
-          const r = wTap + ci * OC + g * OCg,
-            yGroup = yPixel + g * OCg;
-          let s = 0;
-          for (let o = 0; o < OCg; o++) s += dy[yGroup + o] * w[r + o];
-          acc[xPixel + g * Cg + ci] += s;
-        }
-      }
-    }
+    for (; k + 4 <= pairs.length; k += 4)
+      inputGradTwoPairs(dy, w, acc, pairs[k] * C, pairs[k + 1] * OC, pairs[k + 2] * C, pairs[k + 3] * OC, wTap, ch);
+    for (; k < pairs.length; k += 2) inputGradOnePair(dy, w, acc, pairs[k] * C, pairs[k + 1] * OC, wTap, ch);
   }
   return fromAccumulator(dy, acc);
+}
+
+/** Depthwise: output channel o sends its gradient back to input channel floor(o / multiplier). */
+function inputGradDepthwiseTap(dy: NumArray, w: NumArray, acc: Float64Array, pairs: Int32Array, wTap: number, ch: Channels): void {
+  const { C, OC, OCg } = ch;
+  for (let k = 0; k < pairs.length; k += 2) {
+    const xPixel = pairs[k] * C,
+      yPixel = pairs[k + 1] * OC;
+    for (let o = 0; o < OC; o++) acc[xPixel + ((o / OCg) | 0)] += dy[yPixel + o] * w[wTap + o];
+  }
+}
+
+/** Two pairs × four filter rows: eight dot products share each load of dy and w. */
+function inputGradTwoPairs(
+  dy: NumArray,
+  w: NumArray,
+  acc: Float64Array,
+  xa: number,
+  ya: number,
+  xb: number,
+  yb: number,
+  wTap: number,
+  ch: Channels,
+): void {
+  const { OC, G, Cg, OCg } = ch;
+  for (let g = 0; g < G; g++) {
+    const xaG = xa + g * Cg,
+      xbG = xb + g * Cg,
+      yaG = ya + g * OCg,
+      ybG = yb + g * OCg,
+      wGroup = wTap + g * OCg;
+    let ci = 0;
+    for (; ci + 4 <= Cg; ci += 4) {
+      const r0 = wGroup + ci * OC,
+        r1 = r0 + OC,
+        r2 = r1 + OC,
+        r3 = r2 + OC;
+      let a0 = 0,
+        a1 = 0,
+        a2 = 0,
+        a3 = 0,
+        b0 = 0,
+        b1 = 0,
+        b2 = 0,
+        b3 = 0;
+      for (let o = 0; o < OCg; o++) {
+        const da = dy[yaG + o],
+          db = dy[ybG + o];
+        const w0 = w[r0 + o],
+          w1 = w[r1 + o],
+          w2 = w[r2 + o],
+          w3 = w[r3 + o];
+        a0 += da * w0;
+        a1 += da * w1;
+        a2 += da * w2;
+        a3 += da * w3;
+        b0 += db * w0;
+        b1 += db * w1;
+        b2 += db * w2;
+        b3 += db * w3;
+      }
+      acc[xaG + ci] += a0;
+      acc[xaG + ci + 1] += a1;
+      acc[xaG + ci + 2] += a2;
+      acc[xaG + ci + 3] += a3;
+      acc[xbG + ci] += b0;
+      acc[xbG + ci + 1] += b1;
+      acc[xbG + ci + 2] += b2;
+      acc[xbG + ci + 3] += b3;
+    }
+    for (; ci < Cg; ci++) {
+      const r = wGroup + ci * OC;
+      let sa = 0,
+        sb = 0;
+      for (let o = 0; o < OCg; o++) {
+        sa += dy[yaG + o] * w[r + o];
+        sb += dy[ybG + o] * w[r + o];
+      }
+      acc[xaG + ci] += sa;
+      acc[xbG + ci] += sb;
+    }
+  }
+}
+
+/** The plain form: dx[pixel', g·Cg + ci] += Σ_o dy[pixel, g·OCg + o] · w[kh, kw, ci, g·OCg + o]. */
+function inputGradOnePair(dy: NumArray, w: NumArray, acc: Float64Array, xPixel: number, yPixel: number, wTap: number, ch: Channels): void {
+  const { OC, G, Cg, OCg } = ch;
+  for (let g = 0; g < G; g++) {
+    for (let ci = 0; ci < Cg; ci++) {
+      const r = wTap + ci * OC + g * OCg,
+        yGroup = yPixel + g * OCg;
+      let s = 0;
+      for (let o = 0; o < OCg; o++) s += dy[yGroup + o] * w[r + o];
+      acc[xPixel + g * Cg + ci] += s;
+    }
+  }
 }
 
 /**
@@ -291,82 +332,107 @@ export function conv2dBackwardFilter(xh: Handle, dyh: Handle, p: Conv2DParams): 
   checkConvParams(p, 'conv2dBackwardFilter');
   const x = asArray(xh, inputSize(p), 'conv2dBackwardFilter input');
   const dy = asArray(dyh, outputSize(p), 'conv2dBackwardFilter output gradient');
-  const C = p.inChannels,
-    OC = p.outChannels,
-    G = p.groups;
-  const Cg = C / G,
-    OCg = OC / G;
+  const ch = channelsOf(p);
+  const { OC, G, Cg, OCg } = ch;
   const acc = new Float64Array(filterSize(p));
   const taps = tapConnections(p);
   for (let tap = 0; tap < taps.length; tap++) {
     const pairs = taps[tap];
     const wTap = tap * Cg * OC;
     if (Cg === 1) {
-      // Depthwise: a single filter row per tap; output channel o reads input floor(o / multiplier).
-      for (let k = 0; k < pairs.length; k += 2) {
-        const xPixel = pairs[k] * C,
-          yPixel = pairs[k + 1] * OC;
-        for (let o = 0; o < OC; o++) acc[wTap + o] += x[xPixel + ((o / OCg) | 0)] * dy[yPixel + o];
-      }
+      filterGradDepthwiseTap(x, dy, acc, pairs, wTap, ch);
       continue;
     }
     for (let g = 0; g < G; g++) {
       const yg = g * OCg;
       let ci = 0;
-      for (; ci + 2 <= Cg; ci += 2) {
-        // Two filter rows (input channels c and c + 1) × four pairs: each dy load feeds two rows.
-        const c = g * Cg + ci;
-        const r0 = wTap + ci * OC + yg,
-          r1 = r0 + OC;
-        let k = 0;
-        for (; k + 8 <= pairs.length; k += 8) {
-          const xa = pairs[k] * C + c,
-            xb = pairs[k + 2] * C + c,
-            xc = pairs[k + 4] * C + c,
-            xd = pairs[k + 6] * C + c;
-          const a0 = x[xa],
-            a1 = x[xa + 1],
-            b0 = x[xb],
-            b1 = x[xb + 1],
-            c0 = x[xc],
-            c1 = x[xc + 1],
-            d0 = x[xd],
-            d1 = x[xd + 1];
-          const ya = pairs[k + 1] * OC + yg,
-            yb = pairs[k + 3] * OC + yg,
-            yc = pairs[k + 5] * OC + yg,
-            yd = pairs[k + 7] * OC + yg;
-          for (let o = 0; o < OCg; o++) {
-            const da = dy[ya + o],
-              db = dy[yb + o],
-              dc = dy[yc + o],
-              dd = dy[yd + o];
-            acc[r0 + o] += a0 * da + b0 * db + c0 * dc + d0 * dd;
-            acc[r1 + o] += a1 * da + b1 * db + c1 * dc + d1 * dd;
-          }
-        }
-        for (; k < pairs.length; k += 2) {
-          const xa = pairs[k] * C + c,
-            ya = pairs[k + 1] * OC + yg;
-          const a0 = x[xa],
-            a1 = x[xa + 1];
-          for (let o = 0; o < OCg; o++) {
-            acc[r0 + o] += a0 * dy[ya + o];
-            acc[r1 + o] += a1 * dy[ya + o];
-          }
-        }
-      }
-      for (; ci < Cg; ci++) {
-        // The plain form: dw[kh, kw, ci, g·OCg + o] += x[pixel', g·Cg + ci] · dy[pixel, g·OCg + o].
-        const r = wTap + ci * OC + yg,
-          c = g * Cg + ci;
-        for (let k = 0; k < pairs.length; k += 2) {
-          const xv = x[pairs[k] * C + c],
-            yr = pairs[k + 1] * OC + yg;
-          for (let o = 0; o < OCg; o++) acc[r + o] += xv * dy[yr + o];
-        }
-      }
+      for (; ci + 2 <= Cg; ci += 2) filterGradTwoRows(x, dy, acc, pairs, wTap + ci * OC + yg, g * Cg + ci, yg, ch);
+      for (; ci < Cg; ci++) filterGradOneRow(x, dy, acc, pairs, wTap + ci * OC + yg, g * Cg + ci, yg, ch);
     }
   }
   return fromAccumulator(x, acc);
+}
+
+/** Depthwise: a single filter row per tap; output channel o reads input floor(o / multiplier). */
+function filterGradDepthwiseTap(x: NumArray, dy: NumArray, acc: Float64Array, pairs: Int32Array, wTap: number, ch: Channels): void {
+  const { C, OC, OCg } = ch;
+  for (let k = 0; k < pairs.length; k += 2) {
+    const xPixel = pairs[k] * C,
+      yPixel = pairs[k + 1] * OC;
+    for (let o = 0; o < OC; o++) acc[wTap + o] += x[xPixel + ((o / OCg) | 0)] * dy[yPixel + o];
+  }
+}
+
+/**
+ * Two filter rows (input channels c and c + 1, rows r0 and r0 + OC) × four pairs: each dy load
+ * feeds two rows. yg is the group's first output channel.
+ */
+function filterGradTwoRows(
+  x: NumArray,
+  dy: NumArray,
+  acc: Float64Array,
+  pairs: Int32Array,
+  r0: number,
+  c: number,
+  yg: number,
+  ch: Channels,
+): void {
+  const { C, OC, OCg } = ch;
+  const r1 = r0 + OC;
+  let k = 0;
+  for (; k + 8 <= pairs.length; k += 8) {
+    const xa = pairs[k] * C + c,
+      xb = pairs[k + 2] * C + c,
+      xc = pairs[k + 4] * C + c,
+      xd = pairs[k + 6] * C + c;
+    const a0 = x[xa],
+      a1 = x[xa + 1],
+      b0 = x[xb],
+      b1 = x[xb + 1],
+      c0 = x[xc],
+      c1 = x[xc + 1],
+      d0 = x[xd],
+      d1 = x[xd + 1];
+    const ya = pairs[k + 1] * OC + yg,
+      yb = pairs[k + 3] * OC + yg,
+      yc = pairs[k + 5] * OC + yg,
+      yd = pairs[k + 7] * OC + yg;
+    for (let o = 0; o < OCg; o++) {
+      const da = dy[ya + o],
+        db = dy[yb + o],
+        dc = dy[yc + o],
+        dd = dy[yd + o];
+      acc[r0 + o] += a0 * da + b0 * db + c0 * dc + d0 * dd;
+      acc[r1 + o] += a1 * da + b1 * db + c1 * dc + d1 * dd;
+    }
+  }
+  for (; k < pairs.length; k += 2) {
+    const xa = pairs[k] * C + c,
+      ya = pairs[k + 1] * OC + yg;
+    const a0 = x[xa],
+      a1 = x[xa + 1];
+    for (let o = 0; o < OCg; o++) {
+      acc[r0 + o] += a0 * dy[ya + o];
+      acc[r1 + o] += a1 * dy[ya + o];
+    }
+  }
+}
+
+/** The plain form: dw[kh, kw, ci, g·OCg + o] += x[pixel', g·Cg + ci] · dy[pixel, g·OCg + o], for row r and channel c. */
+function filterGradOneRow(
+  x: NumArray,
+  dy: NumArray,
+  acc: Float64Array,
+  pairs: Int32Array,
+  r: number,
+  c: number,
+  yg: number,
+  ch: Channels,
+): void {
+  const { C, OC, OCg } = ch;
+  for (let k = 0; k < pairs.length; k += 2) {
+    const xv = x[pairs[k] * C + c],
+      yr = pairs[k + 1] * OC + yg;
+    for (let o = 0; o < OCg; o++) acc[r + o] += xv * dy[yr + o];
+  }
 }

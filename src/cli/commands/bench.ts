@@ -1,7 +1,7 @@
 import { OptionError } from '../../core/errors.js';
 import { CASE_NAMES } from '../../bench/cases.js';
 import { runBench, type BenchOptions, type BenchRow } from '../../bench/run.js';
-import { choiceFlag, intFlag, numberFlag, parse, backendFlag } from '../args.js';
+import { backendFlag, choiceFlag, type FlagSpec, intFlag, numberFlag, type Parsed, parse } from '../args.js';
 
 export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repeats N] [--no-peer] [--pytorch] [--backend NAME]
                       [--inference compiled|op-by-op|both] [--precision fp32|bf16]
@@ -62,41 +62,59 @@ Examples:
   xception bench --cases infer-b1-299,infer-b8-299 --rounds 3
 `;
 
+const BENCH_FLAGS: FlagSpec = {
+  json: { type: 'boolean' },
+  cases: { type: 'string' },
+  repeats: { type: 'string' },
+  warmup: { type: 'string' },
+  'min-time': { type: 'string' },
+  'no-peer': { type: 'boolean' },
+  pytorch: { type: 'boolean' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  replicas: { type: 'string' },
+  rounds: { type: 'string' },
+  size: { type: 'string' },
+  inference: { type: 'string' },
+  precision: { type: 'string' },
+  width: { type: 'string' },
+  'middle-blocks': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
 export async function benchCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse('bench', argv, {
-    json: { type: 'boolean' },
-    cases: { type: 'string' },
-    repeats: { type: 'string' },
-    warmup: { type: 'string' },
-    'min-time': { type: 'string' },
-    'no-peer': { type: 'boolean' },
-    pytorch: { type: 'boolean' },
-    backend: { type: 'string' },
-    threads: { type: 'string' },
-    replicas: { type: 'string' },
-    rounds: { type: 'string' },
-    size: { type: 'string' },
-    inference: { type: 'string' },
-    precision: { type: 'string' },
-    width: { type: 'string' },
-    'middle-blocks': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  const v = p.values;
+  const v = parse('bench', argv, BENCH_FLAGS).values;
   if (v['help']) {
     out(BENCH_HELP);
     return 0;
   }
-  let cases: string[] | undefined;
-  if (v['cases'] !== undefined) {
-    cases = String(v['cases'])
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0);
-    if (cases.length === 0) throw new OptionError(`--cases needs one or more of ${CASE_NAMES.join(', ')}`);
-    const unknown = cases.find((c) => !CASE_NAMES.includes(c as (typeof CASE_NAMES)[number]));
-    if (unknown) throw new OptionError(`--cases: unknown case '${unknown}' (known: ${CASE_NAMES.join(', ')})`);
+  const o = benchOptions(v);
+  const json = Boolean(v['json']);
+  const rows: BenchRow[] = [];
+  if (!json) out(`${header()}\n`);
+  for await (const row of runBench(o)) {
+    rows.push(row);
+    out(json ? `${JSON.stringify(row)}\n` : `${tableLine(row)}\n`);
   }
+  return 0;
+}
+
+/** --cases as a checked list of case names (undefined: every case). */
+function casesFlag(value: string | boolean | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const cases = String(value)
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (cases.length === 0) throw new OptionError(`--cases needs one or more of ${CASE_NAMES.join(', ')}`);
+  const unknown = cases.find((c) => !CASE_NAMES.includes(c as (typeof CASE_NAMES)[number]));
+  if (unknown) throw new OptionError(`--cases: unknown case '${unknown}' (known: ${CASE_NAMES.join(', ')})`);
+  return cases;
+}
+
+/** The bench flags as runBench options, each checked. */
+function benchOptions(v: Parsed['values']): BenchOptions {
+  const cases = casesFlag(v['cases']);
   if (v['no-peer'] && v['pytorch']) throw new OptionError('--pytorch and --no-peer contradict each other');
   const size = intFlag('size', v['size'], 8);
   const width = numberFlag('width', v['width'], 0.01, 4);
@@ -137,15 +155,7 @@ export async function benchCommand(argv: string[], out: (s: string) => void): Pr
   if (size !== undefined && size < 71 && (cases ?? CASE_NAMES).some((c) => c.endsWith('-299'))) {
     throw new OptionError(`--size ${size}: the 299×299 cases use the ImageNet stem, which needs at least 71`);
   }
-
-  const json = Boolean(v['json']);
-  const rows: BenchRow[] = [];
-  if (!json) out(`${header()}\n`);
-  for await (const row of runBench(o)) {
-    rows.push(row);
-    out(json ? `${JSON.stringify(row)}\n` : `${tableLine(row)}\n`);
-  }
-  return 0;
+  return o;
 }
 
 const COLUMNS = ['case', 'backend', 'path', 'prec', 'img/s', 'GFLOP/s', 'RSS MB', 'peer', 'peer img/s', 'peer RSS MB', 'ratio'];

@@ -4,7 +4,7 @@ import { RECIPES, getRecipe } from '../../experiments/recipes.js';
 import { writeReport } from '../../experiments/report.js';
 import { makeOutputDir } from '../../io/output-paths.js';
 import { Progress } from '../../train/progress.js';
-import { intFlag, parse, backendFlag } from '../args.js';
+import { backendFlag, type FlagSpec, intFlag, type Parsed, parse } from '../args.js';
 
 export const EXPERIMENT_HELP = `Usage: xception experiment <list|run|report> [options]
 
@@ -86,28 +86,25 @@ async function listCommand(argv: string[], out: (s: string) => void): Promise<nu
   return 0;
 }
 
+const RUN_FLAGS: FlagSpec = {
+  dataset: { type: 'string' },
+  epochs: { type: 'string' },
+  seeds: { type: 'string' },
+  'limit-train': { type: 'string' },
+  'limit-test': { type: 'string' },
+  'batch-size': { type: 'string' },
+  'image-size': { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  backend: { type: 'string' },
+  override: { type: 'string', multiple: true },
+  'no-report': { type: 'boolean' },
+  'no-speed': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
 async function runCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse(
-    'experiment run',
-    argv,
-    {
-      dataset: { type: 'string' },
-      epochs: { type: 'string' },
-      seeds: { type: 'string' },
-      'limit-train': { type: 'string' },
-      'limit-test': { type: 'string' },
-      'batch-size': { type: 'string' },
-      'image-size': { type: 'string' },
-      out: { type: 'string' },
-      resume: { type: 'boolean' },
-      backend: { type: 'string' },
-      override: { type: 'string', multiple: true },
-      'no-report': { type: 'boolean' },
-      'no-speed': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    true,
-  );
+  const p = parse('experiment run', argv, RUN_FLAGS, true);
   const v = p.values;
   if (v['help']) {
     out(EXPERIMENT_RUN_HELP);
@@ -117,18 +114,39 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
     throw new OptionError(`experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`);
   const name = p.positionals[0]!;
   const names = name === 'all' ? RECIPES.map((r) => r.name) : [getRecipe(name).name];
-  const backend = backendFlag(v['backend']);
   let stops = 0;
   const onSigint = () => {
     stops++;
     if (stops > 1) process.exit(130);
     process.stderr.write('\nxception experiment: stopping after this step and saving a checkpoint (Ctrl-C again to abort)\n');
   };
+  const opts = experimentRunOptions(v, () => stops > 0);
+  makeOutputDir(opts.outDir);
+  process.on('SIGINT', onSigint);
+  try {
+    for (const n of names) {
+      const r = await runExperiment(n, opts);
+      if (r.interrupted) {
+        out(`${n}: interrupted; continue with: xception experiment run ${name} --resume --out ${opts.outDir}\n`);
+        return 130;
+      }
+      out(`${n}: ${r.trained} run(s) trained, ${r.skipped} finished earlier; folder ${r.dir}\n`);
+      if (!v['no-report']) await reportRun(n, r.dir, out);
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** The run flags as runExperiment options, each checked. */
+function experimentRunOptions(v: Parsed['values'], shouldStop: () => boolean): ExperimentRunOptions {
+  const backend = backendFlag(v['backend']);
   const opts: ExperimentRunOptions = {
     outDir: (v['out'] as string | undefined) ?? 'experiments',
     resume: Boolean(v['resume']),
     progress: new Progress(process.stderr),
-    shouldStop: () => stops > 0,
+    shouldStop,
     measureSpeed: !v['no-speed'],
   };
   if (v['dataset'] !== undefined) opts.dataset = v['dataset'] as string;
@@ -147,27 +165,15 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   if (backend) opts.backend = backend;
   const overrides = (v['override'] as unknown as string[] | undefined) ?? [];
   if (overrides.length) opts.modelOverrides = Object.fromEntries(overrides.map(parseOverride));
-  makeOutputDir(opts.outDir);
-  process.on('SIGINT', onSigint);
-  try {
-    for (const n of names) {
-      const r = await runExperiment(n, opts);
-      if (r.interrupted) {
-        out(`${n}: interrupted; continue with: xception experiment run ${name} --resume --out ${opts.outDir}\n`);
-        return 130;
-      }
-      out(`${n}: ${r.trained} run(s) trained, ${r.skipped} finished earlier; folder ${r.dir}\n`);
-      if (!v['no-report']) {
-        const rep = await writeReport(r.dir);
-        out(`${n}: report ${rep.markdownFile} and ${rep.htmlFile}\n`);
-        const verdict = rep.summaries[0]?.verdict;
-        if (verdict) out(`${n}: ${verdict.verdict} with the paper\n`);
-      }
-    }
-    return 0;
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+  return opts;
+}
+
+/** Writes a finished experiment's report and prints where it went and the verdict. */
+async function reportRun(name: string, dir: string, out: (s: string) => void): Promise<void> {
+  const rep = await writeReport(dir);
+  out(`${name}: report ${rep.markdownFile} and ${rep.htmlFile}\n`);
+  const verdict = rep.summaries[0]?.verdict;
+  if (verdict) out(`${name}: ${verdict.verdict} with the paper\n`);
 }
 
 function parseOverride(text: string): [string, unknown] {

@@ -6,8 +6,8 @@ import { IMAGE_EXTENSIONS } from '../../data/folder.js';
 import { kerasPreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ImagePreprocessing } from '../../data/image-preprocessing.js';
 import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { getModelEntry } from '../../models/registry.js';
-import { ImageError, outputsProbabilities, predictImages } from '../../predict/predict.js';
-import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
+import { ImageError, type ImagePrediction, outputsProbabilities, predictImages } from '../../predict/predict.js';
+import { backendFlag, choiceFlag, type FlagSpec, intFlag, parse } from '../args.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
@@ -57,24 +57,21 @@ Examples:
   xception predict a.png b.webp --weights runs/fashion --top 3 --json
 `;
 
+const PREDICT_FLAGS: FlagSpec = {
+  ...MODEL_FLAGS,
+  ...WEIGHTS_FLAGS,
+  top: { type: 'string' },
+  json: { type: 'boolean' },
+  labels: { type: 'string' },
+  resize: { type: 'string' },
+  interpolation: { type: 'string' },
+  'batch-size': { type: 'string' },
+  backend: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
 export async function predictCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse(
-    'predict',
-    argv,
-    {
-      ...MODEL_FLAGS,
-      ...WEIGHTS_FLAGS,
-      top: { type: 'string' },
-      json: { type: 'boolean' },
-      labels: { type: 'string' },
-      resize: { type: 'string' },
-      interpolation: { type: 'string' },
-      'batch-size': { type: 'string' },
-      backend: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    true,
-  );
+  const p = parse('predict', argv, PREDICT_FLAGS, true);
   const v = p.values;
   if (v['help']) {
     out(PREDICT_HELP);
@@ -119,24 +116,29 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
       ...(interpolation ? { interpolation } : {}),
     };
     const results = await predictImages(model, files, { top, batchSize, preprocessing, ...(labels ? { labels } : {}) });
-    let unreadable = 0;
-    for (const r of results) {
-      if (r.error !== undefined) {
-        // The other images are still reported; the exit code says one failed.
-        process.stderr.write(`xception predict: error: ${r.error}\n`);
-        unreadable++;
-      } else if (json) {
-        out(`${JSON.stringify(r)}\n`);
-      } else {
-        out(`${r.file}\n`);
-        r.predictions.forEach((c, i) => out(`  ${String(i + 1).padStart(2)}. ${c.probability.toFixed(4)}  ${c.label} (${c.index})\n`));
-      }
-    }
-    if (unreadable > 0) process.stderr.write(`xception predict: ${unreadable} of ${results.length} image(s) could not be read\n`);
-    return unreadable > 0 ? 1 : 0;
+    return printPredictions(results, json, out);
   } finally {
     model.dispose();
   }
+}
+
+/** Prints each image's top classes (or its error, on stderr); exit code 1 if any image could not be read. */
+function printPredictions(results: readonly ImagePrediction[], json: boolean, out: (s: string) => void): number {
+  let unreadable = 0;
+  for (const r of results) {
+    if (r.error !== undefined) {
+      // The other images are still reported; the exit code says one failed.
+      process.stderr.write(`xception predict: error: ${r.error}\n`);
+      unreadable++;
+    } else if (json) {
+      out(`${JSON.stringify(r)}\n`);
+    } else {
+      out(`${r.file}\n`);
+      r.predictions.forEach((c, i) => out(`  ${String(i + 1).padStart(2)}. ${c.probability.toFixed(4)}  ${c.label} (${c.index})\n`));
+    }
+  }
+  if (unreadable > 0) process.stderr.write(`xception predict: ${unreadable} of ${results.length} image(s) could not be read\n`);
+  return unreadable > 0 ? 1 : 0;
 }
 
 async function readLabels(file: string): Promise<string[]> {

@@ -145,71 +145,75 @@ function checkSegments(o: ResolvedXceptionOptions): void {
 /** Builds an Xception model (see XceptionOptions); weights are freshly initialized. */
 export function xception(options: XceptionOptions = {}): Model {
   const o = resolveXceptionOptions(options);
-  const backend = options.backend ?? getBackend();
+  const b = xceptionBuilder(o, options.backend ?? getBackend());
+  const input = b.apply(new InputLayer({ shape: o.inputShape, name: b.auto.next('input') }), []);
+  let x = entryFlow(b, input);
+  x = middleFlow(b, x);
+  x = exitFlow(b, x);
+  x = applyHead(x, o, b.apply, b.auto);
+  const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });
+  model.config = { model: 'xception', ...o };
+  return model;
+}
+
+/** What every block needs: the options, the channel counts and the layer factories, in one place. */
+interface XceptionBuilder {
+  o: ResolvedXceptionOptions;
+  ch: ReturnType<typeof xceptionChannels>;
+  /** Keras's automatic names (conv2d_1, batch_normalization_1, add_1, …), in creation order. */
+  auto: NameCounter;
+  sep: (filters: number, name: string) => SeparableConv2D;
+  bn: (name?: string) => BatchNormalization;
+  relu: (name: string) => Activation;
+  apply: (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => SymbolicTensor;
+}
+
+function xceptionBuilder(o: ResolvedXceptionOptions, backend: Backend): XceptionBuilder {
   const ctx = { rng: new Random(o.seed), backend };
-  const ch = xceptionChannels(o.width, o.channelMultiple);
   const auto = new NameCounter();
-  const sep = (filters: number, name: string) =>
-    new SeparableConv2D({
-      filters,
-      kernelSize: 3,
-      padding: 'same',
-      useBias: false,
-      name,
-      segments: o.segments,
-      intermediateActivation: o.intermediateActivation,
-      order: o.order,
-    });
-  const bn = (name?: string) => new BatchNormalization({ momentum: o.bnMomentum, name: name ?? auto.next('batch_normalization') });
-  const relu = (name: string) => new Activation('relu', { name });
-  const apply = (layer: Layer, x: SymbolicTensor | SymbolicTensor[]) => layer.apply(x, ctx);
+  return {
+    o,
+    ch: xceptionChannels(o.width, o.channelMultiple),
+    auto,
+    sep: (filters, name) =>
+      new SeparableConv2D({
+        filters,
+        kernelSize: 3,
+        padding: 'same',
+        useBias: false,
+        name,
+        segments: o.segments,
+        intermediateActivation: o.intermediateActivation,
+        order: o.order,
+      }),
+    bn: (name) => new BatchNormalization({ momentum: o.bnMomentum, name: name ?? auto.next('batch_normalization') }),
+    relu: (name) => new Activation('relu', { name }),
+    apply: (layer, x) => layer.apply(x, ctx),
+  };
+}
 
-  const input = new InputLayer({ shape: o.inputShape, name: auto.next('input') }).apply([], ctx);
-  let x = input;
-
-  // ---- entry flow: block1 ----
+/** Entry flow: block1 (two regular convs), then blocks 2–4 (each halves the resolution). */
+function entryFlow(b: XceptionBuilder, input: SymbolicTensor): SymbolicTensor {
+  const { o, ch, apply, bn, relu } = b;
   const small = o.stem === 'small';
-  x = apply(
-    new Conv2D({
-      filters: ch.stem[0],
-      kernelSize: 3,
-      strides: small ? 1 : 2,
-      padding: small ? 'same' : 'valid',
-      useBias: false,
-      name: 'block1_conv1',
-    }),
-    x,
+  const padding = small ? 'same' : 'valid';
+  let x = apply(
+    new Conv2D({ filters: ch.stem[0], kernelSize: 3, strides: small ? 1 : 2, padding, useBias: false, name: 'block1_conv1' }),
+    input,
   );
   x = apply(bn('block1_conv1_bn'), x);
   x = apply(relu('block1_conv1_act'), x);
-  x = apply(new Conv2D({ filters: ch.stem[1], kernelSize: 3, padding: small ? 'same' : 'valid', useBias: false, name: 'block1_conv2' }), x);
+  x = apply(new Conv2D({ filters: ch.stem[1], kernelSize: 3, padding, useBias: false, name: 'block1_conv2' }), x);
   x = apply(bn('block1_conv2_bn'), x);
   x = apply(relu('block1_conv2_act'), x);
+  x = downBlock(b, x, 2, [ch.entry[0], ch.entry[0]], false); // block2 follows block1's ReLU directly
+  x = downBlock(b, x, 3, [ch.entry[1], ch.entry[1]], true);
+  return downBlock(b, x, 4, [ch.entry[2], ch.entry[2]], true);
+}
 
-  // ---- entry flow: blocks 2–4, and exit block 13: two separable convs, pool, strided residual ----
-  const downBlock = (block: number, filters: [number, number], reluFirst: boolean) => {
-    let residual: SymbolicTensor | null = null;
-    if (o.residual) {
-      residual = apply(
-        new Conv2D({ filters: filters[1], kernelSize: 1, strides: 2, padding: 'same', useBias: false, name: auto.next('conv2d') }),
-        x,
-      );
-      residual = apply(bn(), residual);
-    }
-    if (reluFirst) x = apply(relu(`block${block}_sepconv1_act`), x);
-    x = apply(sep(filters[0], `block${block}_sepconv1`), x);
-    x = apply(bn(`block${block}_sepconv1_bn`), x);
-    x = apply(relu(`block${block}_sepconv2_act`), x);
-    x = apply(sep(filters[1], `block${block}_sepconv2`), x);
-    x = apply(bn(`block${block}_sepconv2_bn`), x);
-    x = apply(new MaxPooling2D({ poolSize: 3, strides: 2, padding: 'same', name: `block${block}_pool` }), x);
-    if (residual) x = apply(new Add({ name: auto.next('add') }), [x, residual]);
-  };
-  downBlock(2, [ch.entry[0], ch.entry[0]], false); // block2 follows block1's ReLU directly
-  downBlock(3, [ch.entry[1], ch.entry[1]], true);
-  downBlock(4, [ch.entry[2], ch.entry[2]], true);
-
-  // ---- middle flow: identity residual around three ReLU → separable conv → BN ----
+/** Middle flow: blocks 5… with an identity residual around three ReLU → separable conv → BN. */
+function middleFlow(b: XceptionBuilder, x: SymbolicTensor): SymbolicTensor {
+  const { o, ch, apply, bn, relu, sep } = b;
   for (let i = 0; i < o.middleBlocks; i++) {
     const prefix = `block${i + 5}`;
     const residual = x;
@@ -218,23 +222,43 @@ export function xception(options: XceptionOptions = {}): Model {
       x = apply(sep(ch.middle, `${prefix}_sepconv${j}`), x);
       x = apply(bn(`${prefix}_sepconv${j}_bn`), x);
     }
-    if (o.residual) x = apply(new Add({ name: auto.next('add') }), [x, residual]);
+    if (o.residual) x = apply(new Add({ name: b.auto.next('add') }), [x, residual]);
   }
+  return x;
+}
 
-  // ---- exit flow ----
+/** Exit flow: block13 (as the entry blocks), then block14 (two separable convs, no residual). */
+function exitFlow(b: XceptionBuilder, x: SymbolicTensor): SymbolicTensor {
+  const { o, ch, apply, bn, relu, sep } = b;
   const b13 = o.middleBlocks + 5;
-  downBlock(b13, [ch.exit[0], ch.exit[1]], true);
+  x = downBlock(b, x, b13, [ch.exit[0], ch.exit[1]], true);
   const b14 = b13 + 1;
   x = apply(sep(ch.final[0], `block${b14}_sepconv1`), x);
   x = apply(bn(`block${b14}_sepconv1_bn`), x);
   x = apply(relu(`block${b14}_sepconv1_act`), x);
   x = apply(sep(ch.final[1], `block${b14}_sepconv2`), x);
   x = apply(bn(`block${b14}_sepconv2_bn`), x);
-  x = apply(relu(`block${b14}_sepconv2_act`), x);
+  return apply(relu(`block${b14}_sepconv2_act`), x);
+}
 
-  x = applyHead(x, o, apply, auto);
-
-  const model = new Model({ inputs: input, outputs: x, name: o.name, seed: o.seed });
-  model.config = { model: 'xception', ...o };
-  return model;
+/** Blocks 2–4 and 13: two separable convs and a strided max pool, with a strided 1×1 conv on the residual branch. */
+function downBlock(b: XceptionBuilder, x: SymbolicTensor, block: number, filters: [number, number], reluFirst: boolean): SymbolicTensor {
+  const { o, apply, bn, relu, sep, auto } = b;
+  let residual: SymbolicTensor | null = null;
+  if (o.residual) {
+    residual = apply(
+      new Conv2D({ filters: filters[1], kernelSize: 1, strides: 2, padding: 'same', useBias: false, name: auto.next('conv2d') }),
+      x,
+    );
+    residual = apply(bn(), residual);
+  }
+  if (reluFirst) x = apply(relu(`block${block}_sepconv1_act`), x);
+  x = apply(sep(filters[0], `block${block}_sepconv1`), x);
+  x = apply(bn(`block${block}_sepconv1_bn`), x);
+  x = apply(relu(`block${block}_sepconv2_act`), x);
+  x = apply(sep(filters[1], `block${block}_sepconv2`), x);
+  x = apply(bn(`block${block}_sepconv2_bn`), x);
+  x = apply(new MaxPooling2D({ poolSize: 3, strides: 2, padding: 'same', name: `block${block}_pool` }), x);
+  if (residual) x = apply(new Add({ name: auto.next('add') }), [x, residual]);
+  return x;
 }
