@@ -7,49 +7,76 @@
  * to the data buffer) plus an optional "__metadata__" map of strings to strings. Only F32 is
  * supported here. Everything in the header is checked before any tensor memory is allocated, so
  * a corrupt or hostile file costs at most its own size in memory.
+ *
+ * Files written here record the SHA-256 of their data buffer in the metadata (DATA_SHA256_KEY);
+ * the reader checks it, so a flipped bit in tensor data is an error rather than a silently wrong
+ * weight. Files without it (written elsewhere) load as before.
  */
+import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { isReservedKey } from '../core/safe-keys.js';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
-import { elementCount, NamedWeight, shapeText } from './weights.js';
+import { elementCount, type NamedWeight, shapeText } from './weights.js';
 import { readFileSync } from 'node:fs';
 
 export interface SafetensorsContents {
   weights: NamedWeight[];
+  /** The file's metadata, without DATA_SHA256_KEY (see dataSha256). */
   metadata: Record<string, string>;
+  /** The data buffer's SHA-256 (hex) when the file records one; it has been checked. */
+  dataSha256?: string;
 }
 
 const METADATA_KEY = '__metadata__';
+/** Metadata key of the data buffer's SHA-256 (lowercase hex), written and checked here. */
+export const DATA_SHA256_KEY = 'data_sha256';
 /** Same cap as the reference implementation: a header is JSON, it has no business being bigger. */
 const MAX_HEADER_BYTES = 100_000_000;
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Serializes weights (in the given order) and optional string metadata. */
-export function writeSafetensors(weights: readonly NamedWeight[], metadata?: Record<string, string>, fileLabel = '<safetensors>'): Uint8Array {
+export function writeSafetensors(
+  weights: readonly NamedWeight[],
+  metadata?: Record<string, string>,
+  fileLabel = '<safetensors>',
+): Uint8Array {
   // The header text is assembled by hand: JSON.stringify of an object would move integer-like
   // names ("7") to the front, and the header order is the order readers report.
-  const parts: string[] = [];
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw new WeightFileError(fileLabel, `metadata value for "${k}" must be a string, got ${typeof v}`);
-    }
-    parts.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
+  for (const [k, v] of Object.entries(metadata ?? {})) {
+    if (typeof v !== 'string')
+      throw new WeightFileError(fileLabel, `metadata value for "${k}" must be a string, got ${typeof v}`);
   }
+  // parts[0], the metadata, is filled in once the weights are checked: its hash reads their data.
+  const parts: string[] = [''];
   const seen = new Set<string>();
   let offset = 0;
   for (const w of weights) {
-    if (typeof w.name !== 'string' || w.name.length === 0) throw new WeightFileError(fileLabel, 'a weight has an empty name');
-    if (w.name === METADATA_KEY) throw new WeightFileError(fileLabel, `"${METADATA_KEY}" is reserved and cannot name a weight`);
+    if (typeof w.name !== 'string' || w.name.length === 0)
+      throw new WeightFileError(fileLabel, 'a weight has an empty name');
+    if (w.name === METADATA_KEY)
+      throw new WeightFileError(fileLabel, `"${METADATA_KEY}" is reserved and cannot name a weight`);
     if (seen.has(w.name)) throw new WeightFileError(fileLabel, `duplicate weight name "${w.name}"`);
     seen.add(w.name);
-    if (!(w.data instanceof Float32Array)) throw new WeightFileError(fileLabel, `weight "${w.name}": data must be a Float32Array`);
+    if (!(w.data instanceof Float32Array))
+      throw new WeightFileError(fileLabel, `weight "${w.name}": data must be a Float32Array`);
     const n = elementCount(w.shape);
-    if (n < 0) throw new WeightFileError(fileLabel, `weight "${w.name}": shape ${shapeText(w.shape)} is not a list of non-negative integers`);
-    if (n !== w.data.length) throw new WeightFileError(fileLabel, `weight "${w.name}": shape ${shapeText(w.shape)} holds ${n} values but data has ${w.data.length}`);
-    parts.push(`${JSON.stringify(w.name)}:${JSON.stringify({ dtype: 'F32', shape: [...w.shape], data_offsets: [offset, offset + n * 4] })}`);
+    if (n < 0)
+      throw new WeightFileError(
+        fileLabel,
+        `weight "${w.name}": shape ${shapeText(w.shape)} is not a list of non-negative integers`,
+      );
+    if (n !== w.data.length)
+      throw new WeightFileError(
+        fileLabel,
+        `weight "${w.name}": shape ${shapeText(w.shape)} holds ${n} values but data has ${w.data.length}`,
+      );
+    parts.push(
+      `${JSON.stringify(w.name)}:${JSON.stringify({ dtype: 'F32', shape: [...w.shape], data_offsets: [offset, offset + n * 4] })}`,
+    );
     offset += n * 4;
   }
+  parts[0] = `${JSON.stringify(METADATA_KEY)}:${JSON.stringify({ ...metadata, [DATA_SHA256_KEY]: tensorDataSha256(weights) })}`;
   let json = new TextEncoder().encode(`{${parts.join(',')}}`);
   // Pad the header with spaces so the data buffer starts 8-byte aligned (as the reference writer does).
   const padded = Math.ceil(json.length / 8) * 8;
@@ -71,6 +98,20 @@ export function writeSafetensors(weights: readonly NamedWeight[], metadata?: Rec
     pos += w.data.byteLength;
   }
   return out;
+}
+
+/** SHA-256 (hex) of the data buffer the weights make: their floats, little-endian, in order. */
+export function tensorDataSha256(weights: readonly NamedWeight[]): string {
+  const hash = createHash('sha256');
+  for (const w of weights) {
+    if (IS_LITTLE_ENDIAN) hash.update(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+    else {
+      const le = new DataView(new ArrayBuffer(w.data.byteLength));
+      for (let i = 0; i < w.data.length; i++) le.setFloat32(i * 4, w.data[i]!, true);
+      hash.update(new Uint8Array(le.buffer));
+    }
+  }
+  return hash.digest('hex');
 }
 
 interface HeaderEntry {
@@ -110,15 +151,34 @@ export function readSafetensors(bytes: Uint8Array, fileLabel = '<safetensors>'):
     else entries.push(readEntry(name, header[name], dataLength, fail));
   }
   checkTiling(entries, dataLength, fail);
-  return { weights: entries.map((e) => copyWeight(bytes, dataStart, e)), metadata };
+  const { [DATA_SHA256_KEY]: recorded, ...rest } = metadata;
+  if (recorded !== undefined) checkDataSha256(recorded, bytes.subarray(dataStart), fail);
+  const weights = entries.map((e) => copyWeight(bytes, dataStart, e));
+  return { weights, metadata: rest, ...(recorded !== undefined ? { dataSha256: recorded } : {}) };
+}
+
+/** The data buffer must hash to the recorded SHA-256: a flipped bit is corruption, not a weight. */
+function checkDataSha256(recorded: string, data: Uint8Array, fail: Fail): void {
+  if (!/^[0-9a-f]{64}$/.test(recorded))
+    fail(`metadata "${DATA_SHA256_KEY}" is not a SHA-256 in hex: ${JSON.stringify(recorded.slice(0, 80))}`);
+  const actual = createHash('sha256').update(data).digest('hex');
+  if (actual !== recorded) {
+    fail(
+      `tensor data is corrupt: its SHA-256 is ${actual}, the file records ${recorded} (a damaged disk or copy; restore the file or write it again)`,
+    );
+  }
 }
 
 /** The 8-byte length and the JSON header after it, checked down to being an object. */
-function readHeader(bytes: Uint8Array, fail: Fail): { text: string; header: Record<string, unknown>; headerLen: number } {
+function readHeader(
+  bytes: Uint8Array,
+  fail: Fail,
+): { text: string; header: Record<string, unknown>; headerLen: number } {
   if (!(bytes instanceof Uint8Array)) fail('expected the file contents as a Uint8Array');
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
   const headerLen64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLen64 > BigInt(bytes.length - 8)) fail(`header length ${headerLen64} exceeds the ${bytes.length - 8} bytes after the length field`);
+  if (headerLen64 > BigInt(bytes.length - 8))
+    fail(`header length ${headerLen64} exceeds the ${bytes.length - 8} bytes after the length field`);
   const headerLen = Number(headerLen64);
   if (headerLen > MAX_HEADER_BYTES) fail(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   if (headerLen < 2) fail(`header length ${headerLen} is too short for a JSON object`);
@@ -140,7 +200,8 @@ function readHeader(bytes: Uint8Array, fail: Fail): { text: string; header: Reco
 }
 
 function readMetadata(value: unknown, fail: Fail): Record<string, string> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`"${METADATA_KEY}" must be an object of strings`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    fail(`"${METADATA_KEY}" must be an object of strings`);
   for (const [k, v] of Object.entries(value as object)) {
     if (typeof v !== 'string') fail(`metadata value for "${k}" is not a string`);
     if (isReservedKey(k)) fail(`metadata key "${k}" is a reserved name`);
@@ -155,23 +216,29 @@ function readEntry(name: string, value: unknown, dataLength: number, fail: Fail)
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`entry "${name}" is not an object`);
   const e = value as Record<string, unknown>;
   for (const key of Object.keys(e)) {
-    if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') fail(`entry "${name}" has unknown field "${key}"`);
+    if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets')
+      fail(`entry "${name}" has unknown field "${key}"`);
   }
   if (typeof e.dtype !== 'string') fail(`entry "${name}" has no dtype`);
   if (e.dtype !== 'F32') fail(`entry "${name}" has dtype ${e.dtype}; only F32 is supported`);
   if (!Array.isArray(e.shape)) fail(`entry "${name}" has no shape list`);
   const shape = e.shape as unknown[];
   const count = elementCount(shape);
-  if (count < 0) fail(`entry "${name}" has shape ${JSON.stringify(shape)}, which is not a list of non-negative integers`);
+  if (count < 0)
+    fail(`entry "${name}" has shape ${JSON.stringify(shape)}, which is not a list of non-negative integers`);
   const offsets = e.data_offsets;
   if (!Array.isArray(offsets) || offsets.length !== 2) fail(`entry "${name}" needs data_offsets [begin, end]`);
   const [begin, end] = offsets as unknown[];
-  if (!isByteOffset(begin) || !isByteOffset(end)) fail(`entry "${name}" has data_offsets ${JSON.stringify(offsets)}, which are not non-negative integers`);
+  if (!isByteOffset(begin) || !isByteOffset(end))
+    fail(`entry "${name}" has data_offsets ${JSON.stringify(offsets)}, which are not non-negative integers`);
   const b = begin as number;
   const en = end as number;
   if (en < b) fail(`entry "${name}" has data_offsets [${b}, ${en}] with end before begin`);
   if (en > dataLength) fail(`entry "${name}" has data_offsets [${b}, ${en}] beyond the ${dataLength}-byte data buffer`);
-  if (en - b !== count * 4) fail(`entry "${name}" with shape ${shapeText(shape as number[])} needs ${count * 4} bytes but data_offsets [${b}, ${en}] span ${en - b}`);
+  if (en - b !== count * 4)
+    fail(
+      `entry "${name}" with shape ${shapeText(shape as number[])} needs ${count * 4} bytes but data_offsets [${b}, ${en}] span ${en - b}`,
+    );
   return { name, shape: shape as number[], begin: b, end: en };
 }
 
@@ -180,7 +247,8 @@ function checkTiling(entries: readonly HeaderEntry[], dataLength: number, fail: 
   const byOffset = [...entries].sort((x, y) => x.begin - y.begin || x.end - y.end);
   let cursor = 0;
   for (const e of byOffset) {
-    if (e.begin < cursor) fail(`entry "${e.name}" at [${e.begin}, ${e.end}] overlaps the previous tensor ending at ${cursor}`);
+    if (e.begin < cursor)
+      fail(`entry "${e.name}" at [${e.begin}, ${e.end}] overlaps the previous tensor ending at ${cursor}`);
     if (e.begin > cursor) fail(`bytes [${cursor}, ${e.begin}) of the data buffer belong to no tensor`);
     cursor = e.end;
   }
@@ -232,11 +300,19 @@ function topLevelKeys(text: string): string[] {
 }
 
 /** Writes a safetensors file atomically (temp file in the same directory, fsync, rename). */
-export async function writeSafetensorsFile(path: string, weights: readonly NamedWeight[], metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensorsFile(
+  path: string,
+  weights: readonly NamedWeight[],
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeFileAtomic(path, writeSafetensors(weights, metadata, path));
 }
 
-export function writeSafetensorsFileSync(path: string, weights: readonly NamedWeight[], metadata?: Record<string, string>): void {
+export function writeSafetensorsFileSync(
+  path: string,
+  weights: readonly NamedWeight[],
+  metadata?: Record<string, string>,
+): void {
   writeFileAtomicSync(path, writeSafetensors(weights, metadata, path));
 }
 
