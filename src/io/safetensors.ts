@@ -18,7 +18,7 @@ import { isReservedKey } from '../core/safe-keys.js';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { elementCount, type NamedWeight, shapeText } from './weights.js';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 
 export interface SafetensorsContents {
   weights: NamedWeight[];
@@ -314,6 +314,37 @@ export function writeSafetensorsFileSync(
   metadata?: Record<string, string>,
 ): void {
   writeFileAtomicSync(path, writeSafetensors(weights, metadata, path));
+}
+
+/**
+ * The metadata of a safetensors file, read from its header alone (the data is neither read nor
+ * checked; DATA_SHA256_KEY is included as recorded). Throws WeightFileError like the full reader.
+ */
+export function readSafetensorsMetadataSync(path: string): Record<string, string> {
+  const fail: Fail = (problem) => {
+    throw new WeightFileError(path, problem);
+  };
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const prefix = new Uint8Array(8);
+    if (size < 8 || readSync(fd, prefix, 0, 8, 0) !== 8)
+      fail(`file is ${size} bytes, too short for the 8-byte header length`);
+    const headerLen = new DataView(prefix.buffer).getBigUint64(0, true);
+    if (headerLen > BigInt(Math.min(size - 8, MAX_HEADER_BYTES)))
+      fail(`header length ${headerLen} exceeds the file or the ${MAX_HEADER_BYTES}-byte limit`);
+    const head = new Uint8Array(8 + Number(headerLen));
+    head.set(prefix);
+    if (readSync(fd, head, 8, head.length - 8, 8) !== head.length - 8) fail('the header could not be read whole');
+    const { header } = readHeader(head, fail);
+    return header[METADATA_KEY] === undefined ? {} : readMetadata(header[METADATA_KEY], fail);
+  } catch (e) {
+    if (e instanceof WeightFileError) throw e;
+    throw new WeightFileError(path, `cannot read file (${(e as Error).message})`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 export async function readSafetensorsFile(path: string): Promise<SafetensorsContents> {

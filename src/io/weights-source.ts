@@ -15,11 +15,31 @@ import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js
 import { parseDatasetSpec } from '../data/spec.js';
 import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
-import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, runRecord, type LoadedCheckpoint } from '../train/checkpoint.js';
+import {
+  CHECKPOINT_FILE,
+  CHECKPOINT_FORMAT,
+  readCheckpoint,
+  runRecord,
+  staleWeightsFile,
+  type LoadedCheckpoint,
+} from '../train/checkpoint.js';
 import { WeightFileError } from './errors.js';
 import { readKerasH5Contents } from './keras-h5.js';
-import { RECORD_H5_ATTRIBUTES, recordFromH5Attributes, recordFromMetadata, validateModelRecord, type ModelRecord } from './model-record.js';
-import { assignByName, loadKerasLayers, notAWeightFile, sniffWeightFormat, type LoadMode, type LoadWeightsReport } from './model-weights.js';
+import {
+  RECORD_H5_ATTRIBUTES,
+  recordFromH5Attributes,
+  recordFromMetadata,
+  validateModelRecord,
+  type ModelRecord,
+} from './model-record.js';
+import {
+  assignByName,
+  loadKerasLayers,
+  notAWeightFile,
+  sniffWeightFormat,
+  type LoadMode,
+  type LoadWeightsReport,
+} from './model-weights.js';
 import { readSafetensorsFile } from './safetensors.js';
 import type { NamedWeight } from './weights.js';
 
@@ -38,14 +58,20 @@ export interface WeightsSource {
    * All-or-nothing load; `except` = layer names left untouched on the model side and ignored in
    * the file (e.g. ['predictions'] for a new classifier); useEma (runs, default true).
    */
-  loadInto(model: Model, options?: { mode?: LoadMode; except?: readonly string[]; useEma?: boolean }): Promise<LoadWeightsReport>;
+  loadInto(
+    model: Model,
+    options?: { mode?: LoadMode; except?: readonly string[]; useEma?: boolean },
+  ): Promise<LoadWeightsReport>;
 }
 
 /** Opens weights: a run folder, its checkpoint.safetensors, any safetensors file or a Keras H5 file. */
 export async function openWeights(source: string): Promise<WeightsSource> {
-  const isDir = await stat(source).then((st) => st.isDirectory(), () => {
-    throw new WeightFileError(source, 'no such file or folder');
-  });
+  const isDir = await stat(source).then(
+    (st) => st.isDirectory(),
+    () => {
+      throw new WeightFileError(source, 'no such file or folder');
+    },
+  );
   if (isDir) return openRun(source);
   const { head, size } = await readHead(source);
   if (sniffWeightFormat(head) === 'keras-h5') return openKerasH5(source);
@@ -74,7 +100,8 @@ async function readHead(path: string): Promise<{ head: Uint8Array; size: number 
 // Sources
 
 function buildRecorded(path: string, record: ModelRecord | null, overrides: Record<string, unknown>): Model {
-  if (!record) throw new OptionError(`${path} records no model: give the model flags (--model, --input-shape, --classes, …)`);
+  if (!record)
+    throw new OptionError(`${path} records no model: give the model flags (--model, --input-shape, --classes, …)`);
   const options = { ...record.options, ...overrides };
   return noGrad(() => buildModel(record.model, options));
 }
@@ -91,7 +118,8 @@ function classesOf(weights: Iterable<{ name: string; shape: readonly number[] }>
 function officialClassNames(spec: unknown): string[] | undefined {
   try {
     const kind = typeof spec === 'string' ? parseDatasetSpec(spec).kind : null;
-    const names = kind === 'fashion-mnist' ? FASHION_MNIST_CLASS_NAMES : kind === 'mnist' ? MNIST_CLASS_NAMES : undefined;
+    const names =
+      kind === 'fashion-mnist' ? FASHION_MNIST_CLASS_NAMES : kind === 'mnist' ? MNIST_CLASS_NAMES : undefined;
     return names ? [...names] : undefined;
   } catch {
     return undefined; // not a spec this version knows: no names
@@ -114,12 +142,17 @@ function openRun(dir: string): WeightsSource {
   const record = validateModelRecord(recorded, label);
   const shapes = [...ck.shapes].map(([name, shape]) => ({ name, shape }));
   return {
-    path: dir, kind: 'run', record, fileClasses: classesOf(shapes),
+    path: dir,
+    kind: 'run',
+    record,
+    fileClasses: classesOf(shapes),
     buildModel: (overrides = {}) => buildRecorded(dir, record, overrides),
     loadInto: async (model, options = {}) => {
       const useEma = (options.useEma ?? true) && Object.keys(ck.ema).length > 0;
       const weights: NamedWeight[] = [...ck.model].map(([name, data]) => ({
-        name, shape: ck.shapes.get(name)!, data: (useEma ? ck.ema[name] : undefined) ?? data,
+        name,
+        shape: ck.shapes.get(name)!,
+        data: (useEma ? ck.ema[name] : undefined) ?? data,
       }));
       const n = assignByName(model, weights, label, options.except ?? []);
       return { format: 'safetensors', mode: 'name', weights: n, metadata: {} };
@@ -128,14 +161,22 @@ function openRun(dir: string): WeightsSource {
 }
 
 async function openSafetensors(path: string): Promise<WeightsSource> {
-  const { weights, metadata } = await readSafetensorsFile(path);
+  const { weights, metadata, dataSha256 } = await readSafetensorsFile(path);
+  const stale = staleWeightsFile(path, dataSha256);
+  if (stale) throw new WeightFileError(path, stale);
   if (metadata['format'] === CHECKPOINT_FORMAT) {
     if (basename(path) === CHECKPOINT_FILE) return openRun(dirname(path));
-    throw new WeightFileError(path, 'a training checkpoint outside its run folder: pass the run folder, or the weights.safetensors beside it');
+    throw new WeightFileError(
+      path,
+      'a training checkpoint outside its run folder: pass the run folder, or the weights.safetensors beside it',
+    );
   }
   const record = recordFromMetadata(metadata, path);
   return {
-    path, kind: 'safetensors', record, fileClasses: classesOf(weights),
+    path,
+    kind: 'safetensors',
+    record,
+    fileClasses: classesOf(weights),
     buildModel: (overrides = {}) => buildRecorded(path, record, overrides),
     loadInto: async (model, options = {}) => {
       const n = assignByName(model, weights, path, options.except ?? []);
@@ -150,8 +191,12 @@ async function openKerasH5(path: string): Promise<WeightsSource> {
   const classifier = layers.find((l) => l.name === 'predictions');
   const bias = classifier?.weights.find((w) => /(^|\/)bias(:0)?$/.test(w.name) && w.shape.length === 1);
   return {
-    path, kind: 'keras-h5', record, fileClasses: bias ? bias.shape[0]! : null,
+    path,
+    kind: 'keras-h5',
+    record,
+    fileClasses: bias ? bias.shape[0]! : null,
     buildModel: (overrides = {}) => buildRecorded(path, record, overrides),
-    loadInto: async (model, options = {}) => loadKerasLayers(model, layers, path, options.mode ?? 'auto', options.except ?? []),
+    loadInto: async (model, options = {}) =>
+      loadKerasLayers(model, layers, path, options.mode ?? 'auto', options.except ?? []),
   };
 }

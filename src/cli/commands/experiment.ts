@@ -4,7 +4,8 @@ import { RECIPES, getRecipe } from '../../experiments/recipes.js';
 import { writeReport } from '../../experiments/report.js';
 import { makeOutputDir } from '../../io/output-paths.js';
 import { Progress } from '../../train/progress.js';
-import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
+import { intFlag, parse, backendFlag } from '../args.js';
+import { listenForStop } from '../stop-signals.js';
 
 export const EXPERIMENT_HELP = `Usage: xception experiment <list|run|report> [options]
 
@@ -67,13 +68,23 @@ async function listCommand(argv: string[], out: (s: string) => void): Promise<nu
     return 0;
   }
   if (p.values['json']) {
-    out(JSON.stringify(RECIPES.map((r) => ({ name: r.name, description: r.description, defaultBudgetMinutes: r.defaultBudgetMinutes }))) + '\n');
+    out(
+      `${JSON.stringify(
+        RECIPES.map((r) => ({
+          name: r.name,
+          description: r.description,
+          defaultBudgetMinutes: r.defaultBudgetMinutes,
+        })),
+      )}\n`,
+    );
     return 0;
   }
   let total = 0;
   for (const r of RECIPES) {
     total += r.defaultBudgetMinutes;
-    out(`${r.name}  (~${r.defaultBudgetMinutes} min: ${r.variants.length} variants × ${r.training.seeds} seeds, ${r.training.epochs} epoch${r.training.epochs === 1 ? '' : 's'})\n`);
+    out(
+      `${r.name}  (~${r.defaultBudgetMinutes} min: ${r.variants.length} variants × ${r.training.seeds} seeds, ${r.training.epochs} epoch${r.training.epochs === 1 ? '' : 's'})\n`,
+    );
     out(`  ${r.description}\n`);
     for (const v of r.variants) out(`    ${v.name.padEnd(18)} ${v.label}\n`);
   }
@@ -82,35 +93,55 @@ async function listCommand(argv: string[], out: (s: string) => void): Promise<nu
 }
 
 async function runCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse('experiment run', argv, {
-    dataset: { type: 'string' }, epochs: { type: 'string' }, seeds: { type: 'string' }, 'limit-train': { type: 'string' },
-    'limit-test': { type: 'string' }, 'batch-size': { type: 'string' }, 'image-size': { type: 'string' }, out: { type: 'string' },
-    resume: { type: 'boolean' }, backend: { type: 'string' }, override: { type: 'string', multiple: true }, 'no-report': { type: 'boolean' }, 'no-speed': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-  }, true);
+  const p = parse(
+    'experiment run',
+    argv,
+    {
+      dataset: { type: 'string' },
+      epochs: { type: 'string' },
+      seeds: { type: 'string' },
+      'limit-train': { type: 'string' },
+      'limit-test': { type: 'string' },
+      'batch-size': { type: 'string' },
+      'image-size': { type: 'string' },
+      out: { type: 'string' },
+      resume: { type: 'boolean' },
+      backend: { type: 'string' },
+      override: { type: 'string', multiple: true },
+      'no-report': { type: 'boolean' },
+      'no-speed': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    true,
+  );
   const v = p.values;
   if (v['help']) {
     out(EXPERIMENT_RUN_HELP);
     return 0;
   }
-  if (p.positionals.length !== 1) throw new OptionError(`experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`);
+  if (p.positionals.length !== 1)
+    throw new OptionError(
+      `experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`,
+    );
   const name = p.positionals[0]!;
   const names = name === 'all' ? RECIPES.map((r) => r.name) : [getRecipe(name).name];
   const backend = backendFlag(v['backend']);
-  let stops = 0;
-  const onSigint = () => {
-    stops++;
-    if (stops > 1) process.exit(130);
-    process.stderr.write('\nxception experiment: stopping after this step and saving a checkpoint (Ctrl-C again to abort)\n');
-  };
   const opts: ExperimentRunOptions = {
     outDir: (v['out'] as string | undefined) ?? 'experiments',
     resume: Boolean(v['resume']),
     progress: new Progress(process.stderr),
-    shouldStop: () => stops > 0,
+    shouldStop: () => stop.requested(), // `stop` is set below, before any run starts
     measureSpeed: !v['no-speed'],
   };
   if (v['dataset'] !== undefined) opts.dataset = v['dataset'] as string;
-  const ints = [['epochs', 'epochs'], ['seeds', 'seeds'], ['limit-train', 'limitTrain'], ['limit-test', 'limitTest'], ['batch-size', 'batchSize'], ['image-size', 'imageSize']] as const;
+  const ints = [
+    ['epochs', 'epochs'],
+    ['seeds', 'seeds'],
+    ['limit-train', 'limitTrain'],
+    ['limit-test', 'limitTest'],
+    ['batch-size', 'batchSize'],
+    ['image-size', 'imageSize'],
+  ] as const;
   for (const [flag, key] of ints) {
     const n = intFlag(flag, v[flag], flag === 'seeds' ? 2 : 1);
     if (n !== undefined) opts[key] = n;
@@ -119,13 +150,13 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   const overrides = (v['override'] as unknown as string[] | undefined) ?? [];
   if (overrides.length) opts.modelOverrides = Object.fromEntries(overrides.map(parseOverride));
   makeOutputDir(opts.outDir);
-  process.on('SIGINT', onSigint);
+  const stop = listenForStop('experiment');
   try {
     for (const n of names) {
       const r = await runExperiment(n, opts);
       if (r.interrupted) {
         out(`${n}: interrupted; continue with: xception experiment run ${name} --resume --out ${opts.outDir}\n`);
-        return 130;
+        return stop.exitCode();
       }
       out(`${n}: ${r.trained} run(s) trained, ${r.skipped} finished earlier; folder ${r.dir}\n`);
       if (!v['no-report']) {
@@ -137,14 +168,15 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
     }
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    stop.dispose();
   }
 }
 
 function parseOverride(text: string): [string, unknown] {
   const eq = text.indexOf('=');
   if (eq <= 0) throw new OptionError(`--override must be KEY=VALUE (e.g. middleBlocks=1), got '${text}'`);
-  const key = text.slice(0, eq), raw = text.slice(eq + 1);
+  const key = text.slice(0, eq),
+    raw = text.slice(eq + 1);
   try {
     return [key, JSON.parse(raw)];
   } catch {
@@ -153,14 +185,22 @@ function parseOverride(text: string): [string, unknown] {
 }
 
 async function reportCommand(argv: string[], out: (s: string) => void): Promise<number> {
-  const p = parse('experiment report', argv, { 'no-png': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, true);
+  const p = parse(
+    'experiment report',
+    argv,
+    { 'no-png': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    true,
+  );
   if (p.values['help']) {
     out(EXPERIMENT_REPORT_HELP);
     return 0;
   }
   if (p.positionals.length !== 1) throw new OptionError('experiment report: give exactly one folder (OUT/NAME or OUT)');
   const rep = await writeReport(p.positionals[0]!, { png: !p.values['no-png'] });
-  for (const s of rep.summaries) out(`${s.manifest.recipe}: ${s.finishedRuns}/${s.expectedRuns} runs; ${s.verdict ? `${s.verdict.verdict} with the paper` : 'not judged (missing variants)'}\n`);
+  for (const s of rep.summaries)
+    out(
+      `${s.manifest.recipe}: ${s.finishedRuns}/${s.expectedRuns} runs; ${s.verdict ? `${s.verdict.verdict} with the paper` : 'not judged (missing variants)'}\n`,
+    );
   out(`wrote ${rep.markdownFile}, ${rep.htmlFile} and ${rep.figureFiles.length} figure files\n`);
   return 0;
 }
@@ -172,9 +212,13 @@ export async function experimentCommand(argv: string[], out: (s: string) => void
     return 0;
   }
   switch (sub) {
-    case 'list': return listCommand(rest, out);
-    case 'run': return runCommand(rest, out);
-    case 'report': return reportCommand(rest, out);
-    default: throw new OptionError(`experiment: unknown subcommand '${sub}' (list, run, report)`);
+    case 'list':
+      return listCommand(rest, out);
+    case 'run':
+      return runCommand(rest, out);
+    case 'report':
+      return reportCommand(rest, out);
+    default:
+      throw new OptionError(`experiment: unknown subcommand '${sub}' (list, run, report)`);
   }
 }

@@ -1,9 +1,17 @@
 import { resolve } from 'node:path';
 import { OptionError } from '../../core/errors.js';
 import { makeOutputDir } from '../../io/output-paths.js';
+import { listenForStop } from '../stop-signals.js';
 import { getModelEntry } from '../../models/registry.js';
 import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
-import { DEFAULT_TRAIN_CONFIG, defaultModelOptions, MAX_BATCH_SIZE, train, validateTrainConfig, type TrainConfig } from '../../train/trainer.js';
+import {
+  DEFAULT_TRAIN_CONFIG,
+  defaultModelOptions,
+  MAX_BATCH_SIZE,
+  train,
+  validateTrainConfig,
+  type TrainConfig,
+} from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
@@ -22,7 +30,8 @@ const folderModel = { stem: 'imagenet', width: 1, middleBlocks: 8 };
 const TRAIN_MODEL_HELP = modelFlagsHelp({
   inputShape: "default: the dataset's image size and channels",
   classes: "default: the dataset's classes",
-  stem: `default ${smallImageModel.stem}; on image folders ${folderModel.stem},\n` +
+  stem:
+    `default ${smallImageModel.stem}; on image folders ${folderModel.stem},\n` +
     `                                  or small below ${getModelEntry('xception').minInput('imagenet')}×${getModelEntry('xception').minInput('imagenet')} (inception_v3: ${getModelEntry('inception_v3').minInput('imagenet')}×${getModelEntry('inception_v3').minInput('imagenet')})`,
   width: `default ${smallImageModel.width}; ${folderModel.width} on image folders`,
   middleBlocks: `default ${smallImageModel.middleBlocks}; ${folderModel.middleBlocks} on image folders`,
@@ -33,7 +42,7 @@ export const TRAIN_HELP = `Usage: xception train [options]
 
 Trains a model and writes a run folder: config.json, metrics.jsonl (one line per epoch),
 curves.svg/.png, checkpoint.safetensors (everything needed to resume, written atomically at
-each epoch end and on Ctrl-C) and weights.safetensors (the weights alone, Keras names).
+each epoch end and on Ctrl-C or SIGTERM) and weights.safetensors (the weights alone, Keras names).
 
 With no options this is the main job: a small-image Xception (width ${smallImageModel.width}, ${smallImageModel.middleBlocks} middle blocks,
 batch-norm momentum ${smallImageModel.bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
@@ -116,8 +125,11 @@ ${TRAIN_MODEL_HELP}
 `;
 
 const TRANSFER_FLAGS: FlagSpec = {
-  weights: { type: 'string' }, 'freeze-base': { type: 'boolean' }, 'fine-tune-epochs': { type: 'string' },
-  'fine-tune-lr': { type: 'string' }, 'unfreeze-from': { type: 'string' },
+  weights: { type: 'string' },
+  'freeze-base': { type: 'boolean' },
+  'fine-tune-epochs': { type: 'string' },
+  'fine-tune-lr': { type: 'string' },
+  'unfreeze-from': { type: 'string' },
 };
 
 /** The transfer settings: `base`'s (a resumed run's own) with the flags given on top. */
@@ -153,7 +165,8 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
   const model = modelFromFlags(p, {}, resuming ? base.model : d.model);
   const seed = intFlag('seed', v['seed'], 0) ?? base.seed;
   delete model.options['seed'];
-  const modelDefaults = resuming && model.name === base.model ? base.modelOptions : defaultModelOptions(model.name, dataset);
+  const modelDefaults =
+    resuming && model.name === base.model ? base.modelOptions : defaultModelOptions(model.name, dataset);
   const config: TrainConfig = {
     ...base,
     dataset,
@@ -164,7 +177,7 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
     optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? base.optimizer,
     lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? base.lr,
     momentum: numberFlag('momentum', v['momentum'], 0, 1) ?? base.momentum ?? d.momentum,
-    nesterov: v['no-nesterov'] ? false : base.nesterov ?? d.nesterov,
+    nesterov: v['no-nesterov'] ? false : (base.nesterov ?? d.nesterov),
     weightDecay: numberFlag('weight-decay', v['weight-decay'], 0, 1) ?? base.weightDecay,
     schedule: choiceFlag('schedule', v['schedule'], SCHEDULES) ?? base.schedule,
     warmupEpochs: numberFlag('warmup-epochs', v['warmup-epochs'], 0, 1e6) ?? base.warmupEpochs,
@@ -174,7 +187,14 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
     seed,
     augment: {
       cropPadding: intFlag('crop-padding', v['crop-padding'], 0) ?? base.augment.cropPadding,
-      flip: v['flip'] && v['no-flip'] ? flagConflict('--flip', '--no-flip') : v['flip'] ? true : v['no-flip'] ? false : base.augment.flip,
+      flip:
+        v['flip'] && v['no-flip']
+          ? flagConflict('--flip', '--no-flip')
+          : v['flip']
+            ? true
+            : v['no-flip']
+              ? false
+              : base.augment.flip,
       randomResizedCrop: v['random-resized-crop'] ? true : base.augment.randomResizedCrop,
     },
     validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? base.validationFraction,
@@ -203,23 +223,55 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
 /** The settings of the run in `dir`, from its checkpoint; a clear error when there is none. */
 function savedRunConfig(dir: string): TrainConfig {
   if (!hasCheckpoint(resolve(dir))) {
-    throw new OptionError(`--resume: nothing to resume in ${dir} (no ${CHECKPOINT_FILE} there); start the run without --resume`);
+    throw new OptionError(
+      `--resume: nothing to resume in ${dir} (no ${CHECKPOINT_FILE} there); start the run without --resume`,
+    );
   }
   return readCheckpoint(resolve(dir)).state.config as unknown as TrainConfig;
 }
 
 /** Flags that may differ from the run's on --resume: they change how it runs, not what it trains. */
-const MAY_CHANGE_ON_RESUME = ['epochs', 'fine-tune-epochs', 'out', 'resume', 'backend', 'replicas', 'json', 'checkpoint-every'];
+const MAY_CHANGE_ON_RESUME = [
+  'epochs',
+  'fine-tune-epochs',
+  'out',
+  'resume',
+  'backend',
+  'replicas',
+  'json',
+  'checkpoint-every',
+];
 
 /** The flags that set each training setting (model options: MODEL_OPTION_FLAGS). */
 const SETTING_FLAGS: Record<string, string[]> = {
-  dataset: ['dataset'], imageSize: ['image-size'], validationFraction: ['validation'], limitTrain: ['limit-train'],
-  limitTest: ['limit-test'], 'augment.cropPadding': ['crop-padding'], 'augment.flip': ['flip', 'no-flip'],
-  'augment.randomResizedCrop': ['random-resized-crop'], batchSize: ['batch-size'], optimizer: ['optimizer'], lr: ['lr'],
-  momentum: ['momentum'], nesterov: ['no-nesterov'], weightDecay: ['weight-decay'], schedule: ['schedule'],
-  warmupEpochs: ['warmup-epochs'], labelSmoothing: ['label-smoothing'], ema: ['ema'], clipNorm: ['clip-norm'],
-  seed: ['seed'], model: ['model'], skipBadImages: ['skip-bad-images'], resize: ['resize'], interpolation: ['interpolation'], weights: ['weights'], freezeBase: ['freeze-base'],
-  fineTuneLr: ['fine-tune-lr'], unfreezeFrom: ['unfreeze-from'],
+  dataset: ['dataset'],
+  imageSize: ['image-size'],
+  validationFraction: ['validation'],
+  limitTrain: ['limit-train'],
+  limitTest: ['limit-test'],
+  'augment.cropPadding': ['crop-padding'],
+  'augment.flip': ['flip', 'no-flip'],
+  'augment.randomResizedCrop': ['random-resized-crop'],
+  batchSize: ['batch-size'],
+  optimizer: ['optimizer'],
+  lr: ['lr'],
+  momentum: ['momentum'],
+  nesterov: ['no-nesterov'],
+  weightDecay: ['weight-decay'],
+  schedule: ['schedule'],
+  warmupEpochs: ['warmup-epochs'],
+  labelSmoothing: ['label-smoothing'],
+  ema: ['ema'],
+  clipNorm: ['clip-norm'],
+  seed: ['seed'],
+  model: ['model'],
+  skipBadImages: ['skip-bad-images'],
+  resize: ['resize'],
+  interpolation: ['interpolation'],
+  weights: ['weights'],
+  freezeBase: ['freeze-base'],
+  fineTuneLr: ['fine-tune-lr'],
+  unfreezeFrom: ['unfreeze-from'],
 };
 
 /** `{a: 1, augment: {flip: true}}` → `{a: 1, 'augment.flip': true}` (one level: the config's groups). */
@@ -244,10 +296,12 @@ function checkFlagsAgree(p: Parsed, saved: TrainConfig, now: TrainConfig, outDir
   const disagreements: string[] = [];
   for (const key of new Set([...was.keys(), ...is.keys()])) {
     if (JSON.stringify(was.get(key)) === JSON.stringify(is.get(key))) continue;
-    const flags = SETTING_FLAGS[key] ?? (key.startsWith('modelOptions.') ? [MODEL_OPTION_FLAGS[key.slice(13)] ?? ''] : []);
+    const flags =
+      SETTING_FLAGS[key] ?? (key.startsWith('modelOptions.') ? [MODEL_OPTION_FLAGS[key.slice(13)] ?? ''] : []);
     // Only flags the user gave: a setting that follows from another (momentum after --optimizer) is not news.
     const given = flags.filter((f) => p.values[f] !== undefined && !MAY_CHANGE_ON_RESUME.includes(f));
-    if (given.length) disagreements.push(`--${given[0]} (the run has ${show(was.get(key))}, given ${show(is.get(key))})`);
+    if (given.length)
+      disagreements.push(`--${given[0]} (the run has ${show(was.get(key))}, given ${show(is.get(key))})`);
   }
   if (disagreements.length) {
     throw new OptionError(
@@ -263,16 +317,37 @@ function flagConflict(a: string, b: string): never {
 
 export const TRAIN_FLAGS: FlagSpec = {
   ...MODEL_FLAGS,
-  dataset: { type: 'string' }, 'image-size': { type: 'string' }, validation: { type: 'string' },
-  'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'crop-padding': { type: 'string' },
-  flip: { type: 'boolean' }, 'no-flip': { type: 'boolean' }, 'random-resized-crop': { type: 'boolean' }, 'skip-bad-images': { type: 'boolean' },
-  resize: { type: 'string' }, interpolation: { type: 'string' },
-  epochs: { type: 'string' }, 'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' },
-  momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' }, 'weight-decay': { type: 'string' },
-  schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
-  ema: { type: 'string' }, 'clip-norm': { type: 'string' },
-  out: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, replicas: { type: 'string' }, 'checkpoint-every': { type: 'string' },
-  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  dataset: { type: 'string' },
+  'image-size': { type: 'string' },
+  validation: { type: 'string' },
+  'limit-train': { type: 'string' },
+  'limit-test': { type: 'string' },
+  'crop-padding': { type: 'string' },
+  flip: { type: 'boolean' },
+  'no-flip': { type: 'boolean' },
+  'random-resized-crop': { type: 'boolean' },
+  'skip-bad-images': { type: 'boolean' },
+  resize: { type: 'string' },
+  interpolation: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  'no-nesterov': { type: 'boolean' },
+  'weight-decay': { type: 'string' },
+  schedule: { type: 'string' },
+  'warmup-epochs': { type: 'string' },
+  'label-smoothing': { type: 'string' },
+  ema: { type: 'string' },
+  'clip-norm': { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  backend: { type: 'string' },
+  replicas: { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
   ...TRANSFER_FLAGS,
 };
 
@@ -301,27 +376,26 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
 
   const json = Boolean(v['json']);
-  let stops = 0;
-  const onSigint = () => {
-    stops++;
-    if (stops > 1) process.exit(130);
-    process.stderr.write('\nxception train: stopping after this step and saving a checkpoint (Ctrl-C again to abort)\n');
-  };
-  process.on('SIGINT', onSigint);
+  const stop = listenForStop('train');
   try {
     const r = await train(config, {
       resume: Boolean(v['resume']),
       progress: new Progress(json ? process.stderr : process.stdout),
-      shouldStop: () => stops > 0,
+      shouldStop: stop.requested,
       ...(checkpointEvery ? { checkpointEverySteps: checkpointEvery } : {}),
       ...(backend ? { backend } : {}),
     });
     const summary = {
-      testTop1: r.testTop1, testTop5: r.testTop5, testLoss: r.testLoss, epochs: r.epochs,
-      wallSeconds: r.wallSeconds, imagesPerSec: r.imagesPerSec, outDir: r.outDir,
+      testTop1: r.testTop1,
+      testTop5: r.testTop5,
+      testLoss: r.testLoss,
+      epochs: r.epochs,
+      wallSeconds: r.wallSeconds,
+      imagesPerSec: r.imagesPerSec,
+      outDir: r.outDir,
     };
     if (json) {
-      out(JSON.stringify(summary) + '\n');
+      out(`${JSON.stringify(summary)}\n`);
     } else if (!r.interrupted && Number.isNaN(r.testTop1)) {
       out(
         `\nno evaluation (no test or validation split) after ${r.epochs} epochs in ${r.wallSeconds.toFixed(0)} s (${r.imagesPerSec.toFixed(1)} img/s, ${r.backend} backend)\n` +
@@ -334,8 +408,8 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
           `run folder: ${r.outDir}  (curves: ${r.outDir}/curves.png, weights: ${r.outDir}/weights.safetensors)\n`,
       );
     }
-    return r.interrupted ? 130 : 0;
+    return r.interrupted ? stop.exitCode() : 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    stop.dispose();
   }
 }
