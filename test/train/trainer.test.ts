@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
-import { DEFAULT_TRAIN_CONFIG, train, TrainingDivergedError, type TrainConfig } from '../../src/train/trainer.js';
+import { train, TrainingDivergedError } from '../../src/train/trainer.js';
 import { Progress } from '../../src/train/progress.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
@@ -28,7 +28,10 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
     assert.ok(Number.isFinite(full.testTop1));
     // Stop mid-epoch 1 (after 2 of 4 steps), then resume.
     let steps = 0;
-    const cut = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 2 });
+    const cut = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), {
+      progress: quiet,
+      shouldStop: () => ++steps === 2,
+    });
     assert.equal(cut.interrupted, true);
     assert.equal(readCheckpoint(join(tmp.dir, 'cut')).state.step, 2);
     const resumed = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
@@ -36,7 +39,11 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
     assertBitEqual(weightsOf(join(tmp.dir, 'full')), weightsOf(join(tmp.dir, 'cut')));
     assert.equal(resumed.testTop1, full.testTop1);
     // train 1 epoch, then resume with --epochs 2 (a schedule that does not depend on the length).
-    const c2 = tinyTrainConfig(data, join(tmp.dir, 'two'), { schedule: 'exponential-step', decay: 0.5, decayEpochs: 1 });
+    const c2 = tinyTrainConfig(data, join(tmp.dir, 'two'), {
+      schedule: 'exponential-step',
+      decay: 0.5,
+      decayEpochs: 1,
+    });
     await train(c2, { progress: quiet });
     await train({ ...c2, epochs: 1, outDir: join(tmp.dir, 'one') }, { progress: quiet });
     await train({ ...c2, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true });
@@ -45,9 +52,17 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
     for (const f of ['config.json', 'metrics.jsonl', 'curves.svg', 'checkpoint.safetensors', 'weights.safetensors']) {
       assert.ok(existsSync(join(tmp.dir, 'full', f)), `${f} missing`);
     }
-    assert.equal(readFileSync(join(tmp.dir, 'full', 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
+    assert.equal(
+      readFileSync(join(tmp.dir, 'full', 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n').length,
+      2,
+    );
     // Settings may not change under --resume (except epochs).
-    await assert.rejects(train({ ...c2, lr: 0.1, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true }), /cannot resume with different settings — lr/);
+    await assert.rejects(
+      train({ ...c2, lr: 0.1, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true }),
+      /cannot resume with different settings — lr/,
+    );
     await assert.rejects(train(c2, { progress: quiet }), /already holds a run/);
   } finally {
     tmp.cleanup();
@@ -86,15 +101,46 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
     const out = join(tmp.dir, 'run');
     const bin = join(process.cwd(), 'bin', 'xception.js');
-    const args = [bin, 'train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '1',
-      '--batch-size', '8', '--epochs', '1000', '--checkpoint-every', '1', '--out', out, '--backend', 'reference', '--json'];
+    const args = [
+      bin,
+      'train',
+      '--dataset',
+      `mnist:${data}`,
+      '--stem',
+      'small',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '1',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '1000',
+      '--checkpoint-every',
+      '1',
+      '--out',
+      out,
+      '--backend',
+      'reference',
+      '--json',
+    ];
     let kills = 0;
-    for (const delay of [2500, 3100, 3700]) {
-      const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Each kill lands this long after the process's first training step (a fixed time from the
+    // start missed training altogether on a loaded machine).
+    for (const delay of [0, 600, 1200]) {
+      const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      await new Promise((r) => setTimeout(r, delay));
       const exited = new Promise((r) => child.on('exit', r));
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d) => {
+          stderr += d;
+          if (/ batch \d+\/8 /.test(stderr)) resolve();
+        });
+        void exited.then(() => reject(new Error(`the run ended before training: ${stderr.slice(-1000)}`)));
+      });
+      await new Promise((r) => setTimeout(r, delay));
       child.kill('SIGKILL');
       await exited;
       kills++;
@@ -117,15 +163,27 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
     writeIdxDataset(data, { trainCount: 64, testCount: 16, h: 8, w: 8 });
     // 64 images / batch 16 = 4 steps per epoch; 2 evaluations per epoch → after steps 2, 4, 6, 8.
     const plain = await train(tinyTrainConfig(data, join(tmp.dir, 'plain'), { ema: 0 }), { progress: quiet });
-    assert.deepEqual(plain.evalPoints.map((p) => p.step), [4, 8]);
+    assert.deepEqual(
+      plain.evalPoints.map((p) => p.step),
+      [4, 8],
+    );
     const cfg = tinyTrainConfig(data, join(tmp.dir, 'evals'), { ema: 0, evalsPerEpoch: 2 });
     let steps = 0;
     const cut = await train(cfg, { progress: quiet, shouldStop: () => ++steps === 6 });
     assert.equal(cut.interrupted, true);
-    assert.deepEqual(cut.evalPoints.map((p) => p.step), [2, 4, 6]);
+    assert.deepEqual(
+      cut.evalPoints.map((p) => p.step),
+      [2, 4, 6],
+    );
     const r = await train(cfg, { progress: quiet, resume: true });
-    assert.deepEqual(r.evalPoints.map((p) => p.step), [2, 4, 6, 8]);
-    assert.deepEqual(r.evalPoints.map((p) => p.epoch), [0.5, 1, 1.5, 2]);
+    assert.deepEqual(
+      r.evalPoints.map((p) => p.step),
+      [2, 4, 6, 8],
+    );
+    assert.deepEqual(
+      r.evalPoints.map((p) => p.epoch),
+      [0.5, 1, 1.5, 2],
+    );
     assert.equal(r.steps, 8);
     for (let i = 1; i < r.evalPoints.length; i++) {
       assert.ok(r.evalPoints[i]!.trainSeconds > r.evalPoints[i - 1]!.trainSeconds);
@@ -135,7 +193,10 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
     // Evaluating in between does not perturb training: same final weights and accuracy.
     assertBitEqual(weightsOf(join(tmp.dir, 'plain')), weightsOf(join(tmp.dir, 'evals')));
     assert.equal(r.evalPoints.at(-1)!.evalTop1, plain.testTop1);
-    await assert.rejects(train(tinyTrainConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }), /evalsPerEpoch must be a positive integer/);
+    await assert.rejects(
+      train(tinyTrainConfig(data, join(tmp.dir, 'bad'), { evalsPerEpoch: 0 }), { progress: quiet }),
+      /evalsPerEpoch must be a positive integer/,
+    );
   } finally {
     tmp.cleanup();
   }

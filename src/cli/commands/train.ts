@@ -43,6 +43,7 @@ export const TRAIN_HELP = `Usage: xception train [options]
 Trains a model and writes a run folder: config.json, metrics.jsonl (one line per epoch),
 curves.svg/.png, checkpoint.safetensors (everything needed to resume, written atomically at
 each epoch end and on Ctrl-C or SIGTERM) and weights.safetensors (the weights alone, Keras names).
+While a run writes the folder it holds run.lock there: a second process is refused.
 
 With no options this is the main job: a small-image Xception (width ${smallImageModel.width}, ${smallImageModel.middleBlocks} middle blocks,
 batch-norm momentum ${smallImageModel.bnMomentum}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
