@@ -3,6 +3,7 @@
  * kills itself with SIGKILL the Nth time (from 1) it passes POINT — no handler runs, no file is
  * closed, as after a power cut or `kill -9`. Without the variable a pass costs one comparison.
  */
+import { OptionError } from '../core/errors.js';
 
 /** Where a crash test may kill: inside an atomic write (temp file written, fsynced, renamed), after a training step, during an evaluation. */
 export const KILL_POINTS = ['temp-written', 'temp-synced', 'renamed', 'step', 'eval-batch'] as const;
@@ -16,7 +17,7 @@ function parseKillAt(text: string | undefined): { point: KillPoint; n: number } 
   const point = KILL_POINTS.find((p) => p === m?.[1]);
   // A typo must not pass silently: the crash test would then test nothing.
   if (!m || !point || Number(m[2]) < 1)
-    throw new Error(
+    throw new OptionError(
       `${KILL_AT_VARIABLE}=${text}: expected POINT:N with POINT one of ${KILL_POINTS.join(', ')} and N ≥ 1`,
     );
   return { point, n: Number(m[2]) };

@@ -54,10 +54,31 @@ function tryCreate(file: string, me: LockOwner): boolean {
     return true;
   } catch (e) {
     if (isSystemError(e) && e.code === 'EEXIST') return false;
+    if (isSystemError(e) && NO_HARD_LINKS.includes(e.code)) return createExclusive(file, me);
     throw e;
   } finally {
     fs.rmSync(tmp, { force: true });
   }
+}
+
+/** What link(2) fails with on file systems without hard links (FAT, some network and FUSE mounts). */
+const NO_HARD_LINKS = ['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'];
+
+/** The plain O_EXCL create, where links are not to be had (the lock is briefly empty). */
+function createExclusive(file: string, me: LockOwner): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'wx', 0o644);
+  } catch (e) {
+    if (isSystemError(e) && e.code === 'EEXIST') return false;
+    throw e;
+  }
+  try {
+    fs.writeSync(fd, `${JSON.stringify(me)}\n`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return true;
 }
 
 /** The lock's owner, or null when there is no lock or it is unreadable (as good as stale). */

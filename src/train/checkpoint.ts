@@ -142,7 +142,7 @@ export function staleWeightsFile(path: string, dataSha256: string | undefined): 
   }
   if (recorded === undefined || recorded === dataSha256) return null;
   return (
-    `not the weights saved with the ${CHECKPOINT_FILE} beside it (a save was interrupted between the two files). ` +
+    `not the weights saved with the ${CHECKPOINT_FILE} beside it (a save was interrupted between the two files, or is under way). ` +
     `Pass the run folder instead (its checkpoint is the last complete save), or continue the run with ` +
     `\`xception train --resume --out ${dirname(path)}\`, which rewrites this file`
   );
