@@ -7,20 +7,30 @@
  * to the data buffer) plus an optional "__metadata__" map of strings to strings. Only F32 is
  * supported here. Everything in the header is checked before any tensor memory is allocated, so
  * a corrupt or hostile file costs at most its own size in memory.
+ *
+ * Files written here record the SHA-256 of their data buffer in the metadata (DATA_SHA256_KEY);
+ * the reader checks it, so a flipped bit in tensor data is an error rather than a silently wrong
+ * weight. Files without it (written elsewhere) load as before.
  */
+import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { isReservedKey } from '../core/safe-keys.js';
 import { WeightFileError } from './errors.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { elementCount, type NamedWeight, shapeText } from './weights.js';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 
 export interface SafetensorsContents {
   weights: NamedWeight[];
+  /** The file's metadata, without DATA_SHA256_KEY (see dataSha256). */
   metadata: Record<string, string>;
+  /** The data buffer's SHA-256 (hex) when the file records one; it has been checked. */
+  dataSha256?: string;
 }
 
 const METADATA_KEY = '__metadata__';
+/** Metadata key of the data buffer's SHA-256 (lowercase hex), written and checked here. */
+export const DATA_SHA256_KEY = 'data_sha256';
 /** Same cap as the reference implementation: a header is JSON, it has no business being bigger. */
 const MAX_HEADER_BYTES = 100_000_000;
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -33,13 +43,11 @@ export function writeSafetensors(
 ): Uint8Array {
   // The header text is assembled by hand: JSON.stringify of an object would move integer-like
   // names ("7") to the front, and the header order is the order readers report.
-  const parts: string[] = [];
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw new WeightFileError(fileLabel, `metadata value for "${k}" must be a string, got ${typeof v}`);
-    }
-    parts.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
+  for (const [k, v] of Object.entries(metadata ?? {})) {
+    if (typeof v !== 'string') throw new WeightFileError(fileLabel, `metadata value for "${k}" must be a string, got ${typeof v}`);
   }
+  // parts[0], the metadata, is filled in once the weights are checked: its hash reads their data.
+  const parts: string[] = [''];
   const seen = new Set<string>();
   let offset = 0;
   for (const w of weights) {
@@ -61,6 +69,7 @@ export function writeSafetensors(
     );
     offset += n * 4;
   }
+  parts[0] = `${JSON.stringify(METADATA_KEY)}:${JSON.stringify({ ...metadata, [DATA_SHA256_KEY]: tensorDataSha256(weights) })}`;
   let json = new TextEncoder().encode(`{${parts.join(',')}}`);
   // Pad the header with spaces so the data buffer starts 8-byte aligned (as the reference writer does).
   const padded = Math.ceil(json.length / 8) * 8;
@@ -82,6 +91,20 @@ export function writeSafetensors(
     pos += w.data.byteLength;
   }
   return out;
+}
+
+/** SHA-256 (hex) of the data buffer the weights make: their floats, little-endian, in order. */
+export function tensorDataSha256(weights: readonly NamedWeight[]): string {
+  const hash = createHash('sha256');
+  for (const w of weights) {
+    if (IS_LITTLE_ENDIAN) hash.update(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+    else {
+      const le = new DataView(new ArrayBuffer(w.data.byteLength));
+      for (let i = 0; i < w.data.length; i++) le.setFloat32(i * 4, w.data[i]!, true);
+      hash.update(new Uint8Array(le.buffer));
+    }
+  }
+  return hash.digest('hex');
 }
 
 interface HeaderEntry {
@@ -121,7 +144,22 @@ export function readSafetensors(bytes: Uint8Array, fileLabel = '<safetensors>'):
     else entries.push(readEntry(name, header[name], dataLength, fail));
   }
   checkTiling(entries, dataLength, fail);
-  return { weights: entries.map((e) => copyWeight(bytes, dataStart, e)), metadata };
+  const { [DATA_SHA256_KEY]: recorded, ...rest } = metadata;
+  if (recorded !== undefined) checkDataSha256(recorded, bytes.subarray(dataStart), fail);
+  const weights = entries.map((e) => copyWeight(bytes, dataStart, e));
+  return { weights, metadata: rest, ...(recorded !== undefined ? { dataSha256: recorded } : {}) };
+}
+
+/** The data buffer must hash to the recorded SHA-256: a flipped bit is corruption, not a weight. */
+function checkDataSha256(recorded: string, data: Uint8Array, fail: Fail): void {
+  if (!/^[0-9a-f]{64}$/.test(recorded))
+    fail(`metadata "${DATA_SHA256_KEY}" is not a SHA-256 in hex: ${JSON.stringify(recorded.slice(0, 80))}`);
+  const actual = createHash('sha256').update(data).digest('hex');
+  if (actual !== recorded) {
+    fail(
+      `tensor data is corrupt: its SHA-256 is ${actual}, the file records ${recorded} (a damaged disk or copy; restore the file or write it again)`,
+    );
+  }
 }
 
 /** The 8-byte length and the JSON header after it, checked down to being an object. */
@@ -258,6 +296,36 @@ export async function writeSafetensorsFile(
 
 export function writeSafetensorsFileSync(path: string, weights: readonly NamedWeight[], metadata?: Record<string, string>): void {
   writeFileAtomicSync(path, writeSafetensors(weights, metadata, path));
+}
+
+/**
+ * The metadata of a safetensors file, read from its header alone (the data is neither read nor
+ * checked; DATA_SHA256_KEY is included as recorded). Throws WeightFileError like the full reader.
+ */
+export function readSafetensorsMetadataSync(path: string): Record<string, string> {
+  const fail: Fail = (problem) => {
+    throw new WeightFileError(path, problem);
+  };
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const prefix = new Uint8Array(8);
+    if (size < 8 || readSync(fd, prefix, 0, 8, 0) !== 8) fail(`file is ${size} bytes, too short for the 8-byte header length`);
+    const headerLen = new DataView(prefix.buffer).getBigUint64(0, true);
+    if (headerLen > BigInt(Math.min(size - 8, MAX_HEADER_BYTES)))
+      fail(`header length ${headerLen} exceeds the file or the ${MAX_HEADER_BYTES}-byte limit`);
+    const head = new Uint8Array(8 + Number(headerLen));
+    head.set(prefix);
+    if (readSync(fd, head, 8, head.length - 8, 8) !== head.length - 8) fail('the header could not be read whole');
+    const { header } = readHeader(head, fail);
+    return header[METADATA_KEY] === undefined ? {} : readMetadata(header[METADATA_KEY], fail);
+  } catch (e) {
+    if (e instanceof WeightFileError) throw e;
+    throw new WeightFileError(path, `cannot read file (${(e as Error).message})`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 export async function readSafetensorsFile(path: string): Promise<SafetensorsContents> {

@@ -15,7 +15,14 @@ import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js
 import { parseDatasetSpec } from '../data/spec.js';
 import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
-import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, runRecord, type LoadedCheckpoint } from '../train/checkpoint.js';
+import {
+  CHECKPOINT_FILE,
+  CHECKPOINT_FORMAT,
+  readCheckpoint,
+  runRecord,
+  staleWeightsFile,
+  type LoadedCheckpoint,
+} from '../train/checkpoint.js';
 import { WeightFileError } from './errors.js';
 import { readKerasH5Contents } from './keras-h5.js';
 import { RECORD_H5_ATTRIBUTES, recordFromH5Attributes, recordFromMetadata, validateModelRecord, type ModelRecord } from './model-record.js';
@@ -143,7 +150,9 @@ function openRun(dir: string): WeightsSource {
 }
 
 async function openSafetensors(path: string): Promise<WeightsSource> {
-  const { weights, metadata } = await readSafetensorsFile(path);
+  const { weights, metadata, dataSha256 } = await readSafetensorsFile(path);
+  const stale = staleWeightsFile(path, dataSha256);
+  if (stale) throw new WeightFileError(path, stale);
   if (metadata['format'] === CHECKPOINT_FORMAT) {
     if (basename(path) === CHECKPOINT_FILE) return openRun(dirname(path));
     throw new WeightFileError(

@@ -2,10 +2,13 @@
  * Checkpoints. One file holds everything a resumed run needs — weights, optimizer slots, the
  * weight average, every generator's state and the position in the epoch — so that writing it
  * is one atomic rename: a crash at any moment leaves the previous checkpoint intact.
- * `weights.safetensors` beside it holds the model's weights alone, under their Keras names.
+ * `weights.safetensors` beside it holds the model's weights alone, under their Keras names. It is
+ * written first and the checkpoint last, naming the weights' SHA-256 (WEIGHTS_SHA256_KEY): the
+ * checkpoint is the commit, and a weights file that does not match it (a crash between the two
+ * renames) is detected and rewritten from it (syncWeightsFile).
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { OptionError, ShapeError, XceptionError } from '../core/errors.js';
 import type { RandomState } from '../core/random.js';
 import { isReservedKey, recordFromMap } from '../core/safe-keys.js';
@@ -13,7 +16,8 @@ import type { ImagePreprocessing } from '../data/image-preprocessing.js';
 import type { LoaderState } from '../data/loader.js';
 import type { ModelRecord } from '../io/model-record.js';
 import { weightsMetadata } from '../io/model-weights.js';
-import { readSafetensorsFileSync, writeSafetensorsFileSync } from '../io/safetensors.js';
+import { removeStaleTempFiles } from '../io/atomic.js';
+import { readSafetensorsFileSync, readSafetensorsMetadataSync, tensorDataSha256, writeSafetensorsFileSync } from '../io/safetensors.js';
 import type { NamedWeight } from '../io/weights.js';
 import type { Model } from '../nn/model.js';
 import type { ExponentialMovingAverage } from './ema.js';
@@ -22,6 +26,8 @@ import type { Optimizer, OptimizerState } from './optimizers.js';
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const WEIGHTS_FILE = 'weights.safetensors';
 export const CHECKPOINT_FORMAT = 'xception-checkpoint/1';
+/** Checkpoint metadata: the SHA-256 of the tensor data of the weights.safetensors saved with it. */
+export const WEIGHTS_SHA256_KEY = 'weights_sha256';
 
 export class CheckpointError extends XceptionError {}
 
@@ -58,6 +64,10 @@ export function modelWeights(model: Model): NamedWeight[] {
   return model.weights.map((v) => ({ name: v.name, shape: [...v.shape], data: v.value.data() }));
 }
 
+/**
+ * Saves the run in `dir`: weights.safetensors, then the checkpoint naming its SHA-256 (the commit).
+ * Temporary files of writes killed earlier are removed first.
+ */
 export function saveCheckpoint(
   dir: string,
   model: Model,
@@ -75,29 +85,74 @@ export function saveCheckpoint(
     for (const [name, data] of Object.entries(ema.getState().shadow)) tensors.push({ name: `ema/${name}`, shape: shapes.get(name)!, data });
   }
   refuseNonFinite(tensors);
+  const weights = modelWeights(model);
+  removeStaleTempFiles(dir);
+  writeWeightsFile(dir, weights, state);
   writeSafetensorsFileSync(join(dir, CHECKPOINT_FILE), tensors, {
     format: CHECKPOINT_FORMAT,
     state: JSON.stringify(state),
+    [WEIGHTS_SHA256_KEY]: tensorDataSha256(weights),
   });
-  // weights.safetensors describes itself: predict/eval/export rebuild the model from it alone.
-  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), modelWeights(model), {
+}
+
+/** weights.safetensors describes itself: predict/eval/export rebuild the model from it alone. */
+function writeWeightsFile(dir: string, weights: NamedWeight[], state: RunState): void {
+  writeSafetensorsFileSync(join(dir, WEIGHTS_FILE), weights, {
     ...weightsMetadata(runRecord(state)),
     config: JSON.stringify(state.config),
   });
 }
 
 /**
- * A checkpoint never holds NaN or ±Inf (they would resume a diverged run as if it were good):
- * the first such tensor stops the write, before anything is written.
+ * Why weights.safetensors in `dir` is not the one saved with checkpoint `saved`, or null when it
+ * is. Only checkpoints that record the weights' SHA-256 can tell; older ones are taken as matching.
  */
-function refuseNonFinite(tensors: readonly NamedWeight[]): void {
-  for (const { name, data } of tensors) {
-    for (let i = 0; i < data.length; i++) {
-      // x − x is 0 for a finite x and NaN for NaN and ±Inf: one test per value.
-      if (data[i]! - data[i]! !== 0)
-        throw new CheckpointError(`refusing to write a checkpoint: ${name} holds ${data[i]} at index ${i}; nothing was written`);
-    }
+export function weightsFileMismatch(dir: string, saved: LoadedCheckpoint): string | null {
+  if (saved.weightsSha256 === undefined) return null;
+  let recorded: string | undefined;
+  try {
+    recorded = readSafetensorsFileSync(join(dir, WEIGHTS_FILE)).dataSha256;
+  } catch (e) {
+    return (e as Error).message;
   }
+  return recorded === saved.weightsSha256
+    ? null
+    : `${WEIGHTS_FILE} is not the one saved with ${CHECKPOINT_FILE} (a save was interrupted between the two)`;
+}
+
+/**
+ * For a reader of a run's weights.safetensors alone (predict, eval, export): why the file at
+ * `path`, whose tensor data hashes to `dataSha256`, is not the one saved with the checkpoint beside
+ * it, or null (it is, or there is no checkpoint that tells). Reads the checkpoint's header only.
+ */
+export function staleWeightsFile(path: string, dataSha256: string | undefined): string | null {
+  const checkpoint = join(dirname(path), CHECKPOINT_FILE);
+  if (basename(path) !== WEIGHTS_FILE || !existsSync(checkpoint)) return null;
+  let recorded: string | undefined;
+  try {
+    const metadata = readSafetensorsMetadataSync(checkpoint);
+    recorded = metadata['format'] === CHECKPOINT_FORMAT ? metadata[WEIGHTS_SHA256_KEY] : undefined;
+  } catch {
+    return null; // a damaged checkpoint says nothing about this file, which checked itself
+  }
+  if (recorded === undefined || recorded === dataSha256) return null;
+  return (
+    `not the weights saved with the ${CHECKPOINT_FILE} beside it (a save was interrupted between the two files, or is under way). ` +
+    `Pass the run folder instead (its checkpoint is the last complete save), or continue the run with ` +
+    `\`xception train --resume --out ${dirname(path)}\`, which rewrites this file`
+  );
+}
+
+/**
+ * Makes weights.safetensors match the checkpoint (the last complete save) after a crash between
+ * the two renames, by rewriting it from the checkpoint's weights. Returns what was wrong, or null.
+ */
+export function syncWeightsFile(dir: string, saved: LoadedCheckpoint): string | null {
+  const problem = weightsFileMismatch(dir, saved);
+  if (problem === null) return null;
+  const weights = [...saved.model].map(([name, data]) => ({ name, shape: saved.shapes.get(name)!, data }));
+  writeWeightsFile(dir, weights, saved.state);
+  return problem;
 }
 
 /** The model record of a run (model-record.ts), from its state. */
@@ -118,6 +173,8 @@ export interface LoadedCheckpoint {
   /** Prototype-free records (see sortTensors): by weight name. */
   optimizerSlots: Record<string, Float32Array[]>;
   ema: Record<string, Float32Array>;
+  /** SHA-256 of the tensor data of the weights.safetensors saved with it (absent in older checkpoints). */
+  weightsSha256?: string;
 }
 
 export function hasCheckpoint(dir: string): boolean {
@@ -131,7 +188,12 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   if (metadata?.['format'] !== CHECKPOINT_FORMAT || typeof metadata['state'] !== 'string') {
     throw new CheckpointError(`${file} is not an xception checkpoint (format ${JSON.stringify(metadata?.['format'])})`);
   }
-  return { state: parseRunState(metadata['state'], file), ...sortTensors(weights, file) };
+  const weightsSha256 = metadata[WEIGHTS_SHA256_KEY];
+  return {
+    state: parseRunState(metadata['state'], file),
+    ...sortTensors(weights, file),
+    ...(weightsSha256 !== undefined ? { weightsSha256 } : {}),
+  };
 }
 
 function parseRunState(text: string, file: string): RunState {
@@ -257,4 +319,18 @@ export function checkResumable(saved: Record<string, unknown>, now: Record<strin
       diffs.push(`${k}: checkpoint ${JSON.stringify(saved[k])}, now ${JSON.stringify(now[k])}`);
   }
   if (diffs.length) throw new OptionError(`cannot resume with different settings — ${diffs.join('; ')}`);
+}
+
+/**
+ * A checkpoint never holds NaN or ±Inf (they would resume a diverged run as if it were good):
+ * the first such tensor stops the write, before anything is written.
+ */
+function refuseNonFinite(tensors: readonly NamedWeight[]): void {
+  for (const { name, data } of tensors) {
+    for (let i = 0; i < data.length; i++) {
+      // x − x is 0 for a finite x and NaN for NaN and ±Inf: one test per value.
+      if (data[i]! - data[i]! !== 0)
+        throw new CheckpointError(`refusing to write a checkpoint: ${name} holds ${data[i]} at index ${i}; nothing was written`);
+    }
+  }
 }

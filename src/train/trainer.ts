@@ -21,7 +21,9 @@ import {
 import { parseDatasetSpec } from '../data/spec.js';
 import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
 import { openTrainingData, type TrainingData } from '../data/training-data.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { removeStaleTempFiles, writeFileAtomicSync } from '../io/atomic.js';
+import { type KillPoint, killPoint } from '../io/kill-point.js';
+import { acquireRunLock } from '../io/run-lock.js';
 import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { makeOutputDir } from '../io/output-paths.js';
 import { buildModel, getModelEntry, type ModelEntry } from '../models/registry.js';
@@ -33,7 +35,9 @@ import {
   loadModelWeights,
   readCheckpoint,
   saveCheckpoint,
+  syncWeightsFile,
   type RunState,
+  WEIGHTS_FILE,
 } from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
@@ -308,15 +312,28 @@ function smallStemBelowMinimum(entry: ModelEntry, size: number): { stem?: 'small
 
 /**
  * Trains a model as the config says, in `config.outDir`, or continues the run there (`run.resume`).
- * The outline: the run folder, the data, the model, a session that owns the optimizer and the
- * run's counters, its replicas, then the epochs.
+ * The run folder is locked for the whole run: a second process writing it is refused.
  */
 export async function train(config: TrainConfig, run: RunOptions = {}): Promise<TrainResult> {
   validateTrainConfig(config);
   if (run.backend) setBackend(run.backend);
+  const outDir = makeOutputDir(config.outDir, 'outDir');
+  const release = acquireRunLock(outDir);
+  try {
+    return await trainInLockedFolder(config, run, outDir);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * The outline: the run folder, the data, the model, a session that owns the optimizer and the
+ * run's counters, its replicas, then the epochs.
+ */
+async function trainInLockedFolder(config: TrainConfig, run: RunOptions, outDir: string): Promise<TrainResult> {
   const backend = getBackend();
   const progress = run.progress ?? new Progress(process.stderr);
-  const { outDir, saved } = openRunFolder(config, run.resume ?? false);
+  const saved = openRunFolder(config, outDir, run.resume ?? false, progress);
   const { data, source, imagePreprocessing } = await openData(config, saved, progress);
   const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   checkModelFitsData(model, data, config.dataset);
@@ -337,9 +354,12 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   }
 }
 
-/** The run folder, and when resuming its checkpoint, checked against the config. */
-function openRunFolder(config: TrainConfig, resuming: boolean): { outDir: string; saved: LoadedCheckpoint | null } {
-  const outDir = makeOutputDir(config.outDir, 'outDir');
+/**
+ * The run folder's checkpoint when resuming, checked against the config. Temporary files a killed
+ * process left are removed, and a weights file left behind by a save killed half-way is rewritten.
+ */
+function openRunFolder(config: TrainConfig, outDir: string, resuming: boolean, progress: Progress): LoadedCheckpoint | null {
+  removeStaleTempFiles(outDir);
   if (!resuming && hasCheckpoint(outDir)) {
     throw new OptionError(`${outDir} already holds a run; pass --resume to continue it or choose another --out`);
   }
@@ -347,7 +367,9 @@ function openRunFolder(config: TrainConfig, resuming: boolean): { outDir: string
   if (resuming && !saved) throw new OptionError(`nothing to resume in ${outDir}`);
   if (saved) checkResumable(saved.state.config, config as unknown as Record<string, unknown>, RESUME_MAY_CHANGE);
   if (saved) checkTransferResume(saved.state.config as unknown as TrainConfig, config);
-  return { outDir, saved };
+  const repaired = saved ? syncWeightsFile(outDir, saved) : null;
+  if (repaired) progress.line(`${repaired}; rewrote ${WEIGHTS_FILE} from the checkpoint`);
+  return saved;
 }
 
 /** The run's data, the weights source of a new transfer run, and how image files become inputs. */
@@ -430,6 +452,14 @@ interface EpochStats {
 }
 
 const NO_EVALUATION: EvalResult = { loss: NaN, top1: NaN, top5: NaN, count: 0 };
+
+/** The batches, passing a crash test's kill point before each (see io/kill-point.ts). */
+async function* withKillPoint<T>(batches: AsyncIterable<T>, point: KillPoint): AsyncGenerator<T> {
+  for await (const b of batches) {
+    killPoint(point);
+    yield b;
+  }
+}
 
 /** Seconds since `from`. */
 const secondsSince = (from: bigint): number => Number(process.hrtime.bigint() - from) / 1e9;
@@ -607,7 +637,7 @@ class TrainingSession {
   private async evaluateOn(loader: BatchLoader): Promise<EvalResult> {
     await this.pull(false);
     const { model, ema } = this;
-    const run = () => evaluate(model, loader.epochBatches(), this.classes);
+    const run = () => evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes);
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   }
 
@@ -680,6 +710,7 @@ class TrainingSession {
     };
     for await (const batch of timedBatches(this.loader.epochBatches(), stats.wait)) {
       await this.trainStep(batch, epoch, stats);
+      killPoint('step');
       if (await this.afterStep(epoch, stats.wait)) break;
     }
     return stats;

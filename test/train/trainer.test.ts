@@ -28,7 +28,10 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
     assert.ok(Number.isFinite(full.testTop1));
     // Stop mid-epoch 1 (after 2 of 4 steps), then resume.
     let steps = 0;
-    const cut = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 2 });
+    const cut = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), {
+      progress: quiet,
+      shouldStop: () => ++steps === 2,
+    });
     assert.equal(cut.interrupted, true);
     assert.equal(readCheckpoint(join(tmp.dir, 'cut')).state.step, 2);
     const resumed = await train(tinyTrainConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
@@ -36,7 +39,11 @@ test('an interrupted run resumed from its checkpoint ends with exactly the weigh
     assertBitEqual(weightsOf(join(tmp.dir, 'full')), weightsOf(join(tmp.dir, 'cut')));
     assert.equal(resumed.testTop1, full.testTop1);
     // train 1 epoch, then resume with --epochs 2 (a schedule that does not depend on the length).
-    const c2 = tinyTrainConfig(data, join(tmp.dir, 'two'), { schedule: 'exponential-step', decay: 0.5, decayEpochs: 1 });
+    const c2 = tinyTrainConfig(data, join(tmp.dir, 'two'), {
+      schedule: 'exponential-step',
+      decay: 0.5,
+      decayEpochs: 1,
+    });
     await train(c2, { progress: quiet });
     await train({ ...c2, epochs: 1, outDir: join(tmp.dir, 'one') }, { progress: quiet });
     await train({ ...c2, outDir: join(tmp.dir, 'one') }, { progress: quiet, resume: true });
@@ -118,12 +125,22 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
       '--json',
     ];
     let kills = 0;
-    for (const delay of [2500, 3100, 3700]) {
-      const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Each kill lands this long after the process's first training step (a fixed time from the
+    // start missed training altogether on a loaded machine).
+    for (const delay of [0, 600, 1200]) {
+      const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      await new Promise((r) => setTimeout(r, delay));
       const exited = new Promise((r) => child.on('exit', r));
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d) => {
+          stderr += d;
+          if (/ batch \d+\/8 /.test(stderr)) resolve();
+        });
+        void exited.then(() => reject(new Error(`the run ended before training: ${stderr.slice(-1000)}`)));
+      });
+      await new Promise((r) => setTimeout(r, delay));
       child.kill('SIGKILL');
       await exited;
       kills++;

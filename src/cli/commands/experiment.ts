@@ -5,6 +5,7 @@ import { writeReport } from '../../experiments/report.js';
 import { makeOutputDir } from '../../io/output-paths.js';
 import { Progress } from '../../train/progress.js';
 import { backendFlag, type FlagSpec, intFlag, type Parsed, parse } from '../args.js';
+import { listenForStop } from '../stop-signals.js';
 
 export const EXPERIMENT_HELP = `Usage: xception experiment <list|run|report> [options]
 
@@ -114,28 +115,22 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
     throw new OptionError(`experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`);
   const name = p.positionals[0]!;
   const names = name === 'all' ? RECIPES.map((r) => r.name) : [getRecipe(name).name];
-  let stops = 0;
-  const onSigint = () => {
-    stops++;
-    if (stops > 1) process.exit(130);
-    process.stderr.write('\nxception experiment: stopping after this step and saving a checkpoint (Ctrl-C again to abort)\n');
-  };
-  const opts = experimentRunOptions(v, () => stops > 0);
+  const opts = experimentRunOptions(v, () => stop.requested()); // `stop` is set below, before any run starts
   makeOutputDir(opts.outDir);
-  process.on('SIGINT', onSigint);
+  const stop = listenForStop('experiment');
   try {
     for (const n of names) {
       const r = await runExperiment(n, opts);
       if (r.interrupted) {
         out(`${n}: interrupted; continue with: xception experiment run ${name} --resume --out ${opts.outDir}\n`);
-        return 130;
+        return stop.exitCode();
       }
       out(`${n}: ${r.trained} run(s) trained, ${r.skipped} finished earlier; folder ${r.dir}\n`);
       if (!v['no-report']) await reportRun(n, r.dir, out);
     }
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    stop.dispose();
   }
 }
 

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { OptionError } from '../../core/errors.js';
 import { makeOutputDir } from '../../io/output-paths.js';
+import { listenForStop } from '../stop-signals.js';
 import { getModelEntry } from '../../models/registry.js';
 import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
 import {
@@ -51,7 +52,8 @@ export const TRAIN_HELP = `Usage: xception train [options]
 
 Trains a model and writes a run folder: config.json, metrics.jsonl (one line per epoch),
 curves.svg/.png, checkpoint.safetensors (everything needed to resume, written atomically at
-each epoch end and on Ctrl-C) and weights.safetensors (the weights alone, Keras names).
+each epoch end and on Ctrl-C or SIGTERM) and weights.safetensors (the weights alone, Keras names).
+While a run writes the folder it holds run.lock there: a second process is refused.
 
 With no options this is the main job: a small-image Xception (width ${mainJob['width']}, ${mainJob['middleBlocks']} middle blocks,
 batch-norm momentum ${mainJob['bnMomentum']}) on Fashion-MNIST (Debian package dataset-fashion-mnist), ${d.epochs} epochs, one-cycle SGD with Nesterov,
@@ -364,18 +366,12 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   const checkpointEvery = intFlag('checkpoint-every', v['checkpoint-every']);
 
   const json = Boolean(v['json']);
-  let stops = 0;
-  const onSigint = () => {
-    stops++;
-    if (stops > 1) process.exit(130);
-    process.stderr.write('\nxception train: stopping after this step and saving a checkpoint (Ctrl-C again to abort)\n');
-  };
-  process.on('SIGINT', onSigint);
+  const stop = listenForStop('train');
   try {
     const r = await train(config, {
       resume: Boolean(v['resume']),
       progress: new Progress(json ? process.stderr : process.stdout),
-      shouldStop: () => stops > 0,
+      shouldStop: stop.requested,
       ...(checkpointEvery ? { checkpointEverySteps: checkpointEvery } : {}),
       ...(backend ? { backend } : {}),
     });
@@ -402,8 +398,8 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
           `run folder: ${r.outDir}  (curves: ${r.outDir}/curves.png, weights: ${r.outDir}/weights.safetensors)\n`,
       );
     }
-    return r.interrupted ? 130 : 0;
+    return r.interrupted ? stop.exitCode() : 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    stop.dispose();
   }
 }
