@@ -48,19 +48,31 @@ function snapshot(m: Model): Map<string, Float32Array> {
 async function start(model: Model, optimizer: Optimizer, labelSmoothing = 0.1): Promise<DataParallel> {
   // The replicas run on the backend `model` lives on.
   return DataParallel.start(
-    { replicas: 2, threadsPerReplica: 1, model: 'xception', modelOptions: MODEL_OPTIONS, optimizer: SGD, labelSmoothing, ema: 0 },
+    {
+      replicas: 2,
+      threadsPerReplica: 1,
+      model: 'xception',
+      modelOptions: MODEL_OPTIONS,
+      optimizer: SGD,
+      labelSmoothing,
+      ema: 0,
+    },
     { model, optimizer, ema: null },
   );
 }
 
-test('a data-parallel step is the size-weighted mean of the shards\' gradients, applied once, with averaged moving statistics', async () => {
+test("a data-parallel step is the size-weighted mean of the shards' gradients, applied once, with averaged moving statistics", async () => {
   const main = makeModel();
   const mainOpt = new Optimizer(SGD.name, SGD.options);
   const dp = await start(main, mainOpt);
   const check = makeModel(); // the same seed: the same initial weights
   const checkOpt = new Optimizer(SGD.name, SGD.options);
   try {
-    for (const [step, rows] of [[0, 7], [1, 6], [2, 5]] as const) {
+    for (const [step, rows] of [
+      [0, 7],
+      [1, 6],
+      [2, 5],
+    ] as const) {
       const batch = randomBatch(rows, 10 + step);
       const sizes = dp.shardSizes(rows);
       assert.equal(sizes[0]! + sizes[1]!, rows);
@@ -79,25 +91,31 @@ test('a data-parallel step is the size-weighted mean of the shards\' gradients, 
         state.forEach((v, i) => v.setData(state0[i]!));
         const shard = rowsOf(batch, row, row + n);
         row += n;
-        losses.push(tidy(() => {
-          const out = check.forward(tensor(shard.x, shard.shape), { training: true, logits: true });
-          const l = softmaxCrossEntropy(out, shard.y, { labelSmoothing: 0.1 });
-          backward(l);
-          return l.item();
-        }));
+        losses.push(
+          tidy(() => {
+            const out = check.forward(tensor(shard.x, shard.shape), { training: true, logits: true });
+            const l = softmaxCrossEntropy(out, shard.y, { labelSmoothing: 0.1 });
+            backward(l);
+            return l.item();
+          }),
+        );
         grads.push(trainable.map((v) => v.value.grad!.data()));
         states.push(state.map((v) => v.value.data()));
         for (const v of check.weights) clearGrad(v);
       }
       const share = sizes.map((n) => n / rows);
-      const mix = (parts: Float32Array[][], i: number): Float32Array => Float32Array.from(parts[0]![i]!, (_, j) => share[0]! * parts[0]![i]![j]! + share[1]! * parts[1]![i]![j]!);
+      const mix = (parts: Float32Array[][], i: number): Float32Array =>
+        Float32Array.from(parts[0]![i]!, (_, j) => share[0]! * parts[0]![i]![j]! + share[1]! * parts[1]![i]![j]!);
       trainable.forEach((v, i) => {
         v.value.grad = keep(tensor(mix(grads, i), v.shape));
       });
       checkOpt.lr = 0.05;
       checkOpt.apply(check.weights);
       state.forEach((v, i) => v.setData(mix(states, i)));
-      assert.ok(Math.abs(got.loss - (share[0]! * losses[0]! + share[1]! * losses[1]!)) < 1e-6, `loss ${got.loss} vs ${losses}`);
+      assert.ok(
+        Math.abs(got.loss - (share[0]! * losses[0]! + share[1]! * losses[1]!)) < 1e-6,
+        `loss ${got.loss} vs ${losses}`,
+      );
 
       await dp.pullInto({ model: main, optimizer: mainOpt, ema: null }, true);
       assertBitEqual(snapshot(main), snapshot(check), `step ${step}`);
@@ -126,7 +144,8 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
     // changes nothing (the trainer then stops with TrainingDivergedError).
     assert.equal((await dp.step(randomBatch(8, 1), 1e30, 0)).applied, true);
     await dp.pullInto({ model: main, optimizer: opt, ema: null }, false);
-    const trainable = (m: Model) => new Map([...snapshot(m)].filter(([name]) => m.weights.find((v) => v.name === name)!.trainable));
+    const trainable = (m: Model) =>
+      new Map([...snapshot(m)].filter(([name]) => m.weights.find((v) => v.name === name)!.trainable));
     const before = trainable(main);
     const r = await dp.step(randomBatch(8, 2), 0.05, 1);
     assert.equal(r.applied, false);
@@ -143,7 +162,10 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
     // the barrier, and the caller gets one clear error.
     const wrong = randomBatch(8, 3);
     wrong.y[6] = 99;
-    await assert.rejects(dp.step(wrong, 0.05, 2), (e: unknown) => e instanceof ReplicaError && /label|class|range/i.test(e.message));
+    await assert.rejects(
+      dp.step(wrong, 0.05, 2),
+      (e: unknown) => e instanceof ReplicaError && /label|class|range/i.test(e.message),
+    );
     // The replicas are stopped now: later calls fail at once instead of waiting.
     await assert.rejects(dp.step(randomBatch(8, 4), 0.05, 3), ReplicaError);
   } finally {
@@ -165,7 +187,10 @@ test('a data-parallel run resumes exactly, and its divergence stops the run like
     assert.equal(full.epochs, 2);
     assert.ok(Number.isFinite(full.testTop1) && Number.isFinite(full.testLoss));
     let steps = 0;
-    const cut = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, shouldStop: () => ++steps === 3 });
+    const cut = await train(tinyConfig(data, join(tmp.dir, 'cut')), {
+      progress: quiet,
+      shouldStop: () => ++steps === 3,
+    });
     assert.equal(cut.interrupted, true);
     const resumed = await train(tinyConfig(data, join(tmp.dir, 'cut')), { progress: quiet, resume: true });
     assert.equal(resumed.interrupted, false);
@@ -178,11 +203,16 @@ test('a data-parallel run resumes exactly, and its divergence stops the run like
 
     // A learning rate that blows up: the same typed error as without replicas, the checkpoint kept.
     await assert.rejects(
-      train(tinyConfig(data, join(tmp.dir, 'nan'), { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3 }), { progress: quiet }),
+      train(tinyConfig(data, join(tmp.dir, 'nan'), { lr: 1e30, schedule: 'constant', ema: 0, epochs: 3 }), {
+        progress: quiet,
+      }),
       TrainingDivergedError,
     );
     // More replicas than images in a batch cannot be split.
-    await assert.rejects(train(tinyConfig(data, join(tmp.dir, 'x'), { replicas: 17 }), { progress: quiet }), /replicas \(17\) cannot exceed the batch size/);
+    await assert.rejects(
+      train(tinyConfig(data, join(tmp.dir, 'x'), { replicas: 17 }), { progress: quiet }),
+      /replicas \(17\) cannot exceed the batch size/,
+    );
   } finally {
     tmp.cleanup();
   }
@@ -193,8 +223,25 @@ test('xception train --replicas 2 trains from the command line and says so; bad 
   try {
     const data = join(tmp.dir, 'data');
     writeIdxDataset(data, { trainCount: 32, testCount: 8, h: 8, w: 8 });
-    const args = ['train', '--dataset', `mnist:${data}`, '--stem', 'small', '--width', '0.0625', '--middle-blocks', '1',
-      '--batch-size', '8', '--epochs', '1', '--backend', 'reference', '--out', join(tmp.dir, 'run')];
+    const args = [
+      'train',
+      '--dataset',
+      `mnist:${data}`,
+      '--stem',
+      'small',
+      '--width',
+      '0.0625',
+      '--middle-blocks',
+      '1',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '1',
+      '--backend',
+      'reference',
+      '--out',
+      join(tmp.dir, 'run'),
+    ];
     let out = '';
     assert.equal(await main([...args, '--replicas', '2'], (s) => (out += s)), 0);
     assert.match(out, /test top-1 [\d.]+%/);
@@ -202,7 +249,10 @@ test('xception train --replicas 2 trains from the command line and says so; bad 
     const fail = async (extra: string[], pattern: RegExp) => {
       let err = '';
       const write = process.stderr.write.bind(process.stderr);
-      process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+      process.stderr.write = ((s: string) => {
+        err += s;
+        return true;
+      }) as typeof process.stderr.write;
       try {
         assert.equal(await main([...args, '--out', join(tmp.dir, 'bad'), ...extra], () => {}), 2);
       } finally {
@@ -216,4 +266,56 @@ test('xception train --replicas 2 trains from the command line and says so; bad 
   } finally {
     tmp.cleanup();
   }
+});
+
+test('a replica stalled past the timeout ends the run with ReplicaError naming it, and the others are released', async () => {
+  const main = makeModel();
+  const mainOpt = new Optimizer(SGD.name, SGD.options);
+  // Replica 1 blocks for 10 minutes in every step; the run must end after the 300 ms timeout instead.
+  const dp = await DataParallel.start(
+    {
+      replicas: 2,
+      threadsPerReplica: 1,
+      model: 'xception',
+      modelOptions: MODEL_OPTIONS,
+      optimizer: SGD,
+      labelSmoothing: 0,
+      ema: 0,
+      stallMs: 300,
+      injectStall: { rank: 1, ms: 600_000 },
+    },
+    { model: main, optimizer: mainOpt, ema: null },
+  );
+  const started = Date.now();
+  try {
+    await assert.rejects(dp.step(randomBatch(4, 7), 0.05, 1), (e: Error) => {
+      assert.ok(e instanceof ReplicaError, `expected ReplicaError, got ${e.name}: ${e.message}`);
+      assert.match(e.message, /replica 1 stalled: no progress for 0\.3 s/);
+      return true;
+    });
+    assert.ok(
+      Date.now() - started < 30_000,
+      'the stall is detected within seconds, not after the stalled replica returns',
+    );
+    await assert.rejects(dp.step(randomBatch(4, 8), 0.05, 2), ReplicaError); // the run stays failed
+  } finally {
+    await dp.close();
+  }
+  // The timeout is an option or XCEPTION_REPLICA_STALL_MS; nonsense is refused before any worker starts.
+  await assert.rejects(
+    DataParallel.start(
+      {
+        replicas: 2,
+        threadsPerReplica: 1,
+        model: 'xception',
+        modelOptions: MODEL_OPTIONS,
+        optimizer: SGD,
+        labelSmoothing: 0,
+        ema: 0,
+        stallMs: -1,
+      },
+      { model: main, optimizer: mainOpt, ema: null },
+    ),
+    /stall timeout must be a positive number/,
+  );
 });

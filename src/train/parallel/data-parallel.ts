@@ -6,12 +6,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { XceptionError } from '../../core/errors.js';
+import { OptionError, XceptionError } from '../../core/errors.js';
 import type { Batch } from '../../data/loader.js';
 import type { Model } from '../../nn/model.js';
 import type { ExponentialMovingAverage } from '../ema.js';
 import type { Optimizer, OptimizerOptions } from '../optimizers.js';
-import { ReplicaAbortedError, SharedBarrier } from './barrier.js';
+import { DEFAULT_STALL_MS, ReplicaAbortedError, ReplicaStalledError, SharedBarrier } from './barrier.js';
 import type { PullReply, ReplicaCommand, ReplicaInit, ReplicaReply, SharedLayout, StepReply } from './protocol.js';
 
 export class ReplicaError extends XceptionError {}
@@ -28,6 +28,24 @@ export interface DataParallelOptions {
   ema: number;
   /** Called as each replica reports ready (building a large model takes seconds per replica). */
   onReplicaReady?: (ready: number, replicas: number) => void;
+  /**
+   * A replica that keeps the others waiting this long ends the run with ReplicaError (default:
+   * XCEPTION_REPLICA_STALL_MS from the environment, else 60 s).
+   */
+  stallMs?: number;
+  /** Tests only: replica `rank` blocks for `ms` at the start of every step. */
+  injectStall?: { rank: number; ms: number };
+}
+
+/** The stall timeout of a run: the option, else XCEPTION_REPLICA_STALL_MS, else 60 s. */
+export function stallTimeoutMs(option?: number): number {
+  const fromEnv = process.env.XCEPTION_REPLICA_STALL_MS;
+  const ms = option ?? (fromEnv === undefined ? DEFAULT_STALL_MS : Number(fromEnv));
+  if (!(Number.isFinite(ms) && ms > 0))
+    throw new OptionError(
+      `the replica stall timeout must be a positive number of milliseconds, got ${option ?? fromEnv}`,
+    );
+  return ms;
 }
 
 type Pending = { resolve: (r: ReplicaReply) => void };
@@ -69,9 +87,14 @@ export class DataParallel {
    * Starts the replicas from the main thread's model, optimizer and weight average (the same
    * values everywhere: a resumed run continues exactly).
    */
-  static async start(o: DataParallelOptions, from: { model: Model; optimizer: Optimizer; ema: ExponentialMovingAverage | null }): Promise<DataParallel> {
-    if (!(Number.isInteger(o.replicas) && o.replicas >= 2)) throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
+  static async start(
+    o: DataParallelOptions,
+    from: { model: Model; optimizer: Optimizer; ema: ExponentialMovingAverage | null },
+  ): Promise<DataParallel> {
+    if (!(Number.isInteger(o.replicas) && o.replicas >= 2))
+      throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
+    const stallMs = stallTimeoutMs(o.stallMs);
     // The replicas compute on the backend the main thread's model lives on (by its registry name).
     const backend = from.model.weights[0]?.value.backend.name === 'native' ? 'native' : 'reference';
     const weights: Record<string, Float32Array> = {};
@@ -79,7 +102,7 @@ export class DataParallel {
     const gradFloats = from.model.weights.filter((v) => v.trainable).reduce((a, v) => a + v.size, 0);
     const stateFloats = from.model.weights.filter((v) => !v.trainable).reduce((a, v) => a + v.size, 0);
     const shared: SharedLayout = {
-      barrier: SharedBarrier.memory(),
+      barrier: SharedBarrier.memory(o.replicas),
       grads: new SharedArrayBuffer(Math.max(1, o.replicas * gradFloats) * 4),
       state: new SharedArrayBuffer(Math.max(1, o.replicas * stateFloats) * 4),
       losses: new SharedArrayBuffer(o.replicas * 8),
@@ -92,24 +115,45 @@ export class DataParallel {
     let readyCount = 0;
     for (let rank = 0; rank < o.replicas; rank++) {
       const init: ReplicaInit = {
-        rank, world: o.replicas, threads, backend, model: o.model, modelOptions: o.modelOptions,
-        optimizer: o.optimizer, labelSmoothing: o.labelSmoothing, ema: o.ema, weights, optimizerState, emaState, shared,
+        rank,
+        world: o.replicas,
+        threads,
+        backend,
+        model: o.model,
+        modelOptions: o.modelOptions,
+        optimizer: o.optimizer,
+        labelSmoothing: o.labelSmoothing,
+        ema: o.ema,
+        weights,
+        optimizerState,
+        emaState,
+        shared,
+        stallMs,
+        ...(o.injectStall ? { injectStall: o.injectStall } : {}),
       };
       const w = new Worker(new URL('./replica.js', import.meta.url), { workerData: { replica: init } });
       workers.push(w);
-      ready.push(new Promise((resolve) => {
-        const onMessage = (m: ReplicaReply) => {
-          if (m.id !== 0) return;
-          w.off('message', onMessage);
-          if (m.ok) o.onReplicaReady?.(++readyCount, o.replicas);
-          resolve(m);
-        };
-        w.on('message', onMessage);
-        w.once('error', (e) => resolve({ id: 0, ok: false, error: { name: e.name, message: e.message } }));
-        w.once('exit', (code) => resolve({ id: 0, ok: false, error: { name: 'Error', message: `replica ${rank} exited with code ${code}` } }));
-      }));
+      ready.push(
+        new Promise((resolve) => {
+          const onMessage = (m: ReplicaReply) => {
+            if (m.id !== 0) return;
+            w.off('message', onMessage);
+            if (m.ok) o.onReplicaReady?.(++readyCount, o.replicas);
+            resolve(m);
+          };
+          w.on('message', onMessage);
+          w.once('error', (e) => resolve({ id: 0, ok: false, error: { name: e.name, message: e.message } }));
+          w.once('exit', (code) =>
+            resolve({
+              id: 0,
+              ok: false,
+              error: { name: 'Error', message: `replica ${rank} exited with code ${code}` },
+            }),
+          );
+        }),
+      );
     }
-    const dp = new DataParallel(workers, new SharedBarrier(shared.barrier, o.replicas), threads);
+    const dp = new DataParallel(workers, new SharedBarrier(shared.barrier, o.replicas, stallMs), threads);
     const started = await Promise.all(ready);
     const bad = started.find((r) => !r.ok);
     if (bad && !bad.ok) {
@@ -126,18 +170,24 @@ export class DataParallel {
       if (!p) return;
       this.pending[rank]!.delete(m.id);
       p.resolve(m);
+      // A stalled replica may never answer: fail the run now rather than wait for its reply.
+      if (!m.ok && m.error.name === ReplicaStalledError.name)
+        this.failAll(`data-parallel training failed: ${m.error.message}`);
     });
-    const fail = (why: string) => {
-      if (this.closed) return;
-      this.failure ??= new ReplicaError(`training replica ${rank} ${why}`);
-      this.barrier.abort(); // the others may wait for it at the barrier
-      for (const pending of this.pending) {
-        for (const [id, p] of pending) p.resolve({ id, ok: false, error: { name: 'ReplicaError', message: this.failure.message } });
-        pending.clear();
-      }
-    };
-    w.on('error', (e) => fail(`failed: ${e.message}`));
-    w.on('exit', (code) => fail(`exited (code ${code})`));
+    w.on('error', (e) => this.failAll(`training replica ${rank} failed: ${e.message}`));
+    w.on('exit', (code) => this.failAll(`training replica ${rank} exited (code ${code})`));
+  }
+
+  /** Records the run's failure and answers every pending request with it. */
+  private failAll(message: string): void {
+    if (this.closed) return;
+    this.failure ??= new ReplicaError(message);
+    this.barrier.abort(); // the others may wait for the failed one at the barrier
+    for (const pending of this.pending) {
+      for (const [id, p] of pending)
+        p.resolve({ id, ok: false, error: { name: 'ReplicaError', message: this.failure.message } });
+      pending.clear();
+    }
   }
 
   private request(rank: number, req: ReplicaCommand, transfer: ArrayBuffer[] = []): Promise<ReplicaReply> {
@@ -197,7 +247,8 @@ export class DataParallel {
     withOptimizer: boolean,
     rank = 0,
   ): Promise<void> {
-    if (!(Number.isInteger(rank) && rank >= 0 && rank < this.workers.length)) throw new ReplicaError(`no replica ${rank}`);
+    if (!(Number.isInteger(rank) && rank >= 0 && rank < this.workers.length))
+      throw new ReplicaError(`no replica ${rank}`);
     const [s] = resultsOf<PullReply>([await this.request(rank, { kind: 'pull', optimizer: withOptimizer })]);
     for (const v of to.model.weights) v.setData(s.weights[v.name]!);
     if (withOptimizer && s.optimizerState) to.optimizer.setState(s.optimizerState, to.model.weights);

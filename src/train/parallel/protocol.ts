@@ -30,11 +30,20 @@ export interface ReplicaInit {
   optimizerState: OptimizerState | null;
   emaState: { updates: number; shadow: Record<string, Float32Array> } | null;
   shared: SharedLayout;
+  /** A replica that waits this long at a barrier for the others ends the run (ReplicaStalledError). */
+  stallMs: number;
+  /** Tests only: this replica blocks for `ms` at the start of every step. */
+  injectStall?: { rank: number; ms: number };
 }
 
 export type ReplicaCommand =
   | {
-      kind: 'step'; x: Float32Array; y: Int32Array; shape: [number, number, number, number]; lr: number; shardSizes: number[];
+      kind: 'step';
+      x: Float32Array;
+      y: Int32Array;
+      shape: [number, number, number, number];
+      lr: number;
+      shardSizes: number[];
       /** Seeds this step's dropout; each replica derives its own stream from it and its rank. */
       seed: number;
     }
