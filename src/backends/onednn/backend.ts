@@ -23,7 +23,7 @@ import type {
   RowsParams,
   UpdateRule,
 } from '../../core/backend.js';
-import { BackendError, DisposedError, OptionError, ShapeError } from '../../core/errors.js';
+import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError } from '../../core/errors.js';
 import type { NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
 
 /** Native storage of the native backend: `size` float32 elements. */
@@ -39,14 +39,41 @@ export class NativeTensor {
 const buffers = new WeakMap<NativeTensor, NativeBuffer>();
 
 const CONV_FIELDS = [
-  'batch', 'inHeight', 'inWidth', 'inChannels', 'outHeight', 'outWidth', 'outChannels',
-  'kernelHeight', 'kernelWidth', 'strideHeight', 'strideWidth', 'dilationHeight', 'dilationWidth',
-  'padTop', 'padLeft', 'padBottom', 'padRight', 'groups',
+  'batch',
+  'inHeight',
+  'inWidth',
+  'inChannels',
+  'outHeight',
+  'outWidth',
+  'outChannels',
+  'kernelHeight',
+  'kernelWidth',
+  'strideHeight',
+  'strideWidth',
+  'dilationHeight',
+  'dilationWidth',
+  'padTop',
+  'padLeft',
+  'padBottom',
+  'padRight',
+  'groups',
 ] as const satisfies readonly (keyof Conv2DParams)[];
 
 const POOL_FIELDS = [
-  'batch', 'inHeight', 'inWidth', 'channels', 'outHeight', 'outWidth', 'windowHeight', 'windowWidth',
-  'strideHeight', 'strideWidth', 'padTop', 'padLeft', 'padBottom', 'padRight',
+  'batch',
+  'inHeight',
+  'inWidth',
+  'channels',
+  'outHeight',
+  'outWidth',
+  'windowHeight',
+  'windowWidth',
+  'strideHeight',
+  'strideWidth',
+  'padTop',
+  'padLeft',
+  'padBottom',
+  'padRight',
 ] as const satisfies readonly (keyof Pool2DParams)[];
 
 function isPad(field: string): boolean {
@@ -61,28 +88,52 @@ function int(op: string, name: string, v: unknown, min = 1): number {
 }
 
 function real(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`native ${op}: ${name} must be a finite number, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new OptionError(`native ${op}: ${name} must be a finite number, got ${String(v)}`);
   return v;
 }
 
 /** Output size along one axis must follow from input, window, dilation, stride and padding. */
-function checkAxis(op: string, axis: string, input: number, window: number, dilation: number, stride: number,
-  padBefore: number, padAfter: number, output: number): void {
+function checkAxis(
+  op: string,
+  axis: string,
+  input: number,
+  window: number,
+  dilation: number,
+  stride: number,
+  padBefore: number,
+  padAfter: number,
+  output: number,
+): void {
   const span = input + padBefore + padAfter - ((window - 1) * dilation + 1);
   if (span < 0) throw new ShapeError(`native ${op}: the dilated window is larger than the padded input along ${axis}`);
   const expected = Math.floor(span / stride) + 1;
   if (expected !== output) {
-    throw new ShapeError(`native ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
-      `dilation ${dilation}, stride ${stride}, padding ${padBefore}+${padAfter} (expected ${expected})`);
+    throw new ShapeError(
+      `native ${op}: output ${axis} ${output} does not follow from input ${input}, window ${window}, ` +
+        `dilation ${dilation}, stride ${stride}, padding ${padBefore}+${padAfter} (expected ${expected})`,
+    );
   }
 }
 
 function convNums(op: string, p: Conv2DParams): number[] {
   const nums = CONV_FIELDS.map((f) => int(op, f, p[f], isPad(f) ? 0 : 1));
   if (p.inChannels % p.groups !== 0 || p.outChannels % p.groups !== 0) {
-    throw new ShapeError(`native ${op}: groups ${p.groups} must divide inChannels ${p.inChannels} and outChannels ${p.outChannels}`);
+    throw new ShapeError(
+      `native ${op}: groups ${p.groups} must divide inChannels ${p.inChannels} and outChannels ${p.outChannels}`,
+    );
   }
-  checkAxis(op, 'height', p.inHeight, p.kernelHeight, p.dilationHeight, p.strideHeight, p.padTop, p.padBottom, p.outHeight);
+  checkAxis(
+    op,
+    'height',
+    p.inHeight,
+    p.kernelHeight,
+    p.dilationHeight,
+    p.strideHeight,
+    p.padTop,
+    p.padBottom,
+    p.outHeight,
+  );
   checkAxis(op, 'width', p.inWidth, p.kernelWidth, p.dilationWidth, p.strideWidth, p.padLeft, p.padRight, p.outWidth);
   return nums;
 }
@@ -119,7 +170,8 @@ function ceNums(op: string, p: CrossEntropyParams, labels: Int32Array): number[]
   if (labels.length !== rows) throw new ShapeError(`native ${op}: ${labels.length} labels for ${rows} rows`);
   for (let i = 0; i < labels.length; i++) {
     const l = labels[i]!;
-    if (l < 0 || l >= channels) throw new ShapeError(`native ${op}: label ${l} at row ${i} is outside [0, ${channels})`);
+    if (l < 0 || l >= channels)
+      throw new ShapeError(`native ${op}: label ${l} at row ${i} is outside [0, ${channels})`);
   }
   return [rows, channels, s];
 }
@@ -133,12 +185,16 @@ export class NativeBackend implements Backend {
   readonly name = 'native';
   readonly dtypes: readonly DType[] = ['float32'];
 
-  constructor(private readonly addon: NativeAddon, readonly onednnVersion: string) {}
+  constructor(
+    private readonly addon: NativeAddon,
+    readonly onednnVersion: string,
+  ) {}
 
   // --- handles ------------------------------------------------------------------------------
 
   private tensor(op: string, name: string, h: Handle): NativeTensor {
-    if (!(h instanceof NativeTensor)) throw new BackendError(`native ${op}: ${name} is not a handle of the native backend`);
+    if (!(h instanceof NativeTensor))
+      throw new BackendError(`native ${op}: ${name} is not a handle of the native backend`);
     if (h.disposed) throw new DisposedError(`native ${op}: ${name} was disposed`);
     return h;
   }
@@ -164,6 +220,7 @@ export class NativeBackend implements Backend {
       return f();
     } catch (e) {
       if (e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
+        if (e.code === 'ERR_XCEPTION_NATIVE_OOM') throw new OutOfMemoryError(`native ${op}: ${e.message}`);
         throw new BackendError(`native ${op}: ${e.message}`);
       }
       throw e;
@@ -183,13 +240,19 @@ export class NativeBackend implements Backend {
 
   upload(data: NumArray): Handle {
     if (!(data instanceof Float32Array)) {
-      throw new BackendError(`native upload: this backend computes in float32 only, got ${data?.constructor?.name ?? typeof data}`);
+      throw new BackendError(
+        `native upload: this backend computes in float32 only, got ${data?.constructor?.name ?? typeof data}`,
+      );
     }
-    return this.wrap(this.native('upload', () => this.addon.upload(data)), data.length);
+    return this.wrap(
+      this.native('upload', () => this.addon.upload(data)),
+      data.length,
+    );
   }
 
   download(h: Handle, size: number, dtype: DType): NumArray {
-    if (dtype !== 'float32') throw new BackendError(`native download: this backend computes in float32 only, asked for ${dtype}`);
+    if (dtype !== 'float32')
+      throw new BackendError(`native download: this backend computes in float32 only, asked for ${dtype}`);
     const b = this.arg('download', 'tensor', h, size);
     const out = new Float32Array(size);
     this.native('download', () => this.addon.download(b, out));
@@ -197,9 +260,13 @@ export class NativeBackend implements Backend {
   }
 
   zeros(size: number, dtype: DType): Handle {
-    if (dtype !== 'float32') throw new BackendError(`native zeros: this backend computes in float32 only, asked for ${dtype}`);
+    if (dtype !== 'float32')
+      throw new BackendError(`native zeros: this backend computes in float32 only, asked for ${dtype}`);
     int('zeros', 'size', size, 0);
-    return this.wrap(this.native('zeros', () => this.addon.alloc(size, true)), size);
+    return this.wrap(
+      this.native('zeros', () => this.addon.alloc(size, true)),
+      size,
+    );
   }
 
   /** Frees the native memory now. Disposing twice is harmless; any other later use throws DisposedError. */
@@ -223,7 +290,10 @@ export class NativeBackend implements Backend {
 
   axpby(a: Handle, b: Handle, alpha: number, beta: number, size: number): Handle {
     const op = 'axpby';
-    const e = this.empty(op, size, [['a', a], ['b', b]]);
+    const e = this.empty(op, size, [
+      ['a', a],
+      ['b', b],
+    ]);
     if (e) return e;
     const nums = [real(op, 'alpha', alpha), real(op, 'beta', beta), size];
     return this.run1(op, [this.arg(op, 'a', a, size), this.arg(op, 'b', b, size)], nums, size);
@@ -231,7 +301,10 @@ export class NativeBackend implements Backend {
 
   mul(a: Handle, b: Handle, size: number): Handle {
     const op = 'mul';
-    const e = this.empty(op, size, [['a', a], ['b', b]]);
+    const e = this.empty(op, size, [
+      ['a', a],
+      ['b', b],
+    ]);
     if (e) return e;
     return this.run1(op, [this.arg(op, 'a', a, size), this.arg(op, 'b', b, size)], [size], size);
   }
@@ -252,7 +325,10 @@ export class NativeBackend implements Backend {
 
   reluBackward(dy: Handle, y: Handle, size: number): Handle {
     const op = 'reluBackward';
-    const e = this.empty(op, size, [['dy', dy], ['y', y]]);
+    const e = this.empty(op, size, [
+      ['dy', dy],
+      ['y', y],
+    ]);
     if (e) return e;
     return this.run1(op, [this.arg(op, 'dy', dy, size), this.arg(op, 'y', y, size)], [size], size);
   }
@@ -272,7 +348,10 @@ export class NativeBackend implements Backend {
 
   eluBackward(dy: Handle, y: Handle, alpha: number, size: number): Handle {
     const op = 'eluBackward';
-    const e = this.empty(op, size, [['dy', dy], ['y', y]]);
+    const e = this.empty(op, size, [
+      ['dy', dy],
+      ['y', y],
+    ]);
     if (e) return e;
     const nums = [this.eluAlpha(op, alpha), size];
     return this.run1(op, [this.arg(op, 'dy', dy, size), this.arg(op, 'y', y, size)], nums, size);
@@ -311,32 +390,65 @@ export class NativeBackend implements Backend {
 
   // --- normalization ------------------------------------------------------------------------
 
-  batchNormTrain(x: Handle, gamma: Handle, beta: Handle, p: BatchNormParams): { y: Handle; mean: Handle; variance: Handle } {
+  batchNormTrain(
+    x: Handle,
+    gamma: Handle,
+    beta: Handle,
+    p: BatchNormParams,
+  ): { y: Handle; mean: Handle; variance: Handle } {
     const op = p.relu ? 'batchNormReluTrain' : 'batchNormTrain';
     const nums = bnNums(op, p);
-    const n = p.rows * p.channels, c = p.channels;
-    const out = this.run(op, [this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c)], nums);
+    const n = p.rows * p.channels,
+      c = p.channels;
+    const out = this.run(
+      op,
+      [this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c)],
+      nums,
+    );
     return { y: this.wrap(out[0], n), mean: this.wrap(out[1], c), variance: this.wrap(out[2], c) };
   }
 
-  batchNormInference(x: Handle, gamma: Handle, beta: Handle, mean: Handle, variance: Handle, p: BatchNormParams): Handle {
+  batchNormInference(
+    x: Handle,
+    gamma: Handle,
+    beta: Handle,
+    mean: Handle,
+    variance: Handle,
+    p: BatchNormParams,
+  ): Handle {
     const op = p.relu ? 'batchNormReluInference' : 'batchNormInference';
     const nums = bnNums(op, p);
-    const n = p.rows * p.channels, c = p.channels;
+    const n = p.rows * p.channels,
+      c = p.channels;
     const inputs = [
-      this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c), this.arg(op, 'beta', beta, c),
-      this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
+      this.arg(op, 'x', x, n),
+      this.arg(op, 'gamma', gamma, c),
+      this.arg(op, 'beta', beta, c),
+      this.arg(op, 'mean', mean, c),
+      this.arg(op, 'variance', variance, c),
     ];
     return this.run1(op, inputs, nums, n);
   }
 
-  batchNormBackward(dy: Handle, x: Handle, gamma: Handle, mean: Handle, variance: Handle, p: BatchNormParams, y?: Handle): { dx: Handle; dgamma: Handle; dbeta: Handle } {
+  batchNormBackward(
+    dy: Handle,
+    x: Handle,
+    gamma: Handle,
+    mean: Handle,
+    variance: Handle,
+    p: BatchNormParams,
+    y?: Handle,
+  ): { dx: Handle; dgamma: Handle; dbeta: Handle } {
     const op = p.relu ? 'batchNormReluBackward' : 'batchNormBackward';
     const nums = bnNums(op, p);
-    const n = p.rows * p.channels, c = p.channels;
+    const n = p.rows * p.channels,
+      c = p.channels;
     const inputs = [
-      this.arg(op, 'dy', dy, n), this.arg(op, 'x', x, n), this.arg(op, 'gamma', gamma, c),
-      this.arg(op, 'mean', mean, c), this.arg(op, 'variance', variance, c),
+      this.arg(op, 'dy', dy, n),
+      this.arg(op, 'x', x, n),
+      this.arg(op, 'gamma', gamma, c),
+      this.arg(op, 'mean', mean, c),
+      this.arg(op, 'variance', variance, c),
     ];
     if (p.relu) {
       if (y === undefined) throw new OptionError(`native ${op}: the fused ReLU needs the forward output y`);
@@ -349,7 +461,10 @@ export class NativeBackend implements Backend {
   // --- pooling ------------------------------------------------------------------------------
 
   private poolSizes(p: Pool2DParams): { x: number; y: number } {
-    return { x: product(p.batch, p.inHeight, p.inWidth, p.channels), y: product(p.batch, p.outHeight, p.outWidth, p.channels) };
+    return {
+      x: product(p.batch, p.inHeight, p.inWidth, p.channels),
+      y: product(p.batch, p.outHeight, p.outWidth, p.channels),
+    };
   }
 
   maxPool2d(x: Handle, p: Pool2DParams): Handle {
@@ -409,8 +524,11 @@ export class NativeBackend implements Backend {
 
   matmul(a: Handle, b: Handle, p: MatMulParams): Handle {
     const op = 'matmul';
-    const m = int(op, 'm', p.m), k = int(op, 'k', p.k), n = int(op, 'n', p.n);
-    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean') throw new OptionError(`native ${op}: transA and transB must be booleans`);
+    const m = int(op, 'm', p.m),
+      k = int(op, 'k', p.k),
+      n = int(op, 'n', p.n);
+    if (typeof p.transA !== 'boolean' || typeof p.transB !== 'boolean')
+      throw new OptionError(`native ${op}: transA and transB must be booleans`);
     const nums = [m, k, n, p.transA ? 1 : 0, p.transB ? 1 : 0];
     return this.run1(op, [this.arg(op, 'a', a, m * k), this.arg(op, 'b', b, k * n)], nums, m * n);
   }
@@ -445,14 +563,22 @@ export class NativeBackend implements Backend {
     const [rows, channels] = rowsNums(op, p);
     int(op, 'start', start, 0);
     int(op, 'count', count, 0);
-    if (start + count > channels) throw new ShapeError(`native ${op}: columns [${start}, ${start + count}) exceed ${channels} channels`);
+    if (start + count > channels)
+      throw new ShapeError(`native ${op}: columns [${start}, ${start + count}) exceed ${channels} channels`);
     return this.run1(op, [this.arg(op, 'x', x, rows * channels)], [rows, channels, start, count], rows * count);
   }
 
   // --- training -----------------------------------------------------------------------------
 
   /** In place on `param` and `state`; the native side marks them changed (cached layouts go stale). */
-  applyUpdate(rule: UpdateRule, param: Handle, grad: Handle, state: readonly Handle[], size: number, gradScale: number): void {
+  applyUpdate(
+    rule: UpdateRule,
+    param: Handle,
+    grad: Handle,
+    state: readonly Handle[],
+    size: number,
+    gradScale: number,
+  ): void {
     const op = 'applyUpdate';
     int(op, 'size', size, 0);
     let kind: number, nums: number[], states: number;
@@ -460,26 +586,48 @@ export class NativeBackend implements Backend {
     switch (rule?.kind) {
       case 'sgd':
         kind = 0;
-        nums = [r('lr', rule.lr), r('momentum', rule.momentum), rule.nesterov ? 1 : 0, r('weightDecay', rule.weightDecay)];
+        nums = [
+          r('lr', rule.lr),
+          r('momentum', rule.momentum),
+          rule.nesterov ? 1 : 0,
+          r('weightDecay', rule.weightDecay),
+        ];
         states = rule.momentum > 0 ? 1 : 0;
         break;
       case 'rmsprop':
         kind = 1;
-        nums = [r('lr', rule.lr), r('rho', rule.rho), r('momentum', rule.momentum), r('epsilon', rule.epsilon), r('weightDecay', rule.weightDecay)];
+        nums = [
+          r('lr', rule.lr),
+          r('rho', rule.rho),
+          r('momentum', rule.momentum),
+          r('epsilon', rule.epsilon),
+          r('weightDecay', rule.weightDecay),
+        ];
         states = 2;
         break;
       case 'adam':
         kind = 2;
-        nums = [r('lr', rule.lr), r('beta1', rule.beta1), r('beta2', rule.beta2), r('epsilon', rule.epsilon),
-          r('weightDecay', rule.weightDecay), rule.decoupledWeightDecay ? 1 : 0, int(op, 'adam step', rule.step)];
+        nums = [
+          r('lr', rule.lr),
+          r('beta1', rule.beta1),
+          r('beta2', rule.beta2),
+          r('epsilon', rule.epsilon),
+          r('weightDecay', rule.weightDecay),
+          rule.decoupledWeightDecay ? 1 : 0,
+          int(op, 'adam step', rule.step),
+        ];
         states = 2;
         break;
       default:
         throw new OptionError(`native ${op}: unknown update rule ${String((rule as { kind?: unknown })?.kind)}`);
     }
-    if (state.length !== states) throw new ShapeError(`native ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
-    const inputs = [this.arg(op, 'param', param, size), this.arg(op, 'grad', grad, size),
-      ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size))];
+    if (state.length !== states)
+      throw new ShapeError(`native ${op} ${rule.kind}: ${state.length} state buffers, expected ${states}`);
+    const inputs = [
+      this.arg(op, 'param', param, size),
+      this.arg(op, 'grad', grad, size),
+      ...state.map((h, i) => this.arg(op, `state[${i}]`, h, size)),
+    ];
     if (size === 0) return;
     this.run(op, inputs, [kind, size, real(op, 'gradScale', gradScale), ...nums]);
   }
@@ -527,7 +675,8 @@ export class NativeBackend implements Backend {
    * setting). The default is OpenMP's: OMP_NUM_THREADS, else one per core.
    */
   setThreads(n: number): void {
-    if (!(Number.isInteger(n) && n >= 1 && n <= 1024)) throw new OptionError(`the thread count must be an integer from 1 to 1024, got ${n}`);
+    if (!(Number.isInteger(n) && n >= 1 && n <= 1024))
+      throw new OptionError(`the thread count must be an integer from 1 to 1024, got ${n}`);
     this.addon.setThreads(n);
   }
 
@@ -555,7 +704,8 @@ export class NativeBackend implements Backend {
    * the resident size stays near what the largest step needs.
    */
   setPoolLimit(bytes: number): void {
-    if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= 2 ** 50)) throw new OptionError(`the pool limit must be a whole number of bytes from 0 to 2^50, got ${bytes}`);
+    if (!(Number.isInteger(bytes) && bytes >= 0 && bytes <= 2 ** 50))
+      throw new OptionError(`the pool limit must be a whole number of bytes from 0 to 2^50, got ${bytes}`);
     this.addon.setPoolLimit(bytes);
   }
 
@@ -564,7 +714,8 @@ export class NativeBackend implements Backend {
   /** Builds a plan from a spec (format: native/plan.h) and float32 weight arrays. */
   createPlan(spec: Float64Array, weights: Float32Array[]): NativePlan {
     if (!(spec instanceof Float64Array)) throw new BackendError('native createPlan: spec must be a Float64Array');
-    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('native createPlan: weights must be Float32Arrays');
+    if (!weights.every((w) => w instanceof Float32Array))
+      throw new BackendError('native createPlan: weights must be Float32Arrays');
     return this.native('createPlan', () => this.addon.planCreate(spec, weights));
   }
 
@@ -572,7 +723,10 @@ export class NativeBackend implements Backend {
   runPlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): NativeTensor {
     const input = this.arg('runPlan', 'input', x, inputSize);
     int('runPlan', 'outputSize', outputSize);
-    const out = this.wrap(this.native('runPlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    const out = this.wrap(
+      this.native('runPlan', () => this.addon.alloc(outputSize, false)),
+      outputSize,
+    );
     try {
       this.native('runPlan', () => this.addon.planRun(plan, input, buffers.get(out)!));
     } catch (e) {
@@ -586,7 +740,10 @@ export class NativeBackend implements Backend {
   profilePlan(plan: NativePlan, x: Handle, inputSize: number, outputSize: number): number[] {
     const input = this.arg('profilePlan', 'input', x, inputSize);
     int('profilePlan', 'outputSize', outputSize);
-    const out = this.wrap(this.native('profilePlan', () => this.addon.alloc(outputSize, false)), outputSize);
+    const out = this.wrap(
+      this.native('profilePlan', () => this.addon.alloc(outputSize, false)),
+      outputSize,
+    );
     try {
       return this.native('profilePlan', () => this.addon.planProfile(plan, input, buffers.get(out)!));
     } finally {
@@ -595,7 +752,8 @@ export class NativeBackend implements Backend {
   }
 
   setPlanWeights(plan: NativePlan, weights: Float32Array[]): void {
-    if (!weights.every((w) => w instanceof Float32Array)) throw new BackendError('native setPlanWeights: weights must be Float32Arrays');
+    if (!weights.every((w) => w instanceof Float32Array))
+      throw new BackendError('native setPlanWeights: weights must be Float32Arrays');
     this.native('setPlanWeights', () => this.addon.planSetWeights(plan, weights));
   }
 
