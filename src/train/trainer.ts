@@ -3,14 +3,21 @@
  * evaluation each epoch; metrics, curves and atomic checkpoints in a run folder; exact resume.
  */
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError, XceptionError } from '../core/errors.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
-import { type ImagePreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ResizeInterpolation, type ResizePolicy, trainingPreprocessing } from '../data/image-preprocessing.js';
+import {
+  type ImagePreprocessing,
+  RESIZE_INTERPOLATIONS,
+  RESIZE_POLICIES,
+  type ResizeInterpolation,
+  type ResizePolicy,
+  trainingPreprocessing,
+} from '../data/image-preprocessing.js';
 import { parseDatasetSpec } from '../data/spec.js';
 import { type Batch, type BatchLoader, timedBatches } from '../data/loader.js';
 import { openTrainingData, type TrainingData } from '../data/training-data.js';
@@ -18,8 +25,17 @@ import { writeFileAtomicSync } from '../io/atomic.js';
 import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { makeOutputDir } from '../io/output-paths.js';
 import { buildModel, getModelEntry, type ModelEntry } from '../models/registry.js';
+import { checkTrainingMemory } from './memory-estimate.js';
 import type { Model } from '../nn/model.js';
-import { checkResumable, hasCheckpoint, type LoadedCheckpoint, loadModelWeights, readCheckpoint, saveCheckpoint, type RunState } from './checkpoint.js';
+import {
+  checkResumable,
+  hasCheckpoint,
+  type LoadedCheckpoint,
+  loadModelWeights,
+  readCheckpoint,
+  saveCheckpoint,
+  type RunState,
+} from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
@@ -27,7 +43,19 @@ import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions } from 
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
-import { applyPhase, buildTransferModel, checkTransferResume, checkUnfreezeFrom, fineTuneLr, phaseOfEpoch, totalEpochs, transferChannels, validateTransferConfig, type Phase, type TransferConfig } from './transfer.js';
+import {
+  applyPhase,
+  buildTransferModel,
+  checkTransferResume,
+  checkUnfreezeFrom,
+  fineTuneLr,
+  phaseOfEpoch,
+  totalEpochs,
+  transferChannels,
+  validateTransferConfig,
+  type Phase,
+  type TransferConfig,
+} from './transfer.js';
 
 export interface AugmentConfig {
   /** Random crop after zero padding by this many pixels (0 = off). */
@@ -119,9 +147,11 @@ export function defaultModelOptions(model: string, dataset: string): Record<stri
 export function describeModel(model: string, options: Record<string, unknown>): string {
   const o = getModelEntry(model).resolveOptions(options);
   const [h, w, c] = o['inputShape'] as number[];
-  return `${model}: stem ${String(o['stem'])}, width ${String(o['width'])}` +
+  return (
+    `${model}: stem ${String(o['stem'])}, width ${String(o['width'])}` +
     (o['middleBlocks'] !== undefined ? `, ${String(o['middleBlocks'])} middle blocks` : '') +
-    `, input ${h}×${w}×${c}, ${String(o['classes'])} classes`;
+    `, input ${h}×${w}×${c}, ${String(o['classes'])} classes`
+  );
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -226,26 +256,38 @@ const RESUME_MAY_CHANGE = ['epochs', 'outDir', 'replicas', 'fineTuneEpochs'];
 export function validateTrainConfig(c: TrainConfig): void {
   const posInt = (k: keyof TrainConfig) => {
     const v = c[k];
-    if (!Number.isInteger(v) || (v as number) < 1) throw new OptionError(`${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    if (!Number.isInteger(v) || (v as number) < 1)
+      throw new OptionError(`${k} must be a positive integer, got ${JSON.stringify(v)}`);
   };
   posInt('epochs');
   posInt('batchSize');
-  if (c.batchSize > MAX_BATCH_SIZE) throw new OptionError(`batchSize must be at most ${MAX_BATCH_SIZE}, got ${c.batchSize}`);
-  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) throw new OptionError(`labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
-  if (!(c.ema === 0 || (c.ema > 0 && c.ema < 1))) throw new OptionError(`ema must be 0 (off) or in (0, 1), got ${c.ema}`);
-  if (!(c.validationFraction >= 0 && c.validationFraction < 1)) throw new OptionError(`validationFraction must be in [0, 1)`);
+  if (c.batchSize > MAX_BATCH_SIZE)
+    throw new OptionError(`batchSize must be at most ${MAX_BATCH_SIZE}, got ${c.batchSize}`);
+  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1))
+    throw new OptionError(`labelSmoothing must be in [0, 1), got ${c.labelSmoothing}`);
+  if (!(c.ema === 0 || (c.ema > 0 && c.ema < 1)))
+    throw new OptionError(`ema must be 0 (off) or in (0, 1), got ${c.ema}`);
+  if (!(c.validationFraction >= 0 && c.validationFraction < 1))
+    throw new OptionError(`validationFraction must be in [0, 1)`);
   if (!(c.warmupEpochs >= 0)) throw new OptionError(`warmupEpochs must be ≥ 0`);
-  if (!(Number.isInteger(c.augment.cropPadding) && c.augment.cropPadding >= 0)) throw new OptionError(`crop padding must be a non-negative integer`);
+  if (!(Number.isInteger(c.augment.cropPadding) && c.augment.cropPadding >= 0))
+    throw new OptionError(`crop padding must be a non-negative integer`);
   for (const k of ['limitTrain', 'limitTest', 'imageSize', 'evalsPerEpoch', 'replicas'] as const) {
     const v = c[k];
-    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError(`${k} must be a positive integer, got ${v}`);
+    if (v !== undefined && !(Number.isInteger(v) && v > 0))
+      throw new OptionError(`${k} must be a positive integer, got ${v}`);
   }
-  if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean') throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
+  if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean')
+    throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
   validateResize(c);
-  if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
+  if ((c.replicas ?? 1) > c.batchSize)
+    throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   // More replicas than cores would share cores and crawl (and start slowly), looking hung.
   const cores = availableParallelism();
-  if ((c.replicas ?? 1) > cores) throw new OptionError(`replicas (${c.replicas}) exceeds the ${cores} core(s) of this machine: each replica needs a core of its own; use at most ${cores}`);
+  if ((c.replicas ?? 1) > cores)
+    throw new OptionError(
+      `replicas (${c.replicas}) exceeds the ${cores} core(s) of this machine: each replica needs a core of its own; use at most ${cores}`,
+    );
   getModelEntry(c.model);
   validateSchedule(scheduleOf(c));
   validateTransferConfig(c);
@@ -253,9 +295,12 @@ export function validateTrainConfig(c: TrainConfig): void {
 
 /** resize and interpolation: known values, and only where images are read from files. */
 function validateResize(c: TrainConfig): void {
-  if (c.resize !== undefined && !RESIZE_POLICIES.includes(c.resize)) throw new OptionError(`resize must be one of ${RESIZE_POLICIES.join(', ')}, got ${JSON.stringify(c.resize)}`);
+  if (c.resize !== undefined && !RESIZE_POLICIES.includes(c.resize))
+    throw new OptionError(`resize must be one of ${RESIZE_POLICIES.join(', ')}, got ${JSON.stringify(c.resize)}`);
   if (c.interpolation !== undefined && !RESIZE_INTERPOLATIONS.includes(c.interpolation)) {
-    throw new OptionError(`interpolation must be one of ${RESIZE_INTERPOLATIONS.join(', ')}, got ${JSON.stringify(c.interpolation)}`);
+    throw new OptionError(
+      `interpolation must be one of ${RESIZE_INTERPOLATIONS.join(', ')}, got ${JSON.stringify(c.interpolation)}`,
+    );
   }
   if ((c.resize ?? c.interpolation) !== undefined && parseDatasetSpec(c.dataset).kind !== 'folder') {
     throw new OptionError(`resize and interpolation apply to image folders (folder:DIR), not to ${c.dataset}`);
@@ -285,9 +330,16 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
   const { data, source, imagePreprocessing } = await openData(config, saved, progress);
   const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   checkModelFitsData(model, data, config.dataset);
-  const session = new TrainingSession({ config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions }, saved);
+  checkTrainingMemory(model, config.batchSize, config.replicas ?? 1);
+  const session = new TrainingSession(
+    { config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions },
+    saved,
+  );
   if (saved) session.restore(saved);
-  writeFileAtomicSync(join(outDir, 'config.json'), new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'));
+  writeFileAtomicSync(
+    join(outDir, 'config.json'),
+    new TextEncoder().encode(JSON.stringify({ ...config, backend: backend.name }, null, 2) + '\n'),
+  );
   session.startClock();
   await session.startReplicas();
   session.announce();
@@ -313,7 +365,11 @@ function openRunFolder(config: TrainConfig, resuming: boolean): { outDir: string
 }
 
 /** The run's data, the weights source of a new transfer run, and how image files become inputs. */
-async function openData(config: TrainConfig, saved: LoadedCheckpoint | null, progress: Progress): Promise<{ data: TrainingData; source: WeightsSource | null; imagePreprocessing: ImagePreprocessing }> {
+async function openData(
+  config: TrainConfig,
+  saved: LoadedCheckpoint | null,
+  progress: Progress,
+): Promise<{ data: TrainingData; source: WeightsSource | null; imagePreprocessing: ImagePreprocessing }> {
   const entry = getModelEntry(config.model);
   progress.line(`loading ${config.dataset} …`);
   // Transfer: the source's record decides the model, and its images' channels.
@@ -322,17 +378,30 @@ async function openData(config: TrainConfig, saved: LoadedCheckpoint | null, pro
   const requested = config.modelOptions['inputShape'] as readonly number[] | undefined;
   const resumedShape = saved?.state.model.options['inputShape'] as readonly number[] | undefined;
   const imageSize = config.imageSize ?? requested?.[0];
-  const channels = source ? transferChannels(source, config.modelOptions) : config.weights !== undefined ? resumedShape?.[2] : requested?.[2];
+  const channels = source
+    ? transferChannels(source, config.modelOptions)
+    : config.weights !== undefined
+      ? resumedShape?.[2]
+      : requested?.[2];
   // How image files become inputs; recorded with the weights (built-in data: what predict should do).
   const imagePreprocessing: ImagePreprocessing = {
-    ...trainingPreprocessing(entry.preprocessing), ...(config.resize ? { resize: config.resize } : {}),
+    ...trainingPreprocessing(entry.preprocessing),
+    ...(config.resize ? { resize: config.resize } : {}),
     ...(config.interpolation ? { interpolation: config.interpolation } : {}),
   };
   const data = await openTrainingData({
-    dataset: config.dataset, scaling: entry.preprocessing, augment: config.augment, validationFraction: config.validationFraction,
-    seed: config.seed, batchSize: config.batchSize, skipBadImages: config.skipBadImages ?? false, preprocessing: imagePreprocessing,
-    ...(imageSize !== undefined ? { imageSize } : {}), ...(channels !== undefined ? { channels } : {}),
-    ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}), ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),
+    dataset: config.dataset,
+    scaling: entry.preprocessing,
+    augment: config.augment,
+    validationFraction: config.validationFraction,
+    seed: config.seed,
+    batchSize: config.batchSize,
+    skipBadImages: config.skipBadImages ?? false,
+    preprocessing: imagePreprocessing,
+    ...(imageSize !== undefined ? { imageSize } : {}),
+    ...(channels !== undefined ? { channels } : {}),
+    ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}),
+    ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),
   });
   progress.line(data.description);
   for (const note of data.notes) progress.line(note);
@@ -343,9 +412,11 @@ async function openData(config: TrainConfig, saved: LoadedCheckpoint | null, pro
 function checkModelFitsData(model: Model, data: DataShape, dataset: string): void {
   const [h, w, ch] = model.inputShape as [number, number, number];
   const classes = model.outputShape[0]!;
-  if (classes !== data.classes) throw new OptionError(`the model has ${classes} outputs but ${dataset} has ${data.classes} classes`);
+  if (classes !== data.classes)
+    throw new OptionError(`the model has ${classes} outputs but ${dataset} has ${data.classes} classes`);
   if (h !== w) throw new OptionError(`training needs a square model input, got ${h}×${w}`);
-  if (ch !== data.sampleShape[2]) throw new OptionError(`the model takes ${ch} channels but the data gives ${data.sampleShape[2]}`);
+  if (ch !== data.sampleShape[2])
+    throw new OptionError(`the model takes ${ch} channels but the data gives ${data.sampleShape[2]}`);
 }
 
 /** What train() has opened before the session starts. */
@@ -414,7 +485,10 @@ class TrainingSession {
   private interrupted = false;
   private stopAfterEpoch = false;
 
-  constructor(private readonly setup: RunSetup, saved: LoadedCheckpoint | null) {
+  constructor(
+    private readonly setup: RunSetup,
+    saved: LoadedCheckpoint | null,
+  ) {
     const { config, model, data } = setup;
     this.config = config;
     this.progress = setup.progress;
@@ -423,7 +497,11 @@ class TrainingSession {
     this.evalLoader = data.evaluation;
     this.classes = model.outputShape[0]!;
     this.optimizerOptions = {
-      lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay, clipNorm: config.clipNorm,
+      lr: config.lr,
+      momentum: config.momentum,
+      nesterov: config.nesterov,
+      weightDecay: config.weightDecay,
+      clipNorm: config.clipNorm,
     };
     this.epochsInAll = totalEpochs(config);
     this.phase = phaseOfEpoch(config, saved?.state.epochsDone ?? 0);
@@ -433,11 +511,15 @@ class TrainingSession {
     this.stepsPerEpoch = this.loader.batchesPerEpoch;
     this.schedule = { ...scheduleOf(config), warmupSteps: Math.round(config.warmupEpochs * this.stepsPerEpoch) };
     const evalsPerEpoch = Math.min(config.evalsPerEpoch ?? 1, this.stepsPerEpoch);
-    for (let k = 1; k < evalsPerEpoch; k++) this.midEpochEvals.add(Math.round((k * this.stepsPerEpoch) / evalsPerEpoch));
+    for (let k = 1; k < evalsPerEpoch; k++)
+      this.midEpochEvals.add(Math.round((k * this.stepsPerEpoch) / evalsPerEpoch));
   }
 
   private optimizerFor(p: Phase | null): Optimizer {
-    return new Optimizer(this.config.optimizer, p === 'fine-tune' ? { ...this.optimizerOptions, lr: fineTuneLr(this.config) } : this.optimizerOptions);
+    return new Optimizer(
+      this.config.optimizer,
+      p === 'fine-tune' ? { ...this.optimizerOptions, lr: fineTuneLr(this.config) } : this.optimizerOptions,
+    );
   }
 
   /** Continues from a checkpoint: weights, optimizer, average, data order, randomness, counters. */
@@ -446,7 +528,10 @@ class TrainingSession {
     loadModelWeights(model, saved.model, join(this.setup.outDir, 'checkpoint.safetensors'));
     // A checkpoint from the end of the head phase holds that phase's optimizer state: not wanted.
     if ((saved.state.phase ?? null) === this.phase) {
-      optimizer.setState({ name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots }, model.weights);
+      optimizer.setState(
+        { name: saved.state.optimizer.name, step: saved.state.optimizer.step, slots: saved.optimizerSlots },
+        model.weights,
+      );
     }
     if (ema && saved.state.ema) ema.setState({ updates: saved.state.ema.updates, shadow: saved.ema }, model.weights);
     this.loader.setState(saved.state.loader);
@@ -478,16 +563,25 @@ class TrainingSession {
     if (replicas <= 1) return;
     this.progress.line(`starting ${replicas} training replicas …`);
     const { model, optimizer, ema, config } = this;
-    this.dp = await DataParallel.start({
-      replicas, model: config.model, modelOptions: this.setup.modelOptions,
-      onReplicaReady: (ready, total) => this.progress.line(`replica ${ready}/${total} ready`),
-      optimizer: { name: optimizer.name, options: this.optimizerOptions }, labelSmoothing: config.labelSmoothing, ema: config.ema,
-    }, { model, optimizer, ema });
+    this.dp = await DataParallel.start(
+      {
+        replicas,
+        model: config.model,
+        modelOptions: this.setup.modelOptions,
+        onReplicaReady: (ready, total) => this.progress.line(`replica ${ready}/${total} ready`),
+        optimizer: { name: optimizer.name, options: this.optimizerOptions },
+        labelSmoothing: config.labelSmoothing,
+        ema: config.ema,
+      },
+      { model, optimizer, ema },
+    );
   }
 
   announce(): void {
     const { config, model, dp } = this;
-    this.progress.line(`model ${describeModel(config.model, this.setup.modelOptions)} (${model.countParams().toLocaleString('en-US')} parameters)`);
+    this.progress.line(
+      `model ${describeModel(config.model, this.setup.modelOptions)} (${model.countParams().toLocaleString('en-US')} parameters)`,
+    );
     this.progress.line(
       `training on ${this.setup.data.name}: ` +
         `${this.loader.samples} images, ${this.epochsInAll} epochs of ${this.stepsPerEpoch} steps, backend ${this.setup.backend.name}` +
@@ -498,14 +592,22 @@ class TrainingSession {
   private runState(): RunState {
     const { config, ema } = this;
     return {
-      step: this.step, epochsDone: this.epochsDone, loader: this.loader.getState(), modelRandom: this.model.rng.getState(),
-      optimizer: { name: this.optimizer.name, step: this.optimizer.step }, ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
-      wallSeconds: this.wall(), history: this.history as unknown as Record<string, number>[], config: config as unknown as Record<string, unknown>,
-      model: { name: config.model, options: this.setup.modelOptions }, ...(this.phase ? { phase: this.phase } : {}),
+      step: this.step,
+      epochsDone: this.epochsDone,
+      loader: this.loader.getState(),
+      modelRandom: this.model.rng.getState(),
+      optimizer: { name: this.optimizer.name, step: this.optimizer.step },
+      ema: ema ? { decay: ema.decay, updates: ema.updates } : null,
+      wallSeconds: this.wall(),
+      history: this.history as unknown as Record<string, number>[],
+      config: config as unknown as Record<string, unknown>,
+      model: { name: config.model, options: this.setup.modelOptions },
+      ...(this.phase ? { phase: this.phase } : {}),
       // What predict/eval/export need to use the weights with no flags (see io/model-record.ts).
       ...(this.setup.data.classNames ? { classNames: [...this.setup.data.classNames] } : {}),
       preprocessing: this.setup.imagePreprocessing,
-      evalPoints: this.evalPoints as unknown as Record<string, number>[], trainSeconds: this.trainSecondsBefore + this.trainSeconds,
+      evalPoints: this.evalPoints as unknown as Record<string, number>[],
+      trainSeconds: this.trainSecondsBefore + this.trainSeconds,
     };
   }
 
@@ -532,8 +634,13 @@ class TrainingSession {
 
   private recordEval(ev: EvalResult): void {
     this.evalPoints.push({
-      step: this.step, epoch: this.step / this.stepsPerEpoch, wallSeconds: this.wall(), trainSeconds: this.trainSecondsBefore + this.trainSeconds,
-      evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5,
+      step: this.step,
+      epoch: this.step / this.stepsPerEpoch,
+      wallSeconds: this.wall(),
+      trainSeconds: this.trainSecondsBefore + this.trainSeconds,
+      evalLoss: ev.loss,
+      evalTop1: ev.top1,
+      evalTop5: ev.top5,
     });
   }
 
@@ -585,7 +692,13 @@ class TrainingSession {
   /** The epoch's steps; a stop request mid-epoch saves a checkpoint and sets `interrupted`. */
   private async runEpochSteps(epoch: number): Promise<EpochStats> {
     const stats: EpochStats = {
-      lossSum: 0, correct: 0, seen: 0, lr: this.optimizer.lr, started: process.hrtime.bigint(), wait: { seconds: 0 }, stepSeconds: 0,
+      lossSum: 0,
+      correct: 0,
+      seen: 0,
+      lr: this.optimizer.lr,
+      started: process.hrtime.bigint(),
+      wait: { seconds: 0 },
+      stepSeconds: 0,
       skippedBefore: this.skippedSoFar(),
     };
     for await (const batch of timedBatches(this.loader.epochBatches(), stats.wait)) {
@@ -599,16 +712,22 @@ class TrainingSession {
   private async trainStep(batch: Batch, epoch: number, stats: EpochStats): Promise<void> {
     const { config, dp } = this;
     const t0 = process.hrtime.bigint();
-    const lr = this.phase === 'fine-tune'
-      ? fineTuneLr(config)
-      : learningRateAt(this.schedule, this.step, { totalSteps: this.stepsPerEpoch * config.epochs, stepsPerEpoch: this.stepsPerEpoch });
+    const lr =
+      this.phase === 'fine-tune'
+        ? fineTuneLr(config)
+        : learningRateAt(this.schedule, this.step, {
+            totalSteps: this.stepsPerEpoch * config.epochs,
+            stepsPerEpoch: this.stepsPerEpoch,
+          });
     stats.lr = lr;
     this.optimizer.lr = lr;
     const { loss, correct } = dp ? await dp.step(batch, lr, this.model.rng.nextUint32()) : this.localStep(batch);
     if (!Number.isFinite(loss)) {
       throw new TrainingDivergedError(
         `the loss became ${loss} at epoch ${epoch + 1}, step ${this.step + 1} (learning rate ${lr.toPrecision(3)}); training stopped. ` +
-          (hasCheckpoint(this.setup.outDir) ? `The last good checkpoint in ${this.setup.outDir} is kept.` : 'No checkpoint had been written yet.') +
+          (hasCheckpoint(this.setup.outDir)
+            ? `The last good checkpoint in ${this.setup.outDir} is kept.`
+            : 'No checkpoint had been written yet.') +
           ' Try a lower --lr or --clip-norm.',
       );
     }
@@ -623,15 +742,23 @@ class TrainingSession {
     const rate = stats.seen / Math.max(secondsSince(stats.started), 1e-9);
     const stepsLeft = this.stepsPerEpoch * this.epochsInAll - this.step;
     this.progress.step({
-      epoch: epoch + 1, epochs: this.epochsInAll, batch: this.loader.position === 0 ? this.stepsPerEpoch : this.loader.position, batches: this.stepsPerEpoch,
-      loss: stats.lossSum / stats.seen, accuracy: stats.correct / stats.seen, imagesPerSec: rate, etaSeconds: (stepsLeft * config.batchSize) / rate, lr,
+      epoch: epoch + 1,
+      epochs: this.epochsInAll,
+      batch: this.loader.position === 0 ? this.stepsPerEpoch : this.loader.position,
+      batches: this.stepsPerEpoch,
+      loss: stats.lossSum / stats.seen,
+      accuracy: stats.correct / stats.seen,
+      imagesPerSec: rate,
+      etaSeconds: (stepsLeft * config.batchSize) / rate,
+      lr,
     });
   }
 
   /** Mid-epoch evaluation, a turn of the event loop, then stop or checkpoint requests; true = stop now. */
   private async afterStep(epoch: number, wait: { seconds: number }): Promise<boolean> {
     // Before the stop check, so that a run stopped right here still has this point on resume.
-    if (this.evalLoader && this.midEpochEvals.has(this.step - epoch * this.stepsPerEpoch)) this.recordEval(await this.evalNow());
+    if (this.evalLoader && this.midEpochEvals.has(this.step - epoch * this.stepsPerEpoch))
+      this.recordEval(await this.evalNow());
     // A real turn of the event loop: awaiting the batch generator only runs microtasks, so
     // without this, signal handlers (Ctrl-C), the loader's prefetch and the finalizers of
     // freed tensors would all wait for the end of training.
@@ -668,15 +795,27 @@ class TrainingSession {
     this.epochsDone = epoch + 1;
     const skipped = this.skippedSoFar() - stats.skippedBefore;
     const record: EpochRecord = {
-      epoch: this.epochsDone, step: this.step, lr: stats.lr, trainLoss: stats.lossSum / Math.max(1, stats.seen), trainTop1: stats.correct / Math.max(1, stats.seen),
-      evalLoss: ev.loss, evalTop1: ev.top1, evalTop5: ev.top5, imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9), wallSeconds: this.wall(),
-      dataWait: stats.wait.seconds / Math.max(stats.wait.seconds + stats.stepSeconds, 1e-9), skippedImages: skipped,
+      epoch: this.epochsDone,
+      step: this.step,
+      lr: stats.lr,
+      trainLoss: stats.lossSum / Math.max(1, stats.seen),
+      trainTop1: stats.correct / Math.max(1, stats.seen),
+      evalLoss: ev.loss,
+      evalTop1: ev.top1,
+      evalTop5: ev.top5,
+      imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9),
+      wallSeconds: this.wall(),
+      dataWait: stats.wait.seconds / Math.max(stats.wait.seconds + stats.stepSeconds, 1e-9),
+      skippedImages: skipped,
       ...(this.phase ? { phase: this.phase } : {}),
     };
     this.history.push(record);
     await this.save();
     const outDir = this.setup.outDir;
-    writeFileAtomicSync(join(outDir, 'metrics.jsonl'), new TextEncoder().encode(this.history.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+    writeFileAtomicSync(
+      join(outDir, 'metrics.jsonl'),
+      new TextEncoder().encode(this.history.map((r) => JSON.stringify(r)).join('\n') + '\n'),
+    );
     await writeCurves(outDir, this.history, this.evalLoader ? this.setup.data.evalName : null);
     this.reportEpoch(record, skipped);
     if (this.stopAfterEpoch && this.epochsDone < this.epochsInAll) {
@@ -689,12 +828,16 @@ class TrainingSession {
     const { evalLoader, phase } = this;
     this.progress.line(
       `epoch ${this.epochsDone}/${this.epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
-        (evalLoader ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} top-1 ${(100 * record.evalTop1).toFixed(2)}% top-5 ${(100 * record.evalTop5).toFixed(2)}%  ` : '') +
+        (evalLoader
+          ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} top-1 ${(100 * record.evalTop1).toFixed(2)}% top-5 ${(100 * record.evalTop5).toFixed(2)}%  `
+          : '') +
         `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
     );
     if (skipped > 0) {
       const first = [...(this.loader.badFiles ?? []), ...(evalLoader?.badFiles ?? [])][0];
-      this.progress.line(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} this epoch (--skip-bad-images)${first ? `, e.g. ${first}` : ''}`);
+      this.progress.line(
+        `skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} this epoch (--skip-bad-images)${first ? `, e.g. ${first}` : ''}`,
+      );
     }
   }
 
@@ -709,12 +852,26 @@ class TrainingSession {
       finalEvalName = 'test';
     } else {
       const last = history.at(-1);
-      final = last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : NO_EVALUATION;
+      final =
+        last && evalLoader
+          ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples }
+          : NO_EVALUATION;
     }
     return {
-      finalEvalName, testTop1: final.top1, testTop5: final.top5, testLoss: final.loss, epochs: this.epochsDone, wallSeconds: this.wall(),
-      imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9), outDir: this.setup.outDir, interrupted, history, backend: this.setup.backend.name,
-      evalPoints: this.evalPoints, steps: this.step, trainSeconds: this.trainSecondsBefore + this.trainSeconds,
+      finalEvalName,
+      testTop1: final.top1,
+      testTop5: final.top5,
+      testLoss: final.loss,
+      epochs: this.epochsDone,
+      wallSeconds: this.wall(),
+      imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9),
+      outDir: this.setup.outDir,
+      interrupted,
+      history,
+      backend: this.setup.backend.name,
+      evalPoints: this.evalPoints,
+      steps: this.step,
+      trainSeconds: this.trainSecondsBefore + this.trainSeconds,
     };
   }
 
@@ -734,16 +891,33 @@ type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
  * (transfer learning), or — resuming a transfer run — from the checkpoint, which holds every
  * weight, so the source is not read again.
  */
-async function runModel(config: TrainConfig, saved: RunState | null, source: WeightsSource | null, data: DataShape, backend: Backend, progress: Progress): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
+async function runModel(
+  config: TrainConfig,
+  saved: RunState | null,
+  source: WeightsSource | null,
+  data: DataShape,
+  backend: Backend,
+  progress: Progress,
+): Promise<{ model: Model; modelOptions: Record<string, unknown> }> {
   let built: { model: Model; modelOptions: Record<string, unknown> };
   if (source === null) {
-    const defaults = { inputShape: data.sampleShape, classes: data.classes, seed: config.seed, ...smallStemBelowMinimum(getModelEntry(config.model), data.sampleShape[0]) };
+    const defaults = {
+      inputShape: data.sampleShape,
+      classes: data.classes,
+      seed: config.seed,
+      ...smallStemBelowMinimum(getModelEntry(config.model), data.sampleShape[0]),
+    };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
   } else {
     const [size, , channels] = data.sampleShape;
     const target = {
-      model: config.model, modelOptions: config.modelOptions, seed: config.seed, size, channels, classes: data.classes,
+      model: config.model,
+      modelOptions: config.modelOptions,
+      seed: config.seed,
+      size,
+      channels,
+      classes: data.classes,
       ...(data.classNames ? { classNames: data.classNames } : {}),
     };
     const t = await buildTransferModel(source, target, backend);
@@ -758,4 +932,3 @@ async function runModel(config: TrainConfig, saved: RunState | null, source: Wei
   }
   return built;
 }
-
