@@ -23,7 +23,7 @@ export LD_PRELOAD="$runtimes"
 # invisible to TSan: tsan.supp silences races whose stack passes through libgomp, nothing else.
 export ASAN_OPTIONS="detect_leaks=0:log_path=$reports/asan:abort_on_error=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
-export TSAN_OPTIONS="log_path=$reports/tsan:suppressions=$root/scripts/tsan.supp:halt_on_error=0:report_signal_unsafe=0"
+export TSAN_OPTIONS="log_path=$reports/tsan:external_symbolizer_path=$(command -v llvm-symbolizer || true):suppressions=$root/scripts/tsan.supp:halt_on_error=0:report_signal_unsafe=0"
 # First prove the setup: the sanitized addon loads and the runtime is in the process.
 node --input-type=module -e "
   const mod = { exports: {} };
