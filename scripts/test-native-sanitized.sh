@@ -3,7 +3,7 @@
 #   scripts/test-native-sanitized.sh asan dist/test/backends/native-kernels.test.js ...
 #   scripts/test-native-sanitized.sh tsan dist/test/train/data-parallel.test.js
 # Node is not instrumented, so the sanitizer runtime is preloaded (inherited by the test children).
-# Reports go to files under build-<kind>/reports/; the script fails if any appears.
+# Reports go to files under build-<kind>/reports/<pid>/; the script fails if any appears.
 set -euo pipefail
 kind="${1:-}"; shift || true
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,8 +14,8 @@ case "$kind" in
   *) echo "usage: $0 asan|tsan test-file..." >&2; exit 2 ;;
 esac
 [ -f "$addon" ] || { echo "missing $addon: run scripts/build-native-sanitized.sh $kind" >&2; exit 2; }
-reports="$root/build-$kind/reports"
-rm -rf "$reports"; mkdir -p "$reports"
+reports="$root/build-$kind/reports/$$"  # one folder per run: runs may overlap
+mkdir -p "$reports"
 export XCEPTION_NATIVE_ADDON="$addon"
 export LD_PRELOAD="$runtimes"
 # Node's own allocations are not instrumented and it keeps memory until exit: leak checks would
