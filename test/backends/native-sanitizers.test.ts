@@ -1,6 +1,6 @@
 /**
  * Runs a quick native workload against the sanitized addons when they were built
- * (scripts/build-native-sanitized.sh asan|tsan; about 5–10 minutes each on 2 cores, so CI does not
+ * (scripts/build-native-sanitized.sh asan|tsan; 4–9 minutes each on 2 cores, so CI does not
  * build them): the native fuzzers under AddressSanitizer + UBSan, and two replicas training on the
  * native backend under ThreadSanitizer. Any sanitizer report fails the test. The full runs are in
  * docs/guide.md (Develop).
