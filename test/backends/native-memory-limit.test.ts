@@ -27,6 +27,9 @@ function underLimit(sizes: number[]): Outcome[] {
 test('under ulimit -v, a request past the limit is a typed OutOfMemoryError (ERR_XCEPTION_NATIVE_OOM), not a crash', (t) => {
   if (!nativeBackendStatus().available) return t.skip(nativeBackendStatus().reason);
   if (process.platform !== 'linux') return t.skip('ulimit -v and the arena are Linux-specific');
+  // ASan and TSan map terabytes of shadow memory: no sanitized process starts under ulimit -v.
+  if (/lib[at]san/.test(process.env.LD_PRELOAD ?? ''))
+    return t.skip('a sanitizer runtime is preloaded (its shadow memory needs no ulimit -v)');
   // 40 MB fits; 8 GiB is more than the limit allows at all (refused before any mmap or malloc);
   // 3.6 GB is under the limit but more than the address space left (the kernel refuses it);
   // then 40 MB again: the backend still works after refusing.
