@@ -493,6 +493,9 @@ napi_value guarded(napi_env env, napi_callback_info info) {
   } catch (const KernelError& e) {
     code = "ERR_XCEPTION_NATIVE";
     message = e.what();
+  } catch (const OutOfMemory& e) {
+    code = "ERR_XCEPTION_NATIVE_OOM";
+    message = e.what();
   } catch (const std::bad_alloc&) {
     code = "ERR_XCEPTION_NATIVE_OOM";
     message = "out of native memory";

@@ -10,19 +10,54 @@
 #include "arena.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <vector>
 
+// Under AddressSanitizer the arena's blocks are poisoned while free and past their requested
+// size, so an overrun into a neighbour is reported like one past a malloc block.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define XN_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define XN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define XN_POISON(p, n) ((void)(p), (void)(n))
+#define XN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace xnative {
 
 namespace {
 constexpr size_t kPage = 4096;
+
+// A number from a cgroup file ("max" or a missing file: no limit).
+size_t cgroupLimit(const char* file) {
+  std::ifstream in(file);
+  unsigned long long v = 0;
+  if (!(in >> v) || v == 0) return SIZE_MAX;
+  return static_cast<size_t>(v);
+}
+
+// The most memory this process may use: physical memory, the address-space limit (ulimit -v) and
+// the cgroup's memory limit (v2, then v1), whichever is smallest. Past the cgroup limit the kernel's
+// OOM killer ends the process; a request larger than this is refused up front instead.
+size_t usableMemory() {
+  size_t bound = SIZE_MAX;
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && pageSize > 0) bound = static_cast<size_t>(pages) * static_cast<size_t>(pageSize);
+  struct rlimit as;
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) bound = std::min<size_t>(bound, as.rlim_cur);
+  bound = std::min(bound, cgroupLimit("/sys/fs/cgroup/memory.max"));
+  bound = std::min(bound, cgroupLimit("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+  return bound;
+}
 
 struct FreeRange {
   size_t size;
@@ -42,14 +77,17 @@ struct Arena {
   size_t trimmedBelowTop = 0;  // bytes of free ranges below top that are not resident
   size_t live = 0, peak = 0;
   size_t slack = size_t(1) << 30;
+  size_t usable = SIZE_MAX;  // usableMemory(), read once at the reservation
 
-  // The address range, once: as large as physical memory (nothing is committed until written;
-  // MAP_NORESERVE so the reservation itself is not charged). Without it, malloc serves all.
+  // The address range, once: as large as the memory the process may use (nothing is committed
+  // until written; MAP_NORESERVE so the reservation itself is not charged). If that much address
+  // space is refused (ulimit -v, strict overcommit), less is taken, down to 1 GiB, and malloc serves
+  // the rest under the same kernel limit. Without it, malloc serves all.
   void reserve() {
     reserveTried = true;
-    long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || pageSize != static_cast<long>(kPage)) return;
-    for (size_t want = static_cast<size_t>(pages) * kPage; want >= (size_t(1) << 30); want /= 2) {
+    usable = usableMemory();
+    if (sysconf(_SC_PAGESIZE) != static_cast<long>(kPage) || usable == SIZE_MAX) return;
+    for (size_t want = usable / kPage * kPage; want >= (size_t(1) << 30); want /= 2) {
       void* p = mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p != MAP_FAILED) {
         base = static_cast<char*>(p);
@@ -197,8 +235,17 @@ void* arenaAlloc(size_t bytes) {
   if (bytes >= kArenaMinBytes) {
     Arena& a = arena();
     std::lock_guard<std::mutex> lock(a.mutex);
-    if (void* p = a.take(pageRounded(bytes))) return p;
+    if (bytes > SIZE_MAX - kPage) return nullptr;
+    if (char* p = static_cast<char*>(a.take(pageRounded(bytes)))) {
+      XN_UNPOISON(p, bytes);
+      XN_POISON(p + bytes, pageRounded(bytes) - bytes);
+      return p;
+    }
+    // More than the process may use, or than the full-size arena has left: malloc would only
+    // overcommit, and writing the pages would wake the OOM killer.
+    if (bytes > a.usable || (a.base && a.reserved >= a.usable / kPage * kPage)) return nullptr;
   }
+  if (bytes > SIZE_MAX - 64) return nullptr;
   return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
 }
 
@@ -207,6 +254,7 @@ void arenaFree(void* p, size_t bytes) {
   Arena& a = arena();
   if (bytes >= kArenaMinBytes && a.owns(p)) {
     std::lock_guard<std::mutex> lock(a.mutex);
+    XN_POISON(p, pageRounded(bytes));
     a.give(p, pageRounded(bytes));
     return;
   }

@@ -26,7 +26,9 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero) {
   b->size = size;
   size_t bytes = bufferBytes(size);
   void* p = arenaAlloc(bytes);
-  if (!p) throw std::bad_alloc();
+  if (!p)
+    throw OutOfMemory("out of native memory: " + std::to_string(bytes) +
+                      " bytes refused (more than RAM, ulimit -v or the cgroup's memory.max leave)");
   if (zero) std::memset(p, 0, bytes);
   b->data = static_cast<float*>(p);
   liveBuffers += 1;
@@ -93,6 +95,10 @@ bool Args::flag(size_t i, const char* name) const {
 }
 
 int64_t elems(std::initializer_list<int64_t> dims, const char* what) {
+  return elems(std::vector<int64_t>(dims), what);
+}
+
+int64_t elems(const std::vector<int64_t>& dims, const char* what) {
   int64_t n = 1;
   for (int64_t d : dims) {
     if (d < 0) throw KernelError(std::string(what) + ": negative dimension");

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -54,6 +55,16 @@ class ThreadPartials {
 class KernelError : public std::runtime_error {
  public:
   explicit KernelError(const std::string& m) : std::runtime_error(m) {}
+};
+
+// An allocation the arena and malloc both refused; the binding reports ERR_XCEPTION_NATIVE_OOM.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(const std::string& m) : message_(m) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
 };
 
 // Native float32 storage behind one JS handle. `data` becomes null on dispose; the object itself
@@ -159,6 +170,7 @@ using KernelFn = void (*)(State&, const Args&, Result&);
 
 // Multiplies element counts, refusing anything that overflows or exceeds 2^40 elements.
 int64_t elems(std::initializer_list<int64_t> dims, const char* what);
+int64_t elems(const std::vector<int64_t>& dims, const char* what);
 
 [[noreturn]] void fail(const Args& a, const std::string& msg);
 

@@ -224,7 +224,9 @@ class Builder {
     return static_cast<int>(i);
   }
 
+  // Every value's size goes through the overflow-checked count before oneDNN sizes its memory.
   int newValue(const memory::dims& dims, const memory::desc& md) {
+    elems(dims, "plan value");
     p_.storages.push_back({md.get_size(), static_cast<int>(p_.steps.size()), 0, false, 0});
     p_.values.push_back({dims, md, static_cast<int>(p_.storages.size()) - 1});
     return static_cast<int>(p_.values.size()) - 1;
@@ -347,6 +349,7 @@ class Builder {
       bad("conv output size does not follow from its input, window, stride and padding");
     elems({kh, kw, ic / groups, oc}, "conv filter");
     memory::dims outDims{n_, oc, oh, ow};
+    elems(outDims, "conv output");
     int wi = weightRef(r, "conv weight index", false);
     int bi = weightRef(r, "conv bias index", true);
     int64_t sumSpec = r.integer("conv sum value", -1, static_cast<int64_t>(specToValue_.size()) - 1);
@@ -484,6 +487,7 @@ class Builder {
     if (pt >= wh || pb >= wh || pl >= ww || pr >= ww) bad("pool padding must be smaller than the window");
     int64_t oh = outSize(ih, wh, 1, sh, pt, pb, "pool"), ow = outSize(iw, ww, 1, sw, pl, pr, "pool");
     memory::dims outDims{n_, c, oh, ow};
+    elems(outDims, "pool output");
     dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.md, memory::desc(outDims, act_, tag::any),
                                   {sh, sw}, {wh, ww}, {pt, pl}, {pb, pr});
     dnnl::pooling_forward::primitive_desc pd(d, attr(), s_.engine);
@@ -582,6 +586,8 @@ class Builder {
     dnnl::post_ops po;
     postOps(r, po, what, false);
     const Value x = p_.values[in];
+    elems({n_, units}, "dense output");
+    elems({units, elems(x.dims, "dense input") / n_}, "dense weights");
     // Keras kernels are [features, units]; a 4-D input is flattened in (h, w, c) order, which is
     // the memory order of `hwio` for oneDNN's logical (units, c, h, w).
     memory::desc wUser, wAny;

@@ -21,6 +21,9 @@ export class DisposedError extends XceptionError {}
 /** The requested backend cannot run here (not built, not loadable, wrong dtype). */
 export class BackendError extends XceptionError {}
 
+/** The native backend could not get the memory a kernel or plan needs (ERR_XCEPTION_NATIVE_OOM). */
+export class OutOfMemoryError extends BackendError {}
+
 export function shapeToString(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }

@@ -27,6 +27,7 @@ import { acquireRunLock } from '../io/run-lock.js';
 import { openWeights, type WeightsSource } from '../io/weights-source.js';
 import { makeOutputDir } from '../io/output-paths.js';
 import { buildModel, getModelEntry, type ModelEntry } from '../models/registry.js';
+import { checkTrainingMemory } from './memory-estimate.js';
 import type { Model } from '../nn/model.js';
 import {
   checkResumable,
@@ -337,6 +338,7 @@ async function trainInLockedFolder(config: TrainConfig, run: RunOptions, outDir:
   const { data, source, imagePreprocessing } = await openData(config, saved, progress);
   const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   checkModelFitsData(model, data, config.dataset);
+  checkTrainingMemory(model, config.batchSize, config.replicas ?? 1);
   const session = new TrainingSession({ config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions }, saved);
   if (saved) session.restore(saved);
   writeFileAtomicSync(

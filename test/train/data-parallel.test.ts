@@ -297,3 +297,52 @@ test('xception train --replicas 2 trains from the command line and says so; bad 
     tmp.cleanup();
   }
 });
+
+test('a replica stalled past the timeout ends the run with ReplicaError naming it, and the others are released', async () => {
+  const main = makeModel();
+  const mainOpt = new Optimizer(SGD.name, SGD.options);
+  // Replica 1 blocks for 10 minutes in every step; the run must end after the 300 ms timeout instead.
+  const dp = await DataParallel.start(
+    {
+      replicas: 2,
+      threadsPerReplica: 1,
+      model: 'xception',
+      modelOptions: MODEL_OPTIONS,
+      optimizer: SGD,
+      labelSmoothing: 0,
+      ema: 0,
+      stallMs: 300,
+      injectStall: { rank: 1, ms: 600_000 },
+    },
+    { model: main, optimizer: mainOpt, ema: null },
+  );
+  const started = Date.now();
+  try {
+    await assert.rejects(dp.step(randomBatch(4, 7), 0.05, 1), (e: Error) => {
+      assert.ok(e instanceof ReplicaError, `expected ReplicaError, got ${e.name}: ${e.message}`);
+      assert.match(e.message, /replica 1 stalled: no progress for 0\.3 s/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 30_000, 'the stall is detected within seconds, not after the stalled replica returns');
+    await assert.rejects(dp.step(randomBatch(4, 8), 0.05, 2), ReplicaError); // the run stays failed
+  } finally {
+    await dp.close();
+  }
+  // The timeout is an option or XCEPTION_REPLICA_STALL_MS; nonsense is refused before any worker starts.
+  await assert.rejects(
+    DataParallel.start(
+      {
+        replicas: 2,
+        threadsPerReplica: 1,
+        model: 'xception',
+        modelOptions: MODEL_OPTIONS,
+        optimizer: SGD,
+        labelSmoothing: 0,
+        ema: 0,
+        stallMs: -1,
+      },
+      { model: main, optimizer: mainOpt, ema: null },
+    ),
+    /stall timeout must be a positive number/,
+  );
+});

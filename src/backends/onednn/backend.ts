@@ -23,7 +23,7 @@ import type {
   RowsParams,
   UpdateRule,
 } from '../../core/backend.js';
-import { BackendError, DisposedError, OptionError, ShapeError } from '../../core/errors.js';
+import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError } from '../../core/errors.js';
 import type { NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
 
 /** Native storage of the native backend: `size` float32 elements. */
@@ -206,6 +206,7 @@ export class NativeBackend implements Backend {
       return f();
     } catch (e) {
       if (e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('ERR_')) {
+        if (e.code === 'ERR_XCEPTION_NATIVE_OOM') throw new OutOfMemoryError(`native ${op}: ${e.message}`);
         throw new BackendError(`native ${op}: ${e.message}`);
       }
       throw e;
@@ -426,7 +427,10 @@ export class NativeBackend implements Backend {
   // --- pooling ------------------------------------------------------------------------------
 
   private poolSizes(p: Pool2DParams): { x: number; y: number } {
-    return { x: product(p.batch, p.inHeight, p.inWidth, p.channels), y: product(p.batch, p.outHeight, p.outWidth, p.channels) };
+    return {
+      x: product(p.batch, p.inHeight, p.inWidth, p.channels),
+      y: product(p.batch, p.outHeight, p.outWidth, p.channels),
+    };
   }
 
   maxPool2d(x: Handle, p: Pool2DParams): Handle {

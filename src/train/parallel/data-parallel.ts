@@ -6,12 +6,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { XceptionError } from '../../core/errors.js';
+import { OptionError, XceptionError } from '../../core/errors.js';
 import type { Batch } from '../../data/loader.js';
 import type { Model } from '../../nn/model.js';
 import type { ExponentialMovingAverage } from '../ema.js';
 import { type Optimizer, type OptimizerOptions, TrainingDivergedError } from '../optimizers.js';
-import { ReplicaAbortedError, SharedBarrier } from './barrier.js';
+import { DEFAULT_STALL_MS, ReplicaAbortedError, ReplicaStalledError, SharedBarrier } from './barrier.js';
 import type { PullReply, ReplicaCommand, ReplicaInit, ReplicaReply, SharedLayout, StepReply } from './protocol.js';
 
 export class ReplicaError extends XceptionError {}
@@ -28,6 +28,22 @@ export interface DataParallelOptions {
   ema: number;
   /** Called as each replica reports ready (building a large model takes seconds per replica). */
   onReplicaReady?: (ready: number, replicas: number) => void;
+  /**
+   * A replica that keeps the others waiting this long ends the run with ReplicaError (default:
+   * XCEPTION_REPLICA_STALL_MS from the environment, else 60 s).
+   */
+  stallMs?: number;
+  /** Tests only: replica `rank` blocks for `ms` at the start of every step. */
+  injectStall?: { rank: number; ms: number };
+}
+
+/** The stall timeout of a run: the option, else XCEPTION_REPLICA_STALL_MS, else 60 s. */
+export function stallTimeoutMs(option?: number): number {
+  const fromEnv = process.env.XCEPTION_REPLICA_STALL_MS;
+  const ms = option ?? (fromEnv === undefined ? DEFAULT_STALL_MS : Number(fromEnv));
+  if (!(Number.isFinite(ms) && ms > 0))
+    throw new OptionError(`the replica stall timeout must be a positive number of milliseconds, got ${option ?? fromEnv}`);
+  return ms;
 }
 
 type Pending = { resolve: (r: ReplicaReply) => void };
@@ -76,6 +92,7 @@ export class DataParallel {
     if (!(Number.isInteger(o.replicas) && o.replicas >= 2))
       throw new ReplicaError(`data-parallel training needs at least 2 replicas, got ${o.replicas}`);
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
+    const stallMs = stallTimeoutMs(o.stallMs);
     // The replicas compute on the backend the main thread's model lives on (by its registry name).
     const backend = from.model.weights[0]?.value.backend.name === 'native' ? 'native' : 'reference';
     const weights: Record<string, Float32Array> = {};
@@ -83,7 +100,7 @@ export class DataParallel {
     const gradFloats = from.model.weights.filter((v) => v.trainable).reduce((a, v) => a + v.size, 0);
     const stateFloats = from.model.weights.filter((v) => !v.trainable).reduce((a, v) => a + v.size, 0);
     const shared: SharedLayout = {
-      barrier: SharedBarrier.memory(),
+      barrier: SharedBarrier.memory(o.replicas),
       grads: new SharedArrayBuffer(Math.max(1, o.replicas * gradFloats) * 4),
       state: new SharedArrayBuffer(Math.max(1, o.replicas * stateFloats) * 4),
       losses: new SharedArrayBuffer(o.replicas * 8),
@@ -109,6 +126,8 @@ export class DataParallel {
         optimizerState,
         emaState,
         shared,
+        stallMs,
+        ...(o.injectStall ? { injectStall: o.injectStall } : {}),
       };
       const w = new Worker(new URL('./replica.js', import.meta.url), { workerData: { replica: init } });
       workers.push(w);
@@ -132,7 +151,7 @@ export class DataParallel {
         }),
       );
     }
-    const dp = new DataParallel(workers, new SharedBarrier(shared.barrier, o.replicas), threads);
+    const dp = new DataParallel(workers, new SharedBarrier(shared.barrier, o.replicas, stallMs), threads);
     const started = await Promise.all(ready);
     const bad = started.find((r) => !r.ok);
     if (bad && !bad.ok) {
@@ -149,18 +168,22 @@ export class DataParallel {
       if (!p) return;
       this.pending[rank]!.delete(m.id);
       p.resolve(m);
+      // A stalled replica may never answer: fail the run now rather than wait for its reply.
+      if (!m.ok && m.error.name === ReplicaStalledError.name) this.failAll(`data-parallel training failed: ${m.error.message}`);
     });
-    const fail = (why: string) => {
-      if (this.closed) return;
-      this.failure ??= new ReplicaError(`training replica ${rank} ${why}`);
-      this.barrier.abort(); // the others may wait for it at the barrier
-      for (const pending of this.pending) {
-        for (const [id, p] of pending) p.resolve({ id, ok: false, error: { name: 'ReplicaError', message: this.failure.message } });
-        pending.clear();
-      }
-    };
-    w.on('error', (e) => fail(`failed: ${e.message}`));
-    w.on('exit', (code) => fail(`exited (code ${code})`));
+    w.on('error', (e) => this.failAll(`training replica ${rank} failed: ${e.message}`));
+    w.on('exit', (code) => this.failAll(`training replica ${rank} exited (code ${code})`));
+  }
+
+  /** Records the run's failure and answers every pending request with it. */
+  private failAll(message: string): void {
+    if (this.closed) return;
+    this.failure ??= new ReplicaError(message);
+    this.barrier.abort(); // the others may wait for the failed one at the barrier
+    for (const pending of this.pending) {
+      for (const [id, p] of pending) p.resolve({ id, ok: false, error: { name: 'ReplicaError', message: this.failure.message } });
+      pending.clear();
+    }
   }
 
   private request(rank: number, req: ReplicaCommand, transfer: ArrayBuffer[] = []): Promise<ReplicaReply> {

@@ -30,6 +30,10 @@ export interface ReplicaInit {
   optimizerState: OptimizerState | null;
   emaState: { updates: number; shadow: Record<string, Float32Array> } | null;
   shared: SharedLayout;
+  /** A replica that waits this long at a barrier for the others ends the run (ReplicaStalledError). */
+  stallMs: number;
+  /** Tests only: this replica blocks for `ms` at the start of every step. */
+  injectStall?: { rank: number; ms: number };
 }
 
 export type ReplicaCommand =

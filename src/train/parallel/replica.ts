@@ -39,6 +39,11 @@ function offsets(vars: readonly Variable[]): { offsets: number[]; total: number 
   return { offsets: out, total };
 }
 
+/** Blocks this thread, as a replica stuck in a kernel would (tests' injected stall). */
+function blockFor(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 export class Replica {
   private readonly model;
   private readonly optimizer: Optimizer;
@@ -74,7 +79,7 @@ export class Replica {
     if (init.optimizerState) this.optimizer.setState(init.optimizerState, this.model.weights);
     this.ema = init.rank === 0 && init.ema > 0 ? new ExponentialMovingAverage(init.ema) : null;
     if (this.ema && init.emaState) this.ema.setState(init.emaState, this.model.weights);
-    this.barrier = new SharedBarrier(init.shared.barrier, init.world);
+    this.barrier = new SharedBarrier(init.shared.barrier, init.world, init.stallMs);
     this.trainable = this.model.weights.filter((v) => v.trainable);
     this.state = this.model.weights.filter((v) => !v.trainable);
     const g = offsets(this.trainable);
@@ -94,6 +99,7 @@ export class Replica {
     const total = req.shardSizes.reduce((a, b) => a + b, 0);
     const shares = req.shardSizes.map((n) => n / total);
     let loss = NaN;
+    if (this.init.injectStall?.rank === rank) blockFor(this.init.injectStall.ms);
     let correct = 0;
     const statistics = this.state.map((v) => v.value.data());
     const restoreStatistics = () => this.state.forEach((v, i) => v.setData(statistics[i]!));
@@ -109,13 +115,13 @@ export class Replica {
         correct = topKCorrect(out.data(), req.y, this.classes, 1);
         // 1. Every replica learns whether all losses are finite before anyone goes backward.
         this.losses[rank] = value;
-        this.barrier.arrive();
+        this.barrier.arrive(rank);
         if (this.allFinite(req.shardSizes)) backward(l, { release: true });
         return value;
       });
     } else {
       this.losses[rank] = 0;
-      this.barrier.arrive();
+      this.barrier.arrive(rank);
     }
     if (!this.allFinite(req.shardSizes)) {
       for (const v of this.model.weights) clearGrad(v);
@@ -130,7 +136,7 @@ export class Replica {
       if (g) mine.set(g.data(), this.gradOffsets[i]);
       else mine.fill(0, this.gradOffsets[i], this.gradOffsets[i]! + v.size);
     });
-    this.barrier.arrive();
+    this.barrier.arrive(rank);
     this.trainable.forEach((v, i) => {
       if (!this.hasGrad[i]) return; // not used by the model: the optimizer skips it
       const sum = this.weightedSum(this.gradSlots, shares, this.gradOffsets[i]!, v.size);
@@ -156,7 +162,7 @@ export class Replica {
     if (this.state.length === 0) return;
     const mine = this.stateSlots[rank]!;
     this.state.forEach((v, i) => mine.set(v.value.data(), this.stateOffsets[i]));
-    this.barrier.arrive();
+    this.barrier.arrive(rank);
     this.state.forEach((v, i) => v.setData(this.weightedSum(this.stateSlots, shares, this.stateOffsets[i]!, v.size)));
   }
 
@@ -199,7 +205,7 @@ if (parentPort && workerData && (workerData as { replica?: ReplicaInit }).replic
   const port = parentPort;
   const init = (workerData as { replica: ReplicaInit }).replica;
   // Aborted when this replica fails, so that the others waiting for it at the barrier are released.
-  const barrier = new SharedBarrier(init.shared.barrier, init.world);
+  const barrier = new SharedBarrier(init.shared.barrier, init.world, init.stallMs);
   let replica: Replica | null = null;
   let failure: { name: string; message: string } | null = null;
   try {
