@@ -162,6 +162,14 @@ function flipRows(px: Uint8Array, height: number, width: number, channels: numbe
  * the file when it is missing, unreadable, not an image, or its header declares more than
  * `options.maxPixels` pixels (MAX_IMAGE_PIXELS by default; refused before decoding).
  */
+let defaultMaxPixels = MAX_IMAGE_PIXELS;
+
+/** Sets the pixel limit readImagePixels applies when its caller gives none (the CLI's --max-image-pixels). */
+export function setDefaultImagePixelLimit(pixels: number): void {
+  if (!Number.isSafeInteger(pixels) || pixels < 1) throw new OptionError(`the image pixel limit must be a positive integer, got ${pixels}`);
+  defaultMaxPixels = pixels;
+}
+
 export async function readImagePixels(
   file: string,
   shape: readonly [number, number, number],
@@ -169,7 +177,7 @@ export async function readImagePixels(
   augment?: ImageAugment,
   options: ImageReadOptions = {},
 ): Promise<Uint8Array> {
-  const maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
+  const maxPixels = options.maxPixels ?? defaultMaxPixels;
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new OptionError(`maxPixels must be a positive integer, got ${maxPixels}`);
   const [height, width, channels] = shape;
   if (channels !== 1 && channels !== 3) throw new ShapeError(`images can be loaded with 1 or 3 channels, not ${channels}`);

@@ -9,6 +9,7 @@ import { getModelEntry } from '../../models/registry.js';
 import { evaluate } from '../../train/metrics.js';
 import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { backendFlag, intFlag, parse } from '../args.js';
+import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand } from '../weights-source.js';
 
@@ -31,6 +32,7 @@ A run's averaged (EMA) weights are used when it kept them.
   --no-ema                use the live weights even if the run kept an average
   --backend NAME          native | reference
   --json                  one JSON object: {testTop1, testTop5, testLoss}
+${imageLimitHelp(26)}
   -h, --help
 
 When the weights and the dataset both name their classes, they are matched by name (the
@@ -51,6 +53,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     'no-ema': { type: 'boolean' },
     backend: { type: 'string' },
     json: { type: 'boolean' },
+    ...IMAGE_LIMIT_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
   const v = p.values;
@@ -58,6 +61,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     out(EVAL_HELP);
     return 0;
   }
+  applyImageLimitFlag(v);
   if (v['weights'] !== undefined && v['checkpoint'] !== undefined)
     throw new OptionError('give --weights or --checkpoint, not both (they are the same)');
   const flag = v['checkpoint'] !== undefined ? '--checkpoint' : '--weights';

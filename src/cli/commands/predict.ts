@@ -8,6 +8,7 @@ import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { getModelEntry } from '../../models/registry.js';
 import { ImageError, type ImagePrediction, outputsProbabilities, predictImages } from '../../predict/predict.js';
 import { backendFlag, choiceFlag, type FlagSpec, intFlag, parse } from '../args.js';
+import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
@@ -46,6 +47,7 @@ official weights ship with the package (pass the Keras file, e.g.
                                   as Keras's load_img; both give Pillow's pixels exactly)
   --batch-size B                  images per forward pass (default 8)
   --backend NAME                  native | reference
+${imageLimitHelp(34)}
   -h, --help
 
 ${WEIGHTS_FLAGS_HELP}
@@ -67,6 +69,7 @@ const PREDICT_FLAGS: FlagSpec = {
   interpolation: { type: 'string' },
   'batch-size': { type: 'string' },
   backend: { type: 'string' },
+  ...IMAGE_LIMIT_FLAGS,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -77,6 +80,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
     out(PREDICT_HELP);
     return 0;
   }
+  applyImageLimitFlag(v);
   if (p.positionals.length === 0) throw new OptionError('predict needs at least one IMAGE or DIR (see `xception predict --help`)');
   const top = intFlag('top', v['top']) ?? 5;
   const batchSize = intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? 8;

@@ -19,6 +19,7 @@ import { choiceFlag, intFlag, numberFlag, parse, backendFlag, type FlagSpec, typ
 import { openWeights } from '../../io/weights-source.js';
 import { RESIZE_INTERPOLATIONS, RESIZE_POLICIES } from '../../data/image-preprocessing.js';
 import type { TransferConfig } from '../../train/transfer.js';
+import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
 import { MODEL_FLAGS, MODEL_OPTION_FLAGS, modelFlagsHelp, modelFromFlags } from '../model-flags.js';
 import { formatOptionValue, optionSpec, type OptionValue } from '../../models/options.js';
 
@@ -79,6 +80,7 @@ Data:
                           image folders: the resize filter (default bilinear)
   --skip-bad-images       image folders: leave unreadable images out and count them each epoch
                           (default: stop with an error naming the file)
+${imageLimitHelp(26)}
   --crop-padding N        random crop after zero padding by N pixels (default ${d.augment.cropPadding}; 0 = off)
   --flip, --no-flip       random horizontal flips on or off (default ${d.augment.flip ? 'on' : 'off'})
   --random-resized-crop   Inception-style random-resized crop (image folders)
@@ -317,6 +319,7 @@ export const TRAIN_FLAGS: FlagSpec = {
   'no-flip': { type: 'boolean' },
   'random-resized-crop': { type: 'boolean' },
   'skip-bad-images': { type: 'boolean' },
+  ...IMAGE_LIMIT_FLAGS,
   resize: { type: 'string' },
   interpolation: { type: 'string' },
   epochs: { type: 'string' },
@@ -348,6 +351,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
     out(TRAIN_HELP);
     return 0;
   }
+  applyImageLimitFlag(v);
   const outDir = (v['out'] as string | undefined) ?? d.outDir;
   // A resumed run starts from its own settings: `--resume --out DIR` alone continues it.
   const saved = v['resume'] ? savedRunConfig(outDir) : null;
