@@ -128,7 +128,9 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
     // Each kill lands this long after the process's first training step (a fixed time from the
     // start missed training altogether on a loaded machine).
     for (const delay of [0, 600, 1200]) {
-      const child = spawn(process.execPath, kills === 0 ? args : [...args, '--resume'], {
+      // A kill before the first checkpoint leaves nothing to resume: the run then starts afresh.
+      const resume = existsSync(join(out, 'checkpoint.safetensors'));
+      const child = spawn(process.execPath, resume ? [...args, '--resume'] : args, {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';
