@@ -124,7 +124,6 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
       'reference',
       '--json',
     ];
-    let kills = 0;
     // Each kill lands this long after the process's first training step (a fixed time from the
     // start missed training altogether on a loaded machine).
     for (const delay of [0, 600, 1200]) {
@@ -145,7 +144,6 @@ test('SIGKILL during training never leaves a checkpoint that does not load', asy
       await new Promise((r) => setTimeout(r, delay));
       child.kill('SIGKILL');
       await exited;
-      kills++;
       if (existsSync(join(out, 'checkpoint.safetensors'))) {
         const ck = readCheckpoint(out); // must parse completely
         assert.ok(ck.state.step >= 1, stderr);
