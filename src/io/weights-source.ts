@@ -13,7 +13,7 @@ import { noGrad } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
 import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js';
 import { parseDatasetSpec } from '../data/spec.js';
-import { buildModel } from '../models/registry.js';
+import { buildModel, getModelEntry } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import {
   CHECKPOINT_FILE,
@@ -90,11 +90,33 @@ async function readHead(path: string): Promise<{ head: Uint8Array; size: number 
 // ---------------------------------------------------------------------------------------------
 // Sources
 
-function buildRecorded(path: string, record: ModelRecord | null, overrides: Record<string, unknown>): Model {
+/**
+ * A record is untrusted: one whose model would be far larger than the weights the file holds is
+ * refused before anything is built (a genuine record's bound is within 1.5× its model + 1 M).
+ */
+function checkRecordFitsFile(path: string, record: ModelRecord, fileElements: number): void {
+  const bound = getModelEntry(record.model).paramsBound(record.options);
+  if (bound > 4 * fileElements + 16_000_000) {
+    throw new WeightFileError(
+      path,
+      `its model record describes a model of up to ${bound.toLocaleString('en-US')} parameters, but the file holds ` +
+        `${fileElements.toLocaleString('en-US')} weight values: refusing to build it`,
+    );
+  }
+}
+
+function buildRecorded(path: string, record: ModelRecord | null, overrides: Record<string, unknown>, fileElements: number): Model {
   if (!record) throw new OptionError(`${path} records no model: give the model flags (--model, --input-shape, --classes, …)`);
+  checkRecordFitsFile(path, record, fileElements);
   const options = { ...record.options, ...overrides };
   return noGrad(() => buildModel(record.model, options));
 }
+
+const elementsOf = (weights: Iterable<{ shape: readonly number[] }>): number => {
+  let n = 0;
+  for (const w of weights) n += w.shape.reduce((a, b) => a * b, 1);
+  return n;
+};
 
 function classesOf(weights: Iterable<{ name: string; shape: readonly number[] }>): number | null {
   for (const w of weights) if (w.name === 'predictions/bias' && w.shape.length === 1) return w.shape[0]!;
@@ -135,7 +157,7 @@ function openRun(dir: string): WeightsSource {
     kind: 'run',
     record,
     fileClasses: classesOf(shapes),
-    buildModel: (overrides = {}) => buildRecorded(dir, record, overrides),
+    buildModel: (overrides = {}) => buildRecorded(dir, record, overrides, elementsOf(shapes)),
     loadInto: async (model, options = {}) => {
       const useEma = (options.useEma ?? true) && Object.keys(ck.ema).length > 0;
       const weights: NamedWeight[] = [...ck.model].map(([name, data]) => ({
@@ -166,7 +188,7 @@ async function openSafetensors(path: string): Promise<WeightsSource> {
     kind: 'safetensors',
     record,
     fileClasses: classesOf(weights),
-    buildModel: (overrides = {}) => buildRecorded(path, record, overrides),
+    buildModel: (overrides = {}) => buildRecorded(path, record, overrides, elementsOf(weights)),
     loadInto: async (model, options = {}) => {
       const n = assignByName(model, weights, path, options.except ?? []);
       return { format: 'safetensors', mode: 'name', weights: n, metadata };
@@ -184,7 +206,7 @@ async function openKerasH5(path: string): Promise<WeightsSource> {
     kind: 'keras-h5',
     record,
     fileClasses: bias ? bias.shape[0]! : null,
-    buildModel: (overrides = {}) => buildRecorded(path, record, overrides),
+    buildModel: (overrides = {}) => buildRecorded(path, record, overrides, elementsOf(layers.flatMap((l) => l.weights))),
     loadInto: async (model, options = {}) => loadKerasLayers(model, layers, path, options.mode ?? 'auto', options.except ?? []),
   };
 }

@@ -5,8 +5,14 @@
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { preprocessPixels, type Preprocessing } from '../data/transforms.js';
-import { inceptionV3, inceptionV3MinInput, resolveInceptionV3Options, type InceptionV3Options } from './inception_v3/inception_v3.js';
-import { resolveXceptionOptions, xception, XCEPTION_MIN_INPUT, type XceptionOptions } from './xception/xception.js';
+import {
+  inceptionV3,
+  inceptionV3MinInput,
+  inceptionV3ParamsBound,
+  resolveInceptionV3Options,
+  type InceptionV3Options,
+} from './inception_v3/inception_v3.js';
+import { resolveXceptionOptions, xception, XCEPTION_MIN_INPUT, xceptionParamsBound, type XceptionOptions } from './xception/xception.js';
 
 export interface ModelEntry {
   name: string;
@@ -19,6 +25,8 @@ export interface ModelEntry {
   defaultInputShape: [number, number, number];
   /** The smallest input height/width the model accepts with each stem. */
   minInput: (stem: 'imagenet' | 'small') => number;
+  /** An upper bound on the parameter count of the model `options` describe, computed without building it. */
+  paramsBound: (options: Record<string, unknown>) => number;
 }
 
 const entries = new Map<string, ModelEntry>();
@@ -49,6 +57,7 @@ registerModel({
   defaultInputShape: [299, 299, 3],
   minInput: (stem) => XCEPTION_MIN_INPUT[stem],
   resolveOptions: (o) => ({ ...resolveXceptionOptions(o as XceptionOptions) }),
+  paramsBound: (o) => xceptionParamsBound(resolveXceptionOptions(o as XceptionOptions)),
 });
 
 registerModel({
@@ -59,6 +68,7 @@ registerModel({
   defaultInputShape: [299, 299, 3],
   minInput: (stem) => inceptionV3MinInput(stem),
   resolveOptions: (o) => ({ ...resolveInceptionV3Options(o as InceptionV3Options) }),
+  paramsBound: (o) => inceptionV3ParamsBound(resolveInceptionV3Options(o as InceptionV3Options)),
 });
 
 /** Keras `preprocess_input` for these models: pixels in [0, 255] → [-1, 1] (x/127.5 − 1). */
