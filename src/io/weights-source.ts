@@ -11,6 +11,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { noGrad } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
+import { sizeOf } from '../core/tensor.js';
 import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js';
 import { parseDatasetSpec } from '../data/spec.js';
 import { buildModel, getModelEntry } from '../models/registry.js';
@@ -114,7 +115,7 @@ function buildRecorded(path: string, record: ModelRecord | null, overrides: Reco
 
 const elementsOf = (weights: Iterable<{ shape: readonly number[] }>): number => {
   let n = 0;
-  for (const w of weights) n += w.shape.reduce((a, b) => a * b, 1);
+  for (const w of weights) n += sizeOf(w.shape);
   return n;
 };
 

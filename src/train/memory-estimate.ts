@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { OptionError } from '../core/errors.js';
+import { sizeOf } from '../core/tensor.js';
 import type { Model } from '../nn/model.js';
 
 /**
@@ -25,7 +26,7 @@ export interface TrainingMemoryEstimate {
 /** The peak training memory of `model` at this batch size, with `replicas` model copies besides the main thread's. */
 export function estimateTrainingMemory(model: Model, batchSize: number, replicas: number): TrainingMemoryEstimate {
   let perImage = 0;
-  for (const l of model.layers) perImage += l.output!.shape.reduce((a, b) => a * b, 1);
+  for (const l of model.layers) perImage += sizeOf(l.output!.shape);
   const params = model.weights.reduce((a, v) => a + v.size, 0);
   const activationBytes = perImage * batchSize * ACTIVATION_BYTES_PER_FLOAT;
   const copies = replicas > 1 ? replicas + 1 : 1;
