@@ -51,6 +51,9 @@ function numberIn(file: string, pattern: RegExp): number {
  */
 export function usableMemory(): { bytes: number; bound: string } {
   const env = process.env.XCEPTION_MEMORY_LIMIT_MB;
+  if (env !== undefined && !(Number(env) > 0 && Number.isFinite(Number(env)))) {
+    throw new OptionError(`XCEPTION_MEMORY_LIMIT_MB must be a positive number of MiB, got '${env}'`);
+  }
   const limits: Array<[string, number]> = [
     ['RAM', totalmem()],
     ['ulimit -v', numberIn('/proc/self/limits', /^Max address space\s+(\d+)/m)],

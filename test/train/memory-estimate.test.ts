@@ -81,3 +81,22 @@ test('xception train refuses a --batch-size whose estimate exceeds the memory li
     tmp.cleanup();
   }
 });
+
+test('a malformed XCEPTION_MEMORY_LIMIT_MB is a clear error, not a limit silently ignored', () => {
+  const saved = process.env.XCEPTION_MEMORY_LIMIT_MB;
+  try {
+    for (const bad of ['abc', '0', '-5', 'Infinity', '']) {
+      process.env.XCEPTION_MEMORY_LIMIT_MB = bad;
+      assert.throws(
+        () => usableMemory(),
+        (e: Error) => e instanceof OptionError && /XCEPTION_MEMORY_LIMIT_MB must be a positive number/.test(e.message),
+        bad,
+      );
+    }
+    process.env.XCEPTION_MEMORY_LIMIT_MB = '512';
+    assert.deepEqual(usableMemory(), { bytes: 512 * 2 ** 20, bound: 'XCEPTION_MEMORY_LIMIT_MB' });
+  } finally {
+    if (saved === undefined) delete process.env.XCEPTION_MEMORY_LIMIT_MB;
+    else process.env.XCEPTION_MEMORY_LIMIT_MB = saved;
+  }
+});
