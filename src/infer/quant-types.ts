@@ -1,0 +1,69 @@
+/**
+ * The int8 quantization contract shared by the calibrator, the simulated (reference) int8
+ * executor, the QDQ ONNX export and the native int8 plan. One definition of each rule:
+ *
+ * - Symmetric linear quantization, zero point 0: real = scale · q.
+ *   Signed values are int8 in [−127, 127] (−128 unused, so negation is exact); a value that is
+ *   never negative (the output of a ReLU, a max pool of one, …) may be unsigned: uint8 in [0, 255].
+ * - Rounding is to nearest, ties to even (what oneDNN's reorders and ONNX QuantizeLinear do),
+ *   then saturation to the range.
+ * - Weights: per output channel, scale[c] = max |w[·, c]| / 127 of the kernel after batch-norm
+ *   folding (a channel of zeros gets scale 1). Biases stay fp32 (added to the int32 accumulator
+ *   times scaleIn · scaleW[c]).
+ * - Activations: one scale per graph value (per tensor), found by calibration.
+ *
+ * Graph values are named by `valueKey` over the lowered and fused graph (graph.ts, fuse.ts), so a
+ * calibration made on one run applies to another of the same model and options.
+ */
+import type { GraphNode } from './graph.js';
+
+export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy';
+
+export interface ValueQuant {
+  scale: number;
+  /** uint8 [0, 255] when true, else int8 [−127, 127]. */
+  unsigned: boolean;
+}
+
+export interface Int8Calibration {
+  method: CalibrationMethod;
+  /** Images the ranges were measured on. */
+  images: number;
+  /** For 'percentile': the percentile of |x| kept (e.g. 99.99). */
+  percentile?: number;
+  /** Activation quantization per graph value (valueKey). Values missing here stay fp32. */
+  values: Record<string, ValueQuant>;
+  /** Convolution and dense nodes (valueKey) kept in fp32, each with the reason (measured loss). */
+  fp32Nodes: Record<string, string>;
+}
+
+/** The stable name of a node's value: its layer's name and its op (a conv's role). */
+export function valueKey(node: GraphNode): string {
+  return `${node.layer.name}/${node.op === 'conv' ? node.role : node.op}`;
+}
+
+export const INT8_MAX = 127;
+export const UINT8_MAX = 255;
+
+/** Round half to even, then clamp to the value's range. */
+export function quantizeValue(x: number, q: ValueQuant): number {
+  const v = x / q.scale;
+  const f = Math.floor(v);
+  const d = v - f;
+  const r = d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+  const lo = q.unsigned ? 0 : -INT8_MAX;
+  const hi = q.unsigned ? UINT8_MAX : INT8_MAX;
+  return r < lo ? lo : r > hi ? hi : r;
+}
+
+/** Per-output-channel weight scales of an HWIO (grouped) kernel: [kh, kw, in/groups, out]. */
+export function weightScales(kernel: Float32Array, outChannels: number): Float32Array {
+  const scales = new Float32Array(outChannels);
+  for (let i = 0; i < kernel.length; i++) {
+    const c = i % outChannels;
+    const a = Math.abs(kernel[i]!);
+    if (a > scales[c]!) scales[c] = a;
+  }
+  for (let c = 0; c < outChannels; c++) scales[c] = scales[c]! > 0 ? scales[c]! / INT8_MAX : 1;
+  return scales;
+}
