@@ -200,3 +200,18 @@ function parseRecord(file: string, what: string, configText: string, classNames:
   if (preprocessing !== undefined) raw['preprocessing'] = preprocessing;
   return validateModelRecord(raw, file);
 }
+
+/**
+ * A record is untrusted: one whose model would be far larger than the weights the file holds is
+ * refused before anything is built (a genuine record's bound is within 1.5× its model + 1 M).
+ */
+export function checkRecordFitsFile(path: string, record: ModelRecord, fileElements: number): void {
+  const bound = getModelEntry(record.model).paramsBound(record.options);
+  if (bound > 4 * fileElements + 16_000_000) {
+    throw new WeightFileError(
+      path,
+      `its model record describes a model of up to ${bound.toLocaleString('en-US')} parameters, but the file holds ` +
+        `${fileElements.toLocaleString('en-US')} weight values: refusing to build it`,
+    );
+  }
+}

@@ -14,7 +14,7 @@ import { OptionError } from '../core/errors.js';
 import { sizeOf } from '../core/tensor.js';
 import { FASHION_MNIST_CLASS_NAMES, MNIST_CLASS_NAMES } from '../data/dataset.js';
 import { parseDatasetSpec } from '../data/spec.js';
-import { buildModel, getModelEntry } from '../models/registry.js';
+import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import {
   CHECKPOINT_FILE,
@@ -26,7 +26,14 @@ import {
 } from '../train/checkpoint.js';
 import { WeightFileError } from './errors.js';
 import { readKerasH5Contents } from './keras-h5.js';
-import { RECORD_H5_ATTRIBUTES, recordFromH5Attributes, recordFromMetadata, validateModelRecord, type ModelRecord } from './model-record.js';
+import {
+  checkRecordFitsFile,
+  RECORD_H5_ATTRIBUTES,
+  recordFromH5Attributes,
+  recordFromMetadata,
+  validateModelRecord,
+  type ModelRecord,
+} from './model-record.js';
 import {
   assignByName,
   loadKerasLayers,
@@ -90,21 +97,6 @@ async function readHead(path: string): Promise<{ head: Uint8Array; size: number 
 
 // ---------------------------------------------------------------------------------------------
 // Sources
-
-/**
- * A record is untrusted: one whose model would be far larger than the weights the file holds is
- * refused before anything is built (a genuine record's bound is within 1.5× its model + 1 M).
- */
-function checkRecordFitsFile(path: string, record: ModelRecord, fileElements: number): void {
-  const bound = getModelEntry(record.model).paramsBound(record.options);
-  if (bound > 4 * fileElements + 16_000_000) {
-    throw new WeightFileError(
-      path,
-      `its model record describes a model of up to ${bound.toLocaleString('en-US')} parameters, but the file holds ` +
-        `${fileElements.toLocaleString('en-US')} weight values: refusing to build it`,
-    );
-  }
-}
 
 function buildRecorded(path: string, record: ModelRecord | null, overrides: Record<string, unknown>, fileElements: number): Model {
   if (!record) throw new OptionError(`${path} records no model: give the model flags (--model, --input-shape, --classes, …)`);

@@ -1,21 +1,3 @@
-/**
- * Image classification in a few lines, as Keras's
- *   img = image.load_img(path, target_size=(299, 299)); x = preprocess_input(img_to_array(img))
- *   decode_predictions(model.predict(x[None]), top=5)
- * does it:
- *
- *   const model = buildModel('xception');
- *   await loadWeights(model, 'xception_weights_tf_dim_ordering_tf_kernels.h5');
- *   const [result] = await predictImages(model, ['cat.jpg'], { top: 5 });
- *
- * Images are read by readImagePixels (data/image-file.ts), the same function training and
- * evaluation use, as `options.preprocessing` says. The default is Keras's: decoded by sharp,
- * upright (EXIF), RGB, resized to the model's input without keeping the aspect ratio
- * (`load_img(target_size=…)`, nearest-neighbour, Pillow's arithmetic: see resize-pil.ts), then
- * x/127.5 − 1. Pass the preprocessing the weights were trained with (e.g. center-crop, bilinear).
- */
-import { tensor } from '../core/creation.js';
-import { noGrad } from '../core/engine.js';
 import { OptionError, ShapeError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { readImagePixels } from '../data/image-file.js';
@@ -30,7 +12,10 @@ import { forEachConcurrently } from '../data/files.js';
 import { preprocessingAffine, writeScaledPixels } from '../data/transforms.js';
 import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
+import { checkClassifier, classifyEager, outputsProbabilities, softmaxRows } from './classify.js';
 import { imagenetClassNames } from './imagenet-classes.js';
+
+export { outputsProbabilities } from './classify.js';
 
 export { imagenetClassNames } from './imagenet-classes.js';
 
@@ -128,46 +113,14 @@ export interface ImagePrediction {
   error?: string;
 }
 
-/** True when the model's last layer ends in a softmax, i.e. it outputs probabilities. */
-export function outputsProbabilities(model: Model): boolean {
-  const last = model.output.layer as unknown as { activation?: unknown };
-  return last.activation === 'softmax';
-}
-
-/** Softmax of each row, for models whose classifier outputs logits. */
-function softmaxRows(data: Float32Array, classes: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < data.length / classes; r++) {
-    let max = -Infinity;
-    for (let i = 0; i < classes; i++) max = Math.max(max, data[r * classes + i]!);
-    let sum = 0;
-    for (let i = 0; i < classes; i++) sum += out[r * classes + i] = Math.exp(data[r * classes + i]! - max);
-    for (let i = 0; i < classes; i++) out[r * classes + i]! /= sum;
-  }
-  return out;
-}
-
 /** Class probabilities [images × classes] for preprocessed images (model inputs, NHWC). */
 export function classify(model: Model, inputs: Float32Array, count: number): Float32Array {
-  if (model.outputShape.length !== 1) {
-    throw new ShapeError(
-      `model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`,
-    );
-  }
+  checkClassifier(model);
   // On the native backend a compiled plan (cached per model and batch) runs the network;
   // elsewhere, or if the model does not compile, model.forward does, op by op.
   const plan = cachedCompiledInference(model, count, false);
-  const probs = plan
-    ? plan.runData(inputs)
-    : noGrad(() => {
-        const backend = model.weights[0]?.value.backend;
-        const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
-        const y = model.forward(x);
-        const d = Float32Array.from(y.data());
-        y.dispose();
-        x.dispose();
-        return d;
-      });
+  if (!plan) return classifyEager(model, inputs, count);
+  const probs = plan.runData(inputs);
   return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
 }
 

@@ -5,23 +5,9 @@ import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import type { Batch } from '../data/loader.js';
 import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
+import { topKCorrect } from './top-k.js';
 
-/** How many rows of logits [rows, classes] have their label among the k largest. */
-export function topKCorrect(logits: Float32Array, labels: Int32Array, classes: number, k: number): number {
-  let correct = 0;
-  for (let r = 0; r < labels.length; r++) {
-    const base = r * classes;
-    const target = logits[base + labels[r]!]!;
-    // Rank of the label: values strictly greater, plus equal values at lower indices.
-    let above = 0;
-    for (let c = 0; c < classes; c++) {
-      const v = logits[base + c]!;
-      if (v > target || (v === target && c < labels[r]!)) above++;
-    }
-    if (above < k) correct++;
-  }
-  return correct;
-}
+export { topKCorrect } from './top-k.js';
 
 export interface EvalResult {
   loss: number;

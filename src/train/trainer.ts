@@ -4,12 +4,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
-import { tensor } from '../core/creation.js';
-import { getBackend, setBackend, tidy } from '../core/engine.js';
+import { getBackend, setBackend } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
-import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import {
   type ImagePreprocessing,
   RESIZE_INTERPOLATIONS,
@@ -42,10 +39,11 @@ import {
 } from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
-import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
-import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions, TrainingDivergedError } from './optimizers.js';
+import { evaluate, type EvalResult } from './metrics.js';
+import { Optimizer, type OptimizerName, type OptimizerOptions, TrainingDivergedError } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
+import { SMALL_IMAGE_MODEL_OPTIONS, SMALL_IMAGE_XCEPTION_OPTIONS, trainingStep } from './step.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
 import {
   applyPhase,
@@ -126,16 +124,6 @@ export interface TrainConfig extends TransferConfig {
 const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * The main job's network, for the built-in 28×28 and 32×32 datasets: the small stem, a quarter of
- * the channels. Batch-norm momentum: Keras's 0.99. 0.9 follows the weights faster (better early
- * epochs: 75.8% vs 50.8% test after one) but ends noisier (92.02% vs 92.47% after five).
- */
-const SMALL_IMAGE_MODEL_OPTIONS = { stem: 'small', width: 0.25, bnMomentum: 0.99 } as const;
-// Measured on the 2-core machine: 2 middle blocks × 5 epochs (92.47%, 631 s) beat
-// 8 middle blocks × 3 epochs (91.43%, 602 s) within the ten-minute budget.
-const SMALL_IMAGE_XCEPTION_OPTIONS = { ...SMALL_IMAGE_MODEL_OPTIONS, middleBlocks: 2 } as const;
-
-/**
  * The model options a new run starts from, by its data: the main job's small network for the
  * built-in small-image datasets (fashion-mnist, mnist, cifar10, cifar100); none for an image
  * folder, i.e. the model as Keras builds it (Xception: stem 'imagenet', width 1, 8 middle blocks)
@@ -157,6 +145,8 @@ export function describeModel(model: string, options: Record<string, unknown>): 
     `, input ${h}×${w}×${c}, ${String(o['classes'])} classes`
   );
 }
+
+export { trainingStep, type TrainingStepParts } from './step.js';
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   dataset: 'fashion-mnist',
@@ -902,46 +892,6 @@ class TrainingSession {
 }
 
 /** What one training step works on. */
-export interface TrainingStepParts {
-  model: Model;
-  optimizer: Optimizer;
-  ema: ExponentialMovingAverage | null;
-  labelSmoothing: number;
-  classes: number;
-  backend: Backend;
-}
-
-/**
- * One optimizer step on a batch: forward, loss, backward, update. A non-finite loss or gradient
- * throws TrainingDivergedError with every weight as it was before the step — the batch-norm
- * moving statistics the forward pass moved are put back, and the optimizer checks every gradient
- * before it changes anything. Returns the loss and the batch's correct top-1 count.
- */
-export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: number; correct: number } {
-  const { model, optimizer, ema, backend } = parts;
-  const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
-  const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
-  const { loss, logits } = tidy(() => {
-    const x = tensor(batch.x, batch.shape, { backend });
-    const out = model.forward(x, { training: true, logits: true });
-    const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: parts.labelSmoothing });
-    const value = l.item();
-    const logits = out.data(); // before backward, which releases the activations
-    if (Number.isFinite(value)) backward(l, { release: true });
-    return { loss: value, logits };
-  });
-  try {
-    if (!Number.isFinite(loss)) throw new TrainingDivergedError(`the loss became ${loss}`);
-    optimizer.apply(model.weights);
-  } catch (e) {
-    for (const v of model.weights) clearGrad(v);
-    if (e instanceof TrainingDivergedError) restoreStatistics();
-    throw e;
-  }
-  if (ema) ema.update(model.trainableWeights);
-  return { loss, correct: topKCorrect(logits, batch.y, parts.classes, 1) };
-}
-
 /** What the run's data says about the model: its input and its classes. */
 type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
 

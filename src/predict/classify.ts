@@ -1,0 +1,51 @@
+/**
+ * Class probabilities from a model, op by op (model.forward), with no Node built-ins: the browser
+ * build classifies with this; predict.ts runs a compiled native plan first where there is one.
+ */
+import { tensor } from '../core/creation.js';
+import { noGrad } from '../core/engine.js';
+import { ShapeError } from '../core/errors.js';
+import type { Model } from '../nn/model.js';
+
+/** Throws unless the model outputs class scores (a classifier built with its top). */
+export function checkClassifier(model: Model): void {
+  if (model.outputShape.length !== 1) {
+    throw new ShapeError(
+      `model '${model.name}' outputs [${model.outputShape.join(', ')}], not class scores: prediction needs a classifier (build it with the top)`,
+    );
+  }
+}
+
+/** True when the model's last layer ends in a softmax, i.e. it outputs probabilities. */
+export function outputsProbabilities(model: Model): boolean {
+  const last = model.output.layer as unknown as { activation?: unknown };
+  return last.activation === 'softmax';
+}
+
+/** Softmax of each row, for models whose classifier outputs logits. */
+export function softmaxRows(data: Float32Array, classes: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < data.length / classes; r++) {
+    let max = -Infinity;
+    for (let i = 0; i < classes; i++) max = Math.max(max, data[r * classes + i]!);
+    let sum = 0;
+    for (let i = 0; i < classes; i++) sum += out[r * classes + i] = Math.exp(data[r * classes + i]! - max);
+    for (let i = 0; i < classes; i++) out[r * classes + i]! /= sum;
+  }
+  return out;
+}
+
+/** Class probabilities [images × classes] for preprocessed images (NHWC), by model.forward. */
+export function classifyEager(model: Model, inputs: Float32Array, count: number): Float32Array {
+  checkClassifier(model);
+  const probs = noGrad(() => {
+    const backend = model.weights[0]?.value.backend;
+    const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
+    const y = model.forward(x);
+    const d = Float32Array.from(y.data());
+    y.dispose();
+    x.dispose();
+    return d;
+  });
+  return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
+}
