@@ -38,7 +38,7 @@ export function findNonBrowserImports(entry) {
       }
     }
   }
-  return { bad, modules: parent.size };
+  return { bad, modules: parent.size, files: [...parent.keys()] };
 }
 
 function chainTo(parent, file) {

@@ -5,7 +5,17 @@
  */
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const state = { backend: null, model: null, probabilities: null, pixels: null, top: null, losses: [], training: false, trained: null, errors: [] };
+const state = {
+  backend: null,
+  model: null,
+  probabilities: null,
+  pixels: null,
+  top: null,
+  losses: [],
+  training: false,
+  trained: null,
+  errors: [],
+};
 window.xceptionPage = state;
 
 // The backend: ?backend=reference|wasm forces one; by default wasm when it loads, else reference.
@@ -22,7 +32,8 @@ const handlers = {
   model: (m) => {
     state.model = m;
     const names = m.classNames ? `classes: ${m.classNames.join(', ')}` : `${m.classes} classes (no names recorded)`;
-    $('model-info').textContent = `${m.model} (${m.source}): input ${m.inputShape.join('×')}, ${m.parameters.toLocaleString()} parameters; ${names}.`;
+    $('model-info').textContent =
+      `${m.model} (${m.source}): input ${m.inputShape.join('×')}, ${m.parameters.toLocaleString()} parameters; ${names}.`;
     $('download').disabled = false;
   },
   probabilities: showTop5,
@@ -31,7 +42,8 @@ const handlers = {
     state.training = false;
     state.trained = m;
     const how = m.stopped ? 'Stopped' : 'Done';
-    $('train-status').textContent = `${how}: ${m.steps} steps in ${m.seconds.toFixed(1)} s. Drop an image to classify it with this model, or download its weights.`;
+    $('train-status').textContent =
+      `${how}: ${m.steps} steps in ${m.seconds.toFixed(1)} s. Drop an image to classify it with this model, or download its weights.`;
     setTraining(false);
   },
   weights: (m) => saveFile(new Blob([m.bytes], { type: 'application/octet-stream' }), 'xception-fashion-mnist.safetensors'),

@@ -153,7 +153,16 @@ async function trainLoop(parts, data, samples, { batchSize, epochs, seed }) {
       const { loss, correct } = trainingStep(parts, batch);
       step++;
       const seconds = (performance.now() - started) / 1000;
-      post({ type: 'progress', step, steps, epoch: epoch + 1, epochs, loss, accuracy: correct / batch.size, imagesPerSecond: (step * batchSize) / seconds });
+      post({
+        type: 'progress',
+        step,
+        steps,
+        epoch: epoch + 1,
+        epochs,
+        loss,
+        accuracy: correct / batch.size,
+        imagesPerSecond: (step * batchSize) / seconds,
+      });
       // Let 'stop' and 'download' messages in between steps.
       await new Promise((resolve) => setTimeout(resolve, 0));
     }
