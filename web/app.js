@@ -73,7 +73,12 @@ $('weights-file').addEventListener('change', async (e) => {
   worker.postMessage({ type: 'load-weights', bytes, label: file.name }, [bytes]);
 });
 
-$('image-file').addEventListener('change', (e) => e.target.files[0] && classifyFile(e.target.files[0]));
+$('image-file').addEventListener('change', (e) => {
+  const file = e.target.files[0];
+  // Cleared so that picking the same file again (say, after training) classifies it again.
+  e.target.value = '';
+  if (file) classifyFile(file);
+});
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => {
   e.preventDefault();

@@ -66,7 +66,10 @@ test('serve-web: a port in use is a clear OptionError, and the CLI says so witho
   const first = await startWebServer({ port: 0 });
   const port = Number(new URL(first.url).port);
   try {
-    await assert.rejects(startWebServer({ port }), (e: unknown) => e instanceof OptionError && /port \d+ on 127\.0\.0\.1 is already in use/.test(e.message));
+    await assert.rejects(
+      startWebServer({ port }),
+      (e: unknown) => e instanceof OptionError && /port \d+ on 127\.0\.0\.1 is already in use/.test(e.message),
+    );
     const cli = await runCli(['serve-web', '--port', String(port)]);
     assert.equal(cli.code, 2);
     assert.match(cli.err, /already in use: choose another with --port/);
