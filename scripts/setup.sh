@@ -8,3 +8,5 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev dataset-fashion-mnist >/dev/null
 ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+# chromium: the web page's tests run it headless (test/web/page.test.ts).
+$SUDO apt-get install -y -qq chromium >/dev/null
