@@ -184,7 +184,8 @@ export function int8Values(g: InferenceGraph, fp32Nodes: Record<string, string>)
 
 function scaleFor(h: AbsHistogram, unsigned: boolean, method: CalibrationMethod, percentile: number): number {
   const t = method === 'minmax' ? h.max : method === 'percentile' ? h.percentile(percentile) : h.entropyThreshold(unsigned ? 256 : 128);
-  const s = t / (unsigned ? UINT8_MAX : INT8_MAX);
+  // A float32 scale: what oneDNN and ONNX store, so every consumer divides by the same number.
+  const s = Math.fround(t / (unsigned ? UINT8_MAX : INT8_MAX));
   return Number.isFinite(s) && s > 0 ? s : 1;
 }
 

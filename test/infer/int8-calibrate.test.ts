@@ -78,7 +78,7 @@ test('minmax scales are the true max |x| seen; percentile ≤ minmax; entropy fi
   for (const k of keys) {
     const q = minmax.values[k]!;
     const top = q.unsigned ? 255 : 127;
-    assert.ok(Math.abs(q.scale * top - maxAbs.get(k)!) <= 1e-6 * maxAbs.get(k)!, `${k}: ${q.scale * top} vs ${maxAbs.get(k)}`);
+    assert.equal(q.scale, Math.fround(maxAbs.get(k)! / top), `${k}: ${q.scale * top} vs ${maxAbs.get(k)}`);
     assert.ok(pct.values[k]!.scale <= q.scale * (1 + 1e-12), `${k}: percentile above minmax`);
     assert.ok(Number.isFinite(ent.values[k]!.scale) && ent.values[k]!.scale > 0 && ent.values[k]!.scale <= q.scale * (1 + 1e-12));
     assert.equal(q.unsigned, pct.values[k]!.unsigned);
