@@ -19,12 +19,19 @@ import { modelBackend, simulateGraph } from './simulate-int8.js';
 
 export const HISTOGRAM_BINS = 2048;
 export const DEFAULT_PERCENTILE = 99.99;
+/**
+ * Measured on a small Xception trained on Fashion-MNIST (83.0% fp32 top-1 on 1,000 test images,
+ * 256 calibration images): percentile 83.5% with 98.7% of predictions identical to fp32, minmax
+ * 83.1% / 98.9%, entropy 82.9% / 89.4% (its thresholds clip too much here).
+ */
+export const DEFAULT_METHOD: CalibrationMethod = 'percentile';
 /** Images kept from the stream to measure which nodes stay fp32. */
 const DECISION_IMAGES = 16;
 /** A candidate stays fp32 when int8 there makes more than this share of the output error. */
 const FP32_SHARE = 0.25;
 
 export interface CalibrateOptions {
+  /** Default 'percentile' (see DEFAULT_METHOD). */
   method?: CalibrationMethod;
   /** For 'percentile' (0 < p ≤ 100). */
   percentile?: number;
@@ -190,7 +197,7 @@ function scaleFor(h: AbsHistogram, unsigned: boolean, method: CalibrationMethod,
 }
 
 function checkOptions(o: CalibrateOptions): { method: CalibrationMethod; percentile: number } {
-  const method = o.method ?? 'entropy';
+  const method = o.method ?? DEFAULT_METHOD;
   if (!['minmax', 'percentile', 'entropy'].includes(method)) {
     throw new OptionError(`calibration method must be 'minmax', 'percentile' or 'entropy', got ${JSON.stringify(method)}`);
   }

@@ -114,7 +114,7 @@ test('quantize from a dataset spec; errors come before any calibration', async (
     [['--calibrate', at('nowhere')], /unknown dataset|does not exist/],
     [['--calibrate', `folder:${at('nowhere')}`], /nowhere/],
     [['--calibrate', `mnist:${at('mnist')}`, '--method', 'kl'], /--method must be one of/],
-    [['--calibrate', `mnist:${at('mnist')}`, '--percentile', '99'], /only to --method percentile/],
+    [['--calibrate', `mnist:${at('mnist')}`, '--method', 'minmax', '--percentile', '99'], /only to --method percentile/],
     [[], /needs --calibrate/],
   ];
   await writeImageFolder(at('few'), { a: 3 }, 8);

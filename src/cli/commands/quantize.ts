@@ -8,7 +8,7 @@ import { kerasPreprocessing, type ImagePreprocessing } from '../../data/image-pr
 import { DataLoader, type BatchLoader } from '../../data/loader.js';
 import { imageFolderSplitDir, parseDatasetSpec } from '../../data/spec.js';
 import { StreamLoader } from '../../data/stream-loader.js';
-import { calibrate, DEFAULT_PERCENTILE } from '../../infer/calibrate.js';
+import { calibrate, DEFAULT_METHOD, DEFAULT_PERCENTILE } from '../../infer/calibrate.js';
 import type { CalibrationMethod } from '../../infer/quant-types.js';
 import { modelRecordOf } from '../../io/model-record.js';
 import { checkOutputFile } from '../../io/output-paths.js';
@@ -41,7 +41,8 @@ stem convolution and the classifier stay fp32 where int8 there measurably costs 
                               predict and eval read them
   --out FILE                  output .safetensors file, written atomically (required)
   --method minmax|percentile|entropy
-                              how a range is chosen (default entropy: TensorRT's KL threshold)
+                              how a range is chosen: the largest |x|, a percentile of |x|, or
+                              TensorRT's KL-divergence threshold (default ${DEFAULT_METHOD})
   --percentile P              for --method percentile: percentile of |x| kept (default ${DEFAULT_PERCENTILE})
   --calibration-images N      images to calibrate on, spread over the source (default ${DEFAULT_CALIBRATION_IMAGES};
                               at least ${MIN_CALIBRATION_IMAGES})
@@ -169,7 +170,7 @@ export async function quantizeCommand(argv: string[], out: (s: string) => void):
   const target = v['out'] as string | undefined;
   if (!target) throw new OptionError('quantize needs --out FILE');
   checkOutputFile(target);
-  const method: CalibrationMethod = choiceFlag('method', v['method'], METHODS) ?? 'entropy';
+  const method: CalibrationMethod = choiceFlag('method', v['method'], METHODS) ?? DEFAULT_METHOD;
   const percentile = numberFlag('percentile', v['percentile'], Number.MIN_VALUE, 100);
   if (percentile !== undefined && method !== 'percentile') throw new OptionError('--percentile applies only to --method percentile');
   const n = intFlag('calibration-images', v['calibration-images'], MIN_CALIBRATION_IMAGES) ?? DEFAULT_CALIBRATION_IMAGES;
