@@ -44,6 +44,12 @@ export {
 export { WeightFileError } from './io/errors.js';
 export { openWeights, type WeightsSource, type ModelRecord } from './io/weights-source.js';
 export { exportOnnx, type ExportOnnxOptions } from './io/onnx-model.js';
+export { calibrate, type CalibrateOptions, type CalibrationImages } from './infer/calibrate.js';
+export { simulateInt8, Int8Simulator, type SimulateInt8Options } from './infer/simulate-int8.js';
+export { CalibrationError } from './infer/calibration-check.js';
+export { GraphInterpreter, int8Graph } from './infer/interpret.js';
+export type { Int8Calibration, ValueQuant, CalibrationMethod } from './infer/quant-types.js';
+export { readInt8Calibration, saveQuantizedWeights } from './io/quantized-file.js';
 export {
   classify,
   decodePredictions,

@@ -7,6 +7,7 @@ import { evalCommand } from './commands/eval.js';
 import { experimentCommand } from './commands/experiment.js';
 import { exportCommand } from './commands/export.js';
 import { predictCommand } from './commands/predict.js';
+import { quantizeCommand } from './commands/quantize.js';
 import { serveWebCommand } from './commands/serve-web.js';
 import { summaryCommand } from './commands/summary.js';
 import { trainCommand } from './commands/train.js';
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, { run: Command; about: string }> = {
   predict: { run: predictCommand, about: 'classify image files or folders, with the class names the weights record' },
   export: { run: exportCommand, about: 'write a model as ONNX, or its weights as Keras H5 or safetensors' },
   'serve-web': { run: serveWebCommand, about: 'serve the browser page: classify images, train on Fashion-MNIST in the page' },
+  quantize: { run: quantizeCommand, about: 'calibrate int8 quantization on images; write weights + calibration as one file' },
   bench: { run: benchCommand, about: 'images/s and GFLOP/s of Xception inference and training, beside ONNX Runtime (and PyTorch)' },
 };
 

@@ -14,10 +14,17 @@
  * feeding it when that convolution has no activation and no other consumer (every BN of
  * Xception and Inception V3), or else into one per-channel Mul and Add. `foldBatchNorm: false`
  * keeps ONNX BatchNormalization nodes with the moving statistics.
+ *
+ * With `int8` (a calibration, infer/calibrate.ts) the export is the quantized model in QDQ form
+ * (onnx-qdq.ts), on the graph int8 runs: every fusion made (residual sums and activations are
+ * then the nodes after their convolution), so the calibration's value keys name its tensors.
  */
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
+import { checkCalibrationFits } from '../infer/calibration-check.js';
 import { fuseGraph } from '../infer/fuse.js';
+import { int8Graph } from '../infer/interpret.js';
+import { type Int8Calibration, valueKey } from '../infer/quant-types.js';
 import {
   bnAffine,
   canLower,
@@ -31,6 +38,7 @@ import {
 } from '../infer/graph.js';
 import { OnnxGraphError } from './errors.js';
 import { attr, kerasConvKernelToOnnx, OnnxGraphBuilder, type OnnxAttributeValue } from './onnx.js';
+import { QdqWriter } from './onnx-qdq.js';
 
 export interface ExportOnnxOptions {
   /** Fold batch normalization into the preceding convolution (default true). */
@@ -44,6 +52,8 @@ export interface ExportOnnxOptions {
   /** Graph input and output names (default 'input' and 'output'). */
   inputName?: string;
   outputName?: string;
+  /** Export the int8 model in QDQ form with this calibration (batch norms are then always folded). */
+  int8?: Int8Calibration;
 }
 
 export const ONNX_MIN_OPSET = 13;
@@ -52,8 +62,10 @@ export const ONNX_MAX_OPSET = 21;
 type Layout = 'nchw' | 'nhwc';
 
 /** ONNX nodes and initializers, with unique tensor names; `names` holds each graph node's tensor. */
-class OnnxEmitter {
+export class OnnxEmitter {
   readonly names = new Map<GraphNode, string>();
+  /** Set for a QDQ (int8) export. */
+  qdq: QdqWriter | null = null;
   private readonly used: Set<string>;
 
   constructor(
@@ -104,12 +116,25 @@ class OnnxEmitter {
   }
 }
 
-function conv(e: OnnxEmitter, n: ConvNode): string {
+/** An int8 node's dequantized weight and bias tensors (null for an fp32 node or export). */
+function int8Weights(e: OnnxEmitter, n: ConvNode | DenseNode, base: string): { kernel: string; bias: string | null } | null {
+  if (!e.qdq?.isInt8(n)) return null;
+  return e.qdq.weights(e, n, base, e.qdq.quant(valueKey(n.inputs[0]!))!.scale);
+}
+
+function convWeights(e: OnnxEmitter, n: ConvNode): string[] {
+  const base = `${n.layer.name}/${n.role}`;
+  const q = int8Weights(e, n, base);
+  if (q) return q.bias ? [q.kernel, q.bias] : [q.kernel];
   const w = convWeightRecipes(n);
   const k = kerasConvKernelToOnnx(w.kernel(), n.kernelShape);
-  const base = `${n.layer.name}/${n.role}`;
-  const inputs = [e.in(n), e.constant(`${base}/W`, k.shape, k.data)];
+  const inputs = [e.constant(`${base}/W`, k.shape, k.data)];
   if (w.bias) inputs.push(e.constant(`${base}/B`, [k.shape[0]!], w.bias()));
+  return inputs;
+}
+
+function conv(e: OnnxEmitter, n: ConvNode): string {
+  const inputs = [e.in(n), ...convWeights(e, n)];
   const g = n.geometry;
   const attrs = {
     kernel_shape: [g.kH, g.kW],
@@ -123,10 +148,12 @@ function conv(e: OnnxEmitter, n: ConvNode): string {
 
 function dense(e: OnnxEmitter, n: DenseNode): string {
   const name = n.layer.name;
-  const kernel = e.constant(`${name}/kernel`, n.kernelShape, n.kernel());
+  const q = int8Weights(e, n, name);
+  const kernel = q ? q.kernel : e.constant(`${name}/kernel`, n.kernelShape, n.kernel());
+  const bias = q ? q.bias : n.bias ? e.constant(`${name}/bias`, [n.units], n.bias()) : null;
   return e.withPosts(n, (out) =>
-    n.bias
-      ? e.node('Gemm', [e.in(n), kernel, e.constant(`${name}/bias`, [n.units], n.bias())], out, {
+    bias
+      ? e.node('Gemm', [e.in(n), kernel, bias], out, {
           alpha: attr.float(1),
           beta: attr.float(1),
         })
@@ -241,14 +268,22 @@ function emitOutput(e: OnnxEmitter, graph: InferenceGraph, layout: Layout, outpu
   }
 }
 
-/** The model's inference graph with batch norms folded (or not); no other fusions, so every layer stays visible. */
-function exportGraph(model: Model, fold: boolean): InferenceGraph {
+/**
+ * The model's inference graph with batch norms folded (or not); no other fusions, so every layer
+ * stays visible. For int8, the int8 graph (all fusions), checked against the calibration.
+ */
+function exportGraph(model: Model, fold: boolean, int8?: Int8Calibration): InferenceGraph {
   for (const l of model.executionOrder) {
     if (!canLower(l)) throw new OnnxGraphError(`ONNX export: layer '${l.name}' of type ${l.className} is not supported`);
   }
   const inShape = model.inputShape;
   if (inShape.length !== 3)
     throw new OnnxGraphError(`ONNX export: the model input must be [height, width, channels], got [${inShape.join(', ')}]`);
+  if (int8) {
+    const g = int8Graph(model);
+    checkCalibrationFits(g, int8);
+    return g;
+  }
   const graph = lowerModel(model, { inputShape: inShape, logits: false });
   fuseGraph(graph, { batchNorm: fold, sum: false, eltwise: false });
   return graph;
@@ -267,19 +302,25 @@ function checkOptions(options: ExportOnnxOptions): { opset: number; layout: Layo
 
 export function exportOnnx(model: Model, options: ExportOnnxOptions = {}): Uint8Array {
   const { opset, layout } = checkOptions(options);
-  const fold = options.foldBatchNorm ?? true;
+  const fold = options.int8 ? true : (options.foldBatchNorm ?? true);
   const inputName = options.inputName ?? 'input';
   const outputName = options.outputName ?? 'output';
-  const graph = exportGraph(model, fold);
+  const graph = exportGraph(model, fold, options.int8);
   const g = new OnnxGraphBuilder(model.name, {
     opset,
     docString:
       `${model.name} exported by xception; input ${layout.toUpperCase()} float32, batch normalization ${fold ? 'folded' : 'kept'}` +
+      (options.int8 ? `; int8 QDQ (calibration: ${options.int8.method} on ${options.int8.images} images)` : '') +
       (options.description ? `. ${options.description}` : ''),
   });
   const e = new OnnxEmitter(g, fold, [inputName, outputName]);
+  if (options.int8) e.qdq = new QdqWriter(options.int8);
   emitInput(e, graph, layout, inputName);
-  for (const n of graph.nodes) if (n.op !== 'input') e.names.set(n, emitNode(e, n));
+  for (const n of graph.nodes) {
+    if (n.op !== 'input') e.names.set(n, emitNode(e, n));
+    const q = e.qdq?.quant(valueKey(n));
+    if (q) e.names.set(n, e.qdq!.value(e, e.names.get(n)!, q));
+  }
   emitOutput(e, graph, layout, outputName);
   return g.toBytes();
 }

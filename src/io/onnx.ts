@@ -24,8 +24,15 @@ import { ProtoWriter } from './protobuf.js';
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** TensorProto.DataType values used here. */
-export const OnnxDataType = { FLOAT: 1, INT64: 7 } as const;
-export type OnnxElemType = 'float' | 'int64';
+export const OnnxDataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
+export type OnnxElemType = 'float' | 'int64' | 'int8' | 'uint8' | 'int32';
+const ELEM_CODE: Record<OnnxElemType, number> = {
+  float: OnnxDataType.FLOAT,
+  int64: OnnxDataType.INT64,
+  int8: OnnxDataType.INT8,
+  uint8: OnnxDataType.UINT8,
+  int32: OnnxDataType.INT32,
+};
 
 /** AttributeProto.AttributeType. */
 const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
@@ -59,8 +66,8 @@ export interface OnnxTensor {
   name: string;
   shape: number[];
   elemType: OnnxElemType;
-  /** float32 data, or int64 as bigint. */
-  data: Float32Array | BigInt64Array;
+  /** float32 data, int64 as bigint, or the quantized types' integers (int8, uint8, int32). */
+  data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Int32Array;
 }
 
 /** A dimension: a fixed size, or a symbolic name (e.g. 'batch') for a dynamic one. */
@@ -127,6 +134,15 @@ export class OnnxGraphBuilder {
     checkTensor(name, shape, data.length);
     this.define(name, 'initializer');
     this.initializers.push({ name, shape: [...shape], elemType: 'float', data });
+    return this;
+  }
+
+  /** A constant integer tensor of a quantized type (QDQ weights, zero points, int32 biases). */
+  addIntInitializer(name: string, shape: number[], data: Int8Array | Uint8Array | Int32Array): this {
+    checkTensor(name, shape, data.length);
+    this.define(name, 'initializer');
+    const elemType = data instanceof Int8Array ? 'int8' : data instanceof Uint8Array ? 'uint8' : 'int32';
+    this.initializers.push({ name, shape: [...shape], elemType, data });
     return this;
   }
 
@@ -254,7 +270,7 @@ function encodeNode(n: NodeSpec): ProtoWriter {
 function encodeTensor(t: OnnxTensor): ProtoWriter {
   const w = new ProtoWriter();
   if (t.shape.length > 0) w.packedInts(1, t.shape);
-  w.int(2, t.elemType === 'float' ? OnnxDataType.FLOAT : OnnxDataType.INT64);
+  w.int(2, ELEM_CODE[t.elemType]);
   w.string(8, t.name);
   // raw_data is little-endian by the ONNX spec: a plain byte copy on little-endian hosts.
   let raw: Uint8Array;
@@ -263,14 +279,16 @@ function encodeTensor(t: OnnxTensor): ProtoWriter {
     raw = new Uint8Array(t.data.byteLength);
     const view = new DataView(raw.buffer);
     if (t.data instanceof Float32Array) t.data.forEach((v, i) => view.setFloat32(i * 4, v, true));
-    else t.data.forEach((v, i) => view.setBigInt64(i * 8, v, true));
+    else if (t.data instanceof BigInt64Array) t.data.forEach((v, i) => view.setBigInt64(i * 8, v, true));
+    else if (t.data instanceof Int32Array) t.data.forEach((v, i) => view.setInt32(i * 4, v, true));
+    else raw.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }
   w.bytes(9, raw);
   return w;
 }
 
 function encodeValueInfo(v: ValueInfo): ProtoWriter {
-  const tensorType = new ProtoWriter().int(1, v.elemType === 'float' ? OnnxDataType.FLOAT : OnnxDataType.INT64);
+  const tensorType = new ProtoWriter().int(1, ELEM_CODE[v.elemType]);
   if (v.shape !== null) {
     const shape = new ProtoWriter();
     for (const d of v.shape) {

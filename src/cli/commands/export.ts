@@ -5,6 +5,7 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import { modelRecordOf } from '../../io/model-record.js';
 import { saveWeights } from '../../io/model-weights.js';
 import { exportOnnx, ONNX_MAX_OPSET, ONNX_MIN_OPSET } from '../../io/onnx-model.js';
+import { readInt8Calibration } from '../../io/quantized-file.js';
 import { preprocessingAffine } from '../../data/transforms.js';
 import { getModelEntry } from '../../models/registry.js';
 import { choiceFlag, intFlag, parse, backendFlag } from '../args.js';
@@ -34,6 +35,9 @@ Either file then works as --weights for predict, eval and export with no model f
   --format F              onnx | keras-h5 | safetensors (required)
   --out FILE              output file, written atomically (required)
   --no-fold-bn            onnx: keep BatchNormalization nodes (default: folded into the convs)
+  --int8                  onnx: the int8 model in QDQ form (QuantizeLinear/DequantizeLinear
+                          around the convolutions, per-channel int8 weights), with the
+                          calibration recorded in --weights (a file 'xception quantize' wrote)
   --opset N               onnx: opset ${ONNX_MIN_OPSET}…${ONNX_MAX_OPSET} (default ${ONNX_MIN_OPSET})
   --input-layout nchw|nhwc
                           onnx: graph input layout (default nchw)
@@ -58,6 +62,7 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
     format: { type: 'string' },
     out: { type: 'string' },
     'no-fold-bn': { type: 'boolean' },
+    int8: { type: 'boolean' },
     opset: { type: 'string' },
     'input-layout': { type: 'string' },
     backend: { type: 'string' },
@@ -73,10 +78,12 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
   const target = v['out'] as string | undefined;
   if (!target) throw new OptionError('export needs --out FILE');
   checkOutputFile(target);
-  const onnxOnly = ['no-fold-bn', 'opset', 'input-layout'].filter((k) => v[k] !== undefined);
+  const onnxOnly = ['no-fold-bn', 'opset', 'input-layout', 'int8'].filter((k) => v[k] !== undefined);
   if (format !== 'onnx' && onnxOnly.length > 0) throw new OptionError(`--${onnxOnly[0]} applies only to --format onnx`);
   const opset = intFlag('opset', v['opset'], ONNX_MIN_OPSET);
   const inputLayout = choiceFlag('input-layout', v['input-layout'], ['nchw', 'nhwc'] as const);
+  if (v['int8'] && v['no-fold-bn']) throw new OptionError('--int8 folds batch normalization: drop --no-fold-bn');
+  if (v['int8'] && v['weights'] === undefined) throw new OptionError("--int8 needs --weights FILE (a file written by 'xception quantize')");
   const backend = backendFlag(v['backend']);
   if (backend) setBackend(backend);
 
@@ -88,7 +95,11 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
     if (format === 'onnx') {
       const { scale, offset } = preprocessingAffine(getModelEntry(loaded.modelName).preprocessing);
       const description = `Input: RGB pixels p in [0, 255] preprocessed as p / ${+(1 / scale).toPrecision(12)} ${offset < 0 ? '-' : '+'} ${Math.abs(offset)} (${loaded.modelName} preprocess_input)`;
+      const int8 = v['int8'] ? await readInt8Calibration(loaded.weightsSource!, model) : null;
+      if (v['int8'] && !int8)
+        throw new OptionError(`--int8: ${loaded.weightsSource} holds no int8 calibration; write one with 'xception quantize'`);
       const bytes = exportOnnx(model, {
+        ...(int8 ? { int8 } : {}),
         foldBatchNorm: !v['no-fold-bn'],
         description,
         ...(opset ? { opset } : {}),
@@ -97,7 +108,7 @@ export async function exportCommand(argv: string[], out: (s: string) => void): P
       await writeFileAtomic(target, bytes);
       out(
         `wrote ${target}: ONNX opset ${opset ?? ONNX_MIN_OPSET}, input ${(inputLayout ?? 'nchw').toUpperCase()} [batch, ${describeInput(model.inputShape as number[], inputLayout ?? 'nchw')}], ` +
-          `BN ${v['no-fold-bn'] ? 'kept' : 'folded'}, ${bytes.length} bytes\n`,
+          `BN ${v['no-fold-bn'] ? 'kept' : 'folded'}${int8 ? `, int8 QDQ (${int8.method}, ${int8.images} images)` : ''}, ${bytes.length} bytes\n`,
       );
     } else {
       // The source's record carries over (class names, preprocessing); else the model's own.

@@ -1,0 +1,127 @@
+/**
+ * The int8 QDQ ONNX export (src/io/onnx-qdq.ts) run by ONNX Runtime's own int8 kernels, against
+ * the simulated int8 reference (src/infer/simulate-int8.ts) and the fp32 export.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
+import { referenceBackend } from '../../src/backends/reference/index.js';
+import { noGrad } from '../../src/core/engine.js';
+import { Random } from '../../src/core/random.js';
+import { calibrate } from '../../src/infer/calibrate.js';
+import { GraphInterpreter, int8Graph } from '../../src/infer/interpret.js';
+import type { Model } from '../../src/nn/model.js';
+import { CalibrationError } from '../../src/infer/calibration-check.js';
+import { simulateInt8 } from '../../src/infer/simulate-int8.js';
+import { exportOnnx } from '../../src/io/onnx-model.js';
+import { xception } from '../../src/models/xception/xception.js';
+import { randomizeStatistics } from '../infer/helpers.js';
+
+const backend = referenceBackend;
+const shape: [number, number, number] = [24, 24, 3];
+const classes = 10;
+
+/** Noise around a per-image, per-channel colour, so images differ in what a global pool sees. */
+function images(n: number, seed: number): Float32Array {
+  const r = new Random(seed);
+  const x = new Float32Array(n * 24 * 24 * 3);
+  for (let i = 0; i < n; i++) {
+    const colour = [r.uniform(-0.7, 0.7), r.uniform(-0.7, 0.7), r.uniform(-0.7, 0.7)];
+    for (let p = 0; p < 24 * 24 * 3; p++) x[i * 24 * 24 * 3 + p] = colour[p % 3]! + r.uniform(-0.3, 0.3);
+  }
+  return x;
+}
+
+async function runOrt(bytes: Uint8Array, x: Float32Array, batch: number): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(bytes);
+  try {
+    const out = await session.run({ input: new ort.Tensor('float32', x, [batch, ...shape]) });
+    return out['output']!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+const top1 = (a: Float32Array, i: number) => {
+  let b = 0;
+  for (let j = 1; j < classes; j++) if (a[i * classes + j]! > a[i * classes + b]!) b = j;
+  return b;
+};
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/**
+ * A "trained-ish" classifier: random directions over the centred pooled features of `x`, so that
+ * images reach different classes (with random weights every image lands in one class).
+ */
+function spreadClasses(m: Model, x: Float32Array): void {
+  const g = int8Graph(m);
+  const n = x.length / (24 * 24 * 3);
+  let f: Float32Array = new Float32Array(0);
+  const interp = new GraphInterpreter(g, backend);
+  interp.run(x, n, { onValue: (node, v) => void (node.op === 'gpool' && (f = v)) });
+  interp.dispose();
+  const d = f.length / n;
+  const mean = new Float64Array(d);
+  const std = new Float64Array(d);
+  for (let i = 0; i < f.length; i++) mean[i % d]! += f[i]! / n;
+  for (let i = 0; i < f.length; i++) std[i % d]! += (f[i]! - mean[i % d]!) ** 2 / n;
+  const r = new Random(5);
+  const w = new Float32Array(d * classes);
+  const b = new Float32Array(classes);
+  for (let j = 0; j < d; j++) {
+    for (let c = 0; c < classes; c++) {
+      const v = r.uniform(-1, 1) / Math.sqrt(std[j]! * d + 1e-12);
+      w[j * classes + c] = v;
+      b[c]! -= mean[j]! * v;
+    }
+  }
+  const [kernel, bias] = m.getLayer('predictions').weights;
+  kernel!.setData(w);
+  bias!.setData(b);
+}
+
+test('the QDQ export run by ONNX Runtime agrees with simulated int8 and stays near fp32', async () => {
+  const m = noGrad(() =>
+    xception({ backend, stem: 'small', inputShape: shape, classes, width: 0.25, middleBlocks: 2, seed: 3, classifierActivation: 'linear' }),
+  );
+  randomizeStatistics(m);
+  spreadClasses(m, images(32, 4));
+  const cal = await calibrate(m, [images(8, 1), images(8, 2)], { method: 'minmax' });
+  const int8 = exportOnnx(m, { int8: cal, inputLayout: 'nhwc' });
+  const fp32 = exportOnnx(m, { inputLayout: 'nhwc' });
+  assert.ok(int8.length < fp32.length * 0.5, `int8 weights take a quarter of the bytes: ${int8.length} vs ${fp32.length}`);
+  assert.ok(Buffer.from(int8).includes('QuantizeLinear') && Buffer.from(int8).includes('DequantizeLinear'));
+  const n = 32;
+  const x = images(n, 9);
+  const ortInt8 = await runOrt(int8, x, n);
+  const ortFp32 = await runOrt(fp32, x, n);
+  const sim = simulateInt8(m, cal, x, { batch: n });
+  let sameSim = 0;
+  for (let i = 0; i < n; i++) if (top1(ortInt8, i) === top1(sim, i)) sameSim++;
+  // Logit differences as a share of the logits' spread.
+  const spread = Math.max(...ortFp32) - Math.min(...ortFp32);
+  const dSim = maxAbsDiff(ortInt8, sim) / spread;
+  assert.ok(new Set(Array.from({ length: n }, (_, i) => top1(ortFp32, i))).size >= 4, 'the images reach several classes');
+  assert.ok(sameSim >= n - 2, `ORT int8 vs simulated int8 top-1 agree on ${sameSim}/${n}`);
+  assert.ok(dSim < 0.02, `ORT int8 vs simulated int8 logits differ by ${dSim} of their spread`);
+  // ORT's int8 is as faithful to fp32 as the reference (a random network is not a trained one:
+  // its pooled features differ between images by less than a quantization step).
+  const ortErr = maxAbsDiff(ortInt8, ortFp32);
+  const simErr = maxAbsDiff(sim, ortFp32);
+  assert.ok(ortErr > 0 && ortErr <= simErr * 1.25, `ORT int8 vs fp32 ${ortErr}, simulated int8 vs fp32 ${simErr}`);
+  m.dispose();
+});
+
+test('a QDQ export with a calibration of another model is a CalibrationError', async () => {
+  const a = noGrad(() => xception({ backend, stem: 'small', inputShape: shape, classes, width: 0.25, middleBlocks: 1, seed: 3 }));
+  const b = noGrad(() => xception({ backend, stem: 'small', inputShape: shape, classes, width: 0.25, middleBlocks: 2, seed: 3 }));
+  const cal = await calibrate(a, [images(2, 1)], { method: 'minmax', allInt8: true });
+  assert.throws(() => exportOnnx(b, { int8: cal }), CalibrationError);
+  a.dispose();
+  b.dispose();
+});
