@@ -23,6 +23,8 @@ import type { NativePlan } from '../backends/onednn/binding.js';
 import type { Variable } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
 import { compileSpec, type CompiledSpec, type CompileSpecOptions, type PlanLayout, type Precision, type WeightRecipe } from './compile.js';
+import { int8Hardware } from './int8-plan.js';
+import type { Int8Calibration } from './quant-types.js';
 
 export interface CompileInferenceOptions {
   /** Images per run (required): a plan runs exactly this batch. */
@@ -36,9 +38,12 @@ export interface CompileInferenceOptions {
   logits?: boolean;
   /**
    * 'fp32' (default) or 'bf16': activations and weights in bfloat16 inside the plan (oneDNN
-   * converts once at the input and output; results agree with fp32 to about 1e-2 only).
+   * converts once at the input and output; results agree with fp32 to about 1e-2 only), or
+   * 'int8': convolutions in int8 with the scales of `calibration` (see int8-plan.ts).
    */
   precision?: Precision;
+  /** Activation scales for precision 'int8' (required then, refused otherwise). */
+  calibration?: Int8Calibration;
   /**
    * Activation layout of an fp32 plan (bf16 plans leave it to oneDNN): 'auto' (default) is
    * 'blocked' — pointwise and depthwise convolutions on oneDNN's jit kernels over channel blocks
@@ -64,6 +69,8 @@ export interface CompiledInferenceInfo {
   weightRefreshes: number;
   /** Set when oneDNN refused a fused primitive and the plan was rebuilt without fusions: why. */
   unfusedBecause: string | null;
+  /** int8 plans: convolutions run in int8 of all, and whether this CPU has int8 dot products (VNNI). */
+  int8: { convolutions: number; of: number; hardware: 'native' | 'emulated' } | null;
 }
 
 interface Snapshot {
@@ -82,7 +89,7 @@ export class CompiledInference {
   readonly logits: boolean;
   private plan: NativePlan | null;
   private readonly backend: NativeBackend;
-  private readonly recipes: WeightRecipe[];
+  private recipes: WeightRecipe[];
   private snapshot: Snapshot[];
   private readonly fusions: CompiledSpec['fusions'];
   private refreshes = 0;
@@ -90,6 +97,9 @@ export class CompiledInference {
   private unfusedBecause: string | null = null;
   private readonly inputSize: number;
   private readonly outputSize: number;
+  private readonly int8Counts: CompiledSpec['int8Convolutions'];
+  /** How the spec is made again (int8 plans are rebuilt when the weights change). */
+  private readonly specOptions: CompileSpecOptions;
 
   /** Use compileInference(). */
   constructor(
@@ -113,8 +123,8 @@ export class CompiledInference {
       );
     }
     const precision = options.precision ?? 'fp32';
-    if (precision !== 'fp32' && precision !== 'bf16')
-      throw new OptionError(`compileInference: precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+    if (precision !== 'fp32' && precision !== 'bf16' && precision !== 'int8')
+      throw new OptionError(`compileInference: precision must be 'fp32', 'bf16' or 'int8', got ${JSON.stringify(precision)}`);
     const layout = options.layout ?? 'auto';
     if (layout !== 'auto' && layout !== 'channels-last' && layout !== 'blocked') {
       throw new OptionError(`compileInference: layout must be 'auto', 'channels-last' or 'blocked', got ${JSON.stringify(layout)}`);
@@ -123,7 +133,9 @@ export class CompiledInference {
     if (typeof logits !== 'boolean') throw new OptionError('compileInference: logits must be true or false');
     this.backend = requireNativeBackend();
     const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
-    let compiled = compileSpec(model, { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}) });
+    const calibration = options.calibration;
+    this.specOptions = { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}), ...(calibration ? { calibration } : {}) };
+    let compiled = compileSpec(model, this.specOptions);
     // Taken before the weights are read: a change from here on is caught by the next run.
     const snapshot = this.takeSnapshot(compiled.variables);
     let plan: NativePlan;
@@ -135,7 +147,8 @@ export class CompiledInference {
     } catch (e) {
       // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
       // correctness first, so try once more with every layer as its own primitive.
-      if (!(e instanceof BackendError) || fuse) throw e;
+      // (Not for int8: the calibration names the fused graph's values.)
+      if (!(e instanceof BackendError) || fuse || precision === 'int8') throw e;
       compiled = compileSpec(model, {
         batch,
         inputShape,
@@ -159,6 +172,7 @@ export class CompiledInference {
     this.logits = logits;
     this.recipes = compiled.recipes;
     this.fusions = compiled.fusions;
+    this.int8Counts = compiled.int8Convolutions;
     this.inputSize = batch * inputShape.reduce((a, b) => a * b, 1);
     this.outputSize = batch * compiled.outputShape.reduce((a, b) => a * b, 1);
     this.snapshot = snapshot;
@@ -243,7 +257,16 @@ export class CompiledInference {
   refreshWeights(): void {
     const plan = this.livePlan();
     this.snapshot = this.takeSnapshot(this.snapshot.map((s) => s.variable));
-    this.backend.setPlanWeights(plan, this.readWeights());
+    if (this.precision === 'int8') {
+      // Its kernels are quantized with scales built into the primitives: a new plan (same calibration).
+      const compiled = compileSpec(this.model, this.specOptions);
+      const fresh = this.backend.createPlan(compiled.spec, this.readWeightsOf(compiled.recipes));
+      this.plan = fresh;
+      this.recipes = compiled.recipes;
+      this.backend.freePlan(plan);
+    } else {
+      this.backend.setPlanWeights(plan, this.readWeights());
+    }
     this.refreshes++;
   }
 
@@ -262,6 +285,7 @@ export class CompiledInference {
       fusions: { ...this.fusions },
       weightRefreshes: this.refreshes,
       unfusedBecause: this.unfusedBecause,
+      int8: this.int8Counts ? { convolutions: this.int8Counts.int8, of: this.int8Counts.total, hardware: int8Hardware() } : null,
     };
   }
 
@@ -288,7 +312,11 @@ export class CompiledInference {
   }
 
   private readWeights(): Float32Array[] {
-    return this.recipes.map((r) => r());
+    return this.readWeightsOf(this.recipes);
+  }
+
+  private readWeightsOf(recipes: WeightRecipe[]): Float32Array[] {
+    return recipes.map((r) => r());
   }
 
   /** The rule: same tensor at the same version for every weight, or re-read them all. */
@@ -307,7 +335,7 @@ export class CompiledInference {
 export function compileInference(model: Model, options: CompileInferenceOptions): CompiledInference {
   if (options === null || typeof options !== 'object') throw new OptionError('compileInference: options { batch } are required');
   // `fuse` ({ batchNorm, sum, eltwise }: false runs those layers unfused) is for tests and comparisons.
-  const known = ['batch', 'inputShape', 'logits', 'precision', 'layout', 'fuse'];
+  const known = ['batch', 'inputShape', 'logits', 'precision', 'layout', 'calibration', 'fuse'];
   for (const k of Object.keys(options))
     if (!known.includes(k)) throw new OptionError(`compileInference: unknown option '${k}' (known: ${known.join(', ')})`);
   return new CompiledInference(model, options);
