@@ -192,7 +192,7 @@ export class CompiledInference {
 
   /** Runs the network on x [batch, ...inputShape] (any backend); the result is on x's backend. */
   run(x: Tensor): Tensor {
-    const plan = this.livePlan();
+    this.livePlan();
     if (!(x instanceof Tensor)) throw new OptionError('CompiledInference.run: x must be a Tensor');
     const want = [this.batch, ...this.inputShape];
     if (x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
@@ -202,10 +202,10 @@ export class CompiledInference {
       );
     }
     if (x.dtype !== 'float32') throw new OptionError(`compiled '${this.model.name}' takes float32, got ${x.dtype}`);
-    this.syncWeights();
+    this.syncWeights(); // (may build an int8 plan again: the plan is read after it)
     const outShape = [this.batch, ...this.outputShape];
     if (x.backend === (this.backend as Backend)) {
-      return new Tensor(this.backend, this.backend.runPlan(plan, x.handle, this.inputSize, this.outputSize), outShape);
+      return new Tensor(this.backend, this.backend.runPlan(this.livePlan(), x.handle, this.inputSize, this.outputSize), outShape);
     }
     const y = this.runData(x.data());
     return new Tensor(x.backend, x.backend.upload(y), outShape);
@@ -213,7 +213,7 @@ export class CompiledInference {
 
   /** Runs on plain NHWC float32 values (batch × inputShape); returns the output values. */
   runData(x: Float32Array): Float32Array {
-    const plan = this.livePlan();
+    this.livePlan();
     if (!(x instanceof Float32Array) || x.length !== this.inputSize) {
       throw new ShapeError(
         `compiled '${this.model.name}' takes ${this.inputSize} values (${shapeToString([this.batch, ...this.inputShape])}), got ${x instanceof Float32Array ? x.length : typeof x}`,
@@ -222,7 +222,7 @@ export class CompiledInference {
     this.syncWeights();
     const input = this.backend.upload(x);
     try {
-      const out = this.backend.runPlan(plan, input, this.inputSize, this.outputSize);
+      const out = this.backend.runPlan(this.livePlan(), input, this.inputSize, this.outputSize);
       try {
         return this.backend.download(out, this.outputSize, 'float32') as Float32Array;
       } finally {
@@ -235,7 +235,7 @@ export class CompiledInference {
 
   /** Runs once on x, timing every step (slower than run: it waits after each primitive). */
   profile(x: Tensor): Array<{ step: string; seconds: number }> {
-    const plan = this.livePlan();
+    this.livePlan();
     const want = [this.batch, ...this.inputShape];
     if (!(x instanceof Tensor) || x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
       throw new ShapeError(
@@ -245,8 +245,8 @@ export class CompiledInference {
     this.syncWeights();
     const native = x.backend === (this.backend as Backend) ? null : this.backend.upload(x.data());
     try {
-      const seconds = this.backend.profilePlan(plan, native ?? x.handle, this.inputSize, this.outputSize);
-      const steps = this.backend.planInfo(plan).steps;
+      const seconds = this.backend.profilePlan(this.livePlan(), native ?? x.handle, this.inputSize, this.outputSize);
+      const steps = this.backend.planInfo(this.livePlan()).steps;
       return steps.map((step, i) => ({ step, seconds: seconds[i]! }));
     } finally {
       if (native) this.backend.dispose(native);
