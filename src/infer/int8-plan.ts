@@ -12,7 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
-import type { ConvNode, GraphNode, InferenceGraph } from './graph.js';
+import { fuseGraph } from './fuse.js';
+import { type ConvNode, type GraphNode, type InferenceGraph, lowerModel } from './graph.js';
 import { type Int8Calibration, type ValueQuant, valueKey } from './quant-types.js';
 
 export interface Int8Plan {
@@ -117,4 +118,11 @@ export function int8Hardware(): 'native' | 'emulated' {
     }
   }
   return vnniCache ? 'native' : 'emulated';
+}
+
+/** Checks `calibration` against `model` (its fused graph at its input size) without compiling: OptionErrors. */
+export function checkCalibrationFor(model: Model, calibration: unknown): void {
+  const g = lowerModel(model, { inputShape: model.inputShape, logits: false });
+  fuseGraph(g);
+  int8Plan(model, g, calibration);
 }
