@@ -362,34 +362,63 @@ class Builder {
     return alg == code(EltwiseAlg::Relu) ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_elu;
   }
 
-  // Post-ops: (Eltwise, alg, alpha) or (Sum, 0, 0). Returns whether a sum is among them. An int8
-  // convolution (`quantized`) takes ReLU only (it commutes with the positive output scales) and
-  // adds its sum value, of type `sumType`, times `sumScale` (the sum value's scale over its own).
-  bool postOps(SpecReader& r, dnnl::post_ops& po, std::string& what, bool allowSum, bool quantized = false,
-               float sumScale = 1.f, dt sumType = dt::undef) {
+  struct PostSpec {
+    bool sum;
+    int64_t alg;
+    double alpha;
+  };
+
+  // Post-ops: (Eltwise, alg, alpha) or (Sum, 0, 0), checked.
+  std::vector<PostSpec> readPosts(SpecReader& r, bool allowSum) {
     int64_t count = r.integer("post-op count", 0, 4);
-    bool sum = false;
+    std::vector<PostSpec> posts;
     for (int64_t i = 0; i < count; ++i) {
       int64_t kind = r.integer("post-op kind", code(PostKind::Eltwise), code(allowSum ? PostKind::Sum : PostKind::Eltwise));
       bool eltwise = kind == code(PostKind::Eltwise);
       int64_t alg = r.integer("post-op algorithm", eltwise ? code(EltwiseAlg::Relu) : 0, eltwise ? code(EltwiseAlg::Elu) : 0);
       double alpha = r.real("post-op alpha");
-      if (!eltwise) {
-        if (sum) bad("two sum post-ops");
-        sum = true;
-        if (quantized)
-          po.append_sum(sumScale, sumType);
+      if (!eltwise && std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return p.sum; })) bad("two sum post-ops");
+      if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
+      posts.push_back({!eltwise, alg, alpha});
+    }
+    return posts;
+  }
+
+  static bool hasElu(const std::vector<PostSpec>& posts) {
+    return std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return !p.sum && p.alg == code(EltwiseAlg::Elu); });
+  }
+
+  // How an int8 step's post-ops see its result. With ReLU and sum only, in output units (ReLU
+  // commutes with the positive scales); with an ELU, in real units, requantized by a last linear
+  // post-op (`realUnits`).
+  struct QuantPosts {
+    bool on = false, realUnits = false;
+    float outScale = 1.f, sumValueScale = 1.f;
+    dt sumType = dt::undef;
+  };
+
+  void appendPosts(const std::vector<PostSpec>& posts, dnnl::post_ops& po, std::string& what, const QuantPosts& q) {
+    for (const PostSpec& p : posts) {
+      if (p.sum) {
+        if (q.on)
+          po.append_sum(q.realUnits ? q.sumValueScale : q.sumValueScale / q.outScale, q.sumType);
         else
           po.append_sum(1.f);
         what += " +sum";
       } else {
-        if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
-        if (quantized && alg != code(EltwiseAlg::Relu)) bad("an int8 conv takes ReLU post-ops only");
-        po.append_eltwise(1.f, eltwiseAlg(alg), static_cast<float>(alpha), 0.f);
-        what += alg == code(EltwiseAlg::Relu) ? " +relu" : " +elu";
+        po.append_eltwise(1.f, eltwiseAlg(p.alg), static_cast<float>(p.alpha), 0.f);
+        what += p.alg == code(EltwiseAlg::Relu) ? " +relu" : " +elu";
       }
     }
-    return sum;
+    if (q.on && q.realUnits) po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, 1.f / q.outScale, 0.f);
+  }
+
+  // An int8 step's output scales: input scale × weight scale per output channel, over the output
+  // scale unless the post-ops run in real units.
+  static std::vector<float> outputScales(float inScale, const std::vector<float>& wScales, const QuantPosts& q) {
+    std::vector<float> s(wScales.size());
+    for (size_t c = 0; c < s.size(); ++c) s[c] = inScale * wScales[c] / (q.realUnits ? 1.f : q.outScale);
+    return s;
   }
 
   const Value& image(int v, const char* what) {
@@ -443,11 +472,13 @@ class Builder {
                        std::to_string(sh) + (groups > 1 ? " g" + std::to_string(groups) : "") + " " + std::to_string(ic) + "→" +
                        std::to_string(oc) + " at " + std::to_string(oh) + "×" + std::to_string(ow) + (bi >= 0 ? " +bias" : "");
     const dt dstType = q ? int8Type(quantHere().second) : act_;
-    const dt sumType = sumV >= 0 ? p_.values[sumV].md.data_type() : dt::undef;
-    const float sumScale = q && sumV >= 0 ? p_.values[sumV].scale / outScale : 1.f;
-    dnnl::post_ops po;
-    bool sum = postOps(r, po, what, true, q, sumScale, sumType);
+    std::vector<PostSpec> posts = readPosts(r, true);
+    bool sum = std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return p.sum; });
     if (sum != (sumV >= 0)) bad("conv: a sum post-op needs a sum value and the other way round");
+    QuantPosts qp;
+    if (q) qp = {true, hasElu(posts), outScale, sumV >= 0 ? p_.values[sumV].scale : 1.f, sumV >= 0 ? p_.values[sumV].md.data_type() : dt::undef};
+    dnnl::post_ops po;
+    appendPosts(posts, po, what, qp);
     memory::desc dstMd = memory::desc(outDims, dstType, tag::any);
     if (sumV >= 0) {
       const Value& b = p_.values[sumV];
@@ -467,9 +498,7 @@ class Builder {
     std::vector<float> wScales;
     if (q) {
       wScales = weightScales(si, oc);
-      std::vector<float> outScales(oc);
-      for (int64_t c = 0; c < oc; ++c) outScales[c] = x.scale * wScales[c] / outScale;
-      convAttr.set_output_scales(1 << 1, outScales);  // per output channel (dst dim 1)
+      convAttr.set_output_scales(1 << 1, outputScales(x.scale, wScales, qp));  // per output channel (dst dim 1)
     }
     // Every implementation of the convolution with this source layout, oneDNN's first choice first.
     // (The iteration happens while the op descriptor lives: the iterator points into it.)
@@ -748,14 +777,24 @@ class Builder {
   }
 
   int dense(SpecReader& r) {
-    int in = real(valueRef(r, "dense input"));
+    int in = valueRef(r, "dense input");
     int64_t units = r.integer("dense units", 1, kMaxDim);
     int wi = weightRef(r, "dense weight index", false);
     int bi = weightRef(r, "dense bias index", true);
-    std::string what = "dense → " + std::to_string(units) + (bi >= 0 ? " +bias" : "");
+    int si = p_.int8 ? weightRef(r, "dense weight scales index", true) : -1;
+    const bool q = si >= 0;
+    const auto [outScale, outUnsigned] = quantHere();
+    if (q && !isInt8(p_.values[in].md.data_type())) bad("int8 dense: its input is not quantized");
+    if (q && outScale == 0.f) bad("int8 dense: its value has no scale");
+    if (!q) in = real(in);
+    std::string what = std::string(q ? "int8 " : "") + "dense → " + std::to_string(units) + (bi >= 0 ? " +bias" : "");
+    std::vector<PostSpec> posts = readPosts(r, false);
+    QuantPosts qp;
+    if (q) qp = {true, hasElu(posts), outScale, 1.f, dt::undef};
     dnnl::post_ops po;
-    postOps(r, po, what, false);
+    appendPosts(posts, po, what, qp);
     const Value x = p_.values[in];
+    const dt srcType = q ? x.md.data_type() : act_, wType = q ? dt::s8 : act_, dstType = q ? int8Type(outUnsigned) : act_;
     elems({n_, units}, "dense output");
     elems({units, elems(x.dims, "dense input") / n_}, "dense weights");
     // Keras kernels are [features, units]; a 4-D input is flattened in (h, w, c) order, which is
@@ -763,24 +802,37 @@ class Builder {
     memory::desc wUser, wAny;
     if (x.dims.size() == 4) {
       wUser = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, dt::f32, tag::hwio);
-      wAny = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, act_, tag::any);
+      wAny = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, wType, tag::any);
     } else {
       wUser = memory::desc({units, x.dims[1]}, dt::f32, tag::io);
-      wAny = memory::desc({units, x.dims[1]}, act_, tag::any);
+      wAny = memory::desc({units, x.dims[1]}, wType, tag::any);
     }
+    memory::desc srcMd = q ? memory::desc(x.dims, srcType, tag::any) : x.md;
     memory::desc biasMd({units}, dt::f32, tag::a);
-    memory::desc dstAny({n_, units}, act_, tag::any);
-    auto d = bi >= 0 ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, wAny, biasMd, dstAny)
-                     : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, wAny, dstAny);
-    dnnl::inner_product_forward::primitive_desc pd(d, attr(&po), s_.engine);
+    memory::desc dstAny({n_, units}, dstType, tag::any);
+    auto d = bi >= 0 ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, srcMd, wAny, biasMd, dstAny)
+                     : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, srcMd, wAny, dstAny);
+    dnnl::primitive_attr denseAttr = attr(&po);
+    std::vector<float> wScales;
+    if (q) {
+      wScales = weightScales(si, units);
+      denseAttr.set_output_scales(1 << 1, outputScales(x.scale, wScales, qp));  // per unit (dst dim 1)
+    }
+    dnnl::inner_product_forward::primitive_desc pd(d, denseAttr, s_.engine);
     int src = as(in, pd.src_desc());
     Step st;
     st.what = what + ": " + pd.impl_info_str();
     st.prim = dnnl::inner_product_forward(pd);
-    st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "dense weights");
-    if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "dense bias");
+    if (q) {
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = int8Weights(wi, wUser, pd.weights_desc(), wScales, false);
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = accumulatorBias(bi, biasMd, pd.bias_desc(), x.scale, wScales);
+    } else {
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "dense weights");
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "dense bias");
+    }
     st.scratchpad = pd.scratchpad_desc();
     int out = newValue({n_, units}, pd.dst_desc());
+    p_.values[out].scale = q ? outScale : 0.f;
     st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
     addStep(std::move(st));
     return out;

@@ -18,19 +18,20 @@
 //     Conv:    in, geometry (ConvField order), weightIndex, biasIndex (−1: none), sumValue (−1: none),
 //              [int8 plans only: weightScalesIndex (−1: this convolution runs fp32)],
 //              postCount, postCount × (PostKind, algorithm, alpha)
-//              An int8 convolution reads its input quantized (u8/s8), its kernel per output channel
-//              (weight array weightScalesIndex: outC scales, real = scale[c] · q), adds the fp32 bias,
-//              and writes its value quantized; a sum value must be quantized too. Its post-ops may be
-//              ReLU and sum only.
+//              An int8 convolution (or dense) reads its input quantized (u8/s8), its kernel per output
+//              channel (weight array weightScalesIndex: outC scales, real = scale[c] · q), adds the
+//              fp32 bias and its post-ops in real numbers, and writes its value quantized; a sum
+//              value must be quantized too.
 //   Int8 plans: a value with a scale is stored quantized (a step computed in fp32 is followed by a
-//   quantizing reorder); steps other than int8 convolutions and max pools (whose value has its
+//   quantizing reorder); steps other than int8 convolutions, dense steps and max pools (whose value has its
 //   input's scale) read their inputs dequantized. Weights are not re-read (setPlanWeights refuses).
 //     Eltwise: in, algorithm (EltwiseAlg), alpha
 //     Pool:    in, algorithm (PoolAlg; average excludes padding), window (PoolField order)
 //     GlobalPool: in, algorithm (PoolAlg)
 //     Add:     count, count × in
 //     Concat (channels): count, count × in
-//     Dense:   in, units, weightIndex, biasIndex (−1: none), postCount, postCount × (Eltwise, alg, alpha)
+//     Dense:   in, units, weightIndex, biasIndex (−1: none), [int8 plans only: weightScalesIndex],
+//              postCount, postCount × (Eltwise, alg, alpha)
 //     Softmax: in (a [batch, features] value)
 //     BatchNorm (moving statistics): in, epsilon, gammaIndex, betaIndex, meanIndex, varianceIndex
 //   post-ops: (Eltwise, EltwiseAlg, alpha) or (Sum, 0, 0). A sum post-op makes the step write into

@@ -16,6 +16,8 @@ import {
   convWeightRecipes,
   lowerModel,
   LoweringError,
+  type ConvNode,
+  type DenseNode,
   type GraphNode,
   type InferenceGraph,
   type Post,
@@ -61,7 +63,7 @@ export interface CompiledSpec {
   layout: Exclude<PlanLayout, 'auto'>;
   /** Counts of what was fused, for reports and tests. */
   fusions: FusionCounts;
-  /** int8 plans: convolutions that run in int8, and all convolutions. */
+  /** int8 plans: convolution and dense nodes that run in int8, and all of them. */
   int8Convolutions: { int8: number; total: number } | null;
 }
 
@@ -163,15 +165,11 @@ function valueTable(valueNodes: GraphNode[], int8: Int8Plan): number[] {
   });
 }
 
-/** An int8 convolution's extra field: its kernel's per-output-channel scales (a weight array), or NONE. */
-function weightScalesIndex(
-  n: GraphNode & { op: 'conv' },
-  kernel: WeightRecipe,
-  weight: (r: WeightRecipe) => number,
-  int8: Int8Plan | null,
-) {
+/** An int8 plan's convolution and dense field: the kernel's per-output-channel scales (a weight array), or NONE. */
+function weightScalesIndex(n: ConvNode | DenseNode, kernel: WeightRecipe, weight: (r: WeightRecipe) => number, int8: Int8Plan | null) {
   if (!int8) return [];
-  return [int8.runsInt8(n) ? weight(() => weightScales(kernel(), n.geometry.outC)) : NONE];
+  const outC = n.op === 'conv' ? n.geometry.outC : n.units;
+  return [int8.runsInt8(n) ? weight(() => weightScales(kernel(), outC)) : NONE];
 }
 
 /** One step: its kind and fields (native/plan.h). */
@@ -204,7 +202,8 @@ function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: Weig
       return [OP.concat, n.inputs.length, ...n.inputs.map(v)];
     case 'dense': {
       const wi = weight(n.kernel);
-      return [OP.dense, v(n.inputs[0]!), n.units, wi, n.bias ? weight(n.bias) : NONE, ...postNumbers(n.posts)];
+      const bi = n.bias ? weight(n.bias) : NONE;
+      return [OP.dense, v(n.inputs[0]!), n.units, wi, bi, ...weightScalesIndex(n, n.kernel, weight, int8), ...postNumbers(n.posts)];
     }
     case 'softmax':
       return [OP.softmax, v(n.inputs[0]!)];
@@ -263,6 +262,6 @@ export function compileSpec(model: Model, o: CompileSpecOptions): CompiledSpec {
 }
 
 function int8Counts(g: InferenceGraph, int8: Int8Plan): { int8: number; total: number } {
-  const convs = g.nodes.filter((n) => n.op === 'conv');
-  return { int8: convs.filter((n) => int8.runsInt8(n)).length, total: convs.length };
+  const linear = g.nodes.filter((n): n is ConvNode | DenseNode => n.op === 'conv' || n.op === 'dense');
+  return { int8: linear.filter((n) => int8.runsInt8(n)).length, total: linear.length };
 }

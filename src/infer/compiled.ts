@@ -69,8 +69,8 @@ export interface CompiledInferenceInfo {
   weightRefreshes: number;
   /** Set when oneDNN refused a fused primitive and the plan was rebuilt without fusions: why. */
   unfusedBecause: string | null;
-  /** int8 plans: convolutions run in int8 of all, and whether this CPU has int8 dot products (VNNI). */
-  int8: { convolutions: number; of: number; hardware: 'native' | 'emulated' } | null;
+  /** int8 plans: convolution and dense nodes run in int8, of all, and whether this CPU has int8 dot products (VNNI). */
+  int8: { nodes: number; of: number; hardware: 'native' | 'emulated' } | null;
 }
 
 interface Snapshot {
@@ -285,7 +285,7 @@ export class CompiledInference {
       fusions: { ...this.fusions },
       weightRefreshes: this.refreshes,
       unfusedBecause: this.unfusedBecause,
-      int8: this.int8Counts ? { convolutions: this.int8Counts.int8, of: this.int8Counts.total, hardware: int8Hardware() } : null,
+      int8: this.int8Counts ? { nodes: this.int8Counts.int8, of: this.int8Counts.total, hardware: int8Hardware() } : null,
     };
   }
 

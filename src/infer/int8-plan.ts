@@ -2,9 +2,10 @@
  * What an int8 compiled plan quantizes, from an Int8Calibration (quant-types.ts) and the fused
  * inference graph. The rules (native/plan.h holds the native half):
  *   - a value with a ValueQuant in the calibration is stored quantized (real = scale · q); others stay fp32;
- *   - a convolution runs in int8 when its input, its own value and its sum value (if any) are
- *     quantized, it is not in `fp32Nodes`, and its post-ops are ReLU and sum only; its kernel is
- *     quantized per output channel (weightScales) after batch-norm folding, its bias stays fp32;
+ *   - a convolution or dense node runs in int8 when its input, its own value and its sum value (if
+ *     any) are quantized and it is not in `fp32Nodes`; its kernel is quantized per output channel
+ *     (weightScales) after batch-norm folding, its bias stays fp32, its post-ops (sum, ReLU, ELU)
+ *     apply to the real result before it is quantized;
  *   - every other step computes in fp32 on its dequantized inputs (a max pool whose value keeps its
  *     input's quantization runs on the quantized values: the same numbers).
  * The calibration is checked against the graph before anything native runs.
@@ -13,14 +14,14 @@ import { readFileSync } from 'node:fs';
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { fuseGraph } from './fuse.js';
-import { type ConvNode, type GraphNode, type InferenceGraph, lowerModel } from './graph.js';
+import { type ConvNode, type DenseNode, type GraphNode, type InferenceGraph, lowerModel } from './graph.js';
 import { type Int8Calibration, type ValueQuant, valueKey } from './quant-types.js';
 
 export interface Int8Plan {
   /** The quantization of a node's value (through flattens), or null: fp32. */
   quantOf(n: GraphNode): ValueQuant | null;
-  /** Whether this convolution runs in int8. */
-  runsInt8(n: ConvNode): boolean;
+  /** Whether this convolution or dense node runs in int8. */
+  runsInt8(n: ConvNode | DenseNode): boolean;
 }
 
 const METHODS = ['minmax', 'percentile', 'entropy'];
@@ -90,12 +91,11 @@ export function int8Plan(model: Model, g: InferenceGraph, calibration: unknown):
     const k = keyOf.get(n);
     return k !== undefined && Object.hasOwn(values, k) ? values[k]! : null;
   };
-  const runsInt8 = (n: ConvNode): boolean =>
+  const runsInt8 = (n: ConvNode | DenseNode): boolean =>
     !Object.hasOwn(calibration.fp32Nodes, keyOf.get(n)!) &&
     quantOf(n.inputs[0]!) !== null &&
     quantOf(n) !== null &&
-    (n.sumInto === null || quantOf(n.sumInto) !== null) &&
-    n.posts.every((p) => p.kind === 'sum' || p.alg === 'relu');
+    (n.op === 'dense' || n.sumInto === null || quantOf(n.sumInto) !== null);
   return { quantOf, runsInt8 };
 }
 

@@ -1,12 +1,13 @@
 /**
  * A plain-loop fake-quantization reference for the int8 plan tests, independent of the plan: it runs
  * the fused inference graph node by node in float64 on NHWC arrays. With a calibration, a value
- * with a ValueQuant is replaced by scale · q(value) after its node, and a convolution that qualifies
- * for int8 (the rule of src/infer/int8-plan.ts, restated here) uses its per-channel quantized kernel.
+ * with a ValueQuant is replaced by scale · q(value) after its node, and a convolution or dense node
+ * that qualifies for int8 (the rule of src/infer/int8-plan.ts, restated here) uses its per-channel
+ * quantized kernel.
  * Without one it gives every node's fp32 value, from which minmaxCalibration makes test calibrations.
  */
 import { fuseGraph } from '../../src/infer/fuse.js';
-import { convWeightRecipes, lowerModel, type ConvNode, type GraphNode } from '../../src/infer/graph.js';
+import { convWeightRecipes, lowerModel, type ConvNode, type DenseNode, type GraphNode } from '../../src/infer/graph.js';
 import { type Int8Calibration, type ValueQuant, quantizeValue, valueKey, weightScales } from '../../src/infer/quant-types.js';
 import type { Model } from '../../src/nn/model.js';
 
@@ -111,8 +112,8 @@ export interface ReferenceRun {
   output: Float64Array;
   /** Every value by its key (after fake quantization when calibrated). */
   values: Map<string, Float64Array>;
-  /** Keys of the convolutions that ran in int8. */
-  int8Convs: string[];
+  /** Keys of the convolution and dense nodes that ran in int8. */
+  int8Nodes: string[];
 }
 
 /** Runs `model` on NHWC `x` (batch `b`) as the int8 plan would with `calibration` (or in fp32 without one). */
@@ -126,16 +127,15 @@ export function referenceRun(
   fuseGraph(g);
   const val = new Map<GraphNode, Arr>();
   const values = new Map<string, Float64Array>();
-  const int8Convs: string[] = [];
+  const int8Nodes: string[] = [];
   const through = (n: GraphNode): GraphNode => (n.op === 'flatten' ? through(n.inputs[0]!) : n);
   const quant = (n: GraphNode): ValueQuant | null => o.calibration?.values[valueKey(through(n))] ?? null;
-  const runsInt8 = (n: ConvNode) =>
+  const runsInt8 = (n: ConvNode | DenseNode) =>
     o.calibration !== undefined &&
     !(valueKey(n) in o.calibration.fp32Nodes) &&
     quant(n.inputs[0]!) !== null &&
     quant(n) !== null &&
-    (n.sumInto === null || quant(n.sumInto) !== null) &&
-    n.posts.every((p) => p.kind === 'sum' || p.alg === 'relu');
+    (n.op === 'dense' || n.sumInto === null || quant(n.sumInto) !== null);
   for (const n of g.nodes) {
     const ins = n.inputs.map((i) => val.get(i)!);
     let y: Arr;
@@ -149,7 +149,7 @@ export function referenceRun(
       case 'conv': {
         const w = convWeightRecipes(n);
         const q8 = runsInt8(n);
-        if (q8) int8Convs.push(valueKey(n));
+        if (q8) int8Nodes.push(valueKey(n));
         const kernel = q8 ? fakeQuantKernel(w.kernel(), n.geometry.outC) : w.kernel();
         y = conv(ins[0]!, b, n, kernel, w.bias ? w.bias() : null);
         for (const p of n.posts) {
@@ -175,7 +175,10 @@ export function referenceRun(
         y = ins[0]!.map((v, i) => ins.reduce((s, a, k) => (k === 0 ? s : s + a[i]!), v));
         break;
       case 'dense': {
-        y = dense(ins[0]!, b, n.kernel(), n.units, n.bias ? n.bias() : null);
+        const q8 = runsInt8(n);
+        if (q8) int8Nodes.push(valueKey(n));
+        const kernel = q8 ? fakeQuantKernel(n.kernel(), n.units) : n.kernel();
+        y = dense(ins[0]!, b, kernel, n.units, n.bias ? n.bias() : null);
         for (const p of n.posts) if (p.kind === 'eltwise') y = y.map(act(p.alg, p.alpha));
         break;
       }
@@ -195,7 +198,7 @@ export function referenceRun(
     val.set(n, y);
     if (n.op !== 'flatten') values.set(valueKey(n), y);
   }
-  return { output: val.get(g.output)!, values, int8Convs };
+  return { output: val.get(g.output)!, values, int8Nodes };
 }
 
 /** Min–max scales over every value of an fp32 reference run (unsigned where a value is never negative). */
