@@ -665,11 +665,32 @@ class Builder {
   }
 
   int eltwiseStep(SpecReader& r) {
-    int in = real(valueRef(r, "eltwise input"));
+    int in = valueRef(r, "eltwise input");
     int64_t alg = r.integer("eltwise algorithm", code(EltwiseAlg::Relu), code(EltwiseAlg::Elu));
     double alpha = r.real("eltwise alpha");
     if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
-    return eltwise(in, eltwiseAlg(alg), static_cast<float>(alpha), alg == code(EltwiseAlg::Relu) ? "relu" : "elu");
+    auto [scale, unsign] = quantHere();
+    if (alg == code(EltwiseAlg::Relu) && unsign && isInt8(p_.values[in].md.data_type())) return quantizedRelu(in, scale);
+    return eltwise(real(in), eltwiseAlg(alg), static_cast<float>(alpha), alg == code(EltwiseAlg::Relu) ? "relu" : "elu");
+  }
+
+  // A ReLU from a quantized value to a uint8 one is one reorder: rescaling to u8 saturates the
+  // negatives to 0 (one pass instead of dequantize, ReLU, quantize).
+  int quantizedRelu(int in, float outScale) {
+    const Value x = p_.values[in];  // a copy: newValue below may move the values
+    memory::desc want = withType(x.md, dt::u8);
+    dnnl::primitive_attr a = attr();
+    a.set_output_scales(0, {x.scale / outScale});
+    dnnl::reorder::primitive_desc rpd(s_.engine, x.md, s_.engine, want, a);
+    int out = newValue(x.dims, want);
+    p_.values[out].scale = outScale;
+    Step st;
+    st.what = "relu (requantize to u8) " + dimsText(x.dims) + ": " + std::string(rpd.impl_info_str());
+    st.prim = dnnl::reorder(rpd);
+    st.valueArgs = {{DNNL_ARG_FROM, in}, {DNNL_ARG_TO, out}};
+    st.scratchpad = rpd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
   }
 
   int poolWith(int in, dnnl::algorithm alg, int64_t wh, int64_t ww, int64_t sh, int64_t sw, int64_t pt, int64_t pl,

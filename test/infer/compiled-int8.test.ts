@@ -132,6 +132,10 @@ test('an int8 plan of a small Xception agrees with the fake-quantization referen
     info.steps.some((s) => /u8/.test(s)),
     'post-ReLU values are unsigned',
   );
+  assert.ok(
+    info.steps.some((s) => /^relu \(requantize to u8\)/.test(s)),
+    'a ReLU after a residual add is one requantizing reorder',
+  );
   assert.ok(info.weightBytes < compileInference(m, { batch, logits: true }).info().weightBytes * 0.5, 'kernels are stored in 1 byte');
   plan.dispose();
   const a = agreement(m, batch, calibration, xs, 'predictions/dense');
