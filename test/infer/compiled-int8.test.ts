@@ -257,6 +257,35 @@ test('the native int8 plan refuses a spec whose int8 convolution reads an fp32 v
   m.dispose();
 });
 
+test('the addon refuses corrupted int8 specs with a BackendError, never a crash', { skip }, () => {
+  const m = mixedModel();
+  const x = randomImages(native!, 1, m.inputShape, 1);
+  const calibration = minmaxCalibration(m, x.data() as Float32Array, 1, true);
+  const good = compileSpec(m, { batch: 1, inputShape: m.inputShape, logits: true, precision: 'int8', calibration });
+  const weights = good.recipes.map((r) => r());
+  let refused = 0,
+    built = 0;
+  for (let i = 0; i < good.spec.length; i++) {
+    for (const bad of [-1, 2, 0.5, Number.NaN]) {
+      const spec = Float64Array.from(good.spec);
+      spec[i] = bad;
+      try {
+        const plan = native!.createPlan(spec, weights);
+        built++;
+        const info = native!.planInfo(plan);
+        if (info.inputSize === x.size) native!.dispose(native!.runPlan(plan, x.handle, x.size, info.outputSize));
+        native!.freePlan(plan);
+      } catch (e) {
+        assert.ok(e instanceof BackendError, `position ${i} = ${bad}: ${String(e)}`);
+        refused++;
+      }
+    }
+  }
+  assert.ok(refused > built, `refused ${refused}, built ${built}`);
+  x.dispose();
+  m.dispose();
+});
+
 // The lead enables this at merge, when helper 14q's simulated int8 reference is in the tree.
 const SIMULATOR = fileURLToPath(new URL('../../src/infer/simulate-int8.js', import.meta.url));
 test('the int8 plan agrees with simulateInt8 (14q)', {
