@@ -10,6 +10,8 @@ import { Random } from '../../src/core/random.js';
 import { buildModel } from '../../src/models/registry.js';
 import { loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
 import { minmaxCalibration } from '../infer/int8-reference.js';
+import { saveWeights } from '../../src/io/model-weights.js';
+import { writeIdxDataset } from '../data/fixtures.js';
 import { runCli } from './helpers.js';
 
 const native = loadNativeBackend();
@@ -68,4 +70,27 @@ test('bad --precision / --calibration combinations are clear errors', { skip }, 
     assert.notEqual(r.code, 0, args.join(' '));
     assert.match(r.err + r.out, why, args.join(' '));
   }
+});
+
+test('eval --precision int8 --calibration FILE scores the int8 plan', { skip }, async () => {
+  const data = path.join(tmp, 'mnist');
+  writeIdxDataset(data, { trainCount: 4, testCount: 8, h: 28, w: 28 });
+  const options = { stem: 'small' as const, inputShape: [28, 28, 1], width: 0.25, middleBlocks: 1, classes: 10, backend: native! };
+  const m = noGrad(() => buildModel('xception', options));
+  const weights = path.join(tmp, 'mnist.safetensors');
+  await saveWeights(m, weights, 'safetensors');
+  const cal = path.join(tmp, 'mnist-cal.json');
+  const x = Float32Array.from({ length: 4 * 28 * 28 }, () => rng.uniform(-1, 1));
+  fs.writeFileSync(cal, JSON.stringify(minmaxCalibration(m, x, 4, true)));
+  m.dispose();
+  const args = ['eval', '--weights', weights, '--dataset', `mnist:${data}`, '--backend', 'native', '--json'];
+  const fp32 = await runCli(args);
+  const int8 = await runCli([...args, '--precision', 'int8', '--calibration', cal]);
+  assert.equal(fp32.code, 0, fp32.err);
+  assert.equal(int8.code, 0, int8.err);
+  const a = JSON.parse(fp32.out.trim()) as { testTop1: number; testLoss: number };
+  const b = JSON.parse(int8.out.trim()) as { testTop1: number; testLoss: number };
+  assert.ok(Number.isFinite(b.testLoss) && b.testTop1 >= 0 && b.testTop1 <= 1);
+  assert.notEqual(a.testLoss, b.testLoss, 'the int8 plan ran');
+  assert.ok(Math.abs(a.testLoss - b.testLoss) < 0.1 * Math.max(1, a.testLoss), `loss fp32 ${a.testLoss} vs int8 ${b.testLoss}`);
 });
