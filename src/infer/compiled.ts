@@ -45,7 +45,7 @@ export interface CompileInferenceOptions {
   /** Activation scales for precision 'int8' (required then, refused otherwise). */
   calibration?: Int8Calibration;
   /**
-   * Activation layout of an fp32 plan (bf16 plans leave it to oneDNN): 'auto' (default) is
+   * Activation layout of an fp32 plan (bf16 and int8 plans leave it to oneDNN): 'auto' (default) is
    * 'blocked' — pointwise and depthwise convolutions on oneDNN's jit kernels over channel blocks
    * of 16 — for a network with depthwise convolutions, else 'channels-last' (oneDNN's choice).
    */
@@ -57,7 +57,7 @@ export interface CompiledInferenceInfo {
   inputShape: number[];
   outputShape: number[];
   precision: Precision;
-  /** The activation layout asked of oneDNN ('auto' resolved; bf16 plans ignore it). */
+  /** The activation layout asked of oneDNN ('auto' resolved; bf16 and int8 plans ignore it). */
   layout: Exclude<PlanLayout, 'auto'>;
   /** One line per oneDNN primitive run, in order: what it computes and the implementation oneDNN picked. */
   steps: string[];
