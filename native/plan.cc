@@ -56,7 +56,8 @@ struct Value {
   memory::dims dims;  // oneDNN's logical dims: {N, C, H, W} or {N, features}
   memory::desc md;
   int storage;
-  int lastUse = -1;  // step index of the last read
+  int lastUse = -1;   // step index of the last read
+  float scale = 0.f;  // int8 plans: a quantized value (u8/s8 in md) is real = scale · q; 0 for real values
 };
 
 struct Storage {
@@ -93,7 +94,11 @@ size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 // ordered by decreasing stride, then the inner blocks), for plan descriptions.
 std::string layoutName(const memory::desc& md) {
   const dnnl_memory_desc_t& d = md.data;
-  std::string type = d.data_type == dnnl_bf16 ? "bf16" : d.data_type == dnnl_f32 ? "f32" : "?";
+  std::string type = d.data_type == dnnl_bf16 ? "bf16"
+                     : d.data_type == dnnl_f32  ? "f32"
+                     : d.data_type == dnnl_u8   ? "u8"
+                     : d.data_type == dnnl_s8   ? "s8"
+                                                : "?";
   if (d.format_kind != dnnl_blocked || d.ndims < 1 || d.ndims > 6) return type + " other";
   const char* names = d.ndims == 4 ? "nchw" : d.ndims == 2 ? "nc" : "abcdef";
   const dnnl_blocking_desc_t& b = d.format_desc.blocking;
@@ -108,6 +113,15 @@ std::string layoutName(const memory::desc& md) {
   }
   for (int k = 0; k < b.inner_nblks; ++k) s += std::to_string(b.inner_blks[k]) + names[b.inner_idxs[k]];
   return type + " " + s;
+}
+
+bool isInt8(dt t) { return t == dt::u8 || t == dt::s8; }
+
+// The same layout with another element type (activations only: no compensation extras).
+memory::desc withType(const memory::desc& md, dt type) {
+  dnnl_memory_desc_t d = md.data;
+  d.data_type = memory::convert_to_c(type);
+  return memory::desc(d);
 }
 
 std::string dimsText(const memory::dims& d) {
@@ -128,6 +142,7 @@ struct Plan {
   memory input, output;                          // the caller's buffers, handles set per run
   int64_t inputSize = 0, outputSize = 0;
   int64_t arenaBytes = 0, weightBytes = 0, scratchpadBytes = 0;
+  bool int8 = false;  // weights quantized with scales baked into the primitives: never re-read
   Plan() { ++plansAlive; }
   ~Plan() { --plansAlive; }
 };
@@ -144,18 +159,21 @@ class Builder {
     if (r.integer("format version", kPlanFormatVersion, kPlanFormatVersion) != kPlanFormatVersion) bad("unknown format");
     n_ = r.integer("batch", 1, kMaxDim);
     int64_t h = r.integer("height", 1, kMaxDim), w = r.integer("width", 1, kMaxDim), c = r.integer("channels", 1, kMaxDim);
-    act_ = r.integer("precision", 0, 1) == 0 ? dt::f32 : dt::bf16;
-    blocked_ = r.integer("layout", 0, 1) == 1 && act_ == dt::f32;
+    int64_t precision = r.integer("precision", code(Precision::Fp32), code(Precision::Int8));
+    act_ = precision == code(Precision::Bf16) ? dt::bf16 : dt::f32;
+    p_.int8 = precision == code(Precision::Int8);
+    blocked_ = r.integer("layout", 0, 1) == 1 && precision == code(Precision::Fp32);
     int64_t stepCount = r.integer("step count", 1, 1 << 20);
     int64_t outputSpec = r.integer("output value", 1, stepCount);
     p_.weights.resize(w_.size());
+    if (p_.int8) readValueTable(r, stepCount);
 
     p_.inputSize = elems({n_, h, w, c}, "plan input");
     memory::desc inMd({n_, c, h, w}, dt::f32, tag::nhwc);
     p_.input = memory(inMd, s_.engine, nullptr);
     p_.storages.push_back({inMd.get_size(), 0, 0, true, 0});
     p_.values.push_back({{n_, c, h, w}, inMd, 0});
-    specToValue_.push_back(0);
+    specToValue_.push_back(settle(0));
 
     for (int64_t i = 0; i < stepCount; ++i) {
       auto kind = static_cast<Op>(r.integer("step kind", code(Op::Conv), code(Op::BatchNorm)));
@@ -172,7 +190,7 @@ class Builder {
         case Op::BatchNorm: v = batchNorm(r); break;
         default: bad("unknown step kind");
       }
-      specToValue_.push_back(v);
+      specToValue_.push_back(settle(v));
     }
     if (!r.done()) bad("spec has numbers after the last step");
     for (size_t i = 0; i < w_.size(); ++i)
@@ -184,7 +202,7 @@ class Builder {
     p_.outputSize = static_cast<int64_t>(userOut.get_size() / sizeof(float));
     p_.output = memory(userOut, s_.engine, nullptr);
     int outValue = specToValue_[outputSpec];
-    dnnl::reorder::primitive_desc rpd(s_.engine, out.md, s_.engine, userOut, attr());
+    dnnl::reorder::primitive_desc rpd(s_.engine, out.md, s_.engine, userOut, reorderAttr(out, userOut));
     Step st;
     st.what = "output reorder";
     st.prim = dnnl::reorder(rpd);
@@ -206,6 +224,68 @@ class Builder {
   bool blocked_ = false;  // layout 1: pointwise and depthwise convolutions over nChw16c (choose)
   std::vector<int> specToValue_;
   std::vector<std::pair<std::pair<int, memory::desc>, int>> converted_;
+  std::vector<std::pair<float, bool>> quant_;  // int8 plans: (scale, unsigned) per spec value; scale 0: fp32
+
+  void readValueTable(SpecReader& r, int64_t stepCount) {
+    for (int64_t i = 0; i <= stepCount; ++i) {
+      double scale = r.real("value scale");
+      if (scale < 0 || (scale > 0 && !(scale >= 1e-30 && scale <= 1e30))) bad("value scale must be 0 or in [1e-30, 1e30]");
+      bool unsign = r.integer("value unsigned", 0, 1) == 1;
+      quant_.push_back({static_cast<float>(scale), unsign});
+    }
+  }
+
+  // The quantization the spec gives the value being defined now (int8 plans), or scale 0.
+  std::pair<float, bool> quantHere() const {
+    size_t k = specToValue_.size();
+    return p_.int8 ? quant_[k] : std::pair<float, bool>{0.f, false};
+  }
+
+  static dt int8Type(bool unsign) { return unsign ? dt::u8 : dt::s8; }
+
+  // A reorder's attributes: scales when it quantizes or dequantizes (real = scale · q).
+  dnnl::primitive_attr reorderAttr(const Value& from, const memory::desc& to) {
+    dnnl::primitive_attr a = attr();
+    bool qFrom = isInt8(from.md.data_type()), qTo = isInt8(to.data_type());
+    if (qFrom && !qTo) a.set_output_scales(0, {from.scale});
+    if (!qFrom && qTo) bad("internal: a real value reordered to int8 without its scale");
+    if (qFrom && qTo && from.md.data_type() != to.data_type()) bad("internal: reorder between u8 and s8");
+    return a;
+  }
+
+  // After a step defined value `v` for the next spec value: in int8 plans a value with a scale is
+  // stored quantized (a reorder if the step computed it in fp32). Returns the value to refer to.
+  int settle(int v) {
+    auto [scale, unsign] = quantHere();
+    if (scale == 0.f) {
+      if (isInt8(p_.values[v].md.data_type())) bad("internal: a quantized value without a scale");
+      return v;
+    }
+    const Value x = p_.values[v];  // a copy: newValue below may move the values
+    if (isInt8(x.md.data_type())) {
+      if (x.scale != scale || x.md.data_type() != int8Type(unsign)) bad("internal: a quantized step's scale differs from its value's");
+      return v;
+    }
+    memory::desc want(x.dims, int8Type(unsign), x.dims.size() == 4 ? tag::nhwc : tag::nc);
+    dnnl::primitive_attr a = attr();
+    a.set_output_scales(0, {1.f / scale});
+    dnnl::reorder::primitive_desc rpd(s_.engine, x.md, s_.engine, want, a);
+    int out = newValue(x.dims, want);
+    p_.values[out].scale = scale;
+    Step st;
+    st.what = "quantize " + dimsText(x.dims) + " → " + std::string(rpd.impl_info_str()) + " [" + layoutName(want) + "]";
+    st.prim = dnnl::reorder(rpd);
+    st.valueArgs = {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}};
+    st.scratchpad = rpd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
+  }
+
+  // `v` as real numbers (fp32 in its own layout): itself, or a dequantized copy.
+  int real(int v) {
+    const memory::desc& md = p_.values[v].md;
+    return isInt8(md.data_type()) ? as(v, withType(md, dt::f32)) : v;
+  }
 
   dnnl::primitive_attr attr(const dnnl::post_ops* po = nullptr) {
     dnnl::primitive_attr a;
@@ -256,8 +336,9 @@ class Builder {
     if (p_.values[v].md == want) return v;
     for (auto& [key, copy] : converted_)
       if (key.first == v && key.second == want) return copy;
-    dnnl::reorder::primitive_desc rpd(s_.engine, p_.values[v].md, s_.engine, want, attr());
+    dnnl::reorder::primitive_desc rpd(s_.engine, p_.values[v].md, s_.engine, want, reorderAttr(p_.values[v], want));
     int out = newValue(p_.values[v].dims, want);
+    if (isInt8(want.data_type())) p_.values[out].scale = p_.values[v].scale;
     Step st;
     st.what = "reorder " + dimsText(p_.values[v].dims) + " → " + std::string(rpd.impl_info_str());
     st.prim = dnnl::reorder(rpd);
@@ -270,24 +351,10 @@ class Builder {
 
   // Copies weight array `index` (Keras layout `user`) into plan memory of layout `want`.
   memory weight(int index, const memory::desc& user, const memory::desc& want, const char* what) {
-    if (index < 0 || static_cast<size_t>(index) >= w_.size()) bad(std::string(what) + ": weight index out of range");
-    WeightSlot& slot = p_.weights[index];
-    if (slot.used) bad(std::string(what) + ": weight array " + std::to_string(index) + " is used twice");
-    size_t expected = user.get_size() / sizeof(float);
-    if (w_[index].length != expected)
-      bad(std::string(what) + ": weight array " + std::to_string(index) + " has " + std::to_string(w_[index].length) +
-          " values, the layer needs " + std::to_string(expected));
-    auto buf = bytesBuffer(want.get_size());
-    slot.used = true;
-    slot.length = expected;
+    WeightSlot& slot = claim(index, user.get_size() / sizeof(float), what);
     slot.user = user;
-    slot.dst = memory(want, s_.engine, buf->data);
+    slot.dst = ownedCopy(w_[index].data, user, want, dnnl::primitive_attr());
     slot.toDst = dnnl::reorder(dnnl::reorder::primitive_desc(s_.engine, user, s_.engine, want));
-    p_.weightBytes += static_cast<int64_t>(want.get_size());
-    p_.owned.push_back(std::move(buf));
-    memory src(user, s_.engine, const_cast<float*>(w_[index].data));
-    slot.toDst.execute(s_.stream, src, slot.dst);
-    s_.stream.wait();
     return slot.dst;
   }
 
@@ -295,27 +362,63 @@ class Builder {
     return alg == code(EltwiseAlg::Relu) ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_elu;
   }
 
-  // Post-ops: (Eltwise, alg, alpha) or (Sum, 0, 0). Returns whether a sum is among them.
-  bool postOps(SpecReader& r, dnnl::post_ops& po, std::string& what, bool allowSum) {
+  struct PostSpec {
+    bool sum;
+    int64_t alg;
+    double alpha;
+  };
+
+  // Post-ops: (Eltwise, alg, alpha) or (Sum, 0, 0), checked.
+  std::vector<PostSpec> readPosts(SpecReader& r, bool allowSum) {
     int64_t count = r.integer("post-op count", 0, 4);
-    bool sum = false;
+    std::vector<PostSpec> posts;
     for (int64_t i = 0; i < count; ++i) {
       int64_t kind = r.integer("post-op kind", code(PostKind::Eltwise), code(allowSum ? PostKind::Sum : PostKind::Eltwise));
       bool eltwise = kind == code(PostKind::Eltwise);
       int64_t alg = r.integer("post-op algorithm", eltwise ? code(EltwiseAlg::Relu) : 0, eltwise ? code(EltwiseAlg::Elu) : 0);
       double alpha = r.real("post-op alpha");
-      if (!eltwise) {
-        if (sum) bad("two sum post-ops");
-        sum = true;
-        po.append_sum(1.f);
+      if (!eltwise && std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return p.sum; })) bad("two sum post-ops");
+      if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
+      posts.push_back({!eltwise, alg, alpha});
+    }
+    return posts;
+  }
+
+  static bool hasElu(const std::vector<PostSpec>& posts) {
+    return std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return !p.sum && p.alg == code(EltwiseAlg::Elu); });
+  }
+
+  // How an int8 step's post-ops see its result. With ReLU and sum only, in output units (ReLU
+  // commutes with the positive scales); with an ELU, in real units, requantized by a last linear
+  // post-op (`realUnits`).
+  struct QuantPosts {
+    bool on = false, realUnits = false;
+    float outScale = 1.f, sumValueScale = 1.f;
+    dt sumType = dt::undef;
+  };
+
+  void appendPosts(const std::vector<PostSpec>& posts, dnnl::post_ops& po, std::string& what, const QuantPosts& q) {
+    for (const PostSpec& p : posts) {
+      if (p.sum) {
+        if (q.on)
+          po.append_sum(q.realUnits ? q.sumValueScale : q.sumValueScale / q.outScale, q.sumType);
+        else
+          po.append_sum(1.f);
         what += " +sum";
       } else {
-        if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
-        po.append_eltwise(1.f, eltwiseAlg(alg), static_cast<float>(alpha), 0.f);
-        what += alg == code(EltwiseAlg::Relu) ? " +relu" : " +elu";
+        po.append_eltwise(1.f, eltwiseAlg(p.alg), static_cast<float>(p.alpha), 0.f);
+        what += p.alg == code(EltwiseAlg::Relu) ? " +relu" : " +elu";
       }
     }
-    return sum;
+    if (q.on && q.realUnits) po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, 1.f / q.outScale, 0.f);
+  }
+
+  // An int8 step's output scales: input scale × weight scale per output channel, over the output
+  // scale unless the post-ops run in real units.
+  static std::vector<float> outputScales(float inScale, const std::vector<float>& wScales, const QuantPosts& q) {
+    std::vector<float> s(wScales.size());
+    for (size_t c = 0; c < s.size(); ++c) s[c] = inScale * wScales[c] / (q.realUnits ? 1.f : q.outScale);
+    return s;
   }
 
   const Value& image(int v, const char* what) {
@@ -341,7 +444,22 @@ class Builder {
             oc = g[code(F::outC)], kh = g[code(F::kH)], kw = g[code(F::kW)], sh = g[code(F::sH)], sw = g[code(F::sW)],
             dh = g[code(F::dH)], dw = g[code(F::dW)], pt = g[code(F::padT)], pl = g[code(F::padL)], pb = g[code(F::padB)],
             pr = g[code(F::padR)], groups = g[code(F::groups)];
-    const Value& x = image(in, "conv");
+    int wi = weightRef(r, "conv weight index", false);
+    int bi = weightRef(r, "conv bias index", true);
+    int64_t sumSpec = r.integer("conv sum value", -1, static_cast<int64_t>(specToValue_.size()) - 1);
+    int si = p_.int8 ? weightRef(r, "conv weight scales index", true) : -1;
+    int sumV = sumSpec >= 0 ? specToValue_[sumSpec] : -1;
+    const bool q = si >= 0;
+    const float outScale = quantHere().first;
+    if (q) {
+      if (!isInt8(p_.values[in].md.data_type())) bad("int8 conv: its input is not quantized");
+      if (outScale == 0.f) bad("int8 conv: its value has no scale");
+      if (sumV >= 0 && !isInt8(p_.values[sumV].md.data_type())) bad("int8 conv: its sum value is not quantized");
+    } else {
+      in = real(in);
+      if (sumV >= 0) sumV = real(sumV);
+    }
+    const Value x = image(in, "conv");  // a copy: newValue below may move the values
     if (x.dims != memory::dims{n_, ic, ih, iw})
       bad("conv input is " + dimsText(x.dims) + ", the convolution expects " + dimsText({n_, ic, ih, iw}));
     if (ic % groups || oc % groups) bad("conv groups must divide the channels");
@@ -350,30 +468,38 @@ class Builder {
     elems({kh, kw, ic / groups, oc}, "conv filter");
     memory::dims outDims{n_, oc, oh, ow};
     elems(outDims, "conv output");
-    int wi = weightRef(r, "conv weight index", false);
-    int bi = weightRef(r, "conv bias index", true);
-    int64_t sumSpec = r.integer("conv sum value", -1, static_cast<int64_t>(specToValue_.size()) - 1);
-    std::string what = "conv " + std::to_string(kh) + "×" + std::to_string(kw) + "/" + std::to_string(sh) +
-                       (groups > 1 ? " g" + std::to_string(groups) : "") + " " + std::to_string(ic) + "→" +
+    std::string what = std::string(q ? "int8 " : "") + "conv " + std::to_string(kh) + "×" + std::to_string(kw) + "/" +
+                       std::to_string(sh) + (groups > 1 ? " g" + std::to_string(groups) : "") + " " + std::to_string(ic) + "→" +
                        std::to_string(oc) + " at " + std::to_string(oh) + "×" + std::to_string(ow) + (bi >= 0 ? " +bias" : "");
+    const dt dstType = q ? int8Type(quantHere().second) : act_;
+    std::vector<PostSpec> posts = readPosts(r, true);
+    bool sum = std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return p.sum; });
+    if (sum != (sumV >= 0)) bad("conv: a sum post-op needs a sum value and the other way round");
+    QuantPosts qp;
+    if (q) qp = {true, hasElu(posts), outScale, sumV >= 0 ? p_.values[sumV].scale : 1.f, sumV >= 0 ? p_.values[sumV].md.data_type() : dt::undef};
     dnnl::post_ops po;
-    bool sum = postOps(r, po, what, true);
-    if (sum != (sumSpec >= 0)) bad("conv: a sum post-op needs a sum value and the other way round");
-    int sumV = sumSpec >= 0 ? specToValue_[sumSpec] : -1;
-    memory::desc dstMd = memory::desc(outDims, act_, tag::any);
+    appendPosts(posts, po, what, qp);
+    memory::desc dstMd = memory::desc(outDims, dstType, tag::any);
     if (sumV >= 0) {
       const Value& b = p_.values[sumV];
       if (b.dims != outDims) bad("conv sum value is " + dimsText(b.dims) + ", the convolution makes " + dimsText(outDims));
       if (p_.storages[b.storage].external) bad("conv cannot add into the plan's input");
-      dstMd = b.md;
+      dstMd = withType(b.md, dstType);
     }
-    memory::desc srcAny({n_, ic, ih, iw}, act_, tag::any);
-    memory::desc wAny = groups == 1 ? memory::desc({oc, ic, kh, kw}, act_, tag::any)
-                                    : memory::desc({groups, oc / groups, ic / groups, kh, kw}, act_, tag::any);
+    const dt srcType = q ? x.md.data_type() : act_, wType = q ? dt::s8 : act_;
+    memory::desc srcAny({n_, ic, ih, iw}, srcType, tag::any);
+    memory::desc wAny = groups == 1 ? memory::desc({oc, ic, kh, kw}, wType, tag::any)
+                                    : memory::desc({groups, oc / groups, ic / groups, kh, kw}, wType, tag::any);
     memory::desc wUser = groups == 1 ? memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio)
                                      : memory::desc({groups, oc / groups, ic / groups, kh, kw}, dt::f32, tag::hwigo);
     memory::desc biasMd({oc}, dt::f32, tag::a);
     memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, padL{pt, pl}, padR{pb, pr};
+    dnnl::primitive_attr convAttr = attr(&po);
+    std::vector<float> wScales;
+    if (q) {
+      wScales = weightScales(si, oc);
+      convAttr.set_output_scales(1 << 1, outputScales(x.scale, wScales, qp));  // per output channel (dst dim 1)
+    }
     // Every implementation of the convolution with this source layout, oneDNN's first choice first.
     // (The iteration happens while the op descriptor lives: the iterator points into it.)
     auto implementations = [&](const memory::desc& srcMd, const memory::desc& outMd) {
@@ -382,7 +508,7 @@ class Builder {
                        : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                                          srcMd, wAny, outMd, strides, dil, padL, padR);
       std::vector<dnnl::convolution_forward::primitive_desc> all;
-      dnnl::convolution_forward::primitive_desc pd(d, attr(&po), s_.engine);
+      dnnl::convolution_forward::primitive_desc pd(d, convAttr, s_.engine);
       do all.push_back(pd);  // each copy keeps its own implementation
       while (blocked_ && pd.next_impl());
       return all;
@@ -392,7 +518,7 @@ class Builder {
       // Candidates for the input's present layout and for nChw16c, each with the output in the
       // same layout (with `any` output some kernels, e.g. jit_dw, settle on a layout that then
       // refuses the input), then for any layout.
-      const memory::desc& inMd = p_.values[in].md;
+      const memory::desc& inMd = x.md;
       for (tag t : {tag::nhwc, tag::nChw16c}) {
         memory::desc srcT({n_, ic, ih, iw}, act_, t);
         if (!(srcT == inMd || t == tag::nChw16c)) continue;
@@ -406,18 +532,25 @@ class Builder {
     for (auto& c : implementations(srcAny, dstMd)) all.push_back(c);
     const bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && groups == 1;
     const bool depthwise = groups > 1 && groups == ic && groups == oc;
-    dnnl::convolution_forward::primitive_desc pd = blocked_ ? choose(all, p_.values[in].md, pointwise, depthwise) : all.front();
+    dnnl::convolution_forward::primitive_desc pd = blocked_ ? choose(all, x.md, pointwise, depthwise) : all.front();
     int src = as(in, pd.src_desc());
     Step st;
     st.what = what + ": " + pd.impl_info_str() + " [" + layoutName(pd.src_desc()) + " → " + layoutName(pd.dst_desc()) + "]";
     st.prim = dnnl::convolution_forward(pd);
-    st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "conv weights");
-    if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "conv bias");
+    if (q) {
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = int8Weights(wi, wUser, pd.weights_desc(), wScales, groups > 1);
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = accumulatorBias(bi, biasMd, pd.bias_desc(), x.scale, wScales);
+    } else {
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "conv weights");
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "conv bias");
+    }
     st.scratchpad = pd.scratchpad_desc();
     int out;
     if (sumV >= 0) {
       if (p_.values[src].storage == p_.values[sumV].storage) bad("conv cannot add into its own input");
       out = aliasValue(sumV);
+      p_.values[out].md = pd.dst_desc();
+      p_.values[out].scale = q ? outScale : 0.f;
       st.overwrites = sumV;
       // The old value is read (added to) by this step.
       st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, sumV}};
@@ -425,10 +558,69 @@ class Builder {
       p_.steps[index].valueArgs[1].second = out;
     } else {
       out = newValue(outDims, pd.dst_desc());
+      p_.values[out].scale = q ? outScale : 0.f;
       st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
       addStep(std::move(st));
     }
     return out;
+  }
+
+  // Weight array `index`: `count` per-output-channel weight scales, each finite and positive.
+  std::vector<float> weightScales(int index, int64_t count) {
+    WeightSlot& slot = claim(index, static_cast<size_t>(count), "conv weight scales");
+    std::vector<float> s(w_[index].data, w_[index].data + count);
+    for (float v : s)
+      if (!(std::isfinite(v) && v > 0)) bad("conv weight scales must be finite and positive");
+    slot.user = memory::desc({count}, dt::f32, tag::a);
+    return s;
+  }
+
+  // Marks weight array `index` used, checking that it has `length` values.
+  WeightSlot& claim(int index, size_t length, const char* what) {
+    if (index < 0 || static_cast<size_t>(index) >= w_.size()) bad(std::string(what) + ": weight index out of range");
+    WeightSlot& slot = p_.weights[index];
+    if (slot.used) bad(std::string(what) + ": weight array " + std::to_string(index) + " is used twice");
+    if (w_[index].length != length)
+      bad(std::string(what) + ": weight array " + std::to_string(index) + " has " + std::to_string(w_[index].length) +
+          " values, the layer needs " + std::to_string(length));
+    slot.used = true;
+    slot.length = length;
+    return slot;
+  }
+
+  // Runs a reorder from host floats (layout `user`) into new plan memory of layout `want`.
+  memory ownedCopy(const float* data, const memory::desc& user, const memory::desc& want, const dnnl::primitive_attr& a) {
+    auto buf = bytesBuffer(want.get_size());
+    memory dst(want, s_.engine, buf->data);
+    p_.weightBytes += static_cast<int64_t>(want.get_size());
+    p_.owned.push_back(std::move(buf));
+    memory src(user, s_.engine, const_cast<float*>(data));
+    dnnl::reorder(dnnl::reorder::primitive_desc(s_.engine, user, s_.engine, want, a)).execute(s_.stream, src, dst);
+    s_.stream.wait();
+    return dst;
+  }
+
+  // An int8 convolution's kernel: q = round(w / scale[c]) per output channel, in oneDNN's s8 layout.
+  memory int8Weights(int index, const memory::desc& user, const memory::desc& want, const std::vector<float>& scales,
+                     bool grouped) {
+    WeightSlot& slot = claim(index, user.get_size() / sizeof(float), "conv weights");
+    slot.user = user;
+    std::vector<float> inverse(scales.size());
+    for (size_t c = 0; c < scales.size(); ++c) inverse[c] = 1.f / scales[c];
+    dnnl::primitive_attr a;
+    a.set_output_scales(grouped ? 0b11 : 0b1, inverse);  // the output channel: (g, oc/g) or oc
+    return ownedCopy(w_[index].data, user, want, a);
+  }
+
+  // oneDNN adds an int8 convolution's bias to the int32 accumulator before the output scales, so
+  // the real bias goes in accumulator units: bias[c] / (inScale · weightScale[c]).
+  memory accumulatorBias(int index, const memory::desc& user, const memory::desc& want, float inScale,
+                         const std::vector<float>& scales) {
+    WeightSlot& slot = claim(index, scales.size(), "conv bias");
+    slot.user = user;
+    std::vector<float> b(w_[index].data, w_[index].data + scales.size());
+    for (size_t c = 0; c < b.size(); ++c) b[c] /= inScale * scales[c];
+    return ownedCopy(b.data(), user, want, dnnl::primitive_attr());
   }
 
   // Which of oneDNN's implementations a convolution runs in a blocked plan. oneDNN's first
@@ -477,7 +669,28 @@ class Builder {
     int64_t alg = r.integer("eltwise algorithm", code(EltwiseAlg::Relu), code(EltwiseAlg::Elu));
     double alpha = r.real("eltwise alpha");
     if (alg == code(EltwiseAlg::Elu) && !(alpha > 0)) bad("elu alpha must be positive");
-    return eltwise(in, eltwiseAlg(alg), static_cast<float>(alpha), alg == code(EltwiseAlg::Relu) ? "relu" : "elu");
+    auto [scale, unsign] = quantHere();
+    if (alg == code(EltwiseAlg::Relu) && unsign && isInt8(p_.values[in].md.data_type())) return quantizedRelu(in, scale);
+    return eltwise(real(in), eltwiseAlg(alg), static_cast<float>(alpha), alg == code(EltwiseAlg::Relu) ? "relu" : "elu");
+  }
+
+  // A ReLU from a quantized value to a uint8 one is one reorder: rescaling to u8 saturates the
+  // negatives to 0 (one pass instead of dequantize, ReLU, quantize).
+  int quantizedRelu(int in, float outScale) {
+    const Value x = p_.values[in];  // a copy: newValue below may move the values
+    memory::desc want = withType(x.md, dt::u8);
+    dnnl::primitive_attr a = attr();
+    a.set_output_scales(0, {x.scale / outScale});
+    dnnl::reorder::primitive_desc rpd(s_.engine, x.md, s_.engine, want, a);
+    int out = newValue(x.dims, want);
+    p_.values[out].scale = outScale;
+    Step st;
+    st.what = "relu (requantize to u8) " + dimsText(x.dims) + ": " + std::string(rpd.impl_info_str());
+    st.prim = dnnl::reorder(rpd);
+    st.valueArgs = {{DNNL_ARG_FROM, in}, {DNNL_ARG_TO, out}};
+    st.scratchpad = rpd.scratchpad_desc();
+    addStep(std::move(st));
+    return out;
   }
 
   int poolWith(int in, dnnl::algorithm alg, int64_t wh, int64_t ww, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
@@ -488,10 +701,11 @@ class Builder {
     int64_t oh = outSize(ih, wh, 1, sh, pt, pb, "pool"), ow = outSize(iw, ww, 1, sw, pl, pr, "pool");
     memory::dims outDims{n_, c, oh, ow};
     elems(outDims, "pool output");
-    dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.md, memory::desc(outDims, act_, tag::any),
+    dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.md, memory::desc(outDims, x.md.data_type(), tag::any),
                                   {sh, sw}, {wh, ww}, {pt, pl}, {pb, pr});
     dnnl::pooling_forward::primitive_desc pd(d, attr(), s_.engine);
     int out = newValue(outDims, pd.dst_desc());
+    p_.values[out].scale = x.scale;
     Step st;
     st.what = what + " " + dimsText(x.dims) + ": " + pd.impl_info_str() + " [" + layoutName(x.md) + " → " + layoutName(pd.dst_desc()) + "]";
     st.prim = dnnl::pooling_forward(pd);
@@ -508,6 +722,12 @@ class Builder {
   int pool(SpecReader& r) {
     int in = valueRef(r, "pool input");
     int64_t alg = r.integer("pool algorithm", code(PoolAlg::Max), code(PoolAlg::Avg));
+    // A max pool commutes with quantization: it runs on the quantized input when its value keeps
+    // the input's scale and type; otherwise on real numbers.
+    const Value& x = p_.values[in];
+    auto [scale, unsign] = quantHere();
+    bool keepsQuant = isInt8(x.md.data_type()) && scale == x.scale && x.md.data_type() == int8Type(unsign);
+    if (!(alg == code(PoolAlg::Max) && keepsQuant)) in = real(in);
     int64_t f[code(PoolField::count)];
     for (int i = 0; i < code(PoolField::count); ++i) {
       bool pad = i >= code(PoolField::padT);
@@ -519,7 +739,7 @@ class Builder {
   }
 
   int globalPool(SpecReader& r) {
-    int in = valueRef(r, "global pool input");
+    int in = real(valueRef(r, "global pool input"));
     int64_t alg = r.integer("global pool algorithm", code(PoolAlg::Max), code(PoolAlg::Avg));
     const Value& x = image(in, "global pool");
     return poolWith(in, poolAlg(alg), x.dims[2], x.dims[3], 1, 1, 0, 0, 0, 0,
@@ -529,7 +749,7 @@ class Builder {
   std::vector<int> valueList(SpecReader& r, const char* what) {
     int64_t count = r.integer(what, 1, 1 << 12);
     std::vector<int> vs;
-    for (int64_t i = 0; i < count; ++i) vs.push_back(valueRef(r, what));
+    for (int64_t i = 0; i < count; ++i) vs.push_back(real(valueRef(r, what)));
     return vs;
   }
 
@@ -582,10 +802,20 @@ class Builder {
     int64_t units = r.integer("dense units", 1, kMaxDim);
     int wi = weightRef(r, "dense weight index", false);
     int bi = weightRef(r, "dense bias index", true);
-    std::string what = "dense → " + std::to_string(units) + (bi >= 0 ? " +bias" : "");
+    int si = p_.int8 ? weightRef(r, "dense weight scales index", true) : -1;
+    const bool q = si >= 0;
+    const auto [outScale, outUnsigned] = quantHere();
+    if (q && !isInt8(p_.values[in].md.data_type())) bad("int8 dense: its input is not quantized");
+    if (q && outScale == 0.f) bad("int8 dense: its value has no scale");
+    if (!q) in = real(in);
+    std::string what = std::string(q ? "int8 " : "") + "dense → " + std::to_string(units) + (bi >= 0 ? " +bias" : "");
+    std::vector<PostSpec> posts = readPosts(r, false);
+    QuantPosts qp;
+    if (q) qp = {true, hasElu(posts), outScale, 1.f, dt::undef};
     dnnl::post_ops po;
-    postOps(r, po, what, false);
+    appendPosts(posts, po, what, qp);
     const Value x = p_.values[in];
+    const dt srcType = q ? x.md.data_type() : act_, wType = q ? dt::s8 : act_, dstType = q ? int8Type(outUnsigned) : act_;
     elems({n_, units}, "dense output");
     elems({units, elems(x.dims, "dense input") / n_}, "dense weights");
     // Keras kernels are [features, units]; a 4-D input is flattened in (h, w, c) order, which is
@@ -593,31 +823,44 @@ class Builder {
     memory::desc wUser, wAny;
     if (x.dims.size() == 4) {
       wUser = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, dt::f32, tag::hwio);
-      wAny = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, act_, tag::any);
+      wAny = memory::desc({units, x.dims[1], x.dims[2], x.dims[3]}, wType, tag::any);
     } else {
       wUser = memory::desc({units, x.dims[1]}, dt::f32, tag::io);
-      wAny = memory::desc({units, x.dims[1]}, act_, tag::any);
+      wAny = memory::desc({units, x.dims[1]}, wType, tag::any);
     }
+    memory::desc srcMd = q ? memory::desc(x.dims, srcType, tag::any) : x.md;
     memory::desc biasMd({units}, dt::f32, tag::a);
-    memory::desc dstAny({n_, units}, act_, tag::any);
-    auto d = bi >= 0 ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, wAny, biasMd, dstAny)
-                     : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, wAny, dstAny);
-    dnnl::inner_product_forward::primitive_desc pd(d, attr(&po), s_.engine);
+    memory::desc dstAny({n_, units}, dstType, tag::any);
+    auto d = bi >= 0 ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, srcMd, wAny, biasMd, dstAny)
+                     : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, srcMd, wAny, dstAny);
+    dnnl::primitive_attr denseAttr = attr(&po);
+    std::vector<float> wScales;
+    if (q) {
+      wScales = weightScales(si, units);
+      denseAttr.set_output_scales(1 << 1, outputScales(x.scale, wScales, qp));  // per unit (dst dim 1)
+    }
+    dnnl::inner_product_forward::primitive_desc pd(d, denseAttr, s_.engine);
     int src = as(in, pd.src_desc());
     Step st;
     st.what = what + ": " + pd.impl_info_str();
     st.prim = dnnl::inner_product_forward(pd);
-    st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "dense weights");
-    if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "dense bias");
+    if (q) {
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = int8Weights(wi, wUser, pd.weights_desc(), wScales, false);
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = accumulatorBias(bi, biasMd, pd.bias_desc(), x.scale, wScales);
+    } else {
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "dense weights");
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "dense bias");
+    }
     st.scratchpad = pd.scratchpad_desc();
     int out = newValue({n_, units}, pd.dst_desc());
+    p_.values[out].scale = q ? outScale : 0.f;
     st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
     addStep(std::move(st));
     return out;
   }
 
   int softmax(SpecReader& r) {
-    int in = valueRef(r, "softmax input");
+    int in = real(valueRef(r, "softmax input"));
     const Value x = p_.values[in];
     if (x.dims.size() != 2) bad("softmax needs a [batch, features] input");
     dnnl::softmax_forward::desc d(dnnl::prop_kind::forward_inference, x.md, 1);
@@ -633,7 +876,7 @@ class Builder {
   }
 
   int batchNorm(SpecReader& r) {
-    int in = valueRef(r, "batch norm input");
+    int in = real(valueRef(r, "batch norm input"));
     double eps = r.real("batch norm epsilon");
     if (!(eps > 0)) bad("batch norm epsilon must be positive");
     int idx[4];
@@ -747,6 +990,7 @@ void runPlan(State& s, Plan& p, Buffer& input, Buffer& output, std::vector<doubl
 }
 
 void setPlanWeights(State& s, Plan& p, const std::vector<WeightArray>& weights) {
+  if (p.int8) bad("an int8 plan's weights are quantized with scales built into its primitives: build a new plan");
   if (weights.size() != p.weights.size())
     bad("expected " + std::to_string(p.weights.size()) + " weight arrays, got " + std::to_string(weights.size()));
   for (size_t i = 0; i < weights.size(); ++i)

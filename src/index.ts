@@ -92,6 +92,9 @@ export {
   type CompiledInferenceInfo,
   type Precision,
   type PlanLayout,
+  int8Hardware,
+  setInferencePrecision,
+  type InferencePrecision,
 } from './infer/index.js';
 export { runBench, type BenchOptions, type BenchRow, type PeerResult } from './bench/run.js';
 export { CASES as BENCH_CASES, type BenchCase, type CaseName as BenchCaseName } from './bench/cases.js';

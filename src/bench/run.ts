@@ -12,6 +12,8 @@ import { BackendError, OptionError } from '../core/errors.js';
 import { selectCases, type BenchCase, type CaseName, type ModelScale } from './cases.js';
 import { median, type TimingOptions } from './timing.js';
 import type { WorkerResult, WorkerSpec } from './worker.js';
+import type { Precision } from '../infer/compile.js';
+import { int8Hardware } from '../infer/int8-plan.js';
 
 export interface BenchOptions {
   /** Case names (default: all, in the table's order). */
@@ -37,8 +39,11 @@ export interface BenchOptions {
    * per case, the same peer run once: the before/after comparison in one run).
    */
   inference?: 'compiled' | 'op-by-op' | 'both';
-  /** Precision of compiled inference (default fp32; bf16 needs the compiled path). */
-  precision?: 'fp32' | 'bf16';
+  /**
+   * Precision of compiled inference (default fp32; bf16 and int8 need the compiled path). int8
+   * rows time synthetic scales (src/bench/int8.ts) and compare with our fp32 plan.
+   */
+  precision?: Precision;
   /**
    * Training cases: data-parallel replicas (worker threads sharing the cores; default 1, one
    * process thread team). A list runs each case once per value: the comparison in one run.
@@ -65,7 +70,9 @@ export interface BenchRow {
   backend: string;
   /** 'compiled' (an inference plan) or 'op-by-op' (kernel by kernel; always so for training). */
   path: 'compiled' | 'op-by-op';
-  precision: 'fp32' | 'bf16';
+  precision: Precision;
+  /** int8 rows: whether this CPU has int8 dot products (VNNI: 'native') or not ('emulated'). */
+  hardware?: 'native' | 'emulated';
   imagesPerSec: number;
   /** Achieved GFLOP/s: counted FLOPs (2 × multiply-adds of convs and dense; training 3× forward) per second. */
   gflops: number;
@@ -214,9 +221,11 @@ function planBench(o: BenchOptions): BenchPlan {
   if (o.inference !== undefined && !['compiled', 'op-by-op', 'both'].includes(o.inference)) {
     throw new OptionError(`bench: inference must be 'compiled', 'op-by-op' or 'both', got '${o.inference}'`);
   }
-  if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
-    throw new OptionError(`bench: precision must be 'fp32' or 'bf16', got '${o.precision}'`);
+  if (o.precision !== undefined && !['fp32', 'bf16', 'int8'].includes(o.precision)) {
+    throw new OptionError(`bench: precision must be 'fp32', 'bf16' or 'int8', got '${o.precision}'`);
   }
+  if (o.precision === 'int8' && (o.inference === 'op-by-op' || o.inference === 'both' || o.backend === 'reference'))
+    throw new OptionError('bench: precision int8 runs compiled plans on the native backend only');
   const replicaCounts = o.replicas === undefined ? [1] : typeof o.replicas === 'number' ? [o.replicas] : [...o.replicas];
   if (replicaCounts.length === 0) throw new OptionError('bench: replicas must list at least one count');
   for (const r of replicaCounts) check('replicas', r, 1, true);
@@ -260,7 +269,8 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
   const { rounds, scale, progress } = plan;
   const imageSize = scale.size ?? c.size;
   progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
-  const onnxPeer = plan.peer && c.kind === 'infer';
+  // int8's peer is our fp32 plan (ONNX Runtime on a QDQ model needs the QDQ export, not in this build).
+  const onnxPeer = plan.peer && c.kind === 'infer' && plan.precision !== 'int8';
   const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
   // Inference rows: one per path; training rows: one per replica count.
   const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> =
@@ -318,6 +328,7 @@ async function runCase(
     backend: own.engine,
     path: own.path,
     precision: own.precision,
+    ...(own.precision === 'int8' ? { hardware: int8Hardware() } : {}),
     imagesPerSec,
     gflops: stepFlops / own.secondsPerStep / 1e9,
     peer: peerResult,
@@ -341,6 +352,16 @@ async function measurePeer(
   plan: BenchPlan,
 ): Promise<PeerResult | null> {
   const { progress, python } = plan;
+  if (plan.peer && plan.precision === 'int8' && c.kind === 'infer') {
+    progress(`${c.name}: xception fp32 plan (the int8 row's peer)…`);
+    const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
+    return {
+      name: 'xception fp32 plan',
+      imagesPerSec: c.batch / r.secondsPerStep,
+      gflops: stepFlops / r.secondsPerStep / 1e9,
+      peakRssMB: r.peakRssMB,
+    };
+  }
   if (onnxPath) {
     progress(`${c.name}: onnxruntime…`);
     try {

@@ -15,6 +15,7 @@ import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import { Random } from '../core/random.js';
 import { compileInference, type CompiledInference } from '../infer/compiled.js';
 import { compiledInferenceEnabled } from '../infer/auto.js';
+import type { Precision } from '../infer/compile.js';
 import { exportOnnx } from '../io/onnx-model.js';
 import { xception } from '../models/xception/xception.js';
 import { Optimizer } from '../train/optimizers.js';
@@ -22,6 +23,7 @@ import { DataParallel } from '../train/parallel/data-parallel.js';
 import type { BenchCase, ModelScale } from './cases.js';
 import { caseModelOptions } from './cases.js';
 import { forwardFlops } from './flops.js';
+import { timingCalibration } from './int8.js';
 import { timeSteps, type Timing, type TimingOptions } from './timing.js';
 
 export interface WorkerSpec {
@@ -39,7 +41,7 @@ export interface WorkerSpec {
    */
   inference?: 'compiled' | 'op-by-op';
   /** Precision of a compiled inference plan (default fp32). */
-  precision?: 'fp32' | 'bf16';
+  precision?: Precision;
   /**
    * Training cases: split the batch between this many data-parallel replicas (worker threads with
    * their share of the cores; src/train/parallel). 1 (default) trains in this thread.
@@ -64,7 +66,7 @@ export interface WorkerResult {
   peakRssMB: number;
   /** How inference ran: a compiled plan or op by op (training is always op by op). */
   path: 'compiled' | 'op-by-op';
-  precision: 'fp32' | 'bf16';
+  precision: Precision;
 }
 
 function randomImages(n: number, seed: number): Float32Array {
@@ -76,7 +78,7 @@ function randomImages(n: number, seed: number): Float32Array {
 
 interface Measured {
   path: 'compiled' | 'op-by-op';
-  precision: 'fp32' | 'bf16';
+  precision: Precision;
   engine: string;
   flops: number;
   timing: Timing;
@@ -101,13 +103,19 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   let plan: CompiledInference | null = null;
   if (c.kind === 'infer' && backend.name === 'native' && (spec.inference ?? 'compiled') === 'compiled' && compiledInferenceEnabled()) {
     try {
-      plan = compileInference(model, { batch: c.batch, precision: spec.precision ?? 'fp32' });
+      const want = spec.precision ?? 'fp32';
+      const calibration = want === 'int8' ? { calibration: timingCalibration(model, c.batch) } : {};
+      plan = compileInference(model, { batch: c.batch, precision: want, ...calibration });
       path = 'compiled';
       precision = plan.precision;
     } catch (e) {
+      // int8 has no op-by-op path: its row must not silently time fp32.
+      if (spec.precision === 'int8') throw e;
       process.stderr.write(`compiled inference unavailable, running op by op: ${(e as Error).message}\n`);
     }
   }
+  if (spec.precision === 'int8' && c.kind === 'infer' && !plan)
+    throw new BackendError('int8 inference needs a compiled plan on the native backend (XCEPTION_COMPILED=0 or another backend?)');
   if (plan) {
     const compiled = plan;
     step = () => {

@@ -4,8 +4,32 @@
  * XCEPTION_COMPILED is not '0'. Otherwise (reference backend, an uncompilable layer, a plan the
  * addon refused) callers fall back to model.forward, op by op.
  */
+import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
+import type { Precision } from './compile.js';
 import { CompiledInference } from './compiled.js';
+import type { Int8Calibration } from './quant-types.js';
+
+/** The precision the library's own inference of a model runs at (`--precision` on predict and eval). */
+export interface InferencePrecision {
+  precision: Precision;
+  /** Required for 'int8'. */
+  calibration?: Int8Calibration;
+}
+
+const precisionOf = new WeakMap<Model, InferencePrecision>();
+
+/**
+ * Makes predict/evaluate run `model` at this precision (null: fp32, falling back to op by op as
+ * usual). A lower precision has no op-by-op path: where its plan cannot be built, inference throws.
+ */
+export function setInferencePrecision(model: Model, p: InferencePrecision | null): void {
+  releaseCompiledInference(model);
+  const entry = perModel.get(model);
+  if (entry) entry.failed = null;
+  if (p && p.precision !== 'fp32') precisionOf.set(model, p);
+  else precisionOf.delete(model);
+}
 
 interface ModelPlans {
   /** Why compiling failed (then it is not tried again for this model). */
@@ -27,9 +51,13 @@ export function compiledInferenceEnabled(): boolean {
  * for a model that cannot be compiled: the reason is kept in `compiledFallbackReason(model)`.
  */
 export function cachedCompiledInference(model: Model, batch: number, logits: boolean): CompiledInference | null {
-  if (!compiledInferenceEnabled()) return null;
+  const wanted = precisionOf.get(model);
   const backend = model.weights[0]?.value.backend;
-  if (backend?.name !== 'native') return null;
+  if (!compiledInferenceEnabled() || backend?.name !== 'native') {
+    if (wanted)
+      throw new OptionError(`precision ${wanted.precision} runs compiled plans on the native backend only (XCEPTION_COMPILED=0?)`);
+    return null;
+  }
   let entry = perModel.get(model);
   if (!entry) {
     entry = { failed: null, plans: new Map() };
@@ -47,8 +75,9 @@ export function cachedCompiledInference(model: Model, batch: number, logits: boo
   }
   let plan: CompiledInference;
   try {
-    plan = new CompiledInference(model, { batch, logits });
+    plan = new CompiledInference(model, { batch, logits, ...wanted });
   } catch (e) {
+    if (wanted) throw e;
     entry.failed = e instanceof Error ? e.message : String(e);
     return null;
   }

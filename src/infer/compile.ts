@@ -10,10 +10,14 @@ import { OptionError, ShapeError, shapeToString } from '../core/errors.js';
 import type { Layer, Variable } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
 import { fuseGraph, type FuseOptions, type FusionCounts } from './fuse.js';
+import { int8Plan, type Int8Plan } from './int8-plan.js';
+import { type Int8Calibration, weightScales } from './quant-types.js';
 import {
   convWeightRecipes,
   lowerModel,
   LoweringError,
+  type ConvNode,
+  type DenseNode,
   type GraphNode,
   type InferenceGraph,
   type Post,
@@ -31,6 +35,7 @@ import {
   POOL_WINDOW,
   POST_KIND,
   PRECISION,
+  VALUE_QUANT,
 } from './plan-format.js';
 
 export type { WeightRecipe } from './graph.js';
@@ -38,7 +43,7 @@ export type { WeightRecipe } from './graph.js';
 /** A layer or pattern the compiled plan does not support (the op-by-op path still runs it). */
 export class CompileError extends OptionError {}
 
-export type Precision = 'fp32' | 'bf16';
+export type Precision = 'fp32' | 'bf16' | 'int8';
 /**
  * Activation layout inside an fp32 plan: 'channels-last' lets oneDNN choose (channels-last
  * brgconv kernels here); 'blocked' runs pointwise and depthwise convolutions with jit kernels
@@ -58,6 +63,8 @@ export interface CompiledSpec {
   layout: Exclude<PlanLayout, 'auto'>;
   /** Counts of what was fused, for reports and tests. */
   fusions: FusionCounts;
+  /** int8 plans: convolution and dense nodes that run in int8, and all of them. */
+  int8Convolutions: { int8: number; total: number } | null;
 }
 
 export interface CompileSpecOptions {
@@ -69,6 +76,8 @@ export interface CompileSpecOptions {
   layout?: PlanLayout;
   /** Which fusions to make (default all); off runs those layers as their own primitives. */
   fuse?: FuseOptions;
+  /** Required with precision 'int8' (checked against the graph here, before any native call). */
+  calibration?: Int8Calibration;
 }
 
 function fail(layer: Layer, why: string): never {
@@ -120,10 +129,14 @@ const postNumbers = (posts: Post[]): number[] => [
 ];
 
 /** The steps of the spec and the weight recipes they index, in the graph's order. */
-function emitSteps(g: InferenceGraph): { steps: number[]; count: number; recipes: WeightRecipe[]; output: number } {
+function emitSteps(
+  g: InferenceGraph,
+  int8: Int8Plan | null,
+): { steps: number[]; count: number; recipes: WeightRecipe[]; output: number; valueNodes: GraphNode[] } {
   const steps: number[] = [];
   const recipes: WeightRecipe[] = [];
   const bufferOf = new Map<GraphNode, number>();
+  const valueNodes: GraphNode[] = [g.input];
   const weight = (r: WeightRecipe) => (recipes.push(r), recipes.length - 1);
   let count = 0;
   for (const n of g.nodes) {
@@ -136,14 +149,31 @@ function emitSteps(g: InferenceGraph): { steps: number[]; count: number; recipes
       if (id === undefined) throw new CompileError(`compileInference: internal order error at ${n.layers.join('+')}`);
       return id;
     };
-    steps.push(...stepNumbers(n, v, weight));
+    steps.push(...stepNumbers(n, v, weight, int8));
     bufferOf.set(n, ++count);
+    valueNodes.push(n);
   }
-  return { steps, count, recipes, output: bufferOf.get(g.output)! };
+  return { steps, count, recipes, output: bufferOf.get(g.output)!, valueNodes };
+}
+
+/** An int8 plan's value table (native/plan.h): scale and unsigned per value, scale 0 for fp32. */
+function valueTable(valueNodes: GraphNode[], int8: Int8Plan): number[] {
+  return valueNodes.flatMap((n) => {
+    const q = int8.quantOf(n);
+    const entry: Record<(typeof VALUE_QUANT)[number], number> = { scale: q ? q.scale : 0, unsigned: q?.unsigned ? 1 : 0 };
+    return VALUE_QUANT.map((f) => entry[f]);
+  });
+}
+
+/** An int8 plan's convolution and dense field: the kernel's per-output-channel scales (a weight array), or NONE. */
+function weightScalesIndex(n: ConvNode | DenseNode, kernel: WeightRecipe, weight: (r: WeightRecipe) => number, int8: Int8Plan | null) {
+  if (!int8) return [];
+  const outC = n.op === 'conv' ? n.geometry.outC : n.units;
+  return [int8.runsInt8(n) ? weight(() => weightScales(kernel(), outC)) : NONE];
 }
 
 /** One step: its kind and fields (native/plan.h). */
-function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: WeightRecipe) => number): number[] {
+function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: WeightRecipe) => number, int8: Int8Plan | null): number[] {
   switch (n.op) {
     case 'conv': {
       const w = convWeightRecipes(n);
@@ -156,6 +186,7 @@ function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: Weig
         wi,
         bi,
         n.sumInto ? v(n.sumInto) : NONE,
+        ...weightScalesIndex(n, w.kernel, weight, int8),
         ...postNumbers(n.posts),
       ];
     }
@@ -171,7 +202,8 @@ function stepNumbers(n: GraphNode, v: (x: GraphNode) => number, weight: (r: Weig
       return [OP.concat, n.inputs.length, ...n.inputs.map(v)];
     case 'dense': {
       const wi = weight(n.kernel);
-      return [OP.dense, v(n.inputs[0]!), n.units, wi, n.bias ? weight(n.bias) : NONE, ...postNumbers(n.posts)];
+      const bi = n.bias ? weight(n.bias) : NONE;
+      return [OP.dense, v(n.inputs[0]!), n.units, wi, bi, ...weightScalesIndex(n, n.kernel, weight, int8), ...postNumbers(n.posts)];
     }
     case 'softmax':
       return [OP.softmax, v(n.inputs[0]!)];
@@ -198,7 +230,12 @@ export function compileSpec(model: Model, o: CompileSpecOptions): CompiledSpec {
   const g = lowerForPlan(model, o);
   refuseUnsupported(g, o.inputShape);
   const fusions = fuseGraph(g, o.fuse);
-  const { steps, count, recipes, output } = emitSteps(g);
+  if ((o.precision === 'int8') !== (o.calibration !== undefined))
+    throw new OptionError(
+      `compileInference: ${o.precision === 'int8' ? "precision 'int8' needs a calibration" : "a calibration needs precision 'int8'"}`,
+    );
+  const int8 = o.precision === 'int8' ? int8Plan(model, g, o.calibration) : null;
+  const { steps, count, recipes, output, valueNodes } = emitSteps(g, int8);
   if (throughFlatten(g.output).op === 'input')
     throw new CompileError('compileInference: the model computes nothing (its output is its input)');
   const layout = resolveLayout(g, o.layout ?? 'auto');
@@ -214,11 +251,17 @@ export function compileSpec(model: Model, o: CompileSpecOptions): CompiledSpec {
     outputValue: output,
   };
   return {
-    spec: Float64Array.from([...HEADER.map((f) => header[f]), ...steps]),
+    spec: Float64Array.from([...HEADER.map((f) => header[f]), ...(int8 ? valueTable(valueNodes, int8) : []), ...steps]),
     recipes,
     variables: g.variables,
     outputShape: g.outputShape,
     layout,
     fusions,
+    int8Convolutions: int8 ? int8Counts(g, int8) : null,
   };
+}
+
+function int8Counts(g: InferenceGraph, int8: Int8Plan): { int8: number; total: number } {
+  const linear = g.nodes.filter((n): n is ConvNode | DenseNode => n.op === 'conv' || n.op === 'dense');
+  return { int8: linear.filter((n) => int8.runsInt8(n)).length, total: linear.length };
 }

@@ -23,6 +23,8 @@ import type { NativePlan } from '../backends/onednn/binding.js';
 import type { Variable } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
 import { compileSpec, type CompiledSpec, type CompileSpecOptions, type PlanLayout, type Precision, type WeightRecipe } from './compile.js';
+import { int8Hardware } from './int8-plan.js';
+import type { Int8Calibration } from './quant-types.js';
 
 export interface CompileInferenceOptions {
   /** Images per run (required): a plan runs exactly this batch. */
@@ -36,11 +38,14 @@ export interface CompileInferenceOptions {
   logits?: boolean;
   /**
    * 'fp32' (default) or 'bf16': activations and weights in bfloat16 inside the plan (oneDNN
-   * converts once at the input and output; results agree with fp32 to about 1e-2 only).
+   * converts once at the input and output; results agree with fp32 to about 1e-2 only), or
+   * 'int8': convolutions in int8 with the scales of `calibration` (see int8-plan.ts).
    */
   precision?: Precision;
+  /** Activation scales for precision 'int8' (required then, refused otherwise). */
+  calibration?: Int8Calibration;
   /**
-   * Activation layout of an fp32 plan (bf16 plans leave it to oneDNN): 'auto' (default) is
+   * Activation layout of an fp32 plan (bf16 and int8 plans leave it to oneDNN): 'auto' (default) is
    * 'blocked' — pointwise and depthwise convolutions on oneDNN's jit kernels over channel blocks
    * of 16 — for a network with depthwise convolutions, else 'channels-last' (oneDNN's choice).
    */
@@ -52,7 +57,7 @@ export interface CompiledInferenceInfo {
   inputShape: number[];
   outputShape: number[];
   precision: Precision;
-  /** The activation layout asked of oneDNN ('auto' resolved; bf16 plans ignore it). */
+  /** The activation layout asked of oneDNN ('auto' resolved; bf16 and int8 plans ignore it). */
   layout: Exclude<PlanLayout, 'auto'>;
   /** One line per oneDNN primitive run, in order: what it computes and the implementation oneDNN picked. */
   steps: string[];
@@ -64,6 +69,8 @@ export interface CompiledInferenceInfo {
   weightRefreshes: number;
   /** Set when oneDNN refused a fused primitive and the plan was rebuilt without fusions: why. */
   unfusedBecause: string | null;
+  /** int8 plans: convolution and dense nodes run in int8, of all, and whether this CPU has int8 dot products (VNNI). */
+  int8: { nodes: number; of: number; hardware: 'native' | 'emulated' } | null;
 }
 
 interface Snapshot {
@@ -82,7 +89,7 @@ export class CompiledInference {
   readonly logits: boolean;
   private plan: NativePlan | null;
   private readonly backend: NativeBackend;
-  private readonly recipes: WeightRecipe[];
+  private recipes: WeightRecipe[];
   private snapshot: Snapshot[];
   private readonly fusions: CompiledSpec['fusions'];
   private refreshes = 0;
@@ -90,6 +97,9 @@ export class CompiledInference {
   private unfusedBecause: string | null = null;
   private readonly inputSize: number;
   private readonly outputSize: number;
+  private readonly int8Counts: CompiledSpec['int8Convolutions'];
+  /** How the spec is made again (int8 plans are rebuilt when the weights change). */
+  private readonly specOptions: CompileSpecOptions;
 
   /** Use compileInference(). */
   constructor(
@@ -113,8 +123,8 @@ export class CompiledInference {
       );
     }
     const precision = options.precision ?? 'fp32';
-    if (precision !== 'fp32' && precision !== 'bf16')
-      throw new OptionError(`compileInference: precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+    if (precision !== 'fp32' && precision !== 'bf16' && precision !== 'int8')
+      throw new OptionError(`compileInference: precision must be 'fp32', 'bf16' or 'int8', got ${JSON.stringify(precision)}`);
     const layout = options.layout ?? 'auto';
     if (layout !== 'auto' && layout !== 'channels-last' && layout !== 'blocked') {
       throw new OptionError(`compileInference: layout must be 'auto', 'channels-last' or 'blocked', got ${JSON.stringify(layout)}`);
@@ -123,7 +133,9 @@ export class CompiledInference {
     if (typeof logits !== 'boolean') throw new OptionError('compileInference: logits must be true or false');
     this.backend = requireNativeBackend();
     const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
-    let compiled = compileSpec(model, { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}) });
+    const calibration = options.calibration;
+    this.specOptions = { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}), ...(calibration ? { calibration } : {}) };
+    let compiled = compileSpec(model, this.specOptions);
     // Taken before the weights are read: a change from here on is caught by the next run.
     const snapshot = this.takeSnapshot(compiled.variables);
     let plan: NativePlan;
@@ -135,7 +147,8 @@ export class CompiledInference {
     } catch (e) {
       // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
       // correctness first, so try once more with every layer as its own primitive.
-      if (!(e instanceof BackendError) || fuse) throw e;
+      // (Not for int8: the calibration names the fused graph's values.)
+      if (!(e instanceof BackendError) || fuse || precision === 'int8') throw e;
       compiled = compileSpec(model, {
         batch,
         inputShape,
@@ -159,6 +172,7 @@ export class CompiledInference {
     this.logits = logits;
     this.recipes = compiled.recipes;
     this.fusions = compiled.fusions;
+    this.int8Counts = compiled.int8Convolutions;
     this.inputSize = batch * inputShape.reduce((a, b) => a * b, 1);
     this.outputSize = batch * compiled.outputShape.reduce((a, b) => a * b, 1);
     this.snapshot = snapshot;
@@ -178,7 +192,7 @@ export class CompiledInference {
 
   /** Runs the network on x [batch, ...inputShape] (any backend); the result is on x's backend. */
   run(x: Tensor): Tensor {
-    const plan = this.livePlan();
+    this.livePlan();
     if (!(x instanceof Tensor)) throw new OptionError('CompiledInference.run: x must be a Tensor');
     const want = [this.batch, ...this.inputShape];
     if (x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
@@ -188,10 +202,10 @@ export class CompiledInference {
       );
     }
     if (x.dtype !== 'float32') throw new OptionError(`compiled '${this.model.name}' takes float32, got ${x.dtype}`);
-    this.syncWeights();
+    this.syncWeights(); // (may build an int8 plan again: the plan is read after it)
     const outShape = [this.batch, ...this.outputShape];
     if (x.backend === (this.backend as Backend)) {
-      return new Tensor(this.backend, this.backend.runPlan(plan, x.handle, this.inputSize, this.outputSize), outShape);
+      return new Tensor(this.backend, this.backend.runPlan(this.livePlan(), x.handle, this.inputSize, this.outputSize), outShape);
     }
     const y = this.runData(x.data());
     return new Tensor(x.backend, x.backend.upload(y), outShape);
@@ -199,7 +213,7 @@ export class CompiledInference {
 
   /** Runs on plain NHWC float32 values (batch × inputShape); returns the output values. */
   runData(x: Float32Array): Float32Array {
-    const plan = this.livePlan();
+    this.livePlan();
     if (!(x instanceof Float32Array) || x.length !== this.inputSize) {
       throw new ShapeError(
         `compiled '${this.model.name}' takes ${this.inputSize} values (${shapeToString([this.batch, ...this.inputShape])}), got ${x instanceof Float32Array ? x.length : typeof x}`,
@@ -208,7 +222,7 @@ export class CompiledInference {
     this.syncWeights();
     const input = this.backend.upload(x);
     try {
-      const out = this.backend.runPlan(plan, input, this.inputSize, this.outputSize);
+      const out = this.backend.runPlan(this.livePlan(), input, this.inputSize, this.outputSize);
       try {
         return this.backend.download(out, this.outputSize, 'float32') as Float32Array;
       } finally {
@@ -221,7 +235,7 @@ export class CompiledInference {
 
   /** Runs once on x, timing every step (slower than run: it waits after each primitive). */
   profile(x: Tensor): Array<{ step: string; seconds: number }> {
-    const plan = this.livePlan();
+    this.livePlan();
     const want = [this.batch, ...this.inputShape];
     if (!(x instanceof Tensor) || x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
       throw new ShapeError(
@@ -231,8 +245,8 @@ export class CompiledInference {
     this.syncWeights();
     const native = x.backend === (this.backend as Backend) ? null : this.backend.upload(x.data());
     try {
-      const seconds = this.backend.profilePlan(plan, native ?? x.handle, this.inputSize, this.outputSize);
-      const steps = this.backend.planInfo(plan).steps;
+      const seconds = this.backend.profilePlan(this.livePlan(), native ?? x.handle, this.inputSize, this.outputSize);
+      const steps = this.backend.planInfo(this.livePlan()).steps;
       return steps.map((step, i) => ({ step, seconds: seconds[i]! }));
     } finally {
       if (native) this.backend.dispose(native);
@@ -243,7 +257,16 @@ export class CompiledInference {
   refreshWeights(): void {
     const plan = this.livePlan();
     this.snapshot = this.takeSnapshot(this.snapshot.map((s) => s.variable));
-    this.backend.setPlanWeights(plan, this.readWeights());
+    if (this.precision === 'int8') {
+      // Its kernels are quantized with scales built into the primitives: a new plan (same calibration).
+      const compiled = compileSpec(this.model, this.specOptions);
+      const fresh = this.backend.createPlan(compiled.spec, this.readWeightsOf(compiled.recipes));
+      this.plan = fresh;
+      this.recipes = compiled.recipes;
+      this.backend.freePlan(plan);
+    } else {
+      this.backend.setPlanWeights(plan, this.readWeights());
+    }
     this.refreshes++;
   }
 
@@ -262,6 +285,7 @@ export class CompiledInference {
       fusions: { ...this.fusions },
       weightRefreshes: this.refreshes,
       unfusedBecause: this.unfusedBecause,
+      int8: this.int8Counts ? { nodes: this.int8Counts.int8, of: this.int8Counts.total, hardware: int8Hardware() } : null,
     };
   }
 
@@ -288,7 +312,11 @@ export class CompiledInference {
   }
 
   private readWeights(): Float32Array[] {
-    return this.recipes.map((r) => r());
+    return this.readWeightsOf(this.recipes);
+  }
+
+  private readWeightsOf(recipes: WeightRecipe[]): Float32Array[] {
+    return recipes.map((r) => r());
   }
 
   /** The rule: same tensor at the same version for every weight, or re-read them all. */
@@ -307,7 +335,7 @@ export class CompiledInference {
 export function compileInference(model: Model, options: CompileInferenceOptions): CompiledInference {
   if (options === null || typeof options !== 'object') throw new OptionError('compileInference: options { batch } are required');
   // `fuse` ({ batchNorm, sum, eltwise }: false runs those layers unfused) is for tests and comparisons.
-  const known = ['batch', 'inputShape', 'logits', 'precision', 'layout', 'fuse'];
+  const known = ['batch', 'inputShape', 'logits', 'precision', 'layout', 'calibration', 'fuse'];
   for (const k of Object.keys(options))
     if (!known.includes(k)) throw new OptionError(`compileInference: unknown option '${k}' (known: ${known.join(', ')})`);
   return new CompiledInference(model, options);

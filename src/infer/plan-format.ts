@@ -33,8 +33,10 @@ export const POOL_ALG = { max: 1, avg: 2 } as const;
 /** Header fields in order (C++: enum class HeaderField). */
 export const HEADER = ['formatVersion', 'batch', 'height', 'width', 'channels', 'precision', 'layout', 'stepCount', 'outputValue'] as const;
 
-/** Header precision codes. */
-export const PRECISION = { fp32: 0, bf16: 1 } as const;
+/** Header precision codes (C++: enum class Precision). */
+export const PRECISION = { fp32: 0, bf16: 1, int8: 2 } as const;
+/** An int8 plan's value-table entry fields in order (C++: enum class ValueQuantField; `unsigned_` there). */
+export const VALUE_QUANT = ['scale', 'unsigned'] as const;
 /** Header layout codes: 0 lets oneDNN choose, 1 blocked (see native/plan.cc, Builder::choose). */
 export const LAYOUT = { 'channels-last': 0, blocked: 1 } as const;
 

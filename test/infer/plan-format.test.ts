@@ -15,6 +15,8 @@ import {
   POOL_ALG,
   POOL_WINDOW,
   POST_KIND,
+  PRECISION,
+  VALUE_QUANT,
 } from '../../src/infer/plan-format.js';
 
 // From dist/test/infer/ (compiled) to the repository's native/plan.h.
@@ -70,4 +72,13 @@ test('header, convolution geometry and pooling window fields come in the same or
     [...POOL_WINDOW, 'count'],
   );
   assert.deepEqual(stringArray('kPoolFieldNames'), [...POOL_WINDOW]);
+});
+
+test('precision codes and the int8 value table fields are the same in TypeScript and native/plan.h', () => {
+  assert.deepEqual(enumMembers('Precision'), asMembers(PRECISION));
+  // C++ spells the member `unsigned_` (a keyword otherwise).
+  assert.deepEqual(
+    enumMembers('ValueQuantField').map(([m]) => m.replace(/_$/, '')),
+    [...VALUE_QUANT, 'count'],
+  );
 });

@@ -4,7 +4,7 @@ import { runBench, type BenchOptions, type BenchRow } from '../../bench/run.js';
 import { backendFlag, choiceFlag, type FlagSpec, intFlag, numberFlag, type Parsed, parse } from '../args.js';
 
 export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repeats N] [--no-peer] [--pytorch] [--backend NAME]
-                      [--inference compiled|op-by-op|both] [--precision fp32|bf16]
+                      [--inference compiled|op-by-op|both] [--precision fp32|bf16|int8]
 
 Measures Xception on this machine, side by side in the same run with a peer:
   infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime
@@ -24,12 +24,16 @@ achieved GFLOP/s (2 × multiply-adds of the convolutions and dense layers; a tra
 3× the forward FLOPs). Inference on the native backend runs a compiled plan (compileInference:
 batch norms folded, ReLU and residual adds fused, blocked layouts; --inference op-by-op runs
 model.forward kernel by kernel, --inference both runs each inference case both ways against one
-peer run). Training is fp32 op by op; --precision bf16 applies to compiled inference only. On a
+peer run). Training is fp32 op by op; --precision bf16 and int8 apply to compiled inference only.
+int8 rows run the convolutions in int8 with fixed timing scales (random weights have nothing to
+calibrate on; speed does not depend on the scales) and compare with our fp32 plan, measured in
+the same run (ONNX Runtime on a QDQ model is the intended peer once the QDQ export lands). On a
 shared machine figures move with the load: compare the ratio.
 
   --json                  one object per line: {case, backend, path, precision, imagesPerSec, gflops,
                           peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
-                          batch, imageSize, peakRssMB, secondsPerStep, replicas, rounds, ratios}
+                          batch, imageSize, peakRssMB, secondsPerStep, replicas, rounds, ratios,
+                          hardware (int8 rows: 'native' with VNNI int8 dot products, else 'emulated')}
   --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
   --repeats N             timed repeats per case, median reported (default 5)
   --rounds N              measure every case N times, alternating with its peer, and report the
@@ -42,7 +46,7 @@ shared machine figures move with the load: compare the ratio.
   --backend NAME          native | reference (default: native where built)
   --inference P           compiled | op-by-op | both (default compiled; native backend only;
                           XCEPTION_COMPILED=0 also turns the compiled path off)
-  --precision P           fp32 | bf16 for compiled inference (default fp32)
+  --precision P           fp32 | bf16 | int8 for compiled inference (default fp32)
   --threads N             the peers' threads (default 2)
   --replicas N[,M…]       training cases: split each step between N data-parallel replicas (worker
                           threads sharing the cores, as xception train --replicas); a list runs
@@ -150,7 +154,7 @@ function benchOptions(v: Parsed['values']): BenchOptions {
   }
   const inference = choiceFlag('inference', v['inference'], ['compiled', 'op-by-op', 'both'] as const);
   if (inference) o.inference = inference;
-  const precision = choiceFlag('precision', v['precision'], ['fp32', 'bf16'] as const);
+  const precision = choiceFlag('precision', v['precision'], ['fp32', 'bf16', 'int8'] as const);
   if (precision) o.precision = precision;
   if (size !== undefined && size < 71 && (cases ?? CASE_NAMES).some((c) => c.endsWith('-299'))) {
     throw new OptionError(`--size ${size}: the 299×299 cases use the ImageNet stem, which needs at least 71`);

@@ -11,6 +11,7 @@ import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { backendFlag, intFlag, parse } from '../args.js';
 import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
+import { applyPrecision, PRECISION_FLAGS, precisionFromFlags, precisionHelp } from '../precision-flag.js';
 import { loadModelForCommand } from '../weights-source.js';
 
 export const EVAL_HELP = `Usage: xception eval --weights FILE|DIR [options]
@@ -32,6 +33,7 @@ A run's averaged (EMA) weights are used when it kept them.
   --no-ema                use the live weights even if the run kept an average
   --backend NAME          native | reference
   --json                  one JSON object: {testTop1, testTop5, testLoss}
+${precisionHelp(24)}
 ${imageLimitHelp(26)}
   -h, --help
 
@@ -53,6 +55,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     'no-ema': { type: 'boolean' },
     backend: { type: 'string' },
     json: { type: 'boolean' },
+    ...PRECISION_FLAGS,
     ...IMAGE_LIMIT_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
@@ -73,10 +76,12 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   if (backend) setBackend(backend);
   const spec = (v['dataset'] as string | undefined) ?? (await recordedDataset(source));
   if (!spec) throw new OptionError(`${flag} ${source} does not say which dataset it was trained on; pass --dataset SPEC`);
+  const precision = await precisionFromFlags(v);
 
   const loaded = await loadModelForCommand('eval', p, { weights: source, flag, useEma: !v['no-ema'] });
   const { model } = loaded;
   try {
+    applyPrecision(model, precision);
     if (model.outputShape.length !== 1)
       throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: eval needs the classifier`);
     const classes = model.outputShape[0]!;

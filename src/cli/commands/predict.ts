@@ -10,6 +10,7 @@ import { ImageError, type ImagePrediction, outputsProbabilities, predictImages }
 import { backendFlag, choiceFlag, type FlagSpec, intFlag, parse } from '../args.js';
 import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
+import { applyPrecision, PRECISION_FLAGS, precisionFromFlags, precisionHelp } from '../precision-flag.js';
 import { loadModelForCommand, WEIGHTS_FLAGS, WEIGHTS_FLAGS_HELP } from '../weights-source.js';
 
 export const PREDICT_HELP = `Usage: xception predict IMAGE|DIR... [--weights FILE|DIR] [--top K] [--json] [options]
@@ -47,6 +48,7 @@ official weights ship with the package (pass the Keras file, e.g.
                                   as Keras's load_img; both give Pillow's pixels exactly)
   --batch-size B                  images per forward pass (default 8)
   --backend NAME                  native | reference
+${precisionHelp(32)}
 ${imageLimitHelp(34)}
   -h, --help
 
@@ -69,6 +71,7 @@ const PREDICT_FLAGS: FlagSpec = {
   interpolation: { type: 'string' },
   'batch-size': { type: 'string' },
   backend: { type: 'string' },
+  ...PRECISION_FLAGS,
   ...IMAGE_LIMIT_FLAGS,
   help: { type: 'boolean', short: 'h' },
 };
@@ -91,12 +94,14 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   const fileLabels = v['labels'] !== undefined ? await readLabels(v['labels'] as string) : undefined;
   // Every image must be there before a model is built (a typo should not cost a forward pass).
   const files = await imageFiles(p.positionals);
+  const precision = await precisionFromFlags(v);
   const json = Boolean(v['json']);
   const warn = (s: string) => (json ? process.stderr.write(`xception predict: ${s}\n`) : out(`${s}\n`));
 
   const loaded = await loadModelForCommand('predict', p);
   const { model, record } = loaded;
   try {
+    applyPrecision(model, precision);
     if (model.outputShape.length !== 1)
       throw new OptionError(
         `the model outputs [${model.outputShape.join(', ')}], not class scores: predict needs the classifier (drop --no-top)`,
