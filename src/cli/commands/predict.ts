@@ -46,7 +46,7 @@ official weights ship with the package (pass the Keras file, e.g.
                                   resize filter (default: what the weights record, else nearest
                                   as Keras's load_img; both give Pillow's pixels exactly)
   --batch-size B                  images per forward pass (default 8)
-  --backend NAME                  native | reference
+  --backend NAME                  native | wasm | reference
 ${imageLimitHelp(34)}
   -h, --help
 
