@@ -30,6 +30,10 @@ export function wasmMemoryLimitFromEnv(value: string | undefined): number {
 
 function load(): { backend: WasmBackend | null; reason?: string } {
   if (loaded) return loaded;
+  if (process.env['XCEPTION_WASM'] === '0') {
+    loaded = { backend: null, reason: 'disabled by XCEPTION_WASM=0' };
+    return loaded;
+  }
   const limit = wasmMemoryLimitFromEnv(process.env['XCEPTION_WASM_MEMORY_MB']);
   let bytes: Uint8Array<ArrayBuffer>;
   try {
