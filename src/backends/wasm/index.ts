@@ -1,6 +1,6 @@
 /**
  * The wasm backend, for any JavaScript host. No Node built-ins on this path: the module's bytes
- * come from whoever calls in (node.ts reads build/wasm/xception.wasm; a page fetches it).
+ * come from whoever calls in (node.ts reads wasm/xception.wasm; a page fetches it).
  *
  *   const backend = await instantiateWasmBackend(fetch('xception.wasm'));  // browser
  *   const backend = createWasmBackend(new WebAssembly.Module(bytes));       // synchronous

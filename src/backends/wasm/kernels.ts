@@ -1,5 +1,5 @@
 /**
- * The exports of build/wasm/xception.wasm (wasm/src/*.c). Pointers are byte offsets into the
+ * The exports of wasm/xception.wasm (wasm/src/*.c). Pointers are byte offsets into the
  * module's memory; sizes are element counts. Signatures mirror the C declarations.
  */
 type Ptr = number;

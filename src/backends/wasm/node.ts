@@ -1,5 +1,5 @@
 /**
- * Node-only loader of the wasm backend: reads build/wasm/xception.wasm from the package and
+ * Node-only loader of the wasm backend: reads wasm/xception.wasm from the package and
  * compiles it synchronously (backend factories are synchronous). The only file of the wasm
  * backend that touches Node built-ins. Never throws: a missing or broken module is a reason.
  */
@@ -10,8 +10,8 @@ import type { WasmBackend } from './backend.js';
 import { WASM_MAX_BYTES } from './heap.js';
 import { createWasmBackend } from './index.js';
 
-/** dist/src/backends/wasm/node.js → <package>/build/wasm/xception.wasm. */
-export const WASM_MODULE_PATH = fileURLToPath(new URL('../../../../build/wasm/xception.wasm', import.meta.url));
+/** dist/src/backends/wasm/node.js → <package>/wasm/xception.wasm. */
+export const WASM_MODULE_PATH = fileURLToPath(new URL('../../../../wasm/xception.wasm', import.meta.url));
 
 let loaded: { backend: WasmBackend | null; reason?: string } | undefined;
 
