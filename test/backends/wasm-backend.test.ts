@@ -29,10 +29,21 @@ wasmTest('growing past the memory limit is an OutOfMemoryError, and the backend 
   assert.throws(() => b.upload(new Float32Array(17 * MiB)), /past the wasm memory limit of 64\.0 MiB/);
   const x = b.upload(Float32Array.from([1, -2, 3]));
   assert.deepEqual(Array.from(b.download(b.relu(x, 3), 3, 'float32')), [1, 0, 3]);
+  // A kernel with several outputs that runs out part-way frees the outputs it had made: memory is
+  // filled so that batch norm's y (as large as x) fits exactly and its mean does not.
+  const gamma = b.upload(new Float32Array(2).fill(1));
+  const rows = MiB / 8;
+  const input = b.zeros(rows * 2, 'float32');
+  const filler = b.zeros((64 * MiB - b.heap.stats().topBytes - rows * 8) / 4, 'float32');
+  const live = b.heap.stats().liveBytes;
+  assert.throws(() => b.batchNormTrain(input, gamma, gamma, { rows, channels: 2, epsilon: 1e-3 }), OutOfMemoryError);
+  assert.equal(b.heap.stats().liveBytes, live);
+  b.dispose(filler);
+  assert.equal(b.download(b.batchNormTrain(input, gamma, gamma, { rows, channels: 2, epsilon: 1e-3 }).mean, 2, 'float32')[0], 0);
   // The default limit is wasm32's 4 GiB: a bigger request is refused before memory grows.
-  const big = createWasmBackend(module);
-  assert.throws(() => big.zeros(2 ** 30 + 1, 'float32'), OutOfMemoryError);
-  assert.ok(big.heap.stats().memoryBytes < 64 * MiB);
+  const full = createWasmBackend(module);
+  assert.throws(() => full.zeros(2 ** 30 + 1, 'float32'), OutOfMemoryError);
+  assert.ok(full.heap.stats().memoryBytes < 64 * MiB);
 });
 
 wasmTest('disposed blocks are reused: a steady loop of allocations does not grow memory', (module) => {

@@ -97,16 +97,22 @@ export class WasmBackend implements Backend {
     return t;
   }
 
-  /** The offset of a new tensor `t` made by `fill(offset)`; freed again if fill throws. */
+  /** A new tensor filled by `fill(offset)`; freed again if fill throws. */
   private make(size: number, op: string, fill: (out: number) => void): WasmTensor {
-    const t = this.alloc(size, op);
+    return this.makeMany([size], op, ([out]) => fill(out!))[0]!;
+  }
+
+  /** Several new tensors filled by one kernel; all freed again if anything throws. */
+  private makeMany(sizes: readonly number[], op: string, fill: (outs: number[]) => void): WasmTensor[] {
+    const made: WasmTensor[] = [];
     try {
-      fill(offsets.get(t)!);
+      for (const size of sizes) made.push(this.alloc(size, op));
+      fill(made.map((t) => offsets.get(t)!));
     } catch (e) {
-      this.dispose(t);
+      for (const t of made) this.dispose(t);
       throw e;
     }
-    return t;
+    return made;
   }
 
   /** Runs fn with `bytes` of scratch memory, freed afterwards. */
@@ -267,15 +273,11 @@ export class WasmBackend implements Backend {
     const eps = checkBatchNorm(`wasm ${op}`, p);
     const { rows, channels: C } = p;
     const [px, pg, pb] = [this.at(op, 'x', x, rows * C), this.at(op, 'gamma', gamma, C), this.at(op, 'beta', beta, C)];
-    const mean = this.alloc(C, op);
-    const variance = this.alloc(C, op);
     const relu = p.relu ? 1 : 0;
-    const y = this.make(rows * C, op, (out) =>
-      this.withScratch(32 * C, op, (acc) =>
-        this.k.batchnorm_train(px, rows, C, pg, pb, eps, relu, out, offsets.get(mean)!, offsets.get(variance)!, acc),
-      ),
+    const [y, mean, variance] = this.makeMany([rows * C, C, C], op, ([out, pm, pv]) =>
+      this.withScratch(32 * C, op, (acc) => this.k.batchnorm_train(px, rows, C, pg, pb, eps, relu, out!, pm!, pv!, acc)),
     );
-    return { y, mean, variance };
+    return { y: y!, mean: mean!, variance: variance! };
   }
 
   batchNormInference(x: Handle, gamma: Handle, beta: Handle, mean: Handle, variance: Handle, p: BatchNormParams): Handle {
@@ -310,14 +312,10 @@ export class WasmBackend implements Backend {
     const [pd, px] = [this.at(op, 'dy', dy, rows * C), this.at(op, 'x', x, rows * C)];
     const [pg, pm, pv] = [this.at(op, 'gamma', gamma, C), this.at(op, 'mean', mean, C), this.at(op, 'variance', variance, C)];
     const py = p.relu ? this.at(op, 'y', y!, rows * C) : 0;
-    const dgamma = this.alloc(C, op);
-    const dbeta = this.alloc(C, op);
-    const dx = this.make(rows * C, op, (out) =>
-      this.withScratch(24 * C, op, (acc) =>
-        this.k.batchnorm_backward(pd, px, pg, pm, pv, rows, C, eps, py, out, offsets.get(dgamma)!, offsets.get(dbeta)!, acc),
-      ),
+    const [dx, dgamma, dbeta] = this.makeMany([rows * C, C, C], op, ([out, dg, db]) =>
+      this.withScratch(24 * C, op, (acc) => this.k.batchnorm_backward(pd, px, pg, pm, pv, rows, C, eps, py, out!, dg!, db!, acc)),
     );
-    return { dx, dgamma, dbeta };
+    return { dx: dx!, dgamma: dgamma!, dbeta: dbeta! };
   }
 
   // --- pooling ------------------------------------------------------------------------------

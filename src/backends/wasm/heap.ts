@@ -42,8 +42,9 @@ export class WasmHeap {
     this.limitBytes = Math.min(bytes, WASM_MAX_BYTES);
   }
 
-  stats(): { liveBytes: number; peakBytes: number; memoryBytes: number } {
-    return { liveBytes: this.liveBytes, peakBytes: this.peakBytes, memoryBytes: this.memory.buffer.byteLength };
+  /** Live and peak bytes in blocks, the memory's size, and the end of the heap (`topBytes`). */
+  stats(): { liveBytes: number; peakBytes: number; memoryBytes: number; topBytes: number } {
+    return { liveBytes: this.liveBytes, peakBytes: this.peakBytes, memoryBytes: this.memory.buffer.byteLength, topBytes: this.top };
   }
 
   /** The byte offset of a new block of at least `bytes` bytes (contents undefined). */
