@@ -1,6 +1,7 @@
 /**
  * What only the wasm backend has: its memory (a limit that is a typed error, blocks reused after
- * dispose), its checks before any kernel runs, its loaders, and a browser-safe import graph.
+ * dispose), its checks before any kernel runs (hostile parameters), its loaders, and a browser-safe
+ * import graph.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { referenceBackend as R } from '../../src/backends/reference/index.js';
 import { createWasmBackend, instantiateWasmBackend, WasmBackend } from '../../src/backends/wasm/index.js';
 import { WASM_MODULE_PATH, wasmBackendStatus, wasmMemoryLimitFromEnv } from '../../src/backends/wasm/node.js';
-import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError } from '../../src/core/errors.js';
-import { convParams } from '../helpers/params.js';
+import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError, XceptionError } from '../../src/core/errors.js';
+import { Random } from '../../src/core/random.js';
+import { convParams, poolParams } from '../helpers/params.js';
 
 const status = wasmBackendStatus();
 const MiB = 2 ** 20;
@@ -106,4 +108,55 @@ test('the wasm backend imports no Node built-in outside its Node loader (it runs
   visit(start);
   assert.ok(seen.size >= 4, `walked ${[...seen].join(', ')}`);
   assert.ok(![...seen].some((f) => f.endsWith('node.js')));
+});
+
+/** Edits one field of valid params to a hostile value: negative, zero, huge, fractional, NaN. */
+function hostile<T extends object>(rng: Random, p: T): T {
+  const keys = Object.keys(p) as (keyof T)[];
+  const key = keys[rng.int(keys.length)]!;
+  const values = [-1, 0, 1, 2, 3, 7, 2 ** 31, 2 ** 20, 1e9, 2.5, Number.NaN, Number.POSITIVE_INFINITY];
+  return { ...p, [key]: values[rng.int(values.length)] };
+}
+
+wasmTest('hostile kernel parameters are typed errors or correct runs, never a trap or a leak', (module) => {
+  const b = createWasmBackend(module, { memoryLimitBytes: 256 * MiB });
+  const rng = new Random(17);
+  const conv = convParams({
+    batch: 2,
+    height: 6,
+    width: 5,
+    inChannels: 4,
+    outChannels: 6,
+    kernel: [3, 3],
+    stride: [2, 1],
+    padding: 'same',
+    groups: 2,
+  });
+  const pool = poolParams({ batch: 2, height: 6, width: 5, channels: 3, window: [3, 3], stride: [2, 2], padding: 'same' });
+  const baseline = b.heap.stats().liveBytes;
+  let ran = 0;
+  for (let i = 0; i < 400; i++) {
+    const p = hostile(rng, conv);
+    const q = hostile(rng, pool);
+    const sized = (n: number) => b.zeros(Number.isSafeInteger(n) && n >= 0 && n < 2 ** 22 ? n : 1, 'float32');
+    const x = sized(p.batch * p.inHeight * p.inWidth * p.inChannels);
+    const w = sized(p.kernelHeight * p.kernelWidth * (p.inChannels / p.groups) * p.outChannels);
+    const px = sized(q.batch * q.inHeight * q.inWidth * q.channels);
+    for (const call of [
+      () => b.conv2d(x, w, p),
+      () => b.conv2dBackwardFilter(x, x, p),
+      () => b.maxPool2d(px, q),
+      () => b.avgPool2d(px, q),
+    ]) {
+      try {
+        b.dispose(call());
+        ran++;
+      } catch (e) {
+        assert.ok(e instanceof XceptionError, `case ${i}: ${String(e)}`);
+      }
+    }
+    for (const h of [x, w, px]) b.dispose(h);
+  }
+  assert.ok(ran > 0);
+  assert.equal(b.heap.stats().liveBytes, baseline);
 });
