@@ -30,8 +30,11 @@ static void max_pool_argmax(const PoolParams *p, const float *x, int *argmax) {
         for (int ih = w.h0; ih < w.h1; ih++)
           for (int iw = w.w0; iw < w.w1; iw++) {
             int base = ((n * p->inHeight + ih) * p->inWidth + iw) * C;
-            for (int c = 0; c < C; c++)
-              if (x[base + c] > best[c]) best[c] = x[base + c], am[c] = base + c;
+            for (int c = 0; c < C; c++) { /* branch-free, so the loop vectorizes */
+              int wins = x[base + c] > best[c];
+              best[c] = wins ? x[base + c] : best[c];
+              am[c] = wins ? base + c : am[c];
+            }
           }
       }
 }
@@ -110,8 +113,11 @@ static void global_argmax(const float *x, int N, int S, int C, int *argmax) {
     for (int c = 0; c < C; c++) am[c] = n * S * C + c, best[c] = -__builtin_inff();
     for (int s = 0; s < S; s++) {
       int base = (n * S + s) * C;
-      for (int c = 0; c < C; c++)
-        if (x[base + c] > best[c]) best[c] = x[base + c], am[c] = base + c;
+      for (int c = 0; c < C; c++) {
+        int wins = x[base + c] > best[c];
+        best[c] = wins ? x[base + c] : best[c];
+        am[c] = wins ? base + c : am[c];
+      }
     }
   }
 }

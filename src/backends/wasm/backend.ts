@@ -313,7 +313,7 @@ export class WasmBackend implements Backend {
     const [pg, pm, pv] = [this.at(op, 'gamma', gamma, C), this.at(op, 'mean', mean, C), this.at(op, 'variance', variance, C)];
     const py = p.relu ? this.at(op, 'y', y!, rows * C) : 0;
     const [dx, dgamma, dbeta] = this.makeMany([rows * C, C, C], op, ([out, dg, db]) =>
-      this.withScratch(24 * C, op, (acc) => this.k.batchnorm_backward(pd, px, pg, pm, pv, rows, C, eps, py, out!, dg!, db!, acc)),
+      this.withScratch(32 * C, op, (acc) => this.k.batchnorm_backward(pd, px, pg, pm, pv, rows, C, eps, py, out!, dg!, db!, acc)),
     );
     return { dx: dx!, dgamma: dgamma!, dbeta: dbeta! };
   }
