@@ -110,7 +110,8 @@ export class WasmBackend implements Backend {
       fill(made.map((t) => offsets.get(t)!));
     } catch (e) {
       for (const t of made) this.dispose(t);
-      throw e;
+      // A trap is a bug here (shapes were checked), but still a typed error, never a crash.
+      throw e instanceof WebAssembly.RuntimeError ? new BackendError(`wasm ${op}: ${e.message}`) : e;
     }
     return made;
   }
