@@ -2,11 +2,13 @@
 # Installs what the project needs on a fresh Debian machine: system packages, then npm packages.
 set -euo pipefail
 # python3-pil: the predict tests compare image resizing with Pillow (what Keras's load_img uses).
+# clang + lld: compile the wasm backend's C kernels to wasm32 (wasm/build.sh).
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev dataset-fashion-mnist >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev dataset-fashion-mnist clang lld >/dev/null
 ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 # chromium: the web page's tests run it headless (test/web/page.test.ts).
 $SUDO apt-get install -y -qq chromium >/dev/null
+bash wasm/build.sh --strict

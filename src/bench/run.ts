@@ -28,7 +28,7 @@ export interface BenchOptions {
   peer?: boolean;
   /** Also run src/bench/scripts/pytorch_train.py as the training cases' peer (default false). */
   pytorch?: boolean;
-  /** 'native' | 'reference' (default: the default backend). */
+  /** 'native' | 'wasm' | 'reference' (default: the default backend). */
   backend?: string;
   /** Threads of the peers (default 2, this machine's cores; the native backend uses OpenMP's default). */
   peerThreads?: number;
@@ -215,8 +215,8 @@ function planBench(o: BenchOptions): BenchPlan {
   check('minSeconds', o.minSeconds, 0, false);
   check('peerThreads', o.peerThreads, 1, true);
   check('rounds', o.rounds, 1, true);
-  if (o.backend !== undefined && !['native', 'reference'].includes(o.backend)) {
-    throw new OptionError(`bench: backend must be 'native' or 'reference', got '${o.backend}'`);
+  if (o.backend !== undefined && !['native', 'wasm', 'reference'].includes(o.backend)) {
+    throw new OptionError(`bench: backend must be 'native', 'wasm' or 'reference', got '${o.backend}'`);
   }
   if (o.inference !== undefined && !['compiled', 'op-by-op', 'both'].includes(o.inference)) {
     throw new OptionError(`bench: inference must be 'compiled', 'op-by-op' or 'both', got '${o.inference}'`);

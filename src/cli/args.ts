@@ -86,7 +86,7 @@ export function shapeFlag(name: string, v: string | boolean | undefined): [numbe
   return nums as [number, number, number];
 }
 
-/** --backend native|reference; 'onednn', the native backend's old name, is accepted too. */
-export function backendFlag(v: string | boolean | undefined): 'native' | 'reference' | undefined {
-  return choiceFlag('backend', typeof v === 'string' ? canonicalBackendName(v) : v, ['native', 'reference'] as const);
+/** --backend native|wasm|reference; 'onednn', the native backend's old name, is accepted too. */
+export function backendFlag(v: string | boolean | undefined): 'native' | 'reference' | 'wasm' | undefined {
+  return choiceFlag('backend', typeof v === 'string' ? canonicalBackendName(v) : v, ['native', 'reference', 'wasm'] as const);
 }

@@ -36,7 +36,7 @@ ${Object.entries(COMMANDS)
   .join('\n')}
 
 Run 'xception <command> --help' for a command's options.
-Environment: XCEPTION_BACKEND=native|reference picks the compute backend.
+Environment: XCEPTION_BACKEND=native|wasm|reference picks the compute backend.
 `;
 
 export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {

@@ -1,26 +1,20 @@
 /**
  * ReLU keeps NaN, as PyTorch does: relu(NaN) = NaN, and its backward drops dy only where y ≤ 0
  * (so a NaN y passes dy). Max(0, NaN) = 0 would hide a diverging activation from the loss while
- * batch norm's backward turned the weights NaN. Checked on the reference and the native backend,
- * for the plain ReLU and the fused batch norm → ReLU kernels.
+ * batch norm's backward turned the weights NaN. Checked on every backend present (reference,
+ * native, wasm), for the plain ReLU and the fused batch norm → ReLU kernels.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Backend, BatchNormParams, Handle } from '../../src/core/backend.js';
-import { referenceBackend } from '../../src/backends/reference/index.js';
-import { loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
-
-const native = loadNativeBackend();
-const BACKENDS: [string, Backend | null][] = [
-  ['reference', referenceBackend],
-  ['native', native],
-];
+import { ALL_BACKENDS } from '../helpers/backends.js';
 
 function eachBackend(name: string, body: (b: Backend) => void): void {
-  for (const [label, b] of BACKENDS) {
+  for (const { name: label, load, reason } of ALL_BACKENDS) {
     test(`${name} (${label})`, (t) => {
+      const b = load();
       if (!b) {
-        t.skip(nativeBackendStatus().reason);
+        t.skip(reason());
         return;
       }
       body(b);

@@ -32,7 +32,7 @@ test('bench --json runs an inference and a training case end to end: one well-fo
   const flops = forwardFlops(tiny);
   tiny.dispose();
   for (const r of rows) {
-    assert.ok(['native', 'reference'].includes(r['backend'] as string), String(r['backend']));
+    assert.ok(['native', 'wasm', 'reference'].includes(r['backend'] as string), String(r['backend']));
     assert.equal(r['precision'], 'fp32');
     const ips = r['imagesPerSec'] as number,
       gflops = r['gflops'] as number,

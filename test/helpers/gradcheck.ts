@@ -48,3 +48,37 @@ export function assertGradient(
 ): void {
   assertAllClose(analytic, numericGradient(loss, x), tol, label);
 }
+
+/**
+ * The float32 form of the check, for backends that compute only in float32: along a random
+ * direction, the central difference of `loss` must match the analytic gradient. With x± the
+ * float32-rounded points x ± eps·d and δ = (x+ − x−)/2 (the step actually taken),
+ *   (L(x+) − L(x−))/2 ≈ Σ_i grad_i·δ_i,
+ * within rtol (1e-3) of Σ_i |grad_i·δ_i|: rounding in float32 stays ~1e-5 of that and the O(eps²) error
+ * ~1e-6, while a wrong gradient term is off by a sizeable fraction of it.
+ */
+export function assertDirectionalGradient(
+  analytic: ArrayLike<number>,
+  loss: (x: Float32Array) => number,
+  x: Float32Array,
+  direction: ArrayLike<number>,
+  label: string,
+  { eps = 1e-3, rtol = 1e-3 } = {},
+): void {
+  const plus = Float32Array.from(x, (v, i) => v + eps * direction[i]!);
+  const minus = Float32Array.from(x, (v, i) => v - eps * direction[i]!);
+  let predicted = 0,
+    scale = 0;
+  for (let i = 0; i < x.length; i++) {
+    const step = (plus[i]! - minus[i]!) / 2;
+    predicted += analytic[i]! * step;
+    scale += Math.abs(analytic[i]! * step);
+  }
+  const measured = (loss(plus) - loss(minus)) / 2;
+  const err = Math.abs(measured - predicted);
+  if (!(err <= rtol * scale)) {
+    throw new Error(
+      `${label}: directional derivative ${measured} vs analytic ${predicted} (error ${err.toExponential(2)}, scale ${scale.toExponential(2)})`,
+    );
+  }
+}

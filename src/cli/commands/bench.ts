@@ -43,7 +43,7 @@ shared machine figures move with the load: compare the ratio.
   --min-time S            each repeat runs enough steps to last S seconds (default 1)
   --no-peer               skip the peers
   --pytorch               also time the training cases in PyTorch as their peer
-  --backend NAME          native | reference (default: native where built)
+  --backend NAME          native | wasm | reference (default: native where built, else wasm)
   --inference P           compiled | op-by-op | both (default compiled; native backend only;
                           XCEPTION_COMPILED=0 also turns the compiled path off)
   --precision P           fp32 | bf16 | int8 for compiled inference (default fp32)

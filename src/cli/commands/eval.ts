@@ -31,7 +31,7 @@ A run's averaged (EMA) weights are used when it kept them.
                           299×299 images would need tens of GB of activations)
   --limit N               evaluate only the first N test images
   --no-ema                use the live weights even if the run kept an average
-  --backend NAME          native | reference
+  --backend NAME          native | wasm | reference
   --json                  one JSON object: {testTop1, testTop5, testLoss}
 ${precisionHelp(24)}
 ${imageLimitHelp(26)}

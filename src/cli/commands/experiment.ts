@@ -42,7 +42,7 @@ Options:
   --image-size N       resize images to N×N (image folders)
   --out DIR            parent folder (default experiments)
   --resume             continue OUT/NAME (--seeds and --epochs may grow)
-  --backend NAME       native | reference
+  --backend NAME       native | wasm | reference
   --override KEY=VALUE set a model option on every variant (repeatable; VALUE is JSON or a
                        string), e.g. --override middleBlocks=1 for a smoke test. The networks
                        are then not the recipe's; the report says so.

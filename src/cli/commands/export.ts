@@ -41,7 +41,7 @@ Either file then works as --weights for predict, eval and export with no model f
   --opset N               onnx: opset ${ONNX_MIN_OPSET}…${ONNX_MAX_OPSET} (default ${ONNX_MIN_OPSET})
   --input-layout nchw|nhwc
                           onnx: graph input layout (default nchw)
-  --backend NAME          native | reference
+  --backend NAME          native | wasm | reference
   -h, --help
 
 Without --weights the model is randomly initialised (a warning says so).

@@ -47,7 +47,7 @@ official weights ship with the package (pass the Keras file, e.g.
                                   resize filter (default: what the weights record, else nearest
                                   as Keras's load_img; both give Pillow's pixels exactly)
   --batch-size B                  images per forward pass (default 8)
-  --backend NAME                  native | reference
+  --backend NAME                  native | wasm | reference
 ${precisionHelp(32)}
 ${imageLimitHelp(34)}
   -h, --help

@@ -124,7 +124,7 @@ Run:
                           run's, except --epochs and --fine-tune-epochs (may grow), --backend,
                           --replicas, --json and --checkpoint-every. Reproduces an
                           uninterrupted run exactly.
-  --backend NAME          native | reference (default: native where built)
+  --backend NAME          native | wasm | reference (default: native where built, else wasm)
   --replicas N            data-parallel: split each batch between N worker threads, each with
                           its share of the cores, and combine their gradients (default ${d.replicas ?? 1};
                           at most the machine's cores).

@@ -94,7 +94,8 @@ export class DataParallel {
     const threads = o.threadsPerReplica ?? defaultThreadsPerReplica(o.replicas);
     const stallMs = stallTimeoutMs(o.stallMs);
     // The replicas compute on the backend the main thread's model lives on (by its registry name).
-    const backend = from.model.weights[0]?.value.backend.name === 'native' ? 'native' : 'reference';
+    const onBackend = from.model.weights[0]?.value.backend.name;
+    const backend = onBackend === 'native' || onBackend === 'wasm' ? onBackend : 'reference';
     const weights: Record<string, Float32Array> = {};
     for (const v of from.model.weights) weights[v.name] = v.value.data();
     const gradFloats = from.model.weights.filter((v) => v.trainable).reduce((a, v) => a + v.size, 0);

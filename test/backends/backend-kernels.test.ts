@@ -1,19 +1,23 @@
 /**
- * Every kernel of the native (oneDNN) backend, forward and backward, against the reference backend on a
- * range of shapes (strided, asymmetric padding, dilated, grouped, depthwise, 1×1, random ones).
+ * The shared kernel suite: every kernel, forward and backward, of every fast backend present
+ * (native oneDNN if its addon is built, wasm if its module is built) against the reference backend
+ * on a range of shapes (strided, asymmetric padding, dilated, grouped, depthwise, 1×1, random ones).
+ * A backend that is missing skips with its reason. Written once, like TensorFlow.js's backend suites.
  *
  * Inputs are rounded to float32 once and given to both backends; the reference runs in float64,
  * so it is the exact answer for those inputs. The measure is the normwise relative error
- *   max_i |native_i − reference_i| / max_i |reference_i|  ≤ 1e-4,
+ *   max_i |backend_i − reference_i| / max_i |reference_i|  ≤ 1e-4,
  * which does not blow up on elements that happen to be near zero.
+ * (Gradients against finite differences: backend-gradients.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Handle, Pool2DParams, UpdateRule } from '../../src/core/backend.js';
+import type { Backend, Handle, Pool2DParams, UpdateRule } from '../../src/core/backend.js';
 import { Random } from '../../src/core/random.js';
 import { referenceBackend as R } from '../../src/backends/reference/index.js';
 import { type NativeBackend, loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
 import { randomArray } from '../helpers/arrays.js';
+import { FAST_BACKENDS } from '../helpers/backends.js';
 import {
   type ConvSpec,
   type PoolSpec,
@@ -29,7 +33,7 @@ import {
 const N = loadNativeBackend();
 const TOL = 1e-4;
 
-/** A test that runs only when the addon loads, and says why it skipped otherwise. */
+/** A test of what only the native backend has (its primitive cache, its GEMM choice). */
 function nativeTest(name: string, body: (n: NativeBackend) => void): void {
   test(name, (t) => {
     if (!N) {
@@ -40,6 +44,20 @@ function nativeTest(name: string, body: (n: NativeBackend) => void): void {
   });
 }
 
+/** One test per fast backend ("native: …", "wasm: …"); a backend that is missing skips with its reason. */
+function backendTest(name: string, body: (n: Backend) => void): void {
+  for (const { name: backendName, load, reason } of FAST_BACKENDS) {
+    test(`${backendName}: ${name}`, (t) => {
+      const b = load();
+      if (!b) {
+        t.skip(reason());
+        return;
+      }
+      body(b);
+    });
+  }
+}
+
 /** The same float32-rounded values on both backends. */
 interface Pair {
   n: Handle;
@@ -47,7 +65,7 @@ interface Pair {
   values: Float32Array;
 }
 
-function pair(n: NativeBackend, values: ArrayLike<number>): Pair {
+function pair(n: Backend, values: ArrayLike<number>): Pair {
   const f32 = Float32Array.from(values);
   return { n: n.upload(f32), r: R.upload(Float64Array.from(f32)), values: f32 };
 }
@@ -62,7 +80,7 @@ function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): numbe
   return scale === 0 ? err : err / scale;
 }
 
-function agree(n: NativeBackend, label: string, nh: Handle, rh: Handle, size: number): void {
+function agree(n: Backend, label: string, nh: Handle, rh: Handle, size: number): void {
   const actual = n.download(nh, size, 'float32');
   const expected = R.download(rh, size, 'float64');
   assert.equal(actual.length, expected.length, `${label}: length`);
@@ -73,7 +91,7 @@ function agree(n: NativeBackend, label: string, nh: Handle, rh: Handle, size: nu
 
 // ---- convolution --------------------------------------------------------------------------
 
-function checkConv(n: NativeBackend, rng: Random, spec: ConvSpec, label: string): void {
+function checkConv(n: Backend, rng: Random, spec: ConvSpec, label: string): void {
   const p = convParams(spec);
   const x = pair(n, randomArray(rng, convInputSize(p)));
   const w = pair(n, randomArray(rng, convFilterSize(p)));
@@ -148,12 +166,12 @@ const CONV_CASES: Array<[string, ConvSpec]> = [
   ],
 ];
 
-nativeTest('conv2d forward, backward input and backward filter agree with the reference on fixed shapes', (n) => {
+backendTest('conv2d forward, backward input and backward filter agree with the reference on fixed shapes', (n) => {
   const rng = new Random(11);
   for (const [label, spec] of CONV_CASES) checkConv(n, rng, spec, label);
 });
 
-nativeTest('conv2d at the full Xception middle-flow shapes (19×19, 728 channels: filter blocks padded to 32)', (n) => {
+backendTest('conv2d at the full Xception middle-flow shapes (19×19, 728 channels: filter blocks padded to 32)', (n) => {
   const rng = new Random(728);
   checkConv(n, rng, { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [1, 1], padding: 'same' }, 'pointwise');
   checkConv(
@@ -237,7 +255,7 @@ function randomConvSpec(rng: Random): ConvSpec {
   };
 }
 
-nativeTest('conv2d forward and backward agree with the reference on 40 random shapes', (n) => {
+backendTest('conv2d forward and backward agree with the reference on 40 random shapes', (n) => {
   const rng = new Random(2024);
   for (let i = 0; i < 40; i++) checkConv(n, rng, randomConvSpec(rng), `random #${i}`);
 });
@@ -278,7 +296,7 @@ const BN_CASES: Array<[number, number, number, number]> = [
   [517, 24, 99, 101],
 ];
 
-nativeTest('batch norm train, inference and backward agree with the reference', (n) => {
+backendTest('batch norm train, inference and backward agree with the reference', (n) => {
   const rng = new Random(3);
   for (const [rows, channels, lo, hi] of BN_CASES) {
     const p = { rows, channels, epsilon: 1e-3 };
@@ -337,7 +355,7 @@ nativeTest('batch norm train, inference and backward agree with the reference', 
 
 // ---- activations ---------------------------------------------------------------------------
 
-nativeTest('relu, elu and their backward passes agree with the reference', (n) => {
+backendTest('relu, elu and their backward passes agree with the reference', (n) => {
   const rng = new Random(4);
   for (const size of [1, 17, 1000, 100_003]) {
     const x = pair(n, randomArray(rng, size, -2, 2));
@@ -359,7 +377,7 @@ nativeTest('relu, elu and their backward passes agree with the reference', (n) =
 
 // ---- pooling -------------------------------------------------------------------------------
 
-function checkPool(n: NativeBackend, rng: Random, spec: PoolSpec, label: string, values?: (size: number) => ArrayLike<number>): void {
+function checkPool(n: Backend, rng: Random, spec: PoolSpec, label: string, values?: (size: number) => ArrayLike<number>): void {
   const p: Pool2DParams = poolParams(spec);
   const xs = poolInputSize(p),
     ys = poolOutputSize(p);
@@ -390,7 +408,7 @@ const POOL_CASES: Array<[string, PoolSpec]> = [
   ],
 ];
 
-nativeTest('max and average pooling forward and backward agree with the reference', (n) => {
+backendTest('max and average pooling forward and backward agree with the reference', (n) => {
   const rng = new Random(6);
   for (const [label, spec] of POOL_CASES) checkPool(n, rng, spec, label);
   for (let i = 0; i < 15; i++) {
@@ -409,14 +427,14 @@ nativeTest('max and average pooling forward and backward agree with the referenc
   }
 });
 
-nativeTest('max pooling backward sends ties to the first maximum in row-major order, like the reference', (n) => {
+backendTest('max pooling backward sends ties to the first maximum in row-major order, like the reference', (n) => {
   const rng = new Random(7);
   // Few distinct values (and many zeros, as after a ReLU), so most windows hold tied maxima.
   const tied = (size: number) => Array.from({ length: size }, () => Math.max(0, rng.int(4) - 1));
   for (const [label, spec] of POOL_CASES) checkPool(n, rng, spec, `tied ${label}`, tied);
 });
 
-nativeTest('global average and max pooling forward and backward agree with the reference, ties included', (n) => {
+backendTest('global average and max pooling forward and backward agree with the reference, ties included', (n) => {
   const rng = new Random(8);
   for (const [batch, spatial, channels] of [
     [1, 1, 5],
@@ -439,7 +457,7 @@ nativeTest('global average and max pooling forward and backward agree with the r
 
 // ---- dense, elementwise, channel bookkeeping ------------------------------------------------
 
-nativeTest('matmul agrees with the reference for every transpose combination', (n) => {
+backendTest('matmul agrees with the reference for every transpose combination', (n) => {
   const rng = new Random(9);
   for (const [m, k, nn] of [
     [1, 5, 3],
@@ -458,7 +476,7 @@ nativeTest('matmul agrees with the reference for every transpose combination', (
   }
 });
 
-nativeTest('axpby, mul, scale, biasAdd and sumRows agree with the reference', (n) => {
+backendTest('axpby, mul, scale, biasAdd and sumRows agree with the reference', (n) => {
   const rng = new Random(10);
   for (const size of [1, 33, 70_001]) {
     const a = pair(n, randomArray(rng, size));
@@ -482,7 +500,7 @@ nativeTest('axpby, mul, scale, biasAdd and sumRows agree with the reference', (n
   }
 });
 
-nativeTest('concatChannels and sliceChannels agree with the reference', (n) => {
+backendTest('concatChannels and sliceChannels agree with the reference', (n) => {
   const rng = new Random(12);
   const rows = 37,
     channels = [3, 2, 8, 1];
@@ -511,7 +529,7 @@ nativeTest('concatChannels and sliceChannels agree with the reference', (n) => {
   agree(n, 'concatChannels', cn, cr, rows * total);
 });
 
-nativeTest('softmax, cross-entropy and its backward agree with the reference', (n) => {
+backendTest('softmax, cross-entropy and its backward agree with the reference', (n) => {
   const rng = new Random(13);
   for (const [rows, channels] of [
     [1, 2],
@@ -556,7 +574,7 @@ const RULES: UpdateRule[] = [
   { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0.01, decoupledWeightDecay: true, step: 1 },
 ];
 
-nativeTest('applyUpdate for every rule and sumSquares agree with the reference over several steps', (n) => {
+backendTest('applyUpdate for every rule and sumSquares agree with the reference over several steps', (n) => {
   const rng = new Random(14);
   for (const base of RULES) {
     for (const size of [5, 70_001]) {
@@ -595,7 +613,7 @@ nativeTest('applyUpdate for every rule and sumSquares agree with the reference o
   }
 });
 
-nativeTest('a filter updated in place is seen by the next convolution (no stale cached layout)', (n) => {
+backendTest('a filter updated in place is seen by the next convolution (no stale cached layout)', (n) => {
   const rng = new Random(15);
   const p = convParams({ height: 7, width: 7, inChannels: 32, outChannels: 64, kernel: [1, 1], padding: 'valid' });
   const x = pair(n, randomArray(rng, convInputSize(p)));
@@ -611,7 +629,7 @@ nativeTest('a filter updated in place is seen by the next convolution (no stale 
   agree(n, 'input gradient after', n.conv2dBackwardInput(dy.n, w.n, p), R.conv2dBackwardInput(dy.r, w.r, p), convInputSize(p));
 });
 
-nativeTest('upload, zeros and download round-trip float32 exactly', (n) => {
+backendTest('upload, zeros and download round-trip float32 exactly', (n) => {
   const values = Float32Array.from([0, -0, 1.5, -3.25, 1e-30, 3.4e38, Number.NaN]);
   const back = n.download(n.upload(values), values.length, 'float32');
   assert.deepEqual(Array.from(back), Array.from(values));

@@ -1,0 +1,144 @@
+/**
+ * The exports of wasm/xception.wasm (wasm/src/*.c). Pointers are byte offsets into the
+ * module's memory; sizes are element counts. Signatures mirror the C declarations.
+ */
+type Ptr = number;
+
+export interface WasmKernelExports {
+  memory: WebAssembly.Memory;
+  __heap_base: WebAssembly.Global;
+  conv_scratch_floats(p: Ptr): number;
+  conv2d_forward(p: Ptr, x: Ptr, w: Ptr, y: Ptr, scratch: Ptr, work: Ptr): void;
+  conv2d_backward_input(p: Ptr, dy: Ptr, w: Ptr, dx: Ptr, scratch: Ptr, work: Ptr): void;
+  conv2d_backward_filter(p: Ptr, x: Ptr, dy: Ptr, dw: Ptr, scratch: Ptr, work: Ptr): void;
+  gemm(
+    ta: number,
+    tb: number,
+    m: number,
+    n: number,
+    k: number,
+    a: Ptr,
+    lda: number,
+    b: Ptr,
+    ldb: number,
+    c: Ptr,
+    ldc: number,
+    acc: number,
+    work: Ptr,
+  ): void;
+  axpby(a: Ptr, b: Ptr, alpha: number, beta: number, n: number, y: Ptr): void;
+  mul(a: Ptr, b: Ptr, n: number, y: Ptr): void;
+  scale(a: Ptr, s: number, n: number, y: Ptr): void;
+  relu(x: Ptr, n: number, y: Ptr): void;
+  relu_backward(dy: Ptr, y: Ptr, n: number, dx: Ptr): void;
+  elu(x: Ptr, alpha: number, n: number, y: Ptr): void;
+  elu_backward(dy: Ptr, y: Ptr, alpha: number, n: number, dx: Ptr): void;
+  copy_columns(src: Ptr, srcStride: number, dst: Ptr, dstStride: number, rows: number, count: number): void;
+  bias_add(x: Ptr, bias: Ptr, rows: number, c: number, y: Ptr): void;
+  sum_rows(x: Ptr, rows: number, c: number, out: Ptr, acc: Ptr): void;
+  sum_squares(x: Ptr, n: number): number;
+  update_sgd(w: Ptr, g: Ptr, v: Ptr, n: number, gradScale: number, lr: number, momentum: number, nesterov: number, decay: number): void;
+  update_rmsprop(
+    w: Ptr,
+    g: Ptr,
+    ms: Ptr,
+    mom: Ptr,
+    n: number,
+    gradScale: number,
+    lr: number,
+    rho: number,
+    momentum: number,
+    epsilon: number,
+    decay: number,
+  ): void;
+  update_adam(
+    w: Ptr,
+    g: Ptr,
+    m: Ptr,
+    v: Ptr,
+    n: number,
+    gradScale: number,
+    lr: number,
+    b1: number,
+    b2: number,
+    epsilon: number,
+    decay: number,
+    decoupled: number,
+    c1: number,
+    c2: number,
+  ): void;
+  softmax(x: Ptr, rows: number, c: number, probs: Ptr): void;
+  softmax_cross_entropy(logits: Ptr, labels: Ptr, rows: number, c: number, smoothing: number, probs: Ptr): number;
+  softmax_cross_entropy_backward(probs: Ptr, labels: Ptr, rows: number, c: number, smoothing: number, scale: number, dlogits: Ptr): void;
+  sigmoid_cross_entropy(logits: Ptr, targets: Ptr, n: number, probs: Ptr): number;
+  sigmoid_cross_entropy_backward(probs: Ptr, targets: Ptr, n: number, scale: number, dlogits: Ptr): void;
+  batchnorm_train(
+    x: Ptr,
+    rows: number,
+    c: number,
+    gamma: Ptr,
+    beta: Ptr,
+    eps: number,
+    relu: number,
+    y: Ptr,
+    mean: Ptr,
+    variance: Ptr,
+    acc: Ptr,
+  ): void;
+  batchnorm_inference(
+    x: Ptr,
+    rows: number,
+    c: number,
+    gamma: Ptr,
+    beta: Ptr,
+    mean: Ptr,
+    variance: Ptr,
+    eps: number,
+    relu: number,
+    y: Ptr,
+    acc: Ptr,
+  ): void;
+  batchnorm_backward(
+    dy: Ptr,
+    x: Ptr,
+    gamma: Ptr,
+    mean: Ptr,
+    variance: Ptr,
+    rows: number,
+    c: number,
+    eps: number,
+    y: Ptr,
+    dx: Ptr,
+    dgamma: Ptr,
+    dbeta: Ptr,
+    acc: Ptr,
+  ): void;
+  max_pool_forward(p: Ptr, x: Ptr, y: Ptr, argmax: Ptr): void;
+  max_pool_backward(p: Ptr, dy: Ptr, x: Ptr, dx: Ptr, argmax: Ptr): void;
+  avg_pool_forward(p: Ptr, x: Ptr, y: Ptr): void;
+  avg_pool_backward(p: Ptr, dy: Ptr, dx: Ptr): void;
+  global_avg_pool_forward(x: Ptr, n: number, s: number, c: number, y: Ptr, acc: Ptr): void;
+  global_avg_pool_backward(dy: Ptr, n: number, s: number, c: number, dx: Ptr): void;
+  global_max_pool_forward(x: Ptr, n: number, s: number, c: number, y: Ptr, argmax: Ptr): void;
+  global_max_pool_backward(dy: Ptr, x: Ptr, n: number, s: number, c: number, dx: Ptr, argmax: Ptr): void;
+}
+
+/** GEMM packing space in floats: GEMM_WORK_FLOATS of wasm/src/kernels.h. */
+export const GEMM_WORK_FLOATS = 96 * 256 + 256 * 512;
+
+const REQUIRED: readonly (keyof WasmKernelExports)[] = [
+  'memory',
+  '__heap_base',
+  'gemm',
+  'conv2d_forward',
+  'batchnorm_backward',
+  'update_adam',
+];
+
+/** The instance's exports, after checking that it is the kernel module (not some other wasm). */
+export function kernelExports(instance: WebAssembly.Instance): WasmKernelExports {
+  const e = instance.exports as Record<string, unknown>;
+  const missing = REQUIRED.filter((name) => !(name in e));
+  if (missing.length > 0) throw new Error(`not the xception kernel module: missing exports ${missing.join(', ')}`);
+  return e as unknown as WasmKernelExports;
+}

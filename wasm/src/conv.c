@@ -1,0 +1,157 @@
+/*
+ * conv2d with groups, forward and both backwards, NHWC with HWIO filters.
+ * - groups == inChannels (depthwise, any multiplier): direct loops over output pixels.
+ * - otherwise: per group, im2col in chunks of rows (bounded scratch) and the blocked GEMM;
+ *   a 1×1 stride-1 unpadded ungrouped convolution is a GEMM straight on the activations.
+ * im2col column order is (ky, kx, ci), the row order of the HWIO filter, so a group's filter is
+ * the [K, outChannels/groups] sub-matrix at column g·coutG with row stride outChannels.
+ */
+#include "kernels.h"
+
+#define SCRATCH_TARGET_FLOATS (1 << 21) /* 8 MiB of im2col rows per chunk */
+
+static int is_depthwise(const ConvParams *p) { return p->groups == p->inChannels && p->groups > 1; }
+
+static int is_plain_pointwise(const ConvParams *p) {
+  return p->kernelHeight == 1 && p->kernelWidth == 1 && p->strideHeight == 1 && p->strideWidth == 1 && p->padTop == 0 &&
+         p->padLeft == 0 && p->padBottom == 0 && p->padRight == 0 && p->groups == 1;
+}
+
+static int col_width(const ConvParams *p) { return p->kernelHeight * p->kernelWidth * (p->inChannels / p->groups); }
+
+static int chunk_rows(const ConvParams *p) {
+  int rows = p->batch * p->outHeight * p->outWidth;
+  return max_int(1, min_int(rows, SCRATCH_TARGET_FLOATS / col_width(p)));
+}
+
+/* Floats of scratch the conv kernels need besides GEMM's work space. */
+int EXPORT(conv_scratch_floats)(const ConvParams *p) {
+  if (is_depthwise(p) || is_plain_pointwise(p)) return 0;
+  return chunk_rows(p) * col_width(p);
+}
+
+/* The input offset (or −1 for padding) of window cell (ky, kx) of output row m. */
+static long input_pixel(const ConvParams *p, int m, int ky, int kx) {
+  int ow = m % p->outWidth, t = m / p->outWidth, oh = t % p->outHeight, n = t / p->outHeight;
+  int ih = oh * p->strideHeight - p->padTop + ky * p->dilationHeight;
+  int iw = ow * p->strideWidth - p->padLeft + kx * p->dilationWidth;
+  if (ih < 0 || ih >= p->inHeight || iw < 0 || iw >= p->inWidth) return -1;
+  return ((long)(n * p->inHeight + ih) * p->inWidth + iw) * p->inChannels;
+}
+
+static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
+  int cg = p->inChannels / p->groups, K = col_width(p);
+  for (int r = 0; r < rows; r++) {
+    float *out = col + (size_t)r * K;
+    for (int ky = 0; ky < p->kernelHeight; ky++)
+      for (int kx = 0; kx < p->kernelWidth; kx++, out += cg) {
+        long at = input_pixel(p, m0 + r, ky, kx);
+        if (at < 0) zero_floats(out, (size_t)cg);
+        else __builtin_memcpy(out, x + at + g * cg, (size_t)cg * sizeof(float));
+      }
+  }
+}
+
+static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int rows, float *dx) {
+  int cg = p->inChannels / p->groups, K = col_width(p);
+  for (int r = 0; r < rows; r++) {
+    const float *in = col + (size_t)r * K;
+    for (int ky = 0; ky < p->kernelHeight; ky++)
+      for (int kx = 0; kx < p->kernelWidth; kx++, in += cg) {
+        long at = input_pixel(p, m0 + r, ky, kx);
+        if (at < 0) continue;
+        float *out = dx + at + g * cg;
+        for (int c = 0; c < cg; c++) out[c] += in[c];
+      }
+  }
+}
+
+/* Runs the body with m (output row), at (input offset) and cell (ky·kw + kx) for every real tap. */
+#define FOR_EACH_TAP(p, ...)                                                  \
+  for (int m = 0; m < (p)->batch * (p)->outHeight * (p)->outWidth; m++)        \
+    for (int ky = 0; ky < (p)->kernelHeight; ky++)                             \
+      for (int kx = 0; kx < (p)->kernelWidth; kx++) {                          \
+        long at = input_pixel((p), m, ky, kx);                                 \
+        if (at < 0) continue;                                                  \
+        int cell = ky * (p)->kernelWidth + kx;                                 \
+        __VA_ARGS__                                                            \
+      }
+
+static void depthwise_forward(const ConvParams *p, const float *x, const float *w, float *y) {
+  int C = p->inChannels, O = p->outChannels, mult = O / C;
+  zero_floats(y, (size_t)p->batch * p->outHeight * p->outWidth * O);
+  FOR_EACH_TAP(p, {
+    const float *restrict xr = x + at, *restrict wr = w + (size_t)cell * O;
+    float *restrict yr = y + (size_t)m * O;
+    if (mult == 1)
+      for (int c = 0; c < C; c++) yr[c] += xr[c] * wr[c];
+    else
+      for (int o = 0; o < O; o++) yr[o] += xr[o / mult] * wr[o];
+  })
+}
+
+static void depthwise_backward_input(const ConvParams *p, const float *dy, const float *w, float *dx) {
+  int C = p->inChannels, O = p->outChannels, mult = O / C;
+  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * C);
+  FOR_EACH_TAP(p, {
+    const float *restrict gr = dy + (size_t)m * O, *restrict wr = w + (size_t)cell * O;
+    float *restrict xr = dx + at;
+    if (mult == 1)
+      for (int c = 0; c < C; c++) xr[c] += gr[c] * wr[c];
+    else
+      for (int o = 0; o < O; o++) xr[o / mult] += gr[o] * wr[o];
+  })
+}
+
+static void depthwise_backward_filter(const ConvParams *p, const float *x, const float *dy, float *dw) {
+  int C = p->inChannels, O = p->outChannels, mult = O / C;
+  zero_floats(dw, (size_t)p->kernelHeight * p->kernelWidth * O);
+  FOR_EACH_TAP(p, {
+    const float *restrict xr = x + at, *restrict gr = dy + (size_t)m * O;
+    float *restrict wr = dw + (size_t)cell * O;
+    if (mult == 1)
+      for (int c = 0; c < C; c++) wr[c] += xr[c] * gr[c];
+    else
+      for (int o = 0; o < O; o++) wr[o] += xr[o / mult] * gr[o];
+  })
+}
+
+void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work) {
+  if (is_depthwise(p)) return depthwise_forward(p, x, w, y);
+  int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
+  if (is_plain_pointwise(p)) return gemm(0, 0, M, O, p->inChannels, x, p->inChannels, w, O, y, O, 0, work);
+  int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);
+  for (int g = 0; g < p->groups; g++)
+    for (int m0 = 0; m0 < M; m0 += chunk) {
+      int rows = min_int(chunk, M - m0);
+      im2col(p, x, g, m0, rows, scratch);
+      gemm(0, 0, rows, og, K, scratch, K, w + g * og, O, y + (size_t)m0 * O + g * og, O, 0, work);
+    }
+}
+
+void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const float *w, float *dx, float *scratch, float *work) {
+  if (is_depthwise(p)) return depthwise_backward_input(p, dy, w, dx);
+  int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
+  if (is_plain_pointwise(p)) return gemm(0, 1, M, p->inChannels, O, dy, O, w, O, dx, p->inChannels, 0, work);
+  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
+  int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);
+  for (int g = 0; g < p->groups; g++)
+    for (int m0 = 0; m0 < M; m0 += chunk) {
+      int rows = min_int(chunk, M - m0);
+      gemm(0, 1, rows, K, og, dy + (size_t)m0 * O + g * og, O, w + g * og, O, scratch, K, 0, work);
+      col2im_add(p, scratch, g, m0, rows, dx);
+    }
+}
+
+void EXPORT(conv2d_backward_filter)(const ConvParams *p, const float *x, const float *dy, float *dw, float *scratch, float *work) {
+  if (is_depthwise(p)) return depthwise_backward_filter(p, x, dy, dw);
+  int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
+  if (is_plain_pointwise(p)) return gemm(1, 0, p->inChannels, O, M, x, p->inChannels, dy, O, dw, O, 0, work);
+  int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);
+  for (int g = 0; g < p->groups; g++)
+    for (int m0 = 0; m0 < M; m0 += chunk) {
+      int rows = min_int(chunk, M - m0);
+      im2col(p, x, g, m0, rows, scratch);
+      gemm(1, 0, K, og, rows, scratch, K, dy + (size_t)m0 * O + g * og, O, dw + g * og, O, m0 > 0, work);
+    }
+}

@@ -1,0 +1,46 @@
+/*
+ * Shared declarations of the wasm kernels. Freestanding C (no libc): every pointer is an offset
+ * into the one linear memory that the TypeScript side allocates from (src/backends/wasm/).
+ * The TypeScript side validates every shape before it calls in; these kernels trust their sizes.
+ */
+#ifndef XCEPTION_WASM_KERNELS_H
+#define XCEPTION_WASM_KERNELS_H
+
+#define EXPORT(name) __attribute__((export_name(#name))) name
+
+typedef unsigned long size_t;
+
+/* Convolution parameters, in the order of core/backend.ts's Conv2DParams (CONV_FIELDS). */
+typedef struct {
+  int batch, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels;
+  int kernelHeight, kernelWidth, strideHeight, strideWidth, dilationHeight, dilationWidth;
+  int padTop, padLeft, padBottom, padRight, groups;
+} ConvParams;
+
+/* Pooling parameters, in the order of Pool2DParams (POOL_FIELDS). */
+typedef struct {
+  int batch, inHeight, inWidth, channels, outHeight, outWidth, windowHeight, windowWidth;
+  int strideHeight, strideWidth, padTop, padLeft, padBottom, padRight;
+} PoolParams;
+
+/* Floats of GEMM packing space `work` must hold (see gemm.c). */
+#define GEMM_MR 6
+#define GEMM_NR 8
+#define GEMM_MC 96
+#define GEMM_KC 256
+#define GEMM_NC 512
+#define GEMM_WORK_FLOATS (GEMM_MC * GEMM_KC + GEMM_KC * GEMM_NC)
+
+/* C[M,N] (row stride ldc) = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N], where
+ * op(A)[i,k] = transA ? A[k·lda + i] : A[i·lda + k] and op(B)[k,j] = transB ? B[j·ldb + k] : B[k·ldb + j]. */
+void gemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+          int accumulate, float *work);
+
+double exp_d(double x);
+double log_d(double x);
+
+static inline void zero_floats(float *p, size_t n) { __builtin_memset(p, 0, n * sizeof(float)); }
+static inline int min_int(int a, int b) { return a < b ? a : b; }
+static inline int max_int(int a, int b) { return a > b ? a : b; }
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * Pooling over NHWC: padded cells are absent (never win a max, never count in an average), the
+ * first maximum in row-major scan wins (NaN never does), like the reference.
+ */
+#include "kernels.h"
+
+/* The window of output pixel (n, oh, ow), clipped to the image. */
+typedef struct { int h0, h1, w0, w1; } Window;
+
+static Window window_of(const PoolParams *p, int oh, int ow) {
+  int hs = oh * p->strideHeight - p->padTop, ws = ow * p->strideWidth - p->padLeft;
+  Window w = {max_int(hs, 0), min_int(hs + p->windowHeight, p->inHeight), max_int(ws, 0), min_int(ws + p->windowWidth, p->inWidth)};
+  return w;
+}
+
+static int pool_out_size(const PoolParams *p) { return p->batch * p->outHeight * p->outWidth * p->channels; }
+
+/* argmax[o] = flat input index of the first maximum of output element o; the `channels` floats
+ * after argmax's output-sized part hold the running maxima (which start at −∞, so NaN never wins). */
+static void max_pool_argmax(const PoolParams *p, const float *x, int *argmax) {
+  int C = p->channels;
+  float *best = (float *)(argmax + pool_out_size(p));
+  for (int n = 0; n < p->batch; n++)
+    for (int oh = 0; oh < p->outHeight; oh++)
+      for (int ow = 0; ow < p->outWidth; ow++) {
+        Window w = window_of(p, oh, ow);
+        int *am = argmax + ((size_t)(n * p->outHeight + oh) * p->outWidth + ow) * C;
+        int first = ((n * p->inHeight + w.h0) * p->inWidth + w.w0) * C;
+        for (int c = 0; c < C; c++) am[c] = first + c, best[c] = -__builtin_inff();
+        for (int ih = w.h0; ih < w.h1; ih++)
+          for (int iw = w.w0; iw < w.w1; iw++) {
+            int base = ((n * p->inHeight + ih) * p->inWidth + iw) * C;
+            for (int c = 0; c < C; c++) { /* branch-free, so the loop vectorizes */
+              int wins = x[base + c] > best[c];
+              best[c] = wins ? x[base + c] : best[c];
+              am[c] = wins ? base + c : am[c];
+            }
+          }
+      }
+}
+
+void EXPORT(max_pool_forward)(const PoolParams *p, const float *x, float *y, int *argmax) {
+  max_pool_argmax(p, x, argmax);
+  for (int i = 0, n = pool_out_size(p); i < n; i++) y[i] = x[argmax[i]];
+}
+
+void EXPORT(max_pool_backward)(const PoolParams *p, const float *dy, const float *x, float *dx, int *argmax) {
+  max_pool_argmax(p, x, argmax);
+  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->channels);
+  for (int i = 0, n = pool_out_size(p); i < n; i++) dx[argmax[i]] += dy[i];
+}
+
+void EXPORT(avg_pool_forward)(const PoolParams *p, const float *x, float *y) {
+  int C = p->channels;
+  for (int n = 0; n < p->batch; n++)
+    for (int oh = 0; oh < p->outHeight; oh++)
+      for (int ow = 0; ow < p->outWidth; ow++) {
+        Window w = window_of(p, oh, ow);
+        float *yr = y + ((size_t)(n * p->outHeight + oh) * p->outWidth + ow) * C;
+        zero_floats(yr, (size_t)C);
+        for (int ih = w.h0; ih < w.h1; ih++)
+          for (int iw = w.w0; iw < w.w1; iw++) {
+            const float *xr = x + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * C;
+            for (int c = 0; c < C; c++) yr[c] += xr[c];
+          }
+        float inv = 1.0f / (float)((w.h1 - w.h0) * (w.w1 - w.w0));
+        for (int c = 0; c < C; c++) yr[c] *= inv;
+      }
+}
+
+void EXPORT(avg_pool_backward)(const PoolParams *p, const float *dy, float *dx) {
+  int C = p->channels;
+  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * C);
+  for (int n = 0; n < p->batch; n++)
+    for (int oh = 0; oh < p->outHeight; oh++)
+      for (int ow = 0; ow < p->outWidth; ow++) {
+        Window w = window_of(p, oh, ow);
+        const float *gr = dy + ((size_t)(n * p->outHeight + oh) * p->outWidth + ow) * C;
+        float inv = 1.0f / (float)((w.h1 - w.h0) * (w.w1 - w.w0));
+        for (int ih = w.h0; ih < w.h1; ih++)
+          for (int iw = w.w0; iw < w.w1; iw++) {
+            float *xr = dx + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * C;
+            for (int c = 0; c < C; c++) xr[c] += gr[c] * inv;
+          }
+      }
+}
+
+/* Global pools over [batch, spatial, channels]; acc is scratch for channels doubles. */
+void EXPORT(global_avg_pool_forward)(const float *x, int N, int S, int C, float *y, double *acc) {
+  for (int n = 0; n < N; n++) {
+    for (int c = 0; c < C; c++) acc[c] = 0;
+    for (int s = 0; s < S; s++) {
+      const float *xr = x + ((size_t)n * S + s) * C;
+      for (int c = 0; c < C; c++) acc[c] += xr[c];
+    }
+    for (int c = 0; c < C; c++) y[n * C + c] = (float)(acc[c] / S);
+  }
+}
+
+void EXPORT(global_avg_pool_backward)(const float *dy, int N, int S, int C, float *dx) {
+  for (int n = 0; n < N; n++)
+    for (int s = 0; s < S; s++) {
+      float *xr = dx + ((size_t)n * S + s) * C;
+      for (int c = 0; c < C; c++) xr[c] = (float)((double)dy[n * C + c] / S);
+    }
+}
+
+/* As max_pool_argmax: argmax has N·C ints, then C floats of running maxima. */
+static void global_argmax(const float *x, int N, int S, int C, int *argmax) {
+  float *best = (float *)(argmax + N * C);
+  for (int n = 0; n < N; n++) {
+    int *am = argmax + n * C;
+    for (int c = 0; c < C; c++) am[c] = n * S * C + c, best[c] = -__builtin_inff();
+    for (int s = 0; s < S; s++) {
+      int base = (n * S + s) * C;
+      for (int c = 0; c < C; c++) {
+        int wins = x[base + c] > best[c];
+        best[c] = wins ? x[base + c] : best[c];
+        am[c] = wins ? base + c : am[c];
+      }
+    }
+  }
+}
+
+void EXPORT(global_max_pool_forward)(const float *x, int N, int S, int C, float *y, int *argmax) {
+  global_argmax(x, N, S, C, argmax);
+  for (int i = 0; i < N * C; i++) y[i] = x[argmax[i]];
+}
+
+void EXPORT(global_max_pool_backward)(const float *dy, const float *x, int N, int S, int C, float *dx, int *argmax) {
+  global_argmax(x, N, S, C, argmax);
+  zero_floats(dx, (size_t)N * S * C);
+  for (int i = 0; i < N * C; i++) dx[argmax[i]] = dy[i];
+}
