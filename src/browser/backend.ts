@@ -16,7 +16,7 @@ export type BrowserBackendPreference = 'auto' | 'wasm' | 'reference';
 export interface BrowserBackendOptions {
   /** 'auto' (default): wasm when it loads, else reference. 'wasm' fails instead of falling back. */
   prefer?: BrowserBackendPreference;
-  /** Where the compiled kernels are (default: build/wasm/xception.wasm of the package, as served). */
+  /** Where the compiled kernels are (default: wasm/xception.wasm of the package, as served). */
   wasmUrl?: string | URL;
 }
 
@@ -31,9 +31,9 @@ interface WasmModule {
   instantiateWasmBackend(source: PromiseLike<Response>): Promise<Backend>;
 }
 
-/** dist/src/browser/backend.js → dist/src/backends/wasm/index.js and <package>/build/wasm/xception.wasm. */
+/** dist/src/browser/backend.js → dist/src/backends/wasm/index.js and <package>/wasm/xception.wasm. */
 const WASM_TS_MODULE = '../backends/wasm/index.js';
-const WASM_KERNELS = '../../../build/wasm/xception.wasm';
+const WASM_KERNELS = '../../../wasm/xception.wasm';
 
 /** Chooses and activates the page's backend (see BrowserBackendOptions). */
 export async function useBrowserBackend(options: BrowserBackendOptions = {}): Promise<BrowserBackendChoice> {

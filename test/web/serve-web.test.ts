@@ -38,7 +38,7 @@ test('serve-web: the page, the browser build and the data are served cross-origi
   }
 });
 
-test('serve-web: nothing outside web/, dist/src/, build/wasm/ and the four IDX files is reachable', async () => {
+test('serve-web: nothing outside web/, dist/src/, wasm/ and the four IDX files is reachable', async () => {
   const web = await startWebServer({ port: 0 });
   try {
     for (const path of [

@@ -1,6 +1,6 @@
 /**
  * `xception serve-web`: a static server for the browser page (web/), the browser build
- * (dist/src, plain ESM) and the wasm kernels (build/wasm), plus the Fashion-MNIST IDX files for
+ * (dist/src, plain ESM) and the wasm kernels (wasm), plus the Fashion-MNIST IDX files for
  * training in the page. Every response is cross-origin isolated (COOP same-origin + COEP
  * require-corp) so the page may use SharedArrayBuffer, which wasm threads need.
  */
@@ -36,7 +36,7 @@ const PACKAGE_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const STATIC_ROOTS: Record<string, string> = {
   '/web/': 'web',
   '/dist/src/': join('dist', 'src'),
-  '/build/wasm/': join('build', 'wasm'),
+  '/wasm/': 'wasm',
 };
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -61,7 +61,7 @@ export interface WebServerOptions {
   host?: string;
   /** Folder of the Fashion-MNIST IDX files (default FASHION_MNIST_DIR). */
   dataDir?: string;
-  /** Package root to serve web/, dist/src/ and build/wasm/ from (default: this package). */
+  /** Package root to serve web/, dist/src/ and wasm/ from (default: this package). */
   root?: string;
 }
 
