@@ -12,7 +12,16 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { lineChartSvg, svgToPng, type Series } from '../report/svg-chart.js';
 import type { Claim } from './recipes.js';
-import { ExperimentError, MANIFEST_FILE, readManifest, readResults, type ExperimentManifest, type RunResult } from './runner.js';
+import { provenanceText } from './provenance.js';
+import {
+  ExperimentError,
+  judgedValue,
+  MANIFEST_FILE,
+  readManifest,
+  readResults,
+  type ExperimentManifest,
+  type RunResult,
+} from './runner.js';
 import { readSpeed, type SpeedReport } from './speed.js';
 import { confidenceInterval, differenceInterval, MAX_SEEDS_NEEDED, mean, seedsNeeded, std, type Interval } from './stats.js';
 
@@ -363,7 +372,7 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
   };
   const variants: VariantSummary[] = manifest.variants.map((v) => {
     const runs = results.filter((r) => r.variant === v.name);
-    const finals = runs.map((r) => r.finalTop1);
+    const finals = runs.map(judgedValue);
     return {
       name: v.name,
       label: v.label,
@@ -382,7 +391,7 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
   const outcomes: VariantOutcome[] = variants.map((v) => ({
     name: v.name,
     label: v.label,
-    finals: v.runs.map((r) => r.finalTop1),
+    finals: v.runs.map(judgedValue),
     alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))),
     stepsPerSec: stepsPerSecOf(v.name, v.runs),
   }));
@@ -477,6 +486,35 @@ export function experimentTable(s: ExperimentSummary): string[][] {
   });
 }
 
+/**
+ * Which code, build and machine produced the runs: one entry per distinct provenance (the date
+ * aside), with its number of runs and dates.
+ */
+export function provenanceSummary(runs: readonly RunResult[]): string {
+  const groups = new Map<string, string[]>();
+  let unrecorded = 0;
+  for (const r of runs) {
+    if (!r.provenance) {
+      unrecorded++;
+      continue;
+    }
+    const key = provenanceText({ ...r.provenance, date: '' }).replace(/, $/, '');
+    groups.set(key, [...(groups.get(key) ?? []), r.provenance.date.slice(0, 10)]);
+  }
+  const parts = [...groups].map(([key, dates]) => {
+    const days = [...new Set(dates)].sort();
+    const when = days.length > 1 ? `${days[0]} to ${days[days.length - 1]}` : days[0];
+    return `${dates.length} run${dates.length === 1 ? '' : 's'}: ${key}, ${when}`;
+  });
+  if (unrecorded) parts.push(`${unrecorded} run${unrecorded === 1 ? '' : 's'} made before provenance was recorded (backend only)`);
+  return parts.join('; ') || 'no runs';
+}
+
+/** The table's header with the judged metric named. */
+export function tableHeader(metric: ExperimentManifest['metric']): string[] {
+  return metric === 'map' ? TABLE_HEADER.map((h) => h.replace('final top-1', 'final MAP@100')) : [...TABLE_HEADER];
+}
+
 function settingsText(s: ExperimentSummary): string {
   const st = s.manifest.settings;
   const backends = [...new Set(s.variants.flatMap((v) => v.runs.map((r) => r.backend)))].join(', ') || '—';
@@ -484,6 +522,7 @@ function settingsText(s: ExperimentSummary): string {
     `data ${st.dataset}${st.limitTrain ? ` (at most ${st.limitTrain} training images)` : ''}${st.limitTest ? ` (at most ${st.limitTest} test images)` : ''}, ` +
     `${st.epochs} epoch${st.epochs === 1 ? '' : 's'}, batch ${st.batchSize}, ${st.evalsPerEpoch} evaluation${st.evalsPerEpoch === 1 ? '' : 's'} per epoch, ` +
     `${st.seeds} seeds; ${s.finishedRuns} of ${s.expectedRuns} runs finished; backend ${backends}` +
+    `; provenance — ${provenanceSummary(s.variants.flatMap((v) => v.runs))}` +
     (Object.keys(st.modelOverrides).length ? `; model overrides ${JSON.stringify(st.modelOverrides)} (not the recipe's networks)` : '') +
     (s.speed
       ? `; steps/s measured side by side after training (median of ${s.speed.variants[0]?.rounds.length ?? 0} interleaved rounds of ${s.speed.stepsPerRound} steps, batch ${s.speed.batchSize}, ${s.speed.threads} OpenMP threads)`
@@ -503,7 +542,7 @@ function markdownSection(s: ExperimentSummary, figs: Figure[]): string {
     `Settings: ${settingsText(s)}.`,
     '',
     ...(m.matching ? [`Parameter matching: ${m.matching}`, ''] : []),
-    `| ${TABLE_HEADER.join(' | ')} |`,
+    `| ${tableHeader(m.metric).join(' | ')} |`,
     `| ${TABLE_HEADER.map(() => '---').join(' | ')} |`,
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
     '',
@@ -535,7 +574,7 @@ function htmlSection(s: ExperimentSummary, figs: Figure[]): string {
     `<p class="settings">Settings: ${htmlEscape(settingsText(s))}.</p>`,
     ...(m.matching ? [`<p class="settings">Parameter matching: ${htmlEscape(m.matching)}</p>`] : []),
     '<table>',
-    `<tr>${TABLE_HEADER.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
+    `<tr>${tableHeader(m.metric).map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
     ...rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`),
     '</table>',
     s.verdict
