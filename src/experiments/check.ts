@@ -80,7 +80,8 @@ export function judgeCheck(
   const level = 1 - 0.05 / reruns.length;
   const runs: RerunCheck[] = reruns.map((r) => {
     const same = committed.filter((c) => c.variant === r.variant);
-    if (same.length < 2) throw new ExperimentError(`${recipe}/${r.variant}: the committed result has fewer than 2 runs, no spread to check against`);
+    if (same.length < 2)
+      throw new ExperimentError(`${recipe}/${r.variant}: the committed result has fewer than 2 runs, no spread to check against`);
     const pi = predictionInterval(same.map(judgedValue), level);
     const value = judgedValue(r);
     const own = same.find((c) => c.seed === r.seed);

@@ -8,7 +8,11 @@
  * the floating-point summation order. oneDNN picks its kernels by the CPU's instruction set
  * (AVX2 / AVX-512 / VNNI / bf16), and the thread count splits its reductions (batch-norm
  * statistics, weight gradients) differently; the last bits of each step differ, and over a few
- * hundred SGD steps the runs drift apart like different seeds. Verdicts therefore have to hold
+ * hundred SGD steps the runs drift apart like different seeds. Measured (2026-12-02, AMD EPYC
+ * Zen 5, oneDNN 2.6.3, a 16-step run of a tiny Xception): the same build and thread count repeat
+ * the test loss bit for bit (2.3383347988128662 twice); 1 thread instead of 2 gives 2.30409…,
+ * ONEDNN_MAX_CPU_ISA=AVX2 2.30855…, the reference backend 2.34595… — while AVX512_CORE
+ * repeats the default's digits. Verdicts therefore have to hold
  * statistically across builds (see `experiment run --check`), not digit for digit.
  */
 import { execFileSync } from 'node:child_process';
@@ -26,6 +30,8 @@ export interface Provenance {
   onednn: string | null;
   /** OpenMP threads (OMP_NUM_THREADS, or the backend's count, or 'default'). */
   threads: string;
+  /** ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) when set: it caps the kernels oneDNN may pick. */
+  onednnMaxIsa: string | null;
   cpuModel: string;
   /** The SIMD feature flags that decide oneDNN's kernels (from /proc/cpuinfo; empty elsewhere). */
   cpuFlags: string[];
@@ -51,7 +57,12 @@ function packageRoot(): string {
 
 function commitOf(root: string): string {
   try {
-    const opts = { cwd: root, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'], timeout: 5000 };
+    const opts = {
+      cwd: root,
+      encoding: 'utf8' as const,
+      stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'],
+      timeout: 5000,
+    };
     const head = execFileSync('git', ['rev-parse', 'HEAD'], opts).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
     if (/^[0-9a-f]{40}$/.test(head)) return dirty ? `${head}-dirty` : head;
@@ -93,6 +104,7 @@ export function currentProvenance(): Provenance {
     backend: backend.name,
     onednn: typeof native.onednnVersion === 'string' ? native.onednnVersion : null,
     threads,
+    onednnMaxIsa: process.env['ONEDNN_MAX_CPU_ISA'] ?? process.env['DNNL_MAX_CPU_ISA'] ?? null,
     cpuModel: cpu.model,
     cpuFlags: cpu.flags,
     cpuCount: cpus().length,
@@ -104,7 +116,9 @@ export function currentProvenance(): Provenance {
 
 /** One line for reports: "commit abc1234, onednn (oneDNN 2.6, 2 threads), AMD EPYC … [avx512f, …], node v20…, 2026-12-02". */
 export function provenanceText(p: Provenance): string {
-  const build = [p.onednn ? `oneDNN ${p.onednn}` : null, `${p.threads} threads`].filter(Boolean).join(', ');
+  const build = [p.onednn ? `oneDNN ${p.onednn}` : null, p.onednnMaxIsa ? `max ISA ${p.onednnMaxIsa}` : null, `${p.threads} threads`]
+    .filter(Boolean)
+    .join(', ');
   const flags = p.cpuFlags.length ? ` [${p.cpuFlags.join(' ')}]` : '';
   return `commit ${p.commit.slice(0, 12)}${p.commit.endsWith('-dirty') ? ' (uncommitted changes)' : ''}, backend ${p.backend} (${build}), ${p.cpuModel}${flags} × ${p.cpuCount}, node ${p.node} ${p.platform}, ${p.date.slice(0, 10)}`;
 }

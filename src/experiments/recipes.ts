@@ -151,7 +151,12 @@ const COUNTER_CLAIMS: Omit<Recipe, 'defaultBudgetMinutes'>[] = [
     varies: 'residual',
     variants: [
       { name: 'residual', label: 'SepVGG with residual connections', model: 'sepvgg', options: { ...SEPVGG_OPTIONS, residual: true } },
-      { name: 'no-residual', label: 'SepVGG without residual connections', model: 'sepvgg', options: { ...SEPVGG_OPTIONS, residual: false } },
+      {
+        name: 'no-residual',
+        label: 'SepVGG without residual connections',
+        model: 'sepvgg',
+        options: { ...SEPVGG_OPTIONS, residual: false },
+      },
     ],
     training: { epochs: 1, seeds: 4, limitTrain: 20000, limitTest: 5000, evalsPerEpoch: 3, config: SHARED_TRAINING },
     claim: {
@@ -166,12 +171,29 @@ const COUNTER_CLAIMS: Omit<Recipe, 'defaultBudgetMinutes'>[] = [
     description:
       'No intermediate activation vs ReLU at two segment depths: depthwise (1 channel per segment) and 4 deep segments, at the matched widths of the segments recipe',
     varies: 'intermediateActivation',
-    matching: "The widths of the segments recipe (depthwise 0.4875, 4 segments 0.3125: 1.91 M and 1.92 M parameters); activations add none.",
+    matching:
+      'The widths of the segments recipe (depthwise 0.4875, 4 segments 0.3125: 1.91 M and 1.92 M parameters); activations add none.',
     variants: [
-      { name: 'depthwise-none', label: 'depthwise, no activation', ...xc({ segments: 'depthwise', width: 0.4875, middleBlocks: 0, intermediateActivation: 'none' }) },
-      { name: 'depthwise-relu', label: 'depthwise, ReLU', ...xc({ segments: 'depthwise', width: 0.4875, middleBlocks: 0, intermediateActivation: 'relu' }) },
-      { name: 'segments4-none', label: '4 segments, no activation', ...xc({ segments: 4, width: 0.3125, middleBlocks: 0, intermediateActivation: 'none' }) },
-      { name: 'segments4-relu', label: '4 segments, ReLU', ...xc({ segments: 4, width: 0.3125, middleBlocks: 0, intermediateActivation: 'relu' }) },
+      {
+        name: 'depthwise-none',
+        label: 'depthwise, no activation',
+        ...xc({ segments: 'depthwise', width: 0.4875, middleBlocks: 0, intermediateActivation: 'none' }),
+      },
+      {
+        name: 'depthwise-relu',
+        label: 'depthwise, ReLU',
+        ...xc({ segments: 'depthwise', width: 0.4875, middleBlocks: 0, intermediateActivation: 'relu' }),
+      },
+      {
+        name: 'segments4-none',
+        label: '4 segments, no activation',
+        ...xc({ segments: 4, width: 0.3125, middleBlocks: 0, intermediateActivation: 'none' }),
+      },
+      {
+        name: 'segments4-relu',
+        label: '4 segments, ReLU',
+        ...xc({ segments: 4, width: 0.3125, middleBlocks: 0, intermediateActivation: 'relu' }),
+      },
     ],
     training: { epochs: 1, seeds: 3, limitTrain: 15000, limitTest: 3000, evalsPerEpoch: 3, config: SHARED_TRAINING },
     claim: {

@@ -277,7 +277,12 @@ function judgeSignFlip(claim: ClaimOf<'sign-flip'>, { get, paper, how }: Judging
     // Compare in the direction the claim predicts, so that 'agrees' means as claimed.
     const r = shouldHelp ? compareBetter(w.finals, wo.finals) : compareBetter(wo.finals, w.finals);
     const effect = differenceInterval(w.finals, wo.finals);
-    const word = r.cmp === 'agrees' ? 'as claimed' : r.cmp === 'does not agree' ? 'the opposite of the claim' : 'undecided (the interval includes zero)';
+    const word =
+      r.cmp === 'agrees'
+        ? 'as claimed'
+        : r.cmp === 'does not agree'
+          ? 'the opposite of the claim'
+          : 'undecided (the interval includes zero)';
     return { r, text: `${w.label} − ${wo.label}: ${signedPts(effect.mean)} points (${ciText(effect)}), ${word}` };
   };
   const shallow = part(claim.shallow, false);
@@ -574,7 +579,9 @@ function htmlSection(s: ExperimentSummary, figs: Figure[]): string {
     `<p class="settings">Settings: ${htmlEscape(settingsText(s))}.</p>`,
     ...(m.matching ? [`<p class="settings">Parameter matching: ${htmlEscape(m.matching)}</p>`] : []),
     '<table>',
-    `<tr>${tableHeader(m.metric).map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
+    `<tr>${tableHeader(m.metric)
+      .map((h) => `<th>${htmlEscape(h)}</th>`)
+      .join('')}</tr>`,
     ...rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`),
     '</table>',
     s.verdict

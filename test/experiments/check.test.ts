@@ -21,10 +21,7 @@ function run(variant: string, seed: number, finalTop1: number): RunResult {
 }
 
 const recipe = getRecipe('residual');
-const committed = [
-  ...[0.88, 0.89, 0.9].map((x, k) => run('residual', k, x)),
-  ...[0.7, 0.72, 0.74].map((x, k) => run('no-residual', k, x)),
-];
+const committed = [...[0.88, 0.89, 0.9].map((x, k) => run('residual', k, x)), ...[0.7, 0.72, 0.74].map((x, k) => run('no-residual', k, x))];
 
 test('check: re-runs inside the committed spread with the same verdict hold', () => {
   const c = judgeCheck('residual', recipe.claim, recipe.variants, committed, [run('residual', 0, 0.885), run('no-residual', 0, 0.71)]);
@@ -61,11 +58,26 @@ test('provenance: commit, backend, CPU model and flags, node, date', () => {
   assert.equal(p.node, process.version);
   assert.ok(p.cpuModel.length > 0 && p.cpuCount >= 1);
   assert.ok(!Number.isNaN(Date.parse(p.date)));
-  for (const key of ['commit', 'backend', 'onednn', 'threads', 'cpuModel', 'cpuFlags', 'cpuCount', 'node', 'platform', 'date'])
+  for (const key of [
+    'commit',
+    'backend',
+    'onednn',
+    'threads',
+    'onednnMaxIsa',
+    'cpuModel',
+    'cpuFlags',
+    'cpuCount',
+    'node',
+    'platform',
+    'date',
+  ])
     assert.ok(key in p, key);
   const cpu = cpuInfo('processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse4_2 avx2 fma avx512f avx512_vnni amx_tile lm\n');
   assert.deepEqual(cpu, { model: 'Test CPU 9000', flags: ['amx_tile', 'avx2', 'avx512_vnni', 'avx512f', 'fma', 'sse4_2'] });
-  assert.match(provenanceText({ ...p, cpuModel: 'Test CPU', cpuFlags: ['avx2'] }), /^commit \S+.*, backend reference \(.*threads\), Test CPU \[avx2\] × \d+, node v/);
+  assert.match(
+    provenanceText({ ...p, cpuModel: 'Test CPU', cpuFlags: ['avx2'] }),
+    /^commit \S+.*, backend reference \(.*threads\), Test CPU \[avx2\] × \d+, node v/,
+  );
 });
 
 test('experiment run --check: a tiny committed result re-checked on this machine (holds; tampered, does not)', async () => {

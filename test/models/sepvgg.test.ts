@@ -29,11 +29,7 @@ test('sepvgg builds with and without residuals, with Keras-style names and VGG16
   for (const residual of [true, false]) {
     const m = sepVgg({ stem: 'small', width: 0.125, residual, inputShape: [16, 16, 1], classes: 10, backend });
     try {
-      assert.deepEqual(
-        [...m.layers.map((l) => l.name)].sort(),
-        expectedNames(residual).sort(),
-        `residual ${residual}: layer names`,
-      );
+      assert.deepEqual([...m.layers.map((l) => l.name)].sort(), expectedNames(residual).sort(), `residual ${residual}: layer names`);
       assert.equal(m.layers.filter((l) => l instanceof Add).length, residual ? 4 : 0);
       const seps = m.layers.filter((l) => l instanceof SeparableConv2D);
       assert.equal(seps.length, 12); // 13 VGG16 convs, the first one regular
