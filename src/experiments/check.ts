@@ -10,6 +10,7 @@
  * the floating-point rounding of another CPU or oneDNN build (provenance.ts), so re-runs are
  * expected to differ in their digits, not in their distribution.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setBackend } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
@@ -29,6 +30,7 @@ import {
   recordRunResult,
   runConfig,
   runDir,
+  type ExperimentManifest,
   type RunResult,
 } from './runner.js';
 import { predictionInterval } from './stats.js';
@@ -129,6 +131,22 @@ export interface CheckReport {
   interrupted: boolean;
 }
 
+/**
+ * The re-runs' folder for one recipe, holding what they re-run (variants and settings): a second
+ * check of a different committed result into the same --out must not reuse these runs.
+ */
+function claimCheckFolder(dir: string, manifest: ExperimentManifest): void {
+  const file = join(dir, 'check-source.json');
+  const source = `${JSON.stringify({ recipe: manifest.recipe, variants: manifest.variants, settings: { ...manifest.settings, seeds: 0 } }, null, 2)}\n`;
+  if (existsSync(file)) {
+    if (readFileSync(file, 'utf8') !== source)
+      throw new OptionError(`${dir} holds re-runs of a result with other settings or variants; choose another --out`);
+    return;
+  }
+  makeOutputDir(dir, 'outDir');
+  writeFileAtomicSync(file, new TextEncoder().encode(source));
+}
+
 /** Re-runs a sample of every experiment under `committedDir` and checks each verdict. */
 export async function checkCommitted(committedDir: string, o: CheckOptions): Promise<CheckReport> {
   const k = o.seeds ?? 2;
@@ -142,6 +160,7 @@ export async function checkCommitted(committedDir: string, o: CheckOptions): Pro
     const committed = readResults(dir, manifest);
     const recipe = { ...getRecipe(manifest.recipe), variants: manifest.variants, claim: manifest.claim };
     const settings = manifest.settings;
+    claimCheckFolder(join(out, manifest.recipe), manifest);
     const reruns: RunResult[] = [];
     for (let seed = 0; seed < Math.min(k, settings.seeds); seed++) {
       for (const variant of manifest.variants) {

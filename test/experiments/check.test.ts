@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { main } from '../../src/cli/main.js';
-import { judgeCheck } from '../../src/experiments/check.js';
+import { checkCommitted, judgeCheck } from '../../src/experiments/check.js';
 import { cpuInfo, currentProvenance, provenanceText } from '../../src/experiments/provenance.js';
 import { getRecipe } from '../../src/experiments/recipes.js';
 import { provenanceSummary } from '../../src/experiments/report.js';
@@ -115,6 +115,14 @@ test('experiment run --check: a tiny committed result re-checked on this machine
     text = '';
     assert.equal(await main(args, (s) => (text += s)), 1, text);
     assert.match(text, /^residual: the verdict does not hold .*residual seed 0: .* OUTSIDE/);
+    // Another committed result (other settings) into the same --out must not reuse these re-runs.
+    const manifestFile = join(r.dir, 'experiment.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
+    writeFileSync(manifestFile, JSON.stringify({ ...manifest, settings: { ...manifest.settings, batchSize: 8 } }));
+    await assert.rejects(
+      checkCommitted(r.dir, { outDir: join(tmp.dir, 'recheck'), seeds: 1, progress: new Progress(process.stderr, true) }),
+      /holds re-runs of a result with other settings or variants; choose another --out/,
+    );
     assert.equal(await main(['experiment', 'run', 'residual', '--check-seeds', '1'], () => {}), 2);
     assert.equal(await main(['experiment', 'run', 'residual', '--check', r.dir], () => {}), 2);
   } finally {
