@@ -22,6 +22,7 @@ export * from './nn/layers/pooling.js';
 export { Model, kerasLayerOrder, type ForwardOptions, type ModelSummary, type SummaryRow } from './nn/model.js';
 
 export { xception, xceptionChannels, resolveXceptionOptions, type XceptionOptions } from './models/xception/xception.js';
+export { sepVgg, sepVggChannels, resolveSepVggOptions, type SepVggOptions } from './models/sepvgg/sepvgg.js';
 export {
   inceptionV3,
   inceptionV3MinInput,

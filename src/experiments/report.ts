@@ -12,9 +12,18 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { lineChartSvg, svgToPng, type Series } from '../report/svg-chart.js';
 import type { Claim } from './recipes.js';
-import { ExperimentError, MANIFEST_FILE, readManifest, readResults, type ExperimentManifest, type RunResult } from './runner.js';
+import { provenanceText } from './provenance.js';
+import {
+  ExperimentError,
+  judgedValue,
+  MANIFEST_FILE,
+  readManifest,
+  readResults,
+  type ExperimentManifest,
+  type RunResult,
+} from './runner.js';
 import { readSpeed, type SpeedReport } from './speed.js';
-import { confidenceInterval, differenceInterval, mean, std, type Interval } from './stats.js';
+import { confidenceInterval, differenceInterval, MAX_SEEDS_NEEDED, mean, seedsNeeded, std, type Interval } from './stats.js';
 
 /** What the judge needs of one variant: final accuracies and accuracy along the run, per seed. */
 export interface VariantOutcome {
@@ -32,6 +41,11 @@ export type VerdictWord = 'agrees' | 'partly agrees' | 'does not agree' | 'incon
 export interface Verdict {
   verdict: VerdictWord;
   paragraph: string;
+  /**
+   * When some part of the claim is undecided: seeds per variant that would decide it at the
+   * observed spread and difference (Infinity: none within MAX_SEEDS_NEEDED); null when decided.
+   */
+  seedsNeeded: number | null;
 }
 
 type Cmp = 'agrees' | 'does not agree' | 'inconclusive';
@@ -42,10 +56,33 @@ const ciText = (d: Interval) =>
   Number.isFinite(d.low) ? `95% CI ${signedPts(d.low)} to ${signedPts(d.high)} points` : 'no interval: fewer than 2 seeds';
 
 /** `a` should beat `b`: agrees if the difference's interval is above zero, disagrees if below. */
-function compareBetter(a: readonly number[], b: readonly number[]): { cmp: Cmp; d: Interval } {
+function compareBetter(a: readonly number[], b: readonly number[]): { cmp: Cmp; d: Interval; needed: number | null } {
   const d = differenceInterval(a, b);
-  if (!Number.isFinite(d.low)) return { cmp: 'inconclusive', d };
-  return { cmp: d.low > 0 ? 'agrees' : d.high < 0 ? 'does not agree' : 'inconclusive', d };
+  if (!Number.isFinite(d.low)) return { cmp: 'inconclusive', d, needed: null };
+  const cmp = d.low > 0 ? 'agrees' : d.high < 0 ? 'does not agree' : 'inconclusive';
+  return { cmp, d, needed: cmp === 'inconclusive' ? seedsToDecide(a, b, d, 0) : null };
+}
+
+/**
+ * The power calculation: seeds per variant at which the difference's interval would clear the
+ * boundary (0, or ±margin) if the observed means and spreads held.
+ */
+function seedsToDecide(a: readonly number[], b: readonly number[], d: Interval, boundary: number): number {
+  return seedsNeeded(std(a), std(b), Math.abs(Math.abs(d.mean) - boundary));
+}
+
+/** The largest of the undecided parts' seed counts (null when every part is decided). */
+function mostSeeds(...ns: (number | null)[]): number | null {
+  const open = ns.filter((n): n is number => n !== null);
+  return open.length ? Math.max(...open) : null;
+}
+
+/** The paragraph's sentence for an undecided claim. */
+export function seedsNeededText(n: number | null): string {
+  if (n === null) return '';
+  if (!Number.isFinite(n))
+    return ` To decide: no number of seeds up to ${MAX_SEEDS_NEEDED} would, at the observed spread — the observed difference sits (almost) on the boundary; more training or another margin, not more seeds, would decide it.`;
+  return ` To decide: about ${n} seeds per variant, if the observed means and spread held (the smallest n whose 95% Welch interval is narrower than the difference's distance from the boundary).`;
 }
 
 function combine(parts: Cmp[]): VerdictWord {
@@ -104,13 +141,17 @@ export function judgeClaim(claim: Claim, variants: readonly VariantOutcome[]): V
       return judgeEquivalent(claim, j);
     case 'extreme-not-optimal':
       return judgeExtremeNotOptimal(claim, j);
+    case 'sign-flip':
+      return judgeSignFlip(claim, j);
+    case 'better-each':
+      return judgeBetterEach(claim, j);
   }
 }
 
 function judgeBetter(claim: ClaimOf<'better'>, { get, paper, how }: Judging): Verdict {
   const a = get(claim.better),
     b = get(claim.worse);
-  const { cmp, d } = compareBetter(a.finals, b.finals);
+  const { cmp, d, needed } = compareBetter(a.finals, b.finals);
   let body: string;
   if (cmp === 'agrees') body = `Agrees: ${acc(a)} vs ${acc(b)}, a difference of ${signedPts(d.mean)} points (${ciText(d)}), above zero.`;
   else if (cmp === 'does not agree')
@@ -123,7 +164,7 @@ function judgeBetter(claim: ClaimOf<'better'>, { get, paper, how }: Judging): Ve
       sb = mean(b.stepsPerSec);
     speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs).`;
   }
-  return { verdict: cmp, paragraph: `${paper} ${body}${speed}${how}` };
+  return { verdict: cmp, paragraph: `${paper} ${body}${speed}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
 
 function judgeBetterAndFaster(claim: ClaimOf<'better-and-faster'>, { get, paper, how }: Judging): Verdict {
@@ -138,18 +179,21 @@ function judgeBetterAndFaster(claim: ClaimOf<'better-and-faster'>, { get, paper,
     `${capitalized(verdict)}. Convergence — mean validation accuracy over the run's evaluation points, ` +
     `${a.label} ${pts(mean(a.alongRun))}% vs ${b.label} ${pts(mean(b.alongRun))}%, difference ${signedPts(conv.d.mean)} points (${ciText(conv.d)}): ${word(conv.cmp)}. ` +
     `Final accuracy — ${acc(a)} vs ${acc(b)}, difference ${signedPts(fin.d.mean)} points (${ciText(fin.d)}): ${word(fin.cmp)}.`;
-  return { verdict, paragraph: `${paper} ${body}${how}` };
+  const needed = mostSeeds(conv.needed, fin.needed);
+  return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
 
 function judgeRanking(claim: ClaimOf<'ranking'>, { get, paper, how }: Judging): Verdict {
   const order = claim.order.map(get);
   const pairs: string[] = [];
   const cmps: Cmp[] = [];
+  const needs: (number | null)[] = [];
   for (let i = 0; i + 1 < order.length; i++) {
     const a = order[i]!,
       b = order[i + 1]!;
-    const { cmp, d } = compareBetter(a.finals, b.finals);
+    const { cmp, d, needed } = compareBetter(a.finals, b.finals);
     cmps.push(cmp);
+    needs.push(needed);
     const said = cmp === 'agrees' ? 'beats' : cmp === 'does not agree' ? 'loses to' : 'cannot be told apart from';
     pairs.push(`${a.label} ${said} ${b.label} (${signedPts(d.mean)} points, ${ciText(d)})`);
   }
@@ -159,9 +203,11 @@ function judgeRanking(claim: ClaimOf<'ranking'>, { get, paper, how }: Judging): 
     .map(acc)
     .join(' > ');
   const inconclusiveNote = verdict === 'inconclusive' ? ' — the intervals overlap' : '';
+  const needed = mostSeeds(...needs);
   return {
     verdict,
-    paragraph: `${paper} ${capitalized(verdict)}${inconclusiveNote}. Measured order of the means: ${measured}. Pair by pair: ${pairs.join('; ')}.${how}`,
+    paragraph: `${paper} ${capitalized(verdict)}${inconclusiveNote}. Measured order of the means: ${measured}. Pair by pair: ${pairs.join('; ')}.${seedsNeededText(needed)}${how}`,
+    seedsNeeded: needed,
   };
 }
 
@@ -192,7 +238,8 @@ function judgeEquivalent(claim: ClaimOf<'equivalent'>, { get, paper, how }: Judg
         ? 'A difference is detected, but the data cannot say whether it exceeds the margin.'
         : `No difference is detected, but the interval reaches beyond ±${margin} ${pointsWord(margin)}, so a difference that size is not ruled out.`);
   }
-  return { verdict, paragraph: `${paper} ${body}${how}` };
+  const needed = verdict === 'inconclusive' && Number.isFinite(d.low) ? seedsToDecide(a.finals, b.finals, d, m) : null;
+  return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
 
 function judgeExtremeNotOptimal(claim: ClaimOf<'extreme-not-optimal'>, { variants, get, paper, how }: Judging): Verdict {
@@ -219,7 +266,45 @@ function judgeExtremeNotOptimal(claim: ClaimOf<'extreme-not-optimal'>, { variant
     verdict = 'inconclusive';
     body = `Inconclusive: the intervals overlap — the best alternative, ${best.label}, differs from the extreme (${ext.label}) by ${signedPts(vsBest.d.mean)} points (${ciText(vsBest.d)}), and the extreme is not clearly ahead of every alternative either.`;
   }
-  return { verdict, paragraph: `${paper} ${body} Order of the means: ${ranking}.${how}` };
+  const needed = verdict === 'inconclusive' ? vsBest.needed : null;
+  return { verdict, paragraph: `${paper} ${body} Order of the means: ${ranking}.${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
+}
+
+function judgeSignFlip(claim: ClaimOf<'sign-flip'>, { get, paper, how }: Judging): Verdict {
+  const part = (p: { with: string; without: string }, shouldHelp: boolean) => {
+    const w = get(p.with),
+      wo = get(p.without);
+    // Compare in the direction the claim predicts, so that 'agrees' means as claimed.
+    const r = shouldHelp ? compareBetter(w.finals, wo.finals) : compareBetter(wo.finals, w.finals);
+    const effect = differenceInterval(w.finals, wo.finals);
+    const word =
+      r.cmp === 'agrees'
+        ? 'as claimed'
+        : r.cmp === 'does not agree'
+          ? 'the opposite of the claim'
+          : 'undecided (the interval includes zero)';
+    return { r, text: `${w.label} − ${wo.label}: ${signedPts(effect.mean)} points (${ciText(effect)}), ${word}` };
+  };
+  const shallow = part(claim.shallow, false);
+  const deep = part(claim.deep, true);
+  const verdict = combine([shallow.r.cmp, deep.r.cmp]);
+  const needed = mostSeeds(shallow.r.needed, deep.r.needed);
+  const body = `${capitalized(verdict)}. Shallow segments (the switch should hurt): ${shallow.text}. Deep segments (it should help): ${deep.text}.`;
+  return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
+}
+
+function judgeBetterEach(claim: ClaimOf<'better-each'>, { get, paper, how }: Judging): Verdict {
+  const parts = claim.pairs.map((p) => {
+    const a = get(p.better),
+      b = get(p.worse);
+    const r = compareBetter(a.finals, b.finals);
+    const relative = mean(b.finals) !== 0 ? ` (${signedPts(mean(a.finals) / mean(b.finals) - 1)}% relative)` : '';
+    return { r, text: `${acc(a)} vs ${acc(b)}: ${signedPts(r.d.mean)} points${relative}, ${ciText(r.d)}` };
+  });
+  const verdict = combine(parts.map((p) => p.r.cmp));
+  const needed = mostSeeds(...parts.map((p) => p.r.needed));
+  const body = `${capitalized(verdict)}. ${parts.map((p) => p.text).join('; ')}.`;
+  return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +377,7 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
   };
   const variants: VariantSummary[] = manifest.variants.map((v) => {
     const runs = results.filter((r) => r.variant === v.name);
-    const finals = runs.map((r) => r.finalTop1);
+    const finals = runs.map(judgedValue);
     return {
       name: v.name,
       label: v.label,
@@ -311,7 +396,7 @@ export function summarizeExperiment(dir: string): ExperimentSummary {
   const outcomes: VariantOutcome[] = variants.map((v) => ({
     name: v.name,
     label: v.label,
-    finals: v.runs.map((r) => r.finalTop1),
+    finals: v.runs.map(judgedValue),
     alongRun: v.runs.map((r) => mean(r.points.map((p) => p.evalTop1))),
     stepsPerSec: stepsPerSecOf(v.name, v.runs),
   }));
@@ -406,6 +491,35 @@ export function experimentTable(s: ExperimentSummary): string[][] {
   });
 }
 
+/**
+ * Which code, build and machine produced the runs: one entry per distinct provenance (the date
+ * aside), with its number of runs and dates.
+ */
+export function provenanceSummary(runs: readonly RunResult[]): string {
+  const groups = new Map<string, string[]>();
+  let unrecorded = 0;
+  for (const r of runs) {
+    if (!r.provenance) {
+      unrecorded++;
+      continue;
+    }
+    const key = provenanceText({ ...r.provenance, date: '' }).replace(/, $/, '');
+    groups.set(key, [...(groups.get(key) ?? []), r.provenance.date.slice(0, 10)]);
+  }
+  const parts = [...groups].map(([key, dates]) => {
+    const days = [...new Set(dates)].sort();
+    const when = days.length > 1 ? `${days[0]} to ${days[days.length - 1]}` : days[0];
+    return `${dates.length} run${dates.length === 1 ? '' : 's'}: ${key}, ${when}`;
+  });
+  if (unrecorded) parts.push(`${unrecorded} run${unrecorded === 1 ? '' : 's'} made before provenance was recorded (backend only)`);
+  return parts.join('; ') || 'no runs';
+}
+
+/** The table's header with the judged metric named. */
+export function tableHeader(metric: ExperimentManifest['metric']): string[] {
+  return metric === 'map' ? TABLE_HEADER.map((h) => h.replace('final top-1', 'final MAP@100')) : [...TABLE_HEADER];
+}
+
 function settingsText(s: ExperimentSummary): string {
   const st = s.manifest.settings;
   const backends = [...new Set(s.variants.flatMap((v) => v.runs.map((r) => r.backend)))].join(', ') || '—';
@@ -413,6 +527,7 @@ function settingsText(s: ExperimentSummary): string {
     `data ${st.dataset}${st.limitTrain ? ` (at most ${st.limitTrain} training images)` : ''}${st.limitTest ? ` (at most ${st.limitTest} test images)` : ''}, ` +
     `${st.epochs} epoch${st.epochs === 1 ? '' : 's'}, batch ${st.batchSize}, ${st.evalsPerEpoch} evaluation${st.evalsPerEpoch === 1 ? '' : 's'} per epoch, ` +
     `${st.seeds} seeds; ${s.finishedRuns} of ${s.expectedRuns} runs finished; backend ${backends}` +
+    `; provenance — ${provenanceSummary(s.variants.flatMap((v) => v.runs))}` +
     (Object.keys(st.modelOverrides).length ? `; model overrides ${JSON.stringify(st.modelOverrides)} (not the recipe's networks)` : '') +
     (s.speed
       ? `; steps/s measured side by side after training (median of ${s.speed.variants[0]?.rounds.length ?? 0} interleaved rounds of ${s.speed.stepsPerRound} steps, batch ${s.speed.batchSize}, ${s.speed.threads} OpenMP threads)`
@@ -432,7 +547,7 @@ function markdownSection(s: ExperimentSummary, figs: Figure[]): string {
     `Settings: ${settingsText(s)}.`,
     '',
     ...(m.matching ? [`Parameter matching: ${m.matching}`, ''] : []),
-    `| ${TABLE_HEADER.join(' | ')} |`,
+    `| ${tableHeader(m.metric).join(' | ')} |`,
     `| ${TABLE_HEADER.map(() => '---').join(' | ')} |`,
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
     '',
@@ -464,7 +579,9 @@ function htmlSection(s: ExperimentSummary, figs: Figure[]): string {
     `<p class="settings">Settings: ${htmlEscape(settingsText(s))}.</p>`,
     ...(m.matching ? [`<p class="settings">Parameter matching: ${htmlEscape(m.matching)}</p>`] : []),
     '<table>',
-    `<tr>${TABLE_HEADER.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr>`,
+    `<tr>${tableHeader(m.metric)
+      .map((h) => `<th>${htmlEscape(h)}</th>`)
+      .join('')}</tr>`,
     ...rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`),
     '</table>',
     s.verdict

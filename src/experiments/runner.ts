@@ -12,7 +12,8 @@ import { makeOutputDir } from '../io/output-paths.js';
 import { hasCheckpoint, readCheckpoint } from '../train/checkpoint.js';
 import { Progress } from '../train/progress.js';
 import { DEFAULT_TRAIN_CONFIG, train, type EvalPoint, type TrainConfig, type TrainResult } from '../train/trainer.js';
-import { getRecipe, variantInfo, type Claim, type Recipe, type Variant } from './recipes.js';
+import { currentProvenance, type Provenance } from './provenance.js';
+import { getRecipe, variantInfo, type Claim, type Recipe, type RecipeMetric, type Variant } from './recipes.js';
 import { measureSpeed, readSpeed, writeSpeed } from './speed.js';
 
 export class ExperimentError extends XceptionError {}
@@ -69,6 +70,8 @@ export interface ExperimentManifest {
   matching: string | null;
   variants: Variant[];
   settings: ExperimentSettings;
+  /** What the claim is judged on (absent in folders made before MAP@100: top-1). */
+  metric?: RecipeMetric;
 }
 
 /** What one finished run measured (result.json in its run folder). */
@@ -96,6 +99,16 @@ export interface RunResult {
   backend: string;
   /** Validation accuracy and loss along the run, with step and time. */
   points: EvalPoint[];
+  /** The judged metric and its final value (absent in results made before MAP@100: top-1). */
+  metric?: RecipeMetric;
+  finalMetric?: number;
+  /** Code, backend build, CPU, Node and date of the session that finished the run. */
+  provenance?: Provenance;
+}
+
+/** The value a claim is judged on: MAP@100 for multi-label recipes, else final top-1. */
+export function judgedValue(r: RunResult): number {
+  return r.finalMetric ?? r.finalTop1;
 }
 
 export interface ExperimentRunSummary {
@@ -125,7 +138,7 @@ function settingsOf(recipe: Recipe, o: ExperimentRunOptions): ExperimentSettings
   const seeds = posInt('seeds', o.seeds) ?? t.seeds;
   if (seeds < 2) throw new OptionError(`experiment ${recipe.name}: at least 2 seeds are needed to measure the spread, got ${seeds}`);
   return {
-    dataset: o.dataset ?? 'fashion-mnist',
+    dataset: o.dataset ?? t.dataset ?? 'fashion-mnist',
     epochs: posInt('epochs', o.epochs) ?? t.epochs,
     seeds,
     limitTrain: posInt('limitTrain', o.limitTrain) ?? t.limitTrain ?? null,
@@ -243,6 +256,7 @@ function experimentManifest(recipe: Recipe, settings: ExperimentSettings): Exper
     matching: recipe.matching ?? null,
     variants: recipe.variants,
     settings,
+    metric: recipe.training.metric ?? 'top1',
   };
 }
 
@@ -267,7 +281,7 @@ function openExperimentDir(dir: string, manifest: ExperimentManifest, resume: bo
 }
 
 /** Writes a finished run's result.json beside its checkpoint and returns it. */
-function recordRunResult(
+export function recordRunResult(
   recipe: Recipe,
   variant: Variant,
   seed: number,
@@ -279,6 +293,7 @@ function recordRunResult(
   const state = readCheckpoint(rd).state;
   const built = state.model.options as { inputShape: [number, number, number]; classes: number };
   const info = variantInfo({ ...variant, options: config.modelOptions }, built.inputShape, built.classes);
+  const metric = recipe.training.metric ?? 'top1';
   const result: RunResult = {
     experiment: recipe.name,
     variant: variant.name,
@@ -300,9 +315,20 @@ function recordRunResult(
     stepsPerSec: r.steps / Math.max(r.trainSeconds, 1e-9),
     backend: r.backend || getBackend().name,
     points: r.evalPoints,
+    metric,
+    finalMetric: metric === 'map' ? finalMap(r, rd) : r.testTop1,
+    provenance: currentProvenance(),
   };
   writeFileAtomicSync(join(rd, RESULT_FILE), new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`));
   return result;
+}
+
+/** MAP@100 of a multi-label run, as the multi-label trainer reports it (TrainResult.testMap). */
+function finalMap(r: TrainResult, dir: string): number {
+  const map = (r as TrainResult & { testMap?: unknown }).testMap;
+  if (typeof map !== 'number' || !Number.isFinite(map))
+    throw new ExperimentError(`${dir}: the run reported no MAP@100 (testMap); the recipe is judged on it — was it trained multi-label?`);
+  return map;
 }
 
 /** Measures the variants' training speed side by side into speed.json, at the size the runs were built with. */

@@ -116,3 +116,38 @@ export function differenceInterval(a: readonly number[], b: readonly number[], l
   const margin = studentTQuantile(1 - (1 - level) / 2, df) * se;
   return { mean: d, low: d - margin, high: d + margin, margin, df };
 }
+
+/** The most seeds a power calculation reports; beyond it a decision is called out of reach. */
+export const MAX_SEEDS_NEEDED = 1000;
+
+/**
+ * Seeds per variant (equal for both) at which the 95% Welch interval of a difference of means
+ * becomes narrower than `distance` — the gap between the observed difference and the decision's
+ * boundary (zero, or a margin) — assuming the observed standard deviations `sdA`, `sdB` and the
+ * observed difference stay as they are. Infinity when the difference sits on the boundary
+ * (distance ≤ 0) or more than MAX_SEEDS_NEEDED seeds would be needed.
+ */
+export function seedsNeeded(sdA: number, sdB: number, distance: number, level = 0.95): number {
+  if (!(distance > 0) || !Number.isFinite(sdA) || !Number.isFinite(sdB)) return Infinity;
+  const va = sdA * sdA,
+    vb = sdB * sdB;
+  if (va + vb === 0) return 2;
+  for (let n = 2; n <= MAX_SEEDS_NEEDED; n++) {
+    // Welch's degrees of freedom with n values on each side.
+    const df = ((va + vb) ** 2 * (n - 1)) / (va * va + vb * vb);
+    const halfWidth = studentTQuantile(1 - (1 - level) / 2, df) * Math.sqrt((va + vb) / n);
+    if (halfWidth < distance) return n;
+  }
+  return Infinity;
+}
+
+/**
+ * The 95% prediction interval of one new value drawn like `xs` (mean ± t·sd·√(1 + 1/n)): where a
+ * re-run of one seed should land if nothing but chance differs.
+ */
+export function predictionInterval(xs: readonly number[], level = 0.95): Interval {
+  const m = mean(xs);
+  if (xs.length < 2) return { mean: m, low: NaN, high: NaN, margin: NaN };
+  const margin = studentTQuantile(1 - (1 - level) / 2, xs.length - 1) * std(xs) * Math.sqrt(1 + 1 / xs.length);
+  return { mean: m, low: m - margin, high: m + margin, margin };
+}

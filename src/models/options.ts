@@ -16,7 +16,7 @@ import { OptionError, quotedChoices, ShapeError } from '../core/errors.js';
 import { INTERMEDIATE_ACTIVATIONS, SEPARABLE_ORDERS } from '../nn/layers/convolutional.js';
 import { checkOptions } from './common.js';
 
-export const MODEL_NAMES = ['xception', 'inception_v3'] as const;
+export const MODEL_NAMES = ['xception', 'inception_v3', 'sepvgg'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -59,6 +59,8 @@ export interface OptionSpec {
 
 const BOTH = MODEL_NAMES;
 const XCEPTION = ['xception'] as const;
+/** Switches that xception and the VGG-style separable network share (the residual counter-example). */
+const XCEPTION_AND_SEPVGG = ['xception', 'sepvgg'] as const;
 
 /** The input size with no inputShape given: Keras's 299×299×3, or 32×32×3 with the small stem. */
 const defaultInputShape = (_m: ModelName, o: Readonly<Record<string, unknown>>): number[] =>
@@ -183,7 +185,7 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
     flag: 'no-residual',
     kind: 'boolean',
     default: true,
-    models: XCEPTION,
+    models: XCEPTION_AND_SEPVGG,
     group: 'research',
     help: 'remove the residual connections (paper figure 9)',
   },

@@ -12,6 +12,7 @@ import {
   resolveInceptionV3Options,
   type InceptionV3Options,
 } from './inception_v3/inception_v3.js';
+import { resolveSepVggOptions, SEPVGG_MIN_INPUT, sepVgg, sepVggParamsBound, type SepVggOptions } from './sepvgg/sepvgg.js';
 import { resolveXceptionOptions, xception, XCEPTION_MIN_INPUT, xceptionParamsBound, type XceptionOptions } from './xception/xception.js';
 
 export interface ModelEntry {
@@ -69,6 +70,17 @@ registerModel({
   minInput: (stem) => inceptionV3MinInput(stem),
   resolveOptions: (o) => ({ ...resolveInceptionV3Options(o as InceptionV3Options) }),
   paramsBound: (o) => inceptionV3ParamsBound(resolveInceptionV3Options(o as InceptionV3Options)),
+});
+
+registerModel({
+  name: 'sepvgg',
+  description: "VGG16's layout with depthwise separable convolutions, residuals optional: the review's counter-example to figure 9",
+  build: (o) => sepVgg(o as SepVggOptions),
+  preprocessing: 'xception',
+  defaultInputShape: [299, 299, 3],
+  minInput: (stem) => SEPVGG_MIN_INPUT[stem],
+  resolveOptions: (o) => ({ ...resolveSepVggOptions(o as SepVggOptions) }),
+  paramsBound: (o) => sepVggParamsBound(resolveSepVggOptions(o as SepVggOptions)),
 });
 
 /** Keras `preprocess_input` for these models: pixels in [0, 255] → [-1, 1] (x/127.5 − 1). */

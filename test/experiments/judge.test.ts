@@ -102,3 +102,66 @@ test('extreme-not-optimal: an intermediate point clearly ahead agrees; depthwise
 test('a claim naming a variant with no results is a clear error', () => {
   assert.throws(() => judgeClaim(getRecipe('residual').claim, [v('residual', [0.9, 0.9])]), /names variant 'no-residual'/);
 });
+
+test('an undecided verdict states the seeds a decision would need; a decided one none', () => {
+  const claim = getRecipe('inception-vs-xception').claim;
+  // A +0.5-point difference with a 1.3-point spread on each side: undecided, a finite number of seeds would do
+  // (the number itself is checked against a hand-worked example in stats.test.ts).
+  const open = judgeClaim(claim, [v('xception', [0.905, 0.895, 0.915, 0.885]), v('inception_v3', [0.9, 0.89, 0.91, 0.88])]);
+  assert.equal(open.verdict, 'inconclusive');
+  assert.ok(open.seedsNeeded !== null && Number.isFinite(open.seedsNeeded));
+  assert.match(open.paragraph, new RegExp(`To decide: about ${open.seedsNeeded} seeds per variant`));
+  const decided = judgeClaim(claim, [v('xception', [0.9, 0.91, 0.905]), v('inception_v3', [0.85, 0.86, 0.855])]);
+  assert.equal(decided.seedsNeeded, null);
+  assert.doesNotMatch(decided.paragraph, /To decide/);
+  // The order recipe's committed numbers: −0.96 points against a 1-point margin — no affordable number decides it.
+  const order = judgeClaim(getRecipe('order').claim, [
+    v('depthwise-first', [0.888, 0.8936, 0.8872]),
+    v('pointwise-first', [0.9006, 0.8994, 0.8976]),
+  ]);
+  assert.equal(order.verdict, 'inconclusive');
+  assert.ok(order.seedsNeeded! > 100, String(order.seedsNeeded));
+  // The residual recipe's committed finals: 4 seeds at that spread would decide it.
+  const residual = judgeClaim(getRecipe('residual').claim, [
+    v('residual', [0.888, 0.8936, 0.8872], [0.8, 0.79, 0.78]),
+    v('no-residual', [0.6205, 0.7398, 0.7874], [0.4, 0.45, 0.47]),
+  ]);
+  assert.equal(residual.verdict, 'partly agrees');
+  assert.ok(residual.seedsNeeded! >= 4 && residual.seedsNeeded! <= getRecipe('residual').training.seeds, String(residual.seedsNeeded));
+});
+
+test('sign-flip: agrees when the activation hurts shallow and helps deep, does not when reversed', () => {
+  const claim = getRecipe('activation-depth').claim;
+  const outcome = (shallowRelu: number, deepRelu: number) => [
+    v('depthwise-none', [0.85, 0.851, 0.852]),
+    v('depthwise-relu', [shallowRelu, shallowRelu + 0.001, shallowRelu + 0.002]),
+    v('segments4-none', [0.86, 0.861, 0.862]),
+    v('segments4-relu', [deepRelu, deepRelu + 0.001, deepRelu + 0.002]),
+  ];
+  const flip = judgeClaim(claim, outcome(0.83, 0.88));
+  assert.equal(flip.verdict, 'agrees');
+  assert.match(flip.paragraph, /Shallow segments \(the switch should hurt\): depthwise-relu − depthwise-none: −2\.00 points .*as claimed/);
+  assert.match(flip.paragraph, /Deep segments \(it should help\): segments4-relu − segments4-none: \+2\.00 points .*as claimed/);
+  assert.equal(judgeClaim(claim, outcome(0.87, 0.84)).verdict, 'does not agree');
+  assert.equal(judgeClaim(claim, outcome(0.83, 0.84)).verdict, 'partly agrees');
+});
+
+test('better-each: every pair must agree; relative gaps are stated', () => {
+  const claim = getRecipe('jft-style').claim;
+  const both = judgeClaim(claim, [
+    v('xception', [0.6, 0.61, 0.605]),
+    v('inception_v3', [0.5, 0.51, 0.505]),
+    v('xception-fc', [0.62, 0.63, 0.625]),
+    v('inception_v3-fc', [0.52, 0.53, 0.525]),
+  ]);
+  assert.equal(both.verdict, 'agrees');
+  assert.match(both.paragraph, /xception 60\.50% vs inception_v3 50\.50%: \+10\.00 points \(\+19\.80% relative\)/);
+  const one = judgeClaim(claim, [
+    v('xception', [0.6, 0.61, 0.605]),
+    v('inception_v3', [0.5, 0.51, 0.505]),
+    v('xception-fc', [0.5, 0.53, 0.56]),
+    v('inception_v3-fc', [0.52, 0.5, 0.55]),
+  ]);
+  assert.equal(one.verdict, 'partly agrees');
+  assert.ok(one.seedsNeeded !== null);
+});

@@ -1,6 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { confidenceInterval, differenceInterval, mean, std, studentTCdf, studentTQuantile } from '../../src/experiments/stats.js';
+import {
+  confidenceInterval,
+  differenceInterval,
+  mean,
+  predictionInterval,
+  seedsNeeded,
+  std,
+  studentTCdf,
+  studentTQuantile,
+} from '../../src/experiments/stats.js';
 
 test('Student t quantiles match the printed tables', () => {
   // Two-sided 95%: t(0.975, df) from any statistics table.
@@ -38,4 +47,31 @@ test('mean, sample sd, t interval and Welch difference interval', () => {
   const same = differenceInterval([0.9, 0.9], [0.8, 0.8]);
   assert.equal(same.margin, 0);
   assert.ok(Math.abs(same.low - 0.1) < 1e-12);
+});
+
+test('seeds needed: the hand-worked example and the edges', () => {
+  // sd 1 on both sides, the observed difference 1 away from the boundary. With n seeds each the
+  // Welch interval's half-width is t(0.975, 2(n − 1)) · √(2/n):
+  //   n = 8: t(0.975, 14) = 2.1448 · 0.5000 = 1.0724 (too wide)
+  //   n = 9: t(0.975, 16) = 2.1199 · 0.4714 = 0.9993 (< 1: decided)
+  assert.equal(seedsNeeded(1, 1, 1), 9);
+  // Scale-free: the same with spreads and distance in percentage points as fractions.
+  assert.equal(seedsNeeded(0.01, 0.01, 0.01), 9);
+  // A far larger distance needs only the minimum; a difference on the boundary, none.
+  assert.equal(seedsNeeded(1, 1, 100), 2);
+  assert.equal(seedsNeeded(1, 1, 0), Infinity);
+  assert.equal(seedsNeeded(0, 0, 0.001), 2);
+  assert.equal(seedsNeeded(1, 1, 0.001), Infinity); // over MAX_SEEDS_NEEDED
+  // One noisy side (sd 3, the other 0): df = n − 1, half-width t(0.975, n − 1) · 3/√n < 2.
+  //   n = 11: 2.2281 · 0.9045 = 2.0154; n = 12: 2.2010 · 0.8660 = 1.9061.
+  assert.equal(seedsNeeded(3, 0, 2), 12);
+});
+
+test('prediction interval of one more value: mean ± t·sd·√(1 + 1/n)', () => {
+  // [1, 2, 3]: mean 2, sd 1, t(0.975, 2) = 4.3027 · √(4/3) = 4.9683.
+  const p = predictionInterval([1, 2, 3]);
+  assert.ok(Math.abs(p.margin - 4.9683) < 1e-3, String(p.margin));
+  assert.ok(Math.abs(p.low - (2 - p.margin)) < 1e-12);
+  assert.ok(p.margin > confidenceInterval([1, 2, 3]).margin);
+  assert.ok(Number.isNaN(predictionInterval([1]).low));
 });
