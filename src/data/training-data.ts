@@ -74,6 +74,8 @@ export interface TrainingData {
   classes: number;
   /** classNames[k] names label k; labels are indices into the training split's sorted class names. */
   classNames: readonly string[] | undefined;
+  /** Several labels per image: batches carry multi-hot `targets` (fashion-mosaic, labelled folders). */
+  multiLabel: boolean;
   /** [H, W, C] of every input. */
   sampleShape: [number, number, number];
   /** One line for the start-up message: dataset, images, classes, size, resize policy, augmentation. */
@@ -170,6 +172,7 @@ async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     test: split ? testLoader : null,
     classes: fullTrain.classes,
     classNames: fullTrain.classNames,
+    multiLabel: fullTrain.targets !== undefined,
     sampleShape: train.sampleShape,
     description,
     notes: [],
@@ -298,6 +301,7 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     test: split ? testLoader : null,
     classes,
     classNames: trainList.classNames,
+    multiLabel: false,
     sampleShape: train.sampleShape,
     description,
     notes,
@@ -371,7 +375,14 @@ function inModelLabels(ds: ImageDataset, o: EvaluationDataOptions): ImageDataset
   matchClasses(namesOnly('the model', o.classNames), namesOnly(o.dataset, ds.classNames), 'model'); // throws for a class the model lacks
   const index = new Map(o.classNames.map((name, k) => [name, k]));
   const toModel = ds.classNames.map((name) => index.get(name)!);
-  return { ...ds, labels: Int32Array.from(ds.labels, (l) => toModel[l]!), classes: o.classes, classNames: o.classNames };
+  const labels = Int32Array.from(ds.labels, (l) => toModel[l]!);
+  if (!ds.targets) return { ...ds, labels, classes: o.classes, classNames: o.classNames };
+  // Multi-label: each image's targets move to the model's columns.
+  const targets = new Uint8Array(ds.count * o.classes);
+  for (let i = 0; i < ds.count; i++) {
+    for (let k = 0; k < ds.classes; k++) targets[i * o.classes + toModel[k]!] = ds.targets[i * ds.classes + k]!;
+  }
+  return { ...ds, labels, targets, classes: o.classes, classNames: o.classNames };
 }
 
 /** A listing of class names without files, to match names with matchClasses. */

@@ -9,7 +9,6 @@ import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, setBackend, tidy } from '../core/engine.js';
 import { OptionError } from '../core/errors.js';
-import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import {
   type ImagePreprocessing,
   RESIZE_INTERPOLATIONS,
@@ -42,7 +41,8 @@ import {
 } from './checkpoint.js';
 import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
-import { evaluate, topKCorrect, type EvalResult } from './metrics.js';
+import { evaluate, type EvalResult } from './metrics.js';
+import { correctAtOne, resolveMultiLabel, trainingLoss } from './multilabel.js';
 import { clearGrad, Optimizer, type OptimizerName, type OptimizerOptions, TrainingDivergedError } from './optimizers.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
@@ -92,6 +92,11 @@ export interface TrainConfig extends TransferConfig {
   decay?: number;
   decayEpochs?: number;
   labelSmoothing: number;
+  /**
+   * Multi-label training (sigmoid head, binary cross-entropy, MAP@100): default implied by
+   * multi-label data (fashion-mosaic) or a sigmoid head; a softmax head on such data is an error.
+   */
+  multiLabel?: boolean;
   /** Decay of the weight average used for evaluation (0 = off; the paper used Polyak averaging). */
   ema: number;
   clipNorm: number;
@@ -203,6 +208,8 @@ export interface EpochRecord {
   evalLoss: number;
   evalTop1: number;
   evalTop5: number;
+  /** Multi-label runs: MAP@100 of the evaluation (a fraction 0–1); evalTop1/evalTop5 are then null. */
+  evalMap?: number;
   imagesPerSec: number;
   wallSeconds: number;
   /** Share of the epoch's step loop (steps + waiting) spent waiting for batches. */
@@ -225,6 +232,8 @@ export interface EvalPoint {
   evalLoss: number;
   evalTop1: number;
   evalTop5: number;
+  /** Multi-label runs: MAP@100 (a fraction 0–1). */
+  evalMap?: number;
 }
 
 export interface TrainResult {
@@ -232,6 +241,9 @@ export interface TrainResult {
   finalEvalName: 'test' | 'validation' | null;
   testTop1: number;
   testTop5: number;
+  /** Multi-label runs: MAP@100 of the final evaluation (a fraction 0–1), with each class's AP@100. */
+  testMap?: number;
+  testPerClassAP?: number[];
   testLoss: number;
   epochs: number;
   wallSeconds: number;
@@ -339,7 +351,11 @@ async function trainInLockedFolder(config: TrainConfig, run: RunOptions, outDir:
   const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   checkModelFitsData(model, data, config.dataset);
   checkTrainingMemory(model, config.batchSize, config.replicas ?? 1);
-  const session = new TrainingSession({ config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions }, saved);
+  const multiLabel = runIsMultiLabel(config, data, modelOptions, model);
+  const session = new TrainingSession(
+    { config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions, multiLabel },
+    saved,
+  );
   if (saved) session.restore(saved);
   writeFileAtomicSync(
     join(outDir, 'config.json'),
@@ -418,6 +434,19 @@ async function openData(
   return { data, source, imagePreprocessing };
 }
 
+/** resolveMultiLabel for this run (the model is disposed on refusal); data-parallel replicas train single-label only. */
+function runIsMultiLabel(config: TrainConfig, data: TrainingData, modelOptions: Record<string, unknown>, model: Model): boolean {
+  try {
+    const activation = getModelEntry(config.model).resolveOptions(modelOptions)['classifierActivation'];
+    const multiLabel = resolveMultiLabel(config.multiLabel, data.multiLabel, activation);
+    if (multiLabel && (config.replicas ?? 1) > 1) throw new OptionError('multi-label training runs in one thread: drop --replicas');
+    return multiLabel;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
 /** The model must take the data's square images and give one output per class. */
 function checkModelFitsData(model: Model, data: DataShape, dataset: string): void {
   const [h, w, ch] = model.inputShape as [number, number, number];
@@ -438,6 +467,7 @@ interface RunSetup {
   imagePreprocessing: ImagePreprocessing;
   model: Model;
   modelOptions: Record<string, unknown>;
+  multiLabel: boolean;
 }
 
 /** One epoch's running figures, for its progress lines and its record. */
@@ -639,7 +669,7 @@ class TrainingSession {
   private async evaluateOn(loader: BatchLoader): Promise<EvalResult> {
     await this.pull(false);
     const { model, ema } = this;
-    const run = () => evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes);
+    const run = () => evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes, this.setup.multiLabel);
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   }
 
@@ -656,6 +686,7 @@ class TrainingSession {
       evalLoss: ev.loss,
       evalTop1: ev.top1,
       evalTop5: ev.top5,
+      ...(ev.map !== undefined ? { evalMap: ev.map } : {}),
     });
   }
 
@@ -670,6 +701,7 @@ class TrainingSession {
         labelSmoothing: config.labelSmoothing,
         classes: this.classes,
         backend: this.setup.backend,
+        multiLabel: this.setup.multiLabel,
       },
       batch,
     );
@@ -823,6 +855,7 @@ class TrainingSession {
       evalLoss: ev.loss,
       evalTop1: ev.top1,
       evalTop5: ev.top5,
+      ...(ev.map !== undefined ? { evalMap: ev.map } : {}),
       imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9),
       wallSeconds: this.wall(),
       dataWait: stats.wait.seconds / Math.max(stats.wait.seconds + stats.stepSeconds, 1e-9),
@@ -848,9 +881,7 @@ class TrainingSession {
     const { evalLoader, phase } = this;
     this.progress.line(
       `epoch ${this.epochsDone}/${this.epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
-        (evalLoader
-          ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} top-1 ${(100 * record.evalTop1).toFixed(2)}% top-5 ${(100 * record.evalTop5).toFixed(2)}%  `
-          : '') +
+        (evalLoader ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} ${evalFigures(record)}  ` : '') +
         `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
     );
     if (skipped > 0) {
@@ -873,12 +904,22 @@ class TrainingSession {
     } else {
       const last = history.at(-1);
       final =
-        last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : NO_EVALUATION;
+        last && evalLoader
+          ? {
+              loss: last.evalLoss,
+              top1: last.evalTop1,
+              top5: last.evalTop5,
+              count: evalLoader.samples,
+              ...(last.evalMap !== undefined ? { map: last.evalMap } : {}),
+            }
+          : NO_EVALUATION;
     }
     return {
       finalEvalName,
       testTop1: final.top1,
       testTop5: final.top5,
+      ...(final.map !== undefined ? { testMap: final.map } : {}),
+      ...(final.perClassAP !== undefined ? { testPerClassAP: final.perClassAP } : {}),
       testLoss: final.loss,
       epochs: this.epochsDone,
       wallSeconds: this.wall(),
@@ -909,6 +950,14 @@ export interface TrainingStepParts {
   labelSmoothing: number;
   classes: number;
   backend: Backend;
+  /** Sigmoid cross-entropy against multi-hot targets instead of softmax cross-entropy. */
+  multiLabel?: boolean;
+}
+
+/** An evaluation's figures for a progress line: top-1/top-5, or MAP@100 for multi-label runs. */
+function evalFigures(r: Pick<EpochRecord, 'evalTop1' | 'evalTop5' | 'evalMap'>): string {
+  if (r.evalMap !== undefined) return `MAP@100 ${(100 * r.evalMap).toFixed(2)}%`;
+  return `top-1 ${(100 * r.evalTop1).toFixed(2)}% top-5 ${(100 * r.evalTop5).toFixed(2)}%`;
 }
 
 /**
@@ -919,12 +968,13 @@ export interface TrainingStepParts {
  */
 export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: number; correct: number } {
   const { model, optimizer, ema, backend } = parts;
+  const lossChoice = { multiLabel: parts.multiLabel ?? false, labelSmoothing: parts.labelSmoothing, classes: parts.classes };
   const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
   const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
   const { loss, logits } = tidy(() => {
     const x = tensor(batch.x, batch.shape, { backend });
     const out = model.forward(x, { training: true, logits: true });
-    const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: parts.labelSmoothing });
+    const l = trainingLoss(out, batch, lossChoice);
     const value = l.item();
     const logits = out.data(); // before backward, which releases the activations
     if (Number.isFinite(value)) backward(l, { release: true });
@@ -939,11 +989,11 @@ export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: nu
     throw e;
   }
   if (ema) ema.update(model.trainableWeights);
-  return { loss, correct: topKCorrect(logits, batch.y, parts.classes, 1) };
+  return { loss, correct: correctAtOne(logits, batch, lossChoice) };
 }
 
 /** What the run's data says about the model: its input and its classes. */
-type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
+type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames' | 'multiLabel'>;
 
 /**
  * The run's model and the options it was built with: from the flags, or from a weights source
@@ -965,6 +1015,8 @@ async function runModel(
       classes: data.classes,
       seed: config.seed,
       ...smallStemBelowMinimum(getModelEntry(config.model), data.sampleShape[0]),
+      // Multi-label data implies a sigmoid head unless the flags say otherwise.
+      ...(data.multiLabel ? { classifierActivation: 'sigmoid' } : {}),
     };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };
