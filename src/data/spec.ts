@@ -123,8 +123,9 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
 /** `fashion-mosaic[:options]`: canvases made from Fashion-MNIST at load time (see mosaic.ts); options are checked now. */
 function mosaicSpec(spec: string, options: string): DatasetSpec {
   const m = parseMosaicSpec(options);
-  validateMosaicOptions({ size: m.size, minItems: m.minItems, maxItems: m.maxItems, seed: m.seed, count: m.train }, 28);
-  validateMosaicOptions({ size: m.size, minItems: m.minItems, maxItems: m.maxItems, seed: m.seed, count: m.test }, 28);
+  // Fashion-MNIST's items are 28×28; another folder's items are checked when it is read.
+  const itemSide = m.dir === undefined ? 28 : 1;
+  for (const count of [m.train, m.test]) validateMosaicOptions({ ...m, count }, itemSide);
   const dir = m.dir ?? FASHION_MNIST_DIR;
   const load = async (split: Split): Promise<ImageDataset> => mosaicOf(await loadFashionMnist(split, dir), m, split);
   return { kind: 'fashion-mosaic', dir, spec, load };

@@ -122,16 +122,36 @@ export interface PredictOptions extends DecodeOptions {
 
 export interface ImagePrediction {
   file: string;
-  /** Most probable first; empty when the image could not be read (see `error`). */
+  /**
+   * Most probable first; a multi-label model (sigmoid head): every class above 0.5, however many.
+   * Empty when the image could not be read (see `error`).
+   */
   predictions: ClassScore[];
   /** Why the image could not be read (the others are still classified). */
   error?: string;
 }
 
-/** True when the model's last layer ends in a softmax, i.e. it outputs probabilities. */
+/** True when the model's last layer ends in a softmax or a sigmoid, i.e. it outputs probabilities. */
 export function outputsProbabilities(model: Model): boolean {
   const last = model.output.layer as unknown as { activation?: unknown };
-  return last.activation === 'softmax';
+  return last.activation === 'softmax' || last.activation === 'sigmoid';
+}
+
+/** True for a multi-label classifier: a sigmoid head, one independent probability per class. */
+export function isMultiLabelModel(model: Model): boolean {
+  return (model.output.layer as unknown as { activation?: unknown }).activation === 'sigmoid';
+}
+
+/** The probability threshold at which a multi-label prediction names a class. */
+export const MULTI_LABEL_THRESHOLD = 0.5;
+
+/** Multi-label: every class above the threshold, most probable first. */
+function classesAbove(probs: Float32Array, labels: readonly string[] | undefined): ClassScore[] {
+  const out: ClassScore[] = [];
+  probs.forEach((p, index) => {
+    if (p > MULTI_LABEL_THRESHOLD) out.push({ index, label: labels ? labels[index]! : String(index), probability: p });
+  });
+  return out.sort((a, b) => b.probability - a.probability || a.index - b.index);
 }
 
 /** Softmax of each row, for models whose classifier outputs logits. */
@@ -156,18 +176,21 @@ export function classify(model: Model, inputs: Float32Array, count: number): Flo
   }
   // On the native backend a compiled plan (cached per model and batch) runs the network;
   // elsewhere, or if the model does not compile, model.forward does, op by op.
-  const plan = cachedCompiledInference(model, count, false);
+  // A sigmoid head runs as logits (compiled plans have no sigmoid) and is applied here.
+  const sigmoid = isMultiLabelModel(model);
+  const plan = cachedCompiledInference(model, count, sigmoid);
   const probs = plan
     ? plan.runData(inputs)
     : noGrad(() => {
         const backend = model.weights[0]?.value.backend;
         const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
-        const y = model.forward(x);
+        const y = model.forward(x, { logits: sigmoid });
         const d = Float32Array.from(y.data());
         y.dispose();
         x.dispose();
         return d;
       });
+  if (sigmoid) return probs.map((v) => 1 / (1 + Math.exp(-v)));
   return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
 }
 
@@ -229,6 +252,7 @@ export async function predictImages(model: Model, files: readonly string[], opti
     );
   }
   const classes = model.outputShape[0]!;
+  const multiLabel = isMultiLabelModel(model);
   const decode = (start: number) => imageInputs(files.slice(start, start + batchSize), shape, prep, concurrency);
   const results: ImagePrediction[] = [];
   let pending: Promise<DecodedBatch> | null = files.length > 0 ? decode(0) : null;
@@ -244,7 +268,10 @@ export async function predictImages(model: Model, files: readonly string[], opti
     batch.files.forEach((file, i) => {
       const error = batch.errors[i];
       if (error !== undefined) results.push({ file, predictions: [], error });
-      else results.push({ file, predictions: decodePredictions(probs!.subarray(i * classes, (i + 1) * classes), top, options)[0]! });
+      else {
+        const row = probs!.subarray(i * classes, (i + 1) * classes);
+        results.push({ file, predictions: multiLabel ? classesAbove(row, options.labels) : decodePredictions(row, top, options)[0]! });
+      }
     });
   }
   return results;

@@ -530,6 +530,8 @@ class TrainingSession {
   private trainImages = 0;
   private interrupted = false;
   private stopAfterEpoch = false;
+  /** This session's last epoch-end evaluation (its per-class AP is not in the epoch record). */
+  private lastEval: EvalResult | null = null;
 
   constructor(
     private readonly setup: RunSetup,
@@ -843,6 +845,7 @@ class TrainingSession {
   /** The epoch's evaluation, record, checkpoint, metrics and curves; then a pending stop. */
   private async endEpoch(epoch: number, stats: EpochStats): Promise<void> {
     const ev = await this.evalNow();
+    this.lastEval = ev;
     if (this.evalLoader) this.recordEval(ev);
     this.epochsDone = epoch + 1;
     const skipped = this.skippedSoFar() - stats.skippedBefore;
@@ -911,6 +914,7 @@ class TrainingSession {
               top5: last.evalTop5,
               count: evalLoader.samples,
               ...(last.evalMap !== undefined ? { map: last.evalMap } : {}),
+              ...(this.lastEval?.perClassAP ? { perClassAP: this.lastEval.perClassAP } : {}),
             }
           : NO_EVALUATION;
     }
