@@ -1,7 +1,7 @@
 /**
  * Dataset specs for the command line: `fashion-mnist` (the default, from Debian's package),
  * `fashion-mnist:DIR`, `fashion-mosaic[:options]` (multi-label, see mosaic.ts), `mnist:DIR`,
- * `cifar10:DIR`, `cifar100:DIR`, `folder:DIR`.
+ * `cifar10:DIR`, `cifar100:DIR`, `folder:DIR`, `multilabel:DIR` (images + train.csv/test.csv, see labels-csv.ts).
  */
 import { join } from 'node:path';
 import { OptionError } from '../core/errors.js';
@@ -10,12 +10,21 @@ import type { ImageDataset } from './dataset.js';
 import { DatasetError } from './errors.js';
 import { isDirectory } from './files.js';
 import { loadImageFolder } from './folder.js';
+import { loadMultiLabelFolder } from './labels-csv.js';
 import { MOSAIC_USAGE, mosaicOf, parseMosaicSpec, validateMosaicOptions } from './mosaic.js';
 import { FASHION_MNIST_DIR, loadFashionMnist, loadMnist, type Split } from './idx.js';
 
-export type DatasetKind = 'fashion-mnist' | 'fashion-mosaic' | 'mnist' | 'cifar10' | 'cifar100' | 'folder';
+export type DatasetKind = 'fashion-mnist' | 'fashion-mosaic' | 'mnist' | 'cifar10' | 'cifar100' | 'folder' | 'multilabel';
 
-export const DATASET_KINDS: readonly DatasetKind[] = ['fashion-mnist', 'fashion-mosaic', 'mnist', 'cifar10', 'cifar100', 'folder'];
+export const DATASET_KINDS: readonly DatasetKind[] = [
+  'fashion-mnist',
+  'fashion-mosaic',
+  'mnist',
+  'cifar10',
+  'cifar100',
+  'folder',
+  'multilabel',
+];
 
 export interface DatasetLoadOptions {
   /** Image folders only: side of the square images (default 299). */
@@ -32,7 +41,7 @@ export interface DatasetSpec {
   load(split: Split, options?: DatasetLoadOptions): Promise<ImageDataset>;
 }
 
-const USAGE = `expected one of: fashion-mnist, fashion-mnist:DIR, ${MOSAIC_USAGE}, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:DIR`;
+const USAGE = `expected one of: fashion-mnist, fashion-mnist:DIR, ${MOSAIC_USAGE}, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, multilabel:DIR`;
 
 /** Where an image folder's splits are. */
 export interface ImageFolderLayout {
@@ -107,6 +116,11 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
         return loadCifar(where, 'cifar10', split);
       case 'cifar100':
         return loadCifar(where, 'cifar100', split);
+      case 'multilabel':
+        return loadMultiLabelFolder(where, split, {
+          ...(options.imageSize !== undefined ? { size: options.imageSize } : {}),
+          ...(options.channels !== undefined ? { channels: options.channels } : {}),
+        });
       case 'folder':
         return imageFolderSplitDir(where, split).then((d) =>
           loadImageFolder(d, {

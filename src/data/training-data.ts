@@ -132,8 +132,13 @@ function firstN(ds: ImageDataset, n: number | undefined): ImageDataset {
 }
 
 async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promise<TrainingData> {
-  const fullTrain = firstN(await spec.load('train'), o.limitTrain);
-  const testSet = firstN(await spec.load('test'), o.limitTest);
+  // Multi-label folders decode their files at the run's size (default the folders' 299).
+  const decodeAt =
+    spec.kind === 'multilabel'
+      ? { imageSize: o.imageSize ?? DEFAULT_FOLDER_IMAGE_SIZE, ...(o.channels === 1 || o.channels === 3 ? { channels: o.channels } : {}) }
+      : {};
+  const fullTrain = firstN(await spec.load('train', decodeAt), o.limitTrain);
+  const testSet = firstN(await spec.load('test', decodeAt), o.limitTest);
   const split = o.validationFraction > 0 ? splitIndices(fullTrain, { validationFraction: o.validationFraction, seed: o.seed }) : null;
   const size = o.imageSize ?? fullTrain.height;
   const channels = o.channels ?? fullTrain.channels;
@@ -336,7 +341,10 @@ export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ lo
   const spec = parseDatasetSpec(o.dataset);
   const [h, w, c] = o.shape;
   if (spec.kind !== 'folder') {
-    const ds = inModelLabels(firstN(await spec.load('test'), o.limit), o);
+    const ds = inModelLabels(
+      firstN(await spec.load('test', spec.kind === 'multilabel' ? { imageSize: h, channels: c === 1 ? 1 : 3 } : {}), o.limit),
+      o,
+    );
     const loader = new DataLoader(ds, { batchSize: o.batchSize, shuffle: false, preprocessing: o.scaling, size: [h, w], channels: c });
     return { loader, description: `${ds.name}: ${countOf(ds.count, 'image')}` };
   }

@@ -148,7 +148,7 @@ const SMALL_IMAGE_XCEPTION_OPTIONS = { ...SMALL_IMAGE_MODEL_OPTIONS, middleBlock
  * the ImageNet stem's minimum and no stem is given.
  */
 export function defaultModelOptions(model: string, dataset: string): Record<string, unknown> {
-  if (parseDatasetSpec(dataset).kind === 'folder') return {};
+  if (['folder', 'multilabel'].includes(parseDatasetSpec(dataset).kind)) return {};
   return model === 'xception' ? { ...SMALL_IMAGE_XCEPTION_OPTIONS } : { ...SMALL_IMAGE_MODEL_OPTIONS };
 }
 
