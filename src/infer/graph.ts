@@ -238,7 +238,10 @@ const identity = (c: LowerContext): GraphNode => c.inputs[0]!;
 /** The activation a layer applies here: the logits rule (no softmax at the output) is this one place. */
 function effectiveActivation(c: LowerContext, act: ActivationName): Exclude<ActivationName, 'sigmoid'> {
   const a = isLogitsActivation(act) && c.isOutput && c.logits ? 'linear' : act;
-  if (a === 'sigmoid') throw new OptionError(`${c.layer.name}: compiled plans give a sigmoid head's logits only (ask for logits)`);
+  if (a === 'sigmoid')
+    throw new OptionError(
+      `${c.layer.name}: a sigmoid head lowers only as logits (compiled plans and ONNX export take the logits; apply the sigmoid after)`,
+    );
   return a;
 }
 
