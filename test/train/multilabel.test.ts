@@ -13,6 +13,9 @@ import { type TrainConfig, train } from '../../src/train/trainer.js';
 import { OptionError } from '../../src/core/errors.js';
 import { idxBytes, makeTempDir, writeFile } from '../data/fixtures.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
+import { runCli } from '../cli/helpers.js';
+import type { Batch } from '../../src/data/loader.js';
+import { multiLabelTargets, resolveMultiLabel } from '../../src/train/multilabel.js';
 
 const quiet = new Progress(process.stderr, true);
 
@@ -76,6 +79,12 @@ test('a tiny multi-label run: sigmoid head implied, MAP@100 rises, metrics.jsonl
     const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
     assert.equal(JSON.parse(lines.at(-1)!).evalMap, maps.at(-1));
     assert.equal(readCheckpoint(out).state.model.options['classifierActivation'], 'sigmoid');
+    // `eval --json` of the run reports MAP@100 (the same figure: the same test canvases, no weight average).
+    const ev = await runCli(['eval', '--weights', out, '--json']);
+    assert.equal(ev.code, 0, ev.err);
+    const printed = JSON.parse(ev.out) as { map: number; perClassAP: number[] };
+    assert.ok(Math.abs(printed.map - r.testMap!) < 1e-6, `${printed.map} vs ${r.testMap}`);
+    assert.equal(printed.perClassAP.length, 10);
   } finally {
     tmp.cleanup();
   }
@@ -118,4 +127,22 @@ test('a softmax head on multi-label data, or multiLabel false, is a clear error'
   } finally {
     tmp.cleanup();
   }
+});
+
+test('multiLabel is implied by the data or a sigmoid head; a softmax head with it is refused', () => {
+  assert.equal(resolveMultiLabel(undefined, true, 'sigmoid'), true);
+  assert.equal(resolveMultiLabel(undefined, false, 'sigmoid'), true);
+  assert.equal(resolveMultiLabel(undefined, false, 'softmax'), false);
+  assert.equal(resolveMultiLabel(true, false, 'linear'), true);
+  assert.throws(() => resolveMultiLabel(true, false, 'softmax'), /needs a sigmoid head/);
+  assert.throws(() => resolveMultiLabel(undefined, true, 'softmax'), /multi-label data needs a sigmoid head/);
+  assert.throws(() => resolveMultiLabel(false, true, 'sigmoid'), /this dataset is multi-label/);
+});
+
+test('targets: multi-hot as given, one-hot from single-label batches, Keras binary label smoothing', () => {
+  const single: Batch = { x: new Float32Array(0), y: Int32Array.of(2, 0), size: 2, shape: [2, 1, 1, 0] };
+  assert.deepEqual([...multiLabelTargets(single, 3, 0)], [0, 0, 1, 1, 0, 0]);
+  const multi: Batch = { ...single, targets: Float32Array.of(1, 0, 1, 0, 1, 0) };
+  assert.deepEqual([...multiLabelTargets(multi, 3, 0)], [1, 0, 1, 0, 1, 0]);
+  assert.deepEqual([...multiLabelTargets(multi, 3, 0.2)], [0.9, 0.1, 0.9, 0.1, 0.9, 0.1].map(Math.fround));
 });
