@@ -275,6 +275,45 @@ void softmaxCrossEntropyBackward(State&, const Args& a, Result& r) {
   }
 }
 
+// Targets of a binary cross-entropy must be probabilities; anything else is a caller's bug.
+void checkTargets(const Args& a, const float* t, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!(t[i] >= 0.f && t[i] <= 1.f)) fail(a, "target at index " + std::to_string(i) + " is outside [0, 1]");
+}
+
+// inputs: logits, targets; nums: rows, channels → probs = sigmoid(logits); scalar: mean BCE
+// over rows·channels in the stable form max(x, 0) − x·t + log1p(exp(−|x|)).
+void sigmoidCrossEntropy(State&, const Args& a, Result& r) {
+  a.expectCounts(2, 2);
+  int64_t rows = a.dim(0, "rows"), ch = a.dim(1, "channels");
+  int64_t n = elems({rows, ch}, "logits");
+  const float* x = a.input(0, n, "logits");
+  const float* t = a.input(1, n, "targets");
+  checkTargets(a, t, n);
+  float* probs = r.add(n);
+  double loss = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double xi = x[i], e = std::exp(-std::fabs(xi));
+    loss += std::max(xi, 0.0) - xi * t[i] + std::log1p(e);
+    probs[i] = static_cast<float>(xi >= 0 ? 1 / (1 + e) : e / (1 + e));
+  }
+  r.scalars.push_back(loss / static_cast<double>(n));
+}
+
+// inputs: probs, targets; nums: rows, channels, scale → (probs − targets)·scale/(rows·channels)
+void sigmoidCrossEntropyBackward(State&, const Args& a, Result& r) {
+  a.expectCounts(2, 3);
+  int64_t rows = a.dim(0, "rows"), ch = a.dim(1, "channels");
+  double scale = a.real(2, "scale");
+  int64_t n = elems({rows, ch}, "probs");
+  const float* p = a.input(0, n, "probs");
+  const float* t = a.input(1, n, "targets");
+  checkTargets(a, t, n);
+  float* dx = r.add(n);
+  const double k = scale / static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i) dx[i] = static_cast<float>((p[i] - t[i]) * k);
+}
+
 struct GlobalGeom {
   int64_t n, s, c;
   static GlobalGeom parse(const Args& a) {
@@ -444,6 +483,8 @@ void registerLoopKernels(std::map<std::string, KernelFn>& t) {
   t["softmax"] = softmax;
   t["softmaxCrossEntropy"] = softmaxCrossEntropy;
   t["softmaxCrossEntropyBackward"] = softmaxCrossEntropyBackward;
+  t["sigmoidCrossEntropy"] = sigmoidCrossEntropy;
+  t["sigmoidCrossEntropyBackward"] = sigmoidCrossEntropyBackward;
   t["globalAvgPool"] = globalAvgPool;
   t["globalAvgPoolBackward"] = globalAvgPoolBackward;
   t["globalMaxPool"] = globalMaxPool;

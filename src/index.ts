@@ -70,7 +70,15 @@ export { readImagePixels, centerCropBox, MAX_IMAGE_PIXELS, type ImageAugment, ty
 export { Optimizer, OPTIMIZERS, type OptimizerName, type OptimizerOptions, type OptimizerState } from './train/optimizers.js';
 export { learningRateAt, SCHEDULES, type ScheduleName, type ScheduleOptions } from './train/schedules.js';
 export { ExponentialMovingAverage } from './train/ema.js';
-export { evaluate, topKCorrect, type EvalResult } from './train/metrics.js';
+export {
+  averagePrecisionAtK,
+  evaluate,
+  MAP_K,
+  type MeanAveragePrecision,
+  meanAveragePrecision,
+  topKCorrect,
+  type EvalResult,
+} from './train/metrics.js';
 export {
   train,
   DEFAULT_TRAIN_CONFIG,

@@ -1,6 +1,6 @@
 /** The flags that pick a model and its options, shared by summary, train, eval, predict and export: all from the options schema (models/options.ts). */
 import { OptionError } from '../core/errors.js';
-import { defaultText, inRange, MODEL_NAMES, MODEL_OPTIONS, rangeText, type OptionSpec } from '../models/options.js';
+import { allowedText, defaultText, inRange, MODEL_NAMES, MODEL_OPTIONS, rangeText, type OptionSpec } from '../models/options.js';
 import type { XceptionOptions } from '../models/xception/xception.js';
 import { choiceFlag, intFlag, shapeFlag, type FlagSpec, type Parsed } from './args.js';
 
@@ -81,6 +81,8 @@ function flagValue(spec: OptionSpec & { flag: string }, v: string | boolean | un
       return choiceFlag(spec.flag, v, spec.choices!);
     case 'shape':
       return shapeFlag(spec.flag, v);
+    case 'units':
+      return unitsFlag(spec, v);
     case 'number': {
       const n = Number(v);
       if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || !inRange(spec, n)) {
@@ -91,6 +93,17 @@ function flagValue(spec: OptionSpec & { flag: string }, v: string | boolean | un
     case 'string':
       return v;
   }
+}
+
+/** --fc-layers 4096,4096: comma-separated layer widths within the schema's bounds ('' or 'none' = no layers). */
+function unitsFlag(spec: OptionSpec & { flag: string }, v: string | boolean): number[] {
+  const text = typeof v === 'string' ? v.trim() : '';
+  if (text === '' || text === 'none') return [];
+  const nums = text.split(',').map((s) => (s.trim() === '' ? Number.NaN : Number(s)));
+  if (nums.length > spec.maxCount! || !nums.every((n) => Number.isInteger(n) && inRange(spec, n))) {
+    throw new OptionError(`--${spec.flag} must be ${allowedText(spec)} separated by commas (e.g. 4096,4096), got '${String(v)}'`);
+  }
+  return nums;
 }
 
 export function modelFromFlags(p: Parsed, defaults: Partial<XceptionOptions> = {}, defaultName = 'xception'): ModelChoice {

@@ -205,4 +205,14 @@ export interface Backend {
   softmaxCrossEntropy(logits: Handle, labels: Int32Array, p: CrossEntropyParams): { loss: number; probs: Handle };
   /** d(loss)/d(logits) = (probs − target) · scale / rows. */
   softmaxCrossEntropyBackward(probs: Handle, labels: Int32Array, p: CrossEntropyParams, scale: number): Handle;
+
+  // --- multi-label classification -----------------------------------------------------------
+  /**
+   * Mean over rows·channels of the binary cross-entropy of sigmoid(logits) against targets in
+   * [0, 1] (Keras binary_crossentropy), in the stable form max(x, 0) − x·t + log(1 + exp(−|x|)).
+   * probs = sigmoid(logits).
+   */
+  sigmoidCrossEntropy(logits: Handle, targets: Handle, p: RowsParams): { loss: number; probs: Handle };
+  /** d(loss)/d(logits) = (probs − targets) · scale / (rows·channels). */
+  sigmoidCrossEntropyBackward(probs: Handle, targets: Handle, p: RowsParams, scale: number): Handle;
 }

@@ -21,6 +21,11 @@ export interface ImageDataset {
   readonly classes: number;
   /** Optional names, `classNames[k]` names class k; length === classes when present. */
   readonly classNames?: readonly string[];
+  /**
+   * Multi-label datasets only: N·classes multi-hot targets (1 = the image shows class k), every
+   * image with at least one. `labels` then holds each image's lowest class (for stratified splits).
+   */
+  readonly targets?: Uint8Array;
 }
 
 export const FASHION_MNIST_CLASS_NAMES: readonly string[] = Object.freeze([
@@ -74,6 +79,30 @@ export function validateDataset(ds: ImageDataset, source: string = ds.name): voi
   if (ds.classNames !== undefined && ds.classNames.length !== ds.classes) {
     throw new DatasetError(`${ds.classNames.length} class names for ${ds.classes} classes`, source);
   }
+  if (ds.targets !== undefined) validateTargets(ds, ds.targets, source);
+}
+
+/** Multi-hot targets: N·classes values of 0 or 1, at least one 1 per image. */
+function validateTargets(ds: ImageDataset, targets: Uint8Array, source: string): void {
+  if (!(targets instanceof Uint8Array)) throw new DatasetError('targets must be a Uint8Array', source);
+  if (targets.length !== ds.count * ds.classes)
+    throw new DatasetError(`${targets.length} targets for ${ds.count} images × ${ds.classes} classes`, source);
+  for (let i = 0; i < ds.count; i++) {
+    let any = false;
+    for (let c = 0; c < ds.classes; c++) {
+      const t = targets[i * ds.classes + c]!;
+      if (t > 1) throw new DatasetError(`target ${t} of image ${i}, class ${c} is not 0 or 1`, source);
+      any ||= t === 1;
+    }
+    if (!any) throw new DatasetError(`image ${i} has no label`, source);
+  }
+}
+
+/** Each image's lowest class in multi-hot targets (the `labels` of a multi-label dataset). */
+export function firstLabels(targets: Uint8Array, count: number, classes: number): Int32Array {
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) labels[i] = Math.max(0, targets.subarray(i * classes, (i + 1) * classes).indexOf(1));
+  return labels;
 }
 
 /** Index of the first label outside [0, classes), or -1. */
@@ -148,11 +177,14 @@ export function subsetDataset(ds: ImageDataset, indices: ArrayLike<number>, name
   const size = imageSize(ds);
   const images = new Uint8Array(indices.length * size);
   const labels = new Int32Array(indices.length);
+  const C = ds.classes;
+  const targets = ds.targets ? new Uint8Array(indices.length * C) : undefined;
   for (let i = 0; i < indices.length; i++) {
     const k = indices[i]!;
     if (!(Number.isInteger(k) && k >= 0 && k < ds.count)) throw new OptionError(`subsetDataset: index ${k} out of range [0, ${ds.count})`);
     images.set(ds.images.subarray(k * size, (k + 1) * size), i * size);
     labels[i] = ds.labels[k]!;
+    targets?.set(ds.targets!.subarray(k * C, (k + 1) * C), i * C);
   }
-  return { ...ds, name, images, labels, count: indices.length };
+  return { ...ds, name, images, labels, count: indices.length, ...(targets ? { targets } : {}) };
 }

@@ -93,3 +93,5 @@ export {
   imageFolderSplitDir,
   imageFolderLayout,
 } from './spec.js';
+export { makeMosaic, MOSAIC_DEFAULTS, type MosaicOptions, type MosaicPlacement, parseMosaicSpec } from './mosaic.js';
+export { loadMultiLabelFolder, parseLabelsCsv, readLabelsCsv } from './labels-csv.js';

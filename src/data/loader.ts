@@ -22,8 +22,10 @@ import {
 export interface Batch {
   /** Inputs, B·H·W·C float32 (NHWC). */
   x: Float32Array;
-  /** Class indices. */
+  /** Class indices (a multi-label dataset: each image's lowest class). */
   y: Int32Array;
+  /** Multi-label data only: B·classes multi-hot targets (0 or 1). */
+  targets?: Float32Array;
   /** B, the number of samples (smaller than batchSize for a kept last partial batch). */
   size: number;
   shape: [number, number, number, number];
@@ -331,10 +333,14 @@ export class DataLoader implements BatchLoader {
     const per = oh * ow * oc;
     const x = new Float32Array(size * per);
     const y = new Int32Array(size);
+    const C = this.dataset.classes;
+    const all = this.dataset.targets;
+    const targets = all ? new Float32Array(size * C) : undefined;
     for (let i = 0; i < size; i++) {
       const k = order[start + i]!;
       buildSample(this.dataset.images, k, this.plan, this.rng, x, i * per, this.work);
       y[i] = this.dataset.labels[k]!;
+      targets?.set(all!.subarray(k * C, (k + 1) * C), i * C);
     }
     this.batchIndex++;
     if (this.batchIndex >= this.batchesPerEpoch) {
@@ -342,7 +348,7 @@ export class DataLoader implements BatchLoader {
       this.batchIndex = 0;
       this.order = null;
     }
-    return { x, y, size, shape: [size, oh, ow, oc] };
+    return { x, y, size, shape: [size, oh, ow, oc], ...(targets ? { targets } : {}) };
   }
 
   /** Builds the next batch on the next turn of the event loop (when the consumer awaits). */

@@ -1,6 +1,7 @@
 /**
  * Dataset specs for the command line: `fashion-mnist` (the default, from Debian's package),
- * `fashion-mnist:DIR`, `mnist:DIR`, `cifar10:DIR`, `cifar100:DIR`, `folder:DIR`.
+ * `fashion-mnist:DIR`, `fashion-mosaic[:options]` (multi-label, see mosaic.ts), `mnist:DIR`,
+ * `cifar10:DIR`, `cifar100:DIR`, `folder:DIR`, `multilabel:DIR` (images + train.csv/test.csv, see labels-csv.ts).
  */
 import { join } from 'node:path';
 import { OptionError } from '../core/errors.js';
@@ -9,11 +10,21 @@ import type { ImageDataset } from './dataset.js';
 import { DatasetError } from './errors.js';
 import { isDirectory } from './files.js';
 import { loadImageFolder } from './folder.js';
+import { loadMultiLabelFolder } from './labels-csv.js';
+import { MOSAIC_USAGE, mosaicOf, parseMosaicSpec, validateMosaicOptions } from './mosaic.js';
 import { FASHION_MNIST_DIR, loadFashionMnist, loadMnist, type Split } from './idx.js';
 
-export type DatasetKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'cifar100' | 'folder';
+export type DatasetKind = 'fashion-mnist' | 'fashion-mosaic' | 'mnist' | 'cifar10' | 'cifar100' | 'folder' | 'multilabel';
 
-export const DATASET_KINDS: readonly DatasetKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'folder'];
+export const DATASET_KINDS: readonly DatasetKind[] = [
+  'fashion-mnist',
+  'fashion-mosaic',
+  'mnist',
+  'cifar10',
+  'cifar100',
+  'folder',
+  'multilabel',
+];
 
 export interface DatasetLoadOptions {
   /** Image folders only: side of the square images (default 299). */
@@ -30,7 +41,7 @@ export interface DatasetSpec {
   load(split: Split, options?: DatasetLoadOptions): Promise<ImageDataset>;
 }
 
-const USAGE = `expected one of: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:DIR`;
+const USAGE = `expected one of: fashion-mnist, fashion-mnist:DIR, ${MOSAIC_USAGE}, mnist:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, multilabel:DIR`;
 
 /** Where an image folder's splits are. */
 export interface ImageFolderLayout {
@@ -90,9 +101,10 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
     throw new OptionError(`unknown dataset '${kind}' in spec '${spec}'${hint}; ${USAGE}`);
   }
   if (colon >= 0 && dir === '') throw new OptionError(`dataset spec '${spec}' has an empty directory after ':'; ${USAGE}`);
+  if (kind === 'fashion-mosaic') return mosaicSpec(spec, dir);
   if (colon < 0 && kind !== 'fashion-mnist')
     throw new OptionError(`dataset '${kind}' needs a directory, e.g. '${kind}:/path/to/${kind}'; ${USAGE}`);
-  const k = kind as DatasetKind;
+  const k = kind as Exclude<DatasetKind, 'fashion-mosaic'>;
   const where = dir || FASHION_MNIST_DIR;
   const load = (split: Split, options: DatasetLoadOptions = {}): Promise<ImageDataset> => {
     switch (k) {
@@ -104,6 +116,11 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
         return loadCifar(where, 'cifar10', split);
       case 'cifar100':
         return loadCifar(where, 'cifar100', split);
+      case 'multilabel':
+        return loadMultiLabelFolder(where, split, {
+          ...(options.imageSize !== undefined ? { size: options.imageSize } : {}),
+          ...(options.channels !== undefined ? { channels: options.channels } : {}),
+        });
       case 'folder':
         return imageFolderSplitDir(where, split).then((d) =>
           loadImageFolder(d, {
@@ -115,6 +132,17 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
     }
   };
   return { kind: k, dir: where, spec, load };
+}
+
+/** `fashion-mosaic[:options]`: canvases made from Fashion-MNIST at load time (see mosaic.ts); options are checked now. */
+function mosaicSpec(spec: string, options: string): DatasetSpec {
+  const m = parseMosaicSpec(options);
+  // Fashion-MNIST's items are 28×28; another folder's items are checked when it is read.
+  const itemSide = m.dir === undefined ? 28 : 1;
+  for (const count of [m.train, m.test]) validateMosaicOptions({ ...m, count }, itemSide);
+  const dir = m.dir ?? FASHION_MNIST_DIR;
+  const load = async (split: Split): Promise<ImageDataset> => mosaicOf(await loadFashionMnist(split, dir), m, split);
+  return { kind: 'fashion-mosaic', dir, spec, load };
 }
 
 /** Parses `spec` and loads `split` in one call. */

@@ -74,6 +74,8 @@ export interface TrainingData {
   classes: number;
   /** classNames[k] names label k; labels are indices into the training split's sorted class names. */
   classNames: readonly string[] | undefined;
+  /** Several labels per image: batches carry multi-hot `targets` (fashion-mosaic, labelled folders). */
+  multiLabel: boolean;
   /** [H, W, C] of every input. */
   sampleShape: [number, number, number];
   /** One line for the start-up message: dataset, images, classes, size, resize policy, augmentation. */
@@ -130,8 +132,13 @@ function firstN(ds: ImageDataset, n: number | undefined): ImageDataset {
 }
 
 async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promise<TrainingData> {
-  const fullTrain = firstN(await spec.load('train'), o.limitTrain);
-  const testSet = firstN(await spec.load('test'), o.limitTest);
+  // Multi-label folders decode their files at the run's size (default the folders' 299).
+  const decodeAt =
+    spec.kind === 'multilabel'
+      ? { imageSize: o.imageSize ?? DEFAULT_FOLDER_IMAGE_SIZE, ...(o.channels === 1 || o.channels === 3 ? { channels: o.channels } : {}) }
+      : {};
+  const fullTrain = firstN(await spec.load('train', decodeAt), o.limitTrain);
+  const testSet = firstN(await spec.load('test', decodeAt), o.limitTest);
   const split = o.validationFraction > 0 ? splitIndices(fullTrain, { validationFraction: o.validationFraction, seed: o.seed }) : null;
   const size = o.imageSize ?? fullTrain.height;
   const channels = o.channels ?? fullTrain.channels;
@@ -170,6 +177,7 @@ async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     test: split ? testLoader : null,
     classes: fullTrain.classes,
     classNames: fullTrain.classNames,
+    multiLabel: fullTrain.targets !== undefined,
     sampleShape: train.sampleShape,
     description,
     notes: [],
@@ -298,6 +306,7 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
     test: split ? testLoader : null,
     classes,
     classNames: trainList.classNames,
+    multiLabel: false,
     sampleShape: train.sampleShape,
     description,
     notes,
@@ -332,7 +341,10 @@ export async function openEvaluationData(o: EvaluationDataOptions): Promise<{ lo
   const spec = parseDatasetSpec(o.dataset);
   const [h, w, c] = o.shape;
   if (spec.kind !== 'folder') {
-    const ds = inModelLabels(firstN(await spec.load('test'), o.limit), o);
+    const ds = inModelLabels(
+      firstN(await spec.load('test', spec.kind === 'multilabel' ? { imageSize: h, channels: c === 1 ? 1 : 3 } : {}), o.limit),
+      o,
+    );
     const loader = new DataLoader(ds, { batchSize: o.batchSize, shuffle: false, preprocessing: o.scaling, size: [h, w], channels: c });
     return { loader, description: `${ds.name}: ${countOf(ds.count, 'image')}` };
   }
@@ -371,7 +383,14 @@ function inModelLabels(ds: ImageDataset, o: EvaluationDataOptions): ImageDataset
   matchClasses(namesOnly('the model', o.classNames), namesOnly(o.dataset, ds.classNames), 'model'); // throws for a class the model lacks
   const index = new Map(o.classNames.map((name, k) => [name, k]));
   const toModel = ds.classNames.map((name) => index.get(name)!);
-  return { ...ds, labels: Int32Array.from(ds.labels, (l) => toModel[l]!), classes: o.classes, classNames: o.classNames };
+  const labels = Int32Array.from(ds.labels, (l) => toModel[l]!);
+  if (!ds.targets) return { ...ds, labels, classes: o.classes, classNames: o.classNames };
+  // Multi-label: each image's targets move to the model's columns.
+  const targets = new Uint8Array(ds.count * o.classes);
+  for (let i = 0; i < ds.count; i++) {
+    for (let k = 0; k < ds.classes; k++) targets[i * o.classes + toModel[k]!] = ds.targets[i * ds.classes + k]!;
+  }
+  return { ...ds, labels, targets, classes: o.classes, classNames: o.classNames };
 }
 
 /** A listing of class names without files, to match names with matchClasses. */

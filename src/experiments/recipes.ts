@@ -11,7 +11,6 @@
  * runs at 2.5× the training speed. Fashion-MNIST: 60,000 training and 10,000 test images.
  */
 import { OptionError } from '../core/errors.js';
-import { MODEL_OPTIONS } from '../models/options.js';
 import { buildModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from '../train/trainer.js';
@@ -132,11 +131,7 @@ const xc = (options: Record<string, unknown>) => ({ model: 'xception', options: 
 /** The VGG-style separable network of the residual counter-example (548 k parameters with residuals at 28×28×1). */
 const SEPVGG_OPTIONS = { stem: 'small', width: 0.5, bnMomentum: BASELINE_OPTIONS.bnMomentum } as const;
 
-/**
- * Multi-label training on the JFT stand-in. The option names are those of the multi-label work
- * (classifierActivation 'sigmoid', fcLayers, TrainConfig.multiLabel); until they exist the recipe
- * cannot build, and its tests skip (multiLabelAvailable).
- */
+/** Multi-label training on the JFT stand-in (a sigmoid head, binary cross-entropy, MAP@100). */
 const MULTI_LABEL_CONFIG = { ...SHARED_TRAINING, multiLabel: true } as Partial<TrainConfig>;
 /** The paper's two 4096-unit layers at the recipes' width 0.25. */
 const FC_LAYERS = [1024, 1024];
@@ -243,11 +238,6 @@ const COUNTER_CLAIMS: Omit<Recipe, 'defaultBudgetMinutes'>[] = [
     },
   },
 ];
-
-/** Whether the multi-label options the jft-style recipe needs exist yet (they come with the multi-label work). */
-export function multiLabelAvailable(): boolean {
-  return MODEL_OPTIONS.some((o) => o.key === 'fcLayers');
-}
 
 /**
  * The five recipes. Parameter counts below are at 28×28×1 with 10 classes (Fashion-MNIST), total

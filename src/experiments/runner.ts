@@ -325,7 +325,7 @@ export function recordRunResult(
 
 /** MAP@100 of a multi-label run, as the multi-label trainer reports it (TrainResult.testMap). */
 function finalMap(r: TrainResult, dir: string): number {
-  const map = (r as TrainResult & { testMap?: unknown }).testMap;
+  const map = r.testMap;
   if (typeof map !== 'number' || !Number.isFinite(map))
     throw new ExperimentError(`${dir}: the run reported no MAP@100 (testMap); the recipe is judged on it — was it trained multi-label?`);
   return map;

@@ -24,7 +24,7 @@
 import { OptionError } from '../core/errors.js';
 import { resolveConv2D } from '../core/ops/conv.js';
 import { resolvePool2D } from '../core/ops/pooling.js';
-import type { ActivationName } from '../core/ops/activations.js';
+import { type ActivationName, isLogitsActivation } from '../core/ops/activations.js';
 import type { Layer, Shape, Variable } from '../nn/layer.js';
 import { Conv2D, DepthwiseConv2D, SeparableConv2D } from '../nn/layers/convolutional.js';
 import { Activation, Dense, Dropout, Flatten, InputLayer } from '../nn/layers/core.js';
@@ -236,8 +236,13 @@ const recipe =
 const identity = (c: LowerContext): GraphNode => c.inputs[0]!;
 
 /** The activation a layer applies here: the logits rule (no softmax at the output) is this one place. */
-function effectiveActivation(c: LowerContext, act: ActivationName): ActivationName {
-  return act === 'softmax' && c.isOutput && c.logits ? 'linear' : act;
+function effectiveActivation(c: LowerContext, act: ActivationName): Exclude<ActivationName, 'sigmoid'> {
+  const a = isLogitsActivation(act) && c.isOutput && c.logits ? 'linear' : act;
+  if (a === 'sigmoid')
+    throw new OptionError(
+      `${c.layer.name}: a sigmoid head lowers only as logits (compiled plans and ONNX export take the logits; apply the sigmoid after)`,
+    );
+  return a;
 }
 
 export function eltwisePost(alg: EltwiseAlg): Post {

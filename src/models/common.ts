@@ -35,7 +35,9 @@ export interface ApplicationOptions {
   inputShape?: readonly [number, number, number];
   pooling?: 'avg' | 'max' | null;
   classes?: number;
-  classifierActivation?: 'softmax' | 'linear';
+  classifierActivation?: 'softmax' | 'sigmoid' | 'linear';
+  /** Dense+ReLU layers `fc1`, `fc2`, … between the global pooling and the classifier (the paper's JFT head: [4096, 4096]). */
+  fcLayers?: readonly number[];
   width?: number;
   dropout?: number;
   stem?: 'imagenet' | 'small';
@@ -53,7 +55,8 @@ export interface ResolvedApplicationOptions {
   inputShape: [number, number, number];
   pooling: 'avg' | 'max' | null;
   classes: number;
-  classifierActivation: 'softmax' | 'linear';
+  classifierActivation: 'softmax' | 'sigmoid' | 'linear';
+  fcLayers: readonly number[];
   width: number;
   dropout: number;
   stem: 'imagenet' | 'small';
@@ -69,8 +72,26 @@ export function checkMinInput(what: string, inputShape: readonly [number, number
   );
 }
 
+/** The fully connected layers belong to the top: without it they have nothing to feed. */
+export function checkHead(what: string, o: ResolvedApplicationOptions): void {
+  if (!o.includeTop && o.fcLayers.length > 0) throw new OptionError(`${what}: fcLayers applies only with the top (includeTop true)`);
+}
+
+/** Parameters of the top on `features` pooled features: the fc layers and the classifier (0 without the top). */
+export function headParams(features: number, o: ResolvedApplicationOptions): number {
+  if (!o.includeTop) return 0;
+  let params = 0;
+  let inputs = features;
+  for (const units of o.fcLayers) {
+    params += (inputs + 1) * units;
+    inputs = units;
+  }
+  return params + (inputs + 1) * o.classes;
+}
+
 /**
- * Keras's head: with the top, global average pooling `avg_pool` (+ optional dropout) and the
+ * Keras's head: with the top, global average pooling `avg_pool`, the optional fully connected
+ * layers `fc1`, `fc2`, … (Dense + ReLU, as Keras's VGG names them), optional dropout and the
  * Dense `predictions`; without it, optional global pooling of the feature map.
  */
 export function applyHead(
@@ -81,6 +102,9 @@ export function applyHead(
 ): SymbolicTensor {
   if (o.includeTop) {
     x = apply(new GlobalAveragePooling2D({ name: 'avg_pool' }), x);
+    o.fcLayers.forEach((units, i) => {
+      x = apply(new Dense({ units, activation: 'relu', name: `fc${i + 1}` }), x);
+    });
     if (o.dropout > 0) x = apply(new Dropout(o.dropout, { name: 'dropout' }), x);
     return apply(new Dense({ units: o.classes, activation: o.classifierActivation, name: 'predictions' }), x);
   }

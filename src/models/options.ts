@@ -21,9 +21,10 @@ export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
  * boolean: a switch that defaults to true, turned off by its flag (--no-top); shape: [H, W, C];
- * segments: a positive integer or 'depthwise'; string: code only (the model's name).
+ * segments: a positive integer or 'depthwise'; units: a list of layer widths (min/max bound each,
+ * maxCount the list's length); string: code only (the model's name).
  */
-export type OptionKind = 'boolean' | 'int' | 'number' | 'choice' | 'shape' | 'segments' | 'string';
+export type OptionKind = 'boolean' | 'int' | 'number' | 'choice' | 'shape' | 'segments' | 'units' | 'string';
 
 export type OptionValue = boolean | number | string | null | readonly number[];
 
@@ -43,6 +44,8 @@ export interface OptionSpec {
   max?: number;
   minExclusive?: boolean;
   maxExclusive?: boolean;
+  /** units: the most entries the list may hold. */
+  maxCount?: number;
   /** shape: the largest height/width and channel count. */
   maxSide?: number;
   maxChannels?: number;
@@ -120,11 +123,25 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
     flag: 'classifier-activation',
     placeholder: 'softmax|linear',
     kind: 'choice',
-    choices: ['softmax', 'linear'],
+    choices: ['softmax', 'sigmoid', 'linear'],
     default: 'softmax',
     models: BOTH,
     group: 'model',
-    help: 'activation of the classifier',
+    help: 'activation of the classifier; sigmoid = one independent\nprobability per class (multi-label training)',
+  },
+  {
+    key: 'fcLayers',
+    flag: 'fc-layers',
+    placeholder: 'N,N',
+    kind: 'units',
+    min: 1,
+    max: 16_384,
+    maxCount: 8,
+    default: [],
+    defaultText: 'default none',
+    models: BOTH,
+    group: 'model',
+    help: "Dense+ReLU layers fc1, fc2, … between the global pooling\nand the classifier (the paper's JFT head: 4096,4096)",
   },
   {
     key: 'width',
@@ -323,6 +340,8 @@ export function allowedText(spec: OptionSpec): string {
       return `'depthwise' or an integer in ${rangeText(spec)}`;
     case 'shape':
       return `[H, W, C] of positive integers with H, W ≤ ${spec.maxSide} and C ≤ ${spec.maxChannels}`;
+    case 'units':
+      return `up to ${spec.maxCount} integers in ${rangeText(spec)}`;
     case 'string':
       return `a string of 1 to ${spec.max} characters`;
   }
@@ -351,6 +370,8 @@ export function isAllowed(spec: OptionSpec, v: unknown): boolean {
         v[1] <= spec.maxSide! &&
         v[2] <= spec.maxChannels!
       );
+    case 'units':
+      return Array.isArray(v) && v.length <= spec.maxCount! && v.every((d) => isInt(d) && inRange(spec, d));
     case 'string':
       return typeof v === 'string' && v.length >= 1 && v.length <= spec.max!;
   }

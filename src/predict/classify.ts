@@ -16,11 +16,19 @@ export function checkClassifier(model: Model): void {
   }
 }
 
-/** True when the model's last layer ends in a softmax, i.e. it outputs probabilities. */
+/** True when the model's last layer ends in a softmax or a sigmoid, i.e. it outputs probabilities. */
 export function outputsProbabilities(model: Model): boolean {
   const last = model.output.layer as unknown as { activation?: unknown };
-  return last.activation === 'softmax';
+  return last.activation === 'softmax' || last.activation === 'sigmoid';
 }
+
+/** True for a multi-label classifier: a sigmoid head, one independent probability per class. */
+export function isMultiLabelModel(model: Model): boolean {
+  return (model.output.layer as unknown as { activation?: unknown }).activation === 'sigmoid';
+}
+
+/** The probability threshold at which a multi-label prediction names a class. */
+export const MULTI_LABEL_THRESHOLD = 0.5;
 
 /** Softmax of each row, for models whose classifier outputs logits. */
 export function softmaxRows(data: Float32Array, classes: number): Float32Array {
@@ -35,17 +43,26 @@ export function softmaxRows(data: Float32Array, classes: number): Float32Array {
   return out;
 }
 
+/**
+ * Probabilities from the network's output: a sigmoid head's logits through the sigmoid (it runs as
+ * logits, as compiled plans have no sigmoid), a logits classifier's through the softmax.
+ */
+export function classProbabilities(model: Model, out: Float32Array): Float32Array {
+  if (isMultiLabelModel(model)) return out.map((v) => 1 / (1 + Math.exp(-v)));
+  return outputsProbabilities(model) ? out : softmaxRows(out, model.outputShape[0]!);
+}
+
 /** Class probabilities [images × classes] for preprocessed images (NHWC), by model.forward. */
 export function classifyEager(model: Model, inputs: Float32Array, count: number): Float32Array {
   checkClassifier(model);
-  const probs = noGrad(() => {
+  const out = noGrad(() => {
     const backend = model.weights[0]?.value.backend;
     const x = tensor(inputs, [count, ...model.inputShape], backend ? { backend } : {});
-    const y = model.forward(x);
+    const y = model.forward(x, { logits: isMultiLabelModel(model) });
     const d = Float32Array.from(y.data());
     y.dispose();
     x.dispose();
     return d;
   });
-  return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
+  return classProbabilities(model, out);
 }

@@ -12,10 +12,10 @@ import { forEachConcurrently } from '../data/files.js';
 import { preprocessingAffine, writeScaledPixels } from '../data/transforms.js';
 import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
-import { checkClassifier, classifyEager, outputsProbabilities, softmaxRows } from './classify.js';
+import { checkClassifier, classifyEager, classProbabilities, isMultiLabelModel, MULTI_LABEL_THRESHOLD } from './classify.js';
 import { imagenetClassNames } from './imagenet-classes.js';
 
-export { outputsProbabilities } from './classify.js';
+export { isMultiLabelModel, MULTI_LABEL_THRESHOLD, outputsProbabilities } from './classify.js';
 
 export { imagenetClassNames } from './imagenet-classes.js';
 
@@ -107,10 +107,22 @@ export interface PredictOptions extends DecodeOptions {
 
 export interface ImagePrediction {
   file: string;
-  /** Most probable first; empty when the image could not be read (see `error`). */
+  /**
+   * Most probable first; a multi-label model (sigmoid head): every class above 0.5, however many.
+   * Empty when the image could not be read (see `error`).
+   */
   predictions: ClassScore[];
   /** Why the image could not be read (the others are still classified). */
   error?: string;
+}
+
+/** Multi-label: every class above the threshold, most probable first. */
+function classesAbove(probs: Float32Array, labels: readonly string[] | undefined): ClassScore[] {
+  const out: ClassScore[] = [];
+  probs.forEach((p, index) => {
+    if (p > MULTI_LABEL_THRESHOLD) out.push({ index, label: labels ? labels[index]! : String(index), probability: p });
+  });
+  return out.sort((a, b) => b.probability - a.probability || a.index - b.index);
 }
 
 /** Class probabilities [images × classes] for preprocessed images (model inputs, NHWC). */
@@ -118,10 +130,10 @@ export function classify(model: Model, inputs: Float32Array, count: number): Flo
   checkClassifier(model);
   // On the native backend a compiled plan (cached per model and batch) runs the network;
   // elsewhere, or if the model does not compile, model.forward does, op by op.
-  const plan = cachedCompiledInference(model, count, false);
+  // A sigmoid head runs as logits (compiled plans have no sigmoid): classProbabilities applies it.
+  const plan = cachedCompiledInference(model, count, isMultiLabelModel(model));
   if (!plan) return classifyEager(model, inputs, count);
-  const probs = plan.runData(inputs);
-  return outputsProbabilities(model) ? probs : softmaxRows(probs, model.outputShape[0]!);
+  return classProbabilities(model, plan.runData(inputs));
 }
 
 /** One batch of model inputs; a file that could not be read leaves zeros and its error. */
@@ -182,6 +194,7 @@ export async function predictImages(model: Model, files: readonly string[], opti
     );
   }
   const classes = model.outputShape[0]!;
+  const multiLabel = isMultiLabelModel(model);
   const decode = (start: number) => imageInputs(files.slice(start, start + batchSize), shape, prep, concurrency);
   const results: ImagePrediction[] = [];
   let pending: Promise<DecodedBatch> | null = files.length > 0 ? decode(0) : null;
@@ -197,7 +210,10 @@ export async function predictImages(model: Model, files: readonly string[], opti
     batch.files.forEach((file, i) => {
       const error = batch.errors[i];
       if (error !== undefined) results.push({ file, predictions: [], error });
-      else results.push({ file, predictions: decodePredictions(probs!.subarray(i * classes, (i + 1) * classes), top, options)[0]! });
+      else {
+        const row = probs!.subarray(i * classes, (i + 1) * classes);
+        results.push({ file, predictions: multiLabel ? classesAbove(row, options.labels) : decodePredictions(row, top, options)[0]! });
+      }
     });
   }
   return results;

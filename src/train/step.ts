@@ -6,11 +6,10 @@ import { backward } from '../core/autograd.js';
 import type { Backend } from '../core/backend.js';
 import { tensor } from '../core/creation.js';
 import { tidy } from '../core/engine.js';
-import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import type { Batch } from '../data/loader.js';
 import type { Model } from '../nn/model.js';
 import type { ExponentialMovingAverage } from './ema.js';
-import { topKCorrect } from './top-k.js';
+import { correctAtOne, trainingLoss } from './multilabel.js';
 import { clearGrad, type Optimizer, TrainingDivergedError } from './optimizers.js';
 
 /**
@@ -30,6 +29,8 @@ export interface TrainingStepParts {
   labelSmoothing: number;
   classes: number;
   backend: Backend;
+  /** Sigmoid cross-entropy against multi-hot targets instead of softmax cross-entropy. */
+  multiLabel?: boolean;
 }
 
 /**
@@ -40,12 +41,13 @@ export interface TrainingStepParts {
  */
 export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: number; correct: number } {
   const { model, optimizer, ema, backend } = parts;
+  const lossChoice = { multiLabel: parts.multiLabel ?? false, labelSmoothing: parts.labelSmoothing, classes: parts.classes };
   const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
   const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
   const { loss, logits } = tidy(() => {
     const x = tensor(batch.x, batch.shape, { backend });
     const out = model.forward(x, { training: true, logits: true });
-    const l = softmaxCrossEntropy(out, batch.y, { labelSmoothing: parts.labelSmoothing });
+    const l = trainingLoss(out, batch, lossChoice);
     const value = l.item();
     const logits = out.data(); // before backward, which releases the activations
     if (Number.isFinite(value)) backward(l, { release: true });
@@ -60,5 +62,5 @@ export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: nu
     throw e;
   }
   if (ema) ema.update(model.trainableWeights);
-  return { loss, correct: topKCorrect(logits, batch.y, parts.classes, 1) };
+  return { loss, correct: correctAtOne(logits, batch, lossChoice) };
 }

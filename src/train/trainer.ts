@@ -41,6 +41,7 @@ import { writeCurves } from './curves.js';
 import { ExponentialMovingAverage } from './ema.js';
 import { evaluate, type EvalResult } from './metrics.js';
 import { Optimizer, type OptimizerName, type OptimizerOptions, TrainingDivergedError } from './optimizers.js';
+import { resolveMultiLabel } from './multilabel.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { SMALL_IMAGE_MODEL_OPTIONS, SMALL_IMAGE_XCEPTION_OPTIONS, trainingStep } from './step.js';
@@ -90,6 +91,11 @@ export interface TrainConfig extends TransferConfig {
   decay?: number;
   decayEpochs?: number;
   labelSmoothing: number;
+  /**
+   * Multi-label training (sigmoid head, binary cross-entropy, MAP@100): default implied by
+   * multi-label data (fashion-mosaic) or a sigmoid head; a softmax head on such data is an error.
+   */
+  multiLabel?: boolean;
   /** Decay of the weight average used for evaluation (0 = off; the paper used Polyak averaging). */
   ema: number;
   clipNorm: number;
@@ -131,7 +137,7 @@ const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmedia
  * the ImageNet stem's minimum and no stem is given.
  */
 export function defaultModelOptions(model: string, dataset: string): Record<string, unknown> {
-  if (parseDatasetSpec(dataset).kind === 'folder') return {};
+  if (['folder', 'multilabel'].includes(parseDatasetSpec(dataset).kind)) return {};
   return model === 'xception' ? { ...SMALL_IMAGE_XCEPTION_OPTIONS } : { ...SMALL_IMAGE_MODEL_OPTIONS };
 }
 
@@ -193,6 +199,8 @@ export interface EpochRecord {
   evalLoss: number;
   evalTop1: number;
   evalTop5: number;
+  /** Multi-label runs: MAP@100 of the evaluation (a fraction 0–1); evalTop1/evalTop5 are then null. */
+  evalMap?: number;
   imagesPerSec: number;
   wallSeconds: number;
   /** Share of the epoch's step loop (steps + waiting) spent waiting for batches. */
@@ -215,6 +223,8 @@ export interface EvalPoint {
   evalLoss: number;
   evalTop1: number;
   evalTop5: number;
+  /** Multi-label runs: MAP@100 (a fraction 0–1). */
+  evalMap?: number;
 }
 
 export interface TrainResult {
@@ -222,6 +232,9 @@ export interface TrainResult {
   finalEvalName: 'test' | 'validation' | null;
   testTop1: number;
   testTop5: number;
+  /** Multi-label runs: MAP@100 of the final evaluation (a fraction 0–1), with each class's AP@100. */
+  testMap?: number;
+  testPerClassAP?: number[];
   testLoss: number;
   epochs: number;
   wallSeconds: number;
@@ -329,7 +342,11 @@ async function trainInLockedFolder(config: TrainConfig, run: RunOptions, outDir:
   const { model, modelOptions } = await runModel(config, saved?.state ?? null, source, data, backend, progress);
   checkModelFitsData(model, data, config.dataset);
   checkTrainingMemory(model, config.batchSize, config.replicas ?? 1);
-  const session = new TrainingSession({ config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions }, saved);
+  const multiLabel = runIsMultiLabel(config, data, modelOptions, model);
+  const session = new TrainingSession(
+    { config, run, backend, progress, outDir, data, imagePreprocessing, model, modelOptions, multiLabel },
+    saved,
+  );
   if (saved) session.restore(saved);
   writeFileAtomicSync(
     join(outDir, 'config.json'),
@@ -408,6 +425,19 @@ async function openData(
   return { data, source, imagePreprocessing };
 }
 
+/** resolveMultiLabel for this run (the model is disposed on refusal); data-parallel replicas train single-label only. */
+function runIsMultiLabel(config: TrainConfig, data: TrainingData, modelOptions: Record<string, unknown>, model: Model): boolean {
+  try {
+    const activation = getModelEntry(config.model).resolveOptions(modelOptions)['classifierActivation'];
+    const multiLabel = resolveMultiLabel(config.multiLabel, data.multiLabel, activation);
+    if (multiLabel && (config.replicas ?? 1) > 1) throw new OptionError('multi-label training runs in one thread: drop --replicas');
+    return multiLabel;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
 /** The model must take the data's square images and give one output per class. */
 function checkModelFitsData(model: Model, data: DataShape, dataset: string): void {
   const [h, w, ch] = model.inputShape as [number, number, number];
@@ -428,6 +458,7 @@ interface RunSetup {
   imagePreprocessing: ImagePreprocessing;
   model: Model;
   modelOptions: Record<string, unknown>;
+  multiLabel: boolean;
 }
 
 /** One epoch's running figures, for its progress lines and its record. */
@@ -490,6 +521,8 @@ class TrainingSession {
   private trainImages = 0;
   private interrupted = false;
   private stopAfterEpoch = false;
+  /** This session's last epoch-end evaluation (its per-class AP is not in the epoch record). */
+  private lastEval: EvalResult | null = null;
 
   constructor(
     private readonly setup: RunSetup,
@@ -629,7 +662,7 @@ class TrainingSession {
   private async evaluateOn(loader: BatchLoader): Promise<EvalResult> {
     await this.pull(false);
     const { model, ema } = this;
-    const run = () => evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes);
+    const run = () => evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes, this.setup.multiLabel);
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   }
 
@@ -646,6 +679,7 @@ class TrainingSession {
       evalLoss: ev.loss,
       evalTop1: ev.top1,
       evalTop5: ev.top5,
+      ...(ev.map !== undefined ? { evalMap: ev.map } : {}),
     });
   }
 
@@ -660,6 +694,7 @@ class TrainingSession {
         labelSmoothing: config.labelSmoothing,
         classes: this.classes,
         backend: this.setup.backend,
+        multiLabel: this.setup.multiLabel,
       },
       batch,
     );
@@ -801,6 +836,7 @@ class TrainingSession {
   /** The epoch's evaluation, record, checkpoint, metrics and curves; then a pending stop. */
   private async endEpoch(epoch: number, stats: EpochStats): Promise<void> {
     const ev = await this.evalNow();
+    this.lastEval = ev;
     if (this.evalLoader) this.recordEval(ev);
     this.epochsDone = epoch + 1;
     const skipped = this.skippedSoFar() - stats.skippedBefore;
@@ -813,6 +849,7 @@ class TrainingSession {
       evalLoss: ev.loss,
       evalTop1: ev.top1,
       evalTop5: ev.top5,
+      ...(ev.map !== undefined ? { evalMap: ev.map } : {}),
       imagesPerSec: this.trainImages / Math.max(this.trainSeconds, 1e-9),
       wallSeconds: this.wall(),
       dataWait: stats.wait.seconds / Math.max(stats.wait.seconds + stats.stepSeconds, 1e-9),
@@ -838,9 +875,7 @@ class TrainingSession {
     const { evalLoader, phase } = this;
     this.progress.line(
       `epoch ${this.epochsDone}/${this.epochsInAll}${phase ? ` (${phase})` : ''}: train loss ${record.trainLoss.toFixed(4)} acc ${(100 * record.trainTop1).toFixed(2)}%  ` +
-        (evalLoader
-          ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} top-1 ${(100 * record.evalTop1).toFixed(2)}% top-5 ${(100 * record.evalTop5).toFixed(2)}%  `
-          : '') +
+        (evalLoader ? `${this.setup.data.evalName} loss ${record.evalLoss.toFixed(4)} ${evalFigures(record)}  ` : '') +
         `(${record.imagesPerSec.toFixed(record.imagesPerSec < 10 ? 1 : 0)} img/s, data wait ${(100 * record.dataWait).toFixed(1)}%, ${record.wallSeconds.toFixed(0)} s)`,
     );
     if (skipped > 0) {
@@ -863,12 +898,23 @@ class TrainingSession {
     } else {
       const last = history.at(-1);
       final =
-        last && evalLoader ? { loss: last.evalLoss, top1: last.evalTop1, top5: last.evalTop5, count: evalLoader.samples } : NO_EVALUATION;
+        last && evalLoader
+          ? {
+              loss: last.evalLoss,
+              top1: last.evalTop1,
+              top5: last.evalTop5,
+              count: evalLoader.samples,
+              ...(last.evalMap !== undefined ? { map: last.evalMap } : {}),
+              ...(this.lastEval?.perClassAP ? { perClassAP: this.lastEval.perClassAP } : {}),
+            }
+          : NO_EVALUATION;
     }
     return {
       finalEvalName,
       testTop1: final.top1,
       testTop5: final.top5,
+      ...(final.map !== undefined ? { testMap: final.map } : {}),
+      ...(final.perClassAP !== undefined ? { testPerClassAP: final.perClassAP } : {}),
       testLoss: final.loss,
       epochs: this.epochsDone,
       wallSeconds: this.wall(),
@@ -891,9 +937,14 @@ class TrainingSession {
   }
 }
 
-/** What one training step works on. */
+/** An evaluation's figures for a progress line: top-1/top-5, or MAP@100 for multi-label runs. */
+function evalFigures(r: Pick<EpochRecord, 'evalTop1' | 'evalTop5' | 'evalMap'>): string {
+  if (r.evalMap !== undefined) return `MAP@100 ${(100 * r.evalMap).toFixed(2)}%`;
+  return `top-1 ${(100 * r.evalTop1).toFixed(2)}% top-5 ${(100 * r.evalTop5).toFixed(2)}%`;
+}
+
 /** What the run's data says about the model: its input and its classes. */
-type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames'>;
+type DataShape = Pick<TrainingData, 'sampleShape' | 'classes' | 'classNames' | 'multiLabel'>;
 
 /**
  * The run's model and the options it was built with: from the flags, or from a weights source
@@ -915,6 +966,8 @@ async function runModel(
       classes: data.classes,
       seed: config.seed,
       ...smallStemBelowMinimum(getModelEntry(config.model), data.sampleShape[0]),
+      // Multi-label data implies a sigmoid head unless the flags say otherwise.
+      ...(data.multiLabel ? { classifierActivation: 'sigmoid' } : {}),
     };
     const modelOptions = config.weights === undefined ? { ...defaults, ...config.modelOptions } : saved!.model.options;
     built = { model: buildModel(config.model, { ...modelOptions, backend }), modelOptions };

@@ -231,15 +231,8 @@ backendTest('softmaxCrossEntropyBackward is the gradient of softmaxCrossEntropy,
   }
 });
 
-/** The two sigmoid kernels helper 18m adds to the contract; a backend without them yet skips. */
-interface SigmoidKernels {
-  sigmoidCrossEntropy(logits: Handle, targets: Handle, p: { rows: number; channels: number }): { loss: number; probs: Handle };
-  sigmoidCrossEntropyBackward(probs: Handle, targets: Handle, p: { rows: number; channels: number }, scale: number): Handle;
-}
-
-backendTest('sigmoid cross-entropy: Keras binary_crossentropy on logits, and its gradient', (b, rng, skip) => {
-  if (!('sigmoidCrossEntropy' in b)) return skip(`${b.name} has no sigmoidCrossEntropy yet`);
-  const s = b as Backend & SigmoidKernels;
+backendTest('sigmoid cross-entropy: Keras binary_crossentropy on logits, and its gradient', (b, rng) => {
+  const s = b;
   const p = { rows: 3, channels: 4 };
   const size = p.rows * p.channels;
   const logits = Float32Array.from([...f32(rng, size - 2, -4, 4), 40, -40]);

@@ -563,6 +563,35 @@ backendTest('softmax, cross-entropy and its backward agree with the reference', 
   }
 });
 
+nativeTest('sigmoid cross-entropy and its backward agree with the reference (large logits included)', (n) => {
+  const rng = new Random(17);
+  for (const [rows, channels] of [
+    [1, 1],
+    [8, 10],
+    [64, 1000],
+  ] as const) {
+    const size = rows * channels;
+    const logits = pair(n, randomArray(rng, size, -40, 40));
+    const targets = pair(
+      n,
+      Array.from({ length: size }, () => [0, 1, 0.3][rng.int(3)]!),
+    );
+    const p = { rows, channels };
+    const ln = n.sigmoidCrossEntropy(logits.n, targets.n, p);
+    const lr = R.sigmoidCrossEntropy(logits.r, targets.r, p);
+    assert.ok(relError([ln.loss], [lr.loss]) <= TOL, `loss ${ln.loss} vs ${lr.loss} (${rows}×${channels})`);
+    agree(n, `sigmoidCrossEntropy probs ${rows}×${channels}`, ln.probs, lr.probs, size);
+    const probs = pair(n, R.download(lr.probs, size, 'float64'));
+    agree(
+      n,
+      `sigmoidCrossEntropyBackward ${rows}×${channels}`,
+      n.sigmoidCrossEntropyBackward(probs.n, targets.n, p, 2),
+      R.sigmoidCrossEntropyBackward(probs.r, targets.r, p, 2),
+      size,
+    );
+  }
+});
+
 // ---- training -------------------------------------------------------------------------------
 
 const RULES: UpdateRule[] = [

@@ -43,6 +43,8 @@ const OPS = [
   'softmax',
   'softmaxCrossEntropy',
   'softmaxCrossEntropyBackward',
+  'sigmoidCrossEntropy',
+  'sigmoidCrossEntropyBackward',
   'globalAvgPool',
   'globalAvgPoolBackward',
   'globalMaxPool',

@@ -90,7 +90,15 @@ function runAllKernels(backend: Backend, make: Maker): Map<string, NumArray> {
     'softmaxCrossEntropyBackward',
     backend.softmaxCrossEntropyBackward(ce.probs, labels, { rows: 30, channels: 10, labelSmoothing: 0.1 }, 2),
   );
+  // Targets in [0, 1]: a fixed pattern of 0, 1 and a soft 0.5.
+  const targets = make(Array.from({ length: 300 }, (_, i) => (i % 3) / 2));
+  const targetsBefore = Array.from(targets);
+  const bce = backend.sigmoidCrossEntropy(x, targets, { rows: 30, channels: 10 });
+  assert.equal(typeof bce.loss, 'number');
+  put('sigmoidCrossEntropy.probs', bce.probs);
+  put('sigmoidCrossEntropyBackward', backend.sigmoidCrossEntropyBackward(bce.probs, targets, { rows: 30, channels: 10 }, 2));
   put('upload', backend.upload(x));
+  assert.deepEqual(Array.from(targets), targetsBefore, 'kernel modified the targets');
   inputs.forEach((a, i) => assert.deepEqual(Array.from(a), snapshots[i], `kernel modified input ${i}`));
   return out;
 }
@@ -98,7 +106,7 @@ function runAllKernels(backend: Backend, make: Maker): Map<string, NumArray> {
 for (const [dtype, make, Type] of makers) {
   test(`${dtype} inputs give ${dtype} results from every kernel, and inputs stay unmodified`, () => {
     const outputs = runAllKernels(B, make);
-    assert.equal(outputs.size, 35);
+    assert.equal(outputs.size, 37);
     for (const [name, value] of outputs) assert.ok(value instanceof Type, `${name} returned ${value.constructor.name}`);
   });
 }

@@ -5,15 +5,7 @@ import { referenceBackend } from '../../src/backends/reference/index.js';
 import { buildModel } from '../../src/models/registry.js';
 import { SeparableConv2D } from '../../src/nn/layers/convolutional.js';
 import { Add } from '../../src/nn/layers/merge.js';
-import {
-  BUDGET_ASSUMPTIONS,
-  RECIPES,
-  TOTAL_BUDGET_MINUTES,
-  budgetMinutes,
-  getRecipe,
-  multiLabelAvailable,
-  variantInfo,
-} from '../../src/experiments/recipes.js';
+import { BUDGET_ASSUMPTIONS, RECIPES, TOTAL_BUDGET_MINUTES, budgetMinutes, getRecipe, variantInfo } from '../../src/experiments/recipes.js';
 import { main } from '../../src/cli/main.js';
 
 setBackend(referenceBackend);
@@ -31,7 +23,7 @@ test('there are the eight recipes of issues 12 and 18, each with ≥ 2 variants,
     assert.ok(r.variants.length >= 2 && r.training.seeds >= 2, r.name);
     assert.equal(new Set(r.variants.map((v) => v.name)).size, r.variants.length, `${r.name}: variant names must be unique`);
     // The stated budget is the estimate rounded up (jft-style's needs the multi-label options to build).
-    if (r.name !== 'jft-style' || multiLabelAvailable()) assert.equal(r.defaultBudgetMinutes, Math.ceil(budgetMinutes(r)), r.name);
+    assert.equal(r.defaultBudgetMinutes, Math.ceil(budgetMinutes(r)), r.name);
     assert.ok(r.defaultBudgetMinutes <= 40, `${r.name}: ${r.defaultBudgetMinutes} min`);
     total += r.defaultBudgetMinutes;
   }
@@ -164,7 +156,7 @@ test('the counter-claim recipes: every variant builds, carries its switch, and h
   }
 });
 
-test('jft-style: multi-label on fashion-mosaic, judged on MAP@100, FC layers on both models', (t) => {
+test('jft-style: multi-label on fashion-mosaic, judged on MAP@100, FC layers on both models', (_t) => {
   const r = getRecipe('jft-style');
   assert.equal(r.training.dataset, 'fashion-mosaic');
   assert.equal(r.training.metric, 'map');
@@ -178,10 +170,6 @@ test('jft-style: multi-label on fashion-mosaic, judged on MAP@100, FC layers on 
       ['inception_v3', 'sigmoid', [1024, 1024]],
     ],
   );
-  if (!multiLabelAvailable()) {
-    t.skip('the multi-label options (fcLayers, sigmoid) are not in the model schema yet');
-    return;
-  }
   const shape: [number, number, number] = r.training.budgetData!.inputShape;
   const info = Object.fromEntries(r.variants.map((v) => [v.name, variantInfo(v, shape, 10)]));
   assert.ok(Math.abs(info['xception']!.trainableParams / info['inception_v3']!.trainableParams - 1) < 0.001);

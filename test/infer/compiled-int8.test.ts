@@ -4,10 +4,9 @@
  * applies the same rules: within two quantization steps of the output value and the same top class.
  * (Measured: the plan and the reference agree to ~1e-7, the integer arithmetic is the same.)
  */
+import { simulateInt8 } from '../../src/infer/simulate-int8.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import {
   Activation,
   Add,
@@ -286,14 +285,7 @@ test('the addon refuses corrupted int8 specs with a BackendError, never a crash'
   m.dispose();
 });
 
-// The lead enables this at merge, when helper 14q's simulated int8 reference is in the tree.
-const SIMULATOR = fileURLToPath(new URL('../../src/infer/simulate-int8.js', import.meta.url));
-test('the int8 plan agrees with simulateInt8 (14q)', {
-  skip: skip || (existsSync(SIMULATOR) ? false : 'src/infer/simulate-int8 is not in this tree'),
-}, async () => {
-  const sim = (await import(SIMULATOR)) as {
-    simulateInt8: (m: Model, c: Int8Calibration, x: Float32Array, o: { batch: number; logits: boolean }) => Float32Array;
-  };
+test('the int8 plan agrees with simulateInt8, the int8 reference', { skip }, () => {
   const m = smallXception(3);
   const batch = 2;
   const x = randomImages(native!, batch, m.inputShape, 4);
@@ -301,7 +293,7 @@ test('the int8 plan agrees with simulateInt8 (14q)', {
   const calibration = minmaxCalibration(m, xs, batch, true);
   const plan = compileInference(m, { batch, logits: true, precision: 'int8', calibration });
   const got = plan.runData(xs);
-  const want = sim.simulateInt8(m, calibration, xs, { batch, logits: true });
+  const want = simulateInt8(m, calibration, xs, { batch, logits: true });
   const step = calibration.values['predictions/dense']!.scale;
   for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 2 * step, `value ${i}: ${got[i]} vs ${want[i]}`);
   plan.dispose();

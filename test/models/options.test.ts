@@ -88,6 +88,7 @@ test('the CLI parses every flagged option to a value the schema accepts, and enf
     order: ['pointwise-first'],
     'intermediate-activation': ['elu'],
     'classifier-activation': ['linear'],
+    'fc-layers': ['4096,4096'],
   };
   for (const spec of flagged) {
     const argv = spec.kind === 'boolean' ? [`--${spec.flag}`] : [`--${spec.flag}`, ...values[spec.flag!]!];

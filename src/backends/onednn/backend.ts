@@ -620,6 +620,23 @@ export class NativeBackend implements Backend {
     return this.wrap(this.run(op, [this.arg(op, 'probs', probs, n)], nums, labels)[0], n);
   }
 
+  sigmoidCrossEntropy(logits: Handle, targets: Handle, p: RowsParams): { loss: number; probs: Handle } {
+    const op = 'sigmoidCrossEntropy';
+    const nums = rowsNums(op, p);
+    const n = p.rows * p.channels;
+    const out = this.run(op, [this.arg(op, 'logits', logits, n), this.arg(op, 'targets', targets, n)], nums);
+    const loss = out[1];
+    if (typeof loss !== 'number') throw new BackendError(`native ${op}: the addon returned no loss`);
+    return { loss, probs: this.wrap(out[0], n) };
+  }
+
+  sigmoidCrossEntropyBackward(probs: Handle, targets: Handle, p: RowsParams, scale: number): Handle {
+    const op = 'sigmoidCrossEntropyBackward';
+    const nums = [...rowsNums(op, p), real(op, 'scale', scale)];
+    const n = p.rows * p.channels;
+    return this.run1(op, [this.arg(op, 'probs', probs, n), this.arg(op, 'targets', targets, n)], nums, n);
+  }
+
   // --- threads ------------------------------------------------------------------------------
 
   /**

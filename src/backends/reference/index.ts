@@ -13,7 +13,7 @@ import { conv2d, conv2dBackwardFilter, conv2dBackwardInput } from './conv.js';
 import { biasAdd, concatChannels, matmul, sliceChannels, sumRows } from './dense.js';
 import { axpby, dispose, download, elu, eluBackward, mul, relu, reluBackward, scale, upload, zeros } from './elementwise.js';
 import { applyUpdate, sumSquares } from './training.js';
-import { softmax, softmaxCrossEntropy, softmaxCrossEntropyBackward } from './loss.js';
+import { sigmoidCrossEntropy, sigmoidCrossEntropyBackward, softmax, softmaxCrossEntropy, softmaxCrossEntropyBackward } from './loss.js';
 import {
   avgPool2d,
   avgPool2dBackward,
@@ -71,4 +71,6 @@ export const referenceBackend: Backend = Object.freeze({
   softmax,
   softmaxCrossEntropy,
   softmaxCrossEntropyBackward,
+  sigmoidCrossEntropy,
+  sigmoidCrossEntropyBackward,
 });

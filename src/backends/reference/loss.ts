@@ -75,3 +75,50 @@ export function softmaxCrossEntropyBackward(probsh: Handle, labels: Int32Array, 
   }
   return dlogits;
 }
+
+/** sigmoid(x) without overflow: exp is only ever taken of −|x|. */
+function sigmoid(x: number): number {
+  const e = Math.exp(-Math.abs(x));
+  return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+function checkTargets(targets: NumArray, kernel: string): void {
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets[i]!;
+    check(t >= 0 && t <= 1, `${kernel}: target ${t} at index ${i} is outside [0, 1]`);
+  }
+}
+
+/**
+ * loss = mean over rows·channels of BCE(sigmoid(x), t) = max(x, 0) − x·t + log(1 + exp(−|x|)),
+ * which equals −t·log σ(x) − (1 − t)·log(1 − σ(x)) but never takes the log of a rounded zero.
+ */
+export function sigmoidCrossEntropy(logitsh: Handle, targetsh: Handle, p: RowsParams): { loss: number; probs: NumArray } {
+  checkPositiveInts(p, ['rows', 'channels'], 'sigmoidCrossEntropy');
+  const n = p.rows * p.channels;
+  const logits = asArray(logitsh, n, 'sigmoidCrossEntropy logits');
+  const targets = asArray(targetsh, n, 'sigmoidCrossEntropy targets');
+  checkTargets(targets, 'sigmoidCrossEntropy');
+  const probs = newLike(logits, n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const x = logits[i]!;
+    total += Math.max(x, 0) - x * targets[i]! + Math.log1p(Math.exp(-Math.abs(x)));
+    probs[i] = sigmoid(x);
+  }
+  return { loss: total / n, probs };
+}
+
+/** d(scale·loss)/d(logits) = (probs − targets)·scale/(rows·channels). */
+export function sigmoidCrossEntropyBackward(probsh: Handle, targetsh: Handle, p: RowsParams, scale: number): NumArray {
+  checkPositiveInts(p, ['rows', 'channels'], 'sigmoidCrossEntropyBackward');
+  check(Number.isFinite(scale), `sigmoidCrossEntropyBackward: scale must be a finite number, got ${scale}`);
+  const n = p.rows * p.channels;
+  const probs = asArray(probsh, n, 'sigmoidCrossEntropyBackward probs');
+  const targets = asArray(targetsh, n, 'sigmoidCrossEntropyBackward targets');
+  checkTargets(targets, 'sigmoidCrossEntropyBackward');
+  const dlogits = newLike(probs, n);
+  const factor = scale / n;
+  for (let i = 0; i < n; i++) dlogits[i] = (probs[i]! - targets[i]!) * factor;
+  return dlogits;
+}

@@ -6,6 +6,7 @@ import { kerasPreprocessing } from '../../data/image-preprocessing.js';
 import { openEvaluationData } from '../../data/training-data.js';
 import { peekSafetensorsMetadata } from '../../io/model-weights.js';
 import { getModelEntry } from '../../models/registry.js';
+import { isMultiLabelModel } from '../../predict/predict.js';
 import { evaluate } from '../../train/metrics.js';
 import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { backendFlag, intFlag, parse } from '../args.js';
@@ -32,7 +33,8 @@ A run's averaged (EMA) weights are used when it kept them.
   --limit N               evaluate only the first N test images
   --no-ema                use the live weights even if the run kept an average
   --backend NAME          native | wasm | reference
-  --json                  one JSON object: {testTop1, testTop5, testLoss}
+  --json                  one JSON object: {testTop1, testTop5, testLoss}; for a multi-label
+                          model (sigmoid head): {map, perClassAP, testLoss}, map = MAP@100 (0–1)
 ${precisionHelp(24)}
 ${imageLimitHelp(26)}
   -h, --help
@@ -104,8 +106,13 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
         'note: this is the folder the run trained on, so the score includes its training images; its held-out validation scores are in metrics.jsonl (or pass --dataset folder:OTHER)',
       );
     }
-    const r = await evaluate(model, loader.epochBatches(), classes);
-    if (v['json']) out(`${JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss })}\n`);
+    const multiLabel = isMultiLabelModel(model);
+    const r = await evaluate(model, loader.epochBatches(), classes, multiLabel);
+    if (multiLabel) {
+      // MAP@100 instead of top-1/top-5: the paper's JFT metric (a fraction 0–1), with each class's AP@100.
+      if (v['json']) out(`${JSON.stringify({ map: r.map, perClassAP: r.perClassAP, testLoss: r.loss })}\n`);
+      else out(`${r.count} images: MAP@100 ${(100 * r.map!).toFixed(2)}%  binary cross-entropy ${r.loss.toFixed(4)}\n`);
+    } else if (v['json']) out(`${JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss })}\n`);
     else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
     return 0;
   } finally {

@@ -1,7 +1,7 @@
 import { OptionError } from '../../core/errors.js';
 import { checkCommitted } from '../../experiments/check.js';
 import { runExperiment, type ExperimentRunOptions } from '../../experiments/runner.js';
-import { BUDGET_ASSUMPTIONS, getRecipe, multiLabelAvailable, RECIPES } from '../../experiments/recipes.js';
+import { BUDGET_ASSUMPTIONS, getRecipe, RECIPES } from '../../experiments/recipes.js';
 import { writeReport } from '../../experiments/report.js';
 import { makeOutputDir } from '../../io/output-paths.js';
 import { Progress } from '../../train/progress.js';
@@ -127,15 +127,7 @@ async function runCommand(argv: string[], out: (s: string) => void): Promise<num
   if (p.positionals.length !== 1)
     throw new OptionError(`experiment run: give exactly one recipe name (known: ${RECIPES.map((r) => r.name).join(', ')}, or all)`);
   const name = p.positionals[0]!;
-  // 'all' leaves out a multi-label recipe while this build has no multi-label mode (and says so).
-  const runnable = RECIPES.filter((r) => r.training.metric !== 'map' || multiLabelAvailable());
-  if (name === 'all' && runnable.length < RECIPES.length)
-    out(
-      `skipping ${RECIPES.filter((r) => !runnable.includes(r))
-        .map((r) => r.name)
-        .join(', ')}: no multi-label mode in this build\n`,
-    );
-  const names = name === 'all' ? runnable.map((r) => r.name) : [getRecipe(name).name];
+  const names = name === 'all' ? RECIPES.map((r) => r.name) : [getRecipe(name).name];
   const opts = experimentRunOptions(v, () => stop.requested()); // `stop` is set below, before any run starts
   makeOutputDir(opts.outDir);
   const stop = listenForStop('experiment');

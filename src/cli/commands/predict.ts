@@ -6,7 +6,14 @@ import { IMAGE_EXTENSIONS } from '../../data/folder.js';
 import { kerasPreprocessing, RESIZE_INTERPOLATIONS, RESIZE_POLICIES, type ImagePreprocessing } from '../../data/image-preprocessing.js';
 import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { getModelEntry } from '../../models/registry.js';
-import { ImageError, type ImagePrediction, outputsProbabilities, predictImages } from '../../predict/predict.js';
+import {
+  ImageError,
+  type ImagePrediction,
+  isMultiLabelModel,
+  MULTI_LABEL_THRESHOLD,
+  outputsProbabilities,
+  predictImages,
+} from '../../predict/predict.js';
 import { backendFlag, choiceFlag, type FlagSpec, intFlag, parse } from '../args.js';
 import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
 import { MODEL_FLAGS, MODEL_FLAGS_HELP } from '../model-flags.js';
@@ -118,6 +125,8 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
       out(`weights: ${loaded.description}\n`);
     }
     if (!outputsProbabilities(model)) warn('note: the classifier outputs logits; probabilities are their softmax');
+    if (isMultiLabelModel(model) && !json)
+      out(`multi-label model: every class above ${MULTI_LABEL_THRESHOLD} is listed (--top does not apply)\n`);
     // Flags > what the weights record > Keras's load_img.
     const preprocessing: ImagePreprocessing = {
       ...(record?.preprocessing ?? kerasPreprocessing(getModelEntry(loaded.modelName).preprocessing)),
@@ -144,6 +153,7 @@ function printPredictions(results: readonly ImagePrediction[], json: boolean, ou
     } else {
       out(`${r.file}\n`);
       r.predictions.forEach((c, i) => out(`  ${String(i + 1).padStart(2)}. ${c.probability.toFixed(4)}  ${c.label} (${c.index})\n`));
+      if (r.predictions.length === 0) out(`  (no class above ${MULTI_LABEL_THRESHOLD})\n`);
     }
   }
   if (unreadable > 0) process.stderr.write(`xception predict: ${unreadable} of ${results.length} image(s) could not be read\n`);

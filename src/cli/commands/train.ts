@@ -64,6 +64,10 @@ folder's image size. Model flags override either.
 
 Data:
   --dataset SPEC          fashion-mnist (default) | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR
+                          | fashion-mosaic[:size=64,items=1-4,seed=0,train=20000,test=4000]:
+                          multi-label canvases of 1–4 Fashion-MNIST items (a small JFT stand-in)
+  --multi-label           sigmoid head + binary cross-entropy, evaluated by MAP@100 (default:
+                          on for multi-label data such as fashion-mosaic or a sigmoid head)
                           folder:DIR is DIR/<class>/<image> alone, or DIR/train/<class>/… with
                           DIR/test (or val, validation)/<class>/…; classes are matched by name
   --image-size N          resize images to N×N (default: the dataset's size; image folders 299)
@@ -207,6 +211,7 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
     ...transferFromFlags(p, base),
   };
   if (v['skip-bad-images'] || base.skipBadImages) config.skipBadImages = true;
+  if (v['multi-label'] || base.multiLabel) config.multiLabel = true;
   const resize = choiceFlag('resize', v['resize'], RESIZE_POLICIES) ?? base.resize;
   if (resize !== undefined) config.resize = resize;
   const interpolation = choiceFlag('interpolation', v['interpolation'], RESIZE_INTERPOLATIONS) ?? base.interpolation;
@@ -260,6 +265,7 @@ const SETTING_FLAGS: Record<string, string[]> = {
   seed: ['seed'],
   model: ['model'],
   skipBadImages: ['skip-bad-images'],
+  multiLabel: ['multi-label'],
   resize: ['resize'],
   interpolation: ['interpolation'],
   weights: ['weights'],
@@ -319,6 +325,7 @@ export const TRAIN_FLAGS: FlagSpec = {
   'no-flip': { type: 'boolean' },
   'random-resized-crop': { type: 'boolean' },
   'skip-bad-images': { type: 'boolean' },
+  'multi-label': { type: 'boolean' },
   ...IMAGE_LIMIT_FLAGS,
   resize: { type: 'string' },
   interpolation: { type: 'string' },

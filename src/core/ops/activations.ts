@@ -32,9 +32,32 @@ export function softmax(x: Tensor): Tensor {
   });
 }
 
-export type ActivationName = 'relu' | 'elu' | 'softmax' | 'linear';
+/**
+ * Sigmoid, elementwise. Inference only, like softmax: training goes through sigmoidCrossEntropy.
+ * Its probabilities are that kernel's (against zero targets), so the contract needs no second sigmoid.
+ */
+export function sigmoid(x: Tensor): Tensor {
+  checkSameBackend('sigmoid', x);
+  const b = x.backend;
+  const zeros = b.zeros(x.size, x.dtype);
+  try {
+    const { probs } = b.sigmoidCrossEntropy(x.handle, zeros, { rows: 1, channels: x.size });
+    return makeResult(x, probs, x.shape, 'sigmoid', [x], () => {
+      throw new OptionError('sigmoid has no gradient here: train on logits with sigmoidCrossEntropy');
+    });
+  } finally {
+    b.dispose(zeros);
+  }
+}
 
-export const ACTIVATIONS: readonly ActivationName[] = ['relu', 'elu', 'softmax', 'linear'];
+export type ActivationName = 'relu' | 'elu' | 'softmax' | 'sigmoid' | 'linear';
+
+export const ACTIVATIONS: readonly ActivationName[] = ['relu', 'elu', 'softmax', 'sigmoid', 'linear'];
+
+/** Classifier activations that a model asked for logits leaves out (the loss applies them). */
+export function isLogitsActivation(name: ActivationName): boolean {
+  return name === 'softmax' || name === 'sigmoid';
+}
 
 export function activation(name: ActivationName, x: Tensor): Tensor {
   switch (name) {
@@ -44,6 +67,8 @@ export function activation(name: ActivationName, x: Tensor): Tensor {
       return elu(x);
     case 'softmax':
       return softmax(x);
+    case 'sigmoid':
+      return sigmoid(x);
     case 'linear':
       return x;
     default:

@@ -1,4 +1,4 @@
-import type { CrossEntropyParams } from '../backend.js';
+import type { CrossEntropyParams, RowsParams } from '../backend.js';
 import { needsGrad } from '../autograd.js';
 import { OptionError, ShapeError, shapeToString } from '../errors.js';
 import { Tensor } from '../tensor.js';
@@ -48,6 +48,55 @@ export function softmaxCrossEntropy(logits: Tensor, labels: ArrayLike<number>, o
     };
   } else {
     probsT.dispose();
+  }
+  return out;
+}
+
+/** Validates multi-label targets (rows·classes values in [0, 1]) before any backend sees them. */
+export function toTargets(
+  targets: ArrayLike<number>,
+  rows: number,
+  classes: number,
+  dtype: 'float32' | 'float64',
+): Float32Array | Float64Array {
+  if (targets.length !== rows * classes) {
+    throw new ShapeError(`sigmoidCrossEntropy: ${targets.length} targets for ${rows} rows × ${classes} classes`);
+  }
+  const out = dtype === 'float64' ? new Float64Array(targets.length) : new Float32Array(targets.length);
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets[i]!;
+    if (!(t >= 0 && t <= 1)) throw new ShapeError(`sigmoidCrossEntropy: target ${t} at index ${i} is outside [0, 1]`);
+    out[i] = t;
+  }
+  return out;
+}
+
+/**
+ * Mean binary cross-entropy of sigmoid(logits) [N, classes] against targets in [0, 1] (row-major
+ * N·classes; multi-hot for multi-label data), averaged over every row and class like Keras's
+ * binary_crossentropy; returns a scalar whose backward feeds (sigmoid − target)/(N·classes).
+ */
+export function sigmoidCrossEntropy(logits: Tensor, targets: ArrayLike<number>): Tensor {
+  checkSameBackend('sigmoidCrossEntropy', logits);
+  checkRank('sigmoidCrossEntropy', 'logits', logits, 2);
+  const [rows, classes] = logits.shape as [number, number];
+  if (rows === 0 || classes === 0) throw new ShapeError(`sigmoidCrossEntropy: empty logits ${shapeToString(logits.shape)}`);
+  const be = logits.backend;
+  const t = new Tensor(be, be.upload(toTargets(targets, rows, classes, logits.dtype)), logits.shape, logits.dtype);
+  const p: RowsParams = { rows, channels: classes };
+  const { loss, probs } = be.sigmoidCrossEntropy(logits.handle, t.handle, p);
+  const arr = logits.dtype === 'float64' ? Float64Array.of(loss) : Float32Array.of(loss);
+  const out = new Tensor(be, be.upload(arr), [], logits.dtype);
+  const probsT = new Tensor(be, probs, logits.shape, logits.dtype);
+  if (needsGrad([logits])) {
+    out.node = {
+      op: 'sigmoidCrossEntropy',
+      inputs: [logits],
+      backward: (dy) => [makeGrad(logits, be.sigmoidCrossEntropyBackward(probsT.handle, t.handle, p, dy.item()), logits.shape)],
+    };
+  } else {
+    probsT.dispose();
+    t.dispose();
   }
   return out;
 }

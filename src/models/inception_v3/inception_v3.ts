@@ -24,7 +24,7 @@ import { Concatenate } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { AveragePooling2D, MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
+import { applyHead, checkHead, checkMinInput, headParams, NameCounter, type ApplicationOptions } from '../common.js';
 import { checkModelSize, resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
@@ -84,6 +84,7 @@ export function inceptionV3MinInput(stem: 'imagenet' | 'small' = 'imagenet'): nu
 export function resolveInceptionV3Options(options: InceptionV3Options = {}): ResolvedInceptionV3Options {
   const resolved = resolveModelOptions('inception_v3', options as Record<string, unknown>) as unknown as ResolvedInceptionV3Options;
   checkMinInput('inception_v3', resolved.inputShape, resolved.stem, inceptionV3MinInput(resolved.stem));
+  checkHead('inception_v3', resolved);
   checkModelSize('inception_v3', inceptionV3ParamsBound(resolved));
   return resolved;
 }
@@ -94,7 +95,7 @@ export function resolveInceptionV3Options(options: InceptionV3Options = {}): Res
  */
 export function inceptionV3ParamsBound(o: ResolvedInceptionV3Options): number {
   const features = Math.max(1, Math.round(2048 * o.width));
-  return 24e6 * o.width ** 2 + 1e6 + (o.includeTop ? (features + 1) * o.classes : 0);
+  return 24e6 * o.width ** 2 + 1e6 + headParams(features, o);
 }
 
 /** The building blocks every phase uses, bound to one model's options, generators and names. */

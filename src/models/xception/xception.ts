@@ -19,7 +19,7 @@ import { Add } from '../../nn/layers/merge.js';
 import { BatchNormalization } from '../../nn/layers/normalization.js';
 import { MaxPooling2D } from '../../nn/layers/pooling.js';
 import { Model } from '../../nn/model.js';
-import { applyHead, checkMinInput, NameCounter, type ApplicationOptions } from '../common.js';
+import { applyHead, checkHead, checkMinInput, headParams, NameCounter, type ApplicationOptions } from '../common.js';
 import { checkModelSize, resolveModelOptions } from '../options.js';
 
 /** Keras's application options (ApplicationOptions: includeTop, inputShape, pooling, classes,
@@ -82,6 +82,7 @@ export function resolveXceptionOptions(options: XceptionOptions = {}): ResolvedX
   const resolved = resolveModelOptions('xception', options as Record<string, unknown>) as unknown as ResolvedXceptionOptions;
   checkMinInput('xception', resolved.inputShape, resolved.stem, XCEPTION_MIN_INPUT[resolved.stem]);
   checkSegments(resolved);
+  checkHead('xception', resolved);
   checkModelSize('xception', xceptionParamsBound(resolved));
   return resolved;
 }
@@ -98,7 +99,7 @@ export function xceptionParamsBound(o: ResolvedXceptionOptions): number {
     return 9 * c * (o.segments === 'depthwise' ? 1 : c / o.segments) + conv(cin, cout, 1);
   };
   const down = (cin: number, mid: number, cout: number) => sep(cin, mid) + sep(mid, cout) + conv(cin, cout, 1);
-  const head = o.includeTop ? (ch.final[1] + 1) * o.classes : 0;
+  const head = headParams(ch.final[1], o);
   return (
     conv(o.inputShape[2], ch.stem[0], 3) +
     conv(ch.stem[0], ch.stem[1], 3) +

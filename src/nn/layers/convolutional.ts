@@ -1,5 +1,5 @@
 import { OptionError, quotedChoices, ShapeError } from '../../core/errors.js';
-import { activation, type ActivationName } from '../../core/ops/activations.js';
+import { activation, type ActivationName, isLogitsActivation } from '../../core/ops/activations.js';
 import { conv2d, depthwiseConv2d, resolveConv2D } from '../../core/ops/conv.js';
 import { biasAdd } from '../../core/ops/linalg.js';
 import { pair } from '../../core/ops/padding.js';
@@ -60,7 +60,7 @@ abstract class ConvBase extends Layer {
 
   protected finish(y: Tensor, bias: Variable | null, ctx: CallContext): Tensor {
     const z = bias ? biasAdd(y, bias.read()) : y;
-    return ctx.logits && this.activation === 'softmax' ? z : activation(this.activation, z);
+    return ctx.logits && isLogitsActivation(this.activation) ? z : activation(this.activation, z);
   }
 }
 

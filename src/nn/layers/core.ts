@@ -1,5 +1,5 @@
 import { OptionError, ShapeError, shapeToString } from '../../core/errors.js';
-import { ACTIVATIONS, activation, type ActivationName } from '../../core/ops/activations.js';
+import { ACTIVATIONS, activation, type ActivationName, isLogitsActivation } from '../../core/ops/activations.js';
 import { dropout } from '../../core/ops/dropout.js';
 import { flatten } from '../../core/ops/elementwise.js';
 import { biasAdd, matmul } from '../../core/ops/linalg.js';
@@ -73,7 +73,7 @@ export class Dense extends Layer {
   call([x]: readonly Tensor[], ctx: CallContext): Tensor {
     let y = matmul(x!, this.kernel.read());
     if (this.bias) y = biasAdd(y, this.bias.read());
-    return ctx.logits && this.activation === 'softmax' ? y : activation(this.activation, y);
+    return ctx.logits && isLogitsActivation(this.activation) ? y : activation(this.activation, y);
   }
 }
 
@@ -91,7 +91,7 @@ export class Activation extends Layer {
     return singleShape(this, inputShapes);
   }
   call([x]: readonly Tensor[], ctx: CallContext): Tensor {
-    return ctx.logits && this.activation === 'softmax' ? x! : activation(this.activation, x!);
+    return ctx.logits && isLogitsActivation(this.activation) ? x! : activation(this.activation, x!);
   }
 }
 
