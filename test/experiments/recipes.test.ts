@@ -156,7 +156,7 @@ test('the counter-claim recipes: every variant builds, carries its switch, and h
   }
 });
 
-test('jft-style: multi-label on fashion-mosaic, judged on MAP@100, FC layers on both models', (_t) => {
+test('jft-style: multi-label on fashion-mosaic, judged on MAP@100, FC layers on both models', () => {
   const r = getRecipe('jft-style');
   assert.equal(r.training.dataset, 'fashion-mosaic');
   assert.equal(r.training.metric, 'map');
