@@ -306,7 +306,11 @@ test('registry and CLI: inception_v3 by name; xception-only flags are refused', 
     const flag = flags[0]!;
     assert.throws(
       () => modelFromFlags(parse('summary', ['--model', 'inception_v3', ...flags], MODEL_FLAGS)),
-      (e: Error) => e instanceof OptionError && e.message.includes(`${flag} applies only to --model xception, not to 'inception_v3'`),
+      (e: Error) =>
+        e instanceof OptionError &&
+        e.message.includes(
+          `${flag} applies only to --model xception${flag === '--no-residual' ? ' or sepvgg' : ''}, not to 'inception_v3'`,
+        ),
     );
   }
   // The same flags still work for Xception.
