@@ -37,7 +37,11 @@ export interface BenchOptions {
    * per case, the same peer run once: the before/after comparison in one run).
    */
   inference?: 'compiled' | 'op-by-op' | 'both';
-  /** Precision of compiled inference (default fp32; bf16 needs the compiled path). */
+  /**
+   * Precision of compiled inference (bf16 needs the compiled path) and of the training cases'
+   * convolutions (bf16 mixed precision; their peer is then our fp32 step, measured in the same
+   * run). Default fp32.
+   */
   precision?: 'fp32' | 'bf16';
   /**
    * Training cases: data-parallel replicas (worker threads sharing the cores; default 1, one
@@ -70,8 +74,10 @@ export interface BenchRow {
   /** Achieved GFLOP/s: counted FLOPs (2 × multiply-adds of convs and dense; training 3× forward) per second. */
   gflops: number;
   peer: PeerResult | null;
-  /** imagesPerSec / peer.imagesPerSec. */
+  /** imagesPerSec / peer.imagesPerSec; null without a peer, and for bf16 where the CPU only emulates it. */
   ratio: number | null;
+  /** bf16 rows: whether this CPU does bf16 natively (AVX512_BF16, AMX) or oneDNN emulates it (no faster than fp32). */
+  hardware?: 'native' | 'emulated';
   batch: number;
   imageSize: number;
   /** Peak resident memory of the case's process, MB. */
@@ -217,6 +223,8 @@ function planBench(o: BenchOptions): BenchPlan {
   if (o.precision !== undefined && !['fp32', 'bf16'].includes(o.precision)) {
     throw new OptionError(`bench: precision must be 'fp32' or 'bf16', got '${o.precision}'`);
   }
+  if (o.precision === 'bf16' && o.backend === 'reference')
+    throw new OptionError('bench: precision bf16 runs on the native backend, not the reference backend');
   const replicaCounts = o.replicas === undefined ? [1] : typeof o.replicas === 'number' ? [o.replicas] : [...o.replicas];
   if (replicaCounts.length === 0) throw new OptionError('bench: replicas must list at least one count');
   for (const r of replicaCounts) check('replicas', r, 1, true);
@@ -313,6 +321,8 @@ async function runCase(
   // The peer of this case was measured with the previous row (same network, same weights).
   const peerResult = measuredPeer !== undefined ? measuredPeer : await measurePeer(c, spec, onnxPath, stepFlops, plan);
   const imagesPerSec = c.batch / own.secondsPerStep;
+  // Emulated bf16 is a correctness path: a speed ratio would only measure the emulation.
+  const ratio = peerResult && own.bf16Hardware !== 'emulated' ? imagesPerSec / peerResult.imagesPerSec : null;
   return {
     case: c.name,
     backend: own.engine,
@@ -321,14 +331,15 @@ async function runCase(
     imagesPerSec,
     gflops: stepFlops / own.secondsPerStep / 1e9,
     peer: peerResult,
-    ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
+    ratio,
+    ...(own.bf16Hardware ? { hardware: own.bf16Hardware } : {}),
     batch: c.batch,
     imageSize,
     peakRssMB: own.peakRssMB,
     secondsPerStep: own.secondsPerStep,
     replicas: spec.replicas ?? 1,
     rounds: 1,
-    ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
+    ratios: ratio !== null ? [ratio] : [],
   };
 }
 
@@ -341,6 +352,16 @@ async function measurePeer(
   plan: BenchPlan,
 ): Promise<PeerResult | null> {
   const { progress, python } = plan;
+  if (plan.peer && c.kind === 'train' && spec.precision === 'bf16') {
+    progress(`${c.name}: fp32 step (the bf16 step's peer)…`);
+    const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
+    return {
+      name: `${r.engine} fp32`,
+      imagesPerSec: c.batch / r.secondsPerStep,
+      gflops: stepFlops / r.secondsPerStep / 1e9,
+      peakRssMB: r.peakRssMB,
+    };
+  }
   if (onnxPath) {
     progress(`${c.name}: onnxruntime…`);
     try {

@@ -19,6 +19,7 @@ import { exportOnnx } from '../io/onnx-model.js';
 import { xception } from '../models/xception/xception.js';
 import { Optimizer } from '../train/optimizers.js';
 import { DataParallel } from '../train/parallel/data-parallel.js';
+import { bf16HardwareOf, useTrainPrecision } from '../train/precision.js';
 import type { BenchCase, ModelScale } from './cases.js';
 import { caseModelOptions } from './cases.js';
 import { forwardFlops } from './flops.js';
@@ -38,7 +39,10 @@ export interface WorkerSpec {
    * 'op-by-op' (model.forward, kernel by kernel). XCEPTION_COMPILED=0 forces 'op-by-op'.
    */
   inference?: 'compiled' | 'op-by-op';
-  /** Precision of a compiled inference plan (default fp32). */
+  /**
+   * Precision of a compiled inference plan, or of a training step's convolutions (bf16 mixed
+   * precision, src/train/precision.ts; default fp32).
+   */
   precision?: 'fp32' | 'bf16';
   /**
    * Training cases: split the batch between this many data-parallel replicas (worker threads with
@@ -65,6 +69,8 @@ export interface WorkerResult {
   /** How inference ran: a compiled plan or op by op (training is always op by op). */
   path: 'compiled' | 'op-by-op';
   precision: 'fp32' | 'bf16';
+  /** bf16 runs: whether the CPU does bf16 natively or oneDNN emulates it. */
+  bf16Hardware?: 'native' | 'emulated';
 }
 
 function randomImages(n: number, seed: number): Float32Array {
@@ -81,6 +87,7 @@ interface Measured {
   flops: number;
   timing: Timing;
   peakRssMB: number;
+  bf16Hardware?: 'native' | 'emulated';
 }
 
 /** Peak resident memory of this process so far, MB (maxRSS is in KiB). */
@@ -108,6 +115,10 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
       process.stderr.write(`compiled inference unavailable, running op by op: ${(e as Error).message}\n`);
     }
   }
+  if (c.kind === 'train' && spec.precision === 'bf16') {
+    useTrainPrecision(backend, 'bf16'); // this process measures only this
+    precision = 'bf16';
+  }
   if (plan) {
     const compiled = plan;
     step = () => {
@@ -130,6 +141,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
         optimizer: { name: 'sgd', options: sgd },
         labelSmoothing: 0,
         ema: 0,
+        precision,
       },
       { model, optimizer: new Optimizer('sgd', sgd), ema: null },
     );
@@ -163,7 +175,9 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   // The peer runs the very weights just measured (inference mode: BN folded into the convs).
   if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
   // Named as the --backend flag names it.
-  return { engine: backend.name, flops, timing, peakRssMB: peak, path, precision };
+  const hw = precision === 'bf16' ? bf16HardwareOf(backend) : null;
+  const bf16Hardware = hw === 'native' || hw === 'emulated' ? { bf16Hardware: hw } : {};
+  return { engine: backend.name, flops, timing, peakRssMB: peak, path, precision, ...bf16Hardware };
 }
 
 async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
@@ -213,6 +227,7 @@ async function workerMain(): Promise<void> {
     peakRssMB: r.peakRssMB,
     path: r.path,
     precision: r.precision,
+    ...(r.bf16Hardware ? { bf16Hardware: r.bf16Hardware } : {}),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
