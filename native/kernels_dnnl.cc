@@ -177,6 +177,13 @@ struct ConvGeom {
     return kh == 1 && kw == 1 && g == 1 && (sh > 1 || sw > 1) && ic < kWidestChannelBlock;
   }
 
+  // Whether the filter gradient is worth computing in bf16. oneDNN 2.6's bf16 filter gradients of
+  // depthwise (jit_dw) and few-channel convolutions were slower than float32 on the 2-core Zen 5
+  // machine (one thread, batch 8: depthwise 19×19×728 33.6 vs 2.2 ms, the 3-channel stem 94 vs 39
+  // ms; 32 channels at 149×149 257 vs 468 ms in bf16's favour): those stay float32, and so does
+  // the float32 gather path of stridedPointwiseFewChannels.
+  bool bf16FilterGradientPays() const { return g == 1 && ic >= kWidestChannelBlock && !stridedPointwiseFewChannels(); }
+
   dnnl::convolution_forward::desc forwardDesc() const {
     return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                            srcMd(low()), anyWeightsMd(low()), dstMd(), strides(), dilates(), padL(),
@@ -415,8 +422,7 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   ConvGeom c = ConvGeom::parse(a);
   const float* x = a.input(0, c.xSize(), "x");
   const float* dy = a.input(1, c.ySize(), "dy");
-  // The gather path is float32 (a few small shortcut convolutions; see stridedPointwiseFewChannels).
-  c.bf16 = bf16 && !c.stridedPointwiseFewChannels();
+  c.bf16 = bf16 && c.bf16FilterGradientPays();
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
     float* dw = r.add(c.wSize());
     gemm(a, 'T', 'N', c.ic, c.oc, c.pixels(), x, c.ic, dy, c.oc, dw, c.oc);
@@ -841,7 +847,7 @@ void matmul(State& s, const Args& a, Result& r) {
 // `bf16`, the one the `.bf16` kernel runs (a float32 one where it falls back).
 std::string describeConv(State& s, const Args& a, int which, bool bf16) {
   ConvGeom c = ConvGeom::parse(a);
-  c.bf16 = bf16 && !(which == 2 && c.stridedPointwiseFewChannels());
+  c.bf16 = bf16 && (which != 2 || c.bf16FilterGradientPays());
   const ConvGeom::Pass passes[3] = {ConvGeom::Pass::kForward, ConvGeom::Pass::kBackwardData, ConvGeom::Pass::kBackwardFilter};
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
   if (which == 2 && c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
