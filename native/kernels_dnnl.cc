@@ -177,12 +177,17 @@ struct ConvGeom {
     return kh == 1 && kw == 1 && g == 1 && (sh > 1 || sw > 1) && ic < kWidestChannelBlock;
   }
 
-  // Whether the filter gradient is worth computing in bf16. oneDNN 2.6's bf16 filter gradients of
-  // depthwise (jit_dw) and few-channel convolutions were slower than float32 on the 2-core Zen 5
-  // machine (one thread, batch 8: depthwise 19×19×728 33.6 vs 2.2 ms, the 3-channel stem 94 vs 39
-  // ms; 32 channels at 149×149 257 vs 468 ms in bf16's favour): those stay float32, and so does
-  // the float32 gather path of stridedPointwiseFewChannels.
-  bool bf16FilterGradientPays() const { return g == 1 && ic >= kWidestChannelBlock && !stridedPointwiseFewChannels(); }
+  // Whether a pass is worth running in bf16 (the `.bf16` kernels run the others in float32).
+  // Measured on the 2-core Zen 5 machine (AVX512_BF16), batch 8, best of 4, fp32 → bf16 ms: with
+  // few input channels nothing gains (the 3-channel stem, forward 1.2 → 15.7); oneDNN 2.6's bf16
+  // filter gradients lose for depthwise (jit_dw, 19×19×728 one thread 2.2 → 33.6) and 1×1
+  // (64→128 at 147×147 18.7 → 40.0; 728→728 at 19×19 28.2 → 28.2) and win for full 3×3
+  // convolutions (32→64 at 149×149 56.0 → 15.4). Forward and backward data gain 2–3× on the
+  // pointwise and full convolutions (147×147 1×1 17.2 → 6.3, 28.5 → 13.2).
+  bool bf16Pays(Pass p) const {
+    if (ic < kWidestChannelBlock) return false;
+    return p != Pass::kBackwardFilter || (g == 1 && !(kh == 1 && kw == 1));
+  }
 
   dnnl::convolution_forward::desc forwardDesc() const {
     return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
@@ -372,7 +377,7 @@ void gatherPointwiseInput(const ConvGeom& c, const float* x, float* rows) {
 void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
-  c.bf16 = bf16;
+  c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kForward);
   const float* x = a.input(0, c.xSize(), "x");
   const float* w = a.input(1, c.wSize(), "filter");
   if (c.runsAsGemm(ConvGeom::Pass::kForward)) {  // Y = X · W
@@ -395,7 +400,7 @@ void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
 void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
-  c.bf16 = bf16;
+  c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardData);
   const float* dy = a.input(0, c.ySize(), "dy");
   const float* w = a.input(1, c.wSize(), "filter");
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardData)) {  // dX = dY · Wᵀ
@@ -422,7 +427,7 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   ConvGeom c = ConvGeom::parse(a);
   const float* x = a.input(0, c.xSize(), "x");
   const float* dy = a.input(1, c.ySize(), "dy");
-  c.bf16 = bf16 && c.bf16FilterGradientPays();
+  c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardFilter);
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
     float* dw = r.add(c.wSize());
     gemm(a, 'T', 'N', c.ic, c.oc, c.pixels(), x, c.ic, dy, c.oc, dw, c.oc);
@@ -847,8 +852,8 @@ void matmul(State& s, const Args& a, Result& r) {
 // `bf16`, the one the `.bf16` kernel runs (a float32 one where it falls back).
 std::string describeConv(State& s, const Args& a, int which, bool bf16) {
   ConvGeom c = ConvGeom::parse(a);
-  c.bf16 = bf16 && (which != 2 || c.bf16FilterGradientPays());
   const ConvGeom::Pass passes[3] = {ConvGeom::Pass::kForward, ConvGeom::Pass::kBackwardData, ConvGeom::Pass::kBackwardFilter};
+  c.bf16 = bf16 && which >= 0 && which <= 2 && c.bf16Pays(passes[which]);
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
   if (which == 2 && c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
   bool f32Instead = which == 0 ? convFwdEntry(s, c).f32Instead
