@@ -1,6 +1,6 @@
 // The Node-API binding: a thin layer that turns JS values into Args, runs one kernel and turns the
 // Result back into JS values. Entry points:
-//   version()                         → { abi, onednn: "2.6.3", openmp }
+//   version()                         → { abi, onednn: "2.6.3", openmp, cpuIsa, bf16: native|emulated|unsupported }
 //   setThreads(n)                     OpenMP threads for this thread's kernels (worker threads each set their own)
 //   threads()                         → OpenMP threads the calling thread's kernels use
 //   alloc(size, zero)                 → buffer handle (a type-tagged N-API external)
@@ -8,7 +8,7 @@
 //   download(handle, Float32Array)    copies the handle's elements out (lengths must match)
 //   free(handle)                      releases the memory now; later use is an error
 //   run(op, handles[], numbers[], Int32Array | undefined) → [...new handles, ...scalars]
-//   describeConv(which, numbers[])    → oneDNN implementation name
+//   describeConv(which, numbers[], bf16) → oneDNN implementation name (of the `.bf16` kernel if bf16)
 //   stats()                           → { buffers, bytes, pooledBytes, arenaBytes, peakLiveBytes, cachedPrimitives, cacheHits, cacheMisses }
 //   trimPool()                        returns the arena's free pages (freed, kept for reuse) to the system
 //   setPoolLimit(bytes)               the arena's slack: resident at most live peak + bytes (process-wide)
@@ -39,7 +39,7 @@
 namespace xnative {
 namespace {
 
-constexpr int kAbiVersion = 3;
+constexpr int kAbiVersion = 4;
 
 // Marks externals made by this addon, so a foreign external can never be read as a Buffer.
 const napi_type_tag kBufferTag = {0x7863657074696f6eULL, 0x6f6e65646e6e6c31ULL};
@@ -173,6 +173,23 @@ void setProp(napi_env env, napi_value obj, const char* name, napi_value v) {
 
 // ---- entry points ---------------------------------------------------------------------------
 
+// The instruction set oneDNN dispatches to (after ONEDNN_MAX_CPU_ISA), by oneDNN's name.
+std::string cpuIsaName() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_mic: return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
 napi_value version(napi_env env, napi_callback_info) {
   napi_value obj, s;
   NAPI_CHECK(napi_create_object(env, &obj));
@@ -188,6 +205,11 @@ napi_value version(napi_env env, napi_callback_info) {
   NAPI_CHECK(napi_get_boolean(env, false, &omp));
 #endif
   setProp(env, obj, "openmp", omp);
+  std::string isa = cpuIsaName();
+  NAPI_CHECK(napi_create_string_utf8(env, isa.c_str(), isa.size(), &s));
+  setProp(env, obj, "cpuIsa", s);
+  NAPI_CHECK(napi_create_string_utf8(env, bf16Hardware(), NAPI_AUTO_LENGTH, &s));
+  setProp(env, obj, "bf16", s);
   return obj;
 }
 
@@ -321,13 +343,15 @@ napi_value run(napi_env env, napi_callback_info info) {
 }
 
 napi_value describeConvEntry(napi_env env, napi_callback_info info) {
-  auto argv = argsOf(env, info, 2);
+  auto argv = argsOf(env, info, 3);
   int64_t which = wholeNumber(env, argv[0], 0, 2, "describeConv: which must be 0, 1 or 2");
+  bool bf16 = false;
+  NAPI_CHECK(napi_get_value_bool(env, argv[2], &bf16));
   Args a;
   a.op = "describeConv";
   readNumbers(env, argv[1], a.nums);
   if (a.nums.size() != 18) throw KernelError("describeConv: expected 18 convolution numbers");
-  std::string s = describeConv(stateOf(env), a, static_cast<int>(which));
+  std::string s = describeConv(stateOf(env), a, static_cast<int>(which), bf16);
   napi_value v;
   NAPI_CHECK(napi_create_string_utf8(env, s.c_str(), s.size(), &v));
   return v;

@@ -182,8 +182,14 @@ inline int64_t keyBits(double v) {
   return bits;
 }
 
-// oneDNN's implementation name for a convolution (which = 0 forward, 1 backward data, 2 filter).
-std::string describeConv(State& s, const Args& a, int which);
+// oneDNN's implementation name for a convolution (which = 0 forward, 1 backward data, 2 filter),
+// in float32 or as the `.bf16` kernels run it.
+std::string describeConv(State& s, const Args& a, int which, bool bf16);
+
+// Whether bf16 arithmetic is native on this CPU as oneDNN sees it (ONEDNN_MAX_CPU_ISA included):
+// "native" (AVX512_BF16 or AMX), "emulated" (AVX-512 without them: oneDNN rounds in software) or
+// "unsupported" (no AVX-512: oneDNN 2.6 has no fast bf16 kernels).
+const char* bf16Hardware();
 
 // Registration tables of the kernel files.
 void registerDnnlKernels(std::map<std::string, KernelFn>& table);

@@ -4,7 +4,12 @@
 // Keras layout (see `userWeightsMd`). Only the filters are handed to oneDNN as `any`, so the
 // primitive picks its preferred (blocked) weight layout and we reorder into a per-shape scratch
 // buffer; that is what lets oneDNN choose brgconv_1x1 for the pointwise layers. Blocked
-// activations, fused inference and bf16 live in compiled inference plans (plan.cc).
+// activations and fused inference live in compiled inference plans (plan.cc).
+//
+// Mixed precision (the `.bf16` convolution kernels): the contract stays float32 at the boundary.
+// Inside, the operands a convolution multiplies (input, filter, output gradient) are rounded to
+// bfloat16 by reorders, and oneDNN accumulates and writes float32 (output, input gradient, filter
+// gradient). Shapes oneDNN has no fast bf16 kernel for run in float32 (see `lowPrecisionUsable`).
 #include <algorithm>
 #include <string>
 
@@ -56,11 +61,17 @@ memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want,
   return mem;
 }
 
+// A temporary large enough for `md` (any data type), taken from the buffer pool.
+std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
+  return allocBuffer(static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float)), false);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Convolution
 
 struct ConvGeom {
   int64_t n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, g;
+  bool bf16 = false;  // multiply in bfloat16 (the `.bf16` kernels)
 
   // Numbers in the field order of Conv2DParams (src/core/backend.ts).
   static ConvGeom parse(const Args& a) {
@@ -105,8 +116,10 @@ struct ConvGeom {
   int64_t wSize() const { return elems({kh, kw, ic / g, oc}, "conv filter"); }
   int64_t ySize() const { return elems({n, oh, ow, oc}, "conv output"); }
 
-  memory::desc srcMd() const { return memory::desc({n, ic, ih, iw}, dt::f32, tag::nhwc); }
-  memory::desc dstMd() const { return memory::desc({n, oc, oh, ow}, dt::f32, tag::nhwc); }
+  memory::desc srcMd(dt t = dt::f32) const { return memory::desc({n, ic, ih, iw}, t, tag::nhwc); }
+  memory::desc dstMd(dt t = dt::f32) const { return memory::desc({n, oc, oh, ow}, t, tag::nhwc); }
+  // The type the primitive multiplies in: bf16 for the operands it reads, when asked.
+  dt low() const { return bf16 ? dt::bf16 : dt::f32; }
 
   // Filter layout mapping. Keras stores w[kh][kw][i][o] (HWIO), i in [0, in/groups), and output
   // channel o = gi·(out/groups) + oo belongs to group gi. Its flat offset is
@@ -119,16 +132,18 @@ struct ConvGeom {
     if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio);
     return memory::desc({g, oc / g, ic / g, kh, kw}, dt::f32, tag::hwigo);
   }
-  memory::desc anyWeightsMd() const {
-    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::any);
-    return memory::desc({g, oc / g, ic / g, kh, kw}, dt::f32, tag::any);
+  memory::desc anyWeightsMd(dt t = dt::f32) const {
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, t, tag::any);
+    return memory::desc({g, oc / g, ic / g, kh, kw}, t, tag::any);
   }
   memory::dims strides() const { return {sh, sw}; }
   memory::dims dilates() const { return {dh - 1, dw - 1}; }  // oneDNN counts the gaps: d − 1
   memory::dims padL() const { return {pt, pl}; }
   memory::dims padR() const { return {pb, pr}; }
 
-  std::vector<int64_t> key(Kind k) const { return {k, n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, g}; }
+  std::vector<int64_t> key(Kind k) const {
+    return {k, n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, g, bf16 ? 1 : 0};
+  }
 
   // A 1×1, stride-1, unpadded, ungrouped convolution over nhwc is a matrix product with the Keras
   // filter as the matrix: Y[n·h·w, out] = X[n·h·w, in] · W[in, out]. Where oneDNN's GEMM beats its
@@ -139,6 +154,7 @@ struct ConvGeom {
   // few channels over many pixels (128→128 at 147×147) the convolution does.
   enum class Pass { kForward, kBackwardData, kBackwardFilter };
   bool runsAsGemm(Pass p) const {
+    if (bf16) return false;  // dnnl_sgemm is float32; oneDNN's bf16 1×1 convolutions take these
     bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0 && g == 1;
     if (!pointwise) return false;
     switch (p) {
@@ -161,45 +177,105 @@ struct ConvGeom {
     return kh == 1 && kw == 1 && g == 1 && (sh > 1 || sw > 1) && ic < kWidestChannelBlock;
   }
 
+  // Whether a pass is worth running in bf16 (the `.bf16` kernels run the others in float32).
+  // Measured on the 2-core Zen 5 machine (AVX512_BF16), batch 8, best of 4, fp32 → bf16 ms: with
+  // few input channels nothing gains (the 3-channel stem, forward 1.2 → 15.7); oneDNN 2.6's bf16
+  // filter gradients lose for depthwise (jit_dw, 19×19×728 one thread 2.2 → 33.6) and 1×1
+  // (64→128 at 147×147 18.7 → 40.0; 728→728 at 19×19 28.2 → 28.2) and win for full 3×3
+  // convolutions (32→64 at 149×149 56.0 → 15.4). Forward and backward data gain 2–3× on the
+  // pointwise and full convolutions (147×147 1×1 17.2 → 6.3, 28.5 → 13.2).
+  bool bf16Pays(Pass p) const {
+    if (ic < kWidestChannelBlock) return false;
+    return p != Pass::kBackwardFilter || (g == 1 && !(kh == 1 && kw == 1));
+  }
+
   dnnl::convolution_forward::desc forwardDesc() const {
     return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                           srcMd(), anyWeightsMd(), dstMd(), strides(), dilates(), padL(), padR());
+                                           srcMd(low()), anyWeightsMd(low()), dstMd(), strides(), dilates(), padL(),
+                                           padR());
   }
 };
 
+// A bf16 primitive is worth running only where oneDNN has a jit kernel for it: its reference
+// implementation is orders of magnitude slower than float32. Building may also fail outright (a
+// CPU without AVX-512 has no bf16 convolutions in oneDNN 2.6). Either way the shape runs in float32.
+template <class PD, class Make>
+bool lowPrecisionUsable(PD& pd, Make make) {
+  try {
+    pd = make();
+  } catch (const dnnl::error&) {
+    return false;
+  }
+  return std::string(pd.impl_info_str()).rfind("ref", 0) != 0;
+}
+
+// Rounds a float32 nhwc tensor to bf16 into a temporary from the buffer pool.
+struct ToBf16 {
+  memory::desc from, to;
+  dnnl::reorder prim;
+  void init(State& s, const memory::desc& f32) {
+    from = f32;
+    to = memory::desc(f32.dims(), dt::bf16, tag::nhwc);
+    prim = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, from, s.engine, to));
+  }
+};
+
+// `f32Instead`: a bf16 entry whose shape has no usable bf16 primitive; the kernel runs float32.
 struct ConvFwd : CacheEntry {
+  bool f32Instead = false;
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward prim;
   memory::desc src, dst, userW;
   bool reorderW = false;
-  dnnl::reorder toPrimW;  // Keras layout → the primitive's filter layout
+  dnnl::reorder toPrimW;  // Keras layout → the primitive's filter layout (and type)
+  ToBf16 lowSrc;          // bf16 only
 };
 
 struct ConvBwdData : CacheEntry {
+  bool f32Instead = false;
   dnnl::convolution_backward_data::primitive_desc pd;
   dnnl::convolution_backward_data prim;
   memory::desc diffSrc, diffDst, userW;
   bool reorderW = false;
   dnnl::reorder toPrimW;
+  ToBf16 lowDiffDst;  // bf16 only
 };
 
 struct ConvBwdWeights : CacheEntry {
+  bool f32Instead = false;
   dnnl::convolution_backward_weights::primitive_desc pd;
   dnnl::convolution_backward_weights prim;
   memory::desc src, diffDst, userW;
   bool reorderW = false;
   dnnl::reorder toUserW;
   memory primDiffW;
+  ToBf16 lowSrc, lowDiffDst;  // bf16 only
 };
+
+// `user` as the primitive reads it: the float32 memory itself, or its bf16 copy in `tmp`.
+memory lowered(State& s, const ConvGeom& c, const ToBf16& r, memory user, std::unique_ptr<Buffer>& tmp) {
+  if (!c.bf16) return user;
+  tmp = scratchBuffer(r.to);
+  memory low(r.to, s.engine, tmp->data);
+  r.prim.execute(s.stream, user, low);
+  return low;
+}
 
 ConvFwd& convFwdEntry(State& s, const ConvGeom& c) {
   return s.cached<ConvFwd>(c.key(kConvFwd), [&] {
     auto e = std::make_unique<ConvFwd>();
-    e->pd = dnnl::convolution_forward::primitive_desc(c.forwardDesc(), s.engine);
+    auto make = [&] { return dnnl::convolution_forward::primitive_desc(c.forwardDesc(), s.engine); };
+    if (!c.bf16) {
+      e->pd = make();
+    } else if (!lowPrecisionUsable(e->pd, make)) {
+      e->f32Instead = true;
+      return e;
+    }
     e->prim = dnnl::convolution_forward(e->pd);
     e->src = c.srcMd();
     e->dst = c.dstMd();
     e->userW = c.userWeightsMd();
+    if (c.bf16) e->lowSrc.init(s, e->src);
     if (e->pd.weights_desc() != e->userW) {
       e->reorderW = true;
       e->toPrimW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->userW, s.engine, e->pd.weights_desc()));
@@ -211,14 +287,23 @@ ConvFwd& convFwdEntry(State& s, const ConvGeom& c) {
 ConvBwdData& convBwdDataEntry(State& s, const ConvGeom& c) {
   return s.cached<ConvBwdData>(c.key(kConvBwdData), [&] {
     auto e = std::make_unique<ConvBwdData>();
-    dnnl::convolution_forward::primitive_desc hint(c.forwardDesc(), s.engine);
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, c.srcMd(), c.anyWeightsMd(), c.dstMd(),
-                                            c.strides(), c.dilates(), c.padL(), c.padR());
-    e->pd = dnnl::convolution_backward_data::primitive_desc(d, s.engine, hint);
+    auto make = [&] {
+      dnnl::convolution_forward::primitive_desc hint(c.forwardDesc(), s.engine);
+      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, c.srcMd(), c.anyWeightsMd(c.low()),
+                                              c.dstMd(c.low()), c.strides(), c.dilates(), c.padL(), c.padR());
+      return dnnl::convolution_backward_data::primitive_desc(d, s.engine, hint);
+    };
+    if (!c.bf16) {
+      e->pd = make();
+    } else if (!lowPrecisionUsable(e->pd, make)) {
+      e->f32Instead = true;
+      return e;
+    }
     e->prim = dnnl::convolution_backward_data(e->pd);
     e->diffSrc = c.srcMd();
     e->diffDst = c.dstMd();
     e->userW = c.userWeightsMd();
+    if (c.bf16) e->lowDiffDst.init(s, e->diffDst);
     if (e->pd.weights_desc() != e->userW) {
       e->reorderW = true;
       e->toPrimW = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->userW, s.engine, e->pd.weights_desc()));
@@ -230,10 +315,18 @@ ConvBwdData& convBwdDataEntry(State& s, const ConvGeom& c) {
 ConvBwdWeights& convBwdWeightsEntry(State& s, const ConvGeom& c) {
   return s.cached<ConvBwdWeights>(c.key(kConvBwdWeights), [&] {
     auto e = std::make_unique<ConvBwdWeights>();
-    dnnl::convolution_forward::primitive_desc hint(c.forwardDesc(), s.engine);
-    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, c.srcMd(), c.anyWeightsMd(),
-                                               c.dstMd(), c.strides(), c.dilates(), c.padL(), c.padR());
-    e->pd = dnnl::convolution_backward_weights::primitive_desc(d, s.engine, hint);
+    auto make = [&] {
+      dnnl::convolution_forward::primitive_desc hint(c.forwardDesc(), s.engine);
+      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, c.srcMd(c.low()), c.anyWeightsMd(),
+                                                 c.dstMd(c.low()), c.strides(), c.dilates(), c.padL(), c.padR());
+      return dnnl::convolution_backward_weights::primitive_desc(d, s.engine, hint);
+    };
+    if (!c.bf16) {
+      e->pd = make();
+    } else if (!lowPrecisionUsable(e->pd, make)) {
+      e->f32Instead = true;
+      return e;
+    }
     // Refuse, rather than run, the implementation that corrupts the heap on these shapes.
     if (c.stridedPointwiseFewChannels() && std::string(e->pd.impl_info_str()).rfind("jit_1x1", 0) == 0)
       throw KernelError("conv2dBackwardFilter: oneDNN's jit_1x1 would overrun its workspace on a strided 1x1 "
@@ -242,6 +335,10 @@ ConvBwdWeights& convBwdWeightsEntry(State& s, const ConvGeom& c) {
     e->src = c.srcMd();
     e->diffDst = c.dstMd();
     e->userW = c.userWeightsMd();
+    if (c.bf16) {
+      e->lowSrc.init(s, e->src);
+      e->lowDiffDst.init(s, e->diffDst);
+    }
     if (e->pd.diff_weights_desc() != e->userW) {
       e->reorderW = true;
       e->primDiffW = memory(e->pd.diff_weights_desc(), s.engine);
@@ -277,9 +374,10 @@ void gatherPointwiseInput(const ConvGeom& c, const float* x, float* rows) {
 }
 
 // inputs: x, w
-void conv2d(State& s, const Args& a, Result& r) {
+void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
+  c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kForward);
   const float* x = a.input(0, c.xSize(), "x");
   const float* w = a.input(1, c.wSize(), "filter");
   if (c.runsAsGemm(ConvGeom::Pass::kForward)) {  // Y = X · W
@@ -288,19 +386,21 @@ void conv2d(State& s, const Args& a, Result& r) {
     return;
   }
   ConvFwd& e = convFwdEntry(s, c);
+  if (e.f32Instead) return conv2dAs(s, a, r, false);
   float* y = r.add(c.ySize());
   memory wUser = wrap(s, e.userW, w);
   memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
-  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)},
-                            {DNNL_ARG_WEIGHTS, wPrim},
-                            {DNNL_ARG_DST, wrap(s, e.dst, y)}});
+  std::unique_ptr<Buffer> xLow;
+  memory src = lowered(s, c, e.lowSrc, wrap(s, e.src, x), xLow);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wPrim}, {DNNL_ARG_DST, wrap(s, e.dst, y)}});
   s.stream.wait();
 }
 
 // inputs: dy, w
-void conv2dBackwardInput(State& s, const Args& a, Result& r) {
+void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
+  c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardData);
   const float* dy = a.input(0, c.ySize(), "dy");
   const float* w = a.input(1, c.wSize(), "filter");
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardData)) {  // dX = dY · Wᵀ
@@ -309,21 +409,25 @@ void conv2dBackwardInput(State& s, const Args& a, Result& r) {
     return;
   }
   ConvBwdData& e = convBwdDataEntry(s, c);
+  if (e.f32Instead) return conv2dBackwardInputAs(s, a, r, false);
   float* dx = r.add(c.xSize());
   memory wUser = wrap(s, e.userW, w);
   memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
-  e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.diffDst, dy)},
+  std::unique_ptr<Buffer> dyLow;
+  memory diffDst = lowered(s, c, e.lowDiffDst, wrap(s, e.diffDst, dy), dyLow);
+  e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, diffDst},
                             {DNNL_ARG_WEIGHTS, wPrim},
                             {DNNL_ARG_DIFF_SRC, wrap(s, e.diffSrc, dx)}});
   s.stream.wait();
 }
 
 // inputs: x, dy
-void conv2dBackwardFilter(State& s, const Args& a, Result& r) {
+void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
   const float* x = a.input(0, c.xSize(), "x");
   const float* dy = a.input(1, c.ySize(), "dy");
+  c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardFilter);
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
     float* dw = r.add(c.wSize());
     gemm(a, 'T', 'N', c.ic, c.oc, c.pixels(), x, c.ic, dy, c.oc, dw, c.oc);
@@ -338,14 +442,25 @@ void conv2dBackwardFilter(State& s, const Args& a, Result& r) {
     return;
   }
   ConvBwdWeights& e = convBwdWeightsEntry(s, c);
+  if (e.f32Instead) return conv2dBackwardFilterAs(s, a, r, false);
   float* dw = r.add(c.wSize());
   memory dwUser = wrap(s, e.userW, dw);
-  e.prim.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)},
-                            {DNNL_ARG_DIFF_DST, wrap(s, e.diffDst, dy)},
+  std::unique_ptr<Buffer> xLow, dyLow;
+  memory src = lowered(s, c, e.lowSrc, wrap(s, e.src, x), xLow);
+  memory diffDst = lowered(s, c, e.lowDiffDst, wrap(s, e.diffDst, dy), dyLow);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, src},
+                            {DNNL_ARG_DIFF_DST, diffDst},
                             {DNNL_ARG_DIFF_WEIGHTS, e.reorderW ? e.primDiffW : dwUser}});
   if (e.reorderW) e.toUserW.execute(s.stream, e.primDiffW, dwUser);
   s.stream.wait();
 }
+
+void conv2d(State& s, const Args& a, Result& r) { conv2dAs(s, a, r, false); }
+void conv2dBackwardInput(State& s, const Args& a, Result& r) { conv2dBackwardInputAs(s, a, r, false); }
+void conv2dBackwardFilter(State& s, const Args& a, Result& r) { conv2dBackwardFilterAs(s, a, r, false); }
+void conv2dBf16(State& s, const Args& a, Result& r) { conv2dAs(s, a, r, true); }
+void conv2dBackwardInputBf16(State& s, const Args& a, Result& r) { conv2dBackwardInputAs(s, a, r, true); }
+void conv2dBackwardFilterBf16(State& s, const Args& a, Result& r) { conv2dBackwardFilterAs(s, a, r, true); }
 
 // ---------------------------------------------------------------------------------------------
 // Batch normalization over a [rows, channels] view. oneDNN, like the contract, normalizes with
@@ -616,11 +731,6 @@ struct PoolGeom {
   }
 };
 
-// A temporary large enough for `md` (any data type), taken from the buffer pool.
-std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
-  return allocBuffer(static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float)), false);
-}
-
 struct PoolFwd : CacheEntry {
   dnnl::pooling_forward::primitive_desc pd;
   dnnl::pooling_forward prim;
@@ -738,21 +848,41 @@ void matmul(State& s, const Args& a, Result& r) {
 
 }  // namespace
 
-// Which oneDNN implementation a convolution of this shape uses (for benchmarks and reports).
-std::string describeConv(State& s, const Args& a, int which) {
+// Which oneDNN implementation a convolution of this shape uses (for benchmarks and reports); with
+// `bf16`, the one the `.bf16` kernel runs (a float32 one where it falls back).
+std::string describeConv(State& s, const Args& a, int which, bool bf16) {
   ConvGeom c = ConvGeom::parse(a);
   const ConvGeom::Pass passes[3] = {ConvGeom::Pass::kForward, ConvGeom::Pass::kBackwardData, ConvGeom::Pass::kBackwardFilter};
+  c.bf16 = bf16 && which >= 0 && which <= 2 && c.bf16Pays(passes[which]);
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
+  if (which == 2 && c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
+  bool f32Instead = which == 0 ? convFwdEntry(s, c).f32Instead
+                    : which == 1 ? convBwdDataEntry(s, c).f32Instead
+                                 : convBwdWeightsEntry(s, c).f32Instead;
+  if (f32Instead) return describeConv(s, a, which, false);
   if (which == 0) return convFwdEntry(s, c).pd.impl_info_str();
   if (which == 1) return convBwdDataEntry(s, c).pd.impl_info_str();
-  if (c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
   return convBwdWeightsEntry(s, c).pd.impl_info_str();
+}
+
+const char* bf16Hardware() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx: return "native";
+    case dnnl::cpu_isa::avx512_core:
+    case dnnl::cpu_isa::avx512_core_vnni: return "emulated";
+    default: return "unsupported";
+  }
 }
 
 void registerDnnlKernels(std::map<std::string, KernelFn>& t) {
   t["conv2d"] = conv2d;
   t["conv2dBackwardInput"] = conv2dBackwardInput;
   t["conv2dBackwardFilter"] = conv2dBackwardFilter;
+  // Mixed precision: the same contract, multiplied in bf16 (see the top of this file).
+  t["conv2d.bf16"] = conv2dBf16;
+  t["conv2dBackwardInput.bf16"] = conv2dBackwardInputBf16;
+  t["conv2dBackwardFilter.bf16"] = conv2dBackwardFilterBf16;
   // The contract's batch norm runs on kernels_bn.cc (faster on every measured shape); oneDNN's
   // stays reachable under these names for benchmarks and cross-checks.
   t["batchNormTrain.dnnl"] = batchNormTrain;

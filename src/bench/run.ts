@@ -40,8 +40,9 @@ export interface BenchOptions {
    */
   inference?: 'compiled' | 'op-by-op' | 'both';
   /**
-   * Precision of compiled inference (default fp32; bf16 and int8 need the compiled path). int8
-   * rows time synthetic scales (src/bench/int8.ts) and compare with our fp32 plan.
+   * Precision of compiled inference (bf16 needs the compiled path) and of the training cases'
+   * convolutions (bf16 mixed precision; their peer is then our fp32 step, measured in the same
+   * run); int8 is compiled inference only. Default fp32.
    */
   precision?: Precision;
   /**
@@ -71,14 +72,17 @@ export interface BenchRow {
   /** 'compiled' (an inference plan) or 'op-by-op' (kernel by kernel; always so for training). */
   path: 'compiled' | 'op-by-op';
   precision: Precision;
-  /** int8 rows: whether this CPU has int8 dot products (VNNI: 'native') or not ('emulated'). */
-  hardware?: 'native' | 'emulated';
   imagesPerSec: number;
   /** Achieved GFLOP/s: counted FLOPs (2 × multiply-adds of convs and dense; training 3× forward) per second. */
   gflops: number;
   peer: PeerResult | null;
-  /** imagesPerSec / peer.imagesPerSec. */
+  /** imagesPerSec / peer.imagesPerSec; null without a peer, and for bf16 where the CPU only emulates it. */
   ratio: number | null;
+  /**
+   * bf16 rows: whether this CPU does bf16 natively (AVX512_BF16, AMX) or oneDNN emulates it (no
+   * faster than fp32); int8 rows: whether it has int8 dot products (VNNI: 'native') or not.
+   */
+  hardware?: 'native' | 'emulated';
   batch: number;
   imageSize: number;
   /** Peak resident memory of the case's process, MB. */
@@ -226,6 +230,8 @@ function planBench(o: BenchOptions): BenchPlan {
   }
   if (o.precision === 'int8' && (o.inference === 'op-by-op' || o.inference === 'both' || o.backend === 'reference'))
     throw new OptionError('bench: precision int8 runs compiled plans on the native backend only');
+  if (o.precision === 'bf16' && o.backend === 'reference')
+    throw new OptionError('bench: precision bf16 runs on the native backend, not the reference backend');
   const replicaCounts = o.replicas === undefined ? [1] : typeof o.replicas === 'number' ? [o.replicas] : [...o.replicas];
   if (replicaCounts.length === 0) throw new OptionError('bench: replicas must list at least one count');
   for (const r of replicaCounts) check('replicas', r, 1, true);
@@ -323,6 +329,8 @@ async function runCase(
   // The peer of this case was measured with the previous row (same network, same weights).
   const peerResult = measuredPeer !== undefined ? measuredPeer : await measurePeer(c, spec, onnxPath, stepFlops, plan);
   const imagesPerSec = c.batch / own.secondsPerStep;
+  // Emulated bf16 is a correctness path: a speed ratio would only measure the emulation.
+  const ratio = peerResult && own.bf16Hardware !== 'emulated' ? imagesPerSec / peerResult.imagesPerSec : null;
   return {
     case: c.name,
     backend: own.engine,
@@ -332,14 +340,15 @@ async function runCase(
     imagesPerSec,
     gflops: stepFlops / own.secondsPerStep / 1e9,
     peer: peerResult,
-    ratio: peerResult ? imagesPerSec / peerResult.imagesPerSec : null,
+    ratio,
+    ...(own.bf16Hardware ? { hardware: own.bf16Hardware } : {}),
     batch: c.batch,
     imageSize,
     peakRssMB: own.peakRssMB,
     secondsPerStep: own.secondsPerStep,
     replicas: spec.replicas ?? 1,
     rounds: 1,
-    ratios: peerResult ? [imagesPerSec / peerResult.imagesPerSec] : [],
+    ratios: ratio !== null ? [ratio] : [],
   };
 }
 
@@ -357,6 +366,16 @@ async function measurePeer(
     const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
     return {
       name: 'xception fp32 plan',
+      imagesPerSec: c.batch / r.secondsPerStep,
+      gflops: stepFlops / r.secondsPerStep / 1e9,
+      peakRssMB: r.peakRssMB,
+    };
+  }
+  if (plan.peer && c.kind === 'train' && spec.precision === 'bf16') {
+    progress(`${c.name}: fp32 step (the bf16 step's peer)…`);
+    const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
+    return {
+      name: `${r.engine} fp32`,
       imagesPerSec: c.batch / r.secondsPerStep,
       gflops: stepFlops / r.secondsPerStep / 1e9,
       peakRssMB: r.peakRssMB,

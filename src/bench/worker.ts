@@ -20,6 +20,7 @@ import { exportOnnx } from '../io/onnx-model.js';
 import { xception } from '../models/xception/xception.js';
 import { Optimizer } from '../train/optimizers.js';
 import { DataParallel } from '../train/parallel/data-parallel.js';
+import { bf16HardwareOf, useTrainPrecision } from '../train/precision.js';
 import type { BenchCase, ModelScale } from './cases.js';
 import { caseModelOptions } from './cases.js';
 import { forwardFlops } from './flops.js';
@@ -40,7 +41,10 @@ export interface WorkerSpec {
    * 'op-by-op' (model.forward, kernel by kernel). XCEPTION_COMPILED=0 forces 'op-by-op'.
    */
   inference?: 'compiled' | 'op-by-op';
-  /** Precision of a compiled inference plan (default fp32). */
+  /**
+   * Precision of a compiled inference plan, or of a training step's convolutions (bf16 mixed
+   * precision, src/train/precision.ts; int8 is inference only; default fp32).
+   */
   precision?: Precision;
   /**
    * Training cases: split the batch between this many data-parallel replicas (worker threads with
@@ -67,6 +71,8 @@ export interface WorkerResult {
   /** How inference ran: a compiled plan or op by op (training is always op by op). */
   path: 'compiled' | 'op-by-op';
   precision: Precision;
+  /** bf16 runs: whether the CPU does bf16 natively or oneDNN emulates it. */
+  bf16Hardware?: 'native' | 'emulated';
 }
 
 function randomImages(n: number, seed: number): Float32Array {
@@ -83,6 +89,7 @@ interface Measured {
   flops: number;
   timing: Timing;
   peakRssMB: number;
+  bf16Hardware?: 'native' | 'emulated';
 }
 
 /** Peak resident memory of this process so far, MB (maxRSS is in KiB). */
@@ -116,6 +123,10 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   }
   if (spec.precision === 'int8' && c.kind === 'infer' && !plan)
     throw new BackendError('int8 inference needs a compiled plan on the native backend (XCEPTION_COMPILED=0 or another backend?)');
+  if (c.kind === 'train' && spec.precision === 'bf16') {
+    useTrainPrecision(backend, 'bf16'); // this process measures only this
+    precision = 'bf16';
+  }
   if (plan) {
     const compiled = plan;
     step = () => {
@@ -138,6 +149,7 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
         optimizer: { name: 'sgd', options: sgd },
         labelSmoothing: 0,
         ema: 0,
+        precision: precision === 'bf16' ? 'bf16' : 'fp32',
       },
       { model, optimizer: new Optimizer('sgd', sgd), ema: null },
     );
@@ -171,7 +183,9 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   // The peer runs the very weights just measured (inference mode: BN folded into the convs).
   if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
   // Named as the --backend flag names it.
-  return { engine: backend.name, flops, timing, peakRssMB: peak, path, precision };
+  const hw = precision === 'bf16' ? bf16HardwareOf(backend) : null;
+  const bf16Hardware = hw === 'native' || hw === 'emulated' ? { bf16Hardware: hw } : {};
+  return { engine: backend.name, flops, timing, peakRssMB: peak, path, precision, ...bf16Hardware };
 }
 
 async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
@@ -221,6 +235,7 @@ async function workerMain(): Promise<void> {
     peakRssMB: r.peakRssMB,
     path: r.path,
     precision: r.precision,
+    ...(r.bf16Hardware ? { bf16Hardware: r.bf16Hardware } : {}),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

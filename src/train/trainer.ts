@@ -45,6 +45,14 @@ import { resolveMultiLabel } from './multilabel.js';
 import { DataParallel } from './parallel/data-parallel.js';
 import { Progress } from './progress.js';
 import { SMALL_IMAGE_MODEL_OPTIONS, SMALL_IMAGE_XCEPTION_OPTIONS, trainingStep } from './step.js';
+import {
+  bf16HardwareOf,
+  checkPrecisionResume,
+  precisionOf,
+  type TrainPrecision,
+  useTrainPrecision,
+  validatePrecision,
+} from './precision.js';
 import { learningRateAt, validateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
 import {
   applyPhase,
@@ -124,6 +132,12 @@ export interface TrainConfig extends TransferConfig {
    * cores (1 = off). Batch normalization then normalizes each shard with its own statistics.
    */
   replicas?: number;
+  /**
+   * 'fp32' (default) or 'bf16': mixed precision on the native backend — convolutions forward and
+   * backward multiply in bfloat16 (float32 results); weights, optimizer state and batch-norm
+   * statistics stay float32 (see precision.ts). Recorded with the run; resuming keeps it.
+   */
+  precision?: TrainPrecision;
 }
 
 /** Resolves on the event loop's next check phase, after pending I/O and signal callbacks. */
@@ -209,6 +223,8 @@ export interface EpochRecord {
   skippedImages: number;
   /** Transfer runs with --freeze-base: which phase the epoch belonged to. */
   phase?: Phase;
+  /** What the convolutions multiplied in (absent in runs from before the option: fp32). */
+  precision?: TrainPrecision;
 }
 
 /** One evaluation during training: where it happened (step, time) and what it measured. */
@@ -250,9 +266,13 @@ export interface TrainResult {
   /** Seconds spent in training steps in total (all sessions of a resumed run). */
   trainSeconds: number;
   backend: string;
+  precision: TrainPrecision;
+  /** bf16 runs: whether this CPU does bf16 natively or oneDNN emulates it (correct, not faster). */
+  bf16Hardware?: 'native' | 'emulated';
 }
 
 export { TrainingDivergedError };
+export { TRAIN_PRECISIONS, type TrainPrecision } from './precision.js';
 
 /** Larger batches only exhaust memory (a batch of 299×299×3 floats is 1 MiB per image). */
 export const MAX_BATCH_SIZE = 65_536;
@@ -281,6 +301,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (c.skipBadImages !== undefined && typeof c.skipBadImages !== 'boolean')
     throw new OptionError(`skipBadImages must be true or false, got ${JSON.stringify(c.skipBadImages)}`);
   validateResize(c);
+  validatePrecision(c.precision);
   if ((c.replicas ?? 1) > c.batchSize) throw new OptionError(`replicas (${c.replicas}) cannot exceed the batch size (${c.batchSize})`);
   // More replicas than cores would share cores and crawl (and start slowly), looking hung.
   const cores = availableParallelism();
@@ -335,6 +356,15 @@ export async function train(config: TrainConfig, run: RunOptions = {}): Promise<
  * run's counters, its replicas, then the epochs.
  */
 async function trainInLockedFolder(config: TrainConfig, run: RunOptions, outDir: string): Promise<TrainResult> {
+  const restorePrecision = useTrainPrecision(getBackend(), precisionOf(config));
+  try {
+    return await trainWithPrecision(config, run, outDir);
+  } finally {
+    restorePrecision();
+  }
+}
+
+async function trainWithPrecision(config: TrainConfig, run: RunOptions, outDir: string): Promise<TrainResult> {
   const backend = getBackend();
   const progress = run.progress ?? new Progress(process.stderr);
   const saved = openRunFolder(config, outDir, run.resume ?? false, progress);
@@ -374,7 +404,13 @@ function openRunFolder(config: TrainConfig, outDir: string, resuming: boolean, p
   }
   const saved = resuming ? readCheckpoint(outDir) : null;
   if (resuming && !saved) throw new OptionError(`nothing to resume in ${outDir}`);
-  if (saved) checkResumable(saved.state.config, config as unknown as Record<string, unknown>, RESUME_MAY_CHANGE);
+  if (saved) {
+    const was = saved.state.config as { precision?: TrainPrecision };
+    checkPrecisionResume(was, config);
+    // Absent (a run from before the option) and 'fp32' are the same setting.
+    const normal = (c: object) => ({ ...c, precision: precisionOf(c as { precision?: TrainPrecision }) });
+    checkResumable(normal(saved.state.config), normal(config), RESUME_MAY_CHANGE);
+  }
   if (saved) checkTransferResume(saved.state.config as unknown as TrainConfig, config);
   const repaired = saved ? syncWeightsFile(outDir, saved) : null;
   if (repaired) progress.line(`${repaired}; rewrote ${WEIGHTS_FILE} from the checkpoint`);
@@ -610,6 +646,7 @@ class TrainingSession {
         optimizer: { name: optimizer.name, options: this.optimizerOptions },
         labelSmoothing: config.labelSmoothing,
         ema: config.ema,
+        precision: precisionOf(config),
       },
       { model, optimizer, ema },
     );
@@ -623,7 +660,8 @@ class TrainingSession {
     this.progress.line(
       `training on ${this.setup.data.name}: ` +
         `${this.loader.samples} images, ${this.epochsInAll} epochs of ${this.stepsPerEpoch} steps, backend ${this.setup.backend.name}` +
-        (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : ''),
+        (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : '') +
+        (precisionOf(config) === 'bf16' ? `, bf16 mixed precision (${bf16HardwareOf(this.setup.backend)} on this CPU)` : ''),
     );
   }
 
@@ -855,6 +893,7 @@ class TrainingSession {
       dataWait: stats.wait.seconds / Math.max(stats.wait.seconds + stats.stepSeconds, 1e-9),
       skippedImages: skipped,
       ...(this.phase ? { phase: this.phase } : {}),
+      precision: precisionOf(this.config),
     };
     this.history.push(record);
     await this.save();
@@ -923,10 +962,17 @@ class TrainingSession {
       interrupted,
       history,
       backend: this.setup.backend.name,
+      precision: precisionOf(this.config),
+      ...this.bf16HardwareField(),
       evalPoints: this.evalPoints,
       steps: this.step,
       trainSeconds: this.trainSecondsBefore + this.trainSeconds,
     };
+  }
+
+  private bf16HardwareField(): { bf16Hardware?: 'native' | 'emulated' } {
+    const hw = precisionOf(this.config) === 'bf16' ? bf16HardwareOf(this.setup.backend) : null;
+    return hw === 'native' || hw === 'emulated' ? { bf16Hardware: hw } : {};
   }
 
   async close(): Promise<void> {

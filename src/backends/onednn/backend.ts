@@ -24,7 +24,10 @@ import type {
   UpdateRule,
 } from '../../core/backend.js';
 import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError } from '../../core/errors.js';
-import type { NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
+import type { Bf16Hardware, NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
+
+/** What convolutions multiply in: float32, or bf16 with float32 accumulation and results (mixed precision). */
+export type ConvPrecision = 'fp32' | 'bf16';
 
 /** Native storage of the native backend: `size` float32 elements. */
 export class NativeTensor {
@@ -172,10 +175,47 @@ export class NativeBackend implements Backend {
   readonly name = 'native';
   readonly dtypes: readonly DType[] = ['float32'];
 
+  private convPrecisionMode: ConvPrecision = 'fp32';
+
   constructor(
     private readonly addon: NativeAddon,
     readonly onednnVersion: string,
   ) {}
+
+  // --- precision ----------------------------------------------------------------------------
+
+  /** Whether bf16 arithmetic is native, emulated or unsupported on this CPU (see Bf16Hardware). */
+  bf16Hardware(): Bf16Hardware {
+    return this.addon.version().bf16;
+  }
+
+  /**
+   * Mixed precision for the convolutions of this thread's backend, forward and both backward
+   * passes: 'bf16' rounds the operands they multiply (input, filter, output gradient) to bfloat16
+   * inside the kernel and accumulates and returns float32, so the kernel contract, the weights,
+   * optimizer state and batch-norm statistics stay float32. Where oneDNN has no fast bf16 kernel
+   * for a shape, that shape runs in float32. 'bf16' on a CPU without AVX-512 is an OptionError.
+   * Returns the previous mode (callers restore it).
+   */
+  setConvPrecision(precision: ConvPrecision): ConvPrecision {
+    if (precision !== 'fp32' && precision !== 'bf16')
+      throw new OptionError(`conv precision must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+    if (precision === 'bf16' && this.bf16Hardware() === 'unsupported') {
+      throw new OptionError(`bf16 precision needs a CPU with AVX-512 (oneDNN dispatches to ${this.addon.version().cpuIsa} here); use fp32`);
+    }
+    const was = this.convPrecisionMode;
+    this.convPrecisionMode = precision;
+    return was;
+  }
+
+  convPrecision(): ConvPrecision {
+    return this.convPrecisionMode;
+  }
+
+  /** The native kernel a convolution pass runs under the current precision. */
+  private convOp(op: string): string {
+    return this.convPrecisionMode === 'bf16' ? `${op}.bf16` : op;
+  }
 
   // --- handles ------------------------------------------------------------------------------
 
@@ -353,21 +393,21 @@ export class NativeBackend implements Backend {
     const op = 'conv2d';
     const nums = convNums(op, p);
     const s = this.convSizes(p);
-    return this.run1(op, [this.arg(op, 'x', x, s.x), this.arg(op, 'filter', w, s.w)], nums, s.y);
+    return this.run1(this.convOp(op), [this.arg(op, 'x', x, s.x), this.arg(op, 'filter', w, s.w)], nums, s.y);
   }
 
   conv2dBackwardInput(dy: Handle, w: Handle, p: Conv2DParams): Handle {
     const op = 'conv2dBackwardInput';
     const nums = convNums(op, p);
     const s = this.convSizes(p);
-    return this.run1(op, [this.arg(op, 'dy', dy, s.y), this.arg(op, 'filter', w, s.w)], nums, s.x);
+    return this.run1(this.convOp(op), [this.arg(op, 'dy', dy, s.y), this.arg(op, 'filter', w, s.w)], nums, s.x);
   }
 
   conv2dBackwardFilter(x: Handle, dy: Handle, p: Conv2DParams): Handle {
     const op = 'conv2dBackwardFilter';
     const nums = convNums(op, p);
     const s = this.convSizes(p);
-    return this.run1(op, [this.arg(op, 'x', x, s.x), this.arg(op, 'dy', dy, s.y)], nums, s.w);
+    return this.run1(this.convOp(op), [this.arg(op, 'x', x, s.x), this.arg(op, 'dy', dy, s.y)], nums, s.w);
   }
 
   // --- normalization ------------------------------------------------------------------------
@@ -732,10 +772,17 @@ export class NativeBackend implements Backend {
     this.native('freePlan', () => this.addon.planFree(plan));
   }
 
-  /** The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`). */
-  describeConv(p: Conv2DParams, pass: 'forward' | 'backwardInput' | 'backwardFilter' = 'forward'): string {
+  /**
+   * The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`), under the
+   * given precision (default: the current one).
+   */
+  describeConv(
+    p: Conv2DParams,
+    pass: 'forward' | 'backwardInput' | 'backwardFilter' = 'forward',
+    precision: ConvPrecision = this.convPrecisionMode,
+  ): string {
     const nums = convNums('describeConv', p);
     const which = pass === 'forward' ? 0 : pass === 'backwardInput' ? 1 : 2;
-    return this.native('describeConv', () => this.addon.describeConv(which, nums));
+    return this.native('describeConv', () => this.addon.describeConv(which, nums, precision === 'bf16'));
   }
 }

@@ -43,8 +43,16 @@ export interface NativePlanInfo {
   steps: string[];
 }
 
+/**
+ * How this CPU does bf16 arithmetic, as oneDNN sees it (ONEDNN_MAX_CPU_ISA included): 'native'
+ * (AVX512_BF16 or AMX), 'emulated' (AVX-512 without them: oneDNN rounds in software, correct but
+ * no faster than float32) or 'unsupported' (no AVX-512: oneDNN 2.6 has no fast bf16 kernels).
+ */
+export type Bf16Hardware = 'native' | 'emulated' | 'unsupported';
+
 export interface NativeAddon {
-  version(): { abi: number; onednn: string; openmp: boolean };
+  /** cpuIsa: the instruction set oneDNN dispatches to, by its name (e.g. 'avx512_core_bf16'). */
+  version(): { abi: number; onednn: string; openmp: boolean; cpuIsa: string; bf16: Bf16Hardware };
   /** OpenMP threads for the kernels the calling thread runs (a per-thread setting). */
   setThreads(n: number): void;
   threads(): number;
@@ -54,8 +62,11 @@ export interface NativeAddon {
   free(b: NativeBuffer): void;
   /** Runs one kernel; returns its new buffers followed by its scalar results. */
   run(op: string, inputs: NativeBuffer[], nums: number[], ints: Int32Array | undefined): Array<NativeBuffer | number>;
-  /** oneDNN implementation picked for a convolution: which = 0 forward, 1 backward data, 2 filter. */
-  describeConv(which: 0 | 1 | 2, nums: number[]): string;
+  /**
+   * oneDNN implementation picked for a convolution: which = 0 forward, 1 backward data, 2 filter;
+   * bf16: the one the `.bf16` kernels run (a float32 one where they fall back).
+   */
+  describeConv(which: 0 | 1 | 2, nums: number[], bf16: boolean): string;
   stats(): NativeStats;
   /** Returns the pooled memory to the system. */
   trimPool(): void;
@@ -70,7 +81,7 @@ export interface NativeAddon {
 }
 
 /** The ABI this TypeScript expects; native/addon.cc `kAbiVersion` must match. */
-export const EXPECTED_ABI = 3;
+export const EXPECTED_ABI = 4;
 
 const ADDON_FILE = path.join('build', 'Release', 'xception_native.node');
 

@@ -10,10 +10,10 @@
  */
 import { BackendError } from '../../core/errors.js';
 import { NativeBackend } from './backend.js';
-import { loadAddon } from './binding.js';
+import { type Bf16Hardware, loadAddon } from './binding.js';
 
-export { NativeBackend, NativeTensor } from './backend.js';
-export type { NativeStats } from './binding.js';
+export { type ConvPrecision, NativeBackend, NativeTensor } from './backend.js';
+export type { Bf16Hardware, NativeStats } from './binding.js';
 
 export interface NativeBackendStatus {
   available: boolean;
@@ -23,6 +23,10 @@ export interface NativeBackendStatus {
   path?: string;
   /** oneDNN version the addon runs on, when available. */
   onednn?: string;
+  /** The instruction set oneDNN dispatches to (e.g. 'avx512_core_bf16'), when available. */
+  cpuIsa?: string;
+  /** Whether bf16 arithmetic (`precision: 'bf16'`) is native, emulated or unsupported here, when available. */
+  bf16?: Bf16Hardware;
 }
 
 let loaded: { backend: NativeBackend | null; status: NativeBackendStatus } | undefined;
@@ -33,11 +37,11 @@ function load(): { backend: NativeBackend | null; status: NativeBackendStatus } 
   if (r.addon === null) {
     loaded = { backend: null, status: { available: false, reason: r.reason, ...(r.path ? { path: r.path } : {}) } };
   } else {
-    const onednn = r.addon.version().onednn;
+    const { onednn, cpuIsa, bf16 } = r.addon.version();
     const backend = new NativeBackend(r.addon, onednn);
     const poolMB = poolLimitFromEnv(process.env['XCEPTION_POOL_MB']);
     if (poolMB !== null) backend.setPoolLimit(poolMB * 2 ** 20);
-    loaded = { backend, status: { available: true, path: r.path, onednn } };
+    loaded = { backend, status: { available: true, path: r.path, onednn, cpuIsa, bf16 } };
   }
   return loaded;
 }

@@ -9,8 +9,9 @@ export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repea
 Measures Xception on this machine, side by side in the same run with a peer:
   infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime
   infer-b8-299    inference, batch 8 at 299×299         peer: ONNX Runtime
-  train-b8-299    training step, batch 8 at 299×299     peer: PyTorch with --pytorch, else none
-  train-b32-64    training step, batch 32 at 64×64      peer: PyTorch with --pytorch, else none
+  train-b8-299    training step, batch 8 at 299×299     peer: PyTorch with --pytorch, else none;
+                                                        with --precision bf16: our fp32 step
+  train-b32-64    training step, batch 32 at 64×64      peer: as train-b8-299
                   (small-image stem: 64×64 is below the ImageNet stem's minimum of 71)
 A training step is the trainer's: training-mode forward → softmax cross-entropy → backward →
 SGD with momentum 0.9. ONNX Runtime (onnxruntime-node, a dev dependency; CPU, 2 intra-op
@@ -24,16 +25,19 @@ achieved GFLOP/s (2 × multiply-adds of the convolutions and dense layers; a tra
 3× the forward FLOPs). Inference on the native backend runs a compiled plan (compileInference:
 batch norms folded, ReLU and residual adds fused, blocked layouts; --inference op-by-op runs
 model.forward kernel by kernel, --inference both runs each inference case both ways against one
-peer run). Training is fp32 op by op; --precision bf16 and int8 apply to compiled inference only.
-int8 rows run the convolutions in int8 with fixed timing scales (random weights have nothing to
-calibrate on; speed does not depend on the scales) and compare with our fp32 plan, measured in
-the same run (ONNX Runtime on a QDQ model is the intended peer once the QDQ export lands). On a
-shared machine figures move with the load: compare the ratio.
+peer run). Training runs op by op; --precision bf16 trains in mixed precision (bf16 convolutions,
+fp32 weights and statistics) against our fp32 step in the same run, and runs bf16 compiled
+inference. bf16 rows say whether the CPU does bf16 natively (AVX512_BF16 or AMX) or oneDNN
+emulates it: emulated rows show "emulated" instead of a ratio. --precision int8 applies to
+compiled inference only: its rows run the convolutions in int8 with fixed timing scales (random
+weights have nothing to calibrate on; speed does not depend on the scales) against our fp32 plan
+in the same run. On a shared machine figures move with the load: compare the ratio.
 
   --json                  one object per line: {case, backend, path, precision, imagesPerSec, gflops,
                           peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
                           batch, imageSize, peakRssMB, secondsPerStep, replicas, rounds, ratios,
-                          hardware (int8 rows: 'native' with VNNI int8 dot products, else 'emulated')}
+                          hardware (bf16 rows: native | emulated; int8 rows: 'native' with VNNI
+                          int8 dot products, else 'emulated')}
   --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
   --repeats N             timed repeats per case, median reported (default 5)
   --rounds N              measure every case N times, alternating with its peer, and report the
@@ -46,7 +50,7 @@ shared machine figures move with the load: compare the ratio.
   --backend NAME          native | wasm | reference (default: native where built, else wasm)
   --inference P           compiled | op-by-op | both (default compiled; native backend only;
                           XCEPTION_COMPILED=0 also turns the compiled path off)
-  --precision P           fp32 | bf16 | int8 for compiled inference (default fp32)
+  --precision P           fp32 | bf16 | int8 (default fp32): compiled inference; bf16 also training
   --threads N             the peers' threads (default 2)
   --replicas N[,M…]       training cases: split each step between N data-parallel replicas (worker
                           threads sharing the cores, as xception train --replicas); a list runs
@@ -189,6 +193,6 @@ function tableLine(r: BenchRow): string {
     r.peer?.name ?? '—',
     r.peer ? f(r.peer.imagesPerSec, 2) : '—',
     r.peer ? f(r.peer.peakRssMB, 0) : '—',
-    r.ratio !== null ? `${f(r.ratio, 2)}×` : '—',
+    r.ratio !== null ? `${f(r.ratio, 2)}×` : r.hardware === 'emulated' ? 'emulated' : '—',
   ]);
 }

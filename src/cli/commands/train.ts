@@ -8,11 +8,14 @@ import {
   DEFAULT_TRAIN_CONFIG,
   defaultModelOptions,
   MAX_BATCH_SIZE,
+  TRAIN_PRECISIONS,
   train,
   validateTrainConfig,
   type TrainConfig,
 } from '../../train/trainer.js';
 import { Progress } from '../../train/progress.js';
+import { checkTrainPrecision } from '../../train/precision.js';
+import { getBackend, tryBackend } from '../../core/engine.js';
 import { OPTIMIZERS } from '../../train/optimizers.js';
 import { SCHEDULES } from '../../train/schedules.js';
 import { choiceFlag, intFlag, numberFlag, parse, backendFlag, type FlagSpec, type Parsed } from '../args.js';
@@ -133,9 +136,14 @@ Run:
                           its share of the cores, and combine their gradients (default ${d.replicas ?? 1};
                           at most the machine's cores).
                           Batch norm then normalizes each shard with its own statistics.
+  --precision fp32|bf16   bf16: mixed precision on the native backend — convolutions forward and
+                          backward multiply in bfloat16, weights, optimizer state and batch-norm
+                          statistics stay float32 (default fp32). Recorded with the run; --resume
+                          keeps it. Fast where the CPU has AVX512_BF16; emulated (correct, not
+                          faster) on other AVX-512 CPUs; refused without AVX-512 or on reference
   --checkpoint-every N    also checkpoint every N steps
   --json                  progress to stderr; last stdout line is one JSON object:
-                          {testTop1, testTop5, testLoss, epochs, wallSeconds, imagesPerSec, outDir}
+                          {testTop1, testTop5, testLoss, epochs, wallSeconds, imagesPerSec, outDir, precision}
   -h, --help
 
 ${TRAIN_MODEL_HELP}
@@ -207,6 +215,7 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
       randomResizedCrop: v['random-resized-crop'] ? true : base.augment.randomResizedCrop,
     },
     validationFraction: numberFlag('validation', v['validation'], 0, 0.9) ?? base.validationFraction,
+    precision: choiceFlag('precision', v['precision'], TRAIN_PRECISIONS) ?? base.precision ?? 'fp32',
     outDir,
     ...transferFromFlags(p, base),
   };
@@ -235,7 +244,8 @@ function savedRunConfig(dir: string): TrainConfig {
   if (!hasCheckpoint(resolve(dir))) {
     throw new OptionError(`--resume: nothing to resume in ${dir} (no ${CHECKPOINT_FILE} there); start the run without --resume`);
   }
-  return readCheckpoint(resolve(dir)).state.config as unknown as TrainConfig;
+  // A run from before --precision trained in fp32.
+  return { precision: 'fp32', ...(readCheckpoint(resolve(dir)).state.config as unknown as TrainConfig) };
 }
 
 /** Flags that may differ from the run's on --resume: they change how it runs, not what it trains. */
@@ -272,6 +282,7 @@ const SETTING_FLAGS: Record<string, string[]> = {
   freezeBase: ['freeze-base'],
   fineTuneLr: ['fine-tune-lr'],
   unfreezeFrom: ['unfreeze-from'],
+  precision: ['precision'],
 };
 
 /** `{a: 1, augment: {flip: true}}` → `{a: 1, 'augment.flip': true}` (one level: the config's groups). */
@@ -346,6 +357,7 @@ export const TRAIN_FLAGS: FlagSpec = {
   backend: { type: 'string' },
   replicas: { type: 'string' },
   'checkpoint-every': { type: 'string' },
+  precision: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   ...TRANSFER_FLAGS,
@@ -365,8 +377,10 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
   const config = configFromFlags(p, saved ?? d, saved !== null, outDir);
   if (saved) checkFlagsAgree(p, saved, config, outDir);
   validateTrainConfig(config); // before anything is written
-  if (!saved) makeOutputDir(outDir);
   const backend = backendFlag(v['backend']);
+  const runsOn = backend ? tryBackend(backend) : getBackend();
+  if (runsOn) checkTrainPrecision(runsOn, config.precision ?? 'fp32');
+  if (!saved) makeOutputDir(outDir);
   if (config.weights !== undefined && !saved) {
     // Transfer: the source's record (or Keras's defaults) decides what the model flags leave open.
     config.model = await transferModelName(config.weights, v['model'] as string | undefined, config.model);
@@ -394,6 +408,7 @@ export async function trainCommand(argv: string[], out: (s: string) => void): Pr
       wallSeconds: r.wallSeconds,
       imagesPerSec: r.imagesPerSec,
       outDir: r.outDir,
+      precision: r.precision,
     };
     if (json) {
       out(`${JSON.stringify(summary)}\n`);

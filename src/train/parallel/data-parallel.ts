@@ -12,6 +12,7 @@ import type { Model } from '../../nn/model.js';
 import type { ExponentialMovingAverage } from '../ema.js';
 import { type Optimizer, type OptimizerOptions, TrainingDivergedError } from '../optimizers.js';
 import { DEFAULT_STALL_MS, ReplicaAbortedError, ReplicaStalledError, SharedBarrier } from './barrier.js';
+import type { TrainPrecision } from '../precision.js';
 import type { PullReply, ReplicaCommand, ReplicaInit, ReplicaReply, SharedLayout, StepReply } from './protocol.js';
 
 export class ReplicaError extends XceptionError {}
@@ -26,6 +27,8 @@ export interface DataParallelOptions {
   optimizer: { name: Optimizer['name']; options: OptimizerOptions };
   labelSmoothing: number;
   ema: number;
+  /** Convolution precision of the replicas (default fp32; see train/precision.ts). */
+  precision?: TrainPrecision;
   /** Called as each replica reports ready (building a large model takes seconds per replica). */
   onReplicaReady?: (ready: number, replicas: number) => void;
   /**
@@ -123,6 +126,7 @@ export class DataParallel {
         optimizer: o.optimizer,
         labelSmoothing: o.labelSmoothing,
         ema: o.ema,
+        precision: o.precision ?? 'fp32',
         weights,
         optimizerState,
         emaState,

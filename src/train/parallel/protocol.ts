@@ -1,5 +1,6 @@
 /** Messages between the data-parallel trainer (main thread) and its replicas (worker threads). */
 import type { OptimizerName, OptimizerOptions, OptimizerState } from '../optimizers.js';
+import type { TrainPrecision } from '../precision.js';
 
 /** Shared memory of a run: laid out once by the main thread, read by every replica. */
 export interface SharedLayout {
@@ -23,6 +24,8 @@ export interface ReplicaInit {
   modelOptions: Record<string, unknown>;
   optimizer: { name: OptimizerName; options: OptimizerOptions };
   labelSmoothing: number;
+  /** Convolution precision (train/precision.ts); each replica's backend is its own. */
+  precision: TrainPrecision;
   /** EMA decay (0 = none); only replica 0 keeps the average. */
   ema: number;
   /** Start from these: every weight by name, the optimizer's and the average's state. */

@@ -21,6 +21,7 @@ import type { Variable } from '../../nn/layer.js';
 import { ExponentialMovingAverage } from '../ema.js';
 import { topKCorrect } from '../metrics.js';
 import { clearGrad, Optimizer, TrainingDivergedError } from '../optimizers.js';
+import { useTrainPrecision } from '../precision.js';
 import { SharedBarrier } from './barrier.js';
 import type { PullReply, ReplicaInit, ReplicaReply, ReplicaRequest, StepReply } from './protocol.js';
 
@@ -68,6 +69,8 @@ export class Replica {
     if (init.backend) setBackend(init.backend);
     const backend = getBackend();
     (backend as ThreadedBackend).setThreads?.(init.threads);
+    // The worker's backend is its own; it lives as long as the worker, so nothing to restore.
+    useTrainPrecision(backend, init.precision);
     this.model = buildModel(init.model, { ...init.modelOptions, backend });
     this.classes = this.model.outputShape[0]!;
     for (const v of this.model.weights) {

@@ -1,0 +1,207 @@
+/**
+ * Mixed-precision convolutions of the native backend (`setConvPrecision('bf16')`): forward, backward
+ * data and backward filter against the float64 reference, within bf16 tolerance.
+ *
+ * bf16 keeps 8 significant bits (relative rounding 2^-9 ≈ 2e-3 per operand); products accumulate
+ * in float32. The normwise relative error (max |error| / max |reference|) of a sum of K rounded
+ * products grows at most like sqrt(K) for random signs, so the bound is max(1e-2, 2e-3·sqrt(K)).
+ * The same inputs through the float32 kernels agree to 1e-4: that the bf16 ones differ by more
+ * shows they really rounded.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Conv2DParams, Handle } from '../../src/core/backend.js';
+import { OptionError } from '../../src/core/errors.js';
+import { Random } from '../../src/core/random.js';
+import { referenceBackend as R } from '../../src/backends/reference/index.js';
+import { type NativeBackend, loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
+import { randomArray } from '../helpers/arrays.js';
+import { type ConvSpec, convFilterSize, convInputSize, convOutputSize, convParams } from '../helpers/params.js';
+
+const N = loadNativeBackend();
+
+/** Runs only where the addon loads and bf16 runs at all (AVX-512), saying why it skipped otherwise. */
+function bf16Test(name: string, body: (n: NativeBackend) => void): void {
+  test(name, (t) => {
+    if (!N) return void t.skip(nativeBackendStatus().reason);
+    if (N.bf16Hardware() === 'unsupported') return void t.skip('no AVX-512: oneDNN 2.6 has no bf16 convolutions here');
+    const was = N.setConvPrecision('bf16');
+    try {
+      body(N);
+    } finally {
+      N.setConvPrecision(was);
+    }
+  });
+}
+
+function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let err = 0,
+    scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    err = Math.max(err, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return scale === 0 ? err : err / scale;
+}
+
+const bf16Tolerance = (k: number): number => Math.max(1e-2, 2e-3 * Math.sqrt(k));
+
+/** Reduction lengths of the three passes. */
+function reductions(p: Conv2DParams): { forward: number; backwardInput: number; backwardFilter: number } {
+  const window = p.kernelHeight * p.kernelWidth;
+  return {
+    forward: (window * p.inChannels) / p.groups,
+    backwardInput: (window * p.outChannels) / p.groups,
+    backwardFilter: p.batch * p.outHeight * p.outWidth,
+  };
+}
+
+interface PassResult {
+  bf16: ArrayLike<number>;
+  fp32: ArrayLike<number>;
+  reference: ArrayLike<number>;
+}
+
+/** One pass under bf16 and under fp32 on the native backend, and on the reference. */
+function runPass(n: NativeBackend, size: number, native: () => Handle, reference: () => Handle): PassResult {
+  const take = (h: Handle) => {
+    const v = n.download(h, size, 'float32');
+    n.dispose(h);
+    return v;
+  };
+  const bf16 = take(native());
+  n.setConvPrecision('fp32');
+  const fp32 = take(native());
+  n.setConvPrecision('bf16');
+  return { bf16, fp32, reference: R.download(reference(), size, 'float64') };
+}
+
+function checkBf16Conv(n: NativeBackend, rng: Random, spec: ConvSpec, label: string): void {
+  const p = convParams(spec);
+  const up = (size: number) => {
+    const v = Float32Array.from(randomArray(rng, size));
+    return { n: n.upload(v), r: R.upload(Float64Array.from(v)) };
+  };
+  const x = up(convInputSize(p)),
+    w = up(convFilterSize(p)),
+    dy = up(convOutputSize(p));
+  const k = reductions(p);
+  const passes: Array<[keyof typeof k, number, () => Handle, () => Handle]> = [
+    ['forward', convOutputSize(p), () => n.conv2d(x.n, w.n, p), () => R.conv2d(x.r, w.r, p)],
+    ['backwardInput', convInputSize(p), () => n.conv2dBackwardInput(dy.n, w.n, p), () => R.conv2dBackwardInput(dy.r, w.r, p)],
+    ['backwardFilter', convFilterSize(p), () => n.conv2dBackwardFilter(x.n, dy.n, p), () => R.conv2dBackwardFilter(x.r, dy.r, p)],
+  ];
+  for (const [pass, size, native, reference] of passes) {
+    const impl = n.describeConv(p, pass);
+    const r = runPass(n, size, native, reference);
+    const what = `${label} ${pass} (${impl}, K=${k[pass]})`;
+    const e = relError(r.bf16, r.reference);
+    assert.ok(
+      e <= bf16Tolerance(k[pass]),
+      `${what}: bf16 relative error ${e.toExponential(2)} > ${bf16Tolerance(k[pass]).toExponential(2)}`,
+    );
+    assert.ok(relError(r.fp32, r.reference) <= 1e-4, `${what}: the float32 kernel disagrees with the reference`);
+    // A pass that runs another implementation than float32's rounds its operands: its results must differ.
+    if (impl !== n.describeConv(p, pass, 'fp32')) assert.ok(e > 1e-5, `${what}: no bf16 rounding visible (error ${e})`);
+  }
+  for (const h of [x.n, w.n, dy.n]) n.dispose(h);
+}
+
+const BF16_CASES: Array<[string, ConvSpec]> = [
+  ['3×3 same', { batch: 2, height: 5, width: 7, inChannels: 3, outChannels: 4, kernel: [3, 3], padding: 'same' }],
+  [
+    '3×3 stride 2 valid (block1_conv1)',
+    { height: 15, width: 15, inChannels: 3, outChannels: 8, kernel: [3, 3], stride: [2, 2], padding: 'valid' },
+  ],
+  [
+    'asymmetric padding, dilation',
+    {
+      batch: 2,
+      height: 9,
+      width: 8,
+      inChannels: 5,
+      outChannels: 6,
+      kernel: [3, 2],
+      dilation: [2, 1],
+      padding: { height: [2, 0], width: [0, 1] },
+    },
+  ],
+  ['grouped, 3 groups', { batch: 2, height: 6, width: 6, inChannels: 6, outChannels: 9, kernel: [3, 3], padding: 'same', groups: 3 }],
+  ['depthwise 3×3', { batch: 2, height: 9, width: 9, inChannels: 16, outChannels: 16, kernel: [3, 3], padding: 'same', groups: 16 }],
+  [
+    'depthwise 3×3 stride 2, multiplier 2',
+    { height: 10, width: 7, inChannels: 5, outChannels: 10, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 5 },
+  ],
+  ['1×1 pointwise', { batch: 2, height: 7, width: 7, inChannels: 32, outChannels: 48, kernel: [1, 1], padding: 'valid' }],
+  [
+    '1×1 stride 2 (residual shortcut)',
+    { height: 9, width: 9, inChannels: 16, outChannels: 24, kernel: [1, 1], stride: [2, 2], padding: 'same' },
+  ],
+  [
+    '1×1 stride 2, 8 input channels (float32 gather path)',
+    { height: 8, width: 8, inChannels: 8, outChannels: 16, kernel: [1, 1], stride: [2, 2], padding: 'same' },
+  ],
+  ['Xception middle flow pointwise', { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [1, 1], padding: 'same' }],
+  [
+    'Xception middle flow depthwise',
+    { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [3, 3], padding: 'same', groups: 728 },
+  ],
+];
+
+bf16Test('bf16 convolutions (forward, backward data, backward filter) agree with the reference within bf16 tolerance', (n) => {
+  const rng = new Random(16);
+  for (const [label, spec] of BF16_CASES) checkBf16Conv(n, rng, spec, label);
+});
+
+bf16Test('bf16 mode runs in bf16 where it pays: not with few input channels, nor depthwise and 1×1 filter gradients', (n) => {
+  const isa = nativeBackendStatus().cpuIsa ?? '';
+  const native = n.bf16Hardware() === 'native';
+  const cases: Array<[ConvSpec, boolean[]]> = [
+    [BF16_CASES[6]![1], [true, true, false]], // pointwise
+    [BF16_CASES[4]![1], [true, true, false]], // depthwise
+    [BF16_CASES[1]![1], [false, false, false]], // the 3-channel stem
+    [{ batch: 2, height: 9, width: 9, inChannels: 32, outChannels: 16, kernel: [3, 3], padding: 'same' }, [true, true, true]],
+  ];
+  for (const [spec, inBf16] of cases) {
+    const p = convParams(spec);
+    (['forward', 'backwardInput', 'backwardFilter'] as const).forEach((pass, i) => {
+      const bf16 = n.describeConv(p, pass);
+      const fp32 = n.describeConv(p, pass, 'fp32');
+      if (!native) return;
+      const label = `${JSON.stringify(spec)} ${pass}: ${bf16} (fp32 ${fp32}) on ${isa}`;
+      if (inBf16[i]) assert.match(bf16, /bf16/, label);
+      else assert.equal(bf16, fp32, label);
+    });
+  }
+  // The weights the next forward reads are re-rounded after an in-place update (version bump).
+  const rng = new Random(3);
+  const p = convParams(BF16_CASES[6]![1]);
+  const x = n.upload(Float32Array.from(randomArray(rng, convInputSize(p))));
+  const w = n.upload(Float32Array.from(randomArray(rng, convFilterSize(p))));
+  const y0 = n.download(n.conv2d(x, w, p), convOutputSize(p), 'float32');
+  const zero = n.zeros(convFilterSize(p), 'float32');
+  n.applyUpdate({ kind: 'sgd', lr: 1, momentum: 0, nesterov: false, weightDecay: 0.5 }, w, zero, [], convFilterSize(p), 1);
+  const y1 = n.download(n.conv2d(x, w, p), convOutputSize(p), 'float32');
+  assert.notDeepEqual(y1, y0, 'a cached bf16 filter survived an update of the weights');
+});
+
+test('setConvPrecision: an unknown precision is an OptionError; fp32 is the default', (t) => {
+  if (!N) return void t.skip(nativeBackendStatus().reason);
+  assert.equal(N.convPrecision(), 'fp32');
+  assert.throws(() => N.setConvPrecision('fp16' as 'bf16'), OptionError);
+  assert.equal(N.convPrecision(), 'fp32');
+});
+
+test('with oneDNN held to AVX-512 without bf16, the status says emulated and bf16 convolutions still agree', (t) => {
+  if (!N) return void t.skip(nativeBackendStatus().reason);
+  const child = fileURLToPath(new URL('../helpers/bf16-emulated-child.js', import.meta.url));
+  const r = spawnSync(process.execPath, [child], { env: { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { bf16: string; cpuIsa: string; errors: number[]; impl: string };
+  assert.equal(out.cpuIsa, 'avx512_core');
+  assert.equal(out.bf16, 'emulated');
+  assert.match(out.impl, /bf16/);
+  for (const e of out.errors) assert.ok(e > 1e-5 && e <= 1e-2, `emulated bf16 relative error ${e}`);
+});
