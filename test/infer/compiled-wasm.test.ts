@@ -23,7 +23,9 @@ import {
   noGrad,
   OptionError,
   Random,
+  releaseCompiledInference,
   SeparableConv2D,
+  setInferencePrecision,
   tensor,
   xception,
 } from '../../src/index.js';
@@ -31,6 +33,7 @@ import type { Backend } from '../../src/core/backend.js';
 import type { Layer, SymbolicTensor } from '../../src/nn/layer.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { loadWasmBackend, wasmBackendStatus } from '../../src/backends/wasm/node.js';
+import { cachedCompiledInference, compiledFallbackReason } from '../../src/infer/auto.js';
 import { arenaLayout } from '../../src/infer/wasm-plan.js';
 import { errors, randomImages, randomizeStatistics } from './helpers.js';
 
@@ -185,5 +188,22 @@ test('wasm plan: bf16 and int8 stay native (a clear OptionError)', { skip }, () 
     () => compileInference(model, { batch: 1, precision: 'bf16' }),
     (e: unknown) => e instanceof OptionError && /native backend only/.test(e.message),
   );
+  model.dispose();
+});
+
+test('predict and evaluate use the cached wasm plan; a lower precision on wasm is an OptionError', { skip }, () => {
+  const model = mixedModel(wasm!);
+  randomizeStatistics(model, 3);
+  const plan = cachedCompiledInference(model, 2, true);
+  assert.ok(plan, `no plan: ${compiledFallbackReason(model)}`);
+  assert.equal(cachedCompiledInference(model, 2, true), plan, 'cached');
+  const x = randomImages(wasm!, 2, model.inputShape, 4);
+  within(plan.run(x).data() as Float32Array, noGrad(() => model.forward(x, { logits: true }).data()) as Float32Array, 'cached plan');
+  setInferencePrecision(model, { precision: 'bf16' });
+  assert.throws(() => cachedCompiledInference(model, 2, true), OptionError);
+  setInferencePrecision(model, null);
+  releaseCompiledInference(model);
+  assert.ok(plan.disposed);
+  x.dispose();
   model.dispose();
 });
