@@ -1,6 +1,6 @@
 /**
  * Where the library itself infers (predict, evaluate), the compiled plan is used when it is a
- * drop-in: the model's weights live on the native backend, the model compiles, and
+ * drop-in: the model's weights live on the native backend (or on wasm, fp32), the model compiles, and
  * XCEPTION_COMPILED is not '0'. Otherwise (reference backend, an uncompilable layer, a plan the
  * addon refused) callers fall back to model.forward, op by op.
  */
@@ -53,7 +53,7 @@ export function compiledInferenceEnabled(): boolean {
 export function cachedCompiledInference(model: Model, batch: number, logits: boolean): CompiledInference | null {
   const wanted = precisionOf.get(model);
   const backend = model.weights[0]?.value.backend;
-  if (!compiledInferenceEnabled() || backend?.name !== 'native') {
+  if (!compiledInferenceEnabled() || (backend?.name !== 'native' && backend?.name !== 'wasm')) {
     if (wanted)
       throw new OptionError(`precision ${wanted.precision} runs compiled plans on the native backend only (XCEPTION_COMPILED=0?)`);
     return null;

@@ -1,5 +1,6 @@
 /**
- * Compiled inference on the native (oneDNN) backend:
+ * Compiled inference on the native (oneDNN) backend, or on the wasm backend when the model's
+ * weights live there (fp32 only; the same spec run by wasm-plan.ts):
  *
  *   const net = compileInference(model, { batch: 8 });     // once per model, input shape and batch
  *   const probs = net.run(x);                              // x: [8, 299, 299, 3] NHWC float32
@@ -25,6 +26,8 @@ import type { Model } from '../nn/model.js';
 import { compileSpec, type CompiledSpec, type CompileSpecOptions, type PlanLayout, type Precision, type WeightRecipe } from './compile.js';
 import { int8Hardware } from './int8-plan.js';
 import type { Int8Calibration } from './quant-types.js';
+import type { WasmBackend } from '../backends/wasm/backend.js';
+import { WasmPlan } from './wasm-plan.js';
 
 export interface CompileInferenceOptions {
   /** Images per run (required): a plan runs exactly this batch. */
@@ -64,6 +67,8 @@ export interface CompiledInferenceInfo {
   arenaBytes: number;
   weightBytes: number;
   scratchpadBytes: number;
+  /** wasm plans: the bytes of all values if none shared memory (arenaBytes is below this by liveness). */
+  valueBytes?: number;
   fusions: CompiledSpec['fusions'];
   /** Times the weights were re-read because the model's weights changed. */
   weightRefreshes: number;
@@ -88,7 +93,9 @@ export class CompiledInference {
   readonly layout: Exclude<PlanLayout, 'auto'>;
   readonly logits: boolean;
   private plan: NativePlan | null;
-  private readonly backend: NativeBackend;
+  /** Set instead of `plan` when the model is on the wasm backend. */
+  private readonly wasm: WasmPlan | null = null;
+  private readonly backend: NativeBackend | null;
   private recipes: WeightRecipe[];
   private snapshot: Snapshot[];
   private readonly fusions: CompiledSpec['fusions'];
@@ -131,44 +138,33 @@ export class CompiledInference {
     }
     const logits = options.logits ?? false;
     if (typeof logits !== 'boolean') throw new OptionError('compileInference: logits must be true or false');
-    this.backend = requireNativeBackend();
+    const wasmBackend = wasmBackendOf(model);
+    if (wasmBackend && precision !== 'fp32') {
+      throw new OptionError(
+        `compileInference: precision '${precision}' is compiled on the native backend only; model '${model.name}' is on the wasm backend (fp32 there)`,
+      );
+    }
+    this.backend = wasmBackend ? null : requireNativeBackend();
     const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
     const calibration = options.calibration;
     this.specOptions = { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}), ...(calibration ? { calibration } : {}) };
     let compiled = compileSpec(model, this.specOptions);
     // Taken before the weights are read: a change from here on is caught by the next run.
     const snapshot = this.takeSnapshot(compiled.variables);
-    let plan: NativePlan;
-    try {
-      plan = this.backend.createPlan(
-        compiled.spec,
-        compiled.recipes.map((r) => r()),
-      );
-    } catch (e) {
-      // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
-      // correctness first, so try once more with every layer as its own primitive.
-      // (Not for int8: the calibration names the fused graph's values.)
-      if (!(e instanceof BackendError) || fuse || precision === 'int8') throw e;
-      compiled = compileSpec(model, {
-        batch,
-        inputShape,
-        logits,
-        precision,
-        layout,
-        fuse: { batchNorm: false, sum: false, eltwise: false },
-      });
-      plan = this.backend.createPlan(
-        compiled.spec,
-        compiled.recipes.map((r) => r()),
-      );
-      this.unfusedBecause = e.message;
+    if (wasmBackend) {
+      this.plan = null;
+      this.wasm = new WasmPlan(wasmBackend, compiled, this.readWeightsOf(compiled.recipes));
+    } else {
+      const built = this.createNativePlan(compiled);
+      this.plan = built.plan;
+      compiled = built.compiled;
     }
-    this.plan = plan;
     this.batch = batch;
     this.inputShape = Object.freeze(inputShape);
     this.outputShape = Object.freeze([...compiled.outputShape]);
     this.precision = precision;
-    this.layout = compiled.layout;
+    // The wasm plan keeps activations NHWC whatever the spec's layout says.
+    this.layout = wasmBackend ? 'channels-last' : compiled.layout;
     this.logits = logits;
     this.recipes = compiled.recipes;
     this.fusions = compiled.fusions;
@@ -176,23 +172,44 @@ export class CompiledInference {
     this.inputSize = batch * inputShape.reduce((a, b) => a * b, 1);
     this.outputSize = batch * compiled.outputShape.reduce((a, b) => a * b, 1);
     this.snapshot = snapshot;
-    const info = this.backend.planInfo(this.plan);
+    const info = this.wasm ?? this.native().planInfo(this.livePlan());
     if (info.inputSize !== this.inputSize || info.outputSize !== this.outputSize) {
-      this.backend.freePlan(this.plan);
-      this.plan = null;
+      this.dispose();
       throw new XceptionError(
         `compileInference: internal size mismatch (plan ${info.inputSize}→${info.outputSize}, expected ${this.inputSize}→${this.outputSize})`,
       );
     }
   }
 
+  /** The native plan, retried unfused when oneDNN refuses a fused primitive (not for int8 or an explicit `fuse`). */
+  private createNativePlan(compiled: CompiledSpec): { plan: NativePlan; compiled: CompiledSpec } {
+    const o = this.specOptions;
+    try {
+      return { plan: this.native().createPlan(compiled.spec, this.readWeightsOf(compiled.recipes)), compiled };
+    } catch (e) {
+      // oneDNN may refuse a fused primitive that this CPU or build has no implementation for:
+      // correctness first, so try once more with every layer as its own primitive.
+      // (Not for int8: the calibration names the fused graph's values.)
+      if (!(e instanceof BackendError) || o.fuse || o.precision === 'int8') throw e;
+      const unfused = compileSpec(this.model, { ...o, fuse: { batchNorm: false, sum: false, eltwise: false } });
+      const plan = this.native().createPlan(unfused.spec, this.readWeightsOf(unfused.recipes));
+      this.unfusedBecause = e.message;
+      return { plan, compiled: unfused };
+    }
+  }
+
   get disposed(): boolean {
-    return this.plan === null;
+    return this.wasm ? this.wasm.freed : this.plan === null;
+  }
+
+  private native(): NativeBackend {
+    if (!this.backend) throw new XceptionError('compileInference: internal error: a wasm plan has no native backend');
+    return this.backend;
   }
 
   /** Runs the network on x [batch, ...inputShape] (any backend); the result is on x's backend. */
   run(x: Tensor): Tensor {
-    this.livePlan();
+    this.checkLive();
     if (!(x instanceof Tensor)) throw new OptionError('CompiledInference.run: x must be a Tensor');
     const want = [this.batch, ...this.inputShape];
     if (x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
@@ -204,7 +221,10 @@ export class CompiledInference {
     if (x.dtype !== 'float32') throw new OptionError(`compiled '${this.model.name}' takes float32, got ${x.dtype}`);
     this.syncWeights(); // (may build an int8 plan again: the plan is read after it)
     const outShape = [this.batch, ...this.outputShape];
-    if (x.backend === (this.backend as Backend)) {
+    if (this.wasm && x.backend === (this.wasm.backend as Backend)) {
+      return new Tensor(x.backend, this.wasm.runHandle(x.handle), outShape);
+    }
+    if (this.backend && x.backend === (this.backend as Backend)) {
       return new Tensor(this.backend, this.backend.runPlan(this.livePlan(), x.handle, this.inputSize, this.outputSize), outShape);
     }
     const y = this.runData(x.data());
@@ -213,29 +233,31 @@ export class CompiledInference {
 
   /** Runs on plain NHWC float32 values (batch × inputShape); returns the output values. */
   runData(x: Float32Array): Float32Array {
-    this.livePlan();
+    this.checkLive();
     if (!(x instanceof Float32Array) || x.length !== this.inputSize) {
       throw new ShapeError(
         `compiled '${this.model.name}' takes ${this.inputSize} values (${shapeToString([this.batch, ...this.inputShape])}), got ${x instanceof Float32Array ? x.length : typeof x}`,
       );
     }
     this.syncWeights();
-    const input = this.backend.upload(x);
+    if (this.wasm) return this.wasm.runData(x);
+    const backend = this.native();
+    const input = backend.upload(x);
     try {
-      const out = this.backend.runPlan(this.livePlan(), input, this.inputSize, this.outputSize);
+      const out = backend.runPlan(this.livePlan(), input, this.inputSize, this.outputSize);
       try {
-        return this.backend.download(out, this.outputSize, 'float32') as Float32Array;
+        return backend.download(out, this.outputSize, 'float32') as Float32Array;
       } finally {
-        this.backend.dispose(out);
+        backend.dispose(out);
       }
     } finally {
-      this.backend.dispose(input);
+      backend.dispose(input);
     }
   }
 
   /** Runs once on x, timing every step (slower than run: it waits after each primitive). */
   profile(x: Tensor): Array<{ step: string; seconds: number }> {
-    this.livePlan();
+    this.checkLive();
     const want = [this.batch, ...this.inputShape];
     if (!(x instanceof Tensor) || x.rank !== 4 || x.shape.some((d, i) => d !== want[i])) {
       throw new ShapeError(
@@ -243,35 +265,43 @@ export class CompiledInference {
       );
     }
     this.syncWeights();
-    const native = x.backend === (this.backend as Backend) ? null : this.backend.upload(x.data());
+    const backend: NativeBackend | WasmBackend = this.wasm?.backend ?? this.native();
+    const own = x.backend === (backend as Backend) ? null : backend.upload(x.data());
     try {
-      const seconds = this.backend.profilePlan(this.livePlan(), native ?? x.handle, this.inputSize, this.outputSize);
-      const steps = this.backend.planInfo(this.livePlan()).steps;
+      if (this.wasm) return this.wasm.profile(own ?? x.handle);
+      const seconds = this.native().profilePlan(this.livePlan(), own ?? x.handle, this.inputSize, this.outputSize);
+      const steps = this.native().planInfo(this.livePlan()).steps;
       return steps.map((step, i) => ({ step, seconds: seconds[i]! }));
     } finally {
-      if (native) this.backend.dispose(native);
+      if (own) backend.dispose(own);
     }
   }
 
   /** Re-reads (and re-folds) the model's weights now. run() does this by itself when they changed. */
   refreshWeights(): void {
-    const plan = this.livePlan();
+    this.checkLive();
     this.snapshot = this.takeSnapshot(this.snapshot.map((s) => s.variable));
-    if (this.precision === 'int8') {
-      // Its kernels are quantized with scales built into the primitives: a new plan (same calibration).
-      const compiled = compileSpec(this.model, this.specOptions);
-      const fresh = this.backend.createPlan(compiled.spec, this.readWeightsOf(compiled.recipes));
-      this.plan = fresh;
-      this.recipes = compiled.recipes;
-      this.backend.freePlan(plan);
-    } else {
-      this.backend.setPlanWeights(plan, this.readWeights());
-    }
+    if (this.wasm) this.wasm.setWeights(this.readWeights());
+    else this.refreshNativeWeights(this.livePlan(), this.native());
     this.refreshes++;
   }
 
+  private refreshNativeWeights(plan: NativePlan, backend: NativeBackend): void {
+    if (this.precision === 'int8') {
+      // Its kernels are quantized with scales built into the primitives: a new plan (same calibration).
+      const compiled = compileSpec(this.model, this.specOptions);
+      const fresh = backend.createPlan(compiled.spec, this.readWeightsOf(compiled.recipes));
+      this.plan = fresh;
+      this.recipes = compiled.recipes;
+      backend.freePlan(plan);
+    } else {
+      backend.setPlanWeights(plan, this.readWeights());
+    }
+  }
+
   info(): CompiledInferenceInfo {
-    const i = this.backend.planInfo(this.livePlan());
+    this.checkLive();
+    const i = this.wasm ? this.wasm.info() : this.native().planInfo(this.livePlan());
     return {
       batch: this.batch,
       inputShape: [...this.inputShape],
@@ -282,6 +312,7 @@ export class CompiledInference {
       arenaBytes: i.arenaBytes,
       weightBytes: i.weightBytes,
       scratchpadBytes: i.scratchpadBytes,
+      ...('valueBytes' in i ? { valueBytes: i.valueBytes } : {}),
       fusions: { ...this.fusions },
       weightRefreshes: this.refreshes,
       unfusedBecause: this.unfusedBecause,
@@ -291,10 +322,15 @@ export class CompiledInference {
 
   /** Frees the plan's native memory now. Twice is harmless; run() afterwards is a DisposedError. */
   dispose(): void {
+    this.wasm?.free();
     if (!this.plan) return;
     const plan = this.plan;
     this.plan = null;
-    this.backend.freePlan(plan);
+    this.native().freePlan(plan);
+  }
+
+  private checkLive(): void {
+    if (this.disposed) throw new DisposedError(`compiled inference of model '${this.model.name}' was used after dispose()`);
   }
 
   private livePlan(): NativePlan {
@@ -331,7 +367,16 @@ export class CompiledInference {
   }
 }
 
-/** Compiles `model` for inference on the native backend (BackendError if it is unavailable). */
+/** The wasm backend the model's weights live on, or null (then plans run on the native backend). */
+function wasmBackendOf(model: Model): WasmBackend | null {
+  const backend = model.weights[0]?.value.backend;
+  return backend?.name === 'wasm' ? (backend as WasmBackend) : null;
+}
+
+/**
+ * Compiles `model` for inference: on the wasm backend when its weights are there (fp32), else on
+ * the native backend (BackendError if it is unavailable).
+ */
 export function compileInference(model: Model, options: CompileInferenceOptions): CompiledInference {
   if (options === null || typeof options !== 'object') throw new OptionError('compileInference: options { batch } are required');
   // `fuse` ({ batchNorm, sum, eltwise }: false runs those layers unfused) is for tests and comparisons.

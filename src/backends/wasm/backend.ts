@@ -49,6 +49,18 @@ export class WasmTensor {
 // Tensor → byte offset of its block; a missing entry means disposed.
 const offsets = new WeakMap<WasmTensor, number>();
 
+/** What a compiled plan (infer/wasm-plan.ts) runs on: the kernels, the heap, the GEMM space, handles' memory. */
+export interface WasmPlanAccess {
+  kernels: WasmKernelExports;
+  heap: WasmHeap;
+  /** Byte offset of the GEMM packing space. */
+  work: number;
+  /** Byte offset of a live handle holding exactly `size` floats. */
+  offsetOf(op: string, h: Handle, size: number): number;
+  /** A new handle of `size` floats filled by `fill(offset)`. */
+  make(size: number, op: string, fill: (offset: number) => void): Handle;
+}
+
 export interface WasmBackendOptions {
   /** Memory the backend may grow to, in bytes (default and maximum 4 GiB). */
   memoryLimitBytes?: number;
@@ -68,6 +80,17 @@ export class WasmBackend implements Backend {
     this.heap = new WasmHeap(this.k.memory, this.k.__heap_base.value as number, options.memoryLimitBytes);
     this.work = this.heap.alloc(GEMM_WORK_FLOATS * 4, 'GEMM packing space');
     this.args = this.heap.alloc(128, 'kernel parameters');
+  }
+
+  /** For compiled plans only (infer/wasm-plan.ts). */
+  planAccess(): WasmPlanAccess {
+    return {
+      kernels: this.k,
+      heap: this.heap,
+      work: this.work,
+      offsetOf: (op, h, size) => this.at(op, 'x', h, size),
+      make: (size, op, fill) => this.make(size, op, fill),
+    };
   }
 
   // --- handles ------------------------------------------------------------------------------

@@ -121,6 +121,8 @@ export interface WasmKernelExports {
   global_avg_pool_backward(dy: Ptr, n: number, s: number, c: number, dx: Ptr): void;
   global_max_pool_forward(x: Ptr, n: number, s: number, c: number, y: Ptr, argmax: Ptr): void;
   global_max_pool_backward(dy: Ptr, x: Ptr, n: number, s: number, c: number, dx: Ptr, argmax: Ptr): void;
+  /** Compiled plans (wasm/src/plan.c): y = act(y + bias + sum), bias and sum optional (0). */
+  plan_epilogue(y: Ptr, rows: number, c: number, bias: Ptr, sum: Ptr, act: number, alpha: number): void;
 }
 
 /** GEMM packing space in floats: GEMM_WORK_FLOATS of wasm/src/kernels.h. */
