@@ -37,7 +37,7 @@ void gemm(int transA, int transB, int M, int N, int K, const float *A, int lda, 
           int accumulate, float *work);
 
 /* Threads (threads.c): a job runs fn(ctx, tid, n) on n threads, tid 0 being the caller; below
- * PARALLEL_MIN_WORK (about one multiply-add or element each) it runs on the caller alone. */
+ * PARALLEL_MIN_WORK (multiply-adds or elements; settable) it runs on the caller alone. */
 #define MAX_THREADS 16
 #define PARALLEL_MIN_WORK 65536.0
 typedef void (*task_fn)(void *ctx, int tid, int n);

@@ -31,6 +31,7 @@ void split_range(int count, int tid, int n, int align, int *begin, int *end) {
 #define SPINS 20000
 
 static int generation, stopping, pending, busy, started, ready, wanted = 1;
+static double min_work = PARALLEL_MIN_WORK;
 static task_fn job_fn;
 static void *job_ctx;
 static int job_n;
@@ -44,6 +45,9 @@ void EXPORT(set_threads)(int threads, int workers) {
   wanted = max_int(1, min_int(threads, MAX_THREADS));
   __atomic_store_n(&started, workers, SEQ);
 }
+
+/* Jobs smaller than this run on the caller alone (tests set 0 to split even tiny kernels). */
+void EXPORT(set_parallel_min_work)(double work) { min_work = work; }
 
 int EXPORT(ready_workers)(void) { return __atomic_load_n(&ready, SEQ); }
 
@@ -78,7 +82,7 @@ void EXPORT(stop_workers)(void) {
 void parallel_run(task_fn fn, void *ctx, double work) {
   int workers = __atomic_load_n(&started, SEQ);
   int n = min_int(wanted, workers + 1);
-  if (n <= 1 || work < PARALLEL_MIN_WORK || __atomic_load_n(&busy, SEQ) || __atomic_load_n(&ready, SEQ) != workers) {
+  if (n <= 1 || work < min_work || __atomic_load_n(&busy, SEQ) || __atomic_load_n(&ready, SEQ) != workers) {
     fn(ctx, 0, 1);
     return;
   }

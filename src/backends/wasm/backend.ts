@@ -90,9 +90,11 @@ export class WasmBackend implements Backend {
 
   /** Threads for the kernels, the calling thread included (like the native backend's). */
   setThreads(n: number): void {
-    if (this.threadPool) return this.threadPool.setThreads(n);
-    if (n !== 1) checkInt('wasm setThreads', 'n', n);
-    if (n !== 1) throw new BackendError('wasm setThreads: threads need wasm/xception-mt.wasm, a shared memory and a worker spawner');
+    if (this.threadPool) this.threadPool.setThreads(n);
+    else if (n !== 1) {
+      checkInt('wasm setThreads', 'n', n);
+      throw new BackendError('wasm setThreads: threads need wasm/xception-mt.wasm, a shared memory and a worker spawner');
+    }
   }
 
   threads(): number {
@@ -102,6 +104,16 @@ export class WasmBackend implements Backend {
   /** Resolves once the started workers wait for jobs (kernels run on one thread until then). */
   threadsReady(): Promise<void> {
     return this.threadPool?.ready() ?? Promise.resolve();
+  }
+
+  /** Blocking `threadsReady` for Node (Atomics.wait); false on timeout. */
+  threadsReadySync(timeoutMs?: number): boolean {
+    return this.threadPool?.readySync(timeoutMs) ?? true;
+  }
+
+  /** Kernels with less work than this run on one thread (default 65536; tests set 0). */
+  setParallelMinWork(work: number): void {
+    this.threadPool?.setMinWork(work);
   }
 
   /** Stops the worker threads (the process or page need not wait for them); kernels go on, on one thread. */

@@ -131,6 +131,7 @@ export interface WasmThreadExports {
   ready_workers(): number;
   worker_loop(tid: number): void;
   stop_workers(): void;
+  set_parallel_min_work(work: number): void;
 }
 
 /** Threads a job may use at most: MAX_THREADS of wasm/src/kernels.h. */

@@ -73,7 +73,10 @@ function load(): { backend: WasmBackend | null; reason?: string } {
   }
   try {
     const options = path === WASM_MODULE_PATH ? {} : { threads, spawn: nodeWorkerSpawner };
-    loaded = { backend: createWasmBackend(new WebAssembly.Module(bytes), { memoryLimitBytes: limit, ...options }) };
+    const backend = createWasmBackend(new WebAssembly.Module(bytes), { memoryLimitBytes: limit, ...options });
+    // Workers start in ~0.1 s; until then kernels would run on one thread.
+    backend.threadsReadySync();
+    loaded = { backend };
   } catch (e) {
     loaded = { backend: null, reason: `${path} does not load: ${e instanceof Error ? e.message : String(e)}` };
   }

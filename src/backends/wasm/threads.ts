@@ -102,6 +102,26 @@ export class WasmThreadPool {
     }
   }
 
+  /**
+   * The same as `ready`, blocking (Atomics.wait: Node's main thread or a worker, never a page's
+   * main thread). False if the workers are not ready within the timeout.
+   */
+  readySync(timeoutMs = 10_000): boolean {
+    const start = Date.now();
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    while (this.t.ready_workers() < this.workers.length) {
+      if (Date.now() - start > timeoutMs) return false;
+      Atomics.wait(sleeper, 0, 0, 2);
+    }
+    return true;
+  }
+
+  /** Kernels with less work than this (multiply-adds or elements) run on the caller alone; 0 splits all. */
+  setMinWork(work: number): void {
+    if (!(work >= 0)) throw new OptionError(`wasm: the parallel work threshold must be >= 0, got ${work}`);
+    this.t.set_parallel_min_work(work);
+  }
+
   /** Stops the workers (harmless twice); kernels then run on the caller alone. */
   stop(): void {
     if (this.stopped) return;
