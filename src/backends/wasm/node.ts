@@ -33,9 +33,16 @@ export function wasmThreadsFromEnv(value: string | undefined): number {
   return n;
 }
 
-/** Pool workers on worker_threads, unreferenced: they never keep the process alive. */
+/**
+ * Pool workers on worker_threads, unreferenced: they never keep the process alive. A worker that
+ * fails to start is reported once on stderr; kernels then stay on one thread (the pool uses
+ * workers only when all of them are ready). Flags for the main script (--input-type) are not the
+ * worker's.
+ */
 export const nodeWorkerSpawner: SpawnWorker = (init) => {
-  const worker = new Worker(new URL('./worker-node.js', import.meta.url), { workerData: init });
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+  const worker = new Worker(new URL('./worker-node.js', import.meta.url), { workerData: init, execArgv });
+  worker.on('error', (e) => process.stderr.write(`wasm: worker ${init.tid} failed; kernels stay on one thread: ${e.message}\n`));
   worker.unref();
   return worker;
 };
