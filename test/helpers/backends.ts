@@ -18,7 +18,8 @@ export interface SuiteBackend {
 export const FAST_BACKENDS: readonly SuiteBackend[] = [
   { name: 'native', load: loadNativeBackend, reason: () => nativeBackendStatus().reason ?? '' },
   { name: 'wasm', load: loadWasmBackend, reason: () => wasmBackendStatus().reason ?? '' },
-  { name: 'wasm 2 threads = 1 thread', load: loadThreadCheckedWasm, reason: wasmThreadsReason },
+  // 2 threads, every kernel also checked bitwise against 1 thread (wasm-threads.ts).
+  { name: 'wasm×2', load: loadThreadCheckedWasm, reason: wasmThreadsReason },
 ];
 
 /** Every backend, the reference first. */

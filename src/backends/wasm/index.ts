@@ -5,6 +5,7 @@
  *   const backend = await instantiateWasmBackend(fetch('xception.wasm'));  // browser
  *   const backend = createWasmBackend(new WebAssembly.Module(bytes));       // synchronous
  */
+import { BackendError } from '../../core/errors.js';
 import { WasmBackend, type WasmBackendOptions } from './backend.js';
 import { importsMemory, sharedKernelMemory } from './kernels.js';
 
@@ -21,6 +22,9 @@ export { runWorker, type SpawnWorker, type WorkerInit, webWorkerSpawner } from '
  */
 export function createWasmBackend(module: WebAssembly.Module, options: WasmBackendOptions = {}): WasmBackend {
   if (!importsMemory(module)) return new WasmBackend(new WebAssembly.Instance(module, {}), options);
+  if (typeof SharedArrayBuffer === 'undefined') {
+    throw new BackendError('wasm: the threaded module needs SharedArrayBuffer (a cross-origin-isolated page); load wasm/xception.wasm');
+  }
   const memory = sharedKernelMemory();
   return new WasmBackend(new WebAssembly.Instance(module, { env: { memory } }), options, { module, memory });
 }
