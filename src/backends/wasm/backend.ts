@@ -102,8 +102,8 @@ export class WasmBackend implements Backend {
   }
 
   /** Resolves once the started workers wait for jobs (kernels run on one thread until then). */
-  threadsReady(): Promise<void> {
-    return this.threadPool?.ready() ?? Promise.resolve();
+  threadsReady(timeoutMs?: number): Promise<void> {
+    return this.threadPool?.ready(timeoutMs) ?? Promise.resolve();
   }
 
   /** Blocking `threadsReady` for Node (Atomics.wait); false on timeout. */
