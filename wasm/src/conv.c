@@ -39,7 +39,7 @@ static long input_pixel(const ConvParams *p, int m, int ky, int kx) {
   return ((long)(n * p->inHeight + ih) * p->inWidth + iw) * p->inChannels;
 }
 
-static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
+static void im2col_serial(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
   int cg = p->inChannels / p->groups, K = col_width(p);
   for (int r = 0; r < rows; r++) {
     float *out = col + (size_t)r * K;
@@ -50,6 +50,26 @@ static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows,
         else __builtin_memcpy(out, x + at + g * cg, (size_t)cg * sizeof(float));
       }
   }
+}
+
+typedef struct {
+  const ConvParams *p;
+  const float *x;
+  int g, m0, rows;
+  float *col;
+} Im2colJob;
+
+static void im2col_task(void *ctx, int tid, int n) {
+  const Im2colJob *j = ctx;
+  int r0, r1;
+  split_range(j->rows, tid, n, 1, &r0, &r1);
+  if (r1 > r0) im2col_serial(j->p, j->x, j->g, j->m0 + r0, r1 - r0, j->col + (size_t)r0 * col_width(j->p));
+}
+
+/* Rows of the column matrix, split across threads (pure copies: bitwise the same). */
+static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
+  Im2colJob job = {p, x, g, m0, rows, col};
+  parallel_run(im2col_task, &job, (double)rows * col_width(p));
 }
 
 static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int rows, float *dx) {
