@@ -28,12 +28,21 @@ export interface BrowserBackendChoice {
 }
 
 interface WasmModule {
-  instantiateWasmBackend(source: PromiseLike<Response>): Promise<Backend>;
+  instantiateWasmBackend(
+    source: PromiseLike<Response>,
+    options?: object,
+  ): Promise<Backend & { threadsReady(timeoutMs?: number): Promise<void>; stopThreads(): void }>;
+  webWorkerSpawner(url: URL): unknown;
 }
 
 /** dist/src/browser/backend.js → dist/src/backends/wasm/index.js and <package>/wasm/xception.wasm. */
 const WASM_TS_MODULE = '../backends/wasm/index.js';
 const WASM_KERNELS = '../../../wasm/xception.wasm';
+/** The threaded kernels and their worker script, for cross-origin-isolated pages (COOP + COEP). */
+const WASM_THREADED_KERNELS = '../../../wasm/xception-mt.wasm';
+const WASM_WORKER = '../backends/wasm/worker-web.js';
+
+const DEFAULT_WASM_URL = new URL(WASM_KERNELS, import.meta.url);
 
 /** Chooses and activates the page's backend (see BrowserBackendOptions). */
 export async function useBrowserBackend(options: BrowserBackendOptions = {}): Promise<BrowserBackendChoice> {
@@ -42,7 +51,7 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
   let reason = 'the reference backend was asked for';
   if (prefer !== 'reference') {
     try {
-      const wasm = await loadWasmBackend(options.wasmUrl ?? new URL(WASM_KERNELS, import.meta.url));
+      const wasm = await loadWasmBackend(options.wasmUrl ?? DEFAULT_WASM_URL);
       registerBackend('wasm', () => wasm);
       setBackend(wasm);
       return { name: 'wasm', backend: wasm };
@@ -60,9 +69,37 @@ async function loadWasmBackend(url: string | URL): Promise<Backend> {
   const specifier: string = WASM_TS_MODULE;
   const mod = (await import(specifier)) as Partial<WasmModule>;
   if (typeof mod.instantiateWasmBackend !== 'function') throw new Error('its module has no instantiateWasmBackend');
-  const response = fetch(url).then((r) => {
+  const threaded = url === DEFAULT_WASM_URL ? await loadThreaded(mod as WasmModule) : null;
+  return threaded ?? mod.instantiateWasmBackend(fetchOk(url));
+}
+
+function fetchOk(url: string | URL): Promise<Response> {
+  return fetch(url).then((r) => {
     if (!r.ok) throw new Error(`${String(url)}: HTTP ${r.status}`);
     return r;
   });
-  return mod.instantiateWasmBackend(response);
+}
+
+/**
+ * The threaded kernels with min(cores, 4) threads when the page is cross-origin isolated (shared
+ * memory allowed), else null (the single-thread kernels). The pool's calling thread blocks on
+ * Atomics, so this runs where the page's training does: in a Worker, never the page's main thread.
+ */
+async function loadThreaded(mod: WasmModule): Promise<Backend | null> {
+  const scope = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number }; document?: unknown };
+  if (scope.crossOriginIsolated !== true || scope.document !== undefined || typeof mod.webWorkerSpawner !== 'function') return null;
+  try {
+    const threads = Math.max(1, Math.min(scope.navigator?.hardwareConcurrency ?? 1, 4));
+    const spawn = mod.webWorkerSpawner(new URL(WASM_WORKER, import.meta.url));
+    const backend = await mod.instantiateWasmBackend(fetchOk(new URL(WASM_THREADED_KERNELS, import.meta.url)), { threads, spawn });
+    try {
+      await backend.threadsReady(10_000);
+    } catch (e) {
+      backend.stopThreads();
+      throw e;
+    }
+    return backend;
+  } catch {
+    return null;
+  }
 }

@@ -5,12 +5,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { referenceBackend as R } from '../../src/backends/reference/index.js';
 import { createWasmBackend, instantiateWasmBackend, WasmBackend } from '../../src/backends/wasm/index.js';
-import { WASM_MODULE_PATH, wasmBackendStatus, wasmMemoryLimitFromEnv } from '../../src/backends/wasm/node.js';
+import {
+  nodeWorkerSpawner,
+  WASM_MODULE_PATH,
+  WASM_THREADED_MODULE_PATH,
+  wasmBackendStatus,
+  wasmMemoryLimitFromEnv,
+  wasmThreadsFromEnv,
+} from '../../src/backends/wasm/node.js';
 import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError, XceptionError } from '../../src/core/errors.js';
 import { Random } from '../../src/core/random.js';
 import { convParams, poolParams } from '../helpers/params.js';
@@ -159,4 +168,74 @@ wasmTest('hostile kernel parameters are typed errors or correct runs, never a tr
   }
   assert.ok(ran > 0);
   assert.equal(b.heap.stats().liveBytes, baseline);
+});
+
+// ---- threads ---------------------------------------------------------------------------------
+
+const threaded = existsSync(WASM_THREADED_MODULE_PATH);
+
+function threadedTest(name: string, body: (module: WebAssembly.Module) => void | Promise<void>): void {
+  test(name, async (t) => {
+    if (!threaded) return t.skip(`${WASM_THREADED_MODULE_PATH} is not built`);
+    await body(new WebAssembly.Module(readFileSync(WASM_THREADED_MODULE_PATH)));
+  });
+}
+
+threadedTest('with 2 threads, growing past the memory limit is still an OutOfMemoryError, and the workers keep working', async (module) => {
+  const b = createWasmBackend(module, { memoryLimitBytes: 64 * MiB, threads: 2, spawn: nodeWorkerSpawner });
+  await b.threadsReady();
+  assert.equal(b.threads(), 2);
+  assert.throws(() => b.zeros(20 * MiB, 'float32'), OutOfMemoryError);
+  // Memory grown after the workers started is theirs too (one shared memory): a GEMM whose
+  // operands lie past the size the workers were instantiated at.
+  const big = b.zeros(8 * MiB, 'float32');
+  assert.ok(b.heap.stats().memoryBytes > 32 * MiB);
+  const a = b.upload(Float32Array.from({ length: 256 * 64 }, (_, i) => (i % 7) - 3));
+  const w = b.upload(Float32Array.from({ length: 64 * 256 }, (_, i) => (i % 5) - 2));
+  const p = { m: 256, k: 64, n: 256, transA: false, transB: false };
+  const two = b.download(b.matmul(a, w, p), 256 * 256, 'float32');
+  b.setThreads(1);
+  assert.deepEqual(two, b.download(b.matmul(a, w, p), 256 * 256, 'float32'));
+  b.dispose(big);
+  b.stopThreads();
+  b.stopThreads(); // twice is harmless
+  assert.equal(b.threads(), 1);
+  assert.throws(() => b.setThreads(2), BackendError);
+  assert.deepEqual(Array.from(b.download(b.relu(b.upload(Float32Array.from([-3, 2])), 2), 2, 'float32')), [0, 2], 'one thread still runs');
+});
+
+threadedTest('setThreads takes 1 to 16; the single-thread module or a missing spawner refuse more than 1', (module) => {
+  const b = createWasmBackend(module);
+  assert.equal(b.threads(), 1);
+  b.setThreads(1);
+  assert.throws(() => b.setThreads(2), BackendError);
+  const single = createWasmBackend(new WebAssembly.Module(readFileSync(WASM_MODULE_PATH)));
+  assert.throws(() => single.setThreads(4), /xception-mt\.wasm/);
+  const pooled = createWasmBackend(module, { spawn: nodeWorkerSpawner });
+  for (const bad of [0, 17, 1.5, Number.NaN]) assert.throws(() => pooled.setThreads(bad), OptionError, String(bad));
+  pooled.stopThreads();
+});
+
+test('XCEPTION_WASM_THREADS: 1 to 16, default min(cores, 4), anything else an OptionError', () => {
+  assert.equal(wasmThreadsFromEnv('3'), 3);
+  assert.equal(wasmThreadsFromEnv(undefined), Math.min(availableParallelism(), 4));
+  for (const bad of ['0', '17', '2.5', 'many', '-1']) assert.throws(() => wasmThreadsFromEnv(bad), OptionError, bad);
+});
+
+threadedTest('a process using the threaded backend exits by itself: the workers never keep it alive', () => {
+  const script = `
+    import { loadWasmBackend } from ${JSON.stringify(new URL('../../src/backends/wasm/node.js', import.meta.url).href)};
+    const b = loadWasmBackend();
+    const x = b.upload(new Float32Array(1 << 20).fill(-1));
+    b.setParallelMinWork(0);
+    b.relu(x, 1 << 20);
+    console.log(b.threads());`;
+  const started = Date.now();
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, XCEPTION_WASM_THREADS: '2' },
+    timeout: 30_000,
+    encoding: 'utf8',
+  });
+  assert.equal(out.trim(), '2');
+  assert.ok(Date.now() - started < 30_000);
 });

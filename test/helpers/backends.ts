@@ -6,6 +6,7 @@ import type { Backend } from '../../src/core/backend.js';
 import { loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { loadWasmBackend, wasmBackendStatus } from '../../src/backends/wasm/node.js';
+import { loadThreadCheckedWasm, wasmThreadsReason } from './wasm-threads.js';
 
 export interface SuiteBackend {
   name: string;
@@ -17,6 +18,8 @@ export interface SuiteBackend {
 export const FAST_BACKENDS: readonly SuiteBackend[] = [
   { name: 'native', load: loadNativeBackend, reason: () => nativeBackendStatus().reason ?? '' },
   { name: 'wasm', load: loadWasmBackend, reason: () => wasmBackendStatus().reason ?? '' },
+  // 2 threads, every kernel also checked bitwise against 1 thread (wasm-threads.ts).
+  { name: 'wasm×2', load: loadThreadCheckedWasm, reason: wasmThreadsReason },
 ];
 
 /** Every backend, the reference first. */

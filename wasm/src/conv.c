@@ -39,7 +39,7 @@ static long input_pixel(const ConvParams *p, int m, int ky, int kx) {
   return ((long)(n * p->inHeight + ih) * p->inWidth + iw) * p->inChannels;
 }
 
-static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
+static void im2col_serial(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
   int cg = p->inChannels / p->groups, K = col_width(p);
   for (int r = 0; r < rows; r++) {
     float *out = col + (size_t)r * K;
@@ -50,6 +50,26 @@ static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows,
         else __builtin_memcpy(out, x + at + g * cg, (size_t)cg * sizeof(float));
       }
   }
+}
+
+typedef struct {
+  const ConvParams *p;
+  const float *x;
+  int g, m0, rows;
+  float *col;
+} Im2colJob;
+
+static void im2col_task(void *ctx, int tid, int n) {
+  const Im2colJob *j = ctx;
+  int r0, r1;
+  split_range(j->rows, tid, n, 1, &r0, &r1);
+  if (r1 > r0) im2col_serial(j->p, j->x, j->g, j->m0 + r0, r1 - r0, j->col + (size_t)r0 * col_width(j->p));
+}
+
+/* Rows of the column matrix, split across threads (pure copies: bitwise the same). */
+static void im2col(const ConvParams *p, const float *x, int g, int m0, int rows, float *col) {
+  Im2colJob job = {p, x, g, m0, rows, col};
+  parallel_run(im2col_task, &job, (double)rows * col_width(p));
 }
 
 static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int rows, float *dx) {
@@ -77,47 +97,70 @@ static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int
         __VA_ARGS__                                                            \
       }
 
-static void depthwise_forward(const ConvParams *p, const float *x, const float *w, float *y) {
-  int C = p->inChannels, O = p->outChannels, mult = O / C;
-  zero_floats(y, (size_t)p->batch * p->outHeight * p->outWidth * O);
+/* The three depthwise kernels on input channels [c0, c1) (outputs [c0·mult, c1·mult)): threads
+ * split channels, so every output element is summed in the same order as on one thread. */
+static void depthwise_forward(const ConvParams *p, const float *x, const float *w, float *y, int c0, int c1) {
+  int O = p->outChannels, mult = O / p->inChannels;
   FOR_EACH_TAP(p, {
     const float *restrict xr = x + at, *restrict wr = w + (size_t)cell * O;
     float *restrict yr = y + (size_t)m * O;
     if (mult == 1)
-      for (int c = 0; c < C; c++) yr[c] += xr[c] * wr[c];
+      for (int c = c0; c < c1; c++) yr[c] += xr[c] * wr[c];
     else
-      for (int o = 0; o < O; o++) yr[o] += xr[o / mult] * wr[o];
+      for (int o = c0 * mult; o < c1 * mult; o++) yr[o] += xr[o / mult] * wr[o];
   })
 }
 
-static void depthwise_backward_input(const ConvParams *p, const float *dy, const float *w, float *dx) {
-  int C = p->inChannels, O = p->outChannels, mult = O / C;
-  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * C);
+static void depthwise_backward_input(const ConvParams *p, const float *dy, const float *w, float *dx, int c0, int c1) {
+  int O = p->outChannels, mult = O / p->inChannels;
   FOR_EACH_TAP(p, {
     const float *restrict gr = dy + (size_t)m * O, *restrict wr = w + (size_t)cell * O;
     float *restrict xr = dx + at;
     if (mult == 1)
-      for (int c = 0; c < C; c++) xr[c] += gr[c] * wr[c];
+      for (int c = c0; c < c1; c++) xr[c] += gr[c] * wr[c];
     else
-      for (int o = 0; o < O; o++) xr[o / mult] += gr[o] * wr[o];
+      for (int o = c0 * mult; o < c1 * mult; o++) xr[o / mult] += gr[o] * wr[o];
   })
 }
 
-static void depthwise_backward_filter(const ConvParams *p, const float *x, const float *dy, float *dw) {
-  int C = p->inChannels, O = p->outChannels, mult = O / C;
-  zero_floats(dw, (size_t)p->kernelHeight * p->kernelWidth * O);
+static void depthwise_backward_filter(const ConvParams *p, const float *x, const float *dy, float *dw, int c0, int c1) {
+  int O = p->outChannels, mult = O / p->inChannels;
   FOR_EACH_TAP(p, {
     const float *restrict xr = x + at, *restrict gr = dy + (size_t)m * O;
     float *restrict wr = dw + (size_t)cell * O;
     if (mult == 1)
-      for (int c = 0; c < C; c++) wr[c] += xr[c] * gr[c];
+      for (int c = c0; c < c1; c++) wr[c] += xr[c] * gr[c];
     else
-      for (int o = 0; o < O; o++) wr[o] += xr[o / mult] * gr[o];
+      for (int o = c0 * mult; o < c1 * mult; o++) wr[o] += xr[o / mult] * gr[o];
   })
 }
 
+typedef void (*depthwise_fn)(const ConvParams *p, const float *a, const float *b, float *out, int c0, int c1);
+typedef struct {
+  depthwise_fn fn;
+  const ConvParams *p;
+  const float *a, *b;
+  float *out;
+} DepthwiseJob;
+
+static void depthwise_task(void *ctx, int tid, int n) {
+  const DepthwiseJob *j = ctx;
+  int c0, c1;
+  split_range(j->p->inChannels, tid, n, 4, &c0, &c1);
+  if (c1 > c0) j->fn(j->p, j->a, j->b, j->out, c0, c1);
+}
+
+/* Zeroes `outFloats` of out, then runs fn over all channels on the pool. */
+static void depthwise(depthwise_fn fn, const ConvParams *p, const float *a, const float *b, float *out, size_t outFloats) {
+  zero_floats(out, outFloats);
+  DepthwiseJob job = {fn, p, a, b, out};
+  double taps = (double)p->batch * p->outHeight * p->outWidth * p->kernelHeight * p->kernelWidth * p->outChannels;
+  parallel_run(depthwise_task, &job, taps);
+}
+
 void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work) {
-  if (is_depthwise(p)) return depthwise_forward(p, x, w, y);
+  if (is_depthwise(p))
+    return depthwise(depthwise_forward, p, x, w, y, (size_t)p->batch * p->outHeight * p->outWidth * p->outChannels);
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_plain_pointwise(p)) return gemm(0, 0, M, O, p->inChannels, x, p->inChannels, w, O, y, O, 0, work);
   int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);
@@ -130,7 +173,8 @@ void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w,
 }
 
 void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const float *w, float *dx, float *scratch, float *work) {
-  if (is_depthwise(p)) return depthwise_backward_input(p, dy, w, dx);
+  if (is_depthwise(p))
+    return depthwise(depthwise_backward_input, p, dy, w, dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_plain_pointwise(p)) return gemm(0, 1, M, p->inChannels, O, dy, O, w, O, dx, p->inChannels, 0, work);
   zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
@@ -144,7 +188,8 @@ void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const f
 }
 
 void EXPORT(conv2d_backward_filter)(const ConvParams *p, const float *x, const float *dy, float *dw, float *scratch, float *work) {
-  if (is_depthwise(p)) return depthwise_backward_filter(p, x, dy, dw);
+  if (is_depthwise(p))
+    return depthwise(depthwise_backward_filter, p, x, dy, dw, (size_t)p->kernelHeight * p->kernelWidth * p->outChannels);
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_plain_pointwise(p)) return gemm(1, 0, p->inChannels, O, M, x, p->inChannels, dy, O, dw, O, 0, work);
   int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);

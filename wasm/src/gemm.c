@@ -88,8 +88,8 @@ static void zero_matrix(float *C, int M, int N, int ldc) {
   for (int i = 0; i < M; i++) zero_floats(C + (size_t)i * ldc, (size_t)N);
 }
 
-void EXPORT(gemm)(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                  int accumulate, float *work) {
+static void gemm_serial(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                        int accumulate, float *work) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate) zero_matrix(C, M, N, ldc);
@@ -114,4 +114,38 @@ void EXPORT(gemm)(int transA, int transB, int M, int N, int K, const float *A, i
       }
     }
   }
+}
+
+typedef struct {
+  int transA, transB, M, N, K;
+  const float *A;
+  int lda;
+  const float *B;
+  int ldb;
+  float *C;
+  int ldc, accumulate;
+  float *work;
+} GemmJob;
+
+/* Thread tid's block of C: rows when M ≥ N, else columns, in whole micro-tiles. Each element is
+ * summed in the same order as on one thread, so the result is bitwise the same. */
+static void gemm_task(void *ctx, int tid, int n) {
+  const GemmJob *j = ctx;
+  int b, e;
+  float *work = gemm_work_of(tid, j->work);
+  if (j->M >= j->N) {
+    split_range(j->M, tid, n, GEMM_MR, &b, &e);
+    const float *A = j->transA ? j->A + b : j->A + (size_t)b * j->lda;
+    if (e > b) gemm_serial(j->transA, j->transB, e - b, j->N, j->K, A, j->lda, j->B, j->ldb, j->C + (size_t)b * j->ldc, j->ldc, j->accumulate, work);
+  } else {
+    split_range(j->N, tid, n, GEMM_NR, &b, &e);
+    const float *B = j->transB ? j->B + (size_t)b * j->ldb : j->B + b;
+    if (e > b) gemm_serial(j->transA, j->transB, j->M, e - b, j->K, j->A, j->lda, B, j->ldb, j->C + b, j->ldc, j->accumulate, work);
+  }
+}
+
+void EXPORT(gemm)(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                  int accumulate, float *work) {
+  GemmJob job = {transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work};
+  parallel_run(gemm_task, &job, (double)M * N * K);
 }

@@ -36,6 +36,16 @@ typedef struct {
 void gemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
           int accumulate, float *work);
 
+/* Threads (threads.c): a job runs fn(ctx, tid, n) on n threads, tid 0 being the caller; below
+ * PARALLEL_MIN_WORK (multiply-adds or elements; settable) it runs on the caller alone. */
+#define MAX_THREADS 16
+#define PARALLEL_MIN_WORK 65536.0
+typedef void (*task_fn)(void *ctx, int tid, int n);
+void parallel_run(task_fn fn, void *ctx, double work);
+/* [begin, end): thread tid's share of count items, in multiples of align. */
+void split_range(int count, int tid, int n, int align, int *begin, int *end);
+float *gemm_work_of(int tid, float *own);
+
 double exp_d(double x);
 double log_d(double x);
 

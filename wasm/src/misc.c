@@ -1,32 +1,32 @@
 /* Elementwise kernels, channel bookkeeping, optimizer updates and the classification losses. */
 #include "kernels.h"
 
-void EXPORT(axpby)(const float *a, const float *b, float alpha, float beta, int n, float *y) {
+static void axpby_serial(const float *a, const float *b, float alpha, float beta, int n, float *y) {
   for (int i = 0; i < n; i++) y[i] = alpha * a[i] + beta * b[i];
 }
 
-void EXPORT(mul)(const float *a, const float *b, int n, float *y) {
+static void mul_serial(const float *a, const float *b, int n, float *y) {
   for (int i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
 
-void EXPORT(scale)(const float *a, float s, int n, float *y) {
+static void scale_serial(const float *a, float s, int n, float *y) {
   for (int i = 0; i < n; i++) y[i] = a[i] * s;
 }
 
 /* max(x, 0) with NaN kept and −0 → 0. */
-void EXPORT(relu)(const float *x, int n, float *y) {
+static void relu_serial(const float *x, int n, float *y) {
   for (int i = 0; i < n; i++) y[i] = x[i] <= 0 ? 0.0f : x[i];
 }
 
-void EXPORT(relu_backward)(const float *dy, const float *y, int n, float *dx) {
+static void relu_backward_serial(const float *dy, const float *y, int n, float *dx) {
   for (int i = 0; i < n; i++) dx[i] = y[i] <= 0 ? 0.0f : dy[i];
 }
 
-void EXPORT(elu)(const float *x, double alpha, int n, float *y) {
+static void elu_serial(const float *x, double alpha, int n, float *y) {
   for (int i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : (float)(alpha * (exp_d(x[i]) - 1));
 }
 
-void EXPORT(elu_backward)(const float *dy, const float *y, float alpha, int n, float *dx) {
+static void elu_backward_serial(const float *dy, const float *y, float alpha, int n, float *dx) {
   for (int i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : dy[i] * (y[i] + alpha);
 }
 
@@ -36,9 +36,58 @@ void EXPORT(copy_columns)(const float *src, int srcStride, float *dst, int dstSt
     __builtin_memcpy(dst + (size_t)r * dstStride, src + (size_t)r * srcStride, (size_t)count * sizeof(float));
 }
 
-void EXPORT(bias_add)(const float *x, const float *bias, int rows, int C, float *y) {
+static void bias_add_serial(const float *x, const float *bias, int rows, int C, float *y) {
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < C; c++) y[(size_t)r * C + c] = x[(size_t)r * C + c] + bias[c];
+}
+
+/* The elementwise kernels above on the pool: each thread takes a contiguous range of elements
+ * (of rows for bias_add), so results are bitwise those of one thread. */
+typedef enum { AXPBY, MUL, SCALE, RELU, RELU_BACKWARD, ELU, ELU_BACKWARD, BIAS_ADD } ElementwiseKind;
+typedef struct {
+  ElementwiseKind kind;
+  const float *a, *b;
+  float *y;
+  double s, t;
+  int n, C;
+} ElementwiseJob;
+
+static void elementwise_task(void *ctx, int tid, int threads) {
+  const ElementwiseJob *j = ctx;
+  int i0, i1;
+  split_range(j->n, tid, threads, 16, &i0, &i1);
+  if (i1 <= i0) return;
+  int n = i1 - i0;
+  const float *a = j->a + (j->kind == BIAS_ADD ? (size_t)i0 * j->C : (size_t)i0), *b = j->b ? j->b + i0 : 0;
+  float *y = j->y + (j->kind == BIAS_ADD ? (size_t)i0 * j->C : (size_t)i0);
+  switch (j->kind) {
+    case AXPBY: return axpby_serial(a, b, (float)j->s, (float)j->t, n, y);
+    case MUL: return mul_serial(a, b, n, y);
+    case SCALE: return scale_serial(a, (float)j->s, n, y);
+    case RELU: return relu_serial(a, n, y);
+    case RELU_BACKWARD: return relu_backward_serial(a, b, n, y);
+    case ELU: return elu_serial(a, j->s, n, y);
+    case ELU_BACKWARD: return elu_backward_serial(a, b, (float)j->s, n, y);
+    case BIAS_ADD: return bias_add_serial(a, j->b, n, j->C, y);
+  }
+}
+
+static void elementwise(ElementwiseKind kind, const float *a, const float *b, double s, double t, int n, float *y) {
+  ElementwiseJob job = {kind, a, b, y, s, t, n, 1};
+  parallel_run(elementwise_task, &job, n);
+}
+
+void EXPORT(axpby)(const float *a, const float *b, float alpha, float beta, int n, float *y) { elementwise(AXPBY, a, b, alpha, beta, n, y); }
+void EXPORT(mul)(const float *a, const float *b, int n, float *y) { elementwise(MUL, a, b, 0, 0, n, y); }
+void EXPORT(scale)(const float *a, float s, int n, float *y) { elementwise(SCALE, a, 0, s, 0, n, y); }
+void EXPORT(relu)(const float *x, int n, float *y) { elementwise(RELU, x, 0, 0, 0, n, y); }
+void EXPORT(relu_backward)(const float *dy, const float *y, int n, float *dx) { elementwise(RELU_BACKWARD, dy, y, 0, 0, n, dx); }
+void EXPORT(elu)(const float *x, double alpha, int n, float *y) { elementwise(ELU, x, 0, alpha, 0, n, y); }
+void EXPORT(elu_backward)(const float *dy, const float *y, float alpha, int n, float *dx) { elementwise(ELU_BACKWARD, dy, y, alpha, 0, n, dx); }
+
+void EXPORT(bias_add)(const float *x, const float *bias, int rows, int C, float *y) {
+  ElementwiseJob job = {BIAS_ADD, x, bias, y, 0, 0, rows, C};
+  parallel_run(elementwise_task, &job, (double)rows * C);
 }
 
 double EXPORT(sum_squares)(const float *x, int n) {

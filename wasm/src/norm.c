@@ -1,90 +1,131 @@
 /*
  * Batch norm over [rows, channels] (train, inference, backward, each with the fused ReLU) and
  * the per-channel sums it shares with sumRows. Sums run in float64 like the reference's.
- * `acc` is scratch for 2·channels doubles.
+ * `acc` is scratch for 2·channels doubles. Threads split channels [c0, c1), so every sum runs in the
+ * same order as on one thread (bitwise the same result).
  */
 #include "kernels.h"
 
-static void column_sums(const float *x, int rows, int C, double *sum) {
-  for (int c = 0; c < C; c++) sum[c] = 0;
+static void column_sums(const float *x, int rows, int C, int c0, int c1, double *sum) {
+  for (int c = c0; c < c1; c++) sum[c] = 0;
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * C;
-    for (int c = 0; c < C; c++) sum[c] += xr[c];
+    for (int c = c0; c < c1; c++) sum[c] += xr[c];
   }
 }
 
+/* The arguments of every kernel here (each uses the fields it names) and the kernel to run. */
+typedef struct NormJob {
+  void (*fn)(const struct NormJob *j, int c0, int c1);
+  const float *x, *dy, *y, *gamma, *beta, *mean, *var;
+  float *out, *meanOut, *varOut, *dgamma, *dbeta;
+  int rows, C, relu;
+  double eps;
+  double *acc;
+} NormJob;
+
+static void norm_task(void *ctx, int tid, int n) {
+  const NormJob *j = ctx;
+  int c0, c1;
+  split_range(j->C, tid, n, 4, &c0, &c1);
+  if (c1 > c0) j->fn(j, c0, c1);
+}
+
+static void run_norm(void (*fn)(const NormJob *j, int c0, int c1), NormJob *j) {
+  j->fn = fn;
+  parallel_run(norm_task, j, (double)j->rows * j->C);
+}
+
+static void sum_rows_range(const NormJob *j, int c0, int c1) {
+  column_sums(j->x, j->rows, j->C, c0, c1, j->acc);
+  for (int c = c0; c < c1; c++) j->out[c] = (float)j->acc[c];
+}
+
 void EXPORT(sum_rows)(const float *x, int rows, int C, float *out, double *acc) {
-  column_sums(x, rows, C, acc);
-  for (int c = 0; c < C; c++) out[c] = (float)acc[c];
+  NormJob j = {.x = x, .out = out, .rows = rows, .C = C, .acc = acc};
+  run_norm(sum_rows_range, &j);
 }
 
 /* y = x·factor + offset per channel, then max(0, ·) when relu (NaN stays NaN). The per-channel
  * coefficients come from float64; the per-element work is float32 SIMD (error ~1e-7 relative). */
-static void normalize(const float *x, int rows, int C, const float *restrict factor, const float *restrict offset, int relu,
-                      float *restrict y) {
+static void normalize(const float *x, int rows, int C, int c0, int c1, const float *restrict factor, const float *restrict offset,
+                      int relu, float *restrict y) {
   for (int r = 0; r < rows; r++) {
     const float *restrict xr = x + (size_t)r * C;
     float *restrict yr = y + (size_t)r * C;
     if (relu)
-      for (int c = 0; c < C; c++) {
+      for (int c = c0; c < c1; c++) {
         float v = xr[c] * factor[c] + offset[c];
         yr[c] = v <= 0 ? 0.0f : v;
       }
     else
-      for (int c = 0; c < C; c++) yr[c] = xr[c] * factor[c] + offset[c];
+      for (int c = c0; c < c1; c++) yr[c] = xr[c] * factor[c] + offset[c];
   }
 }
 
 /* acc: 2·C doubles of space, used as 2·C floats. */
-static void normalize_with(const float *x, int rows, int C, const float *gamma, const float *beta, const double *mean,
-                           const double *var, double eps, int relu, float *y, double *acc) {
+static void normalize_with(const NormJob *j, int c0, int c1, const double *mean, const double *var, double *acc) {
+  int C = j->C;
   float *factor = (float *)acc, *offset = factor + C;
-  for (int c = 0; c < C; c++) {
-    double f = gamma[c] / __builtin_sqrt(var[c] + eps);
+  for (int c = c0; c < c1; c++) {
+    double f = j->gamma[c] / __builtin_sqrt(var[c] + j->eps);
     factor[c] = (float)f;
-    offset[c] = (float)(beta[c] - mean[c] * f);
+    offset[c] = (float)(j->beta[c] - mean[c] * f);
   }
-  normalize(x, rows, C, factor, offset, relu, y);
+  normalize(j->x, j->rows, C, c0, c1, factor, offset, j->relu, j->out);
 }
 
-void EXPORT(batchnorm_train)(const float *x, int rows, int C, const float *gamma, const float *beta, double eps, int relu, float *y,
-                             float *meanOut, float *varOut, double *acc) {
-  /* acc holds 4·C doubles here: mean, variance, then normalize's factor and offset. */
-  double *mean = acc, *var = acc + C;
-  column_sums(x, rows, C, mean);
-  for (int c = 0; c < C; c++) mean[c] /= rows, var[c] = 0;
+/* acc holds 4·C doubles here: mean, variance, then normalize's factor and offset. */
+static void batchnorm_train_range(const NormJob *j, int c0, int c1) {
+  int rows = j->rows, C = j->C;
+  double *mean = j->acc, *var = j->acc + C;
+  column_sums(j->x, rows, C, c0, c1, mean);
+  for (int c = c0; c < c1; c++) mean[c] /= rows, var[c] = 0;
   for (int r = 0; r < rows; r++) {
-    const float *xr = x + (size_t)r * C;
-    for (int c = 0; c < C; c++) {
+    const float *xr = j->x + (size_t)r * C;
+    for (int c = c0; c < c1; c++) {
       double d = xr[c] - mean[c];
       var[c] += d * d;
     }
   }
-  for (int c = 0; c < C; c++) {
+  for (int c = c0; c < c1; c++) {
     var[c] /= rows;
-    meanOut[c] = (float)mean[c];
-    varOut[c] = (float)var[c];
+    j->meanOut[c] = (float)mean[c];
+    j->varOut[c] = (float)var[c];
   }
-  normalize_with(x, rows, C, gamma, beta, mean, var, eps, relu, y, acc + 2 * C);
+  normalize_with(j, c0, c1, mean, var, j->acc + 2 * C);
+}
+
+void EXPORT(batchnorm_train)(const float *x, int rows, int C, const float *gamma, const float *beta, double eps, int relu, float *y,
+                             float *meanOut, float *varOut, double *acc) {
+  NormJob j = {.x = x, .gamma = gamma, .beta = beta, .out = y, .meanOut = meanOut, .varOut = varOut};
+  j.rows = rows, j.C = C, j.relu = relu, j.eps = eps, j.acc = acc;
+  run_norm(batchnorm_train_range, &j);
+}
+
+/* acc holds 4·C doubles. */
+static void batchnorm_inference_range(const NormJob *j, int c0, int c1) {
+  double *mean = j->acc, *var = j->acc + j->C;
+  for (int c = c0; c < c1; c++) mean[c] = j->mean[c], var[c] = j->var[c];
+  normalize_with(j, c0, c1, mean, var, j->acc + 2 * j->C);
 }
 
 void EXPORT(batchnorm_inference)(const float *x, int rows, int C, const float *gamma, const float *beta, const float *meanIn,
                                  const float *varIn, double eps, int relu, float *y, double *acc) {
-  /* acc holds 4·C doubles. */
-  double *mean = acc, *var = acc + C;
-  for (int c = 0; c < C; c++) mean[c] = meanIn[c], var[c] = varIn[c];
-  normalize_with(x, rows, C, gamma, beta, mean, var, eps, relu, y, acc + 2 * C);
+  NormJob j = {.x = x, .gamma = gamma, .beta = beta, .mean = meanIn, .var = varIn, .out = y};
+  j.rows = rows, j.C = C, j.relu = relu, j.eps = eps, j.acc = acc;
+  run_norm(batchnorm_inference_range, &j);
 }
 
 /* dx = gamma·invStd/R · (R·dy − Σdy − x̂·Σdy·x̂), written per channel as k1·dy + k2·(x − mean) + k3
  * with the sums in float64 and the per-element work in float32; dy is masked where y ≤ 0 when y is
  * given. */
-static void masked_sums(const float *dy, const float *x, const float *mean, const float *y, int rows, int C, double *sumDy,
-                        double *sumDyXc) {
-  for (int c = 0; c < C; c++) sumDy[c] = 0, sumDyXc[c] = 0;
-  for (int r = 0; r < rows; r++) {
-    size_t base = (size_t)r * C;
-    for (int c = 0; c < C; c++) {
+static void masked_sums(const NormJob *j, int c0, int c1, double *sumDy, double *sumDyXc) {
+  const float *dy = j->dy, *x = j->x, *y = j->y, *mean = j->mean;
+  for (int c = c0; c < c1; c++) sumDy[c] = 0, sumDyXc[c] = 0;
+  for (int r = 0; r < j->rows; r++) {
+    size_t base = (size_t)r * j->C;
+    for (int c = c0; c < c1; c++) {
       float g = y && y[base + c] <= 0 ? 0.0f : dy[base + c];
       sumDy[c] += g;
       sumDyXc[c] += (double)g * (x[base + c] - mean[c]);
@@ -92,26 +133,33 @@ static void masked_sums(const float *dy, const float *x, const float *mean, cons
   }
 }
 
-void EXPORT(batchnorm_backward)(const float *dy, const float *x, const float *gamma, const float *mean, const float *var, int rows, int C,
-                                double eps, const float *y, float *dx, float *dgamma, float *dbeta, double *acc) {
-  /* acc: 4·C doubles: the two sums, then the three float coefficients. */
-  double *sumDy = acc, *sumDyXc = acc + C;
-  float *k1 = (float *)(acc + 2 * C), *k2 = k1 + C, *k3 = k2 + C;
-  masked_sums(dy, x, mean, y, rows, C, sumDy, sumDyXc);
-  for (int c = 0; c < C; c++) {
-    double invStd = 1 / __builtin_sqrt((double)var[c] + eps);
+/* acc: 4·C doubles: the two sums, then the three float coefficients. */
+static void batchnorm_backward_range(const NormJob *j, int c0, int c1) {
+  int rows = j->rows, C = j->C;
+  double *sumDy = j->acc, *sumDyXc = j->acc + C;
+  float *k1 = (float *)(j->acc + 2 * C), *k2 = k1 + C, *k3 = k2 + C;
+  masked_sums(j, c0, c1, sumDy, sumDyXc);
+  for (int c = c0; c < c1; c++) {
+    double invStd = 1 / __builtin_sqrt((double)j->var[c] + j->eps), gamma = j->gamma[c];
     double sumDyXhat = sumDyXc[c] * invStd;
-    dgamma[c] = (float)sumDyXhat;
-    dbeta[c] = (float)sumDy[c];
-    k1[c] = (float)(gamma[c] * invStd);
-    k2[c] = (float)(-gamma[c] * invStd * invStd * sumDyXhat / rows);
-    k3[c] = (float)(-gamma[c] * invStd * sumDy[c] / rows);
+    j->dgamma[c] = (float)sumDyXhat;
+    j->dbeta[c] = (float)sumDy[c];
+    k1[c] = (float)(gamma * invStd);
+    k2[c] = (float)(-gamma * invStd * invStd * sumDyXhat / rows);
+    k3[c] = (float)(-gamma * invStd * sumDy[c] / rows);
   }
   for (int r = 0; r < rows; r++) {
     size_t base = (size_t)r * C;
-    for (int c = 0; c < C; c++) {
-      float g = y && y[base + c] <= 0 ? 0.0f : dy[base + c];
-      dx[base + c] = k1[c] * g + k2[c] * (x[base + c] - mean[c]) + k3[c];
+    for (int c = c0; c < c1; c++) {
+      float g = j->y && j->y[base + c] <= 0 ? 0.0f : j->dy[base + c];
+      j->out[base + c] = k1[c] * g + k2[c] * (j->x[base + c] - j->mean[c]) + k3[c];
     }
   }
+}
+
+void EXPORT(batchnorm_backward)(const float *dy, const float *x, const float *gamma, const float *mean, const float *var, int rows, int C,
+                                double eps, const float *y, float *dx, float *dgamma, float *dbeta, double *acc) {
+  NormJob j = {.x = x, .dy = dy, .y = y, .gamma = gamma, .mean = mean, .var = var, .out = dx, .dgamma = dgamma, .dbeta = dbeta};
+  j.rows = rows, j.C = C, j.eps = eps, j.acc = acc;
+  run_norm(batchnorm_backward_range, &j);
 }

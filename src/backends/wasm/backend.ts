@@ -36,7 +36,8 @@ import {
   checkRows,
 } from '../params-check.js';
 import { WasmHeap } from './heap.js';
-import { GEMM_WORK_FLOATS, type WasmKernelExports, kernelExports } from './kernels.js';
+import { GEMM_WORK_FLOATS, type WasmKernelExports, kernelExports, threadExports } from './kernels.js';
+import { type SpawnWorker, WasmThreadPool } from './threads.js';
 
 /** Storage of the wasm backend: `size` float32 elements in the module's memory. */
 export class WasmTensor {
@@ -64,6 +65,16 @@ export interface WasmPlanAccess {
 export interface WasmBackendOptions {
   /** Memory the backend may grow to, in bytes (default and maximum 4 GiB). */
   memoryLimitBytes?: number;
+  /** Threads for the kernels (default 1); more than one needs the threaded module and `spawn`. */
+  threads?: number;
+  /** Starts a pool worker (threads.ts): worker_threads in Node, `webWorkerSpawner` in a page. */
+  spawn?: SpawnWorker;
+}
+
+/** How the threaded module was instantiated: on this imported shared memory. */
+export interface WasmThreadedInstance {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
 }
 
 export class WasmBackend implements Backend {
@@ -74,12 +85,52 @@ export class WasmBackend implements Backend {
   private readonly work: number;
   private readonly args: number;
   private readonly finalizer = new FinalizationRegistry<number>((offset) => this.heap.release(offset));
+  private readonly threadPool: WasmThreadPool | null = null;
 
-  constructor(instance: WebAssembly.Instance, options: WasmBackendOptions = {}) {
-    this.k = kernelExports(instance);
+  constructor(instance: WebAssembly.Instance, options: WasmBackendOptions = {}, threaded?: WasmThreadedInstance) {
+    this.k = kernelExports(instance, threaded?.memory);
     this.heap = new WasmHeap(this.k.memory, this.k.__heap_base.value as number, options.memoryLimitBytes);
     this.work = this.heap.alloc(GEMM_WORK_FLOATS * 4, 'GEMM packing space');
     this.args = this.heap.alloc(128, 'kernel parameters');
+    const t = threadExports(instance);
+    if (t && threaded && options.spawn)
+      this.threadPool = new WasmThreadPool(threaded.module, threaded.memory, this.heap, this.k, t, options.spawn);
+    if (options.threads !== undefined) this.setThreads(options.threads);
+  }
+
+  // --- threads ------------------------------------------------------------------------------
+
+  /** Threads for the kernels, the calling thread included (like the native backend's). */
+  setThreads(n: number): void {
+    if (this.threadPool) this.threadPool.setThreads(n);
+    else if (n !== 1) {
+      checkInt('wasm setThreads', 'n', n);
+      throw new BackendError('wasm setThreads: threads need wasm/xception-mt.wasm, a shared memory and a worker spawner');
+    }
+  }
+
+  threads(): number {
+    return this.threadPool?.threads ?? 1;
+  }
+
+  /** Resolves once the started workers wait for jobs (kernels run on one thread until then). */
+  threadsReady(timeoutMs?: number): Promise<void> {
+    return this.threadPool?.ready(timeoutMs) ?? Promise.resolve();
+  }
+
+  /** Blocking `threadsReady` for Node (Atomics.wait); false on timeout. */
+  threadsReadySync(timeoutMs?: number): boolean {
+    return this.threadPool?.readySync(timeoutMs) ?? true;
+  }
+
+  /** Kernels with less work than this run on one thread (default 65536; tests set 0). */
+  setParallelMinWork(work: number): void {
+    this.threadPool?.setMinWork(work);
+  }
+
+  /** Stops the worker threads (the process or page need not wait for them); kernels go on, on one thread. */
+  stopThreads(): void {
+    this.threadPool?.stop();
   }
 
   /** For compiled plans only (infer/wasm-plan.ts). */

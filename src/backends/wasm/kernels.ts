@@ -123,7 +123,21 @@ export interface WasmKernelExports {
   global_max_pool_backward(dy: Ptr, x: Ptr, n: number, s: number, c: number, dx: Ptr, argmax: Ptr): void;
   /** Compiled plans (wasm/src/plan.c): y = act(y + bias + sum), bias and sum optional (0). */
   plan_epilogue(y: Ptr, rows: number, c: number, bias: Ptr, sum: Ptr, act: number, alpha: number): void;
+  set_thread_work(tid: number, work: Ptr): void;
 }
+
+/** The thread pool's exports, only in the threaded build (wasm/xception-mt.wasm, wasm/src/threads.c). */
+export interface WasmThreadExports {
+  set_stack_pointer(top: Ptr): void;
+  set_threads(threads: number, workers: number): void;
+  ready_workers(): number;
+  worker_loop(tid: number): void;
+  stop_workers(): void;
+  set_parallel_min_work(work: number): void;
+}
+
+/** Threads a job may use at most: MAX_THREADS of wasm/src/kernels.h. */
+export const WASM_MAX_THREADS = 16;
 
 /** GEMM packing space in floats: GEMM_WORK_FLOATS of wasm/src/kernels.h. */
 export const GEMM_WORK_FLOATS = 96 * 256 + 256 * 512;
@@ -137,10 +151,29 @@ const REQUIRED: readonly (keyof WasmKernelExports)[] = [
   'update_adam',
 ];
 
-/** The instance's exports, after checking that it is the kernel module (not some other wasm). */
-export function kernelExports(instance: WebAssembly.Instance): WasmKernelExports {
-  const e = instance.exports as Record<string, unknown>;
+/**
+ * The instance's exports, after checking that it is the kernel module (not some other wasm). The
+ * threaded build imports its memory instead of exporting it: pass that memory.
+ */
+export function kernelExports(instance: WebAssembly.Instance, imported?: WebAssembly.Memory): WasmKernelExports {
+  const e = { ...(instance.exports as Record<string, unknown>) };
+  if (!('memory' in e) && imported) e['memory'] = imported;
   const missing = REQUIRED.filter((name) => !(name in e));
   if (missing.length > 0) throw new Error(`not the xception kernel module: missing exports ${missing.join(', ')}`);
   return e as unknown as WasmKernelExports;
+}
+
+/** The pool's exports, or null for the single-thread build. */
+export function threadExports(instance: WebAssembly.Instance): WasmThreadExports | null {
+  return 'worker_loop' in instance.exports ? (instance.exports as unknown as WasmThreadExports) : null;
+}
+
+/** True for the threaded build: it imports a (shared) memory from `env`. */
+export function importsMemory(module: WebAssembly.Module): boolean {
+  return WebAssembly.Module.imports(module).some((i) => i.module === 'env' && i.name === 'memory' && i.kind === 'memory');
+}
+
+/** A shared memory for the threaded build: 16 MiB to start (its declared minimum), at most 4 GiB. */
+export function sharedKernelMemory(): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true });
 }

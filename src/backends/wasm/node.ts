@@ -1,17 +1,51 @@
 /**
- * Node-only loader of the wasm backend: reads wasm/xception.wasm from the package and
- * compiles it synchronously (backend factories are synchronous). The only file of the wasm
- * backend that touches Node built-ins. Never throws: a missing or broken module is a reason.
+ * Node-only loader of the wasm backend: reads wasm/xception-mt.wasm (threads, on worker_threads)
+ * or else wasm/xception.wasm (one thread) from the package and compiles it synchronously (backend
+ * factories are synchronous). The only file of the wasm backend (with worker-node.ts) that touches
+ * Node built-ins. Never throws: a missing or broken module is a reason.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { OptionError } from '../../core/errors.js';
 import type { WasmBackend } from './backend.js';
 import { WASM_MAX_BYTES } from './heap.js';
 import { createWasmBackend } from './index.js';
+import { WASM_MAX_THREADS } from './kernels.js';
+import type { SpawnWorker } from './threads.js';
 
 /** dist/src/backends/wasm/node.js → <package>/wasm/xception.wasm. */
 export const WASM_MODULE_PATH = fileURLToPath(new URL('../../../../wasm/xception.wasm', import.meta.url));
+/** The threaded build beside it. */
+export const WASM_THREADED_MODULE_PATH = fileURLToPath(new URL('../../../../wasm/xception-mt.wasm', import.meta.url));
+
+/**
+ * XCEPTION_WASM_THREADS: threads of the wasm kernels (1 to 16); default min(cores, 4). A malformed
+ * value is an OptionError.
+ */
+export function wasmThreadsFromEnv(value: string | undefined): number {
+  if (value === undefined || value === '') return Math.min(availableParallelism(), 4);
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < 1 || n > WASM_MAX_THREADS) {
+    throw new OptionError(`XCEPTION_WASM_THREADS must be a whole number from 1 to ${WASM_MAX_THREADS}, got '${value}'`);
+  }
+  return n;
+}
+
+/**
+ * Pool workers on worker_threads, unreferenced: they never keep the process alive. A worker that
+ * fails to start is reported once on stderr; kernels then stay on one thread (the pool uses
+ * workers only when all of them are ready). Flags for the main script (--input-type) are not the
+ * worker's.
+ */
+export const nodeWorkerSpawner: SpawnWorker = (init) => {
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+  const worker = new Worker(new URL('./worker-node.js', import.meta.url), { workerData: init, execArgv });
+  worker.on('error', (e) => process.stderr.write(`wasm: worker ${init.tid} failed; kernels stay on one thread: ${e.message}\n`));
+  worker.unref();
+  return worker;
+};
 
 let loaded: { backend: WasmBackend | null; reason?: string } | undefined;
 
@@ -35,17 +69,23 @@ function load(): { backend: WasmBackend | null; reason?: string } {
     return loaded;
   }
   const limit = wasmMemoryLimitFromEnv(process.env['XCEPTION_WASM_MEMORY_MB']);
+  const threads = wasmThreadsFromEnv(process.env['XCEPTION_WASM_THREADS']);
+  const path = existsSync(WASM_THREADED_MODULE_PATH) ? WASM_THREADED_MODULE_PATH : WASM_MODULE_PATH;
   let bytes: Uint8Array<ArrayBuffer>;
   try {
-    bytes = new Uint8Array(readFileSync(WASM_MODULE_PATH));
+    bytes = new Uint8Array(readFileSync(path));
   } catch {
     loaded = { backend: null, reason: `${WASM_MODULE_PATH} is not built (npm run build:wasm needs clang and lld)` };
     return loaded;
   }
   try {
-    loaded = { backend: createWasmBackend(new WebAssembly.Module(bytes), { memoryLimitBytes: limit }) };
+    const options = path === WASM_MODULE_PATH ? {} : { threads, spawn: nodeWorkerSpawner };
+    const backend = createWasmBackend(new WebAssembly.Module(bytes), { memoryLimitBytes: limit, ...options });
+    // Workers start in ~0.1 s; until then kernels would run on one thread.
+    backend.threadsReadySync();
+    loaded = { backend };
   } catch (e) {
-    loaded = { backend: null, reason: `${WASM_MODULE_PATH} does not load: ${e instanceof Error ? e.message : String(e)}` };
+    loaded = { backend: null, reason: `${path} does not load: ${e instanceof Error ? e.message : String(e)}` };
   }
   return loaded;
 }
