@@ -78,6 +78,7 @@ test('a tiny multi-label run: sigmoid head implied, MAP@100 rises, metrics.jsonl
     assert.ok(Number.isNaN(r.testTop1));
     const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
     assert.equal(JSON.parse(lines.at(-1)!).evalMap, maps.at(-1));
+    assert.match(readFileSync(join(out, 'curves.svg'), 'utf8'), />MAP@100</);
     assert.equal(readCheckpoint(out).state.model.options['classifierActivation'], 'sigmoid');
     // `eval --json` of the run reports MAP@100 (the same figure: the same test canvases, no weight average).
     const ev = await runCli(['eval', '--weights', out, '--json']);
