@@ -461,12 +461,11 @@ async function openData(
   return { data, source, imagePreprocessing };
 }
 
-/** resolveMultiLabel for this run (the model is disposed on refusal); data-parallel replicas train single-label only. */
+/** resolveMultiLabel for this run (the model is disposed on refusal). */
 function runIsMultiLabel(config: TrainConfig, data: TrainingData, modelOptions: Record<string, unknown>, model: Model): boolean {
   try {
     const activation = getModelEntry(config.model).resolveOptions(modelOptions)['classifierActivation'];
     const multiLabel = resolveMultiLabel(config.multiLabel, data.multiLabel, activation);
-    if (multiLabel && (config.replicas ?? 1) > 1) throw new OptionError('multi-label training runs in one thread: drop --replicas');
     return multiLabel;
   } catch (e) {
     model.dispose();
@@ -645,6 +644,7 @@ class TrainingSession {
         onReplicaReady: (ready, total) => this.progress.line(`replica ${ready}/${total} ready`),
         optimizer: { name: optimizer.name, options: this.optimizerOptions },
         labelSmoothing: config.labelSmoothing,
+        multiLabel: this.setup.multiLabel,
         ema: config.ema,
         precision: precisionOf(config),
       },

@@ -49,6 +49,8 @@ export interface TransferConfig {
 export type Phase = 'head' | 'fine-tune';
 
 const CLASSIFIER = 'predictions';
+/** The optional fully connected layers between the pooling and the classifier (models/common.ts). */
+const FIRST_FC = 'fc1';
 
 /** Model options a run may change relative to its source: they touch no loaded weight. */
 const MAY_DIFFER_FROM_SOURCE = new Set([
@@ -57,6 +59,7 @@ const MAY_DIFFER_FROM_SOURCE = new Set([
   'includeTop',
   'pooling',
   'classifierActivation',
+  'fcLayers',
   'dropout',
   'bnMomentum',
   'seed',
@@ -131,7 +134,9 @@ export function fineTuneLr(c: TransferRunConfig): number {
 export function applyPhase(model: Model, c: TransferRunConfig, phase: Phase): string {
   model.unfreeze();
   model.setBatchNormInference(true);
-  const firstTrained = phase === 'head' ? CLASSIFIER : (c.unfreezeFrom ?? null);
+  // The head is the whole top: the fully connected layers too, when the model has them.
+  const head = model.layers.some((l) => l.name === FIRST_FC) ? FIRST_FC : CLASSIFIER;
+  const firstTrained = phase === 'head' ? head : (c.unfreezeFrom ?? null);
   if (firstTrained !== null) {
     const index = model.layers.findIndex((l) => l.name === firstTrained);
     if (index < 0) throw unknownLayer(model, firstTrained);
@@ -140,7 +145,7 @@ export function applyPhase(model: Model, c: TransferRunConfig, phase: Phase): st
   const trainable = model.trainableWeights.reduce((a, w) => a + w.size, 0);
   const from = firstTrained === null ? 'every layer' : `layers from ${firstTrained} on`;
   return phase === 'head'
-    ? `${c.fineTuneEpochs ? 'phase 1/2 (head)' : 'head training'}: training ${CLASSIFIER} only (${trainable.toLocaleString('en-US')} parameters); the base is frozen, batch norm in inference mode`
+    ? `${c.fineTuneEpochs ? 'phase 1/2 (head)' : 'head training'}: training ${head === CLASSIFIER ? CLASSIFIER : `${head} … ${CLASSIFIER}`} only (${trainable.toLocaleString('en-US')} parameters); the base is frozen, batch norm in inference mode`
     : `phase 2/2 (fine-tune): training ${from} (${trainable.toLocaleString('en-US')} parameters) at ${fineTuneLr(c)}, fresh optimizer state; batch norm stays in inference mode`;
 }
 
@@ -197,12 +202,15 @@ export async function buildTransferModel(source: string | WeightsSource, target:
   const model = noGrad(() => buildModel(target.model, { ...modelOptions, backend }));
   try {
     checkContradictions(src, target, model);
-    const replace = classifierReason(src, target);
-    const report = await src.loadInto(model, replace ? { except: [CLASSIFIER] } : {});
-    const layers = model.layersWithWeights.filter((l) => !(replace && l.name === CLASSIFIER)).length;
+    const fc = fcLayersChange(src, model);
+    const replace = classifierReason(src, target) ?? (fc ? `its inputs changed with ${fc.reason}` : null);
+    const except = [...(fc?.names ?? []), ...(replace ? [CLASSIFIER] : [])];
+    const report = await src.loadInto(model, except.length > 0 ? { except } : {});
+    const layers = model.layersWithWeights.filter((l) => !except.includes(l.name)).length;
     const lines = [
       `weights: loaded ${layers} layers (${report.weights} of the model's ${model.weights.length} weights) from ${src.path} (${src.kind})`,
     ];
+    if (fc) lines.push(fc.line);
     lines.push(
       replace
         ? `weights: replaced ${CLASSIFIER} with a freshly initialized classifier for ${target.classes} classes (${replace})`
@@ -261,6 +269,26 @@ function checkContradictions(src: WeightsSource, t: TransferTarget, model: Model
     const said = wrong.map((k) => `${k} ${JSON.stringify(t.modelOptions[k])} (the weights' model has ${JSON.stringify(model.config[k])})`);
     throw new OptionError(`${src.path} records its model; these options contradict it: ${said.join('; ')}. Drop them`);
   }
+}
+
+/**
+ * When the run's fully connected layers differ from the source's: every fc layer on either side
+ * is left out of the load (the run's are freshly initialized), with the line that says so.
+ */
+function fcLayersChange(src: WeightsSource, model: Model): { names: string[]; reason: string; line: string } | null {
+  const wanted = (model.config['fcLayers'] as readonly number[] | undefined) ?? [];
+  // A source that records no model (a Keras H5) has Keras's head: no fc layers.
+  const had = (src.record?.options['fcLayers'] as readonly number[] | undefined) ?? [];
+  if (JSON.stringify(wanted) === JSON.stringify(had)) return null;
+  const show = (units: readonly number[]) => (units.length === 0 ? 'none' : `[${units.join(', ')}]`);
+  const reason = `fcLayers ${show(wanted)} where the source has ${show(had)}`;
+  const fcNames = (units: readonly number[]) => units.map((_, i) => `fc${i + 1}`);
+  const names = [...new Set([...fcNames(wanted), ...fcNames(had)])];
+  const line =
+    wanted.length > 0
+      ? `weights: replaced ${fcNames(wanted).join(', ')} with freshly initialized fully connected layers (${reason})`
+      : `weights: left out the source's fully connected layers ${fcNames(had).join(', ')} (${reason})`;
+  return { names, reason, line };
 }
 
 /** Why the classifier must be replaced, or null to load it. */

@@ -7,7 +7,7 @@ import { referenceBackend } from '../../src/backends/reference/index.js';
 import { main } from '../../src/cli/main.js';
 import { RECIPES, getRecipe, variantInfo } from '../../src/experiments/recipes.js';
 import { readResults, runDir, runExperiment, type ExperimentRunOptions, type RunResult } from '../../src/experiments/runner.js';
-import { writeReport } from '../../src/experiments/report.js';
+import { type Verdict, writeReport } from '../../src/experiments/report.js';
 import { readSpeed } from '../../src/experiments/speed.js';
 import { Progress } from '../../src/train/progress.js';
 import { cifarBatch, makeTempDir, writeIdxDataset } from '../data/fixtures.js';
@@ -51,6 +51,20 @@ function writeData(root: string): void {
   writeIdxDataset(join(root, 'd16'), { trainCount: 32, testCount: 16, h: 16, w: 16 });
 }
 
+/**
+ * The claim paragraph of the issue-18 claim kinds: every part's effect with its 95% interval, and
+ * a decided verdict or the seeds a decision would need.
+ */
+function assertClaimParagraph(name: string, verdict: Verdict | null, md: string): void {
+  assert.ok(verdict, `${name}: no verdict`);
+  assert.ok(md.includes(verdict.paragraph), `${name}: the verdict paragraph is not in the report`);
+  const effects = verdict.paragraph.match(/[+−]\d+\.\d\d points.{0,40}95% CI [+−]\d+\.\d\d to [+−]\d+\.\d\d points/g) ?? [];
+  assert.equal(effects.length, 2, `${name}: two effects with their intervals in: ${verdict.paragraph}`);
+  const decided = verdict.verdict === 'agrees' || verdict.verdict === 'does not agree';
+  if (verdict.seedsNeeded === null) assert.ok(decided, `${name}: '${verdict.verdict}' without the seeds needed`);
+  else assert.match(verdict.paragraph, /To decide: (about \d+ seeds per variant|no number of seeds)/, name);
+}
+
 test('a tiny run of every recipe (two seeds) produces a complete report', async () => {
   const tmp = makeTempDir('experiments');
   try {
@@ -82,6 +96,7 @@ test('a tiny run of every recipe (two seeds) produces a complete report', async 
       const rep = await writeReport(r.dir);
       const md = readFileSync(rep.markdownFile, 'utf8');
       const html = readFileSync(rep.htmlFile, 'utf8');
+      if (recipe.claim.kind === 'sign-flip') assertClaimParagraph(recipe.name, rep.summaries[0]!.verdict, md);
       assert.match(md, /steps\/s measured side by side after training \(median of 2 interleaved rounds/);
       // The table's steps/s column shows the side-by-side figures.
       for (const s of speed.variants)
@@ -243,6 +258,42 @@ test('a recipe runs on CIFAR-10 when given (32×32×3 networks)', async () => {
     const res = r.results.find((x) => x.variant === v.name)!;
     assert.equal(res.params, variantInfo({ ...v, options: res.modelOptions }, [32, 32, 3], 10).params);
     assert.equal(res.dataset, `cifar10:${dir}`);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('jft-style runs end to end at a tiny size: multi-label mosaics through the runner, judged and reported on MAP@100', async () => {
+  const tmp = makeTempDir('experiment-jft');
+  try {
+    const items = join(tmp.dir, 'items');
+    writeIdxDataset(items, { trainCount: 40, testCount: 20, h: 8, w: 8 });
+    const recipe = getRecipe('jft-style');
+    const r = await runExperiment('jft-style', {
+      outDir: join(tmp.dir, 'out'),
+      dataset: `fashion-mosaic:dir=${items},size=16,items=1-2,train=32,test=16,seed=1`,
+      seeds: 2,
+      batchSize: 16,
+      modelOverrides: { width: 1 / 16 },
+      progress: quiet,
+      speedRounds: 1,
+    });
+    assert.equal(r.interrupted, false);
+    assert.equal(r.results.length, recipe.variants.length * 2);
+    for (const res of r.results) {
+      assert.equal(res.metric, 'map', res.variant);
+      assert.ok(res.finalMetric! > 0 && res.finalMetric! <= 1, `${res.variant}: MAP@100 ${res.finalMetric}`);
+      assert.equal(res.modelOptions['classifierActivation'], 'sigmoid');
+      assert.equal(
+        res.modelOptions['fcLayers'] !== undefined && (res.modelOptions['fcLayers'] as number[]).length > 0,
+        res.variant.endsWith('-fc'),
+      );
+    }
+    const rep = await writeReport(r.dir);
+    const md = readFileSync(rep.markdownFile, 'utf8');
+    assert.match(md, /final MAP@100/);
+    for (const v of recipe.variants) assert.ok(md.includes(`| ${v.label} |`), `no table row for ${v.name}`);
+    assertClaimParagraph('jft-style', rep.summaries[0]!.verdict, md);
   } finally {
     tmp.cleanup();
   }

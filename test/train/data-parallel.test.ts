@@ -7,7 +7,7 @@ import { referenceBackend } from '../../src/backends/reference/index.js';
 import { backward } from '../../src/core/autograd.js';
 import { tensor } from '../../src/core/creation.js';
 import { keep, setBackend, tidy, tryBackend } from '../../src/core/engine.js';
-import { softmaxCrossEntropy } from '../../src/core/ops/loss.js';
+import { sigmoidCrossEntropy, softmaxCrossEntropy } from '../../src/core/ops/loss.js';
 import { Random } from '../../src/core/random.js';
 import type { Batch } from '../../src/data/loader.js';
 import { buildModel } from '../../src/models/registry.js';
@@ -345,4 +345,50 @@ test('a replica stalled past the timeout ends the run with ReplicaError naming i
     ),
     /stall timeout must be a positive number/,
   );
+});
+
+test('a multi-label data-parallel step: each replica gets its rows of the multi-hot targets; the loss is the shards’ sigmoid cross-entropy', async () => {
+  const opts = { ...MODEL_OPTIONS, classifierActivation: 'sigmoid' };
+  const main = buildModel('xception', { ...opts, backend: referenceBackend });
+  const dp = await DataParallel.start(
+    {
+      replicas: 2,
+      threadsPerReplica: 1,
+      model: 'xception',
+      modelOptions: opts,
+      optimizer: SGD,
+      labelSmoothing: 0,
+      multiLabel: true,
+      ema: 0,
+    },
+    { model: main, optimizer: new Optimizer(SGD.name, SGD.options), ema: null },
+  );
+  const check = buildModel('xception', { ...opts, backend: referenceBackend });
+  try {
+    const batch = randomBatch(7, 21);
+    const r = new Random(5);
+    batch.targets = Float32Array.from({ length: 7 * 10 }, () => (r.uniform() < 0.3 ? 1 : 0));
+    const sizes = dp.shardSizes(7);
+    const state = check.weights.filter((v) => !v.trainable);
+    const state0 = state.map((v) => v.value.data());
+    let row = 0;
+    const losses = sizes.map((n) => {
+      state.forEach((v, i) => v.setData(state0[i]!));
+      const shard = rowsOf(batch, row, row + n);
+      const targets = batch.targets!.slice(row * 10, (row + n) * 10);
+      row += n;
+      return tidy(() => sigmoidCrossEntropy(check.forward(tensor(shard.x, shard.shape), { training: true, logits: true }), targets).item());
+    });
+    const got = await dp.step(batch, 0.05, 0);
+    assert.equal(got.applied, true);
+    const expected = (sizes[0]! * losses[0]! + sizes[1]! * losses[1]!) / 7;
+    assert.ok(Math.abs(got.loss - expected) < 1e-6, `loss ${got.loss} vs ${expected} (shards ${losses})`);
+    // Softmax cross-entropy of the same logits would be a different number: the targets were used.
+    const softmax = tidy(() => softmaxCrossEntropy(check.forward(tensor(batch.x, batch.shape), { logits: true }), batch.y).item());
+    assert.ok(Math.abs(got.loss - softmax) > 0.1, `sigmoid ${got.loss} vs softmax ${softmax}`);
+  } finally {
+    await dp.close();
+    main.dispose();
+    check.dispose();
+  }
 });

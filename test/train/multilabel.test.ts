@@ -78,6 +78,7 @@ test('a tiny multi-label run: sigmoid head implied, MAP@100 rises, metrics.jsonl
     assert.ok(Number.isNaN(r.testTop1));
     const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
     assert.equal(JSON.parse(lines.at(-1)!).evalMap, maps.at(-1));
+    assert.match(readFileSync(join(out, 'curves.svg'), 'utf8'), />MAP@100</);
     assert.equal(readCheckpoint(out).state.model.options['classifierActivation'], 'sigmoid');
     // `eval --json` of the run reports MAP@100 (the same figure: the same test canvases, no weight average).
     const ev = await runCli(['eval', '--weights', out, '--json']);
@@ -145,4 +146,26 @@ test('targets: multi-hot as given, one-hot from single-label batches, Keras bina
   const multi: Batch = { ...single, targets: Float32Array.of(1, 0, 1, 0, 1, 0) };
   assert.deepEqual([...multiLabelTargets(multi, 3, 0)], [1, 0, 1, 0, 1, 0]);
   assert.deepEqual([...multiLabelTargets(multi, 3, 0.2)], [0.9, 0.1, 0.9, 0.1, 0.9, 0.1].map(Math.fround));
+});
+
+test('a 2-replica multi-label run follows the 1-replica run: the same losses within tolerance, MAP@100 alike', async () => {
+  const tmp = makeTempDir('multilabel-replicas');
+  try {
+    const items = join(tmp.dir, 'items');
+    writeItems(items, { train: 100, test: 40 });
+    const over = { epochs: 2, dataset: `fashion-mosaic:dir=${items},size=12,items=1-2,train=128,test=64,seed=3` };
+    const one = await train(mosaicConfig(items, join(tmp.dir, 'one'), over), { progress: quiet });
+    const two = await train(mosaicConfig(items, join(tmp.dir, 'two'), { ...over, replicas: 2 }), { progress: quiet });
+    assert.equal(JSON.parse(readFileSync(join(tmp.dir, 'two', 'config.json'), 'utf8')).replicas, 2);
+    // Each replica normalizes with its own half-batch statistics, so the runs agree closely, not bit
+    // for bit (the moving statistics drift apart most: evaluation losses differ more than training ones).
+    assert.equal(two.history.length, 2);
+    two.history.forEach((h, i) => {
+      const ref = one.history[i]!.trainLoss;
+      assert.ok(Math.abs(h.trainLoss - ref) < 0.05 * ref, `epoch ${i + 1} training loss: 2 replicas ${h.trainLoss} vs 1 replica ${ref}`);
+    });
+    assert.ok(Math.abs(two.testMap! - one.testMap!) < 0.1, `MAP@100: 2 replicas ${two.testMap} vs 1 replica ${one.testMap}`);
+  } finally {
+    tmp.cleanup();
+  }
 });

@@ -17,7 +17,7 @@ import type { Model } from '../../src/nn/model.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { Progress } from '../../src/train/progress.js';
 import { train, type TrainConfig } from '../../src/train/trainer.js';
-import { buildTransferModel } from '../../src/train/transfer.js';
+import { applyPhase, buildTransferModel } from '../../src/train/transfer.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
 
@@ -332,6 +332,59 @@ test("an image folder is read with the channels the source records, at the run's
     assert.deepEqual(ck.state.model.options['inputShape'], [8, 8, 1], "grey, like the source, at the run's size");
     assert.deepEqual(ck.state.classNames, classes);
     assert.deepEqual(ck.model.get('block1_conv1/kernel'), src.get('block1_conv1/kernel'));
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('changing fcLayers: the fully connected layers and the classifier are freshly initialized and reported; the head trains them all', async () => {
+  const tmp = makeTempDir('transfer-fc');
+  try {
+    const plain = await writeSource(join(tmp.dir, 'plain.safetensors'), 10);
+    const withFc = sourceModel(10, { fcLayers: [8] });
+    await saveWeights(withFc, join(tmp.dir, 'fc.safetensors'), 'safetensors');
+    const fcSource = valuesOf(withFc);
+    withFc.dispose();
+    const freshFc = valuesOf(sourceModel(10, { seed: 0, fcLayers: [6, 4] }));
+    const cases: Array<[string, Record<string, unknown>, RegExp[], (w: string) => boolean]> = [
+      [
+        'plain',
+        { fcLayers: [6, 4] },
+        [
+          /replaced fc1, fc2 with freshly initialized fully connected layers \(fcLayers \[6, 4\] where the source has none\)/,
+          /replaced predictions with a freshly initialized classifier for 10 classes \(its inputs changed with fcLayers \[6, 4\]/,
+        ],
+        (w) => /^(fc\d|predictions)\//.test(w),
+      ],
+      [
+        'fc',
+        { fcLayers: [] },
+        [/left out the source's fully connected layers fc1 \(fcLayers none where the source has \[8\]\)/, /replaced predictions/],
+        (w) => w.startsWith('predictions/'),
+      ],
+      ['fc', {}, [/kept predictions/], () => false], // the source's fc layers, as recorded
+    ];
+    for (const [name, modelOptions, messages, isFresh] of cases) {
+      const t = await buildTransferModel(join(tmp.dir, `${name}.safetensors`), { ...target, modelOptions }, referenceBackend);
+      try {
+        const lines = t.lines.join('\n');
+        for (const m of messages) assert.match(lines, m, `${name} ${JSON.stringify(modelOptions)}`);
+        if (!('fcLayers' in modelOptions)) assert.doesNotMatch(lines, /fully connected/);
+        const src = name === 'plain' ? plain : fcSource;
+        const fresh = name === 'plain' ? freshFc : valuesOf(sourceModel(10, { seed: 0 }));
+        for (const [w, v] of valuesOf(t.model)) assert.deepEqual(v, isFresh(w) ? fresh.get(w) : src.get(w), `${name}: ${w}`);
+        const head = applyPhase(t.model, { epochs: 1, lr: 0.01, freezeBase: true }, 'head');
+        const top = t.model.layers.some((l) => l.name === 'fc1') ? 'fc1 … predictions' : 'predictions';
+        assert.match(head, new RegExp(`training ${top} only`));
+        const trained = t.model.trainableWeights.map((v) => v.name.split('/')[0]);
+        assert.deepEqual(
+          [...new Set(trained)],
+          top === 'predictions' ? ['predictions'] : ['fc1', ...(name === 'plain' ? ['fc2'] : []), 'predictions'],
+        );
+      } finally {
+        t.model.dispose();
+      }
+    }
   } finally {
     tmp.cleanup();
   }

@@ -26,6 +26,8 @@ export interface DataParallelOptions {
   modelOptions: Record<string, unknown>;
   optimizer: { name: Optimizer['name']; options: OptimizerOptions };
   labelSmoothing: number;
+  /** Multi-label training: sigmoid cross-entropy against the batches' multi-hot targets. */
+  multiLabel?: boolean;
   ema: number;
   /** Convolution precision of the replicas (default fp32; see train/precision.ts). */
   precision?: TrainPrecision;
@@ -125,6 +127,7 @@ export class DataParallel {
         modelOptions: o.modelOptions,
         optimizer: o.optimizer,
         labelSmoothing: o.labelSmoothing,
+        multiLabel: o.multiLabel ?? false,
         ema: o.ema,
         precision: o.precision ?? 'fp32',
         weights,
@@ -214,7 +217,8 @@ export class DataParallel {
   }
 
   /**
-   * One optimizer step on the whole batch. Returns the batch's mean loss and top-1 count;
+   * One optimizer step on the whole batch (multi-hot targets, when it has them, split like its
+   * rows). Returns the batch's mean loss and top-1 count;
    * `applied` is false (and no weight changed) when some shard's loss was not finite. A
    * non-finite summed gradient throws TrainingDivergedError, no weight changed anywhere.
    */
@@ -222,12 +226,24 @@ export class DataParallel {
     const sizes = this.shardSizes(batch.size);
     const [, h, w, c] = batch.shape;
     const pixels = h * w * c;
+    const classes = batch.targets ? batch.targets.length / batch.size : 0;
     let row = 0;
     const reqs = sizes.map((n): [ReplicaCommand, ArrayBuffer[]] => {
       const x = batch.x.slice(row * pixels, (row + n) * pixels);
       const y = batch.y.slice(row, row + n);
+      const targets = batch.targets?.slice(row * classes, (row + n) * classes);
       row += n;
-      return [{ kind: 'step', x, y, shape: [n, h, w, c], lr, shardSizes: sizes, seed }, [x.buffer, y.buffer]];
+      const step: ReplicaCommand = {
+        kind: 'step',
+        x,
+        y,
+        shape: [n, h, w, c],
+        lr,
+        shardSizes: sizes,
+        seed,
+        ...(targets ? { targets } : {}),
+      };
+      return [step, targets ? [x.buffer, y.buffer, targets.buffer] : [x.buffer, y.buffer]];
     });
     const replies = await this.all<StepReply>(reqs);
     const diverged = replies.find((r) => r.diverged !== undefined)?.diverged;

@@ -26,6 +26,8 @@ export interface ReplicaInit {
   labelSmoothing: number;
   /** Convolution precision (train/precision.ts); each replica's backend is its own. */
   precision: TrainPrecision;
+  /** Sigmoid cross-entropy against the steps' multi-hot targets instead of softmax cross-entropy. */
+  multiLabel: boolean;
   /** EMA decay (0 = none); only replica 0 keeps the average. */
   ema: number;
   /** Start from these: every weight by name, the optimizer's and the average's state. */
@@ -44,6 +46,8 @@ export type ReplicaCommand =
       kind: 'step';
       x: Float32Array;
       y: Int32Array;
+      /** Multi-label data: the shard's rows × classes multi-hot targets. */
+      targets?: Float32Array;
       shape: [number, number, number, number];
       lr: number;
       shardSizes: number[];
@@ -57,7 +61,7 @@ export type ReplicaRequest = ReplicaCommand & { id: number };
 export interface StepReply {
   /** This replica's mean loss over its shard (NaN when the shard was empty). */
   loss: number;
-  /** Top-1 correct in its shard. */
+  /** Top-1 correct in its shard (multi-label: highest-scored class is one of the image's). */
   correct: number;
   /** False when some replica's loss was not finite: no update was applied anywhere. */
   applied: boolean;

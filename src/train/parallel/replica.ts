@@ -15,11 +15,11 @@ import { backward } from '../../core/autograd.js';
 import { tensor } from '../../core/creation.js';
 import { Random } from '../../core/random.js';
 import { getBackend, keep, setBackend, tidy } from '../../core/engine.js';
-import { softmaxCrossEntropy } from '../../core/ops/loss.js';
+import type { Batch } from '../../data/loader.js';
 import { buildModel } from '../../models/registry.js';
 import type { Variable } from '../../nn/layer.js';
 import { ExponentialMovingAverage } from '../ema.js';
-import { topKCorrect } from '../metrics.js';
+import { correctAtOne, trainingLoss } from '../multilabel.js';
 import { clearGrad, Optimizer, TrainingDivergedError } from '../optimizers.js';
 import { useTrainPrecision } from '../precision.js';
 import { SharedBarrier } from './barrier.js';
@@ -113,9 +113,11 @@ export class Replica {
         // random state (a resumed run repeats exactly), and the replicas draw different masks.
         const rng = new Random((req.seed + rank * 0x9e3779b9) >>> 0);
         const out = this.model.forward(x, { training: true, logits: true, rng });
-        const l = softmaxCrossEntropy(out, req.y, { labelSmoothing: this.init.labelSmoothing });
+        const shard: Batch = { x: req.x, y: req.y, size: rows, shape: req.shape, ...(req.targets ? { targets: req.targets } : {}) };
+        const choice = { multiLabel: this.init.multiLabel, labelSmoothing: this.init.labelSmoothing, classes: this.classes };
+        const l = trainingLoss(out, shard, choice);
         const value = l.item();
-        correct = topKCorrect(out.data(), req.y, this.classes, 1);
+        correct = correctAtOne(out.data(), shard, choice);
         // 1. Every replica learns whether all losses are finite before anyone goes backward.
         this.losses[rank] = value;
         this.barrier.arrive(rank);
