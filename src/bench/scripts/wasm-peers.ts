@@ -152,11 +152,30 @@ function training(): { what: string; wasm: number; native: number | null }[] {
   }));
 }
 
+/**
+ * Freshly built, batch norm is the identity (gamma 1, beta 0, mean 0, variance 1), so a peer that
+ * mixed those up would still agree with us: give them spread values (the same for every contestant).
+ */
+function spreadBatchNorm(model: Model): void {
+  const rng = new X.Random(5);
+  const ranges: Record<string, [number, number]> = {
+    gamma: [0.5, 1.5],
+    beta: [-0.2, 0.2],
+    moving_mean: [-0.2, 0.2],
+    moving_variance: [0.5, 1.5],
+  };
+  for (const v of model.weights) {
+    const range = ranges[v.name.split('/').pop() ?? ''];
+    if (range) v.setData(Float32Array.from({ length: v.size }, () => rng.uniform(range[0], range[1])));
+  }
+}
+
 async function main(): Promise<void> {
   console.log(
     `wasm peers: Xception ${size}×${size} batch 1, ${rounds} rounds × ${perRound}, ${threads} threads; ${cpus()[0]?.model ?? '?'}`,
   );
   const model = X.xception({ inputShape: [size, size, 3], backend: wasm! });
+  spreadBatchNorm(model);
   const onnx = X.exportOnnx(model, { inputLayout: 'nchw' });
   const node = await nodeInference(model, onnx);
   console.log(`\nNode ${process.version}:\n${timingTable(node.results)}`);
