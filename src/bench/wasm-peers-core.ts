@@ -30,6 +30,8 @@ export interface Timed {
   roundsMs: number[];
   /** Largest difference of its first output from the first contestant's (the same weights and input). */
   maxDiff: number;
+  /** Largest minus smallest value of its first output: what maxDiff is small against. */
+  spread: number;
 }
 
 export const median = (v: readonly number[]): number => {
@@ -66,6 +68,7 @@ export async function timeInterleaved(contestants: readonly Contestant[], rounds
     medianMs: median(times[k]!),
     roundsMs: times[k]!,
     maxDiff: maxAbsDiff(first[k]!, first[0]!),
+    spread: first[k]!.reduce((a, v) => Math.max(a, v), -Infinity) - first[k]!.reduce((a, v) => Math.min(a, v), Infinity),
   }));
 }
 
