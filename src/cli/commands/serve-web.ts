@@ -7,7 +7,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { extname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OptionError } from '../../core/errors.js';
 import { firstExisting } from '../../data/files.js';
@@ -42,6 +42,7 @@ const STATIC_ROOTS: Record<string, string> = {
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.json': 'application/json',
   '.map': 'application/json',
@@ -63,6 +64,8 @@ export interface WebServerOptions {
   dataDir?: string;
   /** Package root to serve web/, dist/src/ and wasm/ from (default: this package). */
   root?: string;
+  /** More URL prefixes → absolute folders (the wasm benchmark serves its peers' files from node_modules). */
+  extraRoots?: Record<string, string>;
 }
 
 export interface WebServer {
@@ -77,8 +80,9 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   const host = options.host ?? '127.0.0.1';
   const root = resolve(options.root ?? PACKAGE_ROOT);
   const dataDir = options.dataDir ?? FASHION_MNIST_DIR;
+  const roots = { ...STATIC_ROOTS, ...options.extraRoots };
   const server = createServer((req, res) => {
-    handle(req, res, root, dataDir).catch(() => send(res, 500, 'internal error'));
+    handle(req, res, root, dataDir, roots).catch(() => send(res, 500, 'internal error'));
   });
   await new Promise<void>((ok, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => fail(listenError(e, host, port)));
@@ -102,7 +106,13 @@ function listenError(e: NodeJS.ErrnoException, host: string, port: number): Erro
   return new OptionError(`serve-web: cannot listen on ${host}:${port} (${e.message})`);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, root: string, dataDir: string): Promise<void> {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  root: string,
+  dataDir: string,
+  roots: Record<string, string>,
+): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'only GET and HEAD');
   let path: string;
   try {
@@ -115,16 +125,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, root: string, d
     res.end();
     return;
   }
-  const file = path.startsWith('/data/fashion-mnist/') ? await datasetFile(path, dataDir) : staticFile(path, root);
+  const file = path.startsWith('/data/fashion-mnist/') ? await datasetFile(path, dataDir) : staticFile(path, root, roots);
   if (!file) return send(res, 404, 'not found');
   await sendFile(req, res, file);
 }
 
-/** The file under one of STATIC_ROOTS that `path` names, or null (no escaping the folder). */
-function staticFile(path: string, root: string): string | null {
-  for (const [prefix, folder] of Object.entries(STATIC_ROOTS)) {
+/** The file under one of the served roots that `path` names, or null (no escaping the folder). */
+function staticFile(path: string, root: string, roots: Record<string, string>): string | null {
+  for (const [prefix, folder] of Object.entries(roots)) {
     if (!path.startsWith(prefix)) continue;
-    const base = join(root, folder);
+    const base = isAbsolute(folder) ? folder : join(root, folder);
     const file = normalize(join(base, path.slice(prefix.length)));
     return file.startsWith(base + sep) ? file : null;
   }

@@ -1,0 +1,57 @@
+/**
+ * The browser half of `npm run bench:wasm` (src/bench/scripts/wasm-peers.ts): times Xception batch
+ * 1 on our wasm backend, onnxruntime-web and tfjs-backend-wasm in this page, interleaved, on the
+ * weights and ONNX export the Node script wrote to /bench-data/. Query: size, rounds, perRound, threads.
+ * Sets window.benchResult ({userAgent, isolated, results}) or window.benchError.
+ */
+import { modelFromSafetensors, namedWeightsOf, noGrad, tensor, tidy, useBrowserBackend } from '../dist/src/browser.js';
+import {
+  benchInput,
+  ortContestant,
+  tfjsContestant,
+  tfjsXception,
+  timeInterleaved,
+  timingTable,
+} from '../dist/src/bench/wasm-peers-core.js';
+
+const q = new URLSearchParams(location.search);
+const num = (k, d) => Number(q.get(k) ?? d);
+const [size, rounds, perRound, threads] = [num('size', 299), num('rounds', 5), num('perRound', 2), num('threads', 2)];
+
+async function bytes(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+/** Ours: op by op on the page's wasm backend (the browser build has no compiled wasm plan yet). */
+async function ours(nhwc) {
+  const choice = await useBrowserBackend({ prefer: 'wasm' });
+  const { model } = modelFromSafetensors(await bytes('/bench-data/model.safetensors'), 'bench');
+  const x = tensor(nhwc, [1, size, size, 3], { backend: choice.backend });
+  const run = async () => noGrad(() => tidy(() => model.forward(x).data()));
+  return { contestant: { name: 'ours, wasm', note: 'op by op, 1 thread', run }, model };
+}
+
+async function main() {
+  const { nhwc, nchw } = benchInput(size);
+  const { contestant, model } = await ours(nhwc);
+  const ort = await import('/ort/ort.wasm.min.mjs');
+  ort.env.wasm.wasmPaths = '/ort/';
+  const ortPeer = await ortContestant(ort, await bytes('/bench-data/model.onnx'), nchw, size, threads);
+  const tf = globalThis.tf;
+  tf.wasm.setWasmPaths('/tfjs/tfjs-backend-wasm/dist/');
+  tf.wasm.setThreadsCount(threads);
+  if (!(await tf.setBackend('wasm'))) throw new Error('tfjs-backend-wasm did not initialize');
+  const weights = new Map(namedWeightsOf(model).map((w) => [w.name, w]));
+  const tm = tfjsXception(tf, size, 1000, weights);
+  const note = `wasm SIMD, ${tf.wasm.getThreadsCount()} threads, bench-only tfjs-layers Xception`;
+  const results = await timeInterleaved([contestant, ortPeer, tfjsContestant(tf, tm, nhwc, size, note)], rounds, perRound);
+  document.getElementById('out').textContent = timingTable(results);
+  window.benchResult = { userAgent: navigator.userAgent, isolated: self.crossOriginIsolated === true, results };
+}
+
+main().catch((e) => {
+  window.benchError = e instanceof Error ? `${e.message}\n${e.stack}` : String(e);
+  document.getElementById('out').textContent = window.benchError;
+});
