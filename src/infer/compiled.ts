@@ -56,6 +56,8 @@ export interface CompileInferenceOptions {
 }
 
 export interface CompiledInferenceInfo {
+  /** The backend the plan runs on: 'native' (oneDNN) or 'wasm' (the model's weights are on wasm). */
+  backend: 'native' | 'wasm';
   batch: number;
   inputShape: number[];
   outputShape: number[];
@@ -303,6 +305,7 @@ export class CompiledInference {
     this.checkLive();
     const i = this.wasm ? this.wasm.info() : this.native().planInfo(this.livePlan());
     return {
+      backend: this.wasm ? 'wasm' : 'native',
       batch: this.batch,
       inputShape: [...this.inputShape],
       outputShape: [...this.outputShape],
