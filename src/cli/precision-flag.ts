@@ -1,13 +1,16 @@
 /**
  * `--precision fp32|bf16|int8` and `--calibration FILE.json` of predict and eval: the precision of
- * the compiled plan they infer with. int8 needs activation scales: an Int8Calibration as JSON
- * (what the calibrator writes). The file is read and checked against the model before any image.
+ * the compiled plan they infer with. int8 needs activation scales: those a `xception quantize`
+ * file carries with its weights, or an Int8Calibration as JSON. They are checked against the
+ * model before any image.
  */
+import { stat as statPath } from 'node:fs/promises';
 import { readFile, stat } from 'node:fs/promises';
 import { OptionError } from '../core/errors.js';
 import { type InferencePrecision, setInferencePrecision } from '../infer/auto.js';
 import { checkCalibrationFor } from '../infer/int8-plan.js';
 import type { Int8Calibration } from '../infer/quant-types.js';
+import { readInt8Calibration } from '../io/quantized-file.js';
 import type { Model } from '../nn/model.js';
 import { choiceFlag, type FlagSpec } from './args.js';
 
@@ -22,8 +25,8 @@ export function precisionHelp(width: number): string {
   return [
     `  ${pad('--precision P')}fp32 | bf16 | int8: the compiled plan's arithmetic (default fp32;`,
     `  ${pad('')}bf16 and int8 need the native backend)`,
-    `  ${pad('--calibration FILE')}int8's activation scales: an Int8Calibration as JSON (required`,
-    `  ${pad('')}with --precision int8)`,
+    `  ${pad('--calibration FILE')}int8's activation scales as JSON (default: those of a --weights`,
+    `  ${pad('')}file written by \`xception quantize\`)`,
   ].join('\n');
 }
 
@@ -45,19 +48,40 @@ async function readCalibration(path: string): Promise<Int8Calibration> {
   }
 }
 
-/** The flags' precision (null: fp32); errors for int8 without a calibration or a calibration without int8. */
+/**
+ * The flags' precision (null: fp32); an error for a calibration without int8. int8 without
+ * --calibration takes its scales from the weights file later (see applyPrecision).
+ */
 export async function precisionFromFlags(v: Record<string, string | boolean | undefined>): Promise<InferencePrecision | null> {
   const precision = choiceFlag('precision', v['precision'], ['fp32', 'bf16', 'int8'] as const);
   const file = v['calibration'] as string | undefined;
-  if (precision === 'int8' && file === undefined)
-    throw new OptionError('--precision int8 needs --calibration FILE.json (activation scales from calibration)');
   if (file !== undefined && precision !== 'int8') throw new OptionError('--calibration is used with --precision int8 only');
   if (!precision || precision === 'fp32') return null;
+  if (precision === 'int8' && file === undefined) return { precision };
   return precision === 'int8' ? { precision, calibration: await readCalibration(file!) } : { precision };
 }
 
-/** Sets `model`'s inference precision, checking an int8 calibration against it first. */
-export function applyPrecision(model: Model, p: InferencePrecision | null): void {
+/**
+ * Sets `model`'s inference precision, checking an int8 calibration against it first. int8 without
+ * --calibration reads the scales a quantized weights file (`weightsFile`) carries.
+ */
+export async function applyPrecision(model: Model, p: InferencePrecision | null, weightsFile: string | null): Promise<void> {
+  if (p?.precision === 'int8' && !p.calibration) p = { precision: 'int8', calibration: await calibrationOfWeights(model, weightsFile) };
   if (p?.calibration) checkCalibrationFor(model, p.calibration);
   setInferencePrecision(model, p);
+}
+
+async function calibrationOfWeights(model: Model, weightsFile: string | null): Promise<Int8Calibration> {
+  const isFile =
+    weightsFile !== null &&
+    (await statPath(weightsFile).then(
+      (s) => s.isFile(),
+      () => false,
+    ));
+  const calibration = isFile ? await readInt8Calibration(weightsFile!, model) : null;
+  if (calibration) return calibration;
+  throw new OptionError(
+    `--precision int8 needs activation scales: ${weightsFile === null ? 'no --weights given' : `${weightsFile} holds none`}; ` +
+      'write a quantized file with `xception quantize --weights F --calibrate SPEC --out Q` and pass --weights Q, or give --calibration FILE.json',
+  );
 }

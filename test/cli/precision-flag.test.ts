@@ -58,7 +58,7 @@ test('bad --precision / --calibration combinations are clear errors', { skip }, 
     JSON.stringify({ method: 'minmax', images: 1, values: { 'inception_mixed9/conv': { scale: 1, unsigned: false } }, fp32Nodes: {} }),
   );
   const cases: Array<[string[], RegExp]> = [
-    [['--precision', 'int8'], /needs --calibration/],
+    [['--precision', 'int8'], /needs activation scales: no --weights given/],
     [['--calibration', other], /with --precision int8 only/],
     [['--precision', 'int4'], /precision/],
     [['--precision', 'int8', '--calibration', path.join(tmp, 'missing.json')], /cannot read it/],

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { tryBackend } from '../../src/index.js';
 import { readInt8Calibration } from '../../src/io/quantized-file.js';
 import { readSafetensorsFile } from '../../src/io/safetensors.js';
 import { openWeights } from '../../src/io/weights-source.js';
@@ -176,4 +177,38 @@ test('an int8 file for another model, or with a broken calibration, is a WeightF
   const e = await runCli(['export', '--format', 'onnx', '--int8', '--weights', at('broken1.safetensors'), '--out', at('y.onnx')]);
   assert.equal(e.code, 2);
   assert.match(e.err, /scale -1/);
+});
+
+test('predict and eval take a quantized file with --precision int8 (its calibration, no --calibration)', {
+  skip: tryBackend('native') ? false : 'native backend not built',
+}, async () => {
+  if (!fs.existsSync(at('w.safetensors'))) await runCli(['export', '--format', 'safetensors', '--out', at('w.safetensors'), ...SMALL]);
+  await writeImageFolder(at('imgs2'), { a: 8, b: 8 }, 16);
+  const q = await runCli(['quantize', '--weights', at('w.safetensors'), '--calibrate', at('imgs2'), '--out', at('q2.safetensors')]);
+  assert.equal(q.code, 0, q.err);
+  const image = path.join(at('imgs2'), 'a', fs.readdirSync(path.join(at('imgs2'), 'a'))[0]!);
+  const predict = (weights: string) =>
+    runCli(['predict', image, '--weights', weights, '--precision', 'int8', '--backend', 'native', '--json', '--top', '2']);
+  const r = await predict(at('q2.safetensors'));
+  assert.equal(r.code, 0, r.err);
+  const line = JSON.parse(r.out.trim().split('\n').at(-1)!) as { predictions: Array<{ probability: number }> };
+  assert.equal(line.predictions.length, 2);
+  const plain = await predict(at('w.safetensors'));
+  assert.notEqual(plain.code, 0);
+  assert.match(plain.err + plain.out, /holds none; write a quantized file with `xception quantize/);
+  const e = await runCli([
+    'eval',
+    '--weights',
+    at('q2.safetensors'),
+    '--dataset',
+    `folder:${at('imgs2')}`,
+    '--precision',
+    'int8',
+    '--backend',
+    'native',
+    '--json',
+  ]);
+  assert.equal(e.code, 0, e.err);
+  const scores = JSON.parse(e.out.trim().split('\n').at(-1)!) as { testTop1: number };
+  assert.ok(scores.testTop1 >= 0 && scores.testTop1 <= 1);
 });

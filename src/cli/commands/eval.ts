@@ -83,7 +83,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
   const loaded = await loadModelForCommand('eval', p, { weights: source, flag, useEma: !v['no-ema'] });
   const { model } = loaded;
   try {
-    applyPrecision(model, precision);
+    await applyPrecision(model, precision, loaded.weightsSource);
     if (model.outputShape.length !== 1)
       throw new OptionError(`the model outputs [${model.outputShape.join(', ')}], not class scores: eval needs the classifier`);
     const classes = model.outputShape[0]!;

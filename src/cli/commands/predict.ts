@@ -108,7 +108,7 @@ export async function predictCommand(argv: string[], out: (s: string) => void): 
   const loaded = await loadModelForCommand('predict', p);
   const { model, record } = loaded;
   try {
-    applyPrecision(model, precision);
+    await applyPrecision(model, precision, loaded.weightsSource);
     if (model.outputShape.length !== 1)
       throw new OptionError(
         `the model outputs [${model.outputShape.join(', ')}], not class scores: predict needs the classifier (drop --no-top)`,
