@@ -31,7 +31,8 @@ every value a convolution or dense layer reads or writes, and writes one self-co
 the weights (safetensors, with the model's record) plus the int8 calibration in its metadata
 ('int8_calibration'). Weights are quantized per output channel when the file is used; the
 stem convolution and the classifier stay fp32 where int8 there measurably costs accuracy
-(the reasons are printed and recorded). The file works as --weights anywhere (fp32), and
+(the reasons are printed and recorded). The file works as --weights anywhere (fp32);
+'xception predict|eval --weights FILE --precision int8' run it in int8, and
 'xception export --format onnx --int8' writes its QDQ ONNX model.
 
   --weights FILE|DIR          the fp32 weights to quantize (required)
@@ -47,7 +48,7 @@ stem convolution and the classifier stay fp32 where int8 there measurably costs 
   --calibration-images N      images to calibrate on, spread over the source (default ${DEFAULT_CALIBRATION_IMAGES};
                               at least ${MIN_CALIBRATION_IMAGES})
   --batch-size B              images per batch (default 64 up to 64×64 inputs, else 8)
-  --backend NAME              native | reference
+  --backend NAME              native | wasm | reference
 ${imageLimitHelp(30)}
   -h, --help
 
