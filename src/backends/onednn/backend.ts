@@ -25,6 +25,7 @@ import type {
 } from '../../core/backend.js';
 import { BackendError, DisposedError, OptionError, OutOfMemoryError, ShapeError } from '../../core/errors.js';
 import type { Bf16Hardware, NativeAddon, NativeBuffer, NativePlan, NativePlanInfo, NativeStats } from './binding.js';
+import { CONV_FIELDS, POOL_FIELDS } from '../params-check.js';
 
 /** What convolutions multiply in: float32, or bf16 with float32 accumulation and results (mixed precision). */
 export type ConvPrecision = 'fp32' | 'bf16';
@@ -40,44 +41,6 @@ export class NativeTensor {
 // Tensor → its native buffer. Kept out of the tensor object so nothing else can reach the raw
 // external; a missing entry means disposed.
 const buffers = new WeakMap<NativeTensor, NativeBuffer>();
-
-const CONV_FIELDS = [
-  'batch',
-  'inHeight',
-  'inWidth',
-  'inChannels',
-  'outHeight',
-  'outWidth',
-  'outChannels',
-  'kernelHeight',
-  'kernelWidth',
-  'strideHeight',
-  'strideWidth',
-  'dilationHeight',
-  'dilationWidth',
-  'padTop',
-  'padLeft',
-  'padBottom',
-  'padRight',
-  'groups',
-] as const satisfies readonly (keyof Conv2DParams)[];
-
-const POOL_FIELDS = [
-  'batch',
-  'inHeight',
-  'inWidth',
-  'channels',
-  'outHeight',
-  'outWidth',
-  'windowHeight',
-  'windowWidth',
-  'strideHeight',
-  'strideWidth',
-  'padTop',
-  'padLeft',
-  'padBottom',
-  'padRight',
-] as const satisfies readonly (keyof Pool2DParams)[];
 
 function isPad(field: string): boolean {
   return field.startsWith('pad');
