@@ -11,7 +11,7 @@ import { compileInference, inceptionV3, noGrad, tensor, xception, type Model } f
 import type { Backend } from '../../src/core/backend.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { loadNativeBackend, nativeBackendStatus } from '../../src/backends/onednn/index.js';
-import { errors, randomImages, randomizeStatistics } from './helpers.js';
+import { errors, randomImages, randomizeStatistics, researchVariantXception } from './helpers.js';
 
 const native = loadNativeBackend();
 const skip = native ? false : `native backend unavailable: ${nativeBackendStatus().reason}`;
@@ -40,21 +40,7 @@ const CASES: Case[] = [
   },
   {
     name: 'Xception research variant: 4 segments, pointwise-first, ELU between, no residual',
-    build: (backend) =>
-      xception({
-        backend,
-        stem: 'small',
-        inputShape: [24, 24, 3],
-        classes: 5,
-        width: 0.25,
-        channelMultiple: 8,
-        middleBlocks: 2,
-        segments: 4,
-        order: 'pointwise-first',
-        intermediateActivation: 'elu',
-        residual: false,
-        seed: 3,
-      }),
+    build: researchVariantXception,
     batches: [1, 2],
     reference: true,
   },

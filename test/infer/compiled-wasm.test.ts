@@ -35,7 +35,7 @@ import { referenceBackend } from '../../src/backends/reference/index.js';
 import { loadWasmBackend, wasmBackendStatus } from '../../src/backends/wasm/node.js';
 import { cachedCompiledInference, compiledFallbackReason } from '../../src/infer/auto.js';
 import { arenaLayout } from '../../src/infer/wasm-plan.js';
-import { errors, randomImages, randomizeStatistics } from './helpers.js';
+import { errors, randomImages, randomizeStatistics, researchVariantXception } from './helpers.js';
 
 const wasm = loadWasmBackend();
 const skip = wasm ? false : `wasm backend unavailable: ${wasmBackendStatus().reason}`;
@@ -69,21 +69,7 @@ const CASES: { name: string; build: (b: Backend) => Model; batch: number }[] = [
   },
   {
     name: 'Xception research variant: pointwise-first, ELU between, no residual',
-    build: (backend) =>
-      xception({
-        backend,
-        stem: 'small',
-        inputShape: [24, 24, 3],
-        classes: 5,
-        width: 0.25,
-        channelMultiple: 8,
-        middleBlocks: 2,
-        segments: 4,
-        order: 'pointwise-first',
-        intermediateActivation: 'elu',
-        residual: false,
-        seed: 3,
-      }),
+    build: researchVariantXception,
     batch: 2,
   },
   {

@@ -1,7 +1,25 @@
 /** Shared set-up of the compiled-inference tests. */
-import { Random, tensor, type Model, type Tensor } from '../../src/index.js';
+import { Random, tensor, xception, type Model, type Tensor } from '../../src/index.js';
 import type { Backend } from '../../src/core/backend.js';
 import { BatchNormalization } from '../../src/nn/layers/normalization.js';
+
+/** A small Xception with every research switch away from the paper's: 4 segments, pointwise-first, ELU between, no residual. */
+export function researchVariantXception(backend: Backend): Model {
+  return xception({
+    backend,
+    stem: 'small',
+    inputShape: [24, 24, 3],
+    classes: 5,
+    width: 0.25,
+    channelMultiple: 8,
+    middleBlocks: 2,
+    segments: 4,
+    order: 'pointwise-first',
+    intermediateActivation: 'elu',
+    residual: false,
+    seed: 3,
+  });
+}
 
 /**
  * Gives every batch norm non-trivial statistics and affine weights (fresh ones are mean 0,
