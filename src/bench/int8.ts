@@ -3,6 +3,8 @@
  * nothing meaningful to calibrate on: every value gets one fixed scale, unsigned where the node ends
  * in a ReLU (which is what decides the kernels oneDNN runs: u8 or s8 sources). int8 speed does not
  * depend on the scale values; accuracy is measured elsewhere, on calibrated real models.
+ * The same calibration writes the QDQ ONNX model that ONNX Runtime runs as the rows' peer, so the
+ * classifier is named in `fp32Nodes` (its pooled input has no scale: it stays fp32 in both).
  */
 import { fuseGraph } from '../infer/fuse.js';
 import { type GraphNode, lowerModel } from '../infer/graph.js';
@@ -27,9 +29,11 @@ export function timingCalibration(model: Model, batch: number): Int8Calibration 
   const g = lowerModel(model, { inputShape: model.inputShape, logits: false, batch });
   fuseGraph(g);
   const values: Int8Calibration['values'] = {};
+  const fp32Nodes: Int8Calibration['fp32Nodes'] = {};
   for (const n of g.nodes) {
+    if (n.op === 'dense') fp32Nodes[valueKey(n)] = 'timing: the classifier stays fp32';
     if (n.op === 'flatten' || n.op === 'softmax' || n.op === 'dense' || n.shape.length !== 3) continue;
     values[valueKey(n)] = { scale: TIMING_SCALE, unsigned: endsInRelu(n) };
   }
-  return { method: 'minmax', images: 1, values, fp32Nodes: {} };
+  return { method: 'minmax', images: 1, values, fp32Nodes };
 }

@@ -1,7 +1,8 @@
 /**
  * `xception bench`: each case runs in a child process of its own (so that its peak resident
- * memory is its own), then the same case in the peer — ONNX Runtime for inference, and with
- * `pytorch` PyTorch for training (scripts/pytorch_train.py) — and the two side by side as a ratio.
+ * memory is its own), then the same case in the peer — ONNX Runtime for inference (for int8 on
+ * the QDQ export of the same model, with our fp32 plan as a second comparison), and with `pytorch`
+ * PyTorch for training (scripts/pytorch_train.py) — and the two side by side as a ratio.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -95,6 +96,10 @@ export interface BenchRow {
   rounds: number;
   /** Each round's ratio to its peer (the ratio above is their median). */
   ratios: number[];
+  /** int8 inference rows: our fp32 plan, measured in the same rounds (null without peers). */
+  fp32Plan?: PeerResult | null;
+  /** int8 inference rows: imagesPerSec / fp32Plan.imagesPerSec (the median of the rounds'). */
+  fp32Ratio?: number | null;
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -275,8 +280,8 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
   const { rounds, scale, progress } = plan;
   const imageSize = scale.size ?? c.size;
   progress(`${c.name}: xception, batch ${c.batch} at ${imageSize}×${imageSize}…`);
-  // int8's peer is our fp32 plan (ONNX Runtime on a QDQ model needs the QDQ export, not in this build).
-  const onnxPeer = plan.peer && c.kind === 'infer' && plan.precision !== 'int8';
+  // int8's ONNX model is the QDQ export with the int8 plan's calibration (the xception worker writes it).
+  const onnxPeer = plan.peer && c.kind === 'infer';
   const onnxPath = onnxPeer ? join(mkdtempSync(join(tmpdir(), 'xception-bench-')), `${c.name}.onnx`) : undefined;
   // Inference rows: one per path; training rows: one per replica count.
   const variants: Array<{ path: 'compiled' | 'op-by-op'; replicas: number }> =
@@ -288,7 +293,7 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
   try {
     for (let round = 0; round < rounds; round++) {
       if (rounds > 1) progress(`${c.name}: round ${round + 1} of ${rounds}`);
-      let peerResult: PeerResult | null | undefined;
+      let previous: BenchRow | undefined;
       for (const [v, { path, replicas }] of variants.entries()) {
         const spec: WorkerSpec = {
           engine: 'xception',
@@ -303,8 +308,8 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
           ...(onnxPath ? { onnxPath } : {}),
         };
         if (variants.length > 1) progress(`${c.name}: ${c.kind === 'infer' ? path : `${replicas} replica(s)`}…`);
-        const row = await runCase(c, spec, peerResult === undefined ? onnxPath : undefined, imageSize, peerResult, plan);
-        peerResult = row.peer;
+        const row = await runCase(c, spec, previous === undefined ? onnxPath : undefined, imageSize, previous, plan);
+        previous = row;
         if (rounds === 1) yield row;
         else measured[v]!.push(row);
       }
@@ -315,22 +320,30 @@ async function* benchCase(c: BenchCase, plan: BenchPlan): AsyncGenerator<BenchRo
   }
 }
 
-/** Our engine on one case, and its peer unless that was measured with the previous row (`measuredPeer`). */
+/**
+ * Our engine on one case, then its peer (and for int8 our fp32 plan), unless those were measured
+ * with the previous row of this round (`previous`: same network, same weights).
+ */
 async function runCase(
   c: BenchCase,
   spec: WorkerSpec,
   onnxPath: string | undefined,
   imageSize: number,
-  measuredPeer: PeerResult | null | undefined,
+  previous: BenchRow | undefined,
   plan: BenchPlan,
 ): Promise<BenchRow> {
+  // A stale model of an earlier round must not stand in for one this round failed to write.
+  if (onnxPath) rmSync(onnxPath, { force: true });
   const own = await runWorker(spec, plan.progress);
   const stepFlops = own.forwardFlopsPerImage * c.batch * (c.kind === 'train' ? 3 : 1);
-  // The peer of this case was measured with the previous row (same network, same weights).
-  const peerResult = measuredPeer !== undefined ? measuredPeer : await measurePeer(c, spec, onnxPath, stepFlops, plan);
+  const peerResult = previous ? previous.peer : await measurePeer(c, spec, onnxPath, stepFlops, plan);
+  const int8Infer = own.precision === 'int8' && c.kind === 'infer';
+  const fp32Plan =
+    !int8Infer || !plan.peer ? null : previous ? (previous.fp32Plan ?? null) : await measureFp32Plan(c, spec, stepFlops, plan);
   const imagesPerSec = c.batch / own.secondsPerStep;
   // Emulated bf16 is a correctness path: a speed ratio would only measure the emulation.
   const ratio = peerResult && own.bf16Hardware !== 'emulated' ? imagesPerSec / peerResult.imagesPerSec : null;
+  const fp32Ratio = fp32Plan ? imagesPerSec / fp32Plan.imagesPerSec : null;
   return {
     case: c.name,
     backend: own.engine,
@@ -349,6 +362,20 @@ async function runCase(
     replicas: spec.replicas ?? 1,
     rounds: 1,
     ratios: ratio !== null ? [ratio] : [],
+    ...(int8Infer ? { fp32Plan, fp32Ratio } : {}),
+  };
+}
+
+/** Our fp32 plan on an int8 inference case: the int8 rows' second comparison, beside ONNX Runtime. */
+async function measureFp32Plan(c: BenchCase, spec: WorkerSpec, stepFlops: number, plan: BenchPlan): Promise<PeerResult> {
+  plan.progress(`${c.name}: xception fp32 plan (the int8 row's second comparison)…`);
+  const { onnxPath: _written, ...fp32Spec } = spec;
+  const r = await runWorker({ ...fp32Spec, precision: 'fp32' }, plan.progress);
+  return {
+    name: 'xception fp32 plan',
+    imagesPerSec: c.batch / r.secondsPerStep,
+    gflops: stepFlops / r.secondsPerStep / 1e9,
+    peakRssMB: r.peakRssMB,
   };
 }
 
@@ -361,16 +388,6 @@ async function measurePeer(
   plan: BenchPlan,
 ): Promise<PeerResult | null> {
   const { progress, python } = plan;
-  if (plan.peer && plan.precision === 'int8' && c.kind === 'infer') {
-    progress(`${c.name}: xception fp32 plan (the int8 row's peer)…`);
-    const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
-    return {
-      name: 'xception fp32 plan',
-      imagesPerSec: c.batch / r.secondsPerStep,
-      gflops: stepFlops / r.secondsPerStep / 1e9,
-      peakRssMB: r.peakRssMB,
-    };
-  }
   if (plan.peer && c.kind === 'train' && spec.precision === 'bf16') {
     progress(`${c.name}: fp32 step (the bf16 step's peer)…`);
     const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
@@ -382,7 +399,11 @@ async function measurePeer(
     };
   }
   if (onnxPath) {
-    progress(`${c.name}: onnxruntime…`);
+    progress(`${c.name}: onnxruntime${spec.precision === 'int8' ? ' on the QDQ export' : ''}…`);
+    if (!existsSync(onnxPath)) {
+      progress(`${c.name}: no peer: the xception worker wrote no ONNX model (see above)`);
+      return null;
+    }
     try {
       const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
       return {
@@ -414,25 +435,32 @@ export function medianRow(rows: readonly BenchRow[]): BenchRow {
   if (rows.length === 0) throw new OptionError('bench: no rounds to combine');
   const first = rows[0]!;
   const mid = (f: (r: BenchRow) => number) => median(rows.map(f));
-  const peers = rows.map((r) => r.peer).filter((p): p is PeerResult => p !== null);
   const ratios = rows.flatMap((r) => r.ratios);
+  const fp32Ratios = rows.map((r) => r.fp32Ratio).filter((x): x is number => typeof x === 'number');
   return {
     ...first,
     imagesPerSec: mid((r) => r.imagesPerSec),
     gflops: mid((r) => r.gflops),
     secondsPerStep: mid((r) => r.secondsPerStep),
     peakRssMB: Math.max(...rows.map((r) => r.peakRssMB)),
-    peer:
-      peers.length === 0
-        ? null
-        : {
-            name: peers[0]!.name,
-            imagesPerSec: median(peers.map((p) => p.imagesPerSec)),
-            gflops: median(peers.map((p) => p.gflops)),
-            peakRssMB: Math.max(...peers.map((p) => p.peakRssMB)),
-          },
+    peer: medianPeer(rows.map((r) => r.peer)),
     ratio: ratios.length === 0 ? null : median(ratios),
     rounds: rows.length,
     ratios,
+    ...(first.fp32Plan !== undefined
+      ? { fp32Plan: medianPeer(rows.map((r) => r.fp32Plan ?? null)), fp32Ratio: fp32Ratios.length === 0 ? null : median(fp32Ratios) }
+      : {}),
+  };
+}
+
+/** One peer from the rounds' measurements of it: median speeds, the largest peak memory. */
+function medianPeer(measured: ReadonlyArray<PeerResult | null>): PeerResult | null {
+  const peers = measured.filter((p): p is PeerResult => p !== null);
+  if (peers.length === 0) return null;
+  return {
+    name: peers[0]!.name,
+    imagesPerSec: median(peers.map((p) => p.imagesPerSec)),
+    gflops: median(peers.map((p) => p.gflops)),
+    peakRssMB: Math.max(...peers.map((p) => p.peakRssMB)),
   };
 }

@@ -3,7 +3,7 @@
  * `node worker.js '<WorkerSpec JSON>'` prints one WorkerResult as a JSON line on stdout.
  * engine 'xception' runs the project's network on a backend; 'onnxruntime' runs the same network
  * with the same weights, exported by the xception worker with exportOnnx, in onnxruntime-node
- * (inference only).
+ * (inference only). For int8 the export is the QDQ model with the int8 plan's own calibration.
  */
 import { writeFileSync } from 'node:fs';
 import '../backends/index.js';
@@ -11,6 +11,7 @@ import { backward } from '../core/autograd.js';
 import { tensor } from '../core/creation.js';
 import { getBackend, keep, noGrad, setBackend, tidy } from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
+import type { Int8Calibration } from '../infer/quant-types.js';
 import { softmaxCrossEntropy } from '../core/ops/loss.js';
 import { Random } from '../core/random.js';
 import { compileInference, type CompiledInference } from '../infer/compiled.js';
@@ -18,6 +19,7 @@ import { compiledInferenceEnabled } from '../infer/auto.js';
 import type { Precision } from '../infer/compile.js';
 import { exportOnnx } from '../io/onnx-model.js';
 import { xception } from '../models/xception/xception.js';
+import type { Model } from '../nn/model.js';
 import { Optimizer } from '../train/optimizers.js';
 import { DataParallel } from '../train/parallel/data-parallel.js';
 import { bf16HardwareOf, useTrainPrecision } from '../train/precision.js';
@@ -52,7 +54,8 @@ export interface WorkerSpec {
    */
   replicas?: number;
   /**
-   * engine 'xception': after timing, write the benchmarked model as ONNX here (for the peer).
+   * engine 'xception': after timing, write the benchmarked model as ONNX here (for the peer); an
+   * int8 plan's model as QDQ ONNX with the plan's calibration (a failed export only writes no file).
    * engine 'onnxruntime': the ONNX file to run.
    */
   onnxPath?: string;
@@ -108,11 +111,12 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   let path: Measured['path'] = 'op-by-op';
   let precision: Measured['precision'] = 'fp32';
   let plan: CompiledInference | null = null;
+  let int8: Int8Calibration | undefined;
   if (c.kind === 'infer' && backend.name === 'native' && (spec.inference ?? 'compiled') === 'compiled' && compiledInferenceEnabled()) {
     try {
       const want = spec.precision ?? 'fp32';
-      const calibration = want === 'int8' ? { calibration: timingCalibration(model, c.batch) } : {};
-      plan = compileInference(model, { batch: c.batch, precision: want, ...calibration });
+      if (want === 'int8') int8 = timingCalibration(model, c.batch);
+      plan = compileInference(model, { batch: c.batch, precision: want, ...(int8 ? { calibration: int8 } : {}) });
       path = 'compiled';
       precision = plan.precision;
     } catch (e) {
@@ -180,12 +184,27 @@ async function runXception(spec: WorkerSpec): Promise<Measured> {
   const peak = peakRssMB();
   plan?.dispose();
   await closeReplicas?.();
-  // The peer runs the very weights just measured (inference mode: BN folded into the convs).
-  if (spec.onnxPath) writeFileSync(spec.onnxPath, exportOnnx(model, { inputLayout: 'nchw' }));
+  if (spec.onnxPath) writePeerModel(model, spec.onnxPath, int8);
   // Named as the --backend flag names it.
   const hw = precision === 'bf16' ? bf16HardwareOf(backend) : null;
   const bf16Hardware = hw === 'native' || hw === 'emulated' ? { bf16Hardware: hw } : {};
   return { engine: backend.name, flops, timing, peakRssMB: peak, path, precision, ...bf16Hardware };
+}
+
+/**
+ * The peer runs the very weights just measured (inference mode: BN folded into the convs); an int8
+ * plan's peer runs them quantized with the same calibration. A failed QDQ export costs only the peer.
+ */
+function writePeerModel(model: Model, path: string, int8: Int8Calibration | undefined): void {
+  if (!int8) {
+    writeFileSync(path, exportOnnx(model, { inputLayout: 'nchw' }));
+    return;
+  }
+  try {
+    writeFileSync(path, exportOnnx(model, { inputLayout: 'nchw', int8 }));
+  } catch (e) {
+    process.stderr.write(`no QDQ export for ONNX Runtime: ${(e as Error).message}\n`);
+  }
 }
 
 async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
@@ -219,7 +238,8 @@ async function runOnnxRuntime(spec: WorkerSpec): Promise<Measured> {
     timing,
     peakRssMB: peakRssMB(),
     path: 'compiled',
-    precision: 'fp32',
+    // A QDQ model (the int8 rows' peer) runs in ONNX Runtime's int8 kernels.
+    precision: spec.precision === 'int8' ? 'int8' : 'fp32',
   };
 }
 

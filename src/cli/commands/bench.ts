@@ -7,8 +7,9 @@ export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repea
                       [--inference compiled|op-by-op|both] [--precision fp32|bf16|int8]
 
 Measures Xception on this machine, side by side in the same run with a peer:
-  infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime
-  infer-b8-299    inference, batch 8 at 299×299         peer: ONNX Runtime
+  infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime; with --precision int8:
+                                                        ONNX Runtime on the QDQ export, and our fp32 plan
+  infer-b8-299    inference, batch 8 at 299×299         peer: as infer-b1-299
   train-b8-299    training step, batch 8 at 299×299     peer: PyTorch with --pytorch, else none;
                                                         with --precision bf16: our fp32 step
   train-b32-64    training step, batch 32 at 64×64      peer: as train-b8-299
@@ -30,14 +31,18 @@ fp32 weights and statistics) against our fp32 step in the same run, and runs bf1
 inference. bf16 rows say whether the CPU does bf16 natively (AVX512_BF16 or AMX) or oneDNN
 emulates it: emulated rows show "emulated" instead of a ratio. --precision int8 applies to
 compiled inference only: its rows run the convolutions in int8 with fixed timing scales (random
-weights have nothing to calibrate on; speed does not depend on the scales) against our fp32 plan
-in the same run. On a shared machine figures move with the load: compare the ratio.
+weights have nothing to calibrate on; speed does not depend on the scales). Their peer is ONNX
+Runtime on the same model exported as QDQ ONNX with the same scales (its int8 kernels); our fp32
+plan is measured in the same run as a second comparison (a second table line; fp32Plan and
+fp32Ratio in --json). If ONNX Runtime cannot run the QDQ model the row says why and keeps the
+fp32 comparison. On a shared machine figures move with the load: compare the ratio.
 
   --json                  one object per line: {case, backend, path, precision, imagesPerSec, gflops,
                           peer: {name, imagesPerSec, gflops, peakRssMB} | null, ratio,
                           batch, imageSize, peakRssMB, secondsPerStep, replicas, rounds, ratios,
                           hardware (bf16 rows: native | emulated; int8 rows: 'native' with VNNI
-                          int8 dot products, else 'emulated')}
+                          int8 dot products, else 'emulated'); int8 rows also fp32Plan: {name,
+                          imagesPerSec, gflops, peakRssMB} | null and fp32Ratio}
   --cases a,b             run only these cases (${CASE_NAMES.join(', ')})
   --repeats N             timed repeats per case, median reported (default 5)
   --rounds N              measure every case N times, alternating with its peer, and report the
@@ -182,7 +187,11 @@ function header(): string {
 
 function tableLine(r: BenchRow): string {
   const f = (x: number, d: number) => x.toFixed(d);
-  return cells([
+  // int8 rows: our fp32 plan on a second line, in the peer columns.
+  const fp32 = r.fp32Plan
+    ? `\n${cells([...Array<string>(7).fill(''), r.fp32Plan.name, f(r.fp32Plan.imagesPerSec, 2), f(r.fp32Plan.peakRssMB, 0), `${f(r.fp32Ratio!, 2)}×`])}`
+    : '';
+  return `${cells([
     r.case,
     r.backend,
     r.replicas > 1 ? `dp ×${r.replicas}` : r.path,
@@ -194,5 +203,5 @@ function tableLine(r: BenchRow): string {
     r.peer ? f(r.peer.imagesPerSec, 2) : '—',
     r.peer ? f(r.peer.peakRssMB, 0) : '—',
     r.ratio !== null ? `${f(r.ratio, 2)}×` : r.hardware === 'emulated' ? 'emulated' : '—',
-  ]);
+  ])}${fp32}`;
 }
