@@ -7,8 +7,8 @@ export const BENCH_HELP = `Usage: xception bench [--json] [--cases a,b] [--repea
                       [--inference compiled|op-by-op|both] [--precision fp32|bf16|int8]
 
 Measures Xception on this machine, side by side in the same run with a peer:
-  infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime; with --precision int8:
-                                                        ONNX Runtime on the QDQ export, and our fp32 plan
+  infer-b1-299    inference, batch 1 at 299×299         peer: ONNX Runtime (int8: on the QDQ
+                                                        export, beside our fp32 plan)
   infer-b8-299    inference, batch 8 at 299×299         peer: as infer-b1-299
   train-b8-299    training step, batch 8 at 299×299     peer: PyTorch with --pytorch, else none;
                                                         with --precision bf16: our fp32 step
