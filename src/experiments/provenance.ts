@@ -55,7 +55,11 @@ function packageRoot(): string {
   return process.cwd();
 }
 
-function commitOf(root: string): string {
+/** Paths whose changes leave the code as committed: a run writes its own results into results/. */
+const NOT_CODE = [':(exclude)results', ':(exclude)docs', ':(exclude)*.md'];
+
+/** The checkout's commit, '-dirty' when tracked code differs from it; else the package version. */
+export function commitOf(root: string): string {
   try {
     const opts = {
       cwd: root,
@@ -64,7 +68,7 @@ function commitOf(root: string): string {
       timeout: 5000,
     };
     const head = execFileSync('git', ['rev-parse', 'HEAD'], opts).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ...NOT_CODE], opts).trim() !== '';
     if (/^[0-9a-f]{40}$/.test(head)) return dirty ? `${head}-dirty` : head;
   } catch {
     // No git, or not a checkout (an installed package): the version is what identifies the code.

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { main } from '../../src/cli/main.js';
 import { checkCommitted, judgeCheck } from '../../src/experiments/check.js';
-import { cpuInfo, currentProvenance, provenanceText } from '../../src/experiments/provenance.js';
+import { commitOf, cpuInfo, currentProvenance, provenanceText } from '../../src/experiments/provenance.js';
 import { getRecipe } from '../../src/experiments/recipes.js';
 import { provenanceSummary } from '../../src/experiments/report.js';
 import { readResults, runDir, runExperiment, type RunResult } from '../../src/experiments/runner.js';
@@ -49,6 +50,25 @@ test('check: a re-run outside the committed spread, or a changed verdict, does n
   assert.equal(flipped.recheckedVerdict, 'inconclusive');
   assert.equal(flipped.holds, false);
   assert.throws(() => judgeCheck('residual', recipe.claim, recipe.variants, committed, []), /nothing was re-run/);
+});
+
+test('provenance: a run writing results/ leaves the commit clean; a code change makes it dirty', () => {
+  const { dir: repo, cleanup } = makeTempDir('provenance');
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: repo, stdio: 'pipe' });
+  git('init', '-q');
+  mkdirSync(join(repo, 'src'));
+  mkdirSync(join(repo, 'results'));
+  writeFileSync(join(repo, 'src', 'a.ts'), 'export const a = 1;\n');
+  writeFileSync(join(repo, 'results', 'experiment.json'), '{}\n');
+  git('add', '.');
+  git('commit', '-q', '-m', 'c');
+  const head = git('rev-parse', 'HEAD').toString().trim();
+  writeFileSync(join(repo, 'results', 'experiment.json'), '{"runs": 1}\n');
+  assert.equal(commitOf(repo), head);
+  writeFileSync(join(repo, 'src', 'a.ts'), 'export const a = 2;\n');
+  assert.equal(commitOf(repo), `${head}-dirty`);
+  cleanup();
 });
 
 test('provenance: commit, backend, CPU model and flags, node, date', () => {
