@@ -371,12 +371,12 @@ async function measureFp32Plan(c: BenchCase, spec: WorkerSpec, stepFlops: number
   plan.progress(`${c.name}: xception fp32 plan (the int8 row's second comparison)…`);
   const { onnxPath: _written, ...fp32Spec } = spec;
   const r = await runWorker({ ...fp32Spec, precision: 'fp32' }, plan.progress);
-  return {
-    name: 'xception fp32 plan',
-    imagesPerSec: c.batch / r.secondsPerStep,
-    gflops: stepFlops / r.secondsPerStep / 1e9,
-    peakRssMB: r.peakRssMB,
-  };
+  return peerOf('xception fp32 plan', r, c, stepFlops);
+}
+
+/** A peer's figures from its worker's measurement of the same case. */
+function peerOf(name: string, r: { secondsPerStep: number; peakRssMB: number }, c: BenchCase, stepFlops: number): PeerResult {
+  return { name, imagesPerSec: c.batch / r.secondsPerStep, gflops: stepFlops / r.secondsPerStep / 1e9, peakRssMB: r.peakRssMB };
 }
 
 /** ONNX Runtime for inference (a failure there only costs the peer), PyTorch for training; else none. */
@@ -391,12 +391,7 @@ async function measurePeer(
   if (plan.peer && c.kind === 'train' && spec.precision === 'bf16') {
     progress(`${c.name}: fp32 step (the bf16 step's peer)…`);
     const r = await runWorker({ ...spec, precision: 'fp32' }, progress);
-    return {
-      name: `${r.engine} fp32`,
-      imagesPerSec: c.batch / r.secondsPerStep,
-      gflops: stepFlops / r.secondsPerStep / 1e9,
-      peakRssMB: r.peakRssMB,
-    };
+    return peerOf(`${r.engine} fp32`, r, c, stepFlops);
   }
   if (onnxPath) {
     progress(`${c.name}: onnxruntime${spec.precision === 'int8' ? ' on the QDQ export' : ''}…`);
@@ -406,12 +401,7 @@ async function measurePeer(
     }
     try {
       const r = await runWorker({ ...spec, engine: 'onnxruntime' }, progress);
-      return {
-        name: r.engine,
-        imagesPerSec: c.batch / r.secondsPerStep,
-        gflops: stepFlops / r.secondsPerStep / 1e9,
-        peakRssMB: r.peakRssMB,
-      };
+      return peerOf(r.engine, r, c, stepFlops);
     } catch (e) {
       progress(`${c.name}: no peer: ${(e as Error).message}`);
       return null;
