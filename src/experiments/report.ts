@@ -547,6 +547,7 @@ function markdownSection(s: ExperimentSummary, figs: Figure[]): string {
     `Settings: ${settingsText(s)}.`,
     '',
     ...(m.matching ? [`Parameter matching: ${m.matching}`, ''] : []),
+    ...(m.seeding ? [`Seeds: ${m.seeding}`, ''] : []),
     `| ${tableHeader(m.metric).join(' | ')} |`,
     `| ${TABLE_HEADER.map(() => '---').join(' | ')} |`,
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
@@ -578,6 +579,7 @@ function htmlSection(s: ExperimentSummary, figs: Figure[]): string {
     `<p>${htmlEscape(m.description)}.</p>`,
     `<p class="settings">Settings: ${htmlEscape(settingsText(s))}.</p>`,
     ...(m.matching ? [`<p class="settings">Parameter matching: ${htmlEscape(m.matching)}</p>`] : []),
+    ...(m.seeding ? [`<p class="settings">Seeds: ${htmlEscape(m.seeding)}</p>`] : []),
     '<table>',
     `<tr>${tableHeader(m.metric)
       .map((h) => `<th>${htmlEscape(h)}</th>`)

@@ -68,6 +68,8 @@ export interface ExperimentManifest {
   varies: string;
   claim: Claim;
   matching: string | null;
+  /** Why the seed count is what it is (absent in folders made before it was recorded). */
+  seeding?: string | null;
   variants: Variant[];
   settings: ExperimentSettings;
   /** What the claim is judged on (absent in folders made before MAP@100: top-1). */
@@ -254,6 +256,7 @@ function experimentManifest(recipe: Recipe, settings: ExperimentSettings): Exper
     varies: recipe.varies,
     claim: recipe.claim,
     matching: recipe.matching ?? null,
+    seeding: recipe.seeding ?? null,
     variants: recipe.variants,
     settings,
     metric: recipe.training.metric ?? 'top1',

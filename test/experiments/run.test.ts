@@ -106,6 +106,11 @@ test('a tiny run of every recipe (two seeds) produces a complete report', async 
         assert.ok(html.includes(`<td>${v.label.replace(/"/g, '&quot;')}</td>`), `${recipe.name}: no HTML row for ${v.name}`);
       }
       assert.match(md, /\*\*Outcome vs the paper \((agrees|partly agrees|does not agree|inconclusive)\)\.\*\* The paper: /);
+      // Seeds added after a first look are said to be (a sequential design); other recipes say nothing.
+      if (recipe.seeding) {
+        assert.ok(md.includes(`Seeds: ${recipe.seeding}`), `${recipe.name}: no seeding note`);
+        assert.ok(html.includes(`Seeds: ${recipe.seeding.replace(/"/g, '&quot;')}`), `${recipe.name}: no HTML seeding note`);
+      } else assert.doesNotMatch(md, /^Seeds: /m);
       if (Object.keys(TINY_OVERRIDES[recipe.name]!).length)
         assert.match(md, /model overrides/); // tiny networks are labelled as such
       else assert.doesNotMatch(md, /model overrides/);
