@@ -148,6 +148,9 @@ export function judgeClaim(claim: Claim, variants: readonly VariantOutcome[]): V
   }
 }
 
+/** The paper's training speeds (Xception 28, Inception V3 31 steps/s), as the report quotes them. */
+const PAPER_XCEPTION_VS_INCEPTION_SPEED = '; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs';
+
 function judgeBetter(claim: ClaimOf<'better'>, { get, paper, how }: Judging): Verdict {
   const a = get(claim.better),
     b = get(claim.worse);
@@ -162,7 +165,9 @@ function judgeBetter(claim: ClaimOf<'better'>, { get, paper, how }: Judging): Ve
   if (a.stepsPerSec?.length && b.stepsPerSec?.length) {
     const sa = mean(a.stepsPerSec),
       sb = mean(b.stepsPerSec);
-    speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}; the paper measured 28 vs 31 steps/s, ratio 0.90, on 60 GPUs).`;
+    // The paper's speed figure is of Xception vs Inception V3 only.
+    const paperSpeed = claim.better === 'xception' && claim.worse === 'inception_v3' ? PAPER_XCEPTION_VS_INCEPTION_SPEED : '';
+    speed = ` Training speed: ${a.label} ${sa.toFixed(2)} steps/s, ${b.label} ${sb.toFixed(2)} steps/s (ratio ${(sa / sb).toFixed(2)}${paperSpeed}).`;
   }
   return { verdict: cmp, paragraph: `${paper} ${body}${speed}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }

@@ -21,6 +21,14 @@ test('better: clear win agrees, clear loss does not, overlapping intervals are i
   assert.match(win.paragraph, /^The paper: Xception is at least as accurate/);
   assert.match(win.paragraph, /Agrees: xception 90\.50% vs inception_v3 85\.50%, a difference of \+5\.00 points/);
   assert.match(win.paragraph, /ratio 0\.83/);
+  assert.match(win.paragraph, /ratio 0\.83; the paper measured 28 vs 31 steps\/s/);
+  // The paper's speed figure is of Xception vs Inception V3: another comparison does not quote it.
+  const vgg = judgeClaim(getRecipe('residual-vgg').claim, [
+    v('no-residual', [0.9, 0.91, 0.905], undefined, [10, 10, 10]),
+    v('residual', [0.85, 0.86, 0.855], undefined, [12, 12, 12]),
+  ]);
+  assert.match(vgg.paragraph, /\(ratio 0\.83\)\./);
+  assert.doesNotMatch(vgg.paragraph, /the paper measured/);
   const loss = judgeClaim(claim, [v('xception', [0.85, 0.86, 0.855]), v('inception_v3', [0.9, 0.91, 0.905])]);
   assert.equal(loss.verdict, 'does not agree');
   assert.match(loss.paragraph, /Does not agree/);
