@@ -85,14 +85,17 @@ export function seedsNeededText(n: number | null): string {
   return ` To decide: about ${n} seeds per variant, if the observed means and spread held (the smallest n whose 95% Welch interval is narrower than the difference's distance from the boundary).`;
 }
 
-function combine(parts: Cmp[]): VerdictWord {
-  const agree = parts.filter((p) => p === 'agrees').length;
-  const disagree = parts.filter((p) => p === 'does not agree').length;
-  if (agree === parts.length) return 'agrees';
-  if (disagree === parts.length) return 'does not agree';
-  if (agree > 0) return 'partly agrees';
-  if (disagree > 0) return 'does not agree';
-  return 'inconclusive';
+/**
+ * The verdict on a claim whose parts must all hold: it agrees when every part does; one part
+ * decided against it refutes the claim (does not agree — no number of seeds changes that, and the
+ * paragraph says which parts held); otherwise it is undecided: partly agrees when some parts
+ * agree, else inconclusive, with the most seeds any open part would need.
+ */
+function conjunction(parts: { cmp: Cmp; needed: number | null }[]): { verdict: VerdictWord; needed: number | null } {
+  if (parts.every((p) => p.cmp === 'agrees')) return { verdict: 'agrees', needed: null };
+  if (parts.some((p) => p.cmp === 'does not agree')) return { verdict: 'does not agree', needed: null };
+  const needed = mostSeeds(...parts.map((p) => p.needed));
+  return { verdict: parts.some((p) => p.cmp === 'agrees') ? 'partly agrees' : 'inconclusive', needed };
 }
 
 function seedsText(vs: readonly VariantOutcome[]): string {
@@ -177,38 +180,34 @@ function judgeBetterAndFaster(claim: ClaimOf<'better-and-faster'>, { get, paper,
     b = get(claim.worse);
   const fin = compareBetter(a.finals, b.finals);
   const conv = compareBetter(a.alongRun, b.alongRun);
-  const verdict = combine([conv.cmp, fin.cmp]);
+  const { verdict, needed } = conjunction([conv, fin]);
   const word = (c: Cmp) =>
     c === 'agrees' ? 'agrees' : c === 'does not agree' ? 'does not agree' : 'inconclusive (the interval includes zero)';
   const body =
     `${capitalized(verdict)}. Convergence — mean validation accuracy over the run's evaluation points, ` +
     `${a.label} ${pts(mean(a.alongRun))}% vs ${b.label} ${pts(mean(b.alongRun))}%, difference ${signedPts(conv.d.mean)} points (${ciText(conv.d)}): ${word(conv.cmp)}. ` +
     `Final accuracy — ${acc(a)} vs ${acc(b)}, difference ${signedPts(fin.d.mean)} points (${ciText(fin.d)}): ${word(fin.cmp)}.`;
-  const needed = mostSeeds(conv.needed, fin.needed);
   return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
 
 function judgeRanking(claim: ClaimOf<'ranking'>, { get, paper, how }: Judging): Verdict {
   const order = claim.order.map(get);
   const pairs: string[] = [];
-  const cmps: Cmp[] = [];
-  const needs: (number | null)[] = [];
+  const parts: { cmp: Cmp; needed: number | null }[] = [];
   for (let i = 0; i + 1 < order.length; i++) {
     const a = order[i]!,
       b = order[i + 1]!;
     const { cmp, d, needed } = compareBetter(a.finals, b.finals);
-    cmps.push(cmp);
-    needs.push(needed);
+    parts.push({ cmp, needed });
     const said = cmp === 'agrees' ? 'beats' : cmp === 'does not agree' ? 'loses to' : 'cannot be told apart from';
     pairs.push(`${a.label} ${said} ${b.label} (${signedPts(d.mean)} points, ${ciText(d)})`);
   }
-  const verdict = combine(cmps);
+  const { verdict, needed } = conjunction(parts);
   const measured = [...order]
     .sort((x, y) => mean(y.finals) - mean(x.finals))
     .map(acc)
     .join(' > ');
   const inconclusiveNote = verdict === 'inconclusive' ? ' — the intervals overlap' : '';
-  const needed = mostSeeds(...needs);
   return {
     verdict,
     paragraph: `${paper} ${capitalized(verdict)}${inconclusiveNote}. Measured order of the means: ${measured}. Pair by pair: ${pairs.join('; ')}.${seedsNeededText(needed)}${how}`,
@@ -292,8 +291,7 @@ function judgeSignFlip(claim: ClaimOf<'sign-flip'>, { get, paper, how }: Judging
   };
   const shallow = part(claim.shallow, false);
   const deep = part(claim.deep, true);
-  const verdict = combine([shallow.r.cmp, deep.r.cmp]);
-  const needed = mostSeeds(shallow.r.needed, deep.r.needed);
+  const { verdict, needed } = conjunction([shallow.r, deep.r]);
   const body = `${capitalized(verdict)}. Shallow segments (the switch should hurt): ${shallow.text}. Deep segments (it should help): ${deep.text}.`;
   return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
@@ -306,8 +304,7 @@ function judgeBetterEach(claim: ClaimOf<'better-each'>, { get, paper, how }: Jud
     const relative = mean(b.finals) !== 0 ? ` (${signedPts(mean(a.finals) / mean(b.finals) - 1)}% relative)` : '';
     return { r, text: `${acc(a)} vs ${acc(b)}: ${signedPts(r.d.mean)} points${relative}, ${ciText(r.d)}` };
   });
-  const verdict = combine(parts.map((p) => p.r.cmp));
-  const needed = mostSeeds(...parts.map((p) => p.r.needed));
+  const { verdict, needed } = conjunction(parts.map((p) => p.r));
   const body = `${capitalized(verdict)}. ${parts.map((p) => p.text).join('; ')}.`;
   return { verdict, paragraph: `${paper} ${body}${seedsNeededText(needed)}${how}`, seedsNeeded: needed };
 }
@@ -631,7 +628,7 @@ export async function writeReport(dir: string, opts: { png?: boolean } = {}): Pr
   const md: string[] = [
     "# Xception experiments: the paper's claims, retested",
     '',
-    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: training steps per second, measured side by side after the runs where its settings line says so (speed.json), else from the training time of each run (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band.',
+    'Each experiment trains every variant on several seeds. Final accuracy: the last evaluation of each run on the test (or held-out) set; intervals: 95% Student-t over seeds; differences: Welch intervals. Throughput: training steps per second, measured side by side after the runs where its settings line says so (speed.json), else from the training time of each run (evaluation excluded). Curves: mean over seeds with a ±1 standard deviation band. Verdicts: a claim of several parts agrees when every part does, and does not when any part is decided against it (the paragraph says which parts held); partly agrees means some parts agree and the rest are undecided.',
     '',
   ];
   const html: string[] = [];

@@ -72,6 +72,12 @@ test('ranking: none > elu > relu judged pair by pair', () => {
   assert.match(mixed.paragraph, /cannot be told apart from/);
   const partly = judgeClaim(claim, [v('none', [0.92, 0.921, 0.919]), v('elu', [0.9, 0.901, 0.899]), v('relu', [0.89, 0.92, 0.87])]);
   assert.equal(partly.verdict, 'partly agrees');
+  assert.ok(partly.seedsNeeded !== null, 'partly agrees is undecided: it states the seeds needed');
+  // One part decided against the claim refutes it, whatever the other part: decided, no seeds needed.
+  const refuted = judgeClaim(claim, [v('none', [0.9, 0.901, 0.899]), v('elu', [0.92, 0.921, 0.919]), v('relu', [0.89, 0.92, 0.87])]);
+  assert.equal(refuted.verdict, 'does not agree');
+  assert.equal(refuted.seedsNeeded, null);
+  assert.match(refuted.paragraph, /none loses to elu .*; elu cannot be told apart from relu/);
 });
 
 test('equivalent: within the margin agrees, beyond it does not, straddling it is inconclusive', () => {
@@ -151,7 +157,15 @@ test('sign-flip: agrees when the activation hurts shallow and helps deep, does n
   assert.match(flip.paragraph, /Shallow segments \(the switch should hurt\): depthwise-relu − depthwise-none: −2\.00 points .*as claimed/);
   assert.match(flip.paragraph, /Deep segments \(it should help\): segments4-relu − segments4-none: \+2\.00 points .*as claimed/);
   assert.equal(judgeClaim(claim, outcome(0.87, 0.84)).verdict, 'does not agree');
-  assert.equal(judgeClaim(claim, outcome(0.83, 0.84)).verdict, 'partly agrees');
+  // Hurts on both (the activation-depth recipe's outcome): the sign does not flip — refuted, and decided.
+  const noFlip = judgeClaim(claim, outcome(0.83, 0.84));
+  assert.equal(noFlip.verdict, 'does not agree');
+  assert.equal(noFlip.seedsNeeded, null);
+  assert.match(noFlip.paragraph, /^The paper: .* Does not agree\. Shallow .*as claimed\. Deep .*the opposite of the claim\./);
+  // Hurts shallow as claimed, deep undecided: partly, with the seeds a decision needs.
+  const open = judgeClaim(claim, [...outcome(0.83, 0.86).slice(0, 3), v('segments4-relu', [0.85, 0.87, 0.865])]);
+  assert.equal(open.verdict, 'partly agrees');
+  assert.ok(open.seedsNeeded !== null);
 });
 
 test('better-each: every pair must agree; relative gaps are stated', () => {
