@@ -432,18 +432,107 @@ class Builder {
     return span / s + 1;
   }
 
-  int conv(SpecReader& r) {
-    int in = valueRef(r, "conv input");
+  // A convolution's geometry as its spec gives it (the fields of ConvField, in order).
+  struct ConvGeometry {
+    int64_t ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups;
+  };
+
+  ConvGeometry convGeometry(SpecReader& r) {
     int64_t g[code(ConvField::count)];
     for (int i = 0; i < code(ConvField::count); ++i) {
       bool pad = i >= code(ConvField::padT) && i <= code(ConvField::padR);
       g[i] = r.integer(kConvFieldNames[i], pad ? 0 : 1, kMaxDim);
     }
     using F = ConvField;
-    int64_t ih = g[code(F::inH)], iw = g[code(F::inW)], ic = g[code(F::inC)], oh = g[code(F::outH)], ow = g[code(F::outW)],
-            oc = g[code(F::outC)], kh = g[code(F::kH)], kw = g[code(F::kW)], sh = g[code(F::sH)], sw = g[code(F::sW)],
-            dh = g[code(F::dH)], dw = g[code(F::dW)], pt = g[code(F::padT)], pl = g[code(F::padL)], pb = g[code(F::padB)],
-            pr = g[code(F::padR)], groups = g[code(F::groups)];
+    auto f = [&](F field) { return g[code(field)]; };
+    return {f(F::inH), f(F::inW), f(F::inC), f(F::outH), f(F::outW), f(F::outC), f(F::kH), f(F::kW), f(F::sH),
+            f(F::sW),  f(F::dH),  f(F::dW),  f(F::padT), f(F::padL), f(F::padB), f(F::padR),
+            f(F::groups)};
+  }
+
+  // Checks the input against the geometry, and the geometry against itself.
+  void checkConv(const Value& x, const ConvGeometry& c) {
+    if (x.dims != memory::dims{n_, c.ic, c.ih, c.iw})
+      bad("conv input is " + dimsText(x.dims) + ", the convolution expects " + dimsText({n_, c.ic, c.ih, c.iw}));
+    if (c.ic % c.groups || c.oc % c.groups) bad("conv groups must divide the channels");
+    if (outSize(c.ih, c.kh, c.dh, c.sh, c.pt, c.pb, "conv") != c.oh || outSize(c.iw, c.kw, c.dw, c.sw, c.pl, c.pr, "conv") != c.ow)
+      bad("conv output size does not follow from its input, window, stride and padding");
+    elems({c.kh, c.kw, c.ic / c.groups, c.oc}, "conv filter");
+    elems({n_, c.oc, c.oh, c.ow}, "conv output");
+  }
+
+  static std::string convName(const ConvGeometry& c, bool q, bool bias) {
+    return std::string(q ? "int8 " : "") + "conv " + std::to_string(c.kh) + "×" + std::to_string(c.kw) + "/" + std::to_string(c.sh) +
+           (c.groups > 1 ? " g" + std::to_string(c.groups) : "") + " " + std::to_string(c.ic) + "→" + std::to_string(c.oc) + " at " +
+           std::to_string(c.oh) + "×" + std::to_string(c.ow) + (bias ? " +bias" : "");
+  }
+
+  // The convolution's descriptors besides its source and destination.
+  struct ConvDescs {
+    memory::desc wAny, wUser, bias;
+    memory::dims strides, dil, padL, padR;
+  };
+
+  static ConvDescs convDescs(const ConvGeometry& c, dt wType) {
+    const bool grouped = c.groups != 1;
+    memory::dims wDims = grouped ? memory::dims{c.groups, c.oc / c.groups, c.ic / c.groups, c.kh, c.kw} : memory::dims{c.oc, c.ic, c.kh, c.kw};
+    return {memory::desc(wDims, wType, tag::any),
+            memory::desc(wDims, dt::f32, grouped ? tag::hwigo : tag::hwio),
+            memory::desc({c.oc}, dt::f32, tag::a),
+            {c.sh, c.sw},
+            {c.dh - 1, c.dw - 1},
+            {c.pt, c.pl},
+            {c.pb, c.pr}};
+  }
+
+  // Every implementation of the convolution from a source of layout srcMd to outMd, oneDNN's
+  // first choice first (all of them only in a blocked plan; else the first). The iteration
+  // happens while the op descriptor lives: the iterator points into it.
+  std::vector<dnnl::convolution_forward::primitive_desc> convImplementations(const memory::desc& srcMd, const memory::desc& outMd,
+                                                                            const ConvDescs& d, bool bias,
+                                                                            const dnnl::primitive_attr& a) {
+    using Desc = dnnl::convolution_forward::desc;
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::convolution_direct;
+    Desc desc = bias ? Desc(prop, alg, srcMd, d.wAny, d.bias, outMd, d.strides, d.dil, d.padL, d.padR)
+                     : Desc(prop, alg, srcMd, d.wAny, outMd, d.strides, d.dil, d.padL, d.padR);
+    std::vector<dnnl::convolution_forward::primitive_desc> all;
+    dnnl::convolution_forward::primitive_desc pd(desc, a, s_.engine);
+    do all.push_back(pd);  // each copy keeps its own implementation
+    while (blocked_ && pd.next_impl());
+    return all;
+  }
+
+  // The convolution's primitive: in a blocked plan chosen among the candidates (see choose),
+  // else oneDNN's first choice for `any` layouts.
+  dnnl::convolution_forward::primitive_desc convPrimitive(const Value& x, dt srcType, const ConvGeometry& c, const ConvDescs& d,
+                                                          bool bias, const memory::desc& dstMd, bool sum,
+                                                          const dnnl::primitive_attr& a) {
+    std::vector<dnnl::convolution_forward::primitive_desc> all;
+    const memory::dims inDims{n_, c.ic, c.ih, c.iw}, outDims{n_, c.oc, c.oh, c.ow};
+    if (blocked_) {
+      // Candidates for the input's present layout and for nChw16c, each with the output in the
+      // same layout (with `any` output some kernels, e.g. jit_dw, settle on a layout that then
+      // refuses the input), then for any layout.
+      for (tag t : {tag::nhwc, tag::nChw16c}) {
+        memory::desc srcT(inDims, act_, t);
+        if (!(srcT == x.md || t == tag::nChw16c)) continue;
+        try {
+          for (auto& i : convImplementations(srcT, sum ? dstMd : memory::desc(outDims, act_, t), d, bias, a)) all.push_back(i);
+        } catch (const dnnl::error&) {
+          // nothing reads that layout
+        }
+      }
+    }
+    for (auto& i : convImplementations(memory::desc(inDims, srcType, tag::any), dstMd, d, bias, a)) all.push_back(i);
+    const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.groups == 1;
+    const bool depthwise = c.groups > 1 && c.groups == c.ic && c.groups == c.oc;
+    return blocked_ ? choose(all, x.md, pointwise, depthwise) : all.front();
+  }
+
+  int conv(SpecReader& r) {
+    int in = valueRef(r, "conv input");
+    const ConvGeometry c = convGeometry(r);
     int wi = weightRef(r, "conv weight index", false);
     int bi = weightRef(r, "conv bias index", true);
     int64_t sumSpec = r.integer("conv sum value", -1, static_cast<int64_t>(specToValue_.size()) - 1);
@@ -460,17 +549,9 @@ class Builder {
       if (sumV >= 0) sumV = real(sumV);
     }
     const Value x = image(in, "conv");  // a copy: newValue below may move the values
-    if (x.dims != memory::dims{n_, ic, ih, iw})
-      bad("conv input is " + dimsText(x.dims) + ", the convolution expects " + dimsText({n_, ic, ih, iw}));
-    if (ic % groups || oc % groups) bad("conv groups must divide the channels");
-    if (outSize(ih, kh, dh, sh, pt, pb, "conv") != oh || outSize(iw, kw, dw, sw, pl, pr, "conv") != ow)
-      bad("conv output size does not follow from its input, window, stride and padding");
-    elems({kh, kw, ic / groups, oc}, "conv filter");
-    memory::dims outDims{n_, oc, oh, ow};
-    elems(outDims, "conv output");
-    std::string what = std::string(q ? "int8 " : "") + "conv " + std::to_string(kh) + "×" + std::to_string(kw) + "/" +
-                       std::to_string(sh) + (groups > 1 ? " g" + std::to_string(groups) : "") + " " + std::to_string(ic) + "→" +
-                       std::to_string(oc) + " at " + std::to_string(oh) + "×" + std::to_string(ow) + (bi >= 0 ? " +bias" : "");
+    checkConv(x, c);
+    const memory::dims outDims{n_, c.oc, c.oh, c.ow};
+    std::string what = convName(c, q, bi >= 0);
     const dt dstType = q ? int8Type(quantHere().second) : act_;
     std::vector<PostSpec> posts = readPosts(r, true);
     bool sum = std::any_of(posts.begin(), posts.end(), [](const PostSpec& p) { return p.sum; });
@@ -486,82 +567,47 @@ class Builder {
       if (p_.storages[b.storage].external) bad("conv cannot add into the plan's input");
       dstMd = withType(b.md, dstType);
     }
-    const dt srcType = q ? x.md.data_type() : act_, wType = q ? dt::s8 : act_;
-    memory::desc srcAny({n_, ic, ih, iw}, srcType, tag::any);
-    memory::desc wAny = groups == 1 ? memory::desc({oc, ic, kh, kw}, wType, tag::any)
-                                    : memory::desc({groups, oc / groups, ic / groups, kh, kw}, wType, tag::any);
-    memory::desc wUser = groups == 1 ? memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio)
-                                     : memory::desc({groups, oc / groups, ic / groups, kh, kw}, dt::f32, tag::hwigo);
-    memory::desc biasMd({oc}, dt::f32, tag::a);
-    memory::dims strides{sh, sw}, dil{dh - 1, dw - 1}, padL{pt, pl}, padR{pb, pr};
+    const ConvDescs d = convDescs(c, q ? dt::s8 : act_);
     dnnl::primitive_attr convAttr = attr(&po);
     std::vector<float> wScales;
     if (q) {
-      wScales = weightScales(si, oc);
+      wScales = weightScales(si, c.oc);
       convAttr.set_output_scales(1 << 1, outputScales(x.scale, wScales, qp));  // per output channel (dst dim 1)
     }
-    // Every implementation of the convolution with this source layout, oneDNN's first choice first.
-    // (The iteration happens while the op descriptor lives: the iterator points into it.)
-    auto implementations = [&](const memory::desc& srcMd, const memory::desc& outMd) {
-      auto d = bi >= 0 ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                         srcMd, wAny, biasMd, outMd, strides, dil, padL, padR)
-                       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                         srcMd, wAny, outMd, strides, dil, padL, padR);
-      std::vector<dnnl::convolution_forward::primitive_desc> all;
-      dnnl::convolution_forward::primitive_desc pd(d, convAttr, s_.engine);
-      do all.push_back(pd);  // each copy keeps its own implementation
-      while (blocked_ && pd.next_impl());
-      return all;
-    };
-    std::vector<dnnl::convolution_forward::primitive_desc> all;
-    if (blocked_) {
-      // Candidates for the input's present layout and for nChw16c, each with the output in the
-      // same layout (with `any` output some kernels, e.g. jit_dw, settle on a layout that then
-      // refuses the input), then for any layout.
-      const memory::desc& inMd = x.md;
-      for (tag t : {tag::nhwc, tag::nChw16c}) {
-        memory::desc srcT({n_, ic, ih, iw}, act_, t);
-        if (!(srcT == inMd || t == tag::nChw16c)) continue;
-        try {
-          for (auto& c : implementations(srcT, sumV >= 0 ? dstMd : memory::desc(outDims, act_, t))) all.push_back(c);
-        } catch (const dnnl::error&) {
-          // nothing reads that layout
-        }
-      }
-    }
-    for (auto& c : implementations(srcAny, dstMd)) all.push_back(c);
-    const bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && groups == 1;
-    const bool depthwise = groups > 1 && groups == ic && groups == oc;
-    dnnl::convolution_forward::primitive_desc pd = blocked_ ? choose(all, x.md, pointwise, depthwise) : all.front();
-    int src = as(in, pd.src_desc());
+    dnnl::convolution_forward::primitive_desc pd = convPrimitive(x, q ? x.md.data_type() : act_, c, d, bi >= 0, dstMd, sumV >= 0, convAttr);
     Step st;
     st.what = what + ": " + pd.impl_info_str() + " [" + layoutName(pd.src_desc()) + " → " + layoutName(pd.dst_desc()) + "]";
     st.prim = dnnl::convolution_forward(pd);
     if (q) {
-      st.fixedArgs[DNNL_ARG_WEIGHTS] = int8Weights(wi, wUser, pd.weights_desc(), wScales, groups > 1);
-      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = accumulatorBias(bi, biasMd, pd.bias_desc(), x.scale, wScales);
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = int8Weights(wi, d.wUser, pd.weights_desc(), wScales, c.groups > 1);
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = accumulatorBias(bi, d.bias, pd.bias_desc(), x.scale, wScales);
     } else {
-      st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, wUser, pd.weights_desc(), "conv weights");
-      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, biasMd, pd.bias_desc(), "conv bias");
+      st.fixedArgs[DNNL_ARG_WEIGHTS] = weight(wi, d.wUser, pd.weights_desc(), "conv weights");
+      if (bi >= 0) st.fixedArgs[DNNL_ARG_BIAS] = weight(bi, d.bias, pd.bias_desc(), "conv bias");
     }
     st.scratchpad = pd.scratchpad_desc();
-    int out;
-    if (sumV >= 0) {
-      if (p_.values[src].storage == p_.values[sumV].storage) bad("conv cannot add into its own input");
-      out = aliasValue(sumV);
-      p_.values[out].md = pd.dst_desc();
-      p_.values[out].scale = q ? outScale : 0.f;
-      st.overwrites = sumV;
-      // The old value is read (added to) by this step.
-      st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, sumV}};
-      int index = addStep(std::move(st));
-      p_.steps[index].valueArgs[1].second = out;
-    } else {
-      out = newValue(outDims, pd.dst_desc());
-      p_.values[out].scale = q ? outScale : 0.f;
+    return addConvStep(std::move(st), as(in, pd.src_desc()), sumV, outDims, pd.dst_desc(), q ? outScale : 0.f);
+  }
+
+  // Adds the convolution's step, writing a new value, or adding into sumV (then aliased as the
+  // result); returns the value it makes.
+  int addConvStep(Step st, int src, int sumV, const memory::dims& outDims, const memory::desc& dst, float scale) {
+    if (sumV < 0) {
+      int out = newValue(outDims, dst);
+      p_.values[out].scale = scale;
       st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}};
       addStep(std::move(st));
+      return out;
     }
+    if (p_.values[src].storage == p_.values[sumV].storage) bad("conv cannot add into its own input");
+    int out = aliasValue(sumV);
+    p_.values[out].md = dst;
+    p_.values[out].scale = scale;
+    st.overwrites = sumV;
+    // The old value is read (added to) by this step.
+    st.valueArgs = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, sumV}};
+    int index = addStep(std::move(st));
+    p_.steps[index].valueArgs[1].second = out;
     return out;
   }
 
