@@ -32,6 +32,7 @@ export { trainingPreprocessing, type ImagePreprocessing } from './data/image-pre
 export { shapePixels, centerCropBox, type DecodedRgb } from './data/image-pixels.js';
 export { classify, classifyEager, softmaxRows } from './predict/classify.js';
 export { compileInference, CompiledInference, type CompileInferenceOptions, type CompiledInferenceInfo } from './infer/compiled.js';
+export { compiledFallbackReason } from './infer/auto.js';
 
 export { Optimizer, type OptimizerName, type OptimizerOptions } from './train/optimizers.js';
 export { learningRateAt, type ScheduleName, type ScheduleOptions } from './train/schedules.js';
