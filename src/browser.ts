@@ -30,7 +30,9 @@ export { FASHION_MNIST_CLASS_NAMES } from './data/dataset.js';
 export { preprocessPixels, type Preprocessing } from './data/transforms.js';
 export { trainingPreprocessing, type ImagePreprocessing } from './data/image-preprocessing.js';
 export { shapePixels, centerCropBox, type DecodedRgb } from './data/image-pixels.js';
-export { classifyEager as classify, softmaxRows } from './predict/classify.js';
+export { classify, classifyEager, softmaxRows } from './predict/classify.js';
+export { compileInference, CompiledInference, type CompileInferenceOptions, type CompiledInferenceInfo } from './infer/compiled.js';
+export { compiledFallbackReason } from './infer/auto.js';
 
 export { Optimizer, type OptimizerName, type OptimizerOptions } from './train/optimizers.js';
 export { learningRateAt, type ScheduleName, type ScheduleOptions } from './train/schedules.js';

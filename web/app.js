@@ -11,6 +11,8 @@ const state = {
   probabilities: null,
   pixels: null,
   top: null,
+  /** How the last image was classified: 'compiled plan, …' or 'op by op …'. */
+  classifiedWith: null,
   losses: [],
   training: false,
   trained: null,
@@ -143,6 +145,8 @@ function showTop5(m) {
     return tr;
   });
   $('top5').tBodies[0].replaceChildren(...rows);
+  state.classifiedWith = m.how;
+  $('classified-with').textContent = `Classified in ${m.ms.toFixed(1)} ms: ${m.how}.`;
 }
 
 // ---- training

@@ -4,7 +4,7 @@
  * weights and ONNX export the Node script wrote to /bench-data/. Query: size, rounds, perRound, threads.
  * Sets window.benchResult ({userAgent, isolated, results}) or window.benchError.
  */
-import { modelFromSafetensors, namedWeightsOf, noGrad, tensor, tidy, useBrowserBackend } from '../dist/src/browser.js';
+import { modelFromSafetensors, namedWeightsOf } from '../dist/src/browser.js';
 import {
   benchInput,
   ortContestant,
@@ -24,13 +24,24 @@ async function bytes(url) {
   return new Uint8Array(await r.arrayBuffer());
 }
 
-/** Ours: op by op on the page's wasm backend (the browser build has no compiled wasm plan yet). */
+/** A request to the bench worker and its one reply (an 'error' reply rejects). */
+function ask(worker, message, transfer = []) {
+  return new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }) => (data.type === 'error' ? reject(new Error(`bench worker: ${data.message}`)) : resolve(data));
+    worker.onerror = (e) => reject(new Error(`bench worker: ${e.message}`));
+    worker.postMessage(message, transfer);
+  });
+}
+
+/** Ours: the compiled plan on the wasm backend, threaded, in a Worker (web/bench-worker.js). */
 async function ours(nhwc) {
-  const choice = await useBrowserBackend({ prefer: 'wasm' });
-  const { model } = modelFromSafetensors(await bytes('/bench-data/model.safetensors'), 'bench');
-  const x = tensor(nhwc, [1, size, size, 3], { backend: choice.backend });
-  const run = async () => noGrad(() => tidy(() => model.forward(x).data()));
-  return { contestant: { name: 'ours, wasm', note: 'op by op, 1 thread', run }, model };
+  const weights = await bytes('/bench-data/model.safetensors');
+  const worker = new Worker(new URL('./bench-worker.js', import.meta.url), { type: 'module' });
+  const ready = await ask(worker, { type: 'init', weights, input: nhwc, size });
+  const run = async () => (await ask(worker, { type: 'run' })).data;
+  // The tfjs peer reads the same weights from this copy of the model (on the page's own backend).
+  const { model } = modelFromSafetensors(weights, 'bench');
+  return { contestant: { name: 'ours, wasm', note: ready.note, run }, model };
 }
 
 async function main() {

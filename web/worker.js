@@ -10,6 +10,7 @@
 import {
   buildModel,
   classify,
+  compiledFallbackReason,
   FASHION_MNIST_CLASS_NAMES,
   modelFromSafetensors,
   modelToSafetensors,
@@ -79,11 +80,22 @@ function classifyImage(image) {
   const [height, width, channels] = model.inputShape;
   const prep = record.preprocessing ?? { resize: 'stretch', interpolation: 'nearest', scaling: 'xception' };
   const pixels = shapePixels(image, [height, width, channels], prep);
+  const started = performance.now();
   const probabilities = classify(model, preprocessPixels(pixels, prep.scaling), 1);
+  const ms = performance.now() - started;
   const names = record.classNames ?? null;
   const order = Array.from(probabilities, (p, index) => ({ index, p })).sort((a, b) => b.p - a.p || a.index - b.index);
   const top = order.slice(0, 5).map(({ index, p }) => ({ index, label: names ? names[index] : String(index), probability: p }));
-  post({ type: 'probabilities', probabilities, top, pixels: { data: pixels, height, width, channels } });
+  post({ type: 'probabilities', probabilities, top, pixels: { data: pixels, height, width, channels }, ms, how: classifiedHow(model) });
+}
+
+/** How classify ran: the wasm backend compiles the network into one plan; elsewhere it runs op by op. */
+function classifiedHow(model) {
+  const fallback = compiledFallbackReason(model);
+  if (backend?.name !== 'wasm' || fallback !== null)
+    return `op by op on ${backend?.name ?? 'no'} backend${fallback ? ` (${fallback})` : ''}`;
+  const threads = backend.threads();
+  return `compiled plan on wasm, ${threads} thread${threads === 1 ? '' : 's'}`;
 }
 
 /** The Fashion-MNIST training split from the server (gzip or not), parsed once. */

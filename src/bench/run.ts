@@ -14,7 +14,7 @@ import { selectCases, type BenchCase, type CaseName, type ModelScale } from './c
 import { median, type TimingOptions } from './timing.js';
 import type { WorkerResult, WorkerSpec } from './worker.js';
 import type { Precision } from '../infer/compile.js';
-import { int8Hardware } from '../infer/int8-plan.js';
+import { int8Hardware } from '../infer/int8-hardware.js';
 
 export interface BenchOptions {
   /** Case names (default: all, in the table's order). */

@@ -43,7 +43,9 @@ const MAX_PLANS = 2;
 
 /** False when XCEPTION_COMPILED=0 turns the compiled path off (for comparisons). */
 export function compiledInferenceEnabled(): boolean {
-  return process.env['XCEPTION_COMPILED'] !== '0';
+  // globalThis.process: the browser build has none (and no switch).
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.['XCEPTION_COMPILED'] !== '0';
 }
 
 /**

@@ -19,14 +19,14 @@
 import type { Backend } from '../core/backend.js';
 import { BackendError, DisposedError, OptionError, ShapeError, shapeToString, XceptionError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { requireNativeBackend, type NativeBackend } from '../backends/onednn/index.js';
+import type { NativeBackend } from '../backends/onednn/backend.js';
 import type { NativePlan } from '../backends/onednn/binding.js';
 import type { Variable } from '../nn/layer.js';
 import type { Model } from '../nn/model.js';
 import { compileSpec, type CompiledSpec, type CompileSpecOptions, type PlanLayout, type Precision, type WeightRecipe } from './compile.js';
-import { int8Hardware } from './int8-plan.js';
 import type { Int8Calibration } from './quant-types.js';
 import type { WasmBackend } from '../backends/wasm/backend.js';
+import { nativeAccess } from './native-access.js';
 import { WasmPlan } from './wasm-plan.js';
 
 export interface CompileInferenceOptions {
@@ -146,7 +146,7 @@ export class CompiledInference {
         `compileInference: precision '${precision}' is compiled on the native backend only; model '${model.name}' is on the wasm backend (fp32 there)`,
       );
     }
-    this.backend = wasmBackend ? null : requireNativeBackend();
+    this.backend = wasmBackend ? null : nativeAccess().backend();
     const fuse = (options as { fuse?: CompileSpecOptions['fuse'] }).fuse;
     const calibration = options.calibration;
     this.specOptions = { batch, inputShape, logits, precision, layout, ...(fuse ? { fuse } : {}), ...(calibration ? { calibration } : {}) };
@@ -319,7 +319,7 @@ export class CompiledInference {
       fusions: { ...this.fusions },
       weightRefreshes: this.refreshes,
       unfusedBecause: this.unfusedBecause,
-      int8: this.int8Counts ? { nodes: this.int8Counts.int8, of: this.int8Counts.total, hardware: int8Hardware() } : null,
+      int8: this.int8Counts ? { nodes: this.int8Counts.int8, of: this.int8Counts.total, hardware: nativeAccess().int8Hardware() } : null,
     };
   }
 

@@ -10,7 +10,6 @@
  *     input's quantization runs on the quantized values: the same numbers).
  * The calibration is checked against the graph before anything native runs.
  */
-import { readFileSync } from 'node:fs';
 import { OptionError } from '../core/errors.js';
 import type { Model } from '../nn/model.js';
 import { fuseGraph } from './fuse.js';
@@ -97,27 +96,6 @@ export function int8Plan(model: Model, g: InferenceGraph, calibration: unknown):
     quantOf(n) !== null &&
     (n.op === 'dense' || n.sumInto === null || quantOf(n.sumInto) !== null);
   return { quantOf, runsInt8 };
-}
-
-let vnniCache: boolean | null = null;
-
-/**
- * 'native' when this CPU has int8 dot products (AVX-512 VNNI or AVX-VNNI), where oneDNN's int8
- * convolutions beat fp32; else 'emulated' (correct, often no faster than fp32).
- */
-export function int8Hardware(): 'native' | 'emulated' {
-  if (vnniCache === null) {
-    try {
-      const flags =
-        readFileSync('/proc/cpuinfo', 'utf8')
-          .match(/^flags\s*:(.*)$/m)?.[1]
-          ?.split(/\s+/) ?? [];
-      vnniCache = flags.includes('avx512_vnni') || flags.includes('avx_vnni');
-    } catch {
-      vnniCache = false;
-    }
-  }
-  return vnniCache ? 'native' : 'emulated';
 }
 
 /** Checks `calibration` against `model` (its fused graph at its input size) without compiling: OptionErrors. */

@@ -1,10 +1,11 @@
 /**
- * Class probabilities from a model, op by op (model.forward), with no Node built-ins: the browser
- * build classifies with this; predict.ts runs a compiled native plan first where there is one.
+ * Class probabilities from a model, with no Node built-ins (Node and the browser build share it):
+ * a compiled plan where the model's backend has one (native, or wasm), else model.forward.
  */
 import { tensor } from '../core/creation.js';
 import { noGrad } from '../core/engine.js';
 import { ShapeError } from '../core/errors.js';
+import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
 
 /** Throws unless the model outputs class scores (a classifier built with its top). */
@@ -65,4 +66,15 @@ export function classifyEager(model: Model, inputs: Float32Array, count: number)
     return d;
   });
   return classProbabilities(model, out);
+}
+
+/** Class probabilities [images × classes] for preprocessed images (model inputs, NHWC). */
+export function classify(model: Model, inputs: Float32Array, count: number): Float32Array {
+  checkClassifier(model);
+  // On the native or wasm backend a compiled plan (cached per model and batch) runs the network;
+  // elsewhere, or if the model does not compile, model.forward does, op by op.
+  // A sigmoid head runs as logits (compiled plans have no sigmoid): classProbabilities applies it.
+  const plan = cachedCompiledInference(model, count, isMultiLabelModel(model));
+  if (!plan) return classifyEager(model, inputs, count);
+  return classProbabilities(model, plan.runData(inputs));
 }

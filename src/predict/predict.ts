@@ -10,12 +10,11 @@ import {
 } from '../data/image-preprocessing.js';
 import { forEachConcurrently } from '../data/files.js';
 import { preprocessingAffine, writeScaledPixels } from '../data/transforms.js';
-import { cachedCompiledInference } from '../infer/auto.js';
 import type { Model } from '../nn/model.js';
-import { checkClassifier, classifyEager, classProbabilities, isMultiLabelModel, MULTI_LABEL_THRESHOLD } from './classify.js';
+import { classify, isMultiLabelModel, MULTI_LABEL_THRESHOLD } from './classify.js';
 import { imagenetClassNames } from './imagenet-classes.js';
 
-export { isMultiLabelModel, MULTI_LABEL_THRESHOLD, outputsProbabilities } from './classify.js';
+export { classify, isMultiLabelModel, MULTI_LABEL_THRESHOLD, outputsProbabilities } from './classify.js';
 
 export { imagenetClassNames } from './imagenet-classes.js';
 
@@ -123,17 +122,6 @@ function classesAbove(probs: Float32Array, labels: readonly string[] | undefined
     if (p > MULTI_LABEL_THRESHOLD) out.push({ index, label: labels ? labels[index]! : String(index), probability: p });
   });
   return out.sort((a, b) => b.probability - a.probability || a.index - b.index);
-}
-
-/** Class probabilities [images × classes] for preprocessed images (model inputs, NHWC). */
-export function classify(model: Model, inputs: Float32Array, count: number): Float32Array {
-  checkClassifier(model);
-  // On the native backend a compiled plan (cached per model and batch) runs the network;
-  // elsewhere, or if the model does not compile, model.forward does, op by op.
-  // A sigmoid head runs as logits (compiled plans have no sigmoid): classProbabilities applies it.
-  const plan = cachedCompiledInference(model, count, isMultiLabelModel(model));
-  if (!plan) return classifyEager(model, inputs, count);
-  return classProbabilities(model, plan.runData(inputs));
 }
 
 /** One batch of model inputs; a file that could not be read leaves zeros and its error. */

@@ -16,7 +16,7 @@ import { tensor } from '../../src/core/creation.js';
 import { noGrad } from '../../src/core/engine.js';
 import { Random } from '../../src/core/random.js';
 import { compileInference } from '../../src/infer/compiled.js';
-import { int8Hardware } from '../../src/infer/int8-plan.js';
+import { int8Hardware } from '../../src/infer/int8-hardware.js';
 import { exportOnnx } from '../../src/io/onnx-model.js';
 import { xception } from '../../src/models/xception/xception.js';
 import { randomizeStatistics } from '../infer/helpers.js';

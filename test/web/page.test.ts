@@ -135,6 +135,15 @@ describe('the web page in headless Chromium', { skip, timeout: 600_000 }, () => 
     assert.ok(Math.max(...expected.probabilities) - Math.min(...expected.probabilities) > 0.05, 'the probabilities are spread out');
     assert.deepEqual(await pageValue<number[]>(page, 'window.xceptionPage.pixels'), [...expected.pixels], 'shaped pixels');
     assertClose(await pageValue<number[]>(page, 'window.xceptionPage.probabilities'), expected.probabilities, 'probabilities');
+    // On wasm the page compiles the network (one plan, threaded when isolated); on reference, op by op.
+    const how = await pageValue<string>(page, 'window.xceptionPage.classifiedWith');
+    const backend = await pageValue<string>(page, 'window.xceptionPage.backend');
+    const threads = Math.min(await pageValue<number>(page, 'navigator.hardwareConcurrency'), 4);
+    assert.equal(
+      how,
+      backend === 'wasm' ? `compiled plan on wasm, ${threads} thread${threads === 1 ? '' : 's'}` : 'op by op on reference backend',
+    );
+    assert.match((await page.textContent('#classified-with')) ?? '', /^Classified in \d+\.\d ms: /);
     const rows = await page.locator('#top5 tbody tr').count();
     assert.equal(rows, 5);
     const top = await pageValue<{ label: string }[]>(page, 'window.xceptionPage.top');

@@ -1,5 +1,6 @@
 /** `xception serve-web` and the browser build, without a browser: headers, paths, errors, the import graph. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
@@ -112,4 +113,18 @@ test('the browser build imports no Node built-ins or packages, and uses no Node 
   }
   // The walker itself finds a leak: the Node entry reaches node:* modules.
   assert.ok(walker.findNonBrowserImports(join(ROOT, 'dist/src/index.js')).bad.some((b) => b.spec.startsWith('node:')));
+});
+
+test('the browser build compiles plans on the wasm backend only: a model elsewhere is a clear error', () => {
+  // A child process that loads nothing but the browser build: no native backend was provided.
+  const browser = pathToFileURL(join(ROOT, 'dist/src/browser.js')).href;
+  const code = `
+    const x = await import(${JSON.stringify(browser)});
+    const m = x.buildModel('xception', { stem: 'small', width: 0.0625, middleBlocks: 0, inputShape: [16, 16, 1], classes: 3 });
+    try { x.compileInference(m, { batch: 1 }); console.log('compiled'); } catch (e) { console.log(e.name + ': ' + e.message); }
+    console.log(x.classify(m, new Float32Array(16 * 16), 1).length);`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.match(out, /^BackendError: native backend unavailable: not part of this build/m);
+  // classify falls back to op by op on the reference backend.
+  assert.match(out, /^3$/m);
 });

@@ -9,6 +9,8 @@
  *   const backend = requireNativeBackend();                         // BackendError if missing
  */
 import { BackendError } from '../../core/errors.js';
+import { int8Hardware } from '../../infer/int8-hardware.js';
+import { provideNativeAccess } from '../../infer/native-access.js';
 import { NativeBackend } from './backend.js';
 import { type Bf16Hardware, loadAddon } from './binding.js';
 
@@ -79,3 +81,5 @@ export function requireNativeBackend(): NativeBackend {
   if (!backend) throw new BackendError(`native backend unavailable: ${status.reason}`);
   return backend;
 }
+
+provideNativeAccess({ backend: requireNativeBackend, int8Hardware });
