@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine: system packages, then npm packages.
 set -euo pipefail
-# python3-pil: the predict tests compare image resizing with Pillow (what Keras's load_img uses).
+# Not installed (golden values only, never needed): python3-pil and python3-h5py; where present,
+# two tests also compare with Pillow's resizing (Keras's load_img) and h5py's reading; else they skip.
 # clang + lld: compile the wasm backend's C kernels to wasm32 (wasm/build.sh).
 cd "$(dirname "$0")/.."
 SUDO=""
