@@ -30,7 +30,7 @@ export { FASHION_MNIST_CLASS_NAMES } from './data/dataset.js';
 export { preprocessPixels, type Preprocessing } from './data/transforms.js';
 export { trainingPreprocessing, type ImagePreprocessing } from './data/image-preprocessing.js';
 export { shapePixels, centerCropBox, type DecodedRgb } from './data/image-pixels.js';
-export { classify, classifyEager, softmaxRows } from './predict/classify.js';
+export { classify, softmaxRows } from './predict/classify.js';
 export { compileInference, CompiledInference, type CompileInferenceOptions, type CompiledInferenceInfo } from './infer/compiled.js';
 export { compiledFallbackReason } from './infer/auto.js';
 

@@ -15,7 +15,7 @@ self.onmessage = async ({ data }) => {
       const { model } = modelFromSafetensors(data.weights, 'bench');
       plan = compileInference(model, { batch: 1, inputShape: [data.size, data.size, 3] });
       input = data.input;
-      const threads = typeof choice.backend.threads === 'function' ? choice.backend.threads() : 1;
+      const threads = choice.backend.threads(); // prefer 'wasm': the wasm backend or an error
       self.postMessage({ type: 'ready', note: `compiled plan, ${threads} thread${threads === 1 ? '' : 's'}, in a Worker` });
     } else if (data.type === 'run') {
       self.postMessage({ type: 'output', data: plan.runData(input) });
