@@ -31,6 +31,11 @@ export function setInferencePrecision(model: Model, p: InferencePrecision | null
   else precisionOf.delete(model);
 }
 
+/** The precision set by setInferencePrecision (null: fp32). */
+export function inferencePrecisionOf(model: Model): InferencePrecision | null {
+  return precisionOf.get(model) ?? null;
+}
+
 interface ModelPlans {
   /** Why compiling failed (then it is not tried again for this model). */
   failed: string | null;

@@ -4,7 +4,8 @@ import { noGrad, tidy } from '../core/engine.js';
 import { OptionError, ShapeError } from '../core/errors.js';
 import { sigmoidCrossEntropy, softmaxCrossEntropy } from '../core/ops/loss.js';
 import type { Batch } from '../data/loader.js';
-import { cachedCompiledInference } from '../infer/auto.js';
+import { cachedCompiledInference, inferencePrecisionOf } from '../infer/auto.js';
+import { CompiledInference } from '../infer/compiled.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Model } from '../nn/model.js';
 import { topKCorrect } from './top-k.js';
@@ -86,6 +87,23 @@ export interface EvalResult {
   /** Multi-label evaluation: MAP@100 (a fraction 0–1) and each class's AP@100; top1/top5 are NaN. */
   map?: number;
   perClassAP?: number[];
+  /** With `compareFp32` on a model set to a lower precision: the fp32 plan on the same images. */
+  fp32?: Fp32Comparison;
+}
+
+/** The fp32 plan beside a lower-precision evaluation: its accuracy, and how often the top-1 classes agree. */
+export interface Fp32Comparison {
+  top1: number;
+  top5: number;
+  /** Fraction of images whose top-1 class is the same at both precisions. */
+  identical: number;
+}
+
+export interface EvaluateOptions {
+  /** Multi-hot targets, sigmoid loss and MAP@100 instead of top-k. */
+  multiLabel?: boolean;
+  /** When the model infers at bf16 or int8, also run the fp32 plan and compare (EvalResult.fp32). */
+  compareFp32?: boolean;
 }
 
 /** Mean loss and top-1/top-5 accuracy of the model over batches (inference mode); MAP@100 with `multiLabel`. */
@@ -93,29 +111,72 @@ export async function evaluate(
   model: Model,
   batches: AsyncIterable<Batch> | Iterable<Batch>,
   classes: number,
-  multiLabel = false,
+  options: EvaluateOptions = {},
 ): Promise<EvalResult> {
-  if (multiLabel) return evaluateMultiLabel(model, batches, classes);
+  if (options.multiLabel) return evaluateMultiLabel(model, batches, classes);
+  const fp32 = options.compareFp32 && inferencePrecisionOf(model) ? new Fp32Plans(model) : null;
   let loss = 0,
     top1 = 0,
     top5 = 0,
     count = 0;
-  for await (const b of batches) {
-    const logits = noGrad(() =>
-      tidy(() => {
-        const x = tensor(b.x, b.shape, { backend: model.weights[0]?.value.backend });
-        // A compiled plan where it is a drop-in (native backend, compilable model), else op by op.
-        const plan = cachedCompiledInference(model, b.size, true);
-        const out = plan ? plan.run(x) : model.forward(x, { training: false, logits: true });
-        loss += softmaxCrossEntropy(out, b.y).item() * b.size;
-        return out.data();
-      }),
-    );
-    top1 += topKCorrect(logits, b.y, classes, 1);
-    top5 += topKCorrect(logits, b.y, classes, Math.min(5, classes));
-    count += b.size;
+  const k = Math.min(5, classes);
+  const ref = { top1: 0, top5: 0, identical: 0 };
+  try {
+    for await (const b of batches) {
+      const r = inferLogits(model, b, (out) => softmaxCrossEntropy(out, b.y).item());
+      loss += r.loss * b.size;
+      top1 += topKCorrect(r.logits, b.y, classes, 1);
+      top5 += topKCorrect(r.logits, b.y, classes, k);
+      count += b.size;
+      if (!fp32) continue;
+      const f = fp32.logits(b);
+      ref.top1 += topKCorrect(f, b.y, classes, 1);
+      ref.top5 += topKCorrect(f, b.y, classes, k);
+      ref.identical += sameTop1(r.logits, f, classes);
+    }
+  } finally {
+    fp32?.dispose();
   }
-  return count === 0 ? { loss: NaN, top1: NaN, top5: NaN, count } : { loss: loss / count, top1: top1 / count, top5: top5 / count, count };
+  if (count === 0) return { loss: NaN, top1: NaN, top5: NaN, count };
+  const result: EvalResult = { loss: loss / count, top1: top1 / count, top5: top5 / count, count };
+  if (fp32) result.fp32 = { top1: ref.top1 / count, top5: ref.top5 / count, identical: ref.identical / count };
+  return result;
+}
+
+/** fp32 plans of a model whose own inference runs at a lower precision, one per batch size seen. */
+class Fp32Plans {
+  private readonly plans = new Map<number, CompiledInference>();
+  constructor(private readonly model: Model) {}
+
+  logits(b: Batch): Float32Array {
+    let plan = this.plans.get(b.size);
+    if (!plan) {
+      plan = new CompiledInference(this.model, { batch: b.size, logits: true });
+      this.plans.set(b.size, plan);
+    }
+    const p = plan;
+    return noGrad(() => tidy(() => p.run(tensor(b.x, b.shape, { backend: this.model.weights[0]?.value.backend })).data()));
+  }
+
+  dispose(): void {
+    for (const p of this.plans.values()) p.dispose();
+    this.plans.clear();
+  }
+}
+
+/** How many rows of two [n, classes] score arrays have the same arg-max (the first on ties). */
+export function sameTop1(a: Float32Array, b: Float32Array, classes: number): number {
+  if (a.length !== b.length || a.length % classes !== 0)
+    throw new ShapeError(`sameTop1: ${a.length} and ${b.length} scores for ${classes} classes`);
+  let same = 0;
+  for (let row = 0; row < a.length; row += classes) if (argMax(a, row, classes) === argMax(b, row, classes)) same++;
+  return same;
+}
+
+function argMax(v: Float32Array, start: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (v[start + i]! > v[start + best]!) best = i;
+  return best;
 }
 
 /** A batch's logits in inference mode: a compiled plan where it is a drop-in, else op by op; `loss` sees the output tensor. */

@@ -722,7 +722,8 @@ class TrainingSession {
   private async evaluateOn(loader: BatchLoader): Promise<EvalResult> {
     await this.pull(false);
     const { model, ema } = this;
-    const run = () => evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes, this.setup.multiLabel);
+    const run = () =>
+      evaluate(model, withKillPoint(loader.epochBatches(), 'eval-batch'), this.classes, { multiLabel: this.setup.multiLabel });
     return ema && ema.updates > 0 ? ema.withAveraged(run) : run();
   }
 

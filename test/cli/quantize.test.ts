@@ -196,19 +196,25 @@ test('predict and eval take a quantized file with --precision int8 (its calibrat
   const plain = await predict(at('w.safetensors'));
   assert.notEqual(plain.code, 0);
   assert.match(plain.err + plain.out, /holds none; write a quantized file with `xception quantize/);
-  const e = await runCli([
-    'eval',
-    '--weights',
-    at('q2.safetensors'),
-    '--dataset',
-    `folder:${at('imgs2')}`,
-    '--precision',
-    'int8',
-    '--backend',
-    'native',
-    '--json',
-  ]);
+  const evalArgs = ['eval', '--weights', at('q2.safetensors'), '--dataset', `folder:${at('imgs2')}`, '--backend', 'native'];
+  const e = await runCli([...evalArgs, '--precision', 'int8', '--json']);
   assert.equal(e.code, 0, e.err);
-  const scores = JSON.parse(e.out.trim().split('\n').at(-1)!) as { testTop1: number };
+  type Scores = { testTop1: number; fp32?: { top1: number; top5: number; identical: number } };
+  const lastJson = (out: string) => JSON.parse(out.trim().split('\n').at(-1)!) as Scores;
+  const scores = lastJson(e.out);
   assert.ok(scores.testTop1 >= 0 && scores.testTop1 <= 1);
+  // The fp32 plan beside int8 is the plain fp32 eval, and accuracies can differ only where predictions do.
+  const fp32 = lastJson((await runCli([...evalArgs, '--json'])).out);
+  assert.equal(fp32.fp32, undefined);
+  assert.equal(scores.fp32?.top1, fp32.testTop1);
+  assert.ok(scores.fp32!.identical >= 0 && scores.fp32!.identical <= 1);
+  assert.ok(Math.abs(scores.testTop1 - scores.fp32!.top1) <= 1 - scores.fp32!.identical + 1e-9);
+  const text = await runCli([...evalArgs, '--precision', 'int8']);
+  assert.match(
+    text.out,
+    /fp32 plan on the same images: top-1 [\d.]+%.*int8 top-1 [+−][\d.]+ points; [\d.]+% of predictions identical to fp32/,
+  );
+  const skipped = lastJson((await runCli([...evalArgs, '--precision', 'int8', '--json', '--no-compare'])).out);
+  assert.equal(skipped.fp32, undefined);
+  assert.equal(skipped.testTop1, scores.testTop1);
 });

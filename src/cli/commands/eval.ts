@@ -7,7 +7,7 @@ import { openEvaluationData } from '../../data/training-data.js';
 import { peekSafetensorsMetadata } from '../../io/model-weights.js';
 import { getModelEntry } from '../../models/registry.js';
 import { isMultiLabelModel } from '../../predict/predict.js';
-import { evaluate } from '../../train/metrics.js';
+import { type EvalResult, evaluate } from '../../train/metrics.js';
 import { MAX_BATCH_SIZE } from '../../train/trainer.js';
 import { backendFlag, intFlag, parse } from '../args.js';
 import { applyImageLimitFlag, IMAGE_LIMIT_FLAGS, imageLimitHelp } from '../image-limit.js';
@@ -33,9 +33,13 @@ A run's averaged (EMA) weights are used when it kept them.
   --limit N               evaluate only the first N test images
   --no-ema                use the live weights even if the run kept an average
   --backend NAME          native | wasm | reference
-  --json                  one JSON object: {testTop1, testTop5, testLoss}; for a multi-label
+  --json                  one JSON object: {testTop1, testTop5, testLoss} (fractions 0–1; with
+                          bf16/int8 also fp32: {top1, top5, identical}); for a multi-label
                           model (sigmoid head): {map, perClassAP, testLoss}, map = MAP@100 (0–1)
 ${precisionHelp(24)}
+  --no-compare            with --precision bf16|int8: skip the fp32 plan run beside it (by
+                          default eval also runs fp32 on the same images and prints its top-1
+                          and the share of predictions identical to fp32)
 ${imageLimitHelp(26)}
   -h, --help
 
@@ -58,6 +62,7 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
     backend: { type: 'string' },
     json: { type: 'boolean' },
     ...PRECISION_FLAGS,
+    'no-compare': { type: 'boolean' },
     ...IMAGE_LIMIT_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
@@ -107,17 +112,33 @@ export async function evalCommand(argv: string[], out: (s: string) => void): Pro
       );
     }
     const multiLabel = isMultiLabelModel(model);
-    const r = await evaluate(model, loader.epochBatches(), classes, multiLabel);
-    if (multiLabel) {
-      // MAP@100 instead of top-1/top-5: the paper's JFT metric (a fraction 0–1), with each class's AP@100.
-      if (v['json']) out(`${JSON.stringify({ map: r.map, perClassAP: r.perClassAP, testLoss: r.loss })}\n`);
-      else out(`${r.count} images: MAP@100 ${(100 * r.map!).toFixed(2)}%  binary cross-entropy ${r.loss.toFixed(4)}\n`);
-    } else if (v['json']) out(`${JSON.stringify({ testTop1: r.top1, testTop5: r.top5, testLoss: r.loss })}\n`);
-    else out(`${r.count} images: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}\n`);
+    const r = await evaluate(model, loader.epochBatches(), classes, { multiLabel, compareFp32: !v['no-compare'] });
+    out(v['json'] ? `${JSON.stringify(evalJson(r, multiLabel))}\n` : evalText(r, multiLabel, precision?.precision));
     return 0;
   } finally {
     model.dispose();
   }
+}
+
+/** --json's object; `fp32` when a lower precision was compared with the fp32 plan. */
+function evalJson(r: EvalResult, multiLabel: boolean): Record<string, unknown> {
+  // MAP@100 instead of top-1/top-5: the paper's JFT metric (a fraction 0–1), with each class's AP@100.
+  if (multiLabel) return { map: r.map, perClassAP: r.perClassAP, testLoss: r.loss };
+  return { testTop1: r.top1, testTop5: r.top5, testLoss: r.loss, ...(r.fp32 ? { fp32: r.fp32 } : {}) };
+}
+
+function evalText(r: EvalResult, multiLabel: boolean, precision: string | undefined): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  if (multiLabel) return `${r.count} images: MAP@100 ${pct(r.map!)}  binary cross-entropy ${r.loss.toFixed(4)}\n`;
+  let text = `${r.count} images: top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}  loss ${r.loss.toFixed(4)}\n`;
+  if (r.fp32) {
+    const delta = 100 * (r.top1 - r.fp32.top1);
+    text +=
+      `fp32 plan on the same images: top-1 ${pct(r.fp32.top1)}  top-5 ${pct(r.fp32.top5)}; ` +
+      `${precision} top-1 ${delta >= 0 ? '+' : '−'}${Math.abs(delta).toFixed(2)} points; ` +
+      `${pct(r.fp32.identical)} of predictions identical to fp32\n`;
+  }
+  return text;
 }
 
 /** The dataset a run (its config.json) or its weights.safetensors (`config` metadata) was trained on. */
