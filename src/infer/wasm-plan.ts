@@ -2,7 +2,8 @@
  * Compiled inference on the wasm backend: the same flat spec as the native plan (compile.ts,
  * format in plan-format.ts and native/plan.h), run by TypeScript over the wasm kernels. Batch
  * norms arrive folded into the convolutions' weights; a convolution's or dense step's bias, residual
- * sum and ReLU/ELU run as one fused pass (plan_epilogue in wasm/src/plan.c). Every value lives in
+ * sum and ReLU/ELU run inside its GEMM as each output tile is stored (the Epilogue of
+ * wasm/src/kernels.h), or as passes of their own where their order does not fit one. Every value lives in
  * one arena allocated once, laid out by liveness (a value's memory is reused once its last reader
  * has run); weights sit in one block and kernel parameters are written once, so a run allocates
  * nothing but its output. Activations stay NHWC (the kernels' layout). fp32 only.
@@ -10,8 +11,13 @@
 import type { Handle } from '../core/backend.js';
 import { BackendError } from '../core/errors.js';
 import type { WasmBackend, WasmPlanAccess } from '../backends/wasm/backend.js';
+import { EPILOGUE_BYTES, writeEpilogue } from '../backends/wasm/kernels.js';
 import { CompileError, type CompiledSpec } from './compile.js';
 import { CONV_GEOMETRY, ELTWISE_ALG, HEADER, NONE, OP, POOL_ALG, POOL_WINDOW, POST_KIND, PRECISION } from './plan-format.js';
+
+/** Each step's parameter block: conv/pool parameters (18 int32), then its Epilogue at EPILOGUE_AT. */
+const EPILOGUE_AT = 80;
+const STEP_PARAM_BYTES = EPILOGUE_AT + EPILOGUE_BYTES + 24;
 
 /** A value's per-image shape [h, w, c] (dense and global pool outputs are [1, 1, features]). */
 type Shape = [number, number, number];
@@ -160,7 +166,7 @@ export class WasmPlan {
     this.weightSizes = weights.map((w) => w.length);
     const scratchBytes = Math.max(64, ...steps.map((s, i) => this.scratchBytesOf(s, shapes[i + 1]!, batch, shapes)));
     const wFloats = this.weightSizes.reduce((a, n) => a + Math.ceil(n / 16) * 16, 0);
-    const paramBytes = steps.length * 18 * 4;
+    const paramBytes = steps.length * STEP_PARAM_BYTES;
     try {
       const arena = this.block(layout.floats * 4, 'compiled plan arena');
       const wBlock = this.block(wFloats * 4, 'compiled plan weights');
@@ -173,7 +179,7 @@ export class WasmPlan {
       }
       const value = (v: number) => arena + layout.offsets[v]! * 4;
       steps.forEach((s, i) => {
-        const c = { x: value(inputsOf(s)[0]!), y: value(i + 1), params: params + i * 18 * 4, scratch, batch, shapes, value };
+        const c = { x: value(inputsOf(s)[0]!), y: value(i + 1), params: params + i * STEP_PARAM_BYTES, scratch, batch, shapes, value };
         this.calls.push({ label: describe(s, shapes[i + 1]!), run: this.stepCall(s, c) });
       });
       this.inputAt = value(0);
@@ -227,18 +233,18 @@ export class WasmPlan {
       case 'conv': {
         ints([c.batch, ...s.geometry]);
         const [rows, outC] = [c.batch * s.geometry[3]! * s.geometry[4]!, s.geometry[5]!];
-        const epilogue = this.epilogue(s.posts, c.y, rows, outC, s.b, s.sum === NONE ? 0 : c.value(s.sum));
+        const ep = this.epilogue(s.posts, c.y, rows, outC, s.b, s.sum === NONE ? 0 : c.value(s.sum), c.params + EPILOGUE_AT);
         return () => {
-          k.conv2d_forward(c.params, c.x, this.weightAt[s.w]!, c.y, c.scratch, this.access.work);
-          epilogue();
+          k.conv2d_forward_fused(c.params, c.x, this.weightAt[s.w]!, c.y, c.scratch, this.access.work, ep.fused);
+          ep.after();
         };
       }
       case 'dense': {
         const features = x[0] * x[1] * x[2];
-        const epilogue = this.epilogue(s.posts, c.y, c.batch, s.units, s.b, 0);
+        const ep = this.epilogue(s.posts, c.y, c.batch, s.units, s.b, 0, c.params + EPILOGUE_AT);
         return () => {
-          k.gemm(0, 0, c.batch, s.units, features, c.x, features, this.weightAt[s.w]!, s.units, c.y, s.units, 0, this.access.work);
-          epilogue();
+          k.gemm_fused(c.batch, s.units, features, c.x, this.weightAt[s.w]!, c.y, ep.fused, this.access.work);
+          ep.after();
         };
       }
       case 'eltwise':
@@ -288,8 +294,20 @@ export class WasmPlan {
     };
   }
 
-  /** Bias, then the post-ops in order, in as few passes as their order allows (usually one). */
-  private epilogue(posts: Post[], y: number, rows: number, C: number, bias: number, sum: number): () => void {
+  /**
+   * Bias, then the post-ops in order, in as few passes as their order allows. One pass (the usual
+   * case: bias, residual sum, then an activation) is written as an Epilogue at `at` and fused into
+   * the kernel (`fused`, 0 when there is nothing to do); more run as passes of their own (`after`).
+   */
+  private epilogue(
+    posts: Post[],
+    y: number,
+    rows: number,
+    C: number,
+    bias: number,
+    sum: number,
+    at: number,
+  ): { fused: number; after: () => void } {
     const passes: { bias: boolean; sum: boolean; act: number; alpha: number }[] = [{ bias: bias !== NONE, sum: false, act: 0, alpha: 0 }];
     for (const p of posts) {
       const last = passes[passes.length - 1]!;
@@ -301,8 +319,18 @@ export class WasmPlan {
     }
     const live = passes.filter((p) => p.bias || p.sum || p.act !== 0);
     const k = this.access.kernels;
-    return () => {
-      for (const p of live) k.plan_epilogue(y, rows, C, p.bias ? this.weightAt[bias]! : 0, p.sum ? sum : 0, p.act, p.alpha);
+    const biasAt = (p: { bias: boolean }) => (p.bias ? this.weightAt[bias]! : 0);
+    if (live.length === 0) return { fused: 0, after: () => {} };
+    if (live.length === 1) {
+      const p = live[0]!;
+      writeEpilogue(k.memory, at, { bias: biasAt(p), sum: p.sum ? sum : 0, act: p.act, alpha: p.alpha });
+      return { fused: at, after: () => {} };
+    }
+    return {
+      fused: 0,
+      after: () => {
+        for (const p of live) k.plan_epilogue(y, rows, C, biasAt(p), p.sum ? sum : 0, p.act, p.alpha);
+      },
     };
   }
 

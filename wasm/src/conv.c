@@ -159,16 +159,28 @@ static void depthwise(depthwise_fn fn, const ConvParams *p, const float *a, cons
 }
 
 void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work) {
-  if (is_depthwise(p))
-    return depthwise(depthwise_forward, p, x, w, y, (size_t)p->batch * p->outHeight * p->outWidth * p->outChannels);
+  conv2d_forward_fused(p, x, w, y, scratch, work, 0);
+}
+
+/* The forward convolution with a compiled plan's epilogue (ep may be 0; kernels.h). A depthwise
+ * one has no GEMM to fuse into: its epilogue runs as one pass after it. */
+void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work,
+                                  const Epilogue *ep) {
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
-  if (is_plain_pointwise(p)) return gemm(0, 0, M, O, p->inChannels, x, p->inChannels, w, O, y, O, 0, work);
+  if (is_depthwise(p)) {
+    depthwise(depthwise_forward, p, x, w, y, (size_t)M * O);
+    if (ep) plan_epilogue(y, M, O, ep->bias, ep->sum, ep->act, ep->alpha);
+    return;
+  }
+  if (is_plain_pointwise(p)) return gemm_with(0, 0, M, O, p->inChannels, x, p->inChannels, w, O, y, O, 0, ep, work);
   int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);
   for (int g = 0; g < p->groups; g++)
     for (int m0 = 0; m0 < M; m0 += chunk) {
       int rows = min_int(chunk, M - m0);
+      Epilogue part;
+      if (ep) part = (Epilogue){ep->bias ? ep->bias + g * og : 0, ep->sum ? ep->sum + (size_t)m0 * O + g * og : 0, ep->act, ep->alpha};
       im2col(p, x, g, m0, rows, scratch);
-      gemm(0, 0, rows, og, K, scratch, K, w + g * og, O, y + (size_t)m0 * O + g * og, O, 0, work);
+      gemm_with(0, 0, rows, og, K, scratch, K, w + g * og, O, y + (size_t)m0 * O + g * og, O, 0, ep ? &part : 0, work);
     }
 }
 

@@ -45,8 +45,27 @@ static void pack_b(int transB, const float *B, int ldb, int k0, int kc, int j0, 
   }
 }
 
-/* tile[MR×NR] = Σ_k a[k]ᵀ·b[k] over packed panels; then C = (add ? C : 0) + tile on rows × cols. */
-static void micro_kernel(int kc, const float *a, const float *b, float *C, int ldc, int rows, int cols, int add) {
+/* A finished 8-wide tile row: the epilogue's bias, sum and ReLU on two vectors (see kernels.h;
+ * ReLU as `v <= 0 ? 0 : v`, like misc.c's, so NaN and −0 come out the same). */
+static void finish_row(const Epilogue *ep, const float *sumRow, v128_t *lo, v128_t *hi) {
+  if (ep->bias) {
+    *lo = wasm_f32x4_add(*lo, wasm_v128_load(ep->bias));
+    *hi = wasm_f32x4_add(*hi, wasm_v128_load(ep->bias + 4));
+  }
+  if (sumRow) {
+    *lo = wasm_f32x4_add(*lo, wasm_v128_load(sumRow));
+    *hi = wasm_f32x4_add(*hi, wasm_v128_load(sumRow + 4));
+  }
+  if (ep->act == ACT_RELU) {
+    v128_t zero = wasm_f32x4_splat(0);
+    *lo = wasm_v128_bitselect(zero, *lo, wasm_f32x4_le(*lo, zero));
+    *hi = wasm_v128_bitselect(zero, *hi, wasm_f32x4_le(*hi, zero));
+  }
+}
+
+/* tile[MR×NR] = Σ_k a[k]ᵀ·b[k] over packed panels; then C = (add ? C : 0) + tile on rows × cols,
+ * and the epilogue `ep` (0: none; its bias and sum start at this tile) on the result. */
+static void micro_kernel(int kc, const float *a, const float *b, float *C, int ldc, int rows, int cols, int add, const Epilogue *ep) {
   v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   v128_t c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int k = 0; k < kc; k++) {
@@ -62,7 +81,7 @@ static void micro_kernel(int kc, const float *a, const float *b, float *C, int l
     b += GEMM_NR;
   }
   v128_t acc[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  if (cols == GEMM_NR) {
+  if (cols == GEMM_NR && (!ep || ep->act != ACT_ELU)) {
     for (int r = 0; r < rows; r++) {
       float *out = C + (size_t)r * ldc;
       v128_t lo = acc[r][0], hi = acc[r][1];
@@ -70,6 +89,7 @@ static void micro_kernel(int kc, const float *a, const float *b, float *C, int l
         lo = wasm_f32x4_add(lo, wasm_v128_load(out));
         hi = wasm_f32x4_add(hi, wasm_v128_load(out + 4));
       }
+      if (ep) finish_row(ep, ep->sum ? ep->sum + (size_t)r * ldc : 0, &lo, &hi);
       wasm_v128_store(out, lo);
       wasm_v128_store(out + 4, hi);
     }
@@ -81,18 +101,35 @@ static void micro_kernel(int kc, const float *a, const float *b, float *C, int l
     wasm_v128_store(tile + r * GEMM_NR + 4, acc[r][1]);
   }
   for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) C[(size_t)r * ldc + c] = (add ? C[(size_t)r * ldc + c] : 0) + tile[r * GEMM_NR + c];
+    for (int c = 0; c < cols; c++) {
+      float v = (add ? C[(size_t)r * ldc + c] : 0) + tile[r * GEMM_NR + c];
+      C[(size_t)r * ldc + c] = ep ? epilogue_value(ep, v, c, ep->sum ? ep->sum + (size_t)r * ldc : 0) : v;
+    }
+}
+
+/* The epilogue of the tile at row i, column j of C (its bias and sum moved there). */
+static Epilogue tile_epilogue(const Epilogue *ep, int i, int j, int ldc) {
+  Epilogue t = *ep;
+  if (t.bias) t.bias += j;
+  if (t.sum) t.sum += (size_t)i * ldc + j;
+  return t;
 }
 
 static void zero_matrix(float *C, int M, int N, int ldc) {
   for (int i = 0; i < M; i++) zero_floats(C + (size_t)i * ldc, (size_t)N);
 }
 
+static void epilogue_pass(const Epilogue *ep, float *C, int M, int N, int ldc) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = epilogue_value(ep, C[(size_t)i * ldc + j], j, ep->sum ? ep->sum + (size_t)i * ldc : 0);
+}
+
 static void gemm_serial(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                        int accumulate, float *work) {
+                        int accumulate, const Epilogue *ep, float *work) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate) zero_matrix(C, M, N, ldc);
+    if (ep) epilogue_pass(ep, C, M, N, ldc);
     return;
   }
   float *packA = work, *packB = work + GEMM_MC * GEMM_KC;
@@ -100,7 +137,7 @@ static void gemm_serial(int transA, int transB, int M, int N, int K, const float
     int nc = min_int(GEMM_NC, N - j0);
     for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
       int kc = min_int(GEMM_KC, K - k0);
-      int add = accumulate || k0 > 0;
+      int add = accumulate || k0 > 0, last = k0 + kc == K;
       pack_b(transB, B, ldb, k0, kc, j0, nc, packB);
       for (int i0 = 0; i0 < M; i0 += GEMM_MC) {
         int mc = min_int(GEMM_MC, M - i0);
@@ -108,7 +145,10 @@ static void gemm_serial(int transA, int transB, int M, int N, int K, const float
         for (int jr = 0; jr < nc; jr += GEMM_NR) {
           for (int ir = 0; ir < mc; ir += GEMM_MR) {
             float *c = C + (size_t)(i0 + ir) * ldc + j0 + jr;
-            micro_kernel(kc, packA + ir * kc, packB + jr * kc, c, ldc, min_int(GEMM_MR, mc - ir), min_int(GEMM_NR, nc - jr), add);
+            Epilogue t;
+            if (ep && last) t = tile_epilogue(ep, i0 + ir, j0 + jr, ldc);
+            micro_kernel(kc, packA + ir * kc, packB + jr * kc, c, ldc, min_int(GEMM_MR, mc - ir), min_int(GEMM_NR, nc - jr), add,
+                         ep && last ? &t : 0);
           }
         }
       }
@@ -124,6 +164,7 @@ typedef struct {
   int ldb;
   float *C;
   int ldc, accumulate;
+  const Epilogue *ep;
   float *work;
 } GemmJob;
 
@@ -133,19 +174,35 @@ static void gemm_task(void *ctx, int tid, int n) {
   const GemmJob *j = ctx;
   int b, e;
   float *work = gemm_work_of(tid, j->work);
+  Epilogue t;
   if (j->M >= j->N) {
     split_range(j->M, tid, n, GEMM_MR, &b, &e);
     const float *A = j->transA ? j->A + b : j->A + (size_t)b * j->lda;
-    if (e > b) gemm_serial(j->transA, j->transB, e - b, j->N, j->K, A, j->lda, j->B, j->ldb, j->C + (size_t)b * j->ldc, j->ldc, j->accumulate, work);
+    if (j->ep) t = tile_epilogue(j->ep, b, 0, j->ldc);
+    if (e > b)
+      gemm_serial(j->transA, j->transB, e - b, j->N, j->K, A, j->lda, j->B, j->ldb, j->C + (size_t)b * j->ldc, j->ldc, j->accumulate,
+                  j->ep ? &t : 0, work);
   } else {
     split_range(j->N, tid, n, GEMM_NR, &b, &e);
     const float *B = j->transB ? j->B + (size_t)b * j->ldb : j->B + b;
-    if (e > b) gemm_serial(j->transA, j->transB, j->M, e - b, j->K, j->A, j->lda, B, j->ldb, j->C + b, j->ldc, j->accumulate, work);
+    if (j->ep) t = tile_epilogue(j->ep, 0, b, j->ldc);
+    if (e > b)
+      gemm_serial(j->transA, j->transB, j->M, e - b, j->K, j->A, j->lda, B, j->ldb, j->C + b, j->ldc, j->accumulate, j->ep ? &t : 0, work);
   }
+}
+
+void gemm_with(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+               int accumulate, const Epilogue *ep, float *work) {
+  GemmJob job = {transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ep, work};
+  parallel_run(gemm_task, &job, (double)M * N * K);
 }
 
 void EXPORT(gemm)(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                   int accumulate, float *work) {
-  GemmJob job = {transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work};
-  parallel_run(gemm_task, &job, (double)M * N * K);
+  gemm_with(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, 0, work);
+}
+
+/* A compiled plan's dense step: the GEMM with its epilogue. */
+void EXPORT(gemm_fused)(int M, int N, int K, const float *A, const float *B, float *C, const Epilogue *ep, float *work) {
+  gemm_with(0, 0, M, N, K, A, K, B, N, C, N, 0, ep, work);
 }

@@ -36,6 +36,25 @@ typedef struct {
 void gemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
           int accumulate, float *work);
 
+/* What a compiled plan's GEMM does to each finished tile of C before it is stored, in this order:
+ * C[i,j] = act(C[i,j] + bias[j] + sum[i·ldc + j]) (bias, sum may be 0: absent; act 0 none, 1 ReLU,
+ * 2 ELU). One pass inside the GEMM, on its threads, instead of another over the whole output. */
+typedef struct {
+  const float *bias, *sum;
+  int act;
+  double alpha;
+} Epilogue;
+#define ACT_RELU 1
+#define ACT_ELU 2
+
+/* gemm with an epilogue (ep may be 0). */
+void gemm_with(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+               int accumulate, const Epilogue *ep, float *work);
+void plan_epilogue(float *y, int rows, int C, const float *bias, const float *sum, int act, double alpha);
+void conv2d_forward_fused(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work, const Epilogue *ep);
+/* The epilogue on one element (the plan's and op-by-op's activations agree: misc.c). */
+float epilogue_value(const Epilogue *ep, float v, int col, const float *sumRow);
+
 /* Threads (threads.c): a job runs fn(ctx, tid, n) on n threads, tid 0 being the caller; below
  * PARALLEL_MIN_WORK (multiply-adds or elements; settable) it runs on the caller alone. */
 #define MAX_THREADS 16

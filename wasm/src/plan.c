@@ -4,23 +4,24 @@
  */
 #include "kernels.h"
 
-/* Activation codes: 0 none, else ELTWISE_ALG of src/infer/plan-format.ts (1 ReLU, 2 ELU). */
-#define ACT_RELU 1
-#define ACT_ELU 2
+/* Activation codes (kernels.h ACT_*): 0 none, else ELTWISE_ALG of src/infer/plan-format.ts. */
 
-/* y[r, c] = act(y[r, c] + bias[c] + sum[r, c]); bias and sum may be 0 (absent). The activations
- * compute as the relu and elu kernels of misc.c do, so plans and op-by-op agree. */
+/* y[r, c] = act(y[r, c] + bias[c] + sum[r, c]); bias and sum may be 0 (absent): the epilogue as a
+ * pass of its own, for post-op orders a GEMM's fused epilogue does not cover. */
 void EXPORT(plan_epilogue)(float *y, int rows, int C, const float *bias, const float *sum, int act, double alpha) {
+  Epilogue ep = {bias, sum, act, alpha};
   for (int r = 0; r < rows; r++) {
     float *restrict yr = y + (size_t)r * C;
-    const float *restrict sr = sum ? sum + (size_t)r * C : 0;
-    for (int c = 0; c < C; c++) {
-      float v = yr[c];
-      if (bias) v += bias[c];
-      if (sr) v += sr[c];
-      if (act == ACT_RELU) v = v <= 0 ? 0.0f : v;
-      else if (act == ACT_ELU && !(v > 0)) v = (float)(alpha * (exp_d(v) - 1));
-      yr[c] = v;
-    }
+    const float *sr = sum ? sum + (size_t)r * C : 0;
+    for (int c = 0; c < C; c++) yr[c] = epilogue_value(&ep, yr[c], c, sr);
   }
+}
+
+/* The activations compute as the relu and elu kernels of misc.c do, so plans and op-by-op agree. */
+float epilogue_value(const Epilogue *ep, float v, int col, const float *sumRow) {
+  if (ep->bias) v += ep->bias[col];
+  if (sumRow) v += sumRow[col];
+  if (ep->act == ACT_RELU) v = v <= 0 ? 0.0f : v;
+  else if (ep->act == ACT_ELU && !(v > 0)) v = (float)(ep->alpha * (exp_d(v) - 1));
+  return v;
 }

@@ -123,6 +123,10 @@ export interface WasmKernelExports {
   global_max_pool_backward(dy: Ptr, x: Ptr, n: number, s: number, c: number, dx: Ptr, argmax: Ptr): void;
   /** Compiled plans (wasm/src/plan.c): y = act(y + bias + sum), bias and sum optional (0). */
   plan_epilogue(y: Ptr, rows: number, c: number, bias: Ptr, sum: Ptr, act: number, alpha: number): void;
+  /** Compiled plans: conv2d_forward with an Epilogue struct (EPILOGUE_BYTES at `ep`, 0: none) fused in. */
+  conv2d_forward_fused(p: Ptr, x: Ptr, w: Ptr, y: Ptr, scratch: Ptr, work: Ptr, ep: Ptr): void;
+  /** Compiled plans' dense steps: C[M,N] = A[M,K]·B[K,N] with the epilogue `ep` fused in. */
+  gemm_fused(m: number, n: number, k: number, a: Ptr, b: Ptr, c: Ptr, ep: Ptr, work: Ptr): void;
   set_thread_work(tid: number, work: Ptr): void;
 }
 
@@ -139,6 +143,20 @@ export interface WasmThreadExports {
 /** Threads a job may use at most: MAX_THREADS of wasm/src/kernels.h. */
 export const WASM_MAX_THREADS = 16;
 
+/**
+ * wasm/src/kernels.h's Epilogue in memory: bias pointer at 0, sum pointer at 4, activation (int32)
+ * at 8, alpha (float64) at 16.
+ */
+export const EPILOGUE_BYTES = 24;
+
+export function writeEpilogue(memory: WebAssembly.Memory, at: Ptr, e: { bias: Ptr; sum: Ptr; act: number; alpha: number }): void {
+  const v = new DataView(memory.buffer, at, EPILOGUE_BYTES);
+  v.setUint32(0, e.bias, true);
+  v.setUint32(4, e.sum, true);
+  v.setInt32(8, e.act, true);
+  v.setFloat64(16, e.alpha, true);
+}
+
 /** GEMM packing space in floats: GEMM_WORK_FLOATS of wasm/src/kernels.h. */
 export const GEMM_WORK_FLOATS = 96 * 256 + 256 * 512;
 
@@ -147,6 +165,7 @@ const REQUIRED: readonly (keyof WasmKernelExports)[] = [
   '__heap_base',
   'gemm',
   'conv2d_forward',
+  'conv2d_forward_fused',
   'batchnorm_backward',
   'update_adam',
 ];
