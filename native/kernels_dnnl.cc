@@ -35,6 +35,7 @@ enum Kind : int64_t {
   kMaxPoolBwd,
   kAvgPoolBwd,
   kMatmul,
+  kGemmBf16,
 };
 
 memory wrap(State& s, const memory::desc& md, const float* p) {
@@ -155,8 +156,7 @@ struct ConvGeom {
   enum class Pass { kForward, kBackwardData, kBackwardFilter };
   bool runsAsGemm(Pass p) const {
     if (bf16) return false;  // dnnl_sgemm is float32; oneDNN's bf16 1×1 convolutions take these
-    bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0 && g == 1;
-    if (!pointwise) return false;
+    if (!pointwise()) return false;
     switch (p) {
       case Pass::kForward: return oc >= 512;
       case Pass::kBackwardData: return std::min(ic, oc) >= 512;
@@ -184,9 +184,17 @@ struct ConvGeom {
   // (64→128 at 147×147 18.7 → 40.0; 728→728 at 19×19 28.2 → 28.2) and win for full 3×3
   // convolutions (32→64 at 149×149 56.0 → 15.4). Forward and backward data gain 2–3× on the
   // pointwise and full convolutions (147×147 1×1 17.2 → 6.3, 28.5 → 13.2).
+  // 1×1 filter gradients of unstrided, unpadded convolutions do gain as a bf16 matrix product
+  // (oneDNN's matmul, brgemm; see pointwiseFilterGradBf16): 728→728 at 19×19 batch 8, one
+  // thread, 37.4 → 1.5 rounding + 23.0 ms. Depthwise convolutions lose in every pass, even before
+  // rounding their operands (728 channels at 19×19 batch 8, one thread: forward 1.37 → 2.06 ms,
+  // backward data 1.44 → 1.97; 128 at 147×147: 12.0 → 23.5, 12.6 → 20.4): they are memory-bound.
   bool bf16Pays(Pass p) const {
-    if (ic < kWidestChannelBlock) return false;
-    return p != Pass::kBackwardFilter || (g == 1 && !(kh == 1 && kw == 1));
+    if (ic < kWidestChannelBlock || g != 1) return false;
+    return p != Pass::kBackwardFilter || !(kh == 1 && kw == 1) || pointwise();
+  }
+  bool pointwise() const {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0 && g == 1;
   }
 
   dnnl::convolution_forward::desc forwardDesc() const {
@@ -213,9 +221,10 @@ bool lowPrecisionUsable(PD& pd, Make make) {
 struct ToBf16 {
   memory::desc from, to;
   dnnl::reorder prim;
-  void init(State& s, const memory::desc& f32) {
+  void init(State& s, const memory::desc& f32) { init(s, f32, memory::desc(f32.dims(), dt::bf16, tag::nhwc)); }
+  void init(State& s, const memory::desc& f32, const memory::desc& bf16) {
     from = f32;
-    to = memory::desc(f32.dims(), dt::bf16, tag::nhwc);
+    to = bf16;
     prim = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, from, s.engine, to));
   }
 };
@@ -252,13 +261,31 @@ struct ConvBwdWeights : CacheEntry {
   ToBf16 lowSrc, lowDiffDst;  // bf16 only
 };
 
-// `user` as the primitive reads it: the float32 memory itself, or its bf16 copy in `tmp`.
-memory lowered(State& s, const ConvGeom& c, const ToBf16& r, memory user, std::unique_ptr<Buffer>& tmp) {
-  if (!c.bf16) return user;
+// `user` rounded into a bf16 temporary `tmp`.
+memory rounded(State& s, const ToBf16& r, memory user, std::unique_ptr<Buffer>& tmp) {
   tmp = scratchBuffer(r.to);
   memory low(r.to, s.engine, tmp->data);
   r.prim.execute(s.stream, user, low);
   return low;
+}
+
+// `user` as the primitive reads it: the float32 memory itself, or its bf16 copy in `tmp`.
+memory lowered(State& s, const ConvGeom& c, const ToBf16& r, memory user, std::unique_ptr<Buffer>& tmp) {
+  if (!c.bf16) return user;
+  return rounded(s, r, user, tmp);
+}
+
+// The filter in the primitive's layout. A float32 one is kept with the weights' buffer (inference
+// calls repeat it). A bf16 one goes to a temporary instead: training updates the weights every
+// step, so a kept copy would be redone each step anyway, and keeping one per filter would hold
+// memory float32 training does not (peak memory no higher than float32's).
+memory primitiveFilter(State& s, const ConvGeom& c, Buffer& w, memory user, const memory::desc& want, dnnl::reorder& toWant,
+                       std::unique_ptr<Buffer>& tmp) {
+  if (!c.bf16) return derivedLayout(s, w, user, want, toWant);
+  tmp = scratchBuffer(want);
+  memory mem(want, s.engine, tmp->data);
+  toWant.execute(s.stream, user, mem);
+  return mem;
 }
 
 ConvFwd& convFwdEntry(State& s, const ConvGeom& c) {
@@ -348,6 +375,57 @@ ConvBwdWeights& convBwdWeightsEntry(State& s, const ConvGeom& c) {
   });
 }
 
+// A pointwise pass as one bf16 matrix product C[m, n] = A[m, k] · B[k, n] through oneDNN's matmul
+// (brgemm on AVX512_BF16). A and B are float32 matrices as the caller holds them, a transposed one
+// as a strided view (brgemm reads it so; no transposing copy), rounded into bf16 temporaries of
+// the same layout; C is float32. `f32Instead`: no fast bf16 matmul here (a reference one, or none).
+struct GemmBf16 : CacheEntry {
+  bool f32Instead = false;
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  memory::desc a, b, c;
+  ToBf16 lowA, lowB;
+};
+
+// A rows × cols row-major matrix, or (`transposed`) the transpose of a cols × rows one.
+memory::desc matrixMd(int64_t rows, int64_t cols, bool transposed, dt t) {
+  return memory::desc({rows, cols}, t, transposed ? memory::dims{1, rows} : memory::dims{cols, 1});
+}
+
+GemmBf16& gemmBf16Entry(State& s, int64_t m, int64_t n, int64_t k, bool transA, bool transB) {
+  return s.cached<GemmBf16>({kGemmBf16, m, n, k, transA ? 1 : 0, transB ? 1 : 0}, [&] {
+    auto e = std::make_unique<GemmBf16>();
+    e->a = matrixMd(m, k, transA, dt::f32);
+    e->b = matrixMd(k, n, transB, dt::f32);
+    e->c = matrixMd(m, n, false, dt::f32);
+    memory::desc aLow = matrixMd(m, k, transA, dt::bf16), bLow = matrixMd(k, n, transB, dt::bf16);
+    auto make = [&] { return dnnl::matmul::primitive_desc(dnnl::matmul::desc(aLow, bLow, e->c), s.engine); };
+    if (!lowPrecisionUsable(e->pd, make)) {
+      e->f32Instead = true;
+      return e;
+    }
+    e->prim = dnnl::matmul(e->pd);
+    e->lowA.init(s, e->a, aLow);
+    e->lowB.init(s, e->b, bLow);
+    return e;
+  });
+}
+
+void runGemmBf16(State& s, const GemmBf16& e, const float* a, const float* b, float* c) {
+  std::unique_ptr<Buffer> aLow, bLow;
+  memory lowA = rounded(s, e.lowA, wrap(s, e.a, a), aLow);
+  memory lowB = rounded(s, e.lowB, wrap(s, e.b, b), bLow);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, lowA}, {DNNL_ARG_WEIGHTS, lowB}, {DNNL_ARG_DST, wrap(s, e.c, c)}});
+  s.stream.wait();
+}
+
+// The filter gradient dW[ic, oc] = Xᵀ · dY of a pointwise convolution; null where it has no fast
+// bf16 matmul here (the caller runs float32).
+GemmBf16* pointwiseFilterGradBf16(State& s, const ConvGeom& c) {
+  GemmBf16& e = gemmBf16Entry(s, c.ic, c.oc, c.pixels(), true, false);
+  return e.f32Instead ? nullptr : &e;
+}
+
 // Row-major C[m, n] = op(A) · op(B), through oneDNN's GEMM (OpenMP threads like the primitives).
 void gemm(const Args& a, char transA, char transB, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda,
           const float* B, int64_t ldb, float* C, int64_t ldc) {
@@ -389,7 +467,8 @@ void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
   if (e.f32Instead) return conv2dAs(s, a, r, false);
   float* y = r.add(c.ySize());
   memory wUser = wrap(s, e.userW, w);
-  memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
+  std::unique_ptr<Buffer> wTmp;
+  memory wPrim = e.reorderW ? primitiveFilter(s, c, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW, wTmp) : wUser;
   std::unique_ptr<Buffer> xLow;
   memory src = lowered(s, c, e.lowSrc, wrap(s, e.src, x), xLow);
   e.prim.execute(s.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wPrim}, {DNNL_ARG_DST, wrap(s, e.dst, y)}});
@@ -412,7 +491,8 @@ void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
   if (e.f32Instead) return conv2dBackwardInputAs(s, a, r, false);
   float* dx = r.add(c.xSize());
   memory wUser = wrap(s, e.userW, w);
-  memory wPrim = e.reorderW ? derivedLayout(s, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW) : wUser;
+  std::unique_ptr<Buffer> wTmp;
+  memory wPrim = e.reorderW ? primitiveFilter(s, c, *a.in[1], wUser, e.pd.weights_desc(), e.toPrimW, wTmp) : wUser;
   std::unique_ptr<Buffer> dyLow;
   memory diffDst = lowered(s, c, e.lowDiffDst, wrap(s, e.diffDst, dy), dyLow);
   e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, diffDst},
@@ -428,6 +508,12 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   const float* x = a.input(0, c.xSize(), "x");
   const float* dy = a.input(1, c.ySize(), "dy");
   c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardFilter);
+  if (c.bf16 && c.pointwise()) {
+    GemmBf16* e = pointwiseFilterGradBf16(s, c);
+    if (!e) return conv2dBackwardFilterAs(s, a, r, false);
+    runGemmBf16(s, *e, x, dy, r.add(c.wSize()));
+    return;
+  }
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
     float* dw = r.add(c.wSize());
     gemm(a, 'T', 'N', c.ic, c.oc, c.pixels(), x, c.ic, dy, c.oc, dw, c.oc);
@@ -856,6 +942,10 @@ std::string describeConv(State& s, const Args& a, int which, bool bf16) {
   c.bf16 = bf16 && which >= 0 && which <= 2 && c.bf16Pays(passes[which]);
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
   if (which == 2 && c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
+  if (which == 2 && c.bf16 && c.pointwise()) {
+    GemmBf16* e = pointwiseFilterGradBf16(s, c);
+    return e ? std::string("matmul:") + e->pd.impl_info_str() : describeConv(s, a, which, false);
+  }
   bool f32Instead = which == 0 ? convFwdEntry(s, c).f32Instead
                     : which == 1 ? convBwdDataEntry(s, c).f32Instead
                                  : convBwdWeightsEntry(s, c).f32Instead;

@@ -155,12 +155,13 @@ bf16Test('bf16 convolutions (forward, backward data, backward filter) agree with
   for (const [label, spec] of BF16_CASES) checkBf16Conv(n, rng, spec, label);
 });
 
-bf16Test('bf16 mode runs in bf16 where it pays: not with few input channels, nor depthwise and 1×1 filter gradients', (n) => {
+bf16Test('bf16 mode runs in bf16 where it pays: not with few input channels, not depthwise, not strided 1×1 filter gradients', (n) => {
   const isa = nativeBackendStatus().cpuIsa ?? '';
   const native = n.bf16Hardware() === 'native';
   const cases: Array<[ConvSpec, boolean[]]> = [
-    [BF16_CASES[6]![1], [true, true, false]], // pointwise
-    [BF16_CASES[4]![1], [true, true, false]], // depthwise
+    [BF16_CASES[6]![1], [true, true, true]], // pointwise: its filter gradient as a bf16 matmul
+    [BF16_CASES[7]![1], [true, true, false]], // strided 1×1: the filter gradient stays float32
+    [BF16_CASES[4]![1], [false, false, false]], // depthwise: memory-bound, bf16 loses
     [BF16_CASES[1]![1], [false, false, false]], // the 3-channel stem
     [{ batch: 2, height: 9, width: 9, inChannels: 32, outChannels: 16, kernel: [3, 3], padding: 'same' }, [true, true, true]],
   ];

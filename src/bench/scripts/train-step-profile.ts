@@ -7,6 +7,7 @@
  * networks of `xception bench`'s training cases, e.g. `… 3 8 own 8 bench-299`).
  * with `dnnl` the batch norm and ReLU kernels run on oneDNN (`<kernel>.dnnl`) instead of the
  * addon's own loops, for a before/after comparison in one build.
+ * PROFILE_PRECISION=bf16 runs the convolutions in mixed precision (as `train --precision bf16`).
  * On a shared machine compare runs side by side, as ratios.
  */
 import type { Backend } from '../../core/backend.js';
@@ -29,6 +30,8 @@ if (process.argv[4] === 'dnnl') {
   // The addon's own properties are read-only: give the backend a copy with `run` replaced.
   holder.addon = { ...addon, run };
 }
+
+if (process.env.PROFILE_PRECISION === 'bf16') native.setConvPrecision('bf16');
 
 // key → [wall ms, calls, process CPU ms]. On a shared machine wall time includes time spent
 // descheduled; with OMP_NUM_THREADS=1 the CPU time is the steadier measure of work.
