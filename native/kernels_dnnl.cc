@@ -11,6 +11,7 @@
 // bfloat16 by reorders, and oneDNN accumulates and writes float32 (output, input gradient, filter
 // gradient). Shapes oneDNN has no fast bf16 kernel for run in float32 (see `lowPrecisionUsable`).
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "common.h"
@@ -861,7 +862,31 @@ PoolBwd& poolBwdEntry(State& s, const PoolGeom& p, Kind k, dnnl::algorithm alg) 
   });
 }
 
-void maxPool2d(State& s, const Args& a, Result& r) { poolForward(s, a, r, dnnl::algorithm::pooling_max); }
+// oneDNN's max pool starts every window at the lowest float, so a window holding only NaN and −∞
+// comes out as −FLT_MAX, where the contract (the reference) gives the window's first value. Those
+// outputs (and any genuine −FLT_MAX: rare, and rescanning it gives it back) are redone by the
+// contract's rule: a strict > scan from −∞, NaN never winning, else the first value.
+void redoWindowsWithoutWinner(const PoolGeom& p, const float* x, float* y) {
+  const float lowest = std::numeric_limits<float>::lowest();
+  const int64_t total = p.ySize();
+  for (int64_t o = 0; o < total; o++) {
+    if (y[o] != lowest) continue;
+    const int64_t ch = o % p.c, ow = o / p.c % p.ow, oh = o / (p.c * p.ow) % p.oh, b = o / (p.c * p.ow * p.oh);
+    const int64_t h0 = std::max<int64_t>(oh * p.sh - p.pt, 0), h1 = std::min(oh * p.sh - p.pt + p.wh, p.ih);
+    const int64_t w0 = std::max<int64_t>(ow * p.sw - p.pl, 0), w1 = std::min(ow * p.sw - p.pl + p.ww, p.iw);
+    auto at = [&](int64_t h, int64_t w) { return x[((b * p.ih + h) * p.iw + w) * p.c + ch]; };
+    float best = -std::numeric_limits<float>::infinity();
+    for (int64_t h = h0; h < h1; h++)
+      for (int64_t w = w0; w < w1; w++) best = at(h, w) > best ? at(h, w) : best;
+    y[o] = best > -std::numeric_limits<float>::infinity() ? best : at(h0, w0);
+  }
+}
+
+void maxPool2d(State& s, const Args& a, Result& r) {
+  poolForward(s, a, r, dnnl::algorithm::pooling_max);
+  PoolGeom p = PoolGeom::parse(a);
+  redoWindowsWithoutWinner(p, a.input(0, p.xSize(), "x"), r.out.back()->data);
+}
 void avgPool2d(State& s, const Args& a, Result& r) {
   poolForward(s, a, r, dnnl::algorithm::pooling_avg_exclude_padding);
 }

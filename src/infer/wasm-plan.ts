@@ -164,7 +164,7 @@ export class WasmPlan {
     lastUse[header.outputValue] = steps.length;
     const layout = arenaLayout(sizes, lastUse);
     this.weightSizes = weights.map((w) => w.length);
-    const scratchBytes = Math.max(64, ...steps.map((s, i) => this.scratchBytesOf(s, shapes[i + 1]!, batch, shapes)));
+    const scratchBytes = Math.max(64, ...steps.map((s) => this.scratchBytesOf(s, batch, shapes)));
     const wFloats = this.weightSizes.reduce((a, n) => a + Math.ceil(n / 16) * 16, 0);
     const paramBytes = steps.length * STEP_PARAM_BYTES;
     try {
@@ -204,8 +204,8 @@ export class WasmPlan {
     return new Float32Array(this.access.kernels.memory.buffer, offset, size);
   }
 
-  /** Scratch a step needs (bytes): im2col rows, max-pool argmax, statistics. */
-  private scratchBytesOf(s: Step, out: Shape, batch: number, shapes: Shape[]): number {
+  /** Scratch a step needs (bytes): im2col rows, global max-pool argmax, statistics. */
+  private scratchBytesOf(s: Step, batch: number, shapes: Shape[]): number {
     const x = shapes[inputsOf(s)[0]!]!;
     if (s.op === 'conv') {
       const p = new Int32Array(this.access.kernels.memory.buffer, this.access.heap.alloc(18 * 4, 'conv parameters'), 18);
@@ -214,7 +214,6 @@ export class WasmPlan {
       this.access.heap.release(p.byteOffset);
       return floats * 4;
     }
-    if (s.op === 'pool' && s.alg === POOL_ALG.max) return (batch * out[0] * out[1] * out[2] + out[2]) * 4;
     if (s.op === 'gpool') return s.alg === POOL_ALG.max ? 4 * (batch * x[2] + x[2]) : 8 * x[2];
     if (s.op === 'bn') return 32 * x[2];
     return 0;
@@ -252,7 +251,7 @@ export class WasmPlan {
       case 'pool': {
         ints([c.batch, x[0], x[1], x[2], ...poolOut(x, s.window), ...s.window]);
         return s.alg === POOL_ALG.max
-          ? () => k.max_pool_forward(c.params, c.x, c.y, c.scratch)
+          ? () => k.max_pool_forward(c.params, c.x, c.y)
           : () => k.avg_pool_forward(c.params, c.x, c.y);
       }
       case 'gpool': {

@@ -427,6 +427,24 @@ backendTest('max and average pooling forward and backward agree with the referen
   }
 });
 
+backendTest('max pooling forward: NaN never wins, a window of only NaN and −∞ gives its first value, as the reference', (n) => {
+  const rng = new Random(11);
+  const pick = [Number.NaN, Number.NEGATIVE_INFINITY, Number.NaN, 0.5, -1];
+  for (const [label, spec] of POOL_CASES) {
+    const p: Pool2DParams = poolParams(spec);
+    const x = pair(
+      n,
+      Array.from({ length: poolInputSize(p) }, () => pick[rng.int(pick.length)]!),
+    );
+    const ys = poolOutputSize(p);
+    const actual = n.download(n.maxPool2d(x.n, p), ys, 'float32');
+    const expected = R.download(R.maxPool2d(x.r, p), ys, 'float64');
+    for (let i = 0; i < ys; i++)
+      assert.ok(Object.is(actual[i], expected[i]) || actual[i] === expected[i], `${label} [${i}]: ${actual[i]} vs ${expected[i]}`);
+    n.dispose(x.n);
+  }
+});
+
 backendTest('max pooling backward sends ties to the first maximum in row-major order, like the reference', (n) => {
   const rng = new Random(7);
   // Few distinct values (and many zeros, as after a ReLU), so most windows hold tied maxima.

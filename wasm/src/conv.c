@@ -6,6 +6,7 @@
  * im2col column order is (ky, kx, ci), the row order of the HWIO filter, so a group's filter is
  * the [K, outChannels/groups] sub-matrix at column g·coutG with row stride outChannels.
  */
+#include <wasm_simd128.h>
 #include "kernels.h"
 
 #define SCRATCH_TARGET_FLOATS (1 << 21) /* 8 MiB of im2col rows per chunk */
@@ -97,10 +98,59 @@ static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int
         __VA_ARGS__                                                            \
       }
 
+/* Whether the forward depthwise kernel runs pixel by pixel (depthwise_pixel's window fits). */
+static int by_pixel(const ConvParams *p) { return p->outChannels == p->inChannels && p->kernelHeight * p->kernelWidth <= 64; }
+
+/* One output pixel of a multiplier-1 depthwise convolution on channels [c0, c1): the window's
+ * taps summed in registers, 16 channels at a time, and stored once (the order of the sum is the
+ * generic kernel's: 0, then tap by tap). */
+static void depthwise_pixel(const ConvParams *p, const float *x, const float *w, float *yr, int n, int oh, int ow, int c0, int c1) {
+  int C = p->inChannels;
+  int taps[64], count = 0; /* input offsets and filter cells of the window's real taps */
+  const float *xs[64];
+  for (int ky = 0; ky < p->kernelHeight; ky++) {
+    int ih = oh * p->strideHeight - p->padTop + ky * p->dilationHeight;
+    if (ih < 0 || ih >= p->inHeight) continue;
+    for (int kx = 0; kx < p->kernelWidth; kx++) {
+      int iw = ow * p->strideWidth - p->padLeft + kx * p->dilationWidth;
+      if (iw < 0 || iw >= p->inWidth) continue;
+      xs[count] = x + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * C;
+      taps[count++] = ky * p->kernelWidth + kx;
+    }
+  }
+  int c = c0;
+  for (; c + 16 <= c1; c += 16) {
+    v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (int t = 0; t < count; t++) {
+      const float *xr = xs[t] + c, *wr = w + (size_t)taps[t] * C + c;
+      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(xr), wasm_v128_load(wr)));
+      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(xr + 4), wasm_v128_load(wr + 4)));
+      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(xr + 8), wasm_v128_load(wr + 8)));
+      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(xr + 12), wasm_v128_load(wr + 12)));
+    }
+    wasm_v128_store(yr + c, a0);
+    wasm_v128_store(yr + c + 4, a1);
+    wasm_v128_store(yr + c + 8, a2);
+    wasm_v128_store(yr + c + 12, a3);
+  }
+  for (; c < c1; c++) {
+    float a = 0;
+    for (int t = 0; t < count; t++) a += xs[t][c] * w[(size_t)taps[t] * C + c];
+    yr[c] = a;
+  }
+}
+
 /* The three depthwise kernels on input channels [c0, c1) (outputs [c0·mult, c1·mult)): threads
  * split channels, so every output element is summed in the same order as on one thread. */
 static void depthwise_forward(const ConvParams *p, const float *x, const float *w, float *y, int c0, int c1) {
   int O = p->outChannels, mult = O / p->inChannels;
+  if (by_pixel(p)) {
+    for (int n = 0; n < p->batch; n++)
+      for (int oh = 0; oh < p->outHeight; oh++)
+        for (int ow = 0; ow < p->outWidth; ow++)
+          depthwise_pixel(p, x, w, y + ((size_t)(n * p->outHeight + oh) * p->outWidth + ow) * O, n, oh, ow, c0, c1);
+    return;
+  }
   FOR_EACH_TAP(p, {
     const float *restrict xr = x + at, *restrict wr = w + (size_t)cell * O;
     float *restrict yr = y + (size_t)m * O;
@@ -168,7 +218,8 @@ void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const flo
                                   const Epilogue *ep) {
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_depthwise(p)) {
-    depthwise(depthwise_forward, p, x, w, y, (size_t)M * O);
+    /* Multiplier 1 writes every output (depthwise_pixel); others sum into zeroes. */
+    depthwise(depthwise_forward, p, x, w, y, by_pixel(p) ? 0 : (size_t)M * O);
     if (ep) plan_epilogue(y, M, O, ep->bias, ep->sum, ep->act, ep->alpha);
     return;
   }

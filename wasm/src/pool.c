@@ -39,9 +39,44 @@ static void max_pool_argmax(const PoolParams *p, const float *x, int *argmax) {
       }
 }
 
-void EXPORT(max_pool_forward)(const PoolParams *p, const float *x, float *y, int *argmax) {
-  max_pool_argmax(p, x, argmax);
-  for (int i = 0, n = pool_out_size(p); i < n; i++) y[i] = x[argmax[i]];
+/* Output rows [r0, r1) (a row: one n, oh) of the max pool, without argmax: the maximum where one
+ * wins (> −∞ after a strict > scan, so NaN never does), else the window's first value, which is
+ * what max_pool_argmax's first-index default picks. */
+static void max_pool_rows(const PoolParams *p, const float *x, float *y, int r0, int r1) {
+  int C = p->channels;
+  for (int r = r0; r < r1; r++) {
+    int n = r / p->outHeight, oh = r % p->outHeight;
+    for (int ow = 0; ow < p->outWidth; ow++) {
+      Window w = window_of(p, oh, ow);
+      float *restrict yr = y + ((size_t)r * p->outWidth + ow) * C;
+      const float *first = x + ((size_t)(n * p->inHeight + w.h0) * p->inWidth + w.w0) * C;
+      for (int c = 0; c < C; c++) yr[c] = -__builtin_inff();
+      for (int ih = w.h0; ih < w.h1; ih++)
+        for (int iw = w.w0; iw < w.w1; iw++) {
+          const float *restrict xr = x + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * C;
+          for (int c = 0; c < C; c++) yr[c] = xr[c] > yr[c] ? xr[c] : yr[c];
+        }
+      for (int c = 0; c < C; c++) yr[c] = yr[c] > -__builtin_inff() ? yr[c] : first[c];
+    }
+  }
+}
+
+typedef struct {
+  const PoolParams *p;
+  const float *x;
+  float *y;
+} PoolJob;
+
+static void max_pool_task(void *ctx, int tid, int n) {
+  const PoolJob *j = ctx;
+  int r0, r1;
+  split_range(j->p->batch * j->p->outHeight, tid, n, 1, &r0, &r1);
+  if (r1 > r0) max_pool_rows(j->p, j->x, j->y, r0, r1);
+}
+
+void EXPORT(max_pool_forward)(const PoolParams *p, const float *x, float *y) {
+  PoolJob job = {p, x, y};
+  parallel_run(max_pool_task, &job, (double)pool_out_size(p) * p->windowHeight * p->windowWidth);
 }
 
 void EXPORT(max_pool_backward)(const PoolParams *p, const float *dy, const float *x, float *dx, int *argmax) {

@@ -411,7 +411,7 @@ export class WasmBackend implements Backend {
 
   maxPool2d(x: Handle, p: Pool2DParams): Handle {
     const [xs, ys] = poolSizes(p);
-    return this.pool('maxPool2d', p, [['x', x, xs]], ys, true, (pp, [px], out, s) => this.k.max_pool_forward(pp, px!, out, s));
+    return this.pool('maxPool2d', p, [['x', x, xs]], ys, false, (pp, [px], out) => this.k.max_pool_forward(pp, px!, out));
   }
 
   maxPool2dBackward(dy: Handle, x: Handle, p: Pool2DParams): Handle {

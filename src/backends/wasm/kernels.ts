@@ -113,7 +113,7 @@ export interface WasmKernelExports {
     dbeta: Ptr,
     acc: Ptr,
   ): void;
-  max_pool_forward(p: Ptr, x: Ptr, y: Ptr, argmax: Ptr): void;
+  max_pool_forward(p: Ptr, x: Ptr, y: Ptr): void;
   max_pool_backward(p: Ptr, dy: Ptr, x: Ptr, dx: Ptr, argmax: Ptr): void;
   avg_pool_forward(p: Ptr, x: Ptr, y: Ptr): void;
   avg_pool_backward(p: Ptr, dy: Ptr, dx: Ptr): void;
