@@ -4,6 +4,7 @@
  * `acc` is scratch for 2·channels doubles. Threads split channels [c0, c1), so every sum runs in the
  * same order as on one thread (bitwise the same result).
  */
+#include <wasm_simd128.h>
 #include "kernels.h"
 
 static void column_sums(const float *x, int rows, int C, int c0, int c1, double *sum) {
@@ -118,18 +119,50 @@ void EXPORT(batchnorm_inference)(const float *x, int rows, int C, const float *g
 }
 
 /* dx = gamma·invStd/R · (R·dy − Σdy − x̂·Σdy·x̂), written per channel as k1·dy + k2·(x − mean) + k3
- * with the sums in float64 and the per-element work in float32; dy is masked where y ≤ 0 when y is
- * given. */
+ * with the per-element work in float32; dy is masked where y ≤ 0 when y is given. */
+
+/* Rows summed in float32 SIMD before each partial sum is added into the float64 totals. */
+#define SUM_BLOCK 32
+
+static v128_t masked(const float *y, const float *dy, size_t at) {
+  v128_t g = wasm_v128_load(dy + at);
+  if (!y) return g;
+  v128_t zero = wasm_f32x4_splat(0);
+  return wasm_v128_bitselect(zero, g, wasm_f32x4_le(wasm_v128_load(y + at), zero));
+}
+
+static void add_f64(double *to, v128_t s) {
+  v128_t lo = wasm_f64x2_promote_low_f32x4(s), hi = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(s, s, 2, 3, 0, 1));
+  wasm_v128_store(to, wasm_f64x2_add(wasm_v128_load(to), lo));
+  wasm_v128_store(to + 2, wasm_f64x2_add(wasm_v128_load(to + 2), hi));
+}
+
+/* Σ masked dy and Σ masked dy·(x − mean) per channel in [c0, c1): float32 over blocks of rows,
+ * float64 across blocks. */
 static void masked_sums(const NormJob *j, int c0, int c1, double *sumDy, double *sumDyXc) {
   const float *dy = j->dy, *x = j->x, *y = j->y, *mean = j->mean;
+  int C = j->C, c4 = c0 + (c1 - c0) / 4 * 4;
   for (int c = c0; c < c1; c++) sumDy[c] = 0, sumDyXc[c] = 0;
-  for (int r = 0; r < j->rows; r++) {
-    size_t base = (size_t)r * j->C;
-    for (int c = c0; c < c1; c++) {
-      float g = y && y[base + c] <= 0 ? 0.0f : dy[base + c];
-      sumDy[c] += g;
-      sumDyXc[c] += (double)g * (x[base + c] - mean[c]);
+  for (int r0 = 0; r0 < j->rows; r0 += SUM_BLOCK) {
+    int r1 = min_int(j->rows, r0 + SUM_BLOCK);
+    for (int c = c0; c < c4; c += 4) {
+      v128_t s1 = wasm_f32x4_splat(0), s2 = s1, m = wasm_v128_load(mean + c);
+      for (int r = r0; r < r1; r++) {
+        size_t at = (size_t)r * C + c;
+        v128_t g = masked(y, dy, at);
+        s1 = wasm_f32x4_add(s1, g);
+        s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(g, wasm_f32x4_sub(wasm_v128_load(x + at), m)));
+      }
+      add_f64(sumDy + c, s1);
+      add_f64(sumDyXc + c, s2);
     }
+    for (int c = c4; c < c1; c++)
+      for (int r = r0; r < r1; r++) {
+        size_t at = (size_t)r * C + c;
+        float g = y && y[at] <= 0 ? 0.0f : dy[at];
+        sumDy[c] += g;
+        sumDyXc[c] += g * (x[at] - mean[c]);
+      }
   }
 }
 
@@ -148,12 +181,17 @@ static void batchnorm_backward_range(const NormJob *j, int c0, int c1) {
     k2[c] = (float)(-gamma * invStd * invStd * sumDyXhat / rows);
     k3[c] = (float)(-gamma * invStd * sumDy[c] / rows);
   }
+  const float *restrict dy = j->dy, *restrict x = j->x, *restrict y = j->y, *restrict mean = j->mean;
+  float *restrict out = j->out;
   for (int r = 0; r < rows; r++) {
     size_t base = (size_t)r * C;
-    for (int c = c0; c < c1; c++) {
-      float g = j->y && j->y[base + c] <= 0 ? 0.0f : j->dy[base + c];
-      j->out[base + c] = k1[c] * g + k2[c] * (j->x[base + c] - j->mean[c]) + k3[c];
-    }
+    if (y)
+      for (int c = c0; c < c1; c++) {
+        float g = y[base + c] <= 0 ? 0.0f : dy[base + c];
+        out[base + c] = k1[c] * g + k2[c] * (x[base + c] - mean[c]) + k3[c];
+      }
+    else
+      for (int c = c0; c < c1; c++) out[base + c] = k1[c] * dy[base + c] + k2[c] * (x[base + c] - mean[c]) + k3[c];
   }
 }
 

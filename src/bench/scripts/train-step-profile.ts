@@ -7,7 +7,8 @@
  * networks of `xception bench`'s training cases, e.g. `… 3 8 own 8 bench-299`).
  * with `dnnl` the batch norm and ReLU kernels run on oneDNN (`<kernel>.dnnl`) instead of the
  * addon's own loops, for a before/after comparison in one build.
- * PROFILE_PRECISION=bf16 runs the convolutions in mixed precision (as `train --precision bf16`).
+ * PROFILE_PRECISION=bf16 runs the convolutions in mixed precision (as `train --precision bf16`);
+ * PROFILE_BACKEND=wasm times the wasm backend's kernels instead.
  * On a shared machine compare runs side by side, as ratios.
  */
 import type { Backend } from '../../core/backend.js';
@@ -18,8 +19,9 @@ const batch = Number(process.argv[3] ?? 128);
 // The main job uses 2 middle blocks; Keras's Xception (and the recipes' baseline) 8.
 const middleBlocks = Number(process.argv[5] ?? 2);
 
-const native = X.tryBackend('native') as import('../../backends/onednn/index.js').NativeBackend | undefined;
-if (!native) throw new Error('native backend unavailable');
+const backendName = process.env.PROFILE_BACKEND ?? 'native';
+const native = X.tryBackend(backendName) as import('../../backends/onednn/index.js').NativeBackend | undefined;
+if (!native) throw new Error(`${backendName} backend unavailable`);
 if (process.argv[4] === 'dnnl') {
   // The backend's private addon object: route the kernels that have a oneDNN twin to it.
   type Run = (op: string, ...rest: unknown[]) => unknown;
@@ -119,7 +121,7 @@ console.log(
     `${totalCpu.toFixed(1)} CPU ms/step, ` +
     `${inKernels.toFixed(1)} ms in backend calls, ${faults.toFixed(0)} minor page faults/step`,
 );
-const st = native.stats();
+const st = backendName === 'native' ? native.stats() : { buffers: 0, bytes: 0, pooledBytes: 0 };
 console.log(
   `native memory: ${st.buffers} live buffers, ${(st.bytes / 2 ** 20).toFixed(1)} MiB live, ` +
     `${(st.pooledBytes / 2 ** 20).toFixed(1)} MiB pooled`,
