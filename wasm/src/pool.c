@@ -15,9 +15,10 @@ static Window window_of(const PoolParams *p, int oh, int ow) {
 
 static int pool_out_size(const PoolParams *p) { return p->batch * p->outHeight * p->outWidth * p->channels; }
 
-/* argmax[o] = flat input index of the first maximum of output element o; the `channels` floats
- * after argmax's output-sized part hold the running maxima (which start at −∞, so NaN never wins). */
-static void max_pool_argmax(const PoolParams *p, const float *x, int *argmax) {
+/* argmax[o] = flat input index of the first maximum of output element o, for channels [c0, c1);
+ * the `channels` floats after argmax's output-sized part hold the running maxima (which start at
+ * −∞, so NaN never wins). */
+static void max_pool_argmax(const PoolParams *p, const float *x, int *argmax, int c0, int c1) {
   int C = p->channels;
   float *best = (float *)(argmax + pool_out_size(p));
   for (int n = 0; n < p->batch; n++)
@@ -26,17 +27,42 @@ static void max_pool_argmax(const PoolParams *p, const float *x, int *argmax) {
         Window w = window_of(p, oh, ow);
         int *am = argmax + ((size_t)(n * p->outHeight + oh) * p->outWidth + ow) * C;
         int first = ((n * p->inHeight + w.h0) * p->inWidth + w.w0) * C;
-        for (int c = 0; c < C; c++) am[c] = first + c, best[c] = -__builtin_inff();
+        for (int c = c0; c < c1; c++) am[c] = first + c, best[c] = -__builtin_inff();
         for (int ih = w.h0; ih < w.h1; ih++)
           for (int iw = w.w0; iw < w.w1; iw++) {
             int base = ((n * p->inHeight + ih) * p->inWidth + iw) * C;
-            for (int c = 0; c < C; c++) { /* branch-free, so the loop vectorizes */
+            for (int c = c0; c < c1; c++) { /* branch-free, so the loop vectorizes */
               int wins = x[base + c] > best[c];
               best[c] = wins ? x[base + c] : best[c];
               am[c] = wins ? base + c : am[c];
             }
           }
       }
+}
+
+typedef struct {
+  const PoolParams *p;
+  const float *dy, *x;
+  float *dx;
+  int *argmax;
+} MaxPoolBackwardJob;
+
+/* Threads split channels: windows overlap, but never across channels, so no two threads add
+ * into the same dx element (and each element sums in the same order as on one thread). */
+static void max_pool_backward_task(void *ctx, int tid, int n) {
+  const MaxPoolBackwardJob *j = ctx;
+  int C = j->p->channels, c0, c1;
+  split_range(C, tid, n, 4, &c0, &c1);
+  if (c1 <= c0) return;
+  max_pool_argmax(j->p, j->x, j->argmax, c0, c1);
+  for (int o = 0, outPixels = pool_out_size(j->p) / C; o < outPixels; o++)
+    for (int c = c0; c < c1; c++) j->dx[j->argmax[o * C + c]] += j->dy[o * C + c];
+}
+
+void EXPORT(max_pool_backward)(const PoolParams *p, const float *dy, const float *x, float *dx, int *argmax) {
+  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->channels);
+  MaxPoolBackwardJob job = {p, dy, x, dx, argmax};
+  parallel_run(max_pool_backward_task, &job, (double)pool_out_size(p) * p->windowHeight * p->windowWidth);
 }
 
 /* Output rows [r0, r1) (a row: one n, oh) of the max pool, without argmax: the maximum where one
@@ -77,12 +103,6 @@ static void max_pool_task(void *ctx, int tid, int n) {
 void EXPORT(max_pool_forward)(const PoolParams *p, const float *x, float *y) {
   PoolJob job = {p, x, y};
   parallel_run(max_pool_task, &job, (double)pool_out_size(p) * p->windowHeight * p->windowWidth);
-}
-
-void EXPORT(max_pool_backward)(const PoolParams *p, const float *dy, const float *x, float *dx, int *argmax) {
-  max_pool_argmax(p, x, argmax);
-  zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->channels);
-  for (int i = 0, n = pool_out_size(p); i < n; i++) dx[argmax[i]] += dy[i];
 }
 
 void EXPORT(avg_pool_forward)(const PoolParams *p, const float *x, float *y) {
