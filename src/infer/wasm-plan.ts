@@ -250,9 +250,7 @@ export class WasmPlan {
         return s.alg === ELTWISE_ALG.relu ? () => k.relu(c.x, n, c.y) : () => k.elu(c.x, s.alpha, n, c.y);
       case 'pool': {
         ints([c.batch, x[0], x[1], x[2], ...poolOut(x, s.window), ...s.window]);
-        return s.alg === POOL_ALG.max
-          ? () => k.max_pool_forward(c.params, c.x, c.y)
-          : () => k.avg_pool_forward(c.params, c.x, c.y);
+        return s.alg === POOL_ALG.max ? () => k.max_pool_forward(c.params, c.x, c.y) : () => k.avg_pool_forward(c.params, c.x, c.y);
       }
       case 'gpool': {
         const [S, C] = [x[0] * x[1], x[2]];

@@ -151,6 +151,10 @@ const CONV_CASES: Array<[string, ConvSpec]> = [
     { height: 10, width: 7, inChannels: 5, outChannels: 10, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 5 },
   ],
   [
+    'depthwise 5×3 stride (2, 3), multiplier 1, 21 channels',
+    { batch: 2, height: 11, width: 13, inChannels: 21, outChannels: 21, kernel: [5, 3], stride: [2, 3], padding: 'same', groups: 21 },
+  ],
+  [
     'depthwise dilated',
     { height: 12, width: 12, inChannels: 8, outChannels: 8, kernel: [3, 3], dilation: [2, 2], padding: 'same', groups: 8 },
   ],

@@ -98,7 +98,8 @@ static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int
         __VA_ARGS__                                                            \
       }
 
-/* Whether the forward depthwise kernel runs pixel by pixel (depthwise_pixel's window fits). */
+/* Whether the depthwise forward and input-gradient kernels run pixel by pixel (multiplier 1, and
+ * the window fits their tap lists). */
 static int by_pixel(const ConvParams *p) { return p->outChannels == p->inChannels && p->kernelHeight * p->kernelWidth <= 64; }
 
 /* One output pixel of a multiplier-1 depthwise convolution on channels [c0, c1): the window's
@@ -161,8 +162,54 @@ static void depthwise_forward(const ConvParams *p, const float *x, const float *
   })
 }
 
+/* One input pixel's gradient of a multiplier-1 depthwise convolution on channels [c0, c1): the
+ * output pixels whose windows read it, gathered and summed in registers (taps in (ky, kx) order),
+ * stored once. */
+static void depthwise_input_pixel(const ConvParams *p, const float *dy, const float *w, float *dxr, int n, int ih, int iw, int c0, int c1) {
+  int C = p->inChannels;
+  int cells[64], count = 0;
+  const float *gs[64];
+  for (int ky = 0; ky < p->kernelHeight; ky++) {
+    int oy = ih + p->padTop - ky * p->dilationHeight;
+    if (oy < 0 || oy % p->strideHeight != 0 || oy / p->strideHeight >= p->outHeight) continue;
+    for (int kx = 0; kx < p->kernelWidth; kx++) {
+      int ox = iw + p->padLeft - kx * p->dilationWidth;
+      if (ox < 0 || ox % p->strideWidth != 0 || ox / p->strideWidth >= p->outWidth) continue;
+      gs[count] = dy + ((size_t)(n * p->outHeight + oy / p->strideHeight) * p->outWidth + ox / p->strideWidth) * C;
+      cells[count++] = ky * p->kernelWidth + kx;
+    }
+  }
+  int c = c0;
+  for (; c + 16 <= c1; c += 16) {
+    v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (int t = 0; t < count; t++) {
+      const float *gr = gs[t] + c, *wr = w + (size_t)cells[t] * C + c;
+      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(gr), wasm_v128_load(wr)));
+      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(gr + 4), wasm_v128_load(wr + 4)));
+      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(gr + 8), wasm_v128_load(wr + 8)));
+      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(gr + 12), wasm_v128_load(wr + 12)));
+    }
+    wasm_v128_store(dxr + c, a0);
+    wasm_v128_store(dxr + c + 4, a1);
+    wasm_v128_store(dxr + c + 8, a2);
+    wasm_v128_store(dxr + c + 12, a3);
+  }
+  for (; c < c1; c++) {
+    float a = 0;
+    for (int t = 0; t < count; t++) a += gs[t][c] * w[(size_t)cells[t] * C + c];
+    dxr[c] = a;
+  }
+}
+
 static void depthwise_backward_input(const ConvParams *p, const float *dy, const float *w, float *dx, int c0, int c1) {
   int O = p->outChannels, mult = O / p->inChannels;
+  if (by_pixel(p)) {
+    for (int n = 0; n < p->batch; n++)
+      for (int ih = 0; ih < p->inHeight; ih++)
+        for (int iw = 0; iw < p->inWidth; iw++)
+          depthwise_input_pixel(p, dy, w, dx + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * O, n, ih, iw, c0, c1);
+    return;
+  }
   FOR_EACH_TAP(p, {
     const float *restrict gr = dy + (size_t)m * O, *restrict wr = w + (size_t)cell * O;
     float *restrict xr = dx + at;
@@ -236,8 +283,8 @@ void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const flo
 }
 
 void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const float *w, float *dx, float *scratch, float *work) {
-  if (is_depthwise(p))
-    return depthwise(depthwise_backward_input, p, dy, w, dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
+  if (is_depthwise(p)) /* by pixel, every input gradient is written; else summed into zeroes */
+    return depthwise(depthwise_backward_input, p, dy, w, dx, by_pixel(p) ? 0 : (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_plain_pointwise(p)) return gemm(0, 1, M, p->inChannels, O, dy, O, w, O, dx, p->inChannels, 0, work);
   zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
