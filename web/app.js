@@ -21,8 +21,11 @@ const state = {
 window.xceptionPage = state;
 
 // The backend: ?backend=reference|wasm forces one; by default wasm when it loads, else reference.
-const prefer = new URLSearchParams(location.search).get('backend') ?? 'auto';
-worker.postMessage({ type: 'init', prefer });
+// ?wasm-memory-mb=N caps the wasm memory below the browser's 4 GiB (to see what a smaller device does).
+const query = new URLSearchParams(location.search);
+const prefer = query.get('backend') ?? 'auto';
+const memoryLimitMB = query.has('wasm-memory-mb') ? Number(query.get('wasm-memory-mb')) : undefined;
+worker.postMessage({ type: 'init', prefer, memoryLimitMB });
 
 const handlers = {
   backend: (m) => {

@@ -3,7 +3,7 @@
  * classifies decoded images and trains the small Xception on Fashion-MNIST, all with the library's
  * browser build (dist/src/browser.js, plain ESM as served by `xception serve-web`).
  *
- * Messages in: init {prefer}, load-weights {bytes, label}, classify {image: {rgb, height, width}},
+ * Messages in: init {prefer, memoryLimitMB}, load-weights {bytes, label}, classify {image: {rgb, height, width}},
  * train {samples, batchSize, epochs, lr, seed}, stop, download.
  * Messages out: backend, model, probabilities, progress, trained, weights, error (each {type, ...}).
  */
@@ -47,8 +47,8 @@ self.onmessage = async (event) => {
   }
 };
 
-async function init({ prefer }) {
-  const choice = await useBrowserBackend({ prefer: prefer ?? 'auto' });
+async function init({ prefer, memoryLimitMB }) {
+  const choice = await useBrowserBackend({ prefer: prefer ?? 'auto', ...(memoryLimitMB ? { memoryLimitMB } : {}) });
   backend = choice.backend;
   post({ type: 'backend', name: choice.name, reason: choice.reason ?? null, isolated: self.crossOriginIsolated === true });
 }

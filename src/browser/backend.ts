@@ -18,6 +18,11 @@ export interface BrowserBackendOptions {
   prefer?: BrowserBackendPreference;
   /** Where the compiled kernels are (default: wasm/xception.wasm of the package, as served). */
   wasmUrl?: string | URL;
+  /**
+   * The most memory the wasm backend may grow to, in MiB (default and at most 4096: wasm32's and
+   * the browsers' limit). Past it an allocation is an OutOfMemoryError naming the limit.
+   */
+  memoryLimitMB?: number;
 }
 
 export interface BrowserBackendChoice {
@@ -48,10 +53,14 @@ const DEFAULT_WASM_URL = new URL(WASM_KERNELS, import.meta.url);
 export async function useBrowserBackend(options: BrowserBackendOptions = {}): Promise<BrowserBackendChoice> {
   const prefer = options.prefer ?? 'auto';
   if (!['auto', 'wasm', 'reference'].includes(prefer)) throw new BackendError(`unknown backend preference '${String(prefer)}'`);
+  const limit = options.memoryLimitMB;
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 4096))
+    throw new BackendError(`memoryLimitMB must be a whole number from 1 to 4096, got ${String(limit)}`);
+  const wasmOptions = limit === undefined ? {} : { memoryLimitBytes: limit * 2 ** 20 };
   let reason = 'the reference backend was asked for';
   if (prefer !== 'reference') {
     try {
-      const wasm = await loadWasmBackend(options.wasmUrl ?? DEFAULT_WASM_URL);
+      const wasm = await loadWasmBackend(options.wasmUrl ?? DEFAULT_WASM_URL, wasmOptions);
       registerBackend('wasm', () => wasm);
       setBackend(wasm);
       return { name: 'wasm', backend: wasm };
@@ -64,13 +73,13 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
   return { name: 'reference', backend: referenceBackend, reason };
 }
 
-async function loadWasmBackend(url: string | URL): Promise<Backend> {
+async function loadWasmBackend(url: string | URL, options: { memoryLimitBytes?: number }): Promise<Backend> {
   // A specifier in a variable: resolved when the page runs, not when this file is compiled.
   const specifier: string = WASM_TS_MODULE;
   const mod = (await import(specifier)) as Partial<WasmModule>;
   if (typeof mod.instantiateWasmBackend !== 'function') throw new Error('its module has no instantiateWasmBackend');
-  const threaded = url === DEFAULT_WASM_URL ? await loadThreaded(mod as WasmModule) : null;
-  return threaded ?? mod.instantiateWasmBackend(fetchOk(url));
+  const threaded = url === DEFAULT_WASM_URL ? await loadThreaded(mod as WasmModule, options) : null;
+  return threaded ?? mod.instantiateWasmBackend(fetchOk(url), options);
 }
 
 function fetchOk(url: string | URL): Promise<Response> {
@@ -85,13 +94,17 @@ function fetchOk(url: string | URL): Promise<Response> {
  * memory allowed), else null (the single-thread kernels). The pool's calling thread blocks on
  * Atomics, so this runs where the page's training does: in a Worker, never the page's main thread.
  */
-async function loadThreaded(mod: WasmModule): Promise<Backend | null> {
+async function loadThreaded(mod: WasmModule, options: { memoryLimitBytes?: number }): Promise<Backend | null> {
   const scope = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number }; document?: unknown };
   if (scope.crossOriginIsolated !== true || scope.document !== undefined || typeof mod.webWorkerSpawner !== 'function') return null;
   try {
     const threads = Math.max(1, Math.min(scope.navigator?.hardwareConcurrency ?? 1, 4));
     const spawn = mod.webWorkerSpawner(new URL(WASM_WORKER, import.meta.url));
-    const backend = await mod.instantiateWasmBackend(fetchOk(new URL(WASM_THREADED_KERNELS, import.meta.url)), { threads, spawn });
+    const backend = await mod.instantiateWasmBackend(fetchOk(new URL(WASM_THREADED_KERNELS, import.meta.url)), {
+      threads,
+      spawn,
+      ...options,
+    });
     try {
       await backend.threadsReady(10_000);
     } catch (e) {

@@ -114,7 +114,9 @@ export function keep<T extends Tensor>(t: T): T {
 /**
  * Runs fn and disposes every tensor created inside it, except those it returns (a tensor, an
  * array of them or an object whose values are tensors) and those marked with `keep`.
- * Native memory is released at once rather than whenever the garbage collector runs.
+ * Native memory is released at once rather than whenever the garbage collector runs. When fn
+ * throws, everything it created (but kept tensors) is disposed before the error goes on: a failed
+ * step (an allocation past the memory limit, say) leaves no memory behind.
  */
 export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
@@ -122,9 +124,12 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
     scopes.pop();
+    for (const t of scope) if (!kept.has(t)) t.dispose();
+    throw e;
   }
+  scopes.pop();
   const survivors = new Set<Tensor>();
   collectTensors(result, survivors);
   const parent = scopes[scopes.length - 1];

@@ -44,21 +44,24 @@ export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: nu
   const lossChoice = { multiLabel: parts.multiLabel ?? false, labelSmoothing: parts.labelSmoothing, classes: parts.classes };
   const statistics = model.weights.filter((v) => !v.trainableByNature).map((v) => ({ v, data: v.value.data() }));
   const restoreStatistics = () => statistics.forEach(({ v, data }) => v.setData(data));
-  const { loss, logits } = tidy(() => {
-    const x = tensor(batch.x, batch.shape, { backend });
-    const out = model.forward(x, { training: true, logits: true });
-    const l = trainingLoss(out, batch, lossChoice);
-    const value = l.item();
-    const logits = out.data(); // before backward, which releases the activations
-    if (Number.isFinite(value)) backward(l, { release: true });
-    return { loss: value, logits };
-  });
+  let loss: number, logits: Float32Array;
+  // A step that fails before the update (diverged, or an error such as memory running out) leaves
+  // the model as it was: no gradients, the batch-norm statistics its forward pass moved restored.
   try {
+    ({ loss, logits } = tidy(() => {
+      const x = tensor(batch.x, batch.shape, { backend });
+      const out = model.forward(x, { training: true, logits: true });
+      const l = trainingLoss(out, batch, lossChoice);
+      const value = l.item();
+      const logits = out.data(); // before backward, which releases the activations
+      if (Number.isFinite(value)) backward(l, { release: true });
+      return { loss: value, logits };
+    }));
     if (!Number.isFinite(loss)) throw new TrainingDivergedError(`the loss became ${loss}`);
     optimizer.apply(model.weights);
   } catch (e) {
     for (const v of model.weights) clearGrad(v);
-    if (e instanceof TrainingDivergedError) restoreStatistics();
+    restoreStatistics();
     throw e;
   }
   if (ema) ema.update(model.trainableWeights);

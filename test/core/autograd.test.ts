@@ -117,6 +117,32 @@ test('tidy frees intermediates but keeps results, and disposed tensors give type
   assert.throws(() => r.reshape([3]), ShapeError);
 });
 
+test('a tidy whose function throws disposes what it created (but kept tensors) and rethrows', () => {
+  const a = tensor([1, 2, 3, 4], [4], { backend });
+  const made: Tensor[] = [];
+  let saved: Tensor | null = null;
+  const failure = new Error('out of memory, say');
+  assert.throws(
+    () =>
+      tidy(() => {
+        made.push(ops.scale(a, 2), ops.relu(a));
+        saved = keep(ops.add(a, a));
+        tidy(() => made.push(ops.scale(a, 3)));
+        throw failure;
+      }),
+    (e) => e === failure,
+  );
+  assert.ok(made.every((t) => t.isDisposed));
+  assert.ok(!a.isDisposed, 'a tensor from outside the scope stays');
+  assert.deepEqual([...saved!.data()], [2, 4, 6, 8]);
+  // The scope stack is intact: a later tidy still frees its intermediates.
+  let inner: Tensor | null = null;
+  tidy(() => {
+    inner = ops.scale(a, 2);
+  });
+  assert.ok(inner!.isDisposed);
+});
+
 test('ops validate shapes before any kernel runs', () => {
   const x = tensor(new Float32Array(2 * 5 * 5 * 4), [2, 5, 5, 4], { backend });
   assert.throws(

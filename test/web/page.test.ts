@@ -197,4 +197,43 @@ describe('the web page in headless Chromium', { skip, timeout: 600_000 }, () => 
     );
     assert.deepEqual(pageErrors, []);
   });
+
+  test('past its wasm memory cap the page shows a clear error and keeps working (trains, classifies)', async (t) => {
+    if ((await pageValue<string>(page, 'window.xceptionPage.backend')) !== 'wasm')
+      return void t.skip('the page runs the reference backend here');
+    const small = await context.newPage();
+    small.on('pageerror', (e) => pageErrors.push(e.message));
+    try {
+      await small.goto(`${web.url}?wasm-memory-mb=40`);
+      await small.waitForFunction('window.xceptionPage && window.xceptionPage.backend !== null', null, { timeout: 60_000 });
+      // A batch of 512 images needs far more than 40 MiB of activations.
+      // Waits until the run ends: trained, or one more error than `errorsBefore`.
+      const train = async (samples: string, batch: string, errorsBefore: number) => {
+        await small.fill('#samples', samples);
+        await small.fill('#batch-size', batch);
+        await small.fill('#epochs', '1');
+        await small.click('#train-start');
+        const done = `window.xceptionPage.trained !== null || window.xceptionPage.errors.length > ${errorsBefore}`;
+        await small.waitForFunction(done, null, { timeout: 300_000 });
+      };
+      await train('512', '512', 0);
+      const errors = await pageValue<Array<{ op: string; message: string }>>(small, 'window.xceptionPage.errors');
+      assert.equal(errors.length, 1, JSON.stringify(errors));
+      assert.equal(errors[0]!.op, 'train');
+      assert.match(errors[0]!.message, /past the wasm memory limit of 40\.0 MiB/);
+      assert.match((await small.textContent('#error')) ?? '', /train: .*past the wasm memory limit/);
+      // The same page then trains a batch that fits and classifies with the result.
+      await train('16', '8', 1);
+      const after = await pageValue<unknown[]>(small, 'window.xceptionPage.errors');
+      assert.equal(after.length, 1, JSON.stringify(after));
+      assert.notEqual(await pageValue<unknown>(small, 'window.xceptionPage.trained'), null);
+      await small.setInputFiles('#image-file', image);
+      await small.waitForFunction('window.xceptionPage.probabilities !== null', null, { timeout: 60_000 });
+      const probabilities = await pageValue<number[]>(small, 'window.xceptionPage.probabilities');
+      assert.ok(Math.abs(probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-4, probabilities.join(', '));
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await small.close();
+    }
+  });
 });

@@ -31,6 +31,11 @@ test('serve-web: the page, the browser build and the data are served cross-origi
     const root = await get(web.url);
     assert.equal(root.status, 302);
     assert.equal(root.headers.get('location'), '/web/index.html');
+    await root.arrayBuffer();
+    // The page's options survive the redirect.
+    const withOptions = await get(`${web.url}?backend=wasm&wasm-memory-mb=64`);
+    assert.equal(withOptions.headers.get('location'), '/web/index.html?backend=wasm&wasm-memory-mb=64');
+    await withOptions.arrayBuffer();
     const labels = await get(new URL('data/fashion-mnist/train-labels', web.url).href, 'HEAD');
     assert.equal(labels.status, 200, 'the Fashion-MNIST labels (Debian dataset-fashion-mnist) are served');
     assert.equal(labels.headers.get('cross-origin-embedder-policy'), 'require-corp');

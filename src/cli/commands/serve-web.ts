@@ -115,13 +115,17 @@ async function handle(
 ): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'only GET and HEAD');
   let path: string;
+  let search: string;
   try {
-    path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const url = new URL(req.url ?? '/', 'http://x');
+    path = decodeURIComponent(url.pathname);
+    search = url.search;
   } catch {
     return send(res, 400, 'bad path');
   }
   if (path === '/' || path === '/index.html') {
-    res.writeHead(302, { ...ISOLATION_HEADERS, Location: '/web/index.html' });
+    // The page's options (?backend=…, ?wasm-memory-mb=…) go with it.
+    res.writeHead(302, { ...ISOLATION_HEADERS, Location: `/web/index.html${search}` });
     res.end();
     return;
   }
