@@ -1,9 +1,10 @@
 /*
  * Blocked single-precision GEMM on SIMD128 (the pointwise convolutions are ~93% of Xception's
  * work). Goto/BLIS structure: B is packed into KC×NC panels of NR columns, A into MC×KC panels of
- * MR rows (zero-padded at the edges, which also absorbs the transposes), and a 6×8 register
- * micro-kernel (12 accumulators + 2 B vectors + 1 broadcast: fits the 16 xmm registers V8 uses)
- * walks the panels.
+ * MR rows (zero-padded at the edges, which also absorbs the transposes), and a 4×8 register
+ * micro-kernel (8 accumulators + 2 B vectors + a broadcast + a product) walks the panels. A 6×8
+ * tile (12 accumulators) does not fit the xmm registers V8 leaves free and spills: single-thread
+ * GFLOP/s on Xception's pointwise shapes were 20–22 with 6×8, 18 with 5×8, 28–31 with 4×8.
  */
 #include <wasm_simd128.h>
 #include "kernels.h"
@@ -67,7 +68,7 @@ static void finish_row(const Epilogue *ep, const float *sumRow, v128_t *lo, v128
  * and the epilogue `ep` (0: none; its bias and sum start at this tile) on the result. */
 static void micro_kernel(int kc, const float *a, const float *b, float *C, int ldc, int rows, int cols, int add, const Epilogue *ep) {
   v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  v128_t c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  v128_t c30 = c00, c31 = c00;
   for (int k = 0; k < kc; k++) {
     v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
     v128_t av;
@@ -75,12 +76,10 @@ static void micro_kernel(int kc, const float *a, const float *b, float *C, int l
     av = wasm_f32x4_splat(a[1]); c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(av, b0)); c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(av, b1));
     av = wasm_f32x4_splat(a[2]); c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(av, b0)); c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(av, b1));
     av = wasm_f32x4_splat(a[3]); c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(av, b0)); c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(av, b1));
-    av = wasm_f32x4_splat(a[4]); c40 = wasm_f32x4_add(c40, wasm_f32x4_mul(av, b0)); c41 = wasm_f32x4_add(c41, wasm_f32x4_mul(av, b1));
-    av = wasm_f32x4_splat(a[5]); c50 = wasm_f32x4_add(c50, wasm_f32x4_mul(av, b0)); c51 = wasm_f32x4_add(c51, wasm_f32x4_mul(av, b1));
     a += GEMM_MR;
     b += GEMM_NR;
   }
-  v128_t acc[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  v128_t acc[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
   if (cols == GEMM_NR && (!ep || ep->act != ACT_ELU)) {
     for (int r = 0; r < rows; r++) {
       float *out = C + (size_t)r * ldc;

@@ -24,7 +24,7 @@ typedef struct {
 } PoolParams;
 
 /* Floats of GEMM packing space `work` must hold (see gemm.c). */
-#define GEMM_MR 6
+#define GEMM_MR 4
 #define GEMM_NR 8
 #define GEMM_MC 96
 #define GEMM_KC 256
