@@ -167,12 +167,12 @@ test('a non-finite loss in one shard updates nothing anywhere; bad input in one 
   }
 });
 
-test('a non-finite gradient behind a finite loss stops the step in every replica; no weight, slot or statistic changes', async () => {
+test('a NaN batch-norm gamma stops the step in every replica; no weight, slot or statistic changes', async () => {
   const backend = tryBackend('native') ? 'native' : 'reference';
   const main = makeModel(backend);
   const opt = new Optimizer(SGD.name, SGD.options);
-  // A NaN gamma before a max pool: the native pool skips the NaN channel (the loss stays
-  // finite) while batch norm's backward turns the gradients NaN.
+  // A NaN gamma before a max pool: the NaN channel reaches the loss (a window of only NaN gives
+  // NaN on every backend), so no replica applies the step.
   const gamma = main.weights.find((v) => v.name === 'block2_sepconv2_bn/gamma')!;
   const g = gamma.value.data();
   g[0] = NaN;
@@ -184,12 +184,7 @@ test('a non-finite gradient behind a finite loss stops the step in every replica
       (r) => r,
       (e: unknown) => e,
     );
-    if (backend === 'native') {
-      assert.ok(outcome instanceof TrainingDivergedError, String(outcome));
-      assert.match(outcome.message, /gradient of block1_conv1\/kernel holds NaN or infinite/);
-    } else {
-      assert.equal((outcome as { applied: boolean }).applied, false); // the reference pool lets the NaN reach the loss
-    }
+    assert.equal((outcome as { applied: boolean }).applied, false, String(outcome));
     for (const rank of [0, 1]) {
       const pulled = makeModel(backend);
       const pulledOpt = new Optimizer(SGD.name, SGD.options);
