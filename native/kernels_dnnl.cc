@@ -262,12 +262,18 @@ struct ConvBwdWeights : CacheEntry {
   ToBf16 lowSrc, lowDiffDst;  // bf16 only
 };
 
+// `user` reordered by `prim` into `want`, in a temporary `tmp` from the buffer pool.
+memory reorderedTemporary(State& s, memory user, const memory::desc& want, const dnnl::reorder& prim,
+                          std::unique_ptr<Buffer>& tmp) {
+  tmp = scratchBuffer(want);
+  memory mem(want, s.engine, tmp->data);
+  prim.execute(s.stream, user, mem);
+  return mem;
+}
+
 // `user` rounded into a bf16 temporary `tmp`.
 memory rounded(State& s, const ToBf16& r, memory user, std::unique_ptr<Buffer>& tmp) {
-  tmp = scratchBuffer(r.to);
-  memory low(r.to, s.engine, tmp->data);
-  r.prim.execute(s.stream, user, low);
-  return low;
+  return reorderedTemporary(s, user, r.to, r.prim, tmp);
 }
 
 // `user` as the primitive reads it: the float32 memory itself, or its bf16 copy in `tmp`.
@@ -282,11 +288,7 @@ memory lowered(State& s, const ConvGeom& c, const ToBf16& r, memory user, std::u
 // memory float32 training does not (peak memory no higher than float32's).
 memory primitiveFilter(State& s, const ConvGeom& c, Buffer& w, memory user, const memory::desc& want, dnnl::reorder& toWant,
                        std::unique_ptr<Buffer>& tmp) {
-  if (!c.bf16) return derivedLayout(s, w, user, want, toWant);
-  tmp = scratchBuffer(want);
-  memory mem(want, s.engine, tmp->data);
-  toWant.execute(s.stream, user, mem);
-  return mem;
+  return c.bf16 ? reorderedTemporary(s, user, want, toWant, tmp) : derivedLayout(s, w, user, want, toWant);
 }
 
 ConvFwd& convFwdEntry(State& s, const ConvGeom& c) {

@@ -102,12 +102,37 @@ static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int
  * the window fits their tap lists). */
 static int by_pixel(const ConvParams *p) { return p->outChannels == p->inChannels && p->kernelHeight * p->kernelWidth <= 64; }
 
-/* One output pixel of a multiplier-1 depthwise convolution on channels [c0, c1): the window's
- * taps summed in registers, 16 channels at a time, and stored once (the order of the sum is the
- * generic kernel's: 0, then tap by tap). */
+/* out[c] = Σ_t rows[t][c] · w[cells[t]·C + c] for c in [c0, c1): `count` taps of a multiplier-1
+ * depthwise window summed in registers, 16 channels at a time, in tap order from 0 (the order of
+ * the generic kernels), and stored once. */
+static void sum_taps(const float *const *rows, const int *cells, int count, const float *w, int C, float *out, int c0, int c1) {
+  int c = c0;
+  for (; c + 16 <= c1; c += 16) {
+    v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (int t = 0; t < count; t++) {
+      const float *xr = rows[t] + c, *wr = w + (size_t)cells[t] * C + c;
+      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(xr), wasm_v128_load(wr)));
+      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(xr + 4), wasm_v128_load(wr + 4)));
+      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(xr + 8), wasm_v128_load(wr + 8)));
+      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(xr + 12), wasm_v128_load(wr + 12)));
+    }
+    wasm_v128_store(out + c, a0);
+    wasm_v128_store(out + c + 4, a1);
+    wasm_v128_store(out + c + 8, a2);
+    wasm_v128_store(out + c + 12, a3);
+  }
+  for (; c < c1; c++) {
+    float a = 0;
+    for (int t = 0; t < count; t++) a += rows[t][c] * w[(size_t)cells[t] * C + c];
+    out[c] = a;
+  }
+}
+
+/* One output pixel of a multiplier-1 depthwise convolution on channels [c0, c1): the input rows
+ * its window reads. */
 static void depthwise_pixel(const ConvParams *p, const float *x, const float *w, float *yr, int n, int oh, int ow, int c0, int c1) {
   int C = p->inChannels;
-  int taps[64], count = 0; /* input offsets and filter cells of the window's real taps */
+  int cells[64], count = 0;
   const float *xs[64];
   for (int ky = 0; ky < p->kernelHeight; ky++) {
     int ih = oh * p->strideHeight - p->padTop + ky * p->dilationHeight;
@@ -116,29 +141,10 @@ static void depthwise_pixel(const ConvParams *p, const float *x, const float *w,
       int iw = ow * p->strideWidth - p->padLeft + kx * p->dilationWidth;
       if (iw < 0 || iw >= p->inWidth) continue;
       xs[count] = x + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * C;
-      taps[count++] = ky * p->kernelWidth + kx;
+      cells[count++] = ky * p->kernelWidth + kx;
     }
   }
-  int c = c0;
-  for (; c + 16 <= c1; c += 16) {
-    v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (int t = 0; t < count; t++) {
-      const float *xr = xs[t] + c, *wr = w + (size_t)taps[t] * C + c;
-      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(xr), wasm_v128_load(wr)));
-      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(xr + 4), wasm_v128_load(wr + 4)));
-      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(xr + 8), wasm_v128_load(wr + 8)));
-      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(xr + 12), wasm_v128_load(wr + 12)));
-    }
-    wasm_v128_store(yr + c, a0);
-    wasm_v128_store(yr + c + 4, a1);
-    wasm_v128_store(yr + c + 8, a2);
-    wasm_v128_store(yr + c + 12, a3);
-  }
-  for (; c < c1; c++) {
-    float a = 0;
-    for (int t = 0; t < count; t++) a += xs[t][c] * w[(size_t)taps[t] * C + c];
-    yr[c] = a;
-  }
+  sum_taps(xs, cells, count, w, C, yr, c0, c1);
 }
 
 /* The three depthwise kernels on input channels [c0, c1) (outputs [c0·mult, c1·mult)): threads
@@ -163,8 +169,7 @@ static void depthwise_forward(const ConvParams *p, const float *x, const float *
 }
 
 /* One input pixel's gradient of a multiplier-1 depthwise convolution on channels [c0, c1): the
- * output pixels whose windows read it, gathered and summed in registers (taps in (ky, kx) order),
- * stored once. */
+ * output gradients of the pixels whose windows read it, taps in (ky, kx) order. */
 static void depthwise_input_pixel(const ConvParams *p, const float *dy, const float *w, float *dxr, int n, int ih, int iw, int c0, int c1) {
   int C = p->inChannels;
   int cells[64], count = 0;
@@ -179,26 +184,7 @@ static void depthwise_input_pixel(const ConvParams *p, const float *dy, const fl
       cells[count++] = ky * p->kernelWidth + kx;
     }
   }
-  int c = c0;
-  for (; c + 16 <= c1; c += 16) {
-    v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (int t = 0; t < count; t++) {
-      const float *gr = gs[t] + c, *wr = w + (size_t)cells[t] * C + c;
-      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(gr), wasm_v128_load(wr)));
-      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(gr + 4), wasm_v128_load(wr + 4)));
-      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(gr + 8), wasm_v128_load(wr + 8)));
-      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(gr + 12), wasm_v128_load(wr + 12)));
-    }
-    wasm_v128_store(dxr + c, a0);
-    wasm_v128_store(dxr + c + 4, a1);
-    wasm_v128_store(dxr + c + 8, a2);
-    wasm_v128_store(dxr + c + 12, a3);
-  }
-  for (; c < c1; c++) {
-    float a = 0;
-    for (int t = 0; t < count; t++) a += gs[t][c] * w[(size_t)cells[t] * C + c];
-    dxr[c] = a;
-  }
+  sum_taps(gs, cells, count, w, C, dxr, c0, c1);
 }
 
 static void depthwise_backward_input(const ConvParams *p, const float *dy, const float *w, float *dx, int c0, int c1) {
@@ -267,7 +253,7 @@ void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const flo
   if (is_depthwise(p)) {
     /* Multiplier 1 writes every output (depthwise_pixel); others sum into zeroes. */
     depthwise(depthwise_forward, p, x, w, y, by_pixel(p) ? 0 : (size_t)M * O);
-    if (ep) plan_epilogue(y, M, O, ep->bias, ep->sum, ep->act, ep->alpha);
+    if (ep) epilogue_rows(ep, y, M, O, O);
     return;
   }
   if (is_plain_pointwise(p)) return gemm_with(0, 0, M, O, p->inChannels, x, p->inChannels, w, O, y, O, 0, ep, work);

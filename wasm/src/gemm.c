@@ -118,17 +118,12 @@ static void zero_matrix(float *C, int M, int N, int ldc) {
   for (int i = 0; i < M; i++) zero_floats(C + (size_t)i * ldc, (size_t)N);
 }
 
-static void epilogue_pass(const Epilogue *ep, float *C, int M, int N, int ldc) {
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = epilogue_value(ep, C[(size_t)i * ldc + j], j, ep->sum ? ep->sum + (size_t)i * ldc : 0);
-}
-
 static void gemm_serial(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                         int accumulate, const Epilogue *ep, float *work) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate) zero_matrix(C, M, N, ldc);
-    if (ep) epilogue_pass(ep, C, M, N, ldc);
+    if (ep) epilogue_rows(ep, C, M, N, ldc);
     return;
   }
   float *packA = work, *packB = work + GEMM_MC * GEMM_KC;

@@ -50,7 +50,8 @@ typedef struct {
 /* gemm with an epilogue (ep may be 0). */
 void gemm_with(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                int accumulate, const Epilogue *ep, float *work);
-void plan_epilogue(float *y, int rows, int C, const float *bias, const float *sum, int act, double alpha);
+/* The epilogue on a rows × cols block of row stride ld (ep's sum with the same stride). */
+void epilogue_rows(const Epilogue *ep, float *y, int rows, int cols, int ld);
 void conv2d_forward_fused(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work, const Epilogue *ep);
 /* The epilogue on one element (the plan's and op-by-op's activations agree: misc.c). */
 float epilogue_value(const Epilogue *ep, float v, int col, const float *sumRow);

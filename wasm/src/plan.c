@@ -10,10 +10,14 @@
  * pass of its own, for post-op orders a GEMM's fused epilogue does not cover. */
 void EXPORT(plan_epilogue)(float *y, int rows, int C, const float *bias, const float *sum, int act, double alpha) {
   Epilogue ep = {bias, sum, act, alpha};
+  epilogue_rows(&ep, y, rows, C, C);
+}
+
+void epilogue_rows(const Epilogue *ep, float *y, int rows, int cols, int ld) {
   for (int r = 0; r < rows; r++) {
-    float *restrict yr = y + (size_t)r * C;
-    const float *sr = sum ? sum + (size_t)r * C : 0;
-    for (int c = 0; c < C; c++) yr[c] = epilogue_value(&ep, yr[c], c, sr);
+    float *yr = y + (size_t)r * ld;
+    const float *sr = ep->sum ? ep->sum + (size_t)r * ld : 0;
+    for (int c = 0; c < cols; c++) yr[c] = epilogue_value(ep, yr[c], c, sr);
   }
 }
 
