@@ -222,6 +222,19 @@ test('XCEPTION_WASM_THREADS: 1 to 16, default min(cores, 4), anything else an Op
   for (const bad of ['0', '17', '2.5', 'many', '-1']) assert.throws(() => wasmThreadsFromEnv(bad), OptionError, bad);
 });
 
+threadedTest('V8 flags on the command line (node --no-liftoff) still give the threaded backend', () => {
+  const script = `
+    import { loadWasmBackend, wasmBackendStatus } from ${JSON.stringify(new URL('../../src/backends/wasm/node.js', import.meta.url).href)};
+    const b = loadWasmBackend();
+    console.log(b ? b.threads() : wasmBackendStatus().reason);`;
+  const out = execFileSync(process.execPath, ['--no-liftoff', '--input-type=module', '-e', script], {
+    env: { ...process.env, XCEPTION_WASM_THREADS: '2' },
+    timeout: 30_000,
+    encoding: 'utf8',
+  });
+  assert.equal(out.trim(), '2');
+});
+
 threadedTest('a process using the threaded backend exits by itself: the workers never keep it alive', () => {
   const script = `
     import { loadWasmBackend } from ${JSON.stringify(new URL('../../src/backends/wasm/node.js', import.meta.url).href)};

@@ -37,11 +37,19 @@ export function wasmThreadsFromEnv(value: string | undefined): number {
  * Pool workers on worker_threads, unreferenced: they never keep the process alive. A worker that
  * fails to start is reported once on stderr; kernels then stay on one thread (the pool uses
  * workers only when all of them are ready). Flags for the main script (--input-type) are not the
- * worker's.
+ * worker's. V8 flags (`node --no-liftoff`) are the whole process's and a Worker refuses them in
+ * its execArgv: then the worker starts without the process's flags.
  */
 export const nodeWorkerSpawner: SpawnWorker = (init) => {
+  const url = new URL('./worker-node.js', import.meta.url);
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-  const worker = new Worker(new URL('./worker-node.js', import.meta.url), { workerData: init, execArgv });
+  let worker: Worker;
+  try {
+    worker = new Worker(url, { workerData: init, execArgv });
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw e;
+    worker = new Worker(url, { workerData: init, execArgv: [] });
+  }
   worker.on('error', (e) => process.stderr.write(`wasm: worker ${init.tid} failed; kernels stay on one thread: ${e.message}\n`));
   worker.unref();
   return worker;
