@@ -6,7 +6,9 @@
  * wasm/src/kernels.h), or as passes of their own where their order does not fit one. Every value lives in
  * one arena allocated once, laid out by liveness (a value's memory is reused once its last reader
  * has run); weights sit in one block and kernel parameters are written once, so a run allocates
- * nothing but its output. Activations stay NHWC (the kernels' layout). fp32 only.
+ * nothing but its output. The GEMM operands that never change (the weights of ungrouped
+ * convolutions and dense steps) are stored packed as the GEMM reads them, so a run packs only
+ * activations. Activations stay NHWC (the kernels' layout). fp32 only.
  */
 import type { Handle } from '../core/backend.js';
 import { BackendError } from '../core/errors.js';
@@ -37,6 +39,29 @@ type Step =
   | { op: 'dense'; in: number; units: number; w: number; b: number; posts: Post[] }
   | { op: 'softmax'; in: number }
   | { op: 'bn'; in: number; eps: number; weights: number[] };
+
+/**
+ * The weights the GEMM reads as its B[K, N] and that are stored packed (gemm_prepack_b): those of
+ * ungrouped convolutions (K = kh·kw·inC, N = outC; grouped and depthwise ones read theirs as they
+ * are) and of dense steps (K = features, N = units), each used by that one step only.
+ */
+function packedWeights(steps: Step[], shapes: Shape[]): Map<number, { K: number; N: number }> {
+  const uses = new Map<number, number>();
+  const gemmB = new Map<number, { K: number; N: number }>();
+  for (const s of steps) {
+    const ws = s.op === 'conv' || s.op === 'dense' ? [s.w, s.b] : s.op === 'bn' ? s.weights : [];
+    for (const w of ws) uses.set(w, (uses.get(w) ?? 0) + 1);
+    if (s.op === 'conv') {
+      const g = (f: (typeof CONV_GEOMETRY)[number]) => s.geometry[CONV_GEOMETRY.indexOf(f)]!;
+      if (g('groups') === 1) gemmB.set(s.w, { K: g('kH') * g('kW') * g('inC'), N: g('outC') });
+    } else if (s.op === 'dense') {
+      const [h, w, c] = shapes[s.in]!;
+      gemmB.set(s.w, { K: h * w * c, N: s.units });
+    }
+  }
+  for (const w of gemmB.keys()) if (uses.get(w) !== 1) gemmB.delete(w);
+  return gemmB;
+}
 
 /** Reads the steps of an fp32 spec, in order (step i defines value i + 1). */
 function decodeSteps(spec: Float64Array): { header: Record<(typeof HEADER)[number], number>; steps: Step[] } {
@@ -143,6 +168,7 @@ export class WasmPlan {
   private readonly calls: { label: string; run: () => void }[] = [];
   private readonly weightAt: number[] = [];
   private readonly weightSizes: number[];
+  private readonly packed: Map<number, { K: number; N: number }>;
   private readonly inputAt: number;
   private readonly outputAt: number;
   private readonly sizes: { arena: number; values: number; weights: number; scratch: number };
@@ -164,8 +190,13 @@ export class WasmPlan {
     lastUse[header.outputValue] = steps.length;
     const layout = arenaLayout(sizes, lastUse);
     this.weightSizes = weights.map((w) => w.length);
+    this.packed = packedWeights(steps, shapes);
+    const stored = this.weightSizes.map((n, i) => {
+      const p = this.packed.get(i);
+      return p ? this.access.kernels.gemm_packed_b_floats(p.K, p.N) : n;
+    });
     const scratchBytes = Math.max(64, ...steps.map((s) => this.scratchBytesOf(s, batch, shapes)));
-    const wFloats = this.weightSizes.reduce((a, n) => a + Math.ceil(n / 16) * 16, 0);
+    const wFloats = stored.reduce((a, n) => a + Math.ceil(n / 16) * 16, 0);
     const paramBytes = steps.length * STEP_PARAM_BYTES;
     try {
       const arena = this.block(layout.floats * 4, 'compiled plan arena');
@@ -173,7 +204,7 @@ export class WasmPlan {
       const scratch = this.block(scratchBytes, 'compiled plan scratch');
       const params = this.block(paramBytes, 'compiled plan parameters');
       let w = wBlock;
-      for (const n of this.weightSizes) {
+      for (const n of stored) {
         this.weightAt.push(w);
         w += Math.ceil(n / 16) * 16 * 4;
       }
@@ -233,8 +264,9 @@ export class WasmPlan {
         ints([c.batch, ...s.geometry]);
         const [rows, outC] = [c.batch * s.geometry[3]! * s.geometry[4]!, s.geometry[5]!];
         const ep = this.epilogue(s.posts, c.y, rows, outC, s.b, s.sum === NONE ? 0 : c.value(s.sum), c.params + EPILOGUE_AT);
+        const conv = this.packed.has(s.w) ? k.conv2d_forward_packed : k.conv2d_forward_fused;
         return () => {
-          k.conv2d_forward_fused(c.params, c.x, this.weightAt[s.w]!, c.y, c.scratch, this.access.work, ep.fused);
+          conv(c.params, c.x, this.weightAt[s.w]!, c.y, c.scratch, this.access.work, ep.fused);
           ep.after();
         };
       }
@@ -336,7 +368,18 @@ export class WasmPlan {
     this.live();
     if (weights.length !== this.weightSizes.length || weights.some((w, i) => w.length !== this.weightSizes[i]))
       throw new BackendError('wasm plan: new weights differ in count or size from those the plan was built with');
-    weights.forEach((w, i) => this.f32(this.weightAt[i]!, w.length).set(w));
+    const k = this.access.kernels;
+    weights.forEach((w, i) => {
+      const p = this.packed.get(i);
+      if (!p) return this.f32(this.weightAt[i]!, w.length).set(w);
+      const raw = this.access.heap.alloc(w.length * 4, 'compiled plan weights to pack');
+      try {
+        this.f32(raw, w.length).set(w);
+        k.gemm_prepack_b(p.K, p.N, raw, this.weightAt[i]!);
+      } finally {
+        this.access.heap.release(raw);
+      }
+    });
   }
 
   /** Runs on a wasm handle of inputSize floats; returns a new handle of outputSize floats. */

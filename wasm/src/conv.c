@@ -103,8 +103,8 @@ static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int
 static int by_pixel(const ConvParams *p) { return p->outChannels == p->inChannels && p->kernelHeight * p->kernelWidth <= 64; }
 
 /* out[c] = Σ_t rows[t][c] · w[cells[t]·C + c] for c in [c0, c1): `count` taps of a multiplier-1
- * depthwise window summed in registers, 16 channels at a time, in tap order from 0 (the order of
- * the generic kernels), and stored once. */
+ * depthwise window summed in registers, 16 channels at a time (then 4, then 1), in tap order
+ * from 0 (the order of the generic kernels), and stored once. */
 static void sum_taps(const float *const *rows, const int *cells, int count, const float *w, int C, float *out, int c0, int c1) {
   int c = c0;
   for (; c + 16 <= c1; c += 16) {
@@ -120,6 +120,11 @@ static void sum_taps(const float *const *rows, const int *cells, int count, cons
     wasm_v128_store(out + c + 4, a1);
     wasm_v128_store(out + c + 8, a2);
     wasm_v128_store(out + c + 12, a3);
+  }
+  for (; c + 4 <= c1; c += 4) {
+    v128_t a = wasm_f32x4_splat(0);
+    for (int t = 0; t < count; t++) a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_v128_load(rows[t] + c), wasm_v128_load(w + (size_t)cells[t] * C + c)));
+    wasm_v128_store(out + c, a);
   }
   for (; c < c1; c++) {
     float a = 0;
@@ -229,7 +234,7 @@ typedef struct {
 static void depthwise_task(void *ctx, int tid, int n) {
   const DepthwiseJob *j = ctx;
   int c0, c1;
-  split_range(j->p->inChannels, tid, n, 4, &c0, &c1);
+  split_range(j->p->inChannels, tid, n, 16, &c0, &c1); /* whole 16-channel blocks of sum_taps */
   if (c1 > c0) j->fn(j->p, j->a, j->b, j->out, c0, c1);
 }
 
@@ -266,6 +271,22 @@ void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const flo
       im2col(p, x, g, m0, rows, scratch);
       gemm_with(0, 0, rows, og, K, scratch, K, w + g * og, O, y + (size_t)m0 * O + g * og, O, 0, ep ? &part : 0, work);
     }
+}
+
+/* An ungrouped, not depthwise, forward convolution on weights packed by gemm_prepack_b (K = kh·kw·cin
+ * rows, outChannels columns): a compiled plan's, which packs its weights once instead of every run. */
+void EXPORT(conv2d_forward_packed)(const ConvParams *p, const float *x, const float *packedW, float *y, float *scratch, float *work,
+                                   const Epilogue *ep) {
+  int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
+  if (is_plain_pointwise(p)) return gemm_packed(M, O, p->inChannels, x, p->inChannels, packedW, y, O, ep, work);
+  int K = col_width(p), chunk = chunk_rows(p);
+  for (int m0 = 0; m0 < M; m0 += chunk) {
+    int rows = min_int(chunk, M - m0);
+    Epilogue part;
+    if (ep) part = (Epilogue){ep->bias, ep->sum ? ep->sum + (size_t)m0 * O : 0, ep->act, ep->alpha};
+    im2col(p, x, 0, m0, rows, scratch);
+    gemm_packed(rows, O, K, scratch, K, packedW, y + (size_t)m0 * O, O, ep ? &part : 0, work);
+  }
 }
 
 void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const float *w, float *dx, float *scratch, float *work) {

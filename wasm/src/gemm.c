@@ -118,8 +118,20 @@ static void zero_matrix(float *C, int M, int N, int ldc) {
   for (int i = 0; i < M; i++) zero_floats(C + (size_t)i * ldc, (size_t)N);
 }
 
+/* B packed once ahead (a compiled plan's weights; gemm_prepack_b): its panels for KC block k0 at
+ * base + k0·npad, micro-panel of column j at (j / NR)·kc·NR within; `col` is the column of this
+ * call's B[0] (a thread's share starts there). */
+typedef struct {
+  const float *base;
+  int npad, col;
+} PackedB;
+
+static const float *packed_panel(const PackedB *pb, int k0, int kc, int j0) {
+  return pb->base + (size_t)k0 * pb->npad + (size_t)((pb->col + j0) / GEMM_NR) * kc * GEMM_NR;
+}
+
 static void gemm_serial(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                        int accumulate, const Epilogue *ep, float *work) {
+                        int accumulate, const Epilogue *ep, const PackedB *pb, float *work) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate) zero_matrix(C, M, N, ldc);
@@ -132,7 +144,9 @@ static void gemm_serial(int transA, int transB, int M, int N, int K, const float
     for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
       int kc = min_int(GEMM_KC, K - k0);
       int add = accumulate || k0 > 0, last = k0 + kc == K;
-      pack_b(transB, B, ldb, k0, kc, j0, nc, packB);
+      const float *panelB = packB;
+      if (pb) panelB = packed_panel(pb, k0, kc, j0);
+      else pack_b(transB, B, ldb, k0, kc, j0, nc, packB);
       for (int i0 = 0; i0 < M; i0 += GEMM_MC) {
         int mc = min_int(GEMM_MC, M - i0);
         pack_a(transA, A, lda, i0, mc, k0, kc, packA);
@@ -141,7 +155,7 @@ static void gemm_serial(int transA, int transB, int M, int N, int K, const float
             float *c = C + (size_t)(i0 + ir) * ldc + j0 + jr;
             Epilogue t;
             if (ep && last) t = tile_epilogue(ep, i0 + ir, j0 + jr, ldc);
-            micro_kernel(kc, packA + ir * kc, packB + jr * kc, c, ldc, min_int(GEMM_MR, mc - ir), min_int(GEMM_NR, nc - jr), add,
+            micro_kernel(kc, packA + ir * kc, panelB + jr * kc, c, ldc, min_int(GEMM_MR, mc - ir), min_int(GEMM_NR, nc - jr), add,
                          ep && last ? &t : 0);
           }
         }
@@ -159,6 +173,7 @@ typedef struct {
   float *C;
   int ldc, accumulate;
   const Epilogue *ep;
+  const PackedB *pb;
   float *work;
 } GemmJob;
 
@@ -175,20 +190,48 @@ static void gemm_task(void *ctx, int tid, int n) {
     if (j->ep) t = tile_epilogue(j->ep, b, 0, j->ldc);
     if (e > b)
       gemm_serial(j->transA, j->transB, e - b, j->N, j->K, A, j->lda, j->B, j->ldb, j->C + (size_t)b * j->ldc, j->ldc, j->accumulate,
-                  j->ep ? &t : 0, work);
+                  j->ep ? &t : 0, j->pb, work);
   } else {
     split_range(j->N, tid, n, GEMM_NR, &b, &e);
     const float *B = j->transB ? j->B + (size_t)b * j->ldb : j->B + b;
     if (j->ep) t = tile_epilogue(j->ep, 0, b, j->ldc);
+    PackedB share;
+    if (j->pb) share = (PackedB){j->pb->base, j->pb->npad, j->pb->col + b};
     if (e > b)
-      gemm_serial(j->transA, j->transB, j->M, e - b, j->K, j->A, j->lda, B, j->ldb, j->C + b, j->ldc, j->accumulate, j->ep ? &t : 0, work);
+      gemm_serial(j->transA, j->transB, j->M, e - b, j->K, j->A, j->lda, B, j->ldb, j->C + b, j->ldc, j->accumulate, j->ep ? &t : 0,
+                  j->pb ? &share : 0, work);
   }
+}
+
+static void gemm_run(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                     int accumulate, const Epilogue *ep, const PackedB *pb, float *work) {
+  GemmJob job = {transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ep, pb, work};
+  parallel_run(gemm_task, &job, (double)M * N * K);
 }
 
 void gemm_with(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                int accumulate, const Epilogue *ep, float *work) {
-  GemmJob job = {transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ep, work};
-  parallel_run(gemm_task, &job, (double)M * N * K);
+  gemm_run(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ep, 0, work);
+}
+
+/* Columns of B as packed: N rounded up to whole micro-panels. */
+static int packed_columns(int N) { return (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR; }
+
+int EXPORT(gemm_packed_b_floats)(int K, int N) { return K * packed_columns(N); }
+
+/* dst (gemm_packed_b_floats(K, N) floats) = B[K, N] (row stride N) in the panels gemm_serial
+ * reads: the packing every GEMM call would repeat, done once for weights that do not change. */
+void EXPORT(gemm_prepack_b)(int K, int N, const float *B, float *dst) {
+  int npad = packed_columns(N);
+  for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+    int kc = min_int(GEMM_KC, K - k0);
+    pack_b(0, B, N, k0, kc, 0, N, dst + (size_t)k0 * npad);
+  }
+}
+
+void gemm_packed(int M, int N, int K, const float *A, int lda, const float *packedB, float *C, int ldc, const Epilogue *ep, float *work) {
+  PackedB pb = {packedB, packed_columns(N), 0};
+  gemm_run(0, 0, M, N, K, A, lda, 0, N, C, ldc, 0, ep, &pb, work);
 }
 
 void EXPORT(gemm)(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
@@ -196,7 +239,7 @@ void EXPORT(gemm)(int transA, int transB, int M, int N, int K, const float *A, i
   gemm_with(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, 0, work);
 }
 
-/* A compiled plan's dense step: the GEMM with its epilogue. */
-void EXPORT(gemm_fused)(int M, int N, int K, const float *A, const float *B, float *C, const Epilogue *ep, float *work) {
-  gemm_with(0, 0, M, N, K, A, K, B, N, C, N, 0, ep, work);
+/* A compiled plan's dense step: the GEMM with its epilogue, on weights packed by gemm_prepack_b. */
+void EXPORT(gemm_fused)(int M, int N, int K, const float *A, const float *packedB, float *C, const Epilogue *ep, float *work) {
+  gemm_packed(M, N, K, A, K, packedB, C, N, ep, work);
 }

@@ -50,6 +50,8 @@ typedef struct {
 /* gemm with an epilogue (ep may be 0). */
 void gemm_with(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                int accumulate, const Epilogue *ep, float *work);
+/* C[M,N] (row stride ldc) = A[M,K] · B[K,N] and the epilogue, B packed by gemm_prepack_b. */
+void gemm_packed(int M, int N, int K, const float *A, int lda, const float *packedB, float *C, int ldc, const Epilogue *ep, float *work);
 /* The epilogue on a rows × cols block of row stride ld (ep's sum with the same stride). */
 void epilogue_rows(const Epilogue *ep, float *y, int rows, int cols, int ld);
 void conv2d_forward_fused(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work, const Epilogue *ep);

@@ -125,8 +125,14 @@ export interface WasmKernelExports {
   plan_epilogue(y: Ptr, rows: number, c: number, bias: Ptr, sum: Ptr, act: number, alpha: number): void;
   /** Compiled plans: conv2d_forward with an Epilogue struct (EPILOGUE_BYTES at `ep`, 0: none) fused in. */
   conv2d_forward_fused(p: Ptr, x: Ptr, w: Ptr, y: Ptr, scratch: Ptr, work: Ptr, ep: Ptr): void;
-  /** Compiled plans' dense steps: C[M,N] = A[M,K]·B[K,N] with the epilogue `ep` fused in. */
-  gemm_fused(m: number, n: number, k: number, a: Ptr, b: Ptr, c: Ptr, ep: Ptr, work: Ptr): void;
+  /** conv2d_forward_fused for an ungrouped convolution whose weights gemm_prepack_b packed. */
+  conv2d_forward_packed(p: Ptr, x: Ptr, packedW: Ptr, y: Ptr, scratch: Ptr, work: Ptr, ep: Ptr): void;
+  /** Compiled plans' dense steps: C[M,N] = A[M,K]·B[K,N] with the epilogue `ep` fused in, B packed. */
+  gemm_fused(m: number, n: number, k: number, a: Ptr, packedB: Ptr, c: Ptr, ep: Ptr, work: Ptr): void;
+  /** Floats gemm_prepack_b writes for a K×N matrix (N rounded up to whole micro-panels). */
+  gemm_packed_b_floats(k: number, n: number): number;
+  /** dst = B[K,N] (row-major) packed once as the GEMM reads it, for operands that never change. */
+  gemm_prepack_b(k: number, n: number, b: Ptr, dst: Ptr): void;
   set_thread_work(tid: number, work: Ptr): void;
 }
 
@@ -166,6 +172,8 @@ const REQUIRED: readonly (keyof WasmKernelExports)[] = [
   'gemm',
   'conv2d_forward',
   'conv2d_forward_fused',
+  'conv2d_forward_packed',
+  'gemm_prepack_b',
   'batchnorm_backward',
   'update_adam',
 ];
