@@ -204,6 +204,21 @@ threadedTest('with 2 threads, growing past the memory limit is still an OutOfMem
   assert.deepEqual(Array.from(b.download(b.relu(b.upload(Float32Array.from([-3, 2])), 2), 2, 'float32')), [0, 2], 'one thread still runs');
 });
 
+threadedTest('a job that traps in a worker is an error for its caller, not a hang; jobs then run on one thread', async (module) => {
+  const b = createWasmBackend(module, { memoryLimitBytes: 64 * MiB, threads: 2, spawn: nodeWorkerSpawner });
+  await b.threadsReady();
+  b.setParallelMinWork(0);
+  const { kernels: k, work, offsetOf } = b.planAccess();
+  const a = offsetOf('test', b.upload(new Float32Array(64 * 8).fill(1)), 64 * 8);
+  // A GEMM split by rows whose second half (the worker's) lies past the end of memory.
+  const c = k.memory.buffer.byteLength - 32 * 8 * 4;
+  assert.throws(() => k.gemm(0, 0, 64, 8, 8, a, 8, a, 8, c, 8, 0, work), WebAssembly.RuntimeError);
+  const x = Float32Array.from({ length: 1 << 18 }, (_, i) => (i % 5) - 2);
+  const y = b.download(b.relu(b.upload(x), x.length), x.length, 'float32');
+  assert.deepEqual(Array.from(y.slice(0, 5)), [0, 0, 0, 1, 2], 'later kernels run, on the caller alone');
+  b.stopThreads();
+});
+
 threadedTest('setThreads takes 1 to 16; the single-thread module or a missing spawner refuse more than 1', (module) => {
   const b = createWasmBackend(module);
   assert.equal(b.threads(), 1);

@@ -30,7 +30,7 @@ void split_range(int count, int tid, int n, int align, int *begin, int *end) {
 #define SEQ __ATOMIC_SEQ_CST
 #define SPINS 20000
 
-static int generation, stopping, pending, busy, started, ready, wanted = 1;
+static int generation, stopping, pending, busy, started, ready, failed, wanted = 1;
 static double min_work = PARALLEL_MIN_WORK;
 static task_fn job_fn;
 static void *job_ctx;
@@ -71,6 +71,15 @@ void EXPORT(worker_loop)(int tid) {
   __atomic_sub_fetch(&ready, 1, SEQ);
 }
 
+/* Called (by the worker's JavaScript) when a job trapped in worker_loop: acknowledges the job so
+ * the caller does not wait forever, and marks the pool failed: that job's caller traps (its result
+ * lacks the worker's share) and jobs run serially from now on. */
+void EXPORT(worker_failed)(void) {
+  __atomic_store_n(&failed, 1, SEQ);
+  __atomic_sub_fetch(&ready, 1, SEQ);
+  if (__atomic_sub_fetch(&pending, 1, SEQ) == 0) __builtin_wasm_memory_atomic_notify(&pending, 1);
+}
+
 /* Wakes every worker to return from worker_loop; jobs run serially from now on. */
 void EXPORT(stop_workers)(void) {
   __atomic_store_n(&stopping, 1, SEQ);
@@ -82,7 +91,8 @@ void EXPORT(stop_workers)(void) {
 void parallel_run(task_fn fn, void *ctx, double work) {
   int workers = __atomic_load_n(&started, SEQ);
   int n = min_int(wanted, workers + 1);
-  if (n <= 1 || work < min_work || __atomic_load_n(&busy, SEQ) || __atomic_load_n(&ready, SEQ) != workers) {
+  if (n <= 1 || work < min_work || __atomic_load_n(&busy, SEQ) || __atomic_load_n(&ready, SEQ) != workers ||
+      __atomic_load_n(&failed, SEQ)) {
     fn(ctx, 0, 1);
     return;
   }
@@ -94,6 +104,7 @@ void parallel_run(task_fn fn, void *ctx, double work) {
   fn(ctx, 0, n);
   for (int left = __atomic_load_n(&pending, SEQ); left != 0; left = __atomic_load_n(&pending, SEQ)) wait_for_change(&pending, left);
   __atomic_store_n(&busy, 0, SEQ);
+  if (__atomic_load_n(&failed, SEQ)) __builtin_trap(); /* a worker's share is missing: never a silent wrong result */
 }
 #else
 void parallel_run(task_fn fn, void *ctx, double work) {

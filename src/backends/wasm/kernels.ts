@@ -143,6 +143,8 @@ export interface WasmThreadExports {
   ready_workers(): number;
   worker_loop(tid: number): void;
   stop_workers(): void;
+  /** A worker whose job trapped acknowledges it (the caller then traps; jobs run serially after). */
+  worker_failed(): void;
   set_parallel_min_work(work: number): void;
 }
 

@@ -37,7 +37,12 @@ export function runWorker(init: WorkerInit): void {
   const t = threadExports(instance);
   if (!t) throw new BackendError('wasm worker: the module is not the threaded build (wasm/xception-mt.wasm)');
   t.set_stack_pointer(init.stackTop);
-  t.worker_loop(init.tid);
+  try {
+    t.worker_loop(init.tid);
+  } catch (e) {
+    t.worker_failed(); // the job's caller would otherwise wait for this worker forever
+    throw e;
+  }
 }
 
 /** A spawner of Web Workers running worker-web.js (a module worker) at `url`. */
