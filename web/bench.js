@@ -53,10 +53,21 @@ async function main() {
   const tf = globalThis.tf;
   tf.wasm.setWasmPaths('/tfjs/tfjs-backend-wasm/dist/');
   tf.wasm.setThreadsCount(threads);
-  if (!(await tf.setBackend('wasm'))) throw new Error('tfjs-backend-wasm did not initialize');
+  // tfjs-backend-wasm 4.22 caps its XNNPACK pool at navigator.hardwareConcurrency / 2 (its
+  // backend.cc, init_with_threads_count: min(…, num_cores) with num_cores =
+  // emscripten_num_logical_cores() / 2), so on a 2-core machine it runs 1 thread whatever
+  // setThreadsCount says. Report 2·threads cores while it initializes (the only time it reads
+  // them), so it gets the `threads` the other contestants get.
+  const cores = Object.getOwnPropertyDescriptor(Navigator.prototype, 'hardwareConcurrency');
+  Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { configurable: true, get: () => 2 * threads });
+  try {
+    if (!(await tf.setBackend('wasm'))) throw new Error('tfjs-backend-wasm did not initialize');
+  } finally {
+    Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', cores);
+  }
   const weights = new Map(namedWeightsOf(model).map((w) => [w.name, w]));
   const tm = tfjsXception(tf, size, 1000, weights);
-  const note = `wasm SIMD, ${tf.wasm.getThreadsCount()} threads, bench-only tfjs-layers Xception`;
+  const note = `wasm SIMD, ${tf.wasm.getThreadsCount()} threads (its own cap: half the cores), bench-only tfjs-layers Xception`;
   const results = await timeInterleaved([contestant, ortPeer, tfjsContestant(tf, tm, nhwc, size, note)], rounds, perRound);
   document.getElementById('out').textContent = timingTable(results);
   window.benchResult = { userAgent: navigator.userAgent, isolated: self.crossOriginIsolated === true, results };
