@@ -3,10 +3,12 @@
  * executor, the QDQ ONNX export and the native int8 plan. One definition of each rule:
  *
  * - Symmetric linear quantization, zero point 0: real = scale · q.
- *   Signed values are int8 in [−127, 127] (−128 unused, so negation is exact); a value that is
- *   never negative (the output of a ReLU, a max pool of one, …) may be unsigned: uint8 in [0, 255].
- * - Rounding is to nearest, ties to even (what oneDNN's reorders and ONNX QuantizeLinear do),
- *   then saturation to the range.
+ *   Signed values are int8: scales map the calibrated range to ±127 (symmetric), and a value
+ *   beyond it saturates to [−128, 127], the int8 range, as ONNX QuantizeLinear and oneDNN's s8
+ *   results saturate (weights, scaled by max |w| / 127, never reach −128); a value that is never
+ *   negative (the output of a ReLU, a max pool of one, …) may be unsigned: uint8 in [0, 255].
+ * - q = x / scale computed in fp32, rounded to nearest, ties to even (what oneDNN's reorders and
+ *   ONNX QuantizeLinear do), then saturated to the range.
  * - Weights: per output channel, scale[c] = max |w[·, c]| / 127 of the kernel after batch-norm
  *   folding (a channel of zeros gets scale 1). Biases stay fp32 (added to the int32 accumulator
  *   times scaleIn · scaleW[c]).
@@ -21,7 +23,7 @@ export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy';
 
 export interface ValueQuant {
   scale: number;
-  /** uint8 [0, 255] when true, else int8 [−127, 127]. */
+  /** uint8 [0, 255] when true, else int8 [−128, 127] (scale from the symmetric range ±127). */
   unsigned: boolean;
 }
 
@@ -43,15 +45,20 @@ export function valueKey(node: GraphNode): string {
 }
 
 export const INT8_MAX = 127;
+/** Where signed values saturate: the int8 range, as ONNX QuantizeLinear and oneDNN do. */
+export const INT8_MIN = -128;
 export const UINT8_MAX = 255;
 
-/** Round half to even, then clamp to the value's range. */
+/**
+ * x / scale in fp32 (as ONNX QuantizeLinear divides), rounded half to even, then clamped to the
+ * value's range.
+ */
 export function quantizeValue(x: number, q: ValueQuant): number {
-  const v = x / q.scale;
+  const v = Math.fround(x / q.scale);
   const f = Math.floor(v);
   const d = v - f;
   const r = d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
-  const lo = q.unsigned ? 0 : -INT8_MAX;
+  const lo = q.unsigned ? 0 : INT8_MIN;
   const hi = q.unsigned ? UINT8_MAX : INT8_MAX;
   return r < lo ? lo : r > hi ? hi : r;
 }

@@ -98,7 +98,7 @@ test('medianRow: int8 rows take the median of the fp32 plan and of its per-round
  * batch norms have random statistics: with a fresh model's statistics every image's int8 logits are
  * 0 at the timing scale, and any two executors would agree. Tolerance: both compute the same integer
  * contract, and differ only where a value lands within rounding of a step boundary (ORT's fused
- * requantization rounds in its own order; it saturates int8 at −128, ours at −127), so they must agree
+ * requantization rounds in its own order and its bias is int32), so they must agree
  * far better than either agrees with fp32 — under half of the int8-vs-fp32 error (measured: 0.24
  * of it, 0.5% of the logits' spread), and within 2% of the spread as in test/io/onnx-qdq.test.ts.
  */

@@ -12,8 +12,11 @@ import { calibrate } from '../../src/infer/calibrate.js';
 import { GraphInterpreter, int8Graph } from '../../src/infer/interpret.js';
 import type { Model } from '../../src/nn/model.js';
 import { CalibrationError } from '../../src/infer/calibration-check.js';
-import { simulateInt8 } from '../../src/infer/simulate-int8.js';
-import { exportOnnx } from '../../src/io/onnx-model.js';
+import { fakeQuantize, simulateInt8 } from '../../src/infer/simulate-int8.js';
+import type { ValueQuant } from '../../src/infer/quant-types.js';
+import { OnnxGraphBuilder } from '../../src/io/onnx.js';
+import { exportOnnx, OnnxEmitter } from '../../src/io/onnx-model.js';
+import { QdqWriter } from '../../src/io/onnx-qdq.js';
 import { xception } from '../../src/models/xception/xception.js';
 import { randomizeStatistics } from '../infer/helpers.js';
 
@@ -115,6 +118,30 @@ test('the QDQ export run by ONNX Runtime agrees with simulated int8 and stays ne
   const simErr = maxAbsDiff(sim, ortFp32);
   assert.ok(ortErr > 0 && ortErr <= simErr * 1.25, `ORT int8 vs fp32 ${ortErr}, simulated int8 vs fp32 ${simErr}`);
   m.dispose();
+});
+
+test('a stored value: ONNX Runtime QuantizeLinear → DequantizeLinear gives exactly the contract (ties, saturation)', async () => {
+  const scale = Math.fround(0.05);
+  // Steps, ties between steps and values beyond the range on both sides (−128 saturates as int8 does).
+  const steps = [-300, -140, -128.5, -128, -127.5, -127, -2.5, -1.5, -0.5, 0, 0.5, 1.5, 2.5, 126.5, 127, 127.5, 200, 255.5, 256, 400];
+  const x = Float32Array.from([...steps.map((k) => k * scale), ...steps.map((k) => k * scale * 1.0001), -0, 1e-9, -1e-9]);
+  for (const unsigned of [false, true]) {
+    const q: ValueQuant = { scale, unsigned };
+    const g = new OnnxGraphBuilder('qdq', { opset: 13 });
+    const e = new OnnxEmitter(g, true, ['x', 'y']);
+    g.addInput('x', [x.length]);
+    e.node('Identity', [new QdqWriter({ method: 'minmax', images: 1, values: {}, fp32Nodes: {} }).value(e, 'x', q)], 'y');
+    g.addOutput('y', [x.length]);
+    const session = await ort.InferenceSession.create(g.toBytes());
+    const got = (await session.run({ x: new ort.Tensor('float32', x, [x.length]) }))['y']!.data as Float32Array;
+    await session.release();
+    // (+ 0: a zero is a zero, whatever its sign)
+    assert.deepEqual(
+      Array.from(got, (v) => v + 0),
+      Array.from(fakeQuantize(x, q), (v) => v + 0),
+      unsigned ? 'uint8' : 'int8',
+    );
+  }
 });
 
 test('a QDQ export with a calibration of another model is a CalibrationError', async () => {
