@@ -9,9 +9,34 @@
 #include <wasm_simd128.h>
 #include "kernels.h"
 
+/* dst[k·4 + r] = A[r·lda + k] for 4 whole rows and k in [0, kc): 4×4 blocks transposed in registers. */
+static void pack_a_rows4(const float *A, int lda, int kc, float *dst) {
+  const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+  int k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    v128_t r0 = wasm_v128_load(a0 + k), r1 = wasm_v128_load(a1 + k), r2 = wasm_v128_load(a2 + k), r3 = wasm_v128_load(a3 + k);
+    v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
+    v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+    float *out = dst + k * GEMM_MR;
+    wasm_v128_store(out, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
+    wasm_v128_store(out + 4, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
+    wasm_v128_store(out + 8, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
+    wasm_v128_store(out + 12, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
+  }
+  for (; k < kc; k++) {
+    float *out = dst + k * GEMM_MR;
+    out[0] = a0[k], out[1] = a1[k], out[2] = a2[k], out[3] = a3[k];
+  }
+}
+
 static void pack_a(int transA, const float *A, int lda, int i0, int mc, int k0, int kc, float *dst) {
   for (int p = 0; p < mc; p += GEMM_MR) {
     int rows = min_int(GEMM_MR, mc - p);
+    if (!transA && rows == GEMM_MR) {
+      pack_a_rows4(A + (size_t)(i0 + p) * lda + k0, lda, kc, dst);
+      dst += kc * GEMM_MR;
+      continue;
+    }
     for (int k = 0; k < kc; k++) {
       float *out = dst + k * GEMM_MR;
       for (int r = 0; r < rows; r++) {
