@@ -250,10 +250,19 @@ void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w,
   conv2d_forward_fused(p, x, w, y, scratch, work, 0);
 }
 
-/* The forward convolution with a compiled plan's epilogue (ep may be 0; kernels.h). A depthwise
- * one has no GEMM to fuse into: its epilogue runs as one pass after it. */
-void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work,
-                                  const Epilogue *ep) {
+/* One group's GEMM of a forward convolution: its filter columns as stored (row stride O), or the
+ * whole filter packed by gemm_prepack_b (an ungrouped convolution's). */
+static void forward_gemm(int packed, int rows, int og, int K, const float *a, const float *w, int O, float *y, const Epilogue *ep,
+                         float *work) {
+  if (packed) gemm_packed(rows, og, K, a, K, w, y, O, ep, work);
+  else gemm_with(0, 0, rows, og, K, a, K, w, O, y, O, 0, ep, work);
+}
+
+/* The forward convolution with a compiled plan's epilogue (ep may be 0; kernels.h); `packed`: w
+ * was packed by gemm_prepack_b (ungrouped, not depthwise). A depthwise convolution has no GEMM to
+ * fuse into: its epilogue runs as one pass after it. */
+static void conv_forward(const ConvParams *p, const float *x, const float *w, int packed, float *y, float *scratch, float *work,
+                         const Epilogue *ep) {
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_depthwise(p)) {
     /* Multiplier 1 writes every output (depthwise_pixel); others sum into zeroes. */
@@ -261,7 +270,7 @@ void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const flo
     if (ep) epilogue_rows(ep, y, M, O, O);
     return;
   }
-  if (is_plain_pointwise(p)) return gemm_with(0, 0, M, O, p->inChannels, x, p->inChannels, w, O, y, O, 0, ep, work);
+  if (is_plain_pointwise(p)) return forward_gemm(packed, M, O, p->inChannels, x, w, O, y, ep, work);
   int og = O / p->groups, K = col_width(p), chunk = chunk_rows(p);
   for (int g = 0; g < p->groups; g++)
     for (int m0 = 0; m0 < M; m0 += chunk) {
@@ -269,24 +278,20 @@ void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const flo
       Epilogue part;
       if (ep) part = (Epilogue){ep->bias ? ep->bias + g * og : 0, ep->sum ? ep->sum + (size_t)m0 * O + g * og : 0, ep->act, ep->alpha};
       im2col(p, x, g, m0, rows, scratch);
-      gemm_with(0, 0, rows, og, K, scratch, K, w + g * og, O, y + (size_t)m0 * O + g * og, O, 0, ep ? &part : 0, work);
+      forward_gemm(packed, rows, og, K, scratch, w + g * og, O, y + (size_t)m0 * O + g * og, ep ? &part : 0, work);
     }
 }
 
-/* An ungrouped, not depthwise, forward convolution on weights packed by gemm_prepack_b (K = kh·kw·cin
- * rows, outChannels columns): a compiled plan's, which packs its weights once instead of every run. */
+void EXPORT(conv2d_forward_fused)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work,
+                                  const Epilogue *ep) {
+  conv_forward(p, x, w, 0, y, scratch, work, ep);
+}
+
+/* An ungrouped, not depthwise, convolution on weights packed by gemm_prepack_b (K = kh·kw·cin rows,
+ * outChannels columns): a compiled plan's, which packs its weights once instead of every run. */
 void EXPORT(conv2d_forward_packed)(const ConvParams *p, const float *x, const float *packedW, float *y, float *scratch, float *work,
                                    const Epilogue *ep) {
-  int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
-  if (is_plain_pointwise(p)) return gemm_packed(M, O, p->inChannels, x, p->inChannels, packedW, y, O, ep, work);
-  int K = col_width(p), chunk = chunk_rows(p);
-  for (int m0 = 0; m0 < M; m0 += chunk) {
-    int rows = min_int(chunk, M - m0);
-    Epilogue part;
-    if (ep) part = (Epilogue){ep->bias, ep->sum ? ep->sum + (size_t)m0 * O : 0, ep->act, ep->alpha};
-    im2col(p, x, 0, m0, rows, scratch);
-    gemm_packed(rows, O, K, scratch, K, packedW, y + (size_t)m0 * O, O, ep ? &part : 0, work);
-  }
+  conv_forward(p, x, packedW, 1, y, scratch, work, ep);
 }
 
 void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const float *w, float *dx, float *scratch, float *work) {
