@@ -95,7 +95,7 @@ function classifiedHow(model) {
   if (backend?.name !== 'wasm' || fallback !== null)
     return `op by op on ${backend?.name ?? 'no'} backend${fallback ? ` (${fallback})` : ''}`;
   const threads = backend.threads();
-  return `compiled plan on wasm, ${threads} thread${threads === 1 ? '' : 's'}`;
+  return `compiled plan on wasm (${backend.simd()} SIMD), ${threads} thread${threads === 1 ? '' : 's'}`;
 }
 
 /** The Fashion-MNIST training split from the server (gzip or not), parsed once. */

@@ -16,13 +16,19 @@ export type BrowserBackendPreference = 'auto' | 'wasm' | 'reference';
 export interface BrowserBackendOptions {
   /** 'auto' (default): wasm when it loads, else reference. 'wasm' fails instead of falling back. */
   prefer?: BrowserBackendPreference;
-  /** Where the compiled kernels are (default: wasm/xception.wasm of the package, as served). */
+  /** Where the compiled kernels are (default: the package's wasm/ folder as served, the build `simd` picks). */
   wasmUrl?: string | URL;
   /**
    * The most memory the wasm backend may grow to, in MiB (default and at most 4096: wasm32's and
    * the browsers' limit). Past it an allocation is an OutOfMemoryError naming the limit.
    */
   memoryLimitMB?: number;
+  /**
+   * The kernels' SIMD (default 'auto': the relaxed-SIMD build, its multiply-adds fused, where the
+   * browser has relaxed SIMD; 'plain': SIMD128 only, the same bits on every machine). Only for the
+   * default kernels, not a `wasmUrl`.
+   */
+  simd?: 'auto' | 'relaxed' | 'plain';
 }
 
 export interface BrowserBackendChoice {
@@ -33,6 +39,10 @@ export interface BrowserBackendChoice {
 }
 
 interface WasmModule {
+  relaxedSimdSupported(): boolean;
+  kernelFileName(threaded: boolean, relaxed: boolean): string;
+  parseWasmSimd(value: string | undefined, what: string): 'auto' | 'relaxed' | 'plain';
+  wantsRelaxed(choice: 'auto' | 'relaxed' | 'plain', supported: boolean, built: boolean): boolean;
   instantiateWasmBackend(
     source: PromiseLike<Response>,
     options?: object,
@@ -40,14 +50,11 @@ interface WasmModule {
   webWorkerSpawner(url: URL): unknown;
 }
 
-/** dist/src/browser/backend.js → dist/src/backends/wasm/index.js and <package>/wasm/xception.wasm. */
+/** dist/src/browser/backend.js → dist/src/backends/wasm/index.js and <package>/wasm/xception*.wasm. */
 const WASM_TS_MODULE = '../backends/wasm/index.js';
-const WASM_KERNELS = '../../../wasm/xception.wasm';
-/** The threaded kernels and their worker script, for cross-origin-isolated pages (COOP + COEP). */
-const WASM_THREADED_KERNELS = '../../../wasm/xception-mt.wasm';
+const WASM_DIR = '../../../wasm/';
+/** The threaded kernels' worker script, for cross-origin-isolated pages (COOP + COEP). */
 const WASM_WORKER = '../backends/wasm/worker-web.js';
-
-const DEFAULT_WASM_URL = new URL(WASM_KERNELS, import.meta.url);
 
 /** Chooses and activates the page's backend (see BrowserBackendOptions). */
 export async function useBrowserBackend(options: BrowserBackendOptions = {}): Promise<BrowserBackendChoice> {
@@ -60,7 +67,7 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
   let reason = 'the reference backend was asked for';
   if (prefer !== 'reference') {
     try {
-      const wasm = await loadWasmBackend(options.wasmUrl ?? DEFAULT_WASM_URL, wasmOptions);
+      const wasm = await loadWasmBackend(options.wasmUrl, options.simd, wasmOptions);
       registerBackend('wasm', () => wasm);
       setBackend(wasm);
       return { name: 'wasm', backend: wasm };
@@ -73,13 +80,21 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
   return { name: 'reference', backend: referenceBackend, reason };
 }
 
-async function loadWasmBackend(url: string | URL, options: { memoryLimitBytes?: number }): Promise<Backend> {
+async function loadWasmBackend(
+  url: string | URL | undefined,
+  simd: string | undefined,
+  options: { memoryLimitBytes?: number },
+): Promise<Backend> {
   // A specifier in a variable: resolved when the page runs, not when this file is compiled.
   const specifier: string = WASM_TS_MODULE;
   const mod = (await import(specifier)) as Partial<WasmModule>;
   if (typeof mod.instantiateWasmBackend !== 'function') throw new Error('its module has no instantiateWasmBackend');
-  const threaded = url === DEFAULT_WASM_URL ? await loadThreaded(mod as WasmModule, options) : null;
-  return threaded ?? mod.instantiateWasmBackend(fetchOk(url), options);
+  if (url !== undefined) return mod.instantiateWasmBackend(fetchOk(url), options);
+  const m = mod as WasmModule;
+  const relaxed = m.wantsRelaxed(m.parseWasmSimd(simd, 'simd'), m.relaxedSimdSupported(), true);
+  const kernels = (threaded: boolean) => new URL(WASM_DIR + m.kernelFileName(threaded, relaxed), import.meta.url);
+  const threaded = await loadThreaded(m, kernels(true), options);
+  return threaded ?? m.instantiateWasmBackend(fetchOk(kernels(false)), options);
 }
 
 function fetchOk(url: string | URL): Promise<Response> {
@@ -94,13 +109,13 @@ function fetchOk(url: string | URL): Promise<Response> {
  * memory allowed), else null (the single-thread kernels). The pool's calling thread blocks on
  * Atomics, so this runs where the page's training does: in a Worker, never the page's main thread.
  */
-async function loadThreaded(mod: WasmModule, options: { memoryLimitBytes?: number }): Promise<Backend | null> {
+async function loadThreaded(mod: WasmModule, url: URL, options: { memoryLimitBytes?: number }): Promise<Backend | null> {
   const scope = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number }; document?: unknown };
   if (scope.crossOriginIsolated !== true || scope.document !== undefined || typeof mod.webWorkerSpawner !== 'function') return null;
   try {
     const threads = Math.max(1, Math.min(scope.navigator?.hardwareConcurrency ?? 1, 4));
     const spawn = mod.webWorkerSpawner(new URL(WASM_WORKER, import.meta.url));
-    const backend = await mod.instantiateWasmBackend(fetchOk(new URL(WASM_THREADED_KERNELS, import.meta.url)), {
+    const backend = await mod.instantiateWasmBackend(fetchOk(url), {
       threads,
       spawn,
       ...options,

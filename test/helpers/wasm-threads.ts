@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Backend } from '../../src/core/backend.js';
 import { createWasmBackend, type WasmBackend, WasmTensor } from '../../src/backends/wasm/index.js';
-import { nodeWorkerSpawner, WASM_THREADED_MODULE_PATH } from '../../src/backends/wasm/node.js';
+import { nodeWorkerSpawner, wasmModulePath, wasmRelaxedFromEnv } from '../../src/backends/wasm/node.js';
 
 const ONCE = new Set(['upload', 'download', 'zeros', 'dispose', 'applyUpdate', 'setThreads', 'threads', 'name', 'dtypes']);
 
@@ -57,9 +57,11 @@ function threadChecked(b: WasmBackend): Backend {
 export function loadThreadCheckedWasm(): Backend | null {
   if (loaded !== undefined) return loaded;
   loaded = null;
-  if (!existsSync(WASM_THREADED_MODULE_PATH)) why = `${WASM_THREADED_MODULE_PATH} is not built (npm run build:wasm)`;
+  // The build the default backend loads (XCEPTION_WASM_SIMD): the relaxed child test checks it too.
+  const path = wasmModulePath(true, wasmRelaxedFromEnv(process.env['XCEPTION_WASM_SIMD']));
+  if (!existsSync(path)) why = `${path} is not built (npm run build:wasm)`;
   else {
-    const b = createWasmBackend(new WebAssembly.Module(readFileSync(WASM_THREADED_MODULE_PATH)), { threads: 2, spawn: nodeWorkerSpawner });
+    const b = createWasmBackend(new WebAssembly.Module(readFileSync(path)), { threads: 2, spawn: nodeWorkerSpawner });
     if (!b.threadsReadySync()) why = 'the wasm worker did not start';
     else {
       b.setParallelMinWork(0);

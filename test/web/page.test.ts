@@ -139,9 +139,17 @@ describe('the web page in headless Chromium', { skip, timeout: 600_000 }, () => 
     const how = await pageValue<string>(page, 'window.xceptionPage.classifiedWith');
     const backend = await pageValue<string>(page, 'window.xceptionPage.backend');
     const threads = Math.min(await pageValue<number>(page, 'navigator.hardwareConcurrency'), 4);
+    // The relaxed-SIMD kernels wherever the browser has relaxed SIMD (Chromium 114+).
+    const relaxed = await page.evaluate(async () => {
+      const simd = '/dist/src/backends/wasm/simd.js';
+      return ((await import(simd)) as { relaxedSimdSupported(): boolean }).relaxedSimdSupported();
+    });
+    const simd = relaxed ? 'relaxed' : 'plain';
     assert.equal(
       how,
-      backend === 'wasm' ? `compiled plan on wasm, ${threads} thread${threads === 1 ? '' : 's'}` : 'op by op on reference backend',
+      backend === 'wasm'
+        ? `compiled plan on wasm (${simd} SIMD), ${threads} thread${threads === 1 ? '' : 's'}`
+        : 'op by op on reference backend',
     );
     assert.match((await page.textContent('#classified-with')) ?? '', /^Classified in \d+\.\d ms: /);
     const rows = await page.locator('#top5 tbody tr').count();

@@ -97,10 +97,10 @@ static void micro_kernel(int kc, const float *a, const float *b, float *C, int l
   for (int k = 0; k < kc; k++) {
     v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
     v128_t av;
-    av = wasm_f32x4_splat(a[0]); c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(av, b0)); c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(av, b1));
-    av = wasm_f32x4_splat(a[1]); c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(av, b0)); c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(av, b1));
-    av = wasm_f32x4_splat(a[2]); c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(av, b0)); c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(av, b1));
-    av = wasm_f32x4_splat(a[3]); c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(av, b0)); c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(av, b1));
+    av = wasm_f32x4_splat(a[0]); c00 = MADD(c00, av, b0); c01 = MADD(c01, av, b1);
+    av = wasm_f32x4_splat(a[1]); c10 = MADD(c10, av, b0); c11 = MADD(c11, av, b1);
+    av = wasm_f32x4_splat(a[2]); c20 = MADD(c20, av, b0); c21 = MADD(c21, av, b1);
+    av = wasm_f32x4_splat(a[3]); c30 = MADD(c30, av, b0); c31 = MADD(c31, av, b1);
     a += GEMM_MR;
     b += GEMM_NR;
   }

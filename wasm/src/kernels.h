@@ -10,6 +10,14 @@
 
 typedef unsigned long size_t;
 
+/* acc + x·y on f32x4 (needs <wasm_simd128.h>): fused (one rounding, where the CPU has FMA) in the
+ * relaxed-SIMD builds (-mrelaxed-simd; wasm/build.sh), a multiply then an add in the plain ones. */
+#ifdef __wasm_relaxed_simd__
+#define MADD(acc, x, y) wasm_f32x4_relaxed_madd(x, y, acc)
+#else
+#define MADD(acc, x, y) wasm_f32x4_add(acc, wasm_f32x4_mul(x, y))
+#endif
+
 /* Convolution parameters, in the order of core/backend.ts's Conv2DParams (CONV_FIELDS). */
 typedef struct {
   int batch, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels;

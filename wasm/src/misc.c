@@ -189,3 +189,12 @@ void EXPORT(sigmoid_cross_entropy_backward)(const float *probs, const float *tar
   double factor = scale / n;
   for (int i = 0; i < n; i++) dlogits[i] = (float)((probs[i] - targets[i]) * factor);
 }
+
+/* 1 in the relaxed-SIMD builds (the GEMM's multiply-adds fused), 0 in the plain SIMD128 ones. */
+int EXPORT(relaxed_simd)(void) {
+#ifdef __wasm_relaxed_simd__
+  return 1;
+#else
+  return 0;
+#endif
+}

@@ -113,6 +113,14 @@ export class WasmBackend implements Backend {
     return this.threadPool?.threads ?? 1;
   }
 
+  /**
+   * The module's SIMD: 'relaxed' (the GEMM's multiply-adds fused: one rounding where the CPU has
+   * FMA, so results may differ in the last bits between machines) or 'plain' (SIMD128 only).
+   */
+  simd(): 'relaxed' | 'plain' {
+    return this.k.relaxed_simd() === 1 ? 'relaxed' : 'plain';
+  }
+
   /** Resolves once the started workers wait for jobs (kernels run on one thread until then). */
   threadsReady(timeoutMs?: number): Promise<void> {
     return this.threadPool?.ready(timeoutMs) ?? Promise.resolve();

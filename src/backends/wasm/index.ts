@@ -13,6 +13,7 @@ export { WasmBackend, WasmTensor, type WasmBackendOptions } from './backend.js';
 export { WASM_MAX_BYTES } from './heap.js';
 export { WASM_MAX_THREADS } from './kernels.js';
 export { runWorker, type SpawnWorker, type WorkerInit, webWorkerSpawner } from './threads.js';
+export { kernelFileName, parseWasmSimd, relaxedSimdSupported, type WasmSimdChoice, wantsRelaxed } from './simd.js';
 
 /**
  * A backend on a compiled kernel module (a fresh instance with its own memory). The threaded

@@ -134,6 +134,8 @@ export interface WasmKernelExports {
   /** dst = B[K,N] (row-major) packed once as the GEMM reads it, for operands that never change. */
   gemm_prepack_b(k: number, n: number, b: Ptr, dst: Ptr): void;
   set_thread_work(tid: number, work: Ptr): void;
+  /** 1 in the relaxed-SIMD builds (wasm/xception*-relaxed.wasm), 0 in the plain SIMD128 ones. */
+  relaxed_simd(): number;
 }
 
 /** The thread pool's exports, only in the threaded build (wasm/xception-mt.wasm, wasm/src/threads.c). */
@@ -178,6 +180,7 @@ const REQUIRED: readonly (keyof WasmKernelExports)[] = [
   'gemm_prepack_b',
   'batchnorm_backward',
   'update_adam',
+  'relaxed_simd',
 ];
 
 /**

@@ -1,11 +1,13 @@
 /**
  * Node-only loader of the wasm backend: reads wasm/xception-mt.wasm (threads, on worker_threads)
- * or else wasm/xception.wasm (one thread) from the package and compiles it synchronously (backend
- * factories are synchronous). The only file of the wasm backend (with worker-node.ts) that touches
- * Node built-ins. Never throws: a missing or broken module is a reason.
+ * or else wasm/xception.wasm (one thread) from the package — their relaxed-SIMD builds where this
+ * Node has relaxed SIMD (simd.ts; XCEPTION_WASM_SIMD chooses) — and compiles it synchronously
+ * (backend factories are synchronous). The only file of the wasm backend (with worker-node.ts)
+ * that touches Node built-ins. Never throws: a missing or broken module is a reason.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { OptionError } from '../../core/errors.js';
@@ -13,12 +15,45 @@ import type { WasmBackend } from './backend.js';
 import { WASM_MAX_BYTES } from './heap.js';
 import { createWasmBackend } from './index.js';
 import { WASM_MAX_THREADS } from './kernels.js';
+import { kernelFileName, parseWasmSimd, relaxedSimdSupported, wantsRelaxed } from './simd.js';
 import type { SpawnWorker } from './threads.js';
 
-/** dist/src/backends/wasm/node.js → <package>/wasm/xception.wasm. */
-export const WASM_MODULE_PATH = fileURLToPath(new URL('../../../../wasm/xception.wasm', import.meta.url));
-/** The threaded build beside it. */
-export const WASM_THREADED_MODULE_PATH = fileURLToPath(new URL('../../../../wasm/xception-mt.wasm', import.meta.url));
+/** dist/src/backends/wasm/node.js → <package>/wasm/<file>, for a build (simd.ts kernelFileName). */
+export function wasmModulePath(threaded: boolean, relaxed: boolean): string {
+  return fileURLToPath(new URL(`../../../../wasm/${kernelFileName(threaded, relaxed)}`, import.meta.url));
+}
+/** The plain single-thread build: <package>/wasm/xception.wasm. */
+export const WASM_MODULE_PATH = wasmModulePath(false, false);
+/** The plain threaded build beside it. */
+export const WASM_THREADED_MODULE_PATH = wasmModulePath(true, false);
+
+/**
+ * Whether this Node compiles relaxed SIMD, after turning it on where it is only behind a V8 flag:
+ * Node 20's V8 (11.3) has it as --experimental-wasm-relaxed-simd, V8 11.4 (Node 22) ships it. The
+ * flag adds the relaxed opcodes to what validates and changes nothing else; V8's flags are the
+ * process's, so the pool's workers have it too.
+ */
+export function enableRelaxedSimd(): boolean {
+  if (relaxedSimdSupported()) return true;
+  try {
+    setFlagsFromString('--experimental-wasm-relaxed-simd');
+  } catch {
+    return false;
+  }
+  return relaxedSimdSupported();
+}
+
+/**
+ * XCEPTION_WASM_SIMD: auto (default: relaxed SIMD where this Node has it or can turn it on, and
+ * its module is built), relaxed, or plain (the same bits on every machine; V8's flags untouched).
+ * Whether the relaxed builds load; a choice that cannot be met, or a malformed one, is an OptionError.
+ */
+export function wasmRelaxedFromEnv(value: string | undefined): boolean {
+  const choice = parseWasmSimd(value, 'XCEPTION_WASM_SIMD');
+  if (choice === 'plain') return false;
+  const built = existsSync(wasmModulePath(false, true)) && existsSync(wasmModulePath(true, true));
+  return wantsRelaxed(choice, built && enableRelaxedSimd(), built);
+}
 
 /**
  * XCEPTION_WASM_THREADS: threads of the wasm kernels (1 to 16); default min(cores, 4). A malformed
@@ -78,16 +113,18 @@ function load(): { backend: WasmBackend | null; reason?: string } {
   }
   const limit = wasmMemoryLimitFromEnv(process.env['XCEPTION_WASM_MEMORY_MB']);
   const threads = wasmThreadsFromEnv(process.env['XCEPTION_WASM_THREADS']);
-  const path = existsSync(WASM_THREADED_MODULE_PATH) ? WASM_THREADED_MODULE_PATH : WASM_MODULE_PATH;
+  const relaxed = wasmRelaxedFromEnv(process.env['XCEPTION_WASM_SIMD']);
+  const threadedPath = wasmModulePath(true, relaxed);
+  const path = existsSync(threadedPath) ? threadedPath : wasmModulePath(false, relaxed);
   let bytes: Uint8Array<ArrayBuffer>;
   try {
     bytes = new Uint8Array(readFileSync(path));
   } catch {
-    loaded = { backend: null, reason: `${WASM_MODULE_PATH} is not built (npm run build:wasm needs clang and lld)` };
+    loaded = { backend: null, reason: `${path} is not built (npm run build:wasm needs clang-19 and lld-19)` };
     return loaded;
   }
   try {
-    const options = path === WASM_MODULE_PATH ? {} : { threads, spawn: nodeWorkerSpawner };
+    const options = path === threadedPath ? { threads, spawn: nodeWorkerSpawner } : {};
     const backend = createWasmBackend(new WebAssembly.Module(bytes), { memoryLimitBytes: limit, ...options });
     // Workers start in ~0.1 s; until then kernels would run on one thread.
     backend.threadsReadySync();
