@@ -102,40 +102,40 @@ static void col2im_add(const ConvParams *p, const float *col, int g, int m0, int
  * the window fits their tap lists). */
 static int by_pixel(const ConvParams *p) { return p->outChannels == p->inChannels && p->kernelHeight * p->kernelWidth <= 64; }
 
-/* out[c] = Σ_t rows[t][c] · w[cells[t]·C + c] for c in [c0, c1): `count` taps of a multiplier-1
+/* out[c] = Σ_t rows[t][c] · w[cells[t]·C + c] for c in [0, C): `count` taps of a multiplier-1
  * depthwise window summed in registers, 16 channels at a time (then 4, then 1), in tap order
  * from 0 (the order of the generic kernels), and stored once. */
-static void sum_taps(const float *const *rows, const int *cells, int count, const float *w, int C, float *out, int c0, int c1) {
-  int c = c0;
-  for (; c + 16 <= c1; c += 16) {
+static void sum_taps(const float *const *rows, const int *cells, int count, const float *w, int C, float *out) {
+  int c = 0;
+  for (; c + 16 <= C; c += 16) {
     v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
     for (int t = 0; t < count; t++) {
       const float *xr = rows[t] + c, *wr = w + (size_t)cells[t] * C + c;
-      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(xr), wasm_v128_load(wr)));
-      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(xr + 4), wasm_v128_load(wr + 4)));
-      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(xr + 8), wasm_v128_load(wr + 8)));
-      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(xr + 12), wasm_v128_load(wr + 12)));
+      a0 = MADD(a0, wasm_v128_load(xr), wasm_v128_load(wr));
+      a1 = MADD(a1, wasm_v128_load(xr + 4), wasm_v128_load(wr + 4));
+      a2 = MADD(a2, wasm_v128_load(xr + 8), wasm_v128_load(wr + 8));
+      a3 = MADD(a3, wasm_v128_load(xr + 12), wasm_v128_load(wr + 12));
     }
     wasm_v128_store(out + c, a0);
     wasm_v128_store(out + c + 4, a1);
     wasm_v128_store(out + c + 8, a2);
     wasm_v128_store(out + c + 12, a3);
   }
-  for (; c + 4 <= c1; c += 4) {
+  for (; c + 4 <= C; c += 4) {
     v128_t a = wasm_f32x4_splat(0);
-    for (int t = 0; t < count; t++) a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_v128_load(rows[t] + c), wasm_v128_load(w + (size_t)cells[t] * C + c)));
+    for (int t = 0; t < count; t++) a = MADD(a, wasm_v128_load(rows[t] + c), wasm_v128_load(w + (size_t)cells[t] * C + c));
     wasm_v128_store(out + c, a);
   }
-  for (; c < c1; c++) {
+  for (; c < C; c++) {
     float a = 0;
     for (int t = 0; t < count; t++) a += rows[t][c] * w[(size_t)cells[t] * C + c];
     out[c] = a;
   }
 }
 
-/* One output pixel of a multiplier-1 depthwise convolution on channels [c0, c1): the input rows
- * its window reads. */
-static void depthwise_pixel(const ConvParams *p, const float *x, const float *w, float *yr, int n, int oh, int ow, int c0, int c1) {
+/* One output pixel of a multiplier-1 depthwise convolution, every channel: the input rows its
+ * window reads. */
+static void depthwise_pixel(const ConvParams *p, const float *x, const float *w, float *yr, int n, int oh, int ow) {
   int C = p->inChannels;
   int cells[64], count = 0;
   const float *xs[64];
@@ -149,20 +149,13 @@ static void depthwise_pixel(const ConvParams *p, const float *x, const float *w,
       cells[count++] = ky * p->kernelWidth + kx;
     }
   }
-  sum_taps(xs, cells, count, w, C, yr, c0, c1);
+  sum_taps(xs, cells, count, w, C, yr);
 }
 
-/* The three depthwise kernels on input channels [c0, c1) (outputs [c0·mult, c1·mult)): threads
- * split channels, so every output element is summed in the same order as on one thread. */
+/* The three generic depthwise kernels on input channels [c0, c1) (outputs [c0·mult, c1·mult)):
+ * threads split channels, so every output element is summed in the same order as on one thread. */
 static void depthwise_forward(const ConvParams *p, const float *x, const float *w, float *y, int c0, int c1) {
   int O = p->outChannels, mult = O / p->inChannels;
-  if (by_pixel(p)) {
-    for (int n = 0; n < p->batch; n++)
-      for (int oh = 0; oh < p->outHeight; oh++)
-        for (int ow = 0; ow < p->outWidth; ow++)
-          depthwise_pixel(p, x, w, y + ((size_t)(n * p->outHeight + oh) * p->outWidth + ow) * O, n, oh, ow, c0, c1);
-    return;
-  }
   FOR_EACH_TAP(p, {
     const float *restrict xr = x + at, *restrict wr = w + (size_t)cell * O;
     float *restrict yr = y + (size_t)m * O;
@@ -173,9 +166,9 @@ static void depthwise_forward(const ConvParams *p, const float *x, const float *
   })
 }
 
-/* One input pixel's gradient of a multiplier-1 depthwise convolution on channels [c0, c1): the
- * output gradients of the pixels whose windows read it, taps in (ky, kx) order. */
-static void depthwise_input_pixel(const ConvParams *p, const float *dy, const float *w, float *dxr, int n, int ih, int iw, int c0, int c1) {
+/* One input pixel's gradient of a multiplier-1 depthwise convolution, every channel: the output
+ * gradients of the pixels whose windows read it, taps in (ky, kx) order. */
+static void depthwise_input_pixel(const ConvParams *p, const float *dy, const float *w, float *dxr, int n, int ih, int iw) {
   int C = p->inChannels;
   int cells[64], count = 0;
   const float *gs[64];
@@ -189,18 +182,29 @@ static void depthwise_input_pixel(const ConvParams *p, const float *dy, const fl
       cells[count++] = ky * p->kernelWidth + kx;
     }
   }
-  sum_taps(gs, cells, count, w, C, dxr, c0, c1);
+  sum_taps(gs, cells, count, w, C, dxr);
+}
+
+/* The by-pixel kernels (multiplier 1) on rows [r0, r1) of the output (forward) or input (input
+ * gradient), every channel: each pixel is summed whole by one thread, in the one-thread order. */
+static void depthwise_forward_rows(const ConvParams *p, const float *x, const float *w, float *y, int r0, int r1) {
+  for (int r = r0; r < r1; r++) {
+    int n = r / p->outHeight, oh = r % p->outHeight;
+    for (int ow = 0; ow < p->outWidth; ow++)
+      depthwise_pixel(p, x, w, y + ((size_t)r * p->outWidth + ow) * p->outChannels, n, oh, ow);
+  }
+}
+
+static void depthwise_input_rows(const ConvParams *p, const float *dy, const float *w, float *dx, int r0, int r1) {
+  for (int r = r0; r < r1; r++) {
+    int n = r / p->inHeight, ih = r % p->inHeight;
+    for (int iw = 0; iw < p->inWidth; iw++)
+      depthwise_input_pixel(p, dy, w, dx + ((size_t)r * p->inWidth + iw) * p->inChannels, n, ih, iw);
+  }
 }
 
 static void depthwise_backward_input(const ConvParams *p, const float *dy, const float *w, float *dx, int c0, int c1) {
   int O = p->outChannels, mult = O / p->inChannels;
-  if (by_pixel(p)) {
-    for (int n = 0; n < p->batch; n++)
-      for (int ih = 0; ih < p->inHeight; ih++)
-        for (int iw = 0; iw < p->inWidth; iw++)
-          depthwise_input_pixel(p, dy, w, dx + ((size_t)(n * p->inHeight + ih) * p->inWidth + iw) * O, n, ih, iw, c0, c1);
-    return;
-  }
   FOR_EACH_TAP(p, {
     const float *restrict gr = dy + (size_t)m * O, *restrict wr = w + (size_t)cell * O;
     float *restrict xr = dx + at;
@@ -234,16 +238,42 @@ typedef struct {
 static void depthwise_task(void *ctx, int tid, int n) {
   const DepthwiseJob *j = ctx;
   int c0, c1;
-  split_range(j->p->inChannels, tid, n, 16, &c0, &c1); /* whole 16-channel blocks of sum_taps */
+  split_range(j->p->inChannels, tid, n, 16, &c0, &c1); /* whole 16-channel blocks */
   if (c1 > c0) j->fn(j->p, j->a, j->b, j->out, c0, c1);
+}
+
+static double depthwise_taps(const ConvParams *p) {
+  return (double)p->batch * p->outHeight * p->outWidth * p->kernelHeight * p->kernelWidth * p->outChannels;
 }
 
 /* Zeroes `outFloats` of out, then runs fn over all channels on the pool. */
 static void depthwise(depthwise_fn fn, const ConvParams *p, const float *a, const float *b, float *out, size_t outFloats) {
   zero_floats(out, outFloats);
   DepthwiseJob job = {fn, p, a, b, out};
-  double taps = (double)p->batch * p->outHeight * p->outWidth * p->kernelHeight * p->kernelWidth * p->outChannels;
-  parallel_run(depthwise_task, &job, taps);
+  parallel_run(depthwise_task, &job, depthwise_taps(p));
+}
+
+typedef void (*pixel_rows_fn)(const ConvParams *p, const float *a, const float *b, float *out, int r0, int r1);
+typedef struct {
+  pixel_rows_fn fn;
+  const ConvParams *p;
+  const float *a, *b;
+  float *out;
+  int rows;
+} PixelRowsJob;
+
+static void pixel_rows_task(void *ctx, int tid, int n) {
+  const PixelRowsJob *j = ctx;
+  int r0, r1;
+  split_range(j->rows, tid, n, 1, &r0, &r1);
+  if (r1 > r0) j->fn(j->p, j->a, j->b, j->out, r0, r1);
+}
+
+/* A by-pixel kernel over `rows` (image, row) pairs on the pool: threads split rows, not channels,
+ * so no thread walks the windows of pixels it computes no channel of. */
+static void depthwise_by_rows(pixel_rows_fn fn, const ConvParams *p, const float *a, const float *b, float *out, int rows) {
+  PixelRowsJob job = {fn, p, a, b, out, rows};
+  parallel_run(pixel_rows_task, &job, depthwise_taps(p));
 }
 
 void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work) {
@@ -266,7 +296,8 @@ static void conv_forward(const ConvParams *p, const float *x, const float *w, in
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_depthwise(p)) {
     /* Multiplier 1 writes every output (depthwise_pixel); others sum into zeroes. */
-    depthwise(depthwise_forward, p, x, w, y, by_pixel(p) ? 0 : (size_t)M * O);
+    if (by_pixel(p)) depthwise_by_rows(depthwise_forward_rows, p, x, w, y, p->batch * p->outHeight);
+    else depthwise(depthwise_forward, p, x, w, y, (size_t)M * O);
     if (ep) epilogue_rows(ep, y, M, O, O);
     return;
   }
@@ -295,8 +326,10 @@ void EXPORT(conv2d_forward_packed)(const ConvParams *p, const float *x, const fl
 }
 
 void EXPORT(conv2d_backward_input)(const ConvParams *p, const float *dy, const float *w, float *dx, float *scratch, float *work) {
-  if (is_depthwise(p)) /* by pixel, every input gradient is written; else summed into zeroes */
-    return depthwise(depthwise_backward_input, p, dy, w, dx, by_pixel(p) ? 0 : (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
+  if (is_depthwise(p)) { /* by pixel, every input gradient is written; else summed into zeroes */
+    if (by_pixel(p)) return depthwise_by_rows(depthwise_input_rows, p, dy, w, dx, p->batch * p->inHeight);
+    return depthwise(depthwise_backward_input, p, dy, w, dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
+  }
   int M = p->batch * p->outHeight * p->outWidth, O = p->outChannels;
   if (is_plain_pointwise(p)) return gemm(0, 1, M, p->inChannels, O, dy, O, w, O, dx, p->inChannels, 0, work);
   zero_floats(dx, (size_t)p->batch * p->inHeight * p->inWidth * p->inChannels);
