@@ -242,6 +242,9 @@ void gemm_with(int transA, int transB, int M, int N, int K, const float *A, int 
 /* Columns of B as packed: N rounded up to whole micro-panels. */
 static int packed_columns(int N) { return (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR; }
 
+/* Floats of packing space each thread's `work` must hold (the TypeScript side allocates them). */
+int EXPORT(gemm_work_floats)(void) { return GEMM_WORK_FLOATS; }
+
 int EXPORT(gemm_packed_b_floats)(int K, int N) { return K * packed_columns(N); }
 
 /* dst (gemm_packed_b_floats(K, N) floats) = B[K, N] (row stride N) in the panels gemm_serial

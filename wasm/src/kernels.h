@@ -35,7 +35,7 @@ typedef struct {
 #define GEMM_MR 4
 #define GEMM_NR 8
 #define GEMM_MC 96
-#define GEMM_KC 256
+#define GEMM_KC 384
 #define GEMM_NC 512
 #define GEMM_WORK_FLOATS (GEMM_MC * GEMM_KC + GEMM_KC * GEMM_NC)
 

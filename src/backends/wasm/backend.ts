@@ -36,7 +36,7 @@ import {
   checkRows,
 } from '../params-check.js';
 import { WasmHeap } from './heap.js';
-import { GEMM_WORK_FLOATS, type WasmKernelExports, kernelExports, threadExports } from './kernels.js';
+import { type WasmKernelExports, kernelExports, threadExports } from './kernels.js';
 import { type SpawnWorker, WasmThreadPool } from './threads.js';
 
 /** Storage of the wasm backend: `size` float32 elements in the module's memory. */
@@ -90,7 +90,7 @@ export class WasmBackend implements Backend {
   constructor(instance: WebAssembly.Instance, options: WasmBackendOptions = {}, threaded?: WasmThreadedInstance) {
     this.k = kernelExports(instance, threaded?.memory);
     this.heap = new WasmHeap(this.k.memory, this.k.__heap_base.value as number, options.memoryLimitBytes);
-    this.work = this.heap.alloc(GEMM_WORK_FLOATS * 4, 'GEMM packing space');
+    this.work = this.heap.alloc(this.k.gemm_work_floats() * 4, 'GEMM packing space');
     this.args = this.heap.alloc(128, 'kernel parameters');
     const t = threadExports(instance);
     if (t && threaded && options.spawn)

@@ -129,6 +129,8 @@ export interface WasmKernelExports {
   conv2d_forward_packed(p: Ptr, x: Ptr, packedW: Ptr, y: Ptr, scratch: Ptr, work: Ptr, ep: Ptr): void;
   /** Compiled plans' dense steps: C[M,N] = A[M,K]·B[K,N] with the epilogue `ep` fused in, B packed. */
   gemm_fused(m: number, n: number, k: number, a: Ptr, packedB: Ptr, c: Ptr, ep: Ptr, work: Ptr): void;
+  /** Floats of GEMM packing space each thread needs (GEMM_WORK_FLOATS of wasm/src/kernels.h). */
+  gemm_work_floats(): number;
   /** Floats gemm_prepack_b writes for a K×N matrix (N rounded up to whole micro-panels). */
   gemm_packed_b_floats(k: number, n: number): number;
   /** dst = B[K,N] (row-major) packed once as the GEMM reads it, for operands that never change. */
@@ -167,9 +169,6 @@ export function writeEpilogue(memory: WebAssembly.Memory, at: Ptr, e: { bias: Pt
   v.setFloat64(16, e.alpha, true);
 }
 
-/** GEMM packing space in floats: GEMM_WORK_FLOATS of wasm/src/kernels.h. */
-export const GEMM_WORK_FLOATS = 96 * 256 + 256 * 512;
-
 const REQUIRED: readonly (keyof WasmKernelExports)[] = [
   'memory',
   '__heap_base',
@@ -181,6 +180,7 @@ const REQUIRED: readonly (keyof WasmKernelExports)[] = [
   'batchnorm_backward',
   'update_adam',
   'relaxed_simd',
+  'gemm_work_floats',
 ];
 
 /**

@@ -12,7 +12,7 @@
  */
 import { BackendError, OptionError } from '../../core/errors.js';
 import type { WasmHeap } from './heap.js';
-import { GEMM_WORK_FLOATS, WASM_MAX_THREADS, type WasmKernelExports, type WasmThreadExports, threadExports } from './kernels.js';
+import { WASM_MAX_THREADS, type WasmKernelExports, type WasmThreadExports, threadExports } from './kernels.js';
 
 /** What a worker needs to join the pool (structured-cloneable: module and shared memory). */
 export interface WorkerInit {
@@ -87,7 +87,7 @@ export class WasmThreadPool {
 
   private start(tid: number): void {
     const stack = this.heap.alloc(STACK_BYTES, `wasm worker ${tid} stack`);
-    const work = this.heap.alloc(GEMM_WORK_FLOATS * 4, `wasm worker ${tid} GEMM packing space`);
+    const work = this.heap.alloc(this.k.gemm_work_floats() * 4, `wasm worker ${tid} GEMM packing space`);
     this.k.set_thread_work(tid, work);
     try {
       this.workers.push(this.spawn({ module: this.module, memory: this.memory, tid, stackTop: stack + STACK_BYTES }));
