@@ -16,7 +16,8 @@ self.onmessage = async ({ data }) => {
       plan = compileInference(model, { batch: 1, inputShape: [data.size, data.size, 3] });
       input = data.input;
       const threads = choice.backend.threads(); // prefer 'wasm': the wasm backend or an error
-      self.postMessage({ type: 'ready', note: `compiled plan, ${threads} thread${threads === 1 ? '' : 's'}, in a Worker` });
+      const how = `compiled plan, ${choice.backend.simd()} SIMD, ${threads} thread${threads === 1 ? '' : 's'}, in a Worker`;
+      self.postMessage({ type: 'ready', note: how });
     } else if (data.type === 'run') {
       self.postMessage({ type: 'output', data: plan.runData(input) });
     }

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from '../../core/backend.js';
+import { WasmBackend } from '../../backends/wasm/backend.js';
 import * as X from '../../index.js';
 import { assignByName, namedWeightsOf } from '../../io/named-weights.js';
 import type { Model } from '../../nn/model.js';
@@ -77,7 +78,10 @@ function oursContestant(model: Model, backend: Backend, name: string, nhwc: Floa
     const plan = X.compileInference(model, { batch: 1 });
     // A model on the native backend compiles a native plan: count it as ours-on-`backend` only
     // when the plan runs there.
-    if (plan.info().backend === backend.name) return { name, note: `compiled plan (${plan.layout})`, run: async () => plan.run(x).data() };
+    if (plan.info().backend === backend.name) {
+      const simd = backend instanceof WasmBackend ? `, ${backend.simd()} SIMD` : '';
+      return { name, note: `compiled plan (${plan.layout}${simd})`, run: async () => plan.run(x).data() };
+    }
     plan.dispose();
   } catch (e) {
     if (backend.name !== 'wasm') throw e;
