@@ -659,13 +659,22 @@ class Builder {
   }
 
   // oneDNN adds an int8 convolution's bias to the int32 accumulator before the output scales, so
-  // the real bias goes in accumulator units: bias[c] / (inScale · weightScale[c]).
+  // the bias goes in accumulator units: bias[c] / (inScale · weightScale[c]), rounded to a whole
+  // step as the contract's int32 bias is (quant-types.ts int32Bias: JavaScript's Math.round,
+  // halves up; the whole bias unrounded when a channel's value is no finite int32).
   memory accumulatorBias(int index, const memory::desc& user, const memory::desc& want, float inScale,
                          const std::vector<float>& scales) {
     WeightSlot& slot = claim(index, scales.size(), "conv bias");
     slot.user = user;
     std::vector<float> b(w_[index].data, w_[index].data + scales.size());
-    for (size_t c = 0; c < b.size(); ++c) b[c] /= inScale * scales[c];
+    std::vector<double> steps(b.size());
+    bool whole = true;
+    for (size_t c = 0; c < b.size(); ++c) {
+      const float step = inScale * scales[c];
+      steps[c] = std::floor(static_cast<double>(b[c]) / step + 0.5);
+      whole = whole && std::isfinite(steps[c]) && std::fabs(steps[c]) <= 2147483647.0;
+    }
+    for (size_t c = 0; c < b.size(); ++c) b[c] = whole ? static_cast<float>(steps[c]) : b[c] / (inScale * scales[c]);
     return ownedCopy(b.data(), user, want, dnnl::primitive_attr());
   }
 

@@ -63,6 +63,34 @@ export function quantizeValue(x: number, q: ValueQuant): number {
   return r < lo ? lo : r > hi ? hi : r;
 }
 
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * An int8 node's bias in ONNX's QDQ form: int32 at scale scaleIn·scaleW[c] (their fp32 product),
+ * i.e. rounded to a whole accumulator step — what ONNX Runtime's int8 convolutions add. Null when a
+ * channel's value is not a finite int32 (a step near 0): the bias then stays fp32.
+ */
+export function int32Bias(
+  bias: Float32Array,
+  weightScales: Float32Array,
+  inputScale: number,
+): { q: Int32Array; scales: Float32Array } | null {
+  const scales = Float32Array.from(weightScales, (s) => s * inputScale);
+  const q = new Int32Array(bias.length);
+  for (let c = 0; c < bias.length; c++) {
+    const v = Math.round(bias[c]! / scales[c]!);
+    if (!Number.isFinite(v) || Math.abs(v) > INT32_MAX) return null;
+    q[c] = v;
+  }
+  return { q, scales };
+}
+
+/** The bias an int8 node adds: its int32 form (int32Bias) dequantized in fp32, or the fp32 bias where it has none. */
+export function int8NodeBias(bias: Float32Array, weightScales: Float32Array, inputScale: number): Float32Array {
+  const b = int32Bias(bias, weightScales, inputScale);
+  return b ? Float32Array.from(b.q, (v, c) => Math.fround(v) * b.scales[c]!) : bias;
+}
+
 /** Per-output-channel weight scales of an HWIO (grouped) kernel: [kh, kw, in/groups, out]. */
 export function weightScales(kernel: Float32Array, outChannels: number): Float32Array {
   const scales = new Float32Array(outChannels);

@@ -5,7 +5,8 @@
  *     saturated when produced, whichever node produces it;
  *   - an int8 convolution or dense node (not in fp32Nodes) multiplies the integers of its input by
  *     per-output-channel int8 weights (weightScales of the batch-norm-folded kernel), the sum is
- *     scaled by scaleIn·scaleW[c] in float64 and the fp32 bias added, then its post-ops (residual
+ *     scaled by scaleIn·scaleW[c] in float64 and the bias added — rounded to a whole step of
+ *     scaleIn·scaleW[c], the int32 bias of ONNX's QDQ form (int8NodeBias) — then its post-ops (residual
  *     sum, ReLU/ELU) run in float and the result is requantized to its own scale.
  * The integer products are summed by the backend's fp32 convolution: exact while a partial sum
  * stays below 2^24, an approximation of int32 accumulation beyond.
@@ -17,7 +18,7 @@ import type { Tensor } from '../core/tensor.js';
 import { checkCalibrationFits } from './calibration-check.js';
 import { convWeightRecipes, type ConvNode, type DenseNode, type GraphNode } from './graph.js';
 import { GraphInterpreter, int8Graph } from './interpret.js';
-import { type Int8Calibration, quantizeValue, type ValueQuant, valueKey, weightScales } from './quant-types.js';
+import { type Int8Calibration, int8NodeBias, quantizeValue, type ValueQuant, valueKey, weightScales } from './quant-types.js';
 
 /** The backend a model's weights live on. */
 export function modelBackend(model: Model): Backend {
@@ -79,7 +80,7 @@ export class Int8Simulator {
     return w;
   }
 
-  /** An int8 node's result before its post-ops: integer products, rescaled in float64, plus the bias. */
+  /** An int8 node's result before its post-ops: integer products, rescaled in float64, plus the (int32) bias. */
   private int8Linear(n: ConvNode | DenseNode, x: Float32Array, batch: number): Float32Array | null {
     if (Object.hasOwn(this.calibration.fp32Nodes, valueKey(n))) return null;
     const qin = this.quant(n.inputs[0]!)!;
@@ -88,9 +89,10 @@ export class Int8Simulator {
     const w = this.weightsOf(n);
     const acc = this.interp.linearWith(n, qx, batch, { kernel: w.kernel, bias: null });
     const outC = w.scales.length;
+    const bias = w.bias ? int8NodeBias(w.bias, w.scales, qin.scale) : null;
     for (let i = 0; i < acc.length; i++) {
       const c = i % outC;
-      acc[i] = acc[i]! * (qin.scale * w.scales[c]!) + (w.bias ? w.bias[c]! : 0);
+      acc[i] = acc[i]! * (qin.scale * w.scales[c]!) + (bias ? bias[c]! : 0);
     }
     return acc;
   }

@@ -3,7 +3,7 @@
  * the fused inference graph node by node in float64 on NHWC arrays. With a calibration, a value
  * with a ValueQuant is replaced by scale · q(value) after its node, and a convolution or dense node
  * that qualifies for int8 (the rule of src/infer/int8-plan.ts, restated here) uses its per-channel
- * quantized kernel.
+ * quantized kernel and its bias rounded to whole accumulator steps.
  * Without one it gives every node's fp32 value, from which minmaxCalibration makes test calibrations.
  */
 import { fuseGraph } from '../../src/infer/fuse.js';
@@ -45,6 +45,17 @@ function conv(x: Arr, b: number, n: ConvNode, kernel: Float32Array, bias: Float3
 export function fakeQuantKernel(kernel: Float32Array, outC: number): Float32Array {
   const s = weightScales(kernel, outC);
   return kernel.map((w, i) => s[i % outC]! * quantizeValue(w, { scale: s[i % outC]!, unsigned: false }));
+}
+
+/**
+ * The bias as an int8 node adds it: in whole steps of scaleIn · scaleW[c] (fp32 products), halves
+ * rounded up — the int32 bias of ONNX's QDQ form — unless a channel's step count is no int32.
+ */
+export function int32RoundedBias(bias: Float32Array, kernel: Float32Array, outC: number, inScale: number): Float32Array {
+  const s = weightScales(kernel, outC);
+  const steps = Array.from(bias, (v, c) => Math.round(v / Math.fround(inScale * s[c]!)));
+  if (steps.some((k) => !Number.isFinite(k) || Math.abs(k) > 2 ** 31 - 1)) return bias;
+  return Float32Array.from(steps, (k, c) => k * Math.fround(inScale * s[c]!));
 }
 
 function pool(
@@ -151,7 +162,9 @@ export function referenceRun(
         const q8 = runsInt8(n);
         if (q8) int8Nodes.push(valueKey(n));
         const kernel = q8 ? fakeQuantKernel(w.kernel(), n.geometry.outC) : w.kernel();
-        y = conv(ins[0]!, b, n, kernel, w.bias ? w.bias() : null);
+        const bias = w.bias ? w.bias() : null;
+        const inScale = quant(n.inputs[0]!)?.scale ?? 1;
+        y = conv(ins[0]!, b, n, kernel, bias && q8 ? int32RoundedBias(bias, w.kernel(), n.geometry.outC, inScale) : bias);
         for (const p of n.posts) {
           if (p.kind === 'sum') {
             const s = val.get(n.sumInto!)!;
@@ -178,7 +191,9 @@ export function referenceRun(
         const q8 = runsInt8(n);
         if (q8) int8Nodes.push(valueKey(n));
         const kernel = q8 ? fakeQuantKernel(n.kernel(), n.units) : n.kernel();
-        y = dense(ins[0]!, b, kernel, n.units, n.bias ? n.bias() : null);
+        const bias = n.bias ? n.bias() : null;
+        const inScale = quant(n.inputs[0]!)?.scale ?? 1;
+        y = dense(ins[0]!, b, kernel, n.units, bias && q8 ? int32RoundedBias(bias, n.kernel(), n.units, inScale) : bias);
         for (const p of n.posts) if (p.kind === 'eltwise') y = y.map(act(p.alg, p.alpha));
         break;
       }
