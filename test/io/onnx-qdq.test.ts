@@ -6,14 +6,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { referenceBackend } from '../../src/backends/reference/index.js';
-import { noGrad } from '../../src/core/engine.js';
+import type { Backend } from '../../src/core/backend.js';
+import { noGrad, tryBackend } from '../../src/core/engine.js';
 import { Random } from '../../src/core/random.js';
 import { calibrate } from '../../src/infer/calibrate.js';
 import { GraphInterpreter, int8Graph } from '../../src/infer/interpret.js';
-import type { Model } from '../../src/nn/model.js';
+import { Model } from '../../src/nn/model.js';
+import { Dense, Flatten, InputLayer } from '../../src/nn/layers/core.js';
+import { compileInference } from '../../src/infer/compiled.js';
 import { CalibrationError } from '../../src/infer/calibration-check.js';
 import { fakeQuantize, simulateInt8 } from '../../src/infer/simulate-int8.js';
-import type { ValueQuant } from '../../src/infer/quant-types.js';
+import { type Int8Calibration, type ValueQuant, valueKey } from '../../src/infer/quant-types.js';
 import { OnnxGraphBuilder } from '../../src/io/onnx.js';
 import { exportOnnx, OnnxEmitter } from '../../src/io/onnx-model.js';
 import { QdqWriter } from '../../src/io/onnx-qdq.js';
@@ -151,4 +154,45 @@ test('a QDQ export with a calibration of another model is a CalibrationError', a
   assert.throws(() => exportOnnx(b, { int8: cal }), CalibrationError);
   a.dispose();
   b.dispose();
+});
+
+/** Dense 4 → 3 on a 1×1×4 image, its weights and bias set (see the test below). */
+function biasModel(b: Backend): Model {
+  const ctx = { rng: new Random(1), backend: b };
+  const input = new InputLayer({ shape: [1, 1, 4], name: 'image' }).apply([], ctx);
+  const out = new Dense({ units: 3, name: 'predictions' }).apply(new Flatten({ name: 'flat' }).apply(input, ctx), ctx);
+  const m = new Model({ inputs: input, outputs: out, seed: 1 });
+  const [kernel, bias] = m.getLayer('predictions').weights;
+  kernel!.setData(Float32Array.from({ length: 12 }, (_, i) => (i < 3 ? 2.54 : ((i % 5) - 2) * 0.5)));
+  bias!.setData(Float32Array.from([0.3049, -0.3151, 0.0126]));
+  return m;
+}
+
+test("an int8 node's bias is ONNX's int32 one: a bias off the accumulator grid gives the same logits in ONNX Runtime, the simulation and the native plan", async () => {
+  // Input scale 0.5 and weight scales 0.02 make the accumulator step 0.01; the output scale is
+  // 0.004, so a bias between steps lands on another output step than its int32 form does (0.3049,
+  // −0.3151, 0.0126: 76, −79, 3 output steps as fp32; 75, −80, 2 as 30, −32, 1 accumulator steps).
+  const m = biasModel(backend);
+  // The image, its flattening (the dense node's input) and the logits are stored quantized.
+  const scaleOf = { input: 0.5, flatten: 0.5, dense: 0.004 } as Record<string, number>;
+  const values: Record<string, ValueQuant> = {};
+  for (const node of int8Graph(m).nodes) if (node.op in scaleOf) values[valueKey(node)] = { scale: scaleOf[node.op]!, unsigned: false };
+  const cal: Int8Calibration = { method: 'minmax', images: 1, values, fp32Nodes: {} };
+  const n = 6;
+  const r = new Random(2);
+  const x = Float32Array.from({ length: n * 4 }, (_, i) => (i < 4 ? 0 : r.int(9) - 4) * 0.5);
+  const session = await ort.InferenceSession.create(exportOnnx(m, { int8: cal, inputLayout: 'nhwc' }));
+  const viaOrt = (await session.run({ input: new ort.Tensor('float32', x, [n, 1, 1, 4]) }))['output']!.data as Float32Array;
+  await session.release();
+  const sim = simulateInt8(m, cal, x, { batch: n, logits: true });
+  const steps = (a: ArrayLike<number>) => Array.from(a, (v) => Math.round(v / 0.004));
+  assert.deepEqual(steps(sim.subarray(0, 3)), [75, -80, 2], 'the bias alone (input 0): in whole accumulator steps');
+  assert.deepEqual(steps(sim), steps(viaOrt));
+  const native = tryBackend('native');
+  if (native) {
+    const plan = compileInference(biasModel(native), { batch: n, logits: true, precision: 'int8', calibration: cal });
+    assert.deepEqual(steps(plan.runData(x)), steps(sim), 'the native int8 plan');
+    plan.dispose();
+  }
+  m.dispose();
 });
