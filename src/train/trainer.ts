@@ -679,7 +679,7 @@ class TrainingSession {
     );
     this.progress.line(
       `training on ${this.setup.data.name}: ` +
-        `${this.loader.samples} images, ${this.epochsInAll} epochs of ${this.stepsPerEpoch} steps, backend ${this.setup.backend.name}` +
+        `${this.loader.samples} images, ${this.epochsInAll} epochs of ${this.stepsPerEpoch} steps, backend ${backendLabel(this.setup.backend)}` +
         (dp ? `, ${dp.replicas} replicas × ${dp.threadsPerReplica} thread(s)` : '') +
         (precisionOf(config) === 'bf16' ? `, bf16 mixed precision (${bf16HardwareOf(this.setup.backend)} on this CPU)` : ''),
     );
@@ -1062,4 +1062,12 @@ async function runModel(
     throw e;
   }
   return built;
+}
+
+/** The backend's name, and for wasm which build runs on how many threads ("wasm (relaxed SIMD, 2 threads)"). */
+function backendLabel(b: Backend): string {
+  const wasm = b as Backend & { simd?: () => string; threads?: () => number };
+  if (b.name !== 'wasm' || typeof wasm.simd !== 'function' || typeof wasm.threads !== 'function') return b.name;
+  const n = wasm.threads();
+  return `wasm (${wasm.simd()} SIMD, ${n} thread${n === 1 ? '' : 's'})`;
 }
