@@ -227,53 +227,41 @@ static void depthwise_backward_filter(const ConvParams *p, const float *x, const
   })
 }
 
-typedef void (*depthwise_fn)(const ConvParams *p, const float *a, const float *b, float *out, int c0, int c1);
+/* A depthwise kernel on [s0, s1) of what threads split: input channels (the generic kernels) or
+ * (image, row) pairs (the by-pixel ones). */
+typedef void (*depthwise_fn)(const ConvParams *p, const float *a, const float *b, float *out, int s0, int s1);
 typedef struct {
   depthwise_fn fn;
   const ConvParams *p;
   const float *a, *b;
   float *out;
+  int count, align;
 } DepthwiseJob;
 
 static void depthwise_task(void *ctx, int tid, int n) {
   const DepthwiseJob *j = ctx;
-  int c0, c1;
-  split_range(j->p->inChannels, tid, n, 16, &c0, &c1); /* whole 16-channel blocks */
-  if (c1 > c0) j->fn(j->p, j->a, j->b, j->out, c0, c1);
+  int s0, s1;
+  split_range(j->count, tid, n, j->align, &s0, &s1);
+  if (s1 > s0) j->fn(j->p, j->a, j->b, j->out, s0, s1);
 }
 
-static double depthwise_taps(const ConvParams *p) {
-  return (double)p->batch * p->outHeight * p->outWidth * p->kernelHeight * p->kernelWidth * p->outChannels;
+static void run_depthwise(depthwise_fn fn, const ConvParams *p, const float *a, const float *b, float *out, int count, int align) {
+  DepthwiseJob job = {fn, p, a, b, out, count, align};
+  double taps = (double)p->batch * p->outHeight * p->outWidth * p->kernelHeight * p->kernelWidth * p->outChannels;
+  parallel_run(depthwise_task, &job, taps);
 }
 
-/* Zeroes `outFloats` of out, then runs fn over all channels on the pool. */
+/* Zeroes `outFloats` of out, then runs a generic kernel over all channels on the pool, threads
+ * taking whole 16-channel blocks. */
 static void depthwise(depthwise_fn fn, const ConvParams *p, const float *a, const float *b, float *out, size_t outFloats) {
   zero_floats(out, outFloats);
-  DepthwiseJob job = {fn, p, a, b, out};
-  parallel_run(depthwise_task, &job, depthwise_taps(p));
-}
-
-typedef void (*pixel_rows_fn)(const ConvParams *p, const float *a, const float *b, float *out, int r0, int r1);
-typedef struct {
-  pixel_rows_fn fn;
-  const ConvParams *p;
-  const float *a, *b;
-  float *out;
-  int rows;
-} PixelRowsJob;
-
-static void pixel_rows_task(void *ctx, int tid, int n) {
-  const PixelRowsJob *j = ctx;
-  int r0, r1;
-  split_range(j->rows, tid, n, 1, &r0, &r1);
-  if (r1 > r0) j->fn(j->p, j->a, j->b, j->out, r0, r1);
+  run_depthwise(fn, p, a, b, out, p->inChannels, 16);
 }
 
 /* A by-pixel kernel over `rows` (image, row) pairs on the pool: threads split rows, not channels,
  * so no thread walks the windows of pixels it computes no channel of. */
-static void depthwise_by_rows(pixel_rows_fn fn, const ConvParams *p, const float *a, const float *b, float *out, int rows) {
-  PixelRowsJob job = {fn, p, a, b, out, rows};
-  parallel_run(pixel_rows_task, &job, depthwise_taps(p));
+static void depthwise_by_rows(depthwise_fn fn, const ConvParams *p, const float *a, const float *b, float *out, int rows) {
+  run_depthwise(fn, p, a, b, out, rows, 1);
 }
 
 void EXPORT(conv2d_forward)(const ConvParams *p, const float *x, const float *w, float *y, float *scratch, float *work) {
