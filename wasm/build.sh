@@ -4,8 +4,8 @@
 #   wasm/xception.wasm             one thread, its own memory (pages without cross-origin isolation)
 #   wasm/xception-mt.wasm          threads: atomics, an imported shared memory of at most 4 GiB that
 #                                  every worker instantiates on
-#   wasm/xception-relaxed.wasm     the same two with relaxed SIMD (-mrelaxed-simd: the GEMM's
-#   wasm/xception-mt-relaxed.wasm  multiply-adds fused, f32x4.relaxed_madd), for engines that have it
+#   wasm/xception-relaxed.wasm     the same two with relaxed SIMD (-mrelaxed-simd: multiply-adds
+#   wasm/xception-mt-relaxed.wasm  fused, f32x4.relaxed_madd; MADD in kernels.h), for engines that have it
 # clang-19 (Debian's clang-19 and lld-19) is preferred: clang 14 folds no constant offsets into
 # the GEMM's loads and emits relaxed-SIMD opcodes of a draft that engines reject, so with an older
 # clang only the first two are built. The modules live outside build/, which node-gyp rebuild

@@ -10,8 +10,8 @@
  * - q = x / scale computed in fp32, rounded to nearest, ties to even (what oneDNN's reorders and
  *   ONNX QuantizeLinear do), then saturated to the range.
  * - Weights: per output channel, scale[c] = max |w[·, c]| / 127 of the kernel after batch-norm
- *   folding (a channel of zeros gets scale 1). Biases stay fp32 (added to the int32 accumulator
- *   times scaleIn · scaleW[c]).
+ *   folding (a channel of zeros gets scale 1). Biases are ONNX's int32 ones: whole steps of
+ *   scaleIn · scaleW[c] (int32Bias), added to the accumulator.
  * - Activations: one scale per graph value (per tensor), found by calibration.
  *
  * Graph values are named by `valueKey` over the lowered and fused graph (graph.ts, fuse.ts), so a

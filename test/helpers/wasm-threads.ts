@@ -57,7 +57,7 @@ function threadChecked(b: WasmBackend): Backend {
 export function loadThreadCheckedWasm(): Backend | null {
   if (loaded !== undefined) return loaded;
   loaded = null;
-  // The build the default backend loads (XCEPTION_WASM_SIMD): the relaxed child test checks it too.
+  // The build the default backend loads (XCEPTION_WASM_SIMD); wasm-relaxed.test.ts runs the other in a child.
   const path = wasmModulePath(true, wasmRelaxedFromEnv(process.env['XCEPTION_WASM_SIMD']));
   if (!existsSync(path)) why = `${path} is not built (npm run build:wasm)`;
   else {

@@ -161,10 +161,11 @@ export function referenceRun(
         const w = convWeightRecipes(n);
         const q8 = runsInt8(n);
         if (q8) int8Nodes.push(valueKey(n));
-        const kernel = q8 ? fakeQuantKernel(w.kernel(), n.geometry.outC) : w.kernel();
+        const raw = w.kernel();
+        const kernel = q8 ? fakeQuantKernel(raw, n.geometry.outC) : raw;
         const bias = w.bias ? w.bias() : null;
         const inScale = quant(n.inputs[0]!)?.scale ?? 1;
-        y = conv(ins[0]!, b, n, kernel, bias && q8 ? int32RoundedBias(bias, w.kernel(), n.geometry.outC, inScale) : bias);
+        y = conv(ins[0]!, b, n, kernel, bias && q8 ? int32RoundedBias(bias, raw, n.geometry.outC, inScale) : bias);
         for (const p of n.posts) {
           if (p.kind === 'sum') {
             const s = val.get(n.sumInto!)!;
@@ -190,10 +191,11 @@ export function referenceRun(
       case 'dense': {
         const q8 = runsInt8(n);
         if (q8) int8Nodes.push(valueKey(n));
-        const kernel = q8 ? fakeQuantKernel(n.kernel(), n.units) : n.kernel();
+        const raw = n.kernel();
+        const kernel = q8 ? fakeQuantKernel(raw, n.units) : raw;
         const bias = n.bias ? n.bias() : null;
         const inScale = quant(n.inputs[0]!)?.scale ?? 1;
-        y = dense(ins[0]!, b, kernel, n.units, bias && q8 ? int32RoundedBias(bias, n.kernel(), n.units, inScale) : bias);
+        y = dense(ins[0]!, b, kernel, n.units, bias && q8 ? int32RoundedBias(bias, raw, n.units, inScale) : bias);
         for (const p of n.posts) if (p.kind === 'eltwise') y = y.map(act(p.alg, p.alpha));
         break;
       }

@@ -190,7 +190,7 @@ void EXPORT(sigmoid_cross_entropy_backward)(const float *probs, const float *tar
   for (int i = 0; i < n; i++) dlogits[i] = (float)((probs[i] - targets[i]) * factor);
 }
 
-/* 1 in the relaxed-SIMD builds (the GEMM's multiply-adds fused), 0 in the plain SIMD128 ones. */
+/* 1 in the relaxed-SIMD builds (multiply-adds fused: MADD in kernels.h), 0 in the plain SIMD128 ones. */
 int EXPORT(relaxed_simd)(void) {
 #ifdef __wasm_relaxed_simd__
   return 1;

@@ -114,7 +114,7 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * The module's SIMD: 'relaxed' (the GEMM's multiply-adds fused: one rounding where the CPU has
+   * The module's SIMD: 'relaxed' (the GEMM's and depthwise taps' multiply-adds fused: one rounding where the CPU has
    * FMA, so results may differ in the last bits between machines) or 'plain' (SIMD128 only).
    */
   simd(): 'relaxed' | 'plain' {
