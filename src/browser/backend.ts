@@ -7,6 +7,8 @@ import type { Backend } from '../core/backend.js';
 import { registerBackend, setBackend, setDefaultBackendChooser } from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
 import { referenceBackend } from '../backends/reference/index.js';
+// Only the list of builds, no kernels: the choice is checked before anything loads.
+import { WASM_SIMD_CHOICES } from '../backends/wasm/simd.js';
 
 registerBackend('reference', () => referenceBackend);
 setDefaultBackendChooser(() => referenceBackend);
@@ -63,6 +65,8 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
   const limit = options.memoryLimitMB;
   if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 4096))
     throw new BackendError(`memoryLimitMB must be a whole number from 1 to 4096, got ${String(limit)}`);
+  if (options.simd !== undefined && !(WASM_SIMD_CHOICES as readonly string[]).includes(options.simd))
+    throw new BackendError(`simd must be one of ${WASM_SIMD_CHOICES.join(', ')}, got '${String(options.simd)}'`);
   const wasmOptions = limit === undefined ? {} : { memoryLimitBytes: limit * 2 ** 20 };
   let reason = 'the reference backend was asked for';
   if (prefer !== 'reference') {
