@@ -73,10 +73,12 @@ struct Buffer;
 void releaseBufferData(Buffer* b);
 
 // A copy of a buffer's contents in a layout some primitive prefers (e.g. blocked filters), kept
-// with the buffer so repeated use of the same weights reorders them once, not on every call.
+// with the buffer so repeated use of the same weights reorders them once, not on every call. Its
+// storage comes from the arena like any buffer's: counted, and reused instead of page-faulted.
 struct DerivedLayout {
   dnnl::memory::desc desc;
-  dnnl::memory mem;
+  std::shared_ptr<Buffer> storage;
+  dnnl::memory mem;  // on storage
   uint64_t version;  // Buffer::version it was made from
 };
 

@@ -37,11 +37,17 @@ enum Kind : int64_t {
   kAvgPoolBwd,
   kMatmul,
   kGemmBf16,
+  kFlatBf16,
 };
 
 memory wrap(State& s, const memory::desc& md, const float* p) {
   // oneDNN takes a non-const handle for every argument; inputs are only read.
   return memory(md, s.engine, const_cast<float*>(p));
+}
+
+// A temporary large enough for `md` (any data type), taken from the buffer pool.
+std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
+  return allocBuffer(static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float)), false);
 }
 
 // The contents of `b` in layout `want`, reordered on first use and kept with the buffer until it
@@ -57,15 +63,11 @@ memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want,
     return d.mem;
   }
   if (b.derived.size() >= 4) b.derived.erase(b.derived.begin());
-  memory mem(want, s.engine);
+  std::shared_ptr<Buffer> storage = scratchBuffer(want);
+  memory mem(want, s.engine, storage->data);
   toWant.execute(s.stream, user, mem);
-  b.derived.push_back({want, mem, b.version});
+  b.derived.push_back({want, storage, mem, b.version});
   return mem;
-}
-
-// A temporary large enough for `md` (any data type), taken from the buffer pool.
-std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
-  return allocBuffer(static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float)), false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ struct ConvGeom {
   // convolutions (32→64 at 149×149 56.0 → 15.4). Forward and backward data gain 2–3× on the
   // pointwise and full convolutions (147×147 1×1 17.2 → 6.3, 28.5 → 13.2).
   // 1×1 filter gradients of unstrided, unpadded convolutions do gain as a bf16 matrix product
-  // (oneDNN's matmul, brgemm; see pointwiseFilterGradBf16): 728→728 at 19×19 batch 8, one
+  // (oneDNN's matmul, brgemm; see pointwiseBf16): 728→728 at 19×19 batch 8, one
   // thread, 37.4 → 1.5 rounding + 23.0 ms. Depthwise convolutions lose in every pass, even before
   // rounding their operands (728 channels at 19×19 batch 8, one thread: forward 1.37 → 2.06 ms,
   // backward data 1.44 → 1.97; 128 at 147×147: 12.0 → 23.5, 12.6 → 20.4): they are memory-bound.
@@ -379,15 +381,14 @@ ConvBwdWeights& convBwdWeightsEntry(State& s, const ConvGeom& c) {
 }
 
 // A pointwise pass as one bf16 matrix product C[m, n] = A[m, k] · B[k, n] through oneDNN's matmul
-// (brgemm on AVX512_BF16). A and B are float32 matrices as the caller holds them, a transposed one
-// as a strided view (brgemm reads it so; no transposing copy), rounded into bf16 temporaries of
-// the same layout; C is float32. `f32Instead`: no fast bf16 matmul here (a reference one, or none).
+// (brgemm on AVX512_BF16). A and B are the caller's matrices rounded to bf16 element for element,
+// a transposed one read as a strided view (brgemm reads it so; no transposing copy); C is float32.
+// `f32Instead`: no fast bf16 matmul here (a reference one, or none).
 struct GemmBf16 : CacheEntry {
   bool f32Instead = false;
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
-  memory::desc a, b, c;
-  ToBf16 lowA, lowB;
+  memory::desc aLow, bLow, c;
 };
 
 // A rows × cols row-major matrix, or (`transposed`) the transpose of a cols × rows one.
@@ -398,34 +399,75 @@ memory::desc matrixMd(int64_t rows, int64_t cols, bool transposed, dt t) {
 GemmBf16& gemmBf16Entry(State& s, int64_t m, int64_t n, int64_t k, bool transA, bool transB) {
   return s.cached<GemmBf16>({kGemmBf16, m, n, k, transA ? 1 : 0, transB ? 1 : 0}, [&] {
     auto e = std::make_unique<GemmBf16>();
-    e->a = matrixMd(m, k, transA, dt::f32);
-    e->b = matrixMd(k, n, transB, dt::f32);
     e->c = matrixMd(m, n, false, dt::f32);
-    memory::desc aLow = matrixMd(m, k, transA, dt::bf16), bLow = matrixMd(k, n, transB, dt::bf16);
-    auto make = [&] { return dnnl::matmul::primitive_desc(dnnl::matmul::desc(aLow, bLow, e->c), s.engine); };
+    e->aLow = matrixMd(m, k, transA, dt::bf16);
+    e->bLow = matrixMd(k, n, transB, dt::bf16);
+    auto make = [&] { return dnnl::matmul::primitive_desc(dnnl::matmul::desc(e->aLow, e->bLow, e->c), s.engine); };
     if (!lowPrecisionUsable(e->pd, make)) {
       e->f32Instead = true;
       return e;
     }
     e->prim = dnnl::matmul(e->pd);
-    e->lowA.init(s, e->a, aLow);
-    e->lowB.init(s, e->b, bLow);
     return e;
   });
 }
 
-void runGemmBf16(State& s, const GemmBf16& e, const float* a, const float* b, float* c) {
-  std::unique_ptr<Buffer> aLow, bLow;
-  memory lowA = rounded(s, e.lowA, wrap(s, e.a, a), aLow);
-  memory lowB = rounded(s, e.lowB, wrap(s, e.b, b), bLow);
+// Rounds n float32s to bf16 in the same element order: one flat reorder, whatever layout the
+// caller reads them in (a transposed matrix view included), so oneDNN never transposes here.
+struct FlatBf16 : CacheEntry {
+  memory::desc f32, bf16;
+  dnnl::reorder prim;
+};
+
+FlatBf16& flatBf16Entry(State& s, int64_t n) {
+  return s.cached<FlatBf16>({kFlatBf16, n}, [&] {
+    auto e = std::make_unique<FlatBf16>();
+    e->f32 = memory::desc({n}, dt::f32, tag::a);
+    e->bf16 = memory::desc({n}, dt::bf16, tag::a);
+    e->prim = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->f32, s.engine, e->bf16));
+    return e;
+  });
+}
+
+// The first n elements of `b` rounded to bf16, kept with the buffer until it is disposed, written
+// or dropped: an output gradient feeds the backward-data and filter-gradient products, and is
+// rounded once for both. (Filters are not kept: a bf16 copy of every filter would lift peak
+// memory above float32 training's, and a filter rounds in a fraction of a millisecond.)
+void* keptBf16(State& s, Buffer& b, int64_t n) {
+  FlatBf16& e = flatBf16Entry(s, n);
+  return derivedLayout(s, b, wrap(s, e.f32, b.data), e.bf16, e.prim).get_data_handle();
+}
+
+// Drops `b`'s kept rounding of its first n elements: an output gradient's, once the filter
+// gradient (its last reader) has run, so it lives no longer than the temporaries it replaces.
+void dropKeptBf16(State& s, Buffer& b, int64_t n) {
+  const memory::desc& want = flatBf16Entry(s, n).bf16;
+  auto& d = b.derived;
+  d.erase(std::remove_if(d.begin(), d.end(), [&](const DerivedLayout& l) { return l.desc == want; }), d.end());
+}
+
+// The same, into a temporary `tmp`: for operands read once per step (a convolution's input is
+// read again only by its filter gradient, and keeping it would raise peak memory).
+void* temporaryBf16(State& s, const float* p, int64_t n, std::unique_ptr<Buffer>& tmp) {
+  FlatBf16& e = flatBf16Entry(s, n);
+  return rounded(s, ToBf16{e.f32, e.bf16, e.prim}, wrap(s, e.f32, p), tmp).get_data_handle();
+}
+
+// C = A · B on operands already rounded to bf16 (laid out as `e.aLow` and `e.bLow` say).
+void runGemmBf16(State& s, const GemmBf16& e, void* aLow, void* bLow, float* c) {
+  memory lowA(e.aLow, s.engine, aLow), lowB(e.bLow, s.engine, bLow);
   e.prim.execute(s.stream, {{DNNL_ARG_SRC, lowA}, {DNNL_ARG_WEIGHTS, lowB}, {DNNL_ARG_DST, wrap(s, e.c, c)}});
   s.stream.wait();
 }
 
-// The filter gradient dW[ic, oc] = Xᵀ · dY of a pointwise convolution; null where it has no fast
-// bf16 matmul here (the caller runs float32).
-GemmBf16* pointwiseFilterGradBf16(State& s, const ConvGeom& c) {
-  GemmBf16& e = gemmBf16Entry(s, c.ic, c.oc, c.pixels(), true, false);
+// A pass of a pointwise convolution as a bf16 matrix product: Y = X · W, dX = dY · Wᵀ,
+// dW[ic, oc] = Xᵀ · dY (W in the Keras layout is the row-major [ic, oc] matrix). Null where it has
+// no fast bf16 matmul here (the caller runs float32). oneDNN's bf16 convolutions want blocked
+// filters, whose reorder ran at 3 GB/s; the matmul reads W as it is.
+GemmBf16* pointwiseBf16(State& s, const ConvGeom& c, ConvGeom::Pass p) {
+  GemmBf16& e = p == ConvGeom::Pass::kForward        ? gemmBf16Entry(s, c.pixels(), c.oc, c.ic, false, false)
+                : p == ConvGeom::Pass::kBackwardData ? gemmBf16Entry(s, c.pixels(), c.ic, c.oc, false, true)
+                                                     : gemmBf16Entry(s, c.ic, c.oc, c.pixels(), true, false);
   return e.f32Instead ? nullptr : &e;
 }
 
@@ -466,6 +508,14 @@ void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
     gemm(a, 'N', 'N', c.pixels(), c.oc, c.ic, x, c.ic, w, c.oc, y, c.oc);
     return;
   }
+  if (c.bf16 && c.pointwise()) {
+    GemmBf16* e = pointwiseBf16(s, c, ConvGeom::Pass::kForward);
+    if (!e) return conv2dAs(s, a, r, false);
+    std::unique_ptr<Buffer> xLow, wLow;
+    void* xl = temporaryBf16(s, x, c.xSize(), xLow);
+    runGemmBf16(s, *e, xl, temporaryBf16(s, w, c.wSize(), wLow), r.add(c.ySize()));
+    return;
+  }
   ConvFwd& e = convFwdEntry(s, c);
   if (e.f32Instead) return conv2dAs(s, a, r, false);
   float* y = r.add(c.ySize());
@@ -490,6 +540,14 @@ void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
     gemm(a, 'N', 'T', c.pixels(), c.ic, c.oc, dy, c.oc, w, c.oc, dx, c.ic);
     return;
   }
+  if (c.bf16 && c.pointwise()) {
+    GemmBf16* e = pointwiseBf16(s, c, ConvGeom::Pass::kBackwardData);
+    if (!e) return conv2dBackwardInputAs(s, a, r, false);
+    std::unique_ptr<Buffer> wLow;
+    void* dyl = keptBf16(s, *a.in[0], c.ySize());
+    runGemmBf16(s, *e, dyl, temporaryBf16(s, w, c.wSize(), wLow), r.add(c.xSize()));
+    return;
+  }
   ConvBwdData& e = convBwdDataEntry(s, c);
   if (e.f32Instead) return conv2dBackwardInputAs(s, a, r, false);
   float* dx = r.add(c.xSize());
@@ -512,9 +570,12 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   const float* dy = a.input(1, c.ySize(), "dy");
   c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardFilter);
   if (c.bf16 && c.pointwise()) {
-    GemmBf16* e = pointwiseFilterGradBf16(s, c);
+    GemmBf16* e = pointwiseBf16(s, c, ConvGeom::Pass::kBackwardFilter);
     if (!e) return conv2dBackwardFilterAs(s, a, r, false);
-    runGemmBf16(s, *e, x, dy, r.add(c.wSize()));
+    std::unique_ptr<Buffer> xLow;
+    void* xl = temporaryBf16(s, x, c.xSize(), xLow);
+    runGemmBf16(s, *e, xl, keptBf16(s, *a.in[1], c.ySize()), r.add(c.wSize()));
+    dropKeptBf16(s, *a.in[1], c.ySize());
     return;
   }
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
@@ -969,8 +1030,8 @@ std::string describeConv(State& s, const Args& a, int which, bool bf16) {
   c.bf16 = bf16 && which >= 0 && which <= 2 && c.bf16Pays(passes[which]);
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
   if (which == 2 && c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
-  if (which == 2 && c.bf16 && c.pointwise()) {
-    GemmBf16* e = pointwiseFilterGradBf16(s, c);
+  if (which >= 0 && which <= 2 && c.bf16 && c.pointwise()) {
+    GemmBf16* e = pointwiseBf16(s, c, passes[which]);
     return e ? std::string("matmul:") + e->pd.impl_info_str() : describeConv(s, a, which, false);
   }
   bool f32Instead = which == 0 ? convFwdEntry(s, c).f32Instead

@@ -176,16 +176,47 @@ bf16Test('bf16 mode runs in bf16 where it pays: not with few input channels, not
       else assert.equal(bf16, fp32, label);
     });
   }
-  // The weights the next forward reads are re-rounded after an in-place update (version bump).
+});
+
+bf16Test('bf16 pointwise passes see an in-place update of the weights and never a stale output-gradient rounding', (n) => {
   const rng = new Random(3);
   const p = convParams(BF16_CASES[6]![1]);
-  const x = n.upload(Float32Array.from(randomArray(rng, convInputSize(p))));
-  const w = n.upload(Float32Array.from(randomArray(rng, convFilterSize(p))));
-  const y0 = n.download(n.conv2d(x, w, p), convOutputSize(p), 'float32');
+  const upload = (size: number) => n.upload(Float32Array.from(randomArray(rng, size)));
+  const x = upload(convInputSize(p)),
+    w = upload(convFilterSize(p)),
+    dy = upload(convOutputSize(p));
+  const passes = () => [
+    n.download(n.conv2d(x, w, p), convOutputSize(p), 'float32'),
+    n.download(n.conv2dBackwardInput(dy, w, p), convInputSize(p), 'float32'),
+    n.download(n.conv2dBackwardFilter(x, dy, p), convFilterSize(p), 'float32'),
+  ];
+  const [y0, dx0, dw0] = passes();
+  // The output gradient's rounding, kept between its two readers, gives the same bits again.
+  assert.deepEqual(passes(), [y0, dx0, dw0]);
+  // The weights halve in place (SGD, weight decay 0.5): both passes that read them must see it.
   const zero = n.zeros(convFilterSize(p), 'float32');
   n.applyUpdate({ kind: 'sgd', lr: 1, momentum: 0, nesterov: false, weightDecay: 0.5 }, w, zero, [], convFilterSize(p), 1);
-  const y1 = n.download(n.conv2d(x, w, p), convOutputSize(p), 'float32');
-  assert.notDeepEqual(y1, y0, 'a cached bf16 filter survived an update of the weights');
+  const [y1, dx1] = passes();
+  // Halving is exact in bf16 and float32, so the results halve exactly.
+  assert.deepEqual(
+    y1,
+    y0!.map((v) => v / 2),
+    'a kept bf16 filter survived an update of the weights (forward)',
+  );
+  assert.deepEqual(
+    dx1,
+    dx0!.map((v) => v / 2),
+    'a kept bf16 filter survived an update of the weights (backward data)',
+  );
+  // A new gradient in a recycled buffer gets its own rounding.
+  n.dispose(dy);
+  const dyNew = upload(convOutputSize(p));
+  const dwNew = n.download(n.conv2dBackwardFilter(x, dyNew, p), convFilterSize(p), 'float32');
+  n.setConvPrecision('fp32');
+  const dwFp32 = n.download(n.conv2dBackwardFilter(x, dyNew, p), convFilterSize(p), 'float32');
+  n.setConvPrecision('bf16');
+  assert.ok(relError(dwNew, dwFp32) < bf16Tolerance(p.batch * p.outHeight * p.outWidth), 'a stale output-gradient rounding was used');
+  for (const h of [x, w, dyNew, zero]) n.dispose(h);
 });
 
 test('setConvPrecision: an unknown precision is an OptionError; fp32 is the default', (t) => {
