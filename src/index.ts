@@ -82,6 +82,7 @@ export {
 export {
   train,
   DEFAULT_TRAIN_CONFIG,
+  defaultLearningRate,
   TrainingDivergedError,
   type TrainConfig,
   type TrainResult,

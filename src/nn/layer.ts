@@ -101,6 +101,8 @@ export interface CallContext {
   rng: Random;
   /** Skip the final activation of the output layer (train on logits). */
   logits?: boolean;
+  /** Steps the batch-norm statistics have had, when they warm up (ForwardOptions.statisticsStep). */
+  statisticsStep?: number;
 }
 
 const autoNameCounters = new Map<string, number>();

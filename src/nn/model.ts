@@ -22,6 +22,16 @@ export interface ForwardOptions {
    * true). Same numbers either way (up to float rounding); false runs every layer as written.
    */
   fuse?: boolean;
+  /**
+   * While training from scratch: the optimizer steps taken so far. Batch norm then moves its
+   * statistics with momentum min(momentum, (1 + step) / (10 + step)) (TensorFlow's
+   * ExponentialMovingAverage num_updates rule), so they take the data's scale within a few
+   * steps instead of keeping much of their starting variance of 1. Keras's depthwise
+   * initialization gives the wide layers' outputs variances near 1e-3: even 1% of that start
+   * left evaluation at chance (every image one class) after a 10-step run. From step 890 on the
+   * rule changes nothing.
+   */
+  statisticsStep?: number;
 }
 
 /** A layer that can apply ReLU to its own output in the same kernel (BatchNormalization). */
@@ -112,7 +122,8 @@ export class Model {
   /** Runs the network on x [batch, ...inputShape]. */
   forward(x: Tensor, opts: ForwardOptions = {}): Tensor {
     this.checkInput(x);
-    const ctx = { training: opts.training ?? false, rng: opts.rng ?? this.rng, logits: false };
+    const ctx: CallContext = { training: opts.training ?? false, rng: opts.rng ?? this.rng, logits: false };
+    if (opts.statisticsStep !== undefined) ctx.statisticsStep = opts.statisticsStep;
     // Without autograd, intermediates are freed as soon as their last consumer has run.
     const freeEarly = !isGradEnabled();
     const fuse = opts.fuse ?? true;

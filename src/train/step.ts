@@ -31,6 +31,8 @@ export interface TrainingStepParts {
   backend: Backend;
   /** Sigmoid cross-entropy against multi-hot targets instead of softmax cross-entropy. */
   multiLabel?: boolean;
+  /** A model trained from scratch: the run's steps so far, to warm batch norm's statistics up by. */
+  statisticsStep?: number;
 }
 
 /**
@@ -50,7 +52,8 @@ export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: nu
   try {
     ({ loss, logits } = tidy(() => {
       const x = tensor(batch.x, batch.shape, { backend });
-      const out = model.forward(x, { training: true, logits: true });
+      const warm = parts.statisticsStep === undefined ? {} : { statisticsStep: parts.statisticsStep };
+      const out = model.forward(x, { training: true, logits: true, ...warm });
       const l = trainingLoss(out, batch, lossChoice);
       const value = l.item();
       const logits = out.data(); // before backward, which releases the activations

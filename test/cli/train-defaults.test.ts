@@ -103,3 +103,18 @@ test('data-parallel training says so while its replicas start (a large model tak
     tmp.cleanup();
   }
 });
+
+test('the default learning rate scales with the batch for sgd and is 1e-3 for the adaptive optimizers', () => {
+  assert.equal(configOf().lr, 0.1); // the main job: batch 128
+  assert.equal(configOf('--batch-size', '16').lr, 0.0125);
+  assert.equal(configOf('--batch-size', '256').lr, 0.2);
+  for (const optimizer of ['adam', 'adamw', 'rmsprop']) {
+    assert.equal(configOf('--optimizer', optimizer).lr, 1e-3, optimizer);
+    assert.equal(configOf('--optimizer', optimizer, '--batch-size', '16').lr, 1e-3, optimizer);
+  }
+  assert.equal(configOf('--batch-size', '16', '--lr', '0.05').lr, 0.05); // a given rate is kept
+  // A resumed run keeps its own rate, whatever its batch.
+  const saved = { ...DEFAULT_TRAIN_CONFIG, batchSize: 16, lr: 0.3 };
+  assert.equal(configFromFlags(parse('train', [], TRAIN_FLAGS), saved, true, 'runs/x').lr, 0.3);
+  assert.match(TRAIN_HELP, /--lr X\s+peak learning rate \(default: sgd 0\.1 × batch size ÷ 128/);
+});

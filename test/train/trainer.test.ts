@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
-import { batchNormLagNote, train, TrainingDivergedError } from '../../src/train/trainer.js';
-import { buildModel } from '../../src/models/registry.js';
+import { train, TrainingDivergedError } from '../../src/train/trainer.js';
 import { Progress } from '../../src/train/progress.js';
 import { makeTempDir, writeIdxDataset } from '../data/fixtures.js';
 import { assertBitEqual, tinyTrainConfig } from '../helpers/training.js';
@@ -201,20 +200,4 @@ test('evalsPerEpoch records evenly spaced evaluations that survive a resume and 
   } finally {
     tmp.cleanup();
   }
-});
-
-test('a run too short for batch norm momentum gets a note with a momentum that would do; a long one none', () => {
-  const build = (bnMomentum: number) =>
-    buildModel('xception', { stem: 'small', width: 0.0625, middleBlocks: 0, inputShape: [16, 16, 1], classes: 3, bnMomentum });
-  const keras = build(0.99);
-  // 0.99^24 = 0.786; 0.82^24 ≈ 0.0085 ≤ 1%.
-  assert.equal(
-    batchNormLagNote(keras, 24),
-    "note: batch norm's moving statistics (momentum 0.99) keep 79% of their starting values after 24 steps, so evaluation will lag training; for a run this short try --bn-momentum 0.82",
-  );
-  assert.equal(batchNormLagNote(keras, 1000), null); // 0.99^1000 ≈ 4e-5
-  const quick = build(0.5);
-  assert.equal(batchNormLagNote(quick, 24), null);
-  keras.dispose();
-  quick.dispose();
 });

@@ -6,6 +6,7 @@ import { getModelEntry } from '../../models/registry.js';
 import { CHECKPOINT_FILE, hasCheckpoint, readCheckpoint } from '../../train/checkpoint.js';
 import {
   DEFAULT_TRAIN_CONFIG,
+  defaultLearningRate,
   defaultModelOptions,
   MAX_BATCH_SIZE,
   TRAIN_PRECISIONS,
@@ -95,7 +96,8 @@ Optimization:
   --epochs N              (default ${d.epochs}; with --fine-tune-epochs, the head-training epochs)
   --batch-size B          (default ${d.batchSize}; at most ${MAX_BATCH_SIZE.toLocaleString('en-US')})
   --optimizer NAME        ${OPTIMIZERS.join(' | ')} (default ${d.optimizer})
-  --lr X                  peak learning rate (default ${d.lr})
+  --lr X                  peak learning rate (default: sgd ${d.lr} × batch size ÷ ${d.batchSize}, the
+                          main job's rate scaled linearly; adam, adamw, rmsprop 1e-3)
   --momentum X            sgd / rmsprop momentum (default 0.9)
   --no-nesterov           plain momentum for sgd (default Nesterov)
   --weight-decay X        L2 decay added to the gradient, as the paper (default ${d.weightDecay}; decoupled for adamw)
@@ -191,15 +193,17 @@ export function configFromFlags(p: Parsed, base: TrainConfig, resuming: boolean,
   const seed = intFlag('seed', v['seed'], 0) ?? base.seed;
   delete model.options['seed'];
   const modelDefaults = resuming && model.name === base.model ? base.modelOptions : defaultModelOptions(model.name, dataset);
+  const batchSize = intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? base.batchSize;
+  const optimizer = choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? base.optimizer;
   const config: TrainConfig = {
     ...base,
     dataset,
     model: model.name,
     modelOptions: { ...modelDefaults, ...model.options },
     epochs: intFlag('epochs', v['epochs']) ?? base.epochs,
-    batchSize: intFlag('batch-size', v['batch-size'], 1, MAX_BATCH_SIZE) ?? base.batchSize,
-    optimizer: choiceFlag('optimizer', v['optimizer'], OPTIMIZERS) ?? base.optimizer,
-    lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? base.lr,
+    batchSize,
+    optimizer,
+    lr: numberFlag('lr', v['lr'], 1e-12, 100) ?? (resuming ? base.lr : defaultLearningRate(optimizer, batchSize)),
     momentum: numberFlag('momentum', v['momentum'], 0, 1) ?? base.momentum ?? d.momentum,
     nesterov: v['no-nesterov'] ? false : (base.nesterov ?? d.nesterov),
     weightDecay: numberFlag('weight-decay', v['weight-decay'], 0, 1) ?? base.weightDecay,

@@ -80,11 +80,17 @@ export class BatchNormalization extends Layer {
     const gamma = this.gamma ? this.gamma.read() : this.constantGamma!;
     const beta = this.beta ? this.beta.read() : this.constantBeta!;
     if (ctx.training && this.trainable && !this.inferenceMode) {
-      const r = batchNormTrain(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.momentum, this.epsilon, { relu });
+      const momentum = warmedMomentum(this.momentum, ctx.statisticsStep);
+      const r = batchNormTrain(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), momentum, this.epsilon, { relu });
       this.movingMean.assign(r.movingMean);
       this.movingVariance.assign(r.movingVariance);
       return r.y;
     }
     return batchNormInference(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.epsilon, { relu });
   }
+}
+
+/** The momentum of a statistics update at `step` while warming up (see ForwardOptions.statisticsStep). */
+export function warmedMomentum(momentum: number, step: number | undefined): number {
+  return step === undefined ? momentum : Math.min(momentum, (1 + step) / (10 + step));
 }

@@ -222,7 +222,12 @@ export class DataParallel {
    * `applied` is false (and no weight changed) when some shard's loss was not finite. A
    * non-finite summed gradient throws TrainingDivergedError, no weight changed anywhere.
    */
-  async step(batch: Batch, lr: number, seed: number): Promise<{ loss: number; correct: number; applied: boolean }> {
+  async step(
+    batch: Batch,
+    lr: number,
+    seed: number,
+    warm: { statisticsStep?: number } = {},
+  ): Promise<{ loss: number; correct: number; applied: boolean }> {
     const sizes = this.shardSizes(batch.size);
     const [, h, w, c] = batch.shape;
     const pixels = h * w * c;
@@ -241,6 +246,7 @@ export class DataParallel {
         lr,
         shardSizes: sizes,
         seed,
+        ...warm,
         ...(targets ? { targets } : {}),
       };
       return [step, targets ? [x.buffer, y.buffer, targets.buffer] : [x.buffer, y.buffer]];

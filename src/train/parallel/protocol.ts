@@ -53,6 +53,8 @@ export type ReplicaCommand =
       shardSizes: number[];
       /** Seeds this step's dropout; each replica derives its own stream from it and its rank. */
       seed: number;
+      /** Warms batch norm's statistics up (ForwardOptions.statisticsStep). */
+      statisticsStep?: number;
     }
   | { kind: 'pull'; optimizer: boolean };
 
