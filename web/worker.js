@@ -162,7 +162,8 @@ async function trainLoop(parts, data, samples, { batchSize, epochs, seed }) {
     const order = rng.permutation(samples);
     for (let b = 0; b < perEpoch && !stopRequested; b++) {
       const batch = makeBatch(data, order.subarray(b * batchSize, (b + 1) * batchSize));
-      const { loss, correct } = trainingStep(parts, batch);
+      // From scratch: batch norm's statistics warm up by the step (evaluation matches training sooner).
+      const { loss, correct } = trainingStep({ ...parts, statisticsStep: step }, batch);
       step++;
       const seconds = (performance.now() - started) / 1000;
       post({
