@@ -9,7 +9,8 @@
         "native/kernels_dnnl.cc",
         "native/kernels_loops.cc",
         "native/kernels_bn.cc",
-        "native/plan.cc"
+        "native/plan.cc",
+        "native/round_bf16.cc"
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],

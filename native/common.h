@@ -96,6 +96,9 @@ struct Buffer {
   ~Buffer() { releaseBufferData(this); }  // outputs of a kernel that failed midway
 };
 
+// y[i] = x[i] rounded to bfloat16 (nearest even); only where the CPU has AVX512_BF16 (round_bf16.cc).
+void roundToBf16Avx512(const float* x, uint16_t* y, int64_t n);
+
 // Allocates 64-byte aligned storage (what oneDNN kernels like); zero-filled if asked.
 std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero);
 

@@ -53,11 +53,12 @@ std::unique_ptr<Buffer> scratchBuffer(const memory::desc& md) {
 // The contents of `b` in layout `want`, reordered on first use and kept with the buffer until it
 // is disposed or its version changes. A buffer keeps at most a few layouts (forward and
 // backward-data filters may prefer different blockings).
-memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want, dnnl::reorder& toWant) {
+template <class Fill>
+memory derivedLayout(State& s, Buffer& b, const memory::desc& want, Fill fill) {
   for (DerivedLayout& d : b.derived) {
     if (d.desc != want) continue;
     if (d.version != b.version) {
-      toWant.execute(s.stream, user, d.mem);
+      fill(d.mem);
       d.version = b.version;
     }
     return d.mem;
@@ -65,9 +66,13 @@ memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want,
   if (b.derived.size() >= 4) b.derived.erase(b.derived.begin());
   std::shared_ptr<Buffer> storage = scratchBuffer(want);
   memory mem(want, s.engine, storage->data);
-  toWant.execute(s.stream, user, mem);
+  fill(mem);
   b.derived.push_back({want, storage, mem, b.version});
   return mem;
+}
+
+memory derivedLayout(State& s, Buffer& b, memory user, const memory::desc& want, dnnl::reorder& toWant) {
+  return derivedLayout(s, b, want, [&](memory mem) { toWant.execute(s.stream, user, mem); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,15 +225,26 @@ bool lowPrecisionUsable(PD& pd, Make make) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) != 0;
 }
 
-// Rounds a float32 nhwc tensor to bf16 into a temporary from the buffer pool.
+// Rounds a float32 tensor to bf16 in the same element order (nhwc to nhwc, or flat): with
+// AVX512_BF16 by our own loop (3× oneDNN's reorder on tensors in cache), else by oneDNN's reorder.
 struct ToBf16 {
   memory::desc from, to;
   dnnl::reorder prim;
+  int64_t count = 0;  // elements
   void init(State& s, const memory::desc& f32) { init(s, f32, memory::desc(f32.dims(), dt::bf16, tag::nhwc)); }
   void init(State& s, const memory::desc& f32, const memory::desc& bf16) {
     from = f32;
     to = bf16;
+    count = static_cast<int64_t>(f32.get_size() / sizeof(float));
     prim = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, from, s.engine, to));
+  }
+  void run(State& s, memory user, memory low) const {
+    static const bool native = std::strcmp(bf16Hardware(), "native") == 0;
+    if (native) {
+      roundToBf16Avx512(static_cast<const float*>(user.get_data_handle()), static_cast<uint16_t*>(low.get_data_handle()), count);
+      return;
+    }
+    prim.execute(s.stream, user, low);
   }
 };
 
@@ -275,7 +291,10 @@ memory reorderedTemporary(State& s, memory user, const memory::desc& want, const
 
 // `user` rounded into a bf16 temporary `tmp`.
 memory rounded(State& s, const ToBf16& r, memory user, std::unique_ptr<Buffer>& tmp) {
-  return reorderedTemporary(s, user, r.to, r.prim, tmp);
+  tmp = scratchBuffer(r.to);
+  memory low(r.to, s.engine, tmp->data);
+  r.run(s, user, low);
+  return low;
 }
 
 // `user` as the primitive reads it: the float32 memory itself, or its bf16 copy in `tmp`.
@@ -412,21 +431,18 @@ GemmBf16& gemmBf16Entry(State& s, int64_t m, int64_t n, int64_t k, bool transA, 
   });
 }
 
-// Rounds n float32s to bf16 in the same element order: one flat reorder, whatever layout the
-// caller reads them in (a transposed matrix view included), so oneDNN never transposes here.
+// Rounds n float32s to bf16 in the same element order, flat, whatever layout the caller reads
+// them in (a transposed matrix view included), so nothing is transposed here.
 struct FlatBf16 : CacheEntry {
-  memory::desc f32, bf16;
-  dnnl::reorder prim;
+  ToBf16 round;
 };
 
-FlatBf16& flatBf16Entry(State& s, int64_t n) {
+const ToBf16& flatBf16(State& s, int64_t n) {
   return s.cached<FlatBf16>({kFlatBf16, n}, [&] {
     auto e = std::make_unique<FlatBf16>();
-    e->f32 = memory::desc({n}, dt::f32, tag::a);
-    e->bf16 = memory::desc({n}, dt::bf16, tag::a);
-    e->prim = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, e->f32, s.engine, e->bf16));
+    e->round.init(s, memory::desc({n}, dt::f32, tag::a), memory::desc({n}, dt::bf16, tag::a));
     return e;
-  });
+  }).round;
 }
 
 // The first n elements of `b` rounded to bf16, kept with the buffer until it is disposed, written
@@ -434,14 +450,15 @@ FlatBf16& flatBf16Entry(State& s, int64_t n) {
 // rounded once for both. (Filters are not kept: a bf16 copy of every filter would lift peak
 // memory above float32 training's, and a filter rounds in a fraction of a millisecond.)
 void* keptBf16(State& s, Buffer& b, int64_t n) {
-  FlatBf16& e = flatBf16Entry(s, n);
-  return derivedLayout(s, b, wrap(s, e.f32, b.data), e.bf16, e.prim).get_data_handle();
+  const ToBf16& r = flatBf16(s, n);
+  memory user = wrap(s, r.from, b.data);
+  return derivedLayout(s, b, r.to, [&](memory low) { r.run(s, user, low); }).get_data_handle();
 }
 
 // Drops `b`'s kept rounding of its first n elements: an output gradient's, once the filter
 // gradient (its last reader) has run, so it lives no longer than the temporaries it replaces.
 void dropKeptBf16(State& s, Buffer& b, int64_t n) {
-  const memory::desc& want = flatBf16Entry(s, n).bf16;
+  const memory::desc& want = flatBf16(s, n).to;
   auto& d = b.derived;
   d.erase(std::remove_if(d.begin(), d.end(), [&](const DerivedLayout& l) { return l.desc == want; }), d.end());
 }
@@ -449,8 +466,8 @@ void dropKeptBf16(State& s, Buffer& b, int64_t n) {
 // The same, into a temporary `tmp`: for operands read once per step (a convolution's input is
 // read again only by its filter gradient, and keeping it would raise peak memory).
 void* temporaryBf16(State& s, const float* p, int64_t n, std::unique_ptr<Buffer>& tmp) {
-  FlatBf16& e = flatBf16Entry(s, n);
-  return rounded(s, ToBf16{e.f32, e.bf16, e.prim}, wrap(s, e.f32, p), tmp).get_data_handle();
+  const ToBf16& r = flatBf16(s, n);
+  return rounded(s, r, wrap(s, r.from, p), tmp).get_data_handle();
 }
 
 // C = A · B on operands already rounded to bf16 (laid out as `e.aLow` and `e.bLow` say).
@@ -603,6 +620,30 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
                             {DNNL_ARG_DIFF_WEIGHTS, e.reorderW ? e.primDiffW : dwUser}});
   if (e.reorderW) e.toUserW.execute(s.stream, e.primDiffW, dwUser);
   s.stream.wait();
+}
+
+// Diagnostics (inputs: x; nums: n): x rounded to bf16 by oneDNN's reorder, then, where the CPU
+// has AVX512_BF16, by our loop; each widened back to float32, for a test that they agree bitwise.
+void roundBf16Paths(State& s, const Args& a, Result& r) {
+  a.expectCounts(1, 1);
+  const int64_t n = a.dim(0, "size");
+  const float* x = a.input(0, n, "x");
+  memory::desc f32({n}, dt::f32, tag::a), bf16({n}, dt::bf16, tag::a);
+  std::vector<uint16_t> low(static_cast<size_t>(n));
+  auto widen = [&] {
+    float* out = r.add(n);
+    for (int64_t i = 0; i < n; i++) {
+      uint32_t bits = static_cast<uint32_t>(low[i]) << 16;
+      std::memcpy(out + i, &bits, sizeof bits);
+    }
+  };
+  memory user = wrap(s, f32, x), lowMem(bf16, s.engine, low.data());
+  dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, f32, s.engine, bf16)).execute(s.stream, user, lowMem);
+  s.stream.wait();
+  widen();
+  if (std::strcmp(bf16Hardware(), "native") != 0) return;
+  roundToBf16Avx512(x, low.data(), n);
+  widen();
 }
 
 void conv2d(State& s, const Args& a, Result& r) { conv2dAs(s, a, r, false); }
@@ -1055,6 +1096,7 @@ const char* bf16Hardware() {
 
 void registerDnnlKernels(std::map<std::string, KernelFn>& t) {
   t["conv2d"] = conv2d;
+  t["roundBf16Paths"] = roundBf16Paths;
   t["conv2dBackwardInput"] = conv2dBackwardInput;
   t["conv2dBackwardFilter"] = conv2dBackwardFilter;
   // Mixed precision: the same contract, multiplied in bf16 (see the top of this file).

@@ -219,6 +219,45 @@ bf16Test('bf16 pointwise passes see an in-place update of the weights and never 
   for (const h of [x, w, dyNew, zero]) n.dispose(h);
 });
 
+bf16Test('the operand rounding agrees bit for bit with oneDNN’s reorder, ties, NaN, infinities and subnormals included', (n) => {
+  if (n.bf16Hardware() !== 'native') return; // the addon's own loop runs only with AVX512_BF16
+  const bits = new Uint32Array(100_003); // odd: the loop's 32-wide blocks, then a masked tail
+  const rng = new Random(7);
+  const special = [
+    0x00000000,
+    0x80000000,
+    0x7f800000,
+    0xff800000,
+    0x7fc00000,
+    0xffc00001,
+    0x7f800001,
+    0x7fbfffff, // zeros, infinities, NaNs
+    0x00000001,
+    0x807fffff,
+    0x00800000,
+    0x7f7fffff,
+    0xff7fffff, // subnormals, the smallest normal, the largest finite
+    0x3f808000,
+    0x3f818000,
+    0x3f80c000,
+    0x3f807fff,
+    0x7f7f8000, // ties to even (down, up), above and below a tie, a tie to infinity
+  ];
+  for (let i = 0; i < bits.length; i++) bits[i] = i < special.length ? special[i]! : Math.floor(rng.uniform(0, 2 ** 32));
+  for (let i = bits.length - 40; i < bits.length; i++) bits[i] = special[i % special.length]!; // the tail too
+  const x = new Float32Array(bits.buffer);
+  const { onednn, own } = n.bf16RoundingPaths(x);
+  assert.ok(own, 'no own rounding on a native-bf16 CPU');
+  const a = new Uint32Array(onednn.buffer, onednn.byteOffset, x.length),
+    b = new Uint32Array(own.buffer, own.byteOffset, x.length);
+  for (let i = 0; i < x.length; i++)
+    if (a[i] !== b[i])
+      assert.fail(`element ${i} (0x${bits[i]!.toString(16)}): oneDNN 0x${a[i]!.toString(16)}, ours 0x${b[i]!.toString(16)}`);
+  // And the rounding is real: to nearest, ties to even.
+  assert.equal(b[13], 0x3f800000);
+  assert.equal(b[14], 0x3f820000);
+});
+
 test('setConvPrecision: an unknown precision is an OptionError; fp32 is the default', (t) => {
   if (!N) return void t.skip(nativeBackendStatus().reason);
   assert.equal(N.convPrecision(), 'fp32');

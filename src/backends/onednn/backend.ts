@@ -739,6 +739,27 @@ export class NativeBackend implements Backend {
    * The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`), under the
    * given precision (default: the current one).
    */
+  /**
+   * Diagnostics: x rounded to bf16 by oneDNN's reorder and (where bf16 is native) by the addon's
+   * own AVX512_BF16 loop that the bf16 convolutions use, each widened back to float32.
+   */
+  bf16RoundingPaths(x: Float32Array): { onednn: Float32Array; own: Float32Array | null } {
+    const op = 'roundBf16Paths';
+    const h = this.upload(x);
+    try {
+      const out = this.run(op, [this.arg(op, 'x', h, x.length)], [x.length]);
+      const read = (o: unknown) => {
+        const t = this.wrap(o as NativeBuffer, x.length);
+        const v = this.download(t, x.length, 'float32') as Float32Array;
+        this.dispose(t);
+        return v;
+      };
+      return { onednn: read(out[0]), own: out.length > 1 ? read(out[1]) : null };
+    } finally {
+      this.dispose(h);
+    }
+  }
+
   describeConv(
     p: Conv2DParams,
     pass: 'forward' | 'backwardInput' | 'backwardFilter' = 'forward',
