@@ -1,6 +1,6 @@
 /**
  * Where a result came from: the code (commit, else the package version), the backend and its
- * build (oneDNN version, OpenMP threads), the CPU (model and the SIMD flags that select oneDNN's
+ * build (oneDNN version, OpenMP threads; the wasm module's SIMD), the CPU (model and the SIMD flags that select oneDNN's
  * kernels), Node and the date. Every run records it, so that a report can say which builds and
  * machines produced its numbers.
  *
@@ -32,6 +32,12 @@ export interface Provenance {
   threads: string;
   /** ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) when set: it caps the kernels oneDNN may pick. */
   onednnMaxIsa: string | null;
+  /**
+   * The wasm backend's build, when it is the backend: 'relaxed' SIMD fuses multiply-adds where
+   * the CPU has FMA (its last bits differ by machine), 'plain' rounds the same everywhere. Absent
+   * in runs recorded before it was.
+   */
+  wasmSimd?: 'relaxed' | 'plain' | null;
   cpuModel: string;
   /** The SIMD feature flags that decide oneDNN's kernels (from /proc/cpuinfo; empty elsewhere). */
   cpuFlags: string[];
@@ -101,7 +107,7 @@ export function cpuInfo(cpuinfoText?: string): { model: string; flags: string[] 
 export function currentProvenance(): Provenance {
   const backend = getBackend();
   const cpu = cpuInfo();
-  const native = backend as { onednnVersion?: unknown; threads?: () => number };
+  const native = backend as { onednnVersion?: unknown; threads?: () => number; simd?: () => 'relaxed' | 'plain' };
   const threads = process.env['OMP_NUM_THREADS'] ?? (typeof native.threads === 'function' ? String(native.threads()) : 'default');
   return {
     commit: commitOf(packageRoot()),
@@ -109,6 +115,7 @@ export function currentProvenance(): Provenance {
     onednn: typeof native.onednnVersion === 'string' ? native.onednnVersion : null,
     threads,
     onednnMaxIsa: process.env['ONEDNN_MAX_CPU_ISA'] ?? process.env['DNNL_MAX_CPU_ISA'] ?? null,
+    wasmSimd: typeof native.simd === 'function' ? native.simd() : null,
     cpuModel: cpu.model,
     cpuFlags: cpu.flags,
     cpuCount: cpus().length,
@@ -120,7 +127,12 @@ export function currentProvenance(): Provenance {
 
 /** One line for reports: "commit abc1234, onednn (oneDNN 2.6, 2 threads), AMD EPYC … [avx512f, …], node v20…, 2026-12-02". */
 export function provenanceText(p: Provenance): string {
-  const build = [p.onednn ? `oneDNN ${p.onednn}` : null, p.onednnMaxIsa ? `max ISA ${p.onednnMaxIsa}` : null, `${p.threads} threads`]
+  const build = [
+    p.onednn ? `oneDNN ${p.onednn}` : null,
+    p.onednnMaxIsa ? `max ISA ${p.onednnMaxIsa}` : null,
+    p.wasmSimd ? `${p.wasmSimd} SIMD` : null,
+    `${p.threads} threads`,
+  ]
     .filter(Boolean)
     .join(', ');
   const flags = p.cpuFlags.length ? ` [${p.cpuFlags.join(' ')}]` : '';

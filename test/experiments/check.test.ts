@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend } from '../../src/index.js';
 import { referenceBackend } from '../../src/backends/reference/index.js';
+import { loadWasmBackend } from '../../src/backends/wasm/node.js';
 import { main } from '../../src/cli/main.js';
 import { checkCommitted, judgeCheck } from '../../src/experiments/check.js';
 import { commitOf, cpuInfo, currentProvenance, provenanceText } from '../../src/experiments/provenance.js';
@@ -98,6 +99,18 @@ test('provenance: commit, backend, CPU model and flags, node, date', () => {
     provenanceText({ ...p, cpuModel: 'Test CPU', cpuFlags: ['avx2'] }),
     /^commit \S+.*, backend reference \(.*threads\), Test CPU \[avx2\] × \d+, node v/,
   );
+  // The wasm backend records its build: relaxed SIMD rounds differently from plain.
+  assert.equal(p.wasmSimd, null);
+  assert.match(provenanceText({ ...p, backend: 'wasm', threads: '2', wasmSimd: 'relaxed' }), /backend wasm \(relaxed SIMD, 2 threads\)/);
+  const wasm = loadWasmBackend();
+  if (wasm) {
+    setBackend(wasm);
+    try {
+      assert.equal(currentProvenance().wasmSimd, wasm.simd());
+    } finally {
+      setBackend(referenceBackend);
+    }
+  }
 });
 
 test('experiment run --check: a tiny committed result re-checked on this machine (holds; tampered, does not)', async () => {
