@@ -455,19 +455,19 @@ void* keptBf16(State& s, Buffer& b, int64_t n) {
   return derivedLayout(s, b, r.to, [&](memory low) { r.run(s, user, low); }).get_data_handle();
 }
 
+// The same, into a temporary `tmp`: for operands read once per step (a convolution's input is
+// read again only by its filter gradient, and keeping it would raise peak memory).
+void* temporaryBf16(State& s, const float* p, int64_t n, std::unique_ptr<Buffer>& tmp) {
+  const ToBf16& r = flatBf16(s, n);
+  return rounded(s, r, wrap(s, r.from, p), tmp).get_data_handle();
+}
+
 // Drops `b`'s kept rounding of its first n elements: an output gradient's, once the filter
 // gradient (its last reader) has run, so it lives no longer than the temporaries it replaces.
 void dropKeptBf16(State& s, Buffer& b, int64_t n) {
   const memory::desc& want = flatBf16(s, n).to;
   auto& d = b.derived;
   d.erase(std::remove_if(d.begin(), d.end(), [&](const DerivedLayout& l) { return l.desc == want; }), d.end());
-}
-
-// The same, into a temporary `tmp`: for operands read once per step (a convolution's input is
-// read again only by its filter gradient, and keeping it would raise peak memory).
-void* temporaryBf16(State& s, const float* p, int64_t n, std::unique_ptr<Buffer>& tmp) {
-  const ToBf16& r = flatBf16(s, n);
-  return rounded(s, r, wrap(s, r.from, p), tmp).get_data_handle();
 }
 
 // C = A · B on operands already rounded to bf16 (laid out as `e.aLow` and `e.bLow` say).
