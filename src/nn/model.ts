@@ -23,7 +23,7 @@ export interface ForwardOptions {
    */
   fuse?: boolean;
   /**
-   * While training from scratch: the optimizer steps taken so far. Batch norm then moves its
+   * While training from scratch: the training steps taken so far. Batch norm then moves its
    * statistics with momentum min(momentum, (1 + step) / (10 + step)) (TensorFlow's
    * ExponentialMovingAverage num_updates rule), so they take the data's scale within a few
    * steps instead of keeping much of their starting variance of 1. Keras's depthwise

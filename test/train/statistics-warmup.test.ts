@@ -60,7 +60,7 @@ test('after 10 passes, inference matches training with the warm-up and not witho
   assert.ok(keras > 0.5, `without the warm-up the gap was only ${keras}: the test shows nothing`);
 });
 
-test('train warms the statistics of a model from scratch, not of one from pretrained weights', async () => {
+test('train warms the statistics of a model from scratch (replicas too), not of one from pretrained weights', async () => {
   const tmp = makeTempDir('warmup');
   try {
     const data = join(tmp.dir, 'data');
@@ -69,9 +69,16 @@ test('train warms the statistics of a model from scratch, not of one from pretra
     // 2 epochs of 2 steps from scratch: step 0 alone keeps a tenth of the starting 1.
     const scratch = join(tmp.dir, 'scratch');
     await train(tinyTrainConfig(data, scratch, { ema: 0 }), { progress: quiet });
-    const fresh = variances(join(scratch, 'weights.safetensors')).flatMap((w) => [...w.data]);
-    const moved = fresh.filter((v) => Math.abs(v - 1) > 0.05).length;
-    assert.ok(moved > fresh.length / 2, `only ${moved} of ${fresh.length} moving variances left 1 ± 0.05`);
+    const movedFrom1 = (dir: string) => {
+      const fresh = variances(join(dir, 'weights.safetensors')).flatMap((w) => [...w.data]);
+      const moved = fresh.filter((v) => Math.abs(v - 1) > 0.05).length;
+      assert.ok(moved > fresh.length / 2, `${dir}: only ${moved} of ${fresh.length} moving variances left 1 ± 0.05`);
+    };
+    movedFrom1(scratch);
+    // The same split between two replicas in worker threads: they warm up by the run's step too.
+    const split = join(tmp.dir, 'split');
+    await train(tinyTrainConfig(data, split, { ema: 0, replicas: 2 }), { progress: quiet });
+    movedFrom1(split);
     // Pretrained statistics of 100 (far from the data's): fine-tuning moves them at Keras's 0.99,
     // keeping 0.99^4 ≈ 96% after 4 steps; warmed, step 0 would have kept a tenth.
     const contents = readSafetensors(readFileSync(join(scratch, 'weights.safetensors')));
