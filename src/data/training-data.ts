@@ -38,8 +38,10 @@ export interface TrainingAugment {
 
 export interface TrainingDataOptions {
   dataset: string;
-  /** Side of the square inputs: default the dataset's own (built-in) or 299 (image folders). */
+  /** Side of the square inputs: default the dataset's own (built-in) or folderImageSize (image folders). */
   imageSize?: number;
+  /** Image folders' default side (299, Xception's): a transfer run's is its weights' input size. */
+  folderImageSize?: number;
   /** Input channels: default the dataset's own (image folders: 3). */
   channels?: number;
   /** The model's pixel scaling (its preprocess_input). */
@@ -135,7 +137,10 @@ async function openMemoryData(spec: DatasetSpec, o: TrainingDataOptions): Promis
   // Multi-label folders decode their files at the run's size (default the folders' 299).
   const decodeAt =
     spec.kind === 'multilabel'
-      ? { imageSize: o.imageSize ?? DEFAULT_FOLDER_IMAGE_SIZE, ...(o.channels === 1 || o.channels === 3 ? { channels: o.channels } : {}) }
+      ? {
+          imageSize: o.imageSize ?? o.folderImageSize ?? DEFAULT_FOLDER_IMAGE_SIZE,
+          ...(o.channels === 1 || o.channels === 3 ? { channels: o.channels } : {}),
+        }
       : {};
   const fullTrain = firstN(await spec.load('train', decodeAt), o.limitTrain);
   const testSet = firstN(await spec.load('test', decodeAt), o.limitTest);
@@ -253,7 +258,7 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
       ? splitIndices({ labels: all.labels, count: all.files.length, classes }, { validationFraction: o.validationFraction, seed: o.seed })
       : null;
 
-  const size = o.imageSize ?? DEFAULT_FOLDER_IMAGE_SIZE;
+  const size = o.imageSize ?? o.folderImageSize ?? DEFAULT_FOLDER_IMAGE_SIZE;
   const channels = o.channels ?? 3;
   if (channels !== 1 && channels !== 3) throw new OptionError(`image folders are read with 1 or 3 channels, not ${channels}`);
   const preprocessing = o.preprocessing ?? trainingPreprocessing(o.scaling);
@@ -282,7 +287,7 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
   const evaluation = split ? new StreamLoader(all, { ...evalOptions, indices: split.validation }) : testLoader;
 
   const where = layout.kind === 'split' ? `${layout.train} + ${layout.test ?? '(no test split)'}` : `${spec.dir} (one folder per class)`;
-  const sizeText = `${size}×${size} ${channels === 1 ? 'grey' : 'RGB'}${o.imageSize === undefined ? ` (default; --image-size N)` : ''}`;
+  const sizeText = `${size}×${size} ${channels === 1 ? 'grey' : 'RGB'}${o.imageSize !== undefined ? '' : o.folderImageSize !== undefined ? " (the weights' input size; --image-size N)" : ' (default; --image-size N)'}`;
   const description =
     `data: image folder ${where}: ${describeSplits(trainCount, split ? split.validation.length : 0, o.validationFraction, testSamples ? testSamples.files.length : null)}; ` +
     `${describeClasses(trainList.classNames, classes)}; ${sizeText}; ${describeImagePreprocessing(preprocessing)}; augmentation ${describeAugment(o.augment)}`;

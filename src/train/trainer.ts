@@ -63,6 +63,7 @@ import {
   phaseOfEpoch,
   totalEpochs,
   transferChannels,
+  transferImageSize,
   validateTransferConfig,
   type Phase,
   type TransferConfig,
@@ -440,6 +441,9 @@ async function openData(
   const requested = config.modelOptions['inputShape'] as readonly number[] | undefined;
   const resumedShape = saved?.state.model.options['inputShape'] as readonly number[] | undefined;
   const imageSize = config.imageSize ?? requested?.[0];
+  // Image folders have no size of their own: a transfer run takes its weights' (a run at 64×64
+  // continued at 299×299 with the small stem needed 33 GB).
+  const folderImageSize = source ? transferImageSize(source) : undefined;
   const channels = source
     ? transferChannels(source, config.modelOptions)
     : config.weights !== undefined
@@ -461,6 +465,7 @@ async function openData(
     skipBadImages: config.skipBadImages ?? false,
     preprocessing: imagePreprocessing,
     ...(imageSize !== undefined ? { imageSize } : {}),
+    ...(folderImageSize !== undefined ? { folderImageSize } : {}),
     ...(channels !== undefined ? { channels } : {}),
     ...(config.limitTrain !== undefined ? { limitTrain: config.limitTrain } : {}),
     ...(config.limitTest !== undefined ? { limitTest: config.limitTest } : {}),

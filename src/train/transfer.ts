@@ -227,6 +227,12 @@ export async function buildTransferModel(source: string | WeightsSource, target:
  * The image channels a transfer run should read its data with: the input channels the source
  * records, else those given with the model options; undefined to keep the dataset's own.
  */
+/** The square input side the source records (a run's or a recorded file's), for image folders' default size. */
+export function transferImageSize(src: WeightsSource): number | undefined {
+  const shape = src.record?.options['inputShape'] as number[] | undefined;
+  return shape && shape[0] === shape[1] ? shape[0] : undefined;
+}
+
 export function transferChannels(src: WeightsSource, modelOptions: Record<string, unknown>): number | undefined {
   const given = (modelOptions['inputShape'] as number[] | undefined)?.[2];
   return given ?? (src.record?.options['inputShape'] as number[] | undefined)?.[2];

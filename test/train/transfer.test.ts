@@ -301,7 +301,7 @@ test('transfer options that make no sense are clear errors before any training s
   }
 });
 
-test("an image folder is read with the channels the source records, at the run's size, its classes by folder name", async () => {
+test("an image folder is read with the channels the source records, at the run's size (else the source's), its classes by folder name", async () => {
   const tmp = makeTempDir('transfer-folder');
   try {
     const { default: sharp } = await import('sharp');
@@ -332,6 +332,12 @@ test("an image folder is read with the channels the source records, at the run's
     assert.deepEqual(ck.state.model.options['inputShape'], [8, 8, 1], "grey, like the source, at the run's size");
     assert.deepEqual(ck.state.classNames, classes);
     assert.deepEqual(ck.model.get('block1_conv1/kernel'), src.get('block1_conv1/kernel'));
+    // Without a size, the folder is read at the source's recorded input size, not Xception's 299.
+    const sized = capture();
+    const { imageSize: _given, ...noSize } = cfg;
+    await train({ ...noSize, outDir: join(tmp.dir, 'run-sized') }, { progress: sized.progress });
+    assert.deepEqual(readCheckpoint(join(tmp.dir, 'run-sized')).state.model.options['inputShape'], SOURCE_OPTIONS.inputShape);
+    assert.match(sized.text(), /\(the weights' input size; --image-size N\)/);
   } finally {
     tmp.cleanup();
   }

@@ -74,7 +74,8 @@ Data:
                           on for multi-label data such as fashion-mosaic or a sigmoid head)
                           folder:DIR is DIR/<class>/<image> alone, or DIR/train/<class>/… with
                           DIR/test (or val, validation)/<class>/…; classes are matched by name
-  --image-size N          resize images to N×N (default: the dataset's size; image folders 299)
+  --image-size N          resize images to N×N (default: the dataset's size; image folders 299,
+                          or with --weights the size the weights record)
   --validation F          hold out fraction F of each class of the training set (seeded) for
                           per-epoch evaluation (default 0: evaluate on the test set each epoch;
                           an image folder without a test split then has no evaluation)
