@@ -287,7 +287,13 @@ async function openFolderData(spec: DatasetSpec, o: TrainingDataOptions): Promis
   const evaluation = split ? new StreamLoader(all, { ...evalOptions, indices: split.validation }) : testLoader;
 
   const where = layout.kind === 'split' ? `${layout.train} + ${layout.test ?? '(no test split)'}` : `${spec.dir} (one folder per class)`;
-  const sizeText = `${size}×${size} ${channels === 1 ? 'grey' : 'RGB'}${o.imageSize !== undefined ? '' : o.folderImageSize !== undefined ? " (the weights' input size; --image-size N)" : ' (default; --image-size N)'}`;
+  const sizeFrom =
+    o.imageSize !== undefined
+      ? ''
+      : o.folderImageSize !== undefined
+        ? " (the weights' input size; --image-size N)"
+        : ' (default; --image-size N)';
+  const sizeText = `${size}×${size} ${channels === 1 ? 'grey' : 'RGB'}${sizeFrom}`;
   const description =
     `data: image folder ${where}: ${describeSplits(trainCount, split ? split.validation.length : 0, o.validationFraction, testSamples ? testSamples.files.length : null)}; ` +
     `${describeClasses(trainList.classNames, classes)}; ${sizeText}; ${describeImagePreprocessing(preprocessing)}; augmentation ${describeAugment(o.augment)}`;
