@@ -225,6 +225,13 @@ bool lowPrecisionUsable(PD& pd, Make make) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) != 0;
 }
 
+// Whether operands are rounded by our own AVX512_BF16 loop (round_bf16.cc): where bf16 is native
+// as oneDNN sees it (ONEDNN_MAX_CPU_ISA included), else oneDNN's reorder rounds them.
+bool ownBf16Rounding() {
+  static const bool native = std::strcmp(bf16Hardware(), "native") == 0;
+  return native;
+}
+
 // Rounds a float32 tensor to bf16 in the same element order (nhwc to nhwc, or flat): with
 // AVX512_BF16 by our own loop (3× oneDNN's reorder on tensors in cache), else by oneDNN's reorder.
 struct ToBf16 {
@@ -239,8 +246,7 @@ struct ToBf16 {
     prim = dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, from, s.engine, to));
   }
   void run(State& s, memory user, memory low) const {
-    static const bool native = std::strcmp(bf16Hardware(), "native") == 0;
-    if (native) {
+    if (ownBf16Rounding()) {
       roundToBf16Avx512(static_cast<const float*>(user.get_data_handle()), static_cast<uint16_t*>(low.get_data_handle()), count);
       return;
     }
@@ -628,7 +634,7 @@ void roundBf16Paths(State& s, const Args& a, Result& r) {
   a.expectCounts(1, 1);
   const int64_t n = a.dim(0, "size");
   const float* x = a.input(0, n, "x");
-  memory::desc f32({n}, dt::f32, tag::a), bf16({n}, dt::bf16, tag::a);
+  const ToBf16& flat = flatBf16(s, n);
   std::vector<uint16_t> low(static_cast<size_t>(n));
   auto widen = [&] {
     float* out = r.add(n);
@@ -637,11 +643,11 @@ void roundBf16Paths(State& s, const Args& a, Result& r) {
       std::memcpy(out + i, &bits, sizeof bits);
     }
   };
-  memory user = wrap(s, f32, x), lowMem(bf16, s.engine, low.data());
-  dnnl::reorder(dnnl::reorder::primitive_desc(s.engine, f32, s.engine, bf16)).execute(s.stream, user, lowMem);
+  memory user = wrap(s, flat.from, x), lowMem(flat.to, s.engine, low.data());
+  flat.prim.execute(s.stream, user, lowMem);
   s.stream.wait();
   widen();
-  if (std::strcmp(bf16Hardware(), "native") != 0) return;
+  if (!ownBf16Rounding()) return;
   roundToBf16Avx512(x, low.data(), n);
   widen();
 }

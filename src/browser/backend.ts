@@ -1,14 +1,15 @@
 /**
  * The backend a page runs on: the wasm backend when its module loads (kernels fetched from the
  * server), else the reference backend, with the reason. The wasm backend's TypeScript is imported
- * by URL at run time, so this build does not depend on it being present.
+ * by URL at run time, so this build does not depend on its kernels or loader being present; only
+ * the choice of build (simd.ts: names and a probe) is imported here.
  */
 import type { Backend } from '../core/backend.js';
 import { registerBackend, setBackend, setDefaultBackendChooser } from '../core/engine.js';
 import { BackendError } from '../core/errors.js';
 import { referenceBackend } from '../backends/reference/index.js';
-// Only the list of builds, no kernels: the choice is checked before anything loads.
-import { WASM_SIMD_CHOICES } from '../backends/wasm/simd.js';
+// Which kernel build to fetch (no kernels, no Node built-ins): the choice is checked before anything loads.
+import { kernelFileName, relaxedSimdSupported, WASM_SIMD_CHOICES, type WasmSimdChoice, wantsRelaxed } from '../backends/wasm/simd.js';
 
 registerBackend('reference', () => referenceBackend);
 setDefaultBackendChooser(() => referenceBackend);
@@ -30,7 +31,7 @@ export interface BrowserBackendOptions {
    * browser has relaxed SIMD; 'plain': SIMD128 only, the same bits on every machine). Only for the
    * default kernels, not a `wasmUrl`.
    */
-  simd?: 'auto' | 'relaxed' | 'plain';
+  simd?: WasmSimdChoice;
 }
 
 export interface BrowserBackendChoice {
@@ -41,10 +42,6 @@ export interface BrowserBackendChoice {
 }
 
 interface WasmModule {
-  relaxedSimdSupported(): boolean;
-  kernelFileName(threaded: boolean, relaxed: boolean): string;
-  parseWasmSimd(value: string | undefined, what: string): 'auto' | 'relaxed' | 'plain';
-  wantsRelaxed(choice: 'auto' | 'relaxed' | 'plain', supported: boolean, built: boolean): boolean;
   instantiateWasmBackend(
     source: PromiseLike<Response>,
     options?: object,
@@ -71,7 +68,7 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
   let reason = 'the reference backend was asked for';
   if (prefer !== 'reference') {
     try {
-      const wasm = await loadWasmBackend(options.wasmUrl, options.simd, wasmOptions);
+      const wasm = await loadWasmBackend(options.wasmUrl, options.simd ?? 'auto', wasmOptions);
       registerBackend('wasm', () => wasm);
       setBackend(wasm);
       return { name: 'wasm', backend: wasm };
@@ -86,7 +83,7 @@ export async function useBrowserBackend(options: BrowserBackendOptions = {}): Pr
 
 async function loadWasmBackend(
   url: string | URL | undefined,
-  simd: string | undefined,
+  simd: WasmSimdChoice,
   options: { memoryLimitBytes?: number },
 ): Promise<Backend> {
   // A specifier in a variable: resolved when the page runs, not when this file is compiled.
@@ -94,11 +91,10 @@ async function loadWasmBackend(
   const mod = (await import(specifier)) as Partial<WasmModule>;
   if (typeof mod.instantiateWasmBackend !== 'function') throw new Error('its module has no instantiateWasmBackend');
   if (url !== undefined) return mod.instantiateWasmBackend(fetchOk(url), options);
-  const m = mod as WasmModule;
-  const relaxed = m.wantsRelaxed(m.parseWasmSimd(simd, 'simd'), m.relaxedSimdSupported(), true);
-  const kernels = (threaded: boolean) => new URL(WASM_DIR + m.kernelFileName(threaded, relaxed), import.meta.url);
-  const threaded = await loadThreaded(m, kernels(true), options);
-  return threaded ?? m.instantiateWasmBackend(fetchOk(kernels(false)), options);
+  const relaxed = wantsRelaxed(simd, relaxedSimdSupported(), true);
+  const kernels = (threaded: boolean) => new URL(WASM_DIR + kernelFileName(threaded, relaxed), import.meta.url);
+  const threaded = await loadThreaded(mod as WasmModule, kernels(true), options);
+  return threaded ?? mod.instantiateWasmBackend(fetchOk(kernels(false)), options);
 }
 
 function fetchOk(url: string | URL): Promise<Response> {

@@ -736,10 +736,6 @@ export class NativeBackend implements Backend {
   }
 
   /**
-   * The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`), under the
-   * given precision (default: the current one).
-   */
-  /**
    * Diagnostics: x rounded to bf16 by oneDNN's reorder and (where bf16 is native) by the addon's
    * own AVX512_BF16 loop that the bf16 convolutions use, each widened back to float32.
    */
@@ -760,6 +756,10 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /**
+   * The oneDNN implementation chosen for a convolution (e.g. `brgconv_1x1:avx512_core`), under the
+   * given precision (default: the current one).
+   */
   describeConv(
     p: Conv2DParams,
     pass: 'forward' | 'backwardInput' | 'backwardFilter' = 'forward',
