@@ -122,8 +122,12 @@ export class Model {
   /** Runs the network on x [batch, ...inputShape]. */
   forward(x: Tensor, opts: ForwardOptions = {}): Tensor {
     this.checkInput(x);
-    const ctx: CallContext = { training: opts.training ?? false, rng: opts.rng ?? this.rng, logits: false };
-    if (opts.statisticsStep !== undefined) ctx.statisticsStep = opts.statisticsStep;
+    const ctx: CallContext = {
+      training: opts.training ?? false,
+      rng: opts.rng ?? this.rng,
+      logits: false,
+      statisticsStep: opts.statisticsStep,
+    };
     // Without autograd, intermediates are freed as soon as their last consumer has run.
     const freeEarly = !isGradEnabled();
     const fuse = opts.fuse ?? true;

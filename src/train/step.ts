@@ -52,8 +52,7 @@ export function trainingStep(parts: TrainingStepParts, batch: Batch): { loss: nu
   try {
     ({ loss, logits } = tidy(() => {
       const x = tensor(batch.x, batch.shape, { backend });
-      const warm = parts.statisticsStep === undefined ? {} : { statisticsStep: parts.statisticsStep };
-      const out = model.forward(x, { training: true, logits: true, ...warm });
+      const out = model.forward(x, { training: true, logits: true, statisticsStep: parts.statisticsStep });
       const l = trainingLoss(out, batch, lossChoice);
       const value = l.item();
       const logits = out.data(); // before backward, which releases the activations

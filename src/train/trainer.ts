@@ -737,8 +737,8 @@ class TrainingSession {
   }
 
   /** A model trained from scratch warms batch norm's statistics up by the run's step (ForwardOptions.statisticsStep). */
-  private statisticsStep(): { statisticsStep?: number } {
-    return this.config.weights === undefined ? { statisticsStep: this.step } : {};
+  private statisticsStep(): number | undefined {
+    return this.config.weights === undefined ? this.step : undefined;
   }
 
   /** One step in this thread (see trainingStep). */
@@ -753,7 +753,7 @@ class TrainingSession {
         classes: this.classes,
         backend: this.setup.backend,
         multiLabel: this.setup.multiLabel,
-        ...this.statisticsStep(),
+        statisticsStep: this.statisticsStep(),
       },
       batch,
     );

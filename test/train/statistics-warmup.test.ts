@@ -37,7 +37,7 @@ function evalTrainGap(warm: boolean): number {
     [16, 32, 32, 3],
   );
   const training = (step: number) =>
-    tidy(() => model.forward(x, { training: true, logits: true, ...(warm ? { statisticsStep: step } : {}) }).data());
+    tidy(() => model.forward(x, { training: true, logits: true, statisticsStep: warm ? step : undefined }).data());
   let trained = training(0);
   for (let s = 1; s < 10; s++) trained = training(s);
   const inferred = tidy(() => model.forward(x, { logits: true }).data());

@@ -218,7 +218,7 @@ export class DataParallel {
 
   /**
    * One optimizer step on the whole batch (multi-hot targets, when it has them, split like its
-   * rows). Returns the batch's mean loss and top-1 count;
+   * rows); `statisticsStep` warms batch norm up (ForwardOptions). Returns the batch's mean loss and top-1 count;
    * `applied` is false (and no weight changed) when some shard's loss was not finite. A
    * non-finite summed gradient throws TrainingDivergedError, no weight changed anywhere.
    */
@@ -226,7 +226,7 @@ export class DataParallel {
     batch: Batch,
     lr: number,
     seed: number,
-    warm: { statisticsStep?: number } = {},
+    statisticsStep?: number,
   ): Promise<{ loss: number; correct: number; applied: boolean }> {
     const sizes = this.shardSizes(batch.size);
     const [, h, w, c] = batch.shape;
@@ -246,7 +246,7 @@ export class DataParallel {
         lr,
         shardSizes: sizes,
         seed,
-        ...warm,
+        statisticsStep,
         ...(targets ? { targets } : {}),
       };
       return [step, targets ? [x.buffer, y.buffer, targets.buffer] : [x.buffer, y.buffer]];

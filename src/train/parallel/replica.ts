@@ -112,8 +112,7 @@ export class Replica {
         // Dropout masks from the step's seed: the main thread's generator stays the run's only
         // random state (a resumed run repeats exactly), and the replicas draw different masks.
         const rng = new Random((req.seed + rank * 0x9e3779b9) >>> 0);
-        const warm = req.statisticsStep === undefined ? {} : { statisticsStep: req.statisticsStep };
-        const out = this.model.forward(x, { training: true, logits: true, rng, ...warm });
+        const out = this.model.forward(x, { training: true, logits: true, rng, statisticsStep: req.statisticsStep });
         const shard: Batch = { x: req.x, y: req.y, size: rows, shape: req.shape, ...(req.targets ? { targets: req.targets } : {}) };
         const choice = { multiLabel: this.init.multiLabel, labelSmoothing: this.init.labelSmoothing, classes: this.classes };
         const l = trainingLoss(out, shard, choice);
