@@ -266,7 +266,10 @@ napi_value download(napi_env env, napi_callback_info info) {
   if (static_cast<int64_t>(length) != b->size)
     throw KernelError("download: handle has " + std::to_string(b->size) + " elements, target has " +
                       std::to_string(length));
-  if (length) std::memcpy(dst, b->data, length * sizeof(float));
+  if (isLow(*b))
+    widenBf16(lowData(*b), dst, b->size);
+  else if (length)
+    std::memcpy(dst, b->data, length * sizeof(float));
   return nullptr;
 }
 

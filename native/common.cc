@@ -36,14 +36,43 @@ std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero) {
   return b;
 }
 
+std::unique_ptr<Buffer> allocLowBuffer(int64_t size) {
+  if (size < 0 || size > kMaxElements) throw KernelError("buffer size out of range: " + std::to_string(size));
+  auto b = std::make_unique<Buffer>();
+  b->size = size;
+  b->low = allocBuffer((size + 1) / 2, false);  // counted as a buffer of its own
+  liveBuffers += 1;
+  return b;
+}
+
+XN_CLONES void widenBf16(const uint16_t* src, float* dst, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &bits, sizeof bits);
+  }
+}
+
+void materialize(Buffer& b) {
+  if (!isLow(b)) return;
+  size_t bytes = bufferBytes(b.size);
+  void* p = arenaAlloc(bytes);
+  if (!p) throw OutOfMemory("out of native memory: " + std::to_string(bytes) + " bytes refused widening a bf16 tensor");
+  widenBf16(lowData(b), static_cast<float*>(p), b.size);
+  b.data = static_cast<float*>(p);
+  liveBytes += b.size * static_cast<int64_t>(sizeof(float));
+  b.low.reset();
+}
+
 void releaseBufferData(Buffer* b) {
   if (!b || b->disposed) return;
+  if (b->data) liveBytes -= b->size * static_cast<int64_t>(sizeof(float));
   arenaFree(b->data, bufferBytes(b->size));
   b->data = nullptr;
+  b->low.reset();
   b->derived.clear();
   b->disposed = true;
   liveBuffers -= 1;
-  liveBytes -= b->size * static_cast<int64_t>(sizeof(float));
 }
 
 MemoryStats memoryStats() {
@@ -62,14 +91,19 @@ void Args::expectCounts(size_t nIn, size_t nNums) const {
     fail(*this, "expected " + std::to_string(nNums) + " numeric parameters, got " + std::to_string(nums.size()));
 }
 
-const float* Args::input(size_t i, int64_t expected, const char* name) const {
+const uint16_t* Args::lowInput(size_t i, int64_t expected, const char* name) const {
   if (i >= in.size() || in[i] == nullptr) fail(*this, std::string("missing input ") + name);
   const Buffer* b = in[i];
   if (b->disposed) fail(*this, std::string("input ") + name + " was disposed");
   if (b->size != expected)
     fail(*this, std::string("input ") + name + " has " + std::to_string(b->size) + " elements, parameters need " +
                     std::to_string(expected));
-  return b->data;
+  return isLow(*b) ? lowData(*b) : nullptr;
+}
+
+const float* Args::input(size_t i, int64_t expected, const char* name) const {
+  if (lowInput(i, expected, name)) materialize(*in[i]);
+  return in[i]->data;
 }
 
 int64_t Args::dim(size_t i, const char* name, int64_t lo) const {

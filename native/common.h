@@ -86,6 +86,10 @@ struct Buffer {
   float* data = nullptr;
   int64_t size = 0;  // elements
   bool disposed = false;
+  // A low buffer (`allocLowBuffer`) holds its contents only as `size` bfloat16 values in `low`,
+  // flat, and `data` is null: a bf16 kernel's output whose usual readers take bf16 (a pointwise
+  // product, a gradient for one). A reader that needs float32 widens it once (`materialize`).
+  std::unique_ptr<Buffer> low;
   // Kernels never write their inputs, so a buffer's contents only change through in-place
   // writers (future optimizer steps), which must bump `version` to invalidate `derived`.
   uint64_t version = 0;
@@ -97,10 +101,22 @@ struct Buffer {
 };
 
 // y[i] = x[i] rounded to bfloat16 (nearest even); only where the CPU has AVX512_BF16 (round_bf16.cc).
+// The Span form runs on the calling thread (inside a parallel region).
 void roundToBf16Avx512(const float* x, uint16_t* y, int64_t n);
+void roundSpanToBf16Avx512(const float* x, uint16_t* y, int64_t n);
 
 // Allocates 64-byte aligned storage (what oneDNN kernels like); zero-filled if asked.
 std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero);
+
+// A low buffer of `size` elements (see Buffer::low); its bf16 storage is lowData(b).
+std::unique_ptr<Buffer> allocLowBuffer(int64_t size);
+inline uint16_t* lowData(const Buffer& b) { return reinterpret_cast<uint16_t*>(b.low->data); }
+inline bool isLow(const Buffer& b) { return b.data == nullptr && b.low != nullptr; }
+// Gives a low buffer its float32 contents (the bf16 values widened exactly) and drops the bf16
+// copy: from then on it is an ordinary buffer. No-op for other buffers.
+void materialize(Buffer& b);
+// dst[i] = the bf16 value src[i] as float32 (exact).
+void widenBf16(const uint16_t* src, float* dst, int64_t n);
 
 // Live native memory, for diagnostics and leak tests.
 struct MemoryStats {
@@ -154,8 +170,10 @@ struct Args {
   int64_t intCount = 0;
 
   void expectCounts(size_t nIn, size_t nNums) const;
-  // Input i, which must hold exactly `expected` elements.
+  // Input i, which must hold exactly `expected` elements (a low buffer is materialized first).
   const float* input(size_t i, int64_t expected, const char* name) const;
+  // The same checks; the bf16 contents if input i is a low buffer, else null (nothing widened).
+  const uint16_t* lowInput(size_t i, int64_t expected, const char* name) const;
   // nums[i] as an integer in [lo, 2^31).
   int64_t dim(size_t i, const char* name, int64_t lo = 1) const;
   double real(size_t i, const char* name) const;
@@ -168,6 +186,11 @@ struct Result {
   float* add(int64_t size, bool zero = false) {
     out.push_back(allocBuffer(size, zero));
     return out.back()->data;
+  }
+  // A low output (see Buffer::low): the kernel writes its bf16 values.
+  uint16_t* addLow(int64_t size) {
+    out.push_back(allocLowBuffer(size));
+    return lowData(*out.back());
   }
 };
 
@@ -195,6 +218,10 @@ std::string describeConv(State& s, const Args& a, int which, bool bf16);
 // "native" (AVX512_BF16 or AMX), "emulated" (AVX-512 without them: oneDNN rounds in software) or
 // "unsupported" (no AVX-512: oneDNN 2.6 has no fast bf16 kernels).
 const char* bf16Hardware();
+
+// Whether bf16 roundings use our own AVX512_BF16 loop (round_bf16.cc): where bf16 is native as
+// oneDNN sees it (ONEDNN_MAX_CPU_ISA included); else oneDNN's reorder rounds them.
+bool ownBf16Rounding();
 
 // Registration tables of the kernel files.
 void registerDnnlKernels(std::map<std::string, KernelFn>& table);

@@ -10,8 +10,13 @@
 //
 // The inner loops are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones; the build
 // has no -march flag) and the loader picks one at run time.
+//
+// In bf16 training x is often a low buffer (a pointwise convolution's bf16 output): the loops read
+// it as such (`X` = uint16_t), and the backward's `.bf16` kernels write dx as a low buffer too, for
+// the bf16 convolution that reads it next.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -25,6 +30,8 @@ namespace {
 
 // Rows of width below this are grouped: `group` rows form one wide row of `width` values.
 constexpr int64_t kMinWidth = 64;
+// Floats of dx a thread computes before rounding them to a low dx (32 KB: stays in L1/L2).
+constexpr int64_t kLowBlock = 8192;
 
 struct BnShape {
   int64_t rows, ch;
@@ -76,14 +83,24 @@ void rowRange(int64_t rows, int t, int threads, int64_t& r0, int64_t& r1) {
   r1 = rows * (t + 1) / threads;
 }
 
+// Element i of x as float32: a float, or a bf16 value (its bits are a float's upper half).
+inline float ld(const float* x, int64_t i) { return x[i]; }
+inline float ld(const uint16_t* x, int64_t i) {
+  const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
 // Σ (x − shift) and Σ (x − shift)² over `count` rows of `width` values, added to s1, s2.
 // The shift (an early sample of each channel) keeps the sum of squares from cancelling when the
 // mean is large against the spread.
-XN_CLONES void shiftedSums(const float* x, int64_t count, int64_t width, const float* shift, double* s1, double* s2) {
+template <class X>
+XN_CLONES void shiftedSums(const X* x, int64_t count, int64_t width, const float* shift, double* s1, double* s2) {
   for (int64_t r = 0; r < count; ++r) {
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     for (int64_t c = 0; c < width; ++c) {
-      const double d = static_cast<double>(xr[c] - shift[c]);
+      const double d = static_cast<double>(ld(xr, c) - shift[c]);
       s1[c] += d;
       s2[c] += d * d;
     }
@@ -91,26 +108,28 @@ XN_CLONES void shiftedSums(const float* x, int64_t count, int64_t width, const f
 }
 
 // Σ dy and Σ dy·(x − mean) over `count` rows of `width` values, added to s1, s2.
-XN_CLONES void gradSums(const float* dy, const float* x, int64_t count, int64_t width, const float* mean, double* s1,
+template <class X>
+XN_CLONES void gradSums(const float* dy, const X* x, int64_t count, int64_t width, const float* mean, double* s1,
                         double* s2) {
   for (int64_t r = 0; r < count; ++r) {
     const float* gr = dy + r * width;
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     for (int64_t c = 0; c < width; ++c) {
       const double g = gr[c];
       s1[c] += g;
-      s2[c] += g * static_cast<double>(xr[c] - mean[c]);
+      s2[c] += g * static_cast<double>(ld(xr, c) - mean[c]);
     }
   }
 }
 
 // The same sums with dy taken as 0 where the fused ReLU's output y is ≤ 0 (a NaN y keeps dy).
-XN_CLONES void gradSumsMasked(const float* dy, const float* y, const float* x, int64_t count, int64_t width,
+template <class X>
+XN_CLONES void gradSumsMasked(const float* dy, const float* y, const X* x, int64_t count, int64_t width,
                               const float* mean, double* s1, double* s2) {
   for (int64_t r = 0; r < count; ++r) {
     const float* gr = dy + r * width;
     const float* yr = y + r * width;
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     for (int64_t c = 0; c < width; ++c) {
       // The mask as bits (+0 where y <= 0, else dy): GCC leaves a select feeding a float → double
       // conversion as control flow, which it does not vectorize.
@@ -121,58 +140,62 @@ XN_CLONES void gradSumsMasked(const float* dy, const float* y, const float* x, i
       std::memcpy(&masked, &bits, sizeof masked);
       const double g = masked;
       s1[c] += g;
-      s2[c] += g * static_cast<double>(xr[c] - mean[c]);
+      s2[c] += g * static_cast<double>(ld(xr, c) - mean[c]);
     }
   }
 }
 
 // y = (x − m)·a + b per column, over `count` rows of `width` values. Centring first keeps a
 // large mean from cancelling digits of y.
-XN_CLONES void normalizeRows(const float* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
+template <class X>
+XN_CLONES void normalizeRows(const X* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
                              const float* b) {
   for (int64_t r = 0; r < count; ++r) {
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     float* yr = y + r * width;
-    for (int64_t c = 0; c < width; ++c) yr[c] = (xr[c] - m[c]) * a[c] + b[c];
+    for (int64_t c = 0; c < width; ++c) yr[c] = (ld(xr, c) - m[c]) * a[c] + b[c];
   }
 }
 
 // y = max(0, (x − m)·a + b): batch norm followed by ReLU in one pass. NaN stays NaN (as relu).
-XN_CLONES void normalizeReluRows(const float* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
+template <class X>
+XN_CLONES void normalizeReluRows(const X* x, float* y, int64_t count, int64_t width, const float* m, const float* a,
                                  const float* b) {
   for (int64_t r = 0; r < count; ++r) {
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     float* yr = y + r * width;
     for (int64_t c = 0; c < width; ++c) {
-      const float v = (xr[c] - m[c]) * a[c] + b[c];
+      const float v = (ld(xr, c) - m[c]) * a[c] + b[c];
       yr[c] = v <= 0.f ? 0.f : v;
     }
   }
 }
 
 // dx = dy·a + (x − m)·b + c per column.
-XN_CLONES void gradRows(const float* dy, const float* x, float* dx, int64_t count, int64_t width, const float* m,
+template <class X>
+XN_CLONES void gradRows(const float* dy, const X* x, float* dx, int64_t count, int64_t width, const float* m,
                         const float* a, const float* b, const float* c) {
   for (int64_t r = 0; r < count; ++r) {
     const float* gr = dy + r * width;
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     float* o = dx + r * width;
-    for (int64_t j = 0; j < width; ++j) o[j] = gr[j] * a[j] + (xr[j] - m[j]) * b[j] + c[j];
+    for (int64_t j = 0; j < width; ++j) o[j] = gr[j] * a[j] + (ld(xr, j) - m[j]) * b[j] + c[j];
   }
 }
 
 // gradRows with dy taken as 0 where the fused ReLU's output y is ≤ 0 (a NaN y keeps dy).
-XN_CLONES void gradRowsMasked(const float* dy, const float* y, const float* x, float* dx, int64_t count, int64_t width,
+template <class X>
+XN_CLONES void gradRowsMasked(const float* dy, const float* y, const X* x, float* dx, int64_t count, int64_t width,
                               const float* m, const float* a, const float* b, const float* c) {
   for (int64_t r = 0; r < count; ++r) {
     const float* gr = dy + r * width;
     const float* yr = y + r * width;
-    const float* xr = x + r * width;
+    const X* xr = x + r * width;
     float* o = dx + r * width;
     for (int64_t j = 0; j < width; ++j) {
       const float dyv = gr[j];
       const float g = yr[j] <= 0.f ? 0.f : dyv;
-      o[j] = g * a[j] + (xr[j] - m[j]) * b[j] + c[j];
+      o[j] = g * a[j] + (ld(xr, j) - m[j]) * b[j] + c[j];
     }
   }
 }
@@ -211,10 +234,9 @@ std::vector<double> fold(const BnShape& b, const ThreadPartials& part, int threa
 }
 
 // inputs: x, gamma, beta → y, mean, variance (biased). With `relu`, y = max(0, batch norm).
-void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
-  a.expectCounts(3, 3);
+template <class X>
+void batchNormTrainOn(const X* x, const Args& a, Result& r, bool relu) {
   BnShape b = BnShape::parse(a);
-  const float* x = a.input(0, b.size(), "x");
   const float* gamma = a.input(1, b.ch, "gamma");
   const float* beta = a.input(2, b.ch, "beta");
   float* y = r.add(b.size());
@@ -223,7 +245,8 @@ void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
 
   const int threads = threadsFor(b.size());
   // Everything that allocates happens outside the parallel region (nothing may throw inside).
-  std::vector<float> shift(x, x + b.ch);
+  std::vector<float> shift(static_cast<size_t>(b.ch));
+  for (int64_t c = 0; c < b.ch; ++c) shift[static_cast<size_t>(c)] = ld(x, c);
   std::vector<float> wideShift = widen(b, shift);
   ThreadPartials p1(threads, b.width), p2(threads, b.width);
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
@@ -242,8 +265,16 @@ void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
   }
   std::vector<float> wm = widen(b, m), wa = widen(b, scale), wb = widen(b, std::vector<float>(beta, beta + b.ch));
   forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
-    (relu ? normalizeReluRows : normalizeRows)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
+    (relu ? normalizeReluRows<X> : normalizeRows<X>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(),
+                                                     wb.data());
   });
+}
+
+void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
+  a.expectCounts(3, 3);
+  const int64_t n = BnShape::parse(a).size();
+  if (const uint16_t* low = a.lowInput(0, n, "x")) return batchNormTrainOn(low, a, r, relu);
+  batchNormTrainOn(a.input(0, n, "x"), a, r, relu);
 }
 
 // inputs: x, gamma, beta, mean, variance → y. With `relu`, y = max(0, batch norm).
@@ -264,7 +295,8 @@ void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
   std::vector<float> wm = widen(b, std::vector<float>(mean, mean + b.ch)), wa = widen(b, scale),
                      wb = widen(b, std::vector<float>(beta, beta + b.ch));
   forRows(b, threadsFor(b.size()), [&](int64_t row, int64_t count, int64_t width, int) {
-    (relu ? normalizeReluRows : normalizeRows)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(), wb.data());
+    (relu ? normalizeReluRows<float> : normalizeRows<float>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(),
+                                                             wa.data(), wb.data());
   });
 }
 
@@ -273,18 +305,19 @@ void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
 //   dx = gamma·invStd·(dy − dbeta/R − xhat·dgamma/R) = dy·A + (x − mean)·B + C per channel.
 // With `relu` (the forward was batch norm → ReLU) a sixth input is that forward's output y, and
 // dy counts only where y > 0: the ReLU's backward folded into both passes.
-void batchNormBackwardImpl(const Args& a, Result& r, bool relu) {
-  a.expectCounts(relu ? 6 : 5, 3);
+// With `lowDx` dx is a low buffer (the `.bf16` kernels where the CPU rounds to bf16 natively).
+template <class X>
+void batchNormBackwardOn(const X* x, const Args& a, Result& r, bool relu, bool lowDx) {
   BnShape b = BnShape::parse(a);
   const float* dy = a.input(0, b.size(), "dy");
-  const float* x = a.input(1, b.size(), "x");
   const float* gamma = a.input(2, b.ch, "gamma");
   const float* mean = a.input(3, b.ch, "mean");
   const float* var = a.input(4, b.ch, "variance");
   for (int64_t c = 0; c < b.ch; ++c)
     if (!(var[c] + b.eps > 0)) fail(a, "variance + epsilon must be positive (channel " + std::to_string(c) + ")");
   const float* y = relu ? a.input(5, b.size(), "y") : nullptr;
-  float* dx = r.add(b.size());
+  float* dx = lowDx ? nullptr : r.add(b.size());
+  uint16_t* dxLow = lowDx ? r.addLow(b.size()) : nullptr;
   float* dgamma = r.add(b.ch);
   float* dbeta = r.add(b.ch);
 
@@ -314,22 +347,48 @@ void batchNormBackwardImpl(const Args& a, Result& r, bool relu) {
     cc[c] = static_cast<float>(-k * sumDy[c] / n);
   }
   std::vector<float> wa = widen(b, ca), wb = widen(b, cb), wc = widen(b, cc);
-  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
+  auto rows = [&](int64_t row, int64_t count, int64_t width, float* out) {
     if (relu)
-      gradRowsMasked(dy + row * b.ch, y + row * b.ch, x + row * b.ch, dx + row * b.ch, count, width, wideMean.data(),
-                     wa.data(), wb.data(), wc.data());
+      gradRowsMasked(dy + row * b.ch, y + row * b.ch, x + row * b.ch, out, count, width, wideMean.data(), wa.data(),
+                     wb.data(), wc.data());
     else
-      gradRows(dy + row * b.ch, x + row * b.ch, dx + row * b.ch, count, width, wideMean.data(), wa.data(), wb.data(),
-               wc.data());
+      gradRows(dy + row * b.ch, x + row * b.ch, out, count, width, wideMean.data(), wa.data(), wb.data(), wc.data());
+  };
+  if (!lowDx) {
+    forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) { rows(row, count, width, dx + row * b.ch); });
+    return;
+  }
+  // dx a few rows at a time into a per-thread float32 block that stays in cache, then rounded.
+  const int64_t blockRows = std::max<int64_t>(1, kLowBlock / b.width);
+  std::vector<float> blocks(static_cast<size_t>(threads * blockRows * b.width));
+  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int t) {
+    float* block = blocks.data() + t * blockRows * b.width;
+    const int64_t perRow = width / b.ch;  // original rows per row of this call
+    for (int64_t done = 0; done < count; done += blockRows) {
+      const int64_t n = std::min(blockRows, count - done);
+      const int64_t first = row + done * perRow;
+      rows(first, n, width, block);
+      roundSpanToBf16Avx512(block, dxLow + first * b.ch, n * width);
+    }
   });
+}
+
+void batchNormBackwardImpl(const Args& a, Result& r, bool relu, bool bf16) {
+  a.expectCounts(relu ? 6 : 5, 3);
+  const int64_t n = BnShape::parse(a).size();
+  const bool lowDx = bf16 && ownBf16Rounding();
+  if (const uint16_t* low = a.lowInput(1, n, "x")) return batchNormBackwardOn(low, a, r, relu, lowDx);
+  batchNormBackwardOn(a.input(1, n, "x"), a, r, relu, lowDx);
 }
 
 void batchNormTrain(State&, const Args& a, Result& r) { batchNormTrainImpl(a, r, false); }
 void batchNormInference(State&, const Args& a, Result& r) { batchNormInferenceImpl(a, r, false); }
-void batchNormBackward(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, false); }
+void batchNormBackward(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, false, false); }
+void batchNormBackwardBf16(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, false, true); }
 void batchNormReluTrain(State&, const Args& a, Result& r) { batchNormTrainImpl(a, r, true); }
 void batchNormReluInference(State&, const Args& a, Result& r) { batchNormInferenceImpl(a, r, true); }
-void batchNormReluBackward(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, true); }
+void batchNormReluBackward(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, true, false); }
+void batchNormReluBackwardBf16(State&, const Args& a, Result& r) { batchNormBackwardImpl(a, r, true, true); }
 
 }  // namespace
 
@@ -341,6 +400,9 @@ void registerBatchNormKernels(std::map<std::string, KernelFn>& t) {
   t["batchNormReluTrain"] = batchNormReluTrain;
   t["batchNormReluInference"] = batchNormReluInference;
   t["batchNormReluBackward"] = batchNormReluBackward;
+  // The same with dx as a low buffer (bf16) where the CPU rounds natively, for bf16 training.
+  t["batchNormBackward.bf16"] = batchNormBackwardBf16;
+  t["batchNormReluBackward.bf16"] = batchNormReluBackwardBf16;
 }
 
 }  // namespace xnative

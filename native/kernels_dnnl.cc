@@ -225,12 +225,6 @@ bool lowPrecisionUsable(PD& pd, Make make) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) != 0;
 }
 
-// Whether operands are rounded by our own AVX512_BF16 loop (round_bf16.cc): where bf16 is native
-// as oneDNN sees it (ONEDNN_MAX_CPU_ISA included), else oneDNN's reorder rounds them.
-bool ownBf16Rounding() {
-  static const bool native = std::strcmp(bf16Hardware(), "native") == 0;
-  return native;
-}
 
 // Rounds a float32 tensor to bf16 in the same element order (nhwc to nhwc, or flat): with
 // AVX512_BF16 by our own loop (3× oneDNN's reorder on tensors in cache), else by oneDNN's reorder.
@@ -421,10 +415,10 @@ memory::desc matrixMd(int64_t rows, int64_t cols, bool transposed, dt t) {
   return memory::desc({rows, cols}, t, transposed ? memory::dims{1, rows} : memory::dims{cols, 1});
 }
 
-GemmBf16& gemmBf16Entry(State& s, int64_t m, int64_t n, int64_t k, bool transA, bool transB) {
-  return s.cached<GemmBf16>({kGemmBf16, m, n, k, transA ? 1 : 0, transB ? 1 : 0}, [&] {
+GemmBf16& gemmBf16Entry(State& s, int64_t m, int64_t n, int64_t k, bool transA, bool transB, bool lowC) {
+  return s.cached<GemmBf16>({kGemmBf16, m, n, k, transA ? 1 : 0, transB ? 1 : 0, lowC ? 1 : 0}, [&] {
     auto e = std::make_unique<GemmBf16>();
-    e->c = matrixMd(m, n, false, dt::f32);
+    e->c = matrixMd(m, n, false, lowC ? dt::bf16 : dt::f32);
     e->aLow = matrixMd(m, k, transA, dt::bf16);
     e->bLow = matrixMd(k, n, transB, dt::bf16);
     auto make = [&] { return dnnl::matmul::primitive_desc(dnnl::matmul::desc(e->aLow, e->bLow, e->c), s.engine); };
@@ -451,35 +445,38 @@ const ToBf16& flatBf16(State& s, int64_t n) {
   }).round;
 }
 
-// The first n elements of `b` rounded to bf16, kept with the buffer until it is disposed, written
-// or dropped: an output gradient feeds the backward-data and filter-gradient products, and is
-// rounded once for both. (Filters are not kept: a bf16 copy of every filter would lift peak
-// memory above float32 training's, and a filter rounds in a fraction of a millisecond.)
+// The first n elements of `b` rounded to bf16 (a low buffer's own contents), kept with the buffer
+// until it is disposed, written or dropped: an output gradient feeds the backward-data and
+// filter-gradient products, an input the forward and the filter gradient; each is rounded once.
+// The low outputs pay for the kept inputs' memory. (Filters are not kept: a bf16 copy of every
+// filter would lift peak memory, and a filter rounds in a fraction of a millisecond.)
 void* keptBf16(State& s, Buffer& b, int64_t n) {
+  if (isLow(b)) return lowData(b);  // already bf16 (b.data is null)
   const ToBf16& r = flatBf16(s, n);
   memory user = wrap(s, r.from, b.data);
   return derivedLayout(s, b, r.to, [&](memory low) { r.run(s, user, low); }).get_data_handle();
 }
 
-// The same, into a temporary `tmp`: for operands read once per step (a convolution's input is
-// read again only by its filter gradient, and keeping it would raise peak memory).
+// The same, into a temporary `tmp`: for a filter, rounded for each pass that reads it.
 void* temporaryBf16(State& s, const float* p, int64_t n, std::unique_ptr<Buffer>& tmp) {
   const ToBf16& r = flatBf16(s, n);
   return rounded(s, r, wrap(s, r.from, p), tmp).get_data_handle();
 }
 
-// Drops `b`'s kept rounding of its first n elements: an output gradient's, once the filter
-// gradient (its last reader) has run, so it lives no longer than the temporaries it replaces.
+// Drops `b`'s kept rounding of its first n elements once the filter gradient (its last reader)
+// has run, so it lives no longer than the temporaries it replaces. A low buffer keeps its own.
 void dropKeptBf16(State& s, Buffer& b, int64_t n) {
+  if (isLow(b)) return;  // the bf16 values are its contents
   const memory::desc& want = flatBf16(s, n).to;
   auto& d = b.derived;
   d.erase(std::remove_if(d.begin(), d.end(), [&](const DerivedLayout& l) { return l.desc == want; }), d.end());
 }
 
-// C = A · B on operands already rounded to bf16 (laid out as `e.aLow` and `e.bLow` say).
-void runGemmBf16(State& s, const GemmBf16& e, void* aLow, void* bLow, float* c) {
-  memory lowA(e.aLow, s.engine, aLow), lowB(e.bLow, s.engine, bLow);
-  e.prim.execute(s.stream, {{DNNL_ARG_SRC, lowA}, {DNNL_ARG_WEIGHTS, lowB}, {DNNL_ARG_DST, wrap(s, e.c, c)}});
+// C = A · B on operands already rounded to bf16 (laid out as `e.aLow` and `e.bLow` say); C is
+// float32 or, for a low output, bf16 (`e.c`).
+void runGemmBf16(State& s, const GemmBf16& e, void* aLow, void* bLow, void* c) {
+  memory lowA(e.aLow, s.engine, aLow), lowB(e.bLow, s.engine, bLow), out(e.c, s.engine, c);
+  e.prim.execute(s.stream, {{DNNL_ARG_SRC, lowA}, {DNNL_ARG_WEIGHTS, lowB}, {DNNL_ARG_DST, out}});
   s.stream.wait();
 }
 
@@ -487,10 +484,14 @@ void runGemmBf16(State& s, const GemmBf16& e, void* aLow, void* bLow, float* c) 
 // dW[ic, oc] = Xᵀ · dY (W in the Keras layout is the row-major [ic, oc] matrix). Null where it has
 // no fast bf16 matmul here (the caller runs float32). oneDNN's bf16 convolutions want blocked
 // filters, whose reorder ran at 3 GB/s; the matmul reads W as it is.
+// Where bf16 is native the forward's Y is a low buffer (lowForwardOutput): its readers (batch
+// norm) take bf16, and it is half the memory while it waits for the backward.
+bool lowForwardOutput() { return ownBf16Rounding(); }
+
 GemmBf16* pointwiseBf16(State& s, const ConvGeom& c, ConvGeom::Pass p) {
-  GemmBf16& e = p == ConvGeom::Pass::kForward        ? gemmBf16Entry(s, c.pixels(), c.oc, c.ic, false, false)
-                : p == ConvGeom::Pass::kBackwardData ? gemmBf16Entry(s, c.pixels(), c.ic, c.oc, false, true)
-                                                     : gemmBf16Entry(s, c.ic, c.oc, c.pixels(), true, false);
+  GemmBf16& e = p == ConvGeom::Pass::kForward        ? gemmBf16Entry(s, c.pixels(), c.oc, c.ic, false, false, lowForwardOutput())
+                : p == ConvGeom::Pass::kBackwardData ? gemmBf16Entry(s, c.pixels(), c.ic, c.oc, false, true, false)
+                                                     : gemmBf16Entry(s, c.ic, c.oc, c.pixels(), true, false, false);
   return e.f32Instead ? nullptr : &e;
 }
 
@@ -524,19 +525,22 @@ void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
   c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kForward);
-  const float* x = a.input(0, c.xSize(), "x");
+  a.lowInput(0, c.xSize(), "x");  // checked here; read as float32 only where needed
   const float* w = a.input(1, c.wSize(), "filter");
-  if (c.runsAsGemm(ConvGeom::Pass::kForward)) {  // Y = X · W
-    float* y = r.add(c.ySize());
-    gemm(a, 'N', 'N', c.pixels(), c.oc, c.ic, x, c.ic, w, c.oc, y, c.oc);
-    return;
-  }
   if (c.bf16 && c.pointwise()) {
     GemmBf16* e = pointwiseBf16(s, c, ConvGeom::Pass::kForward);
     if (!e) return conv2dAs(s, a, r, false);
-    std::unique_ptr<Buffer> xLow, wLow;
-    void* xl = temporaryBf16(s, x, c.xSize(), xLow);
-    runGemmBf16(s, *e, xl, temporaryBf16(s, w, c.wSize(), wLow), r.add(c.ySize()));
+    // x's rounding is kept for the filter gradient, which drops it; a low Y pays for it in memory.
+    std::unique_ptr<Buffer> wLow;
+    void* xl = keptBf16(s, *a.in[0], c.xSize());
+    void* y = lowForwardOutput() ? static_cast<void*>(r.addLow(c.ySize())) : static_cast<void*>(r.add(c.ySize()));
+    runGemmBf16(s, *e, xl, temporaryBf16(s, w, c.wSize(), wLow), y);
+    return;
+  }
+  const float* x = a.input(0, c.xSize(), "x");
+  if (c.runsAsGemm(ConvGeom::Pass::kForward)) {  // Y = X · W
+    float* y = r.add(c.ySize());
+    gemm(a, 'N', 'N', c.pixels(), c.oc, c.ic, x, c.ic, w, c.oc, y, c.oc);
     return;
   }
   ConvFwd& e = convFwdEntry(s, c);
@@ -556,11 +560,11 @@ void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
   c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardData);
-  const float* dy = a.input(0, c.ySize(), "dy");
+  a.lowInput(0, c.ySize(), "dy");  // checked here; read as float32 only where needed
   const float* w = a.input(1, c.wSize(), "filter");
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardData)) {  // dX = dY · Wᵀ
     float* dx = r.add(c.xSize());
-    gemm(a, 'N', 'T', c.pixels(), c.ic, c.oc, dy, c.oc, w, c.oc, dx, c.ic);
+    gemm(a, 'N', 'T', c.pixels(), c.ic, c.oc, a.input(0, c.ySize(), "dy"), c.oc, w, c.oc, dx, c.ic);
     return;
   }
   if (c.bf16 && c.pointwise()) {
@@ -571,6 +575,7 @@ void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
     runGemmBf16(s, *e, dyl, temporaryBf16(s, w, c.wSize(), wLow), r.add(c.xSize()));
     return;
   }
+  const float* dy = a.input(0, c.ySize(), "dy");
   ConvBwdData& e = convBwdDataEntry(s, c);
   if (e.f32Instead) return conv2dBackwardInputAs(s, a, r, false);
   float* dx = r.add(c.xSize());
@@ -590,17 +595,18 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
   const float* x = a.input(0, c.xSize(), "x");
-  const float* dy = a.input(1, c.ySize(), "dy");
+  a.lowInput(1, c.ySize(), "dy");  // checked here; read as float32 only where needed
   c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardFilter);
   if (c.bf16 && c.pointwise()) {
     GemmBf16* e = pointwiseBf16(s, c, ConvGeom::Pass::kBackwardFilter);
     if (!e) return conv2dBackwardFilterAs(s, a, r, false);
-    std::unique_ptr<Buffer> xLow;
-    void* xl = temporaryBf16(s, x, c.xSize(), xLow);
+    void* xl = keptBf16(s, *a.in[0], c.xSize());
     runGemmBf16(s, *e, xl, keptBf16(s, *a.in[1], c.ySize()), r.add(c.wSize()));
+    dropKeptBf16(s, *a.in[0], c.xSize());
     dropKeptBf16(s, *a.in[1], c.ySize());
     return;
   }
+  const float* dy = a.input(1, c.ySize(), "dy");
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
     float* dw = r.add(c.wSize());
     gemm(a, 'T', 'N', c.ic, c.oc, c.pixels(), x, c.ic, dy, c.oc, dw, c.oc);
@@ -1098,6 +1104,13 @@ const char* bf16Hardware() {
     case dnnl::cpu_isa::avx512_core_vnni: return "emulated";
     default: return "unsupported";
   }
+}
+
+// Whether operands are rounded by our own AVX512_BF16 loop (round_bf16.cc): where bf16 is native
+// as oneDNN sees it (ONEDNN_MAX_CPU_ISA included), else oneDNN's reorder rounds them.
+bool ownBf16Rounding() {
+  static const bool native = std::strcmp(bf16Hardware(), "native") == 0;
+  return native;
 }
 
 void registerDnnlKernels(std::map<std::string, KernelFn>& t) {

@@ -1028,6 +1028,8 @@ void runPlan(State& s, Plan& p, Buffer& input, Buffer& output, std::vector<doubl
   if (output.size != p.outputSize)
     bad("output has " + std::to_string(output.size) + " elements, the plan makes " + std::to_string(p.outputSize));
   if (&input == &output) bad("input and output must be different buffers");
+  materialize(input);  // a bf16 kernel's low output as input: the plan reads float32
+  materialize(output);
   p.input.set_data_handle(input.data);
   p.output.set_data_handle(output.data);
   if (!stepSeconds) {

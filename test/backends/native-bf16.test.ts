@@ -276,3 +276,112 @@ test('with oneDNN held to AVX-512 without bf16, the status says emulated and bf1
   assert.match(out.impl, /bf16/);
   for (const e of out.errors) assert.ok(e > 1e-5 && e <= 1e-2, `emulated bf16 relative error ${e}`);
 });
+
+/** Whether every value is a bf16 value (its low 16 bits are zero): what a low buffer holds. */
+function allBf16(v: Float32Array): boolean {
+  const bits = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  return bits.every((b) => (b & 0xffff) === 0);
+}
+
+bf16Test('a bf16 pointwise output is kept as bf16, and every reader of it sees the same values as of its float32 copy', (n) => {
+  if (n.bf16Hardware() !== 'native') return; // emulated bf16 runs the pointwise passes in float32
+  const rng = new Random(21);
+  const spec: ConvSpec = { batch: 2, height: 6, width: 6, inChannels: 24, outChannels: 40, kernel: [1, 1], padding: 'valid' };
+  const p = convParams(spec);
+  const size = convOutputSize(p);
+  const up = (k: number) => n.upload(Float32Array.from(randomArray(rng, k)));
+  const x = up(convInputSize(p)),
+    w = up(convFilterSize(p));
+  const before = n.stats().bytes;
+  const low = n.conv2d(x, w, p);
+  // Half the bytes of a float32 output: its storage is bf16.
+  assert.ok(n.stats().bytes - before < size * 4, `a ${size}-value output took ${n.stats().bytes - before} bytes`);
+  const values = n.download(low, size, 'float32') as Float32Array;
+  assert.ok(allBf16(values), 'the output holds values that are not bf16');
+  const copy = n.upload(values);
+  const bn = { rows: p.batch * p.outHeight * p.outWidth, channels: p.outChannels, epsilon: 1e-3 };
+  const gamma = n.upload(Float32Array.from(randomArray(rng, bn.channels), (v) => v + 1.5)),
+    beta = up(bn.channels);
+  // Bitwise, except batch norm: its loops on bf16 input are compiled apart from the float32 ones,
+  // and the compiler may fuse a multiply-add in one and not the other (a last-bit difference).
+  const same = (label: string, run: (input: Handle) => Handle[], k: number[], tolerance = 0) => {
+    const a = run(low).map((h, i) => n.download(h, k[i]!, 'float32'));
+    const b = run(copy).map((h, i) => n.download(h, k[i]!, 'float32'));
+    if (tolerance === 0) return assert.deepEqual(a, b, `${label}: a low input and its float32 copy disagree`);
+    a.forEach((v, i) => assert.ok(relError(v, b[i]!) <= tolerance, `${label}: output ${i} differs by ${relError(v, b[i]!)}`));
+  };
+  const c = bn.channels;
+  for (const relu of [false, true]) {
+    const q = { ...bn, relu };
+    same(`batchNormTrain relu=${relu}`, (v) => Object.values(n.batchNormTrain(v, gamma, beta, q)), [size, c, c], 1e-6);
+    const t = n.batchNormTrain(copy, gamma, beta, q);
+    const dy = up(size);
+    n.setConvPrecision('fp32'); // a float32 dx, to compare values
+    same(
+      `batchNormBackward relu=${relu}`,
+      (v) => Object.values(n.batchNormBackward(dy, v, gamma, t.mean, t.variance, q, t.y)),
+      [size, c, c],
+      1e-6,
+    );
+    n.setConvPrecision('bf16');
+  }
+  // Kernels that read float32 widen it: ReLU, and a pointwise pass of another convolution.
+  same('relu', (v) => [n.relu(v, size)], [size]);
+  const p2 = convParams({ ...spec, inChannels: 40, outChannels: 8 });
+  const w2 = up(convFilterSize(p2));
+  same('pointwise forward on a low input', (v) => [n.conv2d(v, w2, p2)], [convOutputSize(p2)]);
+  same('pointwise backward data on a low gradient', (v) => [n.conv2dBackwardInput(v, w, p)], [convInputSize(p)]);
+  same('pointwise filter gradient on a low gradient', (v) => [n.conv2dBackwardFilter(x, v, p)], [convFilterSize(p)]);
+  // After a float32 reader widened it, it is an ordinary tensor with the same values.
+  assert.deepEqual(n.download(low, size, 'float32'), values);
+  for (const h of [x, w, w2, low, copy, gamma, beta]) n.dispose(h);
+});
+
+bf16Test('bf16 batch-norm backward gives dx as bf16: the float32 dx rounded, bit for bit', (n) => {
+  if (n.bf16Hardware() !== 'native') return; // where bf16 is emulated, dx stays float32
+  const rng = new Random(22);
+  // 37 rows of 5 channels: narrow rows grouped into wide ones, a leftover, and more than one block.
+  for (const [rows, channels] of [
+    [37, 5],
+    [3000, 24],
+    [200, 728],
+  ] as const) {
+    const size = rows * channels;
+    const up = (k: number, shift = 0) => n.upload(Float32Array.from(randomArray(rng, k), (v) => v + shift));
+    const x = up(size),
+      gamma = up(channels, 1.5),
+      beta = up(channels),
+      dy = up(size);
+    for (const relu of [false, true]) {
+      const p = { rows, channels, epsilon: 1e-3, relu };
+      const t = n.batchNormTrain(x, gamma, beta, p);
+      const dx = () => n.batchNormBackward(dy, x, gamma, t.mean, t.variance, p, t.y).dx;
+      const low = n.download(dx(), size, 'float32');
+      n.setConvPrecision('fp32');
+      const full = n.download(dx(), size, 'float32') as Float32Array;
+      n.setConvPrecision('bf16');
+      assert.deepEqual(low, n.bf16RoundingPaths(full).own, `${rows}×${channels} relu=${relu}`);
+    }
+  }
+});
+
+bf16Test('low buffers free all their memory, widened or not', (n) => {
+  if (n.bf16Hardware() !== 'native') return;
+  const rng = new Random(23);
+  const p = convParams({ batch: 2, height: 5, width: 5, inChannels: 16, outChannels: 16, kernel: [1, 1], padding: 'valid' });
+  const start = n.stats();
+  // x keeps its bf16 rounding for a filter gradient that never comes: it goes with x.
+  const x = n.upload(Float32Array.from(randomArray(rng, convInputSize(p)))),
+    w = n.upload(Float32Array.from(randomArray(rng, convFilterSize(p))));
+  for (let i = 0; i < 3; i++) {
+    const a = n.conv2d(x, w, p),
+      b = n.conv2d(x, w, p);
+    n.dispose(n.relu(b, convOutputSize(p))); // widens b
+    n.dispose(a);
+    n.dispose(b);
+  }
+  for (const h of [x, w]) n.dispose(h);
+  const end = n.stats();
+  assert.equal(end.buffers, start.buffers);
+  assert.equal(end.bytes, start.bytes);
+});

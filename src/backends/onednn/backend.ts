@@ -155,9 +155,12 @@ export class NativeBackend implements Backend {
   /**
    * Mixed precision for the convolutions of this thread's backend, forward and both backward
    * passes: 'bf16' rounds the operands they multiply (input, filter, output gradient) to bfloat16
-   * inside the kernel and accumulates and returns float32, so the kernel contract, the weights,
-   * optimizer state and batch-norm statistics stay float32. Where oneDNN has no fast bf16 kernel
-   * for a shape, that shape runs in float32. 'bf16' on a CPU without AVX-512 is an OptionError.
+   * inside the kernel and accumulates in float32. Where bf16 is native, a pointwise convolution's
+   * output and a batch-norm backward's dx (the next bf16 pass's output gradient) are also kept as
+   * bf16, in half the memory; every kernel reads them as the float32 values they are, so the
+   * kernel contract, the weights, optimizer state and batch-norm statistics stay float32. Where
+   * oneDNN has no fast bf16 kernel for a shape, that shape runs in float32. 'bf16' on a CPU
+   * without AVX-512 is an OptionError.
    * Returns the previous mode (callers restore it).
    */
   setConvPrecision(precision: ConvPrecision): ConvPrecision {
@@ -175,7 +178,10 @@ export class NativeBackend implements Backend {
     return this.convPrecisionMode;
   }
 
-  /** The native kernel a convolution pass runs under the current precision. */
+  /**
+   * The native kernel a convolution pass, or a batch-norm backward (whose dx such a pass reads
+   * next), runs under the current precision.
+   */
   private convOp(op: string): string {
     return this.convPrecisionMode === 'bf16' ? `${op}.bf16` : op;
   }
@@ -423,7 +429,7 @@ export class NativeBackend implements Backend {
       if (y === undefined) throw new OptionError(`native ${op}: the fused ReLU needs the forward output y`);
       inputs.push(this.arg(op, 'y', y, n));
     }
-    const out = this.run(op, inputs, nums);
+    const out = this.run(this.convOp(op), inputs, nums);
     return { dx: this.wrap(out[0], n), dgamma: this.wrap(out[1], c), dbeta: this.wrap(out[2], c) };
   }
 
