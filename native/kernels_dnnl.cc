@@ -16,6 +16,10 @@
 
 #include "common.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace xnative {
 namespace {
 
@@ -33,7 +37,6 @@ enum Kind : int64_t {
   kEltFwd,
   kEltBwd,
   kPoolFwd,
-  kMaxPoolBwd,
   kAvgPoolBwd,
   kMatmul,
   kGemmBf16,
@@ -941,8 +944,7 @@ struct PoolFwd : CacheEntry {
 };
 
 struct PoolBwd : CacheEntry {
-  dnnl::pooling_forward::primitive_desc fpd;  // training forward: recomputed for max pooling
-  dnnl::pooling_forward fwd;
+  dnnl::pooling_forward::primitive_desc fpd;  // the training forward the backward is made for
   dnnl::pooling_backward::primitive_desc pd;
   dnnl::pooling_backward prim;
   memory::desc src, dst;
@@ -969,7 +971,6 @@ PoolBwd& poolBwdEntry(State& s, const PoolGeom& p, Kind k, dnnl::algorithm alg) 
   return s.cached<PoolBwd>(p.key(k, alg), [&] {
     auto e = std::make_unique<PoolBwd>();
     e->fpd = dnnl::pooling_forward::primitive_desc(p.fwdDesc(dnnl::prop_kind::forward_training, alg), s.engine);
-    if (k == kMaxPoolBwd) e->fwd = dnnl::pooling_forward(e->fpd);
     e->pd = dnnl::pooling_backward::primitive_desc(p.bwdDesc(alg), s.engine, e->fpd);
     e->prim = dnnl::pooling_backward(e->pd);
     e->src = p.srcMd();
@@ -1007,25 +1008,72 @@ void avgPool2d(State& s, const Args& a, Result& r) {
   poolForward(s, a, r, dnnl::algorithm::pooling_avg_exclude_padding);
 }
 
-// inputs: dy, x. The forward pass is recomputed to get oneDNN's workspace (the argmax of every
-// window, first maximum in row-major order), which the backward primitive scatters into.
-void maxPool2dBackward(State& s, const Args& a, Result& r) {
+// Max pool backward over channels [c0, c1) of image b: each window's first maximum (row-major,
+// NaN never winning, the first cell for a window with none) receives the window's dy, 64 channels
+// at a time. dx rows are zeroed just before the first window that reaches them, so they are
+// written while in cache.
+XN_CLONES void maxPoolBackwardPart(const PoolGeom& p, const float* dy, const float* x, float* dx, int64_t b, int64_t c0,
+                                   int64_t c1) {
+  constexpr int64_t kBlock = 64;
+  float best[kBlock];
+  int64_t arg[kBlock];  // the winner's offset in the image (pixel · channels)
+  const float* xb = x + b * p.ih * p.iw * p.c;
+  float* dxb = dx + b * p.ih * p.iw * p.c;
+  auto zeroRows = [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t w = 0; w < p.iw; ++w) std::fill(dxb + (h * p.iw + w) * p.c + c0, dxb + (h * p.iw + w) * p.c + c1, 0.f);
+  };
+  int64_t zeroed = 0;
+  for (int64_t oh = 0; oh < p.oh; ++oh) {
+    const int64_t h0 = std::max<int64_t>(oh * p.sh - p.pt, 0), h1 = std::min(oh * p.sh - p.pt + p.wh, p.ih);
+    if (h1 > zeroed) zeroRows(zeroed, h1), zeroed = h1;
+    for (int64_t ow = 0; ow < p.ow; ++ow) {
+      const int64_t w0 = std::max<int64_t>(ow * p.sw - p.pl, 0), w1 = std::min(ow * p.sw - p.pl + p.ww, p.iw);
+      const float* g = dy + ((b * p.oh + oh) * p.ow + ow) * p.c;
+      for (int64_t k0 = c0; k0 < c1; k0 += kBlock) {
+        const int64_t width = std::min(kBlock, c1 - k0);
+        const int64_t first = (h0 * p.iw + w0) * p.c;
+        for (int64_t k = 0; k < width; ++k) best[k] = -std::numeric_limits<float>::infinity(), arg[k] = first;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const int64_t at = (h * p.iw + w) * p.c;
+            const float* cell = xb + at + k0;
+            for (int64_t k = 0; k < width; ++k) {
+              const bool wins = cell[k] > best[k];
+              best[k] = wins ? cell[k] : best[k];
+              arg[k] = wins ? at : arg[k];
+            }
+          }
+        float* d = dxb + k0;
+        for (int64_t k = 0; k < width; ++k) d[arg[k] + k] += g[k0 + k];
+      }
+    }
+  }
+  zeroRows(zeroed, p.ih);  // rows no window reaches
+}
+
+// inputs: dy, x. Tasks are images, or with fewer images than threads, channel ranges of them
+// (multiples of 16 channels: no shared cache lines); each writes its own part of dx. oneDNN's
+// backward sent an all-NaN (or −∞) window's gradient elsewhere than the contract's first cell,
+// and needed the forward run again for its workspace; this is as fast.
+void maxPool2dBackward(State&, const Args& a, Result& r) {
   a.expectCounts(2, 14);
   PoolGeom p = PoolGeom::parse(a);
   const float* dy = a.input(0, p.ySize(), "dy");
   const float* x = a.input(1, p.xSize(), "x");
-  PoolBwd& e = poolBwdEntry(s, p, kMaxPoolBwd, dnnl::algorithm::pooling_max);
-  // Temporaries from the buffer pool (no fresh pages per call); freed when they go out of scope.
-  auto yTmpBuf = scratchBuffer(e.fpd.dst_desc());
-  auto wsBuf = scratchBuffer(e.fpd.workspace_desc());
-  memory yTmp(e.fpd.dst_desc(), s.engine, yTmpBuf->data);
-  memory ws(e.fpd.workspace_desc(), s.engine, wsBuf->data);
   float* dx = r.add(p.xSize());
-  e.fwd.execute(s.stream, {{DNNL_ARG_SRC, wrap(s, e.src, x)}, {DNNL_ARG_DST, yTmp}, {DNNL_ARG_WORKSPACE, ws}});
-  e.prim.execute(s.stream, {{DNNL_ARG_DIFF_DST, wrap(s, e.dst, dy)},
-                            {DNNL_ARG_WORKSPACE, ws},
-                            {DNNL_ARG_DIFF_SRC, wrap(s, e.src, dx)}});
-  s.stream.wait();
+#ifdef _OPENMP
+  const int64_t threads = p.xSize() > kParallelMin ? omp_get_max_threads() : 1;
+#else
+  const int64_t threads = 1;
+#endif
+  const int64_t parts = p.n >= threads ? 1 : std::min<int64_t>((threads + p.n - 1) / p.n, (p.c + 15) / 16);
+  const int64_t step = ((p.c + parts - 1) / parts + 15) & ~int64_t(15);
+#pragma omp parallel for schedule(dynamic, 1) if (threads > 1)
+  for (int64_t t = 0; t < p.n * parts; ++t) {
+    const int64_t c0 = t % parts * step;
+    if (c0 < p.c) maxPoolBackwardPart(p, dy, x, dx, t / parts, c0, std::min(c0 + step, p.c));
+  }
 }
 
 // inputs: dy

@@ -410,6 +410,10 @@ const POOL_CASES: Array<[string, PoolSpec]> = [
     'Xception block-exit pool at 19×19, 64 channels',
     { height: 19, width: 19, channels: 64, window: [3, 3], stride: [2, 2], padding: 'same' },
   ],
+  [
+    '130 channels over 3 images (channel blocks of 64 and a remainder)',
+    { batch: 3, height: 7, width: 5, channels: 130, window: [3, 3], stride: [2, 2], padding: 'same' },
+  ],
 ];
 
 backendTest('max and average pooling forward and backward agree with the reference', (n) => {
@@ -431,7 +435,7 @@ backendTest('max and average pooling forward and backward agree with the referen
   }
 });
 
-backendTest('max pooling forward: NaN never wins, a window of only NaN and −∞ gives its first value, as the reference', (n) => {
+backendTest('max pooling: NaN never wins, a window of only NaN and −∞ gives (and takes the gradient at) its first value', (n) => {
   const rng = new Random(11);
   const pick = [Number.NaN, Number.NEGATIVE_INFINITY, Number.NaN, 0.5, -1];
   for (const [label, spec] of POOL_CASES) {
@@ -445,6 +449,8 @@ backendTest('max pooling forward: NaN never wins, a window of only NaN and −�
     const expected = R.download(R.maxPool2d(x.r, p), ys, 'float64');
     for (let i = 0; i < ys; i++)
       assert.ok(Object.is(actual[i], expected[i]) || actual[i] === expected[i], `${label} [${i}]: ${actual[i]} vs ${expected[i]}`);
+    const dy = pair(n, randomArray(rng, ys));
+    agree(n, `maxPool2dBackward ${label}`, n.maxPool2dBackward(dy.n, x.n, p), R.maxPool2dBackward(dy.r, x.r, p), poolInputSize(p));
     n.dispose(x.n);
   }
 });
