@@ -670,6 +670,25 @@ backendTest('applyUpdate for every rule and sumSquares agree with the reference 
   }
 });
 
+backendTest('sumSquares is NaN with any NaN and infinite with any infinity, wherever it sits', (n) => {
+  for (const size of [5, 17, 70_001]) {
+    for (const at of [0, size - 1, size >> 1]) {
+      for (const [bad, expect] of [
+        [Number.NaN, Number.isNaN],
+        [Number.POSITIVE_INFINITY, (v: number) => v === Number.POSITIVE_INFINITY],
+        [Number.NEGATIVE_INFINITY, (v: number) => v === Number.POSITIVE_INFINITY],
+      ] as const) {
+        const x = new Float32Array(size).fill(0.5);
+        x[at] = bad;
+        const h = n.upload(x);
+        const s = n.sumSquares(h, size);
+        n.dispose(h);
+        assert.ok(expect(s), `size ${size}, ${bad} at ${at}: ${s}`);
+      }
+    }
+  }
+});
+
 backendTest('a filter updated in place is seen by the next convolution (no stale cached layout)', (n) => {
   const rng = new Random(15);
   const p = convParams({ height: 7, width: 7, inChannels: 32, outChannels: 64, kernel: [1, 1], padding: 'valid' });
