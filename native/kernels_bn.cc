@@ -278,10 +278,9 @@ void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
 }
 
 // inputs: x, gamma, beta, mean, variance → y. With `relu`, y = max(0, batch norm).
-void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
-  a.expectCounts(5, 3);
+template <class X>
+void batchNormInferenceOn(const X* x, const Args& a, Result& r, bool relu) {
   BnShape b = BnShape::parse(a);
-  const float* x = a.input(0, b.size(), "x");
   const float* gamma = a.input(1, b.ch, "gamma");
   const float* beta = a.input(2, b.ch, "beta");
   const float* mean = a.input(3, b.ch, "mean");
@@ -295,9 +294,16 @@ void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
   std::vector<float> wm = widen(b, std::vector<float>(mean, mean + b.ch)), wa = widen(b, scale),
                      wb = widen(b, std::vector<float>(beta, beta + b.ch));
   forRows(b, threadsFor(b.size()), [&](int64_t row, int64_t count, int64_t width, int) {
-    (relu ? normalizeReluRows<float> : normalizeRows<float>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(),
-                                                             wa.data(), wb.data());
+    (relu ? normalizeReluRows<X> : normalizeRows<X>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(),
+                                                     wb.data());
   });
+}
+
+void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
+  a.expectCounts(5, 3);
+  const int64_t n = BnShape::parse(a).size();
+  if (const uint16_t* low = a.lowInput(0, n, "x")) return batchNormInferenceOn(low, a, r, relu);
+  batchNormInferenceOn(a.input(0, n, "x"), a, r, relu);
 }
 
 // inputs: dy, x, gamma, mean, variance → dx, dgamma, dbeta. With xhat = (x − mean)·invStd:

@@ -315,6 +315,7 @@ bf16Test('a bf16 pointwise output is kept as bf16, and every reader of it sees t
     const q = { ...bn, relu };
     same(`batchNormTrain relu=${relu}`, (v) => Object.values(n.batchNormTrain(v, gamma, beta, q)), [size, c, c], 1e-6);
     const t = n.batchNormTrain(copy, gamma, beta, q);
+    same(`batchNormInference relu=${relu}`, (v) => [n.batchNormInference(v, gamma, beta, t.mean, t.variance, q)], [size], 1e-6);
     const dy = up(size);
     n.setConvPrecision('fp32'); // a float32 dx, to compare values
     same(
