@@ -233,6 +233,17 @@ std::vector<double> fold(const BnShape& b, const ThreadPartials& part, int threa
   return out;
 }
 
+// y = (x − m)·a + b per channel over every row (with `relu`, max(0, ·)).
+template <class X>
+void normalizeAll(const BnShape& b, int threads, const X* x, float* y, const std::vector<float>& m, const std::vector<float>& a,
+                  const std::vector<float>& shift, bool relu) {
+  std::vector<float> wm = widen(b, m), wa = widen(b, a), wb = widen(b, shift);
+  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
+    (relu ? normalizeReluRows<X> : normalizeRows<X>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(),
+                                                     wb.data());
+  });
+}
+
 // inputs: x, gamma, beta → y, mean, variance (biased). With `relu`, y = max(0, batch norm).
 template <class X>
 void batchNormTrainOn(const X* x, const Args& a, Result& r, bool relu) {
@@ -254,7 +265,7 @@ void batchNormTrainOn(const X* x, const Args& a, Result& r, bool relu) {
   });
   std::vector<double> s1 = fold(b, p1, threads), s2 = fold(b, p2, threads);
 
-  std::vector<float> m(static_cast<size_t>(b.ch)), scale(m.size()), shiftOut(m.size());
+  std::vector<float> m(static_cast<size_t>(b.ch)), scale(m.size());
   const double n = static_cast<double>(b.rows);
   for (int64_t c = 0; c < b.ch; ++c) {
     const double m1 = s1[c] / n;  // mean of (x − shift)
@@ -263,11 +274,7 @@ void batchNormTrainOn(const X* x, const Args& a, Result& r, bool relu) {
     var[c] = static_cast<float>(v);
     scale[c] = static_cast<float>(gamma[c] / std::sqrt(v + b.eps));
   }
-  std::vector<float> wm = widen(b, m), wa = widen(b, scale), wb = widen(b, std::vector<float>(beta, beta + b.ch));
-  forRows(b, threads, [&](int64_t row, int64_t count, int64_t width, int) {
-    (relu ? normalizeReluRows<X> : normalizeRows<X>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(),
-                                                     wb.data());
-  });
+  normalizeAll(b, threads, x, y, m, scale, std::vector<float>(beta, beta + b.ch), relu);
 }
 
 void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
@@ -291,12 +298,8 @@ void batchNormInferenceOn(const X* x, const Args& a, Result& r, bool relu) {
   std::vector<float> scale(static_cast<size_t>(b.ch));
   for (int64_t c = 0; c < b.ch; ++c)
     scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps));
-  std::vector<float> wm = widen(b, std::vector<float>(mean, mean + b.ch)), wa = widen(b, scale),
-                     wb = widen(b, std::vector<float>(beta, beta + b.ch));
-  forRows(b, threadsFor(b.size()), [&](int64_t row, int64_t count, int64_t width, int) {
-    (relu ? normalizeReluRows<X> : normalizeRows<X>)(x + row * b.ch, y + row * b.ch, count, width, wm.data(), wa.data(),
-                                                     wb.data());
-  });
+  normalizeAll(b, threadsFor(b.size()), x, y, std::vector<float>(mean, mean + b.ch), scale,
+               std::vector<float>(beta, beta + b.ch), relu);
 }
 
 void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
