@@ -47,10 +47,7 @@ std::unique_ptr<Buffer> allocLowBuffer(int64_t size) {
 
 XN_CLONES void widenBf16(const uint16_t* src, float* dst, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-    std::memcpy(dst + i, &bits, sizeof bits);
-  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16ToFloat(src[i]);
 }
 
 void materialize(Buffer& b) {

@@ -16,6 +16,9 @@
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 // Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 (the build has no -march flag);
 // the loader picks one at run time.
@@ -29,6 +32,31 @@ namespace xnative {
 
 // Below this many elements one thread does it all: a parallel region costs a few microseconds.
 constexpr int64_t kParallelMin = 1 << 15;
+
+// OpenMP's view, or one thread in a build without it: the threads a loop over n elements gets,
+// and inside a parallel region this thread's number and the team's size.
+inline int threadsFor(int64_t n) {
+#ifdef _OPENMP
+  return n > kParallelMin ? omp_get_max_threads() : 1;
+#else
+  (void)n;
+  return 1;
+#endif
+}
+inline int threadId() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+inline int teamSize() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
 
 // Per-thread rows of float64 partial sums for the parallel reductions. Each thread's row starts
 // on its own 64-byte cache line with a full line of padding after it: the rows are written once per
@@ -115,7 +143,14 @@ inline bool isLow(const Buffer& b) { return b.data == nullptr && b.low != nullpt
 // Gives a low buffer its float32 contents (the bf16 values widened exactly) and drops the bf16
 // copy: from then on it is an ordinary buffer. No-op for other buffers.
 void materialize(Buffer& b);
-// dst[i] = the bf16 value src[i] as float32 (exact).
+// A bf16 value as float32 (exact: its bits are the float's upper half).
+inline float bf16ToFloat(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+// dst[i] = bf16ToFloat(src[i]).
 void widenBf16(const uint16_t* src, float* dst, int64_t n);
 
 // Live native memory, for diagnostics and leak tests.

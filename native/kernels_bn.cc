@@ -21,10 +21,6 @@
 
 #include "common.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace xnative {
 namespace {
 
@@ -52,44 +48,21 @@ struct BnShape {
   int64_t size() const { return rows * ch; }
 };
 
-int threadsFor(int64_t n) {
-#ifdef _OPENMP
-  return n > kParallelMin ? omp_get_max_threads() : 1;
-#else
-  (void)n;
-  return 1;
-#endif
-}
-
-int threadId() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-int teamSize() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
 // Rows [r0, r1) of this thread out of `rows`, split evenly.
 void rowRange(int64_t rows, int t, int threads, int64_t& r0, int64_t& r1) {
   r0 = rows * t / threads;
   r1 = rows * (t + 1) / threads;
 }
 
-// Element i of x as float32: a float, or a bf16 value (its bits are a float's upper half).
+// Element i of x as float32: a float, or a bf16 value.
 inline float ld(const float* x, int64_t i) { return x[i]; }
-inline float ld(const uint16_t* x, int64_t i) {
-  const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
+inline float ld(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
+
+// Runs body(x) with input i's contents as they are stored: bf16 for a low buffer, else float32.
+template <class Body>
+void onInput(const Args& a, size_t i, int64_t n, Body body) {
+  if (const uint16_t* low = a.lowInput(i, n, "x")) return body(low);
+  body(a.input(i, n, "x"));
 }
 
 // Σ (x − shift) and Σ (x − shift)² over `count` rows of `width` values, added to s1, s2.
@@ -279,9 +252,7 @@ void batchNormTrainOn(const X* x, const Args& a, Result& r, bool relu) {
 
 void batchNormTrainImpl(const Args& a, Result& r, bool relu) {
   a.expectCounts(3, 3);
-  const int64_t n = BnShape::parse(a).size();
-  if (const uint16_t* low = a.lowInput(0, n, "x")) return batchNormTrainOn(low, a, r, relu);
-  batchNormTrainOn(a.input(0, n, "x"), a, r, relu);
+  onInput(a, 0, BnShape::parse(a).size(), [&](auto x) { batchNormTrainOn(x, a, r, relu); });
 }
 
 // inputs: x, gamma, beta, mean, variance → y. With `relu`, y = max(0, batch norm).
@@ -304,9 +275,7 @@ void batchNormInferenceOn(const X* x, const Args& a, Result& r, bool relu) {
 
 void batchNormInferenceImpl(const Args& a, Result& r, bool relu) {
   a.expectCounts(5, 3);
-  const int64_t n = BnShape::parse(a).size();
-  if (const uint16_t* low = a.lowInput(0, n, "x")) return batchNormInferenceOn(low, a, r, relu);
-  batchNormInferenceOn(a.input(0, n, "x"), a, r, relu);
+  onInput(a, 0, BnShape::parse(a).size(), [&](auto x) { batchNormInferenceOn(x, a, r, relu); });
 }
 
 // inputs: dy, x, gamma, mean, variance → dx, dgamma, dbeta. With xhat = (x − mean)·invStd:
@@ -384,10 +353,8 @@ void batchNormBackwardOn(const X* x, const Args& a, Result& r, bool relu, bool l
 
 void batchNormBackwardImpl(const Args& a, Result& r, bool relu, bool bf16) {
   a.expectCounts(relu ? 6 : 5, 3);
-  const int64_t n = BnShape::parse(a).size();
   const bool lowDx = bf16 && ownBf16Rounding();
-  if (const uint16_t* low = a.lowInput(1, n, "x")) return batchNormBackwardOn(low, a, r, relu, lowDx);
-  batchNormBackwardOn(a.input(1, n, "x"), a, r, relu, lowDx);
+  onInput(a, 1, BnShape::parse(a).size(), [&](auto x) { batchNormBackwardOn(x, a, r, relu, lowDx); });
 }
 
 void batchNormTrain(State&, const Args& a, Result& r) { batchNormTrainImpl(a, r, false); }

@@ -16,10 +16,6 @@
 
 #include "common.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace xnative {
 namespace {
 
@@ -645,13 +641,7 @@ void roundBf16Paths(State& s, const Args& a, Result& r) {
   const float* x = a.input(0, n, "x");
   const ToBf16& flat = flatBf16(s, n);
   std::vector<uint16_t> low(static_cast<size_t>(n));
-  auto widen = [&] {
-    float* out = r.add(n);
-    for (int64_t i = 0; i < n; i++) {
-      uint32_t bits = static_cast<uint32_t>(low[i]) << 16;
-      std::memcpy(out + i, &bits, sizeof bits);
-    }
-  };
+  auto widen = [&] { widenBf16(low.data(), r.add(n), n); };
   memory user = wrap(s, flat.from, x), lowMem(flat.to, s.engine, low.data());
   flat.prim.execute(s.stream, user, lowMem);
   s.stream.wait();
@@ -1062,11 +1052,7 @@ void maxPool2dBackward(State&, const Args& a, Result& r) {
   const float* dy = a.input(0, p.ySize(), "dy");
   const float* x = a.input(1, p.xSize(), "x");
   float* dx = r.add(p.xSize());
-#ifdef _OPENMP
-  const int64_t threads = p.xSize() > kParallelMin ? omp_get_max_threads() : 1;
-#else
-  const int64_t threads = 1;
-#endif
+  const int64_t threads = threadsFor(p.xSize());
   const int64_t parts = p.n >= threads ? 1 : std::min<int64_t>((threads + p.n - 1) / p.n, (p.c + 15) / 16);
   const int64_t step = ((p.c + parts - 1) / parts + 15) & ~int64_t(15);
 #pragma omp parallel for schedule(dynamic, 1) if (threads > 1)
@@ -1154,8 +1140,6 @@ const char* bf16Hardware() {
   }
 }
 
-// Whether operands are rounded by our own AVX512_BF16 loop (round_bf16.cc): where bf16 is native
-// as oneDNN sees it (ONEDNN_MAX_CPU_ISA included), else oneDNN's reorder rounds them.
 bool ownBf16Rounding() {
   static const bool native = std::strcmp(bf16Hardware(), "native") == 0;
   return native;

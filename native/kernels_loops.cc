@@ -8,10 +8,6 @@
 
 #include "common.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace xnative {
 namespace {
 
@@ -132,19 +128,11 @@ void sumRows(State&, const Args& a, Result& r) {
   float* out = r.add(ch);
   // One row of partial sums per thread, allocated here: nothing may throw inside the parallel
   // region (an exception escaping an OpenMP region terminates the process).
-#ifdef _OPENMP
-  const int threads = n > kParallelMin ? omp_get_max_threads() : 1;
-#else
-  const int threads = 1;
-#endif
+  const int threads = threadsFor(n);
   ThreadPartials part(threads, ch);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-#ifdef _OPENMP
-    double* mine = part.row(omp_get_thread_num());
-#else
-    double* mine = part.row(0);
-#endif
+    double* mine = part.row(threadId());
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
       const float* xr = x + i * ch;
@@ -477,19 +465,11 @@ void sumSquares(State&, const Args& a, Result& r) {
   a.expectCounts(1, 1);
   const int64_t n = a.dim(0, "size");
   const float* x = a.input(0, n, "x");
-#ifdef _OPENMP
-  const int threads = n > kParallelMin ? omp_get_max_threads() : 1;
-#else
-  const int threads = 1;
-#endif
+  const int threads = threadsFor(n);
   std::vector<double> part(static_cast<size_t>(threads), 0.0);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-#ifdef _OPENMP
-    const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
-#else
-    const int64_t t = 0, team = 1;
-#endif
+    const int64_t t = threadId(), team = teamSize();
     const int64_t b = n * t / team, e = n * (t + 1) / team;
     part[static_cast<size_t>(t)] = squaresOf(x + b, e - b);
   }

@@ -2,9 +2,6 @@
 // vcvtne2ps2bf16. The bf16 convolutions round their operands element for element; oneDNN's flat
 // reorder did that at ~39 GB/s on tensors in cache, this loop at ~125 (2-core Zen 5, 1.5M floats).
 #include <immintrin.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include <algorithm>
 
@@ -29,11 +26,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void roundSpanTo
 void roundToBf16Avx512(const float* x, uint16_t* y, int64_t n) {
 #pragma omp parallel if (n > kParallelMin)
   {
-#ifdef _OPENMP
-    const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
-#else
-    const int64_t t = 0, team = 1;
-#endif
+    const int64_t t = threadId(), team = teamSize();
     // Whole 32-value blocks per thread; the last thread takes the tail.
     const int64_t blocks = n / 32, b0 = blocks * t / team, b1 = blocks * (t + 1) / team;
     const int64_t end = t == team - 1 ? n : b1 * 32;
