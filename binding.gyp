@@ -9,6 +9,7 @@
         "native/kernels_dnnl.cc",
         "native/kernels_loops.cc",
         "native/kernels_bn.cc",
+        "native/kernels_dw.cc",
         "native/plan.cc",
         "native/round_bf16.cc"
       ],

@@ -133,6 +133,21 @@ struct Buffer {
 void roundToBf16Avx512(const float* x, uint16_t* y, int64_t n);
 void roundSpanToBf16Avx512(const float* x, uint16_t* y, int64_t n);
 
+// Depthwise 3×3 convolutions, stride 1, one pixel of padding, over nhwc (kernels_dw.cc): own
+// AVX-512 loops, usable where ownDepthwiseAvailable(). Tensors are n × h × w × c (input and output
+// the same size); the filter is Keras's [3, 3, c, 1]. Storage is float32 or bf16 (uint16_t; a bf16
+// output needs AVX512_BF16: ownBf16Rounding()).
+struct DwShape {
+  int64_t n, h, w, c;
+};
+bool ownDepthwiseAvailable();
+// y = depthwise(x, w), or with w turned 180° (`turned`: the input gradient, x being dy).
+template <class In, class Out>
+void depthwise3x3(const DwShape& s, const In* x, const float* w, bool turned, Out* y);
+// dw[3, 3, c, 1] = Σ over pixels of x(tap) · dy.
+template <class Dy>
+void depthwise3x3Filter(const DwShape& s, const float* x, const Dy* dy, float* dw);
+
 // Allocates 64-byte aligned storage (what oneDNN kernels like); zero-filled if asked.
 std::unique_ptr<Buffer> allocBuffer(int64_t size, bool zero);
 

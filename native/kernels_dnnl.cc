@@ -200,6 +200,13 @@ struct ConvGeom {
     if (ic < kWidestChannelBlock || g != 1) return false;
     return p != Pass::kBackwardFilter || !(kh == 1 && kw == 1) || pointwise();
   }
+  // Xception's depthwise layers (3×3, stride 1, one pixel of padding) run as own loops
+  // (kernels_dw.cc), which read and write bf16 where the bf16 neighbours keep it.
+  bool ownDepthwise() const {
+    return g > 1 && g == ic && g == oc && kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && pt == 1 &&
+           pl == 1 && pb == 1 && pr == 1 && oh == ih && ow == iw && ownDepthwiseAvailable();
+  }
+  DwShape dwShape() const { return {n, ih, iw, ic}; }
   bool pointwise() const {
     return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0 && g == 1;
   }
@@ -489,7 +496,7 @@ bool lowForwardOutput() { return ownBf16Rounding(); }
 
 GemmBf16* pointwiseBf16(State& s, const ConvGeom& c, ConvGeom::Pass p) {
   GemmBf16& e = p == ConvGeom::Pass::kForward        ? gemmBf16Entry(s, c.pixels(), c.oc, c.ic, false, false, lowForwardOutput())
-                : p == ConvGeom::Pass::kBackwardData ? gemmBf16Entry(s, c.pixels(), c.ic, c.oc, false, true, false)
+                : p == ConvGeom::Pass::kBackwardData ? gemmBf16Entry(s, c.pixels(), c.ic, c.oc, false, true, lowForwardOutput())
                                                      : gemmBf16Entry(s, c.ic, c.oc, c.pixels(), true, false, false);
   return e.f32Instead ? nullptr : &e;
 }
@@ -502,6 +509,7 @@ void gemm(const Args& a, char transA, char transB, int64_t m, int64_t n, int64_t
 
 constexpr const char* kGemmImpl = "gemm:dnnl_sgemm";
 constexpr const char* kGatherGemmImpl = "gather+gemm:dnnl_sgemm";
+constexpr const char* kOwnDepthwiseImpl = "own:depthwise3x3_avx512";
 
 // The input pixels a 1×1 convolution reads, one [ic] row per output pixel (zeros where the
 // window sits on padding): the [n·oh·ow, ic] matrix its filter gradient multiplies with dY.
@@ -517,6 +525,19 @@ void gatherPointwiseInput(const ConvGeom& c, const float* x, float* rows) {
     else
       std::copy_n(x + ((b * c.ih + iy) * c.iw + ix) * c.ic, c.ic, row);
   }
+}
+
+// A depthwise pass as own loops: y = depthwise(input 0, w), or with w turned 180° for the input
+// gradient (input 0 then dy). Input 0 is read as it is stored; y is bf16 if `lowOutput`.
+void depthwiseForward(const Args& a, Result& r, const ConvGeom& c, const float* w, bool lowOutput, bool turned = false) {
+  const int64_t inSize = turned ? c.ySize() : c.xSize(), outSize = turned ? c.xSize() : c.ySize();
+  const DwShape d = c.dwShape();
+  auto run = [&](const auto* in) {
+    if (lowOutput) return depthwise3x3(d, in, w, turned, r.addLow(outSize));
+    depthwise3x3(d, in, w, turned, r.add(outSize));
+  };
+  if (const uint16_t* low = a.lowInput(0, inSize, turned ? "dy" : "x")) return run(low);
+  run(a.input(0, inSize, turned ? "dy" : "x"));
 }
 
 // inputs: x, w
@@ -536,6 +557,7 @@ void conv2dAs(State& s, const Args& a, Result& r, bool bf16) {
     runGemmBf16(s, *e, xl, temporaryBf16(s, w, c.wSize(), wLow), y);
     return;
   }
+  if (c.ownDepthwise()) return depthwiseForward(a, r, c, w, bf16 && lowForwardOutput());
   const float* x = a.input(0, c.xSize(), "x");
   if (c.runsAsGemm(ConvGeom::Pass::kForward)) {  // Y = X · W
     float* y = r.add(c.ySize());
@@ -571,9 +593,11 @@ void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
     if (!e) return conv2dBackwardInputAs(s, a, r, false);
     std::unique_ptr<Buffer> wLow;
     void* dyl = keptBf16(s, *a.in[0], c.ySize());
-    runGemmBf16(s, *e, dyl, temporaryBf16(s, w, c.wSize(), wLow), r.add(c.xSize()));
+    void* dx = lowForwardOutput() ? static_cast<void*>(r.addLow(c.xSize())) : static_cast<void*>(r.add(c.xSize()));
+    runGemmBf16(s, *e, dyl, temporaryBf16(s, w, c.wSize(), wLow), dx);
     return;
   }
+  if (c.ownDepthwise()) return depthwiseForward(a, r, c, w, false, true);
   const float* dy = a.input(0, c.ySize(), "dy");
   ConvBwdData& e = convBwdDataEntry(s, c);
   if (e.f32Instead) return conv2dBackwardInputAs(s, a, r, false);
@@ -593,8 +617,8 @@ void conv2dBackwardInputAs(State& s, const Args& a, Result& r, bool bf16) {
 void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
   a.expectCounts(2, 18);
   ConvGeom c = ConvGeom::parse(a);
-  const float* x = a.input(0, c.xSize(), "x");
-  a.lowInput(1, c.ySize(), "dy");  // checked here; read as float32 only where needed
+  a.lowInput(0, c.xSize(), "x");  // checked here; read as float32 only where needed
+  a.lowInput(1, c.ySize(), "dy");
   c.bf16 = bf16 && c.bf16Pays(ConvGeom::Pass::kBackwardFilter);
   if (c.bf16 && c.pointwise()) {
     GemmBf16* e = pointwiseBf16(s, c, ConvGeom::Pass::kBackwardFilter);
@@ -604,6 +628,12 @@ void conv2dBackwardFilterAs(State& s, const Args& a, Result& r, bool bf16) {
     dropKeptBf16(s, *a.in[0], c.xSize());
     dropKeptBf16(s, *a.in[1], c.ySize());
     return;
+  }
+  const float* x = a.input(0, c.xSize(), "x");
+  if (c.ownDepthwise()) {
+    float* dw = r.add(c.wSize());
+    if (const uint16_t* dyl = a.lowInput(1, c.ySize(), "dy")) return depthwise3x3Filter(c.dwShape(), x, dyl, dw);
+    return depthwise3x3Filter(c.dwShape(), x, a.input(1, c.ySize(), "dy"), dw);
   }
   const float* dy = a.input(1, c.ySize(), "dy");
   if (c.runsAsGemm(ConvGeom::Pass::kBackwardFilter)) {  // dW = Xᵀ · dY
@@ -1117,6 +1147,7 @@ std::string describeConv(State& s, const Args& a, int which, bool bf16) {
   c.bf16 = bf16 && which >= 0 && which <= 2 && c.bf16Pays(passes[which]);
   if (which >= 0 && which <= 2 && c.runsAsGemm(passes[which])) return kGemmImpl;
   if (which == 2 && c.stridedPointwiseFewChannels()) return kGatherGemmImpl;
+  if (which >= 0 && which <= 2 && c.ownDepthwise()) return kOwnDepthwiseImpl;
   if (which >= 0 && which <= 2 && c.bf16 && c.pointwise()) {
     GemmBf16* e = pointwiseBf16(s, c, passes[which]);
     return e ? std::string("matmul:") + e->pd.impl_info_str() : describeConv(s, a, which, false);

@@ -66,6 +66,8 @@ const CONV_SPECS: ConvSpec[] = [
   { height: 7, width: 5, inChannels: 4, outChannels: 6, kernel: [3, 2], dilation: [2, 1], padding: { height: [1, 0], width: [0, 1] } },
   { batch: 2, height: 5, width: 4, inChannels: 4, outChannels: 6, kernel: [3, 3], padding: 'same', groups: 2 },
   { height: 6, width: 5, inChannels: 3, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: 'same', groups: 3 },
+  // Xception's depthwise layers (the native backend's own loops): inner columns in fours and edges.
+  { batch: 2, height: 4, width: 7, inChannels: 5, outChannels: 5, kernel: [3, 3], padding: 'same', groups: 5 },
   { batch: 2, height: 3, width: 4, inChannels: 9, outChannels: 7, kernel: [1, 1], padding: 'valid' },
 ];
 

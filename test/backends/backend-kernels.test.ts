@@ -164,6 +164,12 @@ const CONV_CASES: Array<[string, ConvSpec]> = [
     { height: 9, width: 9, inChannels: 16, outChannels: 24, kernel: [1, 1], stride: [2, 2], padding: 'same' },
   ],
   ['Xception middle-flow pointwise, smaller', { height: 5, width: 5, inChannels: 128, outChannels: 96, kernel: [1, 1], padding: 'valid' }],
+  // Xception's depthwise layers (3×3, stride 1, same) at the edges of the native backend's own loops:
+  // one row or column, inner columns in fours with a leftover, channel counts around the 16 lanes.
+  ['depthwise 3×3, one row', { batch: 2, height: 1, width: 5, inChannels: 5, outChannels: 5, kernel: [3, 3], padding: 'same', groups: 5 }],
+  ['depthwise 3×3, one column', { height: 4, width: 1, inChannels: 17, outChannels: 17, kernel: [3, 3], padding: 'same', groups: 17 }],
+  ['depthwise 3×3, 2×2', { height: 2, width: 2, inChannels: 33, outChannels: 33, kernel: [3, 3], padding: 'same', groups: 33 }],
+  ['depthwise 3×3, 5×10', { batch: 2, height: 5, width: 10, inChannels: 40, outChannels: 40, kernel: [3, 3], padding: 'same', groups: 40 }],
   [
     'Xception depthwise at 10×10, 64 channels',
     { height: 10, width: 10, inChannels: 64, outChannels: 64, kernel: [3, 3], padding: 'same', groups: 64 },
@@ -184,6 +190,27 @@ backendTest('conv2d at the full Xception middle-flow shapes (19×19, 728 channel
     { height: 19, width: 19, inChannels: 728, outChannels: 728, kernel: [3, 3], padding: 'same', groups: 728 },
     'depthwise',
   );
+});
+
+backendTest('a depthwise tap that falls on padding adds nothing, even an infinite one (no 0·∞)', (n) => {
+  const p = convParams({ height: 3, width: 4, inChannels: 3, outChannels: 3, kernel: [3, 3], padding: 'same', groups: 3 });
+  const x = Float32Array.from({ length: convInputSize(p) }, (_, i) => 1 + (i % 5));
+  const w = new Float32Array(convFilterSize(p)).fill(0.5);
+  w.fill(Number.POSITIVE_INFINITY, 0, 3); // tap (0, 0) of every channel: on padding for the top row and left column
+  const dy = Float32Array.from({ length: convOutputSize(p) }, (_, i) => (i % 3) - 1);
+  const exact = (ours: ArrayLike<number>, ref: ArrayLike<number>, what: string) =>
+    assert.deepEqual(Array.from(ours), Array.from(ref, Number), what);
+  const [xn, wn, dyn] = [x, w, dy].map((v) => n.upload(v));
+  const [xr, wr, dyr] = [x, w, dy].map((v) => R.upload(Float64Array.from(v)));
+  // Small integers and halves: every sum is exact in float32, so the results must match exactly.
+  exact(
+    n.download(n.conv2d(xn!, wn!, p), convOutputSize(p), 'float32'),
+    R.download(R.conv2d(xr!, wr!, p), convOutputSize(p), 'float64'),
+    'forward',
+  );
+  const dx = n.download(n.conv2dBackwardInput(dyn!, wn!, p), convInputSize(p), 'float32');
+  exact(dx, R.download(R.conv2dBackwardInput(dyr!, wr!, p), convInputSize(p), 'float64'), 'backward input');
+  for (const h of [xn!, wn!, dyn!]) n.dispose(h);
 });
 
 nativeTest('pointwise convolutions run each pass as a GEMM or a convolution primitive by shape, with the same results', (n) => {

@@ -161,7 +161,7 @@ bf16Test('bf16 mode runs in bf16 where it pays: not with few input channels, not
   const cases: Array<[ConvSpec, boolean[]]> = [
     [BF16_CASES[6]![1], [true, true, true]], // pointwise: its filter gradient as a bf16 matmul
     [BF16_CASES[7]![1], [true, true, false]], // strided 1×1: the filter gradient stays float32
-    [BF16_CASES[4]![1], [false, false, false]], // depthwise: memory-bound, bf16 loses
+    [BF16_CASES[4]![1], [false, false, false]], // depthwise: float32 arithmetic (bf16 only in storage)
     [BF16_CASES[1]![1], [false, false, false]], // the 3-channel stem
     [{ batch: 2, height: 9, width: 9, inChannels: 32, outChannels: 16, kernel: [3, 3], padding: 'same' }, [true, true, true]],
   ];
@@ -336,6 +336,46 @@ bf16Test('a bf16 pointwise output is kept as bf16, and every reader of it sees t
   // After a float32 reader widened it, it is an ordinary tensor with the same values.
   assert.deepEqual(n.download(low, size, 'float32'), values);
   for (const h of [x, w, w2, low, copy, gamma, beta]) n.dispose(h);
+});
+
+bf16Test('a bf16 pointwise input gradient is kept as bf16', (n) => {
+  if (n.bf16Hardware() !== 'native') return; // emulated bf16 runs the pointwise passes in float32
+  const rng = new Random(24);
+  const p = convParams({ batch: 2, height: 5, width: 6, inChannels: 40, outChannels: 24, kernel: [1, 1], padding: 'valid' });
+  const size = convInputSize(p);
+  const dy = n.upload(Float32Array.from(randomArray(rng, convOutputSize(p)))),
+    w = n.upload(Float32Array.from(randomArray(rng, convFilterSize(p))));
+  const before = n.stats().bytes;
+  const dx = n.conv2dBackwardInput(dy, w, p);
+  assert.ok(n.stats().bytes - before < size * 4, `a ${size}-value input gradient took ${n.stats().bytes - before} bytes`);
+  assert.ok(allBf16(n.download(dx, size, 'float32') as Float32Array), 'the input gradient holds values that are not bf16');
+  for (const h of [dy, w, dx]) n.dispose(h);
+});
+
+bf16Test('bf16 depthwise: the output is kept as bf16, the float32 output rounded bit for bit; low gradients read as their copies', (n) => {
+  if (n.bf16Hardware() !== 'native') return; // where bf16 is emulated, nothing is stored as bf16
+  const rng = new Random(25);
+  // 24 channels: a whole 16-lane block and a masked one; width 9: inner columns in fours and a leftover.
+  const p = convParams({ batch: 2, height: 5, width: 9, inChannels: 24, outChannels: 24, kernel: [3, 3], padding: 'same', groups: 24 });
+  const size = convOutputSize(p);
+  const up = (k: number) => n.upload(Float32Array.from(randomArray(rng, k)));
+  const x = up(convInputSize(p)),
+    w = up(convFilterSize(p));
+  const before = n.stats().bytes;
+  const low = n.conv2d(x, w, p);
+  assert.ok(n.stats().bytes - before < size * 4, `a ${size}-value output took ${n.stats().bytes - before} bytes`);
+  const values = n.download(low, size, 'float32') as Float32Array;
+  n.setConvPrecision('fp32');
+  const full = n.download(n.conv2d(x, w, p), size, 'float32') as Float32Array;
+  n.setConvPrecision('bf16');
+  assert.deepEqual(values, n.bf16RoundingPaths(full).own, 'the bf16 output is not the float32 output rounded');
+  // The output as an output gradient (same shape): both backward passes read it as its float32 copy.
+  const copy = n.upload(values);
+  const take = (h: Handle, k: number) => n.download(h, k, 'float32');
+  assert.deepEqual(take(n.conv2dBackwardInput(low, w, p), size), take(n.conv2dBackwardInput(copy, w, p), size), 'backward input');
+  const k = convFilterSize(p);
+  assert.deepEqual(take(n.conv2dBackwardFilter(x, low, p), k), take(n.conv2dBackwardFilter(x, copy, p), k), 'filter gradient');
+  for (const h of [x, w, low, copy]) n.dispose(h);
 });
 
 bf16Test('bf16 batch-norm backward gives dx as bf16: the float32 dx rounded, bit for bit', (n) => {
